@@ -1,0 +1,252 @@
+/**
+ * BERT blocks, as in Devlin et al. 2019 and Hugging Face `modeling_bert.py`.
+ *
+ * Weights live in a flat map keyed by Hugging Face names
+ * (`bert.encoder.layer.0.attention.self.query.weight`, ...). Linear weights are
+ * stored [out, in], as PyTorch stores them, and applied as x · Wᵀ + b.
+ *
+ * Shapes: B batch, L sequence, H hidden, nh heads, dh = H / nh, V vocab.
+ */
+import * as tf from "../engine/tf";
+import type { Rng } from "../engine/rng";
+import type { BertConfig } from "./config";
+
+export type Weights = ReadonlyMap<string, tf.Tensor>;
+
+/** Training mode turns dropout on; its seeds come from the run's generator. */
+export interface ForwardOptions {
+  readonly training: boolean;
+  readonly rng?: Rng;
+}
+
+/** float32's lowest value, added to masked attention scores (as HF does). Finite, so a fully masked row stays NaN-free. */
+export const MASK_VALUE = -3.4028234663852886e38;
+
+function weight(w: Weights, name: string): tf.Tensor {
+  const t = w.get(name);
+  if (!t) throw new Error(`Model weight "${name}" is missing; the checkpoint or init does not match this config.`);
+  return t;
+}
+
+/** y = x · Wᵀ + b. x [..., in], W [out, in], b [out] -> [..., out] */
+export function dense(w: Weights, prefix: string, x: tf.Tensor): tf.Tensor {
+  const W = weight(w, `${prefix}.weight`) as tf.Tensor2D;
+  const b = weight(w, `${prefix}.bias`);
+  const inDim = x.shape[x.shape.length - 1];
+  const lead = x.shape.slice(0, -1);
+  const y = tf.matMul(x.reshape([-1, inDim]) as tf.Tensor2D, W, false, true); // [N, out]
+  return tf.add(y, b).reshape([...lead, W.shape[0]]);
+}
+
+/** LayerNorm over the last axis. x [..., H] -> [..., H] */
+export function layerNorm(w: Weights, prefix: string, x: tf.Tensor, eps: number): tf.Tensor {
+  const { mean, variance } = tf.moments(x, -1, true);
+  const normed = tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, eps)));
+  return tf.add(tf.mul(normed, weight(w, `${prefix}.weight`)), weight(w, `${prefix}.bias`));
+}
+
+/** Exact GELU: x · Φ(x) = 0.5 · x · (1 + erf(x / √2)). */
+export function gelu(x: tf.Tensor): tf.Tensor {
+  return tf.mul(tf.mul(x, 0.5), tf.add(1, tf.erf(tf.mul(x, Math.SQRT1_2))));
+}
+
+export function dropout(x: tf.Tensor, rate: number, opts: ForwardOptions): tf.Tensor {
+  if (!opts.training || rate === 0) return x;
+  if (!opts.rng) throw new Error("Dropout in training mode needs the run's generator; pass { training: true, rng }.");
+  return tf.dropout(x, rate, undefined, opts.rng.seed());
+}
+
+/**
+ * Word + position + token-type embeddings, then LayerNorm and dropout.
+ * inputIds [B, L] int32, tokenTypeIds [B, L] int32 or none (all zeros) -> [B, L, H]
+ */
+export function bertEmbeddings(
+  w: Weights,
+  cfg: BertConfig,
+  inputIds: tf.Tensor2D,
+  tokenTypeIds: tf.Tensor2D | null,
+  opts: ForwardOptions,
+  prefix = "bert.embeddings",
+): tf.Tensor3D {
+  const [, L] = inputIds.shape;
+  const words = tf.gather(weight(w, `${prefix}.word_embeddings.weight`), inputIds); // [B, L, H]
+  const positions = tf.gather(weight(w, `${prefix}.position_embeddings.weight`), tf.range(0, L, 1, "int32")); // [L, H]
+  const types = tokenTypeIds
+    ? tf.gather(weight(w, `${prefix}.token_type_embeddings.weight`), tokenTypeIds) // [B, L, H]
+    : tf.gather(weight(w, `${prefix}.token_type_embeddings.weight`), tf.zeros([L], "int32")); // [L, H]
+  const sum = tf.add(tf.add(words, positions), types);
+  const normed = layerNorm(w, `${prefix}.LayerNorm`, sum, cfg.layerNormEps);
+  return dropout(normed, cfg.hiddenDropoutProb, opts) as tf.Tensor3D;
+}
+
+/** [B, L, H] -> [B, nh, L, dh] */
+function splitHeads(x: tf.Tensor, heads: number): tf.Tensor4D {
+  const [B, L, H] = x.shape;
+  return x.reshape([B, L, heads, H / heads]).transpose([0, 2, 1, 3]) as tf.Tensor4D;
+}
+
+/**
+ * Padding mask [B, L] of 1 (keep) / 0 (pad) -> additive mask [B, 1, 1, L]
+ * (0 where visible, MASK_VALUE where hidden), broadcast over heads and query rows.
+ */
+export function paddingMask(attentionMask: tf.Tensor2D): tf.Tensor4D {
+  const [B, L] = attentionMask.shape;
+  return tf.mul(tf.sub(1, tf.cast(attentionMask, "float32")), MASK_VALUE).reshape([B, 1, 1, L]) as tf.Tensor4D;
+}
+
+/**
+ * Multi-head attention with separate query and key/value inputs, then the
+ * output projection, dropout and LayerNorm of (output + query). With
+ * query === keyValue this is BERT's self-attention; the RetroMAE decoder
+ * passes different tensors.
+ *
+ * query [B, Lq, H], keyValue [B, Lk, H], mask additive, broadcastable to [B, nh, Lq, Lk]
+ * -> [B, Lq, H]
+ */
+export function attention(
+  w: Weights,
+  prefix: string,
+  cfg: BertConfig,
+  query: tf.Tensor3D,
+  keyValue: tf.Tensor3D,
+  mask: tf.Tensor4D,
+  opts: ForwardOptions,
+): tf.Tensor3D {
+  const nh = cfg.numAttentionHeads;
+  const dh = cfg.hiddenSize / nh;
+  const q = splitHeads(dense(w, `${prefix}.self.query`, query), nh); // [B, nh, Lq, dh]
+  const k = splitHeads(dense(w, `${prefix}.self.key`, keyValue), nh); // [B, nh, Lk, dh]
+  const v = splitHeads(dense(w, `${prefix}.self.value`, keyValue), nh); // [B, nh, Lk, dh]
+  const scores = tf.add(tf.mul(tf.matMul(q, k, false, true), 1 / Math.sqrt(dh)), mask); // [B, nh, Lq, Lk]
+  const probs = dropout(tf.softmax(scores), cfg.attentionProbsDropoutProb, opts);
+  const context = tf.matMul(probs as tf.Tensor4D, v); // [B, nh, Lq, dh]
+  const [B, , Lq] = context.shape;
+  const merged = context.transpose([0, 2, 1, 3]).reshape([B, Lq, cfg.hiddenSize]); // [B, Lq, H]
+  const out = dropout(dense(w, `${prefix}.output.dense`, merged), cfg.hiddenDropoutProb, opts);
+  return layerNorm(w, `${prefix}.output.LayerNorm`, tf.add(out, query), cfg.layerNormEps) as tf.Tensor3D;
+}
+
+/**
+ * One transformer layer: attention, then the feed-forward block
+ * (dense -> GELU -> dense -> dropout -> LayerNorm with residual).
+ * query [B, Lq, H], keyValue [B, Lk, H] -> [B, Lq, H]
+ */
+export function bertLayer(
+  w: Weights,
+  prefix: string,
+  cfg: BertConfig,
+  query: tf.Tensor3D,
+  keyValue: tf.Tensor3D,
+  mask: tf.Tensor4D,
+  opts: ForwardOptions,
+): tf.Tensor3D {
+  const attended = attention(w, `${prefix}.attention`, cfg, query, keyValue, mask, opts); // [B, Lq, H]
+  const inner = gelu(dense(w, `${prefix}.intermediate.dense`, attended)); // [B, Lq, I]
+  const out = dropout(dense(w, `${prefix}.output.dense`, inner), cfg.hiddenDropoutProb, opts); // [B, Lq, H]
+  return layerNorm(w, `${prefix}.output.LayerNorm`, tf.add(out, attended), cfg.layerNormEps) as tf.Tensor3D;
+}
+
+/** The encoder stack. hidden [B, L, H], mask [B, 1, 1, L] -> [B, L, H] */
+export function bertEncoder(
+  w: Weights,
+  cfg: BertConfig,
+  hidden: tf.Tensor3D,
+  mask: tf.Tensor4D,
+  opts: ForwardOptions,
+): tf.Tensor3D {
+  let h = hidden;
+  for (let i = 0; i < cfg.numHiddenLayers; i++) {
+    h = bertLayer(w, `bert.encoder.layer.${i}`, cfg, h, h, mask, opts);
+  }
+  return h;
+}
+
+/**
+ * MLM head: dense -> GELU -> LayerNorm, then the decoder tied to the word
+ * embeddings, plus a bias. hidden [N, H] -> logits [N, V]
+ */
+export function mlmLogits(w: Weights, cfg: BertConfig, hidden: tf.Tensor2D): tf.Tensor2D {
+  const t = layerNorm(
+    w,
+    "cls.predictions.transform.LayerNorm",
+    gelu(dense(w, "cls.predictions.transform.dense", hidden)),
+    cfg.layerNormEps,
+  ) as tf.Tensor2D; // [N, H]
+  const wordEmbeddings = weight(w, "bert.embeddings.word_embeddings.weight") as tf.Tensor2D; // [V, H]
+  return tf.add(tf.matMul(t, wordEmbeddings, false, true), weight(w, "cls.predictions.bias")) as tf.Tensor2D; // [N, V]
+}
+
+/**
+ * Mean cross-entropy. logits [N, V], labels [N] int32 -> scalar.
+ * The label's log-probability is picked with a gather on the flattened
+ * log-softmax (its gradient is UnsortedSegmentSum), not a one-hot product.
+ */
+export function crossEntropy(logits: tf.Tensor2D, labels: tf.Tensor1D): tf.Scalar {
+  const [N, V] = logits.shape;
+  const logp = tf.logSoftmax(logits).reshape([N * V]); // [N·V]
+  const flatIndex = tf.add(tf.range(0, N * V, V, "int32"), tf.cast(labels, "int32")); // [N]
+  return tf.neg(tf.mean(tf.gather(logp, flatIndex))) as tf.Scalar;
+}
+
+/** Names and shapes of every encoder weight (bert.* and cls.predictions.*), HF layout. */
+export function encoderWeightShapes(cfg: BertConfig): Map<string, number[]> {
+  const H = cfg.hiddenSize;
+  const shapes = new Map<string, number[]>();
+  shapes.set("bert.embeddings.word_embeddings.weight", [cfg.vocabSize, H]);
+  shapes.set("bert.embeddings.position_embeddings.weight", [cfg.maxPositionEmbeddings, H]);
+  shapes.set("bert.embeddings.token_type_embeddings.weight", [cfg.typeVocabSize, H]);
+  shapes.set("bert.embeddings.LayerNorm.weight", [H]);
+  shapes.set("bert.embeddings.LayerNorm.bias", [H]);
+  for (let i = 0; i < cfg.numHiddenLayers; i++) {
+    for (const [name, shape] of layerWeightShapes(cfg)) shapes.set(`bert.encoder.layer.${i}.${name}`, shape);
+  }
+  shapes.set("cls.predictions.transform.dense.weight", [H, H]);
+  shapes.set("cls.predictions.transform.dense.bias", [H]);
+  shapes.set("cls.predictions.transform.LayerNorm.weight", [H]);
+  shapes.set("cls.predictions.transform.LayerNorm.bias", [H]);
+  shapes.set("cls.predictions.bias", [cfg.vocabSize]);
+  return shapes;
+}
+
+/** Names (relative to the layer) and shapes of one transformer layer's weights. */
+export function layerWeightShapes(cfg: BertConfig): Map<string, number[]> {
+  const H = cfg.hiddenSize;
+  const I = cfg.intermediateSize;
+  return new Map<string, number[]>([
+    ["attention.self.query.weight", [H, H]],
+    ["attention.self.query.bias", [H]],
+    ["attention.self.key.weight", [H, H]],
+    ["attention.self.key.bias", [H]],
+    ["attention.self.value.weight", [H, H]],
+    ["attention.self.value.bias", [H]],
+    ["attention.output.dense.weight", [H, H]],
+    ["attention.output.dense.bias", [H]],
+    ["attention.output.LayerNorm.weight", [H]],
+    ["attention.output.LayerNorm.bias", [H]],
+    ["intermediate.dense.weight", [I, H]],
+    ["intermediate.dense.bias", [I]],
+    ["output.dense.weight", [H, I]],
+    ["output.dense.bias", [H]],
+    ["output.LayerNorm.weight", [H]],
+    ["output.LayerNorm.bias", [H]],
+  ]);
+}
+
+/**
+ * Initial values, as HF's `_init_weights`: normal(0, initializerRange) for
+ * linear and embedding weights, zero biases, LayerNorm weight 1, and the
+ * [PAD] row of the word embeddings zeroed. Drawn in JS from `rng`, so the
+ * same seed gives the same weights on every backend.
+ */
+export function initialValues(shapes: ReadonlyMap<string, number[]>, cfg: BertConfig, rng: Rng): Map<string, Float32Array> {
+  const values = new Map<string, Float32Array>();
+  for (const [name, shape] of shapes) {
+    const size = shape.reduce((a, b) => a * b, 1);
+    const v = new Float32Array(size);
+    if (name.endsWith("LayerNorm.weight")) v.fill(1);
+    else if (name.endsWith(".weight")) rng.fillNormal(v, 0, cfg.initializerRange);
+    if (name.endsWith("word_embeddings.weight")) v.fill(0, cfg.padTokenId * shape[1], (cfg.padTokenId + 1) * shape[1]);
+    values.set(name, v);
+  }
+  return values;
+}

@@ -1,0 +1,147 @@
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import * as tf from "../../lib/engine/tf";
+import { backend, use } from "../../lib/engine/backend";
+import { WASM_EXTRA_KERNELS } from "../../lib/engine/wasm-kernels";
+import { Rng } from "../../lib/engine/rng";
+import { makeVariables, mlmLoss, smallBatch, smallConfig, smallModel } from "../helpers";
+
+function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  assert.is(a.length, b.length);
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
+  return m;
+}
+
+test("an unknown backend name gets one clear sentence", async () => {
+  try {
+    await use("webgpu");
+    assert.unreachable("should throw");
+  } catch (err) {
+    assert.match((err as Error).message, /^Unknown backend "webgpu"; use one of "auto", "tensorflow", "wasm", "cpu"\.$/);
+  }
+});
+
+test("tensorflow without tfjs-node(-gpu) fails with the reason and the fix, not a stack", async () => {
+  let loadable = true;
+  try {
+    require.resolve("@tensorflow/tfjs-node-gpu");
+  } catch {
+    loadable = false;
+  }
+  if (loadable) return; // a GPU machine: the auto test below covers it
+  try {
+    await use("tensorflow");
+    assert.unreachable("should throw");
+  } catch (err) {
+    const msg = (err as Error).message;
+    assert.match(msg, /^Backend "tensorflow" failed to load: @tensorflow\/tfjs-node-gpu is not installed/);
+    assert.match(msg, /CUDA 11\.2/);
+    assert.not.match(msg, /\n/);
+  }
+});
+
+test("auto picks the first backend that works and says why it skipped the others", async () => {
+  const choice = await use("auto");
+  assert.is(tf.getBackend(), choice.backend);
+  const order = ["tensorflow", "wasm", "cpu"];
+  assert.equal(
+    choice.skipped.map((s) => s.backend),
+    order.slice(0, order.indexOf(choice.backend)),
+  );
+  for (const s of choice.skipped) assert.ok(s.reason.length > 10 && !s.reason.includes("\n"), s.reason);
+  const lines = backend.describe(choice).split("\n");
+  assert.is(lines.length, choice.skipped.length + 1);
+  assert.match(lines[lines.length - 1], new RegExp(`^using ${choice.backend} \\((cpu|gpu)\\)`));
+});
+
+test("info reports backend, versions, threads and SIMD", async () => {
+  await use("wasm");
+  const i = backend.info();
+  assert.is(i.backend, "wasm");
+  assert.is(i.device, "cpu");
+  assert.is(i.versions["tfjs-core"], "4.22.0");
+  assert.is(i.versions["tfjs-backend-wasm"], "4.22.0");
+  assert.is(i.versions.node, process.versions.node);
+  assert.is(i.threads, 1);
+  assert.type(i.simd, "boolean");
+  await use("cpu");
+  assert.is(backend.info().backend, "cpu");
+  assert.is(backend.info().simd, null);
+});
+
+test("wasm lacks UnsortedSegmentSum out of the box, and use('wasm') registers it", async () => {
+  await use("wasm");
+  // Ours are registered only where wasm has none, so finding ours proves wasm lacked it.
+  for (const k of WASM_EXTRA_KERNELS) assert.is(tf.getKernel(k.kernelName, "wasm").kernelFunc, k.kernelFunc, k.kernelName);
+  assert.ok(tf.getKernel(tf.UnsortedSegmentSum, "cpu"));
+});
+
+test("UnsortedSegmentSum on wasm equals cpu (inner dims, repeated and out-of-range ids, empty input)", async () => {
+  const rng = new Rng(1);
+  const cases: { x: number[]; ids: [number]; n: number }[] = [
+    { x: [7, 3, 5], ids: [7], n: 4 },
+    { x: [6], ids: [6], n: 3 },
+    { x: [6, 3, 4], ids: [6], n: 5 },
+    { x: [0, 4], ids: [0], n: 2 },
+  ];
+  for (const c of cases) {
+    const size = c.x.reduce((a, b) => a * b, 1);
+    const xs = rng.fillNormal(new Float32Array(size));
+    const idCount = c.ids.reduce((a, b) => a * b, 1);
+    const ids = Int32Array.from({ length: idCount }, () => rng.int(c.n + 2) - 1); // includes -1 and n: dropped
+    const results: Float32Array[] = [];
+    for (const name of ["cpu", "wasm"] as const) {
+      await use(name);
+      const out = tf.unsortedSegmentSum(tf.tensor(xs, c.x), tf.tensor1d(ids, "int32"), c.n);
+      assert.equal(out.shape, [c.n, ...c.x.slice(c.ids.length)]);
+      results.push(out.dataSync() as Float32Array);
+      out.dispose();
+    }
+    assert.ok(maxAbsDiff(results[0], results[1]) < 1e-6, JSON.stringify(c));
+  }
+});
+
+async function bertGradients(name: "cpu" | "wasm", training: boolean) {
+  await use(name);
+  const cfg = smallConfig();
+  const batch = smallBatch(cfg);
+  const model = smallModel(cfg);
+  const vars = makeVariables(model.values, model.shapes);
+  const rng = new Rng(99);
+  const before = tf.memory().numTensors;
+  const { value, grads } = tf.variableGrads(() =>
+    mlmLoss(vars, cfg, batch, training ? { training: true, rng } : { training: false }),
+  );
+  const out = {
+    loss: value.dataSync()[0],
+    grads: new Map([...vars].map(([k, v]) => [k, grads[v.name].dataSync() as Float32Array])),
+  };
+  tf.dispose([value, ...Object.values(grads)]);
+  const leaked = tf.memory().numTensors - before;
+  vars.forEach((v) => v.dispose());
+  return { ...out, leaked };
+}
+
+for (const training of [false, true]) {
+  test(`small BERT forward+backward: wasm gradients match cpu within 1e-4 (dropout ${training ? "on" : "off"})`, async () => {
+    const cpu = await bertGradients("cpu", training);
+    const wasm = await bertGradients("wasm", training);
+    assert.ok(Number.isFinite(cpu.loss) && cpu.loss > 0);
+    assert.ok(Math.abs(cpu.loss - wasm.loss) < 1e-4, `loss cpu ${cpu.loss} wasm ${wasm.loss}`);
+    assert.is(cpu.grads.size, 42);
+    let worst = 0;
+    let nonzero = 0;
+    for (const [name, g] of cpu.grads) {
+      const d = maxAbsDiff(g, wasm.grads.get(name)!);
+      worst = Math.max(worst, d);
+      assert.ok(d < 1e-4, `${name}: max abs diff ${d}`);
+      if (g.some((x) => x !== 0)) nonzero++;
+    }
+    assert.ok(nonzero >= 40, `most weights get gradient (${nonzero})`);
+    assert.is(cpu.leaked, 0, "cpu: no tensors left behind");
+    assert.is(wasm.leaked, 0, "wasm: no tensors left behind");
+  });
+}
+
+test.run();
