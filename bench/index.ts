@@ -1,0 +1,27 @@
+/**
+ * `npm run bench -- NAME [options]`: prints JSON lines.
+ *   tokenize  tokenizer MB/s and docs/s on SciFact
+ *   matmul    GFLOP/s per backend, with PyTorch in the same run
+ */
+import { benchMatmul } from "./matmul";
+import { benchTokenize } from "./tokenize";
+
+const BENCHES: Record<string, (args: string[]) => Promise<void>> = {
+  tokenize: benchTokenize,
+  matmul: benchMatmul,
+};
+
+async function main(): Promise<void> {
+  const [name, ...args] = process.argv.slice(2);
+  const run = name ? BENCHES[name] : undefined;
+  if (!run) {
+    console.error(`Unknown benchmark ${JSON.stringify(name ?? "")}; use one of: ${Object.keys(BENCHES).join(", ")}.`);
+    process.exit(2);
+  }
+  await run(args);
+}
+
+main().catch((err: Error) => {
+  console.error(err.message);
+  process.exit(1);
+});

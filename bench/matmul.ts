@@ -1,0 +1,52 @@
+/**
+ * `npm run bench -- matmul [--backend cpu,wasm] [--seconds S]`
+ * GFLOP/s of a 1024x256x8000 float32 matmul, one JSON line per backend, then
+ * PyTorch in the same run when /usr/bin/python3 has torch.
+ */
+import * as tf from "../lib/engine/tf";
+import { use } from "../lib/engine/backend";
+import { emit, option, runTorch, torchAvailable, TORCH_ENVS } from "./common";
+
+const M = 1024;
+const K = 256;
+const N = 8000;
+
+export async function benchMatmul(args: string[]): Promise<void> {
+  const backends = (option(args, "backend") ?? "cpu,wasm").split(",");
+  const seconds = Number(option(args, "seconds") ?? 3);
+  const flops = 2 * M * K * N;
+  for (const name of backends) {
+    const choice = await use(name);
+    const a = tf.randomNormal([M, K], 0, 1, "float32", 1);
+    const b = tf.randomNormal([K, N], 0, 1, "float32", 2);
+    tf.matMul(a, b).dispose(); // warm-up
+    const times: number[] = [];
+    const start = performance.now();
+    while (performance.now() - start < seconds * 1000 || times.length < 2) {
+      const t = performance.now();
+      const c = tf.matMul(a, b);
+      c.dataSync();
+      times.push(performance.now() - t);
+      c.dispose();
+    }
+    tf.dispose([a, b]);
+    times.sort((x, y) => x - y);
+    const median = times[Math.floor(times.length / 2)];
+    emit({
+      bench: "matmul",
+      shape: [M, K, N],
+      backend: choice.backend,
+      gflops: +(flops / (median / 1000) / 1e9).toFixed(2),
+      gflops_best: +(flops / (times[0] / 1000) / 1e9).toFixed(2),
+      ms_median: +median.toFixed(2),
+      runs: times.length,
+    });
+  }
+  if (!torchAvailable()) {
+    emit({ bench: "matmul", backend: "torch", skipped: "/usr/bin/python3 has no torch (apt-get install python3-torch)" });
+    return;
+  }
+  for (const { name, env } of TORCH_ENVS) {
+    emit({ bench: "matmul", shape: [M, K, N], torch_env: name, ...runTorch("matmul.py", [String(M), String(K), String(N), "--seconds", String(seconds)], env) });
+  }
+}

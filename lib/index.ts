@@ -1,0 +1,13 @@
+/**
+ * retromae: the public API. The kernel and notebooks import only from here.
+ */
+export * as tf from "./engine/tf";
+export { backend, use as useBackend, info as backendInfo, BACKEND_NAMES } from "./engine/backend";
+export type { BackendName, BackendChoice, BackendInfo, SkippedBackend } from "./engine/backend";
+export { Rng } from "./engine/rng";
+export type { RngState } from "./engine/rng";
+export { BertTokenizer, cleanUpTokenization } from "./text/tokenizer";
+export type { TokenizerOptions, Encoding, EncodeOptions, BatchEncodeOptions, BatchEncoding } from "./text/tokenizer";
+export { Vocab, loadVocab, bertBaseUncasedVocab } from "./text/vocab";
+export { bertConfig, PRESETS } from "./model/config";
+export type { BertConfig, PresetName } from "./model/config";
