@@ -177,15 +177,33 @@ export function mlmLogits(w: Weights, cfg: BertConfig, hidden: tf.Tensor2D): tf.
 }
 
 /**
- * Mean cross-entropy. logits [N, V], labels [N] int32 -> scalar.
- * The label's log-probability is picked with a gather on the flattened
- * log-softmax (its gradient is UnsortedSegmentSum), not a one-hot product.
+ * Mean softmax cross-entropy, fused as PyTorch's CrossEntropyLoss is.
+ * logits [N, V], labels [N] int32 -> scalar.
+ *
+ * Forward: mean(logsumexp(logits) - logits[label]). Backward:
+ * (softmax(logits) - onehot(label)) / N, one [N, V] tensor. Picking the label
+ * logit with a gather over the flattened [N·V] logits would be exact too, but
+ * its gradient scatters into an N·V buffer per step (2,000 × 30,522 floats
+ * for a decoder batch).
  */
 export function crossEntropy(logits: tf.Tensor2D, labels: tf.Tensor1D): tf.Scalar {
   const [N, V] = logits.shape;
-  const logp = tf.logSoftmax(logits).reshape([N * V]); // [N·V]
-  const flatIndex = tf.add(tf.range(0, N * V, V, "int32"), tf.cast(labels, "int32")); // [N]
-  return tf.neg(tf.mean(tf.gather(logp, flatIndex))) as tf.Scalar;
+  const ce = tf.customGrad((x, y, save) => {
+    const z = x as tf.Tensor2D;
+    const target = tf.oneHot(y as tf.Tensor1D, V); // [N, V]
+    const lse = tf.logSumExp(z, -1); // [N]
+    const picked = tf.sum(tf.mul(z, target), -1); // [N]
+    (save as tf.GradSaveFunc)([z, y as tf.Tensor]);
+    return {
+      value: tf.mean(tf.sub(lse, picked)) as tf.Scalar,
+      gradFunc: (dy, saved) => {
+        const [zs, ys] = saved as [tf.Tensor2D, tf.Tensor1D];
+        const dz = tf.mul(tf.sub(tf.softmax(zs), tf.oneHot(ys, V)), tf.div(dy, N));
+        return [dz, tf.zerosLike(ys)];
+      },
+    };
+  });
+  return ce(logits, tf.cast(labels, "int32")) as tf.Scalar;
 }
 
 /** Names and shapes of every encoder weight (bert.* and cls.predictions.*), HF layout. */

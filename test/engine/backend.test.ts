@@ -102,6 +102,37 @@ test("UnsortedSegmentSum on wasm equals cpu (inner dims, repeated and out-of-ran
   }
 });
 
+test("wasm BatchMatMul with transposes (explicit Transpose first) equals cpu, batched and broadcast", async () => {
+  const rng = new Rng(2);
+  const cases: { a: number[]; b: number[]; ta: boolean; tb: boolean }[] = [
+    { a: [5, 3], b: [4, 3], ta: false, tb: true },
+    { a: [3, 5], b: [3, 4], ta: true, tb: false },
+    { a: [3, 5], b: [4, 3], ta: true, tb: true },
+    { a: [2, 6, 3], b: [2, 6, 4], ta: true, tb: false },
+    { a: [2, 2, 5, 3], b: [2, 2, 4, 3], ta: false, tb: true },
+    { a: [2, 5, 3], b: [1, 4, 3], ta: false, tb: true },
+    { a: [1, 3], b: [1, 3], ta: true, tb: false },
+    { a: [0, 3], b: [4, 3], ta: false, tb: true },
+  ];
+  for (const c of cases) {
+    const av = rng.fillNormal(new Float32Array(c.a.reduce((x, y) => x * y, 1)));
+    const bv = rng.fillNormal(new Float32Array(c.b.reduce((x, y) => x * y, 1)));
+    const out: Float32Array[] = [];
+    const shapes: number[][] = [];
+    for (const name of ["cpu", "wasm"] as const) {
+      await use(name);
+      const before = tf.memory().numTensors;
+      const r = tf.tidy(() => tf.matMul(tf.tensor(av, c.a), tf.tensor(bv, c.b), c.ta, c.tb));
+      out.push(r.dataSync() as Float32Array);
+      shapes.push(r.shape);
+      r.dispose();
+      assert.is(tf.memory().numTensors, before, "no temporaries left");
+    }
+    assert.equal(shapes[0], shapes[1]);
+    assert.ok(maxAbsDiff(out[0], out[1]) < 1e-5, JSON.stringify(c));
+  }
+});
+
 async function bertGradients(name: "cpu" | "wasm", training: boolean) {
   await use(name);
   const cfg = smallConfig();

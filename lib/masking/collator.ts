@@ -1,0 +1,194 @@
+/**
+ * The RetroMAE collator, following the official `RetroMAECollator`
+ * (staoxiao/RetroMAE src/pretrain/data.py):
+ *
+ * Encoder: whole-word masking at `encoderMaskRatio` (default 0.3), special
+ * tokens never masked, then 80% [MASK] / 10% random id in [0, V) / 10% kept.
+ *
+ * Decoder: a pool of min(len, 256) whole-word masks at `decoderMaskRatio`
+ * (default 0.5). Row i of the attention mask takes a random mask from the
+ * pool and also hides position i itself. [CLS] and [SEP] are never hidden,
+ * padding is never visible. Labels: every original token except [CLS], the
+ * last [SEP] and padding.
+ *
+ * Both ratios are plain fields, so a notebook cell can change them between
+ * batches. Every draw comes from the run's generator.
+ */
+import type { Rng } from "../engine/rng";
+import type { BertTokenizer } from "../text/tokenizer";
+import { wholeWordMask } from "./whole-word";
+
+/** Label value for positions that carry no loss (PyTorch's ignore_index). */
+export const IGNORE = -100;
+
+/** What the encoder masking did at a position; for previews. */
+export const enum MaskKind {
+  None = 0,
+  Masked = 1,
+  Random = 2,
+  Kept = 3,
+}
+
+/** One padded RetroMAE batch. Row-major; B = batchSize, L = seqLength. */
+export interface RetroMAEBatch {
+  readonly batchSize: number;
+  readonly seqLength: number;
+  /** [B, L] encoder input, after masking. */
+  readonly encoderInputIds: Int32Array;
+  /** [B, L] 1 for tokens, 0 for padding. */
+  readonly attentionMask: Int32Array;
+  /** [B, L] original id at masked positions, IGNORE elsewhere. */
+  readonly encoderLabels: Int32Array;
+  /** [B, L] the original (unmasked) ids, which the decoder embeds. */
+  readonly decoderInputIds: Int32Array;
+  /** [B, L, L] 1 where query row i may attend to key j. */
+  readonly decoderAttentionMask: Uint8Array;
+  /** [B, L] original ids, IGNORE at [CLS], the last [SEP] and padding. */
+  readonly decoderLabels: Int32Array;
+  /** [B, L] MaskKind per position (encoder side). */
+  readonly encoderMaskKinds: Uint8Array;
+  /** Unpadded length of each row. */
+  readonly lengths: Int32Array;
+}
+
+export interface CollatorOptions {
+  tokenizer: BertTokenizer;
+  rng: Rng;
+  /** Longest sequence, special tokens included. Default 512. */
+  maxLength?: number;
+  encoderMaskRatio?: number;
+  decoderMaskRatio?: number;
+  /** Size of the vocabulary random replacements are drawn from. Default: the tokenizer's. */
+  vocabSize?: number;
+}
+
+/** A text, or token ids without special tokens (as the official pre-tokenized datasets hold). */
+export type Example = string | readonly number[];
+
+function checkRatio(name: string, r: number): void {
+  if (typeof r !== "number" || !(r > 0 && r <= 1)) {
+    throw new Error(`${name} must be a number in (0, 1], got ${String(r)}; the paper uses 0.15–0.3 for the encoder and 0.5–0.7 for the decoder.`);
+  }
+}
+
+export class RetroMAECollator {
+  readonly tokenizer: BertTokenizer;
+  readonly maxLength: number;
+  readonly vocabSize: number;
+  rng: Rng;
+  private encRatio = 0.3;
+  private decRatio = 0.5;
+
+  constructor(options: CollatorOptions) {
+    this.tokenizer = options.tokenizer;
+    this.rng = options.rng;
+    this.maxLength = options.maxLength ?? 512;
+    if (!Number.isInteger(this.maxLength) || this.maxLength < 3) {
+      throw new Error(`maxLength must be a whole number of at least 3, got ${this.maxLength}.`);
+    }
+    this.vocabSize = options.vocabSize ?? this.tokenizer.vocab.size;
+    this.encoderMaskRatio = options.encoderMaskRatio ?? 0.3;
+    this.decoderMaskRatio = options.decoderMaskRatio ?? 0.5;
+  }
+
+  get encoderMaskRatio(): number {
+    return this.encRatio;
+  }
+  set encoderMaskRatio(r: number) {
+    checkRatio("encoderMaskRatio", r);
+    this.encRatio = r;
+  }
+  get decoderMaskRatio(): number {
+    return this.decRatio;
+  }
+  set decoderMaskRatio(r: number) {
+    checkRatio("decoderMaskRatio", r);
+    this.decRatio = r;
+  }
+
+  /** [CLS] ids[:maxLength-2] [SEP] for one example. */
+  sequence(example: Example): number[] {
+    const ids = typeof example === "string" ? this.tokenizer.textToIds(example) : example;
+    if (typeof example !== "string") {
+      if (!Array.isArray(example) && !ArrayBuffer.isView(example)) {
+        throw new Error(`A batch example must be a string or an array of token ids, got ${typeof example}.`);
+      }
+      for (const id of ids) {
+        if (!Number.isInteger(id) || id < 0 || id >= this.vocabSize) {
+          throw new Error(`Token id ${id} is outside the vocabulary [0, ${this.vocabSize}); pass ids from the same tokenizer.`);
+        }
+      }
+    }
+    return this.tokenizer.encodeIds(ids, { maxLength: this.maxLength }).inputIds;
+  }
+
+  /** Mask and pad a batch. */
+  collate(examples: readonly Example[]): RetroMAEBatch {
+    if (examples.length === 0) throw new Error("A batch needs at least one example; the list is empty.");
+    const seqs = examples.map((e) => this.sequence(e));
+    const B = seqs.length;
+    const L = seqs.reduce((m, s) => Math.max(m, s.length), 0);
+    const tok = this.tokenizer;
+    const pad = tok.padTokenId;
+    const encoderInputIds = new Int32Array(B * L).fill(pad);
+    const decoderInputIds = new Int32Array(B * L).fill(pad);
+    const attentionMask = new Int32Array(B * L);
+    const encoderLabels = new Int32Array(B * L).fill(IGNORE);
+    const decoderLabels = new Int32Array(B * L).fill(IGNORE);
+    const encoderMaskKinds = new Uint8Array(B * L);
+    const decoderAttentionMask = new Uint8Array(B * L * L);
+    const lengths = new Int32Array(B);
+
+    seqs.forEach((ids, b) => {
+      const n = ids.length;
+      const row = b * L;
+      lengths[b] = n;
+      const tokens = ids.map((id) => tok.vocab.token(id));
+      decoderInputIds.set(ids, row);
+      attentionMask.fill(1, row, row + n);
+      for (let i = 1; i < n - 1; i++) decoderLabels[row + i] = ids[i];
+
+      // Encoder: whole words at the encoder ratio, never a special token.
+      const encMask = wholeWordMask(tokens, this.encRatio, this.rng);
+      for (let i = 0; i < n; i++) {
+        const id = ids[i];
+        encoderInputIds[row + i] = id;
+        if (!encMask[i] || tok.specialIds.has(id)) continue;
+        encoderLabels[row + i] = id;
+        if (this.rng.float() < 0.8) {
+          encoderInputIds[row + i] = tok.maskTokenId;
+          encoderMaskKinds[row + i] = MaskKind.Masked;
+        } else if (this.rng.float() < 0.5) {
+          encoderInputIds[row + i] = this.rng.int(this.vocabSize);
+          encoderMaskKinds[row + i] = MaskKind.Random;
+        } else {
+          encoderMaskKinds[row + i] = MaskKind.Kept;
+        }
+      }
+
+      // Decoder: a pool of whole-word masks; row i takes one and hides itself.
+      const poolSize = Math.min(n, 256);
+      const pool: Uint8Array[] = [];
+      for (let p = 0; p < poolSize; p++) pool.push(wholeWordMask(tokens, this.decRatio, this.rng));
+      for (let i = 0; i < n; i++) {
+        const hidden = pool[this.rng.int(poolSize)];
+        const base = (b * L + i) * L;
+        for (let j = 0; j < n; j++) decoderAttentionMask[base + j] = hidden[j] ? 0 : 1;
+        decoderAttentionMask[base + i] = 0;
+      }
+    });
+
+    return {
+      batchSize: B,
+      seqLength: L,
+      encoderInputIds,
+      attentionMask,
+      encoderLabels,
+      decoderInputIds,
+      decoderAttentionMask,
+      decoderLabels,
+      encoderMaskKinds,
+      lengths,
+    };
+  }
+}

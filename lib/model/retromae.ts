@@ -1,0 +1,244 @@
+/**
+ * RetroMAE (Xiao et al., EMNLP 2022): a BERT encoder whose [CLS] embedding a
+ * one-layer "enhanced" decoder must rebuild the sentence from.
+ *
+ * Weights (HF names): the encoder is BertForMaskedLM (`bert.*`,
+ * `cls.predictions.*`, decoder tied to the word embeddings); the decoder
+ * layer is `c_head.*`, with BertLayer's sub-names. Only the encoder is kept
+ * after pre-training.
+ */
+import * as tf from "../engine/tf";
+import { Rng } from "../engine/rng";
+import { IGNORE, RetroMAEBatch } from "../masking/collator";
+import {
+  bertEmbeddings,
+  bertEncoder,
+  bertLayer,
+  crossEntropy,
+  encoderWeightShapes,
+  ForwardOptions,
+  initialValues,
+  layerWeightShapes,
+  MASK_VALUE,
+  mlmLogits,
+  paddingMask,
+  Weights,
+} from "./bert";
+import { BertConfig, bertConfig, PresetName, validateConfig } from "./config";
+
+export const DECODER_PREFIX = "c_head";
+
+/** The parts of the RetroMAE loss. Scalars; dispose them, or read them with `lossValues`. */
+export interface RetroMAELosses {
+  loss: tf.Scalar;
+  encoderLoss: tf.Scalar;
+  decoderLoss: tf.Scalar;
+  encoderAccuracy: tf.Scalar;
+  decoderAccuracy: tf.Scalar;
+  /** [B, H] sentence embeddings (last hidden state at [CLS]). */
+  cls: tf.Tensor2D;
+}
+
+export interface LossValues {
+  loss: number;
+  encoderLoss: number;
+  decoderLoss: number;
+  encoderAccuracy: number;
+  decoderAccuracy: number;
+}
+
+/** Names and shapes of every RetroMAE weight: the encoder's, then the decoder layer's. */
+export function retroMAEWeightShapes(cfg: BertConfig): Map<string, number[]> {
+  const shapes = encoderWeightShapes(cfg);
+  for (const [name, shape] of layerWeightShapes(cfg)) shapes.set(`${DECODER_PREFIX}.${name}`, shape);
+  return shapes;
+}
+
+/** Flat row indices (b·L + i) where labels are not IGNORE, and those labels. */
+function labelledPositions(labels: Int32Array): { rows: Int32Array; targets: Int32Array } {
+  let n = 0;
+  for (let i = 0; i < labels.length; i++) if (labels[i] !== IGNORE) n++;
+  const rows = new Int32Array(n);
+  const targets = new Int32Array(n);
+  for (let i = 0, k = 0; i < labels.length; i++) {
+    if (labels[i] !== IGNORE) {
+      rows[k] = i;
+      targets[k++] = labels[i];
+    }
+  }
+  return { rows, targets };
+}
+
+/** Fraction of rows whose argmax is the label. logits [N, V], labels [N] */
+function accuracy(logits: tf.Tensor2D, labels: tf.Tensor1D): tf.Scalar {
+  return tf.mean(tf.cast(tf.equal(tf.argMax(logits, -1), labels), "float32")) as tf.Scalar;
+}
+
+/**
+ * Cross-entropy and accuracy of the MLM head at the labelled rows of
+ * hidden [B·L, H]. Logits are computed at those rows only (the loss is the
+ * same as with full logits). No labelled rows gives a zero loss.
+ */
+function mlmLoss(w: Weights, cfg: BertConfig, hidden: tf.Tensor2D, labels: Int32Array): { loss: tf.Scalar; acc: tf.Scalar } {
+  const { rows, targets } = labelledPositions(labels);
+  if (rows.length === 0) return { loss: tf.scalar(0), acc: tf.scalar(0) };
+  const picked = tf.gather(hidden, tf.tensor1d(rows, "int32")) as tf.Tensor2D; // [M, H]
+  const logits = mlmLogits(w, cfg, picked); // [M, V]
+  const y = tf.tensor1d(targets, "int32");
+  return { loss: crossEntropy(logits, y), acc: accuracy(logits, y) };
+}
+
+export class RetroMAE {
+  readonly config: BertConfig;
+  /** All weights, HF names; the encoder's are `bert.*` and `cls.*`, the decoder's `c_head.*`. */
+  readonly weights: Map<string, tf.Variable>;
+
+  constructor(config: BertConfig, weights: Map<string, tf.Variable>) {
+    validateConfig(config);
+    this.config = config;
+    this.weights = weights;
+  }
+
+  /** A freshly initialised model (HF init: normal(0, 0.02), zero biases, LayerNorm 1). */
+  static create(preset: PresetName | BertConfig = "tiny", options: { rng?: Rng; seed?: number; overrides?: Partial<BertConfig> } = {}): RetroMAE {
+    const cfg = typeof preset === "string" ? bertConfig(preset, options.overrides) : { ...preset, ...options.overrides };
+    validateConfig(cfg);
+    const rng = options.rng ?? new Rng(options.seed ?? 42);
+    const shapes = retroMAEWeightShapes(cfg);
+    const values = initialValues(shapes, cfg, rng);
+    return new RetroMAE(cfg, variablesFrom(values, shapes));
+  }
+
+  /** Sentence embeddings: last hidden state at [CLS]. inputIds, attentionMask [B, L] -> [B, H] */
+  encode(inputIds: tf.Tensor2D, attentionMask: tf.Tensor2D, opts: ForwardOptions = { training: false }): tf.Tensor2D {
+    return tf.tidy(() => {
+      const hidden = this.encoderHidden(inputIds, attentionMask, opts); // [B, L, H]
+      return clsOf(hidden);
+    });
+  }
+
+  private encoderHidden(inputIds: tf.Tensor2D, attentionMask: tf.Tensor2D, opts: ForwardOptions): tf.Tensor3D {
+    const w = this.weights;
+    const embedded = bertEmbeddings(w, this.config, inputIds, null, opts); // [B, L, H]
+    return bertEncoder(w, this.config, embedded, paddingMask(attentionMask), opts); // [B, L, H]
+  }
+
+  /**
+   * The enhanced decoder. cls [B, H], ids [B, L] original ids, visible [B, L, L]
+   * (1 where row i may see j) -> hidden [B, L, H].
+   *
+   * H1 (query) = position embeddings + [CLS] embedding at every position.
+   * H2 (key/value) = [CLS] embedding, then the encoder's embedding layer on
+   * the original ids at positions 1..L-1. The residual adds to the query.
+   */
+  private decoderHidden(cls: tf.Tensor2D, ids: tf.Tensor2D, visible: tf.Tensor3D, opts: ForwardOptions): tf.Tensor3D {
+    const w = this.weights;
+    const cfg = this.config;
+    const [B, L] = ids.shape;
+    const H = cfg.hiddenSize;
+    const cls3 = cls.reshape([B, 1, H]); // [B, 1, H]
+    const embedded = bertEmbeddings(w, cfg, ids, null, opts); // [B, L, H]
+    const keyValue = tf.concat([cls3, tf.slice(embedded, [0, 1, 0], [B, L - 1, H])], 1) as tf.Tensor3D; // H2 [B, L, H]
+    const positions = tf.slice(w.get("bert.embeddings.position_embeddings.weight")!, [0, 0], [L, H]); // [L, H]
+    const query = tf.add(positions, cls3) as tf.Tensor3D; // H1 [B, L, H]
+    const mask = tf.mul(tf.sub(1, tf.cast(visible, "float32")), MASK_VALUE).reshape([B, 1, L, L]) as tf.Tensor4D;
+    return bertLayer(w, DECODER_PREFIX, cfg, query, keyValue, mask, opts); // [B, L, H]
+  }
+
+  /**
+   * All loss parts for one batch: encoder MLM cross-entropy at its masked
+   * positions, plus decoder cross-entropy at every labelled position. Call
+   * inside tf.tidy or tf.variableGrads.
+   */
+  losses(batch: RetroMAEBatch, opts: ForwardOptions = { training: false }): RetroMAELosses {
+    const cfg = this.config;
+    const { batchSize: B, seqLength: L } = batch;
+    if (L > cfg.maxPositionEmbeddings) {
+      throw new Error(`Batch sequence length ${L} exceeds the model's ${cfg.maxPositionEmbeddings} positions; lower the collator's maxLength.`);
+    }
+    const H = cfg.hiddenSize;
+    const encIds = tf.tensor2d(batch.encoderInputIds, [B, L], "int32");
+    const attn = tf.tensor2d(batch.attentionMask, [B, L], "int32");
+    const hidden = this.encoderHidden(encIds, attn, opts); // [B, L, H]
+    const cls = clsOf(hidden); // [B, H]
+    const enc = mlmLoss(this.weights, cfg, hidden.reshape([B * L, H]), batch.encoderLabels);
+
+    const decIds = tf.tensor2d(batch.decoderInputIds, [B, L], "int32");
+    const visible = tf.tensor3d(batch.decoderAttentionMask, [B, L, L], "int32");
+    const decHidden = this.decoderHidden(cls, decIds, visible, opts); // [B, L, H]
+    const dec = mlmLoss(this.weights, cfg, decHidden.reshape([B * L, H]), batch.decoderLabels);
+
+    return {
+      loss: tf.add(enc.loss, dec.loss) as tf.Scalar,
+      encoderLoss: enc.loss,
+      decoderLoss: dec.loss,
+      encoderAccuracy: enc.acc,
+      decoderAccuracy: dec.acc,
+      cls,
+    };
+  }
+
+  /**
+   * Forward and backward for one batch. Returns the gradients (HF names; the
+   * caller disposes them) and the loss parts as numbers. The [PAD] row of the
+   * word embeddings gets no gradient, as PyTorch's padding_idx.
+   */
+  forwardBackward(batch: RetroMAEBatch, opts: ForwardOptions = { training: true }): { grads: Map<string, tf.Tensor>; values: LossValues } {
+    let parts: tf.Scalar[] = [];
+    const { value, grads } = tf.variableGrads(() => {
+      const out = this.losses(batch, opts);
+      parts = [out.encoderLoss, out.decoderLoss, out.encoderAccuracy, out.decoderAccuracy].map((t) => tf.keep(t));
+      return out.loss;
+    }, [...this.weights.values()]);
+    const [encoderLoss, decoderLoss, encoderAccuracy, decoderAccuracy] = parts.map((t) => t.dataSync()[0]);
+    const values: LossValues = { loss: value.dataSync()[0], encoderLoss, decoderLoss, encoderAccuracy, decoderAccuracy };
+    tf.dispose([value, ...parts]);
+    const byName = new Map<string, tf.Tensor>();
+    for (const [name, v] of this.weights) byName.set(name, grads[v.name]);
+    const wordName = "bert.embeddings.word_embeddings.weight";
+    const g = byName.get(wordName)!;
+    byName.set(wordName, zeroRow(g, this.config.padTokenId));
+    g.dispose();
+    return { grads: byName, values };
+  }
+
+  /** Only the encoder's weights (what is kept after pre-training). */
+  encoderWeights(): Map<string, tf.Variable> {
+    return new Map([...this.weights].filter(([k]) => !k.startsWith(`${DECODER_PREFIX}.`)));
+  }
+
+  dispose(): void {
+    for (const v of this.weights.values()) v.dispose();
+    this.weights.clear();
+  }
+}
+
+/** hidden [B, L, H] -> [B, H] at position 0 */
+function clsOf(hidden: tf.Tensor3D): tf.Tensor2D {
+  const [B, , H] = hidden.shape;
+  return tf.slice(hidden, [0, 0, 0], [B, 1, H]).reshape([B, H]) as tf.Tensor2D;
+}
+
+/** g [V, H] with row r set to 0. */
+function zeroRow(g: tf.Tensor, r: number): tf.Tensor {
+  return tf.tidy(() => {
+    const keep = tf.oneHot(tf.tensor1d([r], "int32"), g.shape[0]).reshape([g.shape[0], 1]); // [V, 1]
+    return tf.mul(g, tf.sub(1, keep));
+  });
+}
+
+let variableCounter = 0;
+
+/** tf.Variables from JS values, named uniquely so several models can live side by side. */
+export function variablesFrom(values: ReadonlyMap<string, Float32Array>, shapes: ReadonlyMap<string, number[]>): Map<string, tf.Variable> {
+  const id = ++variableCounter;
+  const out = new Map<string, tf.Variable>();
+  for (const [name, shape] of shapes) {
+    const v = values.get(name);
+    if (!v) throw new Error(`Model weight "${name}" has no value.`);
+    const t = tf.tensor(v, shape, "float32");
+    out.set(name, tf.variable(t, true, `m${id}/${name}`));
+    t.dispose();
+  }
+  return out;
+}

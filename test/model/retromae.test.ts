@@ -1,0 +1,118 @@
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import * as tf from "../../lib/engine/tf";
+import { use } from "../../lib/engine/backend";
+import { Rng } from "../../lib/engine/rng";
+import { RetroMAECollator } from "../../lib/masking/collator";
+import { RetroMAE } from "../../lib/model/retromae";
+import { BertTokenizer } from "../../lib/text/tokenizer";
+
+const tok = BertTokenizer.bertBaseUncased();
+const TEXTS = [
+  "Dense retrieval needs a good sentence embedding.",
+  "RetroMAE masks the encoder input moderately and the decoder input aggressively.",
+  "Short.",
+  "The [CLS] embedding alone must carry the sentence to the decoder.",
+];
+
+function setup(seed = 1) {
+  const rng = new Rng(seed);
+  const model = RetroMAE.create("tiny", { rng, overrides: { hiddenSize: 32, numAttentionHeads: 2, intermediateSize: 64, maxPositionEmbeddings: 64 } });
+  const collator = new RetroMAECollator({ tokenizer: tok, rng, maxLength: 32 });
+  return { rng, model, collator };
+}
+
+test("weights use Hugging Face names, decoder under c_head", async () => {
+  await use("wasm");
+  const { model } = setup();
+  const names = [...model.weights.keys()];
+  assert.ok(names.includes("bert.embeddings.word_embeddings.weight"));
+  assert.ok(names.includes("bert.encoder.layer.1.attention.self.query.weight"));
+  assert.ok(names.includes("cls.predictions.transform.LayerNorm.bias"));
+  assert.ok(names.includes("c_head.attention.output.LayerNorm.weight"));
+  assert.ok(names.includes("c_head.output.dense.weight"));
+  assert.equal(model.weights.get("bert.encoder.layer.0.intermediate.dense.weight")!.shape, [64, 32]); // [out, in]
+  assert.not.ok(names.some((n) => n.startsWith("c_head.") && n.includes("embeddings")));
+  assert.is([...model.encoderWeights().keys()].filter((n) => n.startsWith("c_head")).length, 0);
+  model.dispose();
+});
+
+test("at init both losses are near ln(V) and finite, with padded rows present", async () => {
+  await use("wasm");
+  const { model, collator, rng } = setup();
+  const batch = collator.collate(TEXTS);
+  assert.ok(batch.lengths[2] < batch.seqLength, "batch has padding rows");
+  const out = model.forwardBackward(batch, { training: true, rng });
+  const lnV = Math.log(30522);
+  assert.ok(Math.abs(out.values.encoderLoss - lnV) < 0.3, `encoder ${out.values.encoderLoss}`);
+  assert.ok(Math.abs(out.values.decoderLoss - lnV) < 0.3, `decoder ${out.values.decoderLoss}`);
+  assert.ok(Math.abs(out.values.loss - out.values.encoderLoss - out.values.decoderLoss) < 1e-4);
+  for (const g of out.grads.values()) assert.ok(g.dataSync().every(Number.isFinite), "finite gradients");
+  tf.dispose([...out.grads.values()]);
+  model.dispose();
+});
+
+test("the [PAD] row of the word embeddings gets no gradient", async () => {
+  await use("wasm");
+  const { model, collator, rng } = setup();
+  const out = model.forwardBackward(collator.collate(TEXTS), { training: true, rng });
+  const g = out.grads.get("bert.embeddings.word_embeddings.weight")!;
+  const rows = g.arraySync() as number[][];
+  assert.ok(rows[0].every((x) => x === 0), "[PAD] row is zero");
+  assert.ok(rows[101].some((x) => x !== 0), "[CLS] row has gradient");
+  tf.dispose([...out.grads.values()]);
+  model.dispose();
+});
+
+test("tf.memory().numTensors after 20 forward/backward steps equals the count after 1", async () => {
+  await use("wasm");
+  const { model, collator, rng } = setup();
+  const counts: number[] = [];
+  for (let step = 0; step < 20; step++) {
+    const out = model.forwardBackward(collator.collate(TEXTS), { training: true, rng });
+    tf.dispose([...out.grads.values()]);
+    counts.push(tf.memory().numTensors);
+  }
+  assert.ok(counts.every((c) => c === counts[0]), `counts ${counts}`);
+  assert.is(counts[0], model.weights.size);
+  model.dispose();
+});
+
+test("plain gradient steps on one batch lower the loss (the gradients point downhill)", async () => {
+  await use("wasm");
+  const { model, collator } = setup(2);
+  const batch = collator.collate(TEXTS);
+  const losses: number[] = [];
+  for (let step = 0; step < 6; step++) {
+    const out = model.forwardBackward(batch, { training: false });
+    losses.push(out.values.loss);
+    tf.tidy(() => {
+      for (const [name, v] of model.weights) v.assign(tf.sub(v, tf.mul(out.grads.get(name)!, 0.5)));
+    });
+    tf.dispose([...out.grads.values()]);
+  }
+  assert.ok(losses[5] < losses[0] - 0.5, `losses ${losses.map((l) => l.toFixed(3))}`);
+  model.dispose();
+});
+
+test("encode returns the [CLS] hidden state and leaks nothing", async () => {
+  await use("wasm");
+  const { model } = setup();
+  const enc = tok.encodeBatch(TEXTS);
+  const ids = tf.tensor2d(enc.inputIds, [enc.batchSize, enc.seqLength], "int32");
+  const mask = tf.tensor2d(enc.attentionMask, [enc.batchSize, enc.seqLength], "int32");
+  const before = tf.memory().numTensors;
+  const cls = model.encode(ids, mask);
+  assert.equal(cls.shape, [4, 32]);
+  assert.is(tf.memory().numTensors, before + 1);
+  // padding does not change a row's embedding
+  const one = tok.encodeBatch([TEXTS[2]]);
+  const alone = model.encode(tf.tensor2d(one.inputIds, [1, one.seqLength], "int32"), tf.tensor2d(one.attentionMask, [1, one.seqLength], "int32"));
+  const a = (cls.arraySync() as number[][])[2];
+  const b = (alone.arraySync() as number[][])[0];
+  assert.ok(Math.max(...a.map((x, i) => Math.abs(x - b[i]))) < 1e-5);
+  tf.dispose([ids, mask, cls, alone]);
+  model.dispose();
+});
+
+test.run();
