@@ -11,3 +11,8 @@ export type { TokenizerOptions, Encoding, EncodeOptions, BatchEncodeOptions, Bat
 export { Vocab, loadVocab, bertBaseUncasedVocab } from "./text/vocab";
 export { bertConfig, PRESETS } from "./model/config";
 export type { BertConfig, PresetName } from "./model/config";
+export { RetroMAE, retroMAEWeightShapes } from "./model/retromae";
+export type { RetroMAELosses, LossValues } from "./model/retromae";
+export { RetroMAECollator, IGNORE, MaskKind } from "./masking/collator";
+export type { RetroMAEBatch, CollatorOptions, Example } from "./masking/collator";
+export { wholeWordMask, pyRound, maskCount } from "./masking/whole-word";

@@ -2,6 +2,7 @@
 import * as tf from "../lib/engine/tf";
 import * as path from "path";
 import { Rng } from "../lib/engine/rng";
+import { variablesFrom } from "../lib/model/retromae";
 import { bertConfig, BertConfig } from "../lib/model/config";
 import {
   bertEmbeddings,
@@ -53,9 +54,7 @@ export function smallBatch(cfg: BertConfig, seed = 7) {
 
 /** Variables on the active backend from JS values (same numbers on every backend). */
 export function makeVariables(values: Map<string, Float32Array>, shapes: Map<string, number[]>): Map<string, tf.Variable> {
-  const vars = new Map<string, tf.Variable>();
-  for (const [name, v] of values) vars.set(name, tf.variable(tf.tensor(v, shapes.get(name)!), true, name + Math.random()));
-  return vars;
+  return variablesFrom(values, shapes);
 }
 
 export function smallModel(cfg: BertConfig, seed = 3) {
