@@ -181,21 +181,25 @@ export function mlmLogits(w: Weights, cfg: BertConfig, hidden: tf.Tensor2D): tf.
  * logits [N, V], labels [N] int32 -> scalar.
  *
  * Forward: mean(logsumexp(logits) - logits[label]). Backward:
- * (softmax(logits) - onehot(label)) / N, one [N, V] tensor. Picking the label
- * logit with a gather over the flattened [N·V] logits would be exact too, but
- * its gradient scatters into an N·V buffer per step (2,000 × 30,522 floats
- * for a decoder batch).
+ * (softmax(logits) - onehot(label)) / N, one [N, V] tensor. Left to autodiff,
+ * the label pick (a gather on the flattened logits) would scatter its
+ * gradient into a second N·V buffer (2,000 × 30,522 floats for a decoder
+ * batch), and logSumExp would keep its intermediates.
  */
 export function crossEntropy(logits: tf.Tensor2D, labels: tf.Tensor1D): tf.Scalar {
   const [N, V] = logits.shape;
   const ce = tf.customGrad((x, y, save) => {
     const z = x as tf.Tensor2D;
-    const target = tf.oneHot(y as tf.Tensor1D, V); // [N, V]
-    const lse = tf.logSumExp(z, -1); // [N]
-    const picked = tf.sum(tf.mul(z, target), -1); // [N]
+    // tidy: the [N, V] temporaries of logsumexp die here, not at the end of backward
+    const value = tf.tidy(() => {
+      const lse = tf.logSumExp(z, -1); // [N]
+      const flatIndex = tf.add(tf.range(0, N * V, V, "int32"), y as tf.Tensor1D); // [N] row·V + label
+      const picked = tf.gather(z.reshape([N * V]), flatIndex); // [N], not taped: the gradient is ours
+      return tf.mean(tf.sub(lse, picked)) as tf.Scalar;
+    });
     (save as tf.GradSaveFunc)([z, y as tf.Tensor]);
     return {
-      value: tf.mean(tf.sub(lse, picked)) as tf.Scalar,
+      value,
       gradFunc: (dy, saved) => {
         const [zs, ys] = saved as [tf.Tensor2D, tf.Tensor1D];
         const dz = tf.mul(tf.sub(tf.softmax(zs), tf.oneHot(ys, V)), tf.div(dy, N));
