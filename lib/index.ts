@@ -16,3 +16,5 @@ export type { RetroMAELosses, LossValues } from "./model/retromae";
 export { RetroMAECollator, IGNORE, MaskKind } from "./masking/collator";
 export type { RetroMAEBatch, CollatorOptions, Example } from "./masking/collator";
 export { wholeWordMask, pyRound, maskCount } from "./masking/whole-word";
+export { readSafetensors, writeSafetensors, parseSafetensors, serializeSafetensors } from "./model/safetensors";
+export type { NamedArray } from "./model/safetensors";

@@ -1,0 +1,142 @@
+/**
+ * The safetensors format (Hugging Face): an 8-byte little-endian header
+ * length N, N bytes of JSON header {name: {dtype, shape, data_offsets}},
+ * optional "__metadata__" of strings, then the raw little-endian data.
+ * Small enough to read and write by hand; files are written atomically.
+ */
+import * as fs from "fs";
+import * as path from "path";
+
+export interface NamedArray {
+  readonly shape: readonly number[];
+  /** float32 data; F16/BF16 files are widened on read. Integer tensors come back as Int32Array or BigInt64Array. */
+  readonly data: Float32Array | Int32Array | BigInt64Array;
+  readonly dtype: "F32" | "I32" | "I64";
+}
+
+const BYTES: Record<string, number> = { F32: 4, F16: 2, BF16: 2, I32: 4, I64: 8 };
+
+function fail(file: string, what: string): never {
+  throw new Error(`${file} is not a valid safetensors file: ${what}.`);
+}
+
+function halfToFloat(h: number): number {
+  const s = h & 0x8000 ? -1 : 1;
+  const e = (h >> 10) & 0x1f;
+  const f = h & 0x3ff;
+  if (e === 0) return s * 2 ** -14 * (f / 1024);
+  if (e === 31) return f ? NaN : s * Infinity;
+  return s * 2 ** (e - 15) * (1 + f / 1024);
+}
+
+/** Parse safetensors bytes. `file` names the source in error messages. */
+export function parseSafetensors(buf: Buffer, file = "safetensors data"): { tensors: Map<string, NamedArray>; metadata: Record<string, string> } {
+  if (buf.length < 8) fail(file, `it is ${buf.length} bytes, shorter than the 8-byte header length`);
+  const n = Number(buf.readBigUInt64LE(0));
+  if (n > buf.length - 8) fail(file, `the header claims ${n} bytes but only ${buf.length - 8} follow (truncated?)`);
+  let header: Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] } | Record<string, string>>;
+  try {
+    header = JSON.parse(buf.subarray(8, 8 + n).toString("utf8"));
+  } catch {
+    fail(file, "its JSON header does not parse");
+  }
+  const base = 8 + n;
+  const tensors = new Map<string, NamedArray>();
+  let metadata: Record<string, string> = {};
+  for (const [name, entry] of Object.entries(header)) {
+    if (name === "__metadata__") {
+      metadata = entry as Record<string, string>;
+      continue;
+    }
+    const { dtype, shape, data_offsets: offs } = entry as { dtype: string; shape: number[]; data_offsets: [number, number] };
+    const width = BYTES[dtype];
+    if (!width) fail(file, `tensor "${name}" has dtype ${dtype}, which this reader does not support (F32, F16, BF16, I32, I64)`);
+    if (!Array.isArray(shape) || !shape.every((d) => Number.isInteger(d) && d >= 0)) fail(file, `tensor "${name}" has a bad shape ${JSON.stringify(shape)}`);
+    const count = shape.reduce((a, b) => a * b, 1);
+    if (!Array.isArray(offs) || offs.length !== 2 || offs[1] - offs[0] !== count * width || base + offs[1] > buf.length) {
+      fail(file, `tensor "${name}" has data offsets ${JSON.stringify(offs)} that do not fit its shape [${shape}] of ${dtype} or the file size`);
+    }
+    const bytes = buf.subarray(base + offs[0], base + offs[1]);
+    let data: Float32Array | Int32Array | BigInt64Array;
+    let outType: NamedArray["dtype"] = "F32";
+    if (dtype === "F32") {
+      data = new Float32Array(count);
+      new Uint8Array(data.buffer).set(bytes); // copy: the file's data need not be 4-aligned (little-endian host)
+    } else if (dtype === "F16" || dtype === "BF16") {
+      data = new Float32Array(count);
+      const scratch = new DataView(new ArrayBuffer(4));
+      for (let i = 0; i < count; i++) {
+        const h = bytes.readUInt16LE(i * 2);
+        if (dtype === "F16") data[i] = halfToFloat(h);
+        else {
+          scratch.setUint32(0, h << 16);
+          data[i] = scratch.getFloat32(0);
+        }
+      }
+    } else if (dtype === "I32") {
+      data = new Int32Array(count);
+      new Uint8Array(data.buffer).set(bytes);
+      outType = "I32";
+    } else {
+      data = new BigInt64Array(count);
+      new Uint8Array(data.buffer).set(bytes);
+      outType = "I64";
+    }
+    tensors.set(name, { shape, data, dtype: outType });
+  }
+  return { tensors, metadata };
+}
+
+export function readSafetensors(file: string): { tensors: Map<string, NamedArray>; metadata: Record<string, string> } {
+  let buf: Buffer;
+  try {
+    buf = fs.readFileSync(file);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new Error(code === "ENOENT" ? `Checkpoint file "${file}" does not exist; pass a folder holding model.safetensors.` : `Checkpoint file "${file}" cannot be read (${code}).`);
+  }
+  return parseSafetensors(buf, file);
+}
+
+/** Serialise tensors (in the given order) with optional string metadata. */
+export function serializeSafetensors(tensors: ReadonlyMap<string, NamedArray>, metadata: Record<string, string> = {}): Buffer {
+  const header: Record<string, unknown> = {};
+  if (Object.keys(metadata).length) header.__metadata__ = metadata;
+  let offset = 0;
+  for (const [name, t] of tensors) {
+    const width = BYTES[t.dtype];
+    const count = t.shape.reduce((a, b) => a * b, 1);
+    if (count !== t.data.length) throw new Error(`Tensor "${name}" has ${t.data.length} values but shape [${t.shape}] needs ${count}.`);
+    header[name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + count * width] };
+    offset += count * width;
+  }
+  let json = JSON.stringify(header);
+  json += " ".repeat((8 - ((8 + Buffer.byteLength(json)) % 8)) % 8); // data starts 8-aligned
+  const head = Buffer.from(json, "utf8");
+  const out = Buffer.alloc(8 + head.length + offset);
+  out.writeBigUInt64LE(BigInt(head.length), 0);
+  head.copy(out, 8);
+  let pos = 8 + head.length;
+  for (const t of tensors.values()) {
+    const bytes = Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength); // little-endian hosts
+    bytes.copy(out, pos);
+    pos += bytes.length;
+  }
+  return out;
+}
+
+/** Write a file atomically: a temporary file in the same folder, then rename. */
+export function writeFileAtomic(file: string, data: Buffer | string): void {
+  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.${Date.now()}.tmp`);
+  try {
+    fs.writeFileSync(tmp, data);
+    fs.renameSync(tmp, file);
+  } catch (err) {
+    fs.rmSync(tmp, { force: true });
+    throw err;
+  }
+}
+
+export function writeSafetensors(file: string, tensors: ReadonlyMap<string, NamedArray>, metadata: Record<string, string> = {}): void {
+  writeFileAtomic(file, serializeSafetensors(tensors, metadata));
+}
