@@ -7,7 +7,7 @@
  * fails with a clear sentence if it cannot load.
  */
 import * as tf from "./tf";
-import { registerWasmKernels } from "./wasm-kernels";
+import { registerCpuKernels, registerWasmKernels } from "./kernels";
 
 export const BACKEND_NAMES = ["auto", "tensorflow", "wasm", "cpu"] as const;
 export type BackendName = (typeof BACKEND_NAMES)[number];
@@ -140,6 +140,7 @@ async function tryOne(name: ConcreteBackend): Promise<Omit<BackendChoice, "skipp
       return reason ? { reason } : { backend: "wasm", device: "cpu", package: "@tensorflow/tfjs-backend-wasm" };
     }
     case "cpu": {
+      registerCpuKernels();
       const reason = await activate("cpu");
       return reason ? { reason } : { backend: "cpu", device: "cpu", package: "@tensorflow/tfjs-backend-cpu" };
     }

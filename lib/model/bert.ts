@@ -57,6 +57,30 @@ export function dropout(x: tf.Tensor, rate: number, opts: ForwardOptions): tf.Te
 }
 
 /**
+ * Embedding lookup with PyTorch's padding_idx semantics: rows are gathered
+ * as usual, but lookups of `paddingIdx` add nothing to that row's gradient.
+ * (Other uses of the table, such as the tied MLM head, still do.)
+ * table [V, H], ids [...] int32 -> [..., H]
+ */
+export function embeddingLookup(table: tf.Tensor, ids: tf.Tensor, paddingIdx: number): tf.Tensor {
+  const lookup = tf.customGrad((t, i, save) => {
+    (save as tf.GradSaveFunc)([i as tf.Tensor]);
+    return {
+      value: tf.gather(t as tf.Tensor, i as tf.Tensor),
+      gradFunc: (dy, saved) => {
+        const [idx] = saved as tf.Tensor[];
+        const [V, H] = table.shape;
+        const flatIds = idx.reshape([-1]) as tf.Tensor1D; // [N]
+        const keep = tf.cast(tf.notEqual(flatIds, paddingIdx), "float32").reshape([-1, 1]); // [N, 1]
+        const rows = tf.mul((dy as tf.Tensor).reshape([-1, H]), keep); // [N, H]
+        return [tf.unsortedSegmentSum(rows, flatIds, V), tf.zerosLike(idx)];
+      },
+    };
+  });
+  return lookup(table, tf.cast(ids, "int32"));
+}
+
+/**
  * Word + position + token-type embeddings, then LayerNorm and dropout.
  * inputIds [B, L] int32, tokenTypeIds [B, L] int32 or none (all zeros) -> [B, L, H]
  */
@@ -69,7 +93,7 @@ export function bertEmbeddings(
   prefix = "bert.embeddings",
 ): tf.Tensor3D {
   const [, L] = inputIds.shape;
-  const words = tf.gather(weight(w, `${prefix}.word_embeddings.weight`), inputIds); // [B, L, H]
+  const words = embeddingLookup(weight(w, `${prefix}.word_embeddings.weight`), inputIds, cfg.padTokenId); // [B, L, H]
   const positions = tf.gather(weight(w, `${prefix}.position_embeddings.weight`), tf.range(0, L, 1, "int32")); // [L, H]
   const types = tokenTypeIds
     ? tf.gather(weight(w, `${prefix}.token_type_embeddings.weight`), tokenTypeIds) // [B, L, H]

@@ -180,8 +180,8 @@ export class RetroMAE {
 
   /**
    * Forward and backward for one batch. Returns the gradients (HF names; the
-   * caller disposes them) and the loss parts as numbers. The [PAD] row of the
-   * word embeddings gets no gradient, as PyTorch's padding_idx.
+   * caller disposes them) and the loss parts as numbers. Lookups of [PAD]
+   * add no gradient to its embedding row, as PyTorch's padding_idx.
    */
   forwardBackward(batch: RetroMAEBatch, opts: ForwardOptions = { training: true }): { grads: Map<string, tf.Tensor>; values: LossValues } {
     let parts: tf.Scalar[] = [];
@@ -195,10 +195,6 @@ export class RetroMAE {
     tf.dispose([value, ...parts]);
     const byName = new Map<string, tf.Tensor>();
     for (const [name, v] of this.weights) byName.set(name, grads[v.name]);
-    const wordName = "bert.embeddings.word_embeddings.weight";
-    const g = byName.get(wordName)!;
-    byName.set(wordName, zeroRow(g, this.config.padTokenId));
-    g.dispose();
     return { grads: byName, values };
   }
 
@@ -217,14 +213,6 @@ export class RetroMAE {
 function clsOf(hidden: tf.Tensor3D): tf.Tensor2D {
   const [B, , H] = hidden.shape;
   return tf.slice(hidden, [0, 0, 0], [B, 1, H]).reshape([B, H]) as tf.Tensor2D;
-}
-
-/** g [V, H] with row r set to 0. */
-function zeroRow(g: tf.Tensor, r: number): tf.Tensor {
-  return tf.tidy(() => {
-    const keep = tf.oneHot(tf.tensor1d([r], "int32"), g.shape[0]).reshape([g.shape[0], 1]); // [V, 1]
-    return tf.mul(g, tf.sub(1, keep));
-  });
 }
 
 let variableCounter = 0;

@@ -2,7 +2,7 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import * as tf from "../../lib/engine/tf";
 import { backend, use } from "../../lib/engine/backend";
-import { WASM_EXTRA_KERNELS } from "../../lib/engine/wasm-kernels";
+import { CPU_REPLACED_KERNELS, WASM_EXTRA_KERNELS } from "../../lib/engine/kernels";
 import { Rng } from "../../lib/engine/rng";
 import { makeVariables, mlmLoss, smallBatch, smallConfig, smallModel } from "../helpers";
 
@@ -70,35 +70,42 @@ test("info reports backend, versions, threads and SIMD", async () => {
   assert.is(backend.info().simd, null);
 });
 
-test("wasm lacks UnsortedSegmentSum out of the box, and use('wasm') registers it", async () => {
+test("wasm lacks UnsortedSegmentSum out of the box, and use('wasm') registers it; cpu's slow one is replaced", async () => {
   await use("wasm");
   // Ours are registered only where wasm has none, so finding ours proves wasm lacked it.
   for (const k of WASM_EXTRA_KERNELS) assert.is(tf.getKernel(k.kernelName, "wasm").kernelFunc, k.kernelFunc, k.kernelName);
-  assert.ok(tf.getKernel(tf.UnsortedSegmentSum, "cpu"));
+  await use("cpu");
+  for (const k of CPU_REPLACED_KERNELS) assert.is(tf.getKernel(k.kernelName, "cpu").kernelFunc, k.kernelFunc, k.kernelName);
 });
 
-test("UnsortedSegmentSum on wasm equals cpu (inner dims, repeated and out-of-range ids, empty input)", async () => {
+test("UnsortedSegmentSum on wasm and cpu equals oneHot(ids)ᵀ·x (inner dims, repeated and out-of-range ids, empty input)", async () => {
   const rng = new Rng(1);
-  const cases: { x: number[]; ids: [number]; n: number }[] = [
-    { x: [7, 3, 5], ids: [7], n: 4 },
-    { x: [6], ids: [6], n: 3 },
-    { x: [6, 3, 4], ids: [6], n: 5 },
-    { x: [0, 4], ids: [0], n: 2 },
+  const cases: { x: number[]; n: number }[] = [
+    { x: [7, 3, 5], n: 4 },
+    { x: [6], n: 3 },
+    { x: [6, 3, 4], n: 5 },
+    { x: [0, 4], n: 2 },
+    { x: [40, 8], n: 30522 },
   ];
   for (const c of cases) {
     const size = c.x.reduce((a, b) => a * b, 1);
     const xs = rng.fillNormal(new Float32Array(size));
-    const idCount = c.ids.reduce((a, b) => a * b, 1);
-    const ids = Int32Array.from({ length: idCount }, () => rng.int(c.n + 2) - 1); // includes -1 and n: dropped
-    const results: Float32Array[] = [];
+    const ids = Int32Array.from({ length: c.x[0] }, () => rng.int(c.n + 2) - 1); // includes -1 and n: dropped
+    await use("cpu");
+    // Reference by another path: a matmul with the one-hot of the ids (oneHot gives -1 and n an all-zero row).
+    const ref = tf.tidy(() => {
+      const inner = c.x.slice(1);
+      const flat = tf.tensor(xs, [c.x[0], inner.reduce((a, b) => a * b, 1)]);
+      const oh = tf.oneHot(tf.tensor1d(ids, "int32"), c.n).toFloat();
+      return tf.matMul(oh, flat, true, false).dataSync() as Float32Array;
+    });
     for (const name of ["cpu", "wasm"] as const) {
       await use(name);
       const out = tf.unsortedSegmentSum(tf.tensor(xs, c.x), tf.tensor1d(ids, "int32"), c.n);
-      assert.equal(out.shape, [c.n, ...c.x.slice(c.ids.length)]);
-      results.push(out.dataSync() as Float32Array);
+      assert.equal(out.shape, [c.n, ...c.x.slice(1)]);
+      assert.ok(maxAbsDiff(out.dataSync(), ref) < 1e-5, `${name} ${JSON.stringify(c)}`);
       out.dispose();
     }
-    assert.ok(maxAbsDiff(results[0], results[1]) < 1e-6, JSON.stringify(c));
   }
 });
 

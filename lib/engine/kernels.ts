@@ -1,0 +1,167 @@
+/**
+ * Kernels registered on top of tfjs 4.22's wasm and cpu backends.
+ *
+ * Missing on wasm, found by running a BERT forward and backward pass there
+ * (test/engine/backend.test.ts does it on every run):
+ * - UnsortedSegmentSum: the gradient of `gather` (embedding lookups).
+ *
+ * Replaced on cpu, for speed: UnsortedSegmentSum (see below).
+ *
+ * And one wrapper for wasm, for speed: wasm's BatchMatMul is fast only without
+ * transposes (measured here: 24 GFLOP/s plain, 0.8 GFLOP/s with transposeB on
+ * [1984,128]x[30522,128]ᵀ). Every matmul gradient asks for a transpose, so
+ * the wrapper transposes the operand with wasm's Transpose kernel (a copy,
+ * O(size)) and calls the plain kernel.
+ *
+ * The segment sums run in JavaScript: read the inputs, compute, write the
+ * output into a tensor the backend owns. test/engine/backend.test.ts checks
+ * them against a plain-JS sum and each other.
+ */
+import * as tf from "./tf";
+import type { KernelConfig, NamedAttrMap, NamedTensorInfoMap, TensorInfo, TypedArray } from "@tensorflow/tfjs-core";
+
+/** The part of BackendWasm these kernels use. */
+interface WasmBackendLike {
+  readSync(dataId: object): TypedArray | Uint8Array[];
+  makeOutput(shape: number[], dtype: tf.DataType): TensorInfo;
+  typedArrayFromHeap(t: TensorInfo): TypedArray;
+}
+
+function product(shape: readonly number[]): number {
+  let n = 1;
+  for (const d of shape) n *= d;
+  return n;
+}
+
+/**
+ * out[segmentIds[i], ...] += x[i, ...] for each i. x: [n, ...inner],
+ * segmentIds: [n]; out: [numSegments, ...inner]. Ids outside
+ * [0, numSegments) are dropped, as TensorFlow does. One pass over x.
+ */
+export function segmentSum(src: ArrayLike<number>, ids: ArrayLike<number>, rows: number, innerSize: number, numSegments: number, dst: Float32Array | Int32Array): void {
+  dst.fill(0);
+  for (let r = 0; r < rows; r++) {
+    const seg = ids[r];
+    if (seg < 0 || seg >= numSegments) continue;
+    const so = r * innerSize;
+    const dOff = seg * innerSize;
+    for (let j = 0; j < innerSize; j++) dst[dOff + j] += src[so + j];
+  }
+}
+
+function segmentArgs(inputs: NamedTensorInfoMap, attrs: NamedAttrMap | undefined) {
+  const { x, segmentIds } = inputs as { x: TensorInfo; segmentIds: TensorInfo };
+  const { numSegments } = attrs as unknown as { numSegments: number };
+  const inner = x.shape.slice(segmentIds.shape.length);
+  return { x, segmentIds, numSegments, inner, innerSize: product(inner), rows: product(segmentIds.shape) };
+}
+
+const unsortedSegmentSumWasm: KernelConfig = {
+  kernelName: tf.UnsortedSegmentSum,
+  backendName: "wasm",
+  kernelFunc: ({ inputs, backend, attrs }) => {
+    const { x, segmentIds, numSegments, inner, innerSize, rows } = segmentArgs(inputs, attrs);
+    const wasm = backend as unknown as WasmBackendLike;
+    const out = wasm.makeOutput([numSegments, ...inner], x.dtype);
+    const dst = wasm.typedArrayFromHeap(out) as Float32Array | Int32Array;
+    if (rows === 0 || innerSize === 0) {
+      dst.fill(0);
+      return out;
+    }
+    segmentSum(wasm.readSync(x.dataId) as TypedArray, wasm.readSync(segmentIds.dataId) as TypedArray, rows, innerSize, numSegments, dst);
+    return out;
+  },
+};
+
+/**
+ * tfjs-backend-cpu 4.22 has UnsortedSegmentSum, but it loops over segments
+ * with a full equal/multiply/sum per segment: O(numSegments · n). For the
+ * word-embedding gradient (30,522 segments) one call took 71 s here. This
+ * replaces it with the same one-pass sum.
+ */
+const unsortedSegmentSumCpu: KernelConfig = {
+  kernelName: tf.UnsortedSegmentSum,
+  backendName: "cpu",
+  kernelFunc: ({ inputs, backend, attrs }) => {
+    const { x, segmentIds, numSegments, inner, innerSize, rows } = segmentArgs(inputs, attrs);
+    const cpu = backend as unknown as CpuBackendLike;
+    const dst = x.dtype === "int32" ? new Int32Array(numSegments * innerSize) : new Float32Array(numSegments * innerSize);
+    if (rows > 0 && innerSize > 0) {
+      segmentSum(cpu.readSync(x.dataId) as TypedArray, cpu.readSync(segmentIds.dataId) as TypedArray, rows, innerSize, numSegments, dst);
+    }
+    return cpu.makeTensorInfo([numSegments, ...inner], x.dtype, dst);
+  },
+};
+
+/** The part of MathBackendCPU the cpu kernel uses. */
+interface CpuBackendLike {
+  readSync(dataId: object): unknown;
+  makeTensorInfo(shape: number[], dtype: tf.DataType, values: TypedArray): TensorInfo;
+}
+
+export const WASM_EXTRA_KERNELS: readonly KernelConfig[] = [unsortedSegmentSumWasm];
+
+/** Kernels that replace slow ones of tfjs-backend-cpu. */
+export const CPU_REPLACED_KERNELS: readonly KernelConfig[] = [unsortedSegmentSumCpu];
+
+interface WasmDisposer {
+  disposeData(dataId: object): boolean;
+}
+
+/** BatchMatMul with transposes done by an explicit Transpose, then the plain (fast) wasm kernel. */
+function transposeFirst(original: KernelConfig): KernelConfig {
+  const transpose = tf.getKernel(tf.Transpose, "wasm");
+  return {
+    ...original,
+    kernelFunc: (args) => {
+      const { inputs, backend, attrs } = args;
+      const { transposeA, transposeB } = attrs as unknown as { transposeA: boolean; transposeB: boolean };
+      if (!transposeA && !transposeB) return original.kernelFunc(args);
+      const temps: TensorInfo[] = [];
+      const swapLast = (x: TensorInfo): TensorInfo => {
+        const r = x.shape.length;
+        const perm = [...Array(r).keys()];
+        [perm[r - 2], perm[r - 1]] = [perm[r - 1], perm[r - 2]];
+        const t = transpose.kernelFunc({ inputs: { x }, backend, attrs: { perm } }) as TensorInfo;
+        temps.push(t);
+        return t;
+      };
+      const { a, b } = inputs as { a: TensorInfo; b: TensorInfo };
+      const out = original.kernelFunc({
+        inputs: { a: transposeA ? swapLast(a) : a, b: transposeB ? swapLast(b) : b },
+        backend,
+        attrs: { ...attrs, transposeA: false, transposeB: false },
+      });
+      for (const t of temps) (backend as unknown as WasmDisposer).disposeData(t.dataId);
+      return out;
+    },
+  };
+}
+
+let cpuRegistered = false;
+
+/** Replace tfjs-backend-cpu's slow kernels; safe to call more than once. */
+export function registerCpuKernels(): void {
+  if (cpuRegistered) return;
+  for (const k of CPU_REPLACED_KERNELS) {
+    if (tf.getKernel(k.kernelName, "cpu")) tf.unregisterKernel(k.kernelName, "cpu");
+    tf.registerKernel(k);
+  }
+  cpuRegistered = true;
+}
+
+let registered = false;
+
+/** Register the missing kernels and the matmul wrapper for wasm; safe to call more than once. */
+export function registerWasmKernels(): void {
+  if (registered) return;
+  for (const k of WASM_EXTRA_KERNELS) {
+    if (!tf.getKernel(k.kernelName, "wasm")) tf.registerKernel(k);
+  }
+  const matmul = tf.getKernel(tf.BatchMatMul, "wasm");
+  if (matmul) {
+    tf.unregisterKernel(tf.BatchMatMul, "wasm");
+    tf.registerKernel(transposeFirst(matmul));
+  }
+  registered = true;
+}

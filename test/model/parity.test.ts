@@ -1,0 +1,72 @@
+/**
+ * Parity with the plain-PyTorch reference (bench/reference/retromae_ref.py),
+ * through a committed fixture; regenerate with `npm run fixture:parity`.
+ */
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import * as crypto from "crypto";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import * as tf from "../../lib/engine/tf";
+import { use } from "../../lib/engine/backend";
+import { loadBatch } from "../../lib/masking/batch-io";
+import { saveCheckpoint } from "../../lib/model/checkpoint";
+import { BATCH_FILE, EXPECTED_FILE, fixtureBatch, fixtureModel } from "../fixtures/parity/spec";
+
+interface Expected {
+  cls: number[][];
+  encoder_loss: number;
+  decoder_loss: number;
+  model_sha256: string;
+  grads: Record<string, { norm: number; max_abs: number; indices: number[]; values: number[] }>;
+}
+
+const expected = JSON.parse(fs.readFileSync(EXPECTED_FILE, "utf8")) as Expected;
+
+test("the fixture's model and batch are what this code makes from the seed", async () => {
+  await use("cpu");
+  const model = fixtureModel();
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "parity-"));
+  await saveCheckpoint(model, dir);
+  const sha = crypto.createHash("sha256").update(fs.readFileSync(path.join(dir, "model.safetensors"))).digest("hex");
+  assert.is(sha, expected.model_sha256, "init or checkpoint format changed: regenerate with npm run fixture:parity");
+  const fresh = fixtureBatch();
+  const saved = loadBatch(BATCH_FILE);
+  assert.equal(Array.from(saved.encoderInputIds), Array.from(fresh.encoderInputIds));
+  assert.equal(Array.from(saved.decoderAttentionMask), Array.from(fresh.decoderAttentionMask));
+  model.dispose();
+});
+
+for (const name of ["cpu", "wasm"] as const) {
+  test(`${name}: [CLS], losses and gradients match PyTorch`, async () => {
+    await use(name);
+    const model = fixtureModel();
+    const batch = loadBatch(BATCH_FILE);
+    const cls = tf.tidy(() => model.losses(batch, { training: false }).cls.arraySync() as number[][]);
+    let worstCls = 0;
+    cls.forEach((row, b) => row.forEach((v, i) => (worstCls = Math.max(worstCls, Math.abs(v - expected.cls[b][i])))));
+    assert.ok(worstCls < 1e-4, `[CLS] max abs diff ${worstCls}`);
+
+    const { grads, values } = model.forwardBackward(batch, { training: false });
+    const rel = (a: number, b: number) => Math.abs(a - b) / Math.abs(b);
+    assert.ok(rel(values.encoderLoss, expected.encoder_loss) < 1e-4, `encoder loss ${values.encoderLoss} vs ${expected.encoder_loss}`);
+    assert.ok(rel(values.decoderLoss, expected.decoder_loss) < 1e-4, `decoder loss ${values.decoderLoss} vs ${expected.decoder_loss}`);
+    assert.equal([...grads.keys()].sort(), Object.keys(expected.grads).sort());
+    for (const [wname, g] of grads) {
+      const e = expected.grads[wname];
+      const data = g.dataSync();
+      let sq = 0;
+      for (let i = 0; i < data.length; i++) sq += data[i] * data[i];
+      const norm = Math.sqrt(sq);
+      assert.ok(Math.abs(norm - e.norm) <= 1e-3 * e.norm + 1e-9, `${wname}: grad norm ${norm} vs ${e.norm}`);
+      e.indices.forEach((ix, k) => {
+        assert.ok(Math.abs(data[ix] - e.values[k]) <= 1e-3 * e.max_abs + 1e-9, `${wname}[${ix}]: ${data[ix]} vs ${e.values[k]}`);
+      });
+    }
+    tf.dispose([...grads.values()]);
+    model.dispose();
+  });
+}
+
+test.run();
