@@ -131,6 +131,12 @@ export function loadCheckpoint(location: string, options: LoadOptions = {}): { m
   if (!fs.existsSync(dir)) throw new Error(`Checkpoint folder "${dir}" does not exist; pass a folder with config.json and model.safetensors.`);
   const configFile = path.join(dir, "config.json");
   if (!fs.existsSync(configFile)) throw new Error(`Checkpoint folder "${dir}" has no config.json; it is not a Hugging Face model folder.`);
+  let json: Record<string, unknown>;
+  try {
+    json = JSON.parse(fs.readFileSync(configFile, "utf8"));
+  } catch {
+    throw new Error(`${configFile} is not valid JSON; restore it from the original checkpoint.`);
+  }
   if (!fs.existsSync(weightsFile)) {
     const bin = fs.existsSync(path.join(dir, "pytorch_model.bin"));
     throw new Error(
@@ -138,12 +144,6 @@ export function loadCheckpoint(location: string, options: LoadOptions = {}): { m
         ? `Checkpoint folder "${dir}" has only pytorch_model.bin; convert it to model.safetensors (transformers: model.save_pretrained(dir, safe_serialization=True)).`
         : `Checkpoint folder "${dir}" has no model.safetensors.`,
     );
-  }
-  let json: Record<string, unknown>;
-  try {
-    json = JSON.parse(fs.readFileSync(configFile, "utf8"));
-  } catch {
-    throw new Error(`${configFile} is not valid JSON; restore it from the original checkpoint.`);
   }
   const cfg = configFromHf(json, configFile);
   const { tensors } = readSafetensors(weightsFile);
