@@ -88,7 +88,9 @@ class Reference:
         for i in range(self.cfg["num_hidden_layers"]):
             h = self.layer(f"bert.encoder.layer.{i}", h, h, pad_mask)
         cls = h[:, :1]  # [B, 1, H]
-        enc_loss = F.cross_entropy(self.mlm_logits(h).view(-1, vocab), b["encoder_labels"].long().view(-1), ignore_index=-100)
+        enc_logits = self.mlm_logits(h)  # [B, L, V]
+        enc_loss = F.cross_entropy(enc_logits.view(-1, vocab), b["encoder_labels"].long().view(-1), ignore_index=-100)
+        self.bow_loss = self.dupmae_bow_loss(enc_logits, attn, b).detach()
 
         ids = b["decoder_input_ids"].long()
         length = ids.shape[1]
@@ -98,6 +100,16 @@ class Reference:
         d = self.layer("c_head", query, key_value, dec_mask)
         dec_loss = F.cross_entropy(self.mlm_logits(d).view(-1, vocab), b["decoder_labels"].long().view(-1), ignore_index=-100)
         return cls[:, 0], enc_loss, dec_loss
+
+    def dupmae_bow_loss(self, logits, attn, b):
+        """DupMAE's bag-of-words loss (reported only; not in the backward pass here)."""
+        vocab = self.cfg["vocab_size"]
+        pooled, _ = torch.max(logits[:, 1:] + (1 - attn[:, 1:, None]) * -1000, dim=1)  # [B, V]
+        weight = torch.zeros(logits.shape[0], vocab)
+        for row, n in enumerate(b["lengths"].tolist()):
+            body = b["decoder_input_ids"][row, 1 : n - 1].long()
+            weight[row, body] = 1.0 / len(body)
+        return torch.mean(-torch.sum(weight * F.log_softmax(pooled, dim=-1), dim=1))
 
 
 def main():
@@ -125,6 +137,7 @@ def main():
         "cls": cls.detach().tolist(),
         "encoder_loss": enc_loss.item(),
         "decoder_loss": dec_loss.item(),
+        "bow_loss": model.bow_loss.item(),
         "grads": grads,
     }))
 

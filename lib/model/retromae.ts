@@ -37,6 +37,8 @@ export interface RetroMAELosses {
   decoderAccuracy: tf.Scalar;
   /** [B, H] sentence embeddings (last hidden state at [CLS]). */
   cls: tf.Tensor2D;
+  /** DupMAE bag-of-words loss (unweighted), when bowLossWeight > 0. */
+  bowLoss?: tf.Scalar;
 }
 
 export interface LossValues {
@@ -45,6 +47,8 @@ export interface LossValues {
   decoderLoss: number;
   encoderAccuracy: number;
   decoderAccuracy: number;
+  /** DupMAE bag-of-words loss (unweighted), when enabled. */
+  bowLoss?: number;
 }
 
 /** Names and shapes of every RetroMAE weight: the encoder's, then the decoder layer's. */
@@ -88,8 +92,57 @@ function mlmLoss(w: Weights, cfg: BertConfig, hidden: tf.Tensor2D, labels: Int32
   return { loss: crossEntropy(logits, y), acc: accuracy(logits, y) };
 }
 
+/**
+ * DupMAE's bag-of-words target (Xiao et al. 2023, FlagEmbedding
+ * modeling_duplex.py): 1/n for each distinct token among the n body tokens
+ * (no [CLS]/[SEP]/padding) of each row. -> [B, V]
+ */
+export function bagOfWordsWeights(batch: RetroMAEBatch, vocabSize: number): Float32Array {
+  const { batchSize: B, seqLength: L } = batch;
+  const out = new Float32Array(B * vocabSize);
+  for (let b = 0; b < B; b++) {
+    const n = batch.lengths[b] - 2;
+    for (let i = 1; i <= n; i++) out[b * vocabSize + batch.decoderInputIds[b * L + i]] = 1 / n;
+  }
+  return out;
+}
+
+/**
+ * DupMAE bag-of-words loss: the encoder's MLM logits at positions 1..L-1,
+ * padding pushed down by 1000, max-pooled over the sequence into one
+ * vocabulary-sized vector per row, then cross-entropy against the bag of
+ * words. hidden [B, L, H] -> scalar
+ */
+function bowLoss(w: Weights, cfg: BertConfig, hidden: tf.Tensor3D, batch: RetroMAEBatch): tf.Scalar {
+  const { batchSize: B, seqLength: L } = batch;
+  const H = cfg.hiddenSize;
+  const V = cfg.vocabSize;
+  const body = tf.slice(hidden, [0, 1, 0], [B, L - 1, H]).reshape([B * (L - 1), H]) as tf.Tensor2D;
+  const logits = mlmLogits(w, cfg, body).reshape([B, L - 1, V]); // [B, L-1, V]
+  const attn = tf.slice(tf.tensor2d(batch.attentionMask, [B, L], "int32"), [0, 1], [B, L - 1]);
+  const penalty = tf.mul(tf.sub(1, tf.cast(attn, "float32")), -1000).reshape([B, L - 1, 1]);
+  const pooled = tf.max(tf.add(logits, penalty), 1) as tf.Tensor2D; // [B, V]
+  const target = tf.tensor2d(bagOfWordsWeights(batch, V), [B, V]);
+  return tf.mean(tf.neg(tf.sum(tf.mul(target, tf.logSoftmax(pooled)), 1))) as tf.Scalar;
+}
+
 export class RetroMAE {
   readonly config: BertConfig;
+  /**
+   * Weight of DupMAE's bag-of-words loss on the encoder's MLM logits; 0 (off)
+   * by default, 0.1 in DupMAE. It needs logits at every position, so it costs
+   * a full-vocabulary projection of the encoder output.
+   */
+  get bowLossWeight(): number {
+    return this.bowWeight;
+  }
+  set bowLossWeight(w: number) {
+    if (typeof w !== "number" || !(w >= 0) || !Number.isFinite(w)) {
+      throw new Error(`bowLossWeight must be a number >= 0, got ${String(w)}; DupMAE uses 0.1, and 0 turns it off.`);
+    }
+    this.bowWeight = w;
+  }
+  private bowWeight = 0;
   /** All weights, HF names; the encoder's are `bert.*` and `cls.*`, the decoder's `c_head.*`. */
   readonly weights: Map<string, tf.Variable>;
 
@@ -168,7 +221,7 @@ export class RetroMAE {
     const decHidden = this.decoderHidden(cls, decIds, visible, opts); // [B, L, H]
     const dec = mlmLoss(this.weights, cfg, decHidden.reshape([B * L, H]), batch.decoderLabels);
 
-    return {
+    const out: RetroMAELosses = {
       loss: tf.add(enc.loss, dec.loss) as tf.Scalar,
       encoderLoss: enc.loss,
       decoderLoss: dec.loss,
@@ -176,6 +229,11 @@ export class RetroMAE {
       decoderAccuracy: dec.acc,
       cls,
     };
+    if (this.bowLossWeight > 0) {
+      out.bowLoss = bowLoss(this.weights, cfg, hidden, batch);
+      out.loss = tf.add(out.loss, tf.mul(out.bowLoss, this.bowLossWeight)) as tf.Scalar;
+    }
+    return out;
   }
 
   /**
@@ -187,11 +245,12 @@ export class RetroMAE {
     let parts: tf.Scalar[] = [];
     const { value, grads } = tf.variableGrads(() => {
       const out = this.losses(batch, opts);
-      parts = [out.encoderLoss, out.decoderLoss, out.encoderAccuracy, out.decoderAccuracy].map((t) => tf.keep(t));
+      parts = [out.encoderLoss, out.decoderLoss, out.encoderAccuracy, out.decoderAccuracy, ...(out.bowLoss ? [out.bowLoss] : [])].map((t) => tf.keep(t));
       return out.loss;
     }, [...this.weights.values()]);
-    const [encoderLoss, decoderLoss, encoderAccuracy, decoderAccuracy] = parts.map((t) => t.dataSync()[0]);
+    const [encoderLoss, decoderLoss, encoderAccuracy, decoderAccuracy, bow] = parts.map((t) => t.dataSync()[0]);
     const values: LossValues = { loss: value.dataSync()[0], encoderLoss, decoderLoss, encoderAccuracy, decoderAccuracy };
+    if (bow !== undefined) values.bowLoss = bow;
     tf.dispose([value, ...parts]);
     const byName = new Map<string, tf.Tensor>();
     for (const [name, v] of this.weights) byName.set(name, grads[v.name]);

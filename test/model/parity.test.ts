@@ -18,6 +18,7 @@ interface Expected {
   cls: number[][];
   encoder_loss: number;
   decoder_loss: number;
+  bow_loss: number;
   model_sha256: string;
   grads: Record<string, { norm: number; max_abs: number; indices: number[]; values: number[] }>;
 }
@@ -68,5 +69,22 @@ for (const name of ["cpu", "wasm"] as const) {
     model.dispose();
   });
 }
+
+test("DupMAE bag-of-words loss matches PyTorch; off by default, weighted 0.1 into the total when on", async () => {
+  await use("wasm");
+  const model = fixtureModel();
+  const batch = loadBatch(BATCH_FILE);
+  const off = model.forwardBackward(batch, { training: false });
+  assert.is(off.values.bowLoss, undefined);
+  tf.dispose([...off.grads.values()]);
+  model.bowLossWeight = 0.1;
+  const on = model.forwardBackward(batch, { training: false });
+  const bow = on.values.bowLoss!;
+  assert.ok(Math.abs(bow - expected.bow_loss) / expected.bow_loss < 1e-4, `bow ${bow} vs ${expected.bow_loss}`);
+  assert.ok(Math.abs(on.values.loss - (on.values.encoderLoss + on.values.decoderLoss + 0.1 * bow)) < 1e-4);
+  for (const g of on.grads.values()) assert.ok(g.dataSync().every(Number.isFinite));
+  tf.dispose([...on.grads.values()]);
+  model.dispose();
+});
 
 test.run();
