@@ -18,3 +18,11 @@ export type { RetroMAEBatch, CollatorOptions, Example } from "./masking/collator
 export { wholeWordMask, pyRound, maskCount } from "./masking/whole-word";
 export { readSafetensors, writeSafetensors, parseSafetensors, serializeSafetensors } from "./model/safetensors";
 export type { NamedArray } from "./model/safetensors";
+export { MaskPreview } from "./masking/preview";
+export type { PreviewToken } from "./masking/preview";
+export { display, setDisplay, terminalDisplay, toBundle, JUPYTER_DISPLAY } from "./display";
+export type { Display, DisplayHandle, Displayable, MimeBundle } from "./display";
+export { PlotlyFigure, PLOTLY_MIME } from "./plot/figure";
+export { saveCheckpoint, loadCheckpoint, hfConfig, configFromHf } from "./model/checkpoint";
+export type { LoadReport, SaveOptions, LoadOptions } from "./model/checkpoint";
+export { saveBatch, loadBatch } from "./masking/batch-io";

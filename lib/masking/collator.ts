@@ -16,13 +16,14 @@
  */
 import type { Rng } from "../engine/rng";
 import type { BertTokenizer } from "../text/tokenizer";
+import { MaskPreview } from "./preview";
 import { wholeWordMask } from "./whole-word";
 
 /** Label value for positions that carry no loss (PyTorch's ignore_index). */
 export const IGNORE = -100;
 
 /** What the encoder masking did at a position; for previews. */
-export const enum MaskKind {
+export enum MaskKind {
   None = 0,
   Masked = 1,
   Random = 2,
@@ -120,6 +121,16 @@ export class RetroMAECollator {
       }
     }
     return this.tokenizer.encodeIds(ids, { maxLength: this.maxLength }).inputIds;
+  }
+
+  /**
+   * Mask one text (or ids) the way a batch would, and return a preview: the
+   * encoder input with masked / random / kept tokens highlighted, and the
+   * decoder attention mask as a heatmap. It draws from the run's generator.
+   */
+  preview(example: Example): MaskPreview {
+    const batch = this.collate([example]);
+    return new MaskPreview(batch, (id) => this.tokenizer.vocab.token(id), { encoder: this.encRatio, decoder: this.decRatio });
   }
 
   /** Mask and pad a batch. */
