@@ -22,7 +22,7 @@ export interface ForwardOptions {
 /** float32's lowest value, added to masked attention scores (as HF does). Finite, so a fully masked row stays NaN-free. */
 export const MASK_VALUE = -3.4028234663852886e38;
 
-function weight(w: Weights, name: string): tf.Tensor {
+export function weight(w: Weights, name: string): tf.Tensor {
   const t = w.get(name);
   if (!t) throw new Error(`Model weight "${name}" is missing; the checkpoint or init does not match this config.`);
   return t;
@@ -190,12 +190,7 @@ export function bertEncoder(
  * embeddings, plus a bias. hidden [N, H] -> logits [N, V]
  */
 export function mlmLogits(w: Weights, cfg: BertConfig, hidden: tf.Tensor2D): tf.Tensor2D {
-  const t = layerNorm(
-    w,
-    "cls.predictions.transform.LayerNorm",
-    gelu(dense(w, "cls.predictions.transform.dense", hidden)),
-    cfg.layerNormEps,
-  ) as tf.Tensor2D; // [N, H]
+  const t = mlmTransform(w, cfg, hidden); // [N, H]
   const wordEmbeddings = weight(w, "bert.embeddings.word_embeddings.weight") as tf.Tensor2D; // [V, H]
   return tf.add(tf.matMul(t, wordEmbeddings, false, true), weight(w, "cls.predictions.bias")) as tf.Tensor2D; // [N, V]
 }
@@ -232,6 +227,67 @@ export function crossEntropy(logits: tf.Tensor2D, labels: tf.Tensor1D): tf.Scala
     };
   });
   return ce(logits, tf.cast(labels, "int32")) as tf.Scalar;
+}
+
+/**
+ * The MLM decoder (tied to the word embeddings) fused with mean softmax
+ * cross-entropy, so the [N, V] logits exist once and their gradient
+ * temporaries are freed as soon as they are used. This is what keeps a
+ * decoder batch (about 2,000 rows × 30,522) inside wasm's memory.
+ *
+ * t [N, H] (after the transform), wordEmbeddings [V, H], bias [V], labels [N]
+ * -> loss (scalar) and accuracy (scalar, no gradient; the caller disposes it).
+ *
+ * Backward: dz = (softmax(z) - onehot(y)) / N; dt = dz·E; dE = (tᵀ·dz)ᵀ;
+ * db = Σ_rows dz. The 1/N scale is applied to the small results.
+ */
+export function tiedSoftmaxCrossEntropy(
+  t: tf.Tensor2D,
+  wordEmbeddings: tf.Tensor2D,
+  bias: tf.Tensor1D,
+  labels: tf.Tensor1D,
+): { loss: tf.Scalar; accuracy: tf.Scalar } {
+  const [N] = t.shape;
+  const V = wordEmbeddings.shape[0];
+  let accuracy: tf.Scalar | null = null;
+  const op = tf.customGrad((tIn, eIn, bIn, yIn, save) => {
+    const x = tIn as tf.Tensor2D;
+    const E = eIn as tf.Tensor2D;
+    const y = yIn as tf.Tensor1D;
+    const logits = tf.tidy(() => tf.add(tf.matMul(x, E, false, true), bIn as tf.Tensor)) as tf.Tensor2D; // [N, V]
+    const value = tf.tidy(() => {
+      const lse = tf.logSumExp(logits, -1); // [N]
+      const picked = tf.gather(logits.reshape([N * V]), tf.add(tf.range(0, N * V, V, "int32"), y)); // [N]
+      return tf.mean(tf.sub(lse, picked)) as tf.Scalar;
+    });
+    accuracy = tf.keep(tf.tidy(() => tf.mean(tf.cast(tf.equal(tf.argMax(logits, -1), y), "float32")) as tf.Scalar));
+    (save as tf.GradSaveFunc)([x, E, logits, y]);
+    return {
+      value,
+      gradFunc: (dy, saved) => {
+        const [xs, es, zs, ys] = saved as [tf.Tensor2D, tf.Tensor2D, tf.Tensor2D, tf.Tensor1D];
+        const scale = tf.div(dy as tf.Tensor, N);
+        const dz = tf.tidy(() => tf.sub(tf.softmax(zs), tf.oneHot(ys, V))); // [N, V]
+        const dx = tf.mul(tf.matMul(dz, es), scale); // [N, H]
+        const dE = tf.mul(tf.transpose(tf.matMul(xs, dz, true, false)), scale); // [V, H]
+        const db = tf.mul(tf.sum(dz, 0), scale); // [V]
+        dz.dispose();
+        return [dx, dE, db, tf.zerosLike(ys)];
+      },
+    };
+  });
+  const loss = op(t, wordEmbeddings, bias, tf.cast(labels, "int32")) as tf.Scalar;
+  return { loss, accuracy: accuracy! };
+}
+
+/** MLM transform: dense -> GELU -> LayerNorm. hidden [N, H] -> [N, H] */
+export function mlmTransform(w: Weights, cfg: BertConfig, hidden: tf.Tensor2D): tf.Tensor2D {
+  return layerNorm(
+    w,
+    "cls.predictions.transform.LayerNorm",
+    gelu(dense(w, "cls.predictions.transform.dense", hidden)),
+    cfg.layerNormEps,
+  ) as tf.Tensor2D;
 }
 
 /** Names and shapes of every encoder weight (bert.* and cls.predictions.*), HF layout. */

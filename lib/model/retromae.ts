@@ -14,14 +14,16 @@ import {
   bertEmbeddings,
   bertEncoder,
   bertLayer,
-  crossEntropy,
   encoderWeightShapes,
   ForwardOptions,
   initialValues,
   layerWeightShapes,
   MASK_VALUE,
   mlmLogits,
+  mlmTransform,
   paddingMask,
+  tiedSoftmaxCrossEntropy,
+  weight,
   Weights,
 } from "./bert";
 import { BertConfig, bertConfig, PresetName, validateConfig } from "./config";
@@ -73,11 +75,6 @@ function labelledPositions(labels: Int32Array): { rows: Int32Array; targets: Int
   return { rows, targets };
 }
 
-/** Fraction of rows whose argmax is the label. logits [N, V], labels [N] */
-function accuracy(logits: tf.Tensor2D, labels: tf.Tensor1D): tf.Scalar {
-  return tf.mean(tf.cast(tf.equal(tf.argMax(logits, -1), labels), "float32")) as tf.Scalar;
-}
-
 /**
  * Cross-entropy and accuracy of the MLM head at the labelled rows of
  * hidden [B·L, H]. Logits are computed at those rows only (the loss is the
@@ -87,9 +84,14 @@ function mlmLoss(w: Weights, cfg: BertConfig, hidden: tf.Tensor2D, labels: Int32
   const { rows, targets } = labelledPositions(labels);
   if (rows.length === 0) return { loss: tf.scalar(0), acc: tf.scalar(0) };
   const picked = tf.gather(hidden, tf.tensor1d(rows, "int32")) as tf.Tensor2D; // [M, H]
-  const logits = mlmLogits(w, cfg, picked); // [M, V]
-  const y = tf.tensor1d(targets, "int32");
-  return { loss: crossEntropy(logits, y), acc: accuracy(logits, y) };
+  const t = mlmTransform(w, cfg, picked); // [M, H]
+  const { loss, accuracy } = tiedSoftmaxCrossEntropy(
+    t,
+    weight(w, "bert.embeddings.word_embeddings.weight") as tf.Tensor2D,
+    weight(w, "cls.predictions.bias") as tf.Tensor1D,
+    tf.tensor1d(targets, "int32"),
+  );
+  return { loss, acc: accuracy };
 }
 
 /**
