@@ -2,13 +2,17 @@
  * `npm run bench -- NAME [options]`: prints JSON lines.
  *   tokenize  tokenizer MB/s and docs/s on SciFact
  *   matmul    GFLOP/s per backend, with PyTorch in the same run
+ *   model     RetroMAE forward+backward per preset, with PyTorch in the same run
  */
 import { benchMatmul } from "./matmul";
+import { benchModel, benchModelOne } from "./model";
 import { benchTokenize } from "./tokenize";
 
 const BENCHES: Record<string, (args: string[]) => Promise<void>> = {
   tokenize: benchTokenize,
   matmul: benchMatmul,
+  model: benchModel,
+  "model-one": benchModelOne,
 };
 
 async function main(): Promise<void> {

@@ -41,8 +41,9 @@ def read_safetensors(path):
 class Reference:
     """RetroMAE written out with torch.nn.functional, Hugging Face weight names."""
 
-    def __init__(self, config, weights):
+    def __init__(self, config, weights, training=False):
         self.cfg = config
+        self.training = training  # dropout on (timing runs) or off (parity)
         self.eps = config["layer_norm_eps"]
         self.w = {k: v.float().requires_grad_(True) for k, v in weights.items()}
 
@@ -57,7 +58,11 @@ class Reference:
         words = F.embedding(ids, self.w["bert.embeddings.word_embeddings.weight"], padding_idx=self.cfg["pad_token_id"])
         positions = self.w["bert.embeddings.position_embeddings.weight"][:length]
         types = self.w["bert.embeddings.token_type_embeddings.weight"][0]
-        return self.layer_norm("bert.embeddings.LayerNorm", words + positions + types)
+        return self.dropout(self.layer_norm("bert.embeddings.LayerNorm", words + positions + types), "hidden")
+
+    def dropout(self, x, kind):
+        p = self.cfg["hidden_dropout_prob"] if kind == "hidden" else self.cfg["attention_probs_dropout_prob"]
+        return F.dropout(x, p, training=self.training)
 
     def layer(self, prefix, query, key_value, mask):
         batch, lq, hidden = query.shape
@@ -71,10 +76,12 @@ class Reference:
         k = split(self.linear(prefix + ".attention.self.key", key_value))
         v = split(self.linear(prefix + ".attention.self.value", key_value))
         scores = q @ k.transpose(-1, -2) / math.sqrt(dh) + mask
-        context = (scores.softmax(-1) @ v).transpose(1, 2).reshape(batch, lq, hidden)
-        attended = self.layer_norm(prefix + ".attention.output.LayerNorm", self.linear(prefix + ".attention.output.dense", context) + query)
+        context = (self.dropout(scores.softmax(-1), "attention") @ v).transpose(1, 2).reshape(batch, lq, hidden)
+        out = self.dropout(self.linear(prefix + ".attention.output.dense", context), "hidden")
+        attended = self.layer_norm(prefix + ".attention.output.LayerNorm", out + query)
         inner = F.gelu(self.linear(prefix + ".intermediate.dense", attended))
-        return self.layer_norm(prefix + ".output.LayerNorm", self.linear(prefix + ".output.dense", inner) + attended)
+        out = self.dropout(self.linear(prefix + ".output.dense", inner), "hidden")
+        return self.layer_norm(prefix + ".output.LayerNorm", out + attended)
 
     def mlm_logits(self, hidden):
         t = self.layer_norm("cls.predictions.transform.LayerNorm", F.gelu(self.linear("cls.predictions.transform.dense", hidden)))

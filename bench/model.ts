@@ -1,0 +1,106 @@
+/**
+ * `npm run bench -- model [--backend NAME] [--steps N] [--presets tiny,mini] [--batch 16] [--seq 128]`
+ *
+ * One RetroMAE forward+backward step (no optimizer) on SciFact text, per
+ * preset: ms/step, tokens/s (non-padding tokens), peak RSS. When
+ * /usr/bin/python3 has torch, the same batch runs through the PyTorch
+ * reference in the same run, with the machine's environment and with
+ * PyTorch's best setting here, and `ratio_vs_torch` compares with the best.
+ * Each preset runs in its own child process, so peak RSS is its own.
+ */
+import { spawnSync } from "child_process";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import * as tf from "../lib/engine/tf";
+import { use } from "../lib/engine/backend";
+import { Rng } from "../lib/engine/rng";
+import { saveBatch } from "../lib/masking/batch-io";
+import { RetroMAECollator } from "../lib/masking/collator";
+import { hfConfig } from "../lib/model/checkpoint";
+import { bertConfig, PresetName } from "../lib/model/config";
+import { RetroMAE } from "../lib/model/retromae";
+import { BertTokenizer } from "../lib/text/tokenizer";
+import { emit, option, peakRssMb, runTorch, SHARED_DATA, torchAvailable, TORCH_ENVS } from "./common";
+
+function scifactTexts(n: number): string[] {
+  const lines = fs.readFileSync(path.join(SHARED_DATA, "beir-scifact", "corpus.jsonl"), "utf8").split("\n");
+  return lines.slice(0, n).map((l) => {
+    const d = JSON.parse(l) as { title: string; text: string };
+    return `${d.title} ${d.text}`;
+  });
+}
+
+/** Child process: time our step for one preset, print one JSON line. */
+export async function benchModelOne(args: string[]): Promise<void> {
+  const preset = (option(args, "preset") ?? "tiny") as PresetName;
+  const steps = Number(option(args, "steps") ?? 3);
+  const B = Number(option(args, "batch") ?? 16);
+  const L = Number(option(args, "seq") ?? 128);
+  const choice = await use(option(args, "backend") ?? "auto");
+  const rng = new Rng(1);
+  const tok = BertTokenizer.bertBaseUncased();
+  const collator = new RetroMAECollator({ tokenizer: tok, rng, maxLength: L });
+  const model = RetroMAE.create(preset, { rng });
+  const texts = scifactTexts(B * (steps + 1));
+  const batches = Array.from({ length: steps + 1 }, (_, s) => collator.collate(texts.slice(s * B, s * B + B)));
+  const batchFile = option(args, "save-batch");
+  if (batchFile) saveBatch(batchFile, batches[1]);
+  const times: number[] = [];
+  let tokens = 0;
+  for (let s = 0; s <= steps; s++) {
+    const t = performance.now();
+    const { grads } = model.forwardBackward(batches[s], { training: true, rng });
+    tf.dispose([...grads.values()]);
+    if (s > 0) {
+      times.push(performance.now() - t);
+      tokens += batches[s].lengths.reduce((a, b) => a + b, 0);
+    }
+  }
+  times.sort((a, b) => a - b);
+  const ms = times[Math.floor(times.length / 2)];
+  const meanTokens = tokens / steps;
+  console.log(
+    JSON.stringify({
+      preset,
+      backend: choice.backend,
+      batch: B,
+      seq: L,
+      ms_per_step: +ms.toFixed(1),
+      tokens_per_s: +(meanTokens / (ms / 1000)).toFixed(1),
+      peak_rss_mb: peakRssMb(),
+      tensors_after: tf.memory().numTensors,
+      steps,
+    }),
+  );
+}
+
+export async function benchModel(args: string[]): Promise<void> {
+  const presets = (option(args, "presets") ?? "tiny,mini").split(",") as PresetName[];
+  const forward = ["steps", "batch", "seq", "backend"].flatMap((k) => (option(args, k) ? [`--${k}`, option(args, k)!] : []));
+  const hasTorch = torchAvailable();
+  for (const preset of presets) {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "bench-model-"));
+    const batchFile = path.join(dir, "batch.safetensors");
+    const child = spawnSync(
+      process.execPath,
+      ["-r", "ts-node/register/transpile-only", path.join(__dirname, "index.ts"), "model-one", "--preset", preset, "--save-batch", batchFile, ...forward],
+      { encoding: "utf8", maxBuffer: 1 << 24 },
+    );
+    if (child.status !== 0) throw new Error(`bench model ${preset} failed: ${child.stderr.trim().split("\n").pop()}`);
+    const ours = JSON.parse(child.stdout.trim().split("\n").pop()!);
+    const row: Record<string, unknown> = { bench: "model", ...ours };
+    if (hasTorch) {
+      const cfg = JSON.stringify(hfConfig(bertConfig(preset)));
+      for (const { name, env } of TORCH_ENVS) {
+        row[`torch_${name}`] = runTorch("retromae_bench.py", [cfg, batchFile, "--steps", String(ours.steps)], env);
+      }
+      const best = Math.max(...TORCH_ENVS.map(({ name }) => (row[`torch_${name}`] as { tokens_per_s: number }).tokens_per_s));
+      row.ratio_vs_torch = +(ours.tokens_per_s / best).toFixed(3);
+    } else {
+      row.torch = "skipped: /usr/bin/python3 has no torch (apt-get install python3-torch)";
+    }
+    fs.rmSync(dir, { recursive: true, force: true });
+    emit(row);
+  }
+}

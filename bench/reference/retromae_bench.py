@@ -1,0 +1,85 @@
+"""PyTorch timing of one RetroMAE forward+backward training step (dropout on, no optimizer), for
+`npm run bench -- model`. The model is bench/reference/retromae_ref.py's,
+with weights drawn as HF initialises them; the batch is one saved by
+this project (safetensors).
+
+Usage: /usr/bin/python3 bench/reference/retromae_bench.py CONFIG_JSON BATCH.safetensors [--steps N]
+Prints one JSON line.
+"""
+import json
+import resource
+import statistics
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, __file__.rsplit("/", 1)[0])
+from retromae_ref import Reference, read_safetensors  # noqa: E402
+
+
+def init_weights(cfg):
+    h, i, v = cfg["hidden_size"], cfg["intermediate_size"], cfg["vocab_size"]
+    shapes = {
+        "bert.embeddings.word_embeddings.weight": (v, h),
+        "bert.embeddings.position_embeddings.weight": (cfg["max_position_embeddings"], h),
+        "bert.embeddings.token_type_embeddings.weight": (cfg["type_vocab_size"], h),
+        "bert.embeddings.LayerNorm.weight": (h,),
+        "bert.embeddings.LayerNorm.bias": (h,),
+        "cls.predictions.transform.dense.weight": (h, h),
+        "cls.predictions.transform.dense.bias": (h,),
+        "cls.predictions.transform.LayerNorm.weight": (h,),
+        "cls.predictions.transform.LayerNorm.bias": (h,),
+        "cls.predictions.bias": (v,),
+    }
+    layer = {
+        "attention.self.query": (h, h), "attention.self.key": (h, h), "attention.self.value": (h, h),
+        "attention.output.dense": (h, h), "intermediate.dense": (i, h), "output.dense": (h, i),
+    }
+    prefixes = [f"bert.encoder.layer.{n}" for n in range(cfg["num_hidden_layers"])] + ["c_head"]
+    for p in prefixes:
+        for name, shape in layer.items():
+            shapes[f"{p}.{name}.weight"] = shape
+            shapes[f"{p}.{name}.bias"] = (shape[0],)
+        for ln in ("attention.output.LayerNorm", "output.LayerNorm"):
+            shapes[f"{p}.{ln}.weight"] = (h,)
+            shapes[f"{p}.{ln}.bias"] = (h,)
+    g = torch.Generator().manual_seed(0)
+    out = {}
+    for name, shape in shapes.items():
+        if name.endswith("LayerNorm.weight"):
+            out[name] = torch.ones(shape)
+        elif name.endswith(".weight"):
+            out[name] = torch.randn(shape, generator=g) * cfg["initializer_range"]
+        else:
+            out[name] = torch.zeros(shape)
+    return out
+
+
+def main():
+    cfg = json.loads(sys.argv[1])
+    batch = read_safetensors(sys.argv[2])
+    steps = int(sys.argv[sys.argv.index("--steps") + 1]) if "--steps" in sys.argv else 3
+    model = Reference(cfg, init_weights(cfg), training=True)
+    times = []
+    for step in range(steps + 1):
+        for p in model.w.values():
+            p.grad = None
+        t = time.perf_counter()
+        _, enc, dec = model.forward(batch)
+        (enc + dec).backward()
+        if step > 0:  # the first step warms up
+            times.append(time.perf_counter() - t)
+    tokens = int(batch["attention_mask"].sum())
+    ms = statistics.median(times) * 1e3
+    print(json.dumps({
+        "torch": torch.__version__,
+        "ms_per_step": round(ms, 1),
+        "tokens_per_s": round(tokens / (ms / 1e3), 1),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "steps": steps,
+    }))
+
+
+if __name__ == "__main__":
+    main()
