@@ -1,0 +1,138 @@
+/**
+ * AdamW (Loshchilov & Hutter), with weight decay decoupled exactly as
+ * PyTorch's torch.optim.AdamW:
+ *
+ *   p ← p − lr·wd·p
+ *   m ← β1·m + (1−β1)·g,   v ← β2·v + (1−β2)·g²
+ *   p ← p − (lr / (1−β1ᵗ)) · m / (√v / √(1−β2ᵗ) + ε)
+ *
+ * No decay on biases and LayerNorm weights, as the HF Trainer groups them.
+ * Plus global-norm gradient clipping as torch.nn.utils.clip_grad_norm_.
+ */
+import * as tf from "../engine/tf";
+
+export interface AdamWOptions {
+  lr?: number;
+  betas?: [number, number];
+  eps?: number;
+  weightDecay?: number;
+  /** Names that get no weight decay. Default: biases and LayerNorm weights. */
+  noDecay?: (name: string) => boolean;
+}
+
+export const defaultNoDecay = (name: string): boolean => name.endsWith(".bias") || name.includes("LayerNorm.") || name.endsWith("cls.predictions.bias");
+
+export interface AdamWState {
+  step: number;
+  m: Map<string, Float32Array>;
+  v: Map<string, Float32Array>;
+}
+
+export class AdamW {
+  readonly params: Map<string, tf.Variable>;
+  lr: number;
+  readonly beta1: number;
+  readonly beta2: number;
+  readonly eps: number;
+  readonly weightDecay: number;
+  private readonly decayMap: Map<string, boolean>;
+  private m = new Map<string, tf.Variable>();
+  private v = new Map<string, tf.Variable>();
+  /** Updates taken so far (t in the bias corrections). */
+  step = 0;
+
+  constructor(params: Map<string, tf.Variable>, options: AdamWOptions = {}) {
+    this.params = params;
+    this.lr = options.lr ?? 1e-4;
+    [this.beta1, this.beta2] = options.betas ?? [0.9, 0.999];
+    this.eps = options.eps ?? 1e-8;
+    this.weightDecay = options.weightDecay ?? 0.01;
+    for (const [k, val] of [["lr", this.lr], ["eps", this.eps], ["weightDecay", this.weightDecay]] as const) {
+      if (!(val >= 0) || !Number.isFinite(val)) throw new Error(`AdamW ${k} must be a finite number >= 0, got ${val}.`);
+    }
+    for (const b of [this.beta1, this.beta2]) {
+      if (!(b >= 0 && b < 1)) throw new Error(`AdamW betas must be in [0, 1), got [${this.beta1}, ${this.beta2}].`);
+    }
+    const noDecay = options.noDecay ?? defaultNoDecay;
+    this.decayMap = new Map([...params.keys()].map((k) => [k, !noDecay(k)]));
+    for (const [name, p] of params) {
+      this.m.set(name, tf.variable(tf.zerosLike(p), false));
+      this.v.set(name, tf.variable(tf.zerosLike(p), false));
+    }
+  }
+
+  /** Whether a weight gets weight decay. */
+  decays(name: string): boolean {
+    return this.decayMap.get(name) ?? false;
+  }
+
+  /** Apply one update with `grads` (HF names) at learning rate `lr` (default: this.lr). */
+  apply(grads: Map<string, tf.Tensor>, lr = this.lr): void {
+    this.step += 1;
+    const t = this.step;
+    const bc1 = 1 - this.beta1 ** t;
+    const bc2 = 1 - this.beta2 ** t;
+    const stepSize = lr / bc1;
+    const sqrtBc2 = Math.sqrt(bc2);
+    tf.tidy(() => {
+      for (const [name, p] of this.params) {
+        const g = grads.get(name);
+        if (!g) continue;
+        const m = this.m.get(name)!;
+        const v = this.v.get(name)!;
+        let w: tf.Tensor = p;
+        if (this.decayMap.get(name) && this.weightDecay > 0) w = tf.mul(w, 1 - lr * this.weightDecay);
+        const m1 = tf.add(tf.mul(m, this.beta1), tf.mul(g, 1 - this.beta1));
+        const v1 = tf.add(tf.mul(v, this.beta2), tf.mul(tf.square(g), 1 - this.beta2));
+        const denom = tf.add(tf.div(tf.sqrt(v1), sqrtBc2), this.eps);
+        m.assign(m1);
+        v.assign(v1);
+        p.assign(tf.sub(w, tf.mul(tf.div(m1, denom), stepSize)));
+      }
+    });
+  }
+
+  getState(): AdamWState {
+    const read = (src: Map<string, tf.Variable>) => new Map([...src].map(([k, x]) => [k, x.dataSync() as Float32Array]));
+    return { step: this.step, m: read(this.m), v: read(this.v) };
+  }
+
+  setState(state: AdamWState): void {
+    for (const [which, src] of [["m", state.m], ["v", state.v]] as const) {
+      const dst = which === "m" ? this.m : this.v;
+      for (const [name, x] of dst) {
+        const data = src.get(name);
+        if (!data || data.length !== x.size) {
+          throw new Error(`Optimizer state has no matching "${which}" for weight "${name}"; the checkpoint belongs to another model.`);
+        }
+        x.assign(tf.tensor(data, x.shape));
+      }
+    }
+    this.step = state.step;
+  }
+
+  dispose(): void {
+    for (const x of [...this.m.values(), ...this.v.values()]) x.dispose();
+    this.m.clear();
+    this.v.clear();
+  }
+}
+
+/**
+ * Scale gradients so their global L2 norm is at most maxNorm, as
+ * torch.nn.utils.clip_grad_norm_ (coefficient maxNorm / (norm + 1e-6),
+ * capped at 1). Returns the new gradients (the old ones are disposed) and the
+ * norm before clipping.
+ */
+export function clipGradNorm(grads: Map<string, tf.Tensor>, maxNorm: number): { grads: Map<string, tf.Tensor>; norm: number } {
+  const norm = tf.tidy(() => tf.sqrt(tf.addN([...grads.values()].map((g) => tf.sum(tf.square(g))))).dataSync()[0]);
+  if (!(maxNorm > 0) || !Number.isFinite(norm)) return { grads, norm };
+  const coef = Math.min(1, maxNorm / (norm + 1e-6));
+  if (coef >= 1) return { grads, norm };
+  const out = new Map<string, tf.Tensor>();
+  for (const [k, g] of grads) {
+    out.set(k, tf.mul(g, coef));
+    g.dispose();
+  }
+  return { grads: out, norm };
+}
