@@ -64,7 +64,7 @@ export interface CollatorOptions {
 }
 
 /** A text, or token ids without special tokens (as the official pre-tokenized datasets hold). */
-export type Example = string | readonly number[];
+export type Example = string | readonly number[] | Int32Array;
 
 function checkRatio(name: string, r: number): void {
   if (typeof r !== "number" || !(r > 0 && r <= 1)) {
@@ -109,7 +109,7 @@ export class RetroMAECollator {
 
   /** [CLS] ids[:maxLength-2] [SEP] for one example. */
   sequence(example: Example): number[] {
-    const ids = typeof example === "string" ? this.tokenizer.textToIds(example) : example;
+    const ids = typeof example === "string" ? this.tokenizer.textToIds(example) : Array.from(example);
     if (typeof example !== "string") {
       if (!Array.isArray(example) && !ArrayBuffer.isView(example)) {
         throw new Error(`A batch example must be a string or an array of token ids, got ${typeof example}.`);
