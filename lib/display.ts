@@ -53,3 +53,8 @@ export function setDisplay(display: Display): Display {
 export function display(value: Displayable | MimeBundle): DisplayHandle {
   return active.show(value);
 }
+
+/** True when output goes to a terminal rather than a notebook front end. */
+export function isTerminal(): boolean {
+  return active === terminalDisplay;
+}

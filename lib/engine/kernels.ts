@@ -5,7 +5,7 @@
  * (test/engine/backend.test.ts does it on every run):
  * - UnsortedSegmentSum: the gradient of `gather` (embedding lookups).
  *
- * Replaced on cpu, for speed: UnsortedSegmentSum (see below).
+ * Replaced on cpu, for speed: UnsortedSegmentSum and Softmax (see below).
  *
  * And one wrapper for wasm, for speed: wasm's BatchMatMul is fast only without
  * transposes (measured here: 24 GFLOP/s plain, 0.8 GFLOP/s with transposeB on
@@ -93,6 +93,42 @@ const unsortedSegmentSumCpu: KernelConfig = {
   },
 };
 
+/**
+ * tfjs-backend-cpu's Softmax is composed of max, sub, exp, sum and div
+ * kernels with broadcasting: 1.15 s for [120, 30522] here. This is the same
+ * row-wise softmax over the last axis in one pass per row (max, exp and sum,
+ * scale), as float32 like the original.
+ */
+const softmaxCpu: KernelConfig = {
+  kernelName: tf.Softmax,
+  backendName: "cpu",
+  kernelFunc: ({ inputs, backend, attrs }) => {
+    const { logits } = inputs as { logits: TensorInfo };
+    const { dim } = attrs as unknown as { dim: number };
+    const rank = logits.shape.length;
+    if (dim !== -1 && dim !== rank - 1) {
+      throw new Error(`Softmax along axis ${dim} of a rank-${rank} tensor is not supported; only the last axis is.`);
+    }
+    const cpu = backend as unknown as CpuBackendLike;
+    const x = cpu.readSync(logits.dataId) as Float32Array;
+    const n = logits.shape[rank - 1] ?? 1;
+    const out = new Float32Array(x.length);
+    for (let r = 0; r < x.length; r += n) {
+      let max = -Infinity;
+      for (let j = r; j < r + n; j++) if (x[j] > max) max = x[j];
+      let sum = 0;
+      for (let j = r; j < r + n; j++) {
+        const e = Math.fround(Math.exp(x[j] - max));
+        out[j] = e;
+        sum += e;
+      }
+      const inv = 1 / Math.fround(sum);
+      for (let j = r; j < r + n; j++) out[j] *= inv;
+    }
+    return cpu.makeTensorInfo([...logits.shape], "float32", out);
+  },
+};
+
 /** The part of MathBackendCPU the cpu kernel uses. */
 interface CpuBackendLike {
   readSync(dataId: object): unknown;
@@ -102,7 +138,7 @@ interface CpuBackendLike {
 export const WASM_EXTRA_KERNELS: readonly KernelConfig[] = [unsortedSegmentSumWasm];
 
 /** Kernels that replace slow ones of tfjs-backend-cpu. */
-export const CPU_REPLACED_KERNELS: readonly KernelConfig[] = [unsortedSegmentSumCpu];
+export const CPU_REPLACED_KERNELS: readonly KernelConfig[] = [unsortedSegmentSumCpu, softmaxCpu];
 
 interface WasmDisposer {
   disposeData(dataId: object): boolean;

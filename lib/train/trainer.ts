@@ -1,0 +1,516 @@
+/**
+ * The RetroMAE Trainer: an async loop that yields to the event loop between
+ * steps (so a notebook shows live output), stops cleanly after the current
+ * step when its AbortSignal fires, and continues from there on the next
+ * `fit`. It writes a run directory (config.json, metrics.jsonl, checkpoints)
+ * and resumes from a checkpoint to the same losses, bit for bit on the same
+ * backend.
+ */
+import * as fs from "fs";
+import * as path from "path";
+import * as tf from "../engine/tf";
+import { info as backendInfo } from "../engine/backend";
+import { Rng, RngState } from "../engine/rng";
+import { RetroMAECollator } from "../masking/collator";
+import { loadCheckpoint, saveCheckpoint } from "../model/checkpoint";
+import type { RetroMAE, LossValues } from "../model/retromae";
+import { NamedArray, readSafetensors, writeFileAtomic, writeSafetensors } from "../model/safetensors";
+import { LossChart, RunSeries } from "../plot/loss-chart";
+import type { BertTokenizer } from "../text/tokenizer";
+import { BatchStream, DataPosition, PackedCorpus } from "./data";
+import { LiveReport } from "./live";
+import { AdamW, clipGradNorm } from "./optim";
+import { LrSchedule } from "./schedule";
+
+export interface TrainerOptions {
+  model: RetroMAE;
+  tokenizer: BertTokenizer;
+  data: PackedCorpus;
+  /** The run's generator: masks, dropout and data order draw from it. Default: new Rng(seed). */
+  rng?: Rng;
+  seed?: number;
+  batchSize?: number;
+  maxLength?: number;
+  encoderMaskRatio?: number;
+  decoderMaskRatio?: number;
+  gradAccumulation?: number;
+  lr?: number;
+  weightDecay?: number;
+  betas?: [number, number];
+  eps?: number;
+  warmupRatio?: number;
+  warmupSteps?: number;
+  decay?: "linear" | "cosine" | "constant";
+  maxGradNorm?: number;
+  /** Steps the schedule spans. Default: the target of the first fit. */
+  totalSteps?: number;
+  /** Where config.json, metrics.jsonl and checkpoints go. None: nothing is written. */
+  runDir?: string;
+  /** Checkpoint every N optimizer steps (and at the end of each fit). 0: only at the end. */
+  checkpointEvery?: number;
+  keepLast?: number;
+  /** Evaluation hooks, run every `every` steps; their metrics become "eval" events and chart points. */
+  hooks?: TrainerHook[];
+  /** A chart shared between trainers overlays their runs. Default: a chart of its own. */
+  chart?: LossChart;
+  /** Extra settings recorded in config.json and used to label the run on the chart. */
+  settings?: Record<string, unknown>;
+}
+
+export interface TrainerHook {
+  every: number;
+  name?: string;
+  run: (trainer: Trainer) => Promise<Record<string, number>> | Record<string, number>;
+}
+
+export interface StepInfo extends LossValues {
+  type: "step";
+  step: number;
+  epoch: number;
+  lr: number;
+  gradNorm: number;
+  tokens: number;
+  tokensPerSec: number;
+  elapsedMs: number;
+  stepMs: number;
+  numTensors: number;
+  stepInFit: number;
+}
+
+export interface EvalInfo {
+  type: "eval";
+  step: number;
+  metrics: Record<string, number>;
+}
+
+export type TrainerEvent = StepInfo | EvalInfo;
+
+export interface FitOptions {
+  /** Optimizer steps to take in this call ... */
+  steps?: number;
+  /** ... or passes over the data. */
+  epochs?: number;
+  /** Stop cleanly after the current step when this fires (the kernel passes its interrupt signal). */
+  signal?: AbortSignal;
+  onEvent?: (e: TrainerEvent) => void;
+  /** Live chart and progress bar through the display interface. Default true. */
+  live?: boolean;
+  /** Minimum ms between live updates. Default 500. */
+  liveIntervalMs?: number;
+}
+
+export interface FitResult {
+  status: "done" | "stopped";
+  stepsTaken: number;
+  step: number;
+  lastLoss: LossValues | null;
+  /** ms spent in the model step (forward, backward, clip, update) and in the whole loop. */
+  modelMs: number;
+  totalMs: number;
+  checkpoint: string | null;
+}
+
+/** Saved with each checkpoint; what resume needs beyond the weights and moments. */
+interface TrainerState {
+  step: number;
+  rng: RngState;
+  dataSeed: number;
+  position: DataPosition;
+  totalSteps: number | null;
+  warmupSteps: number | null;
+  options: Record<string, unknown>;
+}
+
+const OOM = /out of memory|OOM|Cannot allocate|memory access out of bounds|Array buffer allocation failed|Invalid typed array length|WebAssembly.Memory/i;
+
+export class TrainingStopped extends Error {}
+
+export class Trainer {
+  readonly model: RetroMAE;
+  readonly tokenizer: BertTokenizer;
+  readonly rng: Rng;
+  readonly collator: RetroMAECollator;
+  readonly optimizer: AdamW;
+  readonly stream: BatchStream;
+  readonly chart: LossChart;
+  readonly series: RunSeries;
+  readonly options: Required<Pick<TrainerOptions, "batchSize" | "maxLength" | "gradAccumulation" | "maxGradNorm" | "keepLast" | "checkpointEvery">> & TrainerOptions;
+  readonly dataSeed: number;
+  /** Optimizer steps taken. */
+  step = 0;
+  private schedule: LrSchedule | null = null;
+  private readonly hooks: TrainerHook[];
+  private configWritten = false;
+
+  constructor(options: TrainerOptions, restored?: { state: TrainerState }) {
+    const o = {
+      batchSize: 16,
+      maxLength: 128,
+      gradAccumulation: 1,
+      maxGradNorm: 1.0,
+      keepLast: 2,
+      checkpointEvery: 0,
+      ...options,
+    };
+    for (const k of ["batchSize", "maxLength", "gradAccumulation"] as const) {
+      if (!Number.isInteger(o[k]) || o[k] <= 0) throw new Error(`Trainer ${k} must be a positive whole number, got ${o[k]}.`);
+    }
+    if (o.maxLength > o.model.config.maxPositionEmbeddings) {
+      throw new Error(`maxLength ${o.maxLength} exceeds the model's ${o.model.config.maxPositionEmbeddings} positions; lower maxLength.`);
+    }
+    this.options = o;
+    this.model = o.model;
+    this.tokenizer = o.tokenizer;
+    this.rng = o.rng ?? new Rng(o.seed ?? 42);
+    this.collator = new RetroMAECollator({
+      tokenizer: o.tokenizer,
+      rng: this.rng,
+      maxLength: o.maxLength,
+      encoderMaskRatio: o.encoderMaskRatio,
+      decoderMaskRatio: o.decoderMaskRatio,
+    });
+    this.optimizer = new AdamW(this.model.weights, { lr: o.lr, weightDecay: o.weightDecay, betas: o.betas, eps: o.eps });
+    this.dataSeed = restored ? restored.state.dataSeed : this.rng.uint32();
+    this.stream = new BatchStream(o.data, o.batchSize, this.dataSeed);
+    this.hooks = o.hooks ?? [];
+    this.chart = o.chart ?? new LossChart();
+    this.series = this.chart.addRun(this.labelSettings());
+    if (restored) {
+      const s = restored.state;
+      this.step = s.step;
+      this.rng.setState(s.rng);
+      this.stream.position = s.position;
+      if (s.totalSteps !== null) this.schedule = this.makeSchedule(s.totalSteps, s.warmupSteps ?? undefined);
+      this.configWritten = true;
+    }
+  }
+
+  /** Encoder mask ratio used from the next batch on. */
+  get encoderMaskRatio(): number {
+    return this.collator.encoderMaskRatio;
+  }
+  set encoderMaskRatio(r: number) {
+    this.collator.encoderMaskRatio = r;
+  }
+  get decoderMaskRatio(): number {
+    return this.collator.decoderMaskRatio;
+  }
+  set decoderMaskRatio(r: number) {
+    this.collator.decoderMaskRatio = r;
+  }
+
+  private labelSettings(): Record<string, unknown> {
+    return {
+      encoderMaskRatio: this.collator.encoderMaskRatio,
+      decoderMaskRatio: this.collator.decoderMaskRatio,
+      lr: this.optimizer.lr,
+      batchSize: this.options.batchSize,
+      ...(this.options.settings ?? {}),
+    };
+  }
+
+  private makeSchedule(totalSteps: number, warmupSteps?: number): LrSchedule {
+    const o = this.options;
+    return new LrSchedule({
+      lr: this.optimizer.lr,
+      totalSteps,
+      warmupSteps: warmupSteps ?? o.warmupSteps,
+      warmupRatio: o.warmupRatio,
+      decay: o.decay,
+    });
+  }
+
+  /** Every hyperparameter, the seed and the backend: what config.json records. */
+  describe(): Record<string, unknown> {
+    const o = this.options;
+    return {
+      model: this.model.config,
+      seed: o.seed ?? null,
+      dataSeed: this.dataSeed,
+      batchSize: o.batchSize,
+      maxLength: o.maxLength,
+      gradAccumulation: o.gradAccumulation,
+      encoderMaskRatio: this.collator.encoderMaskRatio,
+      decoderMaskRatio: this.collator.decoderMaskRatio,
+      bowLossWeight: this.model.bowLossWeight,
+      optimizer: { name: "AdamW", lr: this.optimizer.lr, betas: [this.optimizer.beta1, this.optimizer.beta2], eps: this.optimizer.eps, weightDecay: this.optimizer.weightDecay },
+      schedule: this.schedule
+        ? { totalSteps: this.schedule.totalSteps, warmupSteps: this.schedule.warmupSteps, decay: this.schedule.decay }
+        : { warmupRatio: o.warmupRatio ?? 0.1, warmupSteps: o.warmupSteps ?? null, decay: o.decay ?? "linear" },
+      maxGradNorm: o.maxGradNorm,
+      data: { blocks: o.data.size, tokens: o.data.tokens },
+      settings: o.settings ?? {},
+      backend: backendInfo(),
+    };
+  }
+
+  private writeConfig(): void {
+    const dir = this.options.runDir;
+    if (!dir || this.configWritten) return;
+    fs.mkdirSync(dir, { recursive: true });
+    writeFileAtomic(path.join(dir, "config.json"), JSON.stringify(this.describe(), null, 2) + "\n");
+    this.configWritten = true;
+  }
+
+  /** Train. Resolves when the steps are done or the signal stopped it after a step. */
+  async fit(options: FitOptions = {}): Promise<FitResult> {
+    const o = this.options;
+    const { signal } = options;
+    if (options.steps === undefined && options.epochs === undefined) throw new Error("fit needs { steps: N } or { epochs: N }.");
+    const steps = options.steps ?? Math.ceil((options.epochs! * this.stream.batchesPerEpoch) / o.gradAccumulation);
+    if (!Number.isInteger(steps) || steps <= 0) throw new Error(`fit steps must be a positive whole number, got ${steps}.`);
+    const target = this.step + steps;
+    if (!this.schedule) this.schedule = this.makeSchedule(o.totalSteps ?? target);
+    else if (target > this.schedule.totalSteps) this.schedule = this.makeSchedule(target, this.schedule.warmupSteps);
+    this.writeConfig();
+    this.series.settings.encoderMaskRatio = this.collator.encoderMaskRatio;
+    this.series.settings.decoderMaskRatio = this.collator.decoderMaskRatio;
+    const live = options.live === false ? null : new LiveReport(this.chart, this.series, steps, { minIntervalMs: options.liveIntervalMs });
+
+    const started = performance.now();
+    let modelMs = 0;
+    let tokensSeen = 0;
+    let lastLoss: LossValues | null = null;
+    let status: FitResult["status"] = "done";
+    let checkpoint: string | null = null;
+    let taken = 0;
+    try {
+      while (this.step < target) {
+        if (signal?.aborted) {
+          status = "stopped";
+          break;
+        }
+        const t0 = performance.now();
+        const { values, grads, tokens, modelTime } = this.accumulate();
+        modelMs += modelTime;
+        if (!Number.isFinite(values.loss)) {
+          tf.dispose([...grads.values()]);
+          const last = this.latestCheckpoint();
+          throw new TrainingStopped(
+            `Loss became ${values.loss} at step ${this.step + 1} (encoder ${values.encoderLoss}, decoder ${values.decoderLoss}); no update was applied${last ? `, and the last good checkpoint is ${last}` : ""}. Lower lr (now ${this.optimizer.lr}) or check the data.`,
+          );
+        }
+        const t1 = performance.now();
+        const clipped = clipGradNorm(grads, o.maxGradNorm);
+        const lr = this.schedule.at(this.step);
+        this.optimizer.apply(clipped.grads, lr);
+        tf.dispose([...clipped.grads.values()]);
+        const t2 = performance.now();
+        modelMs += t2 - t1;
+        this.step++;
+        taken++;
+        tokensSeen += tokens;
+        lastLoss = values;
+        const elapsedMs = performance.now() - started;
+        const event: StepInfo = {
+          type: "step",
+          step: this.step,
+          epoch: this.stream.position.epoch,
+          ...values,
+          lr,
+          gradNorm: clipped.norm,
+          tokens,
+          tokensPerSec: tokensSeen / (elapsedMs / 1000),
+          elapsedMs,
+          stepMs: t2 - t0,
+          numTensors: tf.memory().numTensors,
+          stepInFit: taken,
+        };
+        this.emit(event, options, live);
+        for (const hook of this.hooks) {
+          if (hook.every > 0 && this.step % hook.every === 0) {
+            const metrics = await hook.run(this);
+            this.emit({ type: "eval", step: this.step, metrics }, options, live);
+          }
+        }
+        if (o.runDir && o.checkpointEvery > 0 && this.step % o.checkpointEvery === 0 && this.step < target) {
+          checkpoint = await this.saveCheckpoint();
+        }
+        await new Promise((r) => setImmediate(r)); // let the kernel send output and see interrupts
+      }
+      if (o.runDir && taken > 0) checkpoint = await this.saveCheckpoint();
+    } catch (err) {
+      live?.finish(err instanceof Error ? err.message.split(";")[0] : "error");
+      throw this.explain(err);
+    }
+    live?.finish(status);
+    return { status, stepsTaken: taken, step: this.step, lastLoss, modelMs, totalMs: performance.now() - started, checkpoint };
+  }
+
+  /** Forward and backward over gradAccumulation micro-batches; averaged gradients. */
+  private accumulate(): { values: LossValues; grads: Map<string, tf.Tensor>; tokens: number; modelTime: number } {
+    const k = this.options.gradAccumulation;
+    let sum: Map<string, tf.Tensor> | null = null;
+    const totals: LossValues = { loss: 0, encoderLoss: 0, decoderLoss: 0, encoderAccuracy: 0, decoderAccuracy: 0 };
+    let tokens = 0;
+    let modelTime = 0;
+    for (let i = 0; i < k; i++) {
+      const batch = this.collator.collate(this.stream.next());
+      tokens += batch.lengths.reduce((a, b) => a + b, 0);
+      const t = performance.now();
+      const { grads, values } = this.model.forwardBackward(batch, { training: true, rng: this.rng });
+      if (sum === null) sum = grads;
+      else {
+        const next = new Map<string, tf.Tensor>();
+        for (const [name, g] of grads) {
+          next.set(name, tf.add(sum.get(name)!, g));
+          sum.get(name)!.dispose();
+          g.dispose();
+        }
+        sum = next;
+      }
+      modelTime += performance.now() - t;
+      for (const key of Object.keys(totals) as (keyof LossValues)[]) totals[key] = (totals[key] ?? 0) + (values[key] ?? 0) / k;
+      if (values.bowLoss !== undefined) totals.bowLoss = (totals.bowLoss ?? 0) + values.bowLoss / k;
+    }
+    let grads = sum!;
+    if (k > 1) {
+      const scaled = new Map<string, tf.Tensor>();
+      for (const [name, g] of grads) {
+        scaled.set(name, tf.mul(g, 1 / k));
+        g.dispose();
+      }
+      grads = scaled;
+    }
+    return { values: totals, grads, tokens, modelTime };
+  }
+
+  private emit(e: TrainerEvent, options: FitOptions, live: LiveReport | null): void {
+    if (e.type === "step" && this.options.runDir) {
+      const { type: _type, ...row } = e;
+      fs.appendFileSync(path.join(this.options.runDir, "metrics.jsonl"), JSON.stringify(row) + "\n");
+    }
+    if (e.type === "eval" && this.options.runDir) {
+      fs.appendFileSync(path.join(this.options.runDir, "metrics.jsonl"), JSON.stringify({ step: e.step, eval: e.metrics }) + "\n");
+    }
+    live?.push(e);
+    if (!live) this.series.add(e);
+    options.onEvent?.(e);
+  }
+
+  private explain(err: unknown): Error {
+    if (err instanceof TrainingStopped) return err;
+    const msg = err instanceof Error ? err.message : String(err);
+    if (OOM.test(msg)) {
+      const b = this.options.batchSize;
+      return new Error(
+        `The ${tf.getBackend()} backend ran out of memory at batch size ${b} × length ${this.options.maxLength}; lower batchSize (e.g. ${Math.max(1, Math.floor(b / 2))}) and raise gradAccumulation to keep the effective batch, or lower maxLength.`,
+      );
+    }
+    return err instanceof Error ? err : new Error(msg);
+  }
+
+  /** Checkpoint folders in the run directory, oldest first. */
+  checkpoints(): string[] {
+    const dir = this.options.runDir;
+    if (!dir || !fs.existsSync(dir)) return [];
+    return fs
+      .readdirSync(dir)
+      .filter((n) => /^checkpoint-\d+$/.test(n))
+      .sort((a, b) => Number(a.split("-")[1]) - Number(b.split("-")[1]))
+      .map((n) => path.join(dir, n));
+  }
+
+  latestCheckpoint(): string | null {
+    const all = this.checkpoints();
+    return all.length ? all[all.length - 1] : null;
+  }
+
+  /**
+   * Save model, optimizer moments and trainer state as runDir/checkpoint-STEP.
+   * The folder is written under a temporary name and renamed, so a crash
+   * never leaves a half-written checkpoint; older ones beyond keepLast go.
+   */
+  async saveCheckpoint(): Promise<string> {
+    const dir = this.options.runDir;
+    if (!dir) throw new Error("This trainer has no runDir; pass { runDir } to save checkpoints.");
+    fs.mkdirSync(dir, { recursive: true });
+    const final = path.join(dir, `checkpoint-${this.step}`);
+    const tmp = path.join(dir, `.tmp-checkpoint-${this.step}-${process.pid}`);
+    fs.rmSync(tmp, { recursive: true, force: true });
+    await saveCheckpoint(this.model, tmp, {
+      vocab: this.tokenizer.vocab,
+      retromae: { encoder_mask_ratio: this.collator.encoderMaskRatio, decoder_mask_ratio: this.collator.decoderMaskRatio, seed: this.options.seed ?? null, step: this.step },
+    });
+    const opt = this.optimizer.getState();
+    const moments = new Map<string, NamedArray>();
+    for (const [name, m] of opt.m) moments.set(`exp_avg.${name}`, { dtype: "F32", shape: this.model.weights.get(name)!.shape, data: m });
+    for (const [name, v] of opt.v) moments.set(`exp_avg_sq.${name}`, { dtype: "F32", shape: this.model.weights.get(name)!.shape, data: v });
+    writeSafetensors(path.join(tmp, "optimizer.safetensors"), moments, { step: String(opt.step) });
+    const state: TrainerState = {
+      step: this.step,
+      rng: this.rng.getState(),
+      dataSeed: this.dataSeed,
+      position: this.stream.position,
+      totalSteps: this.schedule?.totalSteps ?? null,
+      warmupSteps: this.schedule?.warmupSteps ?? null,
+      options: this.serializableOptions(),
+    };
+    writeFileAtomic(path.join(tmp, "trainer_state.json"), JSON.stringify(state, null, 2) + "\n");
+    fs.rmSync(final, { recursive: true, force: true });
+    fs.renameSync(tmp, final);
+    const all = this.checkpoints();
+    for (const old of all.slice(0, Math.max(0, all.length - this.options.keepLast))) fs.rmSync(old, { recursive: true, force: true });
+    return final;
+  }
+
+  private serializableOptions(): Record<string, unknown> {
+    const o = this.options;
+    return {
+      seed: o.seed,
+      batchSize: o.batchSize,
+      maxLength: o.maxLength,
+      encoderMaskRatio: this.collator.encoderMaskRatio,
+      decoderMaskRatio: this.collator.decoderMaskRatio,
+      gradAccumulation: o.gradAccumulation,
+      lr: this.optimizer.lr,
+      weightDecay: this.optimizer.weightDecay,
+      betas: [this.optimizer.beta1, this.optimizer.beta2],
+      eps: this.optimizer.eps,
+      warmupRatio: o.warmupRatio,
+      warmupSteps: o.warmupSteps,
+      decay: o.decay,
+      maxGradNorm: o.maxGradNorm,
+      checkpointEvery: o.checkpointEvery,
+      keepLast: o.keepLast,
+      bowLossWeight: this.model.bowLossWeight,
+      settings: o.settings,
+    };
+  }
+
+  /**
+   * Continue a run from a checkpoint folder, or from a run directory's
+   * latest checkpoint: model weights, optimizer moments, schedule step, the
+   * generator's state and the data position. The corpus must be the same.
+   */
+  static resume(location: string, args: { tokenizer: BertTokenizer; data: PackedCorpus } & Partial<TrainerOptions>): Trainer {
+    let ckpt = location;
+    if (!fs.existsSync(path.join(location, "trainer_state.json"))) {
+      const found = fs.existsSync(location)
+        ? fs.readdirSync(location).filter((n) => /^checkpoint-\d+$/.test(n)).sort((a, b) => Number(a.split("-")[1]) - Number(b.split("-")[1]))
+        : [];
+      if (found.length === 0) throw new Error(`"${location}" holds no checkpoint (no trainer_state.json, no checkpoint-N folder); pass a run directory or a checkpoint folder.`);
+      ckpt = path.join(location, found[found.length - 1]);
+    }
+    let state: TrainerState;
+    try {
+      state = JSON.parse(fs.readFileSync(path.join(ckpt, "trainer_state.json"), "utf8"));
+    } catch {
+      throw new Error(`${path.join(ckpt, "trainer_state.json")} is missing or not valid JSON; the checkpoint is incomplete.`);
+    }
+    const { model } = loadCheckpoint(ckpt);
+    const { bowLossWeight, ...saved } = state.options as Partial<TrainerOptions> & { bowLossWeight?: number };
+    model.bowLossWeight = bowLossWeight ?? 0;
+    const runDir = args.runDir ?? path.dirname(ckpt);
+    const trainer = new Trainer({ ...saved, ...args, model, runDir, rng: new Rng(0) } as TrainerOptions, { state });
+    const { tensors, metadata } = readSafetensors(path.join(ckpt, "optimizer.safetensors"));
+    const pick = (prefix: string) =>
+      new Map([...tensors].filter(([k]) => k.startsWith(prefix)).map(([k, t]) => [k.slice(prefix.length), t.data as Float32Array]));
+    trainer.optimizer.setState({ step: Number(metadata.step ?? state.step), m: pick("exp_avg."), v: pick("exp_avg_sq.") });
+    return trainer;
+  }
+
+  dispose(): void {
+    this.optimizer.dispose();
+  }
+}

@@ -1,0 +1,203 @@
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { use } from "../../lib/engine/backend";
+import { Rng } from "../../lib/engine/rng";
+import { Display, MimeBundle, setDisplay, toBundle } from "../../lib/display";
+import { RetroMAE } from "../../lib/model/retromae";
+import { PLOTLY_MIME } from "../../lib/plot/figure";
+import { BertTokenizer } from "../../lib/text/tokenizer";
+import { PackedCorpus } from "../../lib/train/data";
+import { Trainer, TrainerEvent, StepInfo } from "../../lib/train/trainer";
+import { SHARED_DATA } from "../helpers";
+
+const tok = BertTokenizer.bertBaseUncased();
+let corpus: PackedCorpus;
+const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), "run-"));
+
+function makeTrainer(extra: Partial<ConstructorParameters<typeof Trainer>[0]> = {}): Trainer {
+  const rng = new Rng(7);
+  const model = RetroMAE.create("tiny", { rng, overrides: { hiddenSize: 32, numAttentionHeads: 2, intermediateSize: 64, numHiddenLayers: 1 } });
+  return new Trainer({ model, tokenizer: tok, data: corpus, rng, seed: 7, batchSize: 4, maxLength: 32, lr: 1e-3, warmupSteps: 1, ...extra });
+}
+
+async function losses(trainer: Trainer, steps: number, extra = {}): Promise<number[]> {
+  const out: number[] = [];
+  await trainer.fit({ steps, live: false, onEvent: (e) => e.type === "step" && out.push(e.loss), ...extra });
+  return out;
+}
+
+test.before(async () => {
+  corpus = await PackedCorpus.fromFile(path.join(SHARED_DATA, "beir-scifact", "corpus.jsonl"), tok, 32, { limit: 30 });
+});
+
+test("fit emits every field each step, keeps tensors flat and lowers the loss", async () => {
+  await use("wasm");
+  const trainer = makeTrainer({ totalSteps: 100 });
+  const events: StepInfo[] = [];
+  const r = await trainer.fit({ steps: 12, live: false, onEvent: (e) => e.type === "step" && events.push(e) });
+  assert.is(r.status, "done");
+  assert.is(r.stepsTaken, 12);
+  assert.is(trainer.step, 12);
+  const e = events[5];
+  for (const k of ["loss", "encoderLoss", "decoderLoss", "encoderAccuracy", "decoderAccuracy", "lr", "gradNorm", "tokensPerSec", "elapsedMs", "numTensors", "epoch"] as const) {
+    assert.type(e[k], "number", k);
+  }
+  assert.ok(events.every((x) => x.numTensors === events[0].numTensors), `tensors ${events.map((x) => x.numTensors)}`);
+  assert.is(events[0].lr, 0, "warmup starts at 0");
+  assert.ok(Math.abs(events[1].lr - 1e-3) < 1e-12);
+  const first = (events[0].loss + events[1].loss) / 2;
+  const last = (events[10].loss + events[11].loss) / 2;
+  assert.ok(last < first - 0.3, `loss ${first} -> ${last}`);
+  trainer.dispose();
+});
+
+test("resume from a checkpoint gives the same losses and weights, bit for bit (cpu)", async () => {
+  await use("cpu");
+  const straight = makeTrainer({ totalSteps: 4 });
+  const all = await losses(straight, 4);
+  const dir = tmp();
+  const first = makeTrainer({ totalSteps: 4, runDir: dir });
+  const head = await losses(first, 2);
+  assert.equal(head, all.slice(0, 2));
+  const resumed = Trainer.resume(dir, { tokenizer: tok, data: corpus });
+  assert.is(resumed.step, 2);
+  const tail = await losses(resumed, 2);
+  assert.equal(tail, all.slice(2), "resumed losses equal the uninterrupted run's");
+  for (const [name, w] of straight.model.weights) {
+    assert.equal(Array.from(resumed.model.weights.get(name)!.dataSync()), Array.from(w.dataSync()), name);
+  }
+});
+
+test("an interrupt stops after the current step; the next fit continues as if uninterrupted", async () => {
+  await use("cpu");
+  const straight = makeTrainer({ totalSteps: 4 });
+  const all = await losses(straight, 4);
+  const t = makeTrainer({ totalSteps: 4 });
+  const ac = new AbortController();
+  const got: number[] = [];
+  const r = await t.fit({ steps: 4, live: false, signal: ac.signal, onEvent: (e: TrainerEvent) => {
+    if (e.type !== "step") return;
+    got.push(e.loss);
+    if (e.step === 2) ac.abort();
+  } });
+  assert.is(r.status, "stopped");
+  assert.is(t.step, 2);
+  got.push(...(await losses(t, 2)));
+  assert.equal(got, all);
+});
+
+test("run directory: config.json with backend and seed, metrics.jsonl, last K checkpoints, no temporaries", async () => {
+  await use("wasm");
+  const dir = tmp();
+  const t = makeTrainer({ runDir: dir, checkpointEvery: 2, keepLast: 2 });
+  await t.fit({ steps: 7, live: false });
+  const config = JSON.parse(fs.readFileSync(path.join(dir, "config.json"), "utf8"));
+  assert.is(config.backend.backend, "wasm");
+  assert.is(config.backend.versions["tfjs-core"], "4.22.0");
+  assert.is(config.seed, 7);
+  assert.is(config.encoderMaskRatio, 0.3);
+  assert.is(config.optimizer.lr, 1e-3);
+  const lines = fs.readFileSync(path.join(dir, "metrics.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
+  assert.is(lines.length, 7);
+  assert.is(lines[6].step, 7);
+  assert.equal(fs.readdirSync(dir).filter((n) => n.startsWith("checkpoint-")).sort(), ["checkpoint-6", "checkpoint-7"]);
+  assert.not.ok(fs.readdirSync(dir).some((n) => n.startsWith(".tmp")));
+  assert.equal(fs.readdirSync(path.join(dir, "checkpoint-7")).sort(), ["config.json", "model.safetensors", "optimizer.safetensors", "trainer_state.json", "vocab.txt"]);
+});
+
+test("a NaN loss stops the run with a clear sentence, applies no update and names the last good checkpoint", async () => {
+  await use("wasm");
+  const dir = tmp();
+  const t = makeTrainer({ runDir: dir, checkpointEvery: 1 });
+  await t.fit({ steps: 2, live: false });
+  const before = t.model.weights.get("c_head.output.dense.weight")!.dataSync().slice();
+  const real = t.model.forwardBackward.bind(t.model);
+  t.model.forwardBackward = (b, o) => {
+    const r = real(b, o);
+    r.values.loss = NaN;
+    return r;
+  };
+  try {
+    await t.fit({ steps: 2, live: false });
+    assert.unreachable("should stop");
+  } catch (err) {
+    assert.match((err as Error).message, /^Loss became NaN at step 3 .*no update was applied, and the last good checkpoint is .*checkpoint-2\. Lower lr/);
+  }
+  assert.equal(Array.from(t.model.weights.get("c_head.output.dense.weight")!.dataSync()), Array.from(before));
+  t.model.forwardBackward = () => {
+    throw new Error("RuntimeError: memory access out of bounds");
+  };
+  try {
+    await t.fit({ steps: 1, live: false });
+    assert.unreachable("should stop");
+  } catch (err) {
+    assert.match((err as Error).message, /ran out of memory at batch size 4 × length 32; lower batchSize \(e.g. 2\)/);
+  }
+});
+
+test("gradient accumulation averages micro-batches: k=2 sees twice the tokens per step", async () => {
+  await use("wasm");
+  const t = makeTrainer({ gradAccumulation: 2 });
+  const one = makeTrainer();
+  const ev: StepInfo[] = [];
+  const ev1: StepInfo[] = [];
+  await t.fit({ steps: 2, live: false, onEvent: (e) => e.type === "step" && ev.push(e) });
+  await one.fit({ steps: 2, live: false, onEvent: (e) => e.type === "step" && ev1.push(e) });
+  assert.is(t.stream.position.index, 16);
+  assert.is(one.stream.position.index, 8);
+  assert.ok(ev[0].tokens > ev1[0].tokens * 1.5);
+  assert.ok(Number.isFinite(ev[1].loss));
+});
+
+test("live chart: updates through the display handle, throttled, always a final update; hooks add probe points", async () => {
+  await use("wasm");
+  const shown: { bundle: MimeBundle; updates: MimeBundle[] }[] = [];
+  const capture: Display = {
+    show: (v) => {
+      const entry = { bundle: toBundle(v), updates: [] as MimeBundle[] };
+      shown.push(entry);
+      return { update: (u) => entry.updates.push(toBundle(u)) };
+    },
+  };
+  const previous = setDisplay(capture);
+  try {
+    const t = makeTrainer({ hooks: [{ every: 2, run: (tr) => ({ ndcg10: tr.step / 100 }) }] });
+    await t.fit({ steps: 4, liveIntervalMs: 0 });
+    assert.is(shown.length, 2, "a chart and a progress bar");
+    const chart = shown[0];
+    assert.ok(PLOTLY_MIME in chart.bundle);
+    assert.ok(chart.updates.length >= 2, `chart updates ${chart.updates.length}`);
+    const final = chart.updates[chart.updates.length - 1][PLOTLY_MIME] as { data: { name: string; y: number[] }[] };
+    assert.is(final.data.find((d) => d.name.endsWith(": total"))!.y.length, 4);
+    assert.equal(final.data.find((d) => d.name.endsWith(": ndcg10"))!.y, [0.02, 0.04]);
+    assert.match(shown[1].updates[shown[1].updates.length - 1]["text/html"] as string, /step 4\/4 · done after/);
+
+    shown.length = 0;
+    const slow = makeTrainer();
+    await slow.fit({ steps: 3, liveIntervalMs: 1e9 });
+    assert.is(shown[0].updates.length, 2, "throttled: first event and the final update only");
+  } finally {
+    setDisplay(previous);
+  }
+});
+
+test("runs on one chart are labelled by what differs", async () => {
+  await use("wasm");
+  const a = makeTrainer({ encoderMaskRatio: 0.3, decoderMaskRatio: 0.5 });
+  const b = makeTrainer({ encoderMaskRatio: 0.3, decoderMaskRatio: 0.7, chart: a.chart });
+  await a.fit({ steps: 1, live: false });
+  await b.fit({ steps: 1, live: false });
+  const names = (a.chart.figure().toJSON().data as { name: string }[]).map((d) => d.name);
+  assert.ok(names.includes("dec 0.5: total") && names.includes("dec 0.7: total"), names.join(","));
+});
+
+test("bad options get one clear sentence", () => {
+  assert.throws(() => makeTrainer({ batchSize: 0 }), /batchSize must be a positive whole number/);
+  assert.throws(() => makeTrainer({ maxLength: 4096 }), /exceeds the model's 512 positions/);
+  assert.throws(() => Trainer.resume("/no/such/run", { tokenizer: tok, data: corpus }), /holds no checkpoint/);
+});
+
+test.run();
