@@ -3,16 +3,20 @@
  *   tokenize  tokenizer MB/s and docs/s on SciFact
  *   matmul    GFLOP/s per backend, with PyTorch in the same run
  *   model     RetroMAE forward+backward per preset, with PyTorch in the same run
+ *   train     full Trainer steps (AdamW, clipping) per preset, with PyTorch in the same run
  */
 import { benchMatmul } from "./matmul";
 import { benchModel, benchModelOne } from "./model";
 import { benchTokenize } from "./tokenize";
+import { benchTrain, benchTrainOne } from "./train";
 
 const BENCHES: Record<string, (args: string[]) => Promise<void>> = {
   tokenize: benchTokenize,
   matmul: benchMatmul,
   model: benchModel,
   "model-one": benchModelOne,
+  train: benchTrain,
+  "train-one": benchTrainOne,
 };
 
 async function main(): Promise<void> {

@@ -3,7 +3,10 @@
 with weights drawn as HF initialises them; the batch is one saved by
 this project (safetensors).
 
-Usage: /usr/bin/python3 bench/reference/retromae_bench.py CONFIG_JSON BATCH.safetensors [--steps N]
+Usage: /usr/bin/python3 bench/reference/retromae_bench.py CONFIG_JSON BATCH.safetensors [--steps N] [--adamw]
+With --adamw the step also clips the gradient norm to 1.0 and takes an AdamW
+step (lr 1e-4, weight decay 0.01 without biases and LayerNorm weights): a
+full training step.
 Prints one JSON line.
 """
 import json
@@ -61,6 +64,12 @@ def main():
     batch = read_safetensors(sys.argv[2])
     steps = int(sys.argv[sys.argv.index("--steps") + 1]) if "--steps" in sys.argv else 3
     model = Reference(cfg, init_weights(cfg), training=True)
+    optimizer = None
+    if "--adamw" in sys.argv:
+        # The HF Trainer's grouping: no weight decay on biases and LayerNorm weights.
+        decay = [p for n, p in model.w.items() if not (n.endswith(".bias") or "LayerNorm." in n)]
+        no_decay = [p for n, p in model.w.items() if n.endswith(".bias") or "LayerNorm." in n]
+        optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}], lr=1e-4)
     times = []
     for step in range(steps + 1):
         for p in model.w.values():
@@ -68,6 +77,9 @@ def main():
         t = time.perf_counter()
         _, enc, dec = model.forward(batch)
         (enc + dec).backward()
+        if optimizer is not None:
+            torch.nn.utils.clip_grad_norm_(list(model.w.values()), 1.0)
+            optimizer.step()
         if step > 0:  # the first step warms up
             times.append(time.perf_counter() - t)
     tokens = int(batch["attention_mask"].sum())

@@ -184,6 +184,21 @@ test("live chart: updates through the display handle, throttled, always a final 
   }
 });
 
+test("outside a notebook: a terminal progress line with ETA and the latest losses, no chart", async () => {
+  await use("wasm");
+  const written: string[] = [];
+  const write = process.stderr.write.bind(process.stderr);
+  process.stderr.write = ((chunk: string | Uint8Array) => (written.push(String(chunk)), true)) as typeof process.stderr.write;
+  try {
+    await makeTrainer().fit({ steps: 3, liveIntervalMs: 0 });
+  } finally {
+    process.stderr.write = write;
+  }
+  const text = written.join("");
+  assert.match(text, /\rstep 1\/3 \[.*\] 33% ETA \d+s \| \d+ tok\/s \| loss \d+\.\d{4} \(enc \d+\.\d{3}, dec \d+\.\d{3}\)/);
+  assert.match(text, /step 3\/3 \[=+\] 100% done after \d+s/);
+});
+
 test("runs on one chart are labelled by what differs", async () => {
   await use("wasm");
   const a = makeTrainer({ encoderMaskRatio: 0.3, decoderMaskRatio: 0.5 });
