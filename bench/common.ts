@@ -1,6 +1,7 @@
 /** Shared pieces of the benchmarks: argument parsing, JSON output, the PyTorch reference. */
 import { spawnSync } from "child_process";
 import * as fs from "fs";
+import * as os from "os";
 import * as path from "path";
 
 export const SHARED_DATA = process.env.RETROMAE_SHARED_DATA ?? path.resolve(__dirname, "..", "..", "shared", "data");
@@ -49,4 +50,40 @@ export function runTorch(script: string, args: string[], env: NodeJS.ProcessEnv)
   if (r.status !== 0) throw new Error(`PyTorch reference ${script} failed: ${(r.stderr || "").trim().split("\n").pop()}`);
   const lines = r.stdout.trim().split("\n");
   return JSON.parse(lines[lines.length - 1]);
+}
+
+/**
+ * Run `<bench>-one` in a child process per preset (so peak RSS is the
+ * preset's own), then the PyTorch reference on the batch the child saved,
+ * with the machine's environment and with the tuned one; emit one row per
+ * preset with `ratio_vs_torch` against the better of the two.
+ */
+export function runPresetsAgainstTorch(bench: string, args: string[], torchExtra: string[], configFor: (preset: string) => object): void {
+  const presets = (option(args, "presets") ?? "tiny,mini").split(",");
+  const forward = ["steps", "batch", "seq", "backend"].flatMap((k) => (option(args, k) ? [`--${k}`, option(args, k)!] : []));
+  const hasTorch = torchAvailable();
+  for (const preset of presets) {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), `bench-${bench}-`));
+    const batchFile = path.join(dir, "batch.safetensors");
+    const child = spawnSync(
+      process.execPath,
+      ["-r", "ts-node/register/transpile-only", path.join(__dirname, "index.ts"), `${bench}-one`, "--preset", preset, "--save-batch", batchFile, ...forward],
+      { encoding: "utf8", maxBuffer: 1 << 24 },
+    );
+    if (child.status !== 0) throw new Error(`bench ${bench} ${preset} failed: ${child.stderr.trim().split("\n").pop()}`);
+    const ours = JSON.parse(child.stdout.trim().split("\n").pop()!);
+    const row: Record<string, unknown> = { bench, ...ours };
+    if (hasTorch) {
+      const cfg = JSON.stringify(configFor(preset));
+      for (const { name, env } of TORCH_ENVS) {
+        row[`torch_${name}`] = runTorch("retromae_bench.py", [cfg, batchFile, "--steps", String(ours.steps), ...torchExtra], env);
+      }
+      const best = Math.max(...TORCH_ENVS.map(({ name }) => (row[`torch_${name}`] as { tokens_per_s: number }).tokens_per_s));
+      row.ratio_vs_torch = +(ours.tokens_per_s / best).toFixed(3);
+    } else {
+      row.torch = "skipped: /usr/bin/python3 has no torch (apt-get install python3-torch)";
+    }
+    fs.rmSync(dir, { recursive: true, force: true });
+    emit(row);
+  }
 }

@@ -8,9 +8,7 @@
  * PyTorch's best setting here, and `ratio_vs_torch` compares with the best.
  * Each preset runs in its own child process, so peak RSS is its own.
  */
-import { spawnSync } from "child_process";
 import * as fs from "fs";
-import * as os from "os";
 import * as path from "path";
 import * as tf from "../lib/engine/tf";
 import { use } from "../lib/engine/backend";
@@ -21,7 +19,7 @@ import { hfConfig } from "../lib/model/checkpoint";
 import { bertConfig, PresetName } from "../lib/model/config";
 import { RetroMAE } from "../lib/model/retromae";
 import { BertTokenizer } from "../lib/text/tokenizer";
-import { emit, option, peakRssMb, runTorch, SHARED_DATA, torchAvailable, TORCH_ENVS } from "./common";
+import { option, peakRssMb, runPresetsAgainstTorch, SHARED_DATA } from "./common";
 
 function scifactTexts(n: number): string[] {
   const lines = fs.readFileSync(path.join(SHARED_DATA, "beir-scifact", "corpus.jsonl"), "utf8").split("\n");
@@ -76,31 +74,5 @@ export async function benchModelOne(args: string[]): Promise<void> {
 }
 
 export async function benchModel(args: string[]): Promise<void> {
-  const presets = (option(args, "presets") ?? "tiny,mini").split(",") as PresetName[];
-  const forward = ["steps", "batch", "seq", "backend"].flatMap((k) => (option(args, k) ? [`--${k}`, option(args, k)!] : []));
-  const hasTorch = torchAvailable();
-  for (const preset of presets) {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "bench-model-"));
-    const batchFile = path.join(dir, "batch.safetensors");
-    const child = spawnSync(
-      process.execPath,
-      ["-r", "ts-node/register/transpile-only", path.join(__dirname, "index.ts"), "model-one", "--preset", preset, "--save-batch", batchFile, ...forward],
-      { encoding: "utf8", maxBuffer: 1 << 24 },
-    );
-    if (child.status !== 0) throw new Error(`bench model ${preset} failed: ${child.stderr.trim().split("\n").pop()}`);
-    const ours = JSON.parse(child.stdout.trim().split("\n").pop()!);
-    const row: Record<string, unknown> = { bench: "model", ...ours };
-    if (hasTorch) {
-      const cfg = JSON.stringify(hfConfig(bertConfig(preset)));
-      for (const { name, env } of TORCH_ENVS) {
-        row[`torch_${name}`] = runTorch("retromae_bench.py", [cfg, batchFile, "--steps", String(ours.steps)], env);
-      }
-      const best = Math.max(...TORCH_ENVS.map(({ name }) => (row[`torch_${name}`] as { tokens_per_s: number }).tokens_per_s));
-      row.ratio_vs_torch = +(ours.tokens_per_s / best).toFixed(3);
-    } else {
-      row.torch = "skipped: /usr/bin/python3 has no torch (apt-get install python3-torch)";
-    }
-    fs.rmSync(dir, { recursive: true, force: true });
-    emit(row);
-  }
+  runPresetsAgainstTorch("model", args, [], (preset) => hfConfig(bertConfig(preset as PresetName)));
 }

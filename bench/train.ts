@@ -8,9 +8,6 @@
  * reference's full step (forward, backward, clip, AdamW) runs on the same
  * batch in the same run, and `ratio_vs_torch` compares with its best setting.
  */
-import { spawnSync } from "child_process";
-import * as fs from "fs";
-import * as os from "os";
 import * as path from "path";
 import { use } from "../lib/engine/backend";
 import { Rng } from "../lib/engine/rng";
@@ -21,7 +18,7 @@ import { RetroMAE } from "../lib/model/retromae";
 import { BertTokenizer } from "../lib/text/tokenizer";
 import { PackedCorpus } from "../lib/train/data";
 import { Trainer } from "../lib/train/trainer";
-import { emit, option, peakRssMb, runTorch, SHARED_DATA, torchAvailable, TORCH_ENVS } from "./common";
+import { option, peakRssMb, runPresetsAgainstTorch, SHARED_DATA } from "./common";
 
 export async function benchTrainOne(args: string[]): Promise<void> {
   const preset = (option(args, "preset") ?? "tiny") as PresetName;
@@ -61,31 +58,5 @@ export async function benchTrainOne(args: string[]): Promise<void> {
 }
 
 export async function benchTrain(args: string[]): Promise<void> {
-  const presets = (option(args, "presets") ?? "tiny,mini").split(",") as PresetName[];
-  const forward = ["steps", "batch", "seq", "backend"].flatMap((k) => (option(args, k) ? [`--${k}`, option(args, k)!] : []));
-  const hasTorch = torchAvailable();
-  for (const preset of presets) {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "bench-train-"));
-    const batchFile = path.join(dir, "batch.safetensors");
-    const child = spawnSync(
-      process.execPath,
-      ["-r", "ts-node/register/transpile-only", path.join(__dirname, "index.ts"), "train-one", "--preset", preset, "--save-batch", batchFile, ...forward],
-      { encoding: "utf8", maxBuffer: 1 << 24 },
-    );
-    if (child.status !== 0) throw new Error(`bench train ${preset} failed: ${child.stderr.trim().split("\n").pop()}`);
-    const ours = JSON.parse(child.stdout.trim().split("\n").pop()!);
-    const row: Record<string, unknown> = { bench: "train", ...ours };
-    if (hasTorch) {
-      const cfg = JSON.stringify(hfConfig(bertConfig(preset)));
-      for (const { name, env } of TORCH_ENVS) {
-        row[`torch_${name}`] = runTorch("retromae_bench.py", [cfg, batchFile, "--steps", String(ours.steps), "--adamw"], env);
-      }
-      const best = Math.max(...TORCH_ENVS.map(({ name }) => (row[`torch_${name}`] as { tokens_per_s: number }).tokens_per_s));
-      row.ratio_vs_torch = +(ours.tokens_per_s / best).toFixed(3);
-    } else {
-      row.torch = "skipped: /usr/bin/python3 has no torch (apt-get install python3-torch)";
-    }
-    fs.rmSync(dir, { recursive: true, force: true });
-    emit(row);
-  }
+  runPresetsAgainstTorch("train", args, ["--adamw"], (preset) => hfConfig(bertConfig(preset as PresetName)));
 }
