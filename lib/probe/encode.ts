@@ -1,0 +1,104 @@
+/**
+ * Batched [CLS] embeddings for retrieval: no gradients, every batch tidied,
+ * texts sorted by length so batches carry little padding (the output keeps
+ * the input order). Optional L2 normalisation (off: RetroMAE scores with
+ * the dot product).
+ */
+import * as tf from "../engine/tf";
+import type { RetroMAE } from "../model/retromae";
+import type { BertTokenizer } from "../text/tokenizer";
+import { display, isTerminal } from "../display";
+import { progressHtml, progressText, ProgressState } from "../plot/progress";
+
+export interface EncodeOptions {
+  batchSize?: number;
+  /** Default 256. */
+  maxLength?: number;
+  normalize?: boolean;
+  /** Show a progress bar (notebook) or line (terminal). Default true. */
+  progress?: boolean;
+  label?: string;
+}
+
+/** Encode texts -> Float32Array [N × H], row i for texts[i]. */
+export async function encodeTexts(model: RetroMAE, tokenizer: BertTokenizer, texts: readonly string[], options: EncodeOptions = {}): Promise<Float32Array> {
+  const batchSize = options.batchSize ?? 64;
+  const maxLength = options.maxLength ?? 256;
+  const H = model.config.hiddenSize;
+  const ids = texts.map((t) => tokenizer.encode(t, { maxLength }).inputIds);
+  const order = ids.map((_, i) => i).sort((a, b) => ids[a].length - ids[b].length);
+  const out = new Float32Array(texts.length * H);
+  const started = performance.now();
+  const show = options.progress !== false && texts.length > batchSize;
+  const state = (done: number, status = "running"): ProgressState => ({
+    step: done,
+    totalSteps: texts.length,
+    elapsedMs: performance.now() - started,
+    tokensPerSec: 0,
+    loss: null,
+    status,
+  });
+  const terminal = isTerminal();
+  const handle = show && !terminal ? display({ "text/html": progressHtml(state(0)), "text/plain": progressText(state(0)) }) : null;
+  let lastShown = 0;
+  for (let start = 0; start < order.length; start += batchSize) {
+    const rows = order.slice(start, start + batchSize).map((i) => ids[i]);
+    const batch = tokenizer.padBatch(rows);
+    const emb = tf.tidy(() => {
+      const inputIds = tf.tensor2d(batch.inputIds, [batch.batchSize, batch.seqLength], "int32");
+      const mask = tf.tensor2d(batch.attentionMask, [batch.batchSize, batch.seqLength], "int32");
+      let cls = model.encode(inputIds, mask);
+      if (options.normalize) cls = tf.div(cls, tf.maximum(tf.norm(cls, 2, 1, true), 1e-12)) as tf.Tensor2D;
+      return cls;
+    });
+    const data = (await emb.data()) as Float32Array;
+    emb.dispose();
+    order.slice(start, start + batchSize).forEach((i, r) => out.set(data.subarray(r * H, (r + 1) * H), i * H));
+    const done = Math.min(order.length, start + batchSize);
+    if (show && performance.now() - lastShown > 500) {
+      lastShown = performance.now();
+      if (handle) handle.update({ "text/html": progressHtml(state(done)), "text/plain": progressText(state(done)) });
+      else process.stderr.write(`\r${options.label ?? "encode"} ${done}/${texts.length}`);
+    }
+    await new Promise((r) => setImmediate(r));
+  }
+  if (handle) handle.update({ "text/html": progressHtml(state(texts.length, "done")), "text/plain": progressText(state(texts.length, "done")) });
+  else if (show && terminal) process.stderr.write(`\r${options.label ?? "encode"} ${texts.length}/${texts.length}\n`);
+  return out;
+}
+
+/**
+ * Exact top-k by inner product. queries [Q × H], docs [D × H] (row-major);
+ * the corpus is scored in blocks (a matmul, then top-k per block), and the
+ * blocks' candidates are merged. Returns, per query, doc indices and scores,
+ * best first.
+ */
+export function searchTopK(queries: Float32Array, docs: Float32Array, H: number, k: number, blockSize = 8192): { indices: Int32Array[]; scores: Float32Array[] } {
+  const Q = queries.length / H;
+  const D = docs.length / H;
+  const kk = Math.min(k, D);
+  const best: { idx: number; score: number }[][] = Array.from({ length: Q }, () => []);
+  const q = tf.tensor2d(queries, [Q, H]);
+  for (let start = 0; start < D; start += blockSize) {
+    const n = Math.min(blockSize, D - start);
+    const { values, indices } = tf.tidy(() => {
+      const block = tf.tensor2d(docs.subarray(start * H, (start + n) * H), [n, H]);
+      return tf.topk(tf.matMul(q, block, false, true), Math.min(kk, n)); // [Q, min(k, n)]
+    });
+    const v = values.dataSync();
+    const ix = indices.dataSync();
+    tf.dispose([values, indices]);
+    const w = Math.min(kk, n);
+    for (let r = 0; r < Q; r++) {
+      const merged = best[r];
+      for (let j = 0; j < w; j++) merged.push({ idx: start + ix[r * w + j], score: v[r * w + j] });
+      merged.sort((a, b) => b.score - a.score);
+      merged.length = Math.min(merged.length, kk);
+    }
+  }
+  q.dispose();
+  return {
+    indices: best.map((b) => Int32Array.from(b.map((x) => x.idx))),
+    scores: best.map((b) => Float32Array.from(b.map((x) => x.score))),
+  };
+}

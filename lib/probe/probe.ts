@@ -1,0 +1,97 @@
+/**
+ * Retrieval probes: how good the [CLS] embedding is for retrieval, during
+ * training (a Trainer hook) and after. The default probe set is all test
+ * queries of a BEIR dataset, their relevant documents and a seeded sample
+ * of distractors; `distractors: "all"` uses the full corpus.
+ */
+import { Rng } from "../engine/rng";
+import type { BeirDataset } from "../data/beir";
+import type { RetroMAE } from "../model/retromae";
+import type { BertTokenizer } from "../text/tokenizer";
+import type { TrainerHook } from "../train/trainer";
+import { encodeTexts, searchTopK } from "./encode";
+import { evaluate, Metrics } from "./metrics";
+
+export interface ProbeSet {
+  queryIds: string[];
+  queryTexts: string[];
+  docIds: string[];
+  docTexts: string[];
+  qrels: Map<string, Map<string, number>>;
+}
+
+export interface ProbeSetOptions {
+  /** Extra documents beyond the relevant ones: a number (seeded sample) or "all". Default 2000. */
+  distractors?: number | "all";
+  seed?: number;
+  /** How a document becomes text. Default title + " " + text, as BEIR does. */
+  docText?: (title: string, text: string) => string;
+}
+
+export const beirDocText = (title: string, text: string): string => (title ? `${title} ${text}` : text);
+
+export function makeProbeSet(ds: BeirDataset, options: ProbeSetOptions = {}): ProbeSet {
+  const docText = options.docText ?? beirDocText;
+  const queryIds = [...ds.qrels.keys()].filter((q) => ds.queries.has(q));
+  const relevant = new Set<string>();
+  for (const q of queryIds) for (const [d, r] of ds.qrels.get(q)!) if (r > 0 && ds.corpus.has(d)) relevant.add(d);
+  let docIds: string[];
+  const distractors = options.distractors ?? 2000;
+  if (distractors === "all") docIds = [...ds.corpus.keys()];
+  else {
+    const others = [...ds.corpus.keys()].filter((d) => !relevant.has(d));
+    new Rng(options.seed ?? 0).shuffle(others);
+    docIds = [...relevant, ...others.slice(0, distractors)];
+  }
+  return {
+    queryIds,
+    queryTexts: queryIds.map((q) => ds.queries.get(q)!),
+    docIds,
+    docTexts: docIds.map((d) => docText(ds.corpus.get(d)!.title, ds.corpus.get(d)!.text)),
+    qrels: new Map(queryIds.map((q) => [q, ds.qrels.get(q)!])),
+  };
+}
+
+export interface ProbeOptions {
+  batchSize?: number;
+  maxLength?: number;
+  queryMaxLength?: number;
+  normalize?: boolean;
+  k?: number;
+  progress?: boolean;
+}
+
+export interface ProbeResult {
+  metrics: Metrics;
+  queries: number;
+  docs: number;
+  encodeMs: number;
+  searchMs: number;
+}
+
+/** Encode the set, search exactly, and score with BEIR's metrics. */
+export async function runProbe(model: RetroMAE, tokenizer: BertTokenizer, set: ProbeSet, options: ProbeOptions = {}): Promise<ProbeResult> {
+  const H = model.config.hiddenSize;
+  const k = options.k ?? 100;
+  const t0 = performance.now();
+  const docs = await encodeTexts(model, tokenizer, set.docTexts, { batchSize: options.batchSize, maxLength: options.maxLength ?? 256, normalize: options.normalize, progress: options.progress, label: "docs" });
+  const queries = await encodeTexts(model, tokenizer, set.queryTexts, { batchSize: options.batchSize, maxLength: options.queryMaxLength ?? 64, normalize: options.normalize, progress: options.progress, label: "queries" });
+  const t1 = performance.now();
+  const { indices, scores } = searchTopK(queries, docs, H, k);
+  const run = new Map(set.queryIds.map((q, i) => [q, new Map(Array.from(indices[i], (d, j) => [set.docIds[d], scores[i][j]]))]));
+  const t2 = performance.now();
+  const { metrics, queries: n } = evaluate(set.qrels, run, [1, 3, 5, 10, 100]);
+  return { metrics, queries: n, docs: set.docIds.length, encodeMs: t1 - t0, searchMs: t2 - t1 };
+}
+
+/** A Trainer hook: every N steps, nDCG@10, MRR@10 and Recall@100 on the probe set. */
+export function probeHook(set: ProbeSet, every: number, options: ProbeOptions = {}): TrainerHook {
+  return {
+    every,
+    name: "probe",
+    run: async (trainer) => {
+      const r = await runProbe(trainer.model, trainer.tokenizer, set, { progress: false, ...options });
+      return { "NDCG@10": r.metrics["NDCG@10"], "MRR@10": r.metrics["MRR@10"], "Recall@100": r.metrics["Recall@100"] };
+    },
+  };
+}
