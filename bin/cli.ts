@@ -4,7 +4,7 @@
  *   retromae info [--backend auto|tensorflow|wasm|cpu]   backend choice, versions, threads/SIMD (JSON)
  *   retromae tokenize TEXT [--vocab PATH] [--max-length N]  WordPiece tokens and ids
  */
-import { backend, BertTokenizer } from "../lib";
+import { backend, BertTokenizer, defaultDataDir, fetchDataset, importDataset } from "../lib";
 
 const USAGE = `usage: retromae <command> [options]
 
@@ -12,6 +12,10 @@ commands:
   info [--backend NAME]                  choose a backend (auto, tensorflow, wasm, cpu) and print what was chosen and why
   tokenize TEXT [--vocab PATH] [--max-length N]
                                          show the WordPiece tokens and ids of TEXT (bert-base-uncased by default)
+  data fetch NAME [--dir D] [--from PATH] [--no-verify]
+                                         download a BEIR dataset (checksummed, unpacked atomically) into D
+                                         (default $RETROMAE_DATA or ~/.cache/retromae/datasets), or import an
+                                         offline copy with --from, checked against known sha256 sums
 `;
 
 function option(args: string[], name: string): string | undefined {
@@ -39,6 +43,21 @@ async function main(argv: string[]): Promise<number> {
       const tok = vocab ? BertTokenizer.fromFile(vocab) : BertTokenizer.bertBaseUncased();
       const enc = tok.encode(args.join(" "), { maxLength: maxLength ? Number(maxLength) : undefined });
       console.log(JSON.stringify({ tokens: enc.inputIds.map((i) => tok.vocab.token(i)), ids: enc.inputIds }));
+      return 0;
+    }
+    case "data": {
+      const [sub, name] = args;
+      if (sub !== "fetch" || !name) throw new Error("usage: retromae data fetch NAME [--dir D] [--from PATH] [--no-verify]");
+      const dir = option(args, "dir") ?? defaultDataDir();
+      const from = option(args, "from");
+      const noVerify = args.includes("--no-verify");
+      if (from) {
+        const r = importDataset(name, from, { dir, verify: !noVerify });
+        console.log(`imported ${name} into ${r.path}${r.variant ? ` (matches known variant ${r.variant})` : " (not verified)"}`);
+      } else {
+        const where = await fetchDataset(name, { dir, log: (l) => console.error(l) });
+        console.log(`fetched ${name} into ${where}`);
+      }
       return 0;
     }
     case undefined:

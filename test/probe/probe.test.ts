@@ -1,0 +1,94 @@
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import * as path from "path";
+import * as tf from "../../lib/engine/tf";
+import { use } from "../../lib/engine/backend";
+import { Rng } from "../../lib/engine/rng";
+import { loadBeir } from "../../lib/data/beir";
+import { RetroMAE } from "../../lib/model/retromae";
+import { compare } from "../../lib/probe/compare";
+import { encodeTexts, searchTopK } from "../../lib/probe/encode";
+import { makeProbeSet, probeHook, runProbe } from "../../lib/probe/probe";
+import { BertTokenizer } from "../../lib/text/tokenizer";
+import { SHARED_DATA } from "../helpers";
+
+const tok = BertTokenizer.bertBaseUncased();
+const ds = loadBeir(path.join(SHARED_DATA, "beir-scifact"));
+const small = () => RetroMAE.create("tiny", { rng: new Rng(3), overrides: { hiddenSize: 32, numAttentionHeads: 2, intermediateSize: 64, numHiddenLayers: 1 } });
+
+test("blocked exact search equals brute force", async () => {
+  await use("wasm");
+  const rng = new Rng(1);
+  const H = 8;
+  const q = rng.fillNormal(new Float32Array(5 * H));
+  const d = rng.fillNormal(new Float32Array(37 * H));
+  const { indices, scores } = searchTopK(q, d, H, 6, 10);
+  for (let i = 0; i < 5; i++) {
+    const all = Array.from({ length: 37 }, (_, j) => {
+      let s = 0;
+      for (let h = 0; h < H; h++) s += q[i * H + h] * d[j * H + h];
+      return [j, s] as const;
+    }).sort((a, b) => b[1] - a[1]);
+    assert.equal(Array.from(indices[i]), all.slice(0, 6).map(([j]) => j));
+    all.slice(0, 6).forEach(([, s], r) => assert.ok(Math.abs(scores[i][r] - s) < 1e-4));
+  }
+});
+
+test("encoding keeps input order, normalises on request and leaks no tensors", async () => {
+  await use("wasm");
+  const model = small();
+  const texts = ["a longer text about dense retrieval and masked auto-encoders", "short", "a middle sized sentence here"];
+  const before = tf.memory().numTensors;
+  const all = await encodeTexts(model, tok, texts, { batchSize: 2, progress: false });
+  assert.is(tf.memory().numTensors, before);
+  for (let i = 0; i < texts.length; i++) {
+    const one = await encodeTexts(model, tok, [texts[i]], { progress: false });
+    const diff = Math.max(...Array.from(one, (v, h) => Math.abs(v - all[i * 32 + h])));
+    assert.ok(diff < 1e-5, `row ${i}: ${diff}`);
+  }
+  const unit = await encodeTexts(model, tok, texts, { normalize: true, progress: false });
+  for (let i = 0; i < 3; i++) assert.ok(Math.abs(Math.hypot(...unit.subarray(i * 32, i * 32 + 32)) - 1) < 1e-5);
+  model.dispose();
+});
+
+test("the default probe set: all 300 test queries, their relevant docs and a seeded sample of distractors", () => {
+  const set = makeProbeSet(ds, { distractors: 500, seed: 1 });
+  assert.is(set.queryIds.length, 300);
+  const relevant = new Set([...ds.qrels.values()].flatMap((m) => [...m.keys()]));
+  assert.ok([...relevant].every((d) => set.docIds.includes(d)));
+  assert.is(set.docIds.length, relevant.size + 500);
+  assert.equal(makeProbeSet(ds, { distractors: 500, seed: 1 }).docIds, set.docIds);
+  assert.not.equal(makeProbeSet(ds, { distractors: 500, seed: 2 }).docIds, set.docIds);
+  assert.is(makeProbeSet(ds, { distractors: "all" }).docIds.length, 5183);
+  assert.ok(set.docTexts[0].startsWith(ds.corpus.get(set.docIds[0])!.title + " "));
+});
+
+test("a probe returns BEIR metrics, and the hook emits nDCG@10, MRR@10 and Recall@100", async () => {
+  await use("wasm");
+  const model = small();
+  const set = makeProbeSet(ds, { distractors: 50, seed: 1 });
+  set.queryIds = set.queryIds.slice(0, 40);
+  set.queryTexts = set.queryTexts.slice(0, 40);
+  const r = await runProbe(model, tok, set, { maxLength: 64, progress: false });
+  assert.is(r.queries, 40);
+  for (const k of ["NDCG@10", "MRR@10", "Recall@100", "MAP@10", "P@10"]) assert.ok(r.metrics[k] >= 0 && r.metrics[k] <= 1, k);
+  assert.ok(r.metrics["Recall@100"] > 0, "some relevant docs are found among ~390");
+  const hook = probeHook(set, 5, { maxLength: 64 });
+  const m = await hook.run({ model, tokenizer: tok } as never);
+  assert.equal(Object.keys(m).sort(), ["MRR@10", "NDCG@10", "Recall@100"]);
+  model.dispose();
+});
+
+test("compare renders runs against metrics as HTML and text, marking the best", () => {
+  const t = compare([
+    { name: "enc 0.3 / dec 0.5", metrics: { "NDCG@10": 0.31, "MRR@10": 0.28 } },
+    { name: "BM25", metrics: { "NDCG@10": 0.6869 } },
+  ]);
+  const text = t.toString();
+  assert.match(text, /^run\s+NDCG@10\s+MRR@10$/m);
+  assert.match(text, /BM25\s+0\.6869\*\s+–/);
+  assert.match(t.toMimeBundle()["text/html"] as string, /<b>0\.6869<\/b>/);
+  assert.throws(() => compare([]), /at least one run/);
+});
+
+test.run();
