@@ -44,3 +44,5 @@ export { encodeTexts, searchTopK } from "./probe/encode";
 export { makeProbeSet, runProbe, probeHook, beirDocText } from "./probe/probe";
 export type { ProbeSet, ProbeResult, ProbeOptions } from "./probe/probe";
 export { compare, ComparisonTable } from "./probe/compare";
+export { contrastiveFinetune, trainingPairs } from "./probe/finetune";
+export type { FinetuneOptions } from "./probe/finetune";

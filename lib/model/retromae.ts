@@ -166,10 +166,12 @@ export class RetroMAE {
 
   /** Sentence embeddings: last hidden state at [CLS]. inputIds, attentionMask [B, L] -> [B, H] */
   encode(inputIds: tf.Tensor2D, attentionMask: tf.Tensor2D, opts: ForwardOptions = { training: false }): tf.Tensor2D {
-    return tf.tidy(() => {
-      const hidden = this.encoderHidden(inputIds, attentionMask, opts); // [B, L, H]
-      return clsOf(hidden);
-    });
+    return tf.tidy(() => this.cls(inputIds, attentionMask, opts));
+  }
+
+  /** As encode, without its tidy: for use inside tf.variableGrads (fine-tuning). */
+  cls(inputIds: tf.Tensor2D, attentionMask: tf.Tensor2D, opts: ForwardOptions = { training: false }): tf.Tensor2D {
+    return clsOf(this.encoderHidden(inputIds, attentionMask, opts)); // [B, H]
   }
 
   private encoderHidden(inputIds: tf.Tensor2D, attentionMask: tf.Tensor2D, opts: ForwardOptions): tf.Tensor3D {

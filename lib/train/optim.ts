@@ -55,9 +55,15 @@ export class AdamW {
     }
     const noDecay = options.noDecay ?? defaultNoDecay;
     this.decayMap = new Map([...params.keys()].map((k) => [k, !noDecay(k)]));
+    const zeros = (p: tf.Variable) => {
+      const z = tf.zerosLike(p);
+      const v = tf.variable(z, false);
+      z.dispose(); // the variable keeps the data
+      return v;
+    };
     for (const [name, p] of params) {
-      this.m.set(name, tf.variable(tf.zerosLike(p), false));
-      this.v.set(name, tf.variable(tf.zerosLike(p), false));
+      this.m.set(name, zeros(p));
+      this.v.set(name, zeros(p));
     }
   }
 
@@ -105,7 +111,7 @@ export class AdamW {
         if (!data || data.length !== x.size) {
           throw new Error(`Optimizer state has no matching "${which}" for weight "${name}"; the checkpoint belongs to another model.`);
         }
-        x.assign(tf.tensor(data, x.shape));
+        tf.tidy(() => x.assign(tf.tensor(data, x.shape)));
       }
     }
     this.step = state.step;

@@ -54,8 +54,10 @@ test("AdamW matches a step computed by hand, with decoupled decay on weights onl
 test("AdamW state round-trips and leaks no tensors per step", async () => {
   await use("cpu");
   const p = new Map([["x.weight", tf.variable(tf.tensor1d([1, 2, 3]))]]);
+  const start = tf.memory().numTensors;
   const opt = new AdamW(p);
   const before = tf.memory().numTensors;
+  assert.is(before, start + 2, "two moments per weight, nothing else");
   for (let i = 0; i < 5; i++) {
     const g = new Map([["x.weight", tf.tensor1d([0.1, 0.2, 0.3])]]);
     opt.apply(g);
@@ -69,6 +71,9 @@ test("AdamW state round-trips and leaks no tensors per step", async () => {
   assert.is(opt2.step, 5);
   assert.equal(Array.from(opt2.getState().m.get("x.weight")!), Array.from(state.m.get("x.weight")!));
   assert.throws(() => opt2.setState({ step: 1, m: new Map(), v: new Map() }), /no matching "m" for weight "x.weight"/);
+  const live = tf.memory().numTensors;
+  opt2.dispose();
+  assert.is(tf.memory().numTensors, live - 2, "dispose frees the moments");
   assert.throws(() => new AdamW(p, { lr: -1 }), /lr must be a finite number >= 0/);
   assert.throws(() => new AdamW(p, { betas: [0.9, 1] }), /betas must be in \[0, 1\)/);
 });
