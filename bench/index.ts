@@ -4,9 +4,11 @@
  *   matmul    GFLOP/s per backend, with PyTorch in the same run
  *   model     RetroMAE forward+backward per preset, with PyTorch in the same run
  *   train     full Trainer steps (AdamW, clipping) per preset, with PyTorch in the same run
+ *   probe     SciFact encoding, search, full probe and BM25, with PyTorch encoding in the same run
  */
 import { benchMatmul } from "./matmul";
 import { benchModel, benchModelOne } from "./model";
+import { benchProbe } from "./probe";
 import { benchTokenize } from "./tokenize";
 import { benchTrain, benchTrainOne } from "./train";
 
@@ -17,6 +19,7 @@ const BENCHES: Record<string, (args: string[]) => Promise<void>> = {
   "model-one": benchModelOne,
   train: benchTrain,
   "train-one": benchTrainOne,
+  probe: benchProbe,
 };
 
 async function main(): Promise<void> {

@@ -180,7 +180,10 @@ export function bertEncoder(
 ): tf.Tensor3D {
   let h = hidden;
   for (let i = 0; i < cfg.numHiddenLayers; i++) {
-    h = bertLayer(w, `bert.encoder.layer.${i}`, cfg, h, h, mask, opts);
+    // Each layer in its own tidy: its temporaries go as soon as it is done (what
+    // backprop needs is kept by tfjs's tape), so long encodes fit in wasm memory.
+    const input = h;
+    h = tf.tidy(() => bertLayer(w, `bert.encoder.layer.${i}`, cfg, input, input, mask, opts));
   }
   return h;
 }

@@ -1,0 +1,91 @@
+/**
+ * `npm run bench -- probe [--backend NAME] [--presets tiny,mini] [--batch 64]`
+ *
+ * On SciFact (5,183 docs, 300 test queries), per preset: corpus encoding
+ * (`docs_per_s`), search (`queries_per_s`: encoding the queries, exact
+ * top-100 and scoring), the whole probe (`full_probe_s`), and BM25's
+ * nDCG@10 (`bm25_ndcg10`). With torch available, the PyTorch reference
+ * encodes the same padded batches in the same run.
+ */
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { use } from "../lib/engine/backend";
+import { Rng } from "../lib/engine/rng";
+import { loadBeir } from "../lib/data/beir";
+import { hfConfig } from "../lib/model/checkpoint";
+import { bertConfig, PresetName } from "../lib/model/config";
+import { NamedArray, writeSafetensors } from "../lib/model/safetensors";
+import { RetroMAE } from "../lib/model/retromae";
+import { Bm25Index } from "../lib/probe/bm25";
+import { evaluate } from "../lib/probe/metrics";
+import { makeProbeSet, runProbe } from "../lib/probe/probe";
+import { BertTokenizer } from "../lib/text/tokenizer";
+import { emit, option, peakRssMb, runTorch, SHARED_DATA, torchAvailable, TORCH_ENVS } from "./common";
+
+export async function benchProbe(args: string[]): Promise<void> {
+  const presets = (option(args, "presets") ?? "tiny,mini").split(",") as PresetName[];
+  const batchSize = Number(option(args, "batch") ?? 64);
+  const choice = await use(option(args, "backend") ?? "auto");
+  const tok = BertTokenizer.bertBaseUncased();
+  const ds = loadBeir(path.join(SHARED_DATA, "beir-scifact"));
+  const set = makeProbeSet(ds, { distractors: "all" });
+
+  const t0 = performance.now();
+  const bm25 = new Bm25Index(set.docIds.map((id, i) => [id, set.docTexts[i]]));
+  const bm25Run = new Map(set.queryIds.map((q, i) => [q, new Map(bm25.search(set.queryTexts[i], 100))]));
+  const bm25Result = evaluate(set.qrels, bm25Run, [10]);
+  const bm25Seconds = (performance.now() - t0) / 1000;
+
+  // The padded, length-sorted batches the encoder sees, for the torch reference.
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "bench-probe-"));
+  const batchesFile = path.join(dir, "batches.safetensors");
+  const ids = set.docTexts.map((t) => tok.encode(t, { maxLength: 256 }).inputIds);
+  const order = ids.map((_, i) => i).sort((a, b) => ids[a].length - ids[b].length);
+  const tensors = new Map<string, NamedArray>();
+  for (let s = 0, n = 0; s < order.length; s += batchSize, n++) {
+    const b = tok.padBatch(order.slice(s, s + batchSize).map((i) => ids[i]));
+    tensors.set(`input_ids_${n}`, { dtype: "I32", shape: [b.batchSize, b.seqLength], data: b.inputIds });
+    tensors.set(`attention_mask_${n}`, { dtype: "I32", shape: [b.batchSize, b.seqLength], data: b.attentionMask });
+  }
+  writeSafetensors(batchesFile, tensors);
+
+  for (const preset of presets) {
+    const model = RetroMAE.create(preset, { rng: new Rng(1) });
+    const r = await runProbe(model, tok, set, { batchSize, progress: false });
+    const row: Record<string, unknown> = {
+      bench: "probe",
+      preset,
+      backend: choice.backend,
+      docs: r.docs,
+      queries: r.queries,
+      docs_per_s: 0,
+      queries_per_s: 0,
+      full_probe_s: +((r.encodeMs + r.searchMs) / 1000).toFixed(1),
+      encode_s: +(r.encodeMs / 1000).toFixed(1),
+      search_s: +(r.searchMs / 1000).toFixed(3),
+      ndcg10_untrained: +r.metrics["NDCG@10"].toFixed(4),
+      bm25_ndcg10: +bm25Result.metrics["NDCG@10"].toFixed(4),
+      bm25_s: +bm25Seconds.toFixed(1),
+      peak_rss_mb: peakRssMb(),
+    };
+    // encode time covers docs then queries; time the docs alone for docs/s
+    const t = performance.now();
+    const { encodeTexts } = await import("../lib/probe/encode");
+    await encodeTexts(model, tok, set.docTexts, { batchSize, progress: false });
+    const docSeconds = (performance.now() - t) / 1000;
+    row.docs_per_s = +(r.docs / docSeconds).toFixed(1);
+    const querySeconds = Math.max(1e-9, r.encodeMs / 1000 - docSeconds) + r.searchMs / 1000;
+    row.queries_per_s = +(r.queries / querySeconds).toFixed(1);
+    if (torchAvailable()) {
+      for (const { name, env } of TORCH_ENVS) row[`torch_${name}`] = runTorch("encode_bench.py", [JSON.stringify(hfConfig(bertConfig(preset))), batchesFile], env);
+      const best = Math.max(...TORCH_ENVS.map(({ name }) => (row[`torch_${name}`] as { docs_per_s: number }).docs_per_s));
+      row.ratio_vs_torch = +((row.docs_per_s as number) / best).toFixed(3);
+    } else {
+      row.torch = "skipped: /usr/bin/python3 has no torch (apt-get install python3-torch)";
+    }
+    model.dispose();
+    emit(row);
+  }
+  fs.rmSync(dir, { recursive: true, force: true });
+}
