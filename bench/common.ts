@@ -87,3 +87,14 @@ export function runPresetsAgainstTorch(bench: string, args: string[], torchExtra
     emit(row);
   }
 }
+
+/** The options every per-preset child benchmark takes, with its defaults. */
+export function presetArgs(args: readonly string[], defaultSteps: number): { preset: string; steps: number; batch: number; seq: number; backend: string } {
+  return {
+    preset: option(args, "preset") ?? "tiny",
+    steps: Number(option(args, "steps") ?? defaultSteps),
+    batch: Number(option(args, "batch") ?? 16),
+    seq: Number(option(args, "seq") ?? 128),
+    backend: option(args, "backend") ?? "auto",
+  };
+}

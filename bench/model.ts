@@ -19,7 +19,7 @@ import { hfConfig } from "../lib/model/checkpoint";
 import { bertConfig, PresetName } from "../lib/model/config";
 import { RetroMAE } from "../lib/model/retromae";
 import { BertTokenizer } from "../lib/text/tokenizer";
-import { option, peakRssMb, runPresetsAgainstTorch, SHARED_DATA } from "./common";
+import { option, peakRssMb, presetArgs, runPresetsAgainstTorch, SHARED_DATA } from "./common";
 
 function scifactTexts(n: number): string[] {
   const lines = fs.readFileSync(path.join(SHARED_DATA, "beir-scifact", "corpus.jsonl"), "utf8").split("\n");
@@ -31,11 +31,10 @@ function scifactTexts(n: number): string[] {
 
 /** Child process: time our step for one preset, print one JSON line. */
 export async function benchModelOne(args: string[]): Promise<void> {
-  const preset = (option(args, "preset") ?? "tiny") as PresetName;
-  const steps = Number(option(args, "steps") ?? 3);
-  const B = Number(option(args, "batch") ?? 16);
-  const L = Number(option(args, "seq") ?? 128);
-  const choice = await use(option(args, "backend") ?? "auto");
+  const a = presetArgs(args, 3);
+  const preset = a.preset as PresetName;
+  const [steps, B, L] = [a.steps, a.batch, a.seq];
+  const choice = await use(a.backend);
   const rng = new Rng(1);
   const tok = BertTokenizer.bertBaseUncased();
   const collator = new RetroMAECollator({ tokenizer: tok, rng, maxLength: L });

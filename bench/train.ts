@@ -18,14 +18,13 @@ import { RetroMAE } from "../lib/model/retromae";
 import { BertTokenizer } from "../lib/text/tokenizer";
 import { PackedCorpus } from "../lib/train/data";
 import { Trainer } from "../lib/train/trainer";
-import { option, peakRssMb, runPresetsAgainstTorch, SHARED_DATA } from "./common";
+import { option, peakRssMb, presetArgs, runPresetsAgainstTorch, SHARED_DATA } from "./common";
 
 export async function benchTrainOne(args: string[]): Promise<void> {
-  const preset = (option(args, "preset") ?? "tiny") as PresetName;
-  const steps = Number(option(args, "steps") ?? 4);
-  const B = Number(option(args, "batch") ?? 16);
-  const L = Number(option(args, "seq") ?? 128);
-  const choice = await use(option(args, "backend") ?? "auto");
+  const a = presetArgs(args, 4);
+  const preset = a.preset as PresetName;
+  const [steps, B, L] = [a.steps, a.batch, a.seq];
+  const choice = await use(a.backend);
   const tok = BertTokenizer.bertBaseUncased();
   const corpus = await PackedCorpus.fromFile(path.join(SHARED_DATA, "beir-scifact", "corpus.jsonl"), tok, L, { limit: 400 });
   const rng = new Rng(1);
