@@ -1,14 +1,16 @@
 /**
- * The `retromae` command line.
- *
- *   retromae info [--backend auto|tensorflow|wasm|cpu]   backend choice, versions, threads/SIMD (JSON)
- *   retromae tokenize TEXT [--vocab PATH] [--max-length N]  WordPiece tokens and ids
+ * The `retromae` command line. Modules load per command, so `retromae kernel`
+ * starts without loading TensorFlow.js.
  */
-import { backend, BertTokenizer, defaultDataDir, fetchDataset, importDataset } from "../lib";
 
 const USAGE = `usage: retromae <command> [options]
 
 commands:
+  kernel CONNECTION_FILE                 run the Jupyter kernel (Jupyter starts this through kernel.json)
+  kernel install [--user | --sys-prefix | --prefix P] [--name N]
+                                         write the kernelspec "RetroMAE (TypeScript)" (default --user)
+  kernel uninstall [--user | --sys-prefix | --prefix P] [--name N]
+  kernel list                            where the kernel is installed
   info [--backend NAME]                  choose a backend (auto, tensorflow, wasm, cpu) and print what was chosen and why
   tokenize TEXT [--vocab PATH] [--max-length N]
                                          show the WordPiece tokens and ids of TEXT (bert-base-uncased by default)
@@ -30,13 +32,17 @@ function option(args: string[], name: string): string | undefined {
 async function main(argv: string[]): Promise<number> {
   const [command, ...args] = argv;
   switch (command) {
+    case "kernel":
+      return kernelCommand(args);
     case "info": {
+      const { backend } = await import("../lib");
       const choice = await backend.use(option(args, "backend") ?? "auto");
       for (const s of choice.skipped) console.error(`skipped ${s.backend}: ${s.reason}`);
       console.log(JSON.stringify(backend.info(), null, 2));
       return 0;
     }
     case "tokenize": {
+      const { BertTokenizer } = await import("../lib");
       const vocab = option(args, "vocab");
       const maxLength = option(args, "max-length");
       if (args.length === 0) throw new Error("tokenize needs the text to tokenize, e.g. retromae tokenize \"Hello, world!\".");
@@ -48,6 +54,7 @@ async function main(argv: string[]): Promise<number> {
     case "data": {
       const [sub, name] = args;
       if (sub !== "fetch" || !name) throw new Error("usage: retromae data fetch NAME [--dir D] [--from PATH] [--no-verify]");
+      const { defaultDataDir, fetchDataset, importDataset } = await import("../lib");
       const dir = option(args, "dir") ?? defaultDataDir();
       const from = option(args, "from");
       const noVerify = args.includes("--no-verify");
@@ -72,8 +79,35 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
+async function kernelCommand(args: string[]): Promise<number> {
+  const [sub] = args;
+  if (sub === "install" || sub === "uninstall") {
+    const { install, uninstall, DEFAULT_NAME } = await import("../kernel/install");
+    const name = option(args, "name") ?? DEFAULT_NAME;
+    const prefix = option(args, "prefix");
+    const where = { user: args.includes("--user"), sysPrefix: args.includes("--sys-prefix"), prefix };
+    const unknown = args.slice(1).filter((a) => a !== "--user" && a !== "--sys-prefix");
+    if (unknown.length) throw new Error(`Unknown option ${unknown[0]} for kernel ${sub}; use --user, --sys-prefix, --prefix P or --name N.`);
+    if (sub === "install") console.log(`Installed kernelspec ${name} in ${install(where, name)}`);
+    else console.log(`Removed ${uninstall(where, name)}`);
+    return 0;
+  }
+  if (sub === "list") {
+    const { list } = await import("../kernel/install");
+    const found = list();
+    if (!found.length) console.log("The RetroMAE kernel is not installed; run: npx retromae kernel install --user");
+    for (const k of found) console.log(`${k.name.padEnd(20)} ${k.dir}`);
+    return 0;
+  }
+  const { runKernel } = await import("../kernel/main");
+  await runKernel(sub);
+  return -1; // keeps running
+}
+
 main(process.argv.slice(2)).then(
-  (code) => process.exit(code),
+  (code) => {
+    if (code >= 0) process.exit(code);
+  },
   (err: Error) => {
     console.error(`retromae: ${err.message}`);
     process.exit(1);

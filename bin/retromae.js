@@ -19,7 +19,7 @@ function newestSource(dir) {
   return newest;
 }
 
-const fresh = fs.existsSync(built) && fs.statSync(built).mtimeMs >= Math.max(newestSource(path.join(root, "lib")), newestSource(path.join(root, "bin")));
+const fresh = fs.existsSync(built) && fs.statSync(built).mtimeMs >= Math.max(newestSource(path.join(root, "lib")), newestSource(path.join(root, "bin")), newestSource(path.join(root, "kernel")));
 if (fresh) {
   require(built);
 } else {

@@ -22,6 +22,7 @@ export { MaskPreview } from "./masking/preview";
 export type { PreviewToken } from "./masking/preview";
 export { display, setDisplay, terminalDisplay, toBundle, JUPYTER_DISPLAY } from "./display";
 export type { Display, DisplayHandle, Displayable, MimeBundle } from "./display";
+export { setAmbientSignal, currentSignal } from "./interrupt";
 export { PlotlyFigure, PLOTLY_MIME } from "./plot/figure";
 export { saveCheckpoint, loadCheckpoint, hfConfig, configFromHf } from "./model/checkpoint";
 export type { LoadReport, SaveOptions, LoadOptions } from "./model/checkpoint";

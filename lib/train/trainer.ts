@@ -16,6 +16,7 @@ import { loadCheckpoint, saveCheckpoint } from "../model/checkpoint";
 import type { RetroMAE, LossValues } from "../model/retromae";
 import { NamedArray, readSafetensors, writeFileAtomic, writeSafetensors } from "../model/safetensors";
 import { LossChart, RunSeries } from "../plot/loss-chart";
+import { currentSignal } from "../interrupt";
 import type { BertTokenizer } from "../text/tokenizer";
 import { BatchStream, DataPosition, PackedCorpus } from "./data";
 import { LiveReport } from "./live";
@@ -255,7 +256,7 @@ export class Trainer {
   /** Train. Resolves when the steps are done or the signal stopped it after a step. */
   async fit(options: FitOptions = {}): Promise<FitResult> {
     const o = this.options;
-    const { signal } = options;
+    const signal = currentSignal(options.signal);
     if (options.steps === undefined && options.epochs === undefined) throw new Error("fit needs { steps: N } or { epochs: N }.");
     const steps = options.steps ?? Math.ceil((options.epochs! * this.stream.batchesPerEpoch) / o.gradAccumulation);
     if (!Number.isInteger(steps) || steps <= 0) throw new Error(`fit steps must be a positive whole number, got ${steps}.`);
