@@ -36,6 +36,11 @@ function log(line: string): void {
   fs.writeSync(2, `[retromae kernel] ${line}\n`);
 }
 
+const DEBUG = !!process.env.RETROMAE_KERNEL_DEBUG;
+function debug(line: string): void {
+  if (DEBUG) log(line);
+}
+
 /** Start a worker from this directory's sibling module, from source (ts-node) or from the build. */
 function startWorker(name: string, workerData: unknown): Worker {
   const fromSource = __filename.endsWith(".ts");
@@ -83,6 +88,8 @@ export class Kernel {
   private readonly history = new History();
   private readonly queue: Message[] = [];
   private busy = false;
+  /** Set by a failed execute with stop_on_error: the queued executes are answered "aborted" after its idle. */
+  private abortAfterThis = false;
   private running: Running | null = null;
   /** The request that output currently belongs to (the last execute, for late async output). */
   private outputParent: Header | Record<string, never> = {};
@@ -313,7 +320,14 @@ export class Kernel {
   private requireModule(spec: string): unknown {
     if (spec === "retromae") return this.retromaeLib();
     if (/\.(c|m)?tsx?$/.test(spec) || (spec.startsWith(".") && !path.extname(spec))) registerTs();
-    return this.cellRequire(spec);
+    try {
+      return this.cellRequire(spec);
+    } catch (err) {
+      // Packages the kernel itself has (tfjs, plotly.js-dist, ...) work from any notebook directory.
+      const bare = !spec.startsWith(".") && !path.isAbsolute(spec);
+      if (bare && (err as { code?: string }).code === "MODULE_NOT_FOUND") return require(spec);
+      throw err;
+    }
   }
 
   /** import for cells: CommonJS through require, ESM through import(); relative .ts files through ts-node. */
@@ -387,7 +401,13 @@ export class Kernel {
     if (this.busy) return;
     this.busy = true;
     try {
-      while (this.queue.length) await this.handle("shell", this.queue.shift()!);
+      while (this.queue.length) {
+        await this.handle("shell", this.queue.shift()!);
+        if (this.abortAfterThis) {
+          this.abortAfterThis = false;
+          this.abortQueued();
+        }
+      }
     } finally {
       this.busy = false;
     }
@@ -395,6 +415,7 @@ export class Kernel {
 
   private async handle(channel: Channel, msg: Message): Promise<void> {
     const type = msg.header.msg_type;
+    debug(`${channel} ${type} ${msg.header.msg_id}`);
     const parent = msg.header;
     this.publish("status", { execution_state: "busy" }, parent);
     try {
@@ -542,6 +563,7 @@ export class Kernel {
       }
       else {
         const checked = (await Promise.race([this.lang({ op: "check", code }), aborted])) as CheckResult;
+        debug(`checked in ${checked.checkMs.toFixed(1)} ms: ${checked.ok}`);
         checkMs = checked.checkMs;
         if (!checked.ok) {
           const d = checked.diagnostics;
@@ -592,7 +614,7 @@ export class Kernel {
       if (!silent) this.publish("error", { ename: outcome.ename, evalue: outcome.evalue, traceback: outcome.traceback });
       this.flushStreams();
       this.reply("shell", msg, "execute_reply", { status: "error", execution_count: count, ename: outcome.ename, evalue: outcome.evalue, traceback: outcome.traceback }, { retromae: timing });
-      if (stopOnError) this.abortQueued();
+      if (stopOnError) this.abortAfterThis = true;
     }
     this.running = null;
   }

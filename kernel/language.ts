@@ -252,9 +252,9 @@ export class CellLanguage {
   }
 
   /** The program and the node at a cursor in code that is not yet run. */
-  private at(code: string, cursor: number): { checker: ts.TypeChecker; file: ts.SourceFile; node: ts.Node; pos: number } {
+  private at(code: string, cursor: number, allNames = false): { checker: ts.TypeChecker; file: ts.SourceFile; node: ts.Node; pos: number } {
     const sf = this.parse(code);
-    const ct = checkText(ts, sf, this.mentioned(sf));
+    const ct = checkText(ts, sf, allNames ? this.visible : this.mentioned(sf));
     const { program, file } = this.programWith(ct.text);
     const pos = ct.prefixLength + editOffset(sf, ct.text.slice(ct.prefixLength), cursor);
     return { checker: program.getTypeChecker(), file, node: tokenAt(file, pos), pos };
@@ -268,7 +268,7 @@ export class CellLanguage {
     const prefix = code.slice(start, cursor);
     // Complete at the start of the word being typed; a lone "." gets a placeholder name so it parses.
     const probe = code.slice(0, start) + "__rm_complete" + code.slice(end);
-    const { checker, node } = this.at(probe, start);
+    const { checker, node } = this.at(probe, start, true);
     let symbols: ts.Symbol[];
     const parent = node.parent;
     if (parent && ts.isPropertyAccessExpression(parent) && parent.name === node) {

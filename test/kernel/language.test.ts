@@ -1,0 +1,92 @@
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import { CellLanguage, decodeMappings, isComplete } from "../../kernel/language";
+
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), "lang-"));
+fs.writeFileSync(path.join(dir, "util.ts"), "/** Doubles. */\nexport function double(x: number): number { return 2 * x; }\n");
+const L = new CellLanguage(dir);
+
+function ok(code: string) {
+  const r = L.check(code);
+  if (!r.ok) throw new Error(JSON.stringify(r.diagnostics));
+  return r.compiled;
+}
+
+test("cells see earlier declarations with their types; type errors carry cell-relative positions", () => {
+  ok("let count = 1;\nconst label: string = 'n';");
+  ok("count += 2;");
+  const bad = L.check("const x = 1;\nconst y: number = label;");
+  assert.is(bad.ok, false);
+  if (bad.ok) return;
+  assert.is(bad.diagnostics.length, 1);
+  const d = bad.diagnostics[0];
+  assert.equal([d.line, d.column, d.code], [2, 7, 2322]);
+  assert.is(d.source, "const y: number = label;");
+  // The failed cell committed nothing: `x` is unknown to the next one.
+  const after = L.check("x");
+  assert.is(after.ok, false);
+});
+
+test("redeclaring a name in a later cell replaces it, with its new type", () => {
+  ok("const thing = 1;");
+  ok("const thing = 'now a string';");
+  ok("thing.toUpperCase();");
+  assert.is(L.check("const n: number = thing;").ok, false);
+});
+
+test("imports of packages, relative .ts files and retromae are typed", () => {
+  ok('import { double } from "./util";\nconst four: number = double(2);');
+  ok('import { RetroMAE } from "retromae";\nconst make = RetroMAE.create;');
+  const r = L.check('import { RetroMAE } from "retromae";\nRetroMAE.nope();');
+  assert.is(r.ok, false);
+});
+
+test("the kernel's globals are typed", () => {
+  ok('display.html("<b>x</b>");\nconst a: string = await input("?");\ninterruptSignal.aborted;\nclearOutput(true);');
+  assert.is(L.check("display.nope()").ok, false);
+});
+
+test("completion lists members by type, and names in scope", () => {
+  ok('import { RetroMAE } from "retromae";\nconst model = RetroMAE.create("tiny");');
+  const members = L.complete("model.enc", 9);
+  assert.ok(members.matches.includes("encode"), members.matches.join());
+  assert.is(members.start, 6);
+  assert.ok(L.complete("mod", 3).matches.includes("model"));
+  assert.ok(L.complete("Math.", 5).matches.includes("max"));
+  assert.ok(L.complete("wh", 2).matches.includes("while"));
+});
+
+test("inspect shows the signature and the doc comment", () => {
+  const text = L.inspect("model.encode", 8, 0)!;
+  assert.match(text, /encode\(inputIds: .*Tensor2D/);
+  assert.match(text, /\[CLS\]/);
+  assert.match(L.inspect("double(", 7, 0)!, /Doubles\./);
+  assert.is(L.inspect("   ", 1, 0), null);
+});
+
+test("compiled cells map generated positions back to cell lines", () => {
+  const c = ok("const a = 1;\n\nthrow new Error('x');");
+  const throwLine = c.js.split("\n").findIndex((l) => l.includes("throw new Error")) + 1;
+  const segs = c.map[throwLine - 1];
+  assert.ok(segs.length >= 3);
+  assert.is(segs[1], 3); // cell line of the throw
+});
+
+test("is_complete: complete, incomplete with an indent, invalid", () => {
+  for (const code of ["1", "const a = 1;", "function f() {}\n", "`a ${1} b`", "x = { a: [1, (2)] }"]) assert.is(isComplete(code).status, "complete", code);
+  assert.equal(isComplete("for (;;) {"), { status: "incomplete", indent: "  " });
+  assert.equal(isComplete("  foo(1,"), { status: "incomplete", indent: "    " });
+  for (const code of ["`abc", "1 +", "`a ${"]) assert.is(isComplete(code).status, "incomplete", code);
+  for (const code of ["}", "const = 5", "1 +* 2", "(]"]) assert.is(isComplete(code).status, "invalid", code);
+});
+
+test("source-map VLQ decoding", () => {
+  // "AAAA;AACA,IAAI" : line 0 col 0 -> 0:0; line 1 col 0 -> 1:0, col 4 -> 1:4
+  assert.equal(decodeMappings("AAAA;AACA,IAAI"), [[[0, 0, 0]], [[0, 1, 0], [4, 1, 4]]]);
+});
+
+test.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+test.run();

@@ -1,0 +1,402 @@
+"""Protocol checks beyond jupyter_kernel_test, against the real kernel process,
+through Debian's jupyter_client. Run by test/kernel/protocol.test.ts (via
+run_unittest.py) with JUPYTER_PATH pointing at an installed kernelspec and
+KERNEL_CWD at a scratch directory holding an ESM-only package and a .ts file.
+"""
+import json
+import os
+import random
+import signal
+import threading
+import time
+import unittest
+from queue import Empty
+
+import zmq
+from jupyter_client.manager import start_new_kernel
+from jupyter_client.session import Session
+
+KERNEL = os.environ.get("KERNEL_NAME", "retromae")
+CWD = os.environ.get("KERNEL_CWD", os.getcwd())
+HB_SECONDS = float(os.environ.get("HB_SECONDS", "10"))
+
+
+def start():
+    return start_new_kernel(kernel_name=KERNEL, startup_timeout=60, cwd=CWD)
+
+
+def collect(kc, msg_id, timeout=60):
+    """iopub messages for msg_id until its idle; returns them (without status)."""
+    out = []
+    deadline = time.time() + timeout
+    while True:
+        msg = kc.get_iopub_msg(timeout=max(0.1, deadline - time.time()))
+        if msg["parent_header"].get("msg_id") != msg_id:
+            continue
+        if msg["msg_type"] == "status":
+            if msg["content"]["execution_state"] == "idle":
+                return out
+            continue
+        out.append(msg)
+
+
+def shell_reply(kc, msg_id, timeout=60):
+    deadline = time.time() + timeout
+    while True:
+        msg = kc.get_shell_msg(timeout=max(0.1, deadline - time.time()))
+        if msg["parent_header"].get("msg_id") == msg_id:
+            return msg
+
+
+def run(kc, code, timeout=60, **kw):
+    msg_id = kc.execute(code, **kw)
+    reply = shell_reply(kc, msg_id, timeout)
+    outputs = collect(kc, msg_id, timeout)
+    return reply, outputs
+
+
+def text_of(outputs, kind="stream"):
+    return "".join(m["content"].get("text", "") for m in outputs if m["msg_type"] == kind)
+
+
+def result_text(outputs):
+    for m in outputs:
+        if m["msg_type"] == "execute_result":
+            return m["content"]["data"]["text/plain"]
+    return None
+
+
+class Shared(unittest.TestCase):
+    """Checks that share one kernel."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.km, cls.kc = start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.kc.stop_channels()
+        cls.km.shutdown_kernel(now=True)
+
+    def setUp(self):
+        # Drain anything left over from an earlier check.
+        for get in (self.kc.get_iopub_msg, self.kc.get_shell_msg):
+            while True:
+                try:
+                    get(timeout=0.05)
+                except Empty:
+                    break
+
+    def test_10000_lines_in_order_then_idle(self):
+        msg_id = self.kc.execute("for (let i = 0; i < 10000; i++) console.log(i)")
+        outputs = collect(self.kc, msg_id, timeout=60)
+        lines = text_of(outputs).splitlines()
+        self.assertEqual(lines, [str(i) for i in range(10000)])
+        self.assertEqual(shell_reply(self.kc, msg_id)["content"]["status"], "ok")
+
+    def test_execute_input_is_sent(self):
+        msg_id = self.kc.execute("1 + 2")
+        outputs = collect(self.kc, msg_id)
+        inputs = [m for m in outputs if m["msg_type"] == "execute_input"]
+        self.assertEqual(len(inputs), 1)
+        self.assertEqual(inputs[0]["content"]["code"], "1 + 2")
+        count = shell_reply(self.kc, msg_id)["content"]["execution_count"]
+        self.assertEqual(inputs[0]["content"]["execution_count"], count)
+
+    def test_comm_info_reply_type(self):
+        msg_id = self.kc.comm_info()
+        reply = shell_reply(self.kc, msg_id)
+        self.assertEqual(reply["msg_type"], "comm_info_reply")
+        self.assertEqual(reply["content"], {"status": "ok", "comms": {}})
+
+    def test_comm_open_unknown_target_is_closed(self):
+        msg = self.kc.session.msg("comm_open", {"comm_id": "abc123", "target_name": "nobody", "data": {}})
+        self.kc.shell_channel.send(msg)
+        outputs = collect(self.kc, msg["header"]["msg_id"])
+        closes = [m for m in outputs if m["msg_type"] == "comm_close"]
+        self.assertEqual(len(closes), 1)
+        self.assertEqual(closes[0]["content"]["comm_id"], "abc123")
+
+    def test_stop_on_error_aborts_queued_cells(self):
+        first = self.kc.execute('await new Promise((r) => setTimeout(r, 300)); throw new Error("first fails")')
+        second = self.kc.execute("globalThis.secondRan = true")
+        self.assertEqual(shell_reply(self.kc, first)["content"]["status"], "error")
+        self.assertEqual(shell_reply(self.kc, second)["content"]["status"], "aborted")
+        collect(self.kc, first)
+        collect(self.kc, second)  # its busy and idle come after the failed cell's idle
+        _, out = run(self.kc, "typeof (globalThis as any).secondRan")
+        self.assertEqual(result_text(out), "'undefined'")
+
+    def test_type_error_blocks_the_cell(self):
+        reply, out = run(self.kc, "(globalThis as any).sideEffect = 1;\nconst s: string = 5;")
+        self.assertEqual(reply["content"]["status"], "error")
+        err = [m for m in out if m["msg_type"] == "error"][0]["content"]
+        self.assertIn("line 2", err["evalue"])
+        self.assertIn("column 7", err["evalue"])
+        self.assertIn("not assignable", err["evalue"])
+        _, out = run(self.kc, "typeof (globalThis as any).sideEffect")
+        self.assertEqual(result_text(out), "'undefined'")
+
+    def test_runtime_traceback_points_at_cell_lines(self):
+        run(self.kc, "function explode(n: number): number {\n  if (n > 1) {\n    throw new RangeError(`too big: ${n}`);\n  }\n  return n;\n}")
+        reply, out = run(self.kc, "const ok = 1;\n\nexplode(ok + 5);")
+        c = reply["content"]
+        self.assertEqual((c["status"], c["ename"], c["evalue"]), ("error", "RangeError", "too big: 6"))
+        tb = "\n".join(c["traceback"])
+        self.assertIn("line 3, column 11", tb)  # the throw, in the cell that defined explode
+        self.assertIn("line 3, column 1", tb)  # the call
+        self.assertNotIn("/kernel/", tb)
+        self.assertNotIn("node:internal", tb)
+
+    def test_declarations_persist_and_redeclare(self):
+        run(self.kc, "const alpha = 1;\nlet beta = 2;\nclass Gamma { v = 3 }\nfunction delta() { return 4 }\nenum Color { Red, Green }")
+        _, out = run(self.kc, "beta += 1;\n[alpha, beta, new Gamma().v, delta(), Color.Green]")
+        self.assertEqual(result_text(out), "[ 1, 3, 3, 4, 1 ]")
+        reply, out = run(self.kc, 'const alpha = "again";\nalpha.toUpperCase()')
+        self.assertEqual(reply["content"]["status"], "ok")
+        self.assertEqual(result_text(out), "'AGAIN'")
+        _, out = run(self.kc, "alpha.length")
+        self.assertEqual(result_text(out), "5")
+
+    def test_top_level_await(self):
+        _, out = run(self.kc, "const waited = await new Promise<number>((r) => setTimeout(() => r(42), 20));\nwaited + 1")
+        self.assertEqual(result_text(out), "43")
+
+    def test_imports_esm_package_and_relative_ts(self):
+        reply, out = run(self.kc, 'import { hello } from "esm-only";\nimport { twice } from "./helper";\nimport * as fflate from "fflate";\n[hello(), twice(21), typeof fflate.gzipSync]')
+        self.assertEqual(reply["content"]["status"], "ok", reply["content"])
+        self.assertEqual(result_text(out), "[ 'hi from esm', 42, 'function' ]")
+
+    def test_retromae_import_and_tensor_result(self):
+        reply, out = run(self.kc, 'import { tf } from "retromae";\ntf.tensor([[1, 2], [3, 4]])', timeout=120)
+        self.assertEqual(reply["content"]["status"], "ok", reply["content"])
+        text = result_text(out)
+        self.assertIn("Tensor float32 [2, 2]", text)
+        self.assertIn("min 1", text)
+        self.assertIn("mean 2.5000", text)
+        self.assertIn("max 4", text)
+
+    def test_completion_and_inspect_use_types(self):
+        run(self.kc, 'import { RetroMAE } from "retromae";\nconst model = RetroMAE.create("tiny", { seed: 1 });', timeout=120)
+        code = "model."
+        reply = shell_reply(self.kc, self.kc.complete(code, len(code)))
+        matches = reply["content"]["matches"]
+        for m in ("encode", "losses", "forwardBackward"):
+            self.assertIn(m, matches)
+        self.assertEqual(reply["content"]["cursor_start"], len(code))
+        code = "model.encode"
+        reply = shell_reply(self.kc, self.kc.inspect(code, len(code)))
+        self.assertTrue(reply["content"]["found"])
+        text = reply["content"]["data"]["text/plain"]
+        self.assertIn("encode(inputIds", text)
+        self.assertIn("[CLS]", text)  # the doc comment
+
+    def test_display_update_keeps_the_id(self):
+        _, out = run(self.kc, 'const h = display.markdown("step 1");\nh.update("step 2");')
+        first = [m for m in out if m["msg_type"] == "display_data"][0]
+        update = [m for m in out if m["msg_type"] == "update_display_data"][0]
+        self.assertEqual(first["content"]["transient"]["display_id"], update["content"]["transient"]["display_id"])
+        self.assertEqual(update["content"]["data"]["text/markdown"], "step 2")
+
+    def test_library_display_seam(self):
+        code = 'import { display as show, PlotlyFigure } from "retromae";\nconst chart = show(new PlotlyFigure([{ y: [1, 2] }], {}, "chart"));\nchart.update(new PlotlyFigure([{ y: [1, 2, 3] }], {}, "chart"));'
+        reply, out = run(self.kc, code, timeout=120)
+        self.assertEqual(reply["content"]["status"], "ok", reply["content"])
+        shown = [m for m in out if m["msg_type"] == "display_data"]
+        updated = [m for m in out if m["msg_type"] == "update_display_data"]
+        self.assertTrue(shown and updated)
+        data = shown[0]["content"]["data"]
+        self.assertIn("application/vnd.plotly.v1+json", data)
+        self.assertIn("text/html", data)
+        self.assertEqual(updated[-1]["content"]["data"]["application/vnd.plotly.v1+json"]["data"][0]["y"], [1, 2, 3])
+
+    def test_history_search_and_range(self):
+        run(self.kc, "const historyMarker = 123")
+        reply = shell_reply(self.kc, self.kc.history(hist_access_type="search", pattern="*historyMarker*", output=False, raw=True))
+        self.assertTrue(any("historyMarker" in h[2] for h in reply["content"]["history"]))
+
+    def test_input_request(self):
+        msg_id = self.kc.execute('const answer = await input("name? ");\nconsole.log(`hello ${answer}`)', allow_stdin=True)
+        req = self.kc.get_stdin_msg(timeout=30)
+        self.assertEqual(req["msg_type"], "input_request")
+        self.assertEqual(req["content"]["prompt"], "name? ")
+        self.kc.input("ada")
+        self.assertEqual(shell_reply(self.kc, msg_id)["content"]["status"], "ok")
+        self.assertIn("hello ada", text_of(collect(self.kc, msg_id)))
+
+    def test_input_without_stdin_is_one_clear_error(self):
+        reply, _ = run(self.kc, 'await input("x")', allow_stdin=False)
+        self.assertEqual(reply["content"]["status"], "error")
+        self.assertIn("allow_stdin is false", reply["content"]["evalue"])
+
+    def test_interrupts_keep_state(self):
+        run(self.kc, "const keep = 'kept';")
+        cells = {
+            "sync loop": "let spins = 0;\nwhile (true) { spins++; }",
+            "pending await": "await new Promise(() => {});",
+            "async loop": "let ticks = 0;\nwhile (true) {\n  await new Promise((r) => setTimeout(r, 5));\n  ticks++;\n}",
+            "sync loop in a function": "function spin() { for (;;) {} }\nspin();",
+        }
+        for how in ("message", "SIGINT"):
+            for name, code in cells.items():
+                with self.subTest(how=how, cell=name):
+                    msg_id = self.kc.execute(code)
+                    time.sleep(0.5)
+                    t0 = time.time()
+                    if how == "message":
+                        self.km.interrupt_kernel()
+                    else:
+                        os.kill(self.km.provisioner.process.pid, signal.SIGINT)
+                    reply = shell_reply(self.kc, msg_id, timeout=10)
+                    elapsed = time.time() - t0
+                    collect(self.kc, msg_id)
+                    self.assertEqual(reply["content"]["status"], "error")
+                    self.assertEqual(reply["content"]["ename"], "KeyboardInterrupt")
+                    self.assertLess(elapsed, 1.0, f"{name} by {how} took {elapsed:.2f}s")
+                    _, out = run(self.kc, "keep")
+                    self.assertEqual(result_text(out), "'kept'")
+
+    def test_interrupt_aborts_the_signal(self):
+        msg_id = self.kc.execute('import { currentSignal } from "retromae";\nconst watched = currentSignal()!;\nawait new Promise(() => {});', )
+        time.sleep(1.0)
+        self.km.interrupt_kernel()
+        shell_reply(self.kc, msg_id, timeout=10)
+        collect(self.kc, msg_id)
+        _, out = run(self.kc, "watched.aborted")
+        self.assertEqual(result_text(out), "true")
+
+    def test_heartbeat_during_long_synchronous_computation(self):
+        ctx = zmq.Context.instance()
+        hb = ctx.socket(zmq.REQ)
+        hb.setsockopt(zmq.LINGER, 0)
+        hb.connect(f"tcp://{self.km.ip}:{self.km.hb_port}")
+        msg_id = self.kc.execute(f"const t0 = Date.now();\nwhile (Date.now() - t0 < {int(HB_SECONDS * 1000)}) {{}}")
+        worst = 0.0
+        end = time.time() + HB_SECONDS - 1
+        time.sleep(0.5)
+        while time.time() < end:
+            t = time.time()
+            hb.send(b"ping")
+            self.assertTrue(hb.poll(1000), "the heartbeat did not answer within 1 s")
+            self.assertEqual(hb.recv(), b"ping")
+            worst = max(worst, time.time() - t)
+            time.sleep(0.5)
+        hb.close()
+        self.assertEqual(shell_reply(self.kc, msg_id, timeout=HB_SECONDS + 30)["content"]["status"], "ok")
+        collect(self.kc, msg_id)
+        print(f"heartbeat worst round trip during {HB_SECONDS:.0f}s sync loop: {worst * 1000:.1f} ms")
+
+    def test_bad_signature_is_dropped(self):
+        forged = Session(key=b"not-the-key", session=self.kc.session.session)
+        msg = forged.msg("execute_request", {"code": "(globalThis as any).forged = 1", "silent": False, "store_history": True, "user_expressions": {}, "allow_stdin": False, "stop_on_error": True})
+        forged.send(self.kc.shell_channel.socket, msg)
+        time.sleep(0.5)
+        _, out = run(self.kc, "typeof (globalThis as any).forged")
+        self.assertEqual(result_text(out), "'undefined'")
+
+    def test_binds_only_to_connection_ip(self):
+        pid = self.km.provisioner.process.pid
+        inodes = set()
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                link = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if link.startswith("socket:["):
+                inodes.add(link[8:-1])
+        listening = []
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            with open(table) as f:
+                for line in f.readlines()[1:]:
+                    parts = line.split()
+                    if parts[3] == "0A" and parts[9] in inodes:  # LISTEN
+                        listening.append(parts[1])
+        self.assertEqual(len(listening), 5, listening)
+        for addr in listening:
+            self.assertEqual(addr.split(":")[0], "0100007F", f"listening on {addr}, not 127.0.0.1")
+
+    def test_user_expressions(self):
+        reply, _ = run(self.kc, "const ue = 20", user_expressions={"double": "ue * 2", "bad": "nope.x"})
+        ue = reply["content"]["user_expressions"]
+        self.assertEqual(ue["double"]["status"], "ok")
+        self.assertEqual(ue["double"]["data"]["text/plain"], "40")
+        self.assertEqual(ue["bad"]["status"], "error")
+
+
+class Fuzz(unittest.TestCase):
+    """10,000 random and mutated messages, then the kernel still answers and executes."""
+
+    def test_random_and_mutated_messages(self):
+        km, kc = start()
+        try:
+            rng = random.Random(1234)
+            ctx = zmq.Context.instance()
+            socks = []
+            for port in (km.shell_port, km.control_port, km.stdin_port):
+                s = ctx.socket(zmq.DEALER)
+                s.setsockopt(zmq.LINGER, 0)
+                s.connect(f"tcp://{km.ip}:{port}")
+                socks.append(s)
+            session = Session(key=km.session.key, session="fuzzer")
+            types = ["execute_request", "kernel_info_request", "complete_request", "inspect_request", "history_request", "is_complete_request", "comm_info_request", "comm_open", "comm_msg", "no_such_request", "", "interrupt_request"]
+            values = [None, 0, -1, 2**53, "", "x" * 1000, [], {}, [1, "a"], {"a": None}, True, 1.5, "\u0000\ud7ff", "`unterminated"]
+
+            def random_content():
+                return {rng.choice(["code", "cursor_pos", "detail_level", "hist_access_type", "n", "pattern", "comm_id", "target_name", "data", "restart"]): rng.choice(values) for _ in range(rng.randint(0, 4))}
+
+            for i in range(10000):
+                kind = rng.random()
+                sock = rng.choice(socks)
+                if kind < 0.3:  # raw garbage frames
+                    sock.send_multipart([bytes(rng.getrandbits(8) for _ in range(rng.randint(0, 40))) for _ in range(rng.randint(1, 8))])
+                elif kind < 0.5:  # bad JSON behind a correct delimiter and signature
+                    parts = [b"{", b"{}", b"[]", b"null"]
+                    frames = [rng.choice([b"{not json", b"[]", b"42", b'{"msg_type": 5}']) for _ in range(4)]
+                    sig = session.sign(frames) if rng.random() < 0.5 else b"bad"
+                    sock.send_multipart([b"<IDS|MSG>", sig] + frames + rng.choice([[], parts]))
+                else:  # well-formed and signed, odd types and contents (never shutdown or execute)
+                    msg = session.msg(rng.choice(types), random_content())
+                    frames = session.serialize(msg)
+                    if rng.random() < 0.3:  # mutate a frame after signing
+                        j = rng.randrange(len(frames))
+                        b = bytearray(frames[j])
+                        if b:
+                            b[rng.randrange(len(b))] ^= 0xFF
+                        frames[j] = bytes(b)
+                    sock.send_multipart(frames)
+            time.sleep(1.0)
+            reply = kc.kernel_info(reply=True, timeout=30)
+            self.assertEqual(reply["content"]["status"], "ok")
+            reply, out = run(kc, "6 * 7", timeout=60)
+            self.assertEqual(reply["content"]["status"], "ok")
+            self.assertEqual(result_text(out), "42")
+            for s in socks:
+                s.close()
+        finally:
+            kc.stop_channels()
+            km.shutdown_kernel(now=True)
+
+
+class Lifecycle(unittest.TestCase):
+    def test_restart_and_shutdown(self):
+        km, kc = start()
+        try:
+            run(kc, "const before = 1")
+            km.restart_kernel(now=False)
+            kc.wait_for_ready(timeout=60)
+            reply, out = run(kc, "typeof (globalThis as any).before")
+            self.assertEqual(result_text(out), "'undefined'")
+            msg_id = kc.shutdown(restart=False)
+            reply = kc.get_control_msg(timeout=10)
+            self.assertEqual(reply["msg_type"], "shutdown_reply")
+            self.assertEqual(reply["content"]["restart"], False)
+            km.provisioner.process.wait(timeout=10)
+            self.assertFalse(km.is_alive())
+        finally:
+            kc.stop_channels()
+            if km.is_alive():
+                km.shutdown_kernel(now=True)
+
+
+if __name__ == "__main__":
+    unittest.main()
