@@ -5,7 +5,9 @@
  *   model     RetroMAE forward+backward per preset, with PyTorch in the same run
  *   train     full Trainer steps (AdamW, clipping) per preset, with PyTorch in the same run
  *   probe     SciFact encoding, search, full probe and BM25, with PyTorch encoding in the same run
+ *   kernel    kernel start, cell round trip, print throughput and memory, with ipykernel in the same run
  */
+import { benchKernel } from "./kernel";
 import { benchMatmul } from "./matmul";
 import { benchModel, benchModelOne } from "./model";
 import { benchProbe } from "./probe";
@@ -20,6 +22,7 @@ const BENCHES: Record<string, (args: string[]) => Promise<void>> = {
   train: benchTrain,
   "train-one": benchTrainOne,
   probe: benchProbe,
+  kernel: benchKernel,
 };
 
 async function main(): Promise<void> {

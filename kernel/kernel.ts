@@ -550,6 +550,7 @@ export class Kernel {
     this.running = { request: msg, abort, aborted };
     const t0 = performance.now();
     let checkMs = 0;
+    let checkCached = false;
     let outcome: { ok: true; value: unknown; hasResult: boolean } | { ok: false; ename: string; evalue: string; traceback: string[] };
     const payload: Record<string, unknown>[] = [];
     // IPython's `?name` / `name?`: the signature and docs in the pager.
@@ -565,6 +566,7 @@ export class Kernel {
         const checked = (await Promise.race([this.lang({ op: "check", code }), aborted])) as CheckResult;
         debug(`checked in ${checked.checkMs.toFixed(1)} ms: ${checked.ok}`);
         checkMs = checked.checkMs;
+        checkCached = checked.ok && checked.cached;
         if (!checked.ok) {
           const d = checked.diagnostics;
           outcome = {
@@ -586,7 +588,7 @@ export class Kernel {
       outcome = { ok: false, ...this.describeError(err) };
     }
     const runMs = performance.now() - t0 - checkMs;
-    const timing = { check_ms: round(checkMs), run_ms: round(runMs) };
+    const timing = { check_ms: round(checkMs), run_ms: round(runMs), check_cached: checkCached };
 
     if (outcome.ok) {
       const v = outcome.value as Record<symbol, unknown> | null | undefined;

@@ -61,7 +61,7 @@ export interface Compiled {
   names: { name: string; kind: NameKind }[];
 }
 
-export type CheckResult = { ok: true; compiled: Compiled; checkMs: number } | { ok: false; diagnostics: Diagnostic[]; checkMs: number };
+export type CheckResult = { ok: true; compiled: Compiled; checkMs: number; cached: boolean } | { ok: false; diagnostics: Diagnostic[]; checkMs: number };
 
 function kernelRoot(): string {
   return path.resolve(__dirname, __dirname.includes(`${path.sep}dist${path.sep}`) ? "../.." : "..");
@@ -84,6 +84,12 @@ export class CellLanguage {
   private readonly resolutionCache: ts.ModuleResolutionCache;
   private readonly typeRefCache = new Map<string, ts.ResolvedTypeReferenceDirectiveWithFailedLookupLocations>();
   private program: ts.Program | undefined;
+  /**
+   * Cells that passed, by their text and the declarations they refer to: re-running
+   * an unchanged cell (the train cell after a mask-ratio cell, say) skips the checker.
+   * Cells importing the user's own files are not cached (those files may change).
+   */
+  private readonly passed = new Map<string, Omit<Compiled, "id">>();
   private readonly visible = new Map<string, { cell: number; kind: NameKind }>();
   private nextId = 1;
   private readonly scratchFile: string;
@@ -129,6 +135,8 @@ export class CellLanguage {
         if (sf && v === undefined && isUserFile(f)) this.unchanged(f);
         return sf;
       },
+      // Also caches package.json lookups (each file's module format) across programs.
+      getModuleResolutionCache: () => this.resolutionCache,
       resolveModuleNameLiterals: (literals, containingFile, redirected, options) =>
         literals.map((lit) => ts.resolveModuleName(lit.text, containingFile, options, this.host, this.resolutionCache, redirected)),
       resolveTypeReferenceDirectiveReferences: (refs, containingFile, redirected, options, containingSourceFile) =>
@@ -187,6 +195,8 @@ export class CellLanguage {
       ts.forEachChild(n, walk);
     };
     walk(sf);
+    // A cell's own declarations shadow earlier ones of the same name.
+    for (const d of declaredNames(ts, sf)) names.delete(d.name);
     return new Map([...this.visible].filter(([name]) => names.has(name)));
   }
 
@@ -195,7 +205,14 @@ export class CellLanguage {
     const t0 = performance.now();
     const sf = this.parse(code);
     const id = this.nextId;
-    const ct = checkText(ts, sf, this.mentioned(sf));
+    const mentioned = this.mentioned(sf);
+    const key = importsUserFiles(sf) ? null : JSON.stringify([code, [...mentioned].map(([n, w]) => [n, w.cell])]);
+    const hit = key === null ? undefined : this.passed.get(key);
+    const ct = checkText(ts, sf, mentioned);
+    if (hit) {
+      this.commit(id, hit.names, ct.text);
+      return { ok: true, compiled: { ...hit, id }, checkMs: performance.now() - t0, cached: true };
+    }
     const { program, file } = this.programWith(ct.text);
     const diags = [...program.getSyntacticDiagnostics(file), ...program.getSemanticDiagnostics(file)];
     const errors = diags.filter((d) => d.category === ts.DiagnosticCategory.Error);
@@ -215,15 +232,20 @@ export class CellLanguage {
       });
       return { ok: false, diagnostics, checkMs: performance.now() - t0 };
     }
-    // Commit: the checked text becomes __cell_<id>.ts, and its names are visible from now on.
     const names = declaredNames(ts, sf);
+    this.commit(id, names, ct.text);
+    const compiled = this.compile(sf, id, names);
+    if (key !== null) this.passed.set(key, { js: compiled.js, map: compiled.map, hasResult: compiled.hasResult, names });
+    return { ok: true, compiled, checkMs: performance.now() - t0, cached: false };
+  }
+
+  /** The checked text becomes __cell_<id>.ts, and its names are visible from now on. */
+  private commit(id: number, names: { name: string; kind: NameKind }[], text: string): void {
     if (names.length) {
-      this.virtual.set(path.join(this.cwd, `${cellModule(id)}.ts`), ct.text);
+      this.virtual.set(path.join(this.cwd, `${cellModule(id)}.ts`), text);
       for (const d of names) this.visible.set(d.name, { cell: id, kind: d.kind });
     }
     this.nextId++;
-    const compiled = this.compile(sf, id, names);
-    return { ok: true, compiled, checkMs: performance.now() - t0 };
   }
 
   private compile(sf: ts.SourceFile, id: number, names: { name: string; kind: NameKind }[]): Compiled {
@@ -317,6 +339,18 @@ export class CellLanguage {
   isComplete(code: string): { status: "complete" | "incomplete" | "invalid"; indent?: string } {
     return isComplete(code);
   }
+}
+
+/** Whether a cell imports a relative or absolute path (the user's files, which may change between runs). */
+function importsUserFiles(sf: ts.SourceFile): boolean {
+  return sf.statements.some((st) => {
+    const spec = ts.isImportDeclaration(st)
+      ? (st.moduleSpecifier as ts.StringLiteral).text
+      : ts.isImportEqualsDeclaration(st) && ts.isExternalModuleReference(st.moduleReference)
+        ? (st.moduleReference.expression as ts.StringLiteral).text
+        : null;
+    return spec !== null && (spec.startsWith(".") || path.isAbsolute(spec));
+  });
 }
 
 /** Files outside installed packages and TypeScript's own declarations. */

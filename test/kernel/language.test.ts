@@ -83,6 +83,20 @@ test("is_complete: complete, incomplete with an indent, invalid", () => {
   for (const code of ["}", "const = 5", "1 +* 2", "(]"]) assert.is(isComplete(code).status, "invalid", code);
 });
 
+test("an unchanged cell over unchanged declarations is not checked again; a changed declaration is", () => {
+  ok("let ratio = 0.3;");
+  const first = L.check("const masked = ratio * 100;");
+  const again = L.check("const masked = ratio * 100;");
+  assert.ok(first.ok && !first.cached);
+  assert.ok(again.ok && again.cached);
+  ok('let ratio = "0.5";');
+  const retyped = L.check("const masked = ratio * 100;");
+  assert.is(retyped.ok, false); // string * number: checked against the new declaration
+  const withFile = L.check('import { double } from "./util";\ndouble(1);');
+  const withFileAgain = L.check('import { double } from "./util";\ndouble(1);');
+  assert.ok(withFile.ok && withFileAgain.ok && !withFileAgain.cached);
+});
+
 test("source-map VLQ decoding", () => {
   // "AAAA;AACA,IAAI" : line 0 col 0 -> 0:0; line 1 col 0 -> 1:0, col 4 -> 1:4
   assert.equal(decodeMappings("AAAA;AACA,IAAI"), [[[0, 0, 0]], [[0, 1, 0], [4, 1, 4]]]);
