@@ -6,6 +6,7 @@ import * as path from "path";
 import { use } from "../../lib/engine/backend";
 import { Rng } from "../../lib/engine/rng";
 import { Display, MimeBundle, setDisplay, toBundle } from "../../lib/display";
+import { setAmbientSignal } from "../../lib/interrupt";
 import { RetroMAE } from "../../lib/model/retromae";
 import { PLOTLY_MIME } from "../../lib/plot/figure";
 import { BertTokenizer } from "../../lib/text/tokenizer";
@@ -87,6 +88,22 @@ test("an interrupt stops after the current step; the next fit continues as if un
   assert.is(t.step, 2);
   got.push(...(await losses(t, 2)));
   assert.equal(got, all);
+});
+
+test("with no signal given, fit watches the host's ambient one (the kernel's interrupt)", async () => {
+  await use("cpu");
+  const t = makeTrainer({ totalSteps: 4 });
+  const host = new AbortController();
+  const previous = setAmbientSignal(() => host.signal);
+  try {
+    const r = await t.fit({ steps: 4, live: false, onEvent: (e: TrainerEvent) => {
+      if (e.type === "step" && e.step === 1) host.abort();
+    } });
+    assert.is(r.status, "stopped");
+    assert.is(t.step, 1);
+  } finally {
+    setAmbientSignal(previous);
+  }
 });
 
 test("run directory: config.json with backend and seed, metrics.jsonl, last K checkpoints, no temporaries", async () => {
