@@ -84,6 +84,7 @@ export class Kernel {
   private language!: Worker;
   private languageCalls = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
   private languageSeq = 0;
+  private languageDead = false;
   private executionCount = 0;
   private readonly history = new History();
   private readonly queue: Message[] = [];
@@ -116,7 +117,15 @@ export class Kernel {
       if (r.ok) call.resolve(r.value);
       else call.reject(new Error(r.error));
     });
-    this.language.on("error", (e) => log(`language thread failed: ${e.message}`));
+    this.language.on("error", (e) => log(`language thread failed: ${e.stack}`));
+    this.language.on("exit", (code) => {
+      if (this.closing) return;
+      log(`language thread exited (${code})`);
+      const calls = [...this.languageCalls.values()];
+      this.languageCalls.clear();
+      for (const c of calls) c.reject(new Error("The TypeScript checker stopped; restart the kernel (its log on stderr says why)."));
+      this.languageDead = true;
+    });
     this.transport.on("error", (e) => {
       log(`transport thread failed: ${e.message}`);
       process.exit(1);
@@ -489,6 +498,7 @@ export class Kernel {
   }
 
   private lang(req: Omit<LanguageRequest, "id"> & Record<string, unknown>): Promise<unknown> {
+    if (this.languageDead) return Promise.reject(new Error("The TypeScript checker stopped; restart the kernel (its log on stderr says why)."));
     const id = ++this.languageSeq;
     return new Promise((resolve, reject) => {
       this.languageCalls.set(id, { resolve, reject });
@@ -540,7 +550,7 @@ export class Kernel {
     if (storeHistory) this.executionCount++;
     const count = this.executionCount;
     this.outputParent = msg.header;
-    this.publish("execute_input", { code, execution_count: count }, msg.header);
+    if (!silent) this.publish("execute_input", { code, execution_count: count }, msg.header);
     if (storeHistory) this.history.add(count, code);
 
     Atomics.store(this.flags, 0, 0);

@@ -103,6 +103,14 @@ class Shared(unittest.TestCase):
         count = shell_reply(self.kc, msg_id)["content"]["execution_count"]
         self.assertEqual(inputs[0]["content"]["execution_count"], count)
 
+    def test_silent_execution(self):
+        before = run(self.kc, "1")[0]["content"]["execution_count"]
+        reply, out = run(self.kc, 'console.log("quiet"); 5', silent=True)
+        self.assertEqual(reply["content"]["status"], "ok")
+        self.assertEqual([m["msg_type"] for m in out if m["msg_type"] in ("execute_input", "execute_result")], [])
+        after = run(self.kc, "2")[0]["content"]["execution_count"]
+        self.assertEqual(after, before + 1)
+
     def test_comm_info_reply_type(self):
         msg_id = self.kc.comm_info()
         reply = shell_reply(self.kc, msg_id)
