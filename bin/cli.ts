@@ -11,6 +11,9 @@ commands:
                                          write the kernelspec "RetroMAE (TypeScript)" (default --user)
   kernel uninstall [--user | --sys-prefix | --prefix P] [--name N]
   kernel list                            where the kernel is installed
+  run NOTEBOOK.ipynb [--out OUT.ipynb] [--html OUT.html] [--timeout S] [-p name=value ...] [--kernel NAME]
+                                         run a notebook headless (no Python needed); writes the executed notebook
+                                         (default NOTEBOOK.out.ipynb) and optionally an HTML report
   info [--backend NAME]                  choose a backend (auto, tensorflow, wasm, cpu) and print what was chosen and why
   tokenize TEXT [--vocab PATH] [--max-length N]
                                          show the WordPiece tokens and ids of TEXT (bert-base-uncased by default)
@@ -34,6 +37,8 @@ async function main(argv: string[]): Promise<number> {
   switch (command) {
     case "kernel":
       return kernelCommand(args);
+    case "run":
+      return runCommand(args);
     case "info": {
       const { backend } = await import("../lib");
       const choice = await backend.use(option(args, "backend") ?? "auto");
@@ -77,6 +82,42 @@ async function main(argv: string[]): Promise<number> {
       process.stderr.write(`Unknown command "${command}".\n${USAGE}`);
       return 2;
   }
+}
+
+async function runCommand(args: string[]): Promise<number> {
+  const { runNotebook } = await import("../kernel/runner");
+  const out = option(args, "out");
+  const html = option(args, "html");
+  const timeout = option(args, "timeout");
+  const kernel = option(args, "kernel");
+  const parameters: Record<string, string> = {};
+  for (let i = args.indexOf("-p"); i >= 0; i = args.indexOf("-p")) {
+    const kv = args[i + 1];
+    const eq = kv?.indexOf("=") ?? -1;
+    if (!kv || eq <= 0) throw new Error(`-p needs name=value, got ${kv === undefined ? "nothing" : JSON.stringify(kv)}.`);
+    parameters[kv.slice(0, eq)] = kv.slice(eq + 1);
+    args.splice(i, 2);
+  }
+  const unknown = args.filter((a) => a.startsWith("-"));
+  if (unknown.length) throw new Error(`Unknown option ${unknown[0]} for run; see retromae help.`);
+  if (args.length !== 1) throw new Error("run needs one notebook: retromae run NOTEBOOK.ipynb [--out OUT.ipynb] [--html OUT.html] [--timeout S] [-p name=value ...].");
+  const timeoutS = timeout === undefined ? undefined : Number(timeout);
+  if (timeoutS !== undefined && !(timeoutS > 0)) throw new Error(`--timeout must be a positive number of seconds, got ${timeout}.`);
+  const r = await runNotebook(args[0], {
+    out,
+    html,
+    timeoutS,
+    kernel,
+    parameters,
+    log: (l) => process.stderr.write(`${l}\n`),
+    echo: (t) => process.stdout.write(t),
+  });
+  process.stderr.write(`wrote ${r.out}${r.html ? ` and ${r.html}` : ""}\n`);
+  if (r.error) {
+    process.stderr.write(`${r.error}\n`);
+    return 1;
+  }
+  return 0;
 }
 
 async function kernelCommand(args: string[]): Promise<number> {

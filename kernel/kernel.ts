@@ -24,6 +24,12 @@ import { ConnectionInfo, Header, makeHeader, Message, Outgoing } from "./wire";
 
 export const KERNEL_VERSION: string = JSON.parse(fs.readFileSync(path.join(__dirname, __dirname.includes(`${path.sep}dist${path.sep}`) ? "../.." : "..", "package.json"), "utf8")).version;
 
+/** The real process.exit (cells get one that shuts the kernel down first). */
+const exitProcess = process.exit.bind(process);
+
+/** Thrown out of a cell that called process.exit(), to stop it while the kernel shuts down. */
+class KernelExit extends Error {}
+
 /** The error a cell sees when it is interrupted. */
 export class KeyboardInterrupt extends Error {
   constructor() {
@@ -104,6 +110,7 @@ export class Kernel {
   private readonly cwd = process.cwd();
   private readonly cellRequire = createRequire(path.join(process.cwd(), "__cell__.js"));
   private closing = false;
+  private exitCode = 0;
 
   constructor(private readonly info: ConnectionInfo) {}
 
@@ -128,13 +135,13 @@ export class Kernel {
     });
     this.transport.on("error", (e) => {
       log(`transport thread failed: ${e.message}`);
-      process.exit(1);
+      exitProcess(1);
     });
     await new Promise<void>((resolve) => {
       this.transport.on("message", (m: Inbound) => {
         if (m.t === "ready") resolve();
         else if (m.t === "msg") this.receive(m.channel, reviveMessage(m.msg));
-        else if (m.t === "closed") process.exit(0);
+        else if (m.t === "closed") exitProcess(this.exitCode);
       });
     });
     this.installRuntime();
@@ -299,6 +306,17 @@ export class Kernel {
     g.clearOutput = (wait = false) => this.publish("clear_output", { wait });
     g.input = (prompt = "", options: { password?: boolean } = {}) => this.input(prompt, !!options.password);
     g.require = this.cellRequire;
+    // process.exit() in a cell ends the kernel cleanly: the threads that own native sockets stop first.
+    process.exit = ((code?: number) => {
+      this.closing = true;
+      this.flushStreams();
+      this.exitCode = code ?? 0;
+      void this.language.terminate();
+      // The transport closes its sockets and then says "closed" (see start); a worker terminated with open sockets aborts.
+      this.transport.postMessage({ t: "close" } satisfies Outbound);
+      setTimeout(() => exitProcess(this.exitCode), 3000).unref();
+      throw new KernelExit(`The kernel is exiting (process.exit(${code ?? ""})).`);
+    }) as typeof process.exit;
     Object.defineProperty(g, "interruptSignal", { configurable: true, get: () => this.running?.abort.signal ?? new AbortController().signal });
   }
 
@@ -536,7 +554,7 @@ export class Kernel {
     this.flushStreams();
     void this.language.terminate();
     this.transport.postMessage({ t: "close" } satisfies Outbound);
-    setTimeout(() => process.exit(0), 2000).unref();
+    setTimeout(() => exitProcess(0), 2000).unref();
   }
 
   // ---- execute ----
