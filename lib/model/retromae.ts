@@ -145,6 +145,21 @@ export class RetroMAE {
     this.bowWeight = w;
   }
   private bowWeight = 0;
+  /**
+   * Weight of the decoder's loss; 1 in RetroMAE. 0 gives the MLM-only
+   * baseline of the same encoder and budget: the decoder is not run and gets
+   * no gradient, and its loss and accuracy read NaN.
+   */
+  get decoderLossWeight(): number {
+    return this.decWeight;
+  }
+  set decoderLossWeight(w: number) {
+    if (typeof w !== "number" || !(w >= 0) || !Number.isFinite(w)) {
+      throw new Error(`decoderLossWeight must be a number >= 0, got ${String(w)}; RetroMAE uses 1, and 0 trains the MLM-only baseline.`);
+    }
+    this.decWeight = w;
+  }
+  private decWeight = 1;
   /** All weights, HF names; the encoder's are `bert.*` and `cls.*`, the decoder's `c_head.*`. */
   readonly weights: Map<string, tf.Variable>;
 
@@ -220,13 +235,22 @@ export class RetroMAE {
     const cls = clsOf(hidden); // [B, H]
     const enc = mlmLoss(this.weights, cfg, hidden.reshape([B * L, H]), batch.encoderLabels);
 
-    const decIds = tf.tensor2d(batch.decoderInputIds, [B, L], "int32");
-    const visible = tf.tensor3d(batch.decoderAttentionMask, [B, L, L], "int32");
-    const decHidden = this.decoderHidden(cls, decIds, visible, opts); // [B, L, H]
-    const dec = mlmLoss(this.weights, cfg, decHidden.reshape([B * L, H]), batch.decoderLabels);
+    let dec: { loss: tf.Scalar; acc: tf.Scalar };
+    let loss: tf.Scalar;
+    if (this.decoderLossWeight > 0) {
+      const decIds = tf.tensor2d(batch.decoderInputIds, [B, L], "int32");
+      const visible = tf.tensor3d(batch.decoderAttentionMask, [B, L, L], "int32");
+      const decHidden = this.decoderHidden(cls, decIds, visible, opts); // [B, L, H]
+      dec = mlmLoss(this.weights, cfg, decHidden.reshape([B * L, H]), batch.decoderLabels);
+      loss = (this.decoderLossWeight === 1 ? tf.add(enc.loss, dec.loss) : tf.add(enc.loss, tf.mul(dec.loss, this.decoderLossWeight))) as tf.Scalar;
+    } else {
+      // MLM-only: no decoder pass at all.
+      dec = { loss: tf.scalar(NaN), acc: tf.scalar(NaN) };
+      loss = enc.loss;
+    }
 
     const out: RetroMAELosses = {
-      loss: tf.add(enc.loss, dec.loss) as tf.Scalar,
+      loss,
       encoderLoss: enc.loss,
       decoderLoss: dec.loss,
       encoderAccuracy: enc.acc,
@@ -251,13 +275,13 @@ export class RetroMAE {
       const out = this.losses(batch, opts);
       parts = [out.encoderLoss, out.decoderLoss, out.encoderAccuracy, out.decoderAccuracy, ...(out.bowLoss ? [out.bowLoss] : [])].map((t) => tf.keep(t));
       return out.loss;
-    }, [...this.weights.values()]);
+    }, [...this.weights].filter(([name]) => this.decoderLossWeight > 0 || !name.startsWith(`${DECODER_PREFIX}.`)).map(([, v]) => v));
     const [encoderLoss, decoderLoss, encoderAccuracy, decoderAccuracy, bow] = parts.map((t) => t.dataSync()[0]);
     const values: LossValues = { loss: value.dataSync()[0], encoderLoss, decoderLoss, encoderAccuracy, decoderAccuracy };
     if (bow !== undefined) values.bowLoss = bow;
     tf.dispose([value, ...parts]);
     const byName = new Map<string, tf.Tensor>();
-    for (const [name, v] of this.weights) byName.set(name, grads[v.name]);
+    for (const [name, v] of this.weights) if (grads[v.name]) byName.set(name, grads[v.name]);
     return { grads: byName, values };
   }
 

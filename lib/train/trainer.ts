@@ -234,6 +234,7 @@ export class Trainer {
       encoderMaskRatio: this.collator.encoderMaskRatio,
       decoderMaskRatio: this.collator.decoderMaskRatio,
       bowLossWeight: this.model.bowLossWeight,
+      decoderLossWeight: this.model.decoderLossWeight,
       optimizer: { name: "AdamW", lr: this.optimizer.lr, betas: [this.optimizer.beta1, this.optimizer.beta2], eps: this.optimizer.eps, weightDecay: this.optimizer.weightDecay },
       schedule: this.schedule
         ? { totalSteps: this.schedule.totalSteps, warmupSteps: this.schedule.warmupSteps, decay: this.schedule.decay }
@@ -475,6 +476,7 @@ export class Trainer {
       checkpointEvery: o.checkpointEvery,
       keepLast: o.keepLast,
       bowLossWeight: this.model.bowLossWeight,
+      decoderLossWeight: this.model.decoderLossWeight,
       settings: o.settings,
     };
   }
@@ -500,8 +502,9 @@ export class Trainer {
       throw new Error(`${path.join(ckpt, "trainer_state.json")} is missing or not valid JSON; the checkpoint is incomplete.`);
     }
     const { model } = loadCheckpoint(ckpt);
-    const { bowLossWeight, ...saved } = state.options as Partial<TrainerOptions> & { bowLossWeight?: number };
+    const { bowLossWeight, decoderLossWeight, ...saved } = state.options as Partial<TrainerOptions> & { bowLossWeight?: number; decoderLossWeight?: number };
     model.bowLossWeight = bowLossWeight ?? 0;
+    model.decoderLossWeight = decoderLossWeight ?? 1;
     const runDir = args.runDir ?? path.dirname(ckpt);
     const trainer = new Trainer({ ...saved, ...args, model, runDir, rng: new Rng(0) } as TrainerOptions, { state });
     const { tensors, metadata } = readSafetensors(path.join(ckpt, "optimizer.safetensors"));

@@ -52,6 +52,28 @@ test("at init both losses are near ln(V) and finite, with padded rows present", 
   model.dispose();
 });
 
+test("decoderLossWeight: 0 is the MLM-only baseline (no decoder pass, no decoder gradient); other weights scale the decoder loss", async () => {
+  await use("wasm");
+  const { model, collator, rng } = setup();
+  const batch = collator.collate(TEXTS);
+  const full = model.forwardBackward(batch, { training: false, rng });
+  model.decoderLossWeight = 0.5;
+  const half = model.forwardBackward(batch, { training: false, rng });
+  assert.ok(Math.abs(half.values.loss - (full.values.encoderLoss + 0.5 * full.values.decoderLoss)) < 1e-4);
+  const before = tf.memory().numTensors;
+  model.decoderLossWeight = 0;
+  const mlm = model.forwardBackward(batch, { training: false, rng });
+  assert.ok(Math.abs(mlm.values.loss - full.values.encoderLoss) < 1e-5);
+  assert.ok(Number.isNaN(mlm.values.decoderLoss) && Number.isNaN(mlm.values.decoderAccuracy));
+  assert.not.ok([...mlm.grads.keys()].some((k) => k.startsWith("c_head.")), "no decoder gradients");
+  assert.ok(mlm.grads.has("bert.embeddings.word_embeddings.weight"));
+  tf.dispose([...mlm.grads.values()]);
+  assert.is(tf.memory().numTensors, before);
+  assert.throws(() => (model.decoderLossWeight = -1), /decoderLossWeight must be a number >= 0/);
+  tf.dispose([...full.grads.values(), ...half.grads.values()]);
+  model.dispose();
+});
+
 /** The same batch with `extra` more padding columns. */
 function widen(b: RetroMAEBatch, extra: number): RetroMAEBatch {
   const B = b.batchSize;
