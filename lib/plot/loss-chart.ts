@@ -35,8 +35,9 @@ const SHORT_NAMES: Record<string, string> = {
 };
 
 /**
- * Labels for runs from their settings: only the keys whose values differ
- * between runs, short names first. With one run, the mask ratios.
+ * Labels for runs from their settings: a run's own `name` when it has one,
+ * else only the keys whose values differ between runs, short names first.
+ * With one run, the mask ratios.
  */
 export function labelRuns(settings: readonly Record<string, unknown>[]): string[] {
   const keys = [...new Set(settings.flatMap((s) => Object.keys(s)))].filter((k) => typeof settings[0]?.[k] !== "object");
@@ -44,6 +45,7 @@ export function labelRuns(settings: readonly Record<string, unknown>[]): string[
   if (differing.length === 0) differing = ["encoderMaskRatio", "decoderMaskRatio"].filter((k) => keys.includes(k));
   differing.sort((a, b) => (a in SHORT_NAMES ? 0 : 1) - (b in SHORT_NAMES ? 0 : 1));
   return settings.map((s, i) => {
+    if (typeof s.name === "string" && s.name) return s.name;
     const parts = differing.map((k) => `${SHORT_NAMES[k] ?? k} ${String(s[k])}`);
     return parts.length ? parts.join(" / ") : `run ${i + 1}`;
   });

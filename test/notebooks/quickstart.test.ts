@@ -1,0 +1,42 @@
+/**
+ * notebooks/quickstart.ipynb in a reduced mode (a few steps, a small probe
+ * set) on ../shared/data, through `retromae run`: every cell runs, and the
+ * outputs hold the live Plotly chart, the probe table and the checkpoint.
+ */
+import { spawnSync } from "child_process";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import { SHARED_DATA } from "../helpers";
+
+const ROOT = path.resolve(__dirname, "..", "..");
+const work = fs.mkdtempSync(path.join(os.tmpdir(), "retromae-quickstart-"));
+
+test("the quickstart runs headless in reduced mode with a chart, a probe table and a checkpoint", () => {
+  const out = path.join(work, "quickstart.out.ipynb");
+  const html = path.join(work, "quickstart.html");
+  const runDir = path.join(work, "runs");
+  const r = spawnSync(
+    process.execPath,
+    [path.join(ROOT, "bin", "retromae.js"), "run", path.join(ROOT, "notebooks", "quickstart.ipynb"), "--out", out, "--html", html, "--timeout", "300",
+      "-p", "steps=4", "-p", "probeEvery=2", "-p", "probeDistractors=50", "-p", `runDir=${runDir}`, "-p", `dataDir=${SHARED_DATA}`],
+    { encoding: "utf8", timeout: 600_000 },
+  );
+  assert.is(r.status, 0, r.stderr);
+  const nb = JSON.parse(fs.readFileSync(out, "utf8"));
+  const outputs = nb.cells.flatMap((c: { outputs?: unknown[] }) => c.outputs ?? []) as { output_type: string; data?: Record<string, unknown> }[];
+  assert.not.ok(outputs.some((o) => o.output_type === "error"));
+  const charts = outputs.filter((o) => o.data?.["application/vnd.plotly.v1+json"]);
+  assert.ok(charts.length >= 2, "a live chart per training cell");
+  const last = charts[charts.length - 1].data!["application/vnd.plotly.v1+json"] as { data: { name: string }[] };
+  assert.ok(last.data.some((t) => t.name === "RetroMAE: total") && last.data.some((t) => t.name === "MLM only: total"), "both runs on one chart");
+  const table = outputs.map((o) => [o.data?.["text/plain"]].flat().join("")).find((t) => t.includes("NDCG@10"));
+  assert.ok(table && /BM25/.test(table) && /MLM-only/.test(table), "the probe table");
+  assert.ok(fs.existsSync(path.join(runDir, "retromae", "final", "model.safetensors")));
+  assert.match(fs.readFileSync(html, "utf8"), /DecompressionStream/);
+});
+
+test.after(() => fs.rmSync(work, { recursive: true, force: true }));
+test.run();
