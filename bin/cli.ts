@@ -11,6 +11,9 @@ commands:
                                          write the kernelspec "RetroMAE (TypeScript)" (default --user)
   kernel uninstall [--user | --sys-prefix | --prefix P] [--name N]
   kernel list                            where the kernel is installed
+  export-torchrun RUN_DIR [--nproc N] [--data-dir D] [--output-dir O] [--epochs E]
+                                         print the torchrun command that continues RUN_DIR's pre-training with the
+                                         official PyTorch trainer (staoxiao/RetroMAE), from its config and latest checkpoint
   run NOTEBOOK.ipynb [--out OUT.ipynb] [--html OUT.html] [--timeout S] [-p name=value ...] [--kernel NAME]
                                          run a notebook headless (no Python needed); writes the executed notebook
                                          (default NOTEBOOK.out.ipynb) and optionally an HTML report
@@ -39,6 +42,20 @@ async function main(argv: string[]): Promise<number> {
       return kernelCommand(args);
     case "run":
       return runCommand(args);
+    case "export-torchrun": {
+      const { torchrunCommand } = await import("../lib/train/torchrun");
+      const nproc = option(args, "nproc");
+      const epochs = option(args, "epochs");
+      const cmd = torchrunCommand(args[0] ?? "", {
+        nprocPerNode: nproc === undefined ? undefined : Number(nproc),
+        dataDir: option(args, "data-dir"),
+        outputDir: option(args, "output-dir"),
+        epochs: epochs === undefined ? undefined : Number(epochs),
+      });
+      console.log("# In a checkout of https://github.com/staoxiao/RetroMAE, from src/ (prepare data with its pretrain/preprocess.py):");
+      console.log(cmd);
+      return 0;
+    }
     case "info": {
       const { backend } = await import("../lib");
       const choice = await backend.use(option(args, "backend") ?? "auto");

@@ -25,12 +25,16 @@ export type { Display, DisplayHandle, Displayable, MimeBundle } from "./display"
 export { setAmbientSignal, currentSignal } from "./interrupt";
 export { PlotlyFigure, PLOTLY_MIME } from "./plot/figure";
 export { saveCheckpoint, loadCheckpoint, hfConfig, configFromHf } from "./model/checkpoint";
+export { hubSnapshot, hubCacheDir, CHECKPOINT_FILES } from "./model/hub";
+export type { HubOptions } from "./model/hub";
 export type { LoadReport, SaveOptions, LoadOptions } from "./model/checkpoint";
 export { saveBatch, loadBatch } from "./masking/batch-io";
 export { Trainer, TrainingStopped } from "./train/trainer";
 export type { TrainerOptions, TrainerHook, TrainerEvent, StepInfo, EvalInfo, FitOptions, FitResult } from "./train/trainer";
 export { AdamW, clipGradNorm } from "./train/optim";
 export { LrSchedule } from "./train/schedule";
+export { torchrunCommand } from "./train/torchrun";
+export type { TorchrunOptions } from "./train/torchrun";
 export { PackedCorpus, BatchStream } from "./train/data";
 export type { DataPosition } from "./train/data";
 export { readCorpus, splitSentences } from "./text/corpus";

@@ -27,6 +27,8 @@ import {
   Weights,
 } from "./bert";
 import { BertConfig, bertConfig, PresetName, validateConfig } from "./config";
+import type { LoadOptions } from "./checkpoint";
+import type { HubOptions } from "./hub";
 
 export const DECODER_PREFIX = "c_head";
 
@@ -170,6 +172,17 @@ export class RetroMAE {
   }
 
   /** A freshly initialised model (HF init: normal(0, 0.02), zero biases, LayerNorm 1). */
+  /**
+   * A checkpoint from the Hugging Face Hub, e.g. "bert-base-uncased" or
+   * "Shitao/RetroMAE" (safetensors; cached as huggingface_hub caches), or a
+   * local folder. Weights the checkpoint lacks (the decoder) start fresh.
+   */
+  static async fromPretrained(repoOrPath: string, options: HubOptions & LoadOptions = {}): Promise<RetroMAE> {
+    const { hubSnapshot } = await import("./hub");
+    const { loadCheckpoint } = await import("./checkpoint");
+    return loadCheckpoint(await hubSnapshot(repoOrPath, options), options).model;
+  }
+
   static create(preset: PresetName | BertConfig = "tiny", options: { rng?: Rng; seed?: number; overrides?: Partial<BertConfig> } = {}): RetroMAE {
     const cfg = typeof preset === "string" ? bertConfig(preset, options.overrides) : { ...preset, ...options.overrides };
     validateConfig(cfg);
