@@ -9,6 +9,11 @@
 import * as tf from "./tf";
 import { registerCpuKernels, registerWasmKernels } from "./kernels";
 
+// Registered on import, not only in use(): code that never calls use() gets
+// the backend tfjs picks by itself (wasm), and must be able to train on it.
+registerWasmKernels();
+registerCpuKernels();
+
 export const BACKEND_NAMES = ["auto", "tensorflow", "wasm", "cpu"] as const;
 export type BackendName = (typeof BACKEND_NAMES)[number];
 export type ConcreteBackend = Exclude<BackendName, "auto">;

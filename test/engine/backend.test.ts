@@ -13,6 +13,11 @@ function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return m;
 }
 
+test("importing the library registers the wasm and cpu kernels, before any use() (tfjs may pick wasm by itself)", () => {
+  for (const k of WASM_EXTRA_KERNELS) assert.ok(tf.getKernel(k.kernelName, "wasm"), k.kernelName);
+  for (const k of CPU_REPLACED_KERNELS) assert.is(tf.getKernel(k.kernelName, "cpu")!.kernelFunc, k.kernelFunc, k.kernelName);
+});
+
 test("an unknown backend name gets one clear sentence", async () => {
   try {
     await use("webgpu");
