@@ -1,0 +1,124 @@
+/**
+ * The real-browser check: Debian's jupyter-notebook server on 127.0.0.1 with
+ * the kernel installed, Debian's chromium driven headless by playwright-core.
+ * It opens the reduced quickstart, runs all cells from the Cell menu, and
+ * checks that the live chart updated at least twice, that the final chart
+ * was drawn by plotly.js, and that no cell shows an error. A screenshot goes
+ * to test/artifacts/ (not committed).
+ */
+import { ChildProcess, spawn } from "child_process";
+import * as crypto from "crypto";
+import * as fs from "fs";
+import * as net from "net";
+import * as os from "os";
+import * as path from "path";
+import { chromium, Browser } from "playwright-core";
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import { injectParameters, readNotebook } from "../../kernel/runner";
+import { SHARED_DATA } from "../helpers";
+import { installKernel } from "../kernel/harness";
+
+const ROOT = path.resolve(__dirname, "..", "..");
+const ARTIFACTS = path.join(ROOT, "test", "artifacts");
+const CHROMIUM = "/usr/bin/chromium";
+const FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-quic"];
+
+const work = fs.mkdtempSync(path.join(os.tmpdir(), "retromae-browser-"));
+const { env, prefix } = installKernel();
+const token = crypto.randomBytes(12).toString("hex");
+let server: ChildProcess | null = null;
+let browser: Browser | null = null;
+let serverLog = "";
+
+function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = net.createServer();
+    s.listen(0, "127.0.0.1", () => {
+      const port = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+async function waitForHttp(url: string, ms: number): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    if (server?.exitCode !== null) break;
+    try {
+      if ((await fetch(url)).ok) return;
+    } catch {
+      /* not up yet */
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  throw new Error(`jupyter-notebook did not come up: ${serverLog.slice(-2000)}`);
+}
+
+test("the reduced quickstart runs in a real browser: live chart updates, final chart drawn, no errors", async () => {
+  const nb = readNotebook(path.join(ROOT, "notebooks", "quickstart.ipynb"));
+  injectParameters(nb, { steps: "6", probeEvery: "3", probeDistractors: "30", dataDir: JSON.stringify(SHARED_DATA), runDir: JSON.stringify(path.join(work, "runs")) });
+  fs.writeFileSync(path.join(work, "quickstart.ipynb"), JSON.stringify(nb));
+
+  const port = await freePort();
+  server = spawn("jupyter-notebook", ["--no-browser", "--ip=127.0.0.1", `--port=${port}`, `--NotebookApp.token=${token}`, `--notebook-dir=${work}`, ...(process.getuid?.() === 0 ? ["--allow-root"] : [])], {
+    env: { ...env, JUPYTER_CONFIG_DIR: path.join(work, ".jupyter"), JUPYTER_RUNTIME_DIR: path.join(work, ".runtime") },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  server.stdout!.on("data", (d) => (serverLog += d));
+  server.stderr!.on("data", (d) => (serverLog += d));
+  const base = `http://127.0.0.1:${port}`;
+  await waitForHttp(`${base}/api?token=${token}`, 60_000);
+
+  browser = await chromium.launch({ executablePath: CHROMIUM, args: FLAGS });
+  const page = await browser.newPage({ viewport: { width: 1280, height: 1000 } });
+  const pageErrors: string[] = [];
+  page.on("pageerror", (e) => pageErrors.push(e.message));
+  await page.goto(`${base}/notebooks/quickstart.ipynb?token=${token}`);
+  await page.waitForFunction(() => {
+    const j = (window as unknown as { Jupyter?: { notebook?: { kernel?: { is_connected(): boolean } } } }).Jupyter;
+    return !!j?.notebook?.kernel?.is_connected();
+  }, undefined, { timeout: 60_000 });
+
+  // Every Plotly figure the page ever draws has its own div id: an update replaces the output with a new one.
+  await page.evaluate(() => {
+    const w = window as unknown as { __plots: Set<string> };
+    w.__plots = new Set();
+    new MutationObserver(() => {
+      document.querySelectorAll(".retromae-plotly").forEach((el) => w.__plots.add(el.id));
+    }).observe(document.body, { childList: true, subtree: true });
+  });
+
+  await page.click("#celllink");
+  await page.click("#run_all_cells > a");
+
+  // Done when no prompt shows "*" and every code cell has a number.
+  await page.waitForFunction(
+    () => {
+      const prompts = [...document.querySelectorAll(".code_cell .input_prompt")].map((p) => p.textContent ?? "");
+      return prompts.length > 0 && prompts.every((p) => /\[\d+\]/.test(p));
+    },
+    undefined,
+    { timeout: 600_000, polling: 500 },
+  );
+
+  const plots = await page.evaluate(() => [...(window as unknown as { __plots: Set<string> }).__plots]);
+  const drawn = await page.evaluate(() => [...document.querySelectorAll(".retromae-plotly")].filter((el) => el.querySelector(".main-svg")).length);
+  const errors = await page.evaluate(() => [...document.querySelectorAll(".output_error")].map((e) => e.textContent ?? ""));
+  fs.mkdirSync(ARTIFACTS, { recursive: true });
+  await page.screenshot({ path: path.join(ARTIFACTS, "quickstart-browser.png"), fullPage: true });
+
+  assert.equal(errors, [], "no cell shows an error");
+  // Two training cells, each drawn once and then updated as it trains.
+  assert.ok(plots.length >= 4, `the live charts updated at least twice (saw ${plots.length} renders)`);
+  assert.ok(drawn >= 2, `plotly.js drew the final charts (${drawn} drawn)`);
+  assert.equal(pageErrors, [], "no JavaScript errors in the page");
+});
+
+test.after(async () => {
+  await browser?.close();
+  server?.kill("SIGTERM");
+  fs.rmSync(work, { recursive: true, force: true });
+  fs.rmSync(prefix, { recursive: true, force: true });
+});
+test.run();
