@@ -1,3 +1,5 @@
+/// <reference lib="dom" />
+/// <reference lib="dom.iterable" />
 /**
  * The real-browser check: Debian's jupyter-notebook server on 127.0.0.1 with
  * the kernel installed, Debian's chromium driven headless by playwright-core.
@@ -6,7 +8,7 @@
  * was drawn by plotly.js, and that no cell shows an error. A screenshot goes
  * to test/artifacts/ (not committed).
  */
-import { ChildProcess, spawn } from "child_process";
+import { ChildProcess, spawn, spawnSync } from "child_process";
 import * as crypto from "crypto";
 import * as fs from "fs";
 import * as net from "net";
@@ -113,6 +115,30 @@ test("the reduced quickstart runs in a real browser: live chart updates, final c
   assert.ok(plots.length >= 4, `the live charts updated at least twice (saw ${plots.length} renders)`);
   assert.ok(drawn >= 2, `plotly.js drew the final charts (${drawn} drawn)`);
   assert.equal(pageErrors, [], "no JavaScript errors in the page");
+});
+
+test("retromae run's HTML report draws its Plotly chart offline", async () => {
+  const nb = {
+    cells: [{ cell_type: "code", source: 'display.plotly({ data: [{ y: [3, 1, 2], type: "scatter" }], layout: { title: { text: "offline" } } })', metadata: {}, outputs: [], execution_count: null }],
+    metadata: { kernelspec: { name: "retromae", display_name: "RetroMAE (TypeScript)", language: "typescript" } },
+    nbformat: 4,
+    nbformat_minor: 5,
+  };
+  const file = path.join(work, "plot.ipynb");
+  fs.writeFileSync(file, JSON.stringify(nb));
+  const html = path.join(work, "plot.html");
+  const r = spawnSync(process.execPath, [path.join(ROOT, "bin", "retromae.js"), "run", file, "--html", html], { encoding: "utf8", timeout: 120_000 });
+  assert.is(r.status, 0, r.stderr);
+  browser ??= await chromium.launch({ executablePath: CHROMIUM, args: FLAGS });
+  const context = await browser.newContext({ offline: true });
+  const page = await context.newPage();
+  const requests: string[] = [];
+  page.on("request", (req) => requests.push(req.url()));
+  await page.goto(`file://${html}`);
+  await page.waitForSelector(".retromae-plotly .main-svg", { timeout: 60_000 });
+  assert.match(await page.textContent(".retromae-plotly .gtitle") ?? "", /offline/);
+  assert.equal(requests.filter((u) => !u.startsWith("file:") && !u.startsWith("data:") && !u.startsWith("blob:")), [], "no network requests");
+  await context.close();
 });
 
 test.after(async () => {
