@@ -9,11 +9,12 @@
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
+import { PACKAGE_ROOT } from "./paths";
 
 export const DEFAULT_NAME = "retromae";
 export const DISPLAY_NAME = "RetroMAE (TypeScript)";
 
-const ROOT = path.resolve(__dirname, __dirname.includes(`${path.sep}dist${path.sep}`) ? "../.." : "..");
+const ROOT = PACKAGE_ROOT;
 
 export interface Where {
   user?: boolean;

@@ -18,11 +18,12 @@ import type { Compiled, CheckResult } from "./language";
 import type { LanguageReply, LanguageRequest } from "./language-worker";
 import { Bundle, inspect, toBundle } from "./format";
 import { History } from "./history";
+import { PACKAGE_ROOT } from "./paths";
 import { PLOTLY_MIME, plotlyFigureHtml, plotlyLoaderHtml } from "./plotly";
 import type { Channel, Inbound, Outbound, TransportData } from "./transport";
 import { ConnectionInfo, Header, makeHeader, Message, Outgoing } from "./wire";
 
-export const KERNEL_VERSION: string = JSON.parse(fs.readFileSync(path.join(__dirname, __dirname.includes(`${path.sep}dist${path.sep}`) ? "../.." : "..", "package.json"), "utf8")).version;
+export const KERNEL_VERSION: string = JSON.parse(fs.readFileSync(path.join(PACKAGE_ROOT, "package.json"), "utf8")).version;
 
 /** The real process.exit (cells get one that shuts the kernel down first). */
 const exitProcess = process.exit.bind(process);

@@ -9,6 +9,7 @@ import * as fs from "fs";
 import * as path from "path";
 import * as ts from "typescript";
 import { cellModule, checkText, declaredNames, NameKind, runtimeText } from "./cells";
+import { PACKAGE_ROOT } from "./paths";
 
 /** Declarations of what the kernel puts on globalThis for cells. */
 export const KERNEL_GLOBALS = `
@@ -63,9 +64,6 @@ export interface Compiled {
 
 export type CheckResult = { ok: true; compiled: Compiled; checkMs: number; cached: boolean } | { ok: false; diagnostics: Diagnostic[]; checkMs: number };
 
-function kernelRoot(): string {
-  return path.resolve(__dirname, __dirname.includes(`${path.sep}dist${path.sep}`) ? "../.." : "..");
-}
 
 /** Where `import … from "retromae"` resolves for types: the build's declarations, else the source. */
 function retromaeTypes(root: string): string {
@@ -97,7 +95,7 @@ export class CellLanguage {
 
   constructor(cwd = process.cwd()) {
     this.cwd = cwd;
-    const root = kernelRoot();
+    const root = PACKAGE_ROOT;
     const modules = path.join(root, "node_modules");
     this.options = {
       target: ts.ScriptTarget.ES2022,
