@@ -52,7 +52,7 @@ async function main(argv: string[]): Promise<number> {
         outputDir: option(args, "output-dir"),
         epochs: epochs === undefined ? undefined : Number(epochs),
       });
-      console.log("# In a checkout of https://github.com/staoxiao/RetroMAE, from src/ (prepare data with its pretrain/preprocess.py):");
+      console.log("# In a checkout of https://github.com/staoxiao/RetroMAE, from src/ (prepare the data with examples/pretrain/preprocess.py):");
       console.log(cmd);
       return 0;
     }

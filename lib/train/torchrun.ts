@@ -1,7 +1,8 @@
 /**
  * The scale-out path: a run's hyperparameters and its latest checkpoint,
  * handed to the official PyTorch trainer (staoxiao/RetroMAE, src/pretrain)
- * under torchrun. Its flags are transformers' TrainingArguments plus
+ * under torchrun (its README launches with torch.distributed.launch, which
+ * torchrun replaces). Its flags are transformers' TrainingArguments plus
  * RetroMAE's own (pretrain_method, encoder/decoder_mlm_probability).
  */
 import * as fs from "fs";
@@ -56,7 +57,7 @@ export function torchrunCommand(runDir: string, options: TorchrunOptions = {}): 
   const method = (config.bowLossWeight ?? 0) > 0 ? "dupmae" : "retromae";
   const args: [string, string | number | undefined][] = [
     ["output_dir", options.outputDir ?? `${path.resolve(runDir)}-torch`],
-    ["data_dir", options.dataDir ?? "pretrain_data/en_wiki_bookcorpus"],
+    ["data_dir", options.dataDir ?? "pretrain_data/bert_data"],
     ["do_train", "True"],
     ["model_name_or_path", latest],
     ["pretrain_method", method],
