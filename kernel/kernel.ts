@@ -57,6 +57,8 @@ function startWorker(name: string, workerData: unknown): Worker {
     stderr: true,
     stdout: true,
     execArgv: fromSource ? ["-r", require.resolve("ts-node/register/transpile-only")] : [],
+    // From source, ts-node must compile with this package's tsconfig, wherever the notebook (the cwd) is.
+    env: fromSource ? { ...process.env, TS_NODE_PROJECT: path.join(PACKAGE_ROOT, "tsconfig.json") } : process.env,
   });
   // Worker output goes straight to the kernel's stderr, never into a cell's output.
   worker.stderr.on("data", (d: Buffer) => fs.writeSync(2, d));
@@ -125,7 +127,7 @@ export class Kernel {
       if (r.ok) call.resolve(r.value);
       else call.reject(new Error(r.error));
     });
-    this.language.on("error", (e) => log(`language thread failed: ${e.stack}`));
+    this.language.on("error", (e) => log(`language thread failed: ${e?.stack ?? e}`));
     this.language.on("exit", (code) => {
       if (this.closing) return;
       log(`language thread exited (${code})`);
@@ -135,7 +137,7 @@ export class Kernel {
       this.languageDead = true;
     });
     this.transport.on("error", (e) => {
-      log(`transport thread failed: ${e.message}`);
+      log(`transport thread failed: ${e?.stack ?? e}`);
       exitProcess(1);
     });
     await new Promise<void>((resolve) => {

@@ -64,9 +64,9 @@ test("runs every cell, writes outputs with display updates applied in place, and
 test("an error: nonzero exit with the cell number and traceback; the executed notebook is still written", () => {
   const file = write("err.ipynb", notebook([{ source: "const a = 1;" }, { source: "\nthrow new RangeError(\"bad range\");" }, { source: 'console.log("never")' }]));
   const r = run(file);
-  assert.is(r.status, 1);
-  assert.match(r.stderr, /Cell 2 failed: RangeError: bad range/);
-  assert.match(r.stderr, /Cell In\[2\], line 2/);
+  assert.is(r.status, 1, r.stderr);
+  assert.match(r.stderr, /Cell 2 failed: RangeError: bad range/, r.stderr);
+  assert.match(r.stderr, /Cell In\[2\], line 2/, r.stderr);
   const nb = JSON.parse(fs.readFileSync(path.join(work, "err.out.ipynb"), "utf8"));
   assert.is(nb.cells[1].outputs[0].output_type, "error");
   assert.equal(nb.cells[2].outputs, []);
