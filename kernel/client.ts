@@ -30,16 +30,23 @@ export function findKernelSpec(name: string): { spec: KernelSpecFile; dir: strin
   throw new Error(`No kernel named "${name}" is installed (looked in ${searchDirs().join(", ")}); see jupyter kernelspec list.`);
 }
 
-function freePort(ip: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.unref();
-    srv.on("error", reject);
-    srv.listen(0, ip, () => {
-      const port = (srv.address() as net.AddressInfo).port;
-      srv.close(() => resolve(port));
-    });
-  });
+/** n distinct free ports: all held open at once while they are chosen, so none is handed out twice. */
+async function freePorts(ip: string, n: number): Promise<number[]> {
+  const servers = await Promise.all(
+    Array.from(
+      { length: n },
+      () =>
+        new Promise<net.Server>((resolve, reject) => {
+          const srv = net.createServer();
+          srv.unref();
+          srv.on("error", reject);
+          srv.listen(0, ip, () => resolve(srv));
+        }),
+    ),
+  );
+  const ports = servers.map((s) => (s.address() as net.AddressInfo).port);
+  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+  return ports;
 }
 
 export class KernelDied extends Error {}
@@ -66,8 +73,7 @@ export class KernelClient {
   static async start(name: string, cwd: string, env: NodeJS.ProcessEnv = process.env): Promise<KernelClient> {
     const { spec } = findKernelSpec(name);
     const ip = "127.0.0.1";
-    const ports = [];
-    for (let i = 0; i < 5; i++) ports.push(await freePort(ip));
+    const ports = await freePorts(ip, 5);
     const info: ConnectionInfo = {
       transport: "tcp",
       ip,

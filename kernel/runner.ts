@@ -183,6 +183,24 @@ function normalise(nb: Notebook): Notebook {
   return nb;
 }
 
+/**
+ * Start the kernel and wait until it answers. A kernel that dies while starting
+ * (another process took one of its ports between choosing and binding) is
+ * started once more on new ports.
+ */
+async function startKernel(name: string, cwd: string, log: (l: string) => void): Promise<{ client: KernelClient; info: Record<string, unknown> }> {
+  for (let attempt = 1; ; attempt++) {
+    const client = await KernelClient.start(name, cwd);
+    try {
+      return { client, info: await client.waitReady(60_000) };
+    } catch (e) {
+      await client.shutdown();
+      if (!(e instanceof KernelDied) || attempt === 2) throw e;
+      log(`the kernel exited while starting (${e.message}); starting it again`);
+    }
+  }
+}
+
 export async function runNotebook(file: string, options: RunOptions = {}): Promise<RunResult> {
   const log = options.log ?? (() => undefined);
   const nb = readNotebook(file);
@@ -196,12 +214,11 @@ export async function runNotebook(file: string, options: RunOptions = {}): Promi
   }
   const started = Date.now();
   log(`starting kernel ${kernelName}`);
-  const client = await KernelClient.start(kernelName, path.dirname(path.resolve(file)));
+  const { client, info } = await startKernel(kernelName, path.dirname(path.resolve(file)), log);
   let failedCell: number | null = null;
   let error: string | null = null;
   const collector = new OutputCollector();
   try {
-    const info = await client.waitReady(60_000);
     nb.metadata.language_info = info.language_info;
     let n = 0;
     for (const cell of nb.cells) {
