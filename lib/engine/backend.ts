@@ -1,20 +1,24 @@
 /**
  * Backend choice for TensorFlow.js.
  *
- * Preference order: tensorflow (tfjs-node-gpu, then tfjs-node) > wasm > cpu.
+ * Preference order: tensorflow (tfjs-node-gpu, then tfjs-node) > native
+ * (this package's C++ kernels over OpenBLAS, built at npm install) > wasm > cpu.
  * `use("auto")` tries each in turn and records, for every backend it skipped,
  * one line saying why. Asking for a backend by name tries only that one and
  * fails with a clear sentence if it cannot load.
  */
 import * as tf from "./tf";
 import { registerCpuKernels, registerWasmKernels } from "./kernels";
+import { loadAddon, nativeUnavailableReason, registerNativeBackend } from "./native";
+import { NATIVE_KERNELS } from "./native-kernels";
 
 // Registered on import, not only in use(): code that never calls use() gets
 // the backend tfjs picks by itself (wasm), and must be able to train on it.
 registerWasmKernels();
 registerCpuKernels();
+registerNativeBackend(() => NATIVE_KERNELS);
 
-export const BACKEND_NAMES = ["auto", "tensorflow", "wasm", "cpu"] as const;
+export const BACKEND_NAMES = ["auto", "tensorflow", "native", "wasm", "cpu"] as const;
 export type BackendName = (typeof BACKEND_NAMES)[number];
 export type ConcreteBackend = Exclude<BackendName, "auto">;
 
@@ -140,6 +144,10 @@ async function tryOne(name: ConcreteBackend): Promise<Omit<BackendChoice, "skipp
       const r = await tryTensorflow();
       return "reason" in r ? r : { backend: "tensorflow", device: r.device, package: r.pkg };
     }
+    case "native": {
+      const reason = nativeUnavailableReason() ?? (await activate("native"));
+      return reason ? { reason } : { backend: "native", device: "cpu", package: "retromae (native/, OpenBLAS)" };
+    }
     case "wasm": {
       const reason = await tryWasm();
       return reason ? { reason } : { backend: "wasm", device: "cpu", package: "@tensorflow/tfjs-backend-wasm" };
@@ -154,7 +162,7 @@ async function tryOne(name: ConcreteBackend): Promise<Omit<BackendChoice, "skipp
 
 /**
  * Choose the tfjs backend. "auto" picks the first that works of tensorflow,
- * wasm, cpu; a named backend must load or this throws one clear sentence.
+ * native, wasm, cpu; a named backend must load or this throws one clear sentence.
  */
 export async function use(name: BackendName | string = "auto"): Promise<BackendChoice> {
   if (!(BACKEND_NAMES as readonly string[]).includes(name)) {
@@ -162,7 +170,7 @@ export async function use(name: BackendName | string = "auto"): Promise<BackendC
       `Unknown backend "${name}"; use one of ${BACKEND_NAMES.map((n) => `"${n}"`).join(", ")}.`,
     );
   }
-  const order: ConcreteBackend[] = name === "auto" ? ["tensorflow", "wasm", "cpu"] : [name as ConcreteBackend];
+  const order: ConcreteBackend[] = name === "auto" ? ["tensorflow", "native", "wasm", "cpu"] : [name as ConcreteBackend];
   const skipped: SkippedBackend[] = [];
   for (const candidate of order) {
     const r = await tryOne(candidate);
@@ -215,6 +223,8 @@ export function info(): BackendInfo {
     threads = 1;
   } else if (choice.backend === "cpu") {
     threads = 1;
+  } else if (choice.backend === "native") {
+    threads = loadAddon()?.threads() ?? null;
   }
   return { ...choice, versions, threads, simd };
 }

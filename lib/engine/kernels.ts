@@ -7,6 +7,8 @@
  *
  * Replaced on cpu, for speed: UnsortedSegmentSum and Softmax (see below).
  *
+ * A fix for wasm: OneHot with dtype float32 (see float32OneHot).
+ *
  * And one wrapper for wasm, for speed: wasm's BatchMatMul is fast only without
  * transposes (measured here: 24 GFLOP/s plain, 0.8 GFLOP/s with transposeB on
  * [1984,128]x[30522,128]ᵀ). Every matmul gradient asks for a transpose, so
@@ -233,9 +235,29 @@ export function registerCpuKernels(): void {
   cpuRegistered = true;
 }
 
+/**
+ * wasm 4.22's OneHot writes int32 bit patterns whatever the dtype asked for,
+ * so a float32 one-hot reads as 1.4e-45 where it should be 1. This runs it
+ * as int32 and casts with wasm's Cast kernel.
+ */
+function float32OneHot(original: KernelConfig): KernelConfig {
+  const cast = tf.getKernel(tf.Cast, "wasm");
+  return {
+    ...original,
+    kernelFunc: (args) => {
+      const { dtype } = args.attrs as unknown as { dtype: string };
+      if (dtype !== "float32") return original.kernelFunc(args);
+      const ints = original.kernelFunc({ ...args, attrs: { ...args.attrs, dtype: "int32" } }) as TensorInfo;
+      const out = cast.kernelFunc({ inputs: { x: ints }, backend: args.backend, attrs: { dtype: "float32" } }) as TensorInfo;
+      (args.backend as unknown as WasmInternals).disposeData(ints.dataId);
+      return out;
+    },
+  };
+}
+
 let registered = false;
 
-/** Register the missing kernels and the matmul wrapper for wasm; safe to call more than once. */
+/** Register the missing kernels and the matmul and one-hot wrappers for wasm; safe to call more than once. */
 export function registerWasmKernels(): void {
   if (registered) return;
   for (const k of WASM_EXTRA_KERNELS) {
@@ -245,6 +267,11 @@ export function registerWasmKernels(): void {
   if (matmul) {
     tf.unregisterKernel(tf.BatchMatMul, "wasm");
     tf.registerKernel(fastBatchMatMul(matmul));
+  }
+  const oneHot = tf.getKernel(tf.OneHot, "wasm");
+  if (oneHot) {
+    tf.unregisterKernel(tf.OneHot, "wasm");
+    tf.registerKernel(float32OneHot(oneHot));
   }
   registered = true;
 }

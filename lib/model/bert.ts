@@ -224,7 +224,7 @@ export function crossEntropy(logits: tf.Tensor2D, labels: tf.Tensor1D): tf.Scala
       value,
       gradFunc: (dy, saved) => {
         const [zs, ys] = saved as [tf.Tensor2D, tf.Tensor1D];
-        const dz = tf.mul(tf.sub(tf.softmax(zs), tf.oneHot(ys, V)), tf.div(dy, N));
+        const dz = tf.mul(tf.sub(tf.softmax(zs), tf.oneHot(ys, V, 1, 0, "float32")), tf.div(dy, N));
         return [dz, tf.zerosLike(ys)];
       },
     };
@@ -270,7 +270,7 @@ export function tiedSoftmaxCrossEntropy(
       gradFunc: (dy, saved) => {
         const [xs, es, zs, ys] = saved as [tf.Tensor2D, tf.Tensor2D, tf.Tensor2D, tf.Tensor1D];
         const scale = tf.div(dy as tf.Tensor, N);
-        const dz = tf.tidy(() => tf.sub(tf.softmax(zs), tf.oneHot(ys, V))); // [N, V]
+        const dz = tf.tidy(() => tf.sub(tf.softmax(zs), tf.oneHot(ys, V, 1, 0, "float32"))); // [N, V]
         const dx = tf.mul(tf.matMul(dz, es), scale); // [N, H]
         const dE = tf.mul(tf.transpose(tf.matMul(xs, dz, true, false)), scale); // [V, H]
         const db = tf.mul(tf.sum(dz, 0), scale); // [V]

@@ -23,7 +23,7 @@ test("an unknown backend name gets one clear sentence", async () => {
     await use("webgpu");
     assert.unreachable("should throw");
   } catch (err) {
-    assert.match((err as Error).message, /^Unknown backend "webgpu"; use one of "auto", "tensorflow", "wasm", "cpu"\.$/);
+    assert.match((err as Error).message, /^Unknown backend "webgpu"; use one of "auto", "tensorflow", "native", "wasm", "cpu"\.$/);
   }
 });
 
@@ -49,7 +49,7 @@ test("tensorflow without tfjs-node(-gpu) fails with the reason and the fix, not 
 test("auto picks the first backend that works and says why it skipped the others", async () => {
   const choice = await use("auto");
   assert.is(tf.getBackend(), choice.backend);
-  const order = ["tensorflow", "wasm", "cpu"];
+  const order = ["tensorflow", "native", "wasm", "cpu"];
   assert.equal(
     choice.skipped.map((s) => s.backend),
     order.slice(0, order.indexOf(choice.backend)),

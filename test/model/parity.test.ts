@@ -39,7 +39,7 @@ test("the fixture's model and batch are what this code makes from the seed", asy
   model.dispose();
 });
 
-for (const name of ["cpu", "wasm"] as const) {
+for (const name of ["cpu", "wasm", "native"] as const) {
   test(`${name}: [CLS], losses and gradients match PyTorch`, async () => {
     await use(name);
     const model = fixtureModel();

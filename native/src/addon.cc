@@ -1,0 +1,411 @@
+// N-API bindings for kernels.h. Tensors arrive as the typed arrays the tfjs
+// cpu backend stores them in (no copies); sizes and shapes as numbers or
+// Int32Arrays. Every length is checked here, so a caller's mistake is a
+// JavaScript exception, never a write outside an array.
+#include <malloc.h>
+#include <node_api.h>
+
+#include <cstdint>
+#include <string>
+
+#include "kernels.h"
+
+namespace {
+
+struct Args {
+  napi_env env;
+  napi_value argv[16];
+  size_t argc = 16;
+  bool failed = false;
+
+  Args(napi_env e, napi_callback_info info) : env(e) { napi_get_cb_info(e, info, &argc, argv, nullptr, nullptr); }
+
+  void fail(const std::string& msg) {
+    if (!failed) napi_throw_error(env, "ERR_RETROMAE_NATIVE", msg.c_str());
+    failed = true;
+  }
+
+  // typed array i: data pointer, element count and element size
+  void* array(size_t i, int64_t* length, int* elemBytes = nullptr, bool nullable = false,
+              napi_typedarray_type* typeOut = nullptr) {
+    if (failed) return nullptr;
+    if (i >= argc) {
+      fail("missing argument " + std::to_string(i));
+      return nullptr;
+    }
+    napi_valuetype t;
+    napi_typeof(env, argv[i], &t);
+    if (nullable && (t == napi_null || t == napi_undefined)) {
+      *length = 0;
+      return nullptr;
+    }
+    bool is = false;
+    napi_is_typedarray(env, argv[i], &is);
+    if (!is) {
+      fail("argument " + std::to_string(i) + " must be a typed array");
+      return nullptr;
+    }
+    napi_typedarray_type type;
+    size_t len;
+    void* data;
+    napi_get_typedarray_info(env, argv[i], &type, &len, &data, nullptr, nullptr);
+    *length = static_cast<int64_t>(len);
+    int bytes = 0;
+    switch (type) {
+      case napi_float32_array:
+      case napi_int32_array:
+      case napi_uint32_array: bytes = 4; break;
+      case napi_uint8_array:
+      case napi_int8_array:
+      case napi_uint8_clamped_array: bytes = 1; break;
+      default: fail("argument " + std::to_string(i) + " has an unsupported element type");
+    }
+    if (elemBytes) *elemBytes = bytes;
+    if (typeOut) *typeOut = type;
+    return data;
+  }
+
+  // a typed array of `want` with at least `need` elements
+  void* typed(size_t i, int64_t need, napi_typedarray_type want, const char* name, bool nullable) {
+    int64_t len = 0;
+    napi_typedarray_type type = napi_float32_array;
+    void* p = array(i, &len, nullptr, nullable, &type);
+    if (failed || (p == nullptr && nullable)) return nullptr;
+    if (type != want) {
+      fail("argument " + std::to_string(i) + " must be a " + name);
+    } else if (len < need) {
+      fail("argument " + std::to_string(i) + " holds " + std::to_string(len) + " values; the kernel needs " +
+           std::to_string(need));
+    }
+    return p;
+  }
+
+  float* f32(size_t i, int64_t need, bool nullable = false) {
+    return static_cast<float*>(typed(i, need, napi_float32_array, "Float32Array", nullable));
+  }
+
+  int32_t* i32(size_t i, int64_t need) {
+    return static_cast<int32_t*>(typed(i, need, napi_int32_array, "Int32Array", false));
+  }
+
+  double num(size_t i) {
+    double v = 0;
+    if (failed) return 0;
+    if (i >= argc || napi_get_value_double(env, argv[i], &v) != napi_ok) fail("argument " + std::to_string(i) + " must be a number");
+    return v;
+  }
+
+  int64_t integer(size_t i) { return static_cast<int64_t>(num(i)); }
+
+  bool flag(size_t i) {
+    bool v = false;
+    if (!failed && (i >= argc || napi_get_value_bool(env, argv[i], &v) != napi_ok)) fail("argument " + std::to_string(i) + " must be a boolean");
+    return v;
+  }
+
+  // an Int32Array of up to 8 dims, widened
+  int dims(size_t i, int64_t* out) {
+    int64_t len = 0;
+    int32_t* p = static_cast<int32_t*>(array(i, &len));
+    if (failed) return 0;
+    if (len < 1 || len > 8) {
+      fail("a shape must have 1 to 8 dimensions");
+      return 0;
+    }
+    for (int64_t d = 0; d < len; d++) out[d] = p[d];
+    return static_cast<int>(len);
+  }
+};
+
+napi_value undefined(napi_env env) {
+  napi_value u;
+  napi_get_undefined(env, &u);
+  return u;
+}
+
+napi_value number(napi_env env, double v) {
+  napi_value r;
+  napi_create_double(env, v, &r);
+  return r;
+}
+
+// matmul(a, b, out, batch, batchA, batchB, M, N, K, transA, transB, bias|null, act)
+napi_value Matmul(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  const int64_t batch = a.integer(3), bA = a.integer(4), bB = a.integer(5), M = a.integer(6), N = a.integer(7),
+                K = a.integer(8);
+  const bool tA = a.flag(9), tB = a.flag(10);
+  const float* x = a.f32(0, bA * M * K);
+  const float* y = a.f32(1, bB * K * N);
+  float* out = a.f32(2, batch * M * N);
+  int64_t biasLen = 0;
+  const float* bias = nullptr;
+  if (!a.failed) {
+    bias = static_cast<const float*>(a.array(11, &biasLen, nullptr, true));
+    if (bias && biasLen != 1 && biasLen != N) a.fail("bias must hold 1 or N values");
+  }
+  const int act = static_cast<int>(a.integer(12));
+  if (!a.failed && (bA < 1 || bB < 1 || batch % bA != 0 || batch % bB != 0)) a.fail("batch sizes do not broadcast");
+  if (a.failed) return nullptr;
+  rm::matmul(x, y, out, batch, bA, bB, M, N, K, tA, tB, bias, biasLen, act);
+  return undefined(env);
+}
+
+// binary(op, a, b, out, dims, strideA, strideB)
+napi_value Binary(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  const int op = static_cast<int>(a.integer(0));
+  int64_t dims[8], sa[8], sb[8];
+  const int nd = a.dims(4, dims);
+  const int nda = a.dims(5, sa);
+  const int ndb = a.dims(6, sb);
+  if (a.failed) return nullptr;
+  if (nd != nda || nd != ndb) {
+    a.fail("dims and strides must have the same rank");
+    return nullptr;
+  }
+  int64_t total = 1, lastA = 0, lastB = 0;
+  for (int d = 0; d < nd; d++) {
+    total *= dims[d];
+    lastA += (dims[d] - 1) * sa[d];
+    lastB += (dims[d] - 1) * sb[d];
+  }
+  if (total == 0) return undefined(env);
+  const float* x = a.f32(1, lastA + 1);
+  const float* y = a.f32(2, lastB + 1);
+  float* out = a.f32(3, total);
+  if (a.failed) return nullptr;
+  rm::binary(op, x, y, out, nd, dims, sa, sb);
+  return undefined(env);
+}
+
+// unary(op, x, out, alpha)
+napi_value Unary(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  int64_t n = 0;
+  const int op = static_cast<int>(a.integer(0));
+  a.array(1, &n);
+  const float* x = a.f32(1, n);
+  float* out = a.f32(2, n);
+  const float alpha = static_cast<float>(a.num(3));
+  if (a.failed) return nullptr;
+  rm::unary(op, x, out, n, alpha);
+  return undefined(env);
+}
+
+// affine(op, x, out, s, t)
+napi_value Affine(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  int64_t n = 0;
+  const int op = static_cast<int>(a.integer(0));
+  a.array(1, &n);
+  const float* x = a.f32(1, n);
+  float* out = a.f32(2, n);
+  const float s = static_cast<float>(a.num(3)), t = static_cast<float>(a.num(4));
+  if (a.failed) return nullptr;
+  rm::affine(op, x, out, n, s, t);
+  return undefined(env);
+}
+
+// reduce(op, x, out, outer, inner, innerAxis)
+napi_value Reduce(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  const int op = static_cast<int>(a.integer(0));
+  const int64_t outer = a.integer(3), inner = a.integer(4);
+  const bool innerAxis = a.flag(5);
+  const float* x = a.f32(1, outer * inner);
+  float* out = a.f32(2, innerAxis ? outer : inner);
+  if (a.failed) return nullptr;
+  if (innerAxis) {
+    rm::reduceInner(op, x, out, outer, inner);
+  } else {
+    rm::reduceOuter(op, x, out, outer, inner);
+  }
+  return undefined(env);
+}
+
+// softmax(x, out, rows, cols)
+napi_value Softmax(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  const int64_t rows = a.integer(2), cols = a.integer(3);
+  const float* x = a.f32(0, rows * cols);
+  float* out = a.f32(1, rows * cols);
+  if (a.failed) return nullptr;
+  rm::softmax(x, out, rows, cols);
+  return undefined(env);
+}
+
+// transpose(x, out, dims, perm)
+napi_value Transpose(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  int64_t dims[8], permWide[8], nx = 0, no = 0;
+  int bx = 0, bo = 0;
+  void* x = a.array(0, &nx, &bx);
+  void* out = a.array(1, &no, &bo);
+  const int nd = a.dims(2, dims);
+  const int np = a.dims(3, permWide);
+  if (a.failed) return nullptr;
+  int64_t total = 1;
+  int32_t perm[8];
+  bool seen[8] = {false};
+  for (int d = 0; d < nd; d++) total *= dims[d];
+  for (int d = 0; d < np; d++) {
+    perm[d] = static_cast<int32_t>(permWide[d]);
+    if (perm[d] < 0 || perm[d] >= nd || seen[perm[d]]) {
+      a.fail("perm is not a permutation of the dimensions");
+      return nullptr;
+    }
+    seen[perm[d]] = true;
+  }
+  if (np != nd || bx != bo || nx < total || no < total) {
+    a.fail("transpose arrays do not match the shape");
+    return nullptr;
+  }
+  if (total > 0) rm::transpose(x, out, nd, dims, perm, bx);
+  return undefined(env);
+}
+
+// gather(x, indices, out, outer, dimSize, inner) -> -1, or the position of the first bad index
+napi_value Gather(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  int64_t nx = 0, nIdx = 0, no = 0;
+  int bx = 0, bo = 0;
+  void* x = a.array(0, &nx, &bx);
+  a.array(1, &nIdx);
+  const int32_t* idx = a.i32(1, nIdx);
+  void* out = a.array(2, &no, &bo);
+  const int64_t outer = a.integer(3), dimSize = a.integer(4), inner = a.integer(5);
+  if (a.failed) return nullptr;
+  if (bx != bo || nx < outer * dimSize * inner || no < outer * nIdx * inner) {
+    a.fail("gather arrays do not match the shape");
+    return nullptr;
+  }
+  return number(env, static_cast<double>(rm::gather(x, idx, out, outer, dimSize, inner, nIdx, bx)));
+}
+
+// slice(x, out, dims, begin, size)
+napi_value Slice(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  int64_t dims[8], begin[8], size[8], nx = 0, no = 0;
+  int bx = 0, bo = 0;
+  void* x = a.array(0, &nx, &bx);
+  void* out = a.array(1, &no, &bo);
+  const int nd = a.dims(2, dims), nb = a.dims(3, begin), ns = a.dims(4, size);
+  if (a.failed) return nullptr;
+  int64_t total = 1, xTotal = 1;
+  bool ok = nd == nb && nd == ns && bx == bo;
+  for (int d = 0; ok && d < nd; d++) {
+    ok = begin[d] >= 0 && size[d] >= 0 && begin[d] + size[d] <= dims[d];
+    total *= size[d];
+    xTotal *= dims[d];
+  }
+  if (!ok || nx < xTotal || no < total) {
+    a.fail("slice box does not fit the array");
+    return nullptr;
+  }
+  if (total > 0) rm::slice(x, out, nd, dims, begin, size, bx);
+  return undefined(env);
+}
+
+// oneHot(indices, out, depth, onValue, offValue)
+napi_value OneHot(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  int64_t n = 0;
+  a.array(0, &n);
+  const int32_t* idx = a.i32(0, n);
+  const int64_t depth = a.integer(2);
+  float* out = a.f32(1, n * depth);
+  const float on = static_cast<float>(a.num(3)), off = static_cast<float>(a.num(4));
+  if (a.failed) return nullptr;
+  rm::oneHot(idx, out, n, depth, on, off);
+  return undefined(env);
+}
+
+// argMax(x, out, outer, inner)
+napi_value ArgMax(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  const int64_t outer = a.integer(2), inner = a.integer(3);
+  const float* x = a.f32(0, outer * inner);
+  int32_t* out = a.i32(1, outer);
+  if (!a.failed && inner < 1) a.fail("argMax needs a non-empty axis");
+  if (a.failed) return nullptr;
+  rm::argMax(x, out, outer, inner);
+  return undefined(env);
+}
+
+// segmentSum(x, ids, out, rows, inner, numSegments)
+napi_value SegmentSum(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  const int64_t rows = a.integer(3), inner = a.integer(4), segs = a.integer(5);
+  const float* x = a.f32(0, rows * inner);
+  const int32_t* ids = a.i32(1, rows);
+  float* out = a.f32(2, segs * inner);
+  if (a.failed) return nullptr;
+  rm::segmentSum(x, ids, out, rows, inner, segs);
+  return undefined(env);
+}
+
+// adamw(p, m, v, g, b1, b2, eps, decay, stepSize, sqrtBc2, gradScale)
+napi_value AdamW(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  int64_t n = 0;
+  a.array(0, &n);
+  float* p = a.f32(0, n);
+  float* m = a.f32(1, n);
+  float* v = a.f32(2, n);
+  const float* g = a.f32(3, n);
+  float f[7];
+  for (int i = 0; i < 7; i++) f[i] = static_cast<float>(a.num(4 + i));
+  if (a.failed) return nullptr;
+  rm::adamw(p, m, v, g, n, f[0], f[1], f[2], f[3], f[4], f[5], f[6]);
+  return undefined(env);
+}
+
+napi_value Threads(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  if (a.argc > 0) {
+    const int64_t n = a.integer(0);
+    if (a.failed) return nullptr;
+    if (n < 1) {
+      a.fail("threads must be at least 1");
+      return nullptr;
+    }
+    rm::setThreads(static_cast<int>(n));
+  }
+  return number(env, rm::threads());
+}
+
+// Keep freed memory mapped for reuse (glibc): big typed arrays are otherwise
+// returned to the OS when freed and page-faulted back in on the next step.
+napi_value KeepFreedMemory(napi_env env, napi_callback_info) {
+  const bool ok = mallopt(M_MMAP_MAX, 0) == 1 && mallopt(M_TRIM_THRESHOLD, 1 << 30) == 1;
+  napi_value r;
+  napi_get_boolean(env, ok, &r);
+  return r;
+}
+
+napi_value Init(napi_env env, napi_value exports) {
+  const napi_property_descriptor fns[] = {
+      {"matmul", nullptr, Matmul, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"binary", nullptr, Binary, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"unary", nullptr, Unary, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"affine", nullptr, Affine, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"reduce", nullptr, Reduce, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"softmax", nullptr, Softmax, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"transpose", nullptr, Transpose, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"gather", nullptr, Gather, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"slice", nullptr, Slice, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"oneHot", nullptr, OneHot, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"argMax", nullptr, ArgMax, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"segmentSum", nullptr, SegmentSum, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"adamw", nullptr, AdamW, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"threads", nullptr, Threads, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"keepFreedMemory", nullptr, KeepFreedMemory, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+  };
+  napi_define_properties(env, exports, sizeof(fns) / sizeof(fns[0]), fns);
+  return exports;
+}
+
+}  // namespace
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, Init)

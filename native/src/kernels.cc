@@ -1,0 +1,517 @@
+// See kernels.h. Loops are split across threads with OpenMP once they are
+// big enough to pay for it (kGrain elements); below that one thread runs.
+#include "kernels.h"
+
+#include <cblas.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+namespace rm {
+namespace {
+
+constexpr int64_t kGrain = 1 << 15;  // elements per parallel region, at least
+
+inline bool par(int64_t n) { return n >= kGrain && omp_get_max_threads() > 1; }
+
+inline float binOp(int op, float a, float b) {
+  switch (op) {
+    case ADD: return a + b;
+    case SUB: return a - b;
+    case MUL: return a * b;
+    case DIV: return a / b;
+    case MAXIMUM: return (std::isnan(a) || std::isnan(b)) ? std::numeric_limits<float>::quiet_NaN() : (a > b ? a : b);
+    case MINIMUM: return (std::isnan(a) || std::isnan(b)) ? std::numeric_limits<float>::quiet_NaN() : (a < b ? a : b);
+    case SQUARED_DIFFERENCE: { float d = a - b; return d * d; }
+    case POW: return std::pow(a, b);
+  }
+  return 0;
+}
+
+// The innermost loop of a binary op, one template per op so it vectorises.
+template <int OP>
+inline void binRow(const float* a, int64_t sa, const float* b, int64_t sb, float* o, int64_t n) {
+  if (sa == 1 && sb == 1) {
+    for (int64_t i = 0; i < n; i++) o[i] = binOp(OP, a[i], b[i]);
+  } else if (sa == 1 && sb == 0) {
+    const float bv = b[0];
+    for (int64_t i = 0; i < n; i++) o[i] = binOp(OP, a[i], bv);
+  } else if (sa == 0 && sb == 1) {
+    const float av = a[0];
+    for (int64_t i = 0; i < n; i++) o[i] = binOp(OP, av, b[i]);
+  } else {
+    for (int64_t i = 0; i < n; i++) o[i] = binOp(OP, a[i * sa], b[i * sb]);
+  }
+}
+
+template <int OP>
+void binaryT(const float* a, const float* b, float* out, int ndim, const int64_t* dims, const int64_t* sa,
+             const int64_t* sb) {
+  const int64_t inner = dims[ndim - 1];
+  int64_t rows = 1;
+  for (int d = 0; d < ndim - 1; d++) rows *= dims[d];
+  const int64_t total = rows * inner;
+#pragma omp parallel if (par(total))
+  {
+    const int nt = omp_get_num_threads(), t = omp_get_thread_num();
+    if (rows == 1) {
+      // one long row: split it
+      const int64_t lo = inner * t / nt, hi = inner * (t + 1) / nt;
+      binRow<OP>(a + lo * sa[0], sa[0], b + lo * sb[0], sb[0], out + lo, hi - lo);
+    } else {
+      const int64_t lo = rows * t / nt, hi = rows * (t + 1) / nt;
+      int64_t idx[8] = {0};
+      int64_t rem = lo, offA = 0, offB = 0;
+      for (int d = ndim - 2; d >= 0; d--) {
+        idx[d] = rem % dims[d];
+        rem /= dims[d];
+        offA += idx[d] * sa[d];
+        offB += idx[d] * sb[d];
+      }
+      for (int64_t r = lo; r < hi; r++) {
+        binRow<OP>(a + offA, sa[ndim - 1], b + offB, sb[ndim - 1], out + r * inner, inner);
+        for (int d = ndim - 2; d >= 0; d--) {  // odometer
+          idx[d]++;
+          offA += sa[d];
+          offB += sb[d];
+          if (idx[d] < dims[d]) break;
+          offA -= sa[d] * dims[d];
+          offB -= sb[d] * dims[d];
+          idx[d] = 0;
+        }
+      }
+    }
+  }
+}
+
+// exp that the compiler vectorises (std::exp is a call per element): Cephes'
+// expf, range reduction x = n ln2 + r with |r| <= ln2/2, then a degree-6
+// polynomial scaled by 2^(n-1) * 2 (so n = 128 still fits the exponent).
+// Within 2 ulp of std::exp where the result is a normal float; below -87.3
+// (results under 1.2e-38) it gives 0, above 88.72 infinity; NaN stays NaN.
+inline float vexp(float x) {
+  constexpr float kHi = 88.7228391f, kLo = -87.3f;
+  const float xc = std::min(std::max(x, kLo), kHi);
+  const float n = std::floor(xc * 1.44269504088896341f + 0.5f);
+  const float r = xc - n * 0.693359375f + n * 2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  const float y = p * r * r + r + 1.0f;
+  const int32_t bits = (static_cast<int32_t>(n) + 126) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, sizeof scale);
+  const float v = y * scale * 2.0f;
+  return x > kHi ? std::numeric_limits<float>::infinity() : (x < kLo ? 0.0f : v);
+}
+
+inline float unOp(int op, float x, float alpha) {
+  switch (op) {
+    case EXP: return vexp(x);
+    case LOG: return std::log(x);
+    case SQRT: return std::sqrt(x);
+    case RSQRT: return 1.0f / std::sqrt(x);
+    case NEG: return -x;
+    case SQUARE: return x * x;
+    case ERF: return std::erf(x);
+    case TANH: return std::tanh(x);
+    case ABS: return std::fabs(x);
+    case RECIPROCAL: return 1.0f / x;
+    case RELU: return x < 0 ? 0 : x;
+    case SIGMOID: return 1.0f / (1.0f + std::exp(-x));
+    case STEP: return std::isnan(x) ? x : (x > 0 ? 1.0f : alpha);
+    case LOG1P: return std::log1p(x);
+    case SIGN: return x > 0 ? 1.0f : (x < 0 ? -1.0f : 0.0f);
+    case SOFTPLUS: return x > 20 ? x : (x < -20 ? std::exp(x) : std::log1p(std::exp(x)));
+    case FLOOR: return std::floor(x);
+    case CEIL: return std::ceil(x);
+    case ROUND: return std::nearbyint(x);  // halves to even, as tfjs
+    case SIN: return std::sin(x);
+    case COS: return std::cos(x);
+    case ELU: return x >= 0 ? x : std::expm1(x);
+    case SELU: {
+      const float scaleAlpha = 1.7580993408473768599402175208123f, scale = 1.0507009873554804934193349852946f;
+      return x >= 0 ? scale * x : scaleAlpha * std::expm1(x);
+    }
+    case RELU6: return x < 0 ? 0 : (x > 6 ? 6 : x);
+    case EXPM1: return std::expm1(x);
+  }
+  return 0;
+}
+
+template <int OP>
+void unaryT(const float* x, float* out, int64_t n, float alpha) {
+#pragma omp parallel for schedule(static) if (par(n))
+  for (int64_t i = 0; i < n; i++) out[i] = unOp(OP, x[i], alpha);
+}
+
+// Sum of n floats: 16 float lanes over blocks of 1024 (vectorised), each
+// block's total added in double, so the error stays near a double sum's.
+inline double sumRow(const float* x, int64_t n) {
+  double total = 0;
+  for (int64_t b = 0; b < n; b += 1024) {
+    const int64_t e = std::min(n, b + 1024);
+    float lane[16] = {0};
+    int64_t j = b;
+    for (; j + 16 <= e; j += 16) {
+      for (int k = 0; k < 16; k++) lane[k] += x[j + k];
+    }
+    double block = 0;
+    for (int k = 0; k < 16; k++) block += lane[k];
+    for (; j < e; j++) block += x[j];
+    total += block;
+  }
+  return total;
+}
+
+inline double reduceInit(int op) {
+  switch (op) {
+    case R_MAX: return -std::numeric_limits<double>::infinity();
+    case R_MIN: return std::numeric_limits<double>::infinity();
+    case R_PROD: return 1;
+  }
+  return 0;
+}
+
+inline double reduceStep(int op, double acc, float x) {
+  switch (op) {
+    case R_MAX: return (std::isnan(x) || x > acc) ? x : acc;
+    case R_MIN: return (std::isnan(x) || x < acc) ? x : acc;
+    case R_PROD: return acc * x;
+  }
+  return acc + x;
+}
+
+}  // namespace
+
+int threads() { return omp_get_max_threads(); }
+void setThreads(int n) {
+  omp_set_num_threads(n);
+  openblas_set_num_threads(n);
+}
+
+void matmul(const float* a, const float* b, float* out, int64_t batch, int64_t batchA, int64_t batchB,
+            int64_t M, int64_t N, int64_t K, bool transA, bool transB, const float* bias, int64_t biasLen,
+            int act) {
+  const int64_t strideA = M * K, strideB = K * N, strideC = M * N;
+  if (K == 0) {
+    std::fill(out, out + batch * strideC, 0.0f);
+  } else if (batch > 1 && M * N * K < (int64_t(1) << 21)) {
+    // many small products (attention heads): one product per thread, BLAS single-threaded
+    const int saved = openblas_get_num_threads();
+    openblas_set_num_threads(1);
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < batch; i++) {
+      cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans, M, N, K,
+                  1.0f, a + (i % batchA) * strideA, transA ? M : K, b + (i % batchB) * strideB, transB ? K : N, 0.0f,
+                  out + i * strideC, N);
+    }
+    openblas_set_num_threads(saved);
+  } else {
+    for (int64_t i = 0; i < batch; i++) {
+      cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans, M, N, K,
+                  1.0f, a + (i % batchA) * strideA, transA ? M : K, b + (i % batchB) * strideB, transB ? K : N, 0.0f,
+                  out + i * strideC, N);
+    }
+  }
+  if (bias != nullptr || act != 0) {
+    const int64_t rows = batch * M;
+#pragma omp parallel for schedule(static) if (par(rows * N))
+    for (int64_t r = 0; r < rows; r++) {
+      float* o = out + r * N;
+      if (bias != nullptr) {
+        if (biasLen == 1) {
+          for (int64_t j = 0; j < N; j++) o[j] += bias[0];
+        } else {
+          for (int64_t j = 0; j < N; j++) o[j] += bias[j];
+        }
+      }
+      if (act == 1) {
+        for (int64_t j = 0; j < N; j++) o[j] = o[j] < 0 ? 0 : o[j];
+      }
+    }
+  }
+}
+
+void binary(int op, const float* a, const float* b, float* out, int ndim, const int64_t* dims, const int64_t* sa,
+            const int64_t* sb) {
+  switch (op) {
+    case ADD: return binaryT<ADD>(a, b, out, ndim, dims, sa, sb);
+    case SUB: return binaryT<SUB>(a, b, out, ndim, dims, sa, sb);
+    case MUL: return binaryT<MUL>(a, b, out, ndim, dims, sa, sb);
+    case DIV: return binaryT<DIV>(a, b, out, ndim, dims, sa, sb);
+    case MAXIMUM: return binaryT<MAXIMUM>(a, b, out, ndim, dims, sa, sb);
+    case MINIMUM: return binaryT<MINIMUM>(a, b, out, ndim, dims, sa, sb);
+    case SQUARED_DIFFERENCE: return binaryT<SQUARED_DIFFERENCE>(a, b, out, ndim, dims, sa, sb);
+    case POW: return binaryT<POW>(a, b, out, ndim, dims, sa, sb);
+  }
+}
+
+void unary(int op, const float* x, float* out, int64_t n, float alpha) {
+  switch (op) {
+#define U(OP) \
+  case OP: return unaryT<OP>(x, out, n, alpha);
+    U(EXP) U(LOG) U(SQRT) U(RSQRT) U(NEG) U(SQUARE) U(ERF) U(TANH) U(ABS) U(RECIPROCAL) U(RELU) U(SIGMOID) U(STEP)
+    U(LOG1P) U(SIGN) U(SOFTPLUS) U(FLOOR) U(CEIL) U(ROUND) U(SIN) U(COS) U(ELU) U(SELU) U(RELU6) U(EXPM1)
+#undef U
+  }
+}
+
+void affine(int op, const float* x, float* out, int64_t n, float s, float t) {
+  if (op == 1) {
+#pragma omp parallel for schedule(static) if (par(n))
+    for (int64_t i = 0; i < n; i++) out[i] = std::isnan(x[i]) ? x[i] : std::min(std::max(x[i], s), t);
+  } else {
+#pragma omp parallel for schedule(static) if (par(n))
+    for (int64_t i = 0; i < n; i++) out[i] = x[i] * s + t;
+  }
+}
+
+void reduceInner(int op, const float* x, float* out, int64_t outer, int64_t inner) {
+#pragma omp parallel for schedule(static) if (par(outer * inner))
+  for (int64_t o = 0; o < outer; o++) {
+    const float* row = x + o * inner;
+    double acc = reduceInit(op);
+    if (op == R_SUM || op == R_MEAN) {
+      acc = sumRow(row, inner);
+    } else {
+      for (int64_t j = 0; j < inner; j++) acc = reduceStep(op, acc, row[j]);
+    }
+    out[o] = static_cast<float>(op == R_MEAN ? acc / inner : acc);
+  }
+}
+
+void reduceOuter(int op, const float* x, float* out, int64_t outer, int64_t inner) {
+#pragma omp parallel if (par(outer * inner))
+  {
+    const int nt = omp_get_num_threads(), t = omp_get_thread_num();
+    const int64_t lo = inner * t / nt, hi = inner * (t + 1) / nt;
+    constexpr int64_t kBlock = 256;
+    double acc[kBlock];
+    for (int64_t j0 = lo; j0 < hi; j0 += kBlock) {
+      const int64_t w = std::min(kBlock, hi - j0);
+      for (int64_t j = 0; j < w; j++) acc[j] = reduceInit(op);
+      for (int64_t o = 0; o < outer; o++) {
+        const float* row = x + o * inner + j0;
+        if (op == R_SUM || op == R_MEAN) {
+          for (int64_t j = 0; j < w; j++) acc[j] += row[j];
+        } else {
+          for (int64_t j = 0; j < w; j++) acc[j] = reduceStep(op, acc[j], row[j]);
+        }
+      }
+      for (int64_t j = 0; j < w; j++) out[j0 + j] = static_cast<float>(op == R_MEAN ? acc[j] / outer : acc[j]);
+    }
+  }
+}
+
+void softmax(const float* x, float* out, int64_t rows, int64_t cols) {
+#pragma omp parallel for schedule(static) if (par(rows * cols))
+  for (int64_t r = 0; r < rows; r++) {
+    const float* xi = x + r * cols;
+    float* o = out + r * cols;
+    float mx = -std::numeric_limits<float>::infinity();
+    for (int64_t j = 0; j < cols; j++) mx = xi[j] > mx ? xi[j] : mx;
+    for (int64_t j = 0; j < cols; j++) o[j] = vexp(xi[j] - mx);
+    const double sum = sumRow(o, cols);
+    const float inv = static_cast<float>(1.0 / sum);
+    for (int64_t j = 0; j < cols; j++) o[j] *= inv;
+  }
+}
+
+namespace {
+template <typename T>
+void transposeT(const T* x, T* out, int ndim, const int64_t* dims, const int32_t* perm) {
+  // out dims and, for each out axis, the stride of x along it
+  int64_t odims[8] = {0}, istr[8] = {0}, xs[8] = {0};
+  xs[ndim - 1] = 1;
+  for (int d = ndim - 2; d >= 0; d--) xs[d] = xs[d + 1] * dims[d + 1];
+  for (int d = 0; d < ndim; d++) {
+    odims[d] = dims[perm[d]];
+    istr[d] = xs[perm[d]];
+  }
+  const int64_t inner = odims[ndim - 1], is = istr[ndim - 1];
+  int64_t rows = 1;
+  for (int d = 0; d < ndim - 1; d++) rows *= odims[d];
+  bool identity = true;
+  for (int d = 0; d < ndim; d++) identity = identity && perm[d] == d;
+  if (identity) {
+    std::memcpy(out, x, rows * inner * sizeof(T));
+    return;
+  }
+  if (ndim == 2) {
+    // blocked 2-D transpose: out [C, R] from x [R, C]
+    const int64_t R = dims[0], C = dims[1];
+    constexpr int64_t kB = 32;
+#pragma omp parallel for schedule(static) if (par(R * C))
+    for (int64_t c0 = 0; c0 < C; c0 += kB) {
+      for (int64_t r0 = 0; r0 < R; r0 += kB) {
+        const int64_t c1 = std::min(C, c0 + kB), r1 = std::min(R, r0 + kB);
+        for (int64_t c = c0; c < c1; c++) {
+          for (int64_t r = r0; r < r1; r++) out[c * R + r] = x[r * C + c];
+        }
+      }
+    }
+    return;
+  }
+#pragma omp parallel if (par(rows * inner))
+  {
+    const int nt = omp_get_num_threads(), t = omp_get_thread_num();
+    const int64_t lo = rows * t / nt, hi = rows * (t + 1) / nt;
+    int64_t idx[8] = {0};
+    int64_t rem = lo, off = 0;
+    for (int d = ndim - 2; d >= 0; d--) {
+      idx[d] = rem % odims[d];
+      rem /= odims[d];
+      off += idx[d] * istr[d];
+    }
+    for (int64_t r = lo; r < hi; r++) {
+      T* o = out + r * inner;
+      const T* src = x + off;
+      if (is == 1) {
+        std::memcpy(o, src, inner * sizeof(T));
+      } else {
+        for (int64_t j = 0; j < inner; j++) o[j] = src[j * is];
+      }
+      for (int d = ndim - 2; d >= 0; d--) {
+        idx[d]++;
+        off += istr[d];
+        if (idx[d] < odims[d]) break;
+        off -= istr[d] * odims[d];
+        idx[d] = 0;
+      }
+    }
+  }
+}
+}  // namespace
+
+void transpose(const void* x, void* out, int ndim, const int64_t* dims, const int32_t* perm, int elemBytes) {
+  if (elemBytes == 4) {
+    transposeT(static_cast<const int32_t*>(x), static_cast<int32_t*>(out), ndim, dims, perm);
+  } else if (elemBytes == 1) {
+    transposeT(static_cast<const uint8_t*>(x), static_cast<uint8_t*>(out), ndim, dims, perm);
+  }
+}
+
+int64_t gather(const void* x, const int32_t* idx, void* out, int64_t outer, int64_t dimSize, int64_t inner,
+               int64_t nIdx, int elemBytes) {
+  for (int64_t j = 0; j < nIdx; j++) {
+    if (idx[j] < 0 || idx[j] >= dimSize) return j;
+  }
+  const char* xs = static_cast<const char*>(x);
+  char* o = static_cast<char*>(out);
+  const int64_t rowBytes = inner * elemBytes;
+#pragma omp parallel for schedule(static) if (par(outer * nIdx * inner))
+  for (int64_t k = 0; k < outer * nIdx; k++) {
+    const int64_t b = k / nIdx, j = k % nIdx;
+    std::memcpy(o + k * rowBytes, xs + (b * dimSize + idx[j]) * rowBytes, rowBytes);
+  }
+  return -1;
+}
+
+namespace {
+template <typename T>
+void sliceT(const T* x, T* out, int ndim, const int64_t* dims, const int64_t* begin, const int64_t* size) {
+  int64_t xs[8];
+  xs[ndim - 1] = 1;
+  for (int d = ndim - 2; d >= 0; d--) xs[d] = xs[d + 1] * dims[d + 1];
+  int64_t base = 0, rows = 1;
+  for (int d = 0; d < ndim; d++) base += begin[d] * xs[d];
+  for (int d = 0; d < ndim - 1; d++) rows *= size[d];
+  const int64_t inner = size[ndim - 1];
+#pragma omp parallel if (par(rows * inner))
+  {
+    const int nt = omp_get_num_threads(), t = omp_get_thread_num();
+    const int64_t lo = rows * t / nt, hi = rows * (t + 1) / nt;
+    int64_t idx[8] = {0};
+    int64_t rem = lo, off = base;
+    for (int d = ndim - 2; d >= 0; d--) {
+      idx[d] = rem % size[d];
+      rem /= size[d];
+      off += idx[d] * xs[d];
+    }
+    for (int64_t r = lo; r < hi; r++) {
+      std::memcpy(out + r * inner, x + off, inner * sizeof(T));
+      for (int d = ndim - 2; d >= 0; d--) {
+        idx[d]++;
+        off += xs[d];
+        if (idx[d] < size[d]) break;
+        off -= xs[d] * size[d];
+        idx[d] = 0;
+      }
+    }
+  }
+}
+}  // namespace
+
+void slice(const void* x, void* out, int ndim, const int64_t* dims, const int64_t* begin, const int64_t* size,
+           int elemBytes) {
+  if (elemBytes == 4) {
+    sliceT(static_cast<const int32_t*>(x), static_cast<int32_t*>(out), ndim, dims, begin, size);
+  } else if (elemBytes == 1) {
+    sliceT(static_cast<const uint8_t*>(x), static_cast<uint8_t*>(out), ndim, dims, begin, size);
+  }
+}
+
+void oneHot(const int32_t* idx, float* out, int64_t n, int64_t depth, float onValue, float offValue) {
+#pragma omp parallel for schedule(static) if (par(n * depth))
+  for (int64_t i = 0; i < n; i++) {
+    float* row = out + i * depth;
+    std::fill(row, row + depth, offValue);
+    if (idx[i] >= 0 && idx[i] < depth) row[idx[i]] = onValue;
+  }
+}
+
+void argMax(const float* x, int32_t* out, int64_t outer, int64_t inner) {
+#pragma omp parallel for schedule(static) if (par(outer * inner))
+  for (int64_t o = 0; o < outer; o++) {
+    const float* row = x + o * inner;
+    int64_t best = 0;
+    float bv = row[0];
+    for (int64_t j = 1; j < inner; j++) {
+      if (row[j] > bv) {  // as tfjs-backend-cpu: a NaN never wins
+        bv = row[j];
+        best = j;
+      }
+    }
+    out[o] = static_cast<int32_t>(best);
+  }
+}
+
+void segmentSum(const float* x, const int32_t* ids, float* out, int64_t rows, int64_t inner, int64_t numSegments) {
+  // each thread owns a slice of the columns, so no two threads write one place
+#pragma omp parallel if (par(rows * inner) || par(numSegments * inner))
+  {
+    const int nt = omp_get_num_threads(), t = omp_get_thread_num();
+    const int64_t lo = inner * t / nt, hi = inner * (t + 1) / nt;
+    for (int64_t s = 0; s < numSegments; s++) std::fill(out + s * inner + lo, out + s * inner + hi, 0.0f);
+    for (int64_t r = 0; r < rows; r++) {
+      const int64_t s = ids[r];
+      if (s < 0 || s >= numSegments) continue;
+      const float* src = x + r * inner;
+      float* dst = out + s * inner;
+      for (int64_t j = lo; j < hi; j++) dst[j] += src[j];
+    }
+  }
+}
+
+void adamw(float* p, float* m, float* v, const float* g, int64_t n, float b1, float b2, float eps, float decay,
+           float stepSize, float sqrtBc2, float gradScale) {
+  const float c1 = 1 - b1, c2 = 1 - b2;
+#pragma omp parallel for schedule(static) if (par(n))
+  for (int64_t i = 0; i < n; i++) {
+    const float gi = g[i] * gradScale;
+    const float mi = b1 * m[i] + c1 * gi;
+    const float vi = b2 * v[i] + c2 * (gi * gi);
+    m[i] = mi;
+    v[i] = vi;
+    p[i] = p[i] * decay - (mi / (std::sqrt(vi) / sqrtBc2 + eps)) * stepSize;
+  }
+}
+
+}  // namespace rm

@@ -1,0 +1,72 @@
+// The native CPU kernels behind lib/engine/native.ts. Plain C++ over raw
+// float/int32 pointers; addon.cc binds them to JavaScript typed arrays.
+// Every kernel writes its whole output, and none allocates per call.
+#pragma once
+#include <cstdint>
+
+namespace rm {
+
+// ---- matrix products (OpenBLAS) ------------------------------------------
+// out[i] = op(a[i % batchA]) x op(b[i % batchB]) for i < batch, where
+// op(a) is [M, K] (a is [K, M] when transA) and op(b) is [K, N].
+// bias (nullable): added per output column (biasLen == N) or as a scalar
+// (biasLen == 1). act: 0 linear, 1 relu.
+void matmul(const float* a, const float* b, float* out, int64_t batch, int64_t batchA, int64_t batchB,
+            int64_t M, int64_t N, int64_t K, bool transA, bool transB, const float* bias, int64_t biasLen,
+            int act);
+
+// ---- element-wise ---------------------------------------------------------
+enum BinaryOp { ADD = 0, SUB, MUL, DIV, MAXIMUM, MINIMUM, SQUARED_DIFFERENCE, POW };
+// out (rank `ndim`, dims) = op(a, b), with a/b read through strides (0 where
+// broadcast). Dims are collapsed by the caller; ndim >= 1.
+void binary(int op, const float* a, const float* b, float* out, int ndim, const int64_t* dims,
+            const int64_t* strideA, const int64_t* strideB);
+
+enum UnaryOp {
+  EXP = 0, LOG, SQRT, RSQRT, NEG, SQUARE, ERF, TANH, ABS, RECIPROCAL, RELU, SIGMOID, STEP, LOG1P, SIGN,
+  SOFTPLUS, FLOOR, CEIL, ROUND, SIN, COS, ELU, SELU, RELU6, EXPM1
+};
+void unary(int op, const float* x, float* out, int64_t n, float alpha);
+
+// out = x * s + t (ClipByValue when op == 1: clamp(x, s, t)).
+void affine(int op, const float* x, float* out, int64_t n, float s, float t);
+
+// ---- reductions -------------------------------------------------------------
+enum ReduceOp { R_SUM = 0, R_MAX, R_MIN, R_MEAN, R_PROD };
+// x: [outer, inner]; out[o] = reduce over inner.
+void reduceInner(int op, const float* x, float* out, int64_t outer, int64_t inner);
+// x: [outer, inner]; out[i] = reduce over outer.
+void reduceOuter(int op, const float* x, float* out, int64_t outer, int64_t inner);
+
+// softmax over the last axis of [rows, cols]
+void softmax(const float* x, float* out, int64_t rows, int64_t cols);
+
+// ---- data movement ----------------------------------------------------------
+// out = transpose(x, perm); in dims of x (rank <= 8), element size in bytes.
+void transpose(const void* x, void* out, int ndim, const int64_t* dims, const int32_t* perm, int elemBytes);
+// x: [outer, dimSize, inner]; out: [outer, nIdx, inner] = x[:, idx[j], :].
+// Returns the first index outside [0, dimSize), or -1.
+int64_t gather(const void* x, const int32_t* idx, void* out, int64_t outer, int64_t dimSize, int64_t inner,
+               int64_t nIdx, int elemBytes);
+// out = x[begin : begin + size] (a box of an ndim-dim array), element size in bytes
+void slice(const void* x, void* out, int ndim, const int64_t* dims, const int64_t* begin, const int64_t* size,
+           int elemBytes);
+// out [n, depth]: onValue where j == idx[i], offValue elsewhere
+void oneHot(const int32_t* idx, float* out, int64_t n, int64_t depth, float onValue, float offValue);
+// x: [outer, inner]; out[o] = index of the first largest value in row o (NaN counts as largest)
+void argMax(const float* x, int32_t* out, int64_t outer, int64_t inner);
+// out: [numSegments, inner] = sum over rows r with ids[r] == s of x[r, :]
+void segmentSum(const float* x, const int32_t* ids, float* out, int64_t rows, int64_t inner, int64_t numSegments);
+
+// ---- optimizer ------------------------------------------------------------
+// One AdamW step in place, in the order lib/train/optim.ts computes it
+// (g scaled by gradScale, the clipping coefficient):
+//   m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2
+//   p = p * decay - stepSize * m / (sqrt(v) / sqrtBc2 + eps)
+void adamw(float* p, float* m, float* v, const float* g, int64_t n, float b1, float b2, float eps, float decay,
+           float stepSize, float sqrtBc2, float gradScale);
+
+int threads();
+void setThreads(int n);
+
+}  // namespace rm

@@ -1,0 +1,61 @@
+#!/usr/bin/env node
+/**
+ * Builds the native backend's addon (native/) at `npm install` with node-gyp
+ * and the machine's g++, against Debian's OpenBLAS (libopenblas-dev, found by
+ * pkg-config). Nothing is downloaded: Node's headers come from the Node
+ * installation itself.
+ *
+ * It never fails the install. Where the addon can't be built (no compiler,
+ * no OpenBLAS, no headers) it writes the reason to native/build-error.txt and
+ * prints one line; `backend.use("auto")` then falls back to wasm and says why.
+ *
+ * Environment: RETROMAE_SKIP_NATIVE=1 skips the build; RETROMAE_NATIVE_DIR
+ * builds another copy of native/ (tests); PKG_CONFIG names pkg-config.
+ */
+"use strict";
+const { spawnSync } = require("child_process");
+const fs = require("fs");
+const path = require("path");
+
+const dir = path.resolve(process.env.RETROMAE_NATIVE_DIR || path.join(__dirname, "..", "native"));
+const errorFile = path.join(dir, "build-error.txt");
+
+function fail(reason) {
+  // no stale addon from an earlier build may stay behind a failed one
+  fs.rmSync(path.join(dir, "build", "Release", "retromae_native.node"), { force: true });
+  fs.writeFileSync(errorFile + ".tmp", reason + "\n");
+  fs.renameSync(errorFile + ".tmp", errorFile);
+  console.log(`retromae: native backend not built (${reason}); the wasm backend will be used.`);
+  process.exit(0);
+}
+
+if (process.env.RETROMAE_SKIP_NATIVE === "1") fail("RETROMAE_SKIP_NATIVE=1");
+
+const pkgConfig = process.env.PKG_CONFIG || "pkg-config";
+const blas = spawnSync(pkgConfig, ["--exists", "openblas"], { stdio: "ignore" });
+if (blas.error || blas.status !== 0) fail("OpenBLAS not found by pkg-config: apt-get install libopenblas-dev pkg-config");
+
+// node-gyp: the copy npm passes to install scripts, else the one inside npm
+const candidates = [
+  process.env.npm_config_node_gyp,
+  path.join(path.dirname(process.execPath), "..", "lib", "node_modules", "npm", "node_modules", "node-gyp", "bin", "node-gyp.js"),
+].filter(Boolean);
+const nodeGyp = candidates.find((p) => fs.existsSync(p));
+if (!nodeGyp) fail("node-gyp not found (it comes with npm)");
+
+// Node's own headers, so node-gyp doesn't try to download them
+const args = [nodeGyp, "rebuild"];
+const headers = path.join(path.dirname(process.execPath), "..", "include", "node");
+if (!process.env.npm_config_nodedir && fs.existsSync(path.join(headers, "node_api.h"))) {
+  args.push(`--nodedir=${path.resolve(headers, "..", "..")}`);
+}
+
+const started = Date.now();
+const r = spawnSync(process.execPath, args, { cwd: dir, encoding: "utf8" });
+if (r.status !== 0) {
+  const out = `${r.stdout}\n${r.stderr}`.split("\n");
+  const first = out.find((l) => /error/i.test(l) && !/^gyp info/.test(l)) || `node-gyp exited with ${r.status}`;
+  fail(first.trim().slice(0, 300));
+}
+if (fs.existsSync(errorFile)) fs.unlinkSync(errorFile);
+console.log(`retromae: native backend built in ${((Date.now() - started) / 1000).toFixed(1)} s (OpenBLAS ${spawnSync(pkgConfig, ["--modversion", "openblas"], { encoding: "utf8" }).stdout.trim()}).`);

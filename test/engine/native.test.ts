@@ -1,0 +1,386 @@
+/**
+ * The native backend (lib/engine/native.ts, native-kernels.ts, native/src):
+ * every kernel it replaces against tfjs-backend-cpu on random inputs, within
+ * 1e-4 relative (plus 1e-6 absolute, for values near zero); the buffer pool's
+ * safety; the fallback when the addon is missing; and the build script.
+ */
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import { spawnSync } from "child_process";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import * as tf from "../../lib/engine/tf";
+import { backend, use } from "../../lib/engine/backend";
+import { Rng } from "../../lib/engine/rng";
+import { NativeBackend, nativeUnavailableReason, sizeClass } from "../../lib/engine/native";
+import { broadcastPlan, NATIVE_KERNELS } from "../../lib/engine/native-kernels";
+
+const ROOT = path.resolve(__dirname, "..", "..");
+
+interface Input {
+  data: Float32Array | Int32Array | Uint8Array;
+  shape: number[];
+  dtype: "float32" | "int32" | "bool";
+}
+
+const rng = new Rng(11);
+
+function randn(shape: number[], scale = 1): Input {
+  const n = shape.reduce((a, b) => a * b, 1);
+  return { data: rng.fillNormal(new Float32Array(n), 0, scale), shape, dtype: "float32" };
+}
+
+function positive(shape: number[]): Input {
+  const x = randn(shape);
+  x.data = (x.data as Float32Array).map((v) => Math.abs(v) + 0.1);
+  return x;
+}
+
+function ints(shape: number[], hi: number, lo = 0): Input {
+  const n = shape.reduce((a, b) => a * b, 1);
+  return { data: Int32Array.from({ length: n }, () => lo + rng.int(hi - lo)), shape, dtype: "int32" };
+}
+
+/** Run fn on the cpu backend and on native with the same inputs; results must agree. */
+async function same(label: string, fn: (...xs: tf.Tensor[]) => tf.Tensor | tf.Tensor[], inputs: Input[], rtol = 1e-4, atol = 1e-6): Promise<void> {
+  const results: { shape: number[]; dtype: string; data: number[] }[][] = [];
+  for (const name of ["cpu", "native"]) {
+    await tf.setBackend(name);
+    const before = tf.memory().numTensors;
+    const out = tf.tidy(() => {
+      const r = fn(...inputs.map((i) => tf.tensor(i.data, i.shape, i.dtype)));
+      return Array.isArray(r) ? r : [r];
+    });
+    results.push(out.map((t) => ({ shape: t.shape, dtype: t.dtype, data: Array.from(t.dataSync()) })));
+    tf.dispose(out);
+    assert.is(tf.memory().numTensors, before, `${label} (${name}): no tensors left behind`);
+  }
+  const [cpu, nat] = results;
+  assert.is(nat.length, cpu.length, label);
+  cpu.forEach((c, k) => {
+    const n = nat[k];
+    assert.equal(n.shape, c.shape, `${label}: shape`);
+    assert.is(n.dtype, c.dtype, `${label}: dtype`);
+    for (let i = 0; i < c.data.length; i++) {
+      const [a, b] = [n.data[i], c.data[i]];
+      if (Number.isNaN(b)) {
+        assert.ok(Number.isNaN(a), `${label}[${i}]: NaN expected, got ${a}`);
+        continue;
+      }
+      if (a === b) continue;
+      assert.ok(Math.abs(a - b) <= rtol * Math.abs(b) + atol, `${label}[${i}]: native ${a}, cpu ${b}`);
+    }
+  });
+}
+
+test.before(async () => {
+  if (nativeUnavailableReason()) {
+    throw new Error(`The native addon is needed here (${nativeUnavailableReason()}); .ci/run installs libopenblas-dev before npm ci.`);
+  }
+  await use("native");
+});
+
+test("use('native') runs the addon's kernels; every cpu kernel exists for native too", () => {
+  assert.is(tf.getBackend(), "native");
+  assert.instance(tf.backend(), NativeBackend);
+  const info = backend.info();
+  assert.is(info.backend, "native");
+  assert.ok(info.threads! >= 1);
+  for (const k of NATIVE_KERNELS) assert.is(tf.getKernel(k.kernelName, "native")!.kernelFunc, k.kernelFunc, k.kernelName);
+  for (const k of tf.getKernelsForBackend("cpu")) assert.ok(tf.getKernel(k.kernelName, "native"), k.kernelName);
+});
+
+test("BatchMatMul: both transposes, batch dims, broadcast batches, empty and size-1 dims", async () => {
+  const cases: [number[], number[], boolean, boolean][] = [
+    [[5, 3], [3, 4], false, false],
+    [[5, 3], [4, 3], false, true],
+    [[3, 5], [3, 4], true, false],
+    [[3, 5], [4, 3], true, true],
+    [[2, 6, 3], [2, 3, 4], false, false],
+    [[2, 3, 6], [2, 4, 3], true, true],
+    [[2, 2, 5, 3], [2, 2, 3, 4], false, false],
+    [[2, 5, 3], [3, 4], false, false], // rank 3 x rank 2
+    [[2, 5, 3], [1, 4, 3], false, true], // batch 1 broadcast
+    [[1, 5, 3], [4, 3, 2], false, false],
+    [[3, 1, 5, 3], [1, 2, 3, 4], false, false], // broadcast both ways: goes to the cpu kernel
+    [[1, 3], [3, 1], false, false],
+    [[0, 3], [3, 4], false, false],
+    [[4, 0], [0, 3], false, false], // K = 0: zeros
+    [[2, 0, 3], [2, 3, 4], false, false],
+    [[64, 130], [130, 70], false, false], // large enough for the threaded path
+    [[8, 33, 17], [8, 17, 29], false, false], // many small products
+  ];
+  for (const [a, b, ta, tb] of cases) {
+    // an entry sums K products: float32 rounding grows with √K times their scale (1 here)
+    const K = ta ? a[a.length - 2] : a[a.length - 1];
+    await same(`matMul ${a}x${b} ${ta} ${tb}`, (x, y) => tf.matMul(x, y, ta, tb), [randn(a), randn(b)], 1e-4, 1e-5 * Math.sqrt(K));
+  }
+});
+
+test("_FusedMatMul with a bias and relu; prelu goes to the cpu kernel", async () => {
+  await same("fused bias", (x, y, z) => tf.fused.matMul({ a: x, b: y, bias: z }), [randn([6, 5]), randn([5, 7]), randn([7])]);
+  await same("fused scalar bias relu", (x, y, z) => tf.fused.matMul({ a: x, b: y, bias: z, activation: "relu", transposeB: true }), [randn([6, 5]), randn([7, 5]), randn([1])]);
+  await same("fused batch", (x, y) => tf.fused.matMul({ a: x, b: y, activation: "relu" }), [randn([3, 6, 5]), randn([3, 5, 7])]);
+  await same("fused prelu", (x, y, w) => tf.fused.matMul({ a: x, b: y, activation: "prelu", preluActivationWeights: w }), [randn([6, 5]), randn([5, 7]), randn([7])]);
+});
+
+test("binary ops with broadcasting, scalars, empty tensors and int32 (cpu path)", async () => {
+  const ops: [string, (a: tf.Tensor, b: tf.Tensor) => tf.Tensor][] = [
+    ["add", tf.add],
+    ["sub", tf.sub],
+    ["mul", tf.mul],
+    ["div", tf.div],
+    ["maximum", tf.maximum],
+    ["minimum", tf.minimum],
+    ["squaredDifference", tf.squaredDifference],
+  ];
+  const shapes: [number[], number[]][] = [
+    [[4, 5], [4, 5]],
+    [[2, 3, 4], [4]],
+    [[2, 3, 4], [3, 1]],
+    [[2, 1, 4], [1, 3, 1]],
+    [[5], []],
+    [[], [2, 3]],
+    [[1], [1]],
+    [[0, 3], [3]],
+    [[300, 200], [200]], // threaded
+    [[3, 200, 100], [3, 1, 100]],
+  ];
+  for (const [name, op] of ops) {
+    for (const [a, b] of shapes) await same(`${name} ${JSON.stringify(a)} ${JSON.stringify(b)}`, op, [randn(a), randn(b)]);
+  }
+  await same("pow", tf.pow, [positive([3, 4]), randn([4])]);
+  await same("add int32", tf.add, [ints([3, 4], 10), ints([4], 10)]);
+  await same("div by zero", tf.div, [randn([4]), { data: new Float32Array([0, 0, 1, -0]), shape: [4], dtype: "float32" }]);
+});
+
+test("unary ops, including NaN and large values", async () => {
+  const x = randn([7, 9], 3);
+  (x.data as Float32Array)[0] = NaN;
+  (x.data as Float32Array)[1] = 100;
+  (x.data as Float32Array)[2] = -100;
+  const p = positive([7, 9]);
+  const ops: [string, (t: tf.Tensor) => tf.Tensor, Input][] = [
+    ["exp", tf.exp, x],
+    ["log", tf.log, p],
+    ["sqrt", tf.sqrt, p],
+    ["rsqrt", tf.rsqrt, p],
+    ["neg", tf.neg, x],
+    ["square", tf.square, x],
+    ["erf", tf.erf, x],
+    ["tanh", tf.tanh, x],
+    ["abs", tf.abs, x],
+    ["reciprocal", tf.reciprocal, p],
+    ["relu", tf.relu, x],
+    ["sigmoid", tf.sigmoid, x],
+    ["step", (t) => tf.step(t, 0.3), x],
+    ["log1p", tf.log1p, p],
+    ["sign", tf.sign, x],
+    ["softplus", tf.softplus, x],
+    ["floor", tf.floor, x],
+    ["ceil", tf.ceil, x],
+    ["round", tf.round, { data: new Float32Array([0.5, 1.5, 2.5, -0.5, -1.5, 2.4, 2.6]), shape: [7], dtype: "float32" }],
+    ["sin", tf.sin, x],
+    ["cos", tf.cos, x],
+    ["elu", tf.elu, x],
+    ["selu", tf.selu, x],
+    ["relu6", tf.relu6, x],
+    ["expm1", tf.expm1, x],
+    ["clipByValue", (t) => tf.clipByValue(t, -0.5, 0.7), x],
+  ];
+  for (const [name, op, input] of ops) await same(name, op, [input]);
+  // exp over its whole float range, in the threaded path
+  const wide = { data: Float32Array.from({ length: 100_000 }, (_, i) => -100 + (200 * i) / 100_000), shape: [100_000], dtype: "float32" as const };
+  await same("exp range", tf.exp, [wide]);
+  await same("neg int32", tf.neg, [ints([5], 9, -9)]);
+});
+
+test("Sum, Max, Min, Mean, Prod over inner, outer and middle axes, with keepDims", async () => {
+  const ops: [string, (t: tf.Tensor, axis?: number | number[], keep?: boolean) => tf.Tensor][] = [
+    ["sum", tf.sum],
+    ["max", tf.max],
+    ["min", tf.min],
+    ["mean", tf.mean],
+    ["prod", tf.prod],
+  ];
+  const axes: (number | number[] | undefined)[] = [undefined, 0, 1, 2, -1, [0, 1], [1, 2], [0, 2]];
+  for (const [name, op] of ops) {
+    for (const axis of axes) {
+      for (const keep of [false, true]) {
+        const input = name === "prod" ? positive([3, 4, 5]) : randn([3, 4, 5]);
+        await same(`${name} axis ${JSON.stringify(axis)} keep ${keep}`, (t) => op(t, axis, keep), [input], name === "prod" ? 1e-4 : 1e-4, 1e-5);
+      }
+    }
+  }
+  await same("sum big rows", (t) => tf.sum(t, -1), [randn([40, 30522])], 1e-4, 1e-4);
+  await same("sum big cols", (t) => tf.sum(t, 0), [randn([2000, 64])], 1e-4, 1e-4);
+  await same("max 1-D", (t) => tf.max(t), [randn([17])]);
+  await same("sum int32 (cpu path)", (t) => tf.sum(t, 0), [ints([4, 3], 100)]);
+});
+
+test("Softmax over the last axis, with a masked row; logSumExp and ArgMax", async () => {
+  const x = randn([5, 33], 20);
+  (x.data as Float32Array).fill(-3.4e38, 0, 33);
+  await same("softmax", (t) => tf.softmax(t), [x]);
+  await same("softmax 3-D", (t) => tf.softmax(t), [randn([2, 3, 40])]);
+  await same("softmax wide", (t) => tf.softmax(t), [randn([6, 30522], 5)]);
+  await same("logSumExp", (t) => tf.logSumExp(t, -1), [randn([6, 100], 5)]);
+  await same("argMax last axis", (t) => tf.argMax(t, -1), [randn([6, 100])]);
+  await same("argMax axis 0 (cpu path)", (t) => tf.argMax(t, 0), [randn([6, 10])]);
+  const ties = { data: new Float32Array([1, 3, 3, 0, 2, NaN, 2, 1]), shape: [2, 4], dtype: "float32" as const };
+  await same("argMax ties and NaN", (t) => tf.argMax(t, -1), [ties]);
+});
+
+test("Transpose (float32, int32, bool), Slice, SplitV, Concat-style moves", async () => {
+  const perms: [number[], number[]][] = [
+    [[4, 5], [1, 0]],
+    [[4, 5], [0, 1]],
+    [[2, 3, 4], [0, 1, 2]],
+    [[70, 90], [1, 0]],
+    [[2, 3, 4], [0, 2, 1]],
+    [[2, 3, 4, 5], [0, 2, 1, 3]],
+    [[2, 3, 4, 5], [3, 1, 0, 2]],
+    [[1, 3, 1], [2, 1, 0]],
+    [[0, 3], [1, 0]],
+    [[6], [0]],
+  ];
+  for (const [shape, perm] of perms) await same(`transpose ${shape} ${perm}`, (t) => tf.transpose(t, perm), [randn(shape)]);
+  await same("transpose int32", (t) => tf.transpose(t, [1, 0]), [ints([3, 4], 50)]);
+  await same("transpose bool", (t) => tf.transpose(tf.greater(t, 0), [1, 0]), [randn([3, 4])]);
+  await same("slice", (t) => tf.slice(t, [1, 0, 2], [2, -1, 3]), [randn([3, 4, 6])]);
+  await same("slice 1-D", (t) => tf.slice(t, 2, 3), [randn([8])]);
+  await same("slice empty", (t) => tf.slice(t, [0, 1], [2, 0]), [randn([3, 4])]);
+  await same("slice int32", (t) => tf.slice(t, [1], [2]), [ints([5], 9)]);
+  await same("split", (t) => tf.split(t, [1, 3, 2], 1), [randn([4, 6, 3])]);
+  await same("split even", (t) => tf.split(t, 2, 0), [randn([4, 6])]);
+});
+
+test("GatherV2 (axes, 2-D indices, int32 data) and its range error; UnsortedSegmentSum; OneHot", async () => {
+  await same("gather rows", (x, i) => tf.gather(x, i), [randn([10, 6]), ints([7], 10)]);
+  await same("gather 2-D indices", (x, i) => tf.gather(x, i), [randn([10, 6]), ints([3, 4], 10)]);
+  await same("gather axis 1", (x, i) => tf.gather(x, i, 1), [randn([3, 10, 4]), ints([5], 10)]);
+  await same("gather int32", (x, i) => tf.gather(x, i), [ints([10, 2], 100), ints([4], 10)]);
+  await same("gather empty", (x, i) => tf.gather(x, i), [randn([10, 6]), ints([0], 10)]);
+  await tf.setBackend("native");
+  assert.throws(() => tf.gather(tf.zeros([4, 2]), tf.tensor1d([1, 4], "int32")), /index value 4 is not in \[0, 3\]/);
+  const ids = ints([40], 12, -1); // -1 and 11 (>= numSegments) are dropped
+  await same("segmentSum", (x, i) => tf.unsortedSegmentSum(x, i as tf.Tensor1D, 11), [randn([40, 5]), ids]);
+  await same("segmentSum 3-D", (x, i) => tf.unsortedSegmentSum(x, i as tf.Tensor1D, 11), [randn([40, 2, 3]), ids]);
+  await same("oneHot float32", (i) => tf.oneHot(i, 9, 1, 0, "float32"), [ints([6], 11, -1)]);
+  await same("oneHot on/off", (i) => tf.oneHot(i, 5, 2, -1, "float32"), [ints([2, 3], 5)]);
+  await same("oneHot int32 (cpu path)", (i) => tf.oneHot(i, 5), [ints([4], 5)]);
+});
+
+test("tensors cast from int32 or bool keep their arrays on cpu: native kernels read them", async () => {
+  await same("sum of cast bool", (t) => tf.sum(tf.cast(tf.greater(t, 0), "float32")), [randn([50])]);
+  await same("mul of cast int32", (a, b) => tf.mul(tf.cast(a, "float32"), b), [ints([3, 4], 9), randn([3, 4])]);
+  await same("gather with bool-cast indices", (x, t) => tf.gather(x, tf.cast(tf.greater(t, 0), "int32")), [randn([2, 3]), randn([5])]);
+});
+
+test("broadcastPlan merges dims that both inputs read contiguously", () => {
+  const p = broadcastPlan([2, 3, 4], [2, 3, 4]);
+  assert.equal(Array.from(p.dims), [24]);
+  const q = broadcastPlan([8, 16, 32], [32]);
+  assert.equal(Array.from(q.dims), [128, 32]);
+  assert.equal(Array.from(q.sb), [0, 1]);
+  const r = broadcastPlan([4, 1], [1, 5]);
+  assert.equal(r.shape, [4, 5]);
+  assert.equal(Array.from(r.sa), [1, 0]);
+  assert.equal(Array.from(r.sb), [0, 1]);
+});
+
+test("the pool: buffers are reused across steps, data read by users is a copy, views keep their buffer alive", async () => {
+  await tf.setBackend("native");
+  const be = tf.backend() as NativeBackend;
+  assert.is(sizeClass(100), 100);
+  assert.is(sizeClass(5000), 5120);
+  assert.ok(sizeClass(1_000_001) >= 1_000_001 && sizeClass(1_000_001) <= 1_000_001 * 1.125);
+  const x = tf.randomNormal([300, 301]);
+  const y1 = tf.exp(x);
+  const seen = y1.dataSync();
+  const copy = Float32Array.from(seen);
+  y1.dispose();
+  const reusedBefore = be.stats.reused;
+  const y2 = tf.neg(x); // takes y1's buffer from the pool
+  assert.ok(be.stats.reused > reusedBefore, "a freed buffer is reused");
+  assert.equal(Array.from(seen.slice(0, 50)), Array.from(copy.slice(0, 50)), "what dataSync returned did not change");
+  // a reshape shares the buffer: disposing the original must not free it
+  const r = tf.reshape(y2, [301, 300]);
+  y2.dispose();
+  const y3 = tf.neg(x);
+  const rv = r.dataSync();
+  const xv = x.dataSync();
+  assert.ok(Math.abs(rv[7] + xv[7]) < 1e-7, "the reshaped tensor still reads its own data");
+  tf.dispose([x, r, y3]);
+});
+
+test("memory stays flat over 20 training steps of a small model on native", async () => {
+  const { RetroMAE } = await import("../../lib/model/retromae");
+  const { Trainer } = await import("../../lib/train/trainer");
+  const { BertTokenizer } = await import("../../lib/text/tokenizer");
+  const { PackedCorpus } = await import("../../lib/train/data");
+  const { SHARED_DATA } = await import("../helpers");
+  await use("native");
+  const tok = BertTokenizer.bertBaseUncased();
+  const corpus = await PackedCorpus.fromFile(path.join(SHARED_DATA, "beir-scifact", "corpus.jsonl"), tok, 32, { limit: 60 });
+  const r = new Rng(5);
+  const model = RetroMAE.create("tiny", { rng: r, overrides: { numHiddenLayers: 1, hiddenSize: 32, intermediateSize: 64, numAttentionHeads: 2 } });
+  const trainer = new Trainer({ model, tokenizer: tok, data: corpus, rng: r, seed: 5, batchSize: 4, maxLength: 32, totalSteps: 25 });
+  await trainer.fit({ steps: 2, live: false });
+  const tensors = tf.memory().numTensors;
+  const be = tf.backend() as NativeBackend;
+  const allocated = be.stats.allocated;
+  const counts: number[] = [];
+  const losses: number[] = [];
+  for (let i = 0; i < 20; i++) {
+    await trainer.fit({ steps: 1, live: false, onEvent: (e) => e.type === "step" && losses.push(e.loss) });
+    counts.push(tf.memory().numTensors);
+  }
+  assert.ok(counts.every((c) => c === tensors), `numTensors ${tensors} then ${counts.join(",")}`);
+  assert.ok(losses.length === 20 && losses.every(Number.isFinite), "losses are finite");
+  assert.ok(be.stats.allocated - allocated < be.stats.reused / 10, `few fresh buffers after warm-up (${be.stats.allocated - allocated} new, ${be.stats.reused} reused)`);
+  trainer.dispose();
+  model.dispose();
+});
+
+test("without the addon, auto falls back to wasm with one line saying why", () => {
+  const script = `
+    const { use, describe } = require(${JSON.stringify(path.join(ROOT, "lib", "engine", "backend"))});
+    use("auto").then((c) => { console.log(JSON.stringify(c)); console.log(describe(c)); });`;
+  const r = spawnSync(process.execPath, ["-r", "ts-node/register/transpile-only", "-e", script], {
+    cwd: ROOT,
+    encoding: "utf8",
+    env: { ...process.env, RETROMAE_NATIVE_ADDON: path.join(os.tmpdir(), "no-such-addon.node") },
+  });
+  assert.is(r.status, 0, r.stderr);
+  const [json, ...lines] = r.stdout.trim().split("\n");
+  const choice = JSON.parse(json);
+  assert.is(choice.backend, "wasm");
+  const native = lines.filter((l) => l.startsWith("skipped native:"));
+  assert.is(native.length, 1);
+  assert.match(native[0], /^skipped native: the native addon is not built \(.+\); install g\+\+ and libopenblas-dev, then run npm rebuild$/);
+  assert.is(lines[lines.length - 1], "using wasm (cpu) from @tensorflow/tfjs-backend-wasm");
+});
+
+test("the build script never fails an install: no OpenBLAS means a reason on file and one line", () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "native-build-"));
+  const r = spawnSync(process.execPath, [path.join(ROOT, "scripts", "build-native.js")], {
+    encoding: "utf8",
+    env: { ...process.env, RETROMAE_NATIVE_DIR: dir, PKG_CONFIG: "/bin/false" },
+  });
+  assert.is(r.status, 0);
+  assert.is(r.stdout.trim().split("\n").length, 1);
+  assert.match(r.stdout, /native backend not built \(OpenBLAS not found by pkg-config: apt-get install libopenblas-dev pkg-config\); the wasm backend will be used\./);
+  assert.match(fs.readFileSync(path.join(dir, "build-error.txt"), "utf8"), /^OpenBLAS not found/);
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+test("the addon checks its arguments: a wrong array is an exception, not a write out of bounds", async () => {
+  const { native } = await import("../../lib/engine/native");
+  assert.throws(() => native().matmul(new Float32Array(4), new Float32Array(4), new Float32Array(3), 1, 1, 1, 2, 2, 2, false, false, null, 0), /holds 3 values; the kernel needs 4/);
+  assert.throws(() => native().segmentSum(new Float32Array(4), new Float32Array(2) as unknown as Int32Array, new Float32Array(4), 2, 2, 2), /must be a Int32Array/);
+  assert.throws(() => native().transpose(new Float32Array(6), new Float32Array(6), Int32Array.from([2, 3]), Int32Array.from([0, 0])), /not a permutation/);
+});
+
+test.run();
