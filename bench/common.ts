@@ -3,6 +3,8 @@ import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
+import type { TensorInfo } from "@tensorflow/tfjs-core";
+import * as tf from "../lib/engine/tf";
 
 export const SHARED_DATA = process.env.RETROMAE_SHARED_DATA ?? path.resolve(__dirname, "..", "..", "shared", "data");
 
@@ -53,39 +55,84 @@ export function runTorch(script: string, args: string[], env: NodeJS.ProcessEnv)
 }
 
 /**
- * Run `<bench>-one` in a child process per preset (so peak RSS is the
- * preset's own), then the PyTorch reference on the batch the child saved,
- * with the machine's environment and with the tuned one; emit one row per
- * preset with `ratio_vs_torch` against the better of the two.
+ * The backends a preset benchmark compares: `--backend a,b` as given; a lone
+ * `native` also runs wasm, the backend it replaces.
+ */
+export function benchBackends(args: readonly string[]): string[] {
+  const list = (option(args, "backend") ?? "auto").split(",");
+  return list.length === 1 && list[0] === "native" ? ["native", "wasm"] : list;
+}
+
+/**
+ * Run `<bench>-one` in a child process per preset and backend (so peak RSS
+ * is its own), then the PyTorch reference on the batch the first child saved,
+ * with the machine's environment and with the tuned one. Prints one JSON
+ * line per preset and backend as it goes, with `ratio_vs_torch` against the
+ * better PyTorch figure, then the whole table as one JSON array.
  */
 export function runPresetsAgainstTorch(bench: string, args: string[], torchExtra: string[], configFor: (preset: string) => object): void {
   const presets = (option(args, "presets") ?? "tiny,mini").split(",");
-  const forward = ["steps", "batch", "seq", "backend"].flatMap((k) => (option(args, k) ? [`--${k}`, option(args, k)!] : []));
+  const forward = ["steps", "batch", "seq"].flatMap((k) => (option(args, k) ? [`--${k}`, option(args, k)!] : []));
   const hasTorch = torchAvailable();
+  const table: Record<string, unknown>[] = [];
   for (const preset of presets) {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), `bench-${bench}-`));
     const batchFile = path.join(dir, "batch.safetensors");
-    const child = spawnSync(
-      process.execPath,
-      ["-r", "ts-node/register/transpile-only", path.join(__dirname, "index.ts"), `${bench}-one`, "--preset", preset, "--save-batch", batchFile, ...forward],
-      { encoding: "utf8", maxBuffer: 1 << 24 },
-    );
-    if (child.status !== 0) throw new Error(`bench ${bench} ${preset} failed: ${child.stderr.trim().split("\n").pop()}`);
-    const ours = JSON.parse(child.stdout.trim().split("\n").pop()!);
-    const row: Record<string, unknown> = { bench, ...ours };
+    const rows: Record<string, unknown>[] = [];
+    for (const backend of benchBackends(args)) {
+      const child = spawnSync(
+        process.execPath,
+        ["-r", "ts-node/register/transpile-only", path.join(__dirname, "index.ts"), `${bench}-one`, "--preset", preset, "--backend", backend, ...(rows.length === 0 ? ["--save-batch", batchFile] : []), ...forward],
+        { encoding: "utf8", maxBuffer: 1 << 24 },
+      );
+      if (child.status !== 0) throw new Error(`bench ${bench} ${preset} ${backend} failed: ${child.stderr.trim().split("\n").pop()}`);
+      rows.push({ bench, engine: backend, ...JSON.parse(child.stdout.trim().split("\n").pop()!) });
+    }
+    const steps = String(rows[0].steps);
     if (hasTorch) {
       const cfg = JSON.stringify(configFor(preset));
-      for (const { name, env } of TORCH_ENVS) {
-        row[`torch_${name}`] = runTorch("retromae_bench.py", [cfg, batchFile, "--steps", String(ours.steps), ...torchExtra], env);
+      const torchRows: Record<string, unknown>[] = TORCH_ENVS.map(({ name, env }) => ({ bench, preset, engine: `torch_${name}`, ...runTorch("retromae_bench.py", [cfg, batchFile, "--steps", steps, ...torchExtra], env) }));
+      const best = Math.max(...torchRows.map((r) => (r as unknown as { tokens_per_s: number }).tokens_per_s));
+      for (const r of [...rows, ...torchRows]) {
+        r.ratio_vs_torch = +((r as { tokens_per_s: number }).tokens_per_s / best).toFixed(3);
+        // the work rate at this project's FLOP count for the step (PyTorch's full-sequence heads do more)
+        const gflop = rows[0].gflop_per_step as number | undefined;
+        if (gflop) r.gflop_per_s = +(gflop / ((r as { ms_per_step: number }).ms_per_step / 1000)).toFixed(1);
       }
-      const best = Math.max(...TORCH_ENVS.map(({ name }) => (row[`torch_${name}`] as { tokens_per_s: number }).tokens_per_s));
-      row.ratio_vs_torch = +(ours.tokens_per_s / best).toFixed(3);
+      rows.push(...torchRows);
     } else {
-      row.torch = "skipped: /usr/bin/python3 has no torch (apt-get install python3-torch)";
+      for (const r of rows) r.torch = "skipped: /usr/bin/python3 has no torch (apt-get install python3-torch)";
     }
     fs.rmSync(dir, { recursive: true, force: true });
-    emit(row);
+    for (const r of rows) emit(r);
+    table.push(...rows);
   }
+  console.log(JSON.stringify(table, null, 1));
+}
+
+/** Count the FLOPs of every matrix product run on `backendName` (2·batch·M·N·K each), by wrapping its kernels. */
+export function countMatmulFlops(backendName: string): { flops: number } {
+  const counter = { flops: 0 };
+  for (const name of [tf.BatchMatMul, tf._FusedMatMul]) {
+    const k = tf.getKernel(name, backendName);
+    if (!k) continue;
+    tf.unregisterKernel(name, backendName);
+    tf.registerKernel({
+      ...k,
+      kernelFunc: (argsIn) => {
+        const { a, b } = argsIn.inputs as { a: TensorInfo; b: TensorInfo };
+        const { transposeA, transposeB } = argsIn.attrs as unknown as { transposeA: boolean; transposeB: boolean };
+        const ra = a.shape.length, rb = b.shape.length;
+        const M = transposeA ? a.shape[ra - 1] : a.shape[ra - 2];
+        const K = transposeA ? a.shape[ra - 2] : a.shape[ra - 1];
+        const N = transposeB ? b.shape[rb - 2] : b.shape[rb - 1];
+        const batch = Math.max(a.shape.slice(0, -2).reduce((x, y) => x * y, 1), b.shape.slice(0, -2).reduce((x, y) => x * y, 1));
+        counter.flops += 2 * batch * M * N * K;
+        return k.kernelFunc(argsIn);
+      },
+    });
+  }
+  return counter;
 }
 
 /** The options every per-preset child benchmark takes, with its defaults. */

@@ -1,5 +1,9 @@
 /**
- * `npm run bench -- train [--backend NAME] [--steps N] [--presets tiny,mini] [--batch 16] [--seq 128]`
+ * `npm run bench -- train [--backend NAME[,NAME]] [--steps N] [--presets tiny,mini] [--batch 16] [--seq 128]`
+ *
+ * `--backend native` runs native and wasm. GFLOP/s counts the matrix
+ * products of this project's step (forward and backward) and divides by
+ * each engine's time, PyTorch's included.
  *
  * Full training steps through the Trainer (collate, forward, backward, clip,
  * AdamW, events) on SciFact, per preset: ms/step, steps/s, tokens/s, peak RSS,
@@ -18,7 +22,7 @@ import { RetroMAE } from "../lib/model/retromae";
 import { BertTokenizer } from "../lib/text/tokenizer";
 import { PackedCorpus } from "../lib/train/data";
 import { Trainer } from "../lib/train/trainer";
-import { option, peakRssMb, presetArgs, runPresetsAgainstTorch, SHARED_DATA } from "./common";
+import { countMatmulFlops, option, peakRssMb, presetArgs, runPresetsAgainstTorch, SHARED_DATA } from "./common";
 
 export async function benchTrainOne(args: string[]): Promise<void> {
   const a = presetArgs(args, 4);
@@ -39,6 +43,7 @@ export async function benchTrainOne(args: string[]): Promise<void> {
   }
   await trainer.fit({ steps: 1, live: false }); // warm-up: wasm heap growth, first-touch pages
   let tokens = 0;
+  const counter = countMatmulFlops(choice.backend);
   const r = await trainer.fit({ steps, live: false, onEvent: (e) => e.type === "step" && (tokens += e.tokens) });
   console.log(
     JSON.stringify({
@@ -50,6 +55,8 @@ export async function benchTrainOne(args: string[]): Promise<void> {
       steps_per_s: +(steps / (r.totalMs / 1000)).toFixed(4),
       tokens_per_s: +(tokens / (r.totalMs / 1000)).toFixed(1),
       overhead_fraction: +(1 - r.modelMs / r.totalMs).toFixed(4),
+      gflop_per_step: +(counter.flops / steps / 1e9).toFixed(2),
+      gflop_per_s: +(counter.flops / 1e9 / (r.totalMs / 1000)).toFixed(1),
       peak_rss_mb: peakRssMb(),
       steps,
     }),

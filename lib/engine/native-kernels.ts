@@ -337,6 +337,44 @@ const splitV = {
   },
 } as KernelConfig;
 
+/** Output of `shape` filled with `value`, then each part placed at its offset. */
+function assemble(backend: NativeBackend, dtype: string, shape: number[], value: number | null, parts: { t: TensorInfo; offset: number[] }[]): TensorInfo | null {
+  if ((dtype !== "float32" && dtype !== "int32") || shape.length < 1 || shape.length > 8) return null;
+  const n = size(shape);
+  const out = dtype === "float32" ? backend.alloc(n) : new Int32Array(n);
+  if (value !== null && n > 0) native().fill4(out, value, dtype === "float32");
+  for (const { t, offset } of parts) {
+    if (size(t.shape) === 0) continue;
+    native().place(raw(backend, t), out, Int32Array.from(t.shape), Int32Array.from(shape), Int32Array.from(offset));
+  }
+  return backend.makeTensorInfo(shape, dtype as "float32" | "int32", out);
+}
+
+const padV2 = kernel(tf.PadV2, ({ inputs, attrs }, backend) => {
+  const { x } = inputs as { x: TensorInfo };
+  const { paddings, constantValue } = attrs as { paddings: [number, number][]; constantValue: number };
+  if (x.shape.length === 0) return null;
+  const shape = x.shape.map((d, i) => paddings[i][0] + d + paddings[i][1]);
+  return assemble(backend, x.dtype, shape, constantValue, [{ t: x, offset: paddings.map((p) => p[0]) }]);
+});
+
+const concat = kernel(tf.Concat, ({ inputs, attrs }, backend) => {
+  const ts = inputs as unknown as TensorInfo[];
+  const { axis } = attrs as { axis: number };
+  if (ts.length === 0 || ts.some((t) => t.dtype !== ts[0].dtype || t.shape.length !== ts[0].shape.length) || ts[0].shape.length === 0) return null;
+  const ax = tf.util.parseAxisParam(axis, [...ts[0].shape])[0];
+  const shape = [...ts[0].shape];
+  shape[ax] = ts.reduce((s, t) => s + t.shape[ax], 0);
+  let at = 0;
+  const parts = ts.map((t) => {
+    const offset = new Array<number>(shape.length).fill(0);
+    offset[ax] = at;
+    at += t.shape[ax];
+    return { t, offset };
+  });
+  return assemble(backend, ts[0].dtype, shape, null, parts);
+});
+
 const oneHot = kernel(tf.OneHot, ({ inputs, attrs }, backend) => {
   const { indices } = inputs as { indices: TensorInfo };
   const { depth, onValue, offValue, dtype } = attrs as { depth: number; onValue: number; offValue: number; dtype: string };
@@ -383,5 +421,7 @@ export const NATIVE_KERNELS: readonly KernelConfig[] = [
   splitV,
   oneHot,
   argMax,
+  padV2,
+  concat,
   unsortedSegmentSum,
 ];

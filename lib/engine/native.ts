@@ -36,6 +36,8 @@ export interface NativeAddon {
   transpose(x: ArrayBufferView, out: ArrayBufferView, dims: Int32Array, perm: Int32Array): void;
   gather(x: ArrayBufferView, indices: Int32Array, out: ArrayBufferView, outer: number, dimSize: number, inner: number): number;
   slice(x: ArrayBufferView, out: ArrayBufferView, dims: Int32Array, begin: Int32Array, size: Int32Array): void;
+  place(x: ArrayBufferView, out: ArrayBufferView, dims: Int32Array, outDims: Int32Array, offset: Int32Array): void;
+  fill4(out: Float32Array | Int32Array, value: number, asFloat: boolean): void;
   oneHot(indices: Int32Array, out: Float32Array, depth: number, onValue: number, offValue: number): void;
   argMax(x: Float32Array, out: Int32Array, outer: number, inner: number): void;
   segmentSum(x: Float32Array, ids: Int32Array, out: Float32Array, rows: number, inner: number, numSegments: number): void;
@@ -243,6 +245,36 @@ export function registerNativeBackend(overrides: () => readonly KernelConfig[]):
     },
     PRIORITY,
   );
+}
+
+export interface AdamWStep {
+  beta1: number;
+  beta2: number;
+  eps: number;
+  /** 1 − lr·weightDecay, or 1 without decay */
+  decay: number;
+  /** lr / (1 − β1ᵗ) */
+  stepSize: number;
+  /** √(1 − β2ᵗ) */
+  sqrtBc2: number;
+}
+
+/**
+ * One AdamW update of a weight and its moments, in place, in one pass (the
+ * tensor version takes eleven ops and as many new buffers per weight). Only
+ * on the native backend, and only where p, m and v hold pooled buffers that
+ * no other tensor shares; returns false otherwise, and the caller takes the
+ * tensor path (which puts them in such buffers for the next step).
+ */
+export function adamwInPlace(p: tf.Tensor, m: tf.Tensor, v: tf.Tensor, g: tf.Tensor, h: AdamWStep): boolean {
+  const be = tf.engine().backend;
+  if (!(be instanceof NativeBackend) || tf.getBackend() !== NATIVE_BACKEND) return false;
+  if ([p, m, v, g].some((t) => t.dtype !== "float32") || !be.ownsExclusively(p.dataId) || !be.ownsExclusively(m.dataId) || !be.ownsExclusively(v.dataId)) return false;
+  const data = (t: tf.Tensor) => be.data.get(t.dataId).values as Float32Array;
+  const gv = data(g);
+  if (!(gv instanceof Float32Array)) return false;
+  theAddon().adamw(data(p), data(m), data(v), gv, h.beta1, h.beta2, h.eps, h.decay, h.stepSize, h.sqrtBc2, 1);
+  return true;
 }
 
 /** The addon, for kernels; throws one sentence when it is unavailable. */

@@ -10,6 +10,7 @@
  * Plus global-norm gradient clipping as torch.nn.utils.clip_grad_norm_.
  */
 import * as tf from "../engine/tf";
+import { adamwInPlace } from "../engine/native";
 
 export interface AdamWOptions {
   lr?: number;
@@ -86,8 +87,12 @@ export class AdamW {
         if (!g) continue;
         const m = this.m.get(name)!;
         const v = this.v.get(name)!;
+        const decays = this.decayMap.get(name)! && this.weightDecay > 0;
+        // the native backend does the same arithmetic in one in-place pass
+        const step = { beta1: this.beta1, beta2: this.beta2, eps: this.eps, decay: decays ? 1 - lr * this.weightDecay : 1, stepSize, sqrtBc2 };
+        if (adamwInPlace(p, m, v, g, step)) continue;
         let w: tf.Tensor = p;
-        if (this.decayMap.get(name) && this.weightDecay > 0) w = tf.mul(w, 1 - lr * this.weightDecay);
+        if (decays) w = tf.mul(w, 1 - lr * this.weightDecay);
         const m1 = tf.add(tf.mul(m, this.beta1), tf.mul(g, 1 - this.beta1));
         const v1 = tf.add(tf.mul(v, this.beta2), tf.mul(tf.square(g), 1 - this.beta2));
         const denom = tf.add(tf.div(tf.sqrt(v1), sqrtBc2), this.eps);

@@ -6,6 +6,7 @@
 #include <node_api.h>
 
 #include <cstdint>
+#include <cstring>
 #include <string>
 
 #include "kernels.h"
@@ -307,6 +308,51 @@ napi_value Slice(napi_env env, napi_callback_info info) {
   return undefined(env);
 }
 
+// place(x, out, dims, outDims, offset)
+napi_value Place(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  int64_t dims[8], outDims[8], offset[8], nx = 0, no = 0;
+  int bx = 0, bo = 0;
+  void* x = a.array(0, &nx, &bx);
+  void* out = a.array(1, &no, &bo);
+  const int nd = a.dims(2, dims), ndo = a.dims(3, outDims), nof = a.dims(4, offset);
+  if (a.failed) return nullptr;
+  int64_t total = 1, outTotal = 1;
+  bool ok = nd == ndo && nd == nof && bx == bo;
+  for (int d = 0; ok && d < nd; d++) {
+    ok = offset[d] >= 0 && dims[d] >= 0 && offset[d] + dims[d] <= outDims[d];
+    total *= dims[d];
+    outTotal *= outDims[d];
+  }
+  if (!ok || nx < total || no < outTotal) {
+    a.fail("place box does not fit the output");
+    return nullptr;
+  }
+  if (total > 0) rm::place(x, out, nd, dims, outDims, offset, bx);
+  return undefined(env);
+}
+
+// fill4(out, value, asFloat): every element of a 4-byte typed array
+napi_value Fill4(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  int64_t n = 0;
+  int bytes = 0;
+  void* out = a.array(0, &n, &bytes);
+  const double v = a.num(1);
+  const bool asFloat = a.flag(2);
+  if (!a.failed && bytes != 4) a.fail("fill4 needs a 4-byte typed array");
+  if (a.failed) return nullptr;
+  uint32_t bits;
+  if (asFloat) {
+    const float f = static_cast<float>(v);
+    std::memcpy(&bits, &f, sizeof bits);
+  } else {
+    bits = static_cast<uint32_t>(static_cast<int32_t>(v));
+  }
+  rm::fill4(out, n, bits);
+  return undefined(env);
+}
+
 // oneHot(indices, out, depth, onValue, offValue)
 napi_value OneHot(napi_env env, napi_callback_info info) {
   Args a(env, info);
@@ -395,6 +441,8 @@ napi_value Init(napi_env env, napi_value exports) {
       {"transpose", nullptr, Transpose, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"gather", nullptr, Gather, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"slice", nullptr, Slice, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"place", nullptr, Place, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"fill4", nullptr, Fill4, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"oneHot", nullptr, OneHot, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"argMax", nullptr, ArgMax, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"segmentSum", nullptr, SegmentSum, nullptr, nullptr, nullptr, napi_enumerable, nullptr},

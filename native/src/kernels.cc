@@ -458,6 +458,56 @@ void slice(const void* x, void* out, int ndim, const int64_t* dims, const int64_
   }
 }
 
+namespace {
+template <typename T>
+void placeT(const T* x, T* out, int ndim, const int64_t* dims, const int64_t* outDims, const int64_t* offset) {
+  int64_t os[8];
+  os[ndim - 1] = 1;
+  for (int d = ndim - 2; d >= 0; d--) os[d] = os[d + 1] * outDims[d + 1];
+  int64_t base = 0, rows = 1;
+  for (int d = 0; d < ndim; d++) base += offset[d] * os[d];
+  for (int d = 0; d < ndim - 1; d++) rows *= dims[d];
+  const int64_t inner = dims[ndim - 1];
+#pragma omp parallel if (par(rows * inner))
+  {
+    const int nt = omp_get_num_threads(), t = omp_get_thread_num();
+    const int64_t lo = rows * t / nt, hi = rows * (t + 1) / nt;
+    int64_t idx[8] = {0};
+    int64_t rem = lo, off = base;
+    for (int d = ndim - 2; d >= 0; d--) {
+      idx[d] = rem % dims[d];
+      rem /= dims[d];
+      off += idx[d] * os[d];
+    }
+    for (int64_t r = lo; r < hi; r++) {
+      std::memcpy(out + off, x + r * inner, inner * sizeof(T));
+      for (int d = ndim - 2; d >= 0; d--) {
+        idx[d]++;
+        off += os[d];
+        if (idx[d] < dims[d]) break;
+        off -= os[d] * dims[d];
+        idx[d] = 0;
+      }
+    }
+  }
+}
+}  // namespace
+
+void place(const void* x, void* out, int ndim, const int64_t* dims, const int64_t* outDims, const int64_t* offset,
+           int elemBytes) {
+  if (elemBytes == 4) {
+    placeT(static_cast<const int32_t*>(x), static_cast<int32_t*>(out), ndim, dims, outDims, offset);
+  } else if (elemBytes == 1) {
+    placeT(static_cast<const uint8_t*>(x), static_cast<uint8_t*>(out), ndim, dims, outDims, offset);
+  }
+}
+
+void fill4(void* out, int64_t n, uint32_t value) {
+  uint32_t* o = static_cast<uint32_t*>(out);
+#pragma omp parallel for schedule(static) if (par(n))
+  for (int64_t i = 0; i < n; i++) o[i] = value;
+}
+
 void oneHot(const int32_t* idx, float* out, int64_t n, int64_t depth, float onValue, float offValue) {
 #pragma omp parallel for schedule(static) if (par(n * depth))
   for (int64_t i = 0; i < n; i++) {

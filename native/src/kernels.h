@@ -51,6 +51,11 @@ int64_t gather(const void* x, const int32_t* idx, void* out, int64_t outer, int6
 // out = x[begin : begin + size] (a box of an ndim-dim array), element size in bytes
 void slice(const void* x, void* out, int ndim, const int64_t* dims, const int64_t* begin, const int64_t* size,
            int elemBytes);
+// out[offset : offset + dims] = x (x is a box of dims inside out, of outDims); the inverse of slice
+void place(const void* x, void* out, int ndim, const int64_t* dims, const int64_t* outDims, const int64_t* offset,
+           int elemBytes);
+// out[0:n] = the 4-byte pattern of value
+void fill4(void* out, int64_t n, uint32_t value);
 // out [n, depth]: onValue where j == idx[i], offValue elsewhere
 void oneHot(const int32_t* idx, float* out, int64_t n, int64_t depth, float onValue, float offValue);
 // x: [outer, inner]; out[o] = index of the first largest value in row o (NaN counts as largest)

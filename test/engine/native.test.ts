@@ -253,6 +253,12 @@ test("Transpose (float32, int32, bool), Slice, SplitV, Concat-style moves", asyn
   await same("slice empty", (t) => tf.slice(t, [0, 1], [2, 0]), [randn([3, 4])]);
   await same("slice int32", (t) => tf.slice(t, [1], [2]), [ints([5], 9)]);
   await same("split", (t) => tf.split(t, [1, 3, 2], 1), [randn([4, 6, 3])]);
+  await same("pad", (t) => tf.pad(t, [[1, 0], [0, 2], [3, 1]], 0.5), [randn([2, 3, 4])]);
+  await same("pad int32", (t) => tf.pad(t, [[2, 1]], 7), [ints([3], 9)]);
+  await same("pad empty", (t) => tf.pad(t, [[1, 1], [0, 0]]), [randn([0, 3])]);
+  await same("concat axis 1", (a, b) => tf.concat([a, b], 1), [randn([16, 1, 8]), randn([16, 7, 8])]);
+  await same("concat axis 0 and -1", (a, b) => [tf.concat([a, b, a], 0), tf.concat([a, b], -1)], [randn([2, 3]), randn([2, 3])]);
+  await same("concat int32 with an empty part", (a, b) => tf.concat([a, b], 0), [ints([2, 3], 9), ints([0, 3], 9)]);
   await same("split even", (t) => tf.split(t, 2, 0), [randn([4, 6])]);
 });
 
