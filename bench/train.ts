@@ -33,7 +33,7 @@ export async function benchTrainOne(args: string[]): Promise<void> {
   const corpus = await PackedCorpus.fromFile(path.join(SHARED_DATA, "beir-scifact", "corpus.jsonl"), tok, L, { limit: 400 });
   const rng = new Rng(1);
   const model = RetroMAE.create(preset, { rng });
-  const trainer = new Trainer({ model, tokenizer: tok, data: corpus, rng, seed: 1, batchSize: B, maxLength: L, totalSteps: steps + 1 });
+  const trainer = new Trainer({ model, tokenizer: tok, data: corpus, rng, seed: 1, batchSize: B, maxLength: L, totalSteps: steps + 3 });
   const batchFile = option(args, "save-batch");
   if (batchFile) {
     // the batch the torch reference times: collated from the same corpus with a separate generator
@@ -41,7 +41,8 @@ export async function benchTrainOne(args: string[]): Promise<void> {
     saveBatch(batchFile, probe.collator.collate(probe.stream.next()));
     probe.dispose();
   }
-  await trainer.fit({ steps: 1, live: false }); // warm-up: wasm heap growth, first-touch pages
+  // warm-up: wasm heap growth, first-touch pages, the native pool growing to the largest batch so far
+  await trainer.fit({ steps: 3, live: false });
   let tokens = 0;
   const counter = countMatmulFlops(choice.backend);
   const r = await trainer.fit({ steps, live: false, onEvent: (e) => e.type === "step" && (tokens += e.tokens) });

@@ -32,7 +32,7 @@ const dataDir = process.env.RETROMAE_SHARED_DATA ?? "../../shared/data";
 const runDir = "runs/quickstart";"""),
 ("md", """## 1. Backend
 
-`backend.use("auto")` tries the GPU build of TensorFlow.js, then its native CPU build, then WebAssembly (SIMD), then plain JavaScript, and says why it skipped each one."""),
+`backend.use("auto")` tries the GPU build of TensorFlow.js, then its CPU build (tfjs-node), then this package's native CPU backend (C++ kernels over OpenBLAS, built at install), then WebAssembly (SIMD), then plain JavaScript, and says why it skipped each one."""),
 ("code", """import { backend } from "retromae";
 
 const choice = await backend.use("auto");

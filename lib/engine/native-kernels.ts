@@ -8,6 +8,7 @@
 import * as tf from "./tf";
 import type { KernelConfig, KernelFunc, NamedAttrMap, TensorInfo } from "@tensorflow/tfjs-core";
 import { native, NativeBackend, NATIVE_BACKEND } from "./native";
+import { LOG_SUM_EXP_ROWS, SOFTMAX_MINUS_ONE_HOT } from "./fused";
 
 type Args = Parameters<KernelFunc>[0];
 
@@ -265,6 +266,28 @@ const softmax = kernel(tf.Softmax, ({ inputs, attrs }, backend) => {
   return output(backend, [...logits.shape], (out) => native().softmax(values(backend, logits), out, size(logits.shape) / Math.max(cols, 1), cols));
 });
 
+// The fused cross-entropy pieces of lib/engine/fused.ts (no cpu versions: fused.ts composes tfjs ops elsewhere).
+const logSumExpRows: KernelConfig = {
+  kernelName: LOG_SUM_EXP_ROWS,
+  backendName: NATIVE_BACKEND,
+  kernelFunc: ({ inputs, backend }) => {
+    const { x } = inputs as { x: TensorInfo };
+    const [rows, cols] = x.shape;
+    return output(backend as NativeBackend, [rows], (out) => native().logSumExpRows(values(backend as NativeBackend, x), out, rows, cols));
+  },
+};
+
+const softmaxMinusOneHot: KernelConfig = {
+  kernelName: SOFTMAX_MINUS_ONE_HOT,
+  backendName: NATIVE_BACKEND,
+  kernelFunc: ({ inputs, backend }) => {
+    const { x, labels } = inputs as { x: TensorInfo; labels: TensorInfo };
+    const be = backend as NativeBackend;
+    const [rows, cols] = x.shape;
+    return output(be, [rows, cols], (out) => native().softmaxMinusOneHot(values(be, x), ints(be, labels), out, rows, cols));
+  },
+};
+
 // ---- data movement ----------------------------------------------------------
 
 function typedOutput(backend: NativeBackend, t: TensorInfo, n: number): Float32Array | Int32Array | Uint8Array | null {
@@ -415,6 +438,8 @@ export const NATIVE_KERNELS: readonly KernelConfig[] = [
   clipByValue,
   ...reductions,
   softmax,
+  logSumExpRows,
+  softmaxMinusOneHot,
   transpose,
   gatherV2,
   slice,

@@ -33,6 +33,8 @@ export interface NativeAddon {
   affine(op: number, x: Float32Array, out: Float32Array, s: number, t: number): void;
   reduce(op: number, x: Float32Array, out: Float32Array, outer: number, inner: number, innerAxis: boolean): void;
   softmax(x: Float32Array, out: Float32Array, rows: number, cols: number): void;
+  logSumExpRows(x: Float32Array, out: Float32Array, rows: number, cols: number): void;
+  softmaxMinusOneHot(x: Float32Array, labels: Int32Array, out: Float32Array, rows: number, cols: number): void;
   transpose(x: ArrayBufferView, out: ArrayBufferView, dims: Int32Array, perm: Int32Array): void;
   gather(x: ArrayBufferView, indices: Int32Array, out: ArrayBufferView, outer: number, dimSize: number, inner: number): number;
   slice(x: ArrayBufferView, out: ArrayBufferView, dims: Int32Array, begin: Int32Array, size: Int32Array): void;
@@ -123,6 +125,12 @@ export class NativeBackend extends MathBackendCPU {
   alloc(n: number): Float32Array {
     const cap = sizeClass(n);
     let a = this.pool.get(cap)?.pop();
+    if (!a && n > 65536) {
+      // batches vary (the count of masked tokens does): a free buffer up to 1.5× bigger serves too
+      let best = Infinity;
+      for (const [k, list] of this.pool) if (list.length > 0 && k > cap && k < best && k <= cap * 1.5) best = k;
+      if (best < Infinity) a = this.pool.get(best)!.pop();
+    }
     if (a) {
       this.pooledBytes -= a.byteLength;
       this.stats.reused++;
@@ -131,7 +139,7 @@ export class NativeBackend extends MathBackendCPU {
       this.stats.allocated++;
     }
     this.users.set(a.buffer, 0);
-    return cap === n ? a : a.subarray(0, n);
+    return a.length === n ? a : a.subarray(0, n);
   }
 
   private track(values: backend_util.BackendValues | undefined): void {

@@ -9,6 +9,7 @@
  */
 import * as tf from "../engine/tf";
 import type { Rng } from "../engine/rng";
+import { logSumExpRows, softmaxMinusOneHot, tiedLogits } from "../engine/fused";
 import type { BertConfig } from "./config";
 
 export type Weights = ReadonlyMap<string, tf.Tensor>;
@@ -214,7 +215,7 @@ export function crossEntropy(logits: tf.Tensor2D, labels: tf.Tensor1D): tf.Scala
     const z = x as tf.Tensor2D;
     // tidy: the [N, V] temporaries of logsumexp die here, not at the end of backward
     const value = tf.tidy(() => {
-      const lse = tf.logSumExp(z, -1); // [N]
+      const lse = logSumExpRows(z); // [N]
       const flatIndex = tf.add(tf.range(0, N * V, V, "int32"), y as tf.Tensor1D); // [N] row·V + label
       const picked = tf.gather(z.reshape([N * V]), flatIndex); // [N], not taped: the gradient is ours
       return tf.mean(tf.sub(lse, picked)) as tf.Scalar;
@@ -224,7 +225,7 @@ export function crossEntropy(logits: tf.Tensor2D, labels: tf.Tensor1D): tf.Scala
       value,
       gradFunc: (dy, saved) => {
         const [zs, ys] = saved as [tf.Tensor2D, tf.Tensor1D];
-        const dz = tf.mul(tf.sub(tf.softmax(zs), tf.oneHot(ys, V, 1, 0, "float32")), tf.div(dy, N));
+        const dz = tf.mul(softmaxMinusOneHot(zs, ys), tf.div(dy, N)); // [N, V]
         return [dz, tf.zerosLike(ys)];
       },
     };
@@ -257,9 +258,9 @@ export function tiedSoftmaxCrossEntropy(
     const x = tIn as tf.Tensor2D;
     const E = eIn as tf.Tensor2D;
     const y = yIn as tf.Tensor1D;
-    const logits = tf.tidy(() => tf.add(tf.matMul(x, E, false, true), bIn as tf.Tensor)) as tf.Tensor2D; // [N, V]
+    const logits = tiedLogits(x, E, bIn as tf.Tensor1D); // [N, V]
     const value = tf.tidy(() => {
-      const lse = tf.logSumExp(logits, -1); // [N]
+      const lse = logSumExpRows(logits); // [N]
       const picked = tf.gather(logits.reshape([N * V]), tf.add(tf.range(0, N * V, V, "int32"), y)); // [N]
       return tf.mean(tf.sub(lse, picked)) as tf.Scalar;
     });
@@ -270,7 +271,7 @@ export function tiedSoftmaxCrossEntropy(
       gradFunc: (dy, saved) => {
         const [xs, es, zs, ys] = saved as [tf.Tensor2D, tf.Tensor2D, tf.Tensor2D, tf.Tensor1D];
         const scale = tf.div(dy as tf.Tensor, N);
-        const dz = tf.tidy(() => tf.sub(tf.softmax(zs), tf.oneHot(ys, V, 1, 0, "float32"))); // [N, V]
+        const dz = softmaxMinusOneHot(zs, ys); // [N, V]
         const dx = tf.mul(tf.matMul(dz, es), scale); // [N, H]
         const dE = tf.mul(tf.transpose(tf.matMul(xs, dz, true, false)), scale); // [V, H]
         const db = tf.mul(tf.sum(dz, 0), scale); // [V]

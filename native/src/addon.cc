@@ -236,6 +236,30 @@ napi_value Softmax(napi_env env, napi_callback_info info) {
   return undefined(env);
 }
 
+// logSumExpRows(x, out, rows, cols)
+napi_value LogSumExpRows(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  const int64_t rows = a.integer(2), cols = a.integer(3);
+  const float* x = a.f32(0, rows * cols);
+  float* out = a.f32(1, rows);
+  if (!a.failed && cols < 1) a.fail("logSumExpRows needs at least one column");
+  if (a.failed) return nullptr;
+  rm::logSumExpRows(x, out, rows, cols);
+  return undefined(env);
+}
+
+// softmaxMinusOneHot(x, labels, out, rows, cols)
+napi_value SoftmaxMinusOneHot(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  const int64_t rows = a.integer(3), cols = a.integer(4);
+  const float* x = a.f32(0, rows * cols);
+  const int32_t* labels = a.i32(1, rows);
+  float* out = a.f32(2, rows * cols);
+  if (a.failed) return nullptr;
+  rm::softmaxMinusOneHot(x, labels, out, rows, cols);
+  return undefined(env);
+}
+
 // transpose(x, out, dims, perm)
 napi_value Transpose(napi_env env, napi_callback_info info) {
   Args a(env, info);
@@ -438,6 +462,8 @@ napi_value Init(napi_env env, napi_value exports) {
       {"affine", nullptr, Affine, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"reduce", nullptr, Reduce, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"softmax", nullptr, Softmax, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"logSumExpRows", nullptr, LogSumExpRows, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"softmaxMinusOneHot", nullptr, SoftmaxMinusOneHot, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"transpose", nullptr, Transpose, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"gather", nullptr, Gather, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"slice", nullptr, Slice, nullptr, nullptr, nullptr, napi_enumerable, nullptr},

@@ -87,28 +87,62 @@ void binaryT(const float* a, const float* b, float* out, int ndim, const int64_t
   }
 }
 
-// exp that the compiler vectorises (std::exp is a call per element): Cephes'
-// expf, range reduction x = n ln2 + r with |r| <= ln2/2, then a degree-6
-// polynomial scaled by 2^(n-1) * 2 (so n = 128 still fits the exponent).
-// Within 2 ulp of std::exp where the result is a normal float; below -87.3
-// (results under 1.2e-38) it gives 0, above 88.72 infinity; NaN stays NaN.
-inline float vexp(float x) {
-  constexpr float kHi = 88.7228391f, kLo = -87.3f;
-  const float xc = std::min(std::max(x, kLo), kHi);
-  const float n = std::floor(xc * 1.44269504088896341f + 0.5f);
-  const float r = xc - n * 0.693359375f + n * 2.12194440e-4f;
-  float p = 1.9875691500e-4f;
+// exp, vectorised by hand (GCC does not vectorise std::exp, nor this
+// function's bit tricks, on its own): Cephes' expf. Range reduction
+// x = n ln2 + r with |r| <= ln2/2, a degree-6 polynomial in r, then a scale
+// by 2^(n-1) * 2 (so n = 128 still fits the exponent). Within 2 ulp of
+// std::exp where the result is a normal float; below -87.3 (results under
+// 1.2e-38) it gives 0, above 88.72 infinity; NaN stays NaN.
+typedef float vf8 __attribute__((vector_size(32)));
+typedef int32_t vi8 __attribute__((vector_size(32)));
+constexpr float kExpHi = 88.7228391f, kExpLo = -87.3f;
+
+template <typename F, typename I>
+inline F expCore(F x, F lo, F hi, F inf, F zero) {
+  F xc = x < lo ? lo : x;
+  xc = xc > hi ? hi : xc;
+  const F magic = xc - xc + 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
+  const F n = (xc * 1.44269504088896341f + magic) - magic;
+  const F r = xc - n * 0.693359375f + n * 2.12194440e-4f;
+  F p = r - r + 1.9875691500e-4f;
   p = p * r + 1.3981999507e-3f;
   p = p * r + 8.3334519073e-3f;
   p = p * r + 4.1665795894e-2f;
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
-  const float y = p * r * r + r + 1.0f;
-  const int32_t bits = (static_cast<int32_t>(n) + 126) << 23;
-  float scale;
+  const F y = p * r * r + r + 1.0f;
+  I e;
+  if constexpr (sizeof(F) == sizeof(float)) {
+    e = static_cast<I>(n);
+  } else {
+    e = __builtin_convertvector(n, I);
+  }
+  const I bits = (e + 126) << 23;
+  F scale;
   std::memcpy(&scale, &bits, sizeof scale);
-  const float v = y * scale * 2.0f;
-  return x > kHi ? std::numeric_limits<float>::infinity() : (x < kLo ? 0.0f : v);
+  const F v = y * scale * 2.0f;
+  F out = x > hi ? inf : v;
+  return x < lo ? zero : out;
+}
+
+inline float vexp(float x) {
+  return expCore<float, int32_t>(x, kExpLo, kExpHi, std::numeric_limits<float>::infinity(), 0.0f);
+}
+
+// out[j] = exp(x[j] - shift), 8 at a time
+inline void expArray(const float* x, float shift, float* out, int64_t n) {
+  const vf8 lo = {kExpLo, kExpLo, kExpLo, kExpLo, kExpLo, kExpLo, kExpLo, kExpLo};
+  const vf8 hi = lo - lo + kExpHi;
+  const vf8 inf = lo - lo + std::numeric_limits<float>::infinity();
+  const vf8 zero = lo - lo;
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8) {
+    vf8 v;
+    std::memcpy(&v, x + j, sizeof v);
+    v = expCore<vf8, vi8>(v - shift, lo, hi, inf, zero);
+    std::memcpy(out + j, &v, sizeof v);
+  }
+  for (; j < n; j++) out[j] = vexp(x[j] - shift);
 }
 
 inline float unOp(int op, float x, float alpha) {
@@ -147,6 +181,15 @@ inline float unOp(int op, float x, float alpha) {
 
 template <int OP>
 void unaryT(const float* x, float* out, int64_t n, float alpha) {
+  if (OP == EXP) {
+#pragma omp parallel if (par(n))
+    {
+      const int nt = omp_get_num_threads(), t = omp_get_thread_num();
+      const int64_t lo = n * t / nt / 8 * 8, hi = t == nt - 1 ? n : n * (t + 1) / nt / 8 * 8;
+      expArray(x + lo, 0.0f, out + lo, hi - lo);
+    }
+    return;
+  }
 #pragma omp parallel for schedule(static) if (par(n))
   for (int64_t i = 0; i < n; i++) out[i] = unOp(OP, x[i], alpha);
 }
@@ -168,6 +211,21 @@ inline double sumRow(const float* x, int64_t n) {
     total += block;
   }
   return total;
+}
+
+// Largest of n floats (n >= 1), with 16 lanes so it vectorises; NaNs are
+// skipped, as the softmax kernels have always treated them.
+inline float maxRow(const float* x, int64_t n) {
+  float lane[16];
+  for (int k = 0; k < 16; k++) lane[k] = -std::numeric_limits<float>::infinity();
+  int64_t j = 0;
+  for (; j + 16 <= n; j += 16) {
+    for (int k = 0; k < 16; k++) lane[k] = x[j + k] > lane[k] ? x[j + k] : lane[k];
+  }
+  float m = -std::numeric_limits<float>::infinity();
+  for (int k = 0; k < 16; k++) m = lane[k] > m ? lane[k] : m;
+  for (; j < n; j++) m = x[j] > m ? x[j] : m;
+  return m;
 }
 
 inline double reduceInit(int op) {
@@ -315,12 +373,35 @@ void softmax(const float* x, float* out, int64_t rows, int64_t cols) {
   for (int64_t r = 0; r < rows; r++) {
     const float* xi = x + r * cols;
     float* o = out + r * cols;
-    float mx = -std::numeric_limits<float>::infinity();
-    for (int64_t j = 0; j < cols; j++) mx = xi[j] > mx ? xi[j] : mx;
-    for (int64_t j = 0; j < cols; j++) o[j] = vexp(xi[j] - mx);
+    const float mx = maxRow(xi, cols);
+    expArray(xi, mx, o, cols);
     const double sum = sumRow(o, cols);
     const float inv = static_cast<float>(1.0 / sum);
     for (int64_t j = 0; j < cols; j++) o[j] *= inv;
+  }
+}
+
+void logSumExpRows(const float* x, float* out, int64_t rows, int64_t cols) {
+#pragma omp parallel for schedule(static) if (par(rows * cols))
+  for (int64_t r = 0; r < rows; r++) {
+    const float* xi = x + r * cols;
+    const float mx = maxRow(xi, cols);
+    // exp in blocks that stay in L1, summed as sumRow does
+    float buf[1024];
+    double sum = 0;
+    for (int64_t b = 0; b < cols; b += 1024) {
+      const int64_t w = std::min<int64_t>(1024, cols - b);
+      expArray(xi + b, mx, buf, w);
+      sum += sumRow(buf, w);
+    }
+    out[r] = mx + static_cast<float>(std::log(sum));
+  }
+}
+
+void softmaxMinusOneHot(const float* x, const int32_t* labels, float* out, int64_t rows, int64_t cols) {
+  softmax(x, out, rows, cols);
+  for (int64_t r = 0; r < rows; r++) {
+    if (labels[r] >= 0 && labels[r] < cols) out[r * cols + labels[r]] -= 1.0f;
   }
 }
 

@@ -41,6 +41,13 @@ void reduceOuter(int op, const float* x, float* out, int64_t outer, int64_t inne
 // softmax over the last axis of [rows, cols]
 void softmax(const float* x, float* out, int64_t rows, int64_t cols);
 
+// The fused pieces of softmax cross-entropy over rows of [rows, cols], so
+// the [rows, cols] temporaries of exp, sub and one-hot never exist:
+// out[r] = log(sum_j exp(x[r, j]))  (max-shifted)
+void logSumExpRows(const float* x, float* out, int64_t rows, int64_t cols);
+// out[r, j] = softmax(x[r])[j] - (j == labels[r])  (a label outside [0, cols) subtracts nothing)
+void softmaxMinusOneHot(const float* x, const int32_t* labels, float* out, int64_t rows, int64_t cols);
+
 // ---- data movement ----------------------------------------------------------
 // out = transpose(x, perm); in dims of x (rank <= 8), element size in bytes.
 void transpose(const void* x, void* out, int ndim, const int64_t* dims, const int32_t* perm, int elemBytes);

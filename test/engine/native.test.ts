@@ -15,6 +15,7 @@ import { backend, use } from "../../lib/engine/backend";
 import { Rng } from "../../lib/engine/rng";
 import { NativeBackend, nativeUnavailableReason, sizeClass } from "../../lib/engine/native";
 import { broadcastPlan, NATIVE_KERNELS } from "../../lib/engine/native-kernels";
+import { LOG_SUM_EXP_ROWS, logSumExpRows, SOFTMAX_MINUS_ONE_HOT, softmaxMinusOneHot, tiedLogits } from "../../lib/engine/fused";
 
 const ROOT = path.resolve(__dirname, "..", "..");
 
@@ -230,6 +231,19 @@ test("Softmax over the last axis, with a masked row; logSumExp and ArgMax", asyn
   await same("argMax axis 0 (cpu path)", (t) => tf.argMax(t, 0), [randn([6, 10])]);
   const ties = { data: new Float32Array([1, 3, 3, 0, 2, NaN, 2, 1]), shape: [2, 4], dtype: "float32" as const };
   await same("argMax ties and NaN", (t) => tf.argMax(t, -1), [ties]);
+});
+
+test("fused cross-entropy pieces (lib/engine/fused.ts): native kernels equal the tfjs compositions used elsewhere", async () => {
+  const z = randn([7, 3001], 4);
+  (z.data as Float32Array)[5] = 90; // a large logit: the max shift matters
+  const labels = ints([7], 3001);
+  (labels.data as Int32Array)[2] = -1; // outside [0, V): subtracts nothing, as oneHot gives a zero row
+  await same("logSumExpRows", (t) => logSumExpRows(t as tf.Tensor2D), [z]);
+  await same("softmaxMinusOneHot", (t, y) => softmaxMinusOneHot(t as tf.Tensor2D, y as tf.Tensor1D), [z, labels]);
+  await same("tiedLogits", (x, e, b) => tiedLogits(x as tf.Tensor2D, e as tf.Tensor2D, b as tf.Tensor1D), [randn([9, 16]), randn([300, 16]), randn([300])], 1e-4, 1e-5 * 4);
+  await tf.setBackend("native");
+  assert.ok(tf.getKernel(LOG_SUM_EXP_ROWS, "native") && tf.getKernel(SOFTMAX_MINUS_ONE_HOT, "native"));
+  assert.not.ok(tf.getKernel(LOG_SUM_EXP_ROWS, "cpu"), "other backends use the composition");
 });
 
 test("Transpose (float32, int32, bool), Slice, SplitV, Concat-style moves", async () => {
