@@ -91,7 +91,9 @@ export function runPresetsAgainstTorch(bench: string, args: string[], torchExtra
     const steps = String(rows[0].steps);
     if (hasTorch) {
       const cfg = JSON.stringify(configFor(preset));
-      const torchRows: Record<string, unknown>[] = TORCH_ENVS.map(({ name, env }) => ({ bench, preset, engine: `torch_${name}`, ...runTorch("retromae_bench.py", [cfg, batchFile, "--steps", steps, ...torchExtra], env) }));
+      // the batches the first engine's timed steps used, where it saved them (batch, batch.1, ...)
+      const files = [batchFile, ...Array.from({ length: Number(steps) }, (_, i) => `${batchFile}.${i + 1}`).filter((f) => fs.existsSync(f))].join(",");
+      const torchRows: Record<string, unknown>[] = TORCH_ENVS.map(({ name, env }) => ({ bench, preset, engine: `torch_${name}`, ...runTorch("retromae_bench.py", [cfg, files, "--steps", steps, ...torchExtra], env) }));
       const best = Math.max(...torchRows.map((r) => (r as unknown as { tokens_per_s: number }).tokens_per_s));
       for (const r of [...rows, ...torchRows]) {
         r.ratio_vs_torch = +((r as { tokens_per_s: number }).tokens_per_s / best).toFixed(3);

@@ -4,6 +4,7 @@
  *   matmul    GFLOP/s per backend, with PyTorch in the same run
  *   model     RetroMAE forward+backward per preset, with PyTorch in the same run
  *   train     full Trainer steps (AdamW, clipping) per preset, with PyTorch in the same run
+ *   profile   where one training step's time goes, kernel by kernel
  *   probe     SciFact encoding, search, full probe and BM25, with PyTorch encoding in the same run
  *   kernel    kernel start, cell round trip, print throughput and memory, with ipykernel in the same run
  */
@@ -11,6 +12,7 @@ import { benchKernel } from "./kernel";
 import { benchMatmul } from "./matmul";
 import { benchModel, benchModelOne } from "./model";
 import { benchProbe } from "./probe";
+import { benchProfile } from "./profile";
 import { benchTokenize } from "./tokenize";
 import { benchTrain, benchTrainOne } from "./train";
 
@@ -22,6 +24,7 @@ const BENCHES: Record<string, (args: string[]) => Promise<void>> = {
   train: benchTrain,
   "train-one": benchTrainOne,
   probe: benchProbe,
+  profile: benchProfile,
   kernel: benchKernel,
 };
 

@@ -10,12 +10,14 @@
  * and `overhead_fraction`, the share of the loop spent outside the model
  * step (data, collator, events). With torch available, the PyTorch
  * reference's full step (forward, backward, clip, AdamW) runs on the same
- * batch in the same run, and `ratio_vs_torch` compares with its best setting.
+ * batches (the ones our timed steps used) in the same run, and
+ * `ratio_vs_torch` compares with its best setting.
  */
 import * as path from "path";
 import { use } from "../lib/engine/backend";
 import { Rng } from "../lib/engine/rng";
 import { saveBatch } from "../lib/masking/batch-io";
+import type { RetroMAEBatch } from "../lib/masking/collator";
 import { hfConfig } from "../lib/model/checkpoint";
 import { bertConfig, PresetName } from "../lib/model/config";
 import { RetroMAE } from "../lib/model/retromae";
@@ -34,18 +36,21 @@ export async function benchTrainOne(args: string[]): Promise<void> {
   const rng = new Rng(1);
   const model = RetroMAE.create(preset, { rng });
   const trainer = new Trainer({ model, tokenizer: tok, data: corpus, rng, seed: 1, batchSize: B, maxLength: L, totalSteps: steps + 3 });
-  const batchFile = option(args, "save-batch");
-  if (batchFile) {
-    // the batch the torch reference times: collated from the same corpus with a separate generator
-    const probe = new Trainer({ model, tokenizer: tok, data: corpus, rng: new Rng(2), batchSize: B, maxLength: L });
-    saveBatch(batchFile, probe.collator.collate(probe.stream.next()));
-    probe.dispose();
-  }
   // warm-up: wasm heap growth, first-touch pages, the native pool growing to the largest batch so far
   await trainer.fit({ steps: 3, live: false });
+  // the batches of the timed steps, saved for the PyTorch reference to time the same ones
+  const timed: RetroMAEBatch[] = [];
+  const collate = trainer.collator.collate.bind(trainer.collator);
+  trainer.collator.collate = (texts) => {
+    const b = collate(texts);
+    timed.push(b);
+    return b;
+  };
   let tokens = 0;
   const counter = countMatmulFlops(choice.backend);
   const r = await trainer.fit({ steps, live: false, onEvent: (e) => e.type === "step" && (tokens += e.tokens) });
+  const batchFile = option(args, "save-batch");
+  if (batchFile) timed.forEach((b, i) => saveBatch(i === 0 ? batchFile : `${batchFile}.${i}`, b));
   console.log(
     JSON.stringify({
       preset,

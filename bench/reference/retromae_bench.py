@@ -3,7 +3,10 @@
 with weights drawn as HF initialises them; the batch is one saved by
 this project (safetensors).
 
-Usage: /usr/bin/python3 bench/reference/retromae_bench.py CONFIG_JSON BATCH.safetensors [--steps N] [--adamw]
+Usage: /usr/bin/python3 bench/reference/retromae_bench.py CONFIG_JSON BATCH.safetensors[,BATCH2...] [--steps N] [--adamw]
+With several batch files the steps cycle through them (the train benchmark
+passes the batches its own timed steps used), and the figures are means:
+total tokens over total time.
 With --adamw the step also clips the gradient norm to 1.0 and takes an AdamW
 step (lr 1e-4, weight decay 0.01 without biases and LayerNorm weights): a
 full training step.
@@ -61,7 +64,7 @@ def init_weights(cfg):
 
 def main():
     cfg = json.loads(sys.argv[1])
-    batch = read_safetensors(sys.argv[2])
+    batches = [read_safetensors(f) for f in sys.argv[2].split(",")]
     steps = int(sys.argv[sys.argv.index("--steps") + 1]) if "--steps" in sys.argv else 3
     model = Reference(cfg, init_weights(cfg), training=True)
     optimizer = None
@@ -71,7 +74,9 @@ def main():
         no_decay = [p for n, p in model.w.items() if n.endswith(".bias") or "LayerNorm." in n]
         optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}], lr=1e-4)
     times = []
+    tokens = 0
     for step in range(steps + 1):
+        batch = batches[(step - 1) % len(batches)] if step > 0 else batches[0]
         for p in model.w.values():
             p.grad = None
         t = time.perf_counter()
@@ -82,12 +87,17 @@ def main():
             optimizer.step()
         if step > 0:  # the first step warms up
             times.append(time.perf_counter() - t)
-    tokens = int(batch["attention_mask"].sum())
-    ms = statistics.median(times) * 1e3
+            tokens += int(batch["attention_mask"].sum())
+    if len(batches) == 1:
+        ms = statistics.median(times) * 1e3
+        tokens_per_s = tokens / len(times) / (ms / 1e3)
+    else:
+        ms = sum(times) / len(times) * 1e3
+        tokens_per_s = tokens / sum(times)
     print(json.dumps({
         "torch": torch.__version__,
         "ms_per_step": round(ms, 1),
-        "tokens_per_s": round(tokens / (ms / 1e3), 1),
+        "tokens_per_s": round(tokens_per_s, 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "steps": steps,
     }))

@@ -602,13 +602,12 @@ void argMax(const float* x, int32_t* out, int64_t outer, int64_t inner) {
 #pragma omp parallel for schedule(static) if (par(outer * inner))
   for (int64_t o = 0; o < outer; o++) {
     const float* row = x + o * inner;
+    // as tfjs-backend-cpu: the first largest value, a NaN never wins (but a
+    // NaN in first place stays): a vectorised max, then the first index with it
     int64_t best = 0;
-    float bv = row[0];
-    for (int64_t j = 1; j < inner; j++) {
-      if (row[j] > bv) {  // as tfjs-backend-cpu: a NaN never wins
-        bv = row[j];
-        best = j;
-      }
+    if (!std::isnan(row[0])) {
+      const float m = maxRow(row, inner);
+      while (row[best] != m) best++;
     }
     out[o] = static_cast<int32_t>(best);
   }
