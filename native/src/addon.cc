@@ -455,6 +455,7 @@ napi_value KeepFreedMemory(napi_env env, napi_callback_info) {
 }
 
 napi_value Init(napi_env env, napi_value exports) {
+  rm::setThreads(rm::threads());
   const napi_property_descriptor fns[] = {
       {"matmul", nullptr, Matmul, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"binary", nullptr, Binary, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
