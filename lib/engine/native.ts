@@ -126,9 +126,10 @@ export class NativeBackend extends MathBackendCPU {
     const cap = sizeClass(n);
     let a = this.pool.get(cap)?.pop();
     if (!a && n > 65536) {
-      // batches vary (the count of masked tokens does): a free buffer up to 1.5× bigger serves too
+      // shapes vary from batch to batch (masked-token counts, sequence lengths):
+      // the smallest free buffer up to 4× bigger serves too
       let best = Infinity;
-      for (const [k, list] of this.pool) if (list.length > 0 && k > cap && k < best && k <= cap * 1.5) best = k;
+      for (const [k, list] of this.pool) if (list.length > 0 && k > cap && k < best && k <= cap * 4) best = k;
       if (best < Infinity) a = this.pool.get(best)!.pop();
     }
     if (a) {

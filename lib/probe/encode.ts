@@ -26,7 +26,8 @@ export async function encodeTexts(model: RetroMAE, tokenizer: BertTokenizer, tex
   const maxLength = options.maxLength ?? 256;
   const H = model.config.hiddenSize;
   const ids = texts.map((t) => tokenizer.encode(t, { maxLength }).inputIds);
-  const order = ids.map((_, i) => i).sort((a, b) => ids[a].length - ids[b].length);
+  // longest first: batches shrink, so each reuses the memory of the one before it
+  const order = ids.map((_, i) => i).sort((a, b) => ids[b].length - ids[a].length);
   const out = new Float32Array(texts.length * H);
   const started = performance.now();
   const show = options.progress !== false && texts.length > batchSize;
