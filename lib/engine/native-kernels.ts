@@ -8,7 +8,7 @@
 import * as tf from "./tf";
 import type { KernelConfig, KernelFunc, NamedAttrMap, TensorInfo } from "@tensorflow/tfjs-core";
 import { native, NativeBackend, NATIVE_BACKEND } from "./native";
-import { LOG_SUM_EXP_ROWS, SOFTMAX_MINUS_ONE_HOT } from "./fused";
+import { GELU, GELU_GRAD, LOG_SUM_EXP_ROWS, SOFTMAX_MINUS_ONE_HOT } from "./fused";
 
 type Args = Parameters<KernelFunc>[0];
 
@@ -288,6 +288,26 @@ const softmaxMinusOneHot: KernelConfig = {
   },
 };
 
+const gelu: KernelConfig = {
+  kernelName: GELU,
+  backendName: NATIVE_BACKEND,
+  kernelFunc: ({ inputs, backend }) => {
+    const { x } = inputs as { x: TensorInfo };
+    const be = backend as NativeBackend;
+    return output(be, [...x.shape], (out) => native().gelu(values(be, x), out));
+  },
+};
+
+const geluGrad: KernelConfig = {
+  kernelName: GELU_GRAD,
+  backendName: NATIVE_BACKEND,
+  kernelFunc: ({ inputs, backend }) => {
+    const { x, dy } = inputs as { x: TensorInfo; dy: TensorInfo };
+    const be = backend as NativeBackend;
+    return output(be, [...x.shape], (out) => native().geluGrad(values(be, x), values(be, dy), out));
+  },
+};
+
 // ---- data movement ----------------------------------------------------------
 
 function typedOutput(backend: NativeBackend, t: TensorInfo, n: number): Float32Array | Int32Array | Uint8Array | null {
@@ -440,6 +460,8 @@ export const NATIVE_KERNELS: readonly KernelConfig[] = [
   softmax,
   logSumExpRows,
   softmaxMinusOneHot,
+  gelu,
+  geluGrad,
   transpose,
   gatherV2,
   slice,

@@ -30,6 +30,8 @@ export interface NativeAddon {
   matmul(a: Float32Array, b: Float32Array, out: Float32Array, batch: number, batchA: number, batchB: number, m: number, n: number, k: number, transA: boolean, transB: boolean, bias: Float32Array | null, act: number): void;
   binary(op: number, a: Float32Array, b: Float32Array, out: Float32Array, dims: Int32Array, strideA: Int32Array, strideB: Int32Array): void;
   unary(op: number, x: Float32Array, out: Float32Array, alpha: number): void;
+  gelu(x: Float32Array, out: Float32Array): void;
+  geluGrad(x: Float32Array, dy: Float32Array, out: Float32Array): void;
   affine(op: number, x: Float32Array, out: Float32Array, s: number, t: number): void;
   reduce(op: number, x: Float32Array, out: Float32Array, outer: number, inner: number, innerAxis: boolean): void;
   softmax(x: Float32Array, out: Float32Array, rows: number, cols: number): void;

@@ -9,7 +9,7 @@
  */
 import * as tf from "../engine/tf";
 import type { Rng } from "../engine/rng";
-import { logSumExpRows, softmaxMinusOneHot, tiedLogits } from "../engine/fused";
+import { gelu as fusedGelu, logSumExpRows, softmaxMinusOneHot, tiedLogits } from "../engine/fused";
 import type { BertConfig } from "./config";
 
 export type Weights = ReadonlyMap<string, tf.Tensor>;
@@ -46,9 +46,9 @@ export function layerNorm(w: Weights, prefix: string, x: tf.Tensor, eps: number)
   return tf.add(tf.mul(normed, weight(w, `${prefix}.weight`)), weight(w, `${prefix}.bias`));
 }
 
-/** Exact GELU: x · Φ(x) = 0.5 · x · (1 + erf(x / √2)). */
+/** Exact GELU: x · Φ(x) = 0.5 · x · (1 + erf(x / √2)); one fused kernel on the native backend. */
 export function gelu(x: tf.Tensor): tf.Tensor {
-  return tf.mul(tf.mul(x, 0.5), tf.add(1, tf.erf(tf.mul(x, Math.SQRT1_2))));
+  return fusedGelu(x);
 }
 
 export function dropout(x: tf.Tensor, rate: number, opts: ForwardOptions): tf.Tensor {

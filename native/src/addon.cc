@@ -194,6 +194,30 @@ napi_value Unary(napi_env env, napi_callback_info info) {
   return undefined(env);
 }
 
+// gelu(x, out) and geluGrad(x, dy, out)
+napi_value Gelu(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  int64_t n = 0;
+  a.array(0, &n);
+  const float* x = a.f32(0, n);
+  float* out = a.f32(1, n);
+  if (a.failed) return nullptr;
+  rm::gelu(x, out, n);
+  return undefined(env);
+}
+
+napi_value GeluGrad(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  int64_t n = 0;
+  a.array(0, &n);
+  const float* x = a.f32(0, n);
+  const float* dy = a.f32(1, n);
+  float* out = a.f32(2, n);
+  if (a.failed) return nullptr;
+  rm::geluGrad(x, dy, out, n);
+  return undefined(env);
+}
+
 // affine(op, x, out, s, t)
 napi_value Affine(napi_env env, napi_callback_info info) {
   Args a(env, info);
@@ -460,6 +484,8 @@ napi_value Init(napi_env env, napi_value exports) {
       {"matmul", nullptr, Matmul, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"binary", nullptr, Binary, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"unary", nullptr, Unary, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"gelu", nullptr, Gelu, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"geluGrad", nullptr, GeluGrad, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"affine", nullptr, Affine, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"reduce", nullptr, Reduce, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"softmax", nullptr, Softmax, nullptr, nullptr, nullptr, napi_enumerable, nullptr},

@@ -176,6 +176,35 @@ inline void erfArray(const float* x, float* out, int64_t n) {
   }
 }
 
+// GELU and its gradient over [lo, hi), 8 at a time
+template <bool GRAD>
+inline void geluRange(const float* x, const float* dy, float* out, int64_t lo, int64_t hi) {
+  const vf8 elo = {kExpLo, kExpLo, kExpLo, kExpLo, kExpLo, kExpLo, kExpLo, kExpLo};
+  const vf8 ehi = elo - elo + kExpHi;
+  const vf8 inf = elo - elo + std::numeric_limits<float>::infinity();
+  const vf8 zero = elo - elo;
+  constexpr float kRsqrt2 = 0.70710678118654752f, kRsqrt2Pi = 0.39894228040143268f;
+  int64_t j = lo;
+  for (; j + 8 <= hi; j += 8) {
+    vf8 v, r;
+    std::memcpy(&v, x + j, sizeof v);
+    const vf8 cdf = (erfCore<vf8, vi8>(v * kRsqrt2, elo, ehi, inf, zero) + 1.0f) * 0.5f;
+    if (GRAD) {
+      vf8 d;
+      std::memcpy(&d, dy + j, sizeof d);
+      r = d * (cdf + v * expCore<vf8, vi8>(v * v * -0.5f, elo, ehi, inf, zero) * kRsqrt2Pi);
+    } else {
+      r = v * cdf;
+    }
+    std::memcpy(out + j, &r, sizeof r);
+  }
+  for (; j < hi; j++) {
+    const float v = x[j];
+    const float cdf = 0.5f * (1.0f + erfCore<float, int32_t>(v * kRsqrt2, kExpLo, kExpHi, std::numeric_limits<float>::infinity(), 0.0f));
+    out[j] = GRAD ? dy[j] * (cdf + v * vexp(-0.5f * v * v) * kRsqrt2Pi) : v * cdf;
+  }
+}
+
 inline float unOp(int op, float x, float alpha) {
   switch (op) {
     case EXP: return vexp(x);
@@ -184,7 +213,7 @@ inline float unOp(int op, float x, float alpha) {
     case RSQRT: return 1.0f / std::sqrt(x);
     case NEG: return -x;
     case SQUARE: return x * x;
-    case ERF: return std::erf(x);  // (not reached: unaryT uses erfArray)
+    case ERF: return erfCore<float, int32_t>(x, kExpLo, kExpHi, std::numeric_limits<float>::infinity(), 0.0f);
     case TANH: return std::tanh(x);
     case ABS: return std::fabs(x);
     case RECIPROCAL: return 1.0f / x;
@@ -384,6 +413,22 @@ void unary(int op, const float* x, float* out, int64_t n, float alpha) {
     U(EXP) U(LOG) U(SQRT) U(RSQRT) U(NEG) U(SQUARE) U(ERF) U(TANH) U(ABS) U(RECIPROCAL) U(RELU) U(SIGMOID) U(STEP)
     U(LOG1P) U(SIGN) U(SOFTPLUS) U(FLOOR) U(CEIL) U(ROUND) U(SIN) U(COS) U(ELU) U(SELU) U(RELU6) U(EXPM1)
 #undef U
+  }
+}
+
+void gelu(const float* x, float* out, int64_t n) {
+#pragma omp parallel if (par(n))
+  {
+    const int nt = omp_get_num_threads(), t = omp_get_thread_num();
+    geluRange<false>(x, nullptr, out, n * t / nt / 8 * 8, t == nt - 1 ? n : n * (t + 1) / nt / 8 * 8);
+  }
+}
+
+void geluGrad(const float* x, const float* dy, float* out, int64_t n) {
+#pragma omp parallel if (par(n))
+  {
+    const int nt = omp_get_num_threads(), t = omp_get_thread_num();
+    geluRange<true>(x, dy, out, n * t / nt / 8 * 8, t == nt - 1 ? n : n * (t + 1) / nt / 8 * 8);
   }
 }
 

@@ -31,6 +31,11 @@ void unary(int op, const float* x, float* out, int64_t n, float alpha);
 // out = x * s + t (ClipByValue when op == 1: clamp(x, s, t)).
 void affine(int op, const float* x, float* out, int64_t n, float s, float t);
 
+// GELU, exact form: out = 0.5 x (1 + erf(x / sqrt 2)); and its gradient,
+// out = dy (0.5 (1 + erf(x / sqrt 2)) + x exp(-x^2 / 2) / sqrt(2 pi))
+void gelu(const float* x, float* out, int64_t n);
+void geluGrad(const float* x, const float* dy, float* out, int64_t n);
+
 // ---- reductions -------------------------------------------------------------
 enum ReduceOp { R_SUM = 0, R_MAX, R_MIN, R_MEAN, R_PROD };
 // x: [outer, inner]; out[o] = reduce over inner.

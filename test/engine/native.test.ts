@@ -15,7 +15,7 @@ import { backend, use } from "../../lib/engine/backend";
 import { Rng } from "../../lib/engine/rng";
 import { NativeBackend, nativeUnavailableReason, sizeClass } from "../../lib/engine/native";
 import { broadcastPlan, NATIVE_KERNELS } from "../../lib/engine/native-kernels";
-import { LOG_SUM_EXP_ROWS, logSumExpRows, SOFTMAX_MINUS_ONE_HOT, softmaxMinusOneHot, tiedLogits } from "../../lib/engine/fused";
+import { gelu, GELU, LOG_SUM_EXP_ROWS, logSumExpRows, SOFTMAX_MINUS_ONE_HOT, softmaxMinusOneHot, tiedLogits } from "../../lib/engine/fused";
 
 const ROOT = path.resolve(__dirname, "..", "..");
 
@@ -241,8 +241,12 @@ test("fused cross-entropy pieces (lib/engine/fused.ts): native kernels equal the
   await same("logSumExpRows", (t) => logSumExpRows(t as tf.Tensor2D), [z]);
   await same("softmaxMinusOneHot", (t, y) => softmaxMinusOneHot(t as tf.Tensor2D, y as tf.Tensor1D), [z, labels]);
   await same("tiedLogits", (x, e, b) => tiedLogits(x as tf.Tensor2D, e as tf.Tensor2D, b as tf.Tensor1D), [randn([9, 16]), randn([300, 16]), randn([300])], 1e-4, 1e-5 * 4);
+  const x = randn([5, 301], 2);
+  (x.data as Float32Array).set([0, -0, 8, -8, 1e-4, -30, 30], 0);
+  await same("gelu", (t) => gelu(t), [x]);
+  await same("gelu gradient", (t, dy) => tf.grad((u: tf.Tensor) => tf.mul(gelu(u), dy))(t), [x, randn([5, 301])]);
   await tf.setBackend("native");
-  assert.ok(tf.getKernel(LOG_SUM_EXP_ROWS, "native") && tf.getKernel(SOFTMAX_MINUS_ONE_HOT, "native"));
+  assert.ok(tf.getKernel(LOG_SUM_EXP_ROWS, "native") && tf.getKernel(SOFTMAX_MINUS_ONE_HOT, "native") && tf.getKernel(GELU, "native"));
   assert.not.ok(tf.getKernel(LOG_SUM_EXP_ROWS, "cpu"), "other backends use the composition");
 });
 
