@@ -216,7 +216,7 @@ const clipByValue = kernel(tf.ClipByValue, ({ inputs, attrs }, backend) => {
   const { x } = inputs as { x: TensorInfo };
   const { clipValueMin, clipValueMax } = attrs as { clipValueMin: number; clipValueMax: number };
   if (x.dtype !== "float32") return null;
-  return output(backend, [...x.shape], (out) => native().affine(1, values(backend, x), out, clipValueMin, clipValueMax));
+  return output(backend, [...x.shape], (out) => native().clip(values(backend, x), out, clipValueMin, clipValueMax));
 });
 
 // ---- reductions -------------------------------------------------------------

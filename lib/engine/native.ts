@@ -32,7 +32,7 @@ export interface NativeAddon {
   unary(op: number, x: Float32Array, out: Float32Array, alpha: number): void;
   gelu(x: Float32Array, out: Float32Array): void;
   geluGrad(x: Float32Array, dy: Float32Array, out: Float32Array): void;
-  affine(op: number, x: Float32Array, out: Float32Array, s: number, t: number): void;
+  clip(x: Float32Array, out: Float32Array, lo: number, hi: number): void;
   reduce(op: number, x: Float32Array, out: Float32Array, outer: number, inner: number, innerAxis: boolean): void;
   softmax(x: Float32Array, out: Float32Array, rows: number, cols: number): void;
   logSumExpRows(x: Float32Array, out: Float32Array, rows: number, cols: number): void;

@@ -218,17 +218,16 @@ napi_value GeluGrad(napi_env env, napi_callback_info info) {
   return undefined(env);
 }
 
-// affine(op, x, out, s, t)
-napi_value Affine(napi_env env, napi_callback_info info) {
+// clip(x, out, lo, hi)
+napi_value Clip(napi_env env, napi_callback_info info) {
   Args a(env, info);
   int64_t n = 0;
-  const int op = static_cast<int>(a.integer(0));
-  a.array(1, &n);
-  const float* x = a.f32(1, n);
-  float* out = a.f32(2, n);
-  const float s = static_cast<float>(a.num(3)), t = static_cast<float>(a.num(4));
+  a.array(0, &n);
+  const float* x = a.f32(0, n);
+  float* out = a.f32(1, n);
+  const float lo = static_cast<float>(a.num(2)), hi = static_cast<float>(a.num(3));
   if (a.failed) return nullptr;
-  rm::affine(op, x, out, n, s, t);
+  rm::clip(x, out, n, lo, hi);
   return undefined(env);
 }
 
@@ -332,51 +331,55 @@ napi_value Gather(napi_env env, napi_callback_info info) {
   return number(env, static_cast<double>(rm::gather(x, idx, out, outer, dimSize, inner, nIdx, bx)));
 }
 
-// slice(x, out, dims, begin, size)
+// A box of `size` at `offset` inside a big array of `bigDims`, and a compact
+// array holding the box: the arguments of slice and place, checked.
+struct Box {
+  void* big = nullptr;
+  void* box = nullptr;
+  int ndim = 0;
+  int elemBytes = 0;
+  int64_t bigDims[8], offset[8], size[8];
+  int64_t total = 1;
+};
+
+bool boxArgs(Args& a, size_t bigArg, size_t boxArg, size_t bigDimsArg, size_t offsetArg, size_t sizeArg, Box* b) {
+  int64_t nBig = 0, nBox = 0;
+  int bytesBig = 0, bytesBox = 0;
+  b->big = a.array(bigArg, &nBig, &bytesBig);
+  b->box = a.array(boxArg, &nBox, &bytesBox);
+  b->ndim = a.dims(bigDimsArg, b->bigDims);
+  const int no = a.dims(offsetArg, b->offset), ns = a.dims(sizeArg, b->size);
+  if (a.failed) return false;
+  int64_t bigTotal = 1;
+  bool ok = b->ndim == no && b->ndim == ns && bytesBig == bytesBox;
+  for (int d = 0; ok && d < b->ndim; d++) {
+    ok = b->offset[d] >= 0 && b->size[d] >= 0 && b->offset[d] + b->size[d] <= b->bigDims[d];
+    b->total *= b->size[d];
+    bigTotal *= b->bigDims[d];
+  }
+  if (!ok || nBig < bigTotal || nBox < b->total) {
+    a.fail("the box does not fit the array");
+    return false;
+  }
+  b->elemBytes = bytesBig;
+  return true;
+}
+
+// slice(x, out, dims, begin, size): out = the box of x
 napi_value Slice(napi_env env, napi_callback_info info) {
   Args a(env, info);
-  int64_t dims[8], begin[8], size[8], nx = 0, no = 0;
-  int bx = 0, bo = 0;
-  void* x = a.array(0, &nx, &bx);
-  void* out = a.array(1, &no, &bo);
-  const int nd = a.dims(2, dims), nb = a.dims(3, begin), ns = a.dims(4, size);
-  if (a.failed) return nullptr;
-  int64_t total = 1, xTotal = 1;
-  bool ok = nd == nb && nd == ns && bx == bo;
-  for (int d = 0; ok && d < nd; d++) {
-    ok = begin[d] >= 0 && size[d] >= 0 && begin[d] + size[d] <= dims[d];
-    total *= size[d];
-    xTotal *= dims[d];
-  }
-  if (!ok || nx < xTotal || no < total) {
-    a.fail("slice box does not fit the array");
-    return nullptr;
-  }
-  if (total > 0) rm::slice(x, out, nd, dims, begin, size, bx);
+  Box b;
+  if (!boxArgs(a, 0, 1, 2, 3, 4, &b)) return nullptr;
+  if (b.total > 0) rm::slice(b.big, b.box, b.ndim, b.bigDims, b.offset, b.size, b.elemBytes);
   return undefined(env);
 }
 
-// place(x, out, dims, outDims, offset)
+// place(x, out, dims, outDims, offset): the box of out = x
 napi_value Place(napi_env env, napi_callback_info info) {
   Args a(env, info);
-  int64_t dims[8], outDims[8], offset[8], nx = 0, no = 0;
-  int bx = 0, bo = 0;
-  void* x = a.array(0, &nx, &bx);
-  void* out = a.array(1, &no, &bo);
-  const int nd = a.dims(2, dims), ndo = a.dims(3, outDims), nof = a.dims(4, offset);
-  if (a.failed) return nullptr;
-  int64_t total = 1, outTotal = 1;
-  bool ok = nd == ndo && nd == nof && bx == bo;
-  for (int d = 0; ok && d < nd; d++) {
-    ok = offset[d] >= 0 && dims[d] >= 0 && offset[d] + dims[d] <= outDims[d];
-    total *= dims[d];
-    outTotal *= outDims[d];
-  }
-  if (!ok || nx < total || no < outTotal) {
-    a.fail("place box does not fit the output");
-    return nullptr;
-  }
-  if (total > 0) rm::place(x, out, nd, dims, outDims, offset, bx);
+  Box b;
+  if (!boxArgs(a, 1, 0, 3, 4, 2, &b)) return nullptr;
+  if (b.total > 0) rm::place(b.box, b.big, b.ndim, b.size, b.bigDims, b.offset, b.elemBytes);
   return undefined(env);
 }
 
@@ -486,7 +489,7 @@ napi_value Init(napi_env env, napi_value exports) {
       {"unary", nullptr, Unary, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"gelu", nullptr, Gelu, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"geluGrad", nullptr, GeluGrad, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
-      {"affine", nullptr, Affine, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"clip", nullptr, Clip, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"reduce", nullptr, Reduce, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"softmax", nullptr, Softmax, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"logSumExpRows", nullptr, LogSumExpRows, nullptr, nullptr, nullptr, napi_enumerable, nullptr},

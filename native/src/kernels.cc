@@ -432,14 +432,9 @@ void geluGrad(const float* x, const float* dy, float* out, int64_t n) {
   }
 }
 
-void affine(int op, const float* x, float* out, int64_t n, float s, float t) {
-  if (op == 1) {
+void clip(const float* x, float* out, int64_t n, float lo, float hi) {
 #pragma omp parallel for schedule(static) if (par(n))
-    for (int64_t i = 0; i < n; i++) out[i] = std::isnan(x[i]) ? x[i] : std::min(std::max(x[i], s), t);
-  } else {
-#pragma omp parallel for schedule(static) if (par(n))
-    for (int64_t i = 0; i < n; i++) out[i] = x[i] * s + t;
-  }
+  for (int64_t i = 0; i < n; i++) out[i] = std::isnan(x[i]) ? x[i] : std::min(std::max(x[i], lo), hi);
 }
 
 void reduceInner(int op, const float* x, float* out, int64_t outer, int64_t inner) {
@@ -607,13 +602,16 @@ int64_t gather(const void* x, const int32_t* idx, void* out, int64_t outer, int6
 }
 
 namespace {
-template <typename T>
-void sliceT(const T* x, T* out, int ndim, const int64_t* dims, const int64_t* begin, const int64_t* size) {
-  int64_t xs[8];
-  xs[ndim - 1] = 1;
-  for (int d = ndim - 2; d >= 0; d--) xs[d] = xs[d + 1] * dims[d + 1];
+// Copy a box of `size` at `offset` inside a `bigDims` array to or from a
+// compact array `box`: slice reads the box out of the big array, place
+// writes it in.
+template <typename T, bool INTO_BIG>
+void boxCopyT(T* big, T* box, int ndim, const int64_t* bigDims, const int64_t* offset, const int64_t* size) {
+  int64_t bs[8];
+  bs[ndim - 1] = 1;
+  for (int d = ndim - 2; d >= 0; d--) bs[d] = bs[d + 1] * bigDims[d + 1];
   int64_t base = 0, rows = 1;
-  for (int d = 0; d < ndim; d++) base += begin[d] * xs[d];
+  for (int d = 0; d < ndim; d++) base += offset[d] * bs[d];
   for (int d = 0; d < ndim - 1; d++) rows *= size[d];
   const int64_t inner = size[ndim - 1];
 #pragma omp parallel if (par(rows * inner))
@@ -625,73 +623,44 @@ void sliceT(const T* x, T* out, int ndim, const int64_t* dims, const int64_t* be
     for (int d = ndim - 2; d >= 0; d--) {
       idx[d] = rem % size[d];
       rem /= size[d];
-      off += idx[d] * xs[d];
+      off += idx[d] * bs[d];
     }
     for (int64_t r = lo; r < hi; r++) {
-      std::memcpy(out + r * inner, x + off, inner * sizeof(T));
+      if (INTO_BIG) {
+        std::memcpy(big + off, box + r * inner, inner * sizeof(T));
+      } else {
+        std::memcpy(box + r * inner, big + off, inner * sizeof(T));
+      }
       for (int d = ndim - 2; d >= 0; d--) {
         idx[d]++;
-        off += xs[d];
+        off += bs[d];
         if (idx[d] < size[d]) break;
-        off -= xs[d] * size[d];
+        off -= bs[d] * size[d];
         idx[d] = 0;
       }
     }
+  }
+}
+
+template <bool INTO_BIG>
+void boxCopy(void* big, void* box, int ndim, const int64_t* bigDims, const int64_t* offset, const int64_t* size,
+             int elemBytes) {
+  if (elemBytes == 4) {
+    boxCopyT<int32_t, INTO_BIG>(static_cast<int32_t*>(big), static_cast<int32_t*>(box), ndim, bigDims, offset, size);
+  } else if (elemBytes == 1) {
+    boxCopyT<uint8_t, INTO_BIG>(static_cast<uint8_t*>(big), static_cast<uint8_t*>(box), ndim, bigDims, offset, size);
   }
 }
 }  // namespace
 
 void slice(const void* x, void* out, int ndim, const int64_t* dims, const int64_t* begin, const int64_t* size,
            int elemBytes) {
-  if (elemBytes == 4) {
-    sliceT(static_cast<const int32_t*>(x), static_cast<int32_t*>(out), ndim, dims, begin, size);
-  } else if (elemBytes == 1) {
-    sliceT(static_cast<const uint8_t*>(x), static_cast<uint8_t*>(out), ndim, dims, begin, size);
-  }
+  boxCopy<false>(const_cast<void*>(x), out, ndim, dims, begin, size, elemBytes);
 }
-
-namespace {
-template <typename T>
-void placeT(const T* x, T* out, int ndim, const int64_t* dims, const int64_t* outDims, const int64_t* offset) {
-  int64_t os[8];
-  os[ndim - 1] = 1;
-  for (int d = ndim - 2; d >= 0; d--) os[d] = os[d + 1] * outDims[d + 1];
-  int64_t base = 0, rows = 1;
-  for (int d = 0; d < ndim; d++) base += offset[d] * os[d];
-  for (int d = 0; d < ndim - 1; d++) rows *= dims[d];
-  const int64_t inner = dims[ndim - 1];
-#pragma omp parallel if (par(rows * inner))
-  {
-    const int nt = omp_get_num_threads(), t = omp_get_thread_num();
-    const int64_t lo = rows * t / nt, hi = rows * (t + 1) / nt;
-    int64_t idx[8] = {0};
-    int64_t rem = lo, off = base;
-    for (int d = ndim - 2; d >= 0; d--) {
-      idx[d] = rem % dims[d];
-      rem /= dims[d];
-      off += idx[d] * os[d];
-    }
-    for (int64_t r = lo; r < hi; r++) {
-      std::memcpy(out + off, x + r * inner, inner * sizeof(T));
-      for (int d = ndim - 2; d >= 0; d--) {
-        idx[d]++;
-        off += os[d];
-        if (idx[d] < dims[d]) break;
-        off -= os[d] * dims[d];
-        idx[d] = 0;
-      }
-    }
-  }
-}
-}  // namespace
 
 void place(const void* x, void* out, int ndim, const int64_t* dims, const int64_t* outDims, const int64_t* offset,
            int elemBytes) {
-  if (elemBytes == 4) {
-    placeT(static_cast<const int32_t*>(x), static_cast<int32_t*>(out), ndim, dims, outDims, offset);
-  } else if (elemBytes == 1) {
-    placeT(static_cast<const uint8_t*>(x), static_cast<uint8_t*>(out), ndim, dims, outDims, offset);
-  }
+  boxCopy<true>(out, const_cast<void*>(x), ndim, outDims, offset, dims, elemBytes);
 }
 
 void fill4(void* out, int64_t n, uint32_t value) {

@@ -28,8 +28,8 @@ enum UnaryOp {
 };
 void unary(int op, const float* x, float* out, int64_t n, float alpha);
 
-// out = x * s + t (ClipByValue when op == 1: clamp(x, s, t)).
-void affine(int op, const float* x, float* out, int64_t n, float s, float t);
+// out = clamp(x, lo, hi); NaN stays NaN (ClipByValue)
+void clip(const float* x, float* out, int64_t n, float lo, float hi);
 
 // GELU, exact form: out = 0.5 x (1 + erf(x / sqrt 2)); and its gradient,
 // out = dy (0.5 (1 + erf(x / sqrt 2)) + x exp(-x^2 / 2) / sqrt(2 pi))
