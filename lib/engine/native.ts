@@ -67,7 +67,7 @@ let loadError: string | null = null;
 export function loadAddon(): NativeAddon | null {
   if (addon || loadError) return addon;
   if (!fs.existsSync(ADDON_PATH)) {
-    const why = fs.existsSync(BUILD_ERROR_PATH) ? fs.readFileSync(BUILD_ERROR_PATH, "utf8").trim().split("\n")[0] : "it was not built";
+    const why = fs.existsSync(BUILD_ERROR_PATH) ? fs.readFileSync(BUILD_ERROR_PATH, "utf8").trim().split("\n")[0] : `no file at ${ADDON_PATH}`;
     loadError = `the native addon is not built (${why}); install g++ and libopenblas-dev, then run npm rebuild`;
     return null;
   }
