@@ -97,8 +97,21 @@ typedef float vf8 __attribute__((vector_size(32)));
 typedef int32_t vi8 __attribute__((vector_size(32)));
 constexpr float kExpHi = 88.7228391f, kExpLo = -87.3f;
 
+// The constants expCore clamps and selects with, as scalars or as vectors.
+template <typename F>
+struct ExpBounds {
+  F lo, hi, inf, zero;
+};
+
+template <typename F>
+inline ExpBounds<F> expBounds() {
+  const F zero = F{} * 0.0f;  // a zero scalar or vector
+  return {zero + kExpLo, zero + kExpHi, zero + std::numeric_limits<float>::infinity(), zero};
+}
+
 template <typename F, typename I>
-inline F expCore(F x, F lo, F hi, F inf, F zero) {
+inline F expCore(F x, const ExpBounds<F>& b) {
+  const F lo = b.lo, hi = b.hi, inf = b.inf, zero = b.zero;
   F xc = x < lo ? lo : x;
   xc = xc > hi ? hi : xc;
   const F magic = xc - xc + 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
@@ -126,20 +139,17 @@ inline F expCore(F x, F lo, F hi, F inf, F zero) {
 }
 
 inline float vexp(float x) {
-  return expCore<float, int32_t>(x, kExpLo, kExpHi, std::numeric_limits<float>::infinity(), 0.0f);
+  return expCore<float, int32_t>(x, expBounds<float>());
 }
 
 // out[j] = exp(x[j] - shift), 8 at a time
 inline void expArray(const float* x, float shift, float* out, int64_t n) {
-  const vf8 lo = {kExpLo, kExpLo, kExpLo, kExpLo, kExpLo, kExpLo, kExpLo, kExpLo};
-  const vf8 hi = lo - lo + kExpHi;
-  const vf8 inf = lo - lo + std::numeric_limits<float>::infinity();
-  const vf8 zero = lo - lo;
+  const ExpBounds<vf8> b = expBounds<vf8>();
   int64_t j = 0;
   for (; j + 8 <= n; j += 8) {
     vf8 v;
     std::memcpy(&v, x + j, sizeof v);
-    v = expCore<vf8, vi8>(v - shift, lo, hi, inf, zero);
+    v = expCore<vf8, vi8>(v - shift, b);
     std::memcpy(out + j, &v, sizeof v);
   }
   for (; j < n; j++) out[j] = vexp(x[j] - shift);
@@ -148,51 +158,46 @@ inline void expArray(const float* x, float shift, float* out, int64_t n) {
 // erf by Abramowitz and Stegun 7.1.26 (absolute error under 1.5e-7; the
 // formula tfjs-backend-cpu uses), 8 at a time: the exp goes through expCore.
 template <typename F, typename I>
-inline F erfCore(F x, F lo, F hi, F inf, F zero) {
+inline F erfCore(F x, const ExpBounds<F>& b) {
+  const F zero = b.zero;
   const F ax = x < zero ? -x : x;
   const F t = 1.0f / (ax * 0.3275911f + 1.0f);
   F p = t * 1.061405429f - 1.453152027f;
   p = p * t + 1.421413741f;
   p = p * t - 0.284496736f;
   p = p * t + 0.254829592f;
-  const F y = 1.0f - p * t * expCore<F, I>(-ax * ax, lo, hi, inf, zero);
+  const F y = 1.0f - p * t * expCore<F, I>(-ax * ax, b);
   return x < zero ? -y : y;
 }
 
 inline void erfArray(const float* x, float* out, int64_t n) {
-  const vf8 lo = {kExpLo, kExpLo, kExpLo, kExpLo, kExpLo, kExpLo, kExpLo, kExpLo};
-  const vf8 hi = lo - lo + kExpHi;
-  const vf8 inf = lo - lo + std::numeric_limits<float>::infinity();
-  const vf8 zero = lo - lo;
+  const ExpBounds<vf8> b = expBounds<vf8>();
   int64_t j = 0;
   for (; j + 8 <= n; j += 8) {
     vf8 v;
     std::memcpy(&v, x + j, sizeof v);
-    v = erfCore<vf8, vi8>(v, lo, hi, inf, zero);
+    v = erfCore<vf8, vi8>(v, b);
     std::memcpy(out + j, &v, sizeof v);
   }
   for (; j < n; j++) {
-    out[j] = erfCore<float, int32_t>(x[j], kExpLo, kExpHi, std::numeric_limits<float>::infinity(), 0.0f);
+    out[j] = erfCore<float, int32_t>(x[j], expBounds<float>());
   }
 }
 
 // GELU and its gradient over [lo, hi), 8 at a time
 template <bool GRAD>
 inline void geluRange(const float* x, const float* dy, float* out, int64_t lo, int64_t hi) {
-  const vf8 elo = {kExpLo, kExpLo, kExpLo, kExpLo, kExpLo, kExpLo, kExpLo, kExpLo};
-  const vf8 ehi = elo - elo + kExpHi;
-  const vf8 inf = elo - elo + std::numeric_limits<float>::infinity();
-  const vf8 zero = elo - elo;
+  const ExpBounds<vf8> b = expBounds<vf8>();
   constexpr float kRsqrt2 = 0.70710678118654752f, kRsqrt2Pi = 0.39894228040143268f;
   int64_t j = lo;
   for (; j + 8 <= hi; j += 8) {
     vf8 v, r;
     std::memcpy(&v, x + j, sizeof v);
-    const vf8 cdf = (erfCore<vf8, vi8>(v * kRsqrt2, elo, ehi, inf, zero) + 1.0f) * 0.5f;
+    const vf8 cdf = (erfCore<vf8, vi8>(v * kRsqrt2, b) + 1.0f) * 0.5f;
     if (GRAD) {
       vf8 d;
       std::memcpy(&d, dy + j, sizeof d);
-      r = d * (cdf + v * expCore<vf8, vi8>(v * v * -0.5f, elo, ehi, inf, zero) * kRsqrt2Pi);
+      r = d * (cdf + v * expCore<vf8, vi8>(v * v * -0.5f, b) * kRsqrt2Pi);
     } else {
       r = v * cdf;
     }
@@ -200,7 +205,7 @@ inline void geluRange(const float* x, const float* dy, float* out, int64_t lo, i
   }
   for (; j < hi; j++) {
     const float v = x[j];
-    const float cdf = 0.5f * (1.0f + erfCore<float, int32_t>(v * kRsqrt2, kExpLo, kExpHi, std::numeric_limits<float>::infinity(), 0.0f));
+    const float cdf = 0.5f * (1.0f + erfCore<float, int32_t>(v * kRsqrt2, expBounds<float>()));
     out[j] = GRAD ? dy[j] * (cdf + v * vexp(-0.5f * v * v) * kRsqrt2Pi) : v * cdf;
   }
 }
@@ -213,7 +218,7 @@ inline float unOp(int op, float x, float alpha) {
     case RSQRT: return 1.0f / std::sqrt(x);
     case NEG: return -x;
     case SQUARE: return x * x;
-    case ERF: return erfCore<float, int32_t>(x, kExpLo, kExpHi, std::numeric_limits<float>::infinity(), 0.0f);
+    case ERF: return erfCore<float, int32_t>(x, expBounds<float>());
     case TANH: return std::tanh(x);
     case ABS: return std::fabs(x);
     case RECIPROCAL: return 1.0f / x;
