@@ -17,7 +17,7 @@ import * as path from "path";
 import { use } from "../lib/engine/backend";
 import { Rng } from "../lib/engine/rng";
 import { saveBatch } from "../lib/masking/batch-io";
-import type { RetroMAEBatch } from "../lib/masking/collator";
+import type { RetroMAEBatch } from "../lib/masking/batch";
 import { hfConfig } from "../lib/model/checkpoint";
 import { bertConfig, PresetName } from "../lib/model/config";
 import { RetroMAE } from "../lib/model/retromae";

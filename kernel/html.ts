@@ -3,9 +3,9 @@
  * code and its outputs, Plotly charts kept (their text/html fallback carries
  * plotly.js once, so the page works offline), images inline.
  */
-import type { Notebook, NotebookCell, Output } from "./runner";
+import { escapeHtml as escape } from "../lib/util";
+import type { Notebook, NotebookCell, Output } from "./notebook";
 
-const escape = (s: string) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
 const text = (v: unknown): string => (Array.isArray(v) ? v.join("") : String(v ?? ""));
 const stripAnsi = (s: string) => s.replace(/\x1b\[[0-9;]*m/g, "");
 

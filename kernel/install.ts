@@ -9,7 +9,7 @@
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { PACKAGE_ROOT } from "./paths";
+import { PACKAGE_ROOT, replaceDirAtomic } from "../lib/util";
 
 export const DEFAULT_NAME = "retromae";
 export const DISPLAY_NAME = "RetroMAE (TypeScript)";
@@ -74,8 +74,7 @@ export function install(where: Where, name = DEFAULT_NAME): string {
   try {
     fs.writeFileSync(path.join(tmp, "kernel.json"), JSON.stringify(kernelSpec(name), null, 2) + "\n");
     for (const logo of ["logo-32x32.png", "logo-64x64.png", "logo-svg.svg"]) fs.copyFileSync(path.join(ROOT, "kernel", "assets", logo), path.join(tmp, logo));
-    fs.rmSync(dir, { recursive: true, force: true });
-    fs.renameSync(tmp, dir);
+    replaceDirAtomic(tmp, dir);
   } catch (err) {
     fs.rmSync(tmp, { recursive: true, force: true });
     throw err;

@@ -18,7 +18,7 @@ import type { Compiled, CheckResult } from "./language";
 import type { LanguageReply, LanguageRequest } from "./language-worker";
 import { Bundle, inspect, toBundle } from "./format";
 import { History } from "./history";
-import { PACKAGE_ROOT } from "./paths";
+import { PACKAGE_ROOT } from "../lib/util";
 import { PLOTLY_MIME, plotlyFigureHtml, plotlyLoaderHtml } from "./plotly";
 import type { Channel, Inbound, Outbound, TransportData } from "./transport";
 import { ConnectionInfo, Header, makeHeader, Message, Outgoing } from "./wire";

@@ -9,7 +9,7 @@ import * as fs from "fs";
 import * as path from "path";
 import * as ts from "typescript";
 import { cellModule, checkText, declaredNames, NameKind, runtimeText } from "./cells";
-import { PACKAGE_ROOT } from "./paths";
+import { PACKAGE_ROOT } from "../lib/util";
 
 /** Declarations of what the kernel puts on globalThis for cells. */
 export const KERNEL_GLOBALS = `

@@ -8,29 +8,15 @@
  *   `parameters`, as papermill does.
  * - An error gives a nonzero exit with the cell number and the traceback.
  */
-import * as fs from "fs";
 import * as path from "path";
 import { CellTimeout, KernelClient, KernelDied } from "./client";
+import { writeFileAtomic } from "../lib/util";
 import { notebookHtml } from "./html";
+import { Notebook, NotebookCell, Output, readNotebook, RunError, source } from "./notebook";
 import type { Message } from "./wire";
 
-export interface NotebookCell {
-  cell_type: "code" | "markdown" | "raw";
-  id?: string;
-  source: string | string[];
-  metadata: Record<string, unknown> & { tags?: string[] };
-  execution_count?: number | null;
-  outputs?: Output[];
-}
-
-export interface Notebook {
-  cells: NotebookCell[];
-  metadata: Record<string, unknown>;
-  nbformat: number;
-  nbformat_minor: number;
-}
-
-export type Output = Record<string, unknown> & { output_type: string };
+export { readNotebook, RunError, source };
+export type { Notebook, NotebookCell, Output };
 
 export interface RunOptions {
   out?: string;
@@ -49,35 +35,6 @@ export interface RunResult {
   html: string | null;
   failedCell: number | null;
   error: string | null;
-}
-
-export class RunError extends Error {}
-
-export const source = (c: NotebookCell): string => (Array.isArray(c.source) ? c.source.join("") : c.source);
-
-export function readNotebook(file: string): Notebook {
-  let text: string;
-  try {
-    text = fs.readFileSync(file, "utf8");
-  } catch {
-    throw new RunError(`Notebook ${file} does not exist or cannot be read.`);
-  }
-  let nb: Notebook;
-  try {
-    nb = JSON.parse(text);
-  } catch (e) {
-    throw new RunError(`Notebook ${file} is not valid JSON (${(e as Error).message}); open it in Jupyter to repair it.`);
-  }
-  if (!nb || !Array.isArray(nb.cells) || typeof nb.nbformat !== "number") throw new RunError(`${file} is JSON but not a notebook (no cells or nbformat).`);
-  if (nb.nbformat < 4) throw new RunError(`${file} is nbformat ${nb.nbformat}; save it as nbformat 4 first.`);
-  return nb;
-}
-
-/** Write through a temporary file and a rename, so the file is never half-written. */
-export function writeAtomic(file: string, text: string): void {
-  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.tmp`);
-  fs.writeFileSync(tmp, text);
-  fs.renameSync(tmp, file);
 }
 
 const DECLARATION = /^\s*(?:export\s+)?(const|let|var)\s+([A-Za-z_$][\w$]*)\s*(?::[^=]+)?=/;
@@ -252,10 +209,10 @@ export async function runNotebook(file: string, options: RunOptions = {}): Promi
     await client.shutdown();
   }
   nb.metadata.retromae_run = { started: new Date(started).toISOString(), seconds: Math.round((Date.now() - started) / 100) / 10, parameters: options.parameters ?? {}, failed_cell: failedCell };
-  writeAtomic(out, JSON.stringify(normalise(nb), null, 1) + "\n");
+  writeFileAtomic(out, JSON.stringify(normalise(nb), null, 1) + "\n");
   let html: string | null = null;
   if (options.html) {
-    writeAtomic(options.html, notebookHtml(nb, path.basename(file)));
+    writeFileAtomic(options.html, notebookHtml(nb, path.basename(file)));
     html = options.html;
   }
   return { notebook: nb, out, html, failedCell, error };

@@ -2,7 +2,7 @@
  * retromae: the public API. The kernel and notebooks import only from here.
  */
 export * as tf from "./engine/tf";
-export { backend, use as useBackend, info as backendInfo, BACKEND_NAMES } from "./engine/backend";
+export { backend, info as backendInfo, BACKEND_NAMES } from "./engine/backend";
 export type { BackendName, BackendChoice, BackendInfo, SkippedBackend } from "./engine/backend";
 export { Rng } from "./engine/rng";
 export type { RngState } from "./engine/rng";
@@ -13,8 +13,10 @@ export { bertConfig, PRESETS } from "./model/config";
 export type { BertConfig, PresetName } from "./model/config";
 export { RetroMAE, retroMAEWeightShapes } from "./model/retromae";
 export type { RetroMAELosses, LossValues } from "./model/retromae";
-export { RetroMAECollator, IGNORE, MaskKind } from "./masking/collator";
-export type { RetroMAEBatch, CollatorOptions, Example } from "./masking/collator";
+export { RetroMAECollator } from "./masking/collator";
+export type { CollatorOptions, Example } from "./masking/collator";
+export { IGNORE, MaskKind } from "./masking/batch";
+export type { RetroMAEBatch } from "./masking/batch";
 export { wholeWordMask, pyRound, maskCount } from "./masking/whole-word";
 export { readSafetensors, writeSafetensors, parseSafetensors, serializeSafetensors } from "./model/safetensors";
 export type { NamedArray } from "./model/safetensors";
@@ -24,10 +26,11 @@ export { display, setDisplay, terminalDisplay, toBundle, JUPYTER_DISPLAY } from 
 export type { Display, DisplayHandle, Displayable, MimeBundle } from "./display";
 export { setAmbientSignal, currentSignal } from "./interrupt";
 export { PlotlyFigure, PLOTLY_MIME } from "./plot/figure";
-export { saveCheckpoint, loadCheckpoint, hfConfig, configFromHf } from "./model/checkpoint";
+export { saveCheckpoint, loadCheckpoint } from "./model/retromae";
+export { hfConfig, configFromHf, readCheckpointFiles, matchWeights } from "./model/checkpoint";
 export { hubSnapshot, hubCacheDir, CHECKPOINT_FILES } from "./model/hub";
 export type { HubOptions } from "./model/hub";
-export type { LoadReport, SaveOptions, LoadOptions } from "./model/checkpoint";
+export type { LoadReport, SaveOptions, LoadOptions, CheckpointFiles } from "./model/checkpoint";
 export { saveBatch, loadBatch } from "./masking/batch-io";
 export { Trainer, TrainingStopped } from "./train/trainer";
 export type { TrainerOptions, TrainerHook, TrainerEvent, StepInfo, EvalInfo, FitOptions, FitResult } from "./train/trainer";

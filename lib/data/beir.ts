@@ -4,11 +4,11 @@
  * against the zip's checksum and unpacked atomically; offline copies checked
  * against per-file sha256 sums of known variants.
  */
-import * as crypto from "crypto";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { unzipSync } from "fflate";
+import { hashFile, replaceDirAtomic } from "../util/files";
 
 export interface BeirDoc {
   title: string;
@@ -127,22 +127,6 @@ export function loadBeir(location: string, split = "test"): BeirDataset {
   return parseBeir(path.basename(path.resolve(location)), { corpus: read("corpus.jsonl"), queries: read("queries.jsonl"), qrels: read(`qrels/${split}.tsv`) }, location);
 }
 
-function hashFile(file: string, algorithm: "sha256" | "md5"): string {
-  return crypto.createHash(algorithm).update(fs.readFileSync(file)).digest("hex");
-}
-
-/** Move a finished folder into place: rename, replacing an older copy only after the new one is complete. */
-function installFolder(tmp: string, final: string): void {
-  const old = `${final}.old-${process.pid}`;
-  if (fs.existsSync(final)) fs.renameSync(final, old);
-  try {
-    fs.renameSync(tmp, final);
-  } catch (err) {
-    if (fs.existsSync(old)) fs.renameSync(old, final);
-    throw err;
-  }
-  fs.rmSync(old, { recursive: true, force: true });
-}
 
 /** Unpack a BEIR zip (files under NAME/) into `dir`, refusing entries that escape it. */
 function unpackZip(zip: Buffer, name: string, dir: string, source: string): void {
@@ -208,7 +192,7 @@ export async function fetchDataset(name: string, options: FetchOptions = {}): Pr
     unpackZip(fs.readFileSync(tmpZip), name, tmpDir, url);
     loadBeir(tmpDir); // must parse before it is installed
     const final = path.join(dir, name);
-    installFolder(tmpDir, final);
+    replaceDirAtomic(tmpDir, final);
     log(`installed ${final}`);
     return final;
   } finally {
@@ -260,7 +244,7 @@ export function importDataset(name: string, from: string, options: { dir?: strin
     }
     loadBeir(tmpDir);
     const final = path.join(dir, name);
-    installFolder(tmpDir, final);
+    replaceDirAtomic(tmpDir, final);
     return { path: final, variant };
   } finally {
     fs.rmSync(tmpDir, { recursive: true, force: true });

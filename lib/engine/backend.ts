@@ -104,7 +104,6 @@ async function tryTensorflow(): Promise<{ device: "gpu" | "cpu"; pkg: string } |
     ["@tensorflow/tfjs-node", "cpu"],
   ] as const) {
     try {
-      // eslint-disable-next-line @typescript-eslint/no-require-imports
       await quietly(async () => require(pkg));
     } catch (err) {
       if (isMissingPackage(err, pkg)) {
@@ -191,7 +190,6 @@ export async function use(name: BackendName | string = "auto"): Promise<BackendC
 
 function packageVersion(pkg: string): string | null {
   try {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
     return (require(`${pkg}/package.json`) as { version: string }).version;
   } catch {
     return null;

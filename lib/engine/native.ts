@@ -22,6 +22,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import * as tf from "./tf";
+import { PACKAGE_ROOT } from "../util/files";
 import { MathBackendCPU } from "@tensorflow/tfjs-backend-cpu";
 import type { backend_util, DataId, DataType, KernelConfig } from "@tensorflow/tfjs-core";
 
@@ -50,11 +51,6 @@ export interface NativeAddon {
   keepFreedMemory(): boolean;
 }
 
-const PACKAGE_ROOT = (() => {
-  let dir = __dirname;
-  while (!fs.existsSync(path.join(dir, "package.json")) && path.dirname(dir) !== dir) dir = path.dirname(dir);
-  return dir;
-})();
 
 /** Where `npm install` builds the addon (RETROMAE_NATIVE_ADDON overrides it), and where its build writes why it failed. */
 export const ADDON_PATH = process.env.RETROMAE_NATIVE_ADDON ?? path.join(PACKAGE_ROOT, "native", "build", "Release", "retromae_native.node");
@@ -71,11 +67,11 @@ export function loadAddon(): NativeAddon | null {
     loadError = `the native addon is not built (${why}); install g++ and libopenblas-dev, then run npm rebuild`;
     return null;
   }
-  // OpenMP threads sleep between kernels instead of spinning, so they leave
-  // the cores to OpenBLAS's threads (read once, when libgomp loads).
+  // OpenMP threads sleep between kernels instead of spinning, so the cores
+  // are free for the JavaScript thread between kernels (read once, when
+  // libgomp loads). OpenBLAS itself runs single-threaded inside them.
   process.env.OMP_WAIT_POLICY ??= "PASSIVE";
   try {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
     addon = require(ADDON_PATH) as NativeAddon;
   } catch (err) {
     loadError = `the native addon failed to load (${(err as Error).message.split("\n")[0]}); run npm rebuild`;

@@ -6,7 +6,7 @@
  */
 import type { NamedArray } from "../model/safetensors";
 import { readSafetensors, writeSafetensors } from "../model/safetensors";
-import type { RetroMAEBatch } from "./collator";
+import type { RetroMAEBatch } from "./batch";
 
 export function saveBatch(file: string, b: RetroMAEBatch): void {
   const B = b.batchSize;

@@ -17,40 +17,8 @@
 import type { Rng } from "../engine/rng";
 import type { BertTokenizer } from "../text/tokenizer";
 import { MaskPreview } from "./preview";
+import { IGNORE, MaskKind, RetroMAEBatch } from "./batch";
 import { wholeWordMask } from "./whole-word";
-
-/** Label value for positions that carry no loss (PyTorch's ignore_index). */
-export const IGNORE = -100;
-
-/** What the encoder masking did at a position; for previews. */
-export enum MaskKind {
-  None = 0,
-  Masked = 1,
-  Random = 2,
-  Kept = 3,
-}
-
-/** One padded RetroMAE batch. Row-major; B = batchSize, L = seqLength. */
-export interface RetroMAEBatch {
-  readonly batchSize: number;
-  readonly seqLength: number;
-  /** [B, L] encoder input, after masking. */
-  readonly encoderInputIds: Int32Array;
-  /** [B, L] 1 for tokens, 0 for padding. */
-  readonly attentionMask: Int32Array;
-  /** [B, L] original id at masked positions, IGNORE elsewhere. */
-  readonly encoderLabels: Int32Array;
-  /** [B, L] the original (unmasked) ids, which the decoder embeds. */
-  readonly decoderInputIds: Int32Array;
-  /** [B, L, L] 1 where query row i may attend to key j. */
-  readonly decoderAttentionMask: Uint8Array;
-  /** [B, L] original ids, IGNORE at [CLS], the last [SEP] and padding. */
-  readonly decoderLabels: Int32Array;
-  /** [B, L] MaskKind per position (encoder side). */
-  readonly encoderMaskKinds: Uint8Array;
-  /** Unpadded length of each row. */
-  readonly lengths: Int32Array;
-}
 
 export interface CollatorOptions {
   tokenizer: BertTokenizer;

@@ -13,8 +13,8 @@
  */
 import { display, Displayable, JUPYTER_DISPLAY, MimeBundle } from "../display";
 import { PlotlyFigure } from "../plot/figure";
-import type { RetroMAEBatch } from "./collator";
-import { MaskKind } from "./collator";
+import { MaskKind, RetroMAEBatch } from "./batch";
+import { escapeHtml } from "../util/html";
 
 export interface PreviewToken {
   /** The original WordPiece token. */
@@ -31,10 +31,6 @@ const KIND_STYLE: Record<PreviewToken["kind"], string> = {
   random: "background:#fca5a5;color:#111",
   kept: "background:#a7f3d0;color:#111",
 };
-
-function escapeHtml(s: string): string {
-  return s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;");
-}
 
 export class MaskPreview implements Displayable {
   readonly tokens: PreviewToken[];

@@ -11,6 +11,11 @@
  *
  * A run pretrained here loads in PyTorch, and bert-base-uncased or
  * Shitao/RetroMAE (as safetensors) load here.
+ *
+ * This module is the file side, as HF's modeling_utils is: config mapping,
+ * reading and writing a folder's weights by name, matching them to the
+ * shapes a model wants. It knows no model class; `loadCheckpoint` and
+ * `saveCheckpoint` sit beside the model in retromae.ts.
  */
 import * as fs from "fs";
 import * as path from "path";
@@ -18,8 +23,8 @@ import { Rng } from "../engine/rng";
 import type { Vocab } from "../text/vocab";
 import { initialValues } from "./bert";
 import { BertConfig, validateConfig, BASE_DEFAULTS } from "./config";
-import { RetroMAE, retroMAEWeightShapes, variablesFrom } from "./retromae";
-import { NamedArray, readSafetensors, writeFileAtomic, writeSafetensors } from "./safetensors";
+import { writeFileAtomic } from "../util/files";
+import { NamedArray, readSafetensors, writeSafetensors } from "./safetensors";
 
 /** Settings a RetroMAE run records in config.json under "retromae". */
 export type RetroMAESettings = Record<string, unknown>;
@@ -79,20 +84,18 @@ export interface SaveOptions {
   encoderOnly?: boolean;
 }
 
-/** Save a model as a Hugging Face folder. Each file is written atomically. */
-export async function saveCheckpoint(model: RetroMAE, dir: string, options: SaveOptions = {}): Promise<void> {
+/**
+ * Write a Hugging Face folder from named float32 weights. Each file is
+ * written atomically.
+ */
+export function writeCheckpointFiles(dir: string, config: BertConfig, tensors: ReadonlyMap<string, NamedArray>, options: SaveOptions = {}): void {
   try {
     fs.mkdirSync(dir, { recursive: true });
   } catch (err) {
     throw new Error(`Cannot create checkpoint folder "${dir}" (${(err as NodeJS.ErrnoException).code}); choose a writable path.`);
   }
-  const weights = options.encoderOnly ? model.encoderWeights() : model.weights;
-  const tensors = new Map<string, NamedArray>();
-  for (const [name, v] of weights) {
-    tensors.set(name, { dtype: "F32", shape: v.shape, data: (await v.data()) as Float32Array });
-  }
   writeSafetensors(path.join(dir, "model.safetensors"), tensors, { format: "pt" });
-  writeFileAtomic(path.join(dir, "config.json"), JSON.stringify(hfConfig(model.config, options.retromae), null, 2) + "\n");
+  writeFileAtomic(path.join(dir, "config.json"), JSON.stringify(hfConfig(config, options.retromae), null, 2) + "\n");
   if (options.vocab) writeFileAtomic(path.join(dir, "vocab.txt"), options.vocab.toText());
 }
 
@@ -118,14 +121,19 @@ export interface LoadOptions {
   rng?: Rng;
 }
 
+/** A checkpoint folder as read from disk: its config and its weights, by the names in the file. */
+export interface CheckpointFiles {
+  config: BertConfig;
+  tensors: Map<string, NamedArray>;
+  retromae: RetroMAESettings;
+  weightsFile: string;
+}
+
 /**
- * Load a checkpoint folder (or a model.safetensors path next to its
- * config.json). Accepts HF checkpoints without c_head (a fresh decoder),
- * keys with or without the `bert.` prefix, a missing tied
- * `cls.predictions.decoder.weight`, and ignores `position_ids` buffers and
- * `bert.pooler.*`.
+ * Read a checkpoint folder (or a model.safetensors path next to its
+ * config.json): the config and the weights, nothing matched yet.
  */
-export function loadCheckpoint(location: string, options: LoadOptions = {}): { model: RetroMAE; report: LoadReport } {
+export function readCheckpointFiles(location: string): CheckpointFiles {
   const dir = location.endsWith(".safetensors") ? path.dirname(location) : location;
   const weightsFile = location.endsWith(".safetensors") ? location : path.join(dir, "model.safetensors");
   if (!fs.existsSync(dir)) throw new Error(`Checkpoint folder "${dir}" does not exist; pass a folder with config.json and model.safetensors.`);
@@ -145,9 +153,23 @@ export function loadCheckpoint(location: string, options: LoadOptions = {}): { m
         : `Checkpoint folder "${dir}" has no model.safetensors.`,
     );
   }
-  const cfg = configFromHf(json, configFile);
+  const config = configFromHf(json, configFile);
   const { tensors } = readSafetensors(weightsFile);
-  const shapes = retroMAEWeightShapes(cfg);
+  return { config, tensors, retromae: (json.retromae as RetroMAESettings | undefined) ?? {}, weightsFile };
+}
+
+/**
+ * Match a checkpoint's weights to the shapes a model wants. Accepts HF
+ * checkpoints without c_head (a fresh decoder), keys with or without the
+ * `bert.` prefix, a missing tied `cls.predictions.decoder.weight`, and
+ * leaves `position_ids` buffers and `bert.pooler.*` unused.
+ */
+export function matchWeights(
+  files: CheckpointFiles,
+  shapes: ReadonlyMap<string, number[]>,
+  options: LoadOptions = {},
+): { values: Map<string, Float32Array>; report: LoadReport } {
+  const { config: cfg, tensors, weightsFile } = files;
   const values = new Map<string, Float32Array>();
   const unused: string[] = [];
   for (const [key, t] of tensors) {
@@ -174,7 +196,5 @@ export function loadCheckpoint(location: string, options: LoadOptions = {}): { m
     const fresh = initialValues(new Map(missing.map((k) => [k, shapes.get(k)!])), cfg, options.rng ?? new Rng(42));
     for (const [k, v] of fresh) values.set(k, v);
   }
-  const model = new RetroMAE(cfg, variablesFrom(values, shapes));
-  const retromae = (json.retromae as RetroMAESettings | undefined) ?? {};
-  return { model, report: { initialized: missing, unused, retromae } };
+  return { values, report: { initialized: missing, unused, retromae: files.retromae } };
 }

@@ -11,10 +11,10 @@
  * request next time; it becomes the blob only when its size (and its sha256,
  * for LFS files, whose etag is that hash) match. A partial file is never used.
  */
-import * as crypto from "crypto";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
+import { hashFile, writeFileAtomic } from "../util/files";
 
 export interface HubOptions {
   revision?: string;
@@ -59,17 +59,6 @@ async function request(url: string, init: RequestInit, endpoint: string): Promis
   }
 }
 
-function sha256File(file: string): string {
-  const h = crypto.createHash("sha256");
-  const fd = fs.openSync(file, "r");
-  try {
-    const buf = Buffer.allocUnsafe(1 << 20);
-    for (let n; (n = fs.readSync(fd, buf, 0, buf.length, null)) > 0; ) h.update(buf.subarray(0, n));
-  } finally {
-    fs.closeSync(fd);
-  }
-  return h.digest("hex");
-}
 
 /** Stream a response body onto the end of a file. */
 async function appendBody(res: Response, file: string): Promise<void> {
@@ -124,7 +113,7 @@ async function fetchBlob(url: string, headers: Record<string, string>, remote: R
     await appendBody(res, partial);
     const size = fs.statSync(partial).size;
     const badSize = remote.size !== null && size !== remote.size;
-    const badHash = !badSize && remote.sha256 !== null && sha256File(partial) !== remote.sha256;
+    const badHash = !badSize && remote.sha256 !== null && hashFile(partial) !== remote.sha256;
     if (!badSize && !badHash) {
       fs.renameSync(partial, blob);
       return;
@@ -190,8 +179,7 @@ export async function hubSnapshot(repoOrPath: string, options: HubOptions = {}, 
       }
       if (!/^[0-9a-f]{40}$/.test(revision)) {
         fs.mkdirSync(path.dirname(refFile), { recursive: true });
-        fs.writeFileSync(`${refFile}.tmp`, remote.commit);
-        fs.renameSync(`${refFile}.tmp`, refFile);
+        writeFileAtomic(refFile, remote.commit);
       }
     }
   } catch (err) {

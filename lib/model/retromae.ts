@@ -9,7 +9,7 @@
  */
 import * as tf from "../engine/tf";
 import { Rng } from "../engine/rng";
-import { IGNORE, RetroMAEBatch } from "../masking/collator";
+import { IGNORE, RetroMAEBatch } from "../masking/batch";
 import {
   bertEmbeddings,
   bertEncoder,
@@ -27,8 +27,9 @@ import {
   Weights,
 } from "./bert";
 import { BertConfig, bertConfig, PresetName, validateConfig } from "./config";
-import type { LoadOptions } from "./checkpoint";
-import type { HubOptions } from "./hub";
+import { LoadOptions, LoadReport, matchWeights, readCheckpointFiles, SaveOptions, writeCheckpointFiles } from "./checkpoint";
+import type { NamedArray } from "./safetensors";
+import { hubSnapshot, HubOptions } from "./hub";
 
 export const DECODER_PREFIX = "c_head";
 
@@ -171,18 +172,16 @@ export class RetroMAE {
     this.weights = weights;
   }
 
-  /** A freshly initialised model (HF init: normal(0, 0.02), zero biases, LayerNorm 1). */
   /**
    * A checkpoint from the Hugging Face Hub, e.g. "bert-base-uncased" or
    * "Shitao/RetroMAE" (safetensors; cached as huggingface_hub caches), or a
    * local folder. Weights the checkpoint lacks (the decoder) start fresh.
    */
   static async fromPretrained(repoOrPath: string, options: HubOptions & LoadOptions = {}): Promise<RetroMAE> {
-    const { hubSnapshot } = await import("./hub");
-    const { loadCheckpoint } = await import("./checkpoint");
     return loadCheckpoint(await hubSnapshot(repoOrPath, options), options).model;
   }
 
+  /** A freshly initialised model (HF init: normal(0, 0.02), zero biases, LayerNorm 1). */
   static create(preset: PresetName | BertConfig = "tiny", options: { rng?: Rng; seed?: number; overrides?: Partial<BertConfig> } = {}): RetroMAE {
     const cfg = typeof preset === "string" ? bertConfig(preset, options.overrides) : { ...preset, ...options.overrides };
     validateConfig(cfg);
@@ -307,6 +306,26 @@ export class RetroMAE {
     for (const v of this.weights.values()) v.dispose();
     this.weights.clear();
   }
+}
+
+/** Save a model as a Hugging Face folder (see checkpoint.ts for the layout). Each file is written atomically. */
+export async function saveCheckpoint(model: RetroMAE, dir: string, options: SaveOptions = {}): Promise<void> {
+  const weights = options.encoderOnly ? model.encoderWeights() : model.weights;
+  const tensors = new Map<string, NamedArray>();
+  for (const [name, v] of weights) tensors.set(name, { dtype: "F32", shape: v.shape, data: (await v.data()) as Float32Array });
+  writeCheckpointFiles(dir, model.config, tensors, options);
+}
+
+/**
+ * Load a checkpoint folder (or a model.safetensors path next to its
+ * config.json) as a RetroMAE; weights the file lacks start fresh, and the
+ * report says which (see matchWeights).
+ */
+export function loadCheckpoint(location: string, options: LoadOptions = {}): { model: RetroMAE; report: LoadReport } {
+  const files = readCheckpointFiles(location);
+  const shapes = retroMAEWeightShapes(files.config);
+  const { values, report } = matchWeights(files, shapes, options);
+  return { model: new RetroMAE(files.config, variablesFrom(values, shapes)), report };
 }
 
 /** hidden [B, L, H] -> [B, H] at position 0 */

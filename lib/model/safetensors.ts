@@ -5,7 +5,7 @@
  * Small enough to read and write by hand; files are written atomically.
  */
 import * as fs from "fs";
-import * as path from "path";
+import { writeFileAtomic } from "../util/files";
 
 export interface NamedArray {
   readonly shape: readonly number[];
@@ -123,18 +123,6 @@ export function serializeSafetensors(tensors: ReadonlyMap<string, NamedArray>, m
     pos += bytes.length;
   }
   return out;
-}
-
-/** Write a file atomically: a temporary file in the same folder, then rename. */
-export function writeFileAtomic(file: string, data: Buffer | string): void {
-  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.${Date.now()}.tmp`);
-  try {
-    fs.writeFileSync(tmp, data);
-    fs.renameSync(tmp, file);
-  } catch (err) {
-    fs.rmSync(tmp, { force: true });
-    throw err;
-  }
 }
 
 export function writeSafetensors(file: string, tensors: ReadonlyMap<string, NamedArray>, metadata: Record<string, string> = {}): void {

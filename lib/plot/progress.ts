@@ -1,4 +1,5 @@
 /** Progress of a fit as pure data: an HTML bar for notebooks, a line for terminals. */
+import { escapeHtml } from "../util/html";
 
 export interface ProgressState {
   step: number;
@@ -43,11 +44,10 @@ export function progressHtml(p: ProgressState): string {
   const frac = p.totalSteps > 0 ? Math.min(1, p.step / p.totalSteps) : 0;
   const color = p.status === "running" || p.status === "done" ? "#2563eb" : p.status === "stopped" ? "#d97706" : "#dc2626";
   const tail = p.status === "running" ? `ETA ${formatDuration(etaMs(p))}` : `${p.status} after ${formatDuration(p.elapsedMs)}`;
-  const esc = (s: string) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;");
   return (
     `<div style="font-family:monospace;font-size:13px">` +
     `<div style="width:320px;height:10px;background:#e5e7eb;border-radius:5px;display:inline-block;vertical-align:middle">` +
     `<div style="width:${(frac * 100).toFixed(1)}%;height:100%;background:${color};border-radius:5px"></div></div> ` +
-    `step ${p.step}/${p.totalSteps} · ${esc(tail)} · ${Math.round(p.tokensPerSec)} tok/s · ${esc(lossText(p))}</div>`
+    `step ${p.step}/${p.totalSteps} · ${escapeHtml(tail)} · ${Math.round(p.tokensPerSec)} tok/s · ${escapeHtml(lossText(p))}</div>`
   );
 }

@@ -6,7 +6,6 @@
  * Porter stemming (npm `stemmer`). Title and text are indexed as one field;
  * BEIR's index keeps them as two fields (multi_match best_fields).
  */
-// eslint-disable-next-line @typescript-eslint/no-require-imports
 const porter: (word: string) => string = require("stemmer");
 
 const STOP = new Set(

@@ -3,6 +3,7 @@
  * elsewhere. The best value of each metric is marked.
  */
 import { Displayable, JUPYTER_DISPLAY, MimeBundle } from "../display";
+import { escapeHtml } from "../util/html";
 
 export interface RunMetrics {
   name: string;
@@ -32,8 +33,7 @@ export class ComparisonTable implements Displayable {
   }
 
   toMimeBundle(): MimeBundle {
-    const esc = (s: string) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;");
-    const head = `<tr><th style="text-align:left">run</th>${this.columns.map((c) => `<th>${esc(c)}</th>`).join("")}</tr>`;
+    const head = `<tr><th style="text-align:left">run</th>${this.columns.map((c) => `<th>${escapeHtml(c)}</th>`).join("")}</tr>`;
     const body = this.runs
       .map((r) => {
         const cells = this.columns.map((c) => {
@@ -42,7 +42,7 @@ export class ComparisonTable implements Displayable {
           const strong = v === this.best(c) && this.runs.length > 1;
           return `<td style="text-align:right">${strong ? "<b>" : ""}${v.toFixed(4)}${strong ? "</b>" : ""}</td>`;
         });
-        return `<tr><td style="text-align:left">${esc(r.name)}</td>${cells.join("")}</tr>`;
+        return `<tr><td style="text-align:left">${escapeHtml(r.name)}</td>${cells.join("")}</tr>`;
       })
       .join("");
     return { "text/html": `<table class="retromae-compare">${head}${body}</table>`, "text/plain": this.toString() };

@@ -7,6 +7,7 @@
  */
 import * as fs from "fs";
 import * as path from "path";
+import { latestCheckpoint } from "./run-dir";
 
 export interface TorchrunOptions {
   /** Processes (GPUs) per node. Default 8, as in the official example. */
@@ -46,11 +47,8 @@ export function torchrunCommand(runDir: string, options: TorchrunOptions = {}): 
   } catch {
     throw new Error(`${configFile} is not valid JSON; it was not written by Trainer, or it was edited.`);
   }
-  const checkpoints = fs
-    .readdirSync(runDir)
-    .filter((n) => /^checkpoint-\d+$/.test(n))
-    .sort((a, b) => Number(a.split("-")[1]) - Number(b.split("-")[1]));
-  const latest = checkpoints.length ? path.resolve(runDir, checkpoints[checkpoints.length - 1]) : null;
+  const newest = latestCheckpoint(runDir);
+  const latest = newest ? path.resolve(newest) : null;
   if (!latest) throw new Error(`${runDir} has no checkpoint-N folder yet; train with checkpointEvery or let fit finish, then export.`);
   const opt = config.optimizer ?? {};
   const schedule = config.schedule ?? {};

@@ -6,22 +6,22 @@
  * and resumes from a checkpoint to the same losses, bit for bit on the same
  * backend.
  */
-import * as fs from "fs";
 import * as path from "path";
 import * as tf from "../engine/tf";
 import { info as backendInfo } from "../engine/backend";
-import { Rng, RngState } from "../engine/rng";
+import { Rng } from "../engine/rng";
 import { RetroMAECollator } from "../masking/collator";
-import { loadCheckpoint, saveCheckpoint } from "../model/checkpoint";
+import { loadCheckpoint, saveCheckpoint } from "../model/retromae";
 import type { RetroMAE, LossValues } from "../model/retromae";
-import { NamedArray, readSafetensors, writeFileAtomic, writeSafetensors } from "../model/safetensors";
 import { LossChart, RunSeries } from "../plot/loss-chart";
 import { currentSignal } from "../interrupt";
 import type { BertTokenizer } from "../text/tokenizer";
-import { BatchStream, DataPosition, PackedCorpus } from "./data";
+import { BatchStream, PackedCorpus } from "./data";
 import { LiveReport } from "./live";
 import { AdamW, clipGradNorm } from "./optim";
+import { RunDirectory, resolveCheckpoint } from "./run-dir";
 import { LrSchedule } from "./schedule";
+import { readTrainingState, TrainerState, writeTrainingState } from "./state";
 
 export interface TrainerOptions {
   model: RetroMAE;
@@ -111,17 +111,6 @@ export interface FitResult {
   checkpoint: string | null;
 }
 
-/** Saved with each checkpoint; what resume needs beyond the weights and moments. */
-interface TrainerState {
-  step: number;
-  rng: RngState;
-  dataSeed: number;
-  position: DataPosition;
-  totalSteps: number | null;
-  warmupSteps: number | null;
-  options: Record<string, unknown>;
-}
-
 const OOM = /out of memory|OOM|Cannot allocate|memory access out of bounds|Array buffer allocation failed|Invalid typed array length|WebAssembly.Memory/i;
 
 export class TrainingStopped extends Error {}
@@ -142,6 +131,8 @@ export class Trainer {
   private schedule: LrSchedule | null = null;
   private readonly hooks: TrainerHook[];
   private configWritten = false;
+  /** The run directory's layout (config.json, metrics.jsonl, checkpoints); null without runDir. */
+  readonly run: RunDirectory | null;
 
   constructor(options: TrainerOptions, restored?: { state: TrainerState }) {
     const o = {
@@ -160,6 +151,7 @@ export class Trainer {
       throw new Error(`maxLength ${o.maxLength} exceeds the model's ${o.model.config.maxPositionEmbeddings} positions; lower maxLength.`);
     }
     this.options = o;
+    this.run = o.runDir ? new RunDirectory(o.runDir) : null;
     this.model = o.model;
     this.tokenizer = o.tokenizer;
     this.rng = o.rng ?? new Rng(o.seed ?? 42);
@@ -247,10 +239,8 @@ export class Trainer {
   }
 
   private writeConfig(): void {
-    const dir = this.options.runDir;
-    if (!dir || this.configWritten) return;
-    fs.mkdirSync(dir, { recursive: true });
-    writeFileAtomic(path.join(dir, "config.json"), JSON.stringify(this.describe(), null, 2) + "\n");
+    if (!this.run || this.configWritten) return;
+    this.run.writeConfig(this.describe());
     this.configWritten = true;
   }
 
@@ -378,13 +368,11 @@ export class Trainer {
   }
 
   private emit(e: TrainerEvent, options: FitOptions, live: LiveReport | null): void {
-    if (e.type === "step" && this.options.runDir) {
+    if (e.type === "step" && this.run) {
       const { type: _type, ...row } = e;
-      fs.appendFileSync(path.join(this.options.runDir, "metrics.jsonl"), JSON.stringify(row) + "\n");
+      this.run.appendMetrics(row);
     }
-    if (e.type === "eval" && this.options.runDir) {
-      fs.appendFileSync(path.join(this.options.runDir, "metrics.jsonl"), JSON.stringify({ step: e.step, eval: e.metrics }) + "\n");
-    }
+    if (e.type === "eval" && this.run) this.run.appendMetrics({ step: e.step, eval: e.metrics });
     live?.push(e);
     if (!live) this.series.add(e);
     options.onEvent?.(e);
@@ -404,18 +392,11 @@ export class Trainer {
 
   /** Checkpoint folders in the run directory, oldest first. */
   checkpoints(): string[] {
-    const dir = this.options.runDir;
-    if (!dir || !fs.existsSync(dir)) return [];
-    return fs
-      .readdirSync(dir)
-      .filter((n) => /^checkpoint-\d+$/.test(n))
-      .sort((a, b) => Number(a.split("-")[1]) - Number(b.split("-")[1]))
-      .map((n) => path.join(dir, n));
+    return this.run?.checkpoints() ?? [];
   }
 
   latestCheckpoint(): string | null {
-    const all = this.checkpoints();
-    return all.length ? all[all.length - 1] : null;
+    return this.run?.latest() ?? null;
   }
 
   /**
@@ -424,22 +405,14 @@ export class Trainer {
    * never leaves a half-written checkpoint; older ones beyond keepLast go.
    */
   async saveCheckpoint(): Promise<string> {
-    const dir = this.options.runDir;
-    if (!dir) throw new Error("This trainer has no runDir; pass { runDir } to save checkpoints.");
-    fs.mkdirSync(dir, { recursive: true });
-    const final = path.join(dir, `checkpoint-${this.step}`);
-    const tmp = path.join(dir, `.tmp-checkpoint-${this.step}-${process.pid}`);
-    fs.rmSync(tmp, { recursive: true, force: true });
+    if (!this.run) throw new Error("This trainer has no runDir; pass { runDir } to save checkpoints.");
+    const { tmp, commit } = this.run.beginCheckpoint(this.step);
     await saveCheckpoint(this.model, tmp, {
       vocab: this.tokenizer.vocab,
       retromae: { encoder_mask_ratio: this.collator.encoderMaskRatio, decoder_mask_ratio: this.collator.decoderMaskRatio, seed: this.options.seed ?? null, step: this.step },
     });
-    const opt = this.optimizer.getState();
-    const moments = new Map<string, NamedArray>();
-    for (const [name, m] of opt.m) moments.set(`exp_avg.${name}`, { dtype: "F32", shape: this.model.weights.get(name)!.shape, data: m });
-    for (const [name, v] of opt.v) moments.set(`exp_avg_sq.${name}`, { dtype: "F32", shape: this.model.weights.get(name)!.shape, data: v });
-    writeSafetensors(path.join(tmp, "optimizer.safetensors"), moments, { step: String(opt.step) });
-    const state: TrainerState = {
+    const shapes = new Map([...this.model.weights].map(([name, w]) => [name, w.shape]));
+    writeTrainingState(tmp, this.optimizer.getState(), shapes, {
       step: this.step,
       rng: this.rng.getState(),
       dataSeed: this.dataSeed,
@@ -447,12 +420,9 @@ export class Trainer {
       totalSteps: this.schedule?.totalSteps ?? null,
       warmupSteps: this.schedule?.warmupSteps ?? null,
       options: this.serializableOptions(),
-    };
-    writeFileAtomic(path.join(tmp, "trainer_state.json"), JSON.stringify(state, null, 2) + "\n");
-    fs.rmSync(final, { recursive: true, force: true });
-    fs.renameSync(tmp, final);
-    const all = this.checkpoints();
-    for (const old of all.slice(0, Math.max(0, all.length - this.options.keepLast))) fs.rmSync(old, { recursive: true, force: true });
+    });
+    const final = commit();
+    this.run.prune(this.options.keepLast);
     return final;
   }
 
@@ -487,30 +457,15 @@ export class Trainer {
    * generator's state and the data position. The corpus must be the same.
    */
   static resume(location: string, args: { tokenizer: BertTokenizer; data: PackedCorpus } & Partial<TrainerOptions>): Trainer {
-    let ckpt = location;
-    if (!fs.existsSync(path.join(location, "trainer_state.json"))) {
-      const found = fs.existsSync(location)
-        ? fs.readdirSync(location).filter((n) => /^checkpoint-\d+$/.test(n)).sort((a, b) => Number(a.split("-")[1]) - Number(b.split("-")[1]))
-        : [];
-      if (found.length === 0) throw new Error(`"${location}" holds no checkpoint (no trainer_state.json, no checkpoint-N folder); pass a run directory or a checkpoint folder.`);
-      ckpt = path.join(location, found[found.length - 1]);
-    }
-    let state: TrainerState;
-    try {
-      state = JSON.parse(fs.readFileSync(path.join(ckpt, "trainer_state.json"), "utf8"));
-    } catch {
-      throw new Error(`${path.join(ckpt, "trainer_state.json")} is missing or not valid JSON; the checkpoint is incomplete.`);
-    }
+    const ckpt = resolveCheckpoint(location);
+    const { state, optimizer } = readTrainingState(ckpt);
     const { model } = loadCheckpoint(ckpt);
     const { bowLossWeight, decoderLossWeight, ...saved } = state.options as Partial<TrainerOptions> & { bowLossWeight?: number; decoderLossWeight?: number };
     model.bowLossWeight = bowLossWeight ?? 0;
     model.decoderLossWeight = decoderLossWeight ?? 1;
     const runDir = args.runDir ?? path.dirname(ckpt);
     const trainer = new Trainer({ ...saved, ...args, model, runDir, rng: new Rng(0) } as TrainerOptions, { state });
-    const { tensors, metadata } = readSafetensors(path.join(ckpt, "optimizer.safetensors"));
-    const pick = (prefix: string) =>
-      new Map([...tensors].filter(([k]) => k.startsWith(prefix)).map(([k, t]) => [k.slice(prefix.length), t.data as Float32Array]));
-    trainer.optimizer.setState({ step: Number(metadata.step ?? state.step), m: pick("exp_avg."), v: pick("exp_avg_sq.") });
+    trainer.optimizer.setState(optimizer);
     return trainer;
   }
 

@@ -3,7 +3,8 @@ import * as assert from "uvu/assert";
 import * as fs from "fs";
 import * as path from "path";
 import { Rng } from "../../lib/engine/rng";
-import { IGNORE, MaskKind, RetroMAECollator } from "../../lib/masking/collator";
+import { IGNORE, MaskKind } from "../../lib/masking/batch";
+import { RetroMAECollator } from "../../lib/masking/collator";
 import { BertTokenizer } from "../../lib/text/tokenizer";
 import { SHARED_DATA } from "../helpers";
 

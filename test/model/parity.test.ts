@@ -11,7 +11,7 @@ import * as path from "path";
 import * as tf from "../../lib/engine/tf";
 import { use } from "../../lib/engine/backend";
 import { loadBatch } from "../../lib/masking/batch-io";
-import { saveCheckpoint } from "../../lib/model/checkpoint";
+import { saveCheckpoint } from "../../lib/model/retromae";
 import { BATCH_FILE, EXPECTED_FILE, fixtureBatch, fixtureModel } from "../fixtures/parity/spec";
 
 interface Expected {

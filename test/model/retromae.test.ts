@@ -3,7 +3,8 @@ import * as assert from "uvu/assert";
 import * as tf from "../../lib/engine/tf";
 import { use } from "../../lib/engine/backend";
 import { Rng } from "../../lib/engine/rng";
-import { IGNORE, RetroMAEBatch, RetroMAECollator } from "../../lib/masking/collator";
+import { IGNORE, RetroMAEBatch } from "../../lib/masking/batch";
+import { RetroMAECollator } from "../../lib/masking/collator";
 import { RetroMAE } from "../../lib/model/retromae";
 import { BertTokenizer } from "../../lib/text/tokenizer";
 

@@ -13,7 +13,7 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { use } from "../../lib/engine/backend";
 import { Rng } from "../../lib/engine/rng";
-import { saveCheckpoint } from "../../lib/model/checkpoint";
+import { saveCheckpoint } from "../../lib/model/retromae";
 import { RetroMAE } from "../../lib/model/retromae";
 import { bertBaseUncasedVocab } from "../../lib/text/vocab";
 import { injectParameters, readNotebook } from "../../kernel/runner";

@@ -1,0 +1,6 @@
+/**
+ * retromae/util: small helpers with no TensorFlow.js behind them, public so
+ * that the kernel and scripts share them without loading the engine.
+ */
+export { writeFileAtomic, replaceDirAtomic, tempDirFor, hashFile, PACKAGE_ROOT } from "./files";
+export { escapeHtml } from "./html";
