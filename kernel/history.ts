@@ -3,6 +3,8 @@
  * patterns, unique, n), as IPython answers them. Entries are
  * [session, line, input] or [session, line, [input, output]].
  */
+import type { HistoryEntry, HistoryRequest } from "./messages";
+
 export const SESSION = 1;
 
 interface Entry {
@@ -23,7 +25,7 @@ export class History {
     if (e) e.output = output;
   }
 
-  query(content: Record<string, unknown>): unknown[] {
+  query(content: HistoryRequest): HistoryEntry[] {
     const output = !!content.output;
     const n = content.n === undefined || content.n === null ? undefined : Number(content.n);
     let list = this.entries;
@@ -52,7 +54,7 @@ export class History {
       default:
         return [];
     }
-    return list.map((e) => [SESSION, e.line, output ? [e.input, e.output] : e.input]);
+    return list.map((e): HistoryEntry => (output ? [SESSION, e.line, [e.input, e.output]] : [SESSION, e.line, e.input]));
   }
 }
 

@@ -3,44 +3,47 @@
  * inspection for cells, off the interpreter thread, warmed up at start.
  */
 import { parentPort, workerData } from "worker_threads";
-import { CellLanguage } from "./language";
+import { CellLanguage, CheckResult, Completion, IsComplete } from "./language";
 
-export type LanguageRequest =
-  | { id: number; op: "check"; code: string }
-  | { id: number; op: "complete"; code: string; cursor: number }
-  | { id: number; op: "inspect"; code: string; cursor: number; detail: number }
-  | { id: number; op: "isComplete"; code: string }
-  | { id: number; op: "transpileExpression"; code: string };
+/** Each operation of the language thread: its arguments and its result. */
+export interface LanguageOps {
+  check: { args: { code: string }; result: CheckResult };
+  complete: { args: { code: string; cursor: number }; result: Completion };
+  inspect: { args: { code: string; cursor: number; detail: number }; result: string | null };
+  isComplete: { args: { code: string }; result: IsComplete };
+  transpileExpression: { args: { code: string }; result: string };
+}
 
-export type LanguageReply = { id: number; ok: true; value: unknown } | { id: number; ok: false; error: string };
+export type LanguageOp = keyof LanguageOps;
+export type LanguageRequest = { [K in LanguageOp]: { id: number; op: K } & LanguageOps[K]["args"] }[LanguageOp];
+export type LanguageReply = { [K in LanguageOp]: { id: number; op: K; ok: true; value: LanguageOps[K]["result"] } }[LanguageOp] | { id: number; ok: false; error: string };
+
+function perform(lang: CellLanguage, r: LanguageRequest): LanguageReply {
+  switch (r.op) {
+    case "check":
+      return { id: r.id, op: r.op, ok: true, value: lang.check(r.code) };
+    case "complete":
+      return { id: r.id, op: r.op, ok: true, value: lang.complete(r.code, r.cursor) };
+    case "inspect":
+      return { id: r.id, op: r.op, ok: true, value: lang.inspect(r.code, r.cursor, r.detail) };
+    case "isComplete":
+      return { id: r.id, op: r.op, ok: true, value: lang.isComplete(r.code) };
+    case "transpileExpression":
+      return { id: r.id, op: r.op, ok: true, value: lang.transpileExpression(r.code) };
+  }
+}
 
 if (parentPort && workerData?.language) {
   const port = parentPort;
   const lang = new CellLanguage(workerData.cwd as string);
   port.on("message", (r: LanguageRequest) => {
+    let reply: LanguageReply;
     try {
-      let value: unknown;
-      switch (r.op) {
-        case "check":
-          value = lang.check(r.code);
-          break;
-        case "complete":
-          value = lang.complete(r.code, r.cursor);
-          break;
-        case "inspect":
-          value = lang.inspect(r.code, r.cursor, r.detail);
-          break;
-        case "isComplete":
-          value = lang.isComplete(r.code);
-          break;
-        case "transpileExpression":
-          value = lang.transpileExpression(r.code);
-          break;
-      }
-      port.postMessage({ id: r.id, ok: true, value } satisfies LanguageReply);
+      reply = perform(lang, r);
     } catch (err) {
-      port.postMessage({ id: r.id, ok: false, error: (err as Error).stack ?? String(err) } satisfies LanguageReply);
+      reply = { id: r.id, ok: false, error: (err as Error).stack ?? String(err) };
     }
+    port.postMessage(reply);
   });
   // Warm up once listening; requests that arrive meanwhile wait for it.
   setImmediate(() => {

@@ -1,9 +1,12 @@
 /**
  * TypeScript for cells: type-check against earlier cells, compile to runnable
  * JavaScript with a position map, completion, inspection and is_complete.
- * One TypeScript LanguageService is kept for the session, so unchanged files
- * (lib declarations, @types/node, earlier cells) are parsed and bound once.
- * It runs in its own thread (language-worker.ts) and is warmed up at start.
+ * One TypeScript LanguageService is kept for the session: unchanged files
+ * (lib declarations, @types/node, earlier cells) are parsed and bound once,
+ * each program reuses the last, and completion and inspection are
+ * TypeScript's own (getCompletionsAtPosition, getQuickInfoAtPosition,
+ * getSignatureHelpItems). It runs in its own thread (language-worker.ts) and
+ * is warmed up at start.
  */
 import * as fs from "fs";
 import * as path from "path";
@@ -64,6 +67,16 @@ export interface Compiled {
 
 export type CheckResult = { ok: true; compiled: Compiled; checkMs: number; cached: boolean } | { ok: false; diagnostics: Diagnostic[]; checkMs: number };
 
+/** Completion matches, the span of the word they replace, and each match's kind. */
+export interface Completion {
+  matches: string[];
+  start: number;
+  end: number;
+  types: { text: string; type: string; start: number; end: number }[];
+}
+
+export type IsComplete = { status: "complete" | "incomplete" | "invalid"; indent?: string };
+
 
 /** Where `import … from "retromae"` resolves for types: the build's declarations, else the source. */
 function retromaeTypes(root: string): string {
@@ -74,14 +87,12 @@ function retromaeTypes(root: string): string {
 export class CellLanguage {
   readonly cwd: string;
   private readonly options: ts.CompilerOptions;
-  /** Files that exist only here: the kernel globals, committed cells, the file being checked. */
+  /** Files that exist only here: the kernel globals, committed cells, the file being checked; with their versions. */
   private readonly virtual = new Map<string, string>();
-  /** Every SourceFile ever loaded, kept parsed and bound for the session. */
-  private readonly sources = new Map<string, ts.SourceFile>();
-  private readonly host: ts.CompilerHost;
+  private readonly versions = new Map<string, number>();
+  private readonly service: ts.LanguageService;
   private readonly resolutionCache: ts.ModuleResolutionCache;
   private readonly typeRefCache = new Map<string, ts.ResolvedTypeReferenceDirectiveWithFailedLookupLocations>();
-  private program: ts.Program | undefined;
   /**
    * Cells that passed, by their text and the declarations they refer to: re-running
    * an unchanged cell (the train cell after a mask-ratio cell, say) skips the checker.
@@ -115,63 +126,60 @@ export class CellLanguage {
     };
     this.scratchFile = path.join(cwd, "__check.ts");
     this.globalsFile = path.join(cwd, "__kernel_globals.d.ts");
-    this.virtual.set(this.globalsFile, KERNEL_GLOBALS);
-    const base = ts.createCompilerHost(this.options, true);
+    this.setVirtual(this.globalsFile, KERNEL_GLOBALS);
+    const sys = ts.sys;
     this.resolutionCache = ts.createModuleResolutionCache(cwd, (f) => f, this.options);
-    this.host = {
-      ...base,
-      getCurrentDirectory: () => cwd,
-      fileExists: (f) => this.virtual.has(f) || memo(this.exists, f, () => base.fileExists(f)),
-      directoryExists: (d) => memo(this.dirs, d, () => base.directoryExists!(d)),
-      readFile: (f) => this.virtual.get(f) ?? memo(this.texts, f, () => base.readFile(f)),
-      getSourceFile: (f, lang) => {
-        const v = this.virtual.get(f);
-        const cached = this.sources.get(f);
-        if (cached && (v === undefined ? !isUserFile(f) || this.unchanged(f) : cached.text === v)) return cached;
-        const sf = v !== undefined ? ts.createSourceFile(f, v, lang, true) : base.getSourceFile(f, lang);
-        if (sf) this.sources.set(f, sf);
-        if (sf && v === undefined && isUserFile(f)) this.unchanged(f);
-        return sf;
+    const fileExists = (f: string) => this.virtual.has(f) || memo(this.exists, f, () => sys.fileExists(f));
+    const readFile = (f: string) => this.virtual.get(f) ?? memo(this.texts, f, () => sys.readFile(f));
+    const directoryExists = (d: string) => memo(this.dirs, d, () => sys.directoryExists(d));
+    const host: ts.LanguageServiceHost = {
+      getCompilationSettings: () => this.options,
+      getScriptFileNames: () => [this.globalsFile, this.scratchFile],
+      // Cells and the scratch file count their edits; the user's files go by mtime; installed files never change.
+      getScriptVersion: (f) => (this.virtual.has(f) ? String(this.versions.get(f)) : isUserFile(f) ? String(mtime(f)) : "0"),
+      getScriptSnapshot: (f) => {
+        const text = readFile(f);
+        return text === undefined ? undefined : ts.ScriptSnapshot.fromString(text);
       },
-      // Also caches package.json lookups (each file's module format) across programs.
-      getModuleResolutionCache: () => this.resolutionCache,
+      getCurrentDirectory: () => cwd,
+      getDefaultLibFileName: (o) => ts.getDefaultLibFilePath(o),
+      useCaseSensitiveFileNames: () => sys.useCaseSensitiveFileNames,
+      fileExists,
+      readFile,
+      directoryExists,
+      getDirectories: sys.getDirectories,
+      realpath: sys.realpath,
+      // The resolution cache also keeps package.json lookups (each file's module format) across programs.
       resolveModuleNameLiterals: (literals, containingFile, redirected, options) =>
-        literals.map((lit) => ts.resolveModuleName(lit.text, containingFile, options, this.host, this.resolutionCache, redirected)),
+        literals.map((lit) => ts.resolveModuleName(lit.text, containingFile, options, { fileExists, readFile, directoryExists, realpath: sys.realpath }, this.resolutionCache, redirected)),
       resolveTypeReferenceDirectiveReferences: (refs, containingFile, redirected, options, containingSourceFile) =>
         refs.map((ref) => {
           const name = typeof ref === "string" ? ref : ref.fileName.toLowerCase();
           const mode = typeof ref === "string" ? undefined : ts.getModeForFileReference(ref, containingSourceFile?.impliedNodeFormat);
           const key = `${containingFile}\0${name}\0${mode}`;
           let r = this.typeRefCache.get(key);
-          if (!r) this.typeRefCache.set(key, (r = ts.resolveTypeReferenceDirective(name, containingFile, options, this.host, redirected, undefined, mode)));
+          if (!r) this.typeRefCache.set(key, (r = ts.resolveTypeReferenceDirective(name, containingFile, options, { fileExists, readFile, directoryExists, realpath: sys.realpath, getDirectories: sys.getDirectories }, redirected, undefined, mode)));
           return r;
         }),
     };
+    this.service = ts.createLanguageService(host, ts.createDocumentRegistry(sys.useCaseSensitiveFileNames, cwd));
   }
 
   private readonly exists = new Map<string, boolean>();
   private readonly dirs = new Map<string, boolean>();
   private readonly texts = new Map<string, string | undefined>();
-  private readonly mtimes = new Map<string, number>();
 
-  /** The user's own .ts files may change between cells; installed packages do not. */
-  private unchanged(f: string): boolean {
-    let m = -1;
-    try {
-      m = fs.statSync(f).mtimeMs;
-    } catch {
-      /* deleted */
-    }
-    const same = this.mtimes.get(f) === m;
-    this.mtimes.set(f, m);
-    return same;
+  private setVirtual(file: string, text: string): void {
+    if (this.virtual.get(file) === text) return;
+    this.virtual.set(file, text);
+    this.versions.set(file, (this.versions.get(file) ?? 0) + 1);
   }
 
-  /** A program holding the given text as the scratch file (earlier programs are reused). */
+  /** The program with the given text as the scratch file (the service reuses the last program). */
   private programWith(text: string): { program: ts.Program; file: ts.SourceFile } {
-    this.virtual.set(this.scratchFile, text);
-    this.program = ts.createProgram([this.globalsFile, this.scratchFile], this.options, this.host, this.program);
-    return { program: this.program, file: this.program.getSourceFile(this.scratchFile)! };
+    this.setVirtual(this.scratchFile, text);
+    const program = this.service.getProgram()!;
+    return { program, file: program.getSourceFile(this.scratchFile)! };
   }
 
   /** Load and bind the standard declarations and the library's before the first cell needs them. */
@@ -240,7 +248,7 @@ export class CellLanguage {
   /** The checked text becomes __cell_<id>.ts, and its names are visible from now on. */
   private commit(id: number, names: { name: string; kind: NameKind }[], text: string): void {
     if (names.length) {
-      this.virtual.set(path.join(this.cwd, `${cellModule(id)}.ts`), text);
+      this.setVirtual(path.join(this.cwd, `${cellModule(id)}.ts`), text);
       for (const d of names) this.visible.set(d.name, { cell: id, kind: d.kind });
     }
     this.nextId++;
@@ -271,70 +279,59 @@ export class CellLanguage {
     return ts.transpileModule(`(${expr})`, { compilerOptions: { target: ts.ScriptTarget.ES2022 }, reportDiagnostics: false }).outputText;
   }
 
-  /** The program and the node at a cursor in code that is not yet run. */
-  private at(code: string, cursor: number, allNames = false): { checker: ts.TypeChecker; file: ts.SourceFile; node: ts.Node; pos: number } {
+  /** Put code that is not yet run into the scratch file; where a cell position lands in it. */
+  private at(code: string, cursor: number, allNames = false): number {
     const sf = this.parse(code);
     const ct = checkText(ts, sf, allNames ? this.visible : this.mentioned(sf));
-    const { program, file } = this.programWith(ct.text);
-    const pos = ct.prefixLength + editOffset(sf, ct.text.slice(ct.prefixLength), cursor);
-    return { checker: program.getTypeChecker(), file, node: tokenAt(file, pos), pos };
+    this.setVirtual(this.scratchFile, ct.text);
+    return ct.prefixLength + editOffset(sf, ct.text.slice(ct.prefixLength), cursor);
   }
 
-  complete(code: string, cursor: number): { matches: string[]; start: number; end: number; types: { text: string; type: string; start: number; end: number }[] } {
+  /** Names that complete the word at the cursor: members by type after a dot, else what is in scope, and keywords. */
+  complete(code: string, cursor: number): Completion {
     let start = cursor;
     while (start > 0 && /[\w$]/.test(code[start - 1])) start--;
     let end = cursor;
     while (end < code.length && /[\w$]/.test(code[end])) end++;
     const prefix = code.slice(start, cursor);
-    // Complete at the start of the word being typed; a lone "." gets a placeholder name so it parses.
-    const probe = code.slice(0, start) + "__rm_complete" + code.slice(end);
-    const { checker, node } = this.at(probe, start, true);
-    let symbols: ts.Symbol[];
-    const parent = node.parent;
-    if (parent && ts.isPropertyAccessExpression(parent) && parent.name === node) {
-      const type = checker.getTypeAtLocation(parent.expression);
-      symbols = checker.getPropertiesOfType(checker.getApparentType(type));
-    } else if (parent && ts.isQualifiedName(parent) && parent.right === node) {
-      const sym = checker.getSymbolAtLocation(parent.left);
-      symbols = sym ? checker.getExportsOfModule(sym.flags & ts.SymbolFlags.Alias ? checker.getAliasedSymbol(sym) : sym) : [];
-    } else {
-      symbols = checker.getSymbolsInScope(node, ts.SymbolFlags.Value | ts.SymbolFlags.Type | ts.SymbolFlags.Namespace | ts.SymbolFlags.Alias);
-      symbols.push(...KEYWORDS.map((k) => ({ name: k, flags: 0 }) as unknown as ts.Symbol));
-    }
+    const info = this.service.getCompletionsAtPosition(this.scratchFile, this.at(code, start, true), { includeCompletionsForModuleExports: false });
     const seen = new Set<string>();
-    const entries = symbols
-      .map((s) => ({ name: s.name, kind: symbolKind(s) }))
+    const entries = (info?.entries ?? [])
       .filter((e) => e.name.startsWith(prefix) && !e.name.startsWith("__") && !seen.has(e.name) && (seen.add(e.name), true))
+      .map((e) => ({ name: e.name, kind: KIND_NAMES[e.kind] ?? e.kind }))
       .sort((a, b) => (a.name.startsWith("_") ? 1 : 0) - (b.name.startsWith("_") ? 1 : 0) || a.name.localeCompare(b.name));
     return { matches: entries.map((e) => e.name), start, end, types: entries.map((e) => ({ text: e.name, type: e.kind, start, end })) };
   }
 
+  /** The signature and doc comment of the name at the cursor, else of the call the cursor is in. */
   inspect(code: string, cursor: number, detail: number): string | null {
     let at = cursor;
     // A cursor just after a name (or after "name(") inspects that name.
     while (at > 0 && !/[\w$]/.test(code[at] ?? "") && /[\s(]/.test(code[at - 1] ?? "")) at--;
     if (at > 0 && !/[\w$]/.test(code[at] ?? "")) at--;
-    const { checker, node } = this.at(code, at);
-    if (!ts.isIdentifier(node)) return null;
-    let symbol = checker.getSymbolAtLocation(node);
-    if (!symbol) return null;
-    if (symbol.flags & ts.SymbolFlags.Alias) symbol = checker.getAliasedSymbol(symbol);
-    const type = checker.getTypeOfSymbolAtLocation(symbol, node);
-    const flags = ts.TypeFormatFlags.NoTruncation;
+    const quick = /[\w$]/.test(code[at] ?? "") ? this.service.getQuickInfoAtPosition(this.scratchFile, this.at(code, at)) : undefined;
     let sig: string;
-    const calls = type.getCallSignatures();
-    if (symbol.flags & ts.SymbolFlags.Class) sig = `class ${symbol.name}`;
-    else if (calls.length && symbol.flags & (ts.SymbolFlags.Function | ts.SymbolFlags.Method))
-      sig = calls.map((s) => `${symbolKind(symbol!)} ${qualified(checker, symbol!)}${checker.signatureToString(s, undefined, flags)}`).join("\n");
-    else if (symbol.flags & (ts.SymbolFlags.Interface | ts.SymbolFlags.TypeAlias)) sig = `type ${symbol.name} = ${checker.typeToString(checker.getDeclaredTypeOfSymbol(symbol), undefined, flags)}`;
-    else sig = `${symbolKind(symbol)} ${qualified(checker, symbol)}: ${checker.typeToString(type, undefined, flags)}`;
-    const doc = ts.displayPartsToString(symbol.getDocumentationComment(checker));
-    const tags = symbol.getJsDocTags(checker).map((t) => `@${t.name} ${ts.displayPartsToString(t.text)}`.trim());
-    return [sig, doc, detail > 0 ? tags.join("\n") : ""].filter(Boolean).join("\n\n");
+    let doc: ts.SymbolDisplayPart[];
+    let tags: ts.JSDocTagInfo[];
+    if (quick) {
+      sig = ts.displayPartsToString(quick.displayParts);
+      doc = quick.documentation ?? [];
+      tags = quick.tags ?? [];
+    } else {
+      const help = this.service.getSignatureHelpItems(this.scratchFile, this.at(code, cursor), undefined);
+      if (!help) return null;
+      const item = help.items[help.selectedItemIndex];
+      const separator = ts.displayPartsToString(item.separatorDisplayParts);
+      sig = ts.displayPartsToString(item.prefixDisplayParts) + item.parameters.map((p) => ts.displayPartsToString(p.displayParts)).join(separator) + ts.displayPartsToString(item.suffixDisplayParts);
+      doc = item.documentation;
+      tags = item.tags;
+    }
+    const tagText = tags.map((t) => `@${t.name} ${ts.displayPartsToString(t.text)}`.trim());
+    return [sig, ts.displayPartsToString(doc), detail > 0 ? tagText.join("\n") : ""].filter(Boolean).join("\n\n");
   }
 
   /** Jupyter's is_complete: complete, incomplete (with an indent) or invalid. */
-  isComplete(code: string): { status: "complete" | "incomplete" | "invalid"; indent?: string } {
+  isComplete(code: string): IsComplete {
     return isComplete(code);
   }
 }
@@ -364,38 +361,26 @@ function memo<T>(cache: Map<string, T>, key: string, get: () => T): T {
   return v;
 }
 
-const KEYWORDS = ["await", "async", "break", "case", "catch", "class", "const", "continue", "default", "delete", "do", "else", "enum", "export", "false", "finally", "for", "function", "if", "import", "in", "instanceof", "interface", "let", "new", "null", "return", "switch", "this", "throw", "true", "try", "type", "typeof", "undefined", "var", "void", "while", "yield"];
+/** TypeScript's element kinds, in the words Jupyter front ends show. */
+const KIND_NAMES: Record<string, string> = {
+  var: "variable",
+  let: "variable",
+  const: "variable",
+  "local var": "variable",
+  parameter: "variable",
+  getter: "property",
+  setter: "property",
+  "local function": "function",
+  alias: "module",
+};
 
-function symbolKind(s: ts.Symbol): string {
-  const f = s.flags;
-  if (f & ts.SymbolFlags.Method) return "method";
-  if (f & ts.SymbolFlags.Function) return "function";
-  if (f & ts.SymbolFlags.Class) return "class";
-  if (f & ts.SymbolFlags.Interface) return "interface";
-  if (f & ts.SymbolFlags.TypeAlias) return "type";
-  if (f & ts.SymbolFlags.Enum) return "enum";
-  if (f & (ts.SymbolFlags.Module | ts.SymbolFlags.Alias)) return "module";
-  if (f & (ts.SymbolFlags.Property | ts.SymbolFlags.GetAccessor)) return "property";
-  if (f & ts.SymbolFlags.Variable) return "variable";
-  return f === 0 ? "keyword" : "symbol";
-}
-
-function qualified(checker: ts.TypeChecker, s: ts.Symbol): string {
-  const parent = (s as unknown as { parent?: ts.Symbol }).parent;
-  return parent && s.flags & (ts.SymbolFlags.Method | ts.SymbolFlags.Property) ? `${parent.name}.${s.name}` : s.name;
-}
-
-/** The innermost token at a position. */
-function tokenAt(sf: ts.SourceFile, pos: number): ts.Node {
-  let found: ts.Node = sf;
-  const visit = (n: ts.Node): void => {
-    if (pos >= n.getStart(sf) && pos <= n.end) {
-      found = n;
-      ts.forEachChild(n, visit);
-    }
-  };
-  ts.forEachChild(sf, visit);
-  return found;
+/** A file's modification time, -1 once deleted. */
+function mtime(f: string): number {
+  try {
+    return fs.statSync(f).mtimeMs;
+  } catch {
+    return -1;
+  }
 }
 
 /** The offset in the edited text that corresponds to `cursor` in the cell (insertions before it shift it). */
@@ -409,7 +394,7 @@ function editOffset(sf: ts.SourceFile, edited: string, cursor: number): number {
   return cursor + shift;
 }
 
-export function isComplete(code: string): { status: "complete" | "incomplete" | "invalid"; indent?: string } {
+export function isComplete(code: string): IsComplete {
   if (code.trim() === "") return { status: "complete" };
   const scanner = ts.createScanner(ts.ScriptTarget.ES2022, false, ts.LanguageVariant.Standard, code);
   // Open brackets, with "t" for a template literal's ${ ... } (its `}` continues the template).

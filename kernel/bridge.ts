@@ -1,0 +1,27 @@
+/**
+ * The kernel's one seam to the library: cells that import "retromae" get
+ * the kernel's own copy of lib (so cells, live charts and the kernel share
+ * one display and one interrupt signal), loaded on first import, typed by
+ * lib's public API.
+ */
+import type * as Lib from "../lib";
+
+export type Library = typeof Lib;
+export type { Display, Displayable } from "../lib";
+
+let library: Library | null = null;
+
+/** Load lib (once) and install the kernel's display and the running cell's abort signal into it. */
+export function loadLibrary(hooks: { display: Lib.Display; signal: () => AbortSignal | undefined }): Library {
+  if (library) return library;
+  const lib = require("../lib") as Library;
+  lib.setDisplay(hooks.display);
+  lib.setAmbientSignal(hooks.signal);
+  library = lib;
+  return lib;
+}
+
+/** Wait for TensorFlow.js to pick its backend, so the next line of a cell can make tensors. */
+export async function libraryReady(lib: { ready?: () => Promise<unknown>; tf?: { ready?: () => Promise<unknown> } }): Promise<void> {
+  await (lib.ready ?? lib.tf?.ready)?.();
+}

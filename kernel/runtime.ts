@@ -1,0 +1,153 @@
+/**
+ * What cells run in: the globals they see (display, clearOutput, input,
+ * interruptSignal, require, and the `__rm` hooks the compiled code calls),
+ * the running cell with its abort signal, interrupts, stdin, and running a
+ * compiled cell in this realm (vm.Script#runInThisContext), so its values
+ * are ordinary objects to the library and to tfjs.
+ */
+import * as vm from "vm";
+import { loadLibrary } from "./bridge";
+import type { DisplayPublisher } from "./display";
+import type { Compiled } from "./language";
+import type { Publish } from "./messages";
+import { CellModules } from "./modules";
+import { Tracebacks } from "./traceback";
+import type { Message } from "./wire";
+
+/** The error a cell sees when it is interrupted. */
+export class KeyboardInterrupt extends Error {
+  constructor() {
+    super("The cell was interrupted.");
+    this.name = "KeyboardInterrupt";
+  }
+}
+
+/** Thrown out of a cell that called process.exit(), to stop it while the kernel shuts down. */
+class KernelExit extends Error {}
+
+interface Running {
+  request: Message;
+  abort: AbortController;
+  aborted: Promise<never>;
+}
+
+export interface RuntimeHooks {
+  publish: Publish;
+  display: DisplayPublisher;
+  /** Send an input_request on stdin for the running request. */
+  requestInput(request: Message, prompt: string, password: boolean): void;
+  /** process.exit() in a cell: shut the kernel down cleanly with this code. */
+  exit(code: number): void;
+}
+
+export class Runtime {
+  /** [0] = interrupt requested; shared with the transport thread, which raises it. */
+  readonly flag = new SharedArrayBuffer(8);
+  private readonly flags = new Int32Array(this.flag);
+  private running: Running | null = null;
+  private stdinWaiter: { resolve: (v: string) => void; reject: (e: Error) => void } | null = null;
+  readonly tracebacks = new Tracebacks();
+  readonly modules: CellModules;
+
+  constructor(
+    private readonly hooks: RuntimeHooks,
+    cwd: string,
+  ) {
+    this.modules = new CellModules(cwd, () => loadLibrary({ display: hooks.display.forLibrary(), signal: () => this.running?.abort.signal }));
+  }
+
+  /** Put the cell globals on globalThis. */
+  install(): void {
+    const g = globalThis as Record<string, unknown>;
+    const flags = this.flags;
+    const current = () => this.running;
+    g.__rmf = flags;
+    g.__rm = {
+      stop(): never {
+        throw new KeyboardInterrupt();
+      },
+      w<T>(value: T): T | Promise<T> {
+        const r = current();
+        if (Atomics.load(flags, 0)) throw new KeyboardInterrupt();
+        if (!r || !value || typeof (value as { then?: unknown }).then !== "function") return value;
+        return Promise.race([value, r.aborted]);
+      },
+      load: (spec: string) => this.modules.load(spec),
+      require: (spec: string) => this.modules.requireModule(spec),
+      def(m: Record<string, unknown>): unknown {
+        if (m && ((m as Record<symbol, unknown>)[Symbol.toStringTag] === "Module" || m.__esModule)) return m.default;
+        return m;
+      },
+    };
+    g.display = this.hooks.display.cellApi();
+    g.clearOutput = (wait = false) => this.hooks.publish("clear_output", { wait });
+    g.input = (prompt = "", options: { password?: boolean } = {}) => this.input(prompt, !!options.password);
+    g.require = this.modules.require;
+    // process.exit() in a cell ends the kernel cleanly: the threads that own native sockets stop first.
+    process.exit = ((code?: number) => {
+      this.hooks.exit(code ?? 0);
+      throw new KernelExit(`The kernel is exiting (process.exit(${code ?? ""})).`);
+    }) as typeof process.exit;
+    Object.defineProperty(g, "interruptSignal", { configurable: true, get: () => this.running?.abort.signal ?? new AbortController().signal });
+  }
+
+  /** Start a cell: clear the interrupt flag and make a fresh abort signal. */
+  begin(request: Message): Promise<never> {
+    Atomics.store(this.flags, 0, 0);
+    const abort = new AbortController();
+    const aborted = new Promise<never>((_, reject) => abort.signal.addEventListener("abort", () => reject(new KeyboardInterrupt()), { once: true }));
+    aborted.catch(() => undefined);
+    this.running = { request, abort, aborted };
+    return aborted;
+  }
+
+  end(): void {
+    this.running = null;
+  }
+
+  /** Run a compiled cell; resolves with its last expression's value, or rejects with KeyboardInterrupt. */
+  async run(compiled: Compiled, label: string): Promise<unknown> {
+    const filename = `__cell_${compiled.id}.ts`;
+    this.tracebacks.register(filename, label, compiled.map, compiled.js);
+    const script = new vm.Script(compiled.js, { filename });
+    let promise: Promise<unknown>;
+    try {
+      promise = script.runInThisContext({ breakOnSigint: true }) as Promise<unknown>;
+    } catch (err) {
+      if ((err as { code?: string }).code === "ERR_SCRIPT_EXECUTION_INTERRUPTED") throw new KeyboardInterrupt();
+      throw err;
+    }
+    return this.running ? Promise.race([promise, this.running.aborted]) : promise;
+  }
+
+  /** Evaluate a transpiled expression (user_expressions) in the cells' realm. */
+  evaluate(js: string): unknown {
+    return vm.runInThisContext(js, { filename: "user_expression" });
+  }
+
+  interrupt(): void {
+    Atomics.store(this.flags, 0, 1);
+    const r = this.running;
+    if (r && !r.abort.signal.aborted) r.abort.abort(new KeyboardInterrupt());
+    if (this.stdinWaiter) {
+      this.stdinWaiter.reject(new KeyboardInterrupt());
+      this.stdinWaiter = null;
+    }
+  }
+
+  /** An input_reply arrived on stdin. */
+  inputReply(value: string): void {
+    if (!this.stdinWaiter) return;
+    this.stdinWaiter.resolve(value);
+    this.stdinWaiter = null;
+  }
+
+  private input(prompt: string, password: boolean): Promise<string> {
+    const r = this.running;
+    if (!r) return Promise.reject(new Error("input() works only while a cell runs."));
+    if (!r.request.content.allow_stdin) return Promise.reject(new Error("This front end does not accept input (allow_stdin is false); pass the value in the cell instead."));
+    this.hooks.requestInput(r.request, prompt, password);
+    const p = new Promise<string>((resolve, reject) => (this.stdinWaiter = { resolve, reject }));
+    return Promise.race([p, r.aborted]);
+  }
+}

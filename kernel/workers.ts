@@ -1,0 +1,73 @@
+/**
+ * The kernel's two helper threads, started from source (ts-node) or from
+ * the build, and a typed client for the language thread.
+ */
+import * as fs from "fs";
+import * as path from "path";
+import { Worker } from "worker_threads";
+import { PACKAGE_ROOT } from "../lib/util";
+import type { LanguageOp, LanguageOps, LanguageReply, LanguageRequest } from "./language-worker";
+import { log } from "./log";
+
+/** Start a worker from this directory's sibling module, from source (ts-node) or from the build. */
+export function startWorker(name: "transport" | "language-worker", workerData: unknown): Worker {
+  const fromSource = __filename.endsWith(".ts");
+  const file = path.join(__dirname, `${name}${fromSource ? ".ts" : ".js"}`);
+  const worker = new Worker(file, {
+    workerData,
+    stderr: true,
+    stdout: true,
+    execArgv: fromSource ? ["-r", require.resolve("ts-node/register/transpile-only")] : [],
+    // From source, ts-node must compile with this package's tsconfig, wherever the notebook (the cwd) is.
+    env: fromSource ? { ...process.env, TS_NODE_PROJECT: path.join(PACKAGE_ROOT, "tsconfig.json") } : process.env,
+  });
+  // Worker output goes straight to the kernel's stderr, never into a cell's output.
+  worker.stderr.on("data", (d: Buffer) => fs.writeSync(2, d));
+  worker.stdout.on("data", (d: Buffer) => fs.writeSync(2, d));
+  return worker;
+}
+
+const STOPPED = "The TypeScript checker stopped; restart the kernel (its log on stderr says why).";
+
+/** Calls into the language thread, each answered by its own typed reply. */
+export class LanguageClient {
+  private readonly worker: Worker;
+  private readonly calls = new Map<number, { resolve: (v: never) => void; reject: (e: Error) => void }>();
+  private seq = 0;
+  private dead = false;
+  closing = false;
+
+  constructor(cwd: string) {
+    this.worker = startWorker("language-worker", { language: true, cwd });
+    this.worker.on("message", (r: LanguageReply) => {
+      const call = this.calls.get(r.id);
+      if (!call) return;
+      this.calls.delete(r.id);
+      if (r.ok) call.resolve(r.value as never);
+      else call.reject(new Error(r.error));
+    });
+    this.worker.on("error", (e) => log(`language thread failed: ${e?.stack ?? e}`));
+    this.worker.on("exit", (code) => {
+      if (this.closing) return;
+      log(`language thread exited (${code})`);
+      const calls = [...this.calls.values()];
+      this.calls.clear();
+      for (const c of calls) c.reject(new Error(STOPPED));
+      this.dead = true;
+    });
+  }
+
+  call<K extends LanguageOp>(op: K, args: LanguageOps[K]["args"]): Promise<LanguageOps[K]["result"]> {
+    if (this.dead) return Promise.reject(new Error(STOPPED));
+    const id = ++this.seq;
+    return new Promise<LanguageOps[K]["result"]>((resolve, reject) => {
+      this.calls.set(id, { resolve: resolve as (v: never) => void, reject });
+      this.worker.postMessage({ ...args, op, id } as LanguageRequest);
+    });
+  }
+
+  terminate(): void {
+    this.closing = true;
+    void this.worker.terminate();
+  }
+}
