@@ -14,37 +14,8 @@ import * as ts from "typescript";
 import { cellModule, checkText, declaredNames, NameKind, runtimeText } from "./cells";
 import { PACKAGE_ROOT } from "../lib/util";
 
-/** Declarations of what the kernel puts on globalThis for cells. */
-export const KERNEL_GLOBALS = `
-interface DisplayHandle {
-  /** The display_id of this output. */
-  readonly id: string;
-  /** Replace what this output shows (update_display_data). */
-  update(value: unknown): void;
-}
-interface DisplayFunction {
-  /** Show a value as rich output: objects with [Symbol.for("Jupyter.display")]() or toMimeBundle() give their own bundle. */
-  (value: unknown, options?: { id?: string }): DisplayHandle;
-  html(html: string): DisplayHandle;
-  markdown(markdown: string): DisplayHandle;
-  json(value: unknown): DisplayHandle;
-  /** PNG bytes or base64 text. */
-  png(data: Uint8Array | string, options?: { width?: number; height?: number }): DisplayHandle;
-  svg(svg: string): DisplayHandle;
-  /** A Plotly figure ({ data, layout } or a PlotlyFigure), with an offline HTML fallback. */
-  plotly(figure: { data: unknown[]; layout?: unknown } | { toJSON(): unknown }): DisplayHandle;
-  /** A raw MIME bundle. */
-  bundle(bundle: Record<string, unknown>): DisplayHandle;
-}
-/** Rich output in the notebook. */
-declare const display: DisplayFunction;
-/** Clear this cell's output (wait: only when new output arrives). */
-declare function clearOutput(wait?: boolean): void;
-/** Ask the user for a line of text through the front end (stdin channel). */
-declare function input(prompt?: string, options?: { password?: boolean }): Promise<string>;
-/** Aborts when the running cell is interrupted; pass it to long loops, e.g. trainer.fit({ signal: interruptSignal }). */
-declare const interruptSignal: AbortSignal;
-`;
+/** Declarations of what the kernel puts on globalThis for cells (kernel/globals.d.ts; notebooks/src type-check against it too). */
+export const KERNEL_GLOBALS = fs.readFileSync(path.join(PACKAGE_ROOT, "kernel", "globals.d.ts"), "utf8");
 
 export interface Diagnostic {
   line: number;
