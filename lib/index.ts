@@ -29,6 +29,7 @@ export { PlotlyFigure, PLOTLY_MIME } from "./plot/figure";
 export { saveCheckpoint, loadCheckpoint } from "./model/retromae";
 export { hfConfig, configFromHf, readCheckpointFiles, matchWeights } from "./model/checkpoint";
 export { hubSnapshot, hubCacheDir, CHECKPOINT_FILES } from "./model/hub";
+export { readTorchBin, TorchLoadError } from "./model/torch-bin";
 export type { HubOptions } from "./model/hub";
 export type { LoadReport, SaveOptions, LoadOptions, CheckpointFiles } from "./model/checkpoint";
 export { saveBatch, loadBatch } from "./masking/batch-io";

@@ -25,6 +25,8 @@ import { initialValues } from "./bert";
 import { BertConfig, validateConfig, BASE_DEFAULTS } from "./config";
 import { writeFileAtomic } from "../util/files";
 import { NamedArray, readSafetensors, writeSafetensors } from "./safetensors";
+import { CHECKPOINT_FILES } from "./hub";
+import { readTorchBin } from "./torch-bin";
 
 /** Settings a RetroMAE run records in config.json under "retromae". */
 export type RetroMAESettings = Record<string, unknown>;
@@ -109,9 +111,14 @@ export interface LoadReport {
   retromae: RetroMAESettings;
 }
 
-/** Map a checkpoint key to our name: add "bert." where it is missing, gamma/beta -> weight/bias. */
+/**
+ * Map a checkpoint key to our name: drop the official RetroMAEForPretraining's
+ * "lm." (its BertForMaskedLM), add "bert." where it is missing, gamma/beta ->
+ * weight/bias. Its "decoder_embeddings.*" are the encoder's embeddings again,
+ * and stay unused.
+ */
 function canonicalName(key: string): string {
-  let k = key.replace(/\.gamma$/, ".weight").replace(/\.beta$/, ".bias");
+  let k = key.replace(/\.gamma$/, ".weight").replace(/\.beta$/, ".bias").replace(/^lm\./, "");
   if (k.startsWith("embeddings.") || k.startsWith("encoder.") || k.startsWith("pooler.")) k = `bert.${k}`;
   return k;
 }
@@ -129,14 +136,43 @@ export interface CheckpointFiles {
   weightsFile: string;
 }
 
+/** The weight files a folder may hold, in the order they are preferred (as transformers prefers them). */
+export const WEIGHT_FILES = CHECKPOINT_FILES.weights;
+
+/** One weights file: safetensors or a torch.save zip. */
+function readWeightsFile(file: string): Map<string, NamedArray> {
+  return file.endsWith(".bin") ? readTorchBin(file) : readSafetensors(file).tensors;
+}
+
+/** A sharded checkpoint: the index's weight_map names the shard of every weight. */
+function readSharded(indexFile: string): Map<string, NamedArray> {
+  let index: { weight_map?: Record<string, string> };
+  try {
+    index = JSON.parse(fs.readFileSync(indexFile, "utf8"));
+  } catch {
+    throw new Error(`${indexFile} is not valid JSON; restore it from the original checkpoint.`);
+  }
+  if (!index.weight_map || typeof index.weight_map !== "object") throw new Error(`${indexFile} has no weight_map; it is not a sharded checkpoint's index.`);
+  const shards = [...new Set(Object.values(index.weight_map))];
+  const out = new Map<string, NamedArray>();
+  for (const shard of shards) {
+    const file = path.join(path.dirname(indexFile), shard);
+    if (!fs.existsSync(file)) throw new Error(`${indexFile} names the shard ${shard}, which is not in ${path.dirname(indexFile)}; download every shard the index lists.`);
+    for (const [k, t] of readWeightsFile(file)) out.set(k, t);
+  }
+  return out;
+}
+
 /**
- * Read a checkpoint folder (or a model.safetensors path next to its
- * config.json): the config and the weights, nothing matched yet.
+ * Read a checkpoint folder (or a weights file next to its config.json): the
+ * config and the weights, nothing matched yet. Weights come from
+ * model.safetensors, a sharded safetensors index, pytorch_model.bin or a
+ * sharded .bin index, the first the folder has.
  */
 export function readCheckpointFiles(location: string): CheckpointFiles {
-  const dir = location.endsWith(".safetensors") ? path.dirname(location) : location;
-  const weightsFile = location.endsWith(".safetensors") ? location : path.join(dir, "model.safetensors");
-  if (!fs.existsSync(dir)) throw new Error(`Checkpoint folder "${dir}" does not exist; pass a folder with config.json and model.safetensors.`);
+  const isFile = /\.(safetensors|bin|index\.json)$/.test(location);
+  const dir = isFile ? path.dirname(location) : location;
+  if (!fs.existsSync(dir)) throw new Error(`Checkpoint folder "${dir}" does not exist; pass a folder with config.json and model.safetensors or pytorch_model.bin.`);
   const configFile = path.join(dir, "config.json");
   if (!fs.existsSync(configFile)) throw new Error(`Checkpoint folder "${dir}" has no config.json; it is not a Hugging Face model folder.`);
   let json: Record<string, unknown>;
@@ -145,16 +181,10 @@ export function readCheckpointFiles(location: string): CheckpointFiles {
   } catch {
     throw new Error(`${configFile} is not valid JSON; restore it from the original checkpoint.`);
   }
-  if (!fs.existsSync(weightsFile)) {
-    const bin = fs.existsSync(path.join(dir, "pytorch_model.bin"));
-    throw new Error(
-      bin
-        ? `Checkpoint folder "${dir}" has only pytorch_model.bin; convert it to model.safetensors (transformers: model.save_pretrained(dir, safe_serialization=True)).`
-        : `Checkpoint folder "${dir}" has no model.safetensors.`,
-    );
-  }
+  const weightsFile = isFile ? location : WEIGHT_FILES.map((f) => path.join(dir, f)).find((f) => fs.existsSync(f));
+  if (!weightsFile || !fs.existsSync(weightsFile)) throw new Error(`Checkpoint folder "${dir}" has no weights (${WEIGHT_FILES.join(", ")}).`);
   const config = configFromHf(json, configFile);
-  const { tensors } = readSafetensors(weightsFile);
+  const tensors = weightsFile.endsWith(".index.json") ? readSharded(weightsFile) : readWeightsFile(weightsFile);
   return { config, tensors, retromae: (json.retromae as RetroMAESettings | undefined) ?? {}, weightsFile };
 }
 

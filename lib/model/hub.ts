@@ -29,12 +29,24 @@ export interface HubOptions {
   log?: (line: string) => void;
 }
 
-/** What a RetroMAE/BERT checkpoint needs; vocab.txt is optional (the default vocabulary is used without it). */
-export const CHECKPOINT_FILES: { name: string; required: boolean }[] = [
-  { name: "config.json", required: true },
-  { name: "model.safetensors", required: true },
-  { name: "vocab.txt", required: false },
-];
+/**
+ * What a RetroMAE/BERT checkpoint needs: config.json, the weights in the
+ * first format the repository has (model.safetensors, a sharded safetensors
+ * index, pytorch_model.bin, a sharded .bin index; the index's shards follow
+ * it), and vocab.txt if it is there (the default vocabulary is used without it).
+ */
+export const CHECKPOINT_FILES = { config: "config.json", weights: ["model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json"], optional: ["vocab.txt"] } as const;
+
+/** The shards a weight index names. */
+function shardsOf(indexFile: string): string[] {
+  let index: { weight_map?: Record<string, string> };
+  try {
+    index = JSON.parse(fs.readFileSync(indexFile, "utf8"));
+  } catch {
+    throw new HubError(`${indexFile} is not valid JSON; delete it from the cache and download again.`);
+  }
+  return [...new Set(Object.values(index.weight_map ?? {}))];
+}
 
 export function hubCacheDir(): string {
   if (process.env.HF_HUB_CACHE) return process.env.HF_HUB_CACHE;
@@ -128,7 +140,7 @@ async function fetchBlob(url: string, headers: Record<string, string>, remote: R
  * The local folder of `repo` at `revision`, downloading what is missing.
  * A path to an existing folder is returned as it is (offline use).
  */
-export async function hubSnapshot(repoOrPath: string, options: HubOptions = {}, files = CHECKPOINT_FILES): Promise<string> {
+export async function hubSnapshot(repoOrPath: string, options: HubOptions = {}): Promise<string> {
   if (fs.existsSync(repoOrPath) && fs.statSync(repoOrPath).isDirectory()) return path.resolve(repoOrPath);
   if (!REPO_ID.test(repoOrPath)) throw new Error(`"${repoOrPath}" is neither a folder nor a Hub repo id like "org/name".`);
   const repo = repoOrPath;
@@ -144,44 +156,56 @@ export async function hubSnapshot(repoOrPath: string, options: HubOptions = {}, 
   if (offline) {
     const commit = /^[0-9a-f]{40}$/.test(revision) ? revision : fs.existsSync(refFile) ? fs.readFileSync(refFile, "utf8").trim() : null;
     const snap = commit && path.join(folder, "snapshots", commit);
-    if (!snap || !files.filter((f) => f.required).every((f) => fs.existsSync(path.join(snap, f.name))))
+    const has = (f: string) => !!snap && fs.existsSync(path.join(snap, f));
+    const weights = CHECKPOINT_FILES.weights.find(has);
+    if (!snap || !has(CHECKPOINT_FILES.config) || !weights || (weights.endsWith(".index.json") && !shardsOf(path.join(snap, weights)).every(has)))
       throw new Error(`${repo}@${revision} is not in the cache ${cache}, and downloads are off (HF_HUB_OFFLINE / localFilesOnly); download it once with a network, or pass a local folder.`);
     return snap;
   }
 
   const headers: Record<string, string> = token ? { Authorization: `Bearer ${token}` } : {};
   let snapshot: string | null = null;
+  /** Download one file of the repo into the cache's snapshot; false when the repo has no such file. */
+  const fetchFile = async (name: string): Promise<boolean> => {
+    const url = `${endpoint}/${repo}/resolve/${encodeURIComponent(revision)}/${name}`;
+    const remote = await describe(url, headers, endpoint, repo, name);
+    if (!remote) return false;
+    snapshot = path.join(folder, "snapshots", remote.commit);
+    const blob = path.join(folder, "blobs", remote.etag);
+    const link = path.join(snapshot, name);
+    fs.mkdirSync(path.dirname(blob), { recursive: true });
+    fs.mkdirSync(snapshot, { recursive: true });
+    if (!fs.existsSync(blob)) {
+      log(`downloading ${repo}/${name}${remote.size !== null ? ` (${(remote.size / 1e6).toFixed(1)} MB)` : ""}`);
+      await fetchBlob(url, headers, remote, blob, endpoint, log);
+    }
+    if (!fs.existsSync(link)) {
+      const tmp = `${link}.tmp-${process.pid}`;
+      fs.rmSync(tmp, { force: true });
+      fs.symlinkSync(path.relative(snapshot, blob), tmp);
+      fs.renameSync(tmp, link);
+    }
+    if (!/^[0-9a-f]{40}$/.test(revision)) {
+      fs.mkdirSync(path.dirname(refFile), { recursive: true });
+      writeFileAtomic(refFile, remote.commit);
+    }
+    return true;
+  };
+  const missing = (what: string) => new HubError(`${repo}@${revision} on ${endpoint} has no ${what}; check the repo id and revision.`);
   try {
-    for (const f of files) {
-      const url = `${endpoint}/${repo}/resolve/${encodeURIComponent(revision)}/${f.name}`;
-      const remote = await describe(url, headers, endpoint, repo, f.name);
-      if (!remote) {
-        if (f.required) {
-          const hint = f.name === "model.safetensors" ? " (only safetensors weights are read; convert pytorch_model.bin with transformers' save_pretrained(safe_serialization=True))" : "";
-          throw new HubError(`${repo}@${revision} on ${endpoint} has no ${f.name}${hint}; check the repo id and revision.`);
-        }
-        continue;
-      }
-      snapshot = path.join(folder, "snapshots", remote.commit);
-      const blob = path.join(folder, "blobs", remote.etag);
-      const link = path.join(snapshot, f.name);
-      fs.mkdirSync(path.dirname(blob), { recursive: true });
-      fs.mkdirSync(snapshot, { recursive: true });
-      if (!fs.existsSync(blob)) {
-        log(`downloading ${repo}/${f.name}${remote.size !== null ? ` (${(remote.size / 1e6).toFixed(1)} MB)` : ""}`);
-        await fetchBlob(url, headers, remote, blob, endpoint, log);
-      }
-      if (!fs.existsSync(link)) {
-        const tmp = `${link}.tmp-${process.pid}`;
-        fs.rmSync(tmp, { force: true });
-        fs.symlinkSync(path.relative(snapshot, blob), tmp);
-        fs.renameSync(tmp, link);
-      }
-      if (!/^[0-9a-f]{40}$/.test(revision)) {
-        fs.mkdirSync(path.dirname(refFile), { recursive: true });
-        writeFileAtomic(refFile, remote.commit);
+    if (!(await fetchFile(CHECKPOINT_FILES.config))) throw missing(CHECKPOINT_FILES.config);
+    let weights: string | undefined;
+    for (const w of CHECKPOINT_FILES.weights) {
+      if (await fetchFile(w)) {
+        weights = w;
+        break;
       }
     }
+    if (!weights) throw missing(`weights (none of ${CHECKPOINT_FILES.weights.join(", ")})`);
+    if (weights.endsWith(".index.json")) {
+      for (const shard of shardsOf(path.join(snapshot!, weights))) if (!(await fetchFile(shard))) throw missing(`${shard}, a shard its ${weights} lists`);
+    }
+    for (const f of CHECKPOINT_FILES.optional) await fetchFile(f);
   } catch (err) {
     if (err instanceof HubError) throw new Error(err.message);
     throw err;

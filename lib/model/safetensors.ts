@@ -14,7 +14,7 @@ export interface NamedArray {
   readonly dtype: "F32" | "I32" | "I64";
 }
 
-const BYTES: Record<string, number> = { F32: 4, F16: 2, BF16: 2, I32: 4, I64: 8 };
+const BYTES: Record<string, number> = { F32: 4, F16: 2, BF16: 2, F64: 8, I32: 4, I64: 8, I16: 2, I8: 1, U8: 1, BOOL: 1 };
 
 function fail(file: string, what: string): never {
   throw new Error(`${file} is not a valid safetensors file: ${what}.`);
@@ -27,6 +27,51 @@ function halfToFloat(h: number): number {
   if (e === 0) return s * 2 ** -14 * (f / 1024);
   if (e === 31) return f ? NaN : s * Infinity;
   return s * 2 ** (e - 15) * (1 + f / 1024);
+}
+
+/**
+ * Little-endian element bytes as a NamedArray's data: floats (F32, F16,
+ * BF16, F64) as float32, I64 as BigInt64Array, smaller integers and bools
+ * as Int32Array. `what` names the tensor in the error message.
+ */
+export function decodeArray(bytes: Buffer, dtype: string, count: number, what: string): Pick<NamedArray, "data" | "dtype"> {
+  const copy = <T extends Float32Array | Int32Array | BigInt64Array | Float64Array>(out: T): T => {
+    new Uint8Array(out.buffer).set(bytes.subarray(0, out.byteLength)); // copy: the file's data need not be aligned (little-endian host)
+    return out;
+  };
+  switch (dtype) {
+    case "F32":
+      return { data: copy(new Float32Array(count)), dtype: "F32" };
+    case "F64":
+      return { data: Float32Array.from(copy(new Float64Array(count))), dtype: "F32" };
+    case "F16":
+    case "BF16": {
+      const data = new Float32Array(count);
+      const scratch = new DataView(new ArrayBuffer(4));
+      for (let i = 0; i < count; i++) {
+        const h = bytes.readUInt16LE(i * 2);
+        if (dtype === "F16") data[i] = halfToFloat(h);
+        else {
+          scratch.setUint32(0, h << 16);
+          data[i] = scratch.getFloat32(0);
+        }
+      }
+      return { data, dtype: "F32" };
+    }
+    case "I32":
+      return { data: copy(new Int32Array(count)), dtype: "I32" };
+    case "I64":
+      return { data: copy(new BigInt64Array(count)), dtype: "I64" };
+    case "I16":
+      return { data: Int32Array.from({ length: count }, (_, i) => bytes.readInt16LE(i * 2)), dtype: "I32" };
+    case "I8":
+      return { data: Int32Array.from({ length: count }, (_, i) => bytes.readInt8(i)), dtype: "I32" };
+    case "U8":
+    case "BOOL":
+      return { data: Int32Array.from(bytes.subarray(0, count)), dtype: "I32" };
+    default:
+      throw new Error(`${what} has dtype ${dtype}, which this reader does not support (F32, F16, BF16, F64, I64, I32, I16, I8, U8, BOOL).`);
+  }
 }
 
 /** Parse safetensors bytes. `file` names the source in error messages. */
@@ -50,39 +95,14 @@ export function parseSafetensors(buf: Buffer, file = "safetensors data"): { tens
     }
     const { dtype, shape, data_offsets: offs } = entry as { dtype: string; shape: number[]; data_offsets: [number, number] };
     const width = BYTES[dtype];
-    if (!width) fail(file, `tensor "${name}" has dtype ${dtype}, which this reader does not support (F32, F16, BF16, I32, I64)`);
+    if (!width) fail(file, `tensor "${name}" has dtype ${dtype}, which this reader does not support (F32, F16, BF16, F64, I64, I32, I16, I8, U8, BOOL)`);
     if (!Array.isArray(shape) || !shape.every((d) => Number.isInteger(d) && d >= 0)) fail(file, `tensor "${name}" has a bad shape ${JSON.stringify(shape)}`);
     const count = shape.reduce((a, b) => a * b, 1);
     if (!Array.isArray(offs) || offs.length !== 2 || offs[1] - offs[0] !== count * width || base + offs[1] > buf.length) {
       fail(file, `tensor "${name}" has data offsets ${JSON.stringify(offs)} that do not fit its shape [${shape}] of ${dtype} or the file size`);
     }
     const bytes = buf.subarray(base + offs[0], base + offs[1]);
-    let data: Float32Array | Int32Array | BigInt64Array;
-    let outType: NamedArray["dtype"] = "F32";
-    if (dtype === "F32") {
-      data = new Float32Array(count);
-      new Uint8Array(data.buffer).set(bytes); // copy: the file's data need not be 4-aligned (little-endian host)
-    } else if (dtype === "F16" || dtype === "BF16") {
-      data = new Float32Array(count);
-      const scratch = new DataView(new ArrayBuffer(4));
-      for (let i = 0; i < count; i++) {
-        const h = bytes.readUInt16LE(i * 2);
-        if (dtype === "F16") data[i] = halfToFloat(h);
-        else {
-          scratch.setUint32(0, h << 16);
-          data[i] = scratch.getFloat32(0);
-        }
-      }
-    } else if (dtype === "I32") {
-      data = new Int32Array(count);
-      new Uint8Array(data.buffer).set(bytes);
-      outType = "I32";
-    } else {
-      data = new BigInt64Array(count);
-      new Uint8Array(data.buffer).set(bytes);
-      outType = "I64";
-    }
-    tensors.set(name, { shape, data, dtype: outType });
+    tensors.set(name, { shape, ...decodeArray(bytes, dtype, count, `${file}: tensor "${name}"`) });
   }
   return { tensors, metadata };
 }

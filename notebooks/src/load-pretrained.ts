@@ -1,10 +1,10 @@
 // %% [markdown]
 // # Continue RetroMAE pre-training from a Hugging Face checkpoint
 //
-// Start from an existing encoder instead of random weights: `bert-base-uncased` (RetroMAE's starting point), `Shitao/RetroMAE` (the authors' pre-trained encoder), or any BERT checkpoint saved as safetensors, and continue RetroMAE pre-training on your corpus.
+// Start from an existing encoder instead of random weights: `bert-base-uncased` (RetroMAE's starting point), `Shitao/RetroMAE` (the authors' pre-trained encoder), or any BERT checkpoint (`model.safetensors` or `pytorch_model.bin`, sharded or not), and continue RetroMAE pre-training on your corpus.
 //
 // - With a network, `RetroMAE.fromPretrained("org/name", { revision })` downloads from the Hub into huggingface_hub's cache (`$HF_HOME`, default `~/.cache/huggingface`), honours `HF_ENDPOINT` and `HF_TOKEN`, resumes a partial download and never uses an incomplete one.
-// - Offline, give it a local folder (`config.json`, `model.safetensors`, optionally `vocab.txt`) or set `HF_HUB_OFFLINE=1` to use the cache.
+// - Offline, give it a local folder (`config.json`, `model.safetensors` or `pytorch_model.bin`, optionally `vocab.txt`) or set `HF_HUB_OFFLINE=1` to use the cache.
 //
 // A plain BERT checkpoint has no decoder: RetroMAE's one-layer decoder (`c_head.*`) starts fresh, as in the official code. BERT-base on a 2-core CPU takes tens of seconds per step, so the defaults below take only a few steps; on a GPU raise `steps`.
 

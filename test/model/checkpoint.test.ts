@@ -99,8 +99,9 @@ test("bad checkpoints get one clear sentence naming the key and both shapes", as
   fs.writeFileSync(path.join(empty, "config.json"), "{");
   assert.throws(() => loadCheckpoint(empty), /config.json is not valid JSON/);
   fs.writeFileSync(path.join(empty, "config.json"), JSON.stringify(hfConfig(model.config)));
+  assert.throws(() => loadCheckpoint(empty), /has no weights \(model\.safetensors, model\.safetensors\.index\.json, pytorch_model\.bin, pytorch_model\.bin\.index\.json\)/);
   fs.writeFileSync(path.join(empty, "pytorch_model.bin"), "x");
-  assert.throws(() => loadCheckpoint(empty), /has only pytorch_model.bin; convert it to model.safetensors/);
+  assert.throws(() => loadCheckpoint(empty), /pytorch_model\.bin is not a PyTorch checkpoint \(not a torch\.save zip archive\)/);
   fs.writeFileSync(path.join(empty, "model.safetensors"), Buffer.from([1, 0, 0]));
   assert.throws(() => loadCheckpoint(empty), /is not a valid safetensors file: it is 3 bytes/);
   const partial = new Map([...good].filter(([k]) => k !== "bert.embeddings.LayerNorm.weight"));

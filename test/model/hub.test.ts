@@ -31,8 +31,20 @@ const state: ServerState = { gets: [], range: true, needToken: false };
 let server: http.Server;
 let endpoint = "";
 
+/** /org/sharded-bin: the pytorch_model.bin shards and index of test/fixtures/torch/sharded, as plain files. */
+const SHARDED = path.join(__dirname, "..", "fixtures", "torch", "sharded");
+
 function handler(req: http.IncomingMessage, res: http.ServerResponse): void {
   const url = req.url ?? "";
+  const sharded = /^\/org\/sharded-bin\/resolve\/main\/(.+)$/.exec(url);
+  if (sharded) {
+    if (req.method === "GET") state.gets.push(url);
+    const file = path.join(SHARDED, sharded[1]);
+    if (!fs.existsSync(file)) return void res.writeHead(404).end();
+    const body = fs.readFileSync(file);
+    res.writeHead(200, { "X-Repo-Commit": COMMIT, ETag: `"${crypto.createHash("sha1").update(body).digest("hex")}"`, "Content-Length": body.length });
+    return void res.end(req.method === "HEAD" ? undefined : body);
+  }
   if (req.method === "GET") state.gets.push(url);
   if (state.needToken && req.headers.authorization !== "Bearer secret") {
     res.writeHead(401).end();
@@ -187,6 +199,21 @@ test("errors: unknown repo, needs a token, unreachable endpoint, bad ids", async
   }
   await rejects(hubSnapshot("org/tiny", { endpoint: "http://127.0.0.1:9", cacheDir: tmp("hub-x-") }), /Cannot reach http:\/\/127\.0\.0\.1:9 .*pass a local folder\./);
   await rejects(hubSnapshot("not a repo!", { cacheDir: cache }), /neither a folder nor a Hub repo id/);
+});
+
+test("a repo with only sharded pytorch_model.bin files: the index, then every shard it lists, and it loads", async () => {
+  const cache = tmp("hub-bin-");
+  const lines: string[] = [];
+  const dir = await hubSnapshot("org/sharded-bin", { endpoint, cacheDir: cache, log: (l) => lines.push(l) });
+  const got = fs.readdirSync(dir).sort();
+  assert.equal(got, ["config.json", "pytorch_model-00001-of-00002.bin", "pytorch_model-00002-of-00002.bin", "pytorch_model.bin.index.json"]);
+  const model = await RetroMAE.fromPretrained(dir);
+  assert.is(model.config.hiddenSize, 8);
+  model.dispose();
+  // Offline, the cached shards are enough.
+  assert.is(await hubSnapshot("org/sharded-bin", { cacheDir: cache, localFilesOnly: true }), dir);
+  fs.rmSync(path.join(dir, "pytorch_model-00002-of-00002.bin"));
+  await rejects(hubSnapshot("org/sharded-bin", { cacheDir: cache, localFilesOnly: true }), /is not in the cache/);
 });
 
 test.run();

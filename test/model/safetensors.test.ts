@@ -51,7 +51,7 @@ test("corrupt, truncated, unknown-dtype and mis-sized files get one clear senten
   const bad = Buffer.from(good);
   bad.write("#", 8);
   assert.throws(() => parseSafetensors(bad, "m.safetensors"), /JSON header does not parse/);
-  assert.throws(() => parseSafetensors(rawFile({ w: { dtype: "F64", shape: [1], data_offsets: [0, 8] } }, Buffer.alloc(8)), "m"), /tensor "w" has dtype F64, which this reader does not support/);
+  assert.throws(() => parseSafetensors(rawFile({ w: { dtype: "C64", shape: [1], data_offsets: [0, 8] } }, Buffer.alloc(8)), "m"), /tensor "w" has dtype C64, which this reader does not support/);
   assert.throws(() => parseSafetensors(rawFile({ w: { dtype: "F32", shape: [3], data_offsets: [0, 8] } }, Buffer.alloc(8)), "m"), /do not fit its shape \[3\] of F32/);
   assert.throws(() => readSafetensors("/no/such/model.safetensors"), /^Checkpoint file "\/no\/such\/model.safetensors" does not exist/);
 });
