@@ -13,9 +13,12 @@
  * - P@k: relevant in the top k over k (even when fewer were retrieved);
  * - MRR@k: 1 / rank of the first relevant document within k, else 0.
  *
- * Averages run over the queries that have at least one relevant document
- * and appear in the run; a query with no relevant documents is left out,
- * as BEIR does.
+ * Averages run over the judged queries that appear in the run, as
+ * pytrec_eval evaluates them and BEIR averages them: a query whose
+ * judgments are all 0 is kept and scores 0 on every metric (trec_eval's
+ * ndcg with no ideal gain, recall with no relevant document). BEIR's
+ * `ignore_identical_ids` (on by default, as in EvaluateRetrieval) drops a
+ * document whose id equals the query's before scoring.
  */
 export type Qrels = ReadonlyMap<string, ReadonlyMap<string, number>>;
 /** query id -> doc id -> score */
@@ -61,18 +64,35 @@ export function queryMetrics(judged: ReadonlyMap<string, number>, results: Reado
   return out;
 }
 
-/** Mean metrics over the evaluated queries, and how many were evaluated. */
-export function evaluate(qrels: Qrels, run: Run, ks: readonly number[] = [1, 3, 5, 10, 100, 1000]): { metrics: Metrics; queries: number } {
+export interface EvaluateOptions {
+  /** Drop results whose doc id equals the query id (BEIR's ignore_identical_ids). Default true. */
+  ignoreIdenticalIds?: boolean;
+}
+
+export interface Evaluation {
+  /** Means over the evaluated queries. */
+  metrics: Metrics;
+  /** How many queries were evaluated. */
+  queries: number;
+  /** Each evaluated query's metrics, for confidence intervals and paired tests. */
+  perQuery: Map<string, Metrics>;
+}
+
+/** Mean metrics over the evaluated queries, each query's metrics, and how many were evaluated. */
+export function evaluate(qrels: Qrels, run: Run, ks: readonly number[] = [1, 3, 5, 10, 100, 1000], options: EvaluateOptions = {}): Evaluation {
+  const ignoreIdentical = options.ignoreIdenticalIds ?? true;
   const sums: Metrics = {};
-  let n = 0;
+  const perQuery = new Map<string, Metrics>();
   for (const [qid, judged] of qrels) {
-    if (![...judged.values()].some((r) => r > 0)) continue;
-    const results = run.get(qid);
+    let results = run.get(qid);
     if (!results) continue;
-    n++;
-    for (const [name, v] of Object.entries(queryMetrics(judged, results, ks))) sums[name] = (sums[name] ?? 0) + v;
+    if (ignoreIdentical && results.has(qid)) results = new Map([...results].filter(([d]) => d !== qid));
+    const q = queryMetrics(judged, results, ks);
+    perQuery.set(qid, q);
+    for (const [name, v] of Object.entries(q)) sums[name] = (sums[name] ?? 0) + v;
   }
+  const n = perQuery.size;
   const metrics: Metrics = {};
   for (const [name, v] of Object.entries(sums)) metrics[name] = n ? v / n : 0;
-  return { metrics, queries: n };
+  return { metrics, queries: n, perQuery };
 }

@@ -40,6 +40,19 @@ def collect(kc, msg_id, timeout=60):
         out.append(msg)
 
 
+def wait_for_stream(kc, msg_id, text, timeout=60):
+    """iopub messages for msg_id until a stream carrying text; returns them."""
+    out = []
+    deadline = time.time() + timeout
+    while True:
+        msg = kc.get_iopub_msg(timeout=max(0.1, deadline - time.time()))
+        if msg["parent_header"].get("msg_id") != msg_id:
+            continue
+        out.append(msg)
+        if msg["msg_type"] == "stream" and text in msg["content"]["text"]:
+            return out
+
+
 def shell_reply(kc, msg_id, timeout=60):
     deadline = time.time() + timeout
     while True:
@@ -265,8 +278,9 @@ class Shared(unittest.TestCase):
                     self.assertEqual(result_text(out), "'kept'")
 
     def test_interrupt_aborts_the_signal(self):
-        msg_id = self.kc.execute('import { currentSignal } from "retromae";\nconst watched = currentSignal()!;\nawait new Promise(() => {});', )
-        time.sleep(1.0)
+        msg_id = self.kc.execute('import { currentSignal } from "retromae";\nconst watched = currentSignal()!;\nconsole.log("waiting");\nawait new Promise(() => {});', )
+        # Interrupt once the cell runs (not while it is still being checked, which a loaded machine makes slow).
+        out = wait_for_stream(self.kc, msg_id, "waiting")
         self.km.interrupt_kernel()
         shell_reply(self.kc, msg_id, timeout=10)
         collect(self.kc, msg_id)

@@ -33,7 +33,7 @@ test("ties are broken by doc id descending, as trec_eval", () => {
   close(q["MRR@10"], 1 / 2, "MRR@10 with a tie");
 });
 
-test("a query with no relevant documents is left out of the averages", () => {
+test("a query whose judgments are all 0 counts, scoring 0, as pytrec_eval scores it", () => {
   const qrels = new Map([
     ["q1", m({ a: 1 })],
     ["q2", m({ b: 0 })],
@@ -42,10 +42,25 @@ test("a query with no relevant documents is left out of the averages", () => {
     ["q1", m({ a: 1, x: 0.5 })],
     ["q2", m({ b: 1 })],
   ]);
-  const { metrics, queries } = evaluate(qrels, run, [10]);
-  assert.is(queries, 1);
-  close(metrics["NDCG@10"], 1, "NDCG@10");
-  close(metrics["MRR@10"], 1, "MRR@10");
+  const { metrics, queries, perQuery } = evaluate(qrels, run, [10]);
+  assert.is(queries, 2);
+  close(metrics["NDCG@10"], 0.5, "NDCG@10");
+  close(metrics["MRR@10"], 0.5, "MRR@10");
+  close(metrics["Recall@10"], 0.5, "Recall@10");
+  assert.equal(perQuery.get("q2"), { "NDCG@10": 0, "MAP@10": 0, "Recall@10": 0, "P@10": 0, "MRR@10": 0 });
+  close(perQuery.get("q1")!["NDCG@10"], 1, "q1");
+});
+
+test("ignore_identical_ids: a document with the query's own id is dropped, unless turned off", () => {
+  const qrels = new Map([["q1", m({ a: 1 })]]);
+  const run = new Map([["q1", m({ q1: 2, a: 1 })]]);
+  close(evaluate(qrels, run, [1]).metrics["NDCG@1"], 1, "ignored");
+  close(evaluate(qrels, run, [1], { ignoreIdenticalIds: false }).metrics["NDCG@1"], 0, "kept");
+});
+
+test("queries absent from the run are not evaluated", () => {
+  const qrels = new Map([["q1", m({ a: 1 })], ["q2", m({ b: 1 })]]);
+  assert.is(evaluate(qrels, new Map([["q1", m({ a: 1 })]]), [10]).queries, 1);
 });
 
 test.run();
