@@ -1,5 +1,5 @@
 /**
- * `npm run bench -- probe [--backend NAME] [--presets tiny,mini] [--batch 64]`
+ * `npm run bench -- probe [--backend NAME] [--presets tiny,mini] [--batch 64] [--max-length 512]`
  *
  * On SciFact (5,183 docs, 300 test queries), per preset: corpus encoding
  * (`docs_per_s`), search (`queries_per_s`: encoding the queries, exact
@@ -26,6 +26,8 @@ import { emit, option, peakRssMb, runTorch, SHARED_DATA, torchAvailable, TORCH_E
 export async function benchProbe(args: string[]): Promise<void> {
   const presets = (option(args, "presets") ?? "tiny,mini").split(",") as PresetName[];
   const batchSize = Number(option(args, "batch") ?? 64);
+  // Documents at BEIR's 512 tokens (the probe's default), queries at 64.
+  const maxLength = Number(option(args, "max-length") ?? 512);
   const choice = await use(option(args, "backend") ?? "auto");
   const tok = BertTokenizer.bertBaseUncased();
   const ds = loadBeir(path.join(SHARED_DATA, "beir-scifact"));
@@ -40,7 +42,7 @@ export async function benchProbe(args: string[]): Promise<void> {
   // The padded, length-sorted batches the encoder sees, for the torch reference.
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "bench-probe-"));
   const batchesFile = path.join(dir, "batches.safetensors");
-  const ids = set.docTexts.map((t) => tok.encode(t, { maxLength: 256 }).inputIds);
+  const ids = set.docTexts.map((t) => tok.encode(t, { maxLength }).inputIds);
   const order = ids.map((_, i) => i).sort((a, b) => ids[a].length - ids[b].length);
   const tensors = new Map<string, NamedArray>();
   for (let s = 0, n = 0; s < order.length; s += batchSize, n++) {
@@ -52,12 +54,13 @@ export async function benchProbe(args: string[]): Promise<void> {
 
   for (const preset of presets) {
     const model = RetroMAE.create(preset, { rng: new Rng(1) });
-    const r = await runProbe(model, tok, set, { batchSize, progress: false });
+    const r = await runProbe(model, tok, set, { batchSize, maxLength, progress: false });
     const row: Record<string, unknown> = {
       bench: "probe",
       preset,
       backend: choice.backend,
       docs: r.docs,
+      max_length: maxLength,
       queries: r.queries,
       docs_per_s: +(r.docs / (r.encodeDocsMs / 1000)).toFixed(1),
       queries_per_s: +(r.queries / ((r.encodeQueriesMs + r.searchMs) / 1000)).toFixed(1),

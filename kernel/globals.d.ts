@@ -29,5 +29,11 @@ declare const display: DisplayFunction;
 declare function clearOutput(wait?: boolean): void;
 /** Ask the user for a line of text through the front end (stdin channel). */
 declare function input(prompt?: string, options?: { password?: boolean }): Promise<string>;
+/** Ask for a line of text, as a browser's prompt(): the default when the answer is empty, null when the front end refuses stdin. */
+declare function prompt(message?: string, defaultValue?: string): Promise<string | null>;
+/** Ask a yes/no question, as a browser's confirm(): true for "y" or "yes"; false when the front end refuses stdin. */
+declare function confirm(message?: string): Promise<boolean>;
+/** Show a message and wait for Enter, as a browser's alert(); without stdin it is printed. */
+declare function alert(message?: string): Promise<void>;
 /** Aborts when the running cell is interrupted; pass it to long loops, e.g. trainer.fit({ signal: interruptSignal }). */
 declare const interruptSignal: AbortSignal;

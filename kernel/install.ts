@@ -10,6 +10,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { PACKAGE_ROOT, replaceDirAtomic } from "../lib/util";
+import { PROTOCOL_VERSION } from "./wire";
 
 export const DEFAULT_NAME = "retromae";
 export const DISPLAY_NAME = "RetroMAE (TypeScript)";
@@ -58,6 +59,8 @@ export function kernelSpec(name = DEFAULT_NAME): Record<string, unknown> {
     interrupt_mode: "message",
     env: {},
     metadata: { debugger: false },
+    // The protocol version the kernel speaks, so jupyter_client need not ask (kernelspec field since jupyter_client 7).
+    kernel_protocol_version: PROTOCOL_VERSION,
   };
 }
 

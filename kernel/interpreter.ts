@@ -81,6 +81,8 @@ export class Interpreter {
         { text: "TensorFlow.js API", url: "https://js.tensorflow.org/api/latest/" },
       ],
       debugger: false,
+      // JEP 92: optional protocol features this kernel implements (none yet: no debugger, no kernel subshells).
+      supported_features: [],
     };
   }
 

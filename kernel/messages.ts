@@ -90,6 +90,8 @@ export interface KernelInfoReply {
   banner: string;
   help_links: { text: string; url: string }[];
   debugger: boolean;
+  /** JEP 92: the optional features this kernel implements. */
+  supported_features: string[];
 }
 
 export interface PagerPayload {

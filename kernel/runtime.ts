@@ -82,6 +82,23 @@ export class Runtime {
     g.display = this.hooks.display.cellApi();
     g.clearOutput = (wait = false) => this.hooks.publish("clear_output", { wait });
     g.input = (prompt = "", options: { password?: boolean } = {}) => this.input(prompt, !!options.password);
+    // The browser's (and Deno's) dialogs, over stdin. A front end that refuses stdin is a cancelled dialog.
+    g.prompt = async (message = "", defaultValue?: string): Promise<string | null> => {
+      if (!this.stdinAllowed()) return null;
+      const value = await this.input(`${message} `, false);
+      return value === "" && defaultValue !== undefined ? String(defaultValue) : value;
+    };
+    g.confirm = async (message = ""): Promise<boolean> => {
+      if (!this.stdinAllowed()) return false;
+      return /^\s*y(es)?\s*$/i.test(await this.input(`${message} [y/N] `, false));
+    };
+    g.alert = async (message = ""): Promise<void> => {
+      if (!this.stdinAllowed()) {
+        process.stdout.write(`${message}\n`);
+        return;
+      }
+      await this.input(`${message} [Enter] `, false);
+    };
     g.require = this.modules.require;
     // process.exit() in a cell ends the kernel cleanly: the threads that own native sockets stop first.
     process.exit = ((code?: number) => {
@@ -140,6 +157,11 @@ export class Runtime {
     if (!this.stdinWaiter) return;
     this.stdinWaiter.resolve(value);
     this.stdinWaiter = null;
+  }
+
+  /** Whether the running request lets the kernel ask through stdin. */
+  private stdinAllowed(): boolean {
+    return !!this.running?.request.content.allow_stdin;
   }
 
   private input(prompt: string, password: boolean): Promise<string> {

@@ -12,7 +12,7 @@ import { progressHtml, progressText, ProgressState } from "../plot/progress";
 
 export interface EncodeOptions {
   batchSize?: number;
-  /** Default 256. */
+  /** Default 512, the length BEIR's evaluation encodes documents at. */
   maxLength?: number;
   normalize?: boolean;
   /** Show a progress bar (notebook) or line (terminal). Default true. */
@@ -23,7 +23,7 @@ export interface EncodeOptions {
 /** Encode texts -> Float32Array [N × H], row i for texts[i]. */
 export async function encodeTexts(model: RetroMAE, tokenizer: BertTokenizer, texts: readonly string[], options: EncodeOptions = {}): Promise<Float32Array> {
   const batchSize = options.batchSize ?? 64;
-  const maxLength = options.maxLength ?? 256;
+  const maxLength = options.maxLength ?? 512;
   const H = model.config.hiddenSize;
   const ids = texts.map((t) => tokenizer.encode(t, { maxLength }).inputIds);
   // longest first: batches shrink, so each reuses the memory of the one before it

@@ -54,7 +54,9 @@ export function makeProbeSet(ds: BeirDataset, options: ProbeSetOptions = {}): Pr
 
 export interface ProbeOptions {
   batchSize?: number;
+  /** Document length in tokens. Default 512, as BEIR's evaluation script encodes corpora. */
   maxLength?: number;
+  /** Query length in tokens. Default 64, as BEIR's evaluation script. */
   queryMaxLength?: number;
   normalize?: boolean;
   k?: number;
@@ -76,7 +78,7 @@ export async function runProbe(model: RetroMAE, tokenizer: BertTokenizer, set: P
   const H = model.config.hiddenSize;
   const k = options.k ?? 100;
   const t0 = performance.now();
-  const docs = await encodeTexts(model, tokenizer, set.docTexts, { batchSize: options.batchSize, maxLength: options.maxLength ?? 256, normalize: options.normalize, progress: options.progress, label: "docs" });
+  const docs = await encodeTexts(model, tokenizer, set.docTexts, { batchSize: options.batchSize, maxLength: options.maxLength ?? 512, normalize: options.normalize, progress: options.progress, label: "docs" });
   const tDocs = performance.now();
   const queries = await encodeTexts(model, tokenizer, set.queryTexts, { batchSize: options.batchSize, maxLength: options.queryMaxLength ?? 64, normalize: options.normalize, progress: options.progress, label: "queries" });
   const t1 = performance.now();

@@ -245,6 +245,31 @@ class Shared(unittest.TestCase):
         self.assertEqual(shell_reply(self.kc, msg_id)["content"]["status"], "ok")
         self.assertIn("hello ada", text_of(collect(self.kc, msg_id)))
 
+    def test_kernel_info_fields_have_the_spec_types(self):
+        reply = self.kc.kernel_info(reply=True, timeout=30)
+        c = reply["content"]
+        mode = c["language_info"]["codemirror_mode"]
+        # A string, or a dict with a name and an integer version (what strict clients such as runtimelib accept).
+        self.assertTrue(isinstance(mode, str) or (isinstance(mode, dict) and isinstance(mode.get("name"), str) and set(mode) <= {"name", "version"} and isinstance(mode.get("version", 0), int)), mode)
+        self.assertIsInstance(c["supported_features"], list)
+        self.assertEqual(reply["header"]["version"], c["protocol_version"])
+
+    def test_web_dialogs_over_stdin(self):
+        code = 'const name = await prompt("name?", "nobody");\nconst sure = await confirm("sure?");\nawait alert("done");\nconsole.log(JSON.stringify([name, sure]))'
+        msg_id = self.kc.execute(code, allow_stdin=True)
+        for want, answer in (("name? ", ""), ("sure? [y/N] ", "yes"), ("done [Enter] ", "")):
+            req = self.kc.get_stdin_msg(timeout=30)
+            self.assertEqual(req["content"]["prompt"], want)
+            self.kc.input(answer)
+        self.assertEqual(shell_reply(self.kc, msg_id)["content"]["status"], "ok")
+        self.assertIn('["nobody",true]', text_of(collect(self.kc, msg_id)))
+
+    def test_web_dialogs_without_stdin_are_cancelled(self):
+        reply, out = run(self.kc, 'const p = await prompt("x");\nconst c = await confirm("y");\nawait alert("note");\nJSON.stringify([p, c])', allow_stdin=False)
+        self.assertEqual(reply["content"]["status"], "ok", reply["content"])
+        self.assertEqual(result_text(out), "'[null,false]'")
+        self.assertIn("note", text_of(out))
+
     def test_input_without_stdin_is_one_clear_error(self):
         reply, _ = run(self.kc, 'await input("x")', allow_stdin=False)
         self.assertEqual(reply["content"]["status"], "error")
