@@ -16,13 +16,17 @@ import zmq
 from jupyter_client.manager import start_new_kernel
 from jupyter_client.session import Session
 
+from spec_schema import SEEN, wrap
+
 KERNEL = os.environ.get("KERNEL_NAME", "retromae")
 CWD = os.environ.get("KERNEL_CWD", os.getcwd())
 HB_SECONDS = float(os.environ.get("HB_SECONDS", "10"))
 
 
 def start():
-    return start_new_kernel(kernel_name=KERNEL, startup_timeout=60, cwd=CWD)
+    """A kernel and a client; every message the client reads is checked against the spec (spec_schema.py)."""
+    km, kc = start_new_kernel(kernel_name=KERNEL, startup_timeout=60, cwd=CWD)
+    return km, wrap(kc, protocol_version="5.3")
 
 
 def collect(kc, msg_id, timeout=60):
@@ -246,7 +250,7 @@ class Shared(unittest.TestCase):
         self.assertIn("hello ada", text_of(collect(self.kc, msg_id)))
 
     def test_kernel_info_fields_have_the_spec_types(self):
-        reply = self.kc.kernel_info(reply=True, timeout=30)
+        reply = shell_reply(self.kc, self.kc.kernel_info(), timeout=30)
         c = reply["content"]
         mode = c["language_info"]["codemirror_mode"]
         # A string, or a dict with a name and an integer version (what strict clients such as runtimelib accept).
@@ -368,6 +372,13 @@ class Shared(unittest.TestCase):
         self.assertEqual(ue["double"]["status"], "ok")
         self.assertEqual(ue["double"]["data"]["text/plain"], "40")
         self.assertEqual(ue["bad"]["status"], "error")
+
+
+    def test_zz_every_message_read_was_checked_against_the_spec(self):
+        # Runs last in this class: by now the tests above have read every kind of message.
+        for kind in ("iopub:status", "iopub:stream", "iopub:execute_input", "iopub:execute_result", "iopub:display_data", "iopub:update_display_data", "iopub:error", "shell:execute_reply", "shell:kernel_info_reply", "shell:complete_reply", "shell:inspect_reply", "stdin:input_request"):
+            self.assertIn(kind, SEEN, f"no {kind} message was read, so none was checked")
+        print("messages checked against the spec: " + json.dumps(SEEN, sort_keys=True))
 
 
 class Fuzz(unittest.TestCase):
