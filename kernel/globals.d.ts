@@ -35,5 +35,39 @@ declare function prompt(message?: string, defaultValue?: string): Promise<string
 declare function confirm(message?: string): Promise<boolean>;
 /** Show a message and wait for Enter, as a browser's alert(); without stdin it is printed. */
 declare function alert(message?: string): Promise<void>;
+/** The kernel's raw messaging, as Deno.jupyter. */
+declare const jupyter: {
+  /** Send any iopub message with the running cell as its parent, e.g. jupyter.broadcast("display_data", { data, metadata: {}, transient: {} }). */
+  broadcast(msgType: string, content: Record<string, unknown>, options?: { metadata?: Record<string, unknown>; buffers?: (Uint8Array | ArrayBuffer | ArrayBufferView)[] }): void;
+};
+/** A message on a comm: its data, metadata and binary buffers. */
+interface CommMessage {
+  data: Record<string, unknown>;
+  metadata: Record<string, unknown>;
+  buffers: Uint8Array[];
+}
+type CommBuffers = (Uint8Array | ArrayBuffer | ArrayBufferView)[];
+/** One end of a comm; it outlives the cell that made it. */
+interface Comm {
+  readonly commId: string;
+  readonly targetName: string;
+  readonly isClosed: boolean;
+  /** Send a comm_msg to the front end. */
+  send(data?: Record<string, unknown>, metadata?: Record<string, unknown>, buffers?: CommBuffers): void;
+  /** Close it (comm_close); onClose handlers run. */
+  close(data?: Record<string, unknown>, metadata?: Record<string, unknown>, buffers?: CommBuffers): void;
+  /** Called for each comm_msg from the front end. */
+  onMsg(handler: (msg: CommMessage) => void | Promise<void>): Comm;
+  /** Called when either side closes it. */
+  onClose(handler: (msg: CommMessage) => void | Promise<void>): Comm;
+}
+/** Comms with the front end (Jupyter's custom messages), in both directions. */
+declare const comm: {
+  /** Accept comm_open from the front end for this target. */
+  register(target: string, handler: (comm: Comm, openMsg: CommMessage) => void | Promise<void>): void;
+  unregister(target: string): void;
+  /** Open a comm to a front-end target. */
+  open(target: string, data?: Record<string, unknown>, metadata?: Record<string, unknown>, buffers?: CommBuffers): Comm;
+};
 /** Aborts when the running cell is interrupted; pass it to long loops, e.g. trainer.fit({ signal: interruptSignal }). */
 declare const interruptSignal: AbortSignal;

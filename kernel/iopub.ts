@@ -22,9 +22,9 @@ export class Iopub {
   ) {}
 
   /** The publish callback the other parts of the kernel are given. */
-  readonly publish: Publish = <T extends IopubType>(type: T, content: IopubContent[T], parent: ParentHeader = this.parent, metadata: Metadata = {}) => {
+  readonly publish: Publish = <T extends IopubType>(type: T, content: IopubContent[T], parent: ParentHeader = this.parent, metadata: Metadata = {}, buffers: Buffer[] = []) => {
     if (type !== "stream") this.flush();
-    this.send({ header: makeHeader(type, this.session), parent_header: parent, metadata, content: content as unknown as Record<string, unknown> });
+    this.send({ header: makeHeader(type, this.session), parent_header: parent, metadata, content: content as unknown as Record<string, unknown>, buffers });
   };
 
   write(name: "stdout" | "stderr", text: string): void {

@@ -13,7 +13,8 @@ import { DisplayPublisher } from "./display";
 import { Interpreter } from "./interpreter";
 import { Iopub } from "./iopub";
 import { log } from "./log";
-import type { CompleteRequest, ErrorContent, HistoryRequest, InspectRequest, ShutdownRequest } from "./messages";
+import { CommManager } from "./comms";
+import type { CommInfoRequest, CompleteRequest, ErrorContent, HistoryRequest, InspectRequest, ShutdownRequest } from "./messages";
 import { Protocol, reply } from "./protocol";
 import { Runtime } from "./runtime";
 import type { Channel, Inbound, Outbound, TransportData } from "./transport";
@@ -43,10 +44,12 @@ export class Kernel {
     this.iopub = new Iopub((msg) => post("iopub", msg), this.session);
     const publish = this.iopub.publish;
     const display = new DisplayPublisher(publish, this.session);
+    const comms = new CommManager(publish, (err) => process.stderr.write(`Error in a comm handler:\n${this.runtime.tracebacks.describe(err).traceback.join("\n")}\n`));
     this.runtime = new Runtime(
       {
         publish,
         display,
+        comms,
         requestInput: (request, prompt, password) => {
           this.iopub.flush();
           post("stdin", { identities: request.identities, header: makeHeader("input_request", this.session), parent_header: request.header, content: { prompt, password } });
@@ -72,11 +75,10 @@ export class Kernel {
         inspect_request: async (msg) => reply("inspect_reply", await interpreter.inspect(msg.content as unknown as InspectRequest)),
         is_complete_request: async (msg) => reply("is_complete_reply", await interpreter.isComplete(String(msg.content.code ?? ""))),
         history_request: (msg) => reply("history_reply", interpreter.historyReply(msg.content as HistoryRequest)),
-        comm_info_request: () => reply("comm_info_reply", { status: "ok", comms: {} }),
-        // No comm targets are registered: close it, as the protocol asks.
-        comm_open: (msg) => publish("comm_close", { comm_id: String(msg.content.comm_id ?? ""), data: {} }, msg.header),
-        comm_msg: () => undefined,
-        comm_close: () => undefined,
+        comm_info_request: (msg) => reply("comm_info_reply", { status: "ok", comms: comms.info((msg.content as CommInfoRequest).target_name) }),
+        comm_open: (msg) => this.comm(comms, msg),
+        comm_msg: (msg) => this.comm(comms, msg),
+        comm_close: (msg) => this.comm(comms, msg),
         shutdown_request: (msg, channel) => {
           const restart = !!(msg.content as ShutdownRequest).restart;
           this.protocol.send(channel, msg, "shutdown_reply", { status: "ok", restart });
@@ -104,6 +106,12 @@ export class Kernel {
     process.on("SIGINT", () => this.runtime.interrupt());
     publish("status", { execution_state: "starting" }, {});
     publish("status", { execution_state: "idle" }, {});
+  }
+
+  /** A comm message from the front end: its output belongs to it, as ipykernel sets the parent. */
+  private async comm(comms: CommManager, msg: Message): Promise<void> {
+    this.iopub.parent = msg.header;
+    await comms.handle(msg);
   }
 
   /**

@@ -209,6 +209,8 @@ export interface IopubContent {
   update_display_data: DisplayData;
   clear_output: ClearOutput;
   error: ErrorContent;
+  comm_open: CommOpen;
+  comm_msg: CommMsg;
   comm_close: CommMsg;
 }
 
@@ -233,7 +235,7 @@ export type IopubType = keyof IopubContent;
 export type ReplyType = keyof ReplyContent;
 
 /** Publish a broadcast, with the current request as parent unless one is given. */
-export type Publish = <T extends IopubType>(type: T, content: IopubContent[T], parent?: ParentHeader, metadata?: Metadata) => void;
+export type Publish = <T extends IopubType>(type: T, content: IopubContent[T], parent?: ParentHeader, metadata?: Metadata, buffers?: Buffer[]) => void;
 
 /** A header, or {} for messages with no parent. */
 export type ParentHeader = import("./wire").Header | Record<string, never>;

@@ -7,6 +7,7 @@
  */
 import * as vm from "vm";
 import { loadLibrary } from "./bridge";
+import type { CommManager } from "./comms";
 import type { DisplayPublisher } from "./display";
 import type { Compiled } from "./language";
 import type { Publish } from "./messages";
@@ -34,6 +35,7 @@ interface Running {
 export interface RuntimeHooks {
   publish: Publish;
   display: DisplayPublisher;
+  comms: CommManager;
   /** Send an input_request on stdin for the running request. */
   requestInput(request: Message, prompt: string, password: boolean): void;
   /** process.exit() in a cell: shut the kernel down cleanly with this code. */
@@ -81,6 +83,22 @@ export class Runtime {
     };
     g.display = this.hooks.display.cellApi();
     g.clearOutput = (wait = false) => this.hooks.publish("clear_output", { wait });
+    // Raw iopub messages (display, update and clear messages display() does not cover), as Deno.jupyter.broadcast.
+    g.jupyter = {
+      broadcast: (msgType: string, content: Record<string, unknown>, options: { metadata?: Record<string, unknown>; buffers?: Parameters<CommManager["open"]>[3] } = {}) => {
+        if (typeof msgType !== "string" || !msgType) throw new TypeError('jupyter.broadcast needs a message type, e.g. jupyter.broadcast("display_data", { data: { "text/plain": "hi" }, metadata: {} }).');
+        if (!content || typeof content !== "object" || Array.isArray(content)) throw new TypeError(`jupyter.broadcast("${msgType}", content) needs the content as an object.`);
+        const buffers = (options.buffers ?? []).map((b) => (b instanceof ArrayBuffer ? Buffer.from(b) : Buffer.from(b.buffer, b.byteOffset, b.byteLength)));
+        const parent = this.running?.request.header;
+        (this.hooks.publish as (t: string, c: unknown, p?: unknown, m?: unknown, b?: Buffer[]) => void)(msgType, content, parent, options.metadata ?? {}, buffers);
+      },
+    };
+    const comms = this.hooks.comms;
+    g.comm = {
+      register: (target: string, handler: Parameters<CommManager["register"]>[1]) => comms.register(target, handler),
+      unregister: (target: string) => comms.unregister(target),
+      open: (target: string, data?: Record<string, unknown>, metadata?: Record<string, unknown>, buffers?: Parameters<CommManager["open"]>[3]) => comms.open(target, data, metadata, buffers),
+    };
     g.input = (prompt = "", options: { password?: boolean } = {}) => this.input(prompt, !!options.password);
     // The browser's (and Deno's) dialogs, over stdin. A front end that refuses stdin is a cancelled dialog.
     g.prompt = async (message = "", defaultValue?: string): Promise<string | null> => {

@@ -134,6 +134,62 @@ class Shared(unittest.TestCase):
         self.assertEqual(reply["msg_type"], "comm_info_reply")
         self.assertEqual(reply["content"], {"status": "ok", "comms": {}})
 
+    def iopub_for(self, pred, timeout=30):
+        """iopub messages until one satisfies pred; returns it."""
+        deadline = time.time() + timeout
+        while True:
+            msg = self.kc.get_iopub_msg(timeout=max(0.1, deadline - time.time()))
+            if pred(msg):
+                return msg
+
+    def test_comms_from_the_front_end_with_buffers(self):
+        reply, _ = run(self.kc, 'const seen: unknown[] = [];\ncomm.register("echo", (c, open) => {\n  seen.push(open.data);\n  c.onMsg((m) => c.send({ got: m.data, sizes: m.buffers.map((b) => b.length) }, {}, m.buffers.map((b) => b.slice().reverse())));\n  c.onClose((m) => { seen.push(["closed", m.data]); });\n});')
+        self.assertEqual(reply["content"]["status"], "ok", reply["content"])
+        s = self.kc.session
+        s.send(self.kc.shell_channel.socket, s.msg("comm_open", {"comm_id": "c1", "target_name": "echo", "data": {"hello": 1}}))
+        s.send(self.kc.shell_channel.socket, s.msg("comm_msg", {"comm_id": "c1", "data": {"x": 2}}), buffers=[b"\x01\x02\x03", b"ab"])
+        m = self.iopub_for(lambda m: m["msg_type"] == "comm_msg" and m["content"]["comm_id"] == "c1")
+        self.assertEqual(m["content"]["data"], {"got": {"x": 2}, "sizes": [3, 2]})
+        self.assertEqual([bytes(b) for b in m["buffers"]], [b"\x03\x02\x01", b"ba"])
+        info = shell_reply(self.kc, self.kc.comm_info(target_name="echo"))
+        self.assertEqual(info["content"]["comms"], {"c1": {"target_name": "echo"}})
+        self.assertEqual(shell_reply(self.kc, self.kc.comm_info(target_name="other"))["content"]["comms"], {})
+        s.send(self.kc.shell_channel.socket, s.msg("comm_close", {"comm_id": "c1", "data": {"bye": True}}))
+        _, out = run(self.kc, "JSON.stringify(seen)")
+        self.assertEqual(result_text(out), """'[{"hello":1},["closed",{"bye":true}]]'""")
+        self.assertEqual(shell_reply(self.kc, self.kc.comm_info())["content"]["comms"], {})
+
+    def test_comms_from_the_kernel_outlive_their_cell(self):
+        reply, out = run(self.kc, 'const got: unknown[] = [];\nconst k = comm.open("to-front-end", { n: 1 }, { m: 1 }, [new Uint8Array([9, 8])]);\nk.onMsg((m) => { got.push(m.data, Array.from(m.buffers[0])); });\nk.commId')
+        self.assertEqual(reply["content"]["status"], "ok", reply["content"])
+        opened = [m for m in out if m["msg_type"] == "comm_open"]
+        self.assertEqual(len(opened), 1)
+        c = opened[0]
+        self.assertEqual(c["content"]["target_name"], "to-front-end")
+        self.assertEqual(c["content"]["data"], {"n": 1})
+        self.assertEqual(c["metadata"], {"m": 1})
+        self.assertEqual([bytes(b) for b in c["buffers"]], [b"\x09\x08"])
+        comm_id = c["content"]["comm_id"]
+        self.assertIn(comm_id, result_text(out))
+        s = self.kc.session
+        s.send(self.kc.shell_channel.socket, s.msg("comm_msg", {"comm_id": comm_id, "data": {"later": True}}), buffers=[b"\x07"])
+        _, out = run(self.kc, "JSON.stringify(got)")
+        self.assertEqual(result_text(out), """'[{"later":true},[7]]'""")
+        reply, out = run(self.kc, "k.close({ done: 1 });\nk.isClosed")
+        closes = [m for m in out if m["msg_type"] == "comm_close"]
+        self.assertEqual(closes[0]["content"], {"comm_id": comm_id, "data": {"done": 1}})
+        self.assertEqual(result_text(out), "true")
+
+    def test_broadcast_sends_raw_iopub_messages(self):
+        reply, out = run(self.kc, 'jupyter.broadcast("display_data", { data: { "text/plain": "raw" }, metadata: {}, transient: { display_id: "r1" } });\njupyter.broadcast("update_display_data", { data: { "text/plain": "raw 2" }, metadata: {}, transient: { display_id: "r1" } }, { buffers: [new Uint8Array([1])] });')
+        self.assertEqual(reply["content"]["status"], "ok", reply["content"])
+        kinds = [(m["msg_type"], m["content"]["data"]["text/plain"]) for m in out if m["msg_type"] in ("display_data", "update_display_data")]
+        self.assertEqual(kinds, [("display_data", "raw"), ("update_display_data", "raw 2")])
+        self.assertTrue(all(m["parent_header"]["msg_id"] == reply["parent_header"]["msg_id"] for m in out))
+        bad, _ = run(self.kc, 'jupyter.broadcast("", {})')
+        self.assertEqual(bad["content"]["status"], "error")
+        self.assertIn("needs a message type", bad["content"]["evalue"])
+
     def test_comm_open_unknown_target_is_closed(self):
         msg = self.kc.session.msg("comm_open", {"comm_id": "abc123", "target_name": "nobody", "data": {}})
         self.kc.shell_channel.send(msg)
