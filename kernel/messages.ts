@@ -1,5 +1,5 @@
 /**
- * Message contents per msg_type, as the Jupyter messaging spec (5.3) gives
+ * Message contents per msg_type, as the Jupyter messaging spec (5.5) gives
  * them: what each request carries, what each reply and broadcast holds.
  * The protocol, the interpreter and the runtime build and read only these,
  * so a field with the wrong name or type is a compile error here rather
@@ -199,6 +199,10 @@ export interface InputRequest {
   password: boolean;
 }
 
+export interface IopubWelcome {
+  subscription: string;
+}
+
 /** Everything the kernel broadcasts on iopub, by msg_type. */
 export interface IopubContent {
   status: Status;
@@ -209,6 +213,7 @@ export interface IopubContent {
   update_display_data: DisplayData;
   clear_output: ClearOutput;
   error: ErrorContent;
+  iopub_welcome: IopubWelcome;
   comm_open: CommOpen;
   comm_msg: CommMsg;
   comm_close: CommMsg;

@@ -3,7 +3,10 @@
  * and output keep flowing while the interpreter thread runs a long synchronous
  * computation.
  *
- * - shell, control, stdin: ROUTER; iopub: PUB; heartbeat: REP.
+ * - shell, control, stdin: ROUTER; iopub: XPUB; heartbeat: REP.
+ * - JEP 65 (protocol 5.4): iopub is an XPUB socket that answers each new
+ *   subscription with an iopub_welcome message, so a client knows when its
+ *   iopub is connected instead of guessing with kernel_info requests.
  * - Incoming frames are decoded and verified here; malformed or badly signed
  *   messages are dropped and logged, never passed on.
  * - interrupt_request is answered here: it raises the shared interrupt flag
@@ -74,7 +77,8 @@ async function main(port: MessagePort, data: TransportData): Promise<void> {
   const shell = new zmq.Router({ linger: 1000 });
   const control = new zmq.Router({ linger: 1000 });
   const stdin = new zmq.Router({ linger: 1000 });
-  const iopub = new zmq.Publisher({ linger: 1000, sendHighWaterMark: 0 });
+  // verbosity "allSubs": every subscriber's subscription reaches us (not only the first of each topic), so each gets a welcome.
+  const iopub = new zmq.XPublisher({ linger: 1000, sendHighWaterMark: 0, verbosity: "allSubs" });
   const hb = new zmq.Reply({ linger: 0 });
   await Promise.all([
     shell.bind(endpoint(info, info.shell_port, "shell")),
@@ -93,6 +97,13 @@ async function main(port: MessagePort, data: TransportData): Promise<void> {
 
   void (async () => {
     for await (const [ping] of hb) await hb.send(ping);
+  })().catch(() => undefined);
+
+  void (async () => {
+    for await (const [sub] of iopub) {
+      // A subscription is byte 1 and the topic; byte 0 is an unsubscription.
+      if (sub.length && sub[0] === 1) send("iopub", { header: makeHeader("iopub_welcome", session), parent_header: {}, content: { subscription: sub.subarray(1).toString("utf8") } });
+    }
   })().catch(() => undefined);
 
   const interrupt = (request: Message) => {

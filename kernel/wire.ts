@@ -1,5 +1,5 @@
 /**
- * The Jupyter wire format (messaging protocol 5.3): connection files, message
+ * The Jupyter wire format (messaging protocol 5.5): connection files, message
  * headers, HMAC-SHA256 signing and the multipart frame layout
  *
  *   [identities..., "<IDS|MSG>", signature, header, parent_header, metadata, content, buffers...]
@@ -10,7 +10,8 @@
 import * as crypto from "crypto";
 import * as fs from "fs";
 
-export const PROTOCOL_VERSION = "5.3";
+/** 5.4: iopub_welcome on an XPUB iopub (JEP 65); 5.5: supported_features (JEP 92). */
+export const PROTOCOL_VERSION = "5.5";
 export const DELIMITER = "<IDS|MSG>";
 
 export interface ConnectionInfo {

@@ -26,7 +26,7 @@ HB_SECONDS = float(os.environ.get("HB_SECONDS", "10"))
 def start():
     """A kernel and a client; every message the client reads is checked against the spec (spec_schema.py)."""
     km, kc = start_new_kernel(kernel_name=KERNEL, startup_timeout=60, cwd=CWD)
-    return km, wrap(kc, protocol_version="5.3")
+    return km, wrap(kc, protocol_version="5.5")
 
 
 def collect(kc, msg_id, timeout=60):
@@ -304,6 +304,30 @@ class Shared(unittest.TestCase):
         self.kc.input("ada")
         self.assertEqual(shell_reply(self.kc, msg_id)["content"]["status"], "ok")
         self.assertIn("hello ada", text_of(collect(self.kc, msg_id)))
+
+    def test_iopub_welcome_for_each_new_subscriber(self):
+        # JEP 65: iopub is an XPUB socket; every new subscriber gets an iopub_welcome.
+        ctx = zmq.Context.instance()
+        # The welcome goes to every subscriber, our client's iopub too: read it with a session of our own,
+        # or the client's session would see the same signature twice (its replay check).
+        own = Session(key=self.kc.session.key, signature_scheme=self.kc.session.signature_scheme)
+        for _ in range(2):
+            sub = ctx.socket(zmq.SUB)
+            sub.setsockopt(zmq.LINGER, 0)
+            sub.setsockopt(zmq.SUBSCRIBE, b"")
+            sub.connect(f"tcp://{self.km.ip}:{self.km.iopub_port}")
+            deadline = time.time() + 10
+            welcome = None
+            while welcome is None and time.time() < deadline:
+                if sub.poll(500):
+                    idents, frames = own.feed_identities(sub.recv_multipart())
+                    msg = own.deserialize(frames)
+                    if msg["header"]["msg_type"] == "iopub_welcome":
+                        welcome = msg
+            sub.close()
+            self.assertIsNotNone(welcome, "no iopub_welcome within 10 s")
+            self.assertEqual(welcome["content"], {"subscription": ""})
+            self.assertEqual(welcome["parent_header"], {})
 
     def test_kernel_info_fields_have_the_spec_types(self):
         reply = shell_reply(self.kc, self.kc.kernel_info(), timeout=30)

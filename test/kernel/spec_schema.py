@@ -1,5 +1,5 @@
 """Strict checks of every message the kernel sends, against the Jupyter
-messaging spec (5.3, with 5.4's iopub_welcome): header fields, parent header,
+messaging spec (5.5: with 5.4's iopub_welcome and supported_features): header fields, parent header,
 and each msg_type's content fields with their types and enums. Stricter than
 jupyter_kernel_test's schemas, which it treats as a floor: a field of the
 wrong type, a missing required field, a value outside its enum or an unknown

@@ -17,7 +17,7 @@ test("encode then decode round-trips, identities kept", () => {
   assert.equal(msg.identities.map((b) => b.toString()), ["client-1"]);
   assert.is(msg.header.msg_type, "execute_request");
   assert.is(msg.content.code, "1");
-  assert.is(msg.header.version, "5.3");
+  assert.is(msg.header.version, "5.5");
 });
 
 test("the signature is HMAC-SHA256 over header, parent, metadata and content only", () => {
