@@ -1,8 +1,11 @@
 /**
- * `npm run bench -- kernel [--starts N] [--cells N]`: this kernel and Debian's
- * ipykernel (the reference), measured by the same jupyter_client script in one
- * run: start to first kernel_info reply, trivial cell round trip (median, p95),
- * a 10,000-line print loop to idle, memory, and our type-check cost per cell.
+ * `npm run bench -- kernel [--starts N] [--cells N] [--deno PATH]`: this kernel,
+ * Debian's ipykernel (the reference) and, when a deno binary is found (the npm
+ * package `deno` ships one; --deno, $DENO, or deno on PATH), Deno's Jupyter
+ * kernel, measured by the same jupyter_client script in one run: start to
+ * first kernel_info reply, the first cell after start, trivial cell round trip
+ * (median, p95), a 10,000-line print loop to idle, memory (also after the
+ * library import and 100 distinct cells), and our type-check cost per cell.
  * Needs python3-jupyter-client and python3-ipykernel (apt).
  */
 import { execFileSync } from "child_process";
@@ -17,14 +20,30 @@ function option(args: string[], name: string, fallback: string): string {
   return i >= 0 ? args[i + 1] : fallback;
 }
 
+/** A deno binary: the one given, else deno on PATH; null when there is none. */
+function findDeno(given: string): string | null {
+  const candidates = given ? [given] : (process.env.PATH ?? "").split(path.delimiter).map((d) => path.join(d, "deno"));
+  return candidates.find((c) => fs.existsSync(c)) ?? null;
+}
+
 export async function benchKernel(args: string[]): Promise<void> {
   // The installed kernel runs the build; make sure it is current.
   execFileSync("npm", ["run", "build"], { cwd: ROOT, stdio: "ignore" });
   const prefix = fs.mkdtempSync(path.join(os.tmpdir(), "retromae-bench-kernel-"));
   execFileSync(process.execPath, [path.join(ROOT, "bin", "retromae.js"), "kernel", "install", "--prefix", prefix], { stdio: "ignore" });
   const env = { ...process.env, JUPYTER_PATH: path.join(prefix, "share", "jupyter") };
-  const kernels = ["retromae:{i}:for (let i = 0; i < 10000; i++) console.log(i)", "python3:{i}:for i in range(10000): print(i)"];
-  const out = execFileSync("/usr/bin/python3", [path.join(__dirname, "reference", "kernel_bench.py"), ...kernels, "--starts", option(args, "starts", "5"), "--cells", option(args, "cells", "200")], {
+  const kernels = [
+    { name: "retromae", trivial: "{i}", loop: "for (let i = 0; i < 10000; i++) console.log(i)", import: 'import { RetroMAE } from "retromae"' },
+    { name: "python3", trivial: "{i}", loop: "for i in range(10000): print(i)", import: "import json" },
+  ];
+  const deno = findDeno(option(args, "deno", process.env.DENO ?? ""));
+  if (deno) {
+    const dir = path.join(prefix, "share", "jupyter", "kernels", "deno");
+    fs.mkdirSync(dir, { recursive: true });
+    fs.writeFileSync(path.join(dir, "kernel.json"), JSON.stringify({ argv: [deno, "jupyter", "--kernel", "--conn", "{connection_file}"], display_name: "Deno", language: "typescript" }));
+    kernels.push({ name: "deno", trivial: "{i}", loop: "for (let i = 0; i < 10000; i++) console.log(i)", import: 'import * as path from "node:path"' });
+  }
+  const out = execFileSync("/usr/bin/python3", [path.join(__dirname, "reference", "kernel_bench.py"), ...kernels.map((k) => JSON.stringify(k)), "--starts", option(args, "starts", "5"), "--cells", option(args, "cells", "200")], {
     env,
     cwd: os.tmpdir(),
     encoding: "utf8",
@@ -34,7 +53,7 @@ export async function benchKernel(args: string[]): Promise<void> {
     .trim()
     .split("\n")
     .map((l) => JSON.parse(l));
-  const [ours, ref] = rows;
+  const [ours, ref, denoRow] = rows;
   const ratio = (k: string) => Math.round((ours[k] / ref[k]) * 100) / 100;
   console.log(
     JSON.stringify({
@@ -47,7 +66,9 @@ export async function benchKernel(args: string[]): Promise<void> {
         repeated_median: ratio("repeated_cell_ms_median"),
         print_10000: ratio("print_10000_lines_ms"),
         rss_after_start: ratio("rss_mb_after_start"),
+        first_cell: ratio("first_cell_ms_median"),
       },
+      ...(denoRow ? { ratio_vs_deno: { start: +(ours.start_to_kernel_info_s / denoRow.start_to_kernel_info_s).toFixed(2), first_cell: +(ours.first_cell_ms_median / denoRow.first_cell_ms_median).toFixed(2), trivial_median: +(ours.trivial_cell_ms_median / denoRow.trivial_cell_ms_median).toFixed(2) } } : { deno: "skipped: no deno binary (npm install deno, then --deno node_modules/.bin/deno)" }),
     }),
   );
   fs.rmSync(prefix, { recursive: true, force: true });

@@ -4,6 +4,7 @@
  * queries of a BEIR dataset, their relevant documents and a seeded sample
  * of distractors; `distractors: "all"` uses the full corpus.
  */
+import * as crypto from "crypto";
 import { Rng } from "../engine/rng";
 import type { BeirDataset } from "../data/beir";
 import type { RetroMAE } from "../model/retromae";
@@ -13,6 +14,8 @@ import { encodeTexts, searchTopK } from "./encode";
 import { evaluate, Metrics } from "./metrics";
 
 export interface ProbeSet {
+  /** Names this exact set of queries and documents (a hash), so runs scored on different sets are not compared. */
+  id?: string;
   queryIds: string[];
   queryTexts: string[];
   docIds: string[];
@@ -43,7 +46,9 @@ export function makeProbeSet(ds: BeirDataset, options: ProbeSetOptions = {}): Pr
     new Rng(options.seed ?? 0).shuffle(others);
     docIds = [...relevant, ...others.slice(0, distractors)];
   }
+  const id = `${ds.name}:${crypto.createHash("sha1").update(JSON.stringify([queryIds, docIds])).digest("hex").slice(0, 12)}`;
   return {
+    id,
     queryIds,
     queryTexts: queryIds.map((q) => ds.queries.get(q)!),
     docIds,
@@ -65,6 +70,10 @@ export interface ProbeOptions {
 
 export interface ProbeResult {
   metrics: Metrics;
+  /** Each query's metrics: for confidence intervals and paired tests (compare). */
+  perQuery: Map<string, Metrics>;
+  /** The probe set's id. */
+  probeId?: string;
   queries: number;
   docs: number;
   /** Encoding the documents, then the queries, then search and scoring. */
@@ -85,8 +94,8 @@ export async function runProbe(model: RetroMAE, tokenizer: BertTokenizer, set: P
   const { indices, scores } = searchTopK(queries, docs, H, k);
   const run = new Map(set.queryIds.map((q, i) => [q, new Map(Array.from(indices[i], (d, j) => [set.docIds[d], scores[i][j]]))]));
   const t2 = performance.now();
-  const { metrics, queries: n } = evaluate(set.qrels, run, [1, 3, 5, 10, 100]);
-  return { metrics, queries: n, docs: set.docIds.length, encodeDocsMs: tDocs - t0, encodeQueriesMs: t1 - tDocs, searchMs: t2 - t1 };
+  const { metrics, queries: n, perQuery } = evaluate(set.qrels, run, [1, 3, 5, 10, 100]);
+  return { metrics, perQuery, probeId: set.id, queries: n, docs: set.docIds.length, encodeDocsMs: tDocs - t0, encodeQueriesMs: t1 - tDocs, searchMs: t2 - t1 };
 }
 
 /** A Trainer hook: every N steps, nDCG@10, MRR@10 and Recall@100 on the probe set. */

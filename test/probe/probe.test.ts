@@ -91,4 +91,24 @@ test("compare renders runs against metrics as HTML and text, marking the best", 
   assert.throws(() => compare([]), /at least one run/);
 });
 
+test("compare with per-query metrics: intervals, paired tests against a baseline, seeds as mean ± sd, and refusals", () => {
+  const q = (vals: number[]) => new Map(vals.map((v, i) => [`q${i}`, { "NDCG@10": v }]));
+  const base = Array.from({ length: 40 }, (_, i) => (i % 5) / 5);
+  const run = (name: string, vals: number[], extra: Partial<{ group: string; probeId: string }> = {}) => ({ name, metrics: { "NDCG@10": vals.reduce((a, b) => a + b, 0) / vals.length }, perQuery: q(vals), probeId: "p1", ...extra });
+  const t = compare(
+    [run("start", base), run("better s1", base.map((v) => v + 0.1), { group: "better" }), run("better s2", base.map((v) => v + 0.12), { group: "better" }), run("same", base.map((v, i) => v + (i % 2 ? 0.001 : -0.001)))],
+    ["NDCG@10"],
+    { baseline: "start", samples: 2000 },
+  );
+  const text = t.toString();
+  assert.match(text, /better\s+0\.5100 ± 0\.0141 \(2 seeds\) \[0\.\d+, 0\.\d+\] p=<0\.001/);
+  assert.match(text, /same\s+0\.4000 \[0\.\d+, 0\.\d+\] p=1\.000 n\.s\./);
+  assert.match(text, /paired randomization test against "start"; n\.s\. = not significant at 0\.05/);
+  const json = t.toJSON();
+  assert.is(json.rows.find((r) => r.name === "better")!.cells["NDCG@10"]!.seeds, 2);
+  assert.throws(() => compare([run("a", base), run("b", base, { probeId: "p2" })]), /different probe sets \(p1, p2\); score every run on the same ProbeSet/);
+  assert.throws(() => compare([run("a", base), { ...run("b", base), perQuery: q(base.slice(1)) }], ["NDCG@10"], { baseline: "a" }), /"b" and "a" were scored on different queries \(39 and 40\)/);
+  assert.throws(() => compare([run("a", base)], ["NDCG@10"], { baseline: "nobody" }), /baseline "nobody" is not one of the runs/);
+});
+
 test.run();
