@@ -7,8 +7,10 @@
  *   profile   where one training step's time goes, kernel by kernel
  *   probe     SciFact encoding, search, full probe and BM25, with PyTorch encoding in the same run
  *   kernel    kernel start, cell round trip, print throughput and memory, with ipykernel in the same run
+ *   science   RetroMAE vs MLM-only continued from one start: nDCG@10 against step, intervals and paired tests
  */
 import { benchKernel } from "./kernel";
+import { benchScience } from "./science";
 import { benchMatmul } from "./matmul";
 import { benchModel, benchModelOne } from "./model";
 import { benchProbe } from "./probe";
@@ -26,6 +28,7 @@ const BENCHES: Record<string, (args: string[]) => Promise<void>> = {
   probe: benchProbe,
   profile: benchProfile,
   kernel: benchKernel,
+  science: benchScience,
 };
 
 async function main(): Promise<void> {

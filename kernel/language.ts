@@ -104,10 +104,17 @@ export class CellLanguage {
     const readFile = (f: string) => this.virtual.get(f) ?? memo(this.texts, f, () => sys.readFile(f));
     const directoryExists = (d: string) => memo(this.dirs, d, () => sys.directoryExists(d));
     const host: ts.LanguageServiceHost = {
+      // Unchanged project version: the service reuses its program without asking each file's version.
+      getProjectVersion: () => `${this.edits}:${[...this.userFiles].map(mtime).join(",")}`,
       getCompilationSettings: () => this.options,
       getScriptFileNames: () => [this.globalsFile, this.scratchFile],
       // Cells and the scratch file count their edits; the user's files go by mtime; installed files never change.
-      getScriptVersion: (f) => (this.virtual.has(f) ? String(this.versions.get(f)) : isUserFile(f) ? String(mtime(f)) : "0"),
+      getScriptVersion: (f) => {
+        if (this.virtual.has(f)) return String(this.versions.get(f));
+        if (!isUserFile(f)) return "0";
+        this.userFiles.add(f);
+        return String(mtime(f));
+      },
       getScriptSnapshot: (f) => {
         const text = readFile(f);
         return text === undefined ? undefined : ts.ScriptSnapshot.fromString(text);
@@ -140,10 +147,15 @@ export class CellLanguage {
   private readonly dirs = new Map<string, boolean>();
   private readonly texts = new Map<string, string | undefined>();
 
+  /** Edits to the virtual files, and the user's own files the program has read (their mtimes make the project version). */
+  private edits = 0;
+  private readonly userFiles = new Set<string>();
+
   private setVirtual(file: string, text: string): void {
     if (this.virtual.get(file) === text) return;
     this.virtual.set(file, text);
     this.versions.set(file, (this.versions.get(file) ?? 0) + 1);
+    this.edits++;
   }
 
   /** The program with the given text as the scratch file (the service reuses the last program). */
