@@ -29,32 +29,28 @@ def start():
     return km, wrap(kc, protocol_version="5.5")
 
 
-def collect(kc, msg_id, timeout=60):
-    """iopub messages for msg_id until its idle; returns them (without status)."""
+def iopub_until(kc, msg_id, stop, timeout=60):
+    """iopub messages for msg_id, up to the first one for which stop(msg) is true; returns them without status messages."""
     out = []
     deadline = time.time() + timeout
     while True:
         msg = kc.get_iopub_msg(timeout=max(0.1, deadline - time.time()))
         if msg["parent_header"].get("msg_id") != msg_id:
             continue
-        if msg["msg_type"] == "status":
-            if msg["content"]["execution_state"] == "idle":
-                return out
-            continue
-        out.append(msg)
+        if stop(msg):
+            return out + ([] if msg["msg_type"] == "status" else [msg])
+        if msg["msg_type"] != "status":
+            out.append(msg)
+
+
+def collect(kc, msg_id, timeout=60):
+    """iopub messages for msg_id until its idle; returns them (without status)."""
+    return iopub_until(kc, msg_id, lambda m: m["msg_type"] == "status" and m["content"]["execution_state"] == "idle", timeout)
 
 
 def wait_for_stream(kc, msg_id, text, timeout=60):
     """iopub messages for msg_id until a stream carrying text; returns them."""
-    out = []
-    deadline = time.time() + timeout
-    while True:
-        msg = kc.get_iopub_msg(timeout=max(0.1, deadline - time.time()))
-        if msg["parent_header"].get("msg_id") != msg_id:
-            continue
-        out.append(msg)
-        if msg["msg_type"] == "stream" and text in msg["content"]["text"]:
-            return out
+    return iopub_until(kc, msg_id, lambda m: m["msg_type"] == "stream" and text in m["content"]["text"], timeout)
 
 
 def shell_reply(kc, msg_id, timeout=60):
