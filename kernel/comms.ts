@@ -8,7 +8,7 @@
  * comm_open for a target nobody registered is answered with comm_close.
  */
 import * as crypto from "crypto";
-import type { Metadata, ParentHeader, Publish } from "./messages";
+import type { IopubContent, Metadata, ParentHeader, Publish } from "./messages";
 import type { Message } from "./wire";
 
 export type Buffers = (Uint8Array | ArrayBuffer | ArrayBufferView)[];
@@ -23,7 +23,8 @@ export interface CommMessage {
 
 export type CommHandler = (msg: CommMessage) => void | Promise<void>;
 
-function toBytes(buffers: Buffers = []): Buffer[] {
+/** Binary buffers as the wire sends them. */
+export function toBytes(buffers: Buffers = []): Buffer[] {
   return buffers.map((b) => (b instanceof ArrayBuffer ? Buffer.from(b) : Buffer.from(b.buffer, b.byteOffset, b.byteLength)));
 }
 
@@ -94,9 +95,8 @@ export class CommManager {
     private readonly report: (err: unknown) => void,
   ) {}
 
-  publish(type: "comm_open" | "comm_msg" | "comm_close", content: { comm_id: string; data: Record<string, unknown>; target_name?: string }, parent?: ParentHeader, metadata: Metadata = {}, buffers: Buffer[] = []): void {
-    if (type === "comm_open") this.publishMessage("comm_open", content as { comm_id: string; target_name: string; data: Record<string, unknown> }, parent, metadata, buffers);
-    else this.publishMessage(type, content, parent, metadata, buffers);
+  publish<T extends "comm_open" | "comm_msg" | "comm_close">(type: T, content: IopubContent[T], parent?: ParentHeader, metadata: Metadata = {}, buffers: Buffer[] = []): void {
+    this.publishMessage(type, content, parent, metadata, buffers);
   }
 
   forget(commId: string): void {

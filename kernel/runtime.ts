@@ -7,7 +7,7 @@
  */
 import * as vm from "vm";
 import { loadLibrary } from "./bridge";
-import type { CommManager } from "./comms";
+import { toBytes, type CommManager } from "./comms";
 import type { DisplayPublisher } from "./display";
 import type { Compiled } from "./language";
 import type { Publish } from "./messages";
@@ -88,9 +88,8 @@ export class Runtime {
       broadcast: (msgType: string, content: Record<string, unknown>, options: { metadata?: Record<string, unknown>; buffers?: Parameters<CommManager["open"]>[3] } = {}) => {
         if (typeof msgType !== "string" || !msgType) throw new TypeError('jupyter.broadcast needs a message type, e.g. jupyter.broadcast("display_data", { data: { "text/plain": "hi" }, metadata: {} }).');
         if (!content || typeof content !== "object" || Array.isArray(content)) throw new TypeError(`jupyter.broadcast("${msgType}", content) needs the content as an object.`);
-        const buffers = (options.buffers ?? []).map((b) => (b instanceof ArrayBuffer ? Buffer.from(b) : Buffer.from(b.buffer, b.byteOffset, b.byteLength)));
         const parent = this.running?.request.header;
-        (this.hooks.publish as (t: string, c: unknown, p?: unknown, m?: unknown, b?: Buffer[]) => void)(msgType, content, parent, options.metadata ?? {}, buffers);
+        (this.hooks.publish as (t: string, c: unknown, p?: unknown, m?: unknown, b?: Buffer[]) => void)(msgType, content, parent, options.metadata ?? {}, toBytes(options.buffers));
       },
     };
     const comms = this.hooks.comms;

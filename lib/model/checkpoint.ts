@@ -25,7 +25,7 @@ import { initialValues } from "./bert";
 import { BertConfig, validateConfig, BASE_DEFAULTS } from "./config";
 import { writeFileAtomic } from "../util/files";
 import { NamedArray, readSafetensors, writeSafetensors } from "./safetensors";
-import { CHECKPOINT_FILES } from "./hub";
+import { CHECKPOINT_FILES, shardsOf } from "./hub";
 import { readTorchBin } from "./torch-bin";
 
 /** Settings a RetroMAE run records in config.json under "retromae". */
@@ -146,14 +146,7 @@ function readWeightsFile(file: string): Map<string, NamedArray> {
 
 /** A sharded checkpoint: the index's weight_map names the shard of every weight. */
 function readSharded(indexFile: string): Map<string, NamedArray> {
-  let index: { weight_map?: Record<string, string> };
-  try {
-    index = JSON.parse(fs.readFileSync(indexFile, "utf8"));
-  } catch {
-    throw new Error(`${indexFile} is not valid JSON; restore it from the original checkpoint.`);
-  }
-  if (!index.weight_map || typeof index.weight_map !== "object") throw new Error(`${indexFile} has no weight_map; it is not a sharded checkpoint's index.`);
-  const shards = [...new Set(Object.values(index.weight_map))];
+  const shards = shardsOf(indexFile);
   const out = new Map<string, NamedArray>();
   for (const shard of shards) {
     const file = path.join(path.dirname(indexFile), shard);

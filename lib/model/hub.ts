@@ -37,15 +37,16 @@ export interface HubOptions {
  */
 export const CHECKPOINT_FILES = { config: "config.json", weights: ["model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json"], optional: ["vocab.txt"] } as const;
 
-/** The shards a weight index names. */
-function shardsOf(indexFile: string): string[] {
+/** The shard files a sharded checkpoint's index (*.index.json) names; one sentence when it is not an index. */
+export function shardsOf(indexFile: string): string[] {
   let index: { weight_map?: Record<string, string> };
   try {
     index = JSON.parse(fs.readFileSync(indexFile, "utf8"));
   } catch {
-    throw new HubError(`${indexFile} is not valid JSON; delete it from the cache and download again.`);
+    throw new HubError(`${indexFile} is not valid JSON; restore it (or delete it from the cache and download again).`);
   }
-  return [...new Set(Object.values(index.weight_map ?? {}))];
+  if (!index.weight_map || typeof index.weight_map !== "object") throw new HubError(`${indexFile} has no weight_map; it is not a sharded checkpoint's index.`);
+  return [...new Set(Object.values(index.weight_map))];
 }
 
 export function hubCacheDir(): string {

@@ -104,6 +104,10 @@ test("bad input gets one sentence: truncated, legacy format, not a checkpoint, a
   fs.copyFileSync(path.join(FIX, "sharded", "config.json"), path.join(shardDir, "config.json"));
   fs.copyFileSync(path.join(FIX, "sharded", "pytorch_model.bin.index.json"), path.join(shardDir, "pytorch_model.bin.index.json"));
   assert.throws(() => readCheckpointFiles(shardDir), /names the shard pytorch_model-00001-of-00002\.bin, which is not in .*; download every shard the index lists\./);
+  fs.writeFileSync(path.join(shardDir, "pytorch_model.bin.index.json"), "{}");
+  assert.throws(() => readCheckpointFiles(shardDir), /pytorch_model\.bin\.index\.json has no weight_map; it is not a sharded checkpoint's index\./);
+  fs.writeFileSync(path.join(shardDir, "pytorch_model.bin.index.json"), "{");
+  assert.throws(() => readCheckpointFiles(shardDir), /pytorch_model\.bin\.index\.json is not valid JSON/);
 });
 
 test.after(() => fs.rmSync(tmp, { recursive: true, force: true }));
