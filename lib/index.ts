@@ -55,5 +55,5 @@ export type { ProbeSet, ProbeResult, ProbeOptions } from "./probe/probe";
 export { compare, ComparisonTable } from "./probe/compare";
 export type { RunMetrics, CompareOptions } from "./probe/compare";
 export { bootstrapCI, pairedRandomizationTest, mean, sd } from "./probe/stats";
-export { contrastiveFinetune, trainingPairs } from "./probe/finetune";
+export { contrastiveFinetune, trainingPairs, trainingQueries, TrainGroups } from "./probe/finetune";
 export type { FinetuneOptions } from "./probe/finetune";

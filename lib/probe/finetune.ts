@@ -1,10 +1,16 @@
 /**
- * Contrastive fine-tuning of the encoder as a bi-encoder (DPR / Tevatron
- * style, as the RetroMAE paper fine-tunes): for a batch of (query, positive
- * passage) pairs, scores = q · pᵀ / temperature over the batch's passages
- * (in-batch negatives, plus one BM25 hard negative per query if asked), and
- * cross-entropy towards each query's own positive. Only the encoder's
- * weights (bert.*) are trained; AdamW with warmup and clipping.
+ * Contrastive fine-tuning of the encoder as a bi-encoder, as the official
+ * RetroMAE bi_encoder (src/bi_encoder: data.py TrainDatasetForBiE, modeling.py)
+ * fine-tunes: each epoch visits every training query once; a query's group is
+ * one positive drawn at random from its judged positives, then
+ * trainGroupSize − 1 negatives drawn from BM25's top 200 for that query
+ * (the official code samples them from mined negatives, `sample_neg_from_topk`
+ * 200), judged positives left out. Scores = q · pᵀ / temperature over every
+ * passage in the batch (the others' groups are in-batch negatives), and
+ * cross-entropy towards the query's own positive at index i · groupSize.
+ * Only the encoder's weights (bert.*) are trained; AdamW with the
+ * TrainingArguments defaults the official runs use (weight decay 0, no
+ * warmup) and clipping at 1.
  *
  * This lets a notebook compare "pre-trained with ratios A" against "with
  * ratios B" after the same fine-tune.
@@ -21,20 +27,33 @@ import { Bm25Index } from "./bm25";
 import { beirDocText } from "./probe";
 
 export interface FinetuneOptions {
+  /** Queries per batch. Default 16. */
   batchSize?: number;
   epochs?: number;
   /** Overrides epochs. */
   steps?: number;
   lr?: number;
+  /** Default 0, TrainingArguments' default, which the official bi_encoder runs keep. */
   weightDecay?: number;
+  /** Default 0, as weightDecay. */
   warmupRatio?: number;
-  /** Scores are divided by this. Default 1 (dot product, as DPR/Tevatron). */
+  /** Scores are divided by this. Default 1 (dot product, the official default). */
   temperature?: number;
   /** Cosine instead of dot product. Default false. */
   normalize?: boolean;
-  /** Add one BM25-retrieved non-relevant passage per query as a hard negative. */
+  /**
+   * Passages per query: its positive and trainGroupSize − 1 negatives from
+   * BM25's top `negativesFromTopK`. Default 1 (in-batch negatives only); the
+   * official default is 8, which costs 8 times the passages per step.
+   */
+  trainGroupSize?: number;
+  /** Default 200, the official `sample_neg_from_topk`. */
+  negativesFromTopK?: number;
+  /** Old spelling of trainGroupSize 2. */
   bm25HardNegatives?: boolean;
+  /** Passage tokens. Default 128, the official `passage_max_len`. */
   maxLength?: number;
+  /** Query tokens. Default 32, the official `query_max_len`. */
   queryMaxLength?: number;
   seed?: number;
   signal?: AbortSignal;
@@ -48,22 +67,85 @@ export function trainingPairs(ds: BeirDataset): [string, string][] {
   return pairs;
 }
 
+/** Each training query with its judged positives (relevance > 0), in qrels order. */
+export function trainingQueries(ds: BeirDataset): { query: string; positives: string[] }[] {
+  const out: { query: string; positives: string[] }[] = [];
+  for (const [q, docs] of ds.qrels) {
+    if (!ds.queries.has(q)) continue;
+    const positives = [...docs].filter(([d, r]) => r > 0 && ds.corpus.has(d)).map(([d]) => d);
+    if (positives.length) out.push({ query: q, positives });
+  }
+  return out;
+}
+
+/**
+ * The official TrainDatasetForBiE's sampling: one epoch is a shuffled pass
+ * over the queries; each query's group is [one random positive, then
+ * groupSize − 1 negatives]. Negatives are drawn without replacement from
+ * the query's top-k BM25 results that are not judged positive; when there
+ * are fewer than needed, the rest are drawn at random from the corpus (as
+ * the official code does when its mined list is short).
+ */
+export class TrainGroups {
+  readonly queries: { query: string; positives: string[] }[];
+  private readonly mined = new Map<string, string[]>();
+  private readonly docIds: string[];
+  private readonly bm25: Bm25Index | null;
+
+  constructor(private readonly ds: BeirDataset, readonly groupSize: number, private readonly rng: Rng, private readonly topK = 200) {
+    if (!Number.isInteger(groupSize) || groupSize < 1) throw new Error(`trainGroupSize must be a whole number ≥ 1 (one positive plus negatives); got ${groupSize}.`);
+    this.queries = trainingQueries(ds);
+    this.docIds = [...ds.corpus.keys()];
+    this.bm25 = groupSize > 1 ? new Bm25Index([...ds.corpus].map(([id, d]) => [id, beirDocText(d.title, d.text)])) : null;
+  }
+
+  /** The mined negatives of one query: BM25's top k minus its judged positives. */
+  negativesOf(query: string): string[] {
+    let m = this.mined.get(query);
+    if (!m) {
+      const judged = this.ds.qrels.get(query);
+      m = this.bm25!.search(this.ds.queries.get(query)!, this.topK).map(([id]) => id).filter((id) => !((judged?.get(id) ?? 0) > 0));
+      this.mined.set(query, m);
+    }
+    return m;
+  }
+
+  /** One query's group of passage ids: positive first. */
+  group(q: { query: string; positives: string[] }): string[] {
+    const ids = [q.positives[this.rng.int(q.positives.length)]];
+    if (this.groupSize === 1) return ids;
+    const pool = this.negativesOf(q.query).slice();
+    const need = this.groupSize - 1;
+    for (let i = 0; i < need && pool.length; i++) ids.push(pool.splice(this.rng.int(pool.length), 1)[0]);
+    while (ids.length < this.groupSize) ids.push(this.docIds[this.rng.int(this.docIds.length)]);
+    return ids;
+  }
+
+  /** One epoch's batches of query indices: a shuffled pass, the last partial batch dropped. */
+  epoch(batchSize: number): number[][] {
+    const order = this.rng.permutation(this.queries.length);
+    const batches: number[][] = [];
+    for (let i = 0; i + batchSize <= order.length; i += batchSize) batches.push(order.slice(i, i + batchSize));
+    return batches;
+  }
+}
+
 export async function contrastiveFinetune(model: RetroMAE, tokenizer: BertTokenizer, train: BeirDataset, options: FinetuneOptions = {}): Promise<{ losses: number[]; steps: number }> {
   const B = options.batchSize ?? 16;
+  const G = options.trainGroupSize ?? (options.bm25HardNegatives ? 2 : 1);
   const temperature = options.temperature ?? 1;
-  const maxLength = options.maxLength ?? 256;
-  const queryMaxLength = options.queryMaxLength ?? 64;
+  const maxLength = options.maxLength ?? 128;
+  const queryMaxLength = options.queryMaxLength ?? 32;
   const rng = new Rng(options.seed ?? 0);
-  const pairs = trainingPairs(train);
-  if (pairs.length < B) throw new Error(`Only ${pairs.length} training pairs, fewer than one batch of ${B}; lower batchSize.`);
-  const perEpoch = Math.floor(pairs.length / B);
+  const groups = new TrainGroups(train, G, rng, options.negativesFromTopK ?? 200);
+  const nq = groups.queries.length;
+  if (nq < B) throw new Error(`Only ${nq} training queries with a positive judgement, fewer than one batch of ${B}; lower batchSize.`);
+  const perEpoch = Math.floor(nq / B);
   const steps = options.steps ?? perEpoch * (options.epochs ?? 1);
   const encoder = new Map([...model.weights].filter(([k]) => k.startsWith("bert.")));
-  const opt = new AdamW(encoder, { lr: options.lr ?? 2e-5, weightDecay: options.weightDecay ?? 0.01 });
-  const schedule = new LrSchedule({ lr: opt.lr, totalSteps: steps, warmupRatio: options.warmupRatio ?? 0.1 });
+  const opt = new AdamW(encoder, { lr: options.lr ?? 2e-5, weightDecay: options.weightDecay ?? 0 });
+  const schedule = new LrSchedule({ lr: opt.lr, totalSteps: steps, warmupRatio: options.warmupRatio ?? 0 });
   const docText = (id: string) => beirDocText(train.corpus.get(id)!.title, train.corpus.get(id)!.text);
-  const bm25 = options.bm25HardNegatives ? new Bm25Index([...train.corpus].map(([id, d]) => [id, beirDocText(d.title, d.text)])) : null;
-  const relevant = (q: string, d: string) => (train.qrels.get(q)?.get(d) ?? 0) > 0;
   const batchTensors = (texts: string[], len: number) => {
     const b = tokenizer.padBatch(texts.map((t) => tokenizer.encode(t, { maxLength: len }).inputIds));
     return [tf.tensor2d(b.inputIds, [b.batchSize, b.seqLength], "int32"), tf.tensor2d(b.attentionMask, [b.batchSize, b.seqLength], "int32")] as const;
@@ -73,26 +155,20 @@ export async function contrastiveFinetune(model: RetroMAE, tokenizer: BertTokeni
     return options.normalize ? (tf.div(e, tf.maximum(tf.norm(e, 2, 1, true), 1e-12)) as tf.Tensor2D) : e;
   };
   const losses: number[] = [];
-  let order: number[] = [];
+  let batches: number[][] = [];
   for (let step = 0; step < steps; step++) {
     if (options.signal?.aborted) break;
-    if (step % perEpoch === 0) order = rng.permutation(pairs.length);
-    const batch = order.slice((step % perEpoch) * B, (step % perEpoch) * B + B).map((i) => pairs[i]);
-    const queries = batch.map(([q]) => train.queries.get(q)!);
-    const passages = batch.map(([, d]) => docText(d));
-    if (bm25) {
-      for (const [q, d] of batch) {
-        const candidates = bm25.search(train.queries.get(q)!, 30).map(([id]) => id).filter((id) => id !== d && !relevant(q, id));
-        passages.push(docText(candidates.length ? candidates[rng.int(candidates.length)] : pairs[rng.int(pairs.length)][1]));
-      }
-    }
+    if (step % perEpoch === 0) batches = groups.epoch(B);
+    const batch = batches[step % perEpoch].map((i) => groups.queries[i]);
+    const queries = batch.map((q) => train.queries.get(q.query)!);
+    const passages = batch.flatMap((q) => groups.group(q)).map(docText); // [B·G], query i's positive at i·G
     const [qIds, qMask] = batchTensors(queries, queryMaxLength);
     const [pIds, pMask] = batchTensors(passages, maxLength);
-    const labels = tf.range(0, B, 1, "int32") as tf.Tensor1D;
+    const labels = tf.tensor1d(Int32Array.from({ length: B }, (_, i) => i * G), "int32");
     const { value, grads } = tf.variableGrads(() => {
       const q = embed(qIds, qMask); // [B, H]
-      const p = embed(pIds, pMask); // [B or 2B, H]
-      const scores = tf.div(tf.matMul(q, p, false, true), temperature) as tf.Tensor2D; // [B, B or 2B]
+      const p = embed(pIds, pMask); // [B·G, H]
+      const scores = tf.div(tf.matMul(q, p, false, true), temperature) as tf.Tensor2D; // [B, B·G]
       return crossEntropy(scores, labels);
     }, [...encoder.values()]);
     const named = new Map([...encoder].map(([k, v]) => [k, grads[v.name]]));

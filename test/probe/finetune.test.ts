@@ -6,7 +6,7 @@ import { use } from "../../lib/engine/backend";
 import { Rng } from "../../lib/engine/rng";
 import { BeirDataset, loadBeir } from "../../lib/data/beir";
 import { RetroMAE } from "../../lib/model/retromae";
-import { contrastiveFinetune, trainingPairs } from "../../lib/probe/finetune";
+import { contrastiveFinetune, trainingPairs, trainingQueries, TrainGroups } from "../../lib/probe/finetune";
 import { BertTokenizer } from "../../lib/text/tokenizer";
 import { SHARED_DATA } from "../helpers";
 
@@ -43,14 +43,50 @@ test("in-batch contrastive fine-tuning lowers the loss, trains only the encoder,
   model.dispose();
 });
 
-test("BM25 hard negatives double the passages; a temperature and cosine are accepted", async () => {
+test("an epoch visits each training query once, with one of its positives drawn at random", () => {
+  const qs = trainingQueries(full);
+  const multi = qs.filter((q) => q.positives.length > 1);
+  assert.ok(qs.length < trainingPairs(full).length && multi.length > 0, "SciFact train has multi-positive queries");
+  const groups = new TrainGroups(full, 1, new Rng(3));
+  const batches = groups.epoch(16);
+  assert.is(batches.length, Math.floor(qs.length / 16));
+  const seen = batches.flat();
+  assert.is(new Set(seen).size, seen.length, "no query twice in an epoch");
+  // a multi-positive query's positive varies across draws, and is always one of its judged positives
+  const drawn = new Set<string>();
+  for (let i = 0; i < 50; i++) {
+    const [p] = groups.group(multi[0]);
+    assert.ok(multi[0].positives.includes(p));
+    drawn.add(p);
+  }
+  assert.ok(drawn.size > 1, "positives are drawn, not iterated");
+});
+
+test("negatives come from BM25's top 200 for the query, never a judged positive, without repeats", () => {
+  const groups = new TrainGroups(full, 8, new Rng(4));
+  for (const q of trainingQueries(full).slice(0, 20)) {
+    const g = groups.group(q);
+    assert.is(g.length, 8);
+    assert.ok(q.positives.includes(g[0]));
+    const mined = groups.negativesOf(q.query);
+    assert.ok(mined.length > 150 && mined.length <= 200);
+    for (const n of g.slice(1)) {
+      assert.ok(mined.includes(n), "from the mined list");
+      assert.not.ok((full.qrels.get(q.query)!.get(n) ?? 0) > 0, "not a positive");
+    }
+    assert.is(new Set(g.slice(1)).size, 7);
+  }
+  assert.throws(() => new TrainGroups(full, 0, new Rng(1)), /trainGroupSize must be a whole number ≥ 1/);
+});
+
+test("a group size of G puts B·G passages in the batch; a temperature and cosine are accepted", async () => {
   await use("wasm");
   const model = RetroMAE.create("tiny", { rng: new Rng(6), overrides: { hiddenSize: 32, numAttentionHeads: 2, intermediateSize: 64, numHiddenLayers: 1 } });
   // cosine scores (in [-1, 1]) at temperature 1 are near uniform, so the first loss is near ln(#passages):
-  // ln(2B) = ln 8 with one hard negative per query, ln(B) = ln 4 without
-  const withNeg = await contrastiveFinetune(model, tok, subset(), { batchSize: 4, steps: 1, maxLength: 48, bm25HardNegatives: true, normalize: true, lr: 0 });
+  // ln(B·G) = ln 12 with groups of 3, ln(B) = ln 4 with in-batch negatives only
+  const withNeg = await contrastiveFinetune(model, tok, subset(), { batchSize: 4, steps: 1, maxLength: 48, trainGroupSize: 3, normalize: true, lr: 0 });
   const without = await contrastiveFinetune(model, tok, subset(), { batchSize: 4, steps: 1, maxLength: 48, normalize: true, lr: 0 });
-  assert.ok(Math.abs(withNeg.losses[0] - Math.log(8)) < 0.3, `${withNeg.losses[0]}`);
+  assert.ok(Math.abs(withNeg.losses[0] - Math.log(12)) < 0.3, `${withNeg.losses[0]}`);
   assert.ok(Math.abs(without.losses[0] - Math.log(4)) < 0.3, `${without.losses[0]}`);
   const sharp = await contrastiveFinetune(model, tok, subset(), { batchSize: 4, steps: 2, maxLength: 48, bm25HardNegatives: true, normalize: true, temperature: 0.05 });
   assert.ok(sharp.losses.every(Number.isFinite));
@@ -59,7 +95,7 @@ test("BM25 hard negatives double the passages; a temperature and cosine are acce
     await contrastiveFinetune(model, tok, { ...subset(), qrels: new Map() }, { batchSize: 4 });
     assert.unreachable();
   } catch (e) {
-    assert.match((e as Error).message, /Only 0 training pairs, fewer than one batch of 4/);
+    assert.match((e as Error).message, /Only 0 training queries with a positive judgement, fewer than one batch of 4/);
   }
 });
 
