@@ -11,9 +11,11 @@ commands:
                                          write the kernelspec "RetroMAE (TypeScript)" (default --user)
   kernel uninstall [--user | --sys-prefix | --prefix P] [--name N]
   kernel list                            where the kernel is installed
-  export-torchrun RUN_DIR [--nproc N] [--data-dir D] [--output-dir O] [--epochs E]
-                                         print the torchrun command that continues RUN_DIR's pre-training with the
-                                         official PyTorch trainer (staoxiao/RetroMAE), from its config and latest checkpoint
+  export-torchrun RUN_DIR [--nproc N] [--flavour retromae|flagembedding] [--data-dir D] [--output-dir O]
+                  [--epochs E] [--keep-per-device]
+                                         print the torchrun command that continues RUN_DIR's pre-training with an
+                                         official PyTorch trainer (staoxiao/RetroMAE or FlagEmbedding), from its config
+                                         and latest checkpoint, keeping its global batch unless --keep-per-device
   run NOTEBOOK.ipynb [--out OUT.ipynb] [--html OUT.html] [--timeout S] [-p name=value ...] [--kernel NAME]
                                          run a notebook headless (no Python needed); writes the executed notebook
                                          (default NOTEBOOK.out.ipynb) and optionally an HTML report
@@ -43,17 +45,23 @@ async function main(argv: string[]): Promise<number> {
     case "run":
       return runCommand(args);
     case "export-torchrun": {
-      const { torchrunCommand } = await import("../lib/train/torchrun");
+      const { torchrunExport } = await import("../lib/train/torchrun");
       const nproc = option(args, "nproc");
       const epochs = option(args, "epochs");
-      const cmd = torchrunCommand(args[0] ?? "", {
+      const flavour = option(args, "flavour");
+      const out = torchrunExport(args[0] ?? "", {
         nprocPerNode: nproc === undefined ? undefined : Number(nproc),
+        flavour: flavour as "retromae" | "flagembedding" | undefined,
         dataDir: option(args, "data-dir"),
         outputDir: option(args, "output-dir"),
         epochs: epochs === undefined ? undefined : Number(epochs),
+        keepPerDevice: args.includes("--keep-per-device"),
       });
-      console.log("# In a checkout of https://github.com/staoxiao/RetroMAE, from src/ (prepare the data with examples/pretrain/preprocess.py):");
-      console.log(cmd);
+      for (const n of out.notes) console.log(`# ${n}`);
+      for (const w of out.warnings) console.error(`warning: ${w}`);
+      if (out.preprocess) console.log(`# Prepare the data (from the repository root):\n${out.preprocess}`);
+      console.log(`# Then, from ${flavour === "flagembedding" ? "any folder" : "src/"}:`);
+      console.log(out.command);
       return 0;
     }
     case "info": {

@@ -93,13 +93,29 @@ export function bertEmbeddings(
   opts: ForwardOptions,
   prefix = "bert.embeddings",
 ): tf.Tensor3D {
-  const [, L] = inputIds.shape;
   const words = embeddingLookup(weight(w, `${prefix}.word_embeddings.weight`), inputIds, cfg.padTokenId); // [B, L, H]
+  return embeddingsOfVectors(w, cfg, words as tf.Tensor3D, tokenTypeIds, opts, prefix);
+}
+
+/**
+ * The embedding module given vectors in place of word ids (HF's
+ * `inputs_embeds`): vectors + position + token-type embeddings, then
+ * LayerNorm and dropout. vectors [B, L, H] -> [B, L, H]
+ */
+export function embeddingsOfVectors(
+  w: Weights,
+  cfg: BertConfig,
+  vectors: tf.Tensor3D,
+  tokenTypeIds: tf.Tensor2D | null,
+  opts: ForwardOptions,
+  prefix = "bert.embeddings",
+): tf.Tensor3D {
+  const L = vectors.shape[1];
   const positions = tf.gather(weight(w, `${prefix}.position_embeddings.weight`), tf.range(0, L, 1, "int32")); // [L, H]
   const types = tokenTypeIds
     ? tf.gather(weight(w, `${prefix}.token_type_embeddings.weight`), tokenTypeIds) // [B, L, H]
     : tf.gather(weight(w, `${prefix}.token_type_embeddings.weight`), tf.zeros([L], "int32")); // [L, H]
-  const sum = tf.add(tf.add(words, positions), types);
+  const sum = tf.add(tf.add(vectors, positions), types);
   const normed = layerNorm(w, `${prefix}.LayerNorm`, sum, cfg.layerNormEps);
   return dropout(normed, cfg.hiddenDropoutProb, opts) as tf.Tensor3D;
 }

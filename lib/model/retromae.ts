@@ -211,7 +211,10 @@ export class RetroMAE {
    * The enhanced decoder. cls [B, H], ids [B, L] original ids, visible [B, L, L]
    * (1 where row i may see j) -> hidden [B, L, H].
    *
-   * H1 (query) = position embeddings + [CLS] embedding at every position.
+   * H1 (query) = position embeddings + [CLS] embedding at every position
+   * (RetroMAE's modeling.py). In DupMAE mode (bowLossWeight > 0) it goes
+   * through the embedding module as modeling_duplex.py does:
+   * LayerNorm([CLS] + position + token-type[0]), then dropout.
    * H2 (key/value) = [CLS] embedding, then the encoder's embedding layer on
    * the original ids at positions 1..L-1. The residual adds to the query.
    */
@@ -223,8 +226,9 @@ export class RetroMAE {
     const cls3 = cls.reshape([B, 1, H]); // [B, 1, H]
     const embedded = bertEmbeddings(w, cfg, ids, null, opts); // [B, L, H]
     const keyValue = tf.concat([cls3, tf.slice(embedded, [0, 1, 0], [B, L - 1, H])], 1) as tf.Tensor3D; // H2 [B, L, H]
-    const positions = tf.slice(w.get("bert.embeddings.position_embeddings.weight")!, [0, 0], [L, H]); // [L, H]
-    const query = tf.add(positions, cls3) as tf.Tensor3D; // H1 [B, L, H]
+    const query = this.bowLossWeight > 0
+      ? embeddingsOfVectors(w, cfg, tf.broadcastTo(cls3, [B, L, H]) as tf.Tensor3D, null, opts) // H1 [B, L, H], DupMAE
+      : (tf.add(tf.slice(w.get("bert.embeddings.position_embeddings.weight")!, [0, 0], [L, H]), cls3) as tf.Tensor3D); // H1 [B, L, H]
     const mask = tf.mul(tf.sub(1, tf.cast(visible, "float32")), MASK_VALUE).reshape([B, 1, L, L]) as tf.Tensor4D;
     return bertLayer(w, DECODER_PREFIX, cfg, query, keyValue, mask, opts); // [B, L, H]
   }

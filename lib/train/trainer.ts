@@ -229,7 +229,7 @@ export class Trainer {
       decoderLossWeight: this.model.decoderLossWeight,
       optimizer: { name: "AdamW", lr: this.optimizer.lr, betas: [this.optimizer.beta1, this.optimizer.beta2], eps: this.optimizer.eps, weightDecay: this.optimizer.weightDecay },
       schedule: this.schedule
-        ? { totalSteps: this.schedule.totalSteps, warmupSteps: this.schedule.warmupSteps, decay: this.schedule.decay }
+        ? { totalSteps: this.schedule.totalSteps, warmupSteps: this.schedule.warmupSteps, warmupRatio: o.warmupSteps !== undefined ? null : (o.warmupRatio ?? 0.1), decay: this.schedule.decay }
         : { warmupRatio: o.warmupRatio ?? 0.1, warmupSteps: o.warmupSteps ?? null, decay: o.decay ?? "linear" },
       maxGradNorm: o.maxGradNorm,
       data: { blocks: o.data.size, tokens: o.data.tokens },
