@@ -34,6 +34,26 @@ export interface CollatorOptions {
 /** A text, or token ids without special tokens (as the official pre-tokenized datasets hold). */
 export type Example = string | readonly number[] | Int32Array;
 
+/**
+ * Every random draw one collate made, per example, for replaying it through
+ * the official collator's logic (test/fixtures/official): the shuffled word
+ * orders of each whole-word mask (encoder first, then the decoder pool), the
+ * encoder's 80/10/10 choice and random id per position, and the pool index
+ * each decoder row took.
+ */
+export interface CollateTrace {
+  examples: {
+    ids: number[];
+    encoderWords: number[][];
+    /** Per position: 1 [MASK], 2 random id, 3 kept, 0 not masked. */
+    encoderKinds: number[];
+    /** Per position: the random id drawn, or -1. */
+    randomIds: number[];
+    poolWords: number[][][];
+    rowChoices: number[];
+  }[];
+}
+
 function checkRatio(name: string, r: number): void {
   if (typeof r !== "number" || !(r > 0 && r <= 1)) {
     throw new Error(`${name} must be a number in (0, 1], got ${String(r)}; the paper uses 0.15–0.3 for the encoder and 0.5–0.7 for the decoder.`);
@@ -101,8 +121,8 @@ export class RetroMAECollator {
     return new MaskPreview(batch, (id) => this.tokenizer.vocab.token(id), { encoder: this.encRatio, decoder: this.decRatio });
   }
 
-  /** Mask and pad a batch. */
-  collate(examples: readonly Example[]): RetroMAEBatch {
+  /** Mask and pad a batch. `trace`, when given, receives every draw (see CollateTrace). */
+  collate(examples: readonly Example[], trace?: CollateTrace): RetroMAEBatch {
     if (examples.length === 0) throw new Error("A batch needs at least one example; the list is empty.");
     const seqs = examples.map((e) => this.sequence(e));
     const B = seqs.length;
@@ -127,8 +147,10 @@ export class RetroMAECollator {
       attentionMask.fill(1, row, row + n);
       for (let i = 1; i < n - 1; i++) decoderLabels[row + i] = ids[i];
 
+      const orders: number[][][] | undefined = trace ? [] : undefined;
+      const randomIds = trace ? new Array<number>(n).fill(-1) : null;
       // Encoder: whole words at the encoder ratio, never a special token.
-      const encMask = wholeWordMask(tokens, this.encRatio, this.rng);
+      const encMask = wholeWordMask(tokens, this.encRatio, this.rng, 512, orders);
       for (let i = 0; i < n; i++) {
         const id = ids[i];
         encoderInputIds[row + i] = id;
@@ -140,6 +162,7 @@ export class RetroMAECollator {
         } else if (this.rng.float() < 0.5) {
           encoderInputIds[row + i] = this.rng.int(this.vocabSize);
           encoderMaskKinds[row + i] = MaskKind.Random;
+          if (randomIds) randomIds[i] = encoderInputIds[row + i];
         } else {
           encoderMaskKinds[row + i] = MaskKind.Kept;
         }
@@ -148,12 +171,18 @@ export class RetroMAECollator {
       // Decoder: a pool of whole-word masks; row i takes one and hides itself.
       const poolSize = Math.min(n, 256);
       const pool: Uint8Array[] = [];
-      for (let p = 0; p < poolSize; p++) pool.push(wholeWordMask(tokens, this.decRatio, this.rng));
+      for (let p = 0; p < poolSize; p++) pool.push(wholeWordMask(tokens, this.decRatio, this.rng, 512, orders));
+      const rowChoices: number[] = [];
       for (let i = 0; i < n; i++) {
-        const hidden = pool[this.rng.int(poolSize)];
+        const choice = this.rng.int(poolSize);
+        rowChoices.push(choice);
+        const hidden = pool[choice];
         const base = (b * L + i) * L;
         for (let j = 0; j < n; j++) decoderAttentionMask[base + j] = hidden[j] ? 0 : 1;
         decoderAttentionMask[base + i] = 0;
+      }
+      if (trace && orders && randomIds) {
+        trace.examples.push({ ids: ids.slice(), encoderWords: orders[0], encoderKinds: Array.from(encoderMaskKinds.subarray(row, row + n)), randomIds, poolWords: orders.slice(1), rowChoices });
       }
     });
 

@@ -24,9 +24,10 @@ export function maskCount(length: number, ratio: number, maxPredictions = 512): 
  * with its [CLS] and [SEP]; a "##" piece joins the word before it. [CLS] and
  * [SEP] are never candidates. Candidates are shuffled with `rng`; words are
  * taken while they fit in the budget, skipping any that would exceed it.
- * Returns 1 where masked, 0 elsewhere, length = tokens.length.
+ * Returns 1 where masked, 0 elsewhere, length = tokens.length. `order`, when
+ * given, receives the shuffled words (for checks against the official code).
  */
-export function wholeWordMask(tokens: readonly string[], ratio: number, rng: Rng, maxPredictions = 512): Uint8Array {
+export function wholeWordMask(tokens: readonly string[], ratio: number, rng: Rng, maxPredictions = 512, order?: number[][][]): Uint8Array {
   const words: number[][] = [];
   tokens.forEach((t, i) => {
     if (t === "[CLS]" || t === "[SEP]") return;
@@ -34,6 +35,7 @@ export function wholeWordMask(tokens: readonly string[], ratio: number, rng: Rng
     else words.push([i]);
   });
   rng.shuffle(words);
+  order?.push(words.map((w) => w.slice()));
   const budget = maskCount(tokens.length, ratio, maxPredictions);
   const mask = new Uint8Array(tokens.length);
   let taken = 0;

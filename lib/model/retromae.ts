@@ -12,6 +12,7 @@ import { Rng } from "../engine/rng";
 import { IGNORE, RetroMAEBatch } from "../masking/batch";
 import {
   bertEmbeddings,
+  embeddingsOfVectors,
   bertEncoder,
   bertLayer,
   encoderWeightShapes,
