@@ -1,14 +1,75 @@
 /**
- * Pre-training data: tokenize a corpus and pack consecutive sentences into
- * blocks, as the official preprocessing does (examples/pretrain/preprocess.py:
- * per document, sentences are appended to the current block until it holds at
- * least maxLength - 2 ids; the collator truncates). Blocks are token ids in
- * one flat Int32Array, never tensors. Batches come in a seeded order per
- * epoch, from a position (epoch, index) that a checkpoint records.
+ * Pre-training data: tokenize a corpus and pack sentences into blocks, as
+ * the official preprocessing does (examples/pretrain/preprocess.py):
+ *
+ * - documents (Wikipedia, passages; jsonl and BEIR corpora): per document,
+ *   sentences are appended to the current block until it holds at least
+ *   maxLength - 2 ids (the collator truncates);
+ * - lines (BookCorpus style, one sentence per line; plain text files):
+ *   consecutive lines are packed the same way across line breaks, within
+ *   runs of 1,000 lines (datasets' batched map, which preprocess.py uses).
+ *
+ * With `shortSeqProb` p, each block's target is drawn as preprocess.py
+ * draws it: the full length with probability 1 - p, else a whole number in
+ * [3, target]. Off (0) by default, as in preprocess.py.
+ *
+ * Blocks are token ids in one flat Int32Array, never tensors. Batches come
+ * in a seeded order per epoch, from a position (epoch, index) that a
+ * checkpoint records.
  */
 import { Rng } from "../engine/rng";
 import type { BertTokenizer } from "../text/tokenizer";
-import { CorpusOptions, readCorpus, splitSentences } from "../text/corpus";
+import { CorpusOptions, guessFormat, readCorpus, splitSentences } from "../text/corpus";
+
+/** How texts become blocks: each text a document of sentences, or each text one line of a running stream. */
+export type Packing = "documents" | "lines";
+
+export interface PackOptions {
+  /** Default "lines" for plain text files, "documents" otherwise (and for fromTexts). */
+  packing?: Packing;
+  /** Probability of a shorter block target, as preprocess.py's --short_seq_prob. Default 0. */
+  shortSeqProb?: number;
+  /** Seeds the short-target draws. Default 0. */
+  seed?: number;
+}
+
+/** datasets' Dataset.map(batched=True) batch size, within which preprocess.py packs book lines. */
+export const LINES_PER_MAP_BATCH = 1000;
+
+/** Accumulates sentences into blocks of at least a target length, drawing targets as preprocess.py does. */
+class BlockPacker {
+  private block: number[] = [];
+  private target: number;
+  private readonly rng: Rng;
+
+  constructor(private readonly corpus: PackedCorpus, private readonly fullTarget: number, private readonly shortSeqProb: number, seed: number) {
+    if (!(shortSeqProb >= 0 && shortSeqProb <= 1)) throw new Error(`shortSeqProb must be in [0, 1], got ${shortSeqProb}; preprocess.py's default is 0.`);
+    this.rng = new Rng(seed);
+    this.target = this.drawTarget();
+  }
+
+  /** curr_tgt_len = target_length if random.random() > short_seq_prob else random.randint(3, target_length) */
+  private drawTarget(): number {
+    if (this.shortSeqProb === 0 || this.rng.float() > this.shortSeqProb) return this.fullTarget;
+    return 3 + this.rng.int(Math.max(1, this.fullTarget - 2));
+  }
+
+  add(ids: readonly number[]): void {
+    if (this.block.length >= this.target) {
+      this.corpus.push(this.block);
+      this.block = [];
+      this.target = this.drawTarget();
+    }
+    for (const id of ids) this.block.push(id);
+  }
+
+  /** End of a document (or of a map batch of lines): the rest becomes a block, and a new target is drawn. */
+  end(): void {
+    if (this.block.length > 0) this.corpus.push(this.block);
+    this.block = [];
+    this.target = this.drawTarget();
+  }
+}
 
 export class PackedCorpus {
   private ids: Int32Array;
@@ -43,34 +104,39 @@ export class PackedCorpus {
     this.offsets.push(this.used);
   }
 
-  /** Append one document: its sentences packed into blocks of at least `target` ids. */
-  addDocument(tokenizer: BertTokenizer, text: string, target: number): void {
-    let block: number[] = [];
-    for (const sentence of splitSentences(text)) {
-      if (block.length >= target) {
-        this.push(block);
-        block = [];
-      }
-      for (const id of tokenizer.textToIds(sentence)) block.push(id);
+  /** One text into the packer: a document of sentences, or one line of a running stream (the index-th). */
+  private static pack(packer: BlockPacker, tokenizer: BertTokenizer, text: string, packing: Packing, index: number): void {
+    if (packing === "lines") {
+      packer.add(tokenizer.textToIds(text));
+      if ((index + 1) % LINES_PER_MAP_BATCH === 0) packer.end();
+      return;
     }
-    if (block.length > 0) this.push(block);
+    for (const sentence of splitSentences(text)) packer.add(tokenizer.textToIds(sentence));
+    packer.end();
   }
 
   /** Tokenize and pack a corpus file (streamed line by line). */
-  static async fromFile(file: string, tokenizer: BertTokenizer, maxLength: number, options: CorpusOptions & { limit?: number } = {}): Promise<PackedCorpus> {
+  static async fromFile(file: string, tokenizer: BertTokenizer, maxLength: number, options: CorpusOptions & PackOptions & { limit?: number } = {}): Promise<PackedCorpus> {
     const corpus = new PackedCorpus();
-    let docs = 0;
+    const packing = options.packing ?? ((options.format ?? guessFormat(file)) === "text" ? "lines" : "documents");
+    const packer = new BlockPacker(corpus, maxLength - 2, options.shortSeqProb ?? 0, options.seed ?? 0);
+    let n = 0;
     for await (const text of readCorpus(file, options)) {
-      corpus.addDocument(tokenizer, text, maxLength - 2);
-      if (options.limit !== undefined && ++docs >= options.limit) break;
+      PackedCorpus.pack(packer, tokenizer, text, packing, n++);
+      if (options.limit !== undefined && n >= options.limit) break;
     }
+    packer.end();
     if (corpus.size === 0) throw new Error(`Corpus file "${file}" has no text; check the file and its format.`);
     return corpus;
   }
 
-  static fromTexts(texts: Iterable<string>, tokenizer: BertTokenizer, maxLength: number): PackedCorpus {
+  /** Each text a document (sentences packed per text), or with packing "lines", each text one line of a stream. */
+  static fromTexts(texts: Iterable<string>, tokenizer: BertTokenizer, maxLength: number, options: PackOptions = {}): PackedCorpus {
     const corpus = new PackedCorpus();
-    for (const t of texts) corpus.addDocument(tokenizer, t, maxLength - 2);
+    const packer = new BlockPacker(corpus, maxLength - 2, options.shortSeqProb ?? 0, options.seed ?? 0);
+    let n = 0;
+    for (const text of texts) PackedCorpus.pack(packer, tokenizer, text, options.packing ?? "documents", n++);
+    packer.end();
     return corpus;
   }
 }

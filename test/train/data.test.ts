@@ -57,6 +57,39 @@ test("packing appends whole sentences until a block holds at least maxLength - 2
   assert.equal(Array.from(c.block(0).subarray(0, n)), tok.textToIds(sentence));
 });
 
+test("one-sentence-per-line text packs across lines, within runs of 1,000 lines, as preprocess.py packs BookCorpus", async () => {
+  const line = "He opened the door."; // 5 ids
+  const n = tok.textToIds(line).length;
+  const lines = Array(10).fill(line);
+  const perDoc = PackedCorpus.fromTexts(lines, tok, 2 + 3 * n);
+  assert.is(perDoc.size, 10, "as documents, every line is its own short block");
+  const packed = PackedCorpus.fromTexts(lines, tok, 2 + 3 * n, { packing: "lines" });
+  assert.equal(Array.from({ length: packed.size }, (_, i) => packed.block(i).length), [3 * n, 3 * n, 3 * n, n]);
+  // a block never spans the 1,000-line boundary of datasets' batched map
+  const many = PackedCorpus.fromTexts(Array(1001).fill(line), tok, 2 + 3 * n, { packing: "lines" });
+  assert.equal(Array.from({ length: many.size }, (_, i) => many.block(i).length).slice(332), [3 * n, n, n]);
+  // a plain text file packs as lines by default
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "lines-"));
+  fs.writeFileSync(path.join(dir, "book.txt"), lines.join("\n") + "\n");
+  const fromFile = await PackedCorpus.fromFile(path.join(dir, "book.txt"), tok, 2 + 3 * n);
+  assert.is(fromFile.size, 4);
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+test("shortSeqProb draws shorter block targets in [3, target] with its probability; off by default", () => {
+  const sentence = "The encoder sees a masked sentence."; // 8 ids
+  const doc = Array(400).fill(sentence).join(" ");
+  const full = PackedCorpus.fromTexts([doc], tok, 66);
+  const lengths = (c: PackedCorpus) => Array.from({ length: c.size - 1 }, (_, i) => c.block(i).length); // the last block is the rest
+  assert.ok(lengths(full).every((l) => l >= 64), "every block reaches the target without it");
+  const short = PackedCorpus.fromTexts([doc], tok, 66, { shortSeqProb: 0.5, seed: 3 });
+  const shorter = lengths(short).filter((l) => l < 64);
+  assert.ok(shorter.length > 0.25 * short.size && shorter.length < 0.75 * short.size, `${shorter.length} of ${short.size} short`);
+  assert.ok(shorter.every((l) => l >= 3), "at least 3 ids");
+  assert.equal(lengths(PackedCorpus.fromTexts([doc], tok, 66, { shortSeqProb: 0.5, seed: 3 })), lengths(short), "seeded");
+  assert.throws(() => PackedCorpus.fromTexts([doc], tok, 66, { shortSeqProb: 1.5 }), /shortSeqProb must be in \[0, 1\], got 1\.5; preprocess\.py's default is 0\./);
+});
+
 test("SciFact packs into blocks; batches follow a seeded order that a position restores", async () => {
   const corpus = await PackedCorpus.fromFile(path.join(SHARED_DATA, "beir-scifact", "corpus.jsonl"), tok, 128, { limit: 200 });
   assert.ok(corpus.size > 200, `${corpus.size} blocks`);
