@@ -84,6 +84,8 @@ export interface SaveOptions {
   retromae?: RetroMAESettings;
   /** Save only the encoder (what is kept after pre-training). Default false. */
   encoderOnly?: boolean;
+  /** Store weights as "F16" (half the size; loading widens them back to float32). Default "F32". */
+  dtype?: "F32" | "F16";
 }
 
 /**
@@ -96,7 +98,7 @@ export function writeCheckpointFiles(dir: string, config: BertConfig, tensors: R
   } catch (err) {
     throw new Error(`Cannot create checkpoint folder "${dir}" (${(err as NodeJS.ErrnoException).code}); choose a writable path.`);
   }
-  writeSafetensors(path.join(dir, "model.safetensors"), tensors, { format: "pt" });
+  writeSafetensors(path.join(dir, "model.safetensors"), tensors, { format: "pt" }, options.dtype ?? "F32");
   writeFileAtomic(path.join(dir, "config.json"), JSON.stringify(hfConfig(config, options.retromae), null, 2) + "\n");
   if (options.vocab) writeFileAtomic(path.join(dir, "vocab.txt"), options.vocab.toText());
 }

@@ -29,6 +29,33 @@ function halfToFloat(h: number): number {
   return s * 2 ** (e - 15) * (1 + f / 1024);
 }
 
+const f32 = new Float32Array(1);
+const u32 = new Uint32Array(f32.buffer);
+
+/** float32 -> IEEE half bits, rounding to nearest even (as torch's .half()). */
+export function floatToHalf(x: number): number {
+  f32[0] = x;
+  const bits = u32[0];
+  const sign = (bits >>> 16) & 0x8000;
+  const exp = (bits >>> 23) & 0xff;
+  let mant = bits & 0x7fffff;
+  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0); // inf, NaN
+  let e = exp - 127 + 15;
+  if (e >= 0x1f) return sign | 0x7c00; // overflow
+  if (e <= 0) {
+    if (e < -10) return sign; // underflow to zero
+    mant |= 0x800000; // subnormal: shift the implicit bit in
+    const shift = 14 - e;
+    const half = mant >>> shift;
+    const rest = mant & ((1 << shift) - 1);
+    const mid = 1 << (shift - 1);
+    return sign | (half + (rest > mid || (rest === mid && half & 1) ? 1 : 0));
+  }
+  const half = (e << 10) | (mant >>> 13);
+  const rest = mant & 0x1fff;
+  return sign | (half + (rest > 0x1000 || (rest === 0x1000 && half & 1) ? 1 : 0)); // a carry rolls into the exponent, as it should
+}
+
 /**
  * Little-endian element bytes as a NamedArray's data: floats (F32, F16,
  * BF16, F64) as float32, I64 as BigInt64Array, smaller integers and bools
@@ -118,16 +145,20 @@ export function readSafetensors(file: string): { tensors: Map<string, NamedArray
   return parseSafetensors(buf, file);
 }
 
-/** Serialise tensors (in the given order) with optional string metadata. */
-export function serializeSafetensors(tensors: ReadonlyMap<string, NamedArray>, metadata: Record<string, string> = {}): Buffer {
+/**
+ * Serialise tensors (in the given order) with optional string metadata.
+ * `floats: "F16"` stores float32 tensors as IEEE half (halving the file).
+ */
+export function serializeSafetensors(tensors: ReadonlyMap<string, NamedArray>, metadata: Record<string, string> = {}, floats: "F32" | "F16" = "F32"): Buffer {
   const header: Record<string, unknown> = {};
   if (Object.keys(metadata).length) header.__metadata__ = metadata;
+  const stored = (t: NamedArray) => (t.dtype === "F32" ? floats : t.dtype);
   let offset = 0;
   for (const [name, t] of tensors) {
-    const width = BYTES[t.dtype];
+    const width = BYTES[stored(t)];
     const count = t.shape.reduce((a, b) => a * b, 1);
     if (count !== t.data.length) throw new Error(`Tensor "${name}" has ${t.data.length} values but shape [${t.shape}] needs ${count}.`);
-    header[name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + count * width] };
+    header[name] = { dtype: stored(t), shape: t.shape, data_offsets: [offset, offset + count * width] };
     offset += count * width;
   }
   let json = JSON.stringify(header);
@@ -138,6 +169,12 @@ export function serializeSafetensors(tensors: ReadonlyMap<string, NamedArray>, m
   head.copy(out, 8);
   let pos = 8 + head.length;
   for (const t of tensors.values()) {
+    if (stored(t) === "F16") {
+      const data = t.data as Float32Array;
+      for (let i = 0; i < data.length; i++) out.writeUInt16LE(floatToHalf(data[i]), pos + 2 * i);
+      pos += 2 * data.length;
+      continue;
+    }
     const bytes = Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength); // little-endian hosts
     bytes.copy(out, pos);
     pos += bytes.length;
@@ -145,6 +182,6 @@ export function serializeSafetensors(tensors: ReadonlyMap<string, NamedArray>, m
   return out;
 }
 
-export function writeSafetensors(file: string, tensors: ReadonlyMap<string, NamedArray>, metadata: Record<string, string> = {}): void {
-  writeFileAtomic(file, serializeSafetensors(tensors, metadata));
+export function writeSafetensors(file: string, tensors: ReadonlyMap<string, NamedArray>, metadata: Record<string, string> = {}, floats: "F32" | "F16" = "F32"): void {
+  writeFileAtomic(file, serializeSafetensors(tensors, metadata, floats));
 }

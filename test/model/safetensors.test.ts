@@ -3,7 +3,7 @@ import * as assert from "uvu/assert";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { NamedArray, parseSafetensors, readSafetensors, serializeSafetensors, writeSafetensors } from "../../lib/model/safetensors";
+import { floatToHalf, NamedArray, parseSafetensors, readSafetensors, serializeSafetensors, writeSafetensors } from "../../lib/model/safetensors";
 
 function rawFile(header: object, data: Buffer): Buffer {
   const json = Buffer.from(JSON.stringify(header), "utf8");
@@ -41,6 +41,26 @@ test("F16 and BF16 are widened to float32", () => {
   const { tensors } = parseSafetensors(buf);
   assert.equal(Array.from(tensors.get("h")!.data as Float32Array), [1, -2]);
   assert.equal(Array.from(tensors.get("b")!.data as Float32Array), [1, 3.140625]);
+});
+
+test("F16 writing rounds to nearest even, as torch's .half(), and every half survives a round trip", () => {
+  const cases: [number, number][] = [[1, 0x3c00], [-2, 0xc000], [65504, 0x7bff], [1e5, 0x7c00], [2 ** -24, 0x0001], [2 ** -25, 0x0000], [1 / 3, 0x3555], [0.1, 0x2e66], [1 + 2 ** -11, 0x3c00], [1 + 3 * 2 ** -11, 0x3c02], [-0, 0x8000], [Infinity, 0x7c00]];
+  for (const [x, bits] of cases) assert.is(floatToHalf(x), bits, `${x} -> 0x${floatToHalf(x).toString(16)}`);
+  assert.is(floatToHalf(NaN) & 0x7c00, 0x7c00);
+  // all 63,488 non-NaN halves: widen on read, narrow on write, same bits
+  const halves = Array.from({ length: 65536 }, (_, h) => h).filter((h) => (h & 0x7c00) !== 0x7c00 || (h & 0x3ff) === 0);
+  const raw = Buffer.alloc(2 * halves.length);
+  halves.forEach((h, i) => raw.writeUInt16LE(h, 2 * i));
+  const wide = parseSafetensors(rawFile({ h: { dtype: "F16", shape: [halves.length], data_offsets: [0, raw.length] } }, raw)).tensors;
+  const narrow = serializeSafetensors(wide, {}, "F16");
+  const back = parseSafetensors(narrow).tensors.get("h")!;
+  assert.is(JSON.parse(narrow.subarray(8, 8 + Number(narrow.readBigUInt64LE(0))).toString()).h.dtype, "F16");
+  assert.equal(Array.from(back.data as Float32Array), Array.from(wide.get("h")!.data as Float32Array));
+  const start = narrow.length - raw.length;
+  assert.ok(narrow.subarray(start).equals(raw), "bit for bit");
+  // integer tensors are left as they are
+  const mixed = parseSafetensors(serializeSafetensors(new Map<string, NamedArray>([["ids", { dtype: "I32", shape: [2], data: Int32Array.from([101, 102]) }]]), {}, "F16")).tensors;
+  assert.equal(Array.from(mixed.get("ids")!.data as Int32Array), [101, 102]);
 });
 
 test("corrupt, truncated, unknown-dtype and mis-sized files get one clear sentence naming the problem", () => {
