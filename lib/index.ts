@@ -27,6 +27,7 @@ export type { Display, DisplayHandle, Displayable, MimeBundle } from "./display"
 export { setAmbientSignal, currentSignal } from "./interrupt";
 export { PlotlyFigure, PLOTLY_MIME } from "./plot/figure";
 export { saveCheckpoint, loadCheckpoint } from "./model/retromae";
+export { starterCheckpoint } from "./model/starter";
 export { hfConfig, configFromHf, readCheckpointFiles, matchWeights } from "./model/checkpoint";
 export { hubSnapshot, hubCacheDir, CHECKPOINT_FILES } from "./model/hub";
 export { readTorchBin, TorchLoadError } from "./model/torch-bin";
@@ -53,7 +54,7 @@ export { Bm25Index, analyze } from "./probe/bm25";
 export { encodeTexts, searchTopK } from "./probe/encode";
 export { makeProbeSet, runProbe, probeHook, beirDocText } from "./probe/probe";
 export type { ProbeSet, ProbeResult, ProbeOptions } from "./probe/probe";
-export { compare, ComparisonTable } from "./probe/compare";
+export { compare, ComparisonTable, PUBLISHED_SCIFACT } from "./probe/compare";
 export type { RunMetrics, CompareOptions } from "./probe/compare";
 export { bootstrapCI, pairedRandomizationTest, mean, sd } from "./probe/stats";
 export { contrastiveFinetune, trainingPairs, trainingQueries, TrainGroups } from "./probe/finetune";

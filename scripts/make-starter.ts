@@ -8,16 +8,23 @@
  *
  * It is domain-adapted: it has seen SciFact's documents.
  *
- *   npm run starter -- [--preset tiny] [--steps 3000] [--batch 32] [--length 128] [--lr 1e-3]
- *                      [--seed 42] [--out runs/starter-tiny] [--every 100]
+ *   npm run starter -- [--preset tiny] [--steps 2000] [--batch 32] [--length 128] [--lr 1e-3]
+ *                      [--seed 42] [--out runs/starter-tiny] [--every 100] [--publish models/starter-tiny]
+ *   npm run starter -- --publish-from runs/starter-tiny [--publish models/starter-tiny]
  *
  * Writes OUT/ as a Trainer run directory (config.json, metrics.jsonl,
  * checkpoint-N/) and prints one JSON line per `every` steps: step, MLM loss
- * and accuracy (smoothed over the last `every` steps), wall time.
+ * and accuracy (smoothed over the last `every` steps), wall time. Then it
+ * publishes the last checkpoint to models/starter-PRESET (what
+ * `starterCheckpoint()` returns): encoder and MLM head in fp16, config,
+ * vocabulary, the run's config.json as training.json, and its metrics.
+ * `--publish-from` publishes an existing run without training.
  */
 import * as fs from "fs";
 import * as path from "path";
-import { backend, BertTokenizer, beirDocText, loadBeir, PackedCorpus, RetroMAE, Trainer } from "../lib";
+import { backend, BertTokenizer, beirDocText, loadBeir, loadCheckpoint, PackedCorpus, RetroMAE, saveCheckpoint, Trainer } from "../lib";
+import { latestCheckpoint } from "../lib/train/run-dir";
+import { replaceDirAtomic, tempDirFor } from "../lib/util";
 
 function option(args: string[], name: string, fallback: string): string {
   const i = args.indexOf(`--${name}`);
@@ -32,9 +39,30 @@ export function wikitextParagraphs(text: string): string[] {
     .filter((l) => l && !/^=.*=$/.test(l));
 }
 
+/** Publish a starter run's last checkpoint: fp16 encoder + MLM head, vocabulary, training.json, metrics.jsonl. */
+async function publish(runDir: string, dest: string): Promise<void> {
+  const ckpt = latestCheckpoint(runDir);
+  if (!ckpt) throw new Error(`${runDir} has no checkpoint-N folder; run the starter first.`);
+  const { model } = loadCheckpoint(ckpt);
+  const tmp = tempDirFor(dest);
+  await saveCheckpoint(model, tmp, { encoderOnly: true, dtype: "F16", vocab: BertTokenizer.bertBaseUncased().vocab, retromae: { starter: "MLM on SciFact documents + WikiText-2 (scripts/make-starter.ts)", step: Number(path.basename(ckpt).split("-")[1]) } });
+  fs.copyFileSync(path.join(runDir, "config.json"), path.join(tmp, "training.json"));
+  // the loss curve, every 10th step (the run directory keeps every step)
+  const lines = fs.readFileSync(path.join(runDir, "metrics.jsonl"), "utf8").split("\n").filter((l) => l && /"step":\d*0[,}]/.test(l));
+  fs.writeFileSync(path.join(tmp, "metrics.jsonl"), lines.join("\n") + "\n");
+  replaceDirAtomic(tmp, dest);
+  model.dispose();
+  console.log(JSON.stringify({ published: dest, from: ckpt, bytes: fs.statSync(path.join(dest, "model.safetensors")).size }));
+}
+
 async function main(args: string[]): Promise<void> {
+  const from = option(args, "publish-from", "");
+  if (from) {
+    await backend.use("auto");
+    return publish(from, option(args, "publish", path.join(__dirname, "..", "models", "starter-tiny")));
+  }
   const preset = option(args, "preset", "tiny") as "tiny" | "mini";
-  const steps = Number(option(args, "steps", "3000"));
+  const steps = Number(option(args, "steps", "2000"));
   const batchSize = Number(option(args, "batch", "32"));
   const maxLength = Number(option(args, "length", "128"));
   const lr = Number(option(args, "lr", "1e-3"));
@@ -87,6 +115,7 @@ async function main(args: string[]): Promise<void> {
     },
   });
   console.log(JSON.stringify({ done: true, checkpoint: trainer.latestCheckpoint(), elapsed_s: Math.round((Date.now() - t0) / 1000) }));
+  await publish(out, option(args, "publish", path.join(__dirname, "..", "models", `starter-${preset}`)));
 }
 
 if (require.main === module) {

@@ -99,7 +99,9 @@ export function writeCheckpointFiles(dir: string, config: BertConfig, tensors: R
     throw new Error(`Cannot create checkpoint folder "${dir}" (${(err as NodeJS.ErrnoException).code}); choose a writable path.`);
   }
   writeSafetensors(path.join(dir, "model.safetensors"), tensors, { format: "pt" }, options.dtype ?? "F32");
-  writeFileAtomic(path.join(dir, "config.json"), JSON.stringify(hfConfig(config, options.retromae), null, 2) + "\n");
+  const hf = hfConfig(config, options.retromae);
+  if (options.dtype === "F16") hf.torch_dtype = "float16";
+  writeFileAtomic(path.join(dir, "config.json"), JSON.stringify(hf, null, 2) + "\n");
   if (options.vocab) writeFileAtomic(path.join(dir, "vocab.txt"), options.vocab.toText());
 }
 

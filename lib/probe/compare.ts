@@ -21,7 +21,22 @@ export interface RunMetrics {
   probeId?: string;
   /** Runs of one setting with different seeds share a group; the table shows their mean ± sd. */
   group?: string;
+  /**
+   * A published figure, not a run here (e.g. PUBLISHED_SCIFACT): printed as
+   * a reference line with its source, never tested, never marked best.
+   */
+  reference?: string;
 }
+
+/**
+ * Published SciFact nDCG@10 (BERT-base scale, full corpus, test split), the
+ * lines every SciFact table carries: BM25 from BEIR (Thakur et al. 2021,
+ * Table 2) and RetroMAE from Xiao et al. 2022 (Table 3, zero-shot BEIR).
+ */
+export const PUBLISHED_SCIFACT: readonly RunMetrics[] = [
+  { name: "BM25 (published)", metrics: { "NDCG@10": 0.665 }, reference: "BEIR, Thakur et al. 2021" },
+  { name: "RetroMAE (published)", metrics: { "NDCG@10": 0.653 }, reference: "Xiao et al. 2022, BERT-base" },
+];
 
 export interface CompareOptions {
   /** The run (name) every other run is tested against. Default: none (no tests). */
@@ -44,6 +59,8 @@ export interface Cell {
 export interface Row {
   name: string;
   cells: Record<string, Cell | undefined>;
+  /** The source of a published reference line. */
+  reference?: string;
 }
 
 const fmt = (v: number) => v.toFixed(4);
@@ -58,7 +75,7 @@ export class ComparisonTable implements Displayable {
 
   constructor(runs: RunMetrics[], columns?: string[], options: CompareOptions = {}) {
     if (runs.length === 0) throw new Error("compare needs at least one run; pass [{ name, metrics }].");
-    const probes = new Set(runs.map((r) => r.probeId).filter((p) => p !== undefined));
+    const probes = new Set(runs.filter((r) => !r.reference).map((r) => r.probeId).filter((p) => p !== undefined));
     if (probes.size > 1) throw new Error(`These runs were scored on different probe sets (${[...probes].join(", ")}); score every run on the same ProbeSet to compare them.`);
     this.runs = runs;
     this.columns = columns ?? [...new Set(runs.flatMap((r) => Object.keys(r.metrics)))];
@@ -83,7 +100,7 @@ export class ComparisonTable implements Displayable {
           cell.sd = sd(finals);
           cell.seeds = members.length;
         }
-        if (members.every((m) => m.perQuery)) {
+        if (members.every((m) => m.perQuery && !m.reference)) {
           const queries = [...members[0].perQuery!.keys()];
           for (const m of members) checkSameQueries(m, members[0]);
           cell.ci = bootstrapCI(perQueryMean(members, col, queries), { samples, seed });
@@ -94,12 +111,12 @@ export class ComparisonTable implements Displayable {
         }
         cells[col] = cell;
       }
-      return { name, cells };
+      return members[0].reference ? { name, cells, reference: members[0].reference } : { name, cells };
     });
   }
 
   private best(col: string): number {
-    return Math.max(...this.rows.map((r) => r.cells[col]?.mean ?? -Infinity));
+    return Math.max(...this.rows.filter((r) => !r.reference).map((r) => r.cells[col]?.mean ?? -Infinity));
   }
 
   /** "0.1234 [0.10, 0.14]", with ± sd over seeds, and the test against the baseline. */
@@ -115,7 +132,7 @@ export class ComparisonTable implements Displayable {
 
   toString(): string {
     const header = ["run", ...this.columns];
-    const rows = this.rows.map((r) => [r.name, ...this.columns.map((c) => this.text(r, c) + (r.cells[c]?.mean === this.best(c) && this.rows.length > 1 ? "*" : ""))]);
+    const rows = this.rows.map((r) => [r.reference ? `${r.name}, ${r.reference}` : r.name, ...this.columns.map((c) => this.text(r, c) + (!r.reference && r.cells[c]?.mean === this.best(c) && this.rows.length > 1 ? "*" : ""))]);
     const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i].length)));
     const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join("  ");
     const notes = [
@@ -132,10 +149,11 @@ export class ComparisonTable implements Displayable {
         const cells = this.columns.map((c) => {
           const v = r.cells[c];
           if (!v) return "<td>–</td>";
-          const strong = v.mean === this.best(c) && this.rows.length > 1;
+          const strong = !r.reference && v.mean === this.best(c) && this.rows.length > 1;
           const extra = escapeHtml(this.text(r, c).slice(fmt(v.mean).length));
           return `<td style="text-align:right">${strong ? "<b>" : ""}${fmt(v.mean)}${strong ? "</b>" : ""}<span style="color:#666">${extra}</span></td>`;
         });
+        if (r.reference) return `<tr style="color:#666;font-style:italic"><td style="text-align:left">${escapeHtml(r.name)} <span style="font-size:11px">(${escapeHtml(r.reference)})</span></td>${cells.join("")}</tr>`;
         return `<tr><td style="text-align:left">${escapeHtml(r.name)}</td>${cells.join("")}</tr>`;
       })
       .join("");

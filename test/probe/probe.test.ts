@@ -6,7 +6,7 @@ import { use } from "../../lib/engine/backend";
 import { Rng } from "../../lib/engine/rng";
 import { loadBeir } from "../../lib/data/beir";
 import { RetroMAE } from "../../lib/model/retromae";
-import { compare } from "../../lib/probe/compare";
+import { compare, PUBLISHED_SCIFACT } from "../../lib/probe/compare";
 import { encodeTexts, searchTopK } from "../../lib/probe/encode";
 import { makeProbeSet, probeHook, runProbe } from "../../lib/probe/probe";
 import { BertTokenizer } from "../../lib/text/tokenizer";
@@ -109,6 +109,13 @@ test("compare with per-query metrics: intervals, paired tests against a baseline
   assert.throws(() => compare([run("a", base), run("b", base, { probeId: "p2" })]), /different probe sets \(p1, p2\); score every run on the same ProbeSet/);
   assert.throws(() => compare([run("a", base), { ...run("b", base), perQuery: q(base.slice(1)) }], ["NDCG@10"], { baseline: "a" }), /"b" and "a" were scored on different queries \(39 and 40\)/);
   assert.throws(() => compare([run("a", base)], ["NDCG@10"], { baseline: "nobody" }), /baseline "nobody" is not one of the runs/);
+  // published lines: shown with their source, never tested, never best
+  const withRefs = compare([run("start", base), run("better", base.map((v) => v + 0.1)), ...PUBLISHED_SCIFACT], ["NDCG@10"], { baseline: "start", samples: 500 });
+  const refText = withRefs.toString();
+  assert.match(refText, /BM25 \(published\), BEIR, Thakur et al\. 2021\s+0\.6650$/m);
+  assert.match(refText, /RetroMAE \(published\), Xiao et al\. 2022, BERT-base\s+0\.6530$/m);
+  assert.match(refText, /better\s+0\.5000 \[[^\]]+\] p=0\.00\d\*/);
+  assert.match(withRefs.toMimeBundle()["text/html"] as string, /font-style:italic"><td style="text-align:left">BM25 \(published\)/);
 });
 
 test.run();
