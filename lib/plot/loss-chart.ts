@@ -1,9 +1,19 @@
 /**
  * Loss charts built from training events, as pure Plotly data. One chart
- * can overlay several runs; each run is labelled by what differs between
- * their settings (e.g. "enc 0.3 / dec 0.7"). The top panel holds the total,
- * encoder and decoder losses; the bottom panel the learning rate and, when
- * present, probe metrics (right axis).
+ * overlays several runs; each run is labelled by what differs between their
+ * settings (e.g. "enc 0.3 / dec 0.7"). Panels compare like with like:
+ *
+ * - the encoder's MLM loss, which RetroMAE and MLM-only runs share (their
+ *   totals differ by the decoder term, so totals are not drawn);
+ * - the decoder loss, for runs that have one;
+ * - the probe's metrics per run, with baselines (the start, BM25, published
+ *   figures) as labelled reference lines;
+ * - the learning rate, small (or hidden).
+ *
+ * Losses are drawn raw (faint) and smoothed with TensorBoard's debiased EMA
+ * (bold); a button switches the loss axes to log scale. Long series are
+ * decimated: the newest points stay exact, older ones are averaged in
+ * buckets, so each update's size stays flat as training goes on.
  */
 import { PlotlyFigure } from "./figure";
 
@@ -79,12 +89,88 @@ export class RunSeries {
   }
 }
 
+/**
+ * TensorBoard's scalar smoothing: an exponential moving average debiased
+ * for its start (last = last·w + (1 − w)·v; shown = last / (1 − wⁿ)).
+ * Non-finite values are carried over unchanged and do not enter the
+ * average. weight 0 returns the values.
+ */
+export function emaSmooth(values: readonly number[], weight: number): number[] {
+  if (!(weight >= 0 && weight < 1)) throw new Error(`smoothing must be in [0, 1), got ${weight}; TensorBoard's default is 0.6.`);
+  let last = 0;
+  let n = 0;
+  return values.map((v) => {
+    if (!Number.isFinite(v)) return v;
+    last = last * weight + (1 - weight) * v;
+    n++;
+    return weight === 0 ? v : last / (1 - weight ** n);
+  });
+}
+
+/**
+ * At most `maxPoints` points: the newest maxPoints/2 exactly, the older ones
+ * averaged in equal buckets (x: the bucket's last step). Returns the input
+ * when it is short enough.
+ */
+export function decimate(xs: readonly number[], ys: readonly number[], maxPoints: number): { x: number[]; y: number[] } {
+  const n = xs.length;
+  if (n <= maxPoints) return { x: xs.slice(), y: ys.slice() };
+  const recent = Math.floor(maxPoints / 2);
+  const old = n - recent;
+  const buckets = maxPoints - recent;
+  const x: number[] = [];
+  const y: number[] = [];
+  for (let b = 0; b < buckets; b++) {
+    const lo = Math.floor((b * old) / buckets);
+    const hi = Math.floor(((b + 1) * old) / buckets);
+    let sum = 0;
+    let count = 0;
+    for (let i = lo; i < hi; i++) {
+      if (Number.isFinite(ys[i])) {
+        sum += ys[i];
+        count++;
+      }
+    }
+    x.push(xs[hi - 1]);
+    y.push(count ? +(sum / count).toPrecision(6) : NaN);
+  }
+  for (let i = old; i < n; i++) {
+    x.push(xs[i]);
+    y.push(ys[i]);
+  }
+  return { x, y };
+}
+
+export interface LossChartOptions {
+  /** EMA weight for the loss curves, as TensorBoard's slider. Default 0.6; 0 draws raw values only. */
+  smoothing?: number;
+  /** Points per curve before old ones are decimated. Default 1,000. */
+  maxPoints?: number;
+  /** Draw the learning rate in a small panel. Default true. */
+  showLr?: boolean;
+}
+
+/** A horizontal line on the probe panel: a baseline's score. */
+export interface ReferenceLine {
+  name: string;
+  metric: string;
+  value: number;
+}
+
 export class LossChart {
   readonly runs: RunSeries[] = [];
+  readonly references: ReferenceLine[] = [];
   title: string;
+  smoothing: number;
+  maxPoints: number;
+  showLr: boolean;
 
-  constructor(title = "RetroMAE pre-training") {
+  constructor(title = "RetroMAE pre-training", options: LossChartOptions = {}) {
     this.title = title;
+    this.smoothing = options.smoothing ?? 0.6;
+    emaSmooth([], this.smoothing);
+    this.maxPoints = options.maxPoints ?? 1000;
+    this.showLr = options.showLr ?? true;
   }
 
   addRun(settings: Record<string, unknown> = {}): RunSeries {
@@ -93,49 +179,100 @@ export class LossChart {
     return r;
   }
 
+  /** A baseline's score (e.g. the starting encoder, BM25, a published figure) as a reference line on the probe panel. */
+  addReference(name: string, value: number, metric = "NDCG@10"): this {
+    if (!Number.isFinite(value)) throw new Error(`Reference "${name}" needs a finite score, got ${value}.`);
+    this.references.push({ name, metric, value });
+    return this;
+  }
+
   figure(): PlotlyFigure {
     const labels = labelRuns(this.runs.map((r) => r.settings));
+    const hasDecoder = this.runs.some((r) => r.decoderLoss.some(Number.isFinite));
+    const hasProbe = this.runs.some((r) => Object.keys(r.metrics).length > 0) || this.references.length > 0;
+    // panels top to bottom, with relative heights
+    const panels: { key: "enc" | "dec" | "probe" | "lr"; title: string; weight: number }[] = [
+      { key: "enc", title: "encoder MLM loss", weight: 3 },
+      ...(hasDecoder ? [{ key: "dec" as const, title: "decoder loss", weight: 2 }] : []),
+      ...(hasProbe ? [{ key: "probe" as const, title: "probe", weight: 2 }] : []),
+      ...(this.showLr ? [{ key: "lr" as const, title: "lr", weight: 0.8 }] : []),
+    ];
+    const gap = 0.05;
+    const total = panels.reduce((a, p) => a + p.weight, 0);
+    const usable = 1 - gap * (panels.length - 1);
+    const axis: Record<string, { x: string; y: string; n: number }> = {};
+    let top = 1;
+    const layout: Record<string, unknown> = {
+      title: { text: this.title },
+      height: 220 + 120 * panels.length,
+      legend: { orientation: "h", y: -0.08 },
+      margin: { t: 60, r: 30 },
+      hovermode: "x unified",
+    };
+    panels.forEach((p, i) => {
+      const n = i + 1;
+      const h = (usable * p.weight) / total;
+      const domain = [Math.max(0, top - h), top];
+      top -= h + gap;
+      const suffix = n === 1 ? "" : String(n);
+      axis[p.key] = { x: `x${suffix}`, y: `y${suffix}`, n };
+      const last = i === panels.length - 1;
+      layout[`xaxis${suffix}`] = { anchor: `y${suffix}`, domain: [0, 1], showticklabels: last, ...(last ? { title: { text: "step" } } : {}), ...(n > 1 ? { matches: "x" } : {}) };
+      const tickformat = p.key === "lr" ? ".1e" : p.key === "probe" ? ".3~f" : ".3~f";
+      layout[`yaxis${suffix}`] = { title: { text: p.title }, domain, tickformat, ...(p.key === "probe" ? { rangemode: "tozero" } : {}) };
+    });
+    const lossAxes = ["enc", "dec"].filter((k) => axis[k]).map((k) => `yaxis${axis[k].n === 1 ? "" : axis[k].n}`);
+    layout.updatemenus = [
+      {
+        type: "buttons",
+        direction: "left",
+        x: 1,
+        xanchor: "right",
+        y: 1.12,
+        showactive: true,
+        buttons: [
+          { label: "linear", method: "relayout", args: [Object.fromEntries(lossAxes.map((a) => [`${a}.type`, "linear"]))] },
+          { label: "log", method: "relayout", args: [Object.fromEntries(lossAxes.map((a) => [`${a}.type`, "log"]))] },
+        ],
+      },
+    ];
+
     const data: Record<string, unknown>[] = [];
+    const curve = (key: "enc" | "dec", r: RunSeries, values: number[], label: string, color: string, legend: boolean) => {
+      const raw = decimate(r.steps, values, this.maxPoints);
+      const a = axis[key];
+      if (this.smoothing > 0) {
+        data.push({ type: "scatter", mode: "lines", name: `${label} (raw)`, legendgroup: label, showlegend: false, hoverinfo: "skip", x: raw.x, y: raw.y, xaxis: a.x, yaxis: a.y, line: { color, width: 1 }, opacity: 0.25 });
+      }
+      const smooth = decimate(r.steps, emaSmooth(values, this.smoothing), this.maxPoints);
+      data.push({ type: "scatter", mode: "lines", name: label, legendgroup: label, showlegend: legend, x: smooth.x, y: smooth.y, xaxis: a.x, yaxis: a.y, line: { color, width: 2 } });
+    };
+    const symbols = ["circle", "square", "diamond", "triangle-up"];
     this.runs.forEach((r, i) => {
       const color = PALETTE[i % PALETTE.length];
       const label = labels[i];
-      const line = (dash: string) => ({ color, dash, width: dash === "solid" ? 2 : 1.3 });
-      data.push({ type: "scatter", mode: "lines", name: `${label}: total`, legendgroup: label, x: r.steps, y: r.loss, line: line("solid") });
-      data.push({ type: "scatter", mode: "lines", name: `${label}: encoder`, legendgroup: label, x: r.steps, y: r.encoderLoss, line: line("dash") });
-      data.push({ type: "scatter", mode: "lines", name: `${label}: decoder`, legendgroup: label, x: r.steps, y: r.decoderLoss, line: line("dot") });
-      data.push({ type: "scatter", mode: "lines", name: `${label}: lr`, legendgroup: label, x: r.steps, y: r.lr, xaxis: "x2", yaxis: "y2", line: { color, width: 1 }, showlegend: false });
-      const symbols = ["circle", "square", "diamond", "triangle-up"];
-      Object.entries(r.metrics).forEach(([name, values], j) => {
-        data.push({
-          type: "scatter",
-          mode: "lines+markers",
-          name: `${label}: ${name}`,
-          legendgroup: label,
-          x: r.evalSteps,
-          y: values,
-          xaxis: "x2",
-          yaxis: "y3",
-          marker: { symbol: symbols[j % symbols.length], size: 7 },
-          line: { color, width: 1.5 },
+      curve("enc", r, r.encoderLoss, label, color, true);
+      if (axis.dec && r.decoderLoss.some(Number.isFinite)) curve("dec", r, r.decoderLoss, label, color, false);
+      if (axis.lr) {
+        const lr = decimate(r.steps, r.lr, this.maxPoints);
+        data.push({ type: "scatter", mode: "lines", name: `${label}: lr`, legendgroup: label, showlegend: false, x: lr.x, y: lr.y, xaxis: axis.lr.x, yaxis: axis.lr.y, line: { color, width: 1 } });
+      }
+      if (axis.probe) {
+        Object.entries(r.metrics).forEach(([name, values], j) => {
+          data.push({ type: "scatter", mode: "lines+markers", name: `${label}: ${name}`, legendgroup: label, showlegend: false, x: r.evalSteps, y: values, xaxis: axis.probe.x, yaxis: axis.probe.y, marker: { symbol: symbols[j % symbols.length], size: 7, color }, line: { color, width: 1.5 } });
         });
-      });
+      }
     });
-    const hasMetrics = this.runs.some((r) => Object.keys(r.metrics).length > 0);
-    const layout: Record<string, unknown> = {
-      title: { text: this.title },
-      height: 560,
-      legend: { orientation: "h", y: -0.15 },
-      xaxis: { anchor: "y", domain: [0, 1], matches: "x2", showticklabels: false },
-      yaxis: { title: { text: "loss" }, domain: [0.42, 1] },
-      xaxis2: { anchor: "y2", domain: [0, 1], title: { text: "step" } },
-      yaxis2: { title: { text: "lr" }, domain: [0, 0.34], exponentformat: "e" },
-      margin: { t: 50, r: 60 },
-    };
-    if (hasMetrics) layout.yaxis3 = { title: { text: "probe" }, overlaying: "y2", side: "right", rangemode: "tozero" };
+    if (axis.probe && this.references.length) {
+      const yref = axis.probe.n === 1 ? "y" : `y${axis.probe.n}`;
+      const xref = `${axis.probe.x} domain`;
+      layout.shapes = this.references.map((ref) => ({ type: "line", xref, x0: 0, x1: 1, yref, y0: ref.value, y1: ref.value, line: { color: "#555", width: 1, dash: "dash" } }));
+      layout.annotations = this.references.map((ref) => ({ xref, x: 0, xanchor: "left", yref, y: ref.value, yanchor: "bottom", text: `${ref.name} ${ref.value.toFixed(3)}`, showarrow: false, font: { size: 10, color: "#555" } }));
+    }
     const last = this.runs[this.runs.length - 1];
     const summary =
       last && last.steps.length
-        ? `${this.title}: ${this.runs.length} run(s); ${labels[labels.length - 1]} step ${last.steps[last.steps.length - 1]} loss ${last.loss[last.loss.length - 1].toFixed(4)}`
+        ? `${this.title}: ${this.runs.length} run(s); ${labels[labels.length - 1]} step ${last.steps[last.steps.length - 1]} encoder loss ${last.encoderLoss[last.encoderLoss.length - 1].toFixed(4)}`
         : `${this.title}: no steps yet`;
     return new PlotlyFigure(data, layout, summary);
   }

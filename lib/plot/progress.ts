@@ -28,7 +28,9 @@ export function etaMs(p: ProgressState): number {
 
 function lossText(p: ProgressState): string {
   if (p.loss === null) return "";
-  const parts = p.encoderLoss !== undefined ? ` (enc ${p.encoderLoss.toFixed(3)}, dec ${p.decoderLoss!.toFixed(3)})` : "";
+  // an MLM-only run has no decoder loss: show the encoder's alone, never "dec NaN"
+  const dec = p.decoderLoss !== undefined && Number.isFinite(p.decoderLoss) ? `, dec ${p.decoderLoss.toFixed(3)}` : "";
+  const parts = p.encoderLoss !== undefined && Number.isFinite(p.encoderLoss) ? ` (enc ${p.encoderLoss.toFixed(3)}${dec})` : "";
   return `loss ${p.loss.toFixed(4)}${parts}`;
 }
 

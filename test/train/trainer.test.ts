@@ -188,7 +188,7 @@ test("live chart: updates through the display handle, throttled, always a final 
     assert.ok(PLOTLY_MIME in chart.bundle);
     assert.ok(chart.updates.length >= 2, `chart updates ${chart.updates.length}`);
     const final = chart.updates[chart.updates.length - 1][PLOTLY_MIME] as { data: { name: string; y: number[] }[] };
-    assert.is(final.data.find((d) => d.name.endsWith(": total"))!.y.length, 4);
+    assert.is(final.data.find((d) => d.name.endsWith(" (raw)"))!.y.length, 4, "the encoder loss, every step");
     assert.equal(final.data.find((d) => d.name.endsWith(": ndcg10"))!.y, [0.02, 0.04]);
     assert.match(shown[1].updates[shown[1].updates.length - 1]["text/html"] as string, /step 4\/4 · done after/);
 
@@ -223,7 +223,7 @@ test("runs on one chart are labelled by what differs", async () => {
   await a.fit({ steps: 1, live: false });
   await b.fit({ steps: 1, live: false });
   const names = (a.chart.figure().toJSON().data as { name: string }[]).map((d) => d.name);
-  assert.ok(names.includes("dec 0.5: total") && names.includes("dec 0.7: total"), names.join(","));
+  assert.ok(names.includes("dec 0.5") && names.includes("dec 0.7"), names.join(","));
 });
 
 test("bad options get one clear sentence", () => {
