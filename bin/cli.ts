@@ -136,6 +136,8 @@ async function runCommand(args: string[]): Promise<number> {
     parameters,
     log: (l) => process.stderr.write(`${l}\n`),
     echo: (t) => process.stdout.write(t),
+    report: (t) => process.stderr.write(t),
+    tty: process.stderr.isTTY === true,
   });
   process.stderr.write(`wrote ${r.out}${r.html ? ` and ${r.html}` : ""}\n`);
   if (r.error) {

@@ -9,6 +9,7 @@
  * - An error gives a nonzero exit with the cell number and the traceback.
  */
 import * as path from "path";
+import { CellReporter } from "./cell-reporter";
 import { CellTimeout, KernelClient, KernelDied } from "./client";
 import { writeFileAtomic } from "../lib/util";
 import { notebookHtml } from "./html";
@@ -27,6 +28,10 @@ export interface RunOptions {
   log?: (line: string) => void;
   /** Stream text from cells, as it arrives. */
   echo?: (text: string) => void;
+  /** Where progress and "still running" lines go (see CellReporter); none: not printed. */
+  report?: (text: string) => void;
+  /** Progress overwritten in place (a terminal) rather than one line per 10%. */
+  tty?: boolean;
 }
 
 export interface RunResult {
@@ -175,6 +180,11 @@ export async function runNotebook(file: string, options: RunOptions = {}): Promi
   let failedCell: number | null = null;
   let error: string | null = null;
   const collector = new OutputCollector();
+  const reporter = options.report ? new CellReporter({ tty: options.tty ?? false, write: options.report }) : null;
+  const echo = (t: string) => {
+    reporter?.sawOutput();
+    options.echo?.(t);
+  };
   try {
     nb.metadata.language_info = info.language_info;
     let n = 0;
@@ -186,8 +196,17 @@ export async function runNotebook(file: string, options: RunOptions = {}): Promi
       const t0 = Date.now();
       const startedAt = new Date().toISOString();
       log(`[${n}/${codeCells.length}] running cell ${nb.cells.indexOf(cell) + 1}`);
+      reporter?.begin();
       try {
-        const reply = await client.execute(code, (m) => collector.apply(cell, m, options.echo), { timeoutMs: options.timeoutS ? options.timeoutS * 1000 : undefined });
+        const reply = await client.execute(
+          code,
+          (m) => {
+            collector.apply(cell, m, echo);
+            reporter?.message(m);
+          },
+          { timeoutMs: options.timeoutS ? options.timeoutS * 1000 : undefined },
+        );
+        reporter?.end();
         cell.execution_count = (reply.content.execution_count as number) ?? null;
         cell.metadata.execution = { "iopub.execute_input": startedAt, "shell.execute_reply": new Date().toISOString() };
         if (reply.content.status !== "ok") {
@@ -198,6 +217,7 @@ export async function runNotebook(file: string, options: RunOptions = {}): Promi
         }
         log(`[${n}/${codeCells.length}] ok in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
       } catch (e) {
+        reporter?.end();
         failedCell = nb.cells.indexOf(cell) + 1;
         if (e instanceof KernelDied) error = `The kernel died while running cell ${failedCell}: ${e.message}`;
         else if (e instanceof CellTimeout) error = `Cell ${failedCell}: ${e.message}`;

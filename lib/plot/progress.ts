@@ -1,5 +1,6 @@
 /** Progress of a fit as pure data: an HTML bar for notebooks, a line for terminals. */
 import { escapeHtml } from "../util/html";
+import { PROGRESS_MIME, ProgressData } from "../util/mime";
 
 export interface ProgressState {
   step: number;
@@ -52,4 +53,13 @@ export function progressHtml(p: ProgressState): string {
     `<div style="width:${(frac * 100).toFixed(1)}%;height:100%;background:${color};border-radius:5px"></div></div> ` +
     `step ${p.step}/${p.totalSteps} · ${escapeHtml(tail)} · ${Math.round(p.tokensPerSec)} tok/s · ${escapeHtml(lossText(p))}</div>`
   );
+}
+
+/** The display bundle of a progress state: HTML, text, and the state itself under PROGRESS_MIME. */
+export function progressBundle(p: ProgressState): Record<string, unknown> {
+  return {
+    "text/html": progressHtml(p),
+    "text/plain": progressText(p),
+    [PROGRESS_MIME]: { step: p.step, totalSteps: p.totalSteps, status: p.status, text: progressText(p) } satisfies ProgressData,
+  };
 }

@@ -8,7 +8,7 @@ import * as tf from "../engine/tf";
 import type { RetroMAE } from "../model/retromae";
 import type { BertTokenizer } from "../text/tokenizer";
 import { display, isTerminal } from "../display";
-import { progressHtml, progressText, ProgressState } from "../plot/progress";
+import { progressBundle, ProgressState } from "../plot/progress";
 
 export interface EncodeOptions {
   batchSize?: number;
@@ -40,7 +40,7 @@ export async function encodeTexts(model: RetroMAE, tokenizer: BertTokenizer, tex
     status,
   });
   const terminal = isTerminal();
-  const handle = show && !terminal ? display({ "text/html": progressHtml(state(0)), "text/plain": progressText(state(0)) }) : null;
+  const handle = show && !terminal ? display(progressBundle(state(0))) : null;
   let lastShown = 0;
   for (let start = 0; start < order.length; start += batchSize) {
     const rows = order.slice(start, start + batchSize).map((i) => ids[i]);
@@ -58,12 +58,12 @@ export async function encodeTexts(model: RetroMAE, tokenizer: BertTokenizer, tex
     const done = Math.min(order.length, start + batchSize);
     if (show && performance.now() - lastShown > 500) {
       lastShown = performance.now();
-      if (handle) handle.update({ "text/html": progressHtml(state(done)), "text/plain": progressText(state(done)) });
+      if (handle) handle.update(progressBundle(state(done)));
       else process.stderr.write(`\r${options.label ?? "encode"} ${done}/${texts.length}`);
     }
     await new Promise((r) => setImmediate(r));
   }
-  if (handle) handle.update({ "text/html": progressHtml(state(texts.length, "done")), "text/plain": progressText(state(texts.length, "done")) });
+  if (handle) handle.update(progressBundle(state(texts.length, "done")));
   else if (show && terminal) process.stderr.write(`\r${options.label ?? "encode"} ${texts.length}/${texts.length}\n`);
   return out;
 }

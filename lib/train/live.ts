@@ -7,7 +7,7 @@
  */
 import { display, DisplayHandle, isTerminal } from "../display";
 import { LossChart, RunSeries, StepEvent, EvalEvent } from "../plot/loss-chart";
-import { progressHtml, ProgressState, progressText } from "../plot/progress";
+import { progressBundle, ProgressState, progressText } from "../plot/progress";
 
 export interface LiveOptions {
   minIntervalMs?: number;
@@ -39,7 +39,7 @@ export class LiveReport {
     this.progress = { step: 0, totalSteps, elapsedMs: 0, tokensPerSec: 0, loss: null, status: "running" };
     if (!this.terminal) {
       if (options.chart !== false) this.chartHandle = display(chart.figure());
-      this.progressHandle = display({ "text/html": progressHtml(this.progress), "text/plain": progressText(this.progress) });
+      this.progressHandle = display(progressBundle(this.progress));
     }
   }
 
@@ -71,7 +71,7 @@ export class LiveReport {
       return;
     }
     this.chartHandle?.update(this.chart.figure());
-    this.progressHandle?.update({ "text/html": progressHtml(this.progress), "text/plain": progressText(this.progress) });
+    this.progressHandle?.update(progressBundle(this.progress));
   }
 
   /** The final update: always sent, so the saved notebook holds the end state. */

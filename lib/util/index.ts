@@ -4,3 +4,5 @@
  */
 export { writeFileAtomic, replaceDirAtomic, tempDirFor, hashFile, PACKAGE_ROOT } from "./files";
 export { escapeHtml } from "./html";
+export { PROGRESS_MIME } from "./mime";
+export type { ProgressData } from "./mime";

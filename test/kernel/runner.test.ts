@@ -61,6 +61,19 @@ test("runs every cell, writes outputs with display updates applied in place, and
   assert.match(html, /retromae-plot-/);
 });
 
+test("progress displays print in the terminal: one line per 10% and a final line when not a TTY", () => {
+  const cell = [
+    'const M = "application/vnd.retromae.progress+json";',
+    'const at = (i: number) => ({ "text/plain": `p ${i}`, [M]: { step: i, totalSteps: 20, status: i === 20 ? "done" : "running", text: `step ${i}/20` } });',
+    "const h = display.bundle(at(0));",
+    "for (let i = 1; i <= 20; i++) h.update({ toMimeBundle: () => at(i) });",
+  ].join("\n");
+  const r = run(write("progress.ipynb", notebook([{ source: cell }])));
+  assert.is(r.status, 0, r.stderr);
+  const printed = r.stderr.split("\n").filter((l) => /^step \d+\/20$/.test(l));
+  assert.equal(printed, [0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20].map((i) => `step ${i}/20`));
+});
+
 test("an error: nonzero exit with the cell number and traceback; the executed notebook is still written", () => {
   const file = write("err.ipynb", notebook([{ source: "const a = 1;" }, { source: "\nthrow new RangeError(\"bad range\");" }, { source: 'console.log("never")' }]));
   const r = run(file);
