@@ -8,7 +8,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { unzipSync } from "fflate";
-import { hashFile, replaceDirAtomic } from "../util/files";
+import { hashFile, PACKAGE_ROOT, replaceDirAtomic } from "../util/files";
 
 export interface BeirDoc {
   title: string;
@@ -248,5 +248,37 @@ export function importDataset(name: string, from: string, options: { dir?: strin
     return { path: final, variant };
   } finally {
     fs.rmSync(tmpDir, { recursive: true, force: true });
+  }
+}
+
+export interface ResolveOptions extends FetchOptions {
+  /** The shared data folder to look in second. Default: RETROMAE_SHARED_DATA, else ../shared/data beside the package. */
+  shared?: string;
+  /** Allow the download when the dataset is nowhere on disk. Default true. */
+  download?: boolean;
+}
+
+/**
+ * A dataset's folder, found or fetched, in this order:
+ * 1. DIR/NAME, where DIR is `dir`, RETROMAE_DATA or the cache (~/.cache/retromae/datasets);
+ * 2. the shared data folder's beir-NAME (CI and this project's machines);
+ * 3. a download from BEIR's host, checked against its checksum and unpacked
+ *    atomically into DIR/NAME (fetchDataset).
+ * Offline and missing, it fails with one sentence that names the fix.
+ */
+export async function resolveDataset(name: string, options: ResolveOptions = {}): Promise<string> {
+  const dir = options.dir ?? defaultDataDir();
+  const cached = path.join(dir, name);
+  if (fs.existsSync(path.join(cached, "corpus.jsonl"))) return cached;
+  const shared = options.shared ?? process.env.RETROMAE_SHARED_DATA ?? path.join(PACKAGE_ROOT, "..", "shared", "data");
+  const inShared = path.join(shared, `beir-${name}`);
+  if (fs.existsSync(path.join(inShared, "corpus.jsonl"))) return inShared;
+  if (options.download === false) {
+    throw new Error(`Dataset "${name}" is neither in ${dir} nor in ${shared}; run \`retromae data fetch ${name}\` with a network, or \`retromae data fetch ${name} --from PATH\` with an offline copy.`);
+  }
+  try {
+    return await fetchDataset(name, { ...options, dir });
+  } catch (err) {
+    throw new Error(`Dataset "${name}" is neither in ${dir} nor in ${shared}, and fetching it failed: ${(err as Error).message}`);
   }
 }

@@ -6,7 +6,7 @@ import * as http from "http";
 import * as os from "os";
 import * as path from "path";
 import { zipSync, strToU8 } from "fflate";
-import { fetchDataset, importDataset, loadBeir } from "../../lib/data/beir";
+import { fetchDataset, importDataset, loadBeir, resolveDataset } from "../../lib/data/beir";
 import { SHARED_DATA } from "../helpers";
 
 const SCIFACT = path.join(SHARED_DATA, "beir-scifact");
@@ -84,6 +84,44 @@ test("fetch downloads over HTTP, checks sha256 and unpacks atomically; a corrupt
     assert.unreachable();
   } catch (e) {
     assert.match((e as Error).message, /Unknown dataset "nope"; known: scifact/);
+  }
+});
+
+test("resolveDataset: the cache first, then the shared folder, then a checked download into the cache; offline and missing, one sentence", async () => {
+  const zip = smallZip();
+  const sha = crypto.createHash("sha256").update(zip).digest("hex");
+  const server = await serve(zip);
+  const cache = tmp();
+  const shared = tmp();
+  try {
+    // nowhere on disk: downloaded (from the 127.0.0.1 server) into the cache
+    const got = await resolveDataset("tiny", { dir: cache, shared, url: `${server.url}/tiny.zip`, sha256: sha });
+    assert.is(got, path.join(cache, "tiny"));
+    assert.is(loadBeir(got).corpus.size, 2);
+    // now cached: no download (a wrong url would fail)
+    assert.is(await resolveDataset("tiny", { dir: cache, shared, url: `${server.url}/missing.zip`, sha256: sha }), got);
+    // the shared folder, when the cache lacks it
+    fs.mkdirSync(path.join(shared, "beir-other"));
+    fs.writeFileSync(path.join(shared, "beir-other", "corpus.jsonl"), "");
+    assert.is(await resolveDataset("other", { dir: cache, shared, download: false }), path.join(shared, "beir-other"));
+    // the real SciFact resolves to ../shared/data here
+    assert.is(await resolveDataset("scifact", { dir: cache, shared: SHARED_DATA, download: false }), SCIFACT);
+    try {
+      await resolveDataset("nowhere", { dir: cache, shared, download: false });
+      assert.unreachable();
+    } catch (e) {
+      assert.match((e as Error).message, /^Dataset "nowhere" is neither in .* nor in .*; run `retromae data fetch nowhere` with a network, or `retromae data fetch nowhere --from PATH` with an offline copy\.$/);
+    }
+    try {
+      await resolveDataset("tiny2", { dir: cache, shared, url: "http://127.0.0.1:9/tiny.zip", sha256: sha });
+      assert.unreachable();
+    } catch (e) {
+      assert.match((e as Error).message, /^Dataset "tiny2" is neither in .* and fetching it failed: Cannot download http:\/\/127\.0\.0\.1:9\/tiny\.zip/);
+    }
+  } finally {
+    await server.close();
+    fs.rmSync(cache, { recursive: true, force: true });
+    fs.rmSync(shared, { recursive: true, force: true });
   }
 });
 
