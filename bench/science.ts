@@ -1,6 +1,6 @@
 /**
  * `npm run bench -- science [--start starter|CHECKPOINT] [--steps 1200] [--every 300] [--batch 32] [--length 128] [--lr 1e-3]
- *                          [--enc 0.3] [--dec 0.5] [--seed 42] [--probe-docs all|N] [--out results.json]`
+ *                          [--enc 0.3] [--dec 0.5] [--seed 42] [--probe-docs all|N] [--out results.json] [--save DIR]`
  *
  * The experiment the product exists for, in one run: from the same starting
  * encoder, continue pre-training with RetroMAE and with MLM only (same data,
@@ -16,7 +16,7 @@
 import * as path from "path";
 import { use } from "../lib/engine/backend";
 import { loadBeir } from "../lib/data/beir";
-import { loadCheckpoint, RetroMAE } from "../lib/model/retromae";
+import { loadCheckpoint, RetroMAE, saveCheckpoint } from "../lib/model/retromae";
 import { starterCheckpoint } from "../lib/model/starter";
 import { pairedRandomizationTest } from "../lib/probe/stats";
 import type { Metrics } from "../lib/probe/metrics";
@@ -50,6 +50,7 @@ export async function benchScience(args: string[]): Promise<void> {
   const seed = Number(option(args, "seed") ?? 42);
   const probeDocs = option(args, "probe-docs") ?? "all";
   const out = option(args, "out");
+  const save = option(args, "save");
   const lines: Record<string, unknown>[] = [];
   const record = (row: Record<string, unknown>) => {
     lines.push(row);
@@ -108,6 +109,7 @@ export async function benchScience(args: string[]): Promise<void> {
       last = await probe(name, model, done, s.perQuery);
     }
     results.push({ name, metrics: last.metrics, perQuery: last.perQuery, probeId: last.probeId });
+    if (save) await saveCheckpoint(model, path.join(save, name === "RetroMAE" ? "retromae" : "mlm-only"), { encoderOnly: true, vocab: tok.vocab });
     trainer.dispose();
     model.dispose();
   }
