@@ -8,9 +8,11 @@
  *   probe     SciFact encoding, search, full probe and BM25, with PyTorch encoding in the same run
  *   kernel    kernel start, cell round trip, print throughput and memory, with ipykernel in the same run
  *   science   RetroMAE vs MLM-only continued from one start: nDCG@10 against step, intervals and paired tests
+ *   finetune  the official fine-tuning recipe on SciFact train for several encoders, then test nDCG@10, zero-shot and fine-tuned
  */
 import { benchKernel } from "./kernel";
 import { benchScience } from "./science";
+import { benchFinetune } from "./finetune";
 import { benchMatmul } from "./matmul";
 import { benchModel, benchModelOne } from "./model";
 import { benchProbe } from "./probe";
@@ -29,6 +31,7 @@ const BENCHES: Record<string, (args: string[]) => Promise<void>> = {
   profile: benchProfile,
   kernel: benchKernel,
   science: benchScience,
+  finetune: benchFinetune,
 };
 
 async function main(): Promise<void> {
