@@ -1,5 +1,5 @@
 /**
- * `npm run bench -- finetune --models NAME=CHECKPOINT,... [--baseline NAME] [--epochs 3] [--batch 16] [--lr 1e-4]
+ * `npm run bench -- finetune --models NAME=CHECKPOINT,... [--baseline NAME] [--epochs 10] [--batch 16] [--lr 5e-4]
  *                            [--group 1] [--seed 42] [--out results.json]`
  *
  * The paper's main protocol at this scale: fine-tune each encoder on
@@ -32,9 +32,9 @@ export async function benchFinetune(args: string[]): Promise<void> {
     return { name: m.slice(0, i), dir: m.slice(i + 1) };
   });
   const baseline = option(args, "baseline") ?? models[0].name;
-  const epochs = Number(option(args, "epochs") ?? 3);
+  const epochs = Number(option(args, "epochs") ?? 10);
   const batchSize = Number(option(args, "batch") ?? 16);
-  const lr = Number(option(args, "lr") ?? 1e-4);
+  const lr = Number(option(args, "lr") ?? 5e-4);
   const trainGroupSize = Number(option(args, "group") ?? 1);
   const seed = Number(option(args, "seed") ?? 42);
   const out = option(args, "out");

@@ -1,8 +1,9 @@
 /**
  * Retrieval probes: how good the [CLS] embedding is for retrieval, during
  * training (a Trainer hook) and after. The default probe set is all test
- * queries of a BEIR dataset, their relevant documents and a seeded sample
- * of distractors; `distractors: "all"` uses the full corpus.
+ * queries of a BEIR dataset over its full corpus, as BEIR scores it;
+ * `distractors: N` samples a smaller set instead (the relevant documents
+ * and N seeded others), faster and not comparable with published figures.
  */
 import * as crypto from "crypto";
 import { Rng } from "../engine/rng";
@@ -24,7 +25,7 @@ export interface ProbeSet {
 }
 
 export interface ProbeSetOptions {
-  /** Extra documents beyond the relevant ones: a number (seeded sample) or "all". Default 2000. */
+  /** Documents beyond the relevant ones: "all" (the full corpus, the default) or a number (a seeded sample). */
   distractors?: number | "all";
   seed?: number;
   /** How a document becomes text. Default title + " " + text, as BEIR does. */
@@ -39,7 +40,7 @@ export function makeProbeSet(ds: BeirDataset, options: ProbeSetOptions = {}): Pr
   const relevant = new Set<string>();
   for (const q of queryIds) for (const [d, r] of ds.qrels.get(q)!) if (r > 0 && ds.corpus.has(d)) relevant.add(d);
   let docIds: string[];
-  const distractors = options.distractors ?? 2000;
+  const distractors = options.distractors ?? "all";
   if (distractors === "all") docIds = [...ds.corpus.keys()];
   else {
     const others = [...ds.corpus.keys()].filter((d) => !relevant.has(d));

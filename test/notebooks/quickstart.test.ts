@@ -9,7 +9,6 @@ import * as os from "os";
 import * as path from "path";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { SHARED_DATA } from "../helpers";
 
 const ROOT = path.resolve(__dirname, "..", "..");
 const work = fs.mkdtempSync(path.join(os.tmpdir(), "retromae-quickstart-"));
@@ -21,7 +20,7 @@ test("the quickstart runs headless in reduced mode with a chart, a probe table a
   const r = spawnSync(
     process.execPath,
     [path.join(ROOT, "bin", "retromae.js"), "run", path.join(ROOT, "notebooks", "quickstart.ipynb"), "--out", out, "--html", html, "--timeout", "300",
-      "-p", "steps=4", "-p", "probeEvery=2", "-p", "probeDistractors=50", "-p", `runDir=${runDir}`, "-p", `dataDir=${SHARED_DATA}`],
+      "-p", "steps=4", "-p", "batchSize=8", "-p", "maxLength=64", "-p", "probeEvery=2", "-p", "probeDocs=50", "-p", `runDir=${runDir}`],
     { encoding: "utf8", timeout: 600_000 },
   );
   assert.is(r.status, 0, r.stderr);
@@ -33,7 +32,17 @@ test("the quickstart runs headless in reduced mode with a chart, a probe table a
   const last = charts[charts.length - 1].data!["application/vnd.plotly.v1+json"] as { data: { name: string }[] };
   assert.ok(last.data.some((t) => t.name === "RetroMAE") && last.data.some((t) => t.name === "MLM only"), "both runs on one chart");
   const table = outputs.map((o) => [o.data?.["text/plain"]].flat().join("")).find((t) => t.includes("NDCG@10"));
-  assert.ok(table && /BM25/.test(table) && /MLM-only/.test(table), "the probe table");
+  assert.ok(table && /BM25/.test(table) && /\+ MLM only, 4 steps/.test(table) && /start \(starter-tiny\)/.test(table) && /untrained tiny/.test(table), "the probe table with its baselines");
+  assert.match(table!, /RetroMAE \(published\), Xiao et al\. 2022/);
+  assert.match(table!, /p: two-sided paired randomization test against/);
+  // the findings are written from the tests, and results.json holds every figure
+  const results = JSON.parse(fs.readFileSync(path.join(runDir, "results.json"), "utf8"));
+  assert.is(results.findings.length, 3);
+  for (const f of results.findings) assert.match(f, /\(p = [0-9.]+\): (significant|not significant) at 0\.05\.$/);
+  assert.ok(results.vsStart.rows.some((r: { name: string }) => r.name === "BM25"));
+  // the chart carries the baselines as reference lines
+  const layout = (charts[charts.length - 1].data!["application/vnd.plotly.v1+json"] as { layout: { annotations?: { text: string }[] } }).layout;
+  assert.ok(layout.annotations!.some((a) => /^BM25 /.test(a.text)) && layout.annotations!.some((a) => /^start /.test(a.text)));
   assert.ok(fs.existsSync(path.join(runDir, "retromae", "final", "model.safetensors")));
   assert.match(fs.readFileSync(html, "utf8"), /DecompressionStream/);
 });
