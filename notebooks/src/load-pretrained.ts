@@ -18,7 +18,7 @@ const lr = 1e-4;                      // the paper's learning rate for continued
 const encoderMaskRatio = 0.3;
 const decoderMaskRatio = 0.5;
 const seed = 42;
-const dataDir = process.env.RETROMAE_SHARED_DATA ?? "../../shared/data";
+const dataset = "scifact";          // found in RETROMAE_DATA or the cache, then ../shared/data, else downloaded
 const runDir = "runs/load-pretrained";
 
 // %% [markdown]
@@ -41,9 +41,9 @@ console.log(`${folder}: ${model.config.numHiddenLayers} layers, hidden ${model.c
 // The live chart shows the encoder's and the decoder's loss. A pre-trained encoder starts with a low MLM loss; the fresh decoder starts high and falls as it learns to read the `[CLS]` embedding.
 
 // %%
-import { PackedCorpus, Trainer, beirDocText, loadBeir } from "retromae";
+import { PackedCorpus, Trainer, beirDocText, loadBeir, resolveDataset } from "retromae";
 
-const scifact = loadBeir(path.join(dataDir, "beir-scifact"));
+const scifact = loadBeir(await resolveDataset(dataset));
 const corpus = PackedCorpus.fromTexts([...scifact.corpus.values()].map((d) => beirDocText(d.title, d.text)), tok, maxLength);
 const trainer = new Trainer({ model, tokenizer: tok, data: corpus, seed, batchSize, maxLength, lr, encoderMaskRatio, decoderMaskRatio, runDir, settings: { name: `${source} + RetroMAE` } });
 const fit = await trainer.fit({ steps });
@@ -52,10 +52,12 @@ fit.lastLoss
 // %% [markdown]
 // ## Save, and hand over to the official trainer
 //
-// The run directory holds `config.json` (every hyperparameter, the seed, the backend) and checkpoints in Hugging Face's layout. `npx retromae export-torchrun RUN_DIR` prints the `torchrun` command that continues this run with the official PyTorch trainer (staoxiao/RetroMAE) on many GPUs.
+// The run directory holds `config.json` (every hyperparameter, the seed, the backend) and checkpoints in Hugging Face's layout. `npx retromae export-torchrun RUN_DIR` prints the `torchrun` command that continues this run with the official PyTorch trainer (staoxiao/RetroMAE) on many GPUs. By default the export keeps the run's global batch; this demo's batch is too small to split over 8 GPUs, so it keeps the per-device batch instead (the export says what that changes), and prints what restarts.
 
 // %%
-import { saveCheckpoint, torchrunCommand } from "retromae";
+import { saveCheckpoint, torchrunExport } from "retromae";
 
 await saveCheckpoint(trainer.model, `${runDir}/final`, { vocab: tok.vocab, retromae: { encoderMaskRatio, decoderMaskRatio, source } });
-console.log(torchrunCommand(runDir, { nprocPerNode: 8 }));
+const handOff = torchrunExport(runDir, { nprocPerNode: 8, keepPerDevice: true });
+console.log([...handOff.notes, ...handOff.warnings].map((n) => `# ${n}`).join("\n"));
+console.log(handOff.command);

@@ -17,7 +17,6 @@ import { saveCheckpoint } from "../../lib/model/retromae";
 import { RetroMAE } from "../../lib/model/retromae";
 import { bertBaseUncasedVocab } from "../../lib/text/vocab";
 import { injectParameters, readNotebook } from "../../kernel/runner";
-import { SHARED_DATA } from "../helpers";
 import { installKernel } from "../kernel/harness";
 
 const ROOT = path.resolve(__dirname, "..", "..");
@@ -41,7 +40,7 @@ function checkOutputs(outputs: Output[], table: boolean): void {
 
 function nbconvert(name: string, params: Record<string, string>): string {
   const nb = readNotebook(path.join(ROOT, "notebooks", name));
-  injectParameters(nb, { dataDir: JSON.stringify(SHARED_DATA), runDir: JSON.stringify(path.join(work, "runs", name)), ...params });
+  injectParameters(nb, { runDir: JSON.stringify(path.join(work, "runs", name)), ...params });
   const input = path.join(work, name);
   fs.writeFileSync(input, JSON.stringify(nb));
   const out = `${name.replace(/\.ipynb$/, "")}.executed.ipynb`;
@@ -51,14 +50,19 @@ function nbconvert(name: string, params: Record<string, string>): string {
 }
 
 test("quickstart.ipynb through nbconvert --execute", () => {
-  checkOutputs(outputsOf(nbconvert("quickstart.ipynb", { steps: "3", probeEvery: "3", probeDistractors: "30" })), true);
+  checkOutputs(outputsOf(nbconvert("quickstart.ipynb", { steps: "3", batchSize: "8", maxLength: "64", probeEvery: "3", probeDocs: "30" })), true);
 });
 
-test("mask-ratios.ipynb through nbconvert --execute", () => {
-  const outputs = outputsOf(nbconvert("mask-ratios.ipynb", { steps: "2", probeEvery: "2", probeDistractors: "30" }));
+test("mask-ratios.ipynb through nbconvert --execute: the grid, grouped seeds, tests against 0.3 / 0.5, and the orderings read off them", () => {
+  const outputs = outputsOf(nbconvert("mask-ratios.ipynb", { steps: "2", seeds: "2", decoderRatios: "[0.15, 0.5, 0.9]", batchSize: "8", maxLength: "64", probeDocs: "30" }));
   checkOutputs(outputs, true);
   const table = outputs.map((o) => joined(o.data?.["text/plain"])).find((t) => t.includes("NDCG@10"))!;
-  for (const run of ["enc 0.3 / dec 0.5", "enc 0.15 / dec 0.15", "enc 0.3 / dec 0.9"]) assert.ok(table.includes(run), `${run} in\n${table}`);
+  for (const run of ["enc 0.3 / dec 0.5", "enc 0.15 / dec 0.15", "enc 0.3 / dec 0.9", "enc 0.15 / dec 0.9"]) assert.ok(table.includes(run), `${run} in\n${table}`);
+  assert.match(table, /± [0-9.]+ \(2 seeds\)/);
+  assert.match(table, /paired randomization test against "enc 0\.3 \/ dec 0\.5"/);
+  const verdicts = outputs.map((o) => joined(o.data?.["text/plain"])).find((t) => t.includes("beats symmetric"))!;
+  assert.match(verdicts, /0\.3 \/ 0\.5 beats symmetric 0\.15 \/ 0\.15: (holds|not significant|reversed) \(/);
+  assert.match(verdicts, /vs the start: /);
 });
 
 test("load-pretrained.ipynb through retromae run, from a local checkpoint folder", async () => {
@@ -71,7 +75,7 @@ test("load-pretrained.ipynb through retromae run, from a local checkpoint folder
   const r = spawnSync(
     process.execPath,
     [path.join(ROOT, "bin", "retromae.js"), "run", path.join(ROOT, "notebooks", "load-pretrained.ipynb"), "--out", out, "--timeout", "600",
-      "-p", `source=${source}`, "-p", "steps=2", "-p", `dataDir=${SHARED_DATA}`, "-p", `runDir=${path.join(work, "runs", "load")}`],
+      "-p", `source=${source}`, "-p", "steps=2", "-p", `runDir=${path.join(work, "runs", "load")}`],
     { encoding: "utf8", timeout: 900_000 },
   );
   assert.is(r.status, 0, r.stderr.slice(-3000));
