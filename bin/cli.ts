@@ -20,6 +20,8 @@ commands:
                                          run a notebook headless (no Python needed); writes the executed notebook
                                          (default NOTEBOOK.out.ipynb) and optionally an HTML report
   info [--backend NAME]                  choose a backend (auto, tensorflow, wasm, cpu) and print what was chosen and why
+  doctor [--json]                        what the tensorflow GPU backend needs (libtensorflow, CUDA 11.2, cuDNN 8.1,
+                                         a supported GPU) and what this machine has
   tokenize TEXT [--vocab PATH] [--max-length N]
                                          show the WordPiece tokens and ids of TEXT (bert-base-uncased by default)
   data fetch NAME [--dir D] [--from PATH] [--no-verify]
@@ -62,6 +64,20 @@ async function main(argv: string[]): Promise<number> {
       if (out.preprocess) console.log(`# Prepare the data (from the repository root):\n${out.preprocess}`);
       console.log(`# Then, from ${flavour === "flagembedding" ? "any folder" : "src/"}:`);
       console.log(out.command);
+      return 0;
+    }
+    case "doctor": {
+      const { doctor } = await import("../lib/engine/doctor");
+      const d = doctor();
+      if (args.includes("--json")) {
+        console.log(JSON.stringify(d, null, 2));
+        return 0;
+      }
+      for (const c of d.checks) {
+        console.log(`${c.ok ? "ok  " : "MISS"} ${c.name}: ${c.found}`);
+        if (!c.ok || c.fix) console.log(`     needs ${c.needed}${c.fix ? `; ${c.fix}` : ""}`);
+      }
+      console.log(d.summary);
       return 0;
     }
     case "info": {
