@@ -4,8 +4,9 @@
  * - a progress display (PROGRESS_MIME) prints its text form: on a TTY,
  *   overwritten in place at most every 2 s; otherwise one line per 10%
  *   crossed and a final line;
- * - a cell that prints nothing for 30 s gets a "still running (N s)" line,
- *   and another every 30 s of silence after that.
+ * - a cell that prints nothing for 30 s gets a line: its latest progress
+ *   (when a progress display moved in that time, between 10% lines), else
+ *   "still running (N s)"; and another every 30 s of silence after that.
  */
 import { PROGRESS_MIME, ProgressData } from "../lib/util";
 import type { Message } from "./wire";
@@ -33,6 +34,8 @@ export class CellReporter {
   /** Per display: the last 10% step printed, and whether its final line went out. */
   private readonly printed = new Map<string, { decile: number; final: boolean }>();
   private timer: NodeJS.Timeout | null = null;
+  /** The latest progress text seen, and when. */
+  private latest: { text: string; t: number } | null = null;
 
   constructor(private readonly options: ReporterOptions) {
     this.now = options.now ?? (() => Date.now());
@@ -44,6 +47,7 @@ export class CellReporter {
   begin(timer = true): void {
     this.started = this.lastOutput = this.now();
     this.printed.clear();
+    this.latest = null;
     if (timer) this.timer = setInterval(() => this.tick(), 1000).unref();
   }
 
@@ -62,6 +66,7 @@ export class CellReporter {
     if (!p || typeof p.text !== "string") return;
     const id = (m.content.transient as { display_id?: string } | undefined)?.display_id ?? "progress";
     const t = this.now();
+    this.latest = { text: p.text, t };
     const final = p.status !== "running" || (p.totalSteps > 0 && p.step >= p.totalSteps);
     if (this.options.tty) {
       if (!final && t - this.lastTty < this.ttyIntervalMs) return;
@@ -82,12 +87,13 @@ export class CellReporter {
     }
   }
 
-  /** Prints "still running" after each silence of silenceMs. */
+  /** After each silence of silenceMs: the latest progress if it moved meanwhile, else "still running". */
   tick(): void {
     const t = this.now();
     if (t - this.lastOutput < this.silenceMs) return;
     this.endLine();
-    this.options.write(`still running (${Math.round((t - this.started) / 1000)} s)\n`);
+    const moving = this.latest && t - this.latest.t < this.silenceMs;
+    this.options.write(moving ? `${this.latest!.text}\n` : `still running (${Math.round((t - this.started) / 1000)} s)\n`);
     this.lastOutput = t;
   }
 

@@ -59,4 +59,18 @@ test("a silent cell gets a 'still running (N s)' line after 30 s, and again afte
   r.end();
 });
 
+test("between 10% lines, 30 s of silence prints the latest progress rather than 'still running'", () => {
+  const { r, out, at } = reporter(false);
+  r.begin(false);
+  r.message(msg("display_data", 0, 100));
+  at(20_000);
+  r.message(msg("update_display_data", 3, 100));
+  at(31_000);
+  r.tick();
+  at(95_000);
+  r.tick(); // no progress for 64 s: still running
+  assert.equal(out, ["step 0/100\n", "step 3/100\n", "still running (95 s)\n"]);
+  r.end();
+});
+
 test.run();
