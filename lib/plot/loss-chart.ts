@@ -148,6 +148,8 @@ export interface LossChartOptions {
   maxPoints?: number;
   /** Draw the learning rate in a small panel. Default true. */
   showLr?: boolean;
+  /** Probe metrics drawn (hooks may report more). Default: NDCG@10 when a run reports it, else every metric. */
+  probeMetrics?: string[];
 }
 
 /** A horizontal line on the probe panel: a baseline's score. */
@@ -164,6 +166,7 @@ export class LossChart {
   smoothing: number;
   maxPoints: number;
   showLr: boolean;
+  probeMetrics: string[] | null;
 
   constructor(title = "RetroMAE pre-training", options: LossChartOptions = {}) {
     this.title = title;
@@ -171,6 +174,7 @@ export class LossChart {
     emaSmooth([], this.smoothing);
     this.maxPoints = options.maxPoints ?? 1000;
     this.showLr = options.showLr ?? true;
+    this.probeMetrics = options.probeMetrics ?? null;
   }
 
   addRun(settings: Record<string, unknown> = {}): RunSeries {
@@ -189,7 +193,17 @@ export class LossChart {
   figure(): PlotlyFigure {
     const labels = labelRuns(this.runs.map((r) => r.settings));
     const hasDecoder = this.runs.some((r) => r.decoderLoss.some(Number.isFinite));
-    const hasProbe = this.runs.some((r) => Object.keys(r.metrics).length > 0) || this.references.length > 0;
+    const reported = [...new Set(this.runs.flatMap((r) => Object.keys(r.metrics)))];
+    const metrics = this.probeMetrics ?? (reported.includes("NDCG@10") || reported.length === 0 ? ["NDCG@10"] : reported);
+    const shown = (r: RunSeries) => Object.entries(r.metrics).filter(([k]) => metrics.includes(k));
+    const hasProbe = this.runs.some((r) => shown(r).length > 0) || this.references.length > 0;
+    // Baselines (BM25 ~0.7) and early runs (~0.01) differ by orders of magnitude: the axis spans the runs
+    // and the references near them; a reference far above is named at the panel's top edge instead.
+    const runValues = this.runs.flatMap((r) => shown(r).flatMap(([, v]) => v)).filter(Number.isFinite);
+    const refs = this.references.filter((ref) => metrics.includes(ref.metric));
+    const runMax = runValues.length ? Math.max(...runValues) : Math.max(0, ...refs.map((r) => r.value));
+    const near = (v: number) => !runValues.length || v <= 3 * runMax;
+    const probeTop = Math.max(runMax, ...refs.filter((r) => near(r.value)).map((r) => r.value)) * 1.15 || 1;
     // panels top to bottom, with relative heights
     const panels: { key: "enc" | "dec" | "probe" | "lr"; title: string; weight: number }[] = [
       { key: "enc", title: "encoder MLM loss", weight: 3 },
@@ -219,7 +233,8 @@ export class LossChart {
       const last = i === panels.length - 1;
       layout[`xaxis${suffix}`] = { anchor: `y${suffix}`, domain: [0, 1], showticklabels: last, ...(last ? { title: { text: "step" } } : {}), ...(n > 1 ? { matches: "x" } : {}) };
       const tickformat = p.key === "lr" ? ".1e" : p.key === "probe" ? ".3~f" : ".3~f";
-      layout[`yaxis${suffix}`] = { title: { text: p.title }, domain, tickformat, ...(p.key === "probe" ? { rangemode: "tozero" } : {}) };
+      const probeAxis = { range: [0, probeTop] };
+      layout[`yaxis${suffix}`] = { title: { text: p.key === "probe" ? metrics.join(", ") : p.title }, domain, tickformat, ...(p.key === "probe" ? probeAxis : {}) };
     });
     const lossAxes = ["enc", "dec"].filter((k) => axis[k]).map((k) => `yaxis${axis[k].n === 1 ? "" : axis[k].n}`);
     layout.updatemenus = [
@@ -258,7 +273,7 @@ export class LossChart {
         data.push({ type: "scatter", mode: "lines", name: `${label}: lr`, legendgroup: label, showlegend: false, x: lr.x, y: lr.y, xaxis: axis.lr.x, yaxis: axis.lr.y, line: { color, width: 1 } });
       }
       if (axis.probe) {
-        Object.entries(r.metrics).forEach(([name, values], j) => {
+        shown(r).forEach(([name, values], j) => {
           data.push({ type: "scatter", mode: "lines+markers", name: `${label}: ${name}`, legendgroup: label, showlegend: false, x: r.evalSteps, y: values, xaxis: axis.probe.x, yaxis: axis.probe.y, marker: { symbol: symbols[j % symbols.length], size: 7, color }, line: { color, width: 1.5 } });
         });
       }
@@ -266,8 +281,13 @@ export class LossChart {
     if (axis.probe && this.references.length) {
       const yref = axis.probe.n === 1 ? "y" : `y${axis.probe.n}`;
       const xref = `${axis.probe.x} domain`;
-      layout.shapes = this.references.map((ref) => ({ type: "line", xref, x0: 0, x1: 1, yref, y0: ref.value, y1: ref.value, line: { color: "#555", width: 1, dash: "dash" } }));
-      layout.annotations = this.references.map((ref) => ({ xref, x: 0, xanchor: "left", yref, y: ref.value, yanchor: "bottom", text: `${ref.name} ${ref.value.toFixed(3)}`, showarrow: false, font: { size: 10, color: "#555" } }));
+      const inside = refs.filter((ref) => near(ref.value));
+      const above = refs.filter((ref) => !near(ref.value));
+      layout.shapes = inside.map((ref) => ({ type: "line", xref, x0: 0, x1: 1, yref, y0: ref.value, y1: ref.value, line: { color: "#555", width: 1, dash: "dash" } }));
+      layout.annotations = [
+        ...inside.map((ref) => ({ xref, x: 0, xanchor: "left", yref, y: ref.value, yanchor: "bottom", text: `${ref.name} ${ref.value.toFixed(3)}`, showarrow: false, font: { size: 10, color: "#555" } })),
+        ...above.map((ref, k) => ({ xref, x: 1, xanchor: "right", yref: `${yref} domain`, y: 1 - 0.12 * k, yanchor: "top", text: `${ref.name} ${ref.value.toFixed(3)} (above)`, showarrow: false, font: { size: 10, color: "#555" } })),
+      ];
     }
     const last = this.runs[this.runs.length - 1];
     const summary =

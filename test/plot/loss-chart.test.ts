@@ -31,14 +31,24 @@ test("panels compare like with like: encoder MLM loss for every run, decoder los
   chart.addReference("start", 0.0099).addReference("BM25", 0.6869);
   const fig = figOf(chart);
   const axisOf = (title: string) => Object.entries(fig.layout).find(([k, v]) => k.startsWith("yaxis") && v.title?.text === title)![0].replace("axis", "");
-  const [enc, dec, probe] = ["encoder MLM loss", "decoder loss", "probe"].map(axisOf);
+  const [enc, dec, probe] = ["encoder MLM loss", "decoder loss", "NDCG@10"].map(axisOf);
   assert.ok(fig.data.some((t) => t.name === "RetroMAE" && t.yaxis === enc) && fig.data.some((t) => t.name === "MLM only" && t.yaxis === enc), "both runs on the encoder panel");
   assert.is(fig.data.filter((t) => t.yaxis === dec).map((t) => t.name).every((n) => n.startsWith("RetroMAE")), true, "only RetroMAE on the decoder panel");
   assert.not.ok(fig.data.some((t) => /total/.test(t.name)), "totals are not comparable, so not drawn");
   assert.ok(fig.data.some((t) => t.name === "MLM only: NDCG@10" && t.yaxis === probe));
-  assert.equal(fig.layout.shapes.map((s: any) => s.y0), [0.0099, 0.6869]);
-  assert.match(fig.layout.annotations[1].text, /^BM25 0\.687$/);
+  // the axis spans the runs and the start's line; BM25, far above, is named at the panel's top edge
+  const range = fig.layout[`yaxis${probe.slice(1)}`].range;
+  assert.ok(range[0] === 0 && range[1] > 0.012 && range[1] < 0.05, `${range}`);
+  assert.equal(fig.layout.shapes.map((s: any) => s.y0), [0.0099]);
+  assert.match(fig.layout.annotations[0].text, /^start 0\.010$/);
+  assert.match(fig.layout.annotations[1].text, /^BM25 0\.687 \(above\)$/);
   assert.is(fig.layout[`yaxis${probe.slice(1)}`].tickformat, ".3~f", "probe ticks read as numbers");
+  // only nDCG@10 is drawn when a run reports it; other metrics on request
+  mlm.add({ type: "eval", step: 60, metrics: { "NDCG@10": 0.02, "Recall@100": 0.2 } });
+  assert.not.ok(figOf(chart).data.some((t) => t.name.endsWith("Recall@100")));
+  const both = new LossChart("t", { probeMetrics: ["NDCG@10", "Recall@100"] });
+  both.runs.push(mlm);
+  assert.ok(figOf(both).data.some((t) => t.name === "MLM only: Recall@100"));
   const lr = Object.values(fig.layout).find((v: any) => v?.title?.text === "lr") as any;
   assert.ok(lr.domain[1] - lr.domain[0] < 0.15, "lr in a small panel");
   assert.not.ok(Object.values(figOf(new LossChart("t", { showLr: false })).layout).some((v: any) => v?.title?.text === "lr"));
