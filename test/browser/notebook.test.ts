@@ -18,7 +18,6 @@ import { chromium, Browser } from "playwright-core";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { injectParameters, readNotebook } from "../../kernel/runner";
-import { SHARED_DATA } from "../helpers";
 import { installKernel } from "../kernel/harness";
 
 const ROOT = path.resolve(__dirname, "..", "..");
@@ -59,7 +58,7 @@ async function waitForHttp(url: string, ms: number): Promise<void> {
 
 test("the reduced quickstart runs in a real browser: live chart updates, final chart drawn, no errors", async () => {
   const nb = readNotebook(path.join(ROOT, "notebooks", "quickstart.ipynb"));
-  injectParameters(nb, { steps: "6", probeEvery: "3", probeDistractors: "30", dataDir: JSON.stringify(SHARED_DATA), runDir: JSON.stringify(path.join(work, "runs")) });
+  injectParameters(nb, { steps: "6", batchSize: "8", maxLength: "64", probeEvery: "3", probeDocs: "30", runDir: JSON.stringify(path.join(work, "runs")) });
   fs.writeFileSync(path.join(work, "quickstart.ipynb"), JSON.stringify(nb));
 
   const port = await freePort();
