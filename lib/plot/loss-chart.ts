@@ -232,7 +232,7 @@ export class LossChart {
       axis[p.key] = { x: `x${suffix}`, y: `y${suffix}`, n };
       const last = i === panels.length - 1;
       layout[`xaxis${suffix}`] = { anchor: `y${suffix}`, domain: [0, 1], showticklabels: last, ...(last ? { title: { text: "step" } } : {}), ...(n > 1 ? { matches: "x" } : {}) };
-      const tickformat = p.key === "lr" ? ".1e" : p.key === "probe" ? ".3~f" : ".3~f";
+      const tickformat = p.key === "lr" ? ".1e" : ".3~f";
       const probeAxis = { range: [0, probeTop] };
       layout[`yaxis${suffix}`] = { title: { text: p.key === "probe" ? metrics.join(", ") : p.title }, domain, tickformat, ...(p.key === "probe" ? probeAxis : {}) };
     });
