@@ -10,8 +10,10 @@
  * and `overhead_fraction`, the share of the loop spent outside the model
  * step (data, collator, events). With torch available, the PyTorch
  * reference's full step (forward, backward, clip, AdamW) runs on the same
- * batches (the ones our timed steps used) in the same run, and
- * `ratio_vs_torch` compares with its best setting.
+ * batches (the ones our timed steps used) in the same run, twice: with the
+ * encoder's logits at every position (HF's BertForMaskedLM; `ratio_vs_torch`
+ * compares with its best setting) and at the masked positions only, as this
+ * project's step computes them (`ratio_vs_torch_same_work`).
  */
 import * as path from "path";
 import { use } from "../lib/engine/backend";

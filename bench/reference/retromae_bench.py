@@ -3,10 +3,14 @@
 with weights drawn as HF initialises them; the batch is one saved by
 this project (safetensors).
 
-Usage: /usr/bin/python3 bench/reference/retromae_bench.py CONFIG_JSON BATCH.safetensors[,BATCH2...] [--steps N] [--adamw]
+Usage: /usr/bin/python3 bench/reference/retromae_bench.py CONFIG_JSON BATCH.safetensors[,BATCH2...] [--steps N] [--adamw] [--same-work]
 With several batch files the steps cycle through them (the train benchmark
 passes the batches its own timed steps used), and the figures are means:
 total tokens over total time.
+With --same-work the encoder's logits are computed at the masked positions
+only, as this project's step does (the headline run computes them at every
+position, as HF's BertForMaskedLM does). Neither computes DupMAE's
+bag-of-words loss.
 With --adamw the step also clips the gradient norm to 1.0 and takes an AdamW
 step (lr 1e-4, weight decay 0.01 without biases and LayerNorm weights): a
 full training step.
@@ -66,7 +70,7 @@ def main():
     cfg = json.loads(sys.argv[1])
     batches = [read_safetensors(f) for f in sys.argv[2].split(",")]
     steps = int(sys.argv[sys.argv.index("--steps") + 1]) if "--steps" in sys.argv else 3
-    model = Reference(cfg, init_weights(cfg), training=True)
+    model = Reference(cfg, init_weights(cfg), training=True, masked_only="--same-work" in sys.argv, bow=False)
     optimizer = None
     if "--adamw" in sys.argv:
         # The HF Trainer's grouping: no weight decay on biases and LayerNorm weights.
@@ -100,6 +104,7 @@ def main():
         "tokens_per_s": round(tokens_per_s, 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "steps": steps,
+        "encoder_logits": "masked positions" if model.masked_only else "every position",
     }))
 
 

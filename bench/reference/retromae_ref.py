@@ -41,9 +41,14 @@ def read_safetensors(path):
 class Reference:
     """RetroMAE written out with torch.nn.functional, Hugging Face weight names."""
 
-    def __init__(self, config, weights, training=False):
+    def __init__(self, config, weights, training=False, masked_only=False, bow=True):
         self.cfg = config
         self.training = training  # dropout on (timing runs) or off (parity)
+        # masked_only: encoder logits at the masked positions only, as this project computes them
+        # (the same work); else at every position, as HF's BertForMaskedLM and the official code do.
+        self.masked_only = masked_only
+        self.bow = bow  # DupMAE's bag-of-words loss, reported for parity; timing runs skip it
+        self.bow_loss = None
         self.eps = config["layer_norm_eps"]
         self.w = {k: v.float().requires_grad_(True) for k, v in weights.items()}
 
@@ -95,9 +100,15 @@ class Reference:
         for i in range(self.cfg["num_hidden_layers"]):
             h = self.layer(f"bert.encoder.layer.{i}", h, h, pad_mask)
         cls = h[:, :1]  # [B, 1, H]
-        enc_logits = self.mlm_logits(h)  # [B, L, V]
-        enc_loss = F.cross_entropy(enc_logits.view(-1, vocab), b["encoder_labels"].long().view(-1), ignore_index=-100)
-        self.bow_loss = self.dupmae_bow_loss(enc_logits, attn, b).detach()
+        labels = b["encoder_labels"].long()
+        if self.masked_only:
+            at = labels.view(-1) != -100  # [B*L]
+            enc_loss = F.cross_entropy(self.mlm_logits(h.reshape(-1, h.shape[-1])[at]), labels.view(-1)[at])  # logits [M, V]
+        else:
+            enc_logits = self.mlm_logits(h)  # [B, L, V]
+            enc_loss = F.cross_entropy(enc_logits.view(-1, vocab), labels.view(-1), ignore_index=-100)
+            if self.bow:
+                self.bow_loss = self.dupmae_bow_loss(enc_logits, attn, b).detach()
 
         ids = b["decoder_input_ids"].long()
         length = ids.shape[1]
