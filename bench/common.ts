@@ -5,6 +5,7 @@ import * as os from "os";
 import * as path from "path";
 import type { TensorInfo } from "@tensorflow/tfjs-core";
 import * as tf from "../lib/engine/tf";
+import { loadAddon } from "../lib/engine/native";
 
 export const SHARED_DATA = process.env.RETROMAE_SHARED_DATA ?? path.resolve(__dirname, "..", "..", "shared", "data");
 
@@ -60,7 +61,35 @@ export function runTorch(script: string, args: string[], env: NodeJS.ProcessEnv)
  */
 export function benchBackends(args: readonly string[]): string[] {
   const list = (option(args, "backend") ?? "auto").split(",");
-  return list.length === 1 && list[0] === "native" ? ["native", "wasm"] : list;
+  return (list.length === 1 && list[0] === "native" ? ["native", "wasm"] : list).flatMap((b) => (b === "native" ? nativeGemms().map((g) => `native@${g}`) : [b]));
+}
+
+/**
+ * The GEMMs the built addon can multiply with, as RETROMAE_GEMM names them:
+ * OpenBLAS where the build links it, and the bundled one always, so a
+ * benchmark puts both side by side. Empty where the addon is not built.
+ */
+export function nativeGemms(): string[] {
+  const addon = loadAddon();
+  if (!addon) return [];
+  const current = addon.gemm();
+  const out: string[] = [];
+  for (const g of ["openblas", "bundled"]) {
+    try {
+      addon.gemm(g);
+      out.push(g);
+    } catch {
+      // not in this build
+    }
+  }
+  addon.gemm(current.split(" ")[0]);
+  return out;
+}
+
+/** `native@bundled` -> the backend and the child's environment that picks that GEMM. */
+export function backendSpec(spec: string): { backend: string; env: NodeJS.ProcessEnv } {
+  const [backend, gemm] = spec.split("@");
+  return { backend, env: gemm ? { ...process.env, RETROMAE_GEMM: gemm } : process.env };
 }
 
 /**
@@ -79,14 +108,15 @@ export function runPresetsAgainstTorch(bench: string, args: string[], torchExtra
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), `bench-${bench}-`));
     const batchFile = path.join(dir, "batch.safetensors");
     const rows: Record<string, unknown>[] = [];
-    for (const backend of benchBackends(args)) {
+    for (const spec of benchBackends(args)) {
+      const { backend, env } = backendSpec(spec);
       const child = spawnSync(
         process.execPath,
         ["-r", "ts-node/register/transpile-only", path.join(__dirname, "index.ts"), `${bench}-one`, "--preset", preset, "--backend", backend, ...(rows.length === 0 ? ["--save-batch", batchFile] : []), ...forward],
-        { encoding: "utf8", maxBuffer: 1 << 24 },
+        { encoding: "utf8", maxBuffer: 1 << 24, env },
       );
-      if (child.status !== 0) throw new Error(`bench ${bench} ${preset} ${backend} failed: ${child.stderr.trim().split("\n").pop()}`);
-      rows.push({ bench, engine: backend, ...JSON.parse(child.stdout.trim().split("\n").pop()!) });
+      if (child.status !== 0) throw new Error(`bench ${bench} ${preset} ${spec} failed: ${child.stderr.trim().split("\n").pop()}`);
+      rows.push({ bench, engine: spec, ...JSON.parse(child.stdout.trim().split("\n").pop()!) });
     }
     const steps = String(rows[0].steps);
     if (hasTorch) {

@@ -12,6 +12,7 @@ import * as fs from "fs";
 import * as path from "path";
 import * as tf from "../lib/engine/tf";
 import { use } from "../lib/engine/backend";
+import { loadAddon } from "../lib/engine/native";
 import { Rng } from "../lib/engine/rng";
 import { saveBatch } from "../lib/masking/batch-io";
 import { RetroMAECollator } from "../lib/masking/collator";
@@ -61,6 +62,7 @@ export async function benchModelOne(args: string[]): Promise<void> {
     JSON.stringify({
       preset,
       backend: choice.backend,
+      ...(choice.backend === "native" ? { gemm: loadAddon()?.gemm() } : {}),
       batch: B,
       seq: L,
       ms_per_step: +ms.toFixed(1),

@@ -11,6 +11,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { use } from "../lib/engine/backend";
+import { loadAddon } from "../lib/engine/native";
 import { Rng } from "../lib/engine/rng";
 import { loadBeir } from "../lib/data/beir";
 import { hfConfig } from "../lib/model/checkpoint";
@@ -59,6 +60,7 @@ export async function benchProbe(args: string[]): Promise<void> {
       bench: "probe",
       preset,
       backend: choice.backend,
+      ...(choice.backend === "native" ? { gemm: loadAddon()?.gemm() } : {}),
       docs: r.docs,
       max_length: maxLength,
       queries: r.queries,

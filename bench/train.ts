@@ -17,6 +17,7 @@
  */
 import * as path from "path";
 import { use } from "../lib/engine/backend";
+import { loadAddon } from "../lib/engine/native";
 import { Rng } from "../lib/engine/rng";
 import { saveBatch } from "../lib/masking/batch-io";
 import type { RetroMAEBatch } from "../lib/masking/batch";
@@ -57,6 +58,7 @@ export async function benchTrainOne(args: string[]): Promise<void> {
     JSON.stringify({
       preset,
       backend: choice.backend,
+      ...(choice.backend === "native" ? { gemm: loadAddon()?.gemm() } : {}),
       batch: B,
       seq: L,
       ms_per_step: +(r.totalMs / steps).toFixed(1),

@@ -1,16 +1,24 @@
 {
-  # The native CPU kernels: OpenBLAS (Debian's libopenblas-dev, pthread build,
-  # found by pkg-config) for matrix products, OpenMP for the element-wise ones.
+  # The native CPU kernels: OpenMP for the element-wise ones; for matrix
+  # products either the bundled GEMM (src/gemm.cc, needs only a C++ compiler)
+  # or OpenBLAS (Debian's libopenblas-dev, found by pkg-config), as
+  # scripts/build-native.js chooses: node-gyp rebuild -- -Dblas=openblas.
+  "variables": { "blas%": "bundled" },
   "targets": [
     {
       "target_name": "retromae_native",
-      "sources": ["src/addon.cc", "src/kernels.cc"],
-      "cflags_cc": ["-O3", "-march=native", "-fopenmp", "-std=c++17", "-fno-exceptions",
-                    "<!@(pkg-config --cflags openblas)"],
+      "sources": ["src/addon.cc", "src/kernels.cc", "src/gemm.cc"],
+      "cflags_cc": ["-O3", "-march=native", "-fopenmp", "-std=c++17", "-fno-exceptions"],
       "cflags_cc!": ["-fno-rtti"],
       "ldflags": ["-fopenmp"],
-      "libraries": ["<!@(pkg-config --libs openblas)", "-Wl,-rpath,<!(pkg-config --variable=libdir openblas)"],
-      "defines": ["NAPI_VERSION=8"]
+      "defines": ["NAPI_VERSION=8"],
+      "conditions": [
+        ["blas=='openblas'", {
+          "cflags_cc": ["<!@(pkg-config --cflags openblas)"],
+          "defines": ["RM_OPENBLAS"],
+          "libraries": ["<!@(pkg-config --libs openblas)", "-Wl,-rpath,<!(pkg-config --variable=libdir openblas)"]
+        }]
+      ]
     }
   ]
 }

@@ -1,13 +1,17 @@
 #!/usr/bin/env node
 /**
  * Builds the native backend's addon (native/) at `npm install` with node-gyp
- * and the machine's g++, against Debian's OpenBLAS (libopenblas-dev, found by
- * pkg-config). Nothing is downloaded: Node's headers come from the Node
- * installation itself.
+ * and the machine's g++. Nothing is downloaded: Node's headers come from the
+ * Node installation itself.
+ *
+ * Matrix products: OpenBLAS (Debian's libopenblas-dev) when pkg-config finds
+ * it, else the GEMM bundled in native/src/gemm.cc, which needs only the
+ * compiler. RETROMAE_BLAS=openblas|bundled forces one (tests, benchmarks);
+ * openblas then fails the build when it is missing, with the reason on file.
  *
  * It never fails the install. Where the addon can't be built (no compiler,
- * no OpenBLAS, no headers) it writes the reason to native/build-error.txt and
- * prints one line; `backend.use("auto")` then falls back to wasm and says why.
+ * no headers) it writes the reason to native/build-error.txt and prints one
+ * line; `backend.use("auto")` then falls back to wasm and says why.
  *
  * Environment: RETROMAE_SKIP_NATIVE=1 skips the build; RETROMAE_NATIVE_DIR
  * builds another copy of native/ (tests); PKG_CONFIG names pkg-config.
@@ -31,9 +35,15 @@ function fail(reason) {
 
 if (process.env.RETROMAE_SKIP_NATIVE === "1") fail("RETROMAE_SKIP_NATIVE=1");
 
+const wanted = process.env.RETROMAE_BLAS || "auto";
+if (!["auto", "openblas", "bundled"].includes(wanted)) fail(`RETROMAE_BLAS="${wanted}" is not one of openblas, bundled, auto`);
 const pkgConfig = process.env.PKG_CONFIG || "pkg-config";
-const blas = spawnSync(pkgConfig, ["--exists", "openblas"], { stdio: "ignore" });
-if (blas.error || blas.status !== 0) fail("OpenBLAS not found by pkg-config: apt-get install libopenblas-dev pkg-config");
+let openblas = null;
+if (wanted !== "bundled") {
+  const found = spawnSync(pkgConfig, ["--modversion", "openblas"], { encoding: "utf8" });
+  if (!found.error && found.status === 0) openblas = found.stdout.trim();
+  else if (wanted === "openblas") fail("RETROMAE_BLAS=openblas, but pkg-config finds no OpenBLAS: apt-get install libopenblas-dev pkg-config");
+}
 
 // node-gyp: the copy npm passes to install scripts, else the one inside npm
 const candidates = [
@@ -49,6 +59,7 @@ const headers = path.join(path.dirname(process.execPath), "..", "include", "node
 if (!process.env.npm_config_nodedir && fs.existsSync(path.join(headers, "node_api.h"))) {
   args.push(`--nodedir=${path.resolve(headers, "..", "..")}`);
 }
+args.push("--", `-Dblas=${openblas ? "openblas" : "bundled"}`);
 
 const started = Date.now();
 const r = spawnSync(process.execPath, args, { cwd: dir, encoding: "utf8" });
@@ -58,4 +69,5 @@ if (r.status !== 0) {
   fail(first.trim().slice(0, 300));
 }
 if (fs.existsSync(errorFile)) fs.unlinkSync(errorFile);
-console.log(`retromae: native backend built in ${((Date.now() - started) / 1000).toFixed(1)} s (OpenBLAS ${spawnSync(pkgConfig, ["--modversion", "openblas"], { encoding: "utf8" }).stdout.trim()}).`);
+const gemm = openblas ? `OpenBLAS ${openblas}` : "the bundled GEMM";
+console.log(`retromae: native backend built in ${((Date.now() - started) / 1000).toFixed(1)} s (${gemm}).`);

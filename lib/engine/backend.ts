@@ -2,7 +2,7 @@
  * Backend choice for TensorFlow.js.
  *
  * Preference order: tensorflow (tfjs-node-gpu, then tfjs-node) > native
- * (this package's C++ kernels over OpenBLAS, built at npm install) > wasm > cpu.
+ * (this package's C++ kernels, built at npm install) > wasm > cpu.
  * `use("auto")` tries each in turn and records, for every backend it skipped,
  * one line saying why. Asking for a backend by name tries only that one and
  * fails with a clear sentence if it cannot load.
@@ -145,7 +145,7 @@ async function tryOne(name: ConcreteBackend): Promise<Omit<BackendChoice, "skipp
     }
     case "native": {
       const reason = nativeUnavailableReason() ?? (await activate("native"));
-      return reason ? { reason } : { backend: "native", device: "cpu", package: "retromae (native/, OpenBLAS)" };
+      return reason ? { reason } : { backend: "native", device: "cpu", package: `retromae (native/, GEMM: ${loadAddon()?.gemm()})` };
     }
     case "wasm": {
       const reason = await tryWasm();

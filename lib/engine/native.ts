@@ -1,6 +1,6 @@
 /**
  * The "native" tfjs backend: tfjs-backend-cpu with its hot kernels replaced
- * by C++ (native/src), OpenBLAS for the matrix products and OpenMP threads
+ * by C++ (native/src), OpenBLAS or the bundled GEMM for the matrix products and OpenMP threads
  * for the rest. Tensor data stays in the JavaScript typed arrays the cpu
  * backend keeps; the addon reads and writes them in place, with no copies.
  *
@@ -47,6 +47,8 @@ export interface NativeAddon {
   argMax(x: Float32Array, out: Int32Array, outer: number, inner: number): void;
   segmentSum(x: Float32Array, ids: Int32Array, out: Float32Array, rows: number, inner: number, numSegments: number): void;
   adamw(p: Float32Array, m: Float32Array, v: Float32Array, g: Float32Array, b1: number, b2: number, eps: number, decay: number, stepSize: number, sqrtBc2: number, gradScale: number): void;
+  /** The GEMM in use ("openblas 0.3.21", "bundled avx512"); with a name ("openblas", "bundled", "bundled/avx2"...), switches to it first. */
+  gemm(name?: string): string;
   threads(n?: number): number;
   keepFreedMemory(): boolean;
 }
@@ -64,17 +66,28 @@ export function loadAddon(): NativeAddon | null {
   if (addon || loadError) return addon;
   if (!fs.existsSync(ADDON_PATH)) {
     const why = fs.existsSync(BUILD_ERROR_PATH) ? fs.readFileSync(BUILD_ERROR_PATH, "utf8").trim().split("\n")[0] : `no file at ${ADDON_PATH}`;
-    loadError = `the native addon is not built (${why}); install g++ and libopenblas-dev, then run npm rebuild`;
+    loadError = `the native addon is not built (${why}); install g++ (and, optionally, libopenblas-dev), then run npm rebuild`;
     return null;
   }
   // OpenMP threads sleep between kernels instead of spinning, so the cores
   // are free for the JavaScript thread between kernels (read once, when
-  // libgomp loads). OpenBLAS itself runs single-threaded inside them.
+  // libgomp loads). The GEMM (OpenBLAS or bundled) runs single-threaded inside them.
   process.env.OMP_WAIT_POLICY ??= "PASSIVE";
   try {
     addon = require(ADDON_PATH) as NativeAddon;
   } catch (err) {
     loadError = `the native addon failed to load (${(err as Error).message.split("\n")[0]}); run npm rebuild`;
+    return null;
+  }
+  // RETROMAE_GEMM=openblas|bundled|bundled/avx2|...: which GEMM the addon multiplies with
+  const gemm = process.env.RETROMAE_GEMM;
+  if (gemm) {
+    try {
+      addon.gemm(gemm);
+    } catch (err) {
+      loadError = `RETROMAE_GEMM=${gemm}: ${(err as Error).message}`;
+      addon = null;
+    }
   }
   return addon;
 }

@@ -472,6 +472,28 @@ napi_value Threads(napi_env env, napi_callback_info info) {
   return number(env, rm::threads());
 }
 
+// gemm() -> the library in use; gemm(name) switches first (see kernels.h).
+napi_value Gemm(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  if (a.argc > 0) {
+    size_t len = 0;
+    char name[64];
+    if (napi_get_value_string_utf8(env, a.argv[0], name, sizeof(name), &len) != napi_ok) {
+      a.fail("gemm takes a string: openblas, bundled, bundled/avx512, bundled/avx2 or bundled/scalar");
+      return nullptr;
+    }
+    if (!rm::setGemm(name)) {
+      a.fail(std::string("GEMM \"") + name + "\" is not available in this build on this CPU (it has " + rm::gemm() +
+             "); use openblas, bundled, bundled/avx512, bundled/avx2 or bundled/scalar");
+      return nullptr;
+    }
+  }
+  const std::string g = rm::gemm();
+  napi_value r;
+  napi_create_string_utf8(env, g.c_str(), g.size(), &r);
+  return r;
+}
+
 // Keep freed memory mapped for reuse (glibc): big typed arrays are otherwise
 // returned to the OS when freed and page-faulted back in on the next step.
 napi_value KeepFreedMemory(napi_env env, napi_callback_info) {
@@ -503,6 +525,7 @@ napi_value Init(napi_env env, napi_value exports) {
       {"argMax", nullptr, ArgMax, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"segmentSum", nullptr, SegmentSum, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"adamw", nullptr, AdamW, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"gemm", nullptr, Gemm, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"threads", nullptr, Threads, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"keepFreedMemory", nullptr, KeepFreedMemory, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
   };

@@ -2,8 +2,12 @@
 // big enough to pay for it (kGrain elements); below that one thread runs.
 #include "kernels.h"
 
-#include <cblas.h>
 #include <omp.h>
+
+#include "gemm.h"
+#ifdef RM_OPENBLAS
+#include <cblas.h>
+#endif
 
 #include <algorithm>
 #include <cmath>
@@ -320,20 +324,68 @@ inline double reduceStep(int op, double acc, float x) {
 int threads() { return omp_get_max_threads(); }
 void setThreads(int n) {
   omp_set_num_threads(n);
+#ifdef RM_OPENBLAS
   openblas_set_num_threads(1);  // matmul splits the work itself
+#endif
 }
 
 namespace {
+#ifdef RM_OPENBLAS
+bool useOpenblas = true;
+#else
+bool useOpenblas = false;
+#endif
+
 // One row-major product C[M, N] = op(A) op(B) on the calling thread.
 inline void gemm1(const float* a, const float* b, float* c, int64_t M, int64_t N, int64_t K, bool transA,
                   bool transB, int64_t lda, int64_t ldb, int64_t ldc) {
-  cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans, M, N, K, 1.0f,
-              a, lda, b, ldb, 0.0f, c, ldc);
+#ifdef RM_OPENBLAS
+  if (useOpenblas) {
+    cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans, M, N, K, 1.0f,
+                a, lda, b, ldb, 0.0f, c, ldc);
+    return;
+  }
+#endif
+  sgemm(transA, transB, M, N, K, a, lda, b, ldb, c, ldc);
 }
 }  // namespace
 
-// OpenBLAS runs single-threaded (see setThreads); the threads here are
-// OpenMP's. OpenBLAS's own threads wake up and sleep again for every call,
+std::string gemm() {
+#ifdef RM_OPENBLAS
+  if (useOpenblas) {
+    std::string v = OPENBLAS_VERSION;  // " OpenBLAS 0.3.21 "
+    v.erase(0, v.find_first_of("0123456789"));
+    v.erase(v.find_last_not_of(' ') + 1);
+    return "openblas " + v;
+  }
+#endif
+  return std::string("bundled ") + sgemmKernel();
+}
+
+bool setGemm(const std::string& name) {
+  if (name == "openblas") {
+#ifdef RM_OPENBLAS
+    useOpenblas = true;
+    return true;
+#else
+    return false;
+#endif
+  }
+  if (name == "bundled") {
+    setSgemmKernel("auto");
+    useOpenblas = false;
+    return true;
+  }
+  if (name.rfind("bundled/", 0) == 0 && setSgemmKernel(name.c_str() + 8)) {
+    useOpenblas = false;
+    return true;
+  }
+  return false;
+}
+
+// Whichever library multiplies, it runs single-threaded (see setThreads);
+// the threads here are OpenMP's, over tiles of C. OpenBLAS's own threads
+// wake up and sleep again for every call,
 // which cost 2 to 5 ms per small product here (128 attention products of
 // 256x256x64 took 420 to 750 ms); splitting the work ourselves keeps the
 // threads that the element-wise kernels already use.

@@ -3,10 +3,17 @@
 // Every kernel writes its whole output, and none allocates per call.
 #pragma once
 #include <cstdint>
+#include <string>
 
 namespace rm {
 
-// ---- matrix products (OpenBLAS) ------------------------------------------
+// ---- matrix products (OpenBLAS, or the bundled GEMM of gemm.h) -------------
+// The library in use: "openblas 0.3.21", or "bundled avx512" (its microkernel).
+std::string gemm();
+// Switch: "openblas" (builds that link it), "bundled", or "bundled/avx512",
+// "bundled/avx2", "bundled/scalar"; false when this build or CPU can't.
+bool setGemm(const std::string& name);
+
 // out[i] = op(a[i % batchA]) x op(b[i % batchB]) for i < batch, where
 // op(a) is [M, K] (a is [K, M] when transA) and op(b) is [K, N].
 // bias (nullable): added per output column (biasLen == N) or as a scalar
