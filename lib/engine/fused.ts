@@ -53,3 +53,82 @@ export function gelu(x: tf.Tensor): tf.Tensor {
   if (nativeKernel(GELU)) return tf.engine().runKernel(GELU, { x }, {}) as tf.Tensor;
   return tf.mul(tf.mul(x, 0.5), tf.add(1, tf.erf(tf.mul(x, Math.SQRT1_2))));
 }
+
+export const ADD_LAYER_NORM = "RetroMAEAddLayerNorm";
+export const LAYER_NORM_GRAD = "RetroMAELayerNormGrad";
+export const SCALED_MASKED_SOFTMAX = "RetroMAEScaledMaskedSoftmax";
+export const SCALED_SOFTMAX_GRAD = "RetroMAEScaledSoftmaxGrad";
+
+// LayerNorm's gradient: one native pass gives the gradient of the sum (x and
+// residual alike), of gamma and of beta, from the normalized rows and 1/σ the
+// forward kernel kept.
+tf.registerGradient({
+  kernelName: ADD_LAYER_NORM,
+  inputsToSave: ["gamma"],
+  outputsToSave: [false, true, true],
+  gradFunc: (dys, saved) => {
+    const [gamma, xhat, rstd] = saved;
+    const dy = (dys as tf.Tensor[])[0];
+    const [ds, dgamma, dbeta] = tf.engine().runKernel(LAYER_NORM_GRAD, { dy, xhat, rstd, gamma }, {}) as tf.Tensor[];
+    return { x: () => ds, residual: () => tf.clone(ds), gamma: () => dgamma, beta: () => dbeta };
+  },
+});
+
+/**
+ * LayerNorm of (x + residual) over the last axis: (s − mean) / √(var + eps) · γ + β,
+ * s = x + residual. One native kernel forward and one backward (the tfjs
+ * composition is eleven ops each way); elsewhere, that composition.
+ * x [..., H], residual [..., H] or null, gamma [H], beta [H] -> [..., H]
+ */
+export function addLayerNorm(x: tf.Tensor, residual: tf.Tensor | null, gamma: tf.Tensor, beta: tf.Tensor, eps: number): tf.Tensor {
+  const H = x.shape[x.shape.length - 1];
+  if (nativeKernel(ADD_LAYER_NORM) && x.dtype === "float32" && (!residual || tf.util.arraysEqual(residual.shape, x.shape)) && gamma.size === H && beta.size === H) {
+    const inputs: Record<string, tf.Tensor> = { x, gamma, beta };
+    if (residual) inputs.residual = residual;
+    const [y] = tf.engine().runKernel(ADD_LAYER_NORM, inputs, { eps }) as tf.Tensor[];
+    return y;
+  }
+  return tf.tidy(() => {
+    const s = residual ? tf.add(x, residual) : x;
+    const { mean, variance } = tf.moments(s, -1, true);
+    const normed = tf.mul(tf.sub(s, mean), tf.rsqrt(tf.add(variance, eps)));
+    return tf.add(tf.mul(normed, gamma), beta);
+  });
+}
+
+// The attention softmax's gradient: scale · p · (dp − Σ dp·p) for the scores;
+// for the additive mask, the same without the scale, summed over the axes it
+// was broadcast along.
+tf.registerGradient({
+  kernelName: SCALED_MASKED_SOFTMAX,
+  inputsToSave: ["mask"],
+  outputsToSave: [true],
+  gradFunc: (dy, saved, attrs) => {
+    const [mask, probs] = saved;
+    const { scale } = attrs as unknown as { scale: number };
+    const dx = () => tf.engine().runKernel(SCALED_SOFTMAX_GRAD, { p: probs, dy: dy as tf.Tensor }, { scale }) as tf.Tensor;
+    return {
+      x: dx,
+      mask: () =>
+        tf.tidy(() => {
+          const g = tf.engine().runKernel(SCALED_SOFTMAX_GRAD, { p: probs, dy: dy as tf.Tensor }, { scale: 1 }) as tf.Tensor;
+          const axes = mask.shape.flatMap((d, i) => (d === 1 && g.shape[i] !== 1 ? [i] : []));
+          return axes.length ? tf.sum(g, axes, true) : g;
+        }),
+    };
+  },
+});
+
+/**
+ * Attention probabilities: softmax(x · scale + mask) over the last axis, in
+ * one native pass forward and one backward; elsewhere the tfjs ops.
+ * x [B, heads, Lq, Lk], mask additive [B, 1, 1 or Lq, Lk] -> [B, heads, Lq, Lk]
+ */
+export function scaledMaskedSoftmax(x: tf.Tensor4D, mask: tf.Tensor4D, scale: number): tf.Tensor4D {
+  const [B, , Lq, Lk] = x.shape;
+  const [mB, mh, mq, mk] = mask.shape;
+  if (nativeKernel(SCALED_MASKED_SOFTMAX) && x.dtype === "float32" && mB === B && mh === 1 && (mq === 1 || mq === Lq) && mk === Lk && Lk > 0) {
+    return tf.engine().runKernel(SCALED_MASKED_SOFTMAX, { x, mask }, { scale }) as tf.Tensor4D;
+  }
+  return tf.tidy(() => tf.softmax(tf.add(tf.mul(x, scale), mask))) as tf.Tensor4D;
+}

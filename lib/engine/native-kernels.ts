@@ -8,7 +8,7 @@
 import * as tf from "./tf";
 import type { KernelConfig, KernelFunc, NamedAttrMap, TensorInfo } from "@tensorflow/tfjs-core";
 import { native, NativeBackend, NATIVE_BACKEND } from "./native";
-import { GELU, GELU_GRAD, LOG_SUM_EXP_ROWS, SOFTMAX_MINUS_ONE_HOT } from "./fused";
+import { ADD_LAYER_NORM, GELU, GELU_GRAD, LAYER_NORM_GRAD, LOG_SUM_EXP_ROWS, SCALED_MASKED_SOFTMAX, SCALED_SOFTMAX_GRAD, SOFTMAX_MINUS_ONE_HOT } from "./fused";
 
 type Args = Parameters<KernelFunc>[0];
 
@@ -298,6 +298,56 @@ const gelu: KernelConfig = {
   },
 };
 
+const addLayerNorm: KernelConfig = {
+  kernelName: ADD_LAYER_NORM,
+  backendName: NATIVE_BACKEND,
+  kernelFunc: ({ inputs, backend, attrs }) => {
+    const { x, residual, gamma, beta } = inputs as Record<string, TensorInfo | undefined>;
+    const be = backend as NativeBackend;
+    const H = x!.shape[x!.shape.length - 1];
+    const rows = size(x!.shape) / H;
+    const y = be.alloc(rows * H), xhat = be.alloc(rows * H), rstd = be.alloc(rows);
+    native().addLayerNorm(values(be, x!), residual ? values(be, residual) : null, values(be, gamma!), values(be, beta!), y, xhat, rstd, rows, H, (attrs as { eps: number }).eps);
+    return [be.makeTensorInfo([...x!.shape], "float32", y), be.makeTensorInfo([...x!.shape], "float32", xhat), be.makeTensorInfo([rows], "float32", rstd)];
+  },
+};
+
+const layerNormGrad: KernelConfig = {
+  kernelName: LAYER_NORM_GRAD,
+  backendName: NATIVE_BACKEND,
+  kernelFunc: ({ inputs, backend }) => {
+    const { dy, xhat, rstd, gamma } = inputs as Record<string, TensorInfo>;
+    const be = backend as NativeBackend;
+    const H = gamma.shape[gamma.shape.length - 1];
+    const rows = size(dy.shape) / H;
+    const ds = be.alloc(rows * H), dgamma = be.alloc(H), dbeta = be.alloc(H);
+    native().layerNormGrad(values(be, dy), values(be, xhat), values(be, rstd), values(be, gamma), ds, dgamma, dbeta, rows, H);
+    return [be.makeTensorInfo([...dy.shape], "float32", ds), be.makeTensorInfo([...gamma.shape], "float32", dgamma), be.makeTensorInfo([...gamma.shape], "float32", dbeta)];
+  },
+};
+
+const scaledMaskedSoftmax: KernelConfig = {
+  kernelName: SCALED_MASKED_SOFTMAX,
+  backendName: NATIVE_BACKEND,
+  kernelFunc: ({ inputs, backend, attrs }) => {
+    const { x, mask } = inputs as { x: TensorInfo; mask: TensorInfo };
+    const be = backend as NativeBackend;
+    const [B, heads, Lq, Lk] = x.shape;
+    return output(be, [...x.shape], (out) => native().scaledMaskedSoftmax(values(be, x), values(be, mask), out, B, heads, Lq, Lk, mask.shape[2], (attrs as { scale: number }).scale));
+  },
+};
+
+const scaledSoftmaxGrad: KernelConfig = {
+  kernelName: SCALED_SOFTMAX_GRAD,
+  backendName: NATIVE_BACKEND,
+  kernelFunc: ({ inputs, backend, attrs }) => {
+    const { p, dy } = inputs as { p: TensorInfo; dy: TensorInfo };
+    const be = backend as NativeBackend;
+    const cols = p.shape[p.shape.length - 1];
+    return output(be, [...p.shape], (out) => native().scaledSoftmaxGrad(values(be, p), values(be, dy), out, size(p.shape) / cols, cols, (attrs as { scale: number }).scale));
+  },
+};
+
 const geluGrad: KernelConfig = {
   kernelName: GELU_GRAD,
   backendName: NATIVE_BACKEND,
@@ -462,6 +512,10 @@ export const NATIVE_KERNELS: readonly KernelConfig[] = [
   softmaxMinusOneHot,
   gelu,
   geluGrad,
+  addLayerNorm,
+  layerNormGrad,
+  scaledMaskedSoftmax,
+  scaledSoftmaxGrad,
   transpose,
   gatherV2,
   slice,

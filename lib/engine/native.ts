@@ -32,6 +32,10 @@ export interface NativeAddon {
   binary(op: number, a: Float32Array, b: Float32Array, out: Float32Array, dims: Int32Array, strideA: Int32Array, strideB: Int32Array): void;
   unary(op: number, x: Float32Array, out: Float32Array, alpha: number): void;
   gelu(x: Float32Array, out: Float32Array): void;
+  scaledMaskedSoftmax(x: Float32Array, mask: Float32Array, out: Float32Array, B: number, heads: number, Lq: number, Lk: number, maskRows: number, scale: number): void;
+  scaledSoftmaxGrad(p: Float32Array, dp: Float32Array, dx: Float32Array, rows: number, cols: number, scale: number): void;
+  addLayerNorm(x: Float32Array, residual: Float32Array | null, gamma: Float32Array, beta: Float32Array, y: Float32Array, xhat: Float32Array, rstd: Float32Array, rows: number, H: number, eps: number): void;
+  layerNormGrad(dy: Float32Array, xhat: Float32Array, rstd: Float32Array, gamma: Float32Array, ds: Float32Array, dgamma: Float32Array, dbeta: Float32Array, rows: number, H: number): void;
   geluGrad(x: Float32Array, dy: Float32Array, out: Float32Array): void;
   clip(x: Float32Array, out: Float32Array, lo: number, hi: number): void;
   reduce(op: number, x: Float32Array, out: Float32Array, outer: number, inner: number, innerAxis: boolean): void;

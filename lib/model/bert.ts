@@ -9,7 +9,7 @@
  */
 import * as tf from "../engine/tf";
 import type { Rng } from "../engine/rng";
-import { gelu as fusedGelu, logSumExpRows, softmaxMinusOneHot, tiedLogits } from "../engine/fused";
+import { addLayerNorm, gelu as fusedGelu, logSumExpRows, scaledMaskedSoftmax, softmaxMinusOneHot, tiedLogits } from "../engine/fused";
 import type { BertConfig } from "./config";
 
 export type Weights = ReadonlyMap<string, tf.Tensor>;
@@ -39,11 +39,13 @@ export function dense(w: Weights, prefix: string, x: tf.Tensor): tf.Tensor {
   return tf.add(y, b).reshape([...lead, W.shape[0]]);
 }
 
-/** LayerNorm over the last axis. x [..., H] -> [..., H] */
-export function layerNorm(w: Weights, prefix: string, x: tf.Tensor, eps: number): tf.Tensor {
-  const { mean, variance } = tf.moments(x, -1, true);
-  const normed = tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, eps)));
-  return tf.add(tf.mul(normed, weight(w, `${prefix}.weight`)), weight(w, `${prefix}.bias`));
+/**
+ * LayerNorm over the last axis, of x + residual where one is given (the
+ * sub-layers' "Add & Norm"); one fused kernel on the native backend.
+ * x [..., H], residual [..., H] -> [..., H]
+ */
+export function layerNorm(w: Weights, prefix: string, x: tf.Tensor, eps: number, residual: tf.Tensor | null = null): tf.Tensor {
+  return addLayerNorm(x, residual, weight(w, `${prefix}.weight`), weight(w, `${prefix}.bias`), eps);
 }
 
 /** Exact GELU: x · Φ(x) = 0.5 · x · (1 + erf(x / √2)); one fused kernel on the native backend. */
@@ -158,13 +160,13 @@ export function attention(
   const q = splitHeads(dense(w, `${prefix}.self.query`, query), nh); // [B, nh, Lq, dh]
   const k = splitHeads(dense(w, `${prefix}.self.key`, keyValue), nh); // [B, nh, Lk, dh]
   const v = splitHeads(dense(w, `${prefix}.self.value`, keyValue), nh); // [B, nh, Lk, dh]
-  const scores = tf.add(tf.mul(tf.matMul(q, k, false, true), 1 / Math.sqrt(dh)), mask); // [B, nh, Lq, Lk]
-  const probs = dropout(tf.softmax(scores), cfg.attentionProbsDropoutProb, opts);
+  const scores = tf.matMul(q, k, false, true) as tf.Tensor4D; // [B, nh, Lq, Lk]
+  const probs = dropout(scaledMaskedSoftmax(scores, mask, 1 / Math.sqrt(dh)), cfg.attentionProbsDropoutProb, opts); // softmax(scores / √dh + mask)
   const context = tf.matMul(probs as tf.Tensor4D, v); // [B, nh, Lq, dh]
   const [B, , Lq] = context.shape;
   const merged = context.transpose([0, 2, 1, 3]).reshape([B, Lq, cfg.hiddenSize]); // [B, Lq, H]
   const out = dropout(dense(w, `${prefix}.output.dense`, merged), cfg.hiddenDropoutProb, opts);
-  return layerNorm(w, `${prefix}.output.LayerNorm`, tf.add(out, query), cfg.layerNormEps) as tf.Tensor3D;
+  return layerNorm(w, `${prefix}.output.LayerNorm`, out, cfg.layerNormEps, query) as tf.Tensor3D;
 }
 
 /**
@@ -184,7 +186,7 @@ export function bertLayer(
   const attended = attention(w, `${prefix}.attention`, cfg, query, keyValue, mask, opts); // [B, Lq, H]
   const inner = gelu(dense(w, `${prefix}.intermediate.dense`, attended)); // [B, Lq, I]
   const out = dropout(dense(w, `${prefix}.output.dense`, inner), cfg.hiddenDropoutProb, opts); // [B, Lq, H]
-  return layerNorm(w, `${prefix}.output.LayerNorm`, tf.add(out, attended), cfg.layerNormEps) as tf.Tensor3D;
+  return layerNorm(w, `${prefix}.output.LayerNorm`, out, cfg.layerNormEps, attended) as tf.Tensor3D;
 }
 
 /** The encoder stack. hidden [B, L, H], mask [B, 1, 1, L] -> [B, L, H] */

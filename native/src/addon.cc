@@ -194,6 +194,66 @@ napi_value Unary(napi_env env, napi_callback_info info) {
   return undefined(env);
 }
 
+// scaledMaskedSoftmax(x, mask, out, B, heads, Lq, Lk, maskRows, scale)
+napi_value ScaledMaskedSoftmax(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  const int64_t B = a.integer(3), heads = a.integer(4), Lq = a.integer(5), Lk = a.integer(6), maskRows = a.integer(7);
+  const float scale = static_cast<float>(a.num(8));
+  if (!a.failed && (B < 0 || heads < 0 || Lq < 0 || Lk < 1 || (maskRows != 1 && maskRows != Lq))) a.fail("the mask must have 1 or Lq rows");
+  const float* x = a.f32(0, B * heads * Lq * Lk);
+  const float* mask = a.f32(1, B * maskRows * Lk);
+  float* out = a.f32(2, B * heads * Lq * Lk);
+  if (a.failed) return nullptr;
+  rm::scaledMaskedSoftmax(x, mask, out, B, heads, Lq, Lk, maskRows, scale);
+  return undefined(env);
+}
+
+// scaledSoftmaxGrad(p, dp, dx, rows, cols, scale)
+napi_value ScaledSoftmaxGrad(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  const int64_t rows = a.integer(3), cols = a.integer(4);
+  const float scale = static_cast<float>(a.num(5));
+  const float* p = a.f32(0, rows * cols);
+  const float* dp = a.f32(1, rows * cols);
+  float* dx = a.f32(2, rows * cols);
+  if (a.failed) return nullptr;
+  rm::scaledSoftmaxGrad(p, dp, dx, rows, cols, scale);
+  return undefined(env);
+}
+
+// addLayerNorm(x, residual | null, gamma, beta, y, xhat, rstd, rows, H, eps)
+napi_value AddLayerNorm(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  const int64_t rows = a.integer(7), H = a.integer(8);
+  const float eps = static_cast<float>(a.num(9));
+  const float* x = a.f32(0, rows * H);
+  const float* residual = a.f32(1, rows * H, true);
+  const float* gamma = a.f32(2, H);
+  const float* beta = a.f32(3, H);
+  float* y = a.f32(4, rows * H);
+  float* xhat = a.f32(5, rows * H);
+  float* rstd = a.f32(6, rows);
+  if (a.failed) return nullptr;
+  rm::addLayerNorm(x, residual, gamma, beta, y, xhat, rstd, rows, H, eps);
+  return undefined(env);
+}
+
+// layerNormGrad(dy, xhat, rstd, gamma, ds, dgamma, dbeta, rows, H)
+napi_value LayerNormGrad(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  const int64_t rows = a.integer(7), H = a.integer(8);
+  const float* dy = a.f32(0, rows * H);
+  const float* xhat = a.f32(1, rows * H);
+  const float* rstd = a.f32(2, rows);
+  const float* gamma = a.f32(3, H);
+  float* ds = a.f32(4, rows * H);
+  float* dgamma = a.f32(5, H);
+  float* dbeta = a.f32(6, H);
+  if (a.failed) return nullptr;
+  rm::layerNormGrad(dy, xhat, rstd, gamma, ds, dgamma, dbeta, rows, H);
+  return undefined(env);
+}
+
 // gelu(x, out) and geluGrad(x, dy, out)
 napi_value Gelu(napi_env env, napi_callback_info info) {
   Args a(env, info);
@@ -509,6 +569,10 @@ napi_value Init(napi_env env, napi_value exports) {
       {"matmul", nullptr, Matmul, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"binary", nullptr, Binary, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"unary", nullptr, Unary, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"scaledMaskedSoftmax", nullptr, ScaledMaskedSoftmax, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"scaledSoftmaxGrad", nullptr, ScaledSoftmaxGrad, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"addLayerNorm", nullptr, AddLayerNorm, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"layerNormGrad", nullptr, LayerNormGrad, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"gelu", nullptr, Gelu, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"geluGrad", nullptr, GeluGrad, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"clip", nullptr, Clip, nullptr, nullptr, nullptr, napi_enumerable, nullptr},

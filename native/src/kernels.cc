@@ -13,6 +13,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <vector>
 
 namespace rm {
 namespace {
@@ -541,6 +542,108 @@ void softmax(const float* x, float* out, int64_t rows, int64_t cols) {
     const double sum = sumRow(o, cols);
     const float inv = static_cast<float>(1.0 / sum);
     for (int64_t j = 0; j < cols; j++) o[j] *= inv;
+  }
+}
+
+void scaledMaskedSoftmax(const float* x, const float* mask, float* out, int64_t B, int64_t heads, int64_t Lq,
+                         int64_t Lk, int64_t maskRows, float scale) {
+  const int64_t rows = B * heads * Lq;
+#pragma omp parallel if (par(rows * Lk))
+  {
+    float buf[1024];  // x * scale + mask, one row (Lk <= 1024), else computed in place in out
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < rows; r++) {
+      const int64_t b = r / (heads * Lq), q = r % Lq;
+      const float* xi = x + r * Lk;
+      const float* mi = mask + (b * maskRows + (maskRows == 1 ? 0 : q)) * Lk;
+      float* o = out + r * Lk;
+      float* z = Lk <= 1024 ? buf : o;
+      for (int64_t j = 0; j < Lk; j++) z[j] = xi[j] * scale + mi[j];
+      const float mx = maxRow(z, Lk);
+      expArray(z, mx, o, Lk);
+      const float inv = static_cast<float>(1.0 / sumRow(o, Lk));
+      for (int64_t j = 0; j < Lk; j++) o[j] *= inv;
+    }
+  }
+}
+
+void scaledSoftmaxGrad(const float* p, const float* dp, float* dx, int64_t rows, int64_t cols, float scale) {
+#pragma omp parallel for schedule(static) if (par(rows * cols))
+  for (int64_t r = 0; r < rows; r++) {
+    const float* pi = p + r * cols;
+    const float* di = dp + r * cols;
+    float* o = dx + r * cols;
+    float dot = 0;
+    for (int64_t j = 0; j < cols; j++) dot += pi[j] * di[j];
+    for (int64_t j = 0; j < cols; j++) o[j] = scale * pi[j] * (di[j] - dot);
+  }
+}
+
+void addLayerNorm(const float* x, const float* residual, const float* gamma, const float* beta, float* y,
+                  float* xhat, float* rstd, int64_t rows, int64_t H, float eps) {
+#pragma omp parallel for schedule(static) if (par(rows * H))
+  for (int64_t r = 0; r < rows; r++) {
+    const float* xi = x + r * H;
+    float* h = xhat + r * H;
+    if (residual != nullptr) {
+      const float* ri = residual + r * H;
+      for (int64_t j = 0; j < H; j++) h[j] = xi[j] + ri[j];
+    } else {
+      std::memcpy(h, xi, H * sizeof(float));
+    }
+    const float mean = static_cast<float>(sumRow(h, H) / H);
+    float var = 0;
+    for (int64_t j = 0; j < H; j++) {
+      const float d = h[j] - mean;
+      var += d * d;
+    }
+    const float rs = 1.0f / std::sqrt(var / H + eps);
+    rstd[r] = rs;
+    float* yi = y + r * H;
+    for (int64_t j = 0; j < H; j++) {
+      h[j] = (h[j] - mean) * rs;
+      yi[j] = h[j] * gamma[j] + beta[j];
+    }
+  }
+}
+
+void layerNormGrad(const float* dy, const float* xhat, const float* rstd, const float* gamma, float* ds,
+                   float* dgamma, float* dbeta, int64_t rows, int64_t H) {
+  const int nt = par(rows * H) ? omp_get_max_threads() : 1;
+  // per-thread partial sums of dgamma and dbeta, added up after (kept between calls)
+  thread_local std::vector<float> part;
+  part.assign(static_cast<size_t>(nt) * 2 * H, 0.0f);
+  float* const parts = part.data();  // the calling thread's buffer (thread_local names another inside the region)
+#pragma omp parallel num_threads(nt)
+  {
+    const int t = omp_get_thread_num(), n = omp_get_num_threads();
+    float* pg = parts + static_cast<size_t>(t) * 2 * H;
+    float* pb = pg + H;
+    const int64_t r0 = rows * t / n, r1 = rows * (t + 1) / n;
+    for (int64_t r = r0; r < r1; r++) {
+      const float* d = dy + r * H;
+      const float* h = xhat + r * H;
+      float* o = ds + r * H;
+      float sg = 0, sgh = 0;
+      for (int64_t j = 0; j < H; j++) {
+        const float g = d[j] * gamma[j];
+        sg += g;
+        sgh += g * h[j];
+        pg[j] += d[j] * h[j];
+        pb[j] += d[j];
+      }
+      const float mg = sg / H, mgh = sgh / H, rs = rstd[r];
+      for (int64_t j = 0; j < H; j++) o[j] = rs * (d[j] * gamma[j] - mg - h[j] * mgh);
+    }
+  }
+  for (int64_t j = 0; j < H; j++) {
+    float g = 0, b = 0;
+    for (int t = 0; t < nt; t++) {
+      g += part[static_cast<size_t>(t) * 2 * H + j];
+      b += part[static_cast<size_t>(t) * 2 * H + H + j];
+    }
+    dgamma[j] = g;
+    dbeta[j] = b;
   }
 }
 

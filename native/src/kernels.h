@@ -53,6 +53,25 @@ void reduceOuter(int op, const float* x, float* out, int64_t outer, int64_t inne
 // softmax over the last axis of [rows, cols]
 void softmax(const float* x, float* out, int64_t rows, int64_t cols);
 
+// Attention probabilities in one pass: out = softmax(x * scale + mask) over
+// the last axis of x [B, heads, Lq, Lk]; mask is additive, [B, 1, maskRows, Lk]
+// with maskRows 1 (one row for every query) or Lq.
+void scaledMaskedSoftmax(const float* x, const float* mask, float* out, int64_t B, int64_t heads, int64_t Lq,
+                         int64_t Lk, int64_t maskRows, float scale);
+// Its gradient with respect to x: dx = scale * p * (dp - sum_j dp p), rows of [rows, cols].
+void scaledSoftmaxGrad(const float* p, const float* dp, float* dx, int64_t rows, int64_t cols, float scale);
+
+// LayerNorm of (x + residual) over rows of [rows, H] (residual nullable):
+// xhat = (s - mean) * rstd with rstd = 1 / sqrt(var + eps), y = xhat * gamma + beta.
+// xhat [rows, H] and rstd [rows] are kept for the gradient.
+void addLayerNorm(const float* x, const float* residual, const float* gamma, const float* beta, float* y,
+                  float* xhat, float* rstd, int64_t rows, int64_t H, float eps);
+// Its gradient: ds = rstd * (g - mean(g) - xhat * mean(g * xhat)) with
+// g = dy * gamma (ds is the gradient of x and of residual alike);
+// dgamma = sum_rows dy * xhat, dbeta = sum_rows dy.
+void layerNormGrad(const float* dy, const float* xhat, const float* rstd, const float* gamma, float* ds,
+                   float* dgamma, float* dbeta, int64_t rows, int64_t H);
+
 // The fused pieces of softmax cross-entropy over rows of [rows, cols], so
 // the [rows, cols] temporaries of exp, sub and one-hot never exist:
 // out[r] = log(sum_j exp(x[r, j]))  (max-shifted)

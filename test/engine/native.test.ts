@@ -15,7 +15,7 @@ import { backend, use } from "../../lib/engine/backend";
 import { Rng } from "../../lib/engine/rng";
 import { native, NativeBackend, nativeUnavailableReason, sizeClass } from "../../lib/engine/native";
 import { broadcastPlan, NATIVE_KERNELS } from "../../lib/engine/native-kernels";
-import { gelu, GELU, LOG_SUM_EXP_ROWS, logSumExpRows, SOFTMAX_MINUS_ONE_HOT, softmaxMinusOneHot, tiedLogits } from "../../lib/engine/fused";
+import { addLayerNorm, scaledMaskedSoftmax, gelu, GELU, LOG_SUM_EXP_ROWS, logSumExpRows, SOFTMAX_MINUS_ONE_HOT, softmaxMinusOneHot, tiedLogits } from "../../lib/engine/fused";
 
 const ROOT = path.resolve(__dirname, "..", "..");
 
@@ -309,6 +309,35 @@ test("fused cross-entropy pieces (lib/engine/fused.ts): native kernels equal the
   await tf.setBackend("native");
   assert.ok(tf.getKernel(LOG_SUM_EXP_ROWS, "native") && tf.getKernel(SOFTMAX_MINUS_ONE_HOT, "native") && tf.getKernel(GELU, "native"));
   assert.not.ok(tf.getKernel(LOG_SUM_EXP_ROWS, "cpu"), "other backends use the composition");
+});
+
+test("fused Add & LayerNorm and the scaled masked attention softmax: values and every gradient equal the tfjs compositions", async () => {
+  // a weighted sum gives each output its own upstream gradient
+  const lnCase = async (label: string, shape: number[], withResidual: boolean) => {
+    const H = shape[shape.length - 1];
+    const W = randn(shape);
+    const inputs = [randn(shape, 2), randn(shape), randn([H]), randn([H]), W];
+    await same(label, (x, r, g, b, w) => {
+      const y = addLayerNorm(x, withResidual ? r : null, g, b, 1e-12);
+      if (!withResidual) return [y, ...tf.grads((x: tf.Tensor, g: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(addLayerNorm(x, null, g, b, 1e-12), w)))([x, g, b])];
+      return [y, ...tf.grads((x: tf.Tensor, r: tf.Tensor, g: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(addLayerNorm(x, r, g, b, 1e-12), w)))([x, r, g, b])];
+    }, inputs, 1e-4, 1e-4);
+  };
+  await lnCase("layerNorm + residual", [3, 7, 32], true);
+  await lnCase("layerNorm", [5, 16], false);
+  await lnCase("layerNorm, threaded", [300, 256], true);
+
+  const smCase = async (label: string, x: number[], mask: number[]) => {
+    const m = randn(mask);
+    (m.data as Float32Array).forEach((v, i, a) => (a[i] = v > 0.8 ? -10000 : 0)); // BERT's additive mask
+    await same(label, (s, mk, w) => {
+      const f = (s: tf.Tensor, mk: tf.Tensor) => tf.sum(tf.mul(scaledMaskedSoftmax(s as tf.Tensor4D, mk as tf.Tensor4D, 0.125), w));
+      return [scaledMaskedSoftmax(s as tf.Tensor4D, mk as tf.Tensor4D, 0.125), ...tf.grads(f)([s, mk])];
+    }, [randn(x, 3), m, randn(x)], 1e-4, 1e-5);
+  };
+  await smCase("softmax, padding mask [B, 1, 1, L]", [2, 3, 5, 7], [2, 1, 1, 7]);
+  await smCase("softmax, decoder mask [B, 1, L, L]", [2, 2, 6, 6], [2, 1, 6, 6]);
+  await smCase("softmax, threaded", [4, 4, 64, 64], [4, 1, 1, 64]);
 });
 
 test("Transpose (float32, int32, bool), Slice, SplitV, Concat-style moves", async () => {
