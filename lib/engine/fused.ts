@@ -38,14 +38,20 @@ export function softmaxMinusOneHot(z: tf.Tensor2D, y: tf.Tensor1D): tf.Tensor2D 
 }
 
 /**
- * x·Eᵀ + b, the tied MLM decoder. x [N, H], E [V, H], b [V] -> [N, V]. On
- * native, one fused matmul (the bias added as the rows are written); on the
- * other backends, a matmul and an add (wasm's fused matmul has no fast
+ * x·Wᵀ + b, a dense layer (W [out, in], as HF stores nn.Linear) and the tied
+ * MLM decoder (W the word embeddings). x [N, in], W [out, in], b [out] -> [N, out].
+ * On native, one fused matmul (the bias added as the rows are written); on
+ * the other backends, a matmul and an add (wasm's fused matmul has no fast
  * transposed path).
  */
+export function linear(x: tf.Tensor2D, W: tf.Tensor2D, bias: tf.Tensor1D): tf.Tensor2D {
+  if (nativeKernel(LOG_SUM_EXP_ROWS)) return tf.fused.matMul({ a: x, b: W, transposeB: true, bias }) as tf.Tensor2D;
+  return tf.tidy(() => tf.add(tf.matMul(x, W, false, true), bias)) as tf.Tensor2D;
+}
+
+/** The tied MLM decoder: x·Eᵀ + b. x [N, H], E [V, H], b [V] -> [N, V] */
 export function tiedLogits(x: tf.Tensor2D, E: tf.Tensor2D, bias: tf.Tensor1D): tf.Tensor2D {
-  if (nativeKernel(LOG_SUM_EXP_ROWS)) return tf.fused.matMul({ a: x, b: E, transposeB: true, bias }) as tf.Tensor2D;
-  return tf.tidy(() => tf.add(tf.matMul(x, E, false, true), bias)) as tf.Tensor2D;
+  return linear(x, E, bias);
 }
 
 /** Exact GELU: x · Φ(x) = 0.5 · x · (1 + erf(x / √2)), with its gradient. */

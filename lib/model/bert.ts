@@ -9,7 +9,7 @@
  */
 import * as tf from "../engine/tf";
 import type { Rng } from "../engine/rng";
-import { addLayerNorm, gelu as fusedGelu, logSumExpRows, scaledMaskedSoftmax, softmaxMinusOneHot, tiedLogits } from "../engine/fused";
+import { addLayerNorm, gelu as fusedGelu, linear, logSumExpRows, scaledMaskedSoftmax, softmaxMinusOneHot, tiedLogits } from "../engine/fused";
 import type { BertConfig } from "./config";
 
 export type Weights = ReadonlyMap<string, tf.Tensor>;
@@ -35,8 +35,8 @@ export function dense(w: Weights, prefix: string, x: tf.Tensor): tf.Tensor {
   const b = weight(w, `${prefix}.bias`);
   const inDim = x.shape[x.shape.length - 1];
   const lead = x.shape.slice(0, -1);
-  const y = tf.matMul(x.reshape([-1, inDim]) as tf.Tensor2D, W, false, true); // [N, out]
-  return tf.add(y, b).reshape([...lead, W.shape[0]]);
+  const y = linear(x.reshape([-1, inDim]) as tf.Tensor2D, W, b as tf.Tensor1D); // [N, out]: one fused matmul + bias on native
+  return y.reshape([...lead, W.shape[0]]);
 }
 
 /**
