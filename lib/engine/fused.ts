@@ -11,6 +11,8 @@ import * as tf from "./tf";
 /** Kernel names, registered by the native backend only. */
 export const LOG_SUM_EXP_ROWS = "RetroMAELogSumExpRows";
 export const SOFTMAX_MINUS_ONE_HOT = "RetroMAESoftmaxMinusOneHot";
+export const LOG_SUM_EXP_ARG_MAX = "RetroMAELogSumExpArgMax";
+export const SOFTMAX_MINUS_ONE_HOT_COL_SUM = "RetroMAESoftmaxMinusOneHotColSum";
 export const GELU = "RetroMAEGelu";
 export const GELU_GRAD = "RetroMAEGeluGrad";
 
@@ -35,6 +37,22 @@ export function logSumExpRows(z: tf.Tensor2D): tf.Tensor1D {
 export function softmaxMinusOneHot(z: tf.Tensor2D, y: tf.Tensor1D): tf.Tensor2D {
   if (nativeKernel(SOFTMAX_MINUS_ONE_HOT)) return tf.engine().runKernel(SOFTMAX_MINUS_ONE_HOT, { x: z, labels: y }, {}) as tf.Tensor2D;
   return tf.tidy(() => tf.sub(tf.softmax(z), tf.oneHot(y, z.shape[1], 1, 0, "float32"))) as tf.Tensor2D;
+}
+
+/** logSumExpRows and each row's argmax from one read of z. z [N, V] -> [N] float32, [N] int32 */
+export function logSumExpArgMax(z: tf.Tensor2D): [tf.Tensor1D, tf.Tensor1D] {
+  if (nativeKernel(LOG_SUM_EXP_ARG_MAX)) return tf.engine().runKernel(LOG_SUM_EXP_ARG_MAX, { x: z }, {}) as [tf.Tensor1D, tf.Tensor1D];
+  return [logSumExpRows(z), tf.argMax(z, -1) as tf.Tensor1D];
+}
+
+/**
+ * softmaxMinusOneHot and its column sums (the tied decoder's bias gradient)
+ * from one pass. z [N, V], y [N] int32 -> [N, V], [V]
+ */
+export function softmaxMinusOneHotColSum(z: tf.Tensor2D, y: tf.Tensor1D): [tf.Tensor2D, tf.Tensor1D] {
+  if (nativeKernel(SOFTMAX_MINUS_ONE_HOT_COL_SUM)) return tf.engine().runKernel(SOFTMAX_MINUS_ONE_HOT_COL_SUM, { x: z, labels: y }, {}) as [tf.Tensor2D, tf.Tensor1D];
+  const dz = softmaxMinusOneHot(z, y);
+  return [dz, tf.sum(dz, 0) as tf.Tensor1D];
 }
 
 /**

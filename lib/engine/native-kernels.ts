@@ -8,7 +8,7 @@
 import * as tf from "./tf";
 import type { KernelConfig, KernelFunc, NamedAttrMap, TensorInfo } from "@tensorflow/tfjs-core";
 import { native, NativeBackend, NATIVE_BACKEND } from "./native";
-import { ADD_LAYER_NORM, GELU, GELU_GRAD, LAYER_NORM_GRAD, LOG_SUM_EXP_ROWS, SCALED_MASKED_SOFTMAX, SCALED_SOFTMAX_GRAD, SOFTMAX_MINUS_ONE_HOT } from "./fused";
+import { ADD_LAYER_NORM, GELU, GELU_GRAD, LAYER_NORM_GRAD, LOG_SUM_EXP_ARG_MAX, LOG_SUM_EXP_ROWS, SCALED_MASKED_SOFTMAX, SCALED_SOFTMAX_GRAD, SOFTMAX_MINUS_ONE_HOT, SOFTMAX_MINUS_ONE_HOT_COL_SUM } from "./fused";
 
 type Args = Parameters<KernelFunc>[0];
 
@@ -288,6 +288,32 @@ const softmaxMinusOneHot: KernelConfig = {
   },
 };
 
+const logSumExpArgMax: KernelConfig = {
+  kernelName: LOG_SUM_EXP_ARG_MAX,
+  backendName: NATIVE_BACKEND,
+  kernelFunc: ({ inputs, backend }) => {
+    const { x } = inputs as { x: TensorInfo };
+    const be = backend as NativeBackend;
+    const [rows, cols] = x.shape;
+    const lse = be.alloc(rows), idx = new Int32Array(rows);
+    native().logSumExpRows(values(be, x), lse, rows, cols, idx);
+    return [be.makeTensorInfo([rows], "float32", lse), be.makeTensorInfo([rows], "int32", idx)];
+  },
+};
+
+const softmaxMinusOneHotColSum: KernelConfig = {
+  kernelName: SOFTMAX_MINUS_ONE_HOT_COL_SUM,
+  backendName: NATIVE_BACKEND,
+  kernelFunc: ({ inputs, backend }) => {
+    const { x, labels } = inputs as { x: TensorInfo; labels: TensorInfo };
+    const be = backend as NativeBackend;
+    const [rows, cols] = x.shape;
+    const out = be.alloc(rows * cols), colSum = be.alloc(cols);
+    native().softmaxMinusOneHot(values(be, x), ints(be, labels), out, rows, cols, colSum);
+    return [be.makeTensorInfo([rows, cols], "float32", out), be.makeTensorInfo([cols], "float32", colSum)];
+  },
+};
+
 const gelu: KernelConfig = {
   kernelName: GELU,
   backendName: NATIVE_BACKEND,
@@ -510,6 +536,8 @@ export const NATIVE_KERNELS: readonly KernelConfig[] = [
   softmax,
   logSumExpRows,
   softmaxMinusOneHot,
+  logSumExpArgMax,
+  softmaxMinusOneHotColSum,
   gelu,
   geluGrad,
   addLayerNorm,

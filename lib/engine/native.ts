@@ -40,8 +40,8 @@ export interface NativeAddon {
   clip(x: Float32Array, out: Float32Array, lo: number, hi: number): void;
   reduce(op: number, x: Float32Array, out: Float32Array, outer: number, inner: number, innerAxis: boolean): void;
   softmax(x: Float32Array, out: Float32Array, rows: number, cols: number): void;
-  logSumExpRows(x: Float32Array, out: Float32Array, rows: number, cols: number): void;
-  softmaxMinusOneHot(x: Float32Array, labels: Int32Array, out: Float32Array, rows: number, cols: number): void;
+  logSumExpRows(x: Float32Array, out: Float32Array, rows: number, cols: number, argmax?: Int32Array | null): void;
+  softmaxMinusOneHot(x: Float32Array, labels: Int32Array, out: Float32Array, rows: number, cols: number, colSum?: Float32Array | null): void;
   transpose(x: ArrayBufferView, out: ArrayBufferView, dims: Int32Array, perm: Int32Array): void;
   gather(x: ArrayBufferView, indices: Int32Array, out: ArrayBufferView, outer: number, dimSize: number, inner: number): number;
   slice(x: ArrayBufferView, out: ArrayBufferView, dims: Int32Array, begin: Int32Array, size: Int32Array): void;

@@ -9,7 +9,7 @@
  */
 import * as tf from "../engine/tf";
 import type { Rng } from "../engine/rng";
-import { addLayerNorm, gelu as fusedGelu, linear, logSumExpRows, scaledMaskedSoftmax, softmaxMinusOneHot, tiedLogits } from "../engine/fused";
+import { addLayerNorm, gelu as fusedGelu, linear, logSumExpArgMax, logSumExpRows, scaledMaskedSoftmax, softmaxMinusOneHot, softmaxMinusOneHotColSum, tiedLogits } from "../engine/fused";
 import type { BertConfig } from "./config";
 
 export type Weights = ReadonlyMap<string, tf.Tensor>;
@@ -278,22 +278,22 @@ export function tiedSoftmaxCrossEntropy(
     const y = yIn as tf.Tensor1D;
     const logits = tiedLogits(x, E, bIn as tf.Tensor1D); // [N, V]
     const value = tf.tidy(() => {
-      const lse = logSumExpRows(logits); // [N]
+      const [lse, predicted] = logSumExpArgMax(logits); // [N], [N]: one read of the logits
       const picked = tf.gather(logits.reshape([N * V]), tf.add(tf.range(0, N * V, V, "int32"), y)); // [N]
+      accuracy = tf.keep(tf.mean(tf.cast(tf.equal(predicted, y), "float32")) as tf.Scalar);
       return tf.mean(tf.sub(lse, picked)) as tf.Scalar;
     });
-    accuracy = tf.keep(tf.tidy(() => tf.mean(tf.cast(tf.equal(tf.argMax(logits, -1), y), "float32")) as tf.Scalar));
     (save as tf.GradSaveFunc)([x, E, logits, y]);
     return {
       value,
       gradFunc: (dy, saved) => {
         const [xs, es, zs, ys] = saved as [tf.Tensor2D, tf.Tensor2D, tf.Tensor2D, tf.Tensor1D];
         const scale = tf.div(dy as tf.Tensor, N);
-        const dz = softmaxMinusOneHot(zs, ys); // [N, V]
+        const [dz, colSum] = softmaxMinusOneHotColSum(zs, ys); // [N, V], [V]: Σ_rows dz from the same pass
         const dx = tf.mul(tf.matMul(dz, es), scale); // [N, H]
-        const dE = tf.mul(tf.transpose(tf.matMul(xs, dz, true, false)), scale); // [V, H]
-        const db = tf.mul(tf.sum(dz, 0), scale); // [V]
-        dz.dispose();
+        const dE = tf.mul(tf.matMul(dz, xs, true, false), scale); // [V, H] = dzᵀ·x
+        const db = tf.mul(colSum, scale); // [V]
+        tf.dispose([dz, colSum]);
         return [dx, dE, db, tf.zerosLike(ys)];
       },
     };

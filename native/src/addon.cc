@@ -319,27 +319,29 @@ napi_value Softmax(napi_env env, napi_callback_info info) {
   return undefined(env);
 }
 
-// logSumExpRows(x, out, rows, cols)
+// logSumExpRows(x, out, rows, cols, argmax?: Int32Array | null)
 napi_value LogSumExpRows(napi_env env, napi_callback_info info) {
   Args a(env, info);
   const int64_t rows = a.integer(2), cols = a.integer(3);
   const float* x = a.f32(0, rows * cols);
   float* out = a.f32(1, rows);
+  int32_t* argmax = a.argc > 4 ? static_cast<int32_t*>(a.typed(4, rows, napi_int32_array, "Int32Array", true)) : nullptr;
   if (!a.failed && cols < 1) a.fail("logSumExpRows needs at least one column");
   if (a.failed) return nullptr;
-  rm::logSumExpRows(x, out, rows, cols);
+  rm::logSumExpRows(x, out, rows, cols, argmax);
   return undefined(env);
 }
 
-// softmaxMinusOneHot(x, labels, out, rows, cols)
+// softmaxMinusOneHot(x, labels, out, rows, cols, colSum?: Float32Array | null)
 napi_value SoftmaxMinusOneHot(napi_env env, napi_callback_info info) {
   Args a(env, info);
   const int64_t rows = a.integer(3), cols = a.integer(4);
   const float* x = a.f32(0, rows * cols);
   const int32_t* labels = a.i32(1, rows);
   float* out = a.f32(2, rows * cols);
+  float* colSum = a.argc > 5 ? a.f32(5, cols, true) : nullptr;
   if (a.failed) return nullptr;
-  rm::softmaxMinusOneHot(x, labels, out, rows, cols);
+  rm::softmaxMinusOneHot(x, labels, out, rows, cols, colSum);
   return undefined(env);
 }
 

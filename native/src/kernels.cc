@@ -647,11 +647,17 @@ void layerNormGrad(const float* dy, const float* xhat, const float* rstd, const 
   }
 }
 
-void logSumExpRows(const float* x, float* out, int64_t rows, int64_t cols) {
+void logSumExpRows(const float* x, float* out, int64_t rows, int64_t cols, int32_t* argmax) {
 #pragma omp parallel for schedule(static) if (par(rows * cols))
   for (int64_t r = 0; r < rows; r++) {
     const float* xi = x + r * cols;
     const float mx = maxRow(xi, cols);
+    if (argmax != nullptr) {
+      // the first index holding the row's max (0 when there is none: all NaN)
+      int64_t j = 0;
+      while (j < cols && !(xi[j] == mx)) j++;
+      argmax[r] = static_cast<int32_t>(j < cols ? j : 0);
+    }
     // exp in blocks that stay in L1, summed as sumRow does
     float buf[1024];
     double sum = 0;
@@ -664,10 +670,41 @@ void logSumExpRows(const float* x, float* out, int64_t rows, int64_t cols) {
   }
 }
 
-void softmaxMinusOneHot(const float* x, const int32_t* labels, float* out, int64_t rows, int64_t cols) {
-  softmax(x, out, rows, cols);
-  for (int64_t r = 0; r < rows; r++) {
-    if (labels[r] >= 0 && labels[r] < cols) out[r * cols + labels[r]] -= 1.0f;
+void softmaxMinusOneHot(const float* x, const int32_t* labels, float* out, int64_t rows, int64_t cols,
+                        float* colSum) {
+  if (colSum == nullptr) {
+    softmax(x, out, rows, cols);
+    for (int64_t r = 0; r < rows; r++) {
+      if (labels[r] >= 0 && labels[r] < cols) out[r * cols + labels[r]] -= 1.0f;
+    }
+    return;
+  }
+  // with the column sums: each thread adds its rows into its own partial
+  // sums while they are in cache, then the partials are added up
+  const int nt = par(rows * cols) ? omp_get_max_threads() : 1;
+  thread_local std::vector<float> part;
+  part.assign(static_cast<size_t>(nt) * cols, 0.0f);
+  float* const parts = part.data();
+#pragma omp parallel num_threads(nt)
+  {
+    const int t = omp_get_thread_num(), n = omp_get_num_threads();
+    float* acc = parts + static_cast<size_t>(t) * cols;
+    const int64_t r0 = rows * t / n, r1 = rows * (t + 1) / n;
+    for (int64_t r = r0; r < r1; r++) {
+      const float* xi = x + r * cols;
+      float* o = out + r * cols;
+      const float mx = maxRow(xi, cols);
+      expArray(xi, mx, o, cols);
+      const float inv = static_cast<float>(1.0 / sumRow(o, cols));
+      for (int64_t j = 0; j < cols; j++) o[j] *= inv;
+      if (labels[r] >= 0 && labels[r] < cols) o[labels[r]] -= 1.0f;
+      for (int64_t j = 0; j < cols; j++) acc[j] += o[j];
+    }
+  }
+  for (int64_t j = 0; j < cols; j++) {
+    float v = 0;
+    for (int t = 0; t < nt; t++) v += parts[static_cast<size_t>(t) * cols + j];
+    colSum[j] = v;
   }
 }
 

@@ -74,10 +74,13 @@ void layerNormGrad(const float* dy, const float* xhat, const float* rstd, const 
 
 // The fused pieces of softmax cross-entropy over rows of [rows, cols], so
 // the [rows, cols] temporaries of exp, sub and one-hot never exist:
-// out[r] = log(sum_j exp(x[r, j]))  (max-shifted)
-void logSumExpRows(const float* x, float* out, int64_t rows, int64_t cols);
+// out[r] = log(sum_j exp(x[r, j]))  (max-shifted); argmax (nullable) gets
+// each row's first index of its max, as ArgMax does, from the same pass.
+void logSumExpRows(const float* x, float* out, int64_t rows, int64_t cols, int32_t* argmax = nullptr);
 // out[r, j] = softmax(x[r])[j] - (j == labels[r])  (a label outside [0, cols) subtracts nothing)
-void softmaxMinusOneHot(const float* x, const int32_t* labels, float* out, int64_t rows, int64_t cols);
+// colSum (nullable) gets sum_r out[r, j], the bias gradient, in the same pass.
+void softmaxMinusOneHot(const float* x, const int32_t* labels, float* out, int64_t rows, int64_t cols,
+                        float* colSum = nullptr);
 
 // ---- data movement ----------------------------------------------------------
 // out = transpose(x, perm); in dims of x (rank <= 8), element size in bytes.

@@ -15,7 +15,7 @@ import { backend, use } from "../../lib/engine/backend";
 import { Rng } from "../../lib/engine/rng";
 import { native, NativeBackend, nativeUnavailableReason, sizeClass } from "../../lib/engine/native";
 import { broadcastPlan, NATIVE_KERNELS } from "../../lib/engine/native-kernels";
-import { addLayerNorm, scaledMaskedSoftmax, gelu, GELU, LOG_SUM_EXP_ROWS, logSumExpRows, SOFTMAX_MINUS_ONE_HOT, softmaxMinusOneHot, tiedLogits } from "../../lib/engine/fused";
+import { addLayerNorm, logSumExpArgMax, scaledMaskedSoftmax, softmaxMinusOneHotColSum, gelu, GELU, LOG_SUM_EXP_ROWS, logSumExpRows, SOFTMAX_MINUS_ONE_HOT, softmaxMinusOneHot, tiedLogits } from "../../lib/engine/fused";
 
 const ROOT = path.resolve(__dirname, "..", "..");
 
@@ -301,6 +301,12 @@ test("fused cross-entropy pieces (lib/engine/fused.ts): native kernels equal the
   (labels.data as Int32Array)[2] = -1; // outside [0, V): subtracts nothing, as oneHot gives a zero row
   await same("logSumExpRows", (t) => logSumExpRows(t as tf.Tensor2D), [z]);
   await same("softmaxMinusOneHot", (t, y) => softmaxMinusOneHot(t as tf.Tensor2D, y as tf.Tensor1D), [z, labels]);
+  await same("logSumExpArgMax", (t) => logSumExpArgMax(t as tf.Tensor2D), [z]);
+  await same("softmaxMinusOneHotColSum", (t, y) => softmaxMinusOneHotColSum(t as tf.Tensor2D, y as tf.Tensor1D), [z, labels], 1e-4, 1e-5);
+  // the threaded paths: rows split across threads, per-thread column sums added up
+  const big = randn([64, 3001], 3);
+  await same("logSumExpArgMax, threaded", (t) => logSumExpArgMax(t as tf.Tensor2D), [big]);
+  await same("softmaxMinusOneHotColSum, threaded", (t, y) => softmaxMinusOneHotColSum(t as tf.Tensor2D, y as tf.Tensor1D), [big, ints([64], 3001)], 1e-4, 1e-5);
   await same("tiedLogits", (x, e, b) => tiedLogits(x as tf.Tensor2D, e as tf.Tensor2D, b as tf.Tensor1D), [randn([9, 16]), randn([300, 16]), randn([300])], 1e-4, 1e-5 * 4);
   const x = randn([5, 301], 2);
   (x.data as Float32Array).set([0, -0, 8, -8, 1e-4, -30, 30], 0);
