@@ -82,6 +82,7 @@ export const ADD_LAYER_NORM = "RetroMAEAddLayerNorm";
 export const LAYER_NORM_GRAD = "RetroMAELayerNormGrad";
 export const SCALED_MASKED_SOFTMAX = "RetroMAEScaledMaskedSoftmax";
 export const SCALED_SOFTMAX_GRAD = "RetroMAEScaledSoftmaxGrad";
+export const ATTENTION = "RetroMAEAttention";
 
 // LayerNorm's gradient: one native pass gives the gradient of the sum (x and
 // residual alike), of gamma and of beta, from the normalized rows and 1/σ the
@@ -155,4 +156,22 @@ export function scaledMaskedSoftmax(x: tf.Tensor4D, mask: tf.Tensor4D, scale: nu
     return tf.engine().runKernel(SCALED_MASKED_SOFTMAX, { x, mask }, { scale }) as tf.Tensor4D;
   }
   return tf.tidy(() => tf.softmax(tf.add(tf.mul(x, scale), mask))) as tf.Tensor4D;
+}
+
+/**
+ * Multi-head attention for inference, fused: per head, softmax(q kᵀ · scale
+ * + mask) v, with the heads read from and written to [B, L, H] in place and
+ * no probabilities kept. Null where it does not apply (no native kernel, a
+ * gradient being recorded, other shapes): the caller then takes the
+ * differentiable path.
+ * q [B, Lq, H], k and v [B, Lk, H], mask [B, 1, 1 or Lq, Lk] -> [B, Lq, H]
+ */
+export function attentionInference(q: tf.Tensor3D, k: tf.Tensor3D, v: tf.Tensor3D, mask: tf.Tensor4D, heads: number, scale: number): tf.Tensor3D | null {
+  if (!nativeKernel(ATTENTION) || tf.engine().isTapeOn()) return null;
+  const [B, Lq, H] = q.shape;
+  const [mB, mh, mq, mk] = mask.shape;
+  const Lk = k.shape[1];
+  if (H % heads !== 0 || Lk < 1 || !tf.util.arraysEqual(k.shape, v.shape) || k.shape[0] !== B || k.shape[2] !== H) return null;
+  if (mB !== B || mh !== 1 || (mq !== 1 && mq !== Lq) || mk !== Lk || [q, k, v, mask].some((t) => t.dtype !== "float32")) return null;
+  return tf.engine().runKernel(ATTENTION, { q, k, v, mask }, { heads, scale }) as tf.Tensor3D;
 }

@@ -8,7 +8,7 @@
 import * as tf from "./tf";
 import type { KernelConfig, KernelFunc, NamedAttrMap, TensorInfo } from "@tensorflow/tfjs-core";
 import { native, NativeBackend, NATIVE_BACKEND } from "./native";
-import { ADD_LAYER_NORM, GELU, GELU_GRAD, LAYER_NORM_GRAD, LOG_SUM_EXP_ARG_MAX, LOG_SUM_EXP_ROWS, SCALED_MASKED_SOFTMAX, SCALED_SOFTMAX_GRAD, SOFTMAX_MINUS_ONE_HOT, SOFTMAX_MINUS_ONE_HOT_COL_SUM } from "./fused";
+import { ATTENTION, ADD_LAYER_NORM, GELU, GELU_GRAD, LAYER_NORM_GRAD, LOG_SUM_EXP_ARG_MAX, LOG_SUM_EXP_ROWS, SCALED_MASKED_SOFTMAX, SCALED_SOFTMAX_GRAD, SOFTMAX_MINUS_ONE_HOT, SOFTMAX_MINUS_ONE_HOT_COL_SUM } from "./fused";
 
 type Args = Parameters<KernelFunc>[0];
 
@@ -363,6 +363,19 @@ const scaledMaskedSoftmax: KernelConfig = {
   },
 };
 
+const attention: KernelConfig = {
+  kernelName: ATTENTION,
+  backendName: NATIVE_BACKEND,
+  kernelFunc: ({ inputs, backend, attrs }) => {
+    const { q, k, v, mask } = inputs as Record<string, TensorInfo>;
+    const be = backend as NativeBackend;
+    const { heads, scale } = attrs as { heads: number; scale: number };
+    const [B, Lq, H] = q.shape;
+    const Lk = k.shape[1];
+    return output(be, [B, Lq, H], (out) => native().attention(values(be, q), values(be, k), values(be, v), values(be, mask), out, B, heads, Lq, Lk, H / heads, mask.shape[2], scale));
+  },
+};
+
 const scaledSoftmaxGrad: KernelConfig = {
   kernelName: SCALED_SOFTMAX_GRAD,
   backendName: NATIVE_BACKEND,
@@ -544,6 +557,7 @@ export const NATIVE_KERNELS: readonly KernelConfig[] = [
   layerNormGrad,
   scaledMaskedSoftmax,
   scaledSoftmaxGrad,
+  attention,
   transpose,
   gatherV2,
   slice,

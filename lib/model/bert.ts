@@ -9,7 +9,7 @@
  */
 import * as tf from "../engine/tf";
 import type { Rng } from "../engine/rng";
-import { addLayerNorm, gelu as fusedGelu, linear, logSumExpArgMax, logSumExpRows, scaledMaskedSoftmax, softmaxMinusOneHot, softmaxMinusOneHotColSum, tiedLogits } from "../engine/fused";
+import { addLayerNorm, attentionInference, gelu as fusedGelu, linear, logSumExpArgMax, logSumExpRows, scaledMaskedSoftmax, softmaxMinusOneHot, softmaxMinusOneHotColSum, tiedLogits } from "../engine/fused";
 import type { BertConfig } from "./config";
 
 export type Weights = ReadonlyMap<string, tf.Tensor>;
@@ -128,6 +128,22 @@ function splitHeads(x: tf.Tensor, heads: number): tf.Tensor4D {
   return x.reshape([B, L, heads, H / heads]).transpose([0, 2, 1, 3]) as tf.Tensor4D;
 }
 
+/** [B, nh, L, dh] -> [B, L, H] */
+function mergeHeads(x: tf.Tensor4D): tf.Tensor3D {
+  const [B, nh, L, dh] = x.shape;
+  return x.transpose([0, 2, 1, 3]).reshape([B, L, nh * dh]) as tf.Tensor3D;
+}
+
+/**
+ * Scaled dot-product attention per head, with dropout on the probabilities:
+ * softmax(q kᵀ / √dh + mask) v. q [B, nh, Lq, dh], k and v [B, nh, Lk, dh] -> [B, nh, Lq, dh]
+ */
+function attend(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, mask: tf.Tensor4D, dh: number, cfg: BertConfig, opts: ForwardOptions): tf.Tensor4D {
+  const scores = tf.matMul(q, k, false, true) as tf.Tensor4D; // [B, nh, Lq, Lk]
+  const probs = dropout(scaledMaskedSoftmax(scores, mask, 1 / Math.sqrt(dh)), cfg.attentionProbsDropoutProb, opts); // softmax(scores / √dh + mask)
+  return tf.matMul(probs as tf.Tensor4D, v); // [B, nh, Lq, dh]
+}
+
 /**
  * Padding mask [B, L] of 1 (keep) / 0 (pad) -> additive mask [B, 1, 1, L]
  * (0 where visible, MASK_VALUE where hidden), broadcast over heads and query rows.
@@ -157,14 +173,12 @@ export function attention(
 ): tf.Tensor3D {
   const nh = cfg.numAttentionHeads;
   const dh = cfg.hiddenSize / nh;
-  const q = splitHeads(dense(w, `${prefix}.self.query`, query), nh); // [B, nh, Lq, dh]
-  const k = splitHeads(dense(w, `${prefix}.self.key`, keyValue), nh); // [B, nh, Lk, dh]
-  const v = splitHeads(dense(w, `${prefix}.self.value`, keyValue), nh); // [B, nh, Lk, dh]
-  const scores = tf.matMul(q, k, false, true) as tf.Tensor4D; // [B, nh, Lq, Lk]
-  const probs = dropout(scaledMaskedSoftmax(scores, mask, 1 / Math.sqrt(dh)), cfg.attentionProbsDropoutProb, opts); // softmax(scores / √dh + mask)
-  const context = tf.matMul(probs as tf.Tensor4D, v); // [B, nh, Lq, dh]
-  const [B, , Lq] = context.shape;
-  const merged = context.transpose([0, 2, 1, 3]).reshape([B, Lq, cfg.hiddenSize]); // [B, Lq, H]
+  const qh = dense(w, `${prefix}.self.query`, query) as tf.Tensor3D; // [B, Lq, H]
+  const kh = dense(w, `${prefix}.self.key`, keyValue) as tf.Tensor3D; // [B, Lk, H]
+  const vh = dense(w, `${prefix}.self.value`, keyValue) as tf.Tensor3D; // [B, Lk, H]
+  // inference on native: one fused kernel, heads in place (no dropout to apply)
+  const fused = opts.training ? null : attentionInference(qh, kh, vh, mask, nh, 1 / Math.sqrt(dh));
+  const merged = fused ?? mergeHeads(attend(splitHeads(qh, nh), splitHeads(kh, nh), splitHeads(vh, nh), mask, dh, cfg, opts)); // [B, Lq, H]
   const out = dropout(dense(w, `${prefix}.output.dense`, merged), cfg.hiddenDropoutProb, opts);
   return layerNorm(w, `${prefix}.output.LayerNorm`, out, cfg.layerNormEps, query) as tf.Tensor3D;
 }

@@ -208,6 +208,26 @@ napi_value ScaledMaskedSoftmax(napi_env env, napi_callback_info info) {
   return undefined(env);
 }
 
+// attention(q, k, v, mask, out, B, heads, Lq, Lk, dh, maskRows, scale)
+napi_value Attention(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  const int64_t B = a.integer(5), heads = a.integer(6), Lq = a.integer(7), Lk = a.integer(8), dh = a.integer(9),
+                maskRows = a.integer(10);
+  const float scale = static_cast<float>(a.num(11));
+  if (!a.failed && (B < 0 || heads < 1 || Lq < 0 || Lk < 1 || dh < 1 || (maskRows != 1 && maskRows != Lq))) {
+    a.fail("attention needs heads, Lk and dh of at least 1 and a mask of 1 or Lq rows");
+  }
+  const int64_t H = heads * dh;
+  const float* q = a.f32(0, B * Lq * H);
+  const float* k = a.f32(1, B * Lk * H);
+  const float* v = a.f32(2, B * Lk * H);
+  const float* mask = a.f32(3, B * maskRows * Lk);
+  float* out = a.f32(4, B * Lq * H);
+  if (a.failed) return nullptr;
+  rm::attention(q, k, v, mask, out, B, heads, Lq, Lk, dh, maskRows, scale);
+  return undefined(env);
+}
+
 // scaledSoftmaxGrad(p, dp, dx, rows, cols, scale)
 napi_value ScaledSoftmaxGrad(napi_env env, napi_callback_info info) {
   Args a(env, info);
@@ -572,6 +592,7 @@ napi_value Init(napi_env env, napi_value exports) {
       {"binary", nullptr, Binary, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"unary", nullptr, Unary, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"scaledMaskedSoftmax", nullptr, ScaledMaskedSoftmax, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"attention", nullptr, Attention, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"scaledSoftmaxGrad", nullptr, ScaledSoftmaxGrad, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"addLayerNorm", nullptr, AddLayerNorm, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"layerNormGrad", nullptr, LayerNormGrad, nullptr, nullptr, nullptr, napi_enumerable, nullptr},

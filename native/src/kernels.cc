@@ -322,6 +322,19 @@ inline double reduceStep(int op, double acc, float x) {
 
 }  // namespace
 
+namespace {
+// o = softmax(x * scale + m) for one row of n; buf holds 1024 floats (rows
+// longer than that are computed in place in o). x may be o.
+inline void softmaxRow(const float* x, const float* m, float* o, int64_t n, float scale, float* buf) {
+  float* z = n <= 1024 ? buf : o;
+  for (int64_t j = 0; j < n; j++) z[j] = x[j] * scale + m[j];
+  const float mx = maxRow(z, n);
+  expArray(z, mx, o, n);
+  const float inv = static_cast<float>(1.0 / sumRow(o, n));
+  for (int64_t j = 0; j < n; j++) o[j] *= inv;
+}
+}  // namespace
+
 int threads() { return omp_get_max_threads(); }
 void setThreads(int n) {
   omp_set_num_threads(n);
@@ -450,6 +463,37 @@ void matmul(const float* a, const float* b, float* out, int64_t batch, int64_t b
   }
 }
 
+// Attention for inference, a block of query rows at a time: the block's
+// scores, softmax and context stay in this thread's cache, and the heads are
+// read from and written to [B, L, H] in place (no head transposes).
+void attention(const float* q, const float* k, const float* v, const float* mask, float* out, int64_t B,
+               int64_t heads, int64_t Lq, int64_t Lk, int64_t dh, int64_t maskRows, float scale) {
+  const int64_t H = heads * dh;
+  constexpr int64_t kRows = 64;
+  const int64_t blocks = (Lq + kRows - 1) / kRows, tasks = B * heads * blocks;
+#pragma omp parallel if (tasks > 1 && par(B * heads * Lq * Lk))
+  {
+    thread_local std::vector<float> scores;  // kRows x Lk, kept between calls
+    scores.resize(static_cast<size_t>(kRows) * Lk);
+    float* S = scores.data();
+    float buf[1024];
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t t = 0; t < tasks; t++) {
+      const int64_t b = t / (heads * blocks), h = (t / blocks) % heads, r0 = (t % blocks) * kRows;
+      const int64_t rows = std::min(kRows, Lq - r0);
+      const float* qb = q + (b * Lq + r0) * H + h * dh;  // [rows, dh], leading dimension H
+      const float* kb = k + b * Lk * H + h * dh;         // [Lk, dh]
+      const float* vb = v + b * Lk * H + h * dh;         // [Lk, dh]
+      gemm1(qb, kb, S, rows, Lk, dh, false, true, H, H, Lk);  // S = Q Kᵀ  [rows, Lk]
+      for (int64_t i = 0; i < rows; i++) {
+        const float* mi = mask + (b * maskRows + (maskRows == 1 ? 0 : r0 + i)) * Lk;
+        softmaxRow(S + i * Lk, mi, S + i * Lk, Lk, scale, buf);
+      }
+      gemm1(S, vb, out + (b * Lq + r0) * H + h * dh, rows, dh, Lk, false, false, Lk, H, H);  // P V  [rows, dh]
+    }
+  }
+}
+
 void binary(int op, const float* a, const float* b, float* out, int ndim, const int64_t* dims, const int64_t* sa,
             const int64_t* sb) {
   switch (op) {
@@ -545,24 +589,20 @@ void softmax(const float* x, float* out, int64_t rows, int64_t cols) {
   }
 }
 
+
 void scaledMaskedSoftmax(const float* x, const float* mask, float* out, int64_t B, int64_t heads, int64_t Lq,
                          int64_t Lk, int64_t maskRows, float scale) {
   const int64_t rows = B * heads * Lq;
 #pragma omp parallel if (par(rows * Lk))
   {
-    float buf[1024];  // x * scale + mask, one row (Lk <= 1024), else computed in place in out
+    float buf[1024];  // x * scale + mask, one row
 #pragma omp for schedule(static)
     for (int64_t r = 0; r < rows; r++) {
       const int64_t b = r / (heads * Lq), q = r % Lq;
       const float* xi = x + r * Lk;
       const float* mi = mask + (b * maskRows + (maskRows == 1 ? 0 : q)) * Lk;
       float* o = out + r * Lk;
-      float* z = Lk <= 1024 ? buf : o;
-      for (int64_t j = 0; j < Lk; j++) z[j] = xi[j] * scale + mi[j];
-      const float mx = maxRow(z, Lk);
-      expArray(z, mx, o, Lk);
-      const float inv = static_cast<float>(1.0 / sumRow(o, Lk));
-      for (int64_t j = 0; j < Lk; j++) o[j] *= inv;
+      softmaxRow(xi, mi, o, Lk, scale, buf);
     }
   }
 }

@@ -15,7 +15,7 @@ import { backend, use } from "../../lib/engine/backend";
 import { Rng } from "../../lib/engine/rng";
 import { native, NativeBackend, nativeUnavailableReason, sizeClass } from "../../lib/engine/native";
 import { broadcastPlan, NATIVE_KERNELS } from "../../lib/engine/native-kernels";
-import { addLayerNorm, logSumExpArgMax, scaledMaskedSoftmax, softmaxMinusOneHotColSum, gelu, GELU, LOG_SUM_EXP_ROWS, logSumExpRows, SOFTMAX_MINUS_ONE_HOT, softmaxMinusOneHot, tiedLogits } from "../../lib/engine/fused";
+import { addLayerNorm, attentionInference, logSumExpArgMax, scaledMaskedSoftmax, softmaxMinusOneHotColSum, gelu, GELU, LOG_SUM_EXP_ROWS, logSumExpRows, SOFTMAX_MINUS_ONE_HOT, softmaxMinusOneHot, tiedLogits } from "../../lib/engine/fused";
 
 const ROOT = path.resolve(__dirname, "..", "..");
 
@@ -344,6 +344,38 @@ test("fused Add & LayerNorm and the scaled masked attention softmax: values and 
   await smCase("softmax, padding mask [B, 1, 1, L]", [2, 3, 5, 7], [2, 1, 1, 7]);
   await smCase("softmax, decoder mask [B, 1, L, L]", [2, 2, 6, 6], [2, 1, 6, 6]);
   await smCase("softmax, threaded", [4, 4, 64, 64], [4, 1, 1, 64]);
+});
+
+test("fused inference attention: heads read in place, blocks of query rows, both mask shapes; not taken under a gradient tape", async () => {
+  // the composition it replaces: split heads, softmax(q kᵀ · scale + mask) v, merge heads
+  const reference = (q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, mask: tf.Tensor, nh: number, scale: number) => {
+    const split = (x: tf.Tensor) => x.reshape([x.shape[0], x.shape[1], nh, -1]).transpose([0, 2, 1, 3]);
+    const p = tf.softmax(tf.add(tf.mul(tf.matMul(split(q), split(k), false, true), scale), mask));
+    const c = tf.matMul(p, split(v));
+    return c.transpose([0, 2, 1, 3]).reshape(q.shape);
+  };
+  const run = (q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, m: tf.Tensor, nh: number) => {
+    const fused = attentionInference(q as tf.Tensor3D, k as tf.Tensor3D, v as tf.Tensor3D, m as tf.Tensor4D, nh, 0.125);
+    if (tf.getBackend() === "native") assert.ok(fused, "native takes the fused kernel");
+    return fused ?? reference(q, k, v, m, nh, 0.125);
+  };
+  const masked = (shape: number[]) => {
+    const m = randn(shape);
+    (m.data as Float32Array).forEach((x, i, a) => (a[i] = x > 0.8 ? -10000 : 0));
+    return m;
+  };
+  // self-attention, padding mask, 2 blocks of 64 query rows and a partial one
+  await same("attention [2, 150, 4x16]", (q, k, v, m) => run(q, k, v, m, 4), [randn([2, 150, 64]), randn([2, 150, 64]), randn([2, 150, 64]), masked([2, 1, 1, 150])], 1e-4, 1e-5);
+  // cross-attention with a per-query mask (RetroMAE's decoder), Lq != Lk
+  await same("attention [3, 70 x 33, 2x8]", (q, k, v, m) => run(q, k, v, m, 2), [randn([3, 70, 16]), randn([3, 33, 16]), randn([3, 33, 16]), masked([3, 1, 70, 33])], 1e-4, 1e-5);
+  // under a tape the differentiable path runs
+  const x = tf.randomNormal([1, 4, 8]) as tf.Tensor3D;
+  const m = tf.zeros([1, 1, 1, 4]) as tf.Tensor4D;
+  tf.grad((t: tf.Tensor) => {
+    assert.is(attentionInference(t as tf.Tensor3D, t as tf.Tensor3D, t as tf.Tensor3D, m, 2, 1), null);
+    return tf.sum(t);
+  })(x).dispose();
+  tf.dispose([x, m]);
 });
 
 test("Transpose (float32, int32, bool), Slice, SplitV, Concat-style moves", async () => {
