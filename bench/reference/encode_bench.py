@@ -6,6 +6,7 @@ sorted, padded batches this project encodes). Weights are drawn as HF
 initialises them. Eval mode, no gradients. Prints one JSON line.
 """
 import json
+import resource
 import sys
 import time
 
@@ -36,7 +37,8 @@ def main():
             _ = h[:, 0]
             docs += ids.shape[0]
     seconds = time.perf_counter() - start
-    print(json.dumps({"torch": torch.__version__, "docs": docs, "seconds": round(seconds, 2), "docs_per_s": round(docs / seconds, 1)}))
+    print(json.dumps({"torch": torch.__version__, "docs": docs, "seconds": round(seconds, 2), "docs_per_s": round(docs / seconds, 1),
+                      "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}))
 
 
 if __name__ == "__main__":
