@@ -349,7 +349,7 @@ test("fused Add & LayerNorm and the scaled masked attention softmax: values and 
 test("fused inference attention: heads read in place, blocks of query rows, both mask shapes; not taken under a gradient tape", async () => {
   // the composition it replaces: split heads, softmax(q kᵀ · scale + mask) v, merge heads
   const reference = (q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, mask: tf.Tensor, nh: number, scale: number) => {
-    const split = (x: tf.Tensor) => x.reshape([x.shape[0], x.shape[1], nh, -1]).transpose([0, 2, 1, 3]);
+    const split = (x: tf.Tensor) => x.reshape([x.shape[0] as number, x.shape[1] as number, nh, -1]).transpose([0, 2, 1, 3]);
     const p = tf.softmax(tf.add(tf.mul(tf.matMul(split(q), split(k), false, true), scale), mask));
     const c = tf.matMul(p, split(v));
     return c.transpose([0, 2, 1, 3]).reshape(q.shape);
