@@ -515,6 +515,17 @@ test("without the addon, auto falls back to wasm with one line saying why", () =
   assert.is(lines[lines.length - 1], "using wasm (cpu) from @tensorflow/tfjs-backend-wasm");
 });
 
+test("a GEMM named in RETROMAE_GEMM that this build lacks: auto skips native with one sentence saying so", () => {
+  const script = `
+    const { use, describe } = require(${JSON.stringify(path.join(ROOT, "lib", "engine", "backend"))});
+    use("auto").then((c) => console.log(describe(c)));`;
+  const r = spawnSync(process.execPath, ["-r", "ts-node/register/transpile-only", "-e", script], { cwd: ROOT, encoding: "utf8", env: { ...process.env, RETROMAE_GEMM: "mkl" } });
+  assert.is(r.status, 0, r.stderr);
+  const native = r.stdout.split("\n").filter((l) => l.startsWith("skipped native:"));
+  assert.is(native.length, 1);
+  assert.match(native[0], /^skipped native: RETROMAE_GEMM=mkl: GEMM "mkl" is not available in this build on this CPU \(it has [^)]+\); use openblas, bundled, bundled\/avx512, bundled\/avx2 or bundled\/scalar$/);
+});
+
 test("the build script never fails an install: a build it can't make means a reason on file and one line", () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "native-build-"));
   const run = (env: NodeJS.ProcessEnv) => spawnSync(process.execPath, [path.join(ROOT, "scripts", "build-native.js")], { encoding: "utf8", env: { ...process.env, RETROMAE_NATIVE_DIR: dir, ...env } });
