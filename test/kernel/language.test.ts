@@ -3,7 +3,10 @@ import * as os from "os";
 import * as path from "path";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
+import * as ts from "typescript";
+import { standardDeclarations } from "../../kernel/declarations";
 import { CellLanguage, decodeMappings, isComplete } from "../../kernel/language";
+import { mapPosition } from "../../kernel/traceback";
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "lang-"));
 fs.writeFileSync(path.join(dir, "util.ts"), "/** Doubles. */\nexport function double(x: number): number { return 2 * x; }\n");
@@ -73,6 +76,32 @@ test("compiled cells map generated positions back to cell lines", () => {
   const segs = c.map[throwLine - 1];
   assert.ok(segs.length >= 3);
   assert.is(segs[1], 3); // cell line of the throw
+});
+
+test("plain-JavaScript cells run as written, typed ones are transpiled; both map thrown positions to the cell", () => {
+  const plain = ok("let total = 0;\nfor (const v of [1, 2]) total += v;\n  throw new Error(`sum ${total}`);");
+  const typed = ok("function half(x: number): number { return x / 2; }\n\nconst h = half(4) as number;\n  throw new Error('h');");
+  assert.not.match(typed.js, /: number/);
+  assert.match(plain.js, /for \(const v of \[1, 2\]\)/);
+  for (const [c, line] of [[plain, 3], [typed, 4]] as const) {
+    const genLine = c.js.split("\n").findIndex((l) => l.includes("throw new Error")) + 1;
+    const genCol = c.js.split("\n")[genLine - 1].indexOf("Error") + 1;
+    // The frame's column points at `Error` in `throw new Error`: column 13 of that cell line ("  throw new Error").
+    assert.equal(mapPosition(c.map, genLine, genCol), [line, 13]);
+  }
+});
+
+test("the standard declarations are one bundled file (lib.es2022 and @types/node's scripts), with node's typing intact", () => {
+  const std = standardDeclarations(ts, "es2022", path.join(__dirname, "..", "..", "node_modules", "@types"));
+  assert.ok(std.bundle.file.endsWith(path.join("@types", "node", "index.d.ts")), std.bundle.file);
+  assert.ok(std.sources.some((f) => f.endsWith("lib.es5.d.ts")) && std.sources.some((f) => f.endsWith("lib.es2022.d.ts")));
+  assert.ok(std.sources.some((f) => f.endsWith(path.join("node", "fs.d.ts"))));
+  assert.ok(std.modules.length > 0 && std.modules.length < 10, std.modules.join());
+  assert.not.match(std.bundle.text, /^\/\/\/\s*<reference/m);
+  ok('import * as fsm from "node:fs";\nconst size: number = fsm.statSync(".").size;\nconst buf: Buffer = Buffer.from("x");\nsetTimeout(() => {}, 1);\nconst env: string | undefined = process.env.HOME;\nconst at: string = [1].at(-1)!.toFixed(1);\nconst r: Promise<Response> = fetch("http://127.0.0.1");');
+  assert.is(L.check('import * as fsm from "node:fs";\nfsm.statSync(1, 2, 3);').ok, false);
+  assert.is(L.check("const s: string = process.pid;").ok, false);
+  assert.is(L.check("[1].findLast(x => x > 0)").ok, false); // ES2023: not in es2022, as before
 });
 
 test("is_complete: complete, incomplete with an indent, invalid", () => {
