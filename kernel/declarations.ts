@@ -43,12 +43,13 @@ export function standardDeclarations(ts: typeof TS, lib: string, typeRoot: strin
     if (seen.has(file)) return;
     seen.add(file);
     const text = fs.readFileSync(file, "utf8");
-    const refs = ts.preProcessFile(text, true, false);
-    for (const r of refs.libReferenceDirectives) visit(path.join(libDir, `lib.${r.fileName.toLowerCase()}.d.ts`));
-    for (const r of refs.referencedFiles) visit(path.resolve(path.dirname(file), r.fileName));
-    for (const r of refs.typeReferenceDirectives) {
-      const entry = typesEntry(ts, r.fileName, typeRoot);
-      if (entry) visit(entry);
+    for (const r of referenceDirectives(text)) {
+      if (r.kind === "lib") visit(path.join(libDir, `lib.${r.name.toLowerCase()}.d.ts`));
+      else if (r.kind === "path") visit(path.resolve(path.dirname(file), r.name));
+      else {
+        const entry = typesEntry(ts, r.name, typeRoot);
+        if (entry) visit(entry);
+      }
     }
     if (file.startsWith(libDir + path.sep) || !TOP_LEVEL_MODULE_SYNTAX.test(text)) scripts.push({ file, text });
     else modules.push(file);
@@ -61,6 +62,31 @@ export function standardDeclarations(ts: typeof TS, lib: string, typeRoot: strin
   // Reference lines are dropped (everything they name is in the bundle or among the modules); line breaks separate files.
   const text = scripts.map((s) => `// ${path.relative(home, s.file)}\n${s.text.replace(REFERENCE_LINE, "")}\n`).join("");
   return { bundle: { file: node ?? path.join(libDir, "__retromae_standard.d.ts"), text }, modules, sources: scripts.map((s) => s.file) };
+}
+
+/**
+ * The `/// <reference lib|path|types="…" />` directives of a declaration file, in order: those in its leading
+ * comments, where TypeScript reads them (ts.preProcessFile scans the whole file, 0.35 s over these 2.8 MB).
+ */
+export function referenceDirectives(text: string): { kind: "lib" | "path" | "types"; name: string }[] {
+  const out: { kind: "lib" | "path" | "types"; name: string }[] = [];
+  let inBlock = false;
+  for (const raw of text.split("\n", 2000)) {
+    const line = raw.trim();
+    if (inBlock) {
+      inBlock = !line.includes("*/");
+      continue;
+    }
+    if (line === "") continue;
+    if (line.startsWith("/*")) {
+      inBlock = !line.slice(2).includes("*/");
+      continue;
+    }
+    if (!line.startsWith("//")) break;
+    const m = /^\/\/\/\s*<reference\s+(lib|path|types)\s*=\s*["']([^"']+)["']/.exec(line);
+    if (m) out.push({ kind: m[1] as "lib" | "path" | "types", name: m[2] });
+  }
+  return out;
 }
 
 /** The declaration entry point of an @types package, honouring its typesVersions; null when it is not installed. */

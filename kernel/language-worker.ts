@@ -2,8 +2,11 @@
  * The language thread: TypeScript checking, compiling, completion and
  * inspection for cells, off the interpreter thread, warmed up at start.
  */
+import * as path from "path";
 import { parentPort, workerData } from "worker_threads";
-import { CellLanguage, CheckResult, Completion, IsComplete } from "./language";
+import { PACKAGE_ROOT } from "../lib/util";
+import { requireWithCodeCache } from "./code-cache";
+import type { CellLanguage, CheckResult, Completion, IsComplete } from "./language";
 
 /** Each operation of the language thread: its arguments and its result. */
 export interface LanguageOps {
@@ -35,7 +38,11 @@ function perform(lang: CellLanguage, r: LanguageRequest): LanguageReply {
 
 if (parentPort && workerData?.language) {
   const port = parentPort;
-  const lang = new CellLanguage(workerData.cwd as string);
+  // TypeScript's bytecode from the last start (kernel/code-cache.ts), before ./language imports it.
+  const typescript = requireWithCodeCache("typescript", PACKAGE_ROOT, path.join(PACKAGE_ROOT, "node_modules", ".cache", "retromae"));
+  // A require, not an import: ./language must load after the line above.
+  const { CellLanguage: Language } = require("./language") as typeof import("./language");
+  const lang = new Language(workerData.cwd as string);
   port.on("message", (r: LanguageRequest) => {
     let reply: LanguageReply;
     try {
@@ -45,12 +52,21 @@ if (parentPort && workerData?.language) {
     }
     port.postMessage(reply);
   });
-  // Warm up once listening; requests that arrive meanwhile wait for it.
-  setImmediate(() => {
+  // Warm up once listening, one step per turn of the event loop: requests that arrive meanwhile are served between steps.
+  const steps = [...lang.warmUpSteps, () => {
+    const problem = typescript.save();
+    if (problem) process.stderr.write(`[retromae kernel] ${problem}\n`);
+  }];
+  const next = (): void => {
+    const step = steps.shift();
+    if (!step) return;
     try {
-      lang.warmUp();
+      step();
     } catch (err) {
       process.stderr.write(`[retromae kernel] type-checker warm-up failed: ${(err as Error).message}\n`);
+      return;
     }
-  });
+    setImmediate(next);
+  };
+  setImmediate(next);
 }

@@ -4,7 +4,7 @@ import * as path from "path";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import * as ts from "typescript";
-import { standardDeclarations } from "../../kernel/declarations";
+import { referenceDirectives, standardDeclarations } from "../../kernel/declarations";
 import { CellLanguage, decodeMappings, isComplete } from "../../kernel/language";
 import { mapPosition } from "../../kernel/traceback";
 
@@ -68,6 +68,26 @@ test("inspect shows the signature and the doc comment", () => {
   assert.match(text, /\[CLS\]/);
   assert.match(L.inspect("double(", 7, 0)!, /Doubles\./);
   assert.is(L.inspect("   ", 1, 0), null);
+});
+
+test("inspect reads doc comments of the standard declarations, which the checker parses without them", () => {
+  const max = L.inspect("Math.max", 6, 1)!;
+  assert.match(max, /^\(method\) Math\.max\(\.\.\.values: number\[\]\): number/);
+  assert.match(max, /Returns the larger of a set of supplied numeric expressions\./);
+  assert.match(max, /@param values Numeric expressions/);
+  assert.not.match(L.inspect("Math.max", 6, 0)!, /@param/);
+  // @types/node's, from the bundled file, through signature help.
+  assert.match(L.inspect("console.log(", 12, 0)!, /Prints to `stdout` with newline/);
+});
+
+test("referenceDirectives reads the leading /// lines as ts.preProcessFile does", () => {
+  const text = '/* licence */\n/// <reference lib="es2015.core" />\n// note\n/// <reference path="./a.d.ts" />\n/// <reference types="node" />\ndeclare const x: 1;\n/// <reference path="./late.d.ts" />\n';
+  const p = ts.preProcessFile(text, true, false);
+  assert.equal(referenceDirectives(text), [
+    ...p.libReferenceDirectives.map((r) => ({ kind: "lib", name: r.fileName })),
+    ...p.referencedFiles.map((r) => ({ kind: "path", name: r.fileName })),
+    ...p.typeReferenceDirectives.map((r) => ({ kind: "types", name: r.fileName })),
+  ]);
 });
 
 test("compiled cells map generated positions back to cell lines", () => {
