@@ -5,7 +5,8 @@
  * kernel, measured by the same jupyter_client script in one run: start to
  * first kernel_info reply, the first cell after start, trivial cell round trip
  * (median, p95), a 10,000-line print loop to idle, memory (also after the
- * library import and 100 distinct cells), and our type-check cost per cell.
+ * library import and 100 distinct cells; that import is also timed as the
+ * first cell of a new kernel), and our type-check cost per cell.
  * Needs python3-jupyter-client and python3-ipykernel (apt).
  */
 import { execFileSync } from "child_process";

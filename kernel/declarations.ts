@@ -89,6 +89,48 @@ export function referenceDirectives(text: string): { kind: "lib" | "path" | "typ
   return out;
 }
 
+/**
+ * The text with every comment's characters turned to spaces (line breaks kept), so that every position is
+ * where it was: the parser skips a run of spaces faster than a comment it must search for doc tags, and
+ * declaration files are half comments (the standard declarations: 2.7 MB, 0.7 MB of it not comments or
+ * space). Type checking reads nothing from comments but doc tags, which the checker does not parse anyway
+ * (JSDOC_MODE in language.ts); inspection reads doc comments from the original text.
+ */
+export function blankComments(text: string): string {
+  const out: string[] = [];
+  let last = 0;
+  const next = /\/\/|\/\*|["'`]/g;
+  for (let m = next.exec(text); m; m = next.exec(text)) {
+    const at = m.index;
+    let end: number;
+    if (m[0] === "//") {
+      end = text.indexOf("\n", at);
+      if (end < 0) end = text.length;
+    } else if (m[0] === "/*") {
+      end = text.indexOf("*/", at + 2);
+      end = end < 0 ? text.length : end + 2;
+    } else {
+      // A string or template: to its closing quote, past escapes; what is inside is not a comment.
+      end = at + 1;
+      while (end < text.length && text[end] !== m[0]) end += text[end] === "\\" ? 2 : 1;
+      next.lastIndex = end + 1;
+      continue;
+    }
+    out.push(text.slice(last, at));
+    for (let s = at; s < end; ) {
+      let nl = text.indexOf("\n", s);
+      if (nl < 0 || nl > end) nl = end;
+      out.push(" ".repeat(nl - s));
+      if (nl < end) out.push("\n");
+      s = nl + 1;
+    }
+    last = end;
+    next.lastIndex = end;
+  }
+  out.push(text.slice(last));
+  return out.join("");
+}
+
 /** The declaration entry point of an @types package, honouring its typesVersions; null when it is not installed. */
 function typesEntry(ts: typeof TS, name: string, typeRoot: string): string | null {
   const r = ts.resolveTypeReferenceDirective(name, path.join(typeRoot, "__index.d.ts"), { typeRoots: [typeRoot], moduleResolution: ts.ModuleResolutionKind.Bundler }, ts.sys);

@@ -40,6 +40,8 @@ export class Kernel {
   constructor(private readonly info: ConnectionInfo) {}
 
   async start(): Promise<void> {
+    // The type checker's thread first: its warm-up is the longest part of a start.
+    this.language = new LanguageClient(process.cwd());
     const post = (channel: Channel, msg: Outgoing) => this.transport.postMessage({ t: "send", channel, msg } satisfies Outbound);
     this.iopub = new Iopub((msg) => post("iopub", msg), this.session);
     const publish = this.iopub.publish;
@@ -59,7 +61,6 @@ export class Kernel {
       process.cwd(),
     );
     this.transport = startWorker("transport", { info: this.info, session: this.session, flag: this.runtime.flag } satisfies TransportData);
-    this.language = new LanguageClient(process.cwd());
     const interpreter = new Interpreter(publish, this.language, this.runtime, display);
 
     this.protocol = new Protocol(

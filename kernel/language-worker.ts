@@ -7,6 +7,7 @@ import { parentPort, workerData } from "worker_threads";
 import { PACKAGE_ROOT } from "../lib/util";
 import { requireWithCodeCache } from "./code-cache";
 import type { CellLanguage, CheckResult, Completion, IsComplete } from "./language";
+import { debug } from "./log";
 
 /** Each operation of the language thread: its arguments and its result. */
 export interface LanguageOps {
@@ -43,6 +44,8 @@ if (parentPort && workerData?.language) {
   // A require, not an import: ./language must load after the line above.
   const { CellLanguage: Language } = require("./language") as typeof import("./language");
   const lang = new Language(workerData.cwd as string);
+  const since = (what: string) => debug(`language thread: ${what} at ${(process.uptime() * 1000).toFixed(0)} ms`);
+  since(`TypeScript loaded (code cache ${typescript.hit ? "used" : "written after warm-up"}) and the checker made`);
   port.on("message", (r: LanguageRequest) => {
     let reply: LanguageReply;
     try {
@@ -53,7 +56,7 @@ if (parentPort && workerData?.language) {
     port.postMessage(reply);
   });
   // Warm up once listening, one step per turn of the event loop: requests that arrive meanwhile are served between steps.
-  const steps = [...lang.warmUpSteps, () => {
+  const steps = [...lang.warmUpSteps.map((step, i) => () => (step(), since(`warm-up step ${i + 1} of ${lang.warmUpSteps.length} done`))), () => {
     const problem = typescript.save();
     if (problem) process.stderr.write(`[retromae kernel] ${problem}\n`);
   }];

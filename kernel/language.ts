@@ -12,7 +12,7 @@ import * as fs from "fs";
 import * as path from "path";
 import * as ts from "typescript";
 import { cellModule, checkText, declaredNames, NameKind, runtimeText } from "./cells";
-import { standardDeclarations } from "./declarations";
+import { blankComments, standardDeclarations } from "./declarations";
 import { PACKAGE_ROOT } from "../lib/util";
 
 /** Declarations of what the kernel puts on globalThis for cells (kernel/globals.d.ts; notebooks/src type-check against it too). */
@@ -110,12 +110,14 @@ export class CellLanguage {
     this.globalsFile = path.join(cwd, "__kernel_globals.d.ts");
     this.setVirtual(this.globalsFile, KERNEL_GLOBALS);
     const standard = standardDeclarations(ts, "es2022", path.join(modules, "@types"));
-    this.setVirtual(standard.bundle.file, standard.bundle.text);
+    this.setVirtual(standard.bundle.file, blankComments(standard.bundle.text));
+    this.originals.set(standard.bundle.file, standard.bundle.text);
     this.rootFiles = [standard.bundle.file, ...standard.modules, this.globalsFile];
     const sys = ts.sys;
     this.resolutionCache = ts.createModuleResolutionCache(cwd, (f) => f, this.options);
     const fileExists = (f: string) => this.virtual.has(f) || memo(this.exists, f, () => sys.fileExists(f));
-    const readFile = (f: string) => this.virtual.get(f) ?? memo(this.texts, f, () => sys.readFile(f));
+    // Installed declaration files are read with their comments blanked (declarations.ts, blankComments).
+    const readFile = (f: string) => this.virtual.get(f) ?? memo(this.texts, f, () => (DECLARATION_FILE.test(f) && !isUserFile(f) ? mapDefined(sys.readFile(f), blankComments) : sys.readFile(f)));
     const directoryExists = (d: string) => memo(this.dirs, d, () => sys.directoryExists(d));
     // getModuleResolutionCache is read by the service (its compiler host passes it to each program) but not in its public type.
     const host: ts.LanguageServiceHost & { getModuleResolutionCache(): ts.ModuleResolutionCache } = {
@@ -169,6 +171,8 @@ export class CellLanguage {
     this.service = ts.createLanguageService(host, registry);
   }
 
+  /** Texts as they are on disk where the checker reads them otherwise (the bundle's comments are blanked): for docsAt. */
+  private readonly originals = new Map<string, string>();
   private readonly exists = new Map<string, boolean>();
   private readonly dirs = new Map<string, boolean>();
   private readonly texts = new Map<string, string | undefined>();
@@ -368,7 +372,7 @@ export class CellLanguage {
   private docsAt(file: string, pos: number): { comment: string; tags: string[] } | null {
     let sf = this.withDocs.get(file);
     if (!sf) {
-      const text = this.virtual.get(file) ?? ts.sys.readFile(file);
+      const text = this.originals.get(file) ?? this.virtual.get(file) ?? ts.sys.readFile(file);
       if (text === undefined) return null;
       sf = ts.createSourceFile(file, text, { languageVersion: ts.ScriptTarget.ES2022, jsDocParsingMode: ts.JSDocParsingMode.ParseAll }, true);
       this.withDocs.set(file, sf);
@@ -437,6 +441,12 @@ function importsUserFiles(sf: ts.SourceFile): boolean {
 }
 
 /** Files outside installed packages and TypeScript's own declarations. */
+const DECLARATION_FILE = /\.d\.[mc]?ts$/;
+
+function mapDefined<T, U>(v: T | undefined, f: (v: T) => U): U | undefined {
+  return v === undefined ? undefined : f(v);
+}
+
 function isUserFile(f: string): boolean {
   return !f.includes(`${path.sep}node_modules${path.sep}`) && !f.includes(`${path.sep}dist${path.sep}lib${path.sep}`);
 }

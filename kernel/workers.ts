@@ -4,17 +4,18 @@
  */
 import * as fs from "fs";
 import * as path from "path";
-import { Worker } from "worker_threads";
+import { ResourceLimits, Worker } from "worker_threads";
 import { PACKAGE_ROOT } from "../lib/util";
 import type { LanguageOp, LanguageOps, LanguageReply, LanguageRequest } from "./language-worker";
 import { log } from "./log";
 
 /** Start a worker from this directory's sibling module, from source (ts-node) or from the build. */
-export function startWorker(name: "transport" | "language-worker", workerData: unknown): Worker {
+export function startWorker(name: "transport" | "language-worker", workerData: unknown, resourceLimits?: ResourceLimits): Worker {
   const fromSource = __filename.endsWith(".ts");
   const file = path.join(__dirname, `${name}${fromSource ? ".ts" : ".js"}`);
   const worker = new Worker(file, {
     workerData,
+    resourceLimits,
     stderr: true,
     stdout: true,
     execArgv: fromSource ? ["-r", require.resolve("ts-node/register/transpile-only")] : [],
@@ -38,7 +39,9 @@ export class LanguageClient {
   closing = false;
 
   constructor(cwd: string) {
-    this.worker = startWorker("language-worker", { language: true, cwd });
+    // A young generation of 8 MB instead of V8's default: 25 MB less resident after the library's import and 100
+    // cells (236 against 261 MB, bench kernel), at no measured cost to the first cell.
+    this.worker = startWorker("language-worker", { language: true, cwd }, { maxYoungGenerationSizeMb: 8 });
     this.worker.on("message", (r: LanguageReply) => {
       const call = this.calls.get(r.id);
       if (!call) return;

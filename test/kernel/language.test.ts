@@ -4,7 +4,7 @@ import * as path from "path";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import * as ts from "typescript";
-import { referenceDirectives, standardDeclarations } from "../../kernel/declarations";
+import { blankComments, referenceDirectives, standardDeclarations } from "../../kernel/declarations";
 import { CellLanguage, decodeMappings, isComplete } from "../../kernel/language";
 import { mapPosition } from "../../kernel/traceback";
 
@@ -78,6 +78,31 @@ test("inspect reads doc comments of the standard declarations, which the checker
   assert.not.match(L.inspect("Math.max", 6, 0)!, /@param/);
   // @types/node's, from the bundled file, through signature help.
   assert.match(L.inspect("console.log(", 12, 0)!, /Prints to `stdout` with newline/);
+});
+
+test("blankComments keeps every position and the parse, and leaves strings and templates alone", () => {
+  const text = 'declare const a: "x//y"; // gone\n/** doc\n * more */ declare const b: \'/*not*/\';\ntype T = `a${string}//b`; /* c */ declare const c: 1;\n';
+  const blank = blankComments(text);
+  assert.is(blank.length, text.length);
+  assert.equal(blank.split("\n").map((l) => l.length), text.split("\n").map((l) => l.length));
+  assert.not.match(blank, /gone|doc|more|\/\* c/);
+  for (const kept of ['"x//y"', "'/*not*/'", "`a${string}//b`", "declare const c: 1;"]) assert.ok(blank.includes(kept), kept);
+  // The same tree, node for node, over these lines and over the whole of the standard declarations.
+  const std = standardDeclarations(ts, "es2022", path.join(__dirname, "..", "..", "node_modules", "@types")).bundle.text;
+  for (const t of [text, std]) {
+    const shape = (src: string) => {
+      const out: number[] = [];
+      const walk = (n: ts.Node): void => {
+        out.push(n.kind, n.pos, n.end);
+        ts.forEachChild(n, walk);
+      };
+      walk(ts.createSourceFile("x.d.ts", src, { languageVersion: ts.ScriptTarget.ES2022, jsDocParsingMode: ts.JSDocParsingMode.ParseNone }));
+      return out;
+    };
+    const [a, b] = [shape(t), shape(blankComments(t))];
+    assert.is(a.length, b.length);
+    assert.ok(a.every((x, i) => x === b[i]));
+  }
 });
 
 test("referenceDirectives reads the leading /// lines as ts.preProcessFile does", () => {
