@@ -138,6 +138,7 @@ export class ComparisonTable implements Displayable {
     const notes = [
       this.rows.some((r) => Object.values(r.cells).some((c) => c?.ci)) ? "[lo, hi]: 95% bootstrap interval over queries." : "",
       this.baseline ? `p: two-sided paired randomization test against "${this.baseline}"; n.s. = not significant at ${this.alpha}.` : "",
+      this.rows.length > 1 ? "*: the best run in its column (not a test)." : "",
     ].filter(Boolean);
     return [line(header), widths.map((w) => "-".repeat(w)).join("  "), ...rows.map(line), ...notes].join("\n");
   }
@@ -157,7 +158,10 @@ export class ComparisonTable implements Displayable {
         return `<tr><td style="text-align:left">${escapeHtml(r.name)}</td>${cells.join("")}</tr>`;
       })
       .join("");
-    const notes = this.toString().split("\n").slice(this.rows.length + 2);
+    const notes = this.toString()
+      .split("\n")
+      .slice(this.rows.length + 2)
+      .map((n) => (n.startsWith("*:") ? `bold${n.slice(1)}` : n));
     return { "text/html": `<table class="retromae-compare">${head}${body}</table>${notes.map((n) => `<div style="font-size:12px;color:#666">${escapeHtml(n)}</div>`).join("")}`, "text/plain": this.toString() };
   }
 

@@ -104,6 +104,8 @@ test("compare with per-query metrics: intervals, paired tests against a baseline
   assert.match(text, /better\s+0\.5100 ± 0\.0141 \(2 seeds\) \[0\.\d+, 0\.\d+\] p=<0\.001/);
   assert.match(text, /same\s+0\.4000 \[0\.\d+, 0\.\d+\] p=1\.000 n\.s\./);
   assert.match(text, /paired randomization test against "start"; n\.s\. = not significant at 0\.05/);
+  assert.match(text, /\*: the best run in its column \(not a test\)\./);
+  assert.match(t.toMimeBundle()["text/html"] as string, /bold: the best run in its column \(not a test\)\./);
   const json = t.toJSON();
   assert.is(json.rows.find((r) => r.name === "better")!.cells["NDCG@10"]!.seeds, 2);
   assert.throws(() => compare([run("a", base), run("b", base, { probeId: "p2" })]), /different probe sets \(p1, p2\); score every run on the same ProbeSet/);
