@@ -14,7 +14,7 @@
 // The next cell holds the parameters (tagged `parameters`): `npx retromae run notebooks/quickstart.ipynb -p steps=300` overrides them from the shell.
 
 // %% tags=["parameters"]
-const steps = 1200;                 // optimizer steps for each model: the smallest budget measured to separate RetroMAE from both the start and MLM-only (README; about 43 min here)
+const steps = 1200;                 // optimizer steps for each model: the smallest budget measured to separate RetroMAE from both the start and MLM-only (README; 43 to 52 min end to end here)
 const batchSize = 32;
 const maxLength = 128;              // tokens per pre-training block
 const lr = 1e-3;                    // peak lr (10% warmup, linear decay), the starter's own
