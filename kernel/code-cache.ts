@@ -31,10 +31,11 @@ export interface CachedModule {
 export function requireWithCodeCache(id: string, from: string, cacheDir: string): CachedModule {
   const file = require.resolve(id, { paths: [from] });
   if (require.cache[file]) return { hit: false, save: () => null };
-  const version = (JSON.parse(fs.readFileSync(path.join(packageDir(file), "package.json"), "utf8")) as { version: string }).version;
+  const pkg = packageDir(file);
+  const version = (JSON.parse(fs.readFileSync(path.join(pkg, "package.json"), "utf8")) as { version: string }).version;
   // V8 checks a cache against the source's length only: the file's size and mtime go into the name.
   const stat = fs.statSync(file);
-  const prefix = `${path.basename(packageDir(file))}-${version}-`;
+  const prefix = `${path.basename(pkg)}-${version}-`;
   const cacheFile = path.join(cacheDir, `${prefix}${stat.size}-${Math.round(stat.mtimeMs)}-node${process.versions.node}-${process.arch}.v8cache`);
   let cachedData: Buffer | undefined;
   try {

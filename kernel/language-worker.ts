@@ -7,7 +7,7 @@ import { parentPort, workerData } from "worker_threads";
 import { PACKAGE_ROOT } from "../lib/util";
 import { requireWithCodeCache } from "./code-cache";
 import type { CellLanguage, CheckResult, Completion, IsComplete } from "./language";
-import { debug } from "./log";
+import { debug, log } from "./log";
 
 /** Each operation of the language thread: its arguments and its result. */
 export interface LanguageOps {
@@ -58,7 +58,7 @@ if (parentPort && workerData?.language) {
   // Warm up once listening, one step per turn of the event loop: requests that arrive meanwhile are served between steps.
   const steps = [...lang.warmUpSteps.map((step, i) => () => (step(), since(`warm-up step ${i + 1} of ${lang.warmUpSteps.length} done`))), () => {
     const problem = typescript.save();
-    if (problem) process.stderr.write(`[retromae kernel] ${problem}\n`);
+    if (problem) log(problem);
   }];
   const next = (): void => {
     const step = steps.shift();
@@ -66,7 +66,7 @@ if (parentPort && workerData?.language) {
     try {
       step();
     } catch (err) {
-      process.stderr.write(`[retromae kernel] type-checker warm-up failed: ${(err as Error).message}\n`);
+      log(`type-checker warm-up failed: ${(err as Error).message}`);
       return;
     }
     setImmediate(next);

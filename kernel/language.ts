@@ -208,11 +208,6 @@ export class CellLanguage {
     },
   ];
 
-  /** All the warm-up steps at once. */
-  warmUp(): void {
-    for (const step of this.warmUpSteps) step();
-  }
-
   private parse(code: string, file = "cell.ts"): ts.SourceFile {
     return ts.createSourceFile(file, code, ts.ScriptTarget.ES2022, true, ts.ScriptKind.TS);
   }
