@@ -203,20 +203,33 @@ export function bertLayer(
   return layerNorm(w, `${prefix}.output.LayerNorm`, out, cfg.layerNormEps, attended) as tf.Tensor3D;
 }
 
-/** The encoder stack. hidden [B, L, H], mask [B, 1, 1, L] -> [B, L, H] */
+/**
+ * The encoder stack. hidden [B, L, H], mask [B, 1, 1, L] -> [B, L, H].
+ *
+ * With clsOnly, for callers that keep only the [CLS] vector: the last layer
+ * runs its query, attention output and feed-forward block for position 0
+ * alone (keys and values still come from every position), so the [CLS] row
+ * is what the full stack gives, for about a quarter less work. -> [B, 1, H]
+ */
 export function bertEncoder(
   w: Weights,
   cfg: BertConfig,
   hidden: tf.Tensor3D,
   mask: tf.Tensor4D,
   opts: ForwardOptions,
+  clsOnly = false,
 ): tf.Tensor3D {
   let h = hidden;
-  for (let i = 0; i < cfg.numHiddenLayers; i++) {
+  const last = cfg.numHiddenLayers - 1;
+  for (let i = 0; i <= last; i++) {
     // Each layer in its own tidy: its temporaries go as soon as it is done (what
     // backprop needs is kept by tfjs's tape), so long encodes fit in wasm memory.
     const input = h;
-    h = tf.tidy(() => bertLayer(w, `bert.encoder.layer.${i}`, cfg, input, input, mask, opts));
+    h = tf.tidy(() => {
+      const [B, , H] = input.shape;
+      const query = clsOnly && i === last ? (tf.slice(input, [0, 0, 0], [B, 1, H]) as tf.Tensor3D) : input; // [B, 1 or L, H]
+      return bertLayer(w, `bert.encoder.layer.${i}`, cfg, query, input, mask, opts);
+    });
   }
   return h;
 }

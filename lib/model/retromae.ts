@@ -199,13 +199,16 @@ export class RetroMAE {
 
   /** As encode, without its tidy: for use inside tf.variableGrads (fine-tuning). */
   cls(inputIds: tf.Tensor2D, attentionMask: tf.Tensor2D, opts: ForwardOptions = { training: false }): tf.Tensor2D {
-    return clsOf(this.encoderHidden(inputIds, attentionMask, opts)); // [B, H]
+    // Inference computes the last layer at [CLS] only (same vector, less work). Training keeps
+    // the full stack, so dropout draws, and fine-tuning runs, stay as they were.
+    return clsOf(this.encoderHidden(inputIds, attentionMask, opts, !opts.training)); // [B, H]
   }
 
-  private encoderHidden(inputIds: tf.Tensor2D, attentionMask: tf.Tensor2D, opts: ForwardOptions): tf.Tensor3D {
+  /** -> [B, L, H], or [B, 1, H] (position 0) with clsOnly */
+  private encoderHidden(inputIds: tf.Tensor2D, attentionMask: tf.Tensor2D, opts: ForwardOptions, clsOnly = false): tf.Tensor3D {
     const w = this.weights;
     const embedded = bertEmbeddings(w, this.config, inputIds, null, opts); // [B, L, H]
-    return bertEncoder(w, this.config, embedded, paddingMask(attentionMask), opts); // [B, L, H]
+    return bertEncoder(w, this.config, embedded, paddingMask(attentionMask), opts, clsOnly);
   }
 
   /**

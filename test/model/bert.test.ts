@@ -2,7 +2,10 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import * as tf from "../../lib/engine/tf";
 import { use } from "../../lib/engine/backend";
-import { crossEntropy, embeddingLookup, gelu, MASK_VALUE } from "../../lib/model/bert";
+import { Rng } from "../../lib/engine/rng";
+import { nativeUnavailableReason } from "../../lib/engine/native";
+import { bertEmbeddings, bertEncoder, crossEntropy, embeddingLookup, gelu, MASK_VALUE, paddingMask } from "../../lib/model/bert";
+import { RetroMAE } from "../../lib/model/retromae";
 
 for (const name of ["cpu", "wasm"] as const) {
   test(`${name}: embeddingLookup gives [PAD] lookups no gradient, other rows the usual sum`, async () => {
@@ -35,6 +38,36 @@ for (const name of ["cpu", "wasm"] as const) {
     await use(name);
     const p = tf.softmax(tf.add(tf.tensor2d([[0.3, -1, 2]]), MASK_VALUE)).dataSync();
     assert.ok(Array.from(p).every((x) => Math.abs(x - 1 / 3) < 1e-6), `${Array.from(p)}`);
+  });
+}
+
+// native only where the addon is built (the native tests require it; this file does not)
+for (const name of ["cpu", "wasm", ...(nativeUnavailableReason() ? [] : ["native" as const])] as const) {
+  test(`${name}: bertEncoder with clsOnly gives the full stack's [CLS] rows; encode uses it`, async () => {
+    await use(name);
+    const model = RetroMAE.create("tiny", { rng: new Rng(3), overrides: { numHiddenLayers: 3 } });
+    const [B, L] = [3, 9];
+    const ids = tf.tensor2d(Int32Array.from({ length: B * L }, (_, i) => 1000 + ((i * 7919) % 20000)), [B, L], "int32");
+    const attn = tf.tensor2d(Int32Array.from({ length: B * L }, (_, i) => (i % L < L - (i / L | 0) * 3 ? 1 : 0)), [B, L], "int32"); // rows of 9, 6 and 3 tokens
+    const before = tf.memory().numTensors;
+    const [full, cls, encoded] = tf.tidy(() => {
+      const opts = { training: false };
+      const h = bertEmbeddings(model.weights, model.config, ids, null, opts);
+      const mask = paddingMask(attn);
+      const full = bertEncoder(model.weights, model.config, h, mask, opts); // [B, L, H]
+      const cls = bertEncoder(model.weights, model.config, h, mask, opts, true); // [B, 1, H]
+      return [tf.slice(full, [0, 0, 0], [B, 1, -1]), cls, model.encode(ids, attn).reshape([B, 1, -1])];
+    });
+    assert.equal(cls.shape, [B, 1, model.config.hiddenSize]);
+    const want = full.dataSync();
+    for (const got of [cls.dataSync(), encoded.dataSync()]) {
+      const worst = Math.max(...Array.from(got as Float32Array, (x, i) => Math.abs(x - want[i])));
+      assert.ok(worst < 1e-5, `largest difference ${worst}`);
+    }
+    tf.dispose([full, cls, encoded]);
+    assert.is(tf.memory().numTensors, before);
+    tf.dispose([ids, attn]);
+    model.dispose();
   });
 }
 
