@@ -158,20 +158,36 @@ export function scaledMaskedSoftmax(x: tf.Tensor4D, mask: tf.Tensor4D, scale: nu
   return tf.tidy(() => tf.softmax(tf.add(tf.mul(x, scale), mask))) as tf.Tensor4D;
 }
 
+/** Whether attentionInference can run: the native kernel is there and no gradient is being recorded. */
+export function attentionInPlace(): boolean {
+  return nativeKernel(ATTENTION) && !tf.engine().isTapeOn();
+}
+
 /**
  * Multi-head attention for inference, fused: per head, softmax(q kᵀ · scale
  * + mask) v, with the heads read from and written to [B, L, H] in place and
- * no probabilities kept. Null where it does not apply (no native kernel, a
- * gradient being recorded, other shapes): the caller then takes the
- * differentiable path.
- * q [B, Lq, H], k and v [B, Lk, H], mask [B, 1, 1 or Lq, Lk] -> [B, Lq, H]
+ * no probabilities kept. q, k and v may be column blocks of wider tensors,
+ * e.g. one [B, L, 3H] projection passed three times with columns [0, H, 2H].
+ * Null where it does not apply (see attentionInPlace; other shapes): the
+ * caller then takes the differentiable path.
+ * q [B, Lq, ≥H], k and v [B, Lk, ≥H], mask [B, 1, 1 or Lq, Lk] -> [B, Lq, H]
  */
-export function attentionInference(q: tf.Tensor3D, k: tf.Tensor3D, v: tf.Tensor3D, mask: tf.Tensor4D, heads: number, scale: number): tf.Tensor3D | null {
-  if (!nativeKernel(ATTENTION) || tf.engine().isTapeOn()) return null;
-  const [B, Lq, H] = q.shape;
+export function attentionInference(
+  q: tf.Tensor3D,
+  k: tf.Tensor3D,
+  v: tf.Tensor3D,
+  mask: tf.Tensor4D,
+  heads: number,
+  scale: number,
+  layout: { hidden: number; columns: [number, number, number] } = { hidden: q.shape[2], columns: [0, 0, 0] },
+): tf.Tensor3D | null {
+  if (!attentionInPlace()) return null;
+  const [B, Lq] = q.shape;
   const [mB, mh, mq, mk] = mask.shape;
   const Lk = k.shape[1];
-  if (H % heads !== 0 || Lk < 1 || !tf.util.arraysEqual(k.shape, v.shape) || k.shape[0] !== B || k.shape[2] !== H) return null;
+  const { hidden: H, columns } = layout;
+  const fits = (t: tf.Tensor3D, column: number) => t.shape[0] === B && column >= 0 && column + H <= t.shape[2];
+  if (H % heads !== 0 || Lk < 1 || !tf.util.arraysEqual(k.shape, v.shape) || !fits(q, columns[0]) || !fits(k, columns[1]) || !fits(v, columns[2])) return null;
   if (mB !== B || mh !== 1 || (mq !== 1 && mq !== Lq) || mk !== Lk || [q, k, v, mask].some((t) => t.dtype !== "float32")) return null;
-  return tf.engine().runKernel(ATTENTION, { q, k, v, mask }, { heads, scale }) as tf.Tensor3D;
+  return tf.engine().runKernel(ATTENTION, { q, k, v, mask }, { heads, scale, hidden: H, columns }) as tf.Tensor3D;
 }

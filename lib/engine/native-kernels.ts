@@ -369,10 +369,12 @@ const attention: KernelConfig = {
   kernelFunc: ({ inputs, backend, attrs }) => {
     const { q, k, v, mask } = inputs as Record<string, TensorInfo>;
     const be = backend as NativeBackend;
-    const { heads, scale } = attrs as { heads: number; scale: number };
-    const [B, Lq, H] = q.shape;
-    const Lk = k.shape[1];
-    return output(be, [B, Lq, H], (out) => native().attention(values(be, q), values(be, k), values(be, v), values(be, mask), out, B, heads, Lq, Lk, H / heads, mask.shape[2], scale));
+    // q, k and v may be one stacked projection (the same tensor), each read from its own first column
+    const { heads, scale, hidden: H, columns } = attrs as unknown as { heads: number; scale: number; hidden: number; columns: [number, number, number] };
+    const [B, Lq, ldq] = q.shape;
+    const [, Lk, ldkv] = k.shape;
+    const view = (t: TensorInfo, column: number) => values(be, t).subarray(column);
+    return output(be, [B, Lq, H], (out) => native().attention(view(q, columns[0]), view(k, columns[1]), view(v, columns[2]), values(be, mask), out, B, heads, Lq, Lk, H / heads, mask.shape[2], scale, ldq, ldkv));
   },
 };
 

@@ -9,7 +9,7 @@
  */
 import * as tf from "../engine/tf";
 import type { Rng } from "../engine/rng";
-import { addLayerNorm, attentionInference, gelu as fusedGelu, linear, logSumExpArgMax, logSumExpRows, scaledMaskedSoftmax, softmaxMinusOneHot, softmaxMinusOneHotColSum, tiedLogits } from "../engine/fused";
+import { addLayerNorm, attentionInference, attentionInPlace, gelu as fusedGelu, linear, logSumExpArgMax, logSumExpRows, scaledMaskedSoftmax, softmaxMinusOneHot, softmaxMinusOneHotColSum, tiedLogits } from "../engine/fused";
 import type { BertConfig } from "./config";
 
 export type Weights = ReadonlyMap<string, tf.Tensor>;
@@ -154,6 +154,36 @@ export function paddingMask(attentionMask: tf.Tensor2D): tf.Tensor4D {
 }
 
 /**
+ * The dense layers `names` under prefix as one matmul, their weights stacked:
+ * x [B, L, H] -> [B, L, names.length · H], the layers' outputs side by side.
+ */
+function stackedDense(w: Weights, prefix: string, names: string[], x: tf.Tensor3D): tf.Tensor3D {
+  const W = tf.concat(names.map((n) => weight(w, `${prefix}.${n}.weight`)), 0) as tf.Tensor2D; // [n·H, H]
+  const b = tf.concat(names.map((n) => weight(w, `${prefix}.${n}.bias`)), 0) as tf.Tensor1D; // [n·H]
+  const [B, L, H] = x.shape;
+  return linear(x.reshape([B * L, H]) as tf.Tensor2D, W, b).reshape([B, L, W.shape[0]]) as tf.Tensor3D;
+}
+
+/**
+ * Inference on native: the same attention with Q, K and V from one matmul
+ * ([B, L, 3H]; K and V alone, [B, Lk, 2H], when the query differs, as in the
+ * last layer at [CLS]), read in place by one fused kernel: no head split,
+ * no probabilities kept, no dropout to apply. Null when the kernel declines
+ * the shapes. query [B, Lq, H], keyValue [B, Lk, H] -> [B, Lq, H]
+ */
+function attendInPlace(w: Weights, prefix: string, cfg: BertConfig, query: tf.Tensor3D, keyValue: tf.Tensor3D, mask: tf.Tensor4D): tf.Tensor3D | null {
+  const [nh, H] = [cfg.numAttentionHeads, cfg.hiddenSize];
+  const scale = 1 / Math.sqrt(H / nh);
+  if (query === keyValue) {
+    const qkv = stackedDense(w, prefix, ["query", "key", "value"], query); // [B, L, 3H]
+    return attentionInference(qkv, qkv, qkv, mask, nh, scale, { hidden: H, columns: [0, H, 2 * H] });
+  }
+  const q = dense(w, `${prefix}.query`, query) as tf.Tensor3D; // [B, Lq, H]
+  const kv = stackedDense(w, prefix, ["key", "value"], keyValue); // [B, Lk, 2H]
+  return attentionInference(q, kv, kv, mask, nh, scale, { hidden: H, columns: [0, 0, H] });
+}
+
+/**
  * Multi-head attention with separate query and key/value inputs, then the
  * output projection, dropout and LayerNorm of (output + query). With
  * query === keyValue this is BERT's self-attention; the RetroMAE decoder
@@ -173,12 +203,19 @@ export function attention(
 ): tf.Tensor3D {
   const nh = cfg.numAttentionHeads;
   const dh = cfg.hiddenSize / nh;
-  const qh = dense(w, `${prefix}.self.query`, query) as tf.Tensor3D; // [B, Lq, H]
-  const kh = dense(w, `${prefix}.self.key`, keyValue) as tf.Tensor3D; // [B, Lk, H]
-  const vh = dense(w, `${prefix}.self.value`, keyValue) as tf.Tensor3D; // [B, Lk, H]
-  // inference on native: one fused kernel, heads in place (no dropout to apply)
-  const fused = opts.training ? null : attentionInference(qh, kh, vh, mask, nh, 1 / Math.sqrt(dh));
-  const merged = fused ?? mergeHeads(attend(splitHeads(qh, nh), splitHeads(kh, nh), splitHeads(vh, nh), mask, dh, cfg, opts)); // [B, Lq, H]
+  const merged =
+    (!opts.training && attentionInPlace() && attendInPlace(w, `${prefix}.self`, cfg, query, keyValue, mask)) ||
+    mergeHeads(
+      attend(
+        splitHeads(dense(w, `${prefix}.self.query`, query), nh), // [B, nh, Lq, dh]
+        splitHeads(dense(w, `${prefix}.self.key`, keyValue), nh), // [B, nh, Lk, dh]
+        splitHeads(dense(w, `${prefix}.self.value`, keyValue), nh), // [B, nh, Lk, dh]
+        mask,
+        dh,
+        cfg,
+        opts,
+      ),
+    ); // [B, Lq, H]
   const out = dropout(dense(w, `${prefix}.output.dense`, merged), cfg.hiddenDropoutProb, opts);
   return layerNorm(w, `${prefix}.output.LayerNorm`, out, cfg.layerNormEps, query) as tf.Tensor3D;
 }

@@ -208,23 +208,26 @@ napi_value ScaledMaskedSoftmax(napi_env env, napi_callback_info info) {
   return undefined(env);
 }
 
-// attention(q, k, v, mask, out, B, heads, Lq, Lk, dh, maskRows, scale)
+// attention(q, k, v, mask, out, B, heads, Lq, Lk, dh, maskRows, scale, ldq, ldkv)
 napi_value Attention(napi_env env, napi_callback_info info) {
   Args a(env, info);
   const int64_t B = a.integer(5), heads = a.integer(6), Lq = a.integer(7), Lk = a.integer(8), dh = a.integer(9),
-                maskRows = a.integer(10);
+                maskRows = a.integer(10), ldq = a.integer(12), ldkv = a.integer(13);
   const float scale = static_cast<float>(a.num(11));
+  const int64_t H = heads * dh;
   if (!a.failed && (B < 0 || heads < 1 || Lq < 0 || Lk < 1 || dh < 1 || (maskRows != 1 && maskRows != Lq))) {
     a.fail("attention needs heads, Lk and dh of at least 1 and a mask of 1 or Lq rows");
   }
-  const int64_t H = heads * dh;
-  const float* q = a.f32(0, B * Lq * H);
-  const float* k = a.f32(1, B * Lk * H);
-  const float* v = a.f32(2, B * Lk * H);
+  if (!a.failed && (ldq < H || ldkv < H)) a.fail("attention needs rows of q, k and v at least heads * dh wide");
+  // q, k and v may be views into one stacked projection: each needs its last row's first H values
+  const auto span = [&](int64_t rows, int64_t ld) { return rows > 0 ? (rows - 1) * ld + H : 0; };
+  const float* q = a.f32(0, span(B * Lq, ldq));
+  const float* k = a.f32(1, span(B * Lk, ldkv));
+  const float* v = a.f32(2, span(B * Lk, ldkv));
   const float* mask = a.f32(3, B * maskRows * Lk);
   float* out = a.f32(4, B * Lq * H);
   if (a.failed) return nullptr;
-  rm::attention(q, k, v, mask, out, B, heads, Lq, Lk, dh, maskRows, scale);
+  rm::attention(q, k, v, mask, out, B, heads, Lq, Lk, dh, maskRows, scale, ldq, ldkv);
   return undefined(env);
 }
 

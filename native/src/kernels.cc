@@ -466,8 +466,46 @@ void matmul(const float* a, const float* b, float* out, int64_t batch, int64_t b
 // Attention for inference, a block of query rows at a time: the block's
 // scores, softmax and context stay in this thread's cache, and the heads are
 // read from and written to [B, L, H] in place (no head transposes).
+namespace {
+// One row of attention scores, in place: s[j] = exp(s[j] · scale + m[j] − max); returns Σ s[j]. Two passes, 8 lanes
+// at a time (softmaxRow's five, with the division left to the caller). NaNs are skipped by the max, as there.
+inline float expScoresRow(float* s, const float* m, int64_t n, float scale) {
+  const ExpBounds<vf8> bounds = expBounds<vf8>();
+  const float lowest = -std::numeric_limits<float>::infinity();
+  vf8 vmax = bounds.zero + lowest;
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8) {
+    vf8 x, mj;
+    std::memcpy(&x, s + j, sizeof x);
+    std::memcpy(&mj, m + j, sizeof mj);
+    x = x * scale + mj;
+    std::memcpy(s + j, &x, sizeof x);
+    vmax = x > vmax ? x : vmax;
+  }
+  float mx = lowest;
+  for (int k = 0; k < 8; k++) mx = vmax[k] > mx ? vmax[k] : mx;
+  for (; j < n; j++) {
+    s[j] = s[j] * scale + m[j];
+    mx = s[j] > mx ? s[j] : mx;
+  }
+  vf8 vsum = bounds.zero;
+  for (j = 0; j + 8 <= n; j += 8) {
+    vf8 x;
+    std::memcpy(&x, s + j, sizeof x);
+    x = expCore<vf8, vi8>(x - mx, bounds);
+    std::memcpy(s + j, &x, sizeof x);
+    vsum += x;
+  }
+  double sum = 0;
+  for (int k = 0; k < 8; k++) sum += vsum[k];
+  for (; j < n; j++) sum += (s[j] = vexp(s[j] - mx));
+  return static_cast<float>(sum);
+}
+}  // namespace
+
 void attention(const float* q, const float* k, const float* v, const float* mask, float* out, int64_t B,
-               int64_t heads, int64_t Lq, int64_t Lk, int64_t dh, int64_t maskRows, float scale) {
+               int64_t heads, int64_t Lq, int64_t Lk, int64_t dh, int64_t maskRows, float scale, int64_t ldq,
+               int64_t ldkv) {
   const int64_t H = heads * dh;
   constexpr int64_t kRows = 64;
   const int64_t blocks = (Lq + kRows - 1) / kRows, tasks = B * heads * blocks;
@@ -476,20 +514,24 @@ void attention(const float* q, const float* k, const float* v, const float* mask
     thread_local std::vector<float> scores;  // kRows x Lk, kept between calls
     scores.resize(static_cast<size_t>(kRows) * Lk);
     float* S = scores.data();
-    float buf[1024];
+    float inv[kRows];
 #pragma omp for schedule(dynamic, 1)
     for (int64_t t = 0; t < tasks; t++) {
       const int64_t b = t / (heads * blocks), h = (t / blocks) % heads, r0 = (t % blocks) * kRows;
       const int64_t rows = std::min(kRows, Lq - r0);
-      const float* qb = q + (b * Lq + r0) * H + h * dh;  // [rows, dh], leading dimension H
-      const float* kb = k + b * Lk * H + h * dh;         // [Lk, dh]
-      const float* vb = v + b * Lk * H + h * dh;         // [Lk, dh]
-      gemm1(qb, kb, S, rows, Lk, dh, false, true, H, H, Lk);  // S = Q Kᵀ  [rows, Lk]
+      const float* qb = q + (b * Lq + r0) * ldq + h * dh;  // [rows, dh], leading dimension ldq
+      const float* kb = k + b * Lk * ldkv + h * dh;          // [Lk, dh], leading dimension ldkv
+      const float* vb = v + b * Lk * ldkv + h * dh;          // [Lk, dh]
+      gemm1(qb, kb, S, rows, Lk, dh, false, true, ldq, ldkv, Lk);  // S = Q Kᵀ  [rows, Lk]
       for (int64_t i = 0; i < rows; i++) {
         const float* mi = mask + (b * maskRows + (maskRows == 1 ? 0 : r0 + i)) * Lk;
-        softmaxRow(S + i * Lk, mi, S + i * Lk, Lk, scale, buf);
+        inv[i] = 1.0f / expScoresRow(S + i * Lk, mi, Lk, scale);  // S = exp(S · scale + mask − max), unnormalised
       }
-      gemm1(S, vb, out + (b * Lq + r0) * H + h * dh, rows, dh, Lk, false, false, Lk, H, H);  // P V  [rows, dh]
+      float* ob = out + (b * Lq + r0) * H + h * dh;
+      gemm1(S, vb, ob, rows, dh, Lk, false, false, Lk, ldkv, H);  // (exp S) V  [rows, dh]
+      for (int64_t i = 0; i < rows; i++) {
+        for (int64_t d = 0; d < dh; d++) ob[i * H + d] *= inv[i];  // softmax's division, on dh values instead of Lk
+      }
     }
   }
 }

@@ -59,11 +59,14 @@ void softmax(const float* x, float* out, int64_t rows, int64_t cols);
 void scaledMaskedSoftmax(const float* x, const float* mask, float* out, int64_t B, int64_t heads, int64_t Lq,
                          int64_t Lk, int64_t maskRows, float scale);
 // Multi-head attention for inference, fused: for each batch b and head h,
-// out_bh = softmax(q_bh k_bhᵀ * scale + mask_b) v_bh, where q [B, Lq, H],
-// k and v [B, Lk, H] hold the heads side by side (H = heads * dh), mask is
-// [B, 1, maskRows, Lk] and out is [B, Lq, H]. No probabilities are kept.
+// out_bh = softmax(q_bh k_bhᵀ * scale + mask_b) v_bh, where q is [B, Lq] rows
+// of ldq floats and k and v [B, Lk] rows of ldkv, each row's first H holding
+// the heads side by side (H = heads * dh; ld > H when q, k and v are columns
+// of one stacked projection), mask is [B, 1, maskRows, Lk] and out is
+// [B, Lq, H]. No probabilities are kept.
 void attention(const float* q, const float* k, const float* v, const float* mask, float* out, int64_t B,
-               int64_t heads, int64_t Lq, int64_t Lk, int64_t dh, int64_t maskRows, float scale);
+               int64_t heads, int64_t Lq, int64_t Lk, int64_t dh, int64_t maskRows, float scale, int64_t ldq,
+               int64_t ldkv);
 // Its gradient with respect to x: dx = scale * p * (dp - sum_j dp p), rows of [rows, cols].
 void scaledSoftmaxGrad(const float* p, const float* dp, float* dx, int64_t rows, int64_t cols, float scale);
 

@@ -368,6 +368,29 @@ test("fused inference attention: heads read in place, blocks of query rows, both
   await same("attention [2, 150, 4x16]", (q, k, v, m) => run(q, k, v, m, 4), [randn([2, 150, 64]), randn([2, 150, 64]), randn([2, 150, 64]), masked([2, 1, 1, 150])], 1e-4, 1e-5);
   // cross-attention with a per-query mask (RetroMAE's decoder), Lq != Lk
   await same("attention [3, 70 x 33, 2x8]", (q, k, v, m) => run(q, k, v, m, 2), [randn([3, 70, 16]), randn([3, 33, 16]), randn([3, 33, 16]), masked([3, 1, 70, 33])], 1e-4, 1e-5);
+  // q, k and v as column blocks of one stacked projection [B, L, 3H]; and k, v of one [B, Lk, 2H] with q apart
+  const stacked = (qkv: tf.Tensor, m: tf.Tensor) => {
+    const H = (qkv.shape[2] as number) / 3;
+    const t = qkv as tf.Tensor3D;
+    const fused = attentionInference(t, t, t, m as tf.Tensor4D, 4, 0.125, { hidden: H, columns: [0, H, 2 * H] });
+    if (tf.getBackend() === "native") assert.ok(fused, "native reads the stacked tensor in place");
+    const [q, k, v] = tf.split(qkv, 3, 2);
+    return fused ?? reference(q, k, v, m, 4, 0.125);
+  };
+  await same("attention, stacked q|k|v [2, 90, 3x(4x8)]", stacked, [randn([2, 90, 96]), masked([2, 1, 1, 90])], 1e-4, 1e-5);
+  const kvStacked = (q: tf.Tensor, kv: tf.Tensor, m: tf.Tensor) => {
+    const H = q.shape[2] as number;
+    const fused = attentionInference(q as tf.Tensor3D, kv as tf.Tensor3D, kv as tf.Tensor3D, m as tf.Tensor4D, 2, 0.125, { hidden: H, columns: [0, 0, H] });
+    if (tf.getBackend() === "native") assert.ok(fused, "native reads k and v in place");
+    const [k, v] = tf.split(kv, 2, 2);
+    return fused ?? reference(q, k, v, m, 2, 0.125);
+  };
+  await same("attention, one query row against stacked k|v [3, 1 x 40, 2x8]", kvStacked, [randn([3, 1, 16]), randn([3, 40, 32]), masked([3, 1, 1, 40])], 1e-4, 1e-5);
+  // a column block past the tensor's width is declined
+  const narrow = tf.zeros([1, 4, 8]) as tf.Tensor3D;
+  const zm = tf.zeros([1, 1, 1, 4]) as tf.Tensor4D;
+  assert.is(attentionInference(narrow, narrow, narrow, zm, 2, 1, { hidden: 4, columns: [0, 4, 5] }), null);
+  tf.dispose([narrow, zm]);
   // under a tape the differentiable path runs
   const x = tf.randomNormal([1, 4, 8]) as tf.Tensor3D;
   const m = tf.zeros([1, 1, 1, 4]) as tf.Tensor4D;

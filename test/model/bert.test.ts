@@ -42,6 +42,7 @@ for (const name of ["cpu", "wasm"] as const) {
 }
 
 // native only where the addon is built (the native tests require it; this file does not)
+const encodedOn = new Map<string, number[]>();
 for (const name of ["cpu", "wasm", ...(nativeUnavailableReason() ? [] : ["native" as const])] as const) {
   test(`${name}: bertEncoder with clsOnly gives the full stack's [CLS] rows; encode uses it`, async () => {
     await use(name);
@@ -64,12 +65,22 @@ for (const name of ["cpu", "wasm", ...(nativeUnavailableReason() ? [] : ["native
       const worst = Math.max(...Array.from(got as Float32Array, (x, i) => Math.abs(x - want[i])));
       assert.ok(worst < 1e-5, `largest difference ${worst}`);
     }
+    encodedOn.set(name, Array.from(encoded.dataSync()));
     tf.dispose([full, cls, encoded]);
     assert.is(tf.memory().numTensors, before);
     tf.dispose([ids, attn]);
     model.dispose();
   });
 }
+
+test("encode gives the same vectors on every backend (native: stacked Q|K|V read in place by the fused attention)", () => {
+  const cpu = encodedOn.get("cpu")!;
+  for (const [name, got] of encodedOn) {
+    const worst = Math.max(...got.map((x, i) => Math.abs(x - cpu[i]) / (1e-3 + Math.abs(cpu[i]))));
+    assert.ok(worst < 1e-3, `${name}: largest relative difference ${worst}`);
+  }
+  assert.ok(encodedOn.size >= 2);
+});
 
 test("gelu is the exact erf form", async () => {
   await use("cpu");
