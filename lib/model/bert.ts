@@ -246,7 +246,7 @@ export function bertLayer(
  * With clsOnly, for callers that keep only the [CLS] vector: the last layer
  * runs its query, attention output and feed-forward block for position 0
  * alone (keys and values still come from every position), so the [CLS] row
- * is what the full stack gives, for about a quarter less work. -> [B, 1, H]
+ * is what the full stack gives, for most of one layer's work less. -> [B, 1, H]
  */
 export function bertEncoder(
   w: Weights,
@@ -263,8 +263,7 @@ export function bertEncoder(
     // backprop needs is kept by tfjs's tape), so long encodes fit in wasm memory.
     const input = h;
     h = tf.tidy(() => {
-      const [B, , H] = input.shape;
-      const query = clsOnly && i === last ? (tf.slice(input, [0, 0, 0], [B, 1, H]) as tf.Tensor3D) : input; // [B, 1 or L, H]
+      const query = clsOnly && i === last ? (tf.slice(input, [0, 0, 0], [-1, 1, -1]) as tf.Tensor3D) : input; // [B, 1 or L, H]
       return bertLayer(w, `bert.encoder.layer.${i}`, cfg, query, input, mask, opts);
     });
   }

@@ -463,9 +463,6 @@ void matmul(const float* a, const float* b, float* out, int64_t batch, int64_t b
   }
 }
 
-// Attention for inference, a block of query rows at a time: the block's
-// scores, softmax and context stay in this thread's cache, and the heads are
-// read from and written to [B, L, H] in place (no head transposes).
 namespace {
 // One row of attention scores, in place: s[j] = exp(s[j] · scale + m[j] − max); returns Σ s[j]. Two passes, 8 lanes
 // at a time (softmaxRow's five, with the division left to the caller). NaNs are skipped by the max, as there.
@@ -503,6 +500,9 @@ inline float expScoresRow(float* s, const float* m, int64_t n, float scale) {
 }
 }  // namespace
 
+// Attention for inference, a block of query rows at a time: the block's
+// scores, softmax and context stay in this thread's cache, and the heads are
+// read from and written to [B, L, H] in place (no head transposes).
 void attention(const float* q, const float* k, const float* v, const float* mask, float* out, int64_t B,
                int64_t heads, int64_t Lq, int64_t Lk, int64_t dh, int64_t maskRows, float scale, int64_t ldq,
                int64_t ldkv) {
