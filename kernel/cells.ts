@@ -21,6 +21,7 @@
  * edit list map run-time positions back to cell lines.
  */
 import type * as TS from "typescript";
+import { Flag } from "./flags";
 
 export type NameKind = "let" | "const" | "import";
 
@@ -177,7 +178,7 @@ export interface RuntimeText {
   hasResult: boolean;
 }
 
-const GUARD = "if(__rmf[0])__rm.stop();";
+const GUARD = `if(__rmf[${Flag.Requested}])__rm.stop();`;
 
 /** The runnable form of a cell (still TypeScript; types are stripped by transpiling). */
 export function runtimeText(ts: typeof TS, sf: TS.SourceFile): RuntimeText {

@@ -99,12 +99,13 @@ export class Kernel {
       this.transport.on("message", (m: Inbound) => {
         if (m.t === "ready") resolve();
         else if (m.t === "msg") this.protocol.receive(m.channel, reviveMessage(m.msg));
+        else if (m.t === "interrupt") this.runtime.interruptCell(m.cell);
         else if (m.t === "closed") exitProcess(this.exitCode);
       });
     });
     this.runtime.install();
     this.iopub.captureProcessOutput();
-    process.on("SIGINT", () => this.runtime.interrupt());
+    process.on("SIGINT", () => this.runtime.signal());
     publish("status", { execution_state: "starting" }, {});
     publish("status", { execution_state: "idle" }, {});
   }

@@ -11,6 +11,7 @@ import { toBytes, type CommManager } from "./comms";
 import type { DisplayPublisher } from "./display";
 import type { Compiled } from "./language";
 import type { Publish } from "./messages";
+import { Flag, FLAG_SLOTS } from "./flags";
 import { CellModules } from "./modules";
 import { Tracebacks } from "./traceback";
 import type { Message } from "./wire";
@@ -43,10 +44,11 @@ export interface RuntimeHooks {
 }
 
 export class Runtime {
-  /** [0] = interrupt requested; shared with the transport thread, which raises it. */
-  readonly flag = new SharedArrayBuffer(8);
+  /** Shared with the transport thread; the slots are flags.ts's `Flag`. */
+  readonly flag = new SharedArrayBuffer(4 * FLAG_SLOTS);
   private readonly flags = new Int32Array(this.flag);
   private running: Running | null = null;
+  private cells = 0;
   private stdinWaiter: { resolve: (v: string) => void; reject: (e: Error) => void } | null = null;
   readonly tracebacks = new Tracebacks();
   readonly modules: CellModules;
@@ -70,7 +72,7 @@ export class Runtime {
       },
       w<T>(value: T): T | Promise<T> {
         const r = current();
-        if (Atomics.load(flags, 0)) throw new KeyboardInterrupt();
+        if (Atomics.load(flags, Flag.Requested)) throw new KeyboardInterrupt();
         if (!r || !value || typeof (value as { then?: unknown }).then !== "function") return value;
         return Promise.race([value, r.aborted]);
       },
@@ -127,7 +129,8 @@ export class Runtime {
 
   /** Start a cell: clear the interrupt flag and make a fresh abort signal. */
   begin(request: Message): Promise<never> {
-    Atomics.store(this.flags, 0, 0);
+    Atomics.store(this.flags, Flag.Requested, 0);
+    Atomics.store(this.flags, Flag.Cell, ++this.cells);
     const abort = new AbortController();
     const aborted = new Promise<never>((_, reject) => abort.signal.addEventListener("abort", () => reject(new KeyboardInterrupt()), { once: true }));
     aborted.catch(() => undefined);
@@ -137,6 +140,7 @@ export class Runtime {
 
   end(): void {
     this.running = null;
+    Atomics.store(this.flags, Flag.Cell, 0);
   }
 
   /** Run a compiled cell; resolves with its last expression's value, or rejects with KeyboardInterrupt. */
@@ -148,7 +152,11 @@ export class Runtime {
     try {
       promise = script.runInThisContext({ breakOnSigint: true }) as Promise<unknown>;
     } catch (err) {
-      if ((err as { code?: string }).code === "ERR_SCRIPT_EXECUTION_INTERRUPTED") throw new KeyboardInterrupt();
+      if ((err as { code?: string }).code === "ERR_SCRIPT_EXECUTION_INTERRUPTED") {
+        // The script's SIGINT watchdog took the signal, so no listener call will follow for it.
+        Atomics.store(this.flags, Flag.SignalFor, 0);
+        throw new KeyboardInterrupt();
+      }
       throw err;
     }
     return this.running ? Promise.race([promise, this.running.aborted]) : promise;
@@ -159,8 +167,25 @@ export class Runtime {
     return vm.runInThisContext(js, { filename: "user_expression" });
   }
 
+  /** The transport's interrupt_request, for the cell that ran when it came: a later cell is not interrupted. */
+  interruptCell(cell: number): void {
+    if (cell && cell === Atomics.load(this.flags, Flag.Cell)) this.interrupt();
+  }
+
+  /**
+   * process.on("SIGINT"). A signal the transport raised for a message
+   * interrupt is tagged with its cell and dropped when it arrives after that
+   * cell ended; untagged signals (kill -INT, a front end in signal mode)
+   * interrupt whatever runs.
+   */
+  signal(): void {
+    const tag = Atomics.exchange(this.flags, Flag.SignalFor, 0);
+    if (tag !== 0 && tag - 1 !== Atomics.load(this.flags, Flag.Cell)) return;
+    this.interrupt();
+  }
+
   interrupt(): void {
-    Atomics.store(this.flags, 0, 1);
+    Atomics.store(this.flags, Flag.Requested, 1);
     const r = this.running;
     if (r && !r.abort.signal.aborted) r.abort.abort(new KeyboardInterrupt());
     if (this.stdinWaiter) {

@@ -10,26 +10,28 @@
  * - Incoming frames are decoded and verified here; malformed or badly signed
  *   messages are dropped and logged, never passed on.
  * - interrupt_request is answered here: it raises the shared interrupt flag
- *   (read by loop guards in cell code) and sends the process SIGINT (which
- *   breaks a synchronous script run with breakOnSigint and wakes pending awaits).
+ *   (read by loop guards in cell code) and tells the interpreter (which aborts
+ *   the cell's pending awaits); a cell still running 150 ms later gets SIGINT,
+ *   which breaks synchronous code run with breakOnSigint.
  * - Every send is queued and awaited in order: zeromq 6 allows one send in
  *   flight per socket, and an unawaited send is how output gets lost.
  */
 import { MessagePort, parentPort, workerData } from "worker_threads";
 import * as zmq from "zeromq";
+import { Flag } from "./flags";
 import { ConnectionInfo, decode, encode, endpoint, makeHeader, Message, Outgoing, Signer, WireError } from "./wire";
 
 export type Channel = "shell" | "control" | "stdin" | "iopub";
 
 /** thread messages: transport -> interpreter */
-export type Inbound = { t: "ready" } | { t: "msg"; channel: Channel; msg: Message } | { t: "closed" };
+export type Inbound = { t: "ready" } | { t: "msg"; channel: Channel; msg: Message } | { t: "interrupt"; cell: number } | { t: "closed" };
 /** thread messages: interpreter -> transport */
 export type Outbound = { t: "send"; channel: Channel; msg: Outgoing } | { t: "close" };
 
 export interface TransportData {
   info: ConnectionInfo;
   session: string;
-  /** Int32Array view: [0] = interrupt requested, [1] = interrupts seen. */
+  /** The interrupt flags (flags.ts). */
   flag: SharedArrayBuffer;
 }
 
@@ -65,6 +67,9 @@ class SendQueue {
     return this.running || this.queue.length ? new Promise((r) => this.idleWaiters.push(r)) : Promise.resolve();
   }
 }
+
+/** How long an interrupted cell may take to stop on the flag or the message before SIGINT is raised. */
+const SIGNAL_AFTER_MS = 150;
 
 function log(line: string): void {
   process.stderr.write(`[retromae kernel] ${line}\n`);
@@ -109,11 +114,30 @@ async function main(port: MessagePort, data: TransportData): Promise<void> {
   const interrupt = (request: Message) => {
     const parent = request.header;
     send("iopub", { header: makeHeader("status", session), parent_header: parent, content: { execution_state: "busy" } });
-    Atomics.store(flag, 0, 1);
-    Atomics.add(flag, 1, 1);
-    process.kill(process.pid, "SIGINT");
+    const cell = Atomics.load(flag, Flag.Cell);
+    Atomics.store(flag, Flag.Requested, 1);
+    port.postMessage({ t: "interrupt", cell } satisfies Inbound);
+    if (cell) void signalIfStuck(cell);
     send("control", { identities: request.identities, header: makeHeader("interrupt_reply", session), parent_header: parent, content: { status: "ok" } });
     send("iopub", { header: makeHeader("status", session), parent_header: parent, content: { execution_state: "idle" } });
+  };
+
+  /**
+   * A cell stops on the flag (its loop guards) or on the message above (its
+   * pending awaits). Only a cell still running after SIGNAL_AFTER_MS is in
+   * synchronous code without guards (a library's loop), which only SIGINT
+   * breaks. Raising it at once for every interrupt let the signal arrive after
+   * the cell had stopped on the flag, and interrupt the next cell.
+   */
+  const signalIfStuck = async (cell: number) => {
+    const until = Date.now() + SIGNAL_AFTER_MS;
+    while (Date.now() < until) {
+      await new Promise((r) => setTimeout(r, 5));
+      if (Atomics.load(flag, Flag.Cell) !== cell) return;
+    }
+    // Tagged with the cell, so a signal that reaches the listener after the cell ended is dropped (Runtime.signal).
+    Atomics.store(flag, Flag.SignalFor, cell + 1);
+    process.kill(process.pid, "SIGINT");
   };
 
   const listen = async (socket: zmq.Router, channel: Channel) => {

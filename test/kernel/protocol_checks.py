@@ -362,6 +362,8 @@ class Shared(unittest.TestCase):
             "pending await": "await new Promise(() => {});",
             "async loop": "let ticks = 0;\nwhile (true) {\n  await new Promise((r) => setTimeout(r, 5));\n  ticks++;\n}",
             "sync loop in a function": "function spin() { for (;;) {} }\nspin();",
+            # No loop of the cell's own: only SIGINT breaks the engine's sort.
+            "sync code without guards": "const big = Array.from({ length: 3e7 }, (_, i) => i);\nbig.sort((x, y) => y - x);",
         }
         for how in ("message", "SIGINT"):
             for name, code in cells.items():
@@ -381,6 +383,19 @@ class Shared(unittest.TestCase):
                     self.assertLess(elapsed, 1.0, f"{name} by {how} took {elapsed:.2f}s")
                     _, out = run(self.kc, "keep")
                     self.assertEqual(result_text(out), "'kept'")
+
+    def test_message_interrupts_never_reach_the_next_cell(self):
+        # A loop stopped by the flag used to leave its SIGINT in flight, which then interrupted the next cell (4 in 40 here).
+        run(self.kc, "const kept = 'still here';")
+        for i in range(15):
+            msg_id = self.kc.execute("function spin() { for (;;) {} }\nspin();")
+            time.sleep(0.2)
+            self.km.interrupt_kernel()
+            self.assertEqual(shell_reply(self.kc, msg_id, timeout=10)["content"]["ename"], "KeyboardInterrupt")
+            collect(self.kc, msg_id)
+            reply, out = run(self.kc, "kept")
+            self.assertEqual(reply["content"]["status"], "ok", f"round {i}: {reply['content']}")
+            self.assertEqual(result_text(out), "'still here'")
 
     def test_interrupt_aborts_the_signal(self):
         msg_id = self.kc.execute('import { currentSignal } from "retromae";\nconst watched = currentSignal()!;\nconsole.log("waiting");\nawait new Promise(() => {});', )
