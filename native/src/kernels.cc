@@ -2,6 +2,7 @@
 // big enough to pay for it (kGrain elements); below that one thread runs.
 #include "kernels.h"
 
+#include <immintrin.h>
 #include <omp.h>
 
 #include "gemm.h"
@@ -10,6 +11,8 @@
 #endif
 
 #include <algorithm>
+#include <array>
+#include <utility>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -464,15 +467,25 @@ void matmul(const float* a, const float* b, float* out, int64_t batch, int64_t b
 }
 
 namespace {
-// One row of attention scores, in place: s[j] = exp(s[j] · scale + m[j] − max); returns Σ s[j]. Two passes, 8 lanes
-// at a time (softmaxRow's five, with the division left to the caller). NaNs are skipped by the max, as there.
+#ifdef __AVX512F__
+typedef float vfRow __attribute__((vector_size(64)));
+typedef int32_t viRow __attribute__((vector_size(64)));
+#else
+typedef vf8 vfRow;
+typedef vi8 viRow;
+#endif
+
+// One row of attention scores, in place: s[j] = exp(s[j] · scale + m[j] − max); returns Σ s[j]. Two passes, 16
+// lanes at a time with AVX-512, else 8 (softmaxRow's five, with the division left to the caller). NaNs are skipped
+// by the max, as there.
 inline float expScoresRow(float* s, const float* m, int64_t n, float scale) {
-  const ExpBounds<vf8> bounds = expBounds<vf8>();
+  constexpr int kLanes = sizeof(vfRow) / sizeof(float);
+  const ExpBounds<vfRow> bounds = expBounds<vfRow>();
   const float lowest = -std::numeric_limits<float>::infinity();
-  vf8 vmax = bounds.zero + lowest;
+  vfRow vmax = bounds.zero + lowest;
   int64_t j = 0;
-  for (; j + 8 <= n; j += 8) {
-    vf8 x, mj;
+  for (; j + kLanes <= n; j += kLanes) {
+    vfRow x, mj;
     std::memcpy(&x, s + j, sizeof x);
     std::memcpy(&mj, m + j, sizeof mj);
     x = x * scale + mj;
@@ -480,32 +493,205 @@ inline float expScoresRow(float* s, const float* m, int64_t n, float scale) {
     vmax = x > vmax ? x : vmax;
   }
   float mx = lowest;
-  for (int k = 0; k < 8; k++) mx = vmax[k] > mx ? vmax[k] : mx;
+  for (int k = 0; k < kLanes; k++) mx = vmax[k] > mx ? vmax[k] : mx;
   for (; j < n; j++) {
     s[j] = s[j] * scale + m[j];
     mx = s[j] > mx ? s[j] : mx;
   }
-  vf8 vsum = bounds.zero;
-  for (j = 0; j + 8 <= n; j += 8) {
-    vf8 x;
+  vfRow vsum = bounds.zero;
+  for (j = 0; j + kLanes <= n; j += kLanes) {
+    vfRow x;
     std::memcpy(&x, s + j, sizeof x);
-    x = expCore<vf8, vi8>(x - mx, bounds);
+    x = expCore<vfRow, viRow>(x - mx, bounds);
     std::memcpy(s + j, &x, sizeof x);
     vsum += x;
   }
   double sum = 0;
-  for (int k = 0; k < 8; k++) sum += vsum[k];
+  for (int k = 0; k < kLanes; k++) sum += vsum[k];
   for (; j < n; j++) sum += (s[j] = vexp(s[j] - mx));
   return static_cast<float>(sum);
 }
+
+#if defined(__AVX2__) && defined(__FMA__)
+// The register-tiled attention for inference, one (batch, head) and a run of
+// query rows per task. K and V of the head are packed once per task into
+// panels 2W floats wide (W = the vector's lanes): Kp [Lk/2W][dh][2W] and Vp
+// [dh/2W][Lk][2W], zero-padded past Lk. Each block of MR query rows keeps its
+// scores S [MR][Lk] in L1: S = Q Kᵀ in MR x 2W tiles of FMAs (Q broadcast from
+// its own [dh][MR] copy), the softmax on S's rows, then the context (exp S) V
+// in MR x 2W tiles, divided once per output. The GEMM call per block that this
+// replaces packed K again for every block, and V's dh = 64 columns were a
+// narrow N. AVX-512: 12 x 32 tiles in 24 of 32 registers; AVX2: 6 x 16 in 12 of 16.
+struct Avx2 {
+  using V = __m256;
+  static constexpr int W = 8, MR = 6;
+  static V zero() { return _mm256_setzero_ps(); }
+  static V load(const float* p) { return _mm256_loadu_ps(p); }
+  static V bcast(const float* p) { return _mm256_broadcast_ss(p); }
+  static V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+  static void storeScaled(float* p, V a, float f) { _mm256_storeu_ps(p, _mm256_mul_ps(a, _mm256_set1_ps(f))); }
+  static void store(float* p, V a) { _mm256_storeu_ps(p, a); }
+};
+#ifdef __AVX512F__
+struct Avx512 {
+  using V = __m512;
+  static constexpr int W = 16, MR = 12;
+  static V zero() { return _mm512_setzero_ps(); }
+  static V load(const float* p) { return _mm512_loadu_ps(p); }
+  static V bcast(const float* p) { return _mm512_set1_ps(*p); }
+  static V fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
+  static void storeScaled(float* p, V a, float f) { _mm512_storeu_ps(p, _mm512_mul_ps(a, _mm512_set1_ps(f))); }
+  static void store(float* p, V a) { _mm512_storeu_ps(p, a); }
+};
+using Tiles = Avx512;
+#else
+using Tiles = Avx2;
+#endif
+constexpr int kMR = Tiles::MR, kPanel = 2 * Tiles::W;
+
+// The accumulators are named variables, not an array: GCC keeps an array of
+// vectors on the stack and stores it back every iteration.
+#define RM_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
+#define RM_ZERO(r) typename A::V a##r = A::zero(), b##r = a##r;
+#define RM_STEP(r, x_at, lo, hi)         \
+  if constexpr (R > r) {                 \
+    const typename A::V x = A::bcast(x_at); \
+    a##r = A::fma(x, lo, a##r);          \
+    b##r = A::fma(x, hi, b##r);          \
+  }
+
+// S[r][0..2W) = Σ_d qp[d][r] · kp[d][0..2W), for r < R.
+template <class A, int R>
+inline void scoreTile(const float* qp, const float* kp, int64_t dh, float* s, int64_t lds) {
+  RM_ROWS(RM_ZERO)
+  for (int64_t d = 0; d < dh; d++) {
+    const typename A::V k0 = A::load(kp + d * kPanel), k1 = A::load(kp + d * kPanel + A::W);
+#define RM_SCORE(r) RM_STEP(r, qp + d * kMR + r, k0, k1)
+    RM_ROWS(RM_SCORE)
+#undef RM_SCORE
+  }
+#define RM_STORE(r)                      \
+  if constexpr (R > r) {                 \
+    A::store(s + r * lds, a##r);         \
+    A::store(s + r * lds + A::W, b##r);  \
+  }
+  RM_ROWS(RM_STORE)
+#undef RM_STORE
+}
+
+// o[r][0..2W) = inv[r] · Σ_j s[r][j] · vp[j][0..2W), for r < R and j < n.
+template <class A, int R>
+inline void contextTile(const float* s, int64_t lds, const float* vp, int64_t n, const float* inv, float* o,
+                        int64_t ldo) {
+  RM_ROWS(RM_ZERO)
+  for (int64_t j = 0; j < n; j++) {
+    const typename A::V v0 = A::load(vp + j * kPanel), v1 = A::load(vp + j * kPanel + A::W);
+#define RM_CONTEXT(r) RM_STEP(r, s + r * lds + j, v0, v1)
+    RM_ROWS(RM_CONTEXT)
+#undef RM_CONTEXT
+  }
+#define RM_STORE(r)                                   \
+  if constexpr (R > r) {                              \
+    A::storeScaled(o + r * ldo, a##r, inv[r]);        \
+    A::storeScaled(o + r * ldo + A::W, b##r, inv[r]); \
+  }
+  RM_ROWS(RM_STORE)
+#undef RM_STORE
+}
+#undef RM_STEP
+#undef RM_ZERO
+#undef RM_ROWS
+
+// One block of R query rows of one head: q rows at stride ldq, mask rows at ldm (0: one row for all), out rows at ldo.
+template <int R>
+void attendRows(const float* q, int64_t ldq, const float* Kp, const float* Vp, const float* mask, int64_t ldm,
+                int64_t Lk, int64_t dh, float scale, float* S, float* qp, float* o, int64_t ldo) {
+  const int64_t panels = (Lk + kPanel - 1) / kPanel, lds = panels * kPanel;
+  for (int64_t d = 0; d < dh; d++) {
+    for (int r = 0; r < R; r++) qp[d * kMR + r] = q[r * ldq + d];
+  }
+  for (int64_t p = 0; p < panels; p++) scoreTile<Tiles, R>(qp, Kp + p * dh * kPanel, dh, S + p * kPanel, lds);  // Q Kᵀ
+  float inv[kMR];
+  for (int r = 0; r < R; r++) {
+    inv[r] = 1.0f / expScoresRow(S + r * lds, mask + r * ldm, Lk, scale);  // exp(S · scale + mask − max), unnormalised
+  }
+  for (int64_t c = 0; c < dh; c += kPanel) contextTile<Tiles, R>(S, lds, Vp + c * Lk, Lk, inv, o + c, ldo);  // (exp S) V / Σ
+}
+
+using AttendRows = void (*)(const float*, int64_t, const float*, const float*, const float*, int64_t, int64_t,
+                            int64_t, float, float*, float*, float*, int64_t);
+template <size_t... R>
+constexpr std::array<AttendRows, sizeof...(R)> attendTable(std::index_sequence<R...>) {
+  return {(R == 0 ? nullptr : attendRows<static_cast<int>(R == 0 ? 1 : R)>)...};
+}
+constexpr auto kAttendRows = attendTable(std::make_index_sequence<kMR + 1>());
+
+void attentionTiled(const float* q, const float* k, const float* v, const float* mask, float* out, int64_t B,
+                    int64_t heads, int64_t Lq, int64_t Lk, int64_t dh, int64_t maskRows, float scale, int64_t ldq,
+                    int64_t ldkv) {
+  const int64_t H = heads * dh, panels = (Lk + kPanel - 1) / kPanel;
+  // Whole heads per task when there are enough to share out; else runs of query rows (K and V packed again per run).
+  const int nt = omp_get_max_threads();
+  const int64_t pairs = B * heads;
+  int64_t runs = pairs >= 4 * nt ? 1 : (4 * nt + pairs - 1) / pairs;
+  int64_t runRows = (Lq + runs - 1) / runs;
+  runRows = (runRows + kMR - 1) / kMR * kMR;
+  runs = (Lq + runRows - 1) / runRows;
+  const int64_t tasks = pairs * runs;
+#pragma omp parallel if (tasks > 1 && par(B * heads * Lq * Lk))
+  {
+    thread_local std::vector<float> buffer;  // Kp, Vp, S and the Q block, kept between calls
+    const size_t kpSize = static_cast<size_t>(panels) * dh * kPanel, vpSize = static_cast<size_t>(dh) * Lk;
+    buffer.resize(kpSize + vpSize + static_cast<size_t>(kMR) * panels * kPanel + static_cast<size_t>(kMR) * dh);
+    float* Kp = buffer.data();
+    float* Vp = Kp + kpSize;
+    float* S = Vp + vpSize;
+    float* qp = S + static_cast<size_t>(kMR) * panels * kPanel;
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t t = 0; t < tasks; t++) {
+      const int64_t b = t / (heads * runs), h = (t / runs) % heads, r0 = (t % runs) * runRows;
+      const int64_t r1 = std::min(Lq, r0 + runRows);
+      const float* kb = k + b * Lk * ldkv + h * dh;  // [Lk, dh], leading dimension ldkv
+      const float* vb = v + b * Lk * ldkv + h * dh;  // [Lk, dh]
+      for (int64_t p = 0; p < panels; p++) {          // Kp[p][d][i] = K[2W p + i][d], 0 past Lk
+        float* kp = Kp + p * dh * kPanel;
+        const int64_t n = std::min<int64_t>(kPanel, Lk - p * kPanel);
+        for (int64_t i = 0; i < kPanel; i++) {
+          const float* row = kb + (p * kPanel + i) * ldkv;
+          for (int64_t d = 0; d < dh; d++) kp[d * kPanel + i] = i < n ? row[d] : 0.0f;
+        }
+      }
+      for (int64_t j = 0; j < Lk; j++) {  // Vp[c / 2W][j][c % 2W] = V[j][c]
+        const float* row = vb + j * ldkv;
+        for (int64_t c = 0; c < dh; c += kPanel) std::memcpy(Vp + c * Lk + j * kPanel, row + c, kPanel * sizeof(float));
+      }
+      for (int64_t i = r0; i < r1; i += kMR) {
+        const int rows = static_cast<int>(std::min<int64_t>(kMR, r1 - i));
+        const float* mi = mask + (b * maskRows + (maskRows == 1 ? 0 : i)) * Lk;
+        kAttendRows[rows](q + (b * Lq + i) * ldq + h * dh, ldq, Kp, Vp, mi, maskRows == 1 ? 0 : Lk, Lk, dh, scale, S,
+                          qp, out + (b * Lq + i) * H + h * dh, H);
+      }
+    }
+  }
+}
+#endif
 }  // namespace
 
 // Attention for inference, a block of query rows at a time: the block's
 // scores, softmax and context stay in this thread's cache, and the heads are
-// read from and written to [B, L, H] in place (no head transposes).
+// read from and written to [B, L, H] in place (no head transposes). Heads
+// whose width fits the register tiles (dh = 64 with either) take
+// attentionTiled; others, and queries of fewer than 16 rows, two GEMM calls
+// per block of 64 rows.
 void attention(const float* q, const float* k, const float* v, const float* mask, float* out, int64_t B,
                int64_t heads, int64_t Lq, int64_t Lk, int64_t dh, int64_t maskRows, float scale, int64_t ldq,
                int64_t ldkv) {
+#if defined(__AVX2__) && defined(__FMA__)
+  if (dh % kPanel == 0 && Lq >= 16) {
+    attentionTiled(q, k, v, mask, out, B, heads, Lq, Lk, dh, maskRows, scale, ldq, ldkv);
+    return;
+  }
+#endif
   const int64_t H = heads * dh;
   constexpr int64_t kRows = 64;
   const int64_t blocks = (Lq + kRows - 1) / kRows, tasks = B * heads * blocks;

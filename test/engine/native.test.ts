@@ -385,6 +385,18 @@ test("fused inference attention: heads read in place, blocks of query rows, both
     const [k, v] = tf.split(kv, 2, 2);
     return fused ?? reference(q, k, v, m, 2, 0.125);
   };
+  // heads of 64 (every preset's), which take the register-tiled kernel: row blocks of 6 with a tail, Lk not a multiple of 16,
+  // one batch row (runs of query rows per task), a per-query mask, and stacked q|k|v
+  await same("attention [2, 37, 2x64]", (q, k, v, m) => run(q, k, v, m, 2), [randn([2, 37, 128]), randn([2, 37, 128]), randn([2, 37, 128]), masked([2, 1, 1, 37])], 1e-4, 1e-5);
+  await same("attention [1, 100 x 51, 2x64], per-query mask", (q, k, v, m) => run(q, k, v, m, 2), [randn([1, 100, 128]), randn([1, 51, 128]), randn([1, 51, 128]), masked([1, 1, 100, 51])], 1e-4, 1e-5);
+  const stacked64 = (qkv: tf.Tensor, m: tf.Tensor) => {
+    const t = qkv as tf.Tensor3D;
+    const fused = attentionInference(t, t, t, m as tf.Tensor4D, 2, 0.125, { hidden: 128, columns: [0, 128, 256] });
+    if (tf.getBackend() === "native") assert.ok(fused, "native reads the stacked tensor in place");
+    const [q, k, v] = tf.split(qkv, 3, 2);
+    return fused ?? reference(q, k, v, m, 2, 0.125);
+  };
+  await same("attention, stacked q|k|v [3, 64, 3x(2x64)]", stacked64, [randn([3, 64, 384]), masked([3, 1, 1, 64])], 1e-4, 1e-5);
   await same("attention, one query row against stacked k|v [3, 1 x 40, 2x8]", kvStacked, [randn([3, 1, 16]), randn([3, 40, 32]), masked([3, 1, 1, 40])], 1e-4, 1e-5);
   // a column block past the tensor's width is declined
   const narrow = tf.zeros([1, 4, 8]) as tf.Tensor3D;
