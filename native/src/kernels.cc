@@ -530,7 +530,6 @@ struct Avx2 {
   static V bcast(const float* p) { return _mm256_broadcast_ss(p); }
   static V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
   static void storeScaled(float* p, V a, float f) { _mm256_storeu_ps(p, _mm256_mul_ps(a, _mm256_set1_ps(f))); }
-  static void store(float* p, V a) { _mm256_storeu_ps(p, a); }
 };
 #ifdef __AVX512F__
 struct Avx512 {
@@ -541,7 +540,6 @@ struct Avx512 {
   static V bcast(const float* p) { return _mm512_set1_ps(*p); }
   static V fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
   static void storeScaled(float* p, V a, float f) { _mm512_storeu_ps(p, _mm512_mul_ps(a, _mm512_set1_ps(f))); }
-  static void store(float* p, V a) { _mm512_storeu_ps(p, a); }
 };
 using Tiles = Avx512;
 #else
@@ -552,54 +550,36 @@ constexpr int kMR = Tiles::MR, kPanel = 2 * Tiles::W;
 // The accumulators are named variables, not an array: GCC keeps an array of
 // vectors on the stack and stores it back every iteration.
 #define RM_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
+
+// The one tile both products use: o[r][0..2W) = f[r] · Σ_k x[r · xr + k · xk] · panel[k][0..2W) for r < R and
+// k < n, with f = inv, or 1 when inv is null. Scores: x = Q's [dh][MR] copy, panel = Kp's (k = d); context: x = the
+// scores' rows, panel = Vp's (k = j).
+template <class A, int R>
+inline void panelTile(const float* x, int64_t xr, int64_t xk, const float* panel, int64_t n, const float* inv,
+                      float* o, int64_t ldo) {
 #define RM_ZERO(r) typename A::V a##r = A::zero(), b##r = a##r;
-#define RM_STEP(r, x_at, lo, hi)         \
-  if constexpr (R > r) {                 \
-    const typename A::V x = A::bcast(x_at); \
-    a##r = A::fma(x, lo, a##r);          \
-    b##r = A::fma(x, hi, b##r);          \
-  }
-
-// S[r][0..2W) = Σ_d qp[d][r] · kp[d][0..2W), for r < R.
-template <class A, int R>
-inline void scoreTile(const float* qp, const float* kp, int64_t dh, float* s, int64_t lds) {
   RM_ROWS(RM_ZERO)
-  for (int64_t d = 0; d < dh; d++) {
-    const typename A::V k0 = A::load(kp + d * kPanel), k1 = A::load(kp + d * kPanel + A::W);
-#define RM_SCORE(r) RM_STEP(r, qp + d * kMR + r, k0, k1)
-    RM_ROWS(RM_SCORE)
-#undef RM_SCORE
-  }
-#define RM_STORE(r)                      \
-  if constexpr (R > r) {                 \
-    A::store(s + r * lds, a##r);         \
-    A::store(s + r * lds + A::W, b##r);  \
-  }
-  RM_ROWS(RM_STORE)
-#undef RM_STORE
-}
-
-// o[r][0..2W) = inv[r] · Σ_j s[r][j] · vp[j][0..2W), for r < R and j < n.
-template <class A, int R>
-inline void contextTile(const float* s, int64_t lds, const float* vp, int64_t n, const float* inv, float* o,
-                        int64_t ldo) {
-  RM_ROWS(RM_ZERO)
-  for (int64_t j = 0; j < n; j++) {
-    const typename A::V v0 = A::load(vp + j * kPanel), v1 = A::load(vp + j * kPanel + A::W);
-#define RM_CONTEXT(r) RM_STEP(r, s + r * lds + j, v0, v1)
-    RM_ROWS(RM_CONTEXT)
-#undef RM_CONTEXT
-  }
-#define RM_STORE(r)                                   \
-  if constexpr (R > r) {                              \
-    A::storeScaled(o + r * ldo, a##r, inv[r]);        \
-    A::storeScaled(o + r * ldo + A::W, b##r, inv[r]); \
-  }
-  RM_ROWS(RM_STORE)
-#undef RM_STORE
-}
-#undef RM_STEP
 #undef RM_ZERO
+  for (int64_t k = 0; k < n; k++) {
+    const typename A::V lo = A::load(panel + k * kPanel), hi = A::load(panel + k * kPanel + A::W);
+#define RM_STEP(r)                                  \
+  if constexpr (R > r) {                            \
+    const typename A::V xb = A::bcast(x + r * xr + k * xk); \
+    a##r = A::fma(xb, lo, a##r);                    \
+    b##r = A::fma(xb, hi, b##r);                    \
+  }
+    RM_ROWS(RM_STEP)
+#undef RM_STEP
+  }
+#define RM_STORE(r)                                  \
+  if constexpr (R > r) {                             \
+    const float f = inv ? inv[r] : 1.0f;             \
+    A::storeScaled(o + r * ldo, a##r, f);            \
+    A::storeScaled(o + r * ldo + A::W, b##r, f);     \
+  }
+  RM_ROWS(RM_STORE)
+#undef RM_STORE
+}
 #undef RM_ROWS
 
 // One block of R query rows of one head: q rows at stride ldq, mask rows at ldm (0: one row for all), out rows at ldo.
@@ -610,12 +590,12 @@ void attendRows(const float* q, int64_t ldq, const float* Kp, const float* Vp, c
   for (int64_t d = 0; d < dh; d++) {
     for (int r = 0; r < R; r++) qp[d * kMR + r] = q[r * ldq + d];
   }
-  for (int64_t p = 0; p < panels; p++) scoreTile<Tiles, R>(qp, Kp + p * dh * kPanel, dh, S + p * kPanel, lds);  // Q Kᵀ
+  for (int64_t p = 0; p < panels; p++) panelTile<Tiles, R>(qp, 1, kMR, Kp + p * dh * kPanel, dh, nullptr, S + p * kPanel, lds);  // Q Kᵀ
   float inv[kMR];
   for (int r = 0; r < R; r++) {
     inv[r] = 1.0f / expScoresRow(S + r * lds, mask + r * ldm, Lk, scale);  // exp(S · scale + mask − max), unnormalised
   }
-  for (int64_t c = 0; c < dh; c += kPanel) contextTile<Tiles, R>(S, lds, Vp + c * Lk, Lk, inv, o + c, ldo);  // (exp S) V / Σ
+  for (int64_t c = 0; c < dh; c += kPanel) panelTile<Tiles, R>(S, lds, 1, Vp + c * Lk, Lk, inv, o + c, ldo);  // (exp S) V / Σ
 }
 
 using AttendRows = void (*)(const float*, int64_t, const float*, const float*, const float*, int64_t, int64_t,
