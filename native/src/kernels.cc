@@ -103,6 +103,16 @@ void binaryT(const float* a, const float* b, float* out, int ndim, const int64_t
 // 1.2e-38) it gives 0, above 88.72 infinity; NaN stays NaN.
 typedef float vf8 __attribute__((vector_size(32)));
 typedef int32_t vi8 __attribute__((vector_size(32)));
+// The widest vector the build targets, for the element-wise loops that are hot enough to care: 16 lanes with
+// AVX-512, else 8.
+#ifdef __AVX512F__
+typedef float vfRow __attribute__((vector_size(64)));
+typedef int32_t viRow __attribute__((vector_size(64)));
+#else
+typedef vf8 vfRow;
+typedef vi8 viRow;
+#endif
+constexpr int kLanes = sizeof(vfRow) / sizeof(float);
 constexpr float kExpHi = 88.7228391f, kExpLo = -87.3f;
 
 // The constants expCore clamps and selects with, as scalars or as vectors.
@@ -150,21 +160,21 @@ inline float vexp(float x) {
   return expCore<float, int32_t>(x, expBounds<float>());
 }
 
-// out[j] = exp(x[j] - shift), 8 at a time
+// out[j] = exp(x[j] - shift), kLanes at a time
 inline void expArray(const float* x, float shift, float* out, int64_t n) {
-  const ExpBounds<vf8> b = expBounds<vf8>();
+  const ExpBounds<vfRow> b = expBounds<vfRow>();
   int64_t j = 0;
-  for (; j + 8 <= n; j += 8) {
-    vf8 v;
+  for (; j + kLanes <= n; j += kLanes) {
+    vfRow v;
     std::memcpy(&v, x + j, sizeof v);
-    v = expCore<vf8, vi8>(v - shift, b);
+    v = expCore<vfRow, viRow>(v - shift, b);
     std::memcpy(out + j, &v, sizeof v);
   }
   for (; j < n; j++) out[j] = vexp(x[j] - shift);
 }
 
 // erf by Abramowitz and Stegun 7.1.26 (absolute error under 1.5e-7; the
-// formula tfjs-backend-cpu uses), 8 at a time: the exp goes through expCore.
+// formula tfjs-backend-cpu uses), kLanes at a time: the exp goes through expCore.
 template <typename F, typename I>
 inline F erfCore(F x, const ExpBounds<F>& b) {
   const F zero = b.zero;
@@ -179,12 +189,12 @@ inline F erfCore(F x, const ExpBounds<F>& b) {
 }
 
 inline void erfArray(const float* x, float* out, int64_t n) {
-  const ExpBounds<vf8> b = expBounds<vf8>();
+  const ExpBounds<vfRow> b = expBounds<vfRow>();
   int64_t j = 0;
-  for (; j + 8 <= n; j += 8) {
-    vf8 v;
+  for (; j + kLanes <= n; j += kLanes) {
+    vfRow v;
     std::memcpy(&v, x + j, sizeof v);
-    v = erfCore<vf8, vi8>(v, b);
+    v = erfCore<vfRow, viRow>(v, b);
     std::memcpy(out + j, &v, sizeof v);
   }
   for (; j < n; j++) {
@@ -192,20 +202,20 @@ inline void erfArray(const float* x, float* out, int64_t n) {
   }
 }
 
-// GELU and its gradient over [lo, hi), 8 at a time
+// GELU and its gradient over [lo, hi), kLanes at a time
 template <bool GRAD>
 inline void geluRange(const float* x, const float* dy, float* out, int64_t lo, int64_t hi) {
-  const ExpBounds<vf8> b = expBounds<vf8>();
+  const ExpBounds<vfRow> b = expBounds<vfRow>();
   constexpr float kRsqrt2 = 0.70710678118654752f, kRsqrt2Pi = 0.39894228040143268f;
   int64_t j = lo;
-  for (; j + 8 <= hi; j += 8) {
-    vf8 v, r;
+  for (; j + kLanes <= hi; j += kLanes) {
+    vfRow v, r;
     std::memcpy(&v, x + j, sizeof v);
-    const vf8 cdf = (erfCore<vf8, vi8>(v * kRsqrt2, b) + 1.0f) * 0.5f;
+    const vfRow cdf = (erfCore<vfRow, viRow>(v * kRsqrt2, b) + 1.0f) * 0.5f;
     if (GRAD) {
-      vf8 d;
+      vfRow d;
       std::memcpy(&d, dy + j, sizeof d);
-      r = d * (cdf + v * expCore<vf8, vi8>(v * v * -0.5f, b) * kRsqrt2Pi);
+      r = d * (cdf + v * expCore<vfRow, viRow>(v * v * -0.5f, b) * kRsqrt2Pi);
     } else {
       r = v * cdf;
     }
@@ -258,7 +268,7 @@ void unaryT(const float* x, float* out, int64_t n, float alpha) {
 #pragma omp parallel if (par(n))
     {
       const int nt = omp_get_num_threads(), t = omp_get_thread_num();
-      const int64_t lo = n * t / nt / 8 * 8, hi = t == nt - 1 ? n : n * (t + 1) / nt / 8 * 8;
+      const int64_t lo = n * t / nt / kLanes * kLanes, hi = t == nt - 1 ? n : n * (t + 1) / nt / kLanes * kLanes;
       if (OP == EXP) {
         expArray(x + lo, 0.0f, out + lo, hi - lo);
       } else {
@@ -467,19 +477,10 @@ void matmul(const float* a, const float* b, float* out, int64_t batch, int64_t b
 }
 
 namespace {
-#ifdef __AVX512F__
-typedef float vfRow __attribute__((vector_size(64)));
-typedef int32_t viRow __attribute__((vector_size(64)));
-#else
-typedef vf8 vfRow;
-typedef vi8 viRow;
-#endif
-
 // One row of attention scores, in place: s[j] = exp(s[j] · scale + m[j] − max); returns Σ s[j]. Two passes, 16
 // lanes at a time with AVX-512, else 8 (softmaxRow's five, with the division left to the caller). NaNs are skipped
 // by the max, as there.
 inline float expScoresRow(float* s, const float* m, int64_t n, float scale) {
-  constexpr int kLanes = sizeof(vfRow) / sizeof(float);
   const ExpBounds<vfRow> bounds = expBounds<vfRow>();
   const float lowest = -std::numeric_limits<float>::infinity();
   vfRow vmax = bounds.zero + lowest;
@@ -730,7 +731,7 @@ void gelu(const float* x, float* out, int64_t n) {
 #pragma omp parallel if (par(n))
   {
     const int nt = omp_get_num_threads(), t = omp_get_thread_num();
-    geluRange<false>(x, nullptr, out, n * t / nt / 8 * 8, t == nt - 1 ? n : n * (t + 1) / nt / 8 * 8);
+    geluRange<false>(x, nullptr, out, n * t / nt / kLanes * kLanes, t == nt - 1 ? n : n * (t + 1) / nt / kLanes * kLanes);
   }
 }
 
@@ -738,7 +739,7 @@ void geluGrad(const float* x, const float* dy, float* out, int64_t n) {
 #pragma omp parallel if (par(n))
   {
     const int nt = omp_get_num_threads(), t = omp_get_thread_num();
-    geluRange<true>(x, dy, out, n * t / nt / 8 * 8, t == nt - 1 ? n : n * (t + 1) / nt / 8 * 8);
+    geluRange<true>(x, dy, out, n * t / nt / kLanes * kLanes, t == nt - 1 ? n : n * (t + 1) / nt / kLanes * kLanes);
   }
 }
 
