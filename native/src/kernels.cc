@@ -841,11 +841,18 @@ void addLayerNorm(const float* x, const float* residual, const float* gamma, con
       std::memcpy(h, xi, H * sizeof(float));
     }
     const float mean = static_cast<float>(sumRow(h, H) / H);
-    float var = 0;
-    for (int64_t j = 0; j < H; j++) {
-      const float d = h[j] - mean;
-      var += d * d;
+    // 16 partial sums, so the loop vectorises (one running float is a chain of dependent adds).
+    float lane[16] = {0};
+    int64_t j = 0;
+    for (; j + 16 <= H; j += 16) {
+      for (int k = 0; k < 16; k++) {
+        const float d = h[j + k] - mean;
+        lane[k] += d * d;
+      }
     }
+    float var = 0;
+    for (int k = 0; k < 16; k++) var += lane[k];
+    for (; j < H; j++) var += (h[j] - mean) * (h[j] - mean);
     const float rs = 1.0f / std::sqrt(var / H + eps);
     rstd[r] = rs;
     float* yi = y + r * H;
