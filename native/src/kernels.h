@@ -63,7 +63,9 @@ void scaledMaskedSoftmax(const float* x, const float* mask, float* out, int64_t 
 // of ldq floats and k and v [B, Lk] rows of ldkv, each row's first H holding
 // the heads side by side (H = heads * dh; ld > H when q, k and v are columns
 // of one stacked projection), mask is [B, 1, maskRows, Lk] and out is
-// [B, Lq, H]. No probabilities are kept.
+// [B, Lq, H]. No probabilities are kept. Heads of dh = 64 (a multiple of the
+// register tile's width) and 16 or more query rows run register-tiled
+// (kernels.cc attentionTiled); others through two GEMM calls per block.
 void attention(const float* q, const float* k, const float* v, const float* mask, float* out, int64_t B,
                int64_t heads, int64_t Lq, int64_t Lk, int64_t dh, int64_t maskRows, float scale, int64_t ldq,
                int64_t ldkv);
