@@ -169,7 +169,7 @@ export class Runtime {
 
   /** The transport's interrupt_request, for the cell that ran when it came: a later cell is not interrupted. */
   interruptCell(cell: number): void {
-    if (cell && cell === Atomics.load(this.flags, Flag.Cell)) this.interrupt();
+    if (cell === Atomics.load(this.flags, Flag.Cell)) this.interrupt();
   }
 
   /**

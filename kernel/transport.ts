@@ -116,8 +116,10 @@ async function main(port: MessagePort, data: TransportData): Promise<void> {
     send("iopub", { header: makeHeader("status", session), parent_header: parent, content: { execution_state: "busy" } });
     const cell = Atomics.load(flag, Flag.Cell);
     Atomics.store(flag, Flag.Requested, 1);
-    port.postMessage({ t: "interrupt", cell } satisfies Inbound);
-    if (cell) void signalIfStuck(cell);
+    if (cell) {
+      port.postMessage({ t: "interrupt", cell } satisfies Inbound);
+      void signalIfStuck(cell);
+    }
     send("control", { identities: request.identities, header: makeHeader("interrupt_reply", session), parent_header: parent, content: { status: "ok" } });
     send("iopub", { header: makeHeader("status", session), parent_header: parent, content: { execution_state: "idle" } });
   };

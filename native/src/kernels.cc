@@ -12,10 +12,10 @@
 
 #include <algorithm>
 #include <array>
-#include <utility>
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <utility>
 #include <vector>
 
 namespace rm {
@@ -113,6 +113,9 @@ typedef vf8 vfRow;
 typedef vi8 viRow;
 #endif
 constexpr int kLanes = sizeof(vfRow) / sizeof(float);
+
+// Where thread t of nt starts in n elements, on a multiple of kLanes (n itself for t = nt).
+inline int64_t laneSplit(int64_t n, int t, int nt) { return t == nt ? n : n * t / nt / kLanes * kLanes; }
 constexpr float kExpHi = 88.7228391f, kExpLo = -87.3f;
 
 // The constants expCore clamps and selects with, as scalars or as vectors.
@@ -268,7 +271,7 @@ void unaryT(const float* x, float* out, int64_t n, float alpha) {
 #pragma omp parallel if (par(n))
     {
       const int nt = omp_get_num_threads(), t = omp_get_thread_num();
-      const int64_t lo = n * t / nt / kLanes * kLanes, hi = t == nt - 1 ? n : n * (t + 1) / nt / kLanes * kLanes;
+      const int64_t lo = laneSplit(n, t, nt), hi = laneSplit(n, t + 1, nt);
       if (OP == EXP) {
         expArray(x + lo, 0.0f, out + lo, hi - lo);
       } else {
@@ -601,11 +604,12 @@ void attendRows(const float* q, int64_t ldq, const float* Kp, const float* Vp, c
 
 using AttendRows = void (*)(const float*, int64_t, const float*, const float*, const float*, int64_t, int64_t,
                             int64_t, float, float*, float*, float*, int64_t);
+// kAttendRows[R] runs a block of R rows (R = 1..MR).
 template <size_t... R>
-constexpr std::array<AttendRows, sizeof...(R)> attendTable(std::index_sequence<R...>) {
-  return {(R == 0 ? nullptr : attendRows<static_cast<int>(R == 0 ? 1 : R)>)...};
+constexpr std::array<AttendRows, kMR + 1> attendTable(std::index_sequence<R...>) {
+  return {nullptr, attendRows<static_cast<int>(R) + 1>...};
 }
-constexpr auto kAttendRows = attendTable(std::make_index_sequence<kMR + 1>());
+constexpr auto kAttendRows = attendTable(std::make_index_sequence<kMR>());
 
 void attentionTiled(const float* q, const float* k, const float* v, const float* mask, float* out, int64_t B,
                     int64_t heads, int64_t Lq, int64_t Lk, int64_t dh, int64_t maskRows, float scale, int64_t ldq,
@@ -638,8 +642,12 @@ void attentionTiled(const float* q, const float* k, const float* v, const float*
         float* kp = Kp + p * dh * kPanel;
         const int64_t n = std::min<int64_t>(kPanel, Lk - p * kPanel);
         for (int64_t i = 0; i < kPanel; i++) {
+          if (i >= n) {
+            for (int64_t d = 0; d < dh; d++) kp[d * kPanel + i] = 0.0f;
+            continue;
+          }
           const float* row = kb + (p * kPanel + i) * ldkv;
-          for (int64_t d = 0; d < dh; d++) kp[d * kPanel + i] = i < n ? row[d] : 0.0f;
+          for (int64_t d = 0; d < dh; d++) kp[d * kPanel + i] = row[d];
         }
       }
       for (int64_t j = 0; j < Lk; j++) {  // Vp[c / 2W][j][c % 2W] = V[j][c]
@@ -731,7 +739,7 @@ void gelu(const float* x, float* out, int64_t n) {
 #pragma omp parallel if (par(n))
   {
     const int nt = omp_get_num_threads(), t = omp_get_thread_num();
-    geluRange<false>(x, nullptr, out, n * t / nt / kLanes * kLanes, t == nt - 1 ? n : n * (t + 1) / nt / kLanes * kLanes);
+    geluRange<false>(x, nullptr, out, laneSplit(n, t, nt), laneSplit(n, t + 1, nt));
   }
 }
 
@@ -739,7 +747,7 @@ void geluGrad(const float* x, const float* dy, float* out, int64_t n) {
 #pragma omp parallel if (par(n))
   {
     const int nt = omp_get_num_threads(), t = omp_get_thread_num();
-    geluRange<true>(x, dy, out, n * t / nt / kLanes * kLanes, t == nt - 1 ? n : n * (t + 1) / nt / kLanes * kLanes);
+    geluRange<true>(x, dy, out, laneSplit(n, t, nt), laneSplit(n, t + 1, nt));
   }
 }
 
