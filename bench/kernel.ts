@@ -67,6 +67,7 @@ export async function benchKernel(args: string[]): Promise<void> {
         repeated_median: ratio("repeated_cell_ms_median"),
         print_10000: ratio("print_10000_lines_ms"),
         rss_after_start: ratio("rss_mb_after_start"),
+        rss_after_import_and_100_cells_1s_idle: ratio("rss_mb_after_import_and_100_cells_1s_idle"),
         first_cell: ratio("first_cell_ms_median"),
       },
       ...(denoRow ? { ratio_vs_deno: { start: +(ours.start_to_kernel_info_s / denoRow.start_to_kernel_info_s).toFixed(2), first_cell: +(ours.first_cell_ms_median / denoRow.first_cell_ms_median).toFixed(2), trivial_median: +(ours.trivial_cell_ms_median / denoRow.trivial_cell_ms_median).toFixed(2) } } : { deno: "skipped: no deno binary (npm install deno, then --deno node_modules/.bin/deno)" }),

@@ -21,6 +21,11 @@ export function loadLibrary(hooks: { display: Lib.Display; signal: () => AbortSi
   return lib;
 }
 
+/** Give free C-heap memory back to the OS (lib's releaseFreeMemory), once the library is loaded; before, there is none of its keeping. */
+export function releaseFreeMemory(): void {
+  library?.releaseFreeMemory();
+}
+
 /** Wait for TensorFlow.js to pick its backend, so the next line of a cell can make tensors. */
 export async function libraryReady(lib: { ready?: () => Promise<unknown>; tf?: { ready?: () => Promise<unknown> } }): Promise<void> {
   await (lib.ready ?? lib.tf?.ready)?.();

@@ -6,7 +6,7 @@
  * are ordinary objects to the library and to tfjs.
  */
 import * as vm from "vm";
-import { loadLibrary } from "./bridge";
+import { loadLibrary, releaseFreeMemory } from "./bridge";
 import { toBytes, type CommManager } from "./comms";
 import type { DisplayPublisher } from "./display";
 import type { Compiled } from "./language";
@@ -43,12 +43,17 @@ export interface RuntimeHooks {
   exit(code: number): void;
 }
 
+/** How long the kernel stays idle after a cell before it gives free memory back: off the path of cells run back to back. */
+const IDLE_RELEASE_MS = 250;
+
 export class Runtime {
   /** Shared with the transport thread; the slots are flags.ts's `Flag`. */
   readonly flag = new SharedArrayBuffer(4 * FLAG_SLOTS);
   private readonly flags = new Int32Array(this.flag);
   private running: Running | null = null;
   private cells = 0;
+  /** The idle kernel's memory release, due IDLE_RELEASE_MS after a cell ends unless another begins first. */
+  private idleRelease: NodeJS.Timeout | null = null;
   private stdinWaiter: { resolve: (v: string) => void; reject: (e: Error) => void } | null = null;
   readonly tracebacks = new Tracebacks();
   readonly modules: CellModules;
@@ -129,6 +134,8 @@ export class Runtime {
 
   /** Start a cell: clear the interrupt flag and make a fresh abort signal. */
   begin(request: Message): Promise<never> {
+    if (this.idleRelease) clearTimeout(this.idleRelease);
+    this.idleRelease = null;
     Atomics.store(this.flags, Flag.Requested, 0);
     Atomics.store(this.flags, Flag.Cell, ++this.cells);
     const abort = new AbortController();
@@ -141,6 +148,8 @@ export class Runtime {
   end(): void {
     this.running = null;
     Atomics.store(this.flags, Flag.Cell, 0);
+    // The native backend keeps freed memory for its next step; an idle kernel gives it back (malloc_trim).
+    this.idleRelease = setTimeout(releaseFreeMemory, IDLE_RELEASE_MS).unref();
   }
 
   /** Run a compiled cell; resolves with its last expression's value, or rejects with KeyboardInterrupt. */

@@ -158,6 +158,9 @@ def bench(name, trivial, loop, starts, cells, import_code=None):
             reply(kc, msg_id)
             wait_idle(kc, msg_id)
         mem_import = rss_mb(pid)
+        # And after a second of idleness, as a process monitor would see the kernel between cells.
+        time.sleep(1)
+        mem_import_idle = rss_mb(pid)
         kc.stop_channels()
         km.shutdown_kernel(now=True)
     out = {
@@ -180,6 +183,7 @@ def bench(name, trivial, loop, starts, cells, import_code=None):
     if mem_import is not None:
         out["first_cell_import_ms"] = round(first_import, 1)
         out["rss_mb_after_import_and_100_cells"] = round(mem_import, 1)
+        out["rss_mb_after_import_and_100_cells_1s_idle"] = round(mem_import_idle, 1)
     if checks:
         out["typecheck_repeated_ms_median"] = round(statistics.median(repeat_checks), 2)
         out["typecheck_trivial_ms_median"] = round(statistics.median(checks), 2)

@@ -56,6 +56,7 @@ export interface NativeAddon {
   gemm(name?: string): string;
   threads(n?: number): number;
   keepFreedMemory(): boolean;
+  releaseFreeMemory(): boolean;
 }
 
 
@@ -100,6 +101,18 @@ export function loadAddon(): NativeAddon | null {
 export function nativeUnavailableReason(): string | null {
   loadAddon();
   return loadError;
+}
+
+/**
+ * Give the process's free C-heap pages back to the OS (glibc's malloc_trim), as
+ * an idle kernel does after each cell: the native backend keeps freed memory
+ * mapped for the next training step (keepFreedMemory), so without this an idle
+ * process stays as big as its biggest step. The backend's pool of tensor
+ * buffers is not touched. Does nothing (false) until the addon has been loaded;
+ * true when memory was released.
+ */
+export function releaseFreeMemory(): boolean {
+  return addon?.releaseFreeMemory() ?? false;
 }
 
 function theAddon(): NativeAddon {

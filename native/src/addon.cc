@@ -588,6 +588,15 @@ napi_value KeepFreedMemory(napi_env env, napi_callback_info) {
   return r;
 }
 
+// Give the free pages of every malloc arena back to the OS (glibc's malloc_trim): what keepFreedMemory holds for the
+// next training step, and what other threads freed. True when some memory was released.
+napi_value ReleaseFreeMemory(napi_env env, napi_callback_info) {
+  const bool released = malloc_trim(0) == 1;
+  napi_value r;
+  napi_get_boolean(env, released, &r);
+  return r;
+}
+
 napi_value Init(napi_env env, napi_value exports) {
   rm::setThreads(rm::threads());
   const napi_property_descriptor fns[] = {
@@ -618,6 +627,7 @@ napi_value Init(napi_env env, napi_value exports) {
       {"gemm", nullptr, Gemm, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"threads", nullptr, Threads, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"keepFreedMemory", nullptr, KeepFreedMemory, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"releaseFreeMemory", nullptr, ReleaseFreeMemory, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
   };
   napi_define_properties(env, exports, sizeof(fns) / sizeof(fns[0]), fns);
   return exports;
