@@ -1,0 +1,58 @@
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import * as v8 from "v8";
+import * as vm from "vm";
+import { terminalDisplay } from "../../lib";
+import type { Library } from "../../kernel/bridge";
+import type { DisplayPublisher } from "../../kernel/display";
+import { Runtime, type RuntimeHooks } from "../../kernel/runtime";
+import type { Message } from "../../kernel/wire";
+
+v8.setFlagsFromString("--expose-gc");
+const gc = vm.runInNewContext("gc") as () => void;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const rssMb = () => process.memoryUsage().rss / 1048576;
+
+const hooks = {
+  publish: () => undefined,
+  display: { forLibrary: () => terminalDisplay } as unknown as DisplayPublisher,
+  comms: {},
+  requestInput: () => undefined,
+  exit: () => undefined,
+} as unknown as RuntimeHooks;
+const request = { header: { msg_id: "m", msg_type: "execute_request" }, content: {} } as unknown as Message;
+
+/** 200 MB of typed arrays, allocated and dropped: the freed memory the native backend keeps mapped (keepFreedMemory). */
+async function freeLotsOfMemory(): Promise<number> {
+  let keep: Float32Array[] | null = [];
+  for (let i = 0; i < 200; i++) keep.push(new Float32Array(262144).fill(i));
+  keep = null;
+  gc();
+  await sleep(300); // array buffers' memory is freed by a background task after the collection
+  return rssMb();
+}
+
+test("an idle kernel gives the freed memory back 250 ms after a cell, unless the next cell begins first", async () => {
+  const runtime = new Runtime(hooks, process.cwd());
+  const lib = runtime.modules.requireModule("retromae") as Library;
+  await lib.backend.use("native");
+
+  // A cell ends and the next begins at once: nothing is released in between.
+  let held = await freeLotsOfMemory();
+  runtime.begin(request);
+  runtime.end();
+  runtime.begin(request);
+  await sleep(500);
+  assert.ok(held - rssMb() < 50, `RSS ${held.toFixed(0)} → ${rssMb().toFixed(0)} MB while a cell runs`);
+  runtime.end();
+  await sleep(500); // (that cell's own release)
+
+  // The kernel then stays idle: the release comes.
+  held = await freeLotsOfMemory();
+  runtime.begin(request);
+  runtime.end();
+  await sleep(500);
+  assert.ok(held - rssMb() > 100, `RSS ${held.toFixed(0)} → ${rssMb().toFixed(0)} MB after 500 ms idle (200 MB freed)`);
+});
+
+test.run();
