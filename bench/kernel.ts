@@ -13,6 +13,7 @@ import { execFileSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
+import { LANGUAGE_THREAD_LIMITS } from "../kernel/workers";
 
 const ROOT = path.resolve(__dirname, "..");
 
@@ -25,6 +26,47 @@ function option(args: string[], name: string, fallback: string): string {
 function findDeno(given: string): string | null {
   const candidates = given ? [given] : (process.env.PATH ?? "").split(path.delimiter).map((d) => path.join(d, "deno"));
   return candidates.find((c) => fs.existsSync(c)) ?? null;
+}
+
+/**
+ * Where the checker's memory goes: the build's CellLanguage alone in a worker thread (the kernel's limits) of an
+ * otherwise empty process, RSS after each stage: the idle worker, TypeScript loaded, the standard declarations
+ * (warm-up step 1), the library's (step 2), `cells` distinct cells, the addon loaded in the main thread, then the
+ * free C heap given back (releaseFreeMemory), with the worker still holding everything.
+ */
+export function checkerMemory(cells: number): Record<string, number> {
+  const worker = `
+    const { parentPort } = require("worker_threads");
+    const say = (stage) => parentPort.postMessage(stage);
+    say("idle_worker");
+    const { CellLanguage } = require(${JSON.stringify(path.join(ROOT, "dist", "kernel", "language.js"))});
+    say("typescript_loaded");
+    const lang = new CellLanguage(${JSON.stringify(os.tmpdir())});
+    lang.warmUpSteps[0]();
+    say("standard_declarations");
+    lang.warmUpSteps[1]();
+    say("library_declarations");
+    for (let i = 0; i < ${cells}; i++) lang.check("const c" + i + " = " + i + " * 2;\\nc" + i);
+    say("after_cells");
+    setInterval(() => {}, 1000); // alive (and holding it all) until the process exits`;
+  const main = `
+    const { Worker } = require("worker_threads");
+    const out = {};
+    const rss = () => Math.round(process.memoryUsage().rss / 1048576 * 10) / 10;
+    out.node_alone = rss();
+    const w = new Worker(${JSON.stringify(worker)}, { eval: true, resourceLimits: ${JSON.stringify(LANGUAGE_THREAD_LIMITS)} });
+    w.on("message", (stage) => {
+      out[stage] = rss();
+      if (stage !== "after_cells") return;
+      const native = require(${JSON.stringify(path.join(ROOT, "dist", "lib", "engine", "native.js"))});
+      native.loadAddon();
+      out.addon_loaded = rss();
+      native.releaseFreeMemory();
+      out.after_release = rss();
+      console.log(JSON.stringify(out));
+      process.exit(0);
+    });`;
+  return JSON.parse(execFileSync(process.execPath, ["-e", main], { encoding: "utf8" }).trim().split("\n").pop()!);
 }
 
 export async function benchKernel(args: string[]): Promise<void> {
@@ -60,6 +102,7 @@ export async function benchKernel(args: string[]): Promise<void> {
     JSON.stringify({
       bench: "kernel",
       rows,
+      checker_rss_mb: checkerMemory(100),
       ratio_vs_ipykernel: {
         start: ratio("start_to_kernel_info_s"),
         trivial_median: ratio("trivial_cell_ms_median"),
