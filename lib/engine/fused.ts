@@ -110,8 +110,9 @@ export function addLayerNorm(x: tf.Tensor, residual: tf.Tensor | null, gamma: tf
   if (nativeKernel(ADD_LAYER_NORM) && x.dtype === "float32" && (!residual || tf.util.arraysEqual(residual.shape, x.shape)) && gamma.size === H && beta.size === H) {
     const inputs: Record<string, tf.Tensor> = { x, gamma, beta };
     if (residual) inputs.residual = residual;
-    const [y] = tf.engine().runKernel(ADD_LAYER_NORM, inputs, { eps }) as tf.Tensor[];
-    return y;
+    // The normalized rows and 1/σ are outputs only when the tape records (the gradient reads them); else y alone.
+    const outs = tf.engine().runKernel(ADD_LAYER_NORM, inputs, { eps, stats: tf.engine().isTapeOn() }) as tf.Tensor[];
+    return outs[0];
   }
   return tf.tidy(() => {
     const s = residual ? tf.add(x, residual) : x;

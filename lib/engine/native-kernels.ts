@@ -332,9 +332,13 @@ const addLayerNorm: KernelConfig = {
     const be = backend as NativeBackend;
     const H = x!.shape[x!.shape.length - 1];
     const rows = size(x!.shape) / H;
-    const y = be.alloc(rows * H), xhat = be.alloc(rows * H), rstd = be.alloc(rows);
-    native().addLayerNorm(values(be, x!), residual ? values(be, residual) : null, values(be, gamma!), values(be, beta!), y, xhat, rstd, rows, H, (attrs as { eps: number }).eps);
-    return [be.makeTensorInfo([...x!.shape], "float32", y), be.makeTensorInfo([...x!.shape], "float32", xhat), be.makeTensorInfo([rows], "float32", rstd)];
+    const { eps, stats } = attrs as { eps: number; stats: boolean };
+    const y = be.alloc(rows * H);
+    // xhat and 1/σ only where the gradient will want them (fused.ts asks when the tape records)
+    const xhat = stats ? be.alloc(rows * H) : null, rstd = stats ? be.alloc(rows) : null;
+    native().addLayerNorm(values(be, x!), residual ? values(be, residual) : null, values(be, gamma!), values(be, beta!), y, xhat, rstd, rows, H, eps);
+    const out = be.makeTensorInfo([...x!.shape], "float32", y);
+    return xhat && rstd ? [out, be.makeTensorInfo([...x!.shape], "float32", xhat), be.makeTensorInfo([rows], "float32", rstd)] : [out];
   },
 };
 

@@ -35,7 +35,7 @@ export interface NativeAddon {
   scaledMaskedSoftmax(x: Float32Array, mask: Float32Array, out: Float32Array, B: number, heads: number, Lq: number, Lk: number, maskRows: number, scale: number): void;
   attention(q: Float32Array, k: Float32Array, v: Float32Array, mask: Float32Array, out: Float32Array, B: number, heads: number, Lq: number, Lk: number, dh: number, maskRows: number, scale: number, ldq: number, ldkv: number): void;
   scaledSoftmaxGrad(p: Float32Array, dp: Float32Array, dx: Float32Array, rows: number, cols: number, scale: number): void;
-  addLayerNorm(x: Float32Array, residual: Float32Array | null, gamma: Float32Array, beta: Float32Array, y: Float32Array, xhat: Float32Array, rstd: Float32Array, rows: number, H: number, eps: number): void;
+  addLayerNorm(x: Float32Array, residual: Float32Array | null, gamma: Float32Array, beta: Float32Array, y: Float32Array, xhat: Float32Array | null, rstd: Float32Array | null, rows: number, H: number, eps: number): void;
   layerNormGrad(dy: Float32Array, xhat: Float32Array, rstd: Float32Array, gamma: Float32Array, ds: Float32Array, dgamma: Float32Array, dbeta: Float32Array, rows: number, H: number): void;
   geluGrad(x: Float32Array, dy: Float32Array, out: Float32Array): void;
   clip(x: Float32Array, out: Float32Array, lo: number, hi: number): void;

@@ -244,7 +244,8 @@ napi_value ScaledSoftmaxGrad(napi_env env, napi_callback_info info) {
   return undefined(env);
 }
 
-// addLayerNorm(x, residual | null, gamma, beta, y, xhat, rstd, rows, H, eps)
+// addLayerNorm(x, residual | null, gamma, beta, y, xhat | null, rstd | null, rows, H, eps): xhat and rstd (for the
+// gradient) both given or both null (inference)
 napi_value AddLayerNorm(napi_env env, napi_callback_info info) {
   Args a(env, info);
   const int64_t rows = a.integer(7), H = a.integer(8);
@@ -254,8 +255,9 @@ napi_value AddLayerNorm(napi_env env, napi_callback_info info) {
   const float* gamma = a.f32(2, H);
   const float* beta = a.f32(3, H);
   float* y = a.f32(4, rows * H);
-  float* xhat = a.f32(5, rows * H);
-  float* rstd = a.f32(6, rows);
+  float* xhat = a.f32(5, rows * H, true);
+  float* rstd = a.f32(6, rows, true);
+  if (!a.failed && (xhat == nullptr) != (rstd == nullptr)) a.fail("addLayerNorm takes xhat and rstd both, or neither");
   if (a.failed) return nullptr;
   rm::addLayerNorm(x, residual, gamma, beta, y, xhat, rstd, rows, H, eps);
   return undefined(env);

@@ -841,7 +841,9 @@ void addLayerNorm(const float* x, const float* residual, const float* gamma, con
 #pragma omp parallel for schedule(static) if (par(rows * H))
   for (int64_t r = 0; r < rows; r++) {
     const float* xi = x + r * H;
-    float* h = xhat + r * H;
+    float* yi = y + r * H;
+    // the sum s = x + residual: in xhat when the gradient needs it, else in y itself (inference)
+    float* h = xhat != nullptr ? xhat + r * H : yi;
     if (residual != nullptr) {
       const float* ri = residual + r * H;
       for (int64_t j = 0; j < H; j++) h[j] = xi[j] + ri[j];
@@ -862,11 +864,17 @@ void addLayerNorm(const float* x, const float* residual, const float* gamma, con
     for (int k = 0; k < 16; k++) var += lane[k];
     for (; j < H; j++) var += (h[j] - mean) * (h[j] - mean);
     const float rs = 1.0f / std::sqrt(var / H + eps);
-    rstd[r] = rs;
-    float* yi = y + r * H;
-    for (int64_t j = 0; j < H; j++) {
-      h[j] = (h[j] - mean) * rs;
-      yi[j] = h[j] * gamma[j] + beta[j];
+    if (xhat != nullptr) {
+      rstd[r] = rs;
+      for (int64_t j = 0; j < H; j++) {
+        h[j] = (h[j] - mean) * rs;
+        yi[j] = h[j] * gamma[j] + beta[j];
+      }
+    } else {
+      for (int64_t j = 0; j < H; j++) {
+        const float n = (yi[j] - mean) * rs;
+        yi[j] = n * gamma[j] + beta[j];
+      }
     }
   }
 }

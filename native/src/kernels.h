@@ -74,7 +74,8 @@ void scaledSoftmaxGrad(const float* p, const float* dp, float* dx, int64_t rows,
 
 // LayerNorm of (x + residual) over rows of [rows, H] (residual nullable):
 // xhat = (s - mean) * rstd with rstd = 1 / sqrt(var + eps), y = xhat * gamma + beta.
-// xhat [rows, H] and rstd [rows] are kept for the gradient.
+// xhat [rows, H] and rstd [rows] are kept for the gradient; both null in
+// inference, where y alone is written (the same values).
 void addLayerNorm(const float* x, const float* residual, const float* gamma, const float* beta, float* y,
                   float* xhat, float* rstd, int64_t rows, int64_t H, float eps);
 // Its gradient: ds = rstd * (g - mean(g) - xhat * mean(g * xhat)) with

@@ -346,6 +346,25 @@ test("fused Add & LayerNorm and the scaled masked attention softmax: values and 
   await smCase("softmax, threaded", [4, 4, 64, 64], [4, 1, 1, 64]);
 });
 
+test("Add & LayerNorm in inference writes y alone, and the same y as under a gradient tape, bit for bit", async () => {
+  await tf.setBackend("native");
+  for (const [shape, withResidual] of [[[3, 7, 32], true], [[5, 16], false], [[300, 256], true]] as const) {
+    const H = shape[shape.length - 1];
+    const [x, r, g, b] = [tf.randomNormal([...shape], 0, 2, "float32", 1), tf.randomNormal([...shape], 0, 1, "float32", 2), tf.randomNormal([H], 0, 1, "float32", 3), tf.randomNormal([H], 0, 1, "float32", 4)];
+    const before = tf.memory().numTensors;
+    const inference = addLayerNorm(x, withResidual ? r : null, g, b, 1e-12);
+    assert.is(tf.memory().numTensors, before + 1, "one output (no xhat, no 1/σ)");
+    let taped: Float32Array | null = null;
+    tf.grad((u: tf.Tensor) => {
+      const y = addLayerNorm(u, withResidual ? r : null, g, b, 1e-12);
+      taped = y.dataSync() as Float32Array;
+      return tf.sum(y);
+    })(x).dispose();
+    assert.equal(Array.from(inference.dataSync()), Array.from(taped!), `${shape.join("×")}: the same values`);
+    tf.dispose([x, r, g, b, inference]);
+  }
+});
+
 test("fused inference attention: heads read in place, blocks of query rows, both mask shapes; not taken under a gradient tape", async () => {
   // the composition it replaces: split heads, softmax(q kᵀ · scale + mask) v, merge heads
   const reference = (q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, mask: tf.Tensor, nh: number, scale: number) => {
