@@ -39,8 +39,11 @@ export function checkerMemory(cells: number): Record<string, number> {
     const { parentPort } = require("worker_threads");
     const say = (stage) => parentPort.postMessage(stage);
     say("idle_worker");
+    // TypeScript as the kernel's language thread loads it: with its code cache (written by the kernel runs before)
+    const { requireWithCodeCache } = require(${JSON.stringify(path.join(ROOT, "dist", "kernel", "code-cache.js"))});
+    const cached = requireWithCodeCache("typescript", ${JSON.stringify(ROOT)}, ${JSON.stringify(path.join(ROOT, "node_modules", ".cache", "retromae"))});
     const { CellLanguage } = require(${JSON.stringify(path.join(ROOT, "dist", "kernel", "language.js"))});
-    say("typescript_loaded");
+    say(cached.hit ? "typescript_loaded" : "typescript_loaded_without_code_cache");
     const lang = new CellLanguage(${JSON.stringify(os.tmpdir())});
     lang.warmUpSteps[0]();
     say("standard_declarations");
