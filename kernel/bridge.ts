@@ -21,9 +21,14 @@ export function loadLibrary(hooks: { display: Lib.Display; signal: () => AbortSi
   return lib;
 }
 
-/** Give free C-heap memory back to the OS (lib's releaseFreeMemory), once the library is loaded; before, there is none of its keeping. */
+/** Give free C-heap memory back to the OS (lib's releaseFreeMemory), once the library is loaded (before, it keeps none). */
 export function releaseFreeMemory(): void {
   library?.releaseFreeMemory();
+}
+
+/** Empty the native backend's buffer pool (lib's emptyCache), once the library is loaded. */
+export function emptyCache(): void {
+  library?.emptyCache();
 }
 
 /** Wait for TensorFlow.js to pick its backend, so the next line of a cell can make tensors. */

@@ -6,7 +6,7 @@
  * are ordinary objects to the library and to tfjs.
  */
 import * as vm from "vm";
-import { loadLibrary, releaseFreeMemory } from "./bridge";
+import { emptyCache, loadLibrary, releaseFreeMemory } from "./bridge";
 import { toBytes, type CommManager } from "./comms";
 import type { DisplayPublisher } from "./display";
 import type { Compiled } from "./language";
@@ -43,8 +43,18 @@ export interface RuntimeHooks {
   exit(code: number): void;
 }
 
-/** How long the kernel stays idle after a cell before it gives free memory back: off the path of cells run back to back. */
-const IDLE_RELEASE_MS = 250;
+/**
+ * What an idle kernel gives back, and when (ms after a cell ends, unless another begins first): free C-heap memory
+ * soon (off the path of cells run back to back); the native backend's buffer pool after a pause a user takes, then
+ * that memory too once the collector has freed it. The next cell's first step pays for fresh pages instead.
+ */
+export interface IdleRelease {
+  releaseMs: number;
+  emptyCacheMs: number;
+}
+const IDLE_RELEASE: IdleRelease = { releaseMs: 250, emptyCacheMs: 30_000 };
+/** The collector frees array buffers' memory in the background, just after a collection. */
+const AFTER_COLLECTION_MS = 500;
 
 export class Runtime {
   /** Shared with the transport thread; the slots are flags.ts's `Flag`. */
@@ -52,8 +62,8 @@ export class Runtime {
   private readonly flags = new Int32Array(this.flag);
   private running: Running | null = null;
   private cells = 0;
-  /** The idle kernel's memory release, due IDLE_RELEASE_MS after a cell ends unless another begins first. */
-  private idleRelease: NodeJS.Timeout | null = null;
+  /** The idle kernel's memory releases (IdleRelease), due after a cell ends. */
+  private idleTimers: NodeJS.Timeout[] = [];
   private stdinWaiter: { resolve: (v: string) => void; reject: (e: Error) => void } | null = null;
   readonly tracebacks = new Tracebacks();
   readonly modules: CellModules;
@@ -61,6 +71,7 @@ export class Runtime {
   constructor(
     private readonly hooks: RuntimeHooks,
     cwd: string,
+    private readonly idle: IdleRelease = IDLE_RELEASE,
   ) {
     this.modules = new CellModules(cwd, () => loadLibrary({ display: hooks.display.forLibrary(), signal: () => this.running?.abort.signal }));
   }
@@ -134,8 +145,7 @@ export class Runtime {
 
   /** Start a cell: clear the interrupt flag and make a fresh abort signal. */
   begin(request: Message): Promise<never> {
-    if (this.idleRelease) clearTimeout(this.idleRelease);
-    this.idleRelease = null;
+    this.cancelIdleRelease();
     Atomics.store(this.flags, Flag.Requested, 0);
     Atomics.store(this.flags, Flag.Cell, ++this.cells);
     const abort = new AbortController();
@@ -148,8 +158,18 @@ export class Runtime {
   end(): void {
     this.running = null;
     Atomics.store(this.flags, Flag.Cell, 0);
-    // The native backend keeps freed memory for its next step; an idle kernel gives it back (malloc_trim).
-    this.idleRelease = setTimeout(releaseFreeMemory, IDLE_RELEASE_MS).unref();
+    this.cancelIdleRelease();
+    const later = (ms: number, f: () => void) => this.idleTimers.push(setTimeout(f, ms).unref());
+    later(this.idle.releaseMs, releaseFreeMemory);
+    later(this.idle.emptyCacheMs, () => {
+      emptyCache();
+      later(AFTER_COLLECTION_MS, releaseFreeMemory);
+    });
+  }
+
+  private cancelIdleRelease(): void {
+    for (const t of this.idleTimers) clearTimeout(t);
+    this.idleTimers = [];
   }
 
   /** Run a compiled cell; resolves with its last expression's value, or rejects with KeyboardInterrupt. */

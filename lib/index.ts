@@ -4,7 +4,7 @@
 export * as tf from "./engine/tf";
 export { backend, info as backendInfo, BACKEND_NAMES } from "./engine/backend";
 export type { BackendName, BackendChoice, BackendInfo, SkippedBackend } from "./engine/backend";
-export { releaseFreeMemory } from "./engine/native";
+export { releaseFreeMemory, emptyCache } from "./engine/native";
 export { Rng } from "./engine/rng";
 export type { RngState } from "./engine/rng";
 export { BertTokenizer, cleanUpTokenization } from "./text/tokenizer";

@@ -569,13 +569,21 @@ test("without the addon, auto falls back to wasm with one line saying why", () =
   assert.is(lines[lines.length - 1], "using wasm (cpu) from @tensorflow/tfjs-backend-wasm");
 });
 
-test("releaseFreeMemory gives back the freed memory the native backend keeps mapped, and does nothing before the addon loads", () => {
+test("releaseFreeMemory gives back the freed memory the native backend keeps mapped, emptyCache empties its pool; neither does anything before the backend is made", () => {
   // In a child with --expose-gc: 200 freed 1 MB arrays stay resident under keepFreedMemory until the release.
   const script = `
     const lib = require(${JSON.stringify(path.join(ROOT, "lib"))});
     const rss = () => require("process").memoryUsage().rss / 1048576;
     const before = lib.releaseFreeMemory();
+    const emptyBefore = lib.emptyCache();
+    const madeBefore = "native" in lib.tf.engine().registry;
     lib.backend.use("native").then(() => {
+      // the pool: 20 native matmul outputs of 1 MB, disposed
+      const a = lib.tf.randomNormal([512, 512]);
+      lib.tf.dispose(Array.from({ length: 20 }, () => lib.tf.matMul(a, a)));
+      const pooled = lib.tf.backend().poolBytes();
+      const emptied = lib.emptyCache();
+      const poolAfter = lib.tf.backend().poolBytes();
       let keep = [];
       for (let i = 0; i < 200; i++) keep.push(new Float32Array(262144).fill(i));
       keep = null;
@@ -584,7 +592,7 @@ test("releaseFreeMemory gives back the freed memory the native backend keeps map
       setTimeout(() => {
         const held = rss();
         const released = lib.releaseFreeMemory();
-        console.log(JSON.stringify({ before, released, drop: held - rss() }));
+        console.log(JSON.stringify({ before, released, drop: held - rss(), emptyBefore, madeBefore, pooled, emptied, poolAfter }));
       }, 300);
     });`;
   const r = spawnSync(process.execPath, ["--expose-gc", "-r", "ts-node/register/transpile-only", "-e", script], { cwd: ROOT, encoding: "utf8" });
@@ -593,6 +601,9 @@ test("releaseFreeMemory gives back the freed memory the native backend keeps map
   assert.is(out.before, false, "no addon loaded yet: nothing to release");
   assert.is(out.released, true);
   assert.ok(out.drop > 100, `RSS fell by ${out.drop.toFixed(0)} MB (200 MB freed)`);
+  assert.is(out.emptyBefore, 0, "emptyCache before the native backend is made: nothing");
+  assert.is(out.madeBefore, false, "and it does not make the backend");
+  assert.ok(out.pooled >= 20 * 1048576 && out.emptied === out.pooled && out.poolAfter === 0, JSON.stringify(out));
 });
 
 test("a GEMM named in RETROMAE_GEMM that this build lacks: auto skips native with one sentence saying so", () => {

@@ -55,4 +55,26 @@ test("an idle kernel gives the freed memory back 250 ms after a cell, unless the
   assert.ok(held - rssMb() > 100, `RSS ${held.toFixed(0)} → ${rssMb().toFixed(0)} MB after 500 ms idle (200 MB freed)`);
 });
 
+test("after a longer pause the idle kernel empties the native backend's buffer pool, and that memory goes back too", async () => {
+  const runtime = new Runtime(hooks, process.cwd(), { releaseMs: 50, emptyCacheMs: 300 });
+  const lib = runtime.modules.requireModule("retromae") as Library;
+  await lib.backend.use("native");
+  const tf = lib.tf;
+  const be = tf.backend() as unknown as { poolBytes(): number };
+  // 200 native matmul outputs of 1 MB, alive together, then disposed: 200 MB of free buffers in the pool
+  const a = tf.randomNormal([512, 512]);
+  const outs = Array.from({ length: 200 }, () => tf.matMul(a, a));
+  tf.dispose(outs);
+  assert.ok(be.poolBytes() >= 200 * 1048576, `pool ${be.poolBytes()} bytes`);
+  const held = rssMb();
+  runtime.begin(request);
+  runtime.end();
+  await sleep(150); // the C-heap release has come; the pool is untouched
+  assert.ok(be.poolBytes() >= 200 * 1048576, "the pool is kept through a short pause");
+  await sleep(1000);
+  assert.is(be.poolBytes(), 0, "emptied after the longer pause");
+  assert.ok(held - rssMb() > 150, `RSS ${held.toFixed(0)} → ${rssMb().toFixed(0)} MB (a 200 MB pool)`);
+  a.dispose();
+});
+
 test.run();
