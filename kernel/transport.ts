@@ -98,10 +98,18 @@ async function main(port: MessagePort, data: TransportData): Promise<void> {
     stdin: new SendQueue(stdin, "stdin"),
     iopub: new SendQueue(iopub, "iopub"),
   };
-  const send = (channel: Channel, msg: Outgoing) => queues[channel].push(encode(msg, signer));
+  /**
+   * Set when the kernel closes. Nothing is sent after: a send on a closed socket throws, and one that throws while
+   * the process exits tears down this thread aborts the whole process from inside zeromq (its C++ exception finds
+   * no JavaScript to throw into): messages the cell runtime posts after "close" are dropped.
+   */
+  let closed = false;
+  const send = (channel: Channel, msg: Outgoing) => {
+    if (!closed) queues[channel].push(encode(msg, signer));
+  };
 
   void (async () => {
-    for await (const [ping] of hb) await hb.send(ping);
+    for await (const [ping] of hb) if (!closed) await hb.send(ping);
   })().catch(() => undefined);
 
   void (async () => {
@@ -165,6 +173,7 @@ async function main(port: MessagePort, data: TransportData): Promise<void> {
       if (msg.identities) msg.identities = msg.identities.map((b) => Buffer.from(b));
       send(m.channel, msg);
     } else if (m.t === "close") {
+      closed = true;
       await Promise.all(Object.values(queues).map((q) => q.drained()));
       for (const s of [shell, control, stdin, iopub, hb]) s.close();
       port.postMessage({ t: "closed" } satisfies Inbound);

@@ -127,5 +127,14 @@ test("bad input: missing file, invalid JSON, a timeout and a kernel that dies ge
   assert.match(r.stderr, /-p needs name=value/);
 });
 
+test("a cell's process.exit(3) ends the kernel with code 3, every time (late sends once aborted it from inside zeromq)", () => {
+  const file = write("exits.ipynb", notebook([{ source: "process.exit(3)" }]));
+  for (let i = 0; i < 10; i++) {
+    const r = run(file);
+    assert.is(r.status, 1);
+    assert.match(r.stderr, /The kernel died while running cell 1: The kernel exited \(code 3\)/, `run ${i + 1}: ${r.stderr}`);
+  }
+});
+
 test.after(() => fs.rmSync(work, { recursive: true, force: true }));
 test.run();
