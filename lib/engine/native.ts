@@ -21,10 +21,9 @@
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import * as v8 from "v8";
-import * as vm from "vm";
 import * as tf from "./tf";
 import { PACKAGE_ROOT } from "../util/files";
+import { collectGarbage } from "../util/gc";
 import { MathBackendCPU } from "@tensorflow/tfjs-backend-cpu";
 import type { backend_util, DataId, DataType, KernelConfig } from "@tensorflow/tfjs-core";
 
@@ -117,8 +116,6 @@ export function releaseFreeMemory(): boolean {
   return addon?.releaseFreeMemory() ?? false;
 }
 
-let collectGarbage: (() => void) | null = null;
-
 /**
  * Empty the native backend's pool of free tensor buffers and collect them, as
  * torch.cuda.empty_cache() empties PyTorch's caching allocator: an idle kernel
@@ -135,11 +132,6 @@ export function emptyCache(): number {
   const bytes = be.poolBytes();
   be.drainPool();
   // A full collection frees the drained buffers now rather than whenever the next allocation asks for one.
-  // gc() is reachable at run time only so, in a new context (what jest's leak detector does); cells never see it.
-  if (!collectGarbage) {
-    v8.setFlagsFromString("--expose-gc");
-    collectGarbage = vm.runInNewContext("gc") as () => void;
-  }
   collectGarbage();
   return bytes;
 }
