@@ -332,10 +332,11 @@ const addLayerNorm: KernelConfig = {
     const be = backend as NativeBackend;
     const H = x!.shape[x!.shape.length - 1];
     const rows = size(x!.shape) / H;
-    const { eps, stats } = attrs as { eps: number; stats: boolean };
+    const { eps, stats } = attrs as { eps: number; stats?: boolean };
     const y = be.alloc(rows * H);
-    // xhat and 1/σ only where the gradient will want them (fused.ts asks when the tape records)
-    const xhat = stats ? be.alloc(rows * H) : null, rstd = stats ? be.alloc(rows) : null;
+    // xhat and 1/σ unless told the gradient will not want them (fused.ts tells when the tape is off)
+    const keep = stats !== false;
+    const xhat = keep ? be.alloc(rows * H) : null, rstd = keep ? be.alloc(rows) : null;
     native().addLayerNorm(values(be, x!), residual ? values(be, residual) : null, values(be, gamma!), values(be, beta!), y, xhat, rstd, rows, H, eps);
     const out = be.makeTensorInfo([...x!.shape], "float32", y);
     return xhat && rstd ? [out, be.makeTensorInfo([...x!.shape], "float32", xhat), be.makeTensorInfo([rows], "float32", rstd)] : [out];
