@@ -1,15 +1,12 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import * as v8 from "v8";
-import * as vm from "vm";
 import { terminalDisplay } from "../../lib";
+import { collectGarbage } from "../../lib/util";
 import type { Library } from "../../kernel/bridge";
 import type { DisplayPublisher } from "../../kernel/display";
 import { Runtime, type RuntimeHooks } from "../../kernel/runtime";
 import type { Message } from "../../kernel/wire";
 
-v8.setFlagsFromString("--expose-gc");
-const gc = vm.runInNewContext("gc") as () => void;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const rssMb = () => process.memoryUsage().rss / 1048576;
 
@@ -27,7 +24,7 @@ async function freeLotsOfMemory(): Promise<number> {
   let keep: Float32Array[] | null = [];
   for (let i = 0; i < 200; i++) keep.push(new Float32Array(262144).fill(i));
   keep = null;
-  gc();
+  collectGarbage();
   await sleep(300); // array buffers' memory is freed by a background task after the collection
   return rssMb();
 }
