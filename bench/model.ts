@@ -48,7 +48,7 @@ export async function benchModelOne(args: string[]): Promise<void> {
   let tokens = 0;
   for (let s = 0; s <= steps; s++) {
     const t = performance.now();
-    const { grads } = model.forwardBackward(batches[s], { training: true, rng });
+    const { grads } = await model.forwardBackward(batches[s], { training: true, rng });
     tf.dispose([...grads.values()]);
     if (s > 0) {
       times.push(performance.now() - t);

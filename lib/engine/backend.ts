@@ -1,16 +1,19 @@
 /**
  * Backend choice for TensorFlow.js.
  *
- * Preference order: tensorflow (tfjs-node-gpu, then tfjs-node) > native
- * (this package's C++ kernels, built at npm install) > wasm > cpu.
- * `use("auto")` tries each in turn and records, for every backend it skipped,
- * one line saying why. Asking for a backend by name tries only that one and
- * fails with a clear sentence if it cannot load.
+ * Preference order: tensorflow (tfjs-node-gpu, then tfjs-node) > webgpu
+ * (tfjs-backend-webgpu on Dawn: Vulkan, Metal or D3D12; a hardware adapter
+ * only) > native (this package's C++ kernels, built at npm install) > wasm >
+ * cpu. `use("auto")` tries each in turn and records, for every backend it
+ * skipped, one line saying why. Asking for a backend by name tries only that
+ * one and fails with a clear sentence if it cannot load; `use("webgpu")` by
+ * name accepts a software adapter (SwiftShader), which auto skips.
  */
 import * as tf from "./tf";
 import { registerCpuKernels, registerWasmKernels } from "./kernels";
 import { loadAddon, nativeUnavailableReason, registerNativeBackend } from "./native";
 import { NATIVE_KERNELS } from "./native-kernels";
+import { startWebGPU, webgpuState } from "./webgpu/backend";
 
 // Registered on import, not only in use(): code that never calls use() gets
 // the backend tfjs picks by itself (wasm), and must be able to train on it.
@@ -18,7 +21,8 @@ registerWasmKernels();
 registerCpuKernels();
 registerNativeBackend(() => NATIVE_KERNELS);
 
-export const BACKEND_NAMES = ["auto", "tensorflow", "native", "wasm", "cpu"] as const;
+export const BACKEND_NAMES = ["auto", "tensorflow", "webgpu", "native", "wasm", "cpu"] as const;
+const AUTO_ORDER: ConcreteBackend[] = ["tensorflow", "webgpu", "native", "wasm", "cpu"];
 export type BackendName = (typeof BACKEND_NAMES)[number];
 export type ConcreteBackend = Exclude<BackendName, "auto">;
 
@@ -44,6 +48,16 @@ export interface BackendInfo extends BackendChoice {
   readonly threads: number | null;
   /** Whether WebAssembly SIMD is in use (wasm only), where known. */
   readonly simd: boolean | null;
+  /** On webgpu: the adapter (vendor, architecture, description, Dawn's backend, hardware or software) and the limits in force. */
+  readonly webgpu?: {
+    vendor: string;
+    architecture: string;
+    device: string;
+    description: string;
+    backend: string;
+    software: boolean;
+    limits: Record<string, number>;
+  };
 }
 
 class BackendError extends Error {
@@ -137,11 +151,20 @@ async function tryWasm(): Promise<string | null> {
   return activate("wasm");
 }
 
-async function tryOne(name: ConcreteBackend): Promise<Omit<BackendChoice, "skipped"> | { reason: string }> {
+async function tryOne(name: ConcreteBackend, auto: boolean): Promise<Omit<BackendChoice, "skipped"> | { reason: string }> {
   switch (name) {
     case "tensorflow": {
       const r = await tryTensorflow();
       return "reason" in r ? r : { backend: "tensorflow", device: r.device, package: r.pkg };
+    }
+    case "webgpu": {
+      try {
+        const st = await startWebGPU({ allowSoftware: !auto });
+        const s = st.summary;
+        return { backend: "webgpu", device: "gpu", package: `@tensorflow/tfjs-backend-webgpu on ${s.description || s.device} (${s.backend}${s.software ? ", software" : ""})` };
+      } catch (err) {
+        return { reason: firstLine(err) };
+      }
     }
     case "native": {
       const reason = nativeUnavailableReason() ?? (await activate("native"));
@@ -169,10 +192,10 @@ export async function use(name: BackendName | string = "auto"): Promise<BackendC
       `Unknown backend "${name}"; use one of ${BACKEND_NAMES.map((n) => `"${n}"`).join(", ")}.`,
     );
   }
-  const order: ConcreteBackend[] = name === "auto" ? ["tensorflow", "native", "wasm", "cpu"] : [name as ConcreteBackend];
+  const order: ConcreteBackend[] = name === "auto" ? AUTO_ORDER : [name as ConcreteBackend];
   const skipped: SkippedBackend[] = [];
   for (const candidate of order) {
-    const r = await tryOne(candidate);
+    const r = await tryOne(candidate, name === "auto");
     if ("reason" in r) {
       skipped.push({ backend: candidate, reason: r.reason });
       continue;
@@ -205,7 +228,7 @@ export function info(): BackendInfo {
     skipped: [],
   };
   const versions: Record<string, string> = { node: process.versions.node, "tfjs-core": tf.version_core };
-  for (const pkg of ["@tensorflow/tfjs-backend-cpu", "@tensorflow/tfjs-backend-wasm"]) {
+  for (const pkg of ["@tensorflow/tfjs-backend-cpu", "@tensorflow/tfjs-backend-wasm", ...(choice.backend === "webgpu" ? ["@tensorflow/tfjs-backend-webgpu", "webgpu"] : [])]) {
     const v = packageVersion(pkg);
     if (v) versions[pkg.replace("@tensorflow/", "")] = v;
   }
@@ -224,13 +247,23 @@ export function info(): BackendInfo {
   } else if (choice.backend === "native") {
     threads = loadAddon()?.threads() ?? null;
   }
-  return { ...choice, versions, threads, simd };
+  const wg = choice.backend === "webgpu" ? webgpuState() : null;
+  return { ...choice, versions, threads, simd, ...(wg ? { webgpu: { ...wg.summary, limits: wg.limits } } : {}) };
 }
 
 /** One line per skipped backend, then the choice; for logs and notebooks. */
 export function describe(choice: BackendChoice = info()): string {
   const lines = choice.skipped.map((s) => `skipped ${s.backend}: ${s.reason}`);
   lines.push(`using ${choice.backend} (${choice.device}) from ${choice.package}`);
+  const st = choice.backend === "webgpu" ? webgpuState() : null;
+  if (st) {
+    const wg = { ...st.summary, limits: st.limits };
+    const mib = (b: number) => `${Math.round(b / 2 ** 20)} MiB`;
+    lines.push(
+      `  adapter: ${[wg.vendor, wg.architecture, wg.description || wg.device].filter(Boolean).join(" / ")}, ${wg.backend}, ${wg.software ? "software (not a GPU)" : "hardware"}`,
+      `  limits: maxBufferSize ${mib(wg.limits.maxBufferSize)}, maxStorageBufferBindingSize ${mib(wg.limits.maxStorageBufferBindingSize)}, ${wg.limits.maxStorageBuffersPerShaderStage} storage buffers per shader, workgroup memory ${wg.limits.maxComputeWorkgroupStorageSize} B`,
+    );
+  }
   return lines.join("\n");
 }
 

@@ -47,6 +47,28 @@ export interface RetroMAELosses {
   bowLoss?: tf.Scalar;
 }
 
+/** The loss parts as device scalars, before they are read. */
+export interface LossTensors {
+  loss: tf.Scalar;
+  encoderLoss: tf.Scalar;
+  decoderLoss: tf.Scalar;
+  encoderAccuracy: tf.Scalar;
+  decoderAccuracy: tf.Scalar;
+  bowLoss?: tf.Scalar;
+}
+
+/** Read loss parts in one transfer (awaited, never a synchronous read), then dispose them. */
+export async function readLossValues(t: LossTensors): Promise<LossValues> {
+  const parts = [t.loss, t.encoderLoss, t.decoderLoss, t.encoderAccuracy, t.decoderAccuracy, ...(t.bowLoss ? [t.bowLoss] : [])];
+  const stacked = tf.stack(parts);
+  tf.dispose(parts);
+  const v = await stacked.data();
+  stacked.dispose();
+  const values: LossValues = { loss: v[0], encoderLoss: v[1], decoderLoss: v[2], encoderAccuracy: v[3], decoderAccuracy: v[4] };
+  if (t.bowLoss) values.bowLoss = v[5];
+  return values;
+}
+
 export interface LossValues {
   loss: number;
   encoderLoss: number;
@@ -285,24 +307,38 @@ export class RetroMAE {
   }
 
   /**
-   * Forward and backward for one batch. Returns the gradients (HF names; the
-   * caller disposes them) and the loss parts as numbers. Lookups of [PAD]
-   * add no gradient to its embedding row, as PyTorch's padding_idx.
+   * Forward and backward for one batch, queued on the device: nothing is
+   * read back. Returns the gradients (HF names) and the loss parts as
+   * scalars; the caller disposes both (readLossValues reads and disposes the
+   * parts). Lookups of [PAD] add no gradient to its embedding row, as
+   * PyTorch's padding_idx.
    */
-  forwardBackward(batch: RetroMAEBatch, opts: ForwardOptions = { training: true }): { grads: Map<string, tf.Tensor>; values: LossValues } {
-    let parts: tf.Scalar[] = [];
+  gradients(batch: RetroMAEBatch, opts: ForwardOptions = { training: true }): { grads: Map<string, tf.Tensor>; losses: LossTensors } {
+    let kept: Omit<LossTensors, "loss"> | null = null;
     const { value, grads } = tf.variableGrads(() => {
       const out = this.losses(batch, opts);
-      parts = [out.encoderLoss, out.decoderLoss, out.encoderAccuracy, out.decoderAccuracy, ...(out.bowLoss ? [out.bowLoss] : [])].map((t) => tf.keep(t));
+      kept = {
+        encoderLoss: tf.keep(out.encoderLoss),
+        decoderLoss: tf.keep(out.decoderLoss),
+        encoderAccuracy: tf.keep(out.encoderAccuracy),
+        decoderAccuracy: tf.keep(out.decoderAccuracy),
+        ...(out.bowLoss ? { bowLoss: tf.keep(out.bowLoss) } : {}),
+      };
       return out.loss;
     }, [...this.weights].filter(([name]) => this.decoderLossWeight > 0 || !name.startsWith(`${DECODER_PREFIX}.`)).map(([, v]) => v));
-    const [encoderLoss, decoderLoss, encoderAccuracy, decoderAccuracy, bow] = parts.map((t) => t.dataSync()[0]);
-    const values: LossValues = { loss: value.dataSync()[0], encoderLoss, decoderLoss, encoderAccuracy, decoderAccuracy };
-    if (bow !== undefined) values.bowLoss = bow;
-    tf.dispose([value, ...parts]);
     const byName = new Map<string, tf.Tensor>();
     for (const [name, v] of this.weights) if (grads[v.name]) byName.set(name, grads[v.name]);
-    return { grads: byName, values };
+    return { grads: byName, losses: { loss: value, ...kept! } };
+  }
+
+  /**
+   * Forward and backward for one batch: the gradients (HF names; the caller
+   * disposes them) and the loss parts as numbers, read with one awaited
+   * transfer (no synchronous read: the same code on a GPU and a CPU).
+   */
+  async forwardBackward(batch: RetroMAEBatch, opts: ForwardOptions = { training: true }): Promise<{ grads: Map<string, tf.Tensor>; values: LossValues }> {
+    const { grads, losses } = this.gradients(batch, opts);
+    return { grads, values: await readLossValues(losses) };
   }
 
   /** Only the encoder's weights (what is kept after pre-training). */

@@ -72,9 +72,9 @@ export async function encodeTexts(model: RetroMAE, tokenizer: BertTokenizer, tex
  * Exact top-k by inner product. queries [Q × H], docs [D × H] (row-major);
  * the corpus is scored in blocks (a matmul, then top-k per block), and the
  * blocks' candidates are merged. Returns, per query, doc indices and scores,
- * best first.
+ * best first. Reads are awaited (no synchronous GPU read).
  */
-export function searchTopK(queries: Float32Array, docs: Float32Array, H: number, k: number, blockSize = 8192): { indices: Int32Array[]; scores: Float32Array[] } {
+export async function searchTopK(queries: Float32Array, docs: Float32Array, H: number, k: number, blockSize = 8192): Promise<{ indices: Int32Array[]; scores: Float32Array[] }> {
   const Q = queries.length / H;
   const D = docs.length / H;
   const kk = Math.min(k, D);
@@ -86,8 +86,7 @@ export function searchTopK(queries: Float32Array, docs: Float32Array, H: number,
       const block = tf.tensor2d(docs.subarray(start * H, (start + n) * H), [n, H]);
       return tf.topk(tf.matMul(q, block, false, true), Math.min(kk, n)); // [Q, min(k, n)]
     });
-    const v = values.dataSync();
-    const ix = indices.dataSync();
+    const [v, ix] = await Promise.all([values.data(), indices.data()]);
     tf.dispose([values, indices]);
     const w = Math.min(kk, n);
     for (let r = 0; r < Q; r++) {

@@ -172,11 +172,12 @@ export async function contrastiveFinetune(model: RetroMAE, tokenizer: BertTokeni
       return crossEntropy(scores, labels);
     }, [...encoder.values()]);
     const named = new Map([...encoder].map(([k, v]) => [k, grads[v.name]]));
-    const { grads: clipped } = clipGradNorm(named, 1.0);
+    const { grads: clipped, norm } = clipGradNorm(named, 1.0);
     const lr = schedule.at(step);
     opt.apply(clipped, lr);
-    const loss = value.dataSync()[0];
-    tf.dispose([value, qIds, qMask, pIds, pMask, labels, ...clipped.values()]);
+    tf.dispose([norm, qIds, qMask, pIds, pMask, labels, ...clipped.values()]);
+    const loss = (await value.data())[0];
+    value.dispose();
     losses.push(loss);
     options.onStep?.({ step: step + 1, loss, lr });
     await new Promise((r) => setImmediate(r));

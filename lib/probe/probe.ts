@@ -92,7 +92,7 @@ export async function runProbe(model: RetroMAE, tokenizer: BertTokenizer, set: P
   const tDocs = performance.now();
   const queries = await encodeTexts(model, tokenizer, set.queryTexts, { batchSize: options.batchSize, maxLength: options.queryMaxLength ?? 64, normalize: options.normalize, progress: options.progress, label: "queries" });
   const t1 = performance.now();
-  const { indices, scores } = searchTopK(queries, docs, H, k);
+  const { indices, scores } = await searchTopK(queries, docs, H, k);
   const run = new Map(set.queryIds.map((q, i) => [q, new Map(Array.from(indices[i], (d, j) => [set.docIds[d], scores[i][j]]))]));
   const t2 = performance.now();
   const { metrics, queries: n, perQuery } = evaluate(set.qrels, run, [1, 3, 5, 10, 100]);

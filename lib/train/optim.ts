@@ -73,8 +73,20 @@ export class AdamW {
     return this.decayMap.get(name) ?? false;
   }
 
-  /** Apply one update with `grads` (HF names) at learning rate `lr` (default: this.lr). */
-  apply(grads: Map<string, tf.Tensor>, lr = this.lr): void {
+  /**
+   * Apply one update with `grads` (HF names) at learning rate `lr` (default:
+   * this.lr). With `ok` (a bool scalar on the device), the update is applied
+   * only where it is true, decided on the device: a GPU never waits for a
+   * read. The step count advances either way; the caller that finds `ok`
+   * false later stops the run (see Trainer).
+   */
+  apply(grads: Map<string, tf.Tensor>, lr = this.lr, ok?: tf.Scalar): void {
+    // The native backend runs on the CPU: reading the flag there costs no wait.
+    if (ok && this.nativeInPlace(grads) && !ok.dataSync()[0]) {
+      this.step += 1;
+      return;
+    }
+    const guarded = ok && !this.nativeInPlace(grads) ? ok : null;
     this.step += 1;
     const t = this.step;
     const bc1 = 1 - this.beta1 ** t;
@@ -90,22 +102,34 @@ export class AdamW {
         const decays = this.decayMap.get(name)! && this.weightDecay > 0;
         // the native backend does the same arithmetic in one in-place pass
         const step = { beta1: this.beta1, beta2: this.beta2, eps: this.eps, decay: decays ? 1 - lr * this.weightDecay : 1, stepSize, sqrtBc2 };
-        if (adamwInPlace(p, m, v, g, step)) continue;
+        if (!guarded && adamwInPlace(p, m, v, g, step)) continue;
         let w: tf.Tensor = p;
         if (decays) w = tf.mul(w, 1 - lr * this.weightDecay);
         const m1 = tf.add(tf.mul(m, this.beta1), tf.mul(g, 1 - this.beta1));
         const v1 = tf.add(tf.mul(v, this.beta2), tf.mul(tf.square(g), 1 - this.beta2));
         const denom = tf.add(tf.div(tf.sqrt(v1), sqrtBc2), this.eps);
-        m.assign(m1);
-        v.assign(v1);
-        p.assign(tf.sub(w, tf.mul(tf.div(m1, denom), stepSize)));
+        const p1 = tf.sub(w, tf.mul(tf.div(m1, denom), stepSize));
+        const keep = (next: tf.Tensor, old: tf.Tensor) => (guarded ? tf.where(guarded, next, old) : next);
+        m.assign(keep(m1, m));
+        v.assign(keep(v1, v));
+        p.assign(keep(p1, p));
       }
     });
   }
 
-  getState(): AdamWState {
-    const read = (src: Map<string, tf.Variable>) => new Map([...src].map(([k, x]) => [k, x.dataSync() as Float32Array]));
-    return { step: this.step, m: read(this.m), v: read(this.v) };
+  /** Whether the native backend's in-place update serves these gradients. */
+  private nativeInPlace(grads: Map<string, tf.Tensor>): boolean {
+    return tf.getBackend() === "native" && [...grads.values()].every((g) => g.dtype === "float32");
+  }
+
+  /** The moments, read from the device (awaited). */
+  async getState(): Promise<AdamWState> {
+    const read = async (src: Map<string, tf.Variable>) => {
+      const out = new Map<string, Float32Array>();
+      for (const [k, x] of src) out.set(k, (await x.data()) as Float32Array);
+      return out;
+    };
+    return { step: this.step, m: await read(this.m), v: await read(this.v) };
   }
 
   setState(state: AdamWState): void {
@@ -132,18 +156,20 @@ export class AdamW {
 /**
  * Scale gradients so their global L2 norm is at most maxNorm, as
  * torch.nn.utils.clip_grad_norm_ (coefficient maxNorm / (norm + 1e-6),
- * capped at 1). Returns the new gradients (the old ones are disposed) and the
- * norm before clipping.
+ * capped at 1), computed on the device: nothing is read back. Returns the
+ * new gradients (the old ones are disposed) and the norm before clipping, a
+ * scalar the caller reads (or disposes) when it likes. A coefficient of 1
+ * leaves each gradient's bits as they were; maxNorm ≤ 0 turns clipping off.
  */
-export function clipGradNorm(grads: Map<string, tf.Tensor>, maxNorm: number): { grads: Map<string, tf.Tensor>; norm: number } {
-  const norm = tf.tidy(() => tf.sqrt(tf.addN([...grads.values()].map((g) => tf.sum(tf.square(g))))).dataSync()[0]);
-  if (!(maxNorm > 0) || !Number.isFinite(norm)) return { grads, norm };
-  const coef = Math.min(1, maxNorm / (norm + 1e-6));
-  if (coef >= 1) return { grads, norm };
+export function clipGradNorm(grads: Map<string, tf.Tensor>, maxNorm: number): { grads: Map<string, tf.Tensor>; norm: tf.Scalar } {
+  const norm = tf.tidy(() => tf.sqrt(tf.addN([...grads.values()].map((g) => tf.sum(tf.square(g)))))) as tf.Scalar;
+  if (!(maxNorm > 0)) return { grads, norm };
+  const coef = tf.tidy(() => tf.minimum(1, tf.div(maxNorm, tf.add(norm, 1e-6))));
   const out = new Map<string, tf.Tensor>();
   for (const [k, g] of grads) {
     out.set(k, tf.mul(g, coef));
     g.dispose();
   }
+  coef.dispose();
   return { grads: out, norm };
 }

@@ -11,8 +11,9 @@ import * as tf from "../engine/tf";
 import { info as backendInfo } from "../engine/backend";
 import { Rng } from "../engine/rng";
 import { RetroMAECollator } from "../masking/collator";
-import { loadCheckpoint, saveCheckpoint } from "../model/retromae";
-import type { RetroMAE, LossValues } from "../model/retromae";
+import { loadCheckpoint, readLossValues, saveCheckpoint } from "../model/retromae";
+import type { RetroMAE, LossTensors, LossValues } from "../model/retromae";
+import { takeDeviceError } from "../engine/webgpu/backend";
 import { LossChart, RunSeries } from "../plot/loss-chart";
 import { currentSignal } from "../interrupt";
 import type { BertTokenizer } from "../text/tokenizer";
@@ -98,6 +99,12 @@ export interface FitOptions {
   live?: boolean;
   /** Minimum ms between live updates. Default 500. */
   liveIntervalMs?: number;
+  /**
+   * Queue each step before reading the last one's losses, so the device never
+   * waits for the host. Default: on a GPU backend. An interrupt then stops
+   * after the step already queued.
+   */
+  queueAhead?: boolean;
 }
 
 export interface FitResult {
@@ -110,6 +117,42 @@ export interface FitResult {
   totalMs: number;
   checkpoint: string | null;
 }
+
+/** A step queued on the device, not yet read. */
+interface PendingStep {
+  step: number;
+  epoch: number;
+  losses: LossTensors;
+  norm: tf.Scalar;
+  ok: tf.Scalar;
+  tokens: number;
+  lr: number;
+  started: number;
+}
+
+/** a + b per name; both inputs disposed. */
+function addInto(a: Map<string, tf.Tensor>, b: Map<string, tf.Tensor>): Map<string, tf.Tensor> {
+  const out = new Map<string, tf.Tensor>();
+  for (const [name, x] of b) {
+    out.set(name, tf.add(a.get(name)!, x));
+    a.get(name)!.dispose();
+    x.dispose();
+  }
+  return out;
+}
+
+/** x · c per name; inputs disposed. */
+function scaleAll(xs: Map<string, tf.Tensor>, c: number): Map<string, tf.Tensor> {
+  const out = new Map<string, tf.Tensor>();
+  for (const [k, x] of xs) {
+    out.set(k, tf.mul(x, c));
+    x.dispose();
+  }
+  return out;
+}
+
+const entries = (l: LossTensors) => new Map(Object.entries(l) as [string, tf.Tensor][]);
+const fromEntries = (m: Map<string, tf.Tensor>) => Object.fromEntries(m) as unknown as LossTensors;
 
 const OOM = /out of memory|OOM|Cannot allocate|memory access out of bounds|Array buffer allocation failed|Invalid typed array length|WebAssembly.Memory/i;
 
@@ -129,6 +172,8 @@ export class Trainer {
   /** Optimizer steps taken. */
   step = 0;
   private schedule: LrSchedule | null = null;
+  /** False on the device from the first non-finite step of a fit on: updates after it are not applied. */
+  private readonly healthy = tf.variable(tf.scalar(true, "bool"), false);
   private readonly hooks: TrainerHook[];
   private configWritten = false;
   /** The run directory's layout (config.json, metrics.jsonl, checkpoints); null without runDir. */
@@ -266,62 +311,80 @@ export class Trainer {
     let status: FitResult["status"] = "done";
     let checkpoint: string | null = null;
     let taken = 0;
+    // On a GPU, steps are queued on the device and read one step behind: step
+    // s+1 is queued before step s's losses are awaited, so the GPU never waits
+    // for the chart. The update of a non-finite step is skipped on the device
+    // (a sticky flag: once a step is bad, no later queued step updates either).
+    // On the CPU backends a step is done when it is queued; nothing to overlap.
+    const ahead = options.queueAhead ?? (tf.getBackend() === "webgpu" || backendInfo().device === "gpu");
+    tf.tidy(() => this.healthy.assign(tf.scalar(true, "bool")));
+    const inflight: PendingStep[] = [];
+    const held = (p: PendingStep) => Object.keys(p.losses).length + 2;
+    const settle = async () => {
+      const p = inflight.shift()!;
+      const [values, gradNorm, ok] = await Promise.all([readLossValues(p.losses), p.norm.data(), p.ok.data()]);
+      tf.dispose([p.norm, p.ok]);
+      const deviceError = takeDeviceError();
+      if (deviceError) throw new TrainingStopped(this.stopMessage(`${deviceError} at step ${p.step}`, "no later update was applied"));
+      if (!ok[0]) {
+        const what = Number.isFinite(values.loss)
+          ? `The gradient norm became ${gradNorm[0]} at step ${p.step} (loss ${values.loss})`
+          : `Loss became ${values.loss} at step ${p.step} (encoder ${values.encoderLoss}, decoder ${values.decoderLoss})`;
+        throw new TrainingStopped(this.stopMessage(what, "no update was applied"));
+      }
+      this.step = p.step;
+      taken++;
+      tokensSeen += p.tokens;
+      lastLoss = values;
+      const elapsedMs = performance.now() - started;
+      const event: StepInfo = {
+        type: "step",
+        step: p.step,
+        epoch: p.epoch,
+        ...values,
+        lr: p.lr,
+        gradNorm: gradNorm[0],
+        tokens: p.tokens,
+        tokensPerSec: tokensSeen / (elapsedMs / 1000),
+        elapsedMs,
+        stepMs: performance.now() - p.started,
+        // what a step leaves behind: the queued step's own scalars not counted
+        numTensors: tf.memory().numTensors - inflight.reduce((a, q) => a + held(q), 0),
+        stepInFit: taken,
+      };
+      this.emit(event, options, live);
+    };
     try {
-      while (this.step < target) {
+      let queued = this.step;
+      while (queued < target) {
         if (signal?.aborted) {
           status = "stopped";
           break;
         }
         const t0 = performance.now();
-        const { values, grads, tokens, modelTime } = this.accumulate();
-        modelMs += modelTime;
-        if (!Number.isFinite(values.loss)) {
-          tf.dispose([...grads.values()]);
-          const last = this.latestCheckpoint();
-          throw new TrainingStopped(
-            `Loss became ${values.loss} at step ${this.step + 1} (encoder ${values.encoderLoss}, decoder ${values.decoderLoss}); no update was applied${last ? `, and the last good checkpoint is ${last}` : ""}. Lower lr (now ${this.optimizer.lr}) or check the data.`,
-          );
-        }
-        const t1 = performance.now();
-        const clipped = clipGradNorm(grads, o.maxGradNorm);
-        const lr = this.schedule.at(this.step);
-        this.optimizer.apply(clipped.grads, lr);
-        tf.dispose([...clipped.grads.values()]);
-        const t2 = performance.now();
-        modelMs += t2 - t1;
-        this.step++;
-        taken++;
-        tokensSeen += tokens;
-        lastLoss = values;
-        const elapsedMs = performance.now() - started;
-        const event: StepInfo = {
-          type: "step",
-          step: this.step,
-          epoch: this.stream.position.epoch,
-          ...values,
-          lr,
-          gradNorm: clipped.norm,
-          tokens,
-          tokensPerSec: tokensSeen / (elapsedMs / 1000),
-          elapsedMs,
-          stepMs: t2 - t0,
-          numTensors: tf.memory().numTensors,
-          stepInFit: taken,
-        };
-        this.emit(event, options, live);
-        for (const hook of this.hooks) {
-          if (hook.every > 0 && this.step % hook.every === 0) {
-            const metrics = await hook.run(this);
-            this.emit({ type: "eval", step: this.step, metrics }, options, live);
+        inflight.push(this.queueStep(queued + 1));
+        modelMs += performance.now() - t0;
+        queued++;
+        // Hooks and checkpoints see the weights after this step: drain first.
+        const due = this.hooks.some((h) => h.every > 0 && queued % h.every === 0) || (o.runDir && o.checkpointEvery > 0 && queued % o.checkpointEvery === 0 && queued < target);
+        while (inflight.length > (ahead && !due && queued < target ? 1 : 0)) await settle();
+        if (inflight.length === 0) {
+          for (const hook of this.hooks) {
+            if (hook.every > 0 && this.step % hook.every === 0) {
+              const metrics = await hook.run(this);
+              this.emit({ type: "eval", step: this.step, metrics }, options, live);
+            }
           }
-        }
-        if (o.runDir && o.checkpointEvery > 0 && this.step % o.checkpointEvery === 0 && this.step < target) {
-          checkpoint = await this.saveCheckpoint();
+          if (o.runDir && o.checkpointEvery > 0 && this.step % o.checkpointEvery === 0 && this.step < target) {
+            checkpoint = await this.saveCheckpoint();
+          }
         }
         await new Promise((r) => setImmediate(r)); // let the kernel send output and see interrupts
       }
+      while (inflight.length) await settle();
       if (o.runDir && taken > 0) checkpoint = await this.saveCheckpoint();
     } catch (err) {
+      for (const p of inflight) tf.dispose([p.norm, p.ok, ...Object.values(p.losses)]);
       live?.finish(err instanceof Error ? err.message.split(";")[0] : "error");
       throw this.explain(err);
     }
@@ -329,42 +392,45 @@ export class Trainer {
     return { status, stepsTaken: taken, step: this.step, lastLoss, modelMs, totalMs: performance.now() - started, checkpoint };
   }
 
-  /** Forward and backward over gradAccumulation micro-batches; averaged gradients. */
-  private accumulate(): { values: LossValues; grads: Map<string, tf.Tensor>; tokens: number; modelTime: number } {
+  /** The sentence that stops a run: what happened, what was not applied, and the last good checkpoint. */
+  private stopMessage(what: string, applied: string): string {
+    const last = this.latestCheckpoint();
+    return `${what}; ${applied}${last ? `, and the last good checkpoint is ${last}` : ""}. Lower lr (now ${this.optimizer.lr}) or check the data.`;
+  }
+
+  /**
+   * Queue optimizer step `step` on the device: forward and backward over
+   * gradAccumulation micro-batches, clipping, and the update guarded by the
+   * step's finiteness. Nothing is read back.
+   */
+  private queueStep(step: number): PendingStep {
+    const started = performance.now();
+    const { losses, grads, tokens } = this.accumulate();
+    const epoch = this.stream.position.epoch;
+    const clipped = clipGradNorm(grads, this.options.maxGradNorm);
+    const lr = this.schedule!.at(step - 1);
+    const ok = tf.tidy(() => tf.logicalAnd(tf.logicalAnd(tf.isFinite(losses.loss), tf.isFinite(clipped.norm)), this.healthy)) as tf.Scalar;
+    this.healthy.assign(ok);
+    this.optimizer.apply(clipped.grads, lr, ok);
+    tf.dispose([...clipped.grads.values()]);
+    return { step, epoch, losses, norm: clipped.norm, ok, tokens, lr, started };
+  }
+
+  /** Forward and backward over gradAccumulation micro-batches; averaged gradients and loss parts, on the device. */
+  private accumulate(): { losses: LossTensors; grads: Map<string, tf.Tensor>; tokens: number } {
     const k = this.options.gradAccumulation;
     let sum: Map<string, tf.Tensor> | null = null;
-    const totals: LossValues = { loss: 0, encoderLoss: 0, decoderLoss: 0, encoderAccuracy: 0, decoderAccuracy: 0 };
+    let lossSum: LossTensors | null = null;
     let tokens = 0;
-    let modelTime = 0;
     for (let i = 0; i < k; i++) {
       const batch = this.collator.collate(this.stream.next());
       tokens += batch.lengths.reduce((a, b) => a + b, 0);
-      const t = performance.now();
-      const { grads, values } = this.model.forwardBackward(batch, { training: true, rng: this.rng });
-      if (sum === null) sum = grads;
-      else {
-        const next = new Map<string, tf.Tensor>();
-        for (const [name, g] of grads) {
-          next.set(name, tf.add(sum.get(name)!, g));
-          sum.get(name)!.dispose();
-          g.dispose();
-        }
-        sum = next;
-      }
-      modelTime += performance.now() - t;
-      for (const key of Object.keys(totals) as (keyof LossValues)[]) totals[key] = (totals[key] ?? 0) + (values[key] ?? 0) / k;
-      if (values.bowLoss !== undefined) totals.bowLoss = (totals.bowLoss ?? 0) + values.bowLoss / k;
+      const { grads, losses } = this.model.gradients(batch, { training: true, rng: this.rng });
+      sum = sum === null ? grads : addInto(sum, grads);
+      lossSum = lossSum === null ? losses : fromEntries(addInto(entries(lossSum), entries(losses)));
     }
-    let grads = sum!;
-    if (k > 1) {
-      const scaled = new Map<string, tf.Tensor>();
-      for (const [name, g] of grads) {
-        scaled.set(name, tf.mul(g, 1 / k));
-        g.dispose();
-      }
-      grads = scaled;
-    }
-    return { values: totals, grads, tokens, modelTime };
+    if (k === 1) return { losses: lossSum!, grads: sum!, tokens };
+    return { losses: fromEntries(scaleAll(entries(lossSum!), 1 / k)), grads: scaleAll(sum!, 1 / k), tokens };
   }
 
   private emit(e: TrainerEvent, options: FitOptions, live: LiveReport | null): void {
@@ -412,7 +478,7 @@ export class Trainer {
       retromae: { encoder_mask_ratio: this.collator.encoderMaskRatio, decoder_mask_ratio: this.collator.decoderMaskRatio, seed: this.options.seed ?? null, step: this.step },
     });
     const shapes = new Map([...this.model.weights].map(([name, w]) => [name, w.shape]));
-    writeTrainingState(tmp, this.optimizer.getState(), shapes, {
+    writeTrainingState(tmp, await this.optimizer.getState(), shapes, {
       step: this.step,
       rng: this.rng.getState(),
       dataSeed: this.dataSeed,
@@ -471,5 +537,6 @@ export class Trainer {
 
   dispose(): void {
     this.optimizer.dispose();
+    this.healthy.dispose();
   }
 }

@@ -48,12 +48,12 @@ test("RetroMAE's encoder and decoder losses, and DupMAE's decoder loss, equal th
   await use("cpu");
   const model = officialModel();
   const near = (a: number, b: number, what: string) => assert.ok(Math.abs(a - b) <= 1e-4 * Math.abs(b), `${what}: ${a} vs official ${b}`);
-  const retro = model.forwardBackward(batch, { training: false });
+  const retro = await model.forwardBackward(batch, { training: false });
   near(retro.values.encoderLoss, expected.encoder_loss, "encoder loss");
   near(retro.values.decoderLoss, expected.decoder_loss, "decoder loss");
   tf.dispose([...retro.grads.values()]);
   model.bowLossWeight = 0.1; // DupMAE mode: the decoder query goes through the embedding module
-  const dup = model.forwardBackward(batch, { training: false });
+  const dup = await model.forwardBackward(batch, { training: false });
   near(dup.values.decoderLoss, expected.dupmae_decoder_loss, "DupMAE decoder loss");
   assert.ok(Math.abs(dup.values.decoderLoss - retro.values.decoderLoss) > 100 * 1e-4 * expected.decoder_loss, "the two queries give clearly different losses, so the check can tell them apart");
   tf.dispose([...dup.grads.values()]);

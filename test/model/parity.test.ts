@@ -49,7 +49,7 @@ for (const name of ["cpu", "wasm", "native"] as const) {
     cls.forEach((row, b) => row.forEach((v, i) => (worstCls = Math.max(worstCls, Math.abs(v - expected.cls[b][i])))));
     assert.ok(worstCls < 1e-4, `[CLS] max abs diff ${worstCls}`);
 
-    const { grads, values } = model.forwardBackward(batch, { training: false });
+    const { grads, values } = await model.forwardBackward(batch, { training: false });
     const rel = (a: number, b: number) => Math.abs(a - b) / Math.abs(b);
     assert.ok(rel(values.encoderLoss, expected.encoder_loss) < 1e-4, `encoder loss ${values.encoderLoss} vs ${expected.encoder_loss}`);
     assert.ok(rel(values.decoderLoss, expected.decoder_loss) < 1e-4, `decoder loss ${values.decoderLoss} vs ${expected.decoder_loss}`);
@@ -74,11 +74,11 @@ test("DupMAE bag-of-words loss matches PyTorch; off by default, weighted 0.1 int
   await use("wasm");
   const model = fixtureModel();
   const batch = loadBatch(BATCH_FILE);
-  const off = model.forwardBackward(batch, { training: false });
+  const off = await model.forwardBackward(batch, { training: false });
   assert.is(off.values.bowLoss, undefined);
   tf.dispose([...off.grads.values()]);
   model.bowLossWeight = 0.1;
-  const on = model.forwardBackward(batch, { training: false });
+  const on = await model.forwardBackward(batch, { training: false });
   const bow = on.values.bowLoss!;
   assert.ok(Math.abs(bow - expected.bow_loss) / expected.bow_loss < 1e-4, `bow ${bow} vs ${expected.bow_loss}`);
   assert.ok(Math.abs(on.values.loss - (on.values.encoderLoss + on.values.decoderLoss + 0.1 * bow)) < 1e-4);

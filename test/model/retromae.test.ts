@@ -43,7 +43,7 @@ test("at init both losses are near ln(V) and finite, with padded rows present", 
   const { model, collator, rng } = setup();
   const batch = collator.collate(TEXTS);
   assert.ok(batch.lengths[2] < batch.seqLength, "batch has padding rows");
-  const out = model.forwardBackward(batch, { training: true, rng });
+  const out = await model.forwardBackward(batch, { training: true, rng });
   const lnV = Math.log(30522);
   assert.ok(Math.abs(out.values.encoderLoss - lnV) < 0.3, `encoder ${out.values.encoderLoss}`);
   assert.ok(Math.abs(out.values.decoderLoss - lnV) < 0.3, `decoder ${out.values.decoderLoss}`);
@@ -57,13 +57,13 @@ test("decoderLossWeight: 0 is the MLM-only baseline (no decoder pass, no decoder
   await use("wasm");
   const { model, collator, rng } = setup();
   const batch = collator.collate(TEXTS);
-  const full = model.forwardBackward(batch, { training: false, rng });
+  const full = await model.forwardBackward(batch, { training: false, rng });
   model.decoderLossWeight = 0.5;
-  const half = model.forwardBackward(batch, { training: false, rng });
+  const half = await model.forwardBackward(batch, { training: false, rng });
   assert.ok(Math.abs(half.values.loss - (full.values.encoderLoss + 0.5 * full.values.decoderLoss)) < 1e-4);
   const before = tf.memory().numTensors;
   model.decoderLossWeight = 0;
-  const mlm = model.forwardBackward(batch, { training: false, rng });
+  const mlm = await model.forwardBackward(batch, { training: false, rng });
   assert.ok(Math.abs(mlm.values.loss - full.values.encoderLoss) < 1e-5);
   assert.ok(Number.isNaN(mlm.values.decoderLoss) && Number.isNaN(mlm.values.decoderAccuracy));
   assert.not.ok([...mlm.grads.keys()].some((k) => k.startsWith("c_head.")), "no decoder gradients");
@@ -105,8 +105,8 @@ test("extra padding changes no loss and no gradient ([PAD] lookups add nothing; 
   await use("wasm");
   const { model, collator } = setup(3);
   const batch = collator.collate(TEXTS);
-  const a = model.forwardBackward(batch, { training: false });
-  const b = model.forwardBackward(widen(batch, 7), { training: false });
+  const a = await model.forwardBackward(batch, { training: false });
+  const b = await model.forwardBackward(widen(batch, 7), { training: false });
   assert.ok(Math.abs(a.values.loss - b.values.loss) < 1e-5, `${a.values.loss} vs ${b.values.loss}`);
   for (const [name, g] of a.grads) {
     const x = g.dataSync();
@@ -124,7 +124,7 @@ test("tf.memory().numTensors after 20 forward/backward steps equals the count af
   const { model, collator, rng } = setup();
   const counts: number[] = [];
   for (let step = 0; step < 20; step++) {
-    const out = model.forwardBackward(collator.collate(TEXTS), { training: true, rng });
+    const out = await model.forwardBackward(collator.collate(TEXTS), { training: true, rng });
     tf.dispose([...out.grads.values()]);
     counts.push(tf.memory().numTensors);
   }
@@ -139,7 +139,7 @@ test("plain gradient steps on one batch lower the loss (the gradients point down
   const batch = collator.collate(TEXTS);
   const losses: number[] = [];
   for (let step = 0; step < 6; step++) {
-    const out = model.forwardBackward(batch, { training: false });
+    const out = await model.forwardBackward(batch, { training: false });
     losses.push(out.values.loss);
     tf.tidy(() => {
       for (const [name, v] of model.weights) v.assign(tf.sub(v, tf.mul(out.grads.get(name)!, 0.5)));

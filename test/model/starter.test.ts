@@ -42,13 +42,13 @@ test("the starter has left the unigram plateau: its MLM loss on SciFact-like tex
     "Patients were randomly assigned to receive either the drug or placebo for twelve weeks, and the primary outcome was the change in blood pressure.",
   ]);
   const untrained = RetroMAE.create("tiny", { rng: new Rng(2) });
-  const loss = (m: RetroMAE) => {
-    const r = m.forwardBackward(batch, { training: false });
+  const loss = async (m: RetroMAE) => {
+    const r = await m.forwardBackward(batch, { training: false });
     tf.dispose([...r.grads.values()]);
     return r.values.encoderLoss;
   };
-  const trained = loss(model);
-  const fresh = loss(untrained);
+  const trained = await loss(model);
+  const fresh = await loss(untrained);
   assert.ok(trained < 7 && fresh > 10 && trained < fresh - 3, `starter ${trained.toFixed(2)} vs untrained ${fresh.toFixed(2)}`);
   model.dispose();
   untrained.dispose();

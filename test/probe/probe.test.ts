@@ -22,7 +22,7 @@ test("blocked exact search equals brute force", async () => {
   const H = 8;
   const q = rng.fillNormal(new Float32Array(5 * H));
   const d = rng.fillNormal(new Float32Array(37 * H));
-  const { indices, scores } = searchTopK(q, d, H, 6, 10);
+  const { indices, scores } = await searchTopK(q, d, H, 6, 10);
   for (let i = 0; i < 5; i++) {
     const all = Array.from({ length: 37 }, (_, j) => {
       let s = 0;

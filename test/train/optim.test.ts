@@ -72,9 +72,9 @@ test("native backend: AdamW updates in place from the second step (no kernels ru
   const close = (got: ArrayLike<number>, want: number[]) => want.forEach((w, i) => assert.ok(Math.abs(got[i] - w) < 1e-6, `${got[i]} vs ${w}`));
   close(params.get("layer.dense.weight")!.dataSync(), byHand(w0, gs, 1e-2, 0.1));
   close(params.get("layer.dense.bias")!.dataSync(), byHand(w0, gs, 1e-2, 0));
-  const state = opt.getState();
+  const state = await opt.getState();
   state.m.get("layer.dense.weight")![0] = 123; // a copy: the optimizer's moment is untouched
-  assert.not.equal(opt.getState().m.get("layer.dense.weight")![0], 123);
+  assert.not.equal((await opt.getState()).m.get("layer.dense.weight")![0], 123);
   opt.dispose();
   params.forEach((p) => p.dispose());
 });
@@ -92,12 +92,12 @@ test("AdamW state round-trips and leaks no tensors per step", async () => {
     tf.dispose([...g.values()]);
   }
   assert.is(tf.memory().numTensors, before);
-  const state = opt.getState();
+  const state = await opt.getState();
   const q = new Map([["x.weight", tf.variable(tf.tensor1d([1, 2, 3]))]]);
   const opt2 = new AdamW(q);
   opt2.setState(state);
   assert.is(opt2.step, 5);
-  assert.equal(Array.from(opt2.getState().m.get("x.weight")!), Array.from(state.m.get("x.weight")!));
+  assert.equal(Array.from((await opt2.getState()).m.get("x.weight")!), Array.from(state.m.get("x.weight")!));
   assert.throws(() => opt2.setState({ step: 1, m: new Map(), v: new Map() }), /no matching "m" for weight "x.weight"/);
   const live = tf.memory().numTensors;
   opt2.dispose();
@@ -113,15 +113,43 @@ test("clipGradNorm reports the norm before clipping and scales as torch does", a
     ["b", tf.tensor1d([0, 4])],
   ]);
   const { grads: clipped, norm } = clipGradNorm(grads, 1.0);
-  assert.ok(Math.abs(norm - 5) < 1e-6);
+  assert.ok(Math.abs(norm.dataSync()[0] - 5) < 1e-6);
   const coef = 1 / (5 + 1e-6);
   assert.ok(Math.abs(clipped.get("a")!.dataSync()[0] - 3 * coef) < 1e-7);
   assert.ok(Math.abs(clipped.get("b")!.dataSync()[1] - 4 * coef) < 1e-7);
   const small = new Map([["a", tf.tensor1d([0.3, 0.4])]]);
+  const before = small.get("a")!.dataSync().slice();
   const r = clipGradNorm(small, 1.0);
-  assert.is(r.grads, small, "under the limit: unchanged");
-  assert.ok(Math.abs(r.norm - 0.5) < 1e-6);
+  assert.equal(new Uint32Array(r.grads.get("a")!.dataSync().buffer), new Uint32Array(before.buffer), "under the limit: the same bits");
+  assert.ok(Math.abs(r.norm.dataSync()[0] - 0.5) < 1e-6);
 });
+
+for (const name of ["cpu", "native"] as const) {
+  test(`AdamW with a false device flag leaves weights and moments as they were (${name}); true gives the unguarded update`, async () => {
+    await use(name);
+    const make = () => new Map([["x.weight", tf.variable(tf.tensor1d([1, -2, 3]))]]);
+    const g = () => new Map([["x.weight", tf.tensor1d([0.5, 0.25, -1])]]);
+    const [pa, pb, pc] = [make(), make(), make()];
+    const [a, b, c] = [new AdamW(pa), new AdamW(pb), new AdamW(pc)];
+    const yes = tf.scalar(true, "bool");
+    const no = tf.scalar(false, "bool");
+    const start = tf.memory().numTensors;
+    for (let i = 0; i < 3; i++) {
+      const [ga, gb, gc] = [g(), g(), g()];
+      a.apply(ga, 1e-2, yes);
+      b.apply(gb, 1e-2);
+      c.apply(gc, 1e-2, no);
+      tf.dispose([...ga.values(), ...gb.values(), ...gc.values()]);
+    }
+    assert.is(tf.memory().numTensors, start, "no tensors left behind");
+    assert.equal(Array.from(pa.get("x.weight")!.dataSync()), Array.from(pb.get("x.weight")!.dataSync()));
+    assert.equal(Array.from(pc.get("x.weight")!.dataSync()), [1, -2, 3]);
+    assert.equal(Array.from((await c.getState()).m.get("x.weight")!), [0, 0, 0]);
+    tf.dispose([yes, no]);
+    for (const o of [a, b, c]) o.dispose();
+    for (const p of [pa, pb, pc]) p.forEach((v) => v.dispose());
+  });
+}
 
 test("linear and cosine schedules with warmup, as HF's", () => {
   const lin = new LrSchedule({ lr: 1e-4, totalSteps: 100, warmupRatio: 0.1 });

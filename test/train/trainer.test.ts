@@ -3,6 +3,7 @@ import * as assert from "uvu/assert";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
+import * as tf from "../../lib/engine/tf";
 import { use } from "../../lib/engine/backend";
 import { Rng } from "../../lib/engine/rng";
 import { Display, MimeBundle, setDisplay, toBundle } from "../../lib/display";
@@ -128,23 +129,32 @@ test("run directory: config.json with backend and seed, metrics.jsonl, last K ch
 test("a NaN loss stops the run with a clear sentence, applies no update and names the last good checkpoint", async () => {
   await use("wasm");
   const dir = tmp();
-  const t = makeTrainer({ runDir: dir, checkpointEvery: 1 });
+  const t = makeTrainer({ runDir: dir });
   await t.fit({ steps: 2, live: false });
   const before = t.model.weights.get("c_head.output.dense.weight")!.dataSync().slice();
-  const real = t.model.forwardBackward.bind(t.model);
-  t.model.forwardBackward = (b, o) => {
+  const real = t.model.gradients.bind(t.model);
+  let calls = 0;
+  t.model.gradients = (b, o) => {
     const r = real(b, o);
-    r.values.loss = NaN;
+    // Step 3's loss is NaN; step 4 (queued before step 3 is read) is finite, and must not update either.
+    if (calls++ === 0) {
+      r.losses.loss.dispose();
+      r.losses.loss = tf.scalar(NaN);
+    }
     return r;
   };
+  const tensors = tf.memory().numTensors;
   try {
-    await t.fit({ steps: 2, live: false });
+    await t.fit({ steps: 3, live: false, queueAhead: true });
     assert.unreachable("should stop");
   } catch (err) {
     assert.match((err as Error).message, /^Loss became NaN at step 3 .*no update was applied, and the last good checkpoint is .*checkpoint-2\. Lower lr/);
   }
+  assert.is(calls, 2, "step 4 was queued before step 3 was read");
+  assert.is(t.step, 2);
+  assert.is(tf.memory().numTensors, tensors, "the queued step's tensors are freed");
   assert.equal(Array.from(t.model.weights.get("c_head.output.dense.weight")!.dataSync()), Array.from(before));
-  t.model.forwardBackward = () => {
+  t.model.gradients = () => {
     throw new Error("RuntimeError: memory access out of bounds");
   };
   try {

@@ -1,0 +1,263 @@
+/// <reference types="@webgpu/types" />
+/**
+ * WebGPU in Node through Dawn (the npm package `webgpu`: Dawn's Node binding,
+ * with a prebuilt `dawn.node` per platform). Vulkan on Linux, Metal on macOS,
+ * D3D12 on Windows.
+ *
+ * This module finds what a WebGPU device needs (the Vulkan loader, its ICD
+ * files, an adapter), names what is missing in one sentence, and opens a
+ * device with the adapter's own limits: WebGPU's defaults (a 256 MiB buffer,
+ * a 128 MiB storage binding, 8 storage buffers per shader) are what a device
+ * gets unless it asks, and a base model's logits exceed them.
+ */
+import * as fs from "fs";
+import * as path from "path";
+
+/** The part of Dawn's module this project uses. */
+export interface DawnModule {
+  create(flags: string[]): GPU;
+  globals: Record<string, unknown>;
+}
+
+export interface AdapterSummary {
+  vendor: string;
+  architecture: string;
+  device: string;
+  description: string;
+  /** Dawn's backend: vulkan, metal, d3d12 (what it runs on). */
+  backend: string;
+  /** SwiftShader, llvmpipe, lavapipe, WARP or a fallback adapter: software, not a GPU. */
+  software: boolean;
+}
+
+export interface OpenedDevice {
+  device: GPUDevice;
+  adapter: GPUAdapter;
+  summary: AdapterSummary;
+  /** The limits in force on the device (what was asked for), by name. */
+  limits: Record<string, number>;
+}
+
+/** Limits the device asks for at the adapter's own values ("adapter"), or WebGPU's defaults ("default"). */
+export type LimitsChoice = "adapter" | "default";
+
+export class WebGPUUnavailable extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "WebGPUUnavailable";
+  }
+}
+
+/** The limits this project reads; every WebGPU adapter reports them. */
+export const LIMIT_NAMES = [
+  "maxBufferSize",
+  "maxStorageBufferBindingSize",
+  "maxStorageBuffersPerShaderStage",
+  "maxComputeWorkgroupStorageSize",
+  "maxComputeInvocationsPerWorkgroup",
+  "maxComputeWorkgroupSizeX",
+  "maxComputeWorkgroupSizeY",
+  "maxComputeWorkgroupSizeZ",
+  "maxComputeWorkgroupsPerDimension",
+  "maxUniformBufferBindingSize",
+  "minStorageBufferOffsetAlignment",
+] as const;
+
+/** The smallest values the WebGPU spec lets an adapter report (its defaults). */
+export const WEBGPU_DEFAULT_LIMITS: Readonly<Record<(typeof LIMIT_NAMES)[number], number>> = {
+  maxBufferSize: 268435456,
+  maxStorageBufferBindingSize: 134217728,
+  maxStorageBuffersPerShaderStage: 8,
+  maxComputeWorkgroupStorageSize: 16384,
+  maxComputeInvocationsPerWorkgroup: 256,
+  maxComputeWorkgroupSizeX: 256,
+  maxComputeWorkgroupSizeY: 256,
+  maxComputeWorkgroupSizeZ: 64,
+  maxComputeWorkgroupsPerDimension: 65535,
+  maxUniformBufferBindingSize: 65536,
+  minStorageBufferOffsetAlignment: 256,
+};
+
+/** The adapter's info. (`adapter.info`: newer than the @webgpu/types that tfjs-webgpu pins.) */
+export function adapterInfo(adapter: GPUAdapter): GPUAdapterInfo & { isFallbackAdapter?: boolean } {
+  return (adapter as GPUAdapter & { info: GPUAdapterInfo }).info;
+}
+
+const SOFTWARE = /swiftshader|llvmpipe|lavapipe|softpipe|microsoft basic render|\bwarp\b/i;
+
+export function isSoftwareAdapter(info: { vendor?: string; architecture?: string; device?: string; description?: string }, fallback = false): boolean {
+  return fallback || SOFTWARE.test([info.vendor, info.architecture, info.device, info.description].filter(Boolean).join(" "));
+}
+
+// TypeScript compiles import() to require() for CommonJS output; `webgpu` is an ES module, so import it for real.
+const importModule = new Function("specifier", "return import(specifier)") as (specifier: string) => Promise<unknown>;
+
+let dawn: Promise<DawnModule> | null = null;
+
+/** Load Dawn's Node binding once. Rejects with one sentence when the package or its binary is missing. */
+export function loadDawn(): Promise<DawnModule> {
+  dawn ??= importModule("webgpu").then(
+    (m) => m as DawnModule,
+    (err: NodeJS.ErrnoException) => {
+      dawn = null;
+      const msg = String(err?.message ?? err).split("\n")[0];
+      if (err?.code === "ERR_MODULE_NOT_FOUND" && msg.includes("'webgpu'")) {
+        throw new WebGPUUnavailable("the npm package webgpu is not installed (reinstall with npm ci)");
+      }
+      throw new WebGPUUnavailable(`Dawn's Node binding (the npm package webgpu) failed to load on ${process.platform}-${process.arch}: ${msg}`);
+    },
+  );
+  return dawn;
+}
+
+/** Where the Vulkan loader looks for ICD files (Linux), NVIDIA's container runtime's places included. */
+export function icdSearchDirs(env: NodeJS.ProcessEnv = process.env): string[] {
+  const dataDirs = (env.XDG_DATA_DIRS || "/usr/local/share:/usr/share").split(":").filter(Boolean);
+  const configDirs = (env.XDG_CONFIG_DIRS || "/etc/xdg").split(":").filter(Boolean);
+  const dirs = [
+    ...configDirs.map((d) => path.join(d, "vulkan", "icd.d")),
+    "/etc/vulkan/icd.d",
+    ...dataDirs.map((d) => path.join(d, "vulkan", "icd.d")),
+    "/usr/share/vulkan/icd.d",
+    "/usr/local/share/vulkan/icd.d",
+  ];
+  return [...new Set(dirs)];
+}
+
+export interface IcdFile {
+  file: string;
+  /** The driver library it names, when the file parses. */
+  library: string | null;
+  /** From VK_ICD_FILENAMES / VK_DRIVER_FILES, which replace the search. */
+  fromEnv: boolean;
+}
+
+/** The ICD files the Vulkan loader would read: the env list when set, else the standard folders. */
+export function icdFiles(env: NodeJS.ProcessEnv = process.env): IcdFile[] {
+  const read = (file: string, fromEnv: boolean): IcdFile => {
+    let library: string | null = null;
+    try {
+      library = (JSON.parse(fs.readFileSync(file, "utf8")) as { ICD?: { library_path?: string } }).ICD?.library_path ?? null;
+    } catch {
+      library = null;
+    }
+    return { file, library, fromEnv };
+  };
+  const fromEnv = env.VK_DRIVER_FILES || env.VK_ICD_FILENAMES;
+  if (fromEnv) return fromEnv.split(":").filter(Boolean).map((f) => read(f, true));
+  const out: IcdFile[] = [];
+  for (const dir of icdSearchDirs(env)) {
+    let names: string[] = [];
+    try {
+      names = fs.readdirSync(dir).filter((n) => n.endsWith(".json")).sort();
+    } catch {
+      continue;
+    }
+    for (const n of names) out.push(read(path.join(dir, n), false));
+  }
+  return out;
+}
+
+/**
+ * Whether the Vulkan loader (libvulkan.so.1) can be loaded, as Dawn loads it.
+ * Null off Linux (Metal and D3D12 need no loader). The probe asks the dynamic
+ * linker itself: a library that is not a Node addon loads, then fails to
+ * "self-register"; a missing one fails to open.
+ */
+export function vulkanLoader(): { found: boolean; detail: string } | null {
+  if (process.platform !== "linux") return null;
+  try {
+    process.dlopen({ exports: {} } as NodeJS.Module, "libvulkan.so.1");
+    return { found: true, detail: "libvulkan.so.1" };
+  } catch (err) {
+    const msg = String((err as Error).message);
+    if (/cannot open shared object file|not found/i.test(msg)) return { found: false, detail: msg.split("\n")[0] };
+    return { found: true, detail: "libvulkan.so.1" };
+  }
+}
+
+function summarize(adapter: GPUAdapter, backend: string): AdapterSummary {
+  const i = adapterInfo(adapter);
+  const fallback = !!(i.isFallbackAdapter ?? adapter.isFallbackAdapter);
+  return {
+    vendor: i.vendor ?? "",
+    architecture: i.architecture ?? "",
+    device: i.device ?? "",
+    description: i.description ?? "",
+    backend,
+    software: isSoftwareAdapter(i, fallback),
+  };
+}
+
+export function defaultBackendName(): string {
+  return process.platform === "darwin" ? "metal" : process.platform === "win32" ? "d3d12" : "vulkan";
+}
+
+/**
+ * Every adapter Dawn sees, as "backend: name" pairs. Dawn's binding has no
+ * list call; asking for an adapter by a name no adapter has makes it answer
+ * with the list, which is read here.
+ */
+export async function listAdapterNames(d: DawnModule): Promise<{ backend: string; name: string }[]> {
+  const gpu = d.create(["adapter=\u0001no-such-adapter"]);
+  try {
+    const a = await gpu.requestAdapter();
+    return a ? [{ backend: defaultBackendName(), name: adapterInfo(a).device }] : [];
+  } catch (err) {
+    const out: { backend: string; name: string }[] = [];
+    for (const m of String((err as Error)?.message ?? err).matchAll(/\* backend: '([^']*)', name: '([^']*)'/g)) out.push({ backend: m[1], name: m[2] });
+    return out;
+  }
+}
+
+function why(): string {
+  const loader = vulkanLoader();
+  if (loader && !loader.found) return "the Vulkan loader libvulkan.so.1 is not installed (apt-get install libvulkan1)";
+  if (process.platform === "linux" && icdFiles().length === 0) {
+    return "no Vulkan driver (ICD file) was found in /etc/vulkan/icd.d or /usr/share/vulkan/icd.d; install the GPU's Vulkan driver, and in a container started by NVIDIA's runtime set NVIDIA_DRIVER_CAPABILITIES=compute,utility,graphics";
+  }
+  return `Dawn found no ${defaultBackendName()} adapter (the installed driver does not work with Dawn; run retromae doctor)`;
+}
+
+/** The adapter's value of each limit this project reads. */
+export function limitsOf(adapter: GPUAdapter): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const k of LIMIT_NAMES) out[k] = Number((adapter.limits as unknown as Record<string, number>)[k]);
+  return out;
+}
+
+/**
+ * Open a device. `adapterName` picks an adapter whose name contains it
+ * (RETROMAE_WEBGPU_ADAPTER by default). With limits "adapter" the device
+ * asks for the adapter's own limits; "default" keeps WebGPU's minimums (a test
+ * of the smallest adapter).
+ */
+export async function openDevice(options: { adapterName?: string; limits?: LimitsChoice } = {}): Promise<OpenedDevice> {
+  const d = await loadDawn();
+  const name = options.adapterName ?? process.env.RETROMAE_WEBGPU_ADAPTER ?? "";
+  const gpu = d.create(name ? [`adapter=${name}`] : []);
+  let adapter: GPUAdapter | null;
+  try {
+    adapter = await gpu.requestAdapter({ powerPreference: "high-performance" });
+  } catch (err) {
+    const names = (await listAdapterNames(d)).map((a) => `"${a.name}" (${a.backend})`);
+    throw new WebGPUUnavailable(
+      name
+        ? `no WebGPU adapter's name contains "${name}" (RETROMAE_WEBGPU_ADAPTER); ${names.length ? `the adapters are ${names.join(", ")}` : why()}`
+        : `Dawn could not pick an adapter: ${String((err as Error)?.message ?? err).split("\n")[0]}`,
+    );
+  }
+  if (!adapter) throw new WebGPUUnavailable(why());
+  const adapterLimits = limitsOf(adapter);
+  const requiredLimits: Record<string, number> = {};
+  if ((options.limits ?? "adapter") === "adapter") for (const k of LIMIT_NAMES) if (k !== "minStorageBufferOffsetAlignment") requiredLimits[k] = adapterLimits[k];
+  const device = await adapter.requestDevice({ requiredLimits });
+  const limits: Record<string, number> = {};
+  for (const k of LIMIT_NAMES) limits[k] = Number((device.limits as unknown as Record<string, number>)[k]);
+  return { device, adapter, summary: summarize(adapter, defaultBackendName()), limits };
+}
+
+/** Put Dawn's WebGPU constants (GPUBufferUsage, GPUMapMode, ...) on globalThis, where tfjs's webgpu backend reads them. */
+export function installGlobals(d: DawnModule): void {
+  for (const [k, v] of Object.entries(d.globals)) if (!(k in globalThis)) (globalThis as Record<string, unknown>)[k] = v;
+}

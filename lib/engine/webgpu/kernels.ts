@@ -1,0 +1,155 @@
+/// <reference types="@webgpu/types" />
+/**
+ * Kernels this project registers for tfjs's webgpu backend, in WGSL, run
+ * through the backend's `runWebGPUProgram`:
+ *
+ * - UnsortedSegmentSum (the gradient of `gather`, so of every embedding
+ *   lookup), deterministic. tfjs's own adds floats with atomics, whose order,
+ *   and so whose bits, change from run to run. Here each output element has
+ *   one owner: the first input row with its segment id, which sums every
+ *   row of that id in index order, as the cpu backend does. Bit for bit the
+ *   cpu backend's sum.
+ * - AddN within the adapter's limits. tfjs binds every input to one shader;
+ *   a gradient sum over more inputs than `maxStorageBuffersPerShaderStage`
+ *   (8 on the smallest adapters) fails pipeline validation. Here the inputs
+ *   are summed in runs that fit, left to right: the same additions in the same
+ *   order, so the same bits.
+ */
+import * as tf from "../tf";
+import type { KernelConfig, KernelFunc, TensorInfo } from "@tensorflow/tfjs-core";
+
+/** What these kernels use of tfjs-backend-webgpu's WebGPUBackend. */
+export interface WebGPUBackendLike {
+  device: GPUDevice;
+  runWebGPUProgram(program: object, inputs: TensorInfo[], outputDtype: tf.DataType, uniforms?: { type: string; data: number[] }[], output?: TensorInfo): TensorInfo;
+  makeTensorInfo(shape: number[], dtype: tf.DataType, values?: ArrayLike<number>): TensorInfo;
+  disposeData(dataId: object, force?: boolean): boolean;
+}
+
+const WORKGROUP = 64;
+
+function product(shape: readonly number[]): number {
+  let n = 1;
+  for (const d of shape) n *= d;
+  return n;
+}
+
+/** The fields tfjs-webgpu's program builder reads, for a flat 1-D dispatch over `size` invocations. */
+function flatProgram(size: number, outputShape: number[], variableNames: string[], shaderKey: string, uniforms: string, body: string) {
+  return {
+    outputShape,
+    variableNames,
+    uniforms,
+    shaderKey,
+    workgroupSize: [WORKGROUP, 1, 1] as [number, number, number],
+    dispatchLayout: { x: [0] },
+    // One invocation per element of a virtual [size] shape; runWebGPUProgram reshapes
+    // the dispatch to fit maxComputeWorkgroupsPerDimension.
+    dispatch: [Math.ceil(size / WORKGROUP), 1, 1] as [number, number, number],
+    getUserCode: () => body,
+  };
+}
+
+/**
+ * out[s, j] = Σ x[i, j] over i with ids[i] = s, in increasing i; ids outside
+ * [0, numSegments) dropped, as TensorFlow does. x [n, inner...] flattened to
+ * [n, m]; out [numSegments, m], zero where no id points.
+ *
+ * One invocation per (i, j): row i owns segment ids[i] if no earlier row has
+ * it; the owner walks rows i.. in order and writes the sum. O(n² + n·m)
+ * reads, and no atomics.
+ */
+export function segmentSumProgram(n: number, m: number, numSegments: number, dtype: "float32" | "int32") {
+  const zero = dtype === "float32" ? "0.0" : "0";
+  const body = `
+  fn main(index : i32) {
+    let n = uniforms.rows;
+    let m = uniforms.cols;
+    if (index >= n * m) { return; }
+    let i = index / m;
+    let j = index - i * m;
+    let s = i32(segmentIds[i]);
+    if (s < 0 || s >= uniforms.numSegments) { return; }
+    for (var k = 0; k < i; k = k + 1) {
+      if (i32(segmentIds[k]) == s) { return; }
+    }
+    var acc = ${zero};
+    for (var k = i; k < n; k = k + 1) {
+      if (i32(segmentIds[k]) == s) { acc = acc + x[k * m + j]; }
+    }
+    result[s * m + j] = acc;
+  }`;
+  return flatProgram(n * m, [numSegments, m], ["x", "segmentIds"], `retromaeSegmentSum_${dtype}`, "rows : i32, cols : i32, numSegments : i32,", body);
+}
+
+/** A new [size] tensor of zeros, written on the device. */
+function zeros(backend: WebGPUBackendLike, shape: number[], dtype: "float32" | "int32"): TensorInfo {
+  const size = product(shape);
+  const body = `
+  fn main(index : i32) {
+    if (index < uniforms.count) { result[index] = ${dtype === "float32" ? "0.0" : "0"}; }
+  }`;
+  const program = flatProgram(size, shape, [], `retromaeZeros_${dtype}`, "count : i32,", body);
+  return backend.runWebGPUProgram(program, [], dtype, [{ type: "int32", data: [size] }]);
+}
+
+export const deterministicUnsortedSegmentSum: KernelConfig = {
+  kernelName: tf.UnsortedSegmentSum,
+  backendName: "webgpu",
+  kernelFunc: ({ inputs, backend, attrs }) => {
+    const { x, segmentIds } = inputs as { x: TensorInfo; segmentIds: TensorInfo };
+    const { numSegments } = attrs as unknown as { numSegments: number };
+    const b = backend as unknown as WebGPUBackendLike;
+    if (x.dtype !== "float32" && x.dtype !== "int32") throw new Error(`UnsortedSegmentSum on webgpu takes float32 or int32, got ${x.dtype}.`);
+    const n = product(segmentIds.shape);
+    const inner = x.shape.slice(segmentIds.shape.length);
+    const m = product(inner);
+    const out = zeros(b, [numSegments, m], x.dtype);
+    if (n > 0 && m > 0 && numSegments > 0) {
+      const program = segmentSumProgram(n, m, numSegments, x.dtype);
+      const uniforms = [{ type: "int32", data: [n] }, { type: "int32", data: [m] }, { type: "int32", data: [numSegments] }];
+      b.runWebGPUProgram(program, [x, segmentIds], x.dtype, uniforms, out);
+    }
+    // The same buffer as [numSegments, ...inner], as tfjs's Reshape relabels one.
+    return { dataId: out.dataId, shape: [numSegments, ...inner], dtype: out.dtype };
+  },
+};
+
+/** AddN in runs of at most `maxInputs` inputs (the first run's sum is the next run's first input). */
+export function chunkedAddN(original: KernelFunc, maxInputs: number): KernelConfig {
+  const per = Math.max(2, maxInputs);
+  return {
+    kernelName: tf.AddN,
+    backendName: "webgpu",
+    kernelFunc: (args) => {
+      const tensors = args.inputs as unknown as TensorInfo[];
+      if (tensors.length <= per) return original(args);
+      const b = args.backend as unknown as WebGPUBackendLike;
+      let acc = original({ ...args, inputs: tensors.slice(0, per) as unknown as typeof args.inputs }) as TensorInfo;
+      for (let i = per; i < tensors.length; i += per - 1) {
+        const next = original({ ...args, inputs: [acc, ...tensors.slice(i, i + per - 1)] as unknown as typeof args.inputs }) as TensorInfo;
+        b.disposeData(acc.dataId);
+        acc = next;
+      }
+      return acc;
+    },
+  };
+}
+
+/**
+ * Register this project's webgpu kernels, replacing tfjs's where it has one.
+ * `maxStorageBuffers` is the device's maxStorageBuffersPerShaderStage.
+ */
+export function registerWebGPUKernels(maxStorageBuffers: number): void {
+  if (tf.getKernel(tf.UnsortedSegmentSum, "webgpu")) tf.unregisterKernel(tf.UnsortedSegmentSum, "webgpu");
+  tf.registerKernel(deterministicUnsortedSegmentSum);
+  const addN = tf.getKernel(tf.AddN, "webgpu");
+  if (addN) {
+    const original = (addN as KernelConfig & { original?: KernelFunc }).original ?? addN.kernelFunc;
+    tf.unregisterKernel(tf.AddN, "webgpu");
+    // One binding is the output; each input takes one.
+    const config = chunkedAddN(original, maxStorageBuffers - 1) as KernelConfig & { original?: KernelFunc };
+    config.original = original;
+    tf.registerKernel(config);
+  }
+}
