@@ -20,10 +20,10 @@ test("importing the library registers the wasm and cpu kernels, before any use()
 
 test("an unknown backend name gets one clear sentence", async () => {
   try {
-    await use("webgpu");
+    await use("webgl");
     assert.unreachable("should throw");
   } catch (err) {
-    assert.match((err as Error).message, /^Unknown backend "webgpu"; use one of "auto", "tensorflow", "native", "wasm", "cpu"\.$/);
+    assert.match((err as Error).message, /^Unknown backend "webgl"; use one of "auto", "tensorflow", "webgpu", "native", "wasm", "cpu"\.$/);
   }
 });
 
@@ -49,7 +49,7 @@ test("tensorflow without tfjs-node(-gpu) fails with the reason and the fix, not 
 test("auto picks the first backend that works and says why it skipped the others", async () => {
   const choice = await use("auto");
   assert.is(tf.getBackend(), choice.backend);
-  const order = ["tensorflow", "native", "wasm", "cpu"];
+  const order = ["tensorflow", "webgpu", "native", "wasm", "cpu"];
   assert.equal(
     choice.skipped.map((s) => s.backend),
     order.slice(0, order.indexOf(choice.backend)),

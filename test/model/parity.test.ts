@@ -13,6 +13,7 @@ import { use } from "../../lib/engine/backend";
 import { loadBatch } from "../../lib/masking/batch-io";
 import { saveCheckpoint } from "../../lib/model/retromae";
 import { BATCH_FILE, EXPECTED_FILE, fixtureBatch, fixtureModel } from "../fixtures/parity/spec";
+import { useSwiftShader } from "../webgpu-helpers";
 
 interface Expected {
   cls: number[][];
@@ -39,12 +40,17 @@ test("the fixture's model and batch are what this code makes from the seed", asy
   model.dispose();
 });
 
-for (const name of ["cpu", "wasm", "native"] as const) {
+// webgpu runs on SwiftShader here (Vulkan on the CPU): the one real-tiny test of that backend.
+useSwiftShader();
+
+for (const name of ["cpu", "wasm", "native", "webgpu"] as const) {
   test(`${name}: [CLS], losses and gradients match PyTorch`, async () => {
     await use(name);
     const model = fixtureModel();
     const batch = loadBatch(BATCH_FILE);
-    const cls = tf.tidy(() => model.losses(batch, { training: false }).cls.arraySync() as number[][]);
+    const clsTensor = tf.tidy(() => model.losses(batch, { training: false }).cls);
+    const cls = (await clsTensor.array()) as number[][];
+    clsTensor.dispose();
     let worstCls = 0;
     cls.forEach((row, b) => row.forEach((v, i) => (worstCls = Math.max(worstCls, Math.abs(v - expected.cls[b][i])))));
     assert.ok(worstCls < 1e-4, `[CLS] max abs diff ${worstCls}`);
@@ -56,7 +62,7 @@ for (const name of ["cpu", "wasm", "native"] as const) {
     assert.equal([...grads.keys()].sort(), Object.keys(expected.grads).sort());
     for (const [wname, g] of grads) {
       const e = expected.grads[wname];
-      const data = g.dataSync();
+      const data = await g.data();
       let sq = 0;
       for (let i = 0; i < data.length; i++) sq += data[i] * data[i];
       const norm = Math.sqrt(sq);

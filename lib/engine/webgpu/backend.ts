@@ -17,12 +17,14 @@ import * as tf from "../tf";
 import { adapterInfo, installGlobals, loadDawn, LimitsChoice, openDevice, OpenedDevice, WebGPUUnavailable } from "./dawn";
 import { registerWebGPUKernels } from "./kernels";
 
-export interface WebGPUState extends Omit<OpenedDevice, "device" | "adapter"> {
+export interface WebGPUState extends Omit<OpenedDevice, "gpu" | "device" | "adapter"> {
   /** tfjs-backend-webgpu's version. */
   version: string;
 }
 
 let opened: OpenedDevice | null = null;
+/** What the open device was asked for: a different request opens a new one. */
+let openedFor = "";
 let deviceError: string | null = null;
 
 /** The open device's description, or null before the webgpu backend starts. */
@@ -60,7 +62,8 @@ function watch(device: GPUDevice): void {
  * Throws WebGPUUnavailable with one sentence.
  */
 export async function startWebGPU(options: { allowSoftware: boolean; limits?: LimitsChoice; adapterName?: string }): Promise<WebGPUState> {
-  if (opened && tf.findBackend("webgpu") && (options.allowSoftware || !opened.summary.software)) {
+  const request = JSON.stringify([options.limits ?? "adapter", options.adapterName ?? process.env.RETROMAE_WEBGPU_ADAPTER ?? ""]);
+  if (opened && openedFor === request && tf.findBackend("webgpu") && (options.allowSoftware || !opened.summary.software)) {
     await tf.setBackend("webgpu");
     return webgpuState()!;
   }
@@ -80,10 +83,11 @@ export async function startWebGPU(options: { allowSoftware: boolean; limits?: Li
     dev.device.destroy();
     throw new WebGPUUnavailable(`@tensorflow/tfjs-backend-webgpu failed to load (${String((err as Error).message).split("\n")[0]}); reinstall with npm ci`);
   }
+  if (tf.findBackend("webgpu")) tf.removeBackend("webgpu");
   if (opened) opened.device.destroy();
   opened = dev;
+  openedFor = request;
   watch(dev.device);
-  if (tf.findBackend("webgpu")) tf.removeBackend("webgpu");
   tf.registerBackend("webgpu", () => {
     const g = globalThis as { navigator?: unknown };
     const had = Object.getOwnPropertyDescriptor(g, "navigator");

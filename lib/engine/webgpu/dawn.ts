@@ -31,6 +31,11 @@ export interface AdapterSummary {
 }
 
 export interface OpenedDevice {
+  /**
+   * Dawn's instance. Held for as long as the device is used: once it is
+   * collected, Dawn stops delivering the device's events, and reads never resolve.
+   */
+  gpu: GPU;
   device: GPUDevice;
   adapter: GPUAdapter;
   summary: AdapterSummary;
@@ -210,13 +215,21 @@ export async function listAdapterNames(d: DawnModule): Promise<{ backend: string
   }
 }
 
-function why(): string {
-  const loader = vulkanLoader();
-  if (loader && !loader.found) return "the Vulkan loader libvulkan.so.1 is not installed (apt-get install libvulkan1)";
-  if (process.platform === "linux" && icdFiles().length === 0) {
-    return "no Vulkan driver (ICD file) was found in /etc/vulkan/icd.d or /usr/share/vulkan/icd.d; install the GPU's Vulkan driver, and in a container started by NVIDIA's runtime set NVIDIA_DRIVER_CAPABILITIES=compute,utility,graphics";
+/**
+ * Why Dawn found no adapter, in one sentence with the fix: no Vulkan loader,
+ * no usable ICD file, or drivers that do not work with Dawn.
+ */
+export function explainNoAdapter(facts: { platform: string; loader: { found: boolean } | null; icds: IcdFile[] } = { platform: process.platform, loader: vulkanLoader(), icds: icdFiles() }): string {
+  if (facts.platform !== "linux") return `Dawn found no ${facts.platform === "darwin" ? "Metal" : "D3D12"} adapter on this machine`;
+  if (facts.loader && !facts.loader.found) return "the Vulkan loader libvulkan.so.1 is not installed (apt-get install libvulkan1)";
+  const usable = facts.icds.filter((f) => f.library);
+  if (usable.length === 0) {
+    const named = facts.icds.filter((f) => f.fromEnv).map((f) => f.file);
+    return named.length
+      ? `VK_ICD_FILENAMES names ${named.join(", ")}, which ${named.length === 1 ? "is" : "are"} missing or not an ICD file; point it at the driver's ICD json or unset it`
+      : "no Vulkan driver (ICD file) was found in /etc/vulkan/icd.d or /usr/share/vulkan/icd.d; install the GPU's Vulkan driver, and in a container started by NVIDIA's runtime set NVIDIA_DRIVER_CAPABILITIES=compute,utility,graphics";
   }
-  return `Dawn found no ${defaultBackendName()} adapter (the installed driver does not work with Dawn; run retromae doctor)`;
+  return `Dawn found no Vulkan adapter through ${usable.map((f) => path.basename(f.file)).join(", ")} (a driver that does not work with Dawn, such as Mesa's lavapipe before 23; run retromae doctor)`;
 }
 
 /** The adapter's value of each limit this project reads. */
@@ -243,18 +256,18 @@ export async function openDevice(options: { adapterName?: string; limits?: Limit
     const names = (await listAdapterNames(d)).map((a) => `"${a.name}" (${a.backend})`);
     throw new WebGPUUnavailable(
       name
-        ? `no WebGPU adapter's name contains "${name}" (RETROMAE_WEBGPU_ADAPTER); ${names.length ? `the adapters are ${names.join(", ")}` : why()}`
+        ? `no WebGPU adapter's name contains "${name}" (RETROMAE_WEBGPU_ADAPTER); ${names.length ? `the adapters are ${names.join(", ")}` : explainNoAdapter()}`
         : `Dawn could not pick an adapter: ${String((err as Error)?.message ?? err).split("\n")[0]}`,
     );
   }
-  if (!adapter) throw new WebGPUUnavailable(why());
+  if (!adapter) throw new WebGPUUnavailable(explainNoAdapter());
   const adapterLimits = limitsOf(adapter);
   const requiredLimits: Record<string, number> = {};
   if ((options.limits ?? "adapter") === "adapter") for (const k of LIMIT_NAMES) if (k !== "minStorageBufferOffsetAlignment") requiredLimits[k] = adapterLimits[k];
   const device = await adapter.requestDevice({ requiredLimits });
   const limits: Record<string, number> = {};
   for (const k of LIMIT_NAMES) limits[k] = Number((device.limits as unknown as Record<string, number>)[k]);
-  return { device, adapter, summary: summarize(adapter, defaultBackendName()), limits };
+  return { gpu, device, adapter, summary: summarize(adapter, defaultBackendName()), limits };
 }
 
 /** Put Dawn's WebGPU constants (GPUBufferUsage, GPUMapMode, ...) on globalThis, where tfjs's webgpu backend reads them. */

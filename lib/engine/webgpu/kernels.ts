@@ -9,6 +9,12 @@
  *   one owner: the first input row with its segment id, which sums every
  *   row of that id in index order, as the cpu backend does. Bit for bit the
  *   cpu backend's sum.
+ * - Softmax over the last axis whose rows may be all -FLT_MAX (HF's mask
+ *   value: padding rows of the decoder's attention see nothing). tfjs's
+ *   starts each row's max at -3.402823e38, which is above -FLT_MAX, so such
+ *   a row sums to 0 and gives NaN, and the NaN reaches every gradient through
+ *   the attention's backward pass. Here a row's max starts at its first
+ *   element: such a row is uniform, as on the cpu backend and in PyTorch.
  * - AddN within the adapter's limits. tfjs binds every input to one shader;
  *   a gradient sum over more inputs than `maxStorageBuffersPerShaderStage`
  *   (8 on the smallest adapters) fails pipeline validation. Here the inputs
@@ -115,6 +121,68 @@ export const deterministicUnsortedSegmentSum: KernelConfig = {
   },
 };
 
+/**
+ * Row-wise softmax of x [rows, cols]: one workgroup per row, max and sum by
+ * tree reduction in workgroup memory.
+ */
+export function softmaxProgram(rows: number, cols: number) {
+  const wg = cols >= 4096 ? 256 : 64;
+  const body = `
+  var<workgroup> part : array<f32, ${wg}>;
+  fn main(index : i32) {
+    let row = index / ${wg};
+    let tid = index - row * ${wg};
+    let n = uniforms.cols;
+    let base = row * n;
+    var m = x[base];
+    for (var c = tid; c < n; c = c + ${wg}) { m = max(m, x[base + c]); }
+    part[tid] = m;
+    workgroupBarrier();
+    for (var half = ${wg / 2}; half > 0; half = half / 2) {
+      if (tid < half) { part[tid] = max(part[tid], part[tid + half]); }
+      workgroupBarrier();
+    }
+    let rowMax = part[0];
+    workgroupBarrier();
+    var acc = 0.0;
+    for (var c = tid; c < n; c = c + ${wg}) { acc = acc + exp(x[base + c] - rowMax); }
+    part[tid] = acc;
+    workgroupBarrier();
+    for (var half = ${wg / 2}; half > 0; half = half / 2) {
+      if (tid < half) { part[tid] = part[tid] + part[tid + half]; }
+      workgroupBarrier();
+    }
+    let total = part[0];
+    for (var c = tid; c < n; c = c + ${wg}) { result[base + c] = exp(x[base + c] - rowMax) / total; }
+  }`;
+  return {
+    outputShape: [rows, cols],
+    variableNames: ["x"],
+    uniforms: "cols : i32,",
+    shaderKey: `retromaeSoftmax_${wg}`,
+    workgroupSize: [wg, 1, 1] as [number, number, number],
+    dispatchLayout: { x: [0, 1] },
+    dispatch: [rows, 1, 1] as [number, number, number],
+    getUserCode: () => body,
+  };
+}
+
+export const robustSoftmax: KernelConfig = {
+  kernelName: tf.Softmax,
+  backendName: "webgpu",
+  kernelFunc: ({ inputs, backend, attrs }) => {
+    const { logits } = inputs as { logits: TensorInfo };
+    const { dim } = attrs as unknown as { dim: number };
+    const rank = logits.shape.length;
+    if (dim !== -1 && dim !== rank - 1) throw new Error(`Softmax along axis ${dim} of a rank-${rank} tensor is not supported on webgpu; only the last axis is.`);
+    const cols = logits.shape[rank - 1];
+    const rows = cols === 0 ? 0 : product(logits.shape) / cols;
+    const b = backend as unknown as WebGPUBackendLike;
+    const out = b.runWebGPUProgram(softmaxProgram(rows, cols), [{ ...logits, shape: [rows, cols] }], "float32", [{ type: "int32", data: [cols] }]);
+    return { dataId: out.dataId, shape: logits.shape, dtype: "float32" };
+  },
+};
+
 /** AddN in runs of at most `maxInputs` inputs (the first run's sum is the next run's first input). */
 export function chunkedAddN(original: KernelFunc, maxInputs: number): KernelConfig {
   const per = Math.max(2, maxInputs);
@@ -141,8 +209,10 @@ export function chunkedAddN(original: KernelFunc, maxInputs: number): KernelConf
  * `maxStorageBuffers` is the device's maxStorageBuffersPerShaderStage.
  */
 export function registerWebGPUKernels(maxStorageBuffers: number): void {
-  if (tf.getKernel(tf.UnsortedSegmentSum, "webgpu")) tf.unregisterKernel(tf.UnsortedSegmentSum, "webgpu");
-  tf.registerKernel(deterministicUnsortedSegmentSum);
+  for (const k of [deterministicUnsortedSegmentSum, robustSoftmax]) {
+    if (tf.getKernel(k.kernelName, "webgpu")) tf.unregisterKernel(k.kernelName, "webgpu");
+    tf.registerKernel(k);
+  }
   const addN = tf.getKernel(tf.AddN, "webgpu");
   if (addN) {
     const original = (addN as KernelConfig & { original?: KernelFunc }).original ?? addN.kernelFunc;

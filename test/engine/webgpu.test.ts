@@ -1,0 +1,313 @@
+/**
+ * The webgpu backend on SwiftShader (Vulkan on the CPU, from Debian's
+ * chromium): the backend's choice and report, this project's WGSL kernels
+ * against the cpu backend, the smallest limits an adapter may report, and
+ * micro RetroMAE training: exact against cpu, bit-identical run after run,
+ * flat in tensors, resumable, and a probe. Micro models throughout (one
+ * layer, hidden 32, ~300 WordPieces): SwiftShader takes ~96 s for one tiny
+ * step at 8×64.
+ */
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { spawnSync } from "child_process";
+import * as tf from "../../lib/engine/tf";
+import { backend, use } from "../../lib/engine/backend";
+import { Rng } from "../../lib/engine/rng";
+import { explainNoAdapter, icdFiles, isSoftwareAdapter } from "../../lib/engine/webgpu/dawn";
+import { startWebGPU, webgpuState } from "../../lib/engine/webgpu/backend";
+import { loadBeir } from "../../lib/data/beir";
+import { PackedCorpus } from "../../lib/train/data";
+import { Trainer, StepInfo } from "../../lib/train/trainer";
+import { runProbe, ProbeSet } from "../../lib/probe/probe";
+import { SHARED_DATA } from "../helpers";
+import { microModel, microTokenizer, useSwiftShader } from "../webgpu-helpers";
+
+const ICD = useSwiftShader();
+const ds = loadBeir(path.join(SHARED_DATA, "beir-scifact"));
+const docs = [...ds.corpus.values()].slice(0, 60);
+const texts = docs.map((d) => d.text);
+const tok = microTokenizer(texts);
+let corpus: PackedCorpus;
+
+const bits = (a: ArrayLike<number>) => Array.from(new Uint32Array(Float32Array.from(a).buffer));
+const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), "webgpu-"));
+
+test.before(() => {
+  corpus = PackedCorpus.fromTexts(texts, tok, 32);
+});
+
+test("use('webgpu') starts on SwiftShader and reports the adapter, Dawn's backend and the limits in force", async () => {
+  const choice = await use("webgpu");
+  assert.is(choice.backend, "webgpu");
+  assert.is(tf.getBackend(), "webgpu");
+  const i = backend.info();
+  assert.ok(i.webgpu, "info carries the adapter");
+  assert.is(i.webgpu!.backend, "vulkan");
+  assert.is(i.webgpu!.software, true);
+  assert.match(i.webgpu!.description + i.webgpu!.architecture, /swiftshader/i);
+  // The device asked for the adapter's own limits, not WebGPU's defaults (256 / 128 MiB, 8 storage buffers).
+  assert.ok(i.webgpu!.limits.maxBufferSize > 256 * 2 ** 20, `maxBufferSize ${i.webgpu!.limits.maxBufferSize}`);
+  assert.ok(i.webgpu!.limits.maxStorageBufferBindingSize > 128 * 2 ** 20);
+  assert.ok(i.webgpu!.limits.maxStorageBuffersPerShaderStage > 8);
+  assert.is(i.versions["tfjs-backend-webgpu"], "4.22.0");
+  const lines = backend.describe().split("\n");
+  assert.match(lines.find((l) => l.startsWith("using webgpu"))!, /SwiftShader.*\(vulkan, software\)/);
+  assert.match(lines.find((l) => l.includes("adapter:"))!, /software \(not a GPU\)/);
+  assert.match(lines.find((l) => l.includes("limits:"))!, /maxBufferSize \d+ MiB/);
+});
+
+test("auto skips a software adapter and says why, then takes the next backend", async () => {
+  const choice = await use("auto");
+  const skipped = choice.skipped.find((s) => s.backend === "webgpu");
+  assert.ok(skipped, JSON.stringify(choice.skipped));
+  assert.match(skipped!.reason, /^the only WebGPU adapter is software \(SwiftShader.*\), slower than the native CPU backend; use backend\.use\("webgpu"\)/);
+  assert.not.match(skipped!.reason, /\n/);
+  assert.is.not(choice.backend, "webgpu");
+});
+
+test("software adapters are told from hardware by name", () => {
+  assert.ok(isSoftwareAdapter({ vendor: "google", architecture: "swiftshader" }));
+  assert.ok(isSoftwareAdapter({ device: "llvmpipe (LLVM 15.0.6, 256 bits)" }));
+  assert.ok(isSoftwareAdapter({ description: "Microsoft Basic Render Driver" }));
+  assert.ok(isSoftwareAdapter({ vendor: "nvidia" }, true), "a fallback adapter is software");
+  assert.not.ok(isSoftwareAdapter({ vendor: "nvidia", architecture: "hopper", description: "NVIDIA H200" }));
+  assert.not.ok(isSoftwareAdapter({ vendor: "amd", architecture: "rdna-3", description: "AMD Radeon RX 7900 XTX (RADV NAVI31)" }));
+});
+
+test("no loader, no ICD, or a broken VK_ICD_FILENAMES: one sentence naming which, with the fix", () => {
+  assert.match(explainNoAdapter({ platform: "linux", loader: { found: false }, icds: [] }), /^the Vulkan loader libvulkan\.so\.1 is not installed \(apt-get install libvulkan1\)$/);
+  assert.match(explainNoAdapter({ platform: "linux", loader: { found: true }, icds: [] }), /no Vulkan driver \(ICD file\).*NVIDIA_DRIVER_CAPABILITIES=compute,utility,graphics$/);
+  assert.match(explainNoAdapter({ platform: "linux", loader: { found: true }, icds: [{ file: "/x/gone.json", library: null, fromEnv: true }] }), /^VK_ICD_FILENAMES names \/x\/gone\.json, which is missing or not an ICD file/);
+  assert.match(explainNoAdapter({ platform: "linux", loader: { found: true }, icds: [{ file: "/usr/share/vulkan/icd.d/lvp_icd.x86_64.json", library: "libvulkan_lvp.so", fromEnv: false }] }), /^Dawn found no Vulkan adapter through lvp_icd\.x86_64\.json/);
+  const found = icdFiles({ VK_ICD_FILENAMES: ICD });
+  assert.is(found.length, 1);
+  assert.match(found[0].library!, /libvk_swiftshader\.so$/);
+});
+
+test("in a process whose VK_ICD_FILENAMES names no file, use('webgpu') fails with that sentence and auto moves on", () => {
+  const script = `
+    const { use } = require("./lib/engine/backend");
+    (async () => {
+      try { await use("webgpu"); console.log("STARTED"); } catch (e) { console.log("NAMED:" + e.message); }
+      const c = await use("auto");
+      console.log("AUTO:" + c.backend + ":" + c.skipped.find((s) => s.backend === "webgpu").reason);
+    })();`;
+  const r = spawnSync(process.execPath, ["-r", "ts-node/register/transpile-only", "-e", script], {
+    cwd: path.resolve(__dirname, "..", ".."),
+    env: { ...process.env, VK_ICD_FILENAMES: "/nonexistent/icd.json" },
+    encoding: "utf8",
+    timeout: 120_000,
+  });
+  const out = r.stdout;
+  assert.match(out, /NAMED:Backend "webgpu" failed to load: VK_ICD_FILENAMES names \/nonexistent\/icd\.json, which is missing or not an ICD file; point it at the driver's ICD json or unset it; pick another with backend\.use\("auto"\)\./, out + r.stderr);
+  assert.match(out, /AUTO:(native|wasm|cpu):VK_ICD_FILENAMES names/, out);
+  assert.is(r.status, 0, "and the process exits by itself");
+});
+
+test("a script that used the webgpu backend exits by itself", () => {
+  const script = `
+    const tf = require("./lib/engine/tf");
+    const { use } = require("./lib/engine/backend");
+    (async () => {
+      await use("webgpu");
+      const x = tf.matMul(tf.ones([8, 8]), tf.ones([8, 8]));
+      console.log("SUM:" + (await tf.sum(x).data())[0]);
+    })();`;
+  const t0 = Date.now();
+  const r = spawnSync(process.execPath, ["-r", "ts-node/register/transpile-only", "-e", script], {
+    cwd: path.resolve(__dirname, "..", ".."),
+    env: { ...process.env, VK_ICD_FILENAMES: ICD },
+    encoding: "utf8",
+    timeout: 120_000,
+  });
+  assert.match(r.stdout, /SUM:512/, r.stdout + r.stderr);
+  assert.is(r.status, 0);
+  assert.ok(Date.now() - t0 < 60_000, "no hang at exit");
+});
+
+/** Run `fn` on cpu and on webgpu with the same inputs (as plain arrays); returns both outputs' values. */
+async function both(fn: () => tf.Tensor): Promise<{ cpu: Float32Array | Int32Array; gpu: Float32Array | Int32Array; shape: number[] }> {
+  await use("cpu");
+  const c = fn();
+  const cpu = (await c.data()) as Float32Array | Int32Array;
+  const shape = c.shape;
+  c.dispose();
+  await use("webgpu");
+  const g = fn();
+  const gpu = (await g.data()) as Float32Array | Int32Array;
+  assert.equal(g.shape, shape, "shape");
+  g.dispose();
+  return { cpu, gpu, shape };
+}
+
+test("UnsortedSegmentSum on webgpu is the cpu backend's sum, bit for bit, on odd shapes", async () => {
+  const rng = new Rng(11);
+  const cases: { n: number; inner: number[]; segments: number; dtype: "float32" | "int32"; ids?: number[] }[] = [
+    { n: 37, inner: [5], segments: 9, dtype: "float32" }, // row tail, repeats
+    { n: 1, inner: [3], segments: 4, dtype: "float32" }, // a batch of one
+    { n: 12, inner: [2, 3], segments: 5, dtype: "float32" }, // inner of rank 2
+    { n: 20, inner: [7], segments: 6, dtype: "int32" },
+    { n: 9, inner: [4], segments: 3, dtype: "float32", ids: [0, -1, 2, 3, 2, 7, 0, 0, 2] }, // ids out of range are dropped
+    { n: 6, inner: [4], segments: 50, dtype: "float32", ids: [49, 49, 49, 49, 49, 49] }, // segments nobody points at stay 0
+  ];
+  for (const c of cases) {
+    const size = c.n * c.inner.reduce((a, b) => a * b, 1);
+    const values = c.dtype === "float32" ? rng.fillNormal(new Float32Array(size)) : Int32Array.from({ length: size }, () => rng.int(100) - 50);
+    const ids = Int32Array.from(c.ids ?? Array.from({ length: c.n }, () => rng.int(c.segments)));
+    const r = await both(() => tf.unsortedSegmentSum(tf.tensor(values, [c.n, ...c.inner], c.dtype), tf.tensor1d(ids, "int32"), c.segments));
+    assert.equal(r.shape, [c.segments, ...c.inner]);
+    assert.equal(c.dtype === "float32" ? bits(r.gpu) : Array.from(r.gpu), c.dtype === "float32" ? bits(r.cpu) : Array.from(r.cpu), JSON.stringify(c));
+  }
+});
+
+test("UnsortedSegmentSum on webgpu gives the same bits run after run (tfjs's atomics did not)", async () => {
+  await use("webgpu");
+  const rng = new Rng(3);
+  const x = tf.tensor2d(rng.fillNormal(new Float32Array(512 * 16)), [512, 16]);
+  const ids = tf.tensor1d(Int32Array.from({ length: 512 }, () => rng.int(7)), "int32");
+  const first = bits(await tf.unsortedSegmentSum(x, ids, 7).data());
+  for (let i = 0; i < 3; i++) assert.equal(bits(await tf.unsortedSegmentSum(x, ids, 7).data()), first);
+  tf.dispose([x, ids]);
+});
+
+test("Softmax on webgpu: rows of all -FLT_MAX (the mask of a padding row) are uniform, as on cpu; odd widths agree to 1e-6", async () => {
+  const M = -3.4028234663852886e38;
+  const rng = new Rng(8);
+  for (const [rows, cols] of [[3, 4], [5, 1], [7, 67], [2, 300], [1, 4100]]) {
+    const x = rng.fillNormal(new Float32Array(rows * cols));
+    for (let c = 0; c < cols; c++) x[c] = M; // row 0: nothing visible
+    for (let c = 0; c < cols; c += 2) x[cols + c] = M; // row 1: half visible (when rows > 1)
+    const r = await both(() => tf.softmax(tf.tensor2d(x, [rows, cols])));
+    for (let i = 0; i < r.cpu.length; i++) assert.ok(Math.abs(r.cpu[i] - r.gpu[i]) < 1e-6, `[${rows}, ${cols}] at ${i}: cpu ${r.cpu[i]} vs webgpu ${r.gpu[i]}`);
+    for (let c = 0; c < cols; c++) assert.ok(Math.abs(r.gpu[c] - 1 / cols) < 1e-6, `[${rows}, ${cols}] row 0 col ${c}: ${r.gpu[c]}`);
+  }
+  const x4 = rng.fillNormal(new Float32Array(2 * 3 * 5 * 6));
+  const r4 = await both(() => tf.softmax(tf.tensor4d(x4, [2, 3, 5, 6])));
+  assert.equal(r4.shape, [2, 3, 5, 6]);
+  for (let i = 0; i < r4.cpu.length; i++) assert.ok(Math.abs(r4.cpu[i] - r4.gpu[i]) < 1e-6);
+});
+
+test("addN over more inputs than a shader may bind equals the cpu's sum", async () => {
+  const rng = new Rng(4);
+  const inputs = Array.from({ length: 23 }, () => rng.fillNormal(new Float32Array(130)));
+  const r = await both(() => tf.addN(inputs.map((v) => tf.tensor1d(v))));
+  assert.equal(bits(r.gpu), bits(r.cpu));
+});
+
+function makeTrainer(extra: Partial<ConstructorParameters<typeof Trainer>[0]> = {}): Trainer {
+  const rng = new Rng(9);
+  const model = microModel(tok.vocab.size, 9);
+  return new Trainer({ model, tokenizer: tok, data: corpus, rng, seed: 9, batchSize: 4, maxLength: 32, lr: 2e-3, warmupSteps: 1, totalSteps: 20, ...extra });
+}
+
+async function train(t: Trainer, steps: number): Promise<StepInfo[]> {
+  const events: StepInfo[] = [];
+  await t.fit({ steps, live: false, onEvent: (e) => e.type === "step" && events.push(e) });
+  return events;
+}
+
+async function weightBits(t: Trainer): Promise<Map<string, number[]>> {
+  const out = new Map<string, number[]>();
+  for (const [k, w] of t.model.weights) out.set(k, bits(await w.data()));
+  return out;
+}
+
+test("training on webgpu: the same seed gives bit-identical losses and weights, run after run, and the cpu's losses", async () => {
+  await use("webgpu");
+  const a = makeTrainer();
+  const ea = await train(a, 5);
+  const wa = await weightBits(a);
+  const b = makeTrainer();
+  const eb = await train(b, 5);
+  assert.equal(eb.map((e) => bits([e.loss])[0]), ea.map((e) => bits([e.loss])[0]), "losses");
+  assert.equal(eb.map((e) => e.gradNorm), ea.map((e) => e.gradNorm), "gradient norms");
+  const wb = await weightBits(b);
+  for (const [k, v] of wa) assert.equal(wb.get(k), v, k);
+  for (const t of [a, b]) {
+    t.model.dispose();
+    t.dispose();
+  }
+  await use("cpu");
+  const c = makeTrainer();
+  const ec = await train(c, 5);
+  ec.forEach((e, i) => {
+    const rel = Math.abs(e.loss - ea[i].loss) / Math.abs(e.loss);
+    assert.ok(rel < 1e-4, `step ${i + 1}: cpu ${e.loss} vs webgpu ${ea[i].loss}`);
+  });
+  c.model.dispose();
+  c.dispose();
+});
+
+test("training on webgpu keeps tf.memory() flat over 20 steps", async () => {
+  await use("webgpu");
+  const t = makeTrainer();
+  const before = tf.memory().numTensors;
+  const events = await train(t, 20);
+  assert.is(events.length, 20);
+  assert.ok(events.every((e) => e.numTensors === events[0].numTensors), `tensors ${events.map((e) => e.numTensors)}`);
+  assert.is(tf.memory().numTensors, before, "nothing left after the fit");
+  t.model.dispose();
+  t.dispose();
+});
+
+test("a run resumed on webgpu gives the uninterrupted run's losses", async () => {
+  await use("webgpu");
+  const straight = makeTrainer();
+  const all = (await train(straight, 4)).map((e) => e.loss);
+  straight.model.dispose();
+  straight.dispose();
+  const dir = tmp();
+  const first = makeTrainer({ runDir: dir });
+  const head = (await train(first, 2)).map((e) => e.loss);
+  first.model.dispose();
+  first.dispose();
+  const resumed = Trainer.resume(dir, { tokenizer: tok, data: corpus });
+  const tail = (await train(resumed, 2)).map((e) => e.loss);
+  assert.equal(bits([...head, ...tail]), bits(all));
+  resumed.model.dispose();
+  resumed.dispose();
+});
+
+test("a probe on webgpu equals the cpu probe within 1e-4", async () => {
+  const queries = [...ds.qrels.keys()].filter((q) => ds.queries.has(q)).slice(0, 4);
+  const docIds = [...new Set(queries.flatMap((q) => [...ds.qrels.get(q)!.keys()]).filter((d) => ds.corpus.has(d)).concat([...ds.corpus.keys()].slice(0, 8)))];
+  const set: ProbeSet = {
+    queryIds: queries,
+    queryTexts: queries.map((q) => ds.queries.get(q)!),
+    docIds,
+    docTexts: docIds.map((d) => ds.corpus.get(d)!.text),
+    qrels: new Map(queries.map((q) => [q, ds.qrels.get(q)!])),
+  };
+  const results = [];
+  for (const name of ["cpu", "webgpu"] as const) {
+    await use(name);
+    const model = microModel(tok.vocab.size, 21, 0.5);
+    results.push(await runProbe(model, tok, set, { maxLength: 64, queryMaxLength: 32, batchSize: 8, k: 10 }));
+    model.dispose();
+  }
+  const [cpu, gpu] = results;
+  assert.ok(cpu.metrics["NDCG@10"] > 0, "the probe finds relevant documents at all");
+  for (const [k, v] of Object.entries(cpu.metrics)) assert.ok(Math.abs(v - gpu.metrics[k]) < 1e-4, `${k}: cpu ${v} vs webgpu ${gpu.metrics[k]}`);
+});
+
+test("with WebGPU's smallest limits (8 storage buffers, 128 MiB bindings) a training step runs and matches", async () => {
+  const st = await startWebGPU({ allowSoftware: true, limits: "default" });
+  assert.is(st.limits.maxStorageBuffersPerShaderStage, 8);
+  assert.is(st.limits.maxStorageBufferBindingSize, 128 * 2 ** 20);
+  const t = makeTrainer();
+  const small = (await train(t, 2)).map((e) => e.loss);
+  t.model.dispose();
+  t.dispose();
+  await startWebGPU({ allowSoftware: true });
+  assert.ok(webgpuState()!.limits.maxStorageBuffersPerShaderStage > 8);
+  const u = makeTrainer();
+  const full = (await train(u, 2)).map((e) => e.loss);
+  u.model.dispose();
+  u.dispose();
+  assert.equal(bits(small), bits(full));
+});
+
+test.run();
