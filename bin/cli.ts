@@ -19,8 +19,9 @@ commands:
   run NOTEBOOK.ipynb [--out OUT.ipynb] [--html OUT.html] [--timeout S] [-p name=value ...] [--kernel NAME]
                                          run a notebook headless (no Python needed); writes the executed notebook
                                          (default NOTEBOOK.out.ipynb) and optionally an HTML report
-  info [--backend NAME]                  choose a backend (auto, tensorflow, wasm, cpu) and print what was chosen and why
-  doctor [--json]                        what the tensorflow GPU backend needs (libtensorflow, CUDA 11.2, cuDNN 8.1,
+  info [--backend NAME]                  choose a backend (auto, tensorflow, webgpu, native, wasm, cpu) and print what was chosen and why
+  doctor [--json]                        what the GPU backends need: webgpu (Vulkan loader, ICD files, adapters and
+                                         their limits) and tensorflow (libtensorflow, CUDA 11.2, cuDNN 8.1,
                                          a supported GPU) and what this machine has
   tokenize TEXT [--vocab PATH] [--max-length N]
                                          show the WordPiece tokens and ids of TEXT (bert-base-uncased by default)
@@ -67,17 +68,25 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     }
     case "doctor": {
-      const { doctor } = await import("../lib/engine/doctor");
-      const d = doctor();
+      const { doctor, readMachine } = await import("../lib/engine/doctor");
+      const { webgpuDoctor } = await import("../lib/engine/webgpu/doctor");
+      const machine = readMachine();
+      const d = doctor(machine);
+      const w = await webgpuDoctor(machine);
       if (args.includes("--json")) {
-        console.log(JSON.stringify(d, null, 2));
+        console.log(JSON.stringify({ ...d, webgpu: w }, null, 2));
         return 0;
       }
-      for (const c of d.checks) {
-        console.log(`${c.ok ? "ok  " : "MISS"} ${c.name}: ${c.found}`);
-        if (!c.ok || c.fix) console.log(`     needs ${c.needed}${c.fix ? `; ${c.fix}` : ""}`);
-      }
-      console.log(d.summary);
+      const section = (title: string, x: { checks: typeof d.checks; summary: string }) => {
+        console.log(`== ${title}`);
+        for (const c of x.checks) {
+          console.log(`${c.ok ? "ok  " : "MISS"} ${c.name}: ${c.found}`);
+          if (!c.ok || c.fix) console.log(`     needs ${c.needed}${c.fix ? `; ${c.fix}` : ""}`);
+        }
+        console.log(x.summary);
+      };
+      section("tensorflow (tfjs-node-gpu: CUDA 11.2, cuDNN 8.1)", d);
+      section("webgpu (Dawn: Vulkan, Metal or D3D12)", w);
       return 0;
     }
     case "info": {

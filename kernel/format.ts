@@ -16,6 +16,7 @@ interface TensorLike {
   size: number;
   isDisposed?: boolean;
   dataSync(): ArrayLike<number> | string[];
+  data(): Promise<ArrayLike<number> | string[]>;
   toString(verbose?: boolean): string;
 }
 
@@ -32,7 +33,13 @@ export function tensorSummary(t: TensorLike): string {
   const head = `Tensor ${t.dtype} [${t.shape.join(", ")}]`;
   if (t.isDisposed) return `${head} (disposed)`;
   if (t.dtype === "string" || t.size === 0) return `${head}\n${t.toString()}`;
-  const d = t.dataSync() as ArrayLike<number>;
+  let d: ArrayLike<number>;
+  try {
+    d = t.dataSync() as ArrayLike<number>;
+  } catch {
+    // webgpu in Node cannot read synchronously; a cell's last value is read before it gets here
+    return `${head} (on the GPU: \`await t.data()\` reads it)`;
+  }
   let min = Infinity;
   let max = -Infinity;
   let sum = 0;

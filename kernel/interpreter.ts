@@ -8,7 +8,7 @@ import * as fs from "fs";
 import * as path from "path";
 import { PACKAGE_ROOT } from "../lib/util";
 import { NO_RESULT, type DisplayPublisher } from "./display";
-import { Bundle, toBundle } from "./format";
+import { Bundle, isTensor, toBundle } from "./format";
 import { History } from "./history";
 import type { Diagnostic } from "./language";
 import type {
@@ -158,6 +158,9 @@ export class Interpreter {
     if (outcome.ok && outcome.hasResult && !silent && !isHandle(outcome.value)) {
       let bundle: Bundle | null = null;
       try {
+        // A GPU tensor's values are read with an awaited transfer first (webgpu has no synchronous read in Node).
+        const value = outcome.value;
+        if (isTensor(value) && !value.isDisposed && value.dtype !== "string") await value.data();
         bundle = toBundle(outcome.value);
       } catch (err) {
         outcome = { ok: false, ...this.runtime.tracebacks.describe(err) };

@@ -13,7 +13,7 @@ export { Vocab, loadVocab, bertBaseUncasedVocab } from "./text/vocab";
 export { bertConfig, PRESETS } from "./model/config";
 export type { BertConfig, PresetName } from "./model/config";
 export { RetroMAE, retroMAEWeightShapes } from "./model/retromae";
-export type { RetroMAELosses, LossValues } from "./model/retromae";
+export type { RetroMAELosses, LossValues, LossTensors } from "./model/retromae";
 export { RetroMAECollator } from "./masking/collator";
 export type { CollatorOptions, Example } from "./masking/collator";
 export { IGNORE, MaskKind } from "./masking/batch";
@@ -27,7 +27,7 @@ export { display, setDisplay, terminalDisplay, toBundle, JUPYTER_DISPLAY } from 
 export type { Display, DisplayHandle, Displayable, MimeBundle } from "./display";
 export { setAmbientSignal, currentSignal } from "./interrupt";
 export { PlotlyFigure, PLOTLY_MIME } from "./plot/figure";
-export { saveCheckpoint, loadCheckpoint } from "./model/retromae";
+export { saveCheckpoint, loadCheckpoint, readLossValues } from "./model/retromae";
 export { starterCheckpoint } from "./model/starter";
 export { hfConfig, configFromHf, readCheckpointFiles, matchWeights } from "./model/checkpoint";
 export { hubSnapshot, hubCacheDir, CHECKPOINT_FILES } from "./model/hub";

@@ -120,8 +120,8 @@ function run(cmd: string, args: string[]): string | null {
   return r.status === 0 ? r.stdout : null;
 }
 
-/** Read this machine and diagnose it. */
-export function doctor(): ReturnType<typeof diagnose> {
+/** What the checks read off this machine. */
+export function readMachine(): DoctorInputs {
   let libtensorflow: string[] | null = null;
   try {
     const pkg = path.dirname(require.resolve("@tensorflow/tfjs-node-gpu/package.json"));
@@ -132,5 +132,10 @@ export function doctor(): ReturnType<typeof diagnose> {
   }
   const ldconfig = run("ldconfig", ["-p"]) ?? run("/sbin/ldconfig", ["-p"]);
   const nvidiaSmi = run("nvidia-smi", ["--query-gpu=name,compute_cap,driver_version", "--format=csv,noheader"]);
-  return diagnose({ ldconfig, nvidiaSmi, libtensorflow });
+  return { ldconfig, nvidiaSmi, libtensorflow };
+}
+
+/** Read this machine and diagnose the tensorflow (CUDA) backend. */
+export function doctor(machine: DoctorInputs = readMachine()): ReturnType<typeof diagnose> {
+  return diagnose(machine);
 }

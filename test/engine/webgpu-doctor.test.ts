@@ -1,0 +1,38 @@
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import { diagnoseWebGPU, WebGPUDoctorInputs, AdapterReport } from "../../lib/engine/webgpu/doctor";
+import { WEBGPU_DEFAULT_LIMITS } from "../../lib/engine/webgpu/dawn";
+
+const H200: AdapterReport = { name: "NVIDIA H200", backend: "vulkan", vendor: "nvidia", architecture: "hopper", description: "NVIDIA H200", software: false, limits: { ...WEBGPU_DEFAULT_LIMITS, maxBufferSize: 2 ** 34, maxStorageBufferBindingSize: 2 ** 32 - 4 } };
+const SWIFT: AdapterReport = { name: "SwiftShader Device (Subzero)", backend: "vulkan", vendor: "google", architecture: "swiftshader", description: "SwiftShader driver 5.0.0", software: true, limits: { ...WEBGPU_DEFAULT_LIMITS } };
+const NVIDIA_ICD = { file: "/etc/vulkan/icd.d/nvidia_icd.json", library: "libGLX_nvidia.so.0", fromEnv: false };
+
+const base: WebGPUDoctorInputs = { platform: "linux", dawnError: null, loader: { found: true, detail: "libvulkan.so.1" }, icds: [NVIDIA_ICD], adapters: [H200], nvidiaGpu: true, glDispatch: true, driverCapabilities: undefined };
+const failing = (x: WebGPUDoctorInputs) => diagnoseWebGPU(x).checks.filter((c) => !c.ok);
+
+test("a GPU node with the loader, NVIDIA's ICD and libglvnd passes, and the adapter's limits are listed", () => {
+  const d = diagnoseWebGPU(base);
+  assert.equal(failing(base), []);
+  assert.match(d.summary, /^The webgpu backend can run on NVIDIA H200\.$/);
+  assert.match(d.checks.find((c) => c.name === "WebGPU adapters")!.found, /NVIDIA H200 \(vulkan, hardware\): maxBufferSize 16384 MiB/);
+});
+
+test("a container without the graphics capability: CUDA sees the GPU, Vulkan does not, and the fix names the variable", () => {
+  const x = { ...base, icds: [], adapters: [], driverCapabilities: "compute,utility" };
+  const icd = failing(x).find((c) => c.name === "Vulkan ICD files")!;
+  assert.match(icd.fix!, /started with NVIDIA_DRIVER_CAPABILITIES=compute,utility; start it with NVIDIA_DRIVER_CAPABILITIES=compute,utility,graphics$/);
+  assert.match(diagnoseWebGPU(x).summary, /no GPU here: Vulkan ICD files, WebGPU adapters are missing/);
+});
+
+test("no loader, no libglvnd, only SwiftShader, Dawn missing: each names its fix", () => {
+  assert.match(failing({ ...base, loader: { found: false, detail: "libvulkan.so.1: cannot open shared object file" } })[0].fix!, /apt-get install libvulkan1/);
+  assert.match(failing({ ...base, glDispatch: false })[0].fix!, /apt-get install libglvnd0/);
+  const sw = failing({ ...base, nvidiaGpu: false, icds: [{ file: "/usr/lib/chromium/vk_swiftshader_icd.json", library: "./libvk_swiftshader.so", fromEnv: true }], adapters: [SWIFT] });
+  assert.equal(sw.map((c) => c.name), ["WebGPU adapters"]);
+  assert.match(sw[0].fix!, /only software adapters/);
+  assert.match(failing({ ...base, dawnError: "the npm package webgpu is not installed" })[0].fix!, /npm ci/);
+  const mac = diagnoseWebGPU({ ...base, platform: "darwin", loader: null, icds: [], adapters: [{ ...H200, name: "Apple M3 Max", backend: "metal" }] });
+  assert.equal(mac.checks.map((c) => c.name), ["Dawn (npm webgpu)", "WebGPU adapters"], "no Vulkan checks on macOS");
+});
+
+test.run();
