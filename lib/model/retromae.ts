@@ -31,6 +31,7 @@ import { BertConfig, bertConfig, PresetName, validateConfig } from "./config";
 import { LoadOptions, LoadReport, matchWeights, readCheckpointFiles, SaveOptions, writeCheckpointFiles } from "./checkpoint";
 import type { NamedArray } from "./safetensors";
 import { hubSnapshot, HubOptions } from "./hub";
+import { maxTensorElements } from "../engine/webgpu/backend";
 
 export const DECODER_PREFIX = "c_head";
 
@@ -270,6 +271,7 @@ export class RetroMAE {
     if (L > cfg.maxPositionEmbeddings) {
       throw new Error(`Batch sequence length ${L} exceeds the model's ${cfg.maxPositionEmbeddings} positions; lower the collator's maxLength.`);
     }
+    this.checkFits(batch);
     const H = cfg.hiddenSize;
     const encIds = tf.tensor2d(batch.encoderInputIds, [B, L], "int32");
     const attn = tf.tensor2d(batch.attentionMask, [B, L], "int32");
@@ -339,6 +341,35 @@ export class RetroMAE {
   async forwardBackward(batch: RetroMAEBatch, opts: ForwardOptions = { training: true }): Promise<{ grads: Map<string, tf.Tensor>; values: LossValues }> {
     const { grads, losses } = this.gradients(batch, opts);
     return { grads, values: await readLossValues(losses) };
+  }
+
+  /**
+   * On a GPU whose buffers have a size limit (webgpu: the adapter's
+   * maxBufferSize and maxStorageBufferBindingSize), refuse a batch whose
+   * largest tensor would not fit, with one sentence naming a batch size that
+   * does, before anything is queued (the device would answer with a
+   * validation error, asynchronously).
+   */
+  private checkFits(batch: RetroMAEBatch): void {
+    const limit = maxTensorElements();
+    if (limit === null) return;
+    const cfg = this.config;
+    const { batchSize: B, seqLength: L } = batch;
+    const V = cfg.vocabSize;
+    const count = (labels: Int32Array) => labels.reduce((n, y) => n + (y === IGNORE ? 0 : 1), 0);
+    const candidates: [string, number][] = [
+      [`the encoder's logits [${count(batch.encoderLabels)}, ${V}]`, count(batch.encoderLabels) * V],
+      [`the attention scores [${B}, ${cfg.numAttentionHeads}, ${L}, ${L}]`, B * cfg.numAttentionHeads * L * L],
+      [`the feed-forward activations [${B * L}, ${cfg.intermediateSize}]`, B * L * cfg.intermediateSize],
+    ];
+    if (this.decoderLossWeight > 0) candidates.push([`the decoder's logits [${count(batch.decoderLabels)}, ${V}]`, count(batch.decoderLabels) * V]);
+    if (this.bowLossWeight > 0) candidates.push([`the bag-of-words logits [${B}, ${L - 1}, ${V}]`, B * (L - 1) * V]);
+    const [what, need] = candidates.reduce((a, b) => (b[1] > a[1] ? b : a));
+    if (need <= limit) return;
+    const mib = (n: number) => `${Math.ceil((n * 4) / 2 ** 20)} MiB`;
+    const fitsB = Math.floor((B * limit) / need);
+    const fix = fitsB >= 1 ? `use batchSize ${fitsB} (with gradAccumulation ${Math.ceil(B / fitsB)} to keep the effective batch)` : `lower maxLength to ${Math.max(1, Math.floor((L * limit) / need))}`;
+    throw new Error(`A batch of ${B} × ${L} needs ${mib(need)} for ${what}, more than this GPU's largest buffer (${mib(limit)}); ${fix}.`);
   }
 
   /** Only the encoder's weights (what is kept after pre-training). */

@@ -22,6 +22,8 @@ import { loadBeir } from "../../lib/data/beir";
 import { PackedCorpus } from "../../lib/train/data";
 import { Trainer, StepInfo } from "../../lib/train/trainer";
 import { runProbe, ProbeSet } from "../../lib/probe/probe";
+import { RetroMAE } from "../../lib/model/retromae";
+import { RetroMAECollator } from "../../lib/masking/collator";
 import { SHARED_DATA } from "../helpers";
 import { microModel, microTokenizer, useSwiftShader } from "../webgpu-helpers";
 
@@ -301,6 +303,18 @@ test("with WebGPU's smallest limits (8 storage buffers, 128 MiB bindings) a trai
   const small = (await train(t, 2)).map((e) => e.loss);
   t.model.dispose();
   t.dispose();
+  // A batch whose logits exceed the 128 MiB binding is refused before anything is queued, naming a batch size that fits.
+  const wide = RetroMAE.create("tiny", { seed: 2, overrides: { vocabSize: 200_000, hiddenSize: 32, numAttentionHeads: 2, intermediateSize: 64, numHiddenLayers: 1, maxPositionEmbeddings: 64 } });
+  const batch = new RetroMAECollator({ tokenizer: tok, rng: new Rng(1), maxLength: 32 }).collate(texts.slice(0, 8));
+  const tensors = tf.memory().numTensors;
+  try {
+    await wide.forwardBackward(batch);
+    assert.unreachable("should refuse");
+  } catch (err) {
+    assert.match((err as Error).message, /^A batch of 8 × 32 needs \d+ MiB for the decoder's logits \[\d+, 200000\], more than this GPU's largest buffer \(128 MiB\); use batchSize [1-7] \(with gradAccumulation \d to keep the effective batch\)\.$/);
+  }
+  assert.is(tf.memory().numTensors, tensors, "nothing was made");
+  wide.dispose();
   await startWebGPU({ allowSoftware: true });
   assert.ok(webgpuState()!.limits.maxStorageBuffersPerShaderStage > 8);
   const u = makeTrainer();
