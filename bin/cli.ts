@@ -19,6 +19,9 @@ commands:
   run NOTEBOOK.ipynb [--out OUT.ipynb] [--html OUT.html] [--timeout S] [-p name=value ...] [--kernel NAME]
                                          run a notebook headless (no Python needed); writes the executed notebook
                                          (default NOTEBOOK.out.ipynb) and optionally an HTML report
+  bundle [--out FILE]                    one archive (tar.xz) that runs on a Linux x86-64 GPU node with no network and
+                                         no Node.js: the runtime, the package, its dependencies, the Vulkan loader
+  bench NAME [options]                   a benchmark (npm run bench -- NAME), e.g. bench gpu
   info [--backend NAME]                  choose a backend (auto, tensorflow, webgpu, native, wasm, cpu) and print what was chosen and why
   doctor [--json]                        what the GPU backends need: webgpu (Vulkan loader, ICD files, adapters and
                                          their limits) and tensorflow (libtensorflow, CUDA 11.2, cuDNN 8.1,
@@ -88,6 +91,21 @@ async function main(argv: string[]): Promise<number> {
       section("tensorflow (tfjs-node-gpu: CUDA 11.2, cuDNN 8.1)", d);
       section("webgpu (Dawn: Vulkan, Metal or D3D12)", w);
       return 0;
+    }
+    case "bundle": {
+      const { bundle } = await import("./bundle");
+      const path = await import("path");
+      const r = bundle(option(args, "out"), (line) => console.error(line));
+      console.log(`wrote ${r.file}: ${(r.bytes / 2 ** 20).toFixed(1)} MB (${(r.unpackedBytes / 2 ** 20).toFixed(0)} MB unpacked). On the node: tar -xJf ${path.basename(r.file)} && retromae/bin/retromae doctor`);
+      return 0;
+    }
+    case "bench": {
+      // the benchmarks are TypeScript run through ts-node (bench/), as npm run bench runs them
+      const path = await import("path");
+      const { spawnSync } = await import("child_process");
+      const { PACKAGE_ROOT } = await import("../lib/util/files");
+      const r = spawnSync(process.execPath, ["-r", "ts-node/register/transpile-only", path.join(PACKAGE_ROOT, "bench", "index.ts"), ...args], { stdio: "inherit", cwd: PACKAGE_ROOT });
+      return r.status ?? 1;
     }
     case "info": {
       const { backend } = await import("../lib");

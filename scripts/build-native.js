@@ -13,7 +13,8 @@
  * no headers) it writes the reason to native/build-error.txt and prints one
  * line; `backend.use("auto")` then falls back to wasm and says why.
  *
- * Environment: RETROMAE_SKIP_NATIVE=1 skips the build; RETROMAE_NATIVE_DIR
+ * Environment: RETROMAE_SKIP_NATIVE=1 skips the build; RETROMAE_MARCH sets
+ * g++'s -march (default native; `retromae bundle` builds for x86-64-v3); RETROMAE_NATIVE_DIR
  * builds another copy of native/ (tests); PKG_CONFIG names pkg-config.
  */
 "use strict";
@@ -59,7 +60,9 @@ const headers = path.join(path.dirname(process.execPath), "..", "include", "node
 if (!process.env.npm_config_nodedir && fs.existsSync(path.join(headers, "node_api.h"))) {
   args.push(`--nodedir=${path.resolve(headers, "..", "..")}`);
 }
-args.push("--", `-Dblas=${openblas ? "openblas" : "bundled"}`);
+const march = process.env.RETROMAE_MARCH || "native";
+if (!/^[\w.-]+$/.test(march)) fail(`RETROMAE_MARCH="${march}" is not a -march value`);
+args.push("--", `-Dblas=${openblas ? "openblas" : "bundled"}`, `-Dmarch=${march}`);
 
 const started = Date.now();
 const r = spawnSync(process.execPath, args, { cwd: dir, encoding: "utf8" });

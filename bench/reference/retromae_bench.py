@@ -14,6 +14,11 @@ bag-of-words loss.
 With --adamw the step also clips the gradient norm to 1.0 and takes an AdamW
 step (lr 1e-4, weight decay 0.01 without biases and LayerNorm weights): a
 full training step.
+With --device cuda the weights and batches live on the GPU, each step is
+timed between torch.cuda.synchronize() calls, and the peak GPU memory is
+reported; --tf32 lets cuBLAS use TF32 for fp32 matmuls (PyTorch's fast
+setting), without it TF32 is off (the same fp32 arithmetic as the other
+engines).
 Prints one JSON line.
 """
 import json
@@ -68,9 +73,14 @@ def init_weights(cfg):
 
 def main():
     cfg = json.loads(sys.argv[1])
-    batches = [read_safetensors(f) for f in sys.argv[2].split(",")]
+    device = sys.argv[sys.argv.index("--device") + 1] if "--device" in sys.argv else "cpu"
+    cuda = device.startswith("cuda")
+    if cuda:
+        torch.backends.cuda.matmul.allow_tf32 = "--tf32" in sys.argv
+        torch.backends.cudnn.allow_tf32 = "--tf32" in sys.argv
+    batches = [{k: v.to(device) for k, v in read_safetensors(f).items()} for f in sys.argv[2].split(",")]
     steps = int(sys.argv[sys.argv.index("--steps") + 1]) if "--steps" in sys.argv else 3
-    model = Reference(cfg, init_weights(cfg), training=True, masked_only="--same-work" in sys.argv, bow=False)
+    model = Reference(cfg, {k: v.to(device) for k, v in init_weights(cfg).items()}, training=True, masked_only="--same-work" in sys.argv, bow=False)
     optimizer = None
     if "--adamw" in sys.argv:
         # The HF Trainer's grouping: no weight decay on biases and LayerNorm weights.
@@ -83,12 +93,16 @@ def main():
         batch = batches[(step - 1) % len(batches)] if step > 0 else batches[0]
         for p in model.w.values():
             p.grad = None
+        if cuda:
+            torch.cuda.synchronize()
         t = time.perf_counter()
         _, enc, dec = model.forward(batch)
         (enc + dec).backward()
         if optimizer is not None:
             torch.nn.utils.clip_grad_norm_(list(model.w.values()), 1.0)
             optimizer.step()
+        if cuda:
+            torch.cuda.synchronize()
         if step > 0:  # the first step warms up
             times.append(time.perf_counter() - t)
             tokens += int(batch["attention_mask"].sum())
@@ -105,6 +119,8 @@ def main():
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "steps": steps,
         "encoder_logits": "masked positions" if model.masked_only else "every position",
+        **({"device": torch.cuda.get_device_name(), "tf32": "--tf32" in sys.argv,
+            "peak_gpu_mb": round(torch.cuda.max_memory_allocated() / 2**20)} if cuda else {}),
     }))
 
 

@@ -1,0 +1,215 @@
+/**
+ * `npm run bench -- gpu [--backend webgpu[,tensorflow]] [--configs tiny:16x128,mini:32x128,small:32x256,base:32x512]
+ *                       [--steps N] [--probe-docs N|all|0]`
+ *
+ * Training steps and probe encoding on this project's GPU backends, with
+ * PyTorch on CUDA in the same run where /usr/bin/python3 has torch and
+ * `torch.cuda.is_available()`. For each configuration (preset:BATCHxLENGTH):
+ *
+ * - ours, per backend, in a child process of its own: full Trainer steps
+ *   (collate, forward, backward, clip, AdamW) with the live chart and
+ *   progress bar off, then on (`chart_overhead`: the fraction the live
+ *   display adds), ms/step, tokens/s, the peak GPU memory tfjs's buffer
+ *   manager holds, and [CLS] encoding docs/s over SciFact's corpus at 512
+ *   tokens;
+ * - PyTorch (bench/reference/retromae_bench.py --device cuda) on the same
+ *   batches: fp32 with TF32 off (the same arithmetic) and with TF32 matmuls
+ *   (its fast default), each with the encoder's logits at every position
+ *   (HF's BertForMaskedLM) and at the masked positions only (the same work
+ *   as ours); encoding through encode_bench.py --device cuda.
+ *
+ * On a software adapter (SwiftShader) it runs all the same and every row
+ * says `not_gpu: true`: those are not GPU figures. Prints JSON lines, then
+ * the whole table as one JSON array.
+ */
+import { spawnSync } from "child_process";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import * as tf from "../lib/engine/tf";
+import { backend, use } from "../lib/engine/backend";
+import { Rng } from "../lib/engine/rng";
+import { loadBeir } from "../lib/data/beir";
+import { saveBatch } from "../lib/masking/batch-io";
+import type { RetroMAEBatch } from "../lib/masking/batch";
+import { hfConfig } from "../lib/model/checkpoint";
+import { bertConfig, PresetName } from "../lib/model/config";
+import { RetroMAE } from "../lib/model/retromae";
+import { encodeTexts } from "../lib/probe/encode";
+import { makeProbeSet } from "../lib/probe/probe";
+import type { NamedArray } from "../lib/model/safetensors";
+import { writeSafetensors } from "../lib/model/safetensors";
+import { BertTokenizer } from "../lib/text/tokenizer";
+import { PackedCorpus } from "../lib/train/data";
+import { Trainer } from "../lib/train/trainer";
+import { emit, option, runTorch, SHARED_DATA } from "./common";
+
+const DEFAULT_CONFIGS = "tiny:16x128,mini:32x128,small:32x256,base:32x512";
+
+interface Config {
+  preset: PresetName;
+  batch: number;
+  seq: number;
+}
+
+function parseConfigs(spec: string): Config[] {
+  return spec.split(",").map((c) => {
+    const m = /^(\w+):(\d+)x(\d+)$/.exec(c.trim());
+    if (!m) throw new Error(`--configs takes preset:BATCHxLENGTH entries, e.g. tiny:16x128; got "${c}".`);
+    return { preset: m[1] as PresetName, batch: Number(m[2]), seq: Number(m[3]) };
+  });
+}
+
+/** Which GPU PyTorch sees, or why it cannot run there. */
+function torchCuda(): { device: string } | { skipped: string } {
+  const r = spawnSync("/usr/bin/python3", ["-c", "import torch, json; print(json.dumps({'cuda': torch.cuda.is_available(), 'name': torch.cuda.get_device_name() if torch.cuda.is_available() else None}))"], { encoding: "utf8" });
+  if (r.status !== 0) return { skipped: "/usr/bin/python3 has no torch (apt-get install python3-torch)" };
+  const j = JSON.parse(r.stdout.trim().split("\n").pop()!) as { cuda: boolean; name: string | null };
+  return j.cuda ? { device: j.name! } : { skipped: "torch.cuda.is_available() is false on this machine" };
+}
+
+/** The SciFact documents as the probe encodes them, and their padded, length-sorted batches for PyTorch. */
+function probeTexts(limit: number | "all"): string[] {
+  const set = makeProbeSet(loadBeir(path.join(SHARED_DATA, "beir-scifact")), { distractors: "all" });
+  return limit === "all" ? set.docTexts : set.docTexts.slice(0, limit);
+}
+
+function writeEncodeBatches(file: string, texts: string[], tok: BertTokenizer, batchSize: number, maxLength: number): void {
+  const ids = texts.map((t) => tok.encode(t, { maxLength }).inputIds);
+  const order = ids.map((_, i) => i).sort((a, b) => ids[a].length - ids[b].length);
+  const tensors = new Map<string, NamedArray>();
+  for (let s = 0, n = 0; s < order.length; s += batchSize, n++) {
+    const b = tok.padBatch(order.slice(s, s + batchSize).map((i) => ids[i]));
+    tensors.set(`input_ids_${n}`, { dtype: "I32", shape: [b.batchSize, b.seqLength], data: b.inputIds });
+    tensors.set(`attention_mask_${n}`, { dtype: "I32", shape: [b.batchSize, b.seqLength], data: b.attentionMask });
+  }
+  writeSafetensors(file, tensors);
+}
+
+function gpuBytes(): number {
+  const m = tf.memory() as tf.MemoryInfo & { numBytesAllocatedInGPU?: number };
+  return m.numBytesAllocatedInGPU ?? 0;
+}
+
+/** One configuration on one backend, in this process. */
+export async function benchGpuOne(args: string[]): Promise<void> {
+  const preset = option(args, "preset") as PresetName;
+  const [B, L, steps] = [Number(option(args, "batch")), Number(option(args, "seq")), Number(option(args, "steps") ?? 10)];
+  const choice = await use(option(args, "backend") ?? "webgpu");
+  const info = backend.info();
+  const software = info.webgpu?.software ?? choice.device !== "gpu";
+  const tok = BertTokenizer.bertBaseUncased();
+  const corpus = await PackedCorpus.fromFile(path.join(SHARED_DATA, "beir-scifact", "corpus.jsonl"), tok, L, { limit: 400 });
+  const rng = new Rng(1);
+  const model = RetroMAE.create(preset, { rng });
+  const trainer = new Trainer({ model, tokenizer: tok, data: corpus, rng, seed: 1, batchSize: B, maxLength: L, totalSteps: 2 * steps + 2 });
+  let peak = 0;
+  const sample = () => (peak = Math.max(peak, gpuBytes()));
+  await trainer.fit({ steps: 2, live: false, onEvent: sample }); // warm-up: shader compiles, buffer pool
+  const timed: RetroMAEBatch[] = [];
+  const collate = trainer.collator.collate.bind(trainer.collator);
+  trainer.collator.collate = (texts) => {
+    const b = collate(texts);
+    timed.push(b);
+    return b;
+  };
+  let tokens = 0;
+  const off = await trainer.fit({ steps, live: false, onEvent: (e) => (sample(), e.type === "step" && (tokens += e.tokens)) });
+  trainer.collator.collate = collate;
+  const on = await trainer.fit({ steps, live: true, onEvent: sample });
+  const batchFile = option(args, "save-batch");
+  if (batchFile) timed.forEach((b, i) => saveBatch(i === 0 ? batchFile : `${batchFile}.${i}`, b));
+  trainer.dispose();
+
+  const probeDocs = option(args, "probe-docs") ?? (software ? "0" : "all");
+  let probe: Record<string, unknown> = { probe: "skipped (--probe-docs 0; a software adapter encodes SciFact's 5,183 documents in hours)" };
+  if (probeDocs !== "0") {
+    const texts = probeTexts(probeDocs === "all" ? "all" : Number(probeDocs));
+    await encodeTexts(model, tok, texts.slice(0, 64), { batchSize: 64, maxLength: 512, progress: false }); // warm-up
+    const t0 = performance.now();
+    await encodeTexts(model, tok, texts, { batchSize: 64, maxLength: 512, progress: false });
+    const s = (performance.now() - t0) / 1000;
+    probe = { probe_docs: texts.length, docs_per_s: +(texts.length / s).toFixed(1) };
+    const encodeFile = option(args, "save-encode");
+    if (encodeFile) writeEncodeBatches(encodeFile, texts, tok, 64, 512);
+  }
+  model.dispose();
+  console.log(
+    JSON.stringify({
+      preset,
+      backend: choice.backend,
+      adapter: info.webgpu ? `${info.webgpu.description || info.webgpu.device} (${info.webgpu.backend})` : choice.package,
+      not_gpu: software,
+      batch: B,
+      seq: L,
+      steps,
+      ms_per_step: +(off.totalMs / steps).toFixed(1),
+      tokens_per_s: +(tokens / (off.totalMs / 1000)).toFixed(1),
+      ms_per_step_live: +(on.totalMs / steps).toFixed(1),
+      chart_overhead: +(on.totalMs / off.totalMs - 1).toFixed(4),
+      peak_gpu_mb: Math.round(peak / 2 ** 20),
+      ...probe,
+    }),
+  );
+}
+
+export async function benchGpu(args: string[]): Promise<void> {
+  const configs = parseConfigs(option(args, "configs") ?? DEFAULT_CONFIGS);
+  const backends = (option(args, "backend") ?? "webgpu").split(",");
+  const steps = option(args, "steps") ?? "10";
+  const probeDocs = option(args, "probe-docs");
+  const cuda = torchCuda();
+  const table: Record<string, unknown>[] = [];
+  for (const c of configs) {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "bench-gpu-"));
+    const batchFile = path.join(dir, "batch.safetensors");
+    const encodeFile = path.join(dir, "encode.safetensors");
+    const rows: Record<string, unknown>[] = [];
+    for (const b of backends) {
+      const child = spawnSync(
+        process.execPath,
+        ["-r", "ts-node/register/transpile-only", path.join(__dirname, "index.ts"), "gpu-one", "--preset", c.preset, "--batch", String(c.batch), "--seq", String(c.seq), "--steps", steps, "--backend", b,
+          ...(rows.length === 0 ? ["--save-batch", batchFile, "--save-encode", encodeFile] : []), ...(probeDocs ? ["--probe-docs", probeDocs] : [])],
+        { encoding: "utf8", maxBuffer: 1 << 24 },
+      );
+      const last = child.stdout.trim().split("\n").pop() ?? "";
+      if (child.status !== 0 || !last.startsWith("{")) {
+        rows.push({ bench: "gpu", engine: b, preset: c.preset, batch: c.batch, seq: c.seq, failed: (child.stderr || "").trim().split("\n").pop() });
+        continue;
+      }
+      rows.push({ bench: "gpu", engine: b, ...JSON.parse(last) });
+    }
+    if ("device" in cuda && fs.existsSync(batchFile)) {
+      const cfg = JSON.stringify(hfConfig(bertConfig(c.preset)));
+      const files = [batchFile, ...Array.from({ length: Number(steps) }, (_, i) => `${batchFile}.${i + 1}`).filter((f) => fs.existsSync(f))].join(",");
+      const torchRows: Record<string, unknown>[] = [];
+      for (const tf32 of [false, true]) {
+        for (const sameWork of [false, true]) {
+          const r = runTorch("retromae_bench.py", [cfg, files, "--steps", steps, "--adamw", "--device", "cuda", ...(tf32 ? ["--tf32"] : []), ...(sameWork ? ["--same-work"] : [])], process.env);
+          torchRows.push({ bench: "gpu", engine: `torch_cuda_${tf32 ? "tf32" : "fp32"}${sameWork ? "_same_work" : ""}`, preset: c.preset, batch: c.batch, seq: c.seq, ...r });
+        }
+      }
+      if (fs.existsSync(encodeFile)) {
+        for (const tf32 of [false, true]) {
+          const r = runTorch("encode_bench.py", [cfg, encodeFile, "--device", "cuda", ...(tf32 ? ["--tf32"] : [])], process.env);
+          const row = torchRows.find((t) => t.engine === `torch_cuda_${tf32 ? "tf32" : "fp32"}`)!;
+          Object.assign(row, { probe_docs_per_s: r.docs_per_s, probe_docs_per_s_same_work: r.docs_per_s_same_work });
+        }
+      }
+      const rate = (name: string) => (torchRows.find((t) => t.engine === name) as { tokens_per_s: number }).tokens_per_s;
+      for (const r of rows) {
+        if (typeof r.tokens_per_s !== "number") continue;
+        r.ratio_vs_torch_fp32 = +(r.tokens_per_s / rate("torch_cuda_fp32")).toFixed(3);
+        r.ratio_vs_torch_fp32_same_work = +(r.tokens_per_s / rate("torch_cuda_fp32_same_work")).toFixed(3);
+        r.ratio_vs_torch_tf32_same_work = +(r.tokens_per_s / rate("torch_cuda_tf32_same_work")).toFixed(3);
+      }
+      rows.push(...torchRows);
+    } else {
+      for (const r of rows) r.torch = `skipped: ${"skipped" in cuda ? cuda.skipped : "no batch was saved"}`;
+    }
+    fs.rmSync(dir, { recursive: true, force: true });
+    for (const r of rows) emit(r);
+    table.push(...rows);
+  }
+  console.log(JSON.stringify(table, null, 1));
+}

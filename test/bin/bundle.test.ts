@@ -1,0 +1,94 @@
+/**
+ * `retromae bundle`: the archive is at most 50 MB, and unpacked into an
+ * empty folder it runs `info`, `doctor`, `kernel install` and a short
+ * notebook with no node on the PATH (an empty PATH: the launcher is POSIX
+ * sh and calls nothing but the bundled runtime and ldconfig by path).
+ */
+import { spawnSync } from "child_process";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import { keepFile } from "../../bin/bundle";
+
+const ROOT = path.resolve(__dirname, "..", "..");
+const work = fs.mkdtempSync(path.join(os.tmpdir(), "retromae-bundle-test-"));
+const archive = path.join(work, "retromae.tar.xz");
+const unpacked = path.join(work, "unpacked");
+const emptyBin = path.join(work, "empty-bin");
+const launcher = path.join(unpacked, "retromae", "bin", "retromae");
+
+/** The launcher under a bare environment: an empty PATH, so no node and no other tool can be found by name. */
+function launch(args: string[], timeout = 300_000) {
+  return spawnSync("/bin/sh", [launcher, ...args], { encoding: "utf8", timeout, cwd: work, env: { HOME: work, PATH: emptyBin, RETROMAE_SHARED_DATA: process.env.RETROMAE_SHARED_DATA ?? "" } });
+}
+
+test("what the bundle keeps of a dependency: Node's entry, declarations, linux-x64 binaries; not maps, tests or other platforms", () => {
+  assert.ok(keepFile("webgpu", "dist/linux-x64/dawn.node", "index.js"));
+  assert.not.ok(keepFile("webgpu", "dist/darwin-universal/dawn.node", "index.js"));
+  assert.ok(keepFile("@tensorflow/tfjs-core", "dist/tf-core.node.js", "dist/tf-core.node.js"));
+  assert.ok(keepFile("@tensorflow/tfjs-core", "dist/ops/matmul.d.ts", "dist/tf-core.node.js"), "the kernel type-checks cells against tfjs's declarations");
+  assert.not.ok(keepFile("@tensorflow/tfjs-core", "dist/tf-core.min.js", "dist/tf-core.node.js"));
+  assert.ok(keepFile("@tensorflow/tfjs-backend-wasm", "dist/tfjs-backend-wasm-simd.wasm", "dist/tf-backend-wasm.node.js"));
+  assert.ok(keepFile("zeromq", "build/manifest.json", "lib/index.js"));
+  assert.ok(keepFile("zeromq", "build/linux/x64/node/glibc-115-Release/addon.node", "lib/index.js"));
+  assert.not.ok(keepFile("zeromq", "build/darwin/x64/node/115/addon.node", "lib/index.js"));
+  assert.not.ok(keepFile("anything", "lib/index.js.map", "lib/index.js"));
+  assert.ok(keepFile("anything", "LICENSE", "lib/index.js"));
+});
+
+test("retromae bundle writes one archive of at most 50 MB", () => {
+  const r = spawnSync(process.execPath, [path.join(ROOT, "bin", "retromae.js"), "bundle", "--out", archive], { encoding: "utf8", timeout: 900_000 });
+  assert.is(r.status, 0, r.stderr);
+  assert.match(r.stdout, /^wrote .*retromae\.tar\.xz: [\d.]+ MB \(\d+ MB unpacked\)/);
+  const mb = fs.statSync(archive).size / 2 ** 20;
+  assert.ok(mb <= 50, `${mb.toFixed(1)} MB`);
+  assert.equal(fs.readdirSync(work).filter((f) => f.includes(".tmp")), [], "no temporary file left");
+  fs.mkdirSync(unpacked);
+  fs.mkdirSync(emptyBin);
+  const x = spawnSync("tar", ["-xJf", archive, "-C", unpacked], { encoding: "utf8" });
+  assert.is(x.status, 0, x.stderr);
+  for (const f of ["node/bin/node", "lib/vulkan/libvulkan.so.1", "lib/gl/libGLdispatch.so.0", "app/native/build/Release/retromae_native.node", "app/node_modules/webgpu/dist/linux-x64/dawn.node"]) {
+    assert.ok(fs.existsSync(path.join(unpacked, "retromae", f)), f);
+  }
+});
+
+test("unpacked with no node on the PATH: info and doctor run, and report the bundled runtime", () => {
+  const info = launch(["info"]);
+  assert.is(info.status, 0, info.stderr);
+  const i = JSON.parse(info.stdout);
+  assert.is(i.versions.node, process.versions.node);
+  assert.ok(["native", "webgpu", "wasm", "cpu"].includes(i.backend), i.backend);
+  if (i.backend === "native") assert.match(i.package, /GEMM: bundled/, "no system BLAS in the bundle");
+  const doctor = launch(["doctor", "--json"]);
+  assert.is(doctor.status, 0, doctor.stderr);
+  const d = JSON.parse(doctor.stdout);
+  assert.ok(d.webgpu.checks.some((c: { name: string; ok: boolean }) => c.name === "Vulkan loader" && c.ok), "the loader loads (the system's or the bundle's)");
+});
+
+test("unpacked with no node on the PATH: kernel install and a short notebook", () => {
+  const prefix = path.join(work, "prefix");
+  const k = launch(["kernel", "install", "--prefix", prefix]);
+  assert.is(k.status, 0, k.stderr);
+  const spec = JSON.parse(fs.readFileSync(path.join(prefix, "share", "jupyter", "kernels", "retromae", "kernel.json"), "utf8"));
+  assert.is(spec.argv[0], path.join(unpacked, "retromae", "node", "bin", "node"), "the kernelspec runs the bundled node");
+  const nb = path.join(work, "short.ipynb");
+  const cell = (source: string) => ({ cell_type: "code", metadata: {}, execution_count: null, outputs: [], source });
+  fs.writeFileSync(nb, JSON.stringify({
+    nbformat: 4,
+    nbformat_minor: 5,
+    metadata: { kernelspec: { name: "retromae", display_name: "RetroMAE (TypeScript)", language: "typescript" } },
+    cells: [cell(`import { backend, tf } from "retromae";\nconst c = await backend.use("auto");\nconsole.log(c.backend);\n(await tf.sum(tf.ones([3, 4])).data())[0]`), cell(`const x: number = 6 * 7;\nx`)],
+  }));
+  const out = path.join(work, "short.out.ipynb");
+  const r = launch(["run", nb, "--out", out, "--timeout", "120"]);
+  assert.is(r.status, 0, r.stdout + r.stderr);
+  const cells = JSON.parse(fs.readFileSync(out, "utf8")).cells as { outputs: { output_type: string; data?: Record<string, unknown> }[] }[];
+  const text = (c: { outputs: { data?: Record<string, unknown> }[] }) => c.outputs.map((o) => [o.data?.["text/plain"]].flat().join("")).join("");
+  assert.is(text(cells[0]), "12");
+  assert.is(text(cells[1]), "42");
+});
+
+test.after(() => fs.rmSync(work, { recursive: true, force: true }));
+test.run();
