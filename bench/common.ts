@@ -4,6 +4,11 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import type { TensorInfo } from "@tensorflow/tfjs-core";
+import type { RetroMAEBatch } from "../lib/masking/batch";
+import { saveBatch } from "../lib/masking/batch-io";
+import { NamedArray, writeSafetensors } from "../lib/model/safetensors";
+import type { BertTokenizer } from "../lib/text/tokenizer";
+import type { Trainer } from "../lib/train/trainer";
 import * as tf from "../lib/engine/tf";
 import { loadAddon } from "../lib/engine/native";
 
@@ -185,4 +190,40 @@ export function presetArgs(args: readonly string[], defaultSteps: number): { pre
     seq: Number(option(args, "seq") ?? 128),
     backend: option(args, "backend") ?? "auto",
   };
+}
+
+/**
+ * Record the batches a trainer collates from now on, so that a PyTorch
+ * reference can time the same ones. `save(file)` writes them as file,
+ * file.1, file.2, ...; `stop()` ends the recording.
+ */
+export function recordBatches(trainer: Trainer): { save: (file: string | undefined) => void; stop: () => void } {
+  const timed: RetroMAEBatch[] = [];
+  const collate = trainer.collator.collate.bind(trainer.collator);
+  trainer.collator.collate = (texts) => {
+    const b = collate(texts);
+    timed.push(b);
+    return b;
+  };
+  return {
+    save: (file) => {
+      if (file) timed.forEach((b, i) => saveBatch(i === 0 ? file : `${file}.${i}`, b));
+    },
+    stop: () => {
+      trainer.collator.collate = collate;
+    },
+  };
+}
+
+/** Documents as the encoder sees them, length-sorted and padded into batches (input_ids_N, attention_mask_N), for encode_bench.py. */
+export function writeEncodeBatches(file: string, texts: string[], tok: BertTokenizer, batchSize: number, maxLength: number): void {
+  const ids = texts.map((t) => tok.encode(t, { maxLength }).inputIds);
+  const order = ids.map((_, i) => i).sort((a, b) => ids[a].length - ids[b].length);
+  const tensors = new Map<string, NamedArray>();
+  for (let s = 0, n = 0; s < order.length; s += batchSize, n++) {
+    const b = tok.padBatch(order.slice(s, s + batchSize).map((i) => ids[i]));
+    tensors.set(`input_ids_${n}`, { dtype: "I32", shape: [b.batchSize, b.seqLength], data: b.inputIds });
+    tensors.set(`attention_mask_${n}`, { dtype: "I32", shape: [b.batchSize, b.seqLength], data: b.attentionMask });
+  }
+  writeSafetensors(file, tensors);
 }

@@ -30,19 +30,15 @@ import * as tf from "../lib/engine/tf";
 import { backend, use } from "../lib/engine/backend";
 import { Rng } from "../lib/engine/rng";
 import { loadBeir } from "../lib/data/beir";
-import { saveBatch } from "../lib/masking/batch-io";
-import type { RetroMAEBatch } from "../lib/masking/batch";
 import { hfConfig } from "../lib/model/checkpoint";
 import { bertConfig, PresetName } from "../lib/model/config";
 import { RetroMAE } from "../lib/model/retromae";
 import { encodeTexts } from "../lib/probe/encode";
 import { makeProbeSet } from "../lib/probe/probe";
-import type { NamedArray } from "../lib/model/safetensors";
-import { writeSafetensors } from "../lib/model/safetensors";
 import { BertTokenizer } from "../lib/text/tokenizer";
 import { PackedCorpus } from "../lib/train/data";
 import { Trainer } from "../lib/train/trainer";
-import { emit, option, runTorch, SHARED_DATA } from "./common";
+import { emit, option, recordBatches, runTorch, SHARED_DATA, writeEncodeBatches } from "./common";
 
 const DEFAULT_CONFIGS = "tiny:16x128,mini:32x128,small:32x256,base:32x512";
 
@@ -74,18 +70,6 @@ function probeTexts(limit: number | "all"): string[] {
   return limit === "all" ? set.docTexts : set.docTexts.slice(0, limit);
 }
 
-function writeEncodeBatches(file: string, texts: string[], tok: BertTokenizer, batchSize: number, maxLength: number): void {
-  const ids = texts.map((t) => tok.encode(t, { maxLength }).inputIds);
-  const order = ids.map((_, i) => i).sort((a, b) => ids[a].length - ids[b].length);
-  const tensors = new Map<string, NamedArray>();
-  for (let s = 0, n = 0; s < order.length; s += batchSize, n++) {
-    const b = tok.padBatch(order.slice(s, s + batchSize).map((i) => ids[i]));
-    tensors.set(`input_ids_${n}`, { dtype: "I32", shape: [b.batchSize, b.seqLength], data: b.inputIds });
-    tensors.set(`attention_mask_${n}`, { dtype: "I32", shape: [b.batchSize, b.seqLength], data: b.attentionMask });
-  }
-  writeSafetensors(file, tensors);
-}
-
 function gpuBytes(): number {
   const m = tf.memory() as tf.MemoryInfo & { numBytesAllocatedInGPU?: number };
   return m.numBytesAllocatedInGPU ?? 0;
@@ -106,19 +90,12 @@ export async function benchGpuOne(args: string[]): Promise<void> {
   let peak = 0;
   const sample = () => (peak = Math.max(peak, gpuBytes()));
   await trainer.fit({ steps: 2, live: false, onEvent: sample }); // warm-up: shader compiles, buffer pool
-  const timed: RetroMAEBatch[] = [];
-  const collate = trainer.collator.collate.bind(trainer.collator);
-  trainer.collator.collate = (texts) => {
-    const b = collate(texts);
-    timed.push(b);
-    return b;
-  };
+  const recording = recordBatches(trainer);
   let tokens = 0;
   const off = await trainer.fit({ steps, live: false, onEvent: (e) => (sample(), e.type === "step" && (tokens += e.tokens)) });
-  trainer.collator.collate = collate;
+  recording.stop();
   const on = await trainer.fit({ steps, live: true, onEvent: sample });
-  const batchFile = option(args, "save-batch");
-  if (batchFile) timed.forEach((b, i) => saveBatch(i === 0 ? batchFile : `${batchFile}.${i}`, b));
+  recording.save(option(args, "save-batch"));
   trainer.dispose();
 
   const probeDocs = option(args, "probe-docs") ?? (software ? "0" : "all");

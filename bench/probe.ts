@@ -20,13 +20,12 @@ import { Rng } from "../lib/engine/rng";
 import { loadBeir } from "../lib/data/beir";
 import { hfConfig } from "../lib/model/checkpoint";
 import { bertConfig, PresetName } from "../lib/model/config";
-import { NamedArray, writeSafetensors } from "../lib/model/safetensors";
 import { RetroMAE } from "../lib/model/retromae";
 import { Bm25Index } from "../lib/probe/bm25";
 import { evaluate } from "../lib/probe/metrics";
 import { makeProbeSet, runProbe } from "../lib/probe/probe";
 import { BertTokenizer } from "../lib/text/tokenizer";
-import { emit, option, peakRssMb, runTorch, SHARED_DATA, torchAvailable, TORCH_ENVS } from "./common";
+import { emit, option, peakRssMb, runTorch, SHARED_DATA, torchAvailable, TORCH_ENVS, writeEncodeBatches } from "./common";
 
 export async function benchProbe(args: string[]): Promise<void> {
   const presets = (option(args, "presets") ?? "tiny,mini").split(",") as PresetName[];
@@ -47,20 +46,12 @@ export async function benchProbe(args: string[]): Promise<void> {
   // The padded, length-sorted batches the encoder sees, for the torch reference.
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "bench-probe-"));
   const batchesFile = path.join(dir, "batches.safetensors");
-  const ids = set.docTexts.map((t) => tok.encode(t, { maxLength }).inputIds);
+  writeEncodeBatches(batchesFile, set.docTexts, tok, batchSize, maxLength);
   // Encode tokenizes too, and the torch reference is given the ids, so the model's own rate is shown apart: timed
   // again now that the tokenizer's word cache is warm, as it is when the probes below encode.
   const tokenizeStart = performance.now();
   for (const t of set.docTexts) tok.encode(t, { maxLength });
   const tokenizeMs = performance.now() - tokenizeStart;
-  const order = ids.map((_, i) => i).sort((a, b) => ids[a].length - ids[b].length);
-  const tensors = new Map<string, NamedArray>();
-  for (let s = 0, n = 0; s < order.length; s += batchSize, n++) {
-    const b = tok.padBatch(order.slice(s, s + batchSize).map((i) => ids[i]));
-    tensors.set(`input_ids_${n}`, { dtype: "I32", shape: [b.batchSize, b.seqLength], data: b.inputIds });
-    tensors.set(`attention_mask_${n}`, { dtype: "I32", shape: [b.batchSize, b.seqLength], data: b.attentionMask });
-  }
-  writeSafetensors(batchesFile, tensors);
 
   for (const preset of presets) {
     const model = RetroMAE.create(preset, { rng: new Rng(1) });

@@ -19,15 +19,13 @@ import * as path from "path";
 import { use } from "../lib/engine/backend";
 import { loadAddon } from "../lib/engine/native";
 import { Rng } from "../lib/engine/rng";
-import { saveBatch } from "../lib/masking/batch-io";
-import type { RetroMAEBatch } from "../lib/masking/batch";
 import { hfConfig } from "../lib/model/checkpoint";
 import { bertConfig, PresetName } from "../lib/model/config";
 import { RetroMAE } from "../lib/model/retromae";
 import { BertTokenizer } from "../lib/text/tokenizer";
 import { PackedCorpus } from "../lib/train/data";
 import { Trainer } from "../lib/train/trainer";
-import { countMatmulFlops, option, peakRssMb, presetArgs, runPresetsAgainstTorch, SHARED_DATA } from "./common";
+import { countMatmulFlops, recordBatches, option, peakRssMb, presetArgs, runPresetsAgainstTorch, SHARED_DATA } from "./common";
 
 export async function benchTrainOne(args: string[]): Promise<void> {
   const a = presetArgs(args, 4);
@@ -42,18 +40,11 @@ export async function benchTrainOne(args: string[]): Promise<void> {
   // warm-up: wasm heap growth, first-touch pages, the native pool growing to the largest batch so far
   await trainer.fit({ steps: 3, live: false });
   // the batches of the timed steps, saved for the PyTorch reference to time the same ones
-  const timed: RetroMAEBatch[] = [];
-  const collate = trainer.collator.collate.bind(trainer.collator);
-  trainer.collator.collate = (texts) => {
-    const b = collate(texts);
-    timed.push(b);
-    return b;
-  };
+  const recording = recordBatches(trainer);
   let tokens = 0;
   const counter = countMatmulFlops(choice.backend);
   const r = await trainer.fit({ steps, live: false, onEvent: (e) => e.type === "step" && (tokens += e.tokens) });
-  const batchFile = option(args, "save-batch");
-  if (batchFile) timed.forEach((b, i) => saveBatch(i === 0 ? batchFile : `${batchFile}.${i}`, b));
+  recording.save(option(args, "save-batch"));
   console.log(
     JSON.stringify({
       preset,

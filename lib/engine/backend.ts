@@ -14,6 +14,7 @@ import { registerCpuKernels, registerWasmKernels } from "./kernels";
 import { loadAddon, nativeUnavailableReason, registerNativeBackend } from "./native";
 import { NATIVE_KERNELS } from "./native-kernels";
 import { startWebGPU, webgpuState } from "./webgpu/backend";
+import type { AdapterSummary } from "./webgpu/dawn";
 
 // Registered on import, not only in use(): code that never calls use() gets
 // the backend tfjs picks by itself (wasm), and must be able to train on it.
@@ -49,15 +50,7 @@ export interface BackendInfo extends BackendChoice {
   /** Whether WebAssembly SIMD is in use (wasm only), where known. */
   readonly simd: boolean | null;
   /** On webgpu: the adapter (vendor, architecture, description, Dawn's backend, hardware or software) and the limits in force. */
-  readonly webgpu?: {
-    vendor: string;
-    architecture: string;
-    device: string;
-    description: string;
-    backend: string;
-    software: boolean;
-    limits: Record<string, number>;
-  };
+  readonly webgpu?: AdapterSummary & { limits: Record<string, number> };
 }
 
 class BackendError extends Error {
