@@ -11,6 +11,7 @@
  */
 import * as tf from "../engine/tf";
 import { adamwInPlace } from "../engine/native";
+import { adamwInPlaceWebGPU } from "../engine/webgpu/kernels";
 
 export interface AdamWOptions {
   lr?: number;
@@ -103,6 +104,7 @@ export class AdamW {
         // the native backend does the same arithmetic in one in-place pass
         const step = { beta1: this.beta1, beta2: this.beta2, eps: this.eps, decay: decays ? 1 - lr * this.weightDecay : 1, stepSize, sqrtBc2 };
         if (!guarded && adamwInPlace(p, m, v, g, step)) continue;
+        if (adamwInPlaceWebGPU(p, m, v, g, step, guarded)) continue;
         let w: tf.Tensor = p;
         if (decays) w = tf.mul(w, 1 - lr * this.weightDecay);
         const m1 = tf.add(tf.mul(m, this.beta1), tf.mul(g, 1 - this.beta1));

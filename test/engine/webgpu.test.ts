@@ -21,6 +21,8 @@ import { startWebGPU, webgpuState } from "../../lib/engine/webgpu/backend";
 import { loadBeir } from "../../lib/data/beir";
 import { PackedCorpus } from "../../lib/train/data";
 import { Trainer, StepInfo } from "../../lib/train/trainer";
+import { AdamW } from "../../lib/train/optim";
+import { gelu, GELU } from "../../lib/engine/fused";
 import { runProbe, ProbeSet } from "../../lib/probe/probe";
 import { RetroMAE } from "../../lib/model/retromae";
 import { RetroMAECollator } from "../../lib/masking/collator";
@@ -192,11 +194,59 @@ test("Softmax on webgpu: rows of all -FLT_MAX (the mask of a padding row) are un
   for (let i = 0; i < r4.cpu.length; i++) assert.ok(Math.abs(r4.cpu[i] - r4.gpu[i]) < 1e-6);
 });
 
+test("GELU on webgpu (one pass each way) matches the cpu's composition, values and gradients, on odd sizes", async () => {
+  const rng = new Rng(13);
+  for (const shape of [[1], [3, 67], [2, 5, 129]]) {
+    const n = shape.reduce((a, b) => a * b, 1);
+    const x = Float32Array.from(rng.fillNormal(new Float32Array(n)), (v) => 3 * v);
+    const w = rng.fillNormal(new Float32Array(n));
+    const y = await both(() => gelu(tf.tensor(x, shape)));
+    const dx = await both(() => tf.grad((t: tf.Tensor) => tf.sum(tf.mul(gelu(t), tf.tensor(w, shape))))(tf.tensor(x, shape)));
+    for (let i = 0; i < n; i++) {
+      assert.ok(Math.abs(y.cpu[i] - y.gpu[i]) < 2e-6 * Math.max(1, Math.abs(y.cpu[i])), `gelu ${x[i]}: cpu ${y.cpu[i]} vs webgpu ${y.gpu[i]}`);
+      assert.ok(Math.abs(dx.cpu[i] - dx.gpu[i]) < 1e-5 * Math.max(1, Math.abs(dx.cpu[i])), `gelu' ${x[i]}: cpu ${dx.cpu[i]} vs webgpu ${dx.gpu[i]}`);
+    }
+  }
+  await use("webgpu");
+  assert.ok(tf.getKernel(GELU, "webgpu"), "the fused kernel serves webgpu");
+});
+
 test("addN over more inputs than a shader may bind equals the cpu's sum", async () => {
   const rng = new Rng(4);
   const inputs = Array.from({ length: 23 }, () => rng.fillNormal(new Float32Array(130)));
   const r = await both(() => tf.addN(inputs.map((v) => tf.tensor1d(v))));
   assert.equal(bits(r.gpu), bits(r.cpu));
+});
+
+test("AdamW on webgpu updates weights and moments in place, as the cpu composition does; a false flag leaves them", async () => {
+  const sizes = [1, 7, 130, 4099];
+  const run = async (name: "cpu" | "webgpu", flag: boolean | null) => {
+    await use(name);
+    const params = new Map(sizes.map((n, i) => [i % 2 ? `w${i}.bias` : `w${i}.weight`, tf.variable(tf.tensor1d(new Rng(i).fillNormal(new Float32Array(n))))]));
+    const opt = new AdamW(params, { lr: 1e-2, weightDecay: 0.1 });
+    const ok = flag === null ? undefined : tf.scalar(flag, "bool");
+    for (let step = 0; step < 3; step++) {
+      const grads = new Map([...params].map(([k, p], i) => [k, tf.tensor1d(new Rng(100 * step + i).fillNormal(new Float32Array(p.size)))]));
+      opt.apply(grads, 1e-2, ok);
+      tf.dispose([...grads.values()]);
+      await params.get("w0.weight")!.data(); // a read caches values on the CPU: the next update must not be hidden by it
+    }
+    const out = [];
+    for (const p of params.values()) out.push(Array.from(await p.data()));
+    const state = await opt.getState();
+    out.push(...[...state.m.values()].map((x) => Array.from(x)), ...[...state.v.values()].map((x) => Array.from(x)));
+    ok?.dispose();
+    opt.dispose();
+    params.forEach((p) => p.dispose());
+    return out;
+  };
+  for (const flag of [null, true]) {
+    const [cpu, gpu] = [await run("cpu", flag), await run("webgpu", flag)];
+    cpu.forEach((a, i) => a.forEach((x, j) => assert.ok(Math.abs(x - gpu[i][j]) <= 1e-6 * Math.max(1, Math.abs(x)), `flag ${flag}: array ${i}[${j}] cpu ${x} vs webgpu ${gpu[i][j]}`)));
+  }
+  const untouched = await run("webgpu", false);
+  sizes.forEach((n, i) => assert.equal(bits(untouched[i]), bits(new Rng(i).fillNormal(new Float32Array(n))), `weight ${i} unchanged`));
+  assert.ok(untouched.slice(sizes.length).every((a) => a.every((x) => x === 0)), "moments unchanged");
 });
 
 function makeTrainer(extra: Partial<ConstructorParameters<typeof Trainer>[0]> = {}): Trainer {

@@ -15,6 +15,12 @@
  *   a row sums to 0 and gives NaN, and the NaN reaches every gradient through
  *   the attention's backward pass. Here a row's max starts at its first
  *   element: such a row is uniform, as on the cpu backend and in PyTorch.
+ * - AdamW in place: three passes per weight (the moments, then the weight),
+ *   each writing into the variable's own buffer, where tfjs's composition is
+ *   a dozen ops and as many new buffers. A step flag (a bool scalar on the
+ *   device) leaves all three as they were when false.
+ * - GELU (exact, erf form) and its gradient, one pass each, where tfjs
+ *   composes five ops forward and a dozen backward (lib/engine/fused.ts).
  * - AddN within the adapter's limits. tfjs binds every input to one shader;
  *   a gradient sum over more inputs than `maxStorageBuffersPerShaderStage`
  *   (8 on the smallest adapters) fails pipeline validation. Here the inputs
@@ -22,11 +28,13 @@
  *   order, so the same bits.
  */
 import * as tf from "../tf";
+import { GELU, GELU_GRAD } from "../fused";
 import type { KernelConfig, KernelFunc, TensorInfo } from "@tensorflow/tfjs-core";
 
 /** What these kernels use of tfjs-backend-webgpu's WebGPUBackend. */
 export interface WebGPUBackendLike {
   device: GPUDevice;
+  tensorMap: { get(dataId: object): { refCount: number; values: unknown } | undefined };
   runWebGPUProgram(program: object, inputs: TensorInfo[], outputDtype: tf.DataType, uniforms?: { type: string; data: number[] }[], output?: TensorInfo): TensorInfo;
   makeTensorInfo(shape: number[], dtype: tf.DataType, values?: ArrayLike<number>): TensorInfo;
   disposeData(dataId: object, force?: boolean): boolean;
@@ -183,6 +191,102 @@ export const robustSoftmax: KernelConfig = {
   },
 };
 
+/** What one AdamW update uses besides the tensors (see lib/train/optim.ts). */
+export interface AdamWHyper {
+  beta1: number;
+  beta2: number;
+  eps: number;
+  /** 1 − lr·weightDecay, or 1 where the weight takes no decay. */
+  decay: number;
+  /** lr / (1 − β1ᵗ). */
+  stepSize: number;
+  /** √(1 − β2ᵗ). */
+  sqrtBc2: number;
+}
+
+/** One in-place pass over `result` (a variable's buffer): `update` is the new value of result[i]. */
+function inPlaceProgram(n: number, inputs: string[], guarded: boolean, name: string, update: string) {
+  const body = `
+  fn main(index : i32) {
+    if (index >= uniforms.count) { return; }
+    ${guarded ? "if (ok[0] == 0) { return; }" : ""}
+    let i = index;
+    result[i] = ${update};
+  }`;
+  const uniforms = "count : i32, beta1 : f32, oneMinusBeta1 : f32, beta2 : f32, oneMinusBeta2 : f32, eps : f32, decay : f32, stepSize : f32, sqrtBc2 : f32,";
+  return flatProgram(n, [n], [...inputs, ...(guarded ? ["ok"] : [])], `retromaeAdamW_${name}_${guarded ? "guarded" : "plain"}`, uniforms, body);
+}
+
+/**
+ * AdamW on the device, in place: m and v, then p, as the composition in
+ * optim.ts computes them. False (nothing done) off webgpu, or where a
+ * buffer is shared with another tensor. `ok`, a bool scalar, skips the
+ * update on the device when false.
+ */
+export function adamwInPlaceWebGPU(p: tf.Tensor, m: tf.Tensor, v: tf.Tensor, g: tf.Tensor, h: AdamWHyper, ok: tf.Tensor | null): boolean {
+  if (tf.getBackend() !== "webgpu") return false;
+  const b = tf.backend() as unknown as WebGPUBackendLike;
+  if ([p, m, v, g].some((t) => t.dtype !== "float32") || p.size !== g.size || p.size !== m.size || p.size !== v.size) return false;
+  if ([p, m, v].some((t) => b.tensorMap.get(t.dataId)?.refCount !== 1)) return false;
+  if (p.size === 0) return true;
+  const n = p.size;
+  const uniforms = [
+    { type: "int32", data: [n] },
+    ...[h.beta1, 1 - h.beta1, h.beta2, 1 - h.beta2, h.eps, h.decay, h.stepSize, h.sqrtBc2].map((x) => ({ type: "float32", data: [x] })),
+  ];
+  const extra = ok ? [ok as unknown as TensorInfo] : [];
+  const run = (program: object, inputs: tf.Tensor[], target: tf.Tensor) => b.runWebGPUProgram(program, [...(inputs as unknown as TensorInfo[]), ...extra], "float32", uniforms, target as unknown as TensorInfo);
+  run(inPlaceProgram(n, ["g"], !!ok, "m", "result[i] * uniforms.beta1 + g[i] * uniforms.oneMinusBeta1"), [g], m);
+  run(inPlaceProgram(n, ["g"], !!ok, "v", "result[i] * uniforms.beta2 + (g[i] * g[i]) * uniforms.oneMinusBeta2"), [g], v);
+  run(inPlaceProgram(n, ["m", "v"], !!ok, "p", "result[i] * uniforms.decay - (m[i] / (sqrt(v[i]) / uniforms.sqrtBc2 + uniforms.eps)) * uniforms.stepSize"), [m, v], p);
+  // A value read earlier stays cached on the CPU; the buffers changed under it.
+  for (const t of [p, m, v]) b.tensorMap.get(t.dataId)!.values = null;
+  return true;
+}
+
+// erf by Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7), the formula tfjs's cpu and webgpu Erf use.
+const ERF_WGSL = `
+fn retromaeErf(x : f32) -> f32 {
+  let v = abs(x);
+  let t = 1.0 / (1.0 + 0.3275911 * v);
+  let y = 1.0 - (((((1.061405429 * t - 1.453152027) * t) + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * exp(-v * v);
+  return select(-y, y, x >= 0.0);
+}`;
+
+function elementwise(name: string, inputs: string[], expr: string) {
+  return (n: number) => {
+    const body = `${ERF_WGSL}
+  fn main(index : i32) {
+    if (index >= uniforms.count) { return; }
+    let i = index;
+    result[i] = ${expr};
+  }`;
+    return flatProgram(n, [n], inputs, `retromae${name}`, "count : i32,", body);
+  };
+}
+
+/** x · Φ(x) = 0.5 · x · (1 + erf(x / √2)) */
+const geluProgram = elementwise("Gelu", ["x"], "0.5 * x[i] * (1.0 + retromaeErf(x[i] * 0.7071067811865476))");
+/** dy · (Φ(x) + x · φ(x)) */
+const geluGradProgram = elementwise("GeluGrad", ["x", "dy"], "dy[i] * (0.5 * (1.0 + retromaeErf(x[i] * 0.7071067811865476)) + x[i] * 0.3989422804014327 * exp(-0.5 * x[i] * x[i]))");
+
+function elementwiseKernel(kernelName: string, program: (n: number) => object, names: string[]): KernelConfig {
+  return {
+    kernelName,
+    backendName: "webgpu",
+    kernelFunc: ({ inputs, backend }) => {
+      const ts = names.map((k) => (inputs as Record<string, TensorInfo>)[k]);
+      const n = product(ts[0].shape);
+      if (ts.some((t) => t.dtype !== "float32" || product(t.shape) !== n)) throw new Error(`${kernelName} on webgpu takes float32 inputs of one shape.`);
+      const out = (backend as unknown as WebGPUBackendLike).runWebGPUProgram(program(n), ts.map((t) => ({ ...t, shape: [n] })), "float32", [{ type: "int32", data: [n] }]);
+      return { dataId: out.dataId, shape: ts[0].shape, dtype: "float32" };
+    },
+  };
+}
+
+export const geluWebGPU = elementwiseKernel(GELU, geluProgram, ["x"]);
+export const geluGradWebGPU = elementwiseKernel(GELU_GRAD, geluGradProgram, ["x", "dy"]);
+
 /** AddN in runs of at most `maxInputs` inputs (the first run's sum is the next run's first input). */
 export function chunkedAddN(original: KernelFunc, maxInputs: number): KernelConfig {
   const per = Math.max(2, maxInputs);
@@ -209,7 +313,7 @@ export function chunkedAddN(original: KernelFunc, maxInputs: number): KernelConf
  * `maxStorageBuffers` is the device's maxStorageBuffersPerShaderStage.
  */
 export function registerWebGPUKernels(maxStorageBuffers: number): void {
-  for (const k of [deterministicUnsortedSegmentSum, robustSoftmax]) {
+  for (const k of [deterministicUnsortedSegmentSum, robustSoftmax, geluWebGPU, geluGradWebGPU]) {
     if (tf.getKernel(k.kernelName, "webgpu")) tf.unregisterKernel(k.kernelName, "webgpu");
     tf.registerKernel(k);
   }
