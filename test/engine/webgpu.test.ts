@@ -22,7 +22,7 @@ import { loadBeir } from "../../lib/data/beir";
 import { PackedCorpus } from "../../lib/train/data";
 import { Trainer, StepInfo } from "../../lib/train/trainer";
 import { AdamW } from "../../lib/train/optim";
-import { gelu, GELU } from "../../lib/engine/fused";
+import { addLayerNorm, ADD_LAYER_NORM, gelu, GELU } from "../../lib/engine/fused";
 import { runProbe, ProbeSet } from "../../lib/probe/probe";
 import { RetroMAE } from "../../lib/model/retromae";
 import { RetroMAECollator } from "../../lib/masking/collator";
@@ -209,6 +209,33 @@ test("GELU on webgpu (one pass each way) matches the cpu's composition, values a
   }
   await use("webgpu");
   assert.ok(tf.getKernel(GELU, "webgpu"), "the fused kernel serves webgpu");
+});
+
+test("Add & LayerNorm on webgpu matches the cpu's composition, forward (with and without the residual, taped or not) and backward", async () => {
+  const rng = new Rng(14);
+  for (const [rows, H] of [[1, 5], [7, 32], [130, 67], [3, 300]]) {
+    const x = rng.fillNormal(new Float32Array(rows * H));
+    const res = rng.fillNormal(new Float32Array(rows * H));
+    const gamma = Float32Array.from(rng.fillNormal(new Float32Array(H)), (v) => 1 + 0.1 * v);
+    const beta = rng.fillNormal(new Float32Array(H));
+    const w = rng.fillNormal(new Float32Array(rows * H));
+    for (const withResidual of [true, false]) {
+      const t = (a: Float32Array, s = [rows, H]) => tf.tensor(a, s);
+      const f = (...a: tf.Tensor[]) => tf.sum(tf.mul(withResidual ? addLayerNorm(a[0], a[1], a[2], a[3], 1e-12) : addLayerNorm(a[0], null, a[1], a[2], 1e-12), t(w)));
+      const args = () => (withResidual ? [t(x), t(res), t(gamma, [H]), t(beta, [H])] : [t(x), t(gamma, [H]), t(beta, [H])]);
+      const y = await both(() => tf.tidy(() => addLayerNorm(t(x), withResidual ? t(res) : null, t(gamma, [H]), t(beta, [H]), 1e-12)));
+      const names = withResidual ? ["dx", "dresidual", "dgamma", "dbeta"] : ["dx", "dgamma", "dbeta"];
+      const grads: Awaited<ReturnType<typeof both>>[] = [];
+      for (let k = 0; k < names.length; k++) grads.push(await both(() => tf.tidy(() => tf.grads(f)(args())[k])));
+      const close = (a: ArrayLike<number>, b: ArrayLike<number>, tol: number, what: string) => {
+        for (let i = 0; i < a.length; i++) assert.ok(Math.abs(a[i] - b[i]) <= tol * Math.max(1, Math.abs(a[i])), `[${rows}, ${H}] ${what}[${i}]: cpu ${a[i]} vs webgpu ${b[i]}`);
+      };
+      close(y.cpu, y.gpu, 2e-5, "y");
+      names.forEach((what, k) => close(grads[k].cpu, grads[k].gpu, 5e-4, what));
+    }
+  }
+  await use("webgpu");
+  assert.ok(tf.getKernel(ADD_LAYER_NORM, "webgpu"), "the fused kernel serves webgpu");
 });
 
 test("addN over more inputs than a shader may bind equals the cpu's sum", async () => {

@@ -21,6 +21,11 @@
  *   device) leaves all three as they were when false.
  * - GELU (exact, erf form) and its gradient, one pass each, where tfjs
  *   composes five ops forward and a dozen backward (lib/engine/fused.ts).
+ * - Add & LayerNorm forward (the normalized rows and 1/σ kept for the
+ *   gradient when the tape records) and its gradient: a workgroup per row
+ *   for the statistics, and the weight gradients as column sums in two
+ *   stages (blocks of rows, then the blocks), in a fixed order. Two to three
+ *   passes forward and five backward, where tfjs composes eleven ops each way.
  * - AddN within the adapter's limits. tfjs binds every input to one shader;
  *   a gradient sum over more inputs than `maxStorageBuffersPerShaderStage`
  *   (8 on the smallest adapters) fails pipeline validation. Here the inputs
@@ -28,7 +33,7 @@
  *   order, so the same bits.
  */
 import * as tf from "../tf";
-import { GELU, GELU_GRAD } from "../fused";
+import { ADD_LAYER_NORM, GELU, GELU_GRAD, LAYER_NORM_GRAD } from "../fused";
 import type { KernelConfig, KernelFunc, TensorInfo } from "@tensorflow/tfjs-core";
 
 /** What these kernels use of tfjs-backend-webgpu's WebGPUBackend. */
@@ -287,6 +292,162 @@ function elementwiseKernel(kernelName: string, program: (n: number) => object, n
 export const geluWebGPU = elementwiseKernel(GELU, geluProgram, ["x"]);
 export const geluGradWebGPU = elementwiseKernel(GELU_GRAD, geluGradProgram, ["x", "dy"]);
 
+const ROWS_WG = 64;
+
+/**
+ * One workgroup per row of s = x (+ residual) [rows, H]: mean and variance
+ * by tree reduction, then `write` for each column c of the row, with
+ * `mean`, `rstd` and `s(c)` in scope. Output [rows, outCols].
+ */
+function rowProgram(name: string, rows: number, H: number, residual: boolean, outCols: number, write: string) {
+  const sAt = residual ? "(x[base + c] + residual[base + c])" : "x[base + c]";
+  const body = `
+  var<workgroup> part : array<f32, ${ROWS_WG}>;
+  fn rowSum(tid : i32, v : f32) -> f32 {
+    part[tid] = v;
+    workgroupBarrier();
+    for (var half = ${ROWS_WG / 2}; half > 0; half = half / 2) {
+      if (tid < half) { part[tid] = part[tid] + part[tid + half]; }
+      workgroupBarrier();
+    }
+    let total = part[0];
+    workgroupBarrier();
+    return total;
+  }
+  fn main(index : i32) {
+    let row = index / ${ROWS_WG};
+    let tid = index - row * ${ROWS_WG};
+    let H = uniforms.cols;
+    let base = row * H;
+    var acc = 0.0;
+    for (var c = tid; c < H; c = c + ${ROWS_WG}) { acc = acc + ${sAt}; }
+    let mean = rowSum(tid, acc) / f32(H);
+    var sq = 0.0;
+    for (var c = tid; c < H; c = c + ${ROWS_WG}) { let d = ${sAt} - mean; sq = sq + d * d; }
+    let rstd = inverseSqrt(rowSum(tid, sq) / f32(H) + uniforms.eps);
+    ${write}
+  }`;
+  return {
+    outputShape: [rows, outCols],
+    variableNames: residual ? ["x", "residual"] : ["x"],
+    uniforms: "cols : i32, eps : f32,",
+    shaderKey: `retromaeRow_${name}_${residual}`,
+    workgroupSize: [ROWS_WG, 1, 1] as [number, number, number],
+    dispatchLayout: { x: [0, 1] },
+    dispatch: [rows, 1, 1] as [number, number, number],
+    getUserCode: () => body,
+  };
+}
+
+/** out[j] = Σ_r f(r, j) over rows, in blocks of 64 rows then over the blocks: always the same order. */
+function columnSum(b: WebGPUBackendLike, inputs: TensorInfo[], names: string[], term: string, rows: number, H: number): TensorInfo {
+  const blocks = Math.ceil(rows / ROWS_WG);
+  const stage1 = flatProgram(blocks * H, [blocks, H], names, `retromaeColSum1_${term}`, "rows : i32, cols : i32, blocks : i32,", `
+  fn main(index : i32) {
+    let H = uniforms.cols;
+    if (index >= uniforms.blocks * H) { return; }
+    let blk = index / H;
+    let j = index - blk * H;
+    var acc = 0.0;
+    let end = min(uniforms.rows, (blk + 1) * ${ROWS_WG});
+    for (var r = blk * ${ROWS_WG}; r < end; r = r + 1) { let at = r * H + j; acc = acc + ${term}; }
+    result[index] = acc;
+  }`);
+  const partial = b.runWebGPUProgram(stage1, inputs.map((t) => ({ ...t, shape: [rows, H] })), "float32", [{ type: "int32", data: [rows] }, { type: "int32", data: [H] }, { type: "int32", data: [blocks] }]);
+  const stage2 = flatProgram(H, [H], ["partial"], "retromaeColSum2", "blocks : i32, cols : i32,", `
+  fn main(index : i32) {
+    if (index >= uniforms.cols) { return; }
+    var acc = 0.0;
+    for (var k = 0; k < uniforms.blocks; k = k + 1) { acc = acc + partial[k * uniforms.cols + index]; }
+    result[index] = acc;
+  }`);
+  const out = b.runWebGPUProgram(stage2, [partial], "float32", [{ type: "int32", data: [blocks] }, { type: "int32", data: [H] }]);
+  b.disposeData(partial.dataId);
+  return out;
+}
+
+export const addLayerNormWebGPU: KernelConfig = {
+  kernelName: ADD_LAYER_NORM,
+  backendName: "webgpu",
+  kernelFunc: ({ inputs, backend, attrs }) => {
+    const { x, residual, gamma, beta } = inputs as Record<string, TensorInfo | undefined>;
+    const b = backend as unknown as WebGPUBackendLike;
+    const H = x!.shape[x!.shape.length - 1];
+    const rows = product(x!.shape) / H;
+    const { eps, stats } = attrs as unknown as { eps: number; stats?: boolean };
+    const ins = [x!, ...(residual ? [residual] : [])].map((t) => ({ ...t, shape: [rows, H] }));
+    const u = [{ type: "int32", data: [H] }, { type: "float32", data: [eps] }];
+    const xhat = b.runWebGPUProgram(rowProgram("xhat", rows, H, !!residual, H, `for (var c = tid; c < H; c = c + ${ROWS_WG}) { result[base + c] = (${residual ? "(x[base + c] + residual[base + c])" : "x[base + c]"} - mean) * rstd; }`), ins, "float32", u);
+    const yProgram = flatProgram(rows * H, [rows, H], ["xhat", "gamma", "beta"], "retromaeLayerNormY", "count : i32, cols : i32,", `
+  fn main(index : i32) {
+    if (index >= uniforms.count) { return; }
+    let j = index % uniforms.cols;
+    result[index] = xhat[index] * gamma[j] + beta[j];
+  }`);
+    const y = b.runWebGPUProgram(yProgram, [xhat, gamma!, beta!], "float32", [{ type: "int32", data: [rows * H] }, { type: "int32", data: [H] }]);
+    const shaped = (t: TensorInfo, shape: number[]) => ({ dataId: t.dataId, shape, dtype: "float32" as const });
+    if (stats === false) {
+      b.disposeData(xhat.dataId);
+      return [shaped(y, [...x!.shape])];
+    }
+    const rstd = b.runWebGPUProgram(rowProgram("rstd", rows, H, !!residual, 1, "if (tid == 0) { result[row] = rstd; }"), ins, "float32", u);
+    return [shaped(y, [...x!.shape]), shaped(xhat, [...x!.shape]), shaped(rstd, [rows])];
+  },
+};
+
+export const layerNormGradWebGPU: KernelConfig = {
+  kernelName: LAYER_NORM_GRAD,
+  backendName: "webgpu",
+  kernelFunc: ({ inputs, backend }) => {
+    const { dy, xhat, rstd, gamma } = inputs as Record<string, TensorInfo>;
+    const b = backend as unknown as WebGPUBackendLike;
+    const H = gamma.shape[gamma.shape.length - 1];
+    const rows = product(dy.shape) / H;
+    // ds = rstd · (g − mean(g) − xhat · mean(g · xhat)), g = dy · γ, per row
+    const dsProgram = {
+      outputShape: [rows, H],
+      variableNames: ["dy", "xhat", "rstd", "gamma"],
+      uniforms: "cols : i32,",
+      shaderKey: "retromaeLayerNormDs",
+      workgroupSize: [ROWS_WG, 1, 1] as [number, number, number],
+      dispatchLayout: { x: [0, 1] },
+      dispatch: [rows, 1, 1] as [number, number, number],
+      getUserCode: () => `
+  var<workgroup> part : array<f32, ${ROWS_WG}>;
+  fn rowSum(tid : i32, v : f32) -> f32 {
+    part[tid] = v;
+    workgroupBarrier();
+    for (var half = ${ROWS_WG / 2}; half > 0; half = half / 2) {
+      if (tid < half) { part[tid] = part[tid] + part[tid + half]; }
+      workgroupBarrier();
+    }
+    let total = part[0];
+    workgroupBarrier();
+    return total;
+  }
+  fn main(index : i32) {
+    let row = index / ${ROWS_WG};
+    let tid = index - row * ${ROWS_WG};
+    let H = uniforms.cols;
+    let base = row * H;
+    var a = 0.0;
+    var bx = 0.0;
+    for (var c = tid; c < H; c = c + ${ROWS_WG}) { let g = dy[base + c] * gamma[c]; a = a + g; bx = bx + g * xhat[base + c]; }
+    let meanG = rowSum(tid, a) / f32(H);
+    let meanGX = rowSum(tid, bx) / f32(H);
+    let r = rstd[row];
+    for (var c = tid; c < H; c = c + ${ROWS_WG}) { result[base + c] = r * (dy[base + c] * gamma[c] - meanG - xhat[base + c] * meanGX); }
+  }`,
+    };
+    const flat = (t: TensorInfo) => ({ ...t, shape: [rows, H] });
+    const ds = b.runWebGPUProgram(dsProgram, [flat(dy), flat(xhat), rstd, gamma], "float32", [{ type: "int32", data: [H] }]);
+    const dgamma = columnSum(b, [dy, xhat], ["dy", "xhat"], "dy[at] * xhat[at]", rows, H);
+    const dbeta = columnSum(b, [dy], ["dy"], "dy[at]", rows, H);
+    const shaped = (t: TensorInfo, shape: number[]) => ({ dataId: t.dataId, shape, dtype: "float32" as const });
+    return [shaped(ds, [...dy.shape]), shaped(dgamma, [...gamma.shape]), shaped(dbeta, [...gamma.shape])];
+  },
+};
+
 /** AddN in runs of at most `maxInputs` inputs (the first run's sum is the next run's first input). */
 export function chunkedAddN(original: KernelFunc, maxInputs: number): KernelConfig {
   const per = Math.max(2, maxInputs);
@@ -313,7 +474,7 @@ export function chunkedAddN(original: KernelFunc, maxInputs: number): KernelConf
  * `maxStorageBuffers` is the device's maxStorageBuffersPerShaderStage.
  */
 export function registerWebGPUKernels(maxStorageBuffers: number): void {
-  for (const k of [deterministicUnsortedSegmentSum, robustSoftmax, geluWebGPU, geluGradWebGPU]) {
+  for (const k of [deterministicUnsortedSegmentSum, robustSoftmax, geluWebGPU, geluGradWebGPU, addLayerNormWebGPU, layerNormGradWebGPU]) {
     if (tf.getKernel(k.kernelName, "webgpu")) tf.unregisterKernel(k.kernelName, "webgpu");
     tf.registerKernel(k);
   }
