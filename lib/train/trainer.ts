@@ -325,12 +325,17 @@ export class Trainer {
       const [values, gradNorm, ok] = await Promise.all([readLossValues(p.losses), p.norm.data(), p.ok.data()]);
       tf.dispose([p.norm, p.ok]);
       const deviceError = takeDeviceError();
-      if (deviceError) throw new TrainingStopped(this.stopMessage(`${deviceError} at step ${p.step}`, "no later update was applied"));
+      if (deviceError) {
+        const last = this.latestCheckpoint();
+        throw new TrainingStopped(
+          `The run stopped at step ${p.step}: ${deviceError.replace(/[.\s]+$/, "")}; the weights on the GPU may be damaged, so ${last ? `resume from the last good checkpoint, ${last}, with Trainer.resume` : "start again (this run saved no checkpoint)"}, with a smaller batchSize if the GPU ran out of memory.`,
+        );
+      }
       if (!ok[0]) {
         const what = Number.isFinite(values.loss)
           ? `The gradient norm became ${gradNorm[0]} at step ${p.step} (loss ${values.loss})`
           : `Loss became ${values.loss} at step ${p.step} (encoder ${values.encoderLoss}, decoder ${values.decoderLoss})`;
-        throw new TrainingStopped(this.stopMessage(what, "no update was applied"));
+        throw new TrainingStopped(this.stopMessage(what));
       }
       this.step = p.step;
       taken++;
@@ -392,10 +397,10 @@ export class Trainer {
     return { status, stepsTaken: taken, step: this.step, lastLoss, modelMs, totalMs: performance.now() - started, checkpoint };
   }
 
-  /** The sentence that stops a run: what happened, what was not applied, and the last good checkpoint. */
-  private stopMessage(what: string, applied: string): string {
+  /** The sentence that stops a run on a non-finite step: what happened, and the last good checkpoint. */
+  private stopMessage(what: string): string {
     const last = this.latestCheckpoint();
-    return `${what}; ${applied}${last ? `, and the last good checkpoint is ${last}` : ""}. Lower lr (now ${this.optimizer.lr}) or check the data.`;
+    return `${what}; no update was applied${last ? `, and the last good checkpoint is ${last}` : ""}. Lower lr (now ${this.optimizer.lr}) or check the data.`;
   }
 
   /**

@@ -22,7 +22,7 @@ import { loadBeir } from "../../lib/data/beir";
 import { PackedCorpus } from "../../lib/train/data";
 import { Trainer, StepInfo } from "../../lib/train/trainer";
 import { AdamW } from "../../lib/train/optim";
-import { addLayerNorm, ADD_LAYER_NORM, gelu, GELU } from "../../lib/engine/fused";
+import { addLayerNorm, ADD_LAYER_NORM, gelu, GELU, scaledMaskedSoftmax, SCALED_MASKED_SOFTMAX } from "../../lib/engine/fused";
 import { runProbe, ProbeSet } from "../../lib/probe/probe";
 import { RetroMAE } from "../../lib/model/retromae";
 import { RetroMAECollator } from "../../lib/masking/collator";
@@ -238,6 +238,29 @@ test("Add & LayerNorm on webgpu matches the cpu's composition, forward (with and
   assert.ok(tf.getKernel(ADD_LAYER_NORM, "webgpu"), "the fused kernel serves webgpu");
 });
 
+test("the attention softmax (scale and additive mask) on webgpu matches the cpu's composition, values and gradients; fully masked rows are uniform", async () => {
+  const rng = new Rng(15);
+  const M = -3.4028234663852886e38;
+  for (const [B, heads, Lq, Lk, perQuery] of [[2, 3, 5, 7, false], [2, 2, 6, 6, true], [1, 1, 1, 70, false], [3, 2, 4, 130, true]] as const) {
+    const x = rng.fillNormal(new Float32Array(B * heads * Lq * Lk));
+    const mq = perQuery ? Lq : 1;
+    const mask = Float32Array.from({ length: B * mq * Lk }, () => (rng.int(3) === 0 ? M : 0));
+    if (perQuery) for (let c = 0; c < Lk; c++) mask[c] = M; // batch 0, query 0: sees nothing
+    const w = rng.fillNormal(new Float32Array(x.length));
+    const xs = () => tf.tensor4d(x, [B, heads, Lq, Lk]);
+    const ms = () => tf.tensor4d(mask, [B, 1, mq, Lk]);
+    const p = await both(() => scaledMaskedSoftmax(xs(), ms(), 0.125));
+    const dx = await both(() => tf.grad((t: tf.Tensor) => tf.sum(tf.mul(scaledMaskedSoftmax(t as tf.Tensor4D, ms(), 0.125), tf.tensor4d(w, [B, heads, Lq, Lk]))))(xs()));
+    for (let i = 0; i < x.length; i++) {
+      assert.ok(Math.abs(p.cpu[i] - p.gpu[i]) < 1e-6, `[${B}, ${heads}, ${Lq}, ${Lk}] p[${i}]: cpu ${p.cpu[i]} vs webgpu ${p.gpu[i]}`);
+      assert.ok(Math.abs(dx.cpu[i] - dx.gpu[i]) < 1e-6, `dx[${i}]: cpu ${dx.cpu[i]} vs webgpu ${dx.gpu[i]}`);
+    }
+    if (perQuery) for (let c = 0; c < Lk; c++) assert.ok(Math.abs(p.gpu[c] - 1 / Lk) < 1e-6, "a row that sees nothing is uniform");
+  }
+  await use("webgpu");
+  assert.ok(tf.getKernel(SCALED_MASKED_SOFTMAX, "webgpu"));
+});
+
 test("addN over more inputs than a shader may bind equals the cpu's sum", async () => {
   const rng = new Rng(4);
   const inputs = Array.from({ length: 23 }, () => rng.fillNormal(new Float32Array(130)));
@@ -348,6 +371,26 @@ test("a run resumed on webgpu gives the uninterrupted run's losses", async () =>
   assert.equal(bits([...head, ...tail]), bits(all));
   resumed.model.dispose();
   resumed.dispose();
+});
+
+test("a device error mid-run stops the run with one sentence naming the last good checkpoint", async () => {
+  await use("webgpu");
+  const dir = tmp();
+  const t = makeTrainer({ runDir: dir });
+  await train(t, 1);
+  // an invalid buffer (MAP_READ with STORAGE): Dawn reports a validation error, as it would an out-of-memory one
+  const device = (tf.backend() as unknown as { device: GPUDevice }).device;
+  device.createBuffer({ size: 4, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.STORAGE });
+  try {
+    await t.fit({ steps: 2, live: false });
+    assert.unreachable("should stop");
+  } catch (err) {
+    const msg = (err as Error).message;
+    assert.match(msg, /^The run stopped at step 2: the GPU reported error: Buffer usages .* is invalid.*; the weights on the GPU may be damaged, so resume from the last good checkpoint, .*checkpoint-1, with Trainer\.resume, with a smaller batchSize if the GPU ran out of memory\.$/);
+    assert.not.match(msg, /\n/);
+  }
+  t.model.dispose();
+  t.dispose();
 });
 
 test("a probe on webgpu equals the cpu probe within 1e-4", async () => {

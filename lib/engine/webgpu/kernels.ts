@@ -26,6 +26,8 @@
  *   for the statistics, and the weight gradients as column sums in two
  *   stages (blocks of rows, then the blocks), in a fixed order. Two to three
  *   passes forward and five backward, where tfjs composes eleven ops each way.
+ * - The attention softmax with its scale and additive mask, forward and
+ *   backward, a workgroup per row (all-masked rows uniform, as above).
  * - AddN within the adapter's limits. tfjs binds every input to one shader;
  *   a gradient sum over more inputs than `maxStorageBuffersPerShaderStage`
  *   (8 on the smallest adapters) fails pipeline validation. Here the inputs
@@ -33,7 +35,7 @@
  *   order, so the same bits.
  */
 import * as tf from "../tf";
-import { ADD_LAYER_NORM, GELU, GELU_GRAD, LAYER_NORM_GRAD } from "../fused";
+import { ADD_LAYER_NORM, GELU, GELU_GRAD, LAYER_NORM_GRAD, SCALED_MASKED_SOFTMAX, SCALED_SOFTMAX_GRAD } from "../fused";
 import type { KernelConfig, KernelFunc, TensorInfo } from "@tensorflow/tfjs-core";
 
 /** What these kernels use of tfjs-backend-webgpu's WebGPUBackend. */
@@ -134,6 +136,21 @@ export const deterministicUnsortedSegmentSum: KernelConfig = {
   },
 };
 
+/** Tree reduction (sum, or max) of one value per invocation across a workgroup of `wg`; every invocation gets the result. */
+const ROW_SUM_WGSL = (wg: number) => `
+  var<workgroup> part : array<f32, ${wg}>;
+  fn rowReduce(tid : i32, v : f32, isMax : bool) -> f32 {
+    part[tid] = v;
+    workgroupBarrier();
+    for (var half = ${wg / 2}; half > 0; half = half / 2) {
+      if (tid < half) { part[tid] = select(part[tid] + part[tid + half], max(part[tid], part[tid + half]), isMax); }
+      workgroupBarrier();
+    }
+    let total = part[0];
+    workgroupBarrier();
+    return total;
+  }`;
+
 /**
  * Row-wise softmax of x [rows, cols]: one workgroup per row, max and sum by
  * tree reduction in workgroup memory.
@@ -141,7 +158,7 @@ export const deterministicUnsortedSegmentSum: KernelConfig = {
 export function softmaxProgram(rows: number, cols: number) {
   const wg = cols >= 4096 ? 256 : 64;
   const body = `
-  var<workgroup> part : array<f32, ${wg}>;
+${ROW_SUM_WGSL(wg)}
   fn main(index : i32) {
     let row = index / ${wg};
     let tid = index - row * ${wg};
@@ -149,23 +166,10 @@ export function softmaxProgram(rows: number, cols: number) {
     let base = row * n;
     var m = x[base];
     for (var c = tid; c < n; c = c + ${wg}) { m = max(m, x[base + c]); }
-    part[tid] = m;
-    workgroupBarrier();
-    for (var half = ${wg / 2}; half > 0; half = half / 2) {
-      if (tid < half) { part[tid] = max(part[tid], part[tid + half]); }
-      workgroupBarrier();
-    }
-    let rowMax = part[0];
-    workgroupBarrier();
+    let rowMax = rowReduce(tid, m, true);
     var acc = 0.0;
     for (var c = tid; c < n; c = c + ${wg}) { acc = acc + exp(x[base + c] - rowMax); }
-    part[tid] = acc;
-    workgroupBarrier();
-    for (var half = ${wg / 2}; half > 0; half = half / 2) {
-      if (tid < half) { part[tid] = part[tid] + part[tid + half]; }
-      workgroupBarrier();
-    }
-    let total = part[0];
+    let total = rowReduce(tid, acc, false);
     for (var c = tid; c < n; c = c + ${wg}) { result[base + c] = exp(x[base + c] - rowMax) / total; }
   }`;
   return {
@@ -302,18 +306,7 @@ const ROWS_WG = 64;
 function rowProgram(name: string, rows: number, H: number, residual: boolean, outCols: number, write: string) {
   const sAt = residual ? "(x[base + c] + residual[base + c])" : "x[base + c]";
   const body = `
-  var<workgroup> part : array<f32, ${ROWS_WG}>;
-  fn rowSum(tid : i32, v : f32) -> f32 {
-    part[tid] = v;
-    workgroupBarrier();
-    for (var half = ${ROWS_WG / 2}; half > 0; half = half / 2) {
-      if (tid < half) { part[tid] = part[tid] + part[tid + half]; }
-      workgroupBarrier();
-    }
-    let total = part[0];
-    workgroupBarrier();
-    return total;
-  }
+${ROW_SUM_WGSL(ROWS_WG)}
   fn main(index : i32) {
     let row = index / ${ROWS_WG};
     let tid = index - row * ${ROWS_WG};
@@ -321,10 +314,10 @@ function rowProgram(name: string, rows: number, H: number, residual: boolean, ou
     let base = row * H;
     var acc = 0.0;
     for (var c = tid; c < H; c = c + ${ROWS_WG}) { acc = acc + ${sAt}; }
-    let mean = rowSum(tid, acc) / f32(H);
+    let mean = rowReduce(tid, acc, false) / f32(H);
     var sq = 0.0;
     for (var c = tid; c < H; c = c + ${ROWS_WG}) { let d = ${sAt} - mean; sq = sq + d * d; }
-    let rstd = inverseSqrt(rowSum(tid, sq) / f32(H) + uniforms.eps);
+    let rstd = inverseSqrt(rowReduce(tid, sq, false) / f32(H) + uniforms.eps);
     ${write}
   }`;
   return {
@@ -413,18 +406,7 @@ export const layerNormGradWebGPU: KernelConfig = {
       dispatchLayout: { x: [0, 1] },
       dispatch: [rows, 1, 1] as [number, number, number],
       getUserCode: () => `
-  var<workgroup> part : array<f32, ${ROWS_WG}>;
-  fn rowSum(tid : i32, v : f32) -> f32 {
-    part[tid] = v;
-    workgroupBarrier();
-    for (var half = ${ROWS_WG / 2}; half > 0; half = half / 2) {
-      if (tid < half) { part[tid] = part[tid] + part[tid + half]; }
-      workgroupBarrier();
-    }
-    let total = part[0];
-    workgroupBarrier();
-    return total;
-  }
+${ROW_SUM_WGSL(ROWS_WG)}
   fn main(index : i32) {
     let row = index / ${ROWS_WG};
     let tid = index - row * ${ROWS_WG};
@@ -433,8 +415,8 @@ export const layerNormGradWebGPU: KernelConfig = {
     var a = 0.0;
     var bx = 0.0;
     for (var c = tid; c < H; c = c + ${ROWS_WG}) { let g = dy[base + c] * gamma[c]; a = a + g; bx = bx + g * xhat[base + c]; }
-    let meanG = rowSum(tid, a) / f32(H);
-    let meanGX = rowSum(tid, bx) / f32(H);
+    let meanG = rowReduce(tid, a, false) / f32(H);
+    let meanGX = rowReduce(tid, bx, false) / f32(H);
     let r = rstd[row];
     for (var c = tid; c < H; c = c + ${ROWS_WG}) { result[base + c] = r * (dy[base + c] * gamma[c] - meanG - xhat[base + c] * meanGX); }
   }`,
@@ -445,6 +427,97 @@ export const layerNormGradWebGPU: KernelConfig = {
     const dbeta = columnSum(b, [dy], ["dy"], "dy[at]", rows, H);
     const shaped = (t: TensorInfo, shape: number[]) => ({ dataId: t.dataId, shape, dtype: "float32" as const });
     return [shaped(ds, [...dy.shape]), shaped(dgamma, [...gamma.shape]), shaped(dbeta, [...gamma.shape])];
+  },
+};
+
+
+/** softmax(x · scale + mask) per row of x [B, heads, Lq, Lk]; mask [B, 1, mq, Lk] with mq 1 or Lq. */
+function scaledMaskedSoftmaxProgram(rows: number, Lk: number) {
+  const body = `${ROW_SUM_WGSL(ROWS_WG)}
+  fn main(index : i32) {
+    let row = index / ${ROWS_WG};
+    let tid = index - row * ${ROWS_WG};
+    let n = uniforms.cols;
+    let base = row * n;
+    let q = row % uniforms.lq;
+    let b = row / (uniforms.lq * uniforms.heads);
+    let mbase = (b * uniforms.mq + select(q, 0, uniforms.mq == 1)) * n;
+    var m = x[base] * uniforms.scale + mask[mbase];
+    for (var c = tid; c < n; c = c + ${ROWS_WG}) { m = max(m, x[base + c] * uniforms.scale + mask[mbase + c]); }
+    let rowMax = rowReduce(tid, m, true);
+    var acc = 0.0;
+    for (var c = tid; c < n; c = c + ${ROWS_WG}) { acc = acc + exp(x[base + c] * uniforms.scale + mask[mbase + c] - rowMax); }
+    let total = rowReduce(tid, acc, false);
+    for (var c = tid; c < n; c = c + ${ROWS_WG}) { result[base + c] = exp(x[base + c] * uniforms.scale + mask[mbase + c] - rowMax) / total; }
+  }`;
+  return {
+    outputShape: [rows, Lk],
+    variableNames: ["x", "mask"],
+    uniforms: "cols : i32, lq : i32, heads : i32, mq : i32, scale : f32,",
+    shaderKey: "retromaeScaledMaskedSoftmax",
+    workgroupSize: [ROWS_WG, 1, 1] as [number, number, number],
+    dispatchLayout: { x: [0, 1] },
+    dispatch: [rows, 1, 1] as [number, number, number],
+    getUserCode: () => body,
+  };
+}
+
+/** scale · p · (dy − Σ dy·p) per row. */
+function scaledSoftmaxGradProgram(rows: number, Lk: number) {
+  const body = `${ROW_SUM_WGSL(ROWS_WG)}
+  fn main(index : i32) {
+    let row = index / ${ROWS_WG};
+    let tid = index - row * ${ROWS_WG};
+    let n = uniforms.cols;
+    let base = row * n;
+    var acc = 0.0;
+    for (var c = tid; c < n; c = c + ${ROWS_WG}) { acc = acc + dy[base + c] * p[base + c]; }
+    let dot = rowReduce(tid, acc, false);
+    for (var c = tid; c < n; c = c + ${ROWS_WG}) { result[base + c] = uniforms.scale * p[base + c] * (dy[base + c] - dot); }
+  }`;
+  return {
+    outputShape: [rows, Lk],
+    variableNames: ["p", "dy"],
+    uniforms: "cols : i32, scale : f32,",
+    shaderKey: "retromaeScaledSoftmaxGrad",
+    workgroupSize: [ROWS_WG, 1, 1] as [number, number, number],
+    dispatchLayout: { x: [0, 1] },
+    dispatch: [rows, 1, 1] as [number, number, number],
+    getUserCode: () => body,
+  };
+}
+
+export const scaledMaskedSoftmaxWebGPU: KernelConfig = {
+  kernelName: SCALED_MASKED_SOFTMAX,
+  backendName: "webgpu",
+  kernelFunc: ({ inputs, backend, attrs }) => {
+    const { x, mask } = inputs as { x: TensorInfo; mask: TensorInfo };
+    const [, heads, Lq, Lk] = x.shape;
+    const rows = product(x.shape) / Lk;
+    const out = (backend as unknown as WebGPUBackendLike).runWebGPUProgram(scaledMaskedSoftmaxProgram(rows, Lk), [{ ...x, shape: [rows, Lk] }, mask], "float32", [
+      { type: "int32", data: [Lk] },
+      { type: "int32", data: [Lq] },
+      { type: "int32", data: [heads] },
+      { type: "int32", data: [mask.shape[2]] },
+      { type: "float32", data: [(attrs as unknown as { scale: number }).scale] },
+    ]);
+    return { dataId: out.dataId, shape: [...x.shape], dtype: "float32" };
+  },
+};
+
+export const scaledSoftmaxGradWebGPU: KernelConfig = {
+  kernelName: SCALED_SOFTMAX_GRAD,
+  backendName: "webgpu",
+  kernelFunc: ({ inputs, backend, attrs }) => {
+    const { p, dy } = inputs as { p: TensorInfo; dy: TensorInfo };
+    const Lk = p.shape[p.shape.length - 1];
+    const rows = product(p.shape) / Lk;
+    const flat = (t: TensorInfo) => ({ ...t, shape: [rows, Lk] });
+    const out = (backend as unknown as WebGPUBackendLike).runWebGPUProgram(scaledSoftmaxGradProgram(rows, Lk), [flat(p), flat(dy)], "float32", [
+      { type: "int32", data: [Lk] },
+      { type: "float32", data: [(attrs as unknown as { scale: number }).scale] },
+    ]);
+    return { dataId: out.dataId, shape: [...p.shape], dtype: "float32" };
   },
 };
 
@@ -474,7 +547,7 @@ export function chunkedAddN(original: KernelFunc, maxInputs: number): KernelConf
  * `maxStorageBuffers` is the device's maxStorageBuffersPerShaderStage.
  */
 export function registerWebGPUKernels(maxStorageBuffers: number): void {
-  for (const k of [deterministicUnsortedSegmentSum, robustSoftmax, geluWebGPU, geluGradWebGPU, addLayerNormWebGPU, layerNormGradWebGPU]) {
+  for (const k of [deterministicUnsortedSegmentSum, robustSoftmax, geluWebGPU, geluGradWebGPU, addLayerNormWebGPU, layerNormGradWebGPU, scaledMaskedSoftmaxWebGPU, scaledSoftmaxGradWebGPU]) {
     if (tf.getKernel(k.kernelName, "webgpu")) tf.unregisterKernel(k.kernelName, "webgpu");
     tf.registerKernel(k);
   }
