@@ -35,6 +35,7 @@
  *   order, so the same bits.
  */
 import * as tf from "../tf";
+import type { AdamWStep } from "../native";
 import { ADD_LAYER_NORM, GELU, GELU_GRAD, LAYER_NORM_GRAD, SCALED_MASKED_SOFTMAX, SCALED_SOFTMAX_GRAD } from "../fused";
 import type { KernelConfig, KernelFunc, TensorInfo } from "@tensorflow/tfjs-core";
 
@@ -152,36 +153,45 @@ const ROW_SUM_WGSL = (wg: number) => `
   }`;
 
 /**
- * Row-wise softmax of x [rows, cols]: one workgroup per row, max and sum by
- * tree reduction in workgroup memory.
+ * A program with one workgroup of `wg` invocations per row of a [rows, cols]
+ * output: `body` runs with `row`, `tid` (0..wg-1), `n` (= cols) and `base`
+ * (row · n) in scope, and `rowReduce` for sums and maxima across the row.
  */
-export function softmaxProgram(rows: number, cols: number) {
-  const wg = cols >= 4096 ? 256 : 64;
-  const body = `
-${ROW_SUM_WGSL(wg)}
+function rowWorkgroupProgram(key: string, rows: number, cols: number, variableNames: string[], uniforms: string, body: string, wg = 64) {
+  const code = `${ROW_SUM_WGSL(wg)}
   fn main(index : i32) {
     let row = index / ${wg};
     let tid = index - row * ${wg};
     let n = uniforms.cols;
     let base = row * n;
+${body}
+  }`;
+  return {
+    outputShape: [rows, cols],
+    variableNames,
+    uniforms: `cols : i32, ${uniforms}`,
+    shaderKey: `retromae${key}_${wg}`,
+    workgroupSize: [wg, 1, 1] as [number, number, number],
+    dispatchLayout: { x: [0, 1] },
+    dispatch: [rows, 1, 1] as [number, number, number],
+    getUserCode: () => code,
+  };
+}
+
+/**
+ * Row-wise softmax of x [rows, cols]: one workgroup per row, max and sum by
+ * tree reduction in workgroup memory.
+ */
+export function softmaxProgram(rows: number, cols: number) {
+  const wg = cols >= 4096 ? 256 : 64;
+  return rowWorkgroupProgram("Softmax", rows, cols, ["x"], "", `
     var m = x[base];
     for (var c = tid; c < n; c = c + ${wg}) { m = max(m, x[base + c]); }
     let rowMax = rowReduce(tid, m, true);
     var acc = 0.0;
     for (var c = tid; c < n; c = c + ${wg}) { acc = acc + exp(x[base + c] - rowMax); }
     let total = rowReduce(tid, acc, false);
-    for (var c = tid; c < n; c = c + ${wg}) { result[base + c] = exp(x[base + c] - rowMax) / total; }
-  }`;
-  return {
-    outputShape: [rows, cols],
-    variableNames: ["x"],
-    uniforms: "cols : i32,",
-    shaderKey: `retromaeSoftmax_${wg}`,
-    workgroupSize: [wg, 1, 1] as [number, number, number],
-    dispatchLayout: { x: [0, 1] },
-    dispatch: [rows, 1, 1] as [number, number, number],
-    getUserCode: () => body,
-  };
+    for (var c = tid; c < n; c = c + ${wg}) { result[base + c] = exp(x[base + c] - rowMax) / total; }`, wg);
 }
 
 export const robustSoftmax: KernelConfig = {
@@ -200,18 +210,6 @@ export const robustSoftmax: KernelConfig = {
   },
 };
 
-/** What one AdamW update uses besides the tensors (see lib/train/optim.ts). */
-export interface AdamWHyper {
-  beta1: number;
-  beta2: number;
-  eps: number;
-  /** 1 − lr·weightDecay, or 1 where the weight takes no decay. */
-  decay: number;
-  /** lr / (1 − β1ᵗ). */
-  stepSize: number;
-  /** √(1 − β2ᵗ). */
-  sqrtBc2: number;
-}
 
 /** One in-place pass over `result` (a variable's buffer): `update` is the new value of result[i]. */
 function inPlaceProgram(n: number, inputs: string[], guarded: boolean, name: string, update: string) {
@@ -232,7 +230,7 @@ function inPlaceProgram(n: number, inputs: string[], guarded: boolean, name: str
  * buffer is shared with another tensor. `ok`, a bool scalar, skips the
  * update on the device when false.
  */
-export function adamwInPlaceWebGPU(p: tf.Tensor, m: tf.Tensor, v: tf.Tensor, g: tf.Tensor, h: AdamWHyper, ok: tf.Tensor | null): boolean {
+export function adamwInPlaceWebGPU(p: tf.Tensor, m: tf.Tensor, v: tf.Tensor, g: tf.Tensor, h: AdamWStep, ok: tf.Tensor | null): boolean {
   if (tf.getBackend() !== "webgpu") return false;
   const b = tf.backend() as unknown as WebGPUBackendLike;
   if ([p, m, v, g].some((t) => t.dtype !== "float32") || p.size !== g.size || p.size !== m.size || p.size !== v.size) return false;
@@ -301,35 +299,22 @@ const ROWS_WG = 64;
 /**
  * One workgroup per row of s = x (+ residual) [rows, H]: mean and variance
  * by tree reduction, then `write` for each column c of the row, with
- * `mean`, `rstd` and `s(c)` in scope. Output [rows, outCols].
+ * `mean`, `rstd` and `ib` (the row's first input element) in scope, and $S
+ * standing for s at column c. Output [rows, outCols].
  */
 function rowProgram(name: string, rows: number, H: number, residual: boolean, outCols: number, write: string) {
-  const sAt = residual ? "(x[base + c] + residual[base + c])" : "x[base + c]";
-  const body = `
-${ROW_SUM_WGSL(ROWS_WG)}
-  fn main(index : i32) {
-    let row = index / ${ROWS_WG};
-    let tid = index - row * ${ROWS_WG};
-    let H = uniforms.cols;
-    let base = row * H;
+  const sAt = residual ? "(x[ib + c] + residual[ib + c])" : "x[ib + c]";
+  // n and base are the output's (H wide, or 1 for 1/σ); the row's inputs are H wide, from ib
+  return rowWorkgroupProgram(`Row_${name}_${residual}`, rows, outCols, residual ? ["x", "residual"] : ["x"], "H : i32, eps : f32,", `
+    let H = uniforms.H;
+    let ib = row * H;
     var acc = 0.0;
     for (var c = tid; c < H; c = c + ${ROWS_WG}) { acc = acc + ${sAt}; }
     let mean = rowReduce(tid, acc, false) / f32(H);
     var sq = 0.0;
     for (var c = tid; c < H; c = c + ${ROWS_WG}) { let d = ${sAt} - mean; sq = sq + d * d; }
     let rstd = inverseSqrt(rowReduce(tid, sq, false) / f32(H) + uniforms.eps);
-    ${write}
-  }`;
-  return {
-    outputShape: [rows, outCols],
-    variableNames: residual ? ["x", "residual"] : ["x"],
-    uniforms: "cols : i32, eps : f32,",
-    shaderKey: `retromaeRow_${name}_${residual}`,
-    workgroupSize: [ROWS_WG, 1, 1] as [number, number, number],
-    dispatchLayout: { x: [0, 1] },
-    dispatch: [rows, 1, 1] as [number, number, number],
-    getUserCode: () => body,
-  };
+    ${write.replace(/\$S/g, sAt)}`);
 }
 
 /** out[j] = Σ_r f(r, j) over rows, in blocks of 64 rows then over the blocks: always the same order. */
@@ -369,8 +354,8 @@ export const addLayerNormWebGPU: KernelConfig = {
     const rows = product(x!.shape) / H;
     const { eps, stats } = attrs as unknown as { eps: number; stats?: boolean };
     const ins = [x!, ...(residual ? [residual] : [])].map((t) => ({ ...t, shape: [rows, H] }));
-    const u = [{ type: "int32", data: [H] }, { type: "float32", data: [eps] }];
-    const xhat = b.runWebGPUProgram(rowProgram("xhat", rows, H, !!residual, H, `for (var c = tid; c < H; c = c + ${ROWS_WG}) { result[base + c] = (${residual ? "(x[base + c] + residual[base + c])" : "x[base + c]"} - mean) * rstd; }`), ins, "float32", u);
+    const u = (outCols: number) => [{ type: "int32", data: [outCols] }, { type: "int32", data: [H] }, { type: "float32", data: [eps] }];
+    const xhat = b.runWebGPUProgram(rowProgram("xhat", rows, H, !!residual, H, `for (var c = tid; c < H; c = c + ${ROWS_WG}) { result[ib + c] = ($S - mean) * rstd; }`), ins, "float32", u(H));
     const yProgram = flatProgram(rows * H, [rows, H], ["xhat", "gamma", "beta"], "retromaeLayerNormY", "count : i32, cols : i32,", `
   fn main(index : i32) {
     if (index >= uniforms.count) { return; }
@@ -383,7 +368,7 @@ export const addLayerNormWebGPU: KernelConfig = {
       b.disposeData(xhat.dataId);
       return [shaped(y, [...x!.shape])];
     }
-    const rstd = b.runWebGPUProgram(rowProgram("rstd", rows, H, !!residual, 1, "if (tid == 0) { result[row] = rstd; }"), ins, "float32", u);
+    const rstd = b.runWebGPUProgram(rowProgram("rstd", rows, H, !!residual, 1, "if (tid == 0) { result[row] = rstd; }"), ins, "float32", u(1));
     return [shaped(y, [...x!.shape]), shaped(xhat, [...x!.shape]), shaped(rstd, [rows])];
   },
 };
@@ -397,30 +382,14 @@ export const layerNormGradWebGPU: KernelConfig = {
     const H = gamma.shape[gamma.shape.length - 1];
     const rows = product(dy.shape) / H;
     // ds = rstd · (g − mean(g) − xhat · mean(g · xhat)), g = dy · γ, per row
-    const dsProgram = {
-      outputShape: [rows, H],
-      variableNames: ["dy", "xhat", "rstd", "gamma"],
-      uniforms: "cols : i32,",
-      shaderKey: "retromaeLayerNormDs",
-      workgroupSize: [ROWS_WG, 1, 1] as [number, number, number],
-      dispatchLayout: { x: [0, 1] },
-      dispatch: [rows, 1, 1] as [number, number, number],
-      getUserCode: () => `
-${ROW_SUM_WGSL(ROWS_WG)}
-  fn main(index : i32) {
-    let row = index / ${ROWS_WG};
-    let tid = index - row * ${ROWS_WG};
-    let H = uniforms.cols;
-    let base = row * H;
+    const dsProgram = rowWorkgroupProgram("LayerNormDs", rows, H, ["dy", "xhat", "rstd", "gamma"], "", `
     var a = 0.0;
     var bx = 0.0;
-    for (var c = tid; c < H; c = c + ${ROWS_WG}) { let g = dy[base + c] * gamma[c]; a = a + g; bx = bx + g * xhat[base + c]; }
-    let meanG = rowReduce(tid, a, false) / f32(H);
-    let meanGX = rowReduce(tid, bx, false) / f32(H);
+    for (var c = tid; c < n; c = c + ${ROWS_WG}) { let g = dy[base + c] * gamma[c]; a = a + g; bx = bx + g * xhat[base + c]; }
+    let meanG = rowReduce(tid, a, false) / f32(n);
+    let meanGX = rowReduce(tid, bx, false) / f32(n);
     let r = rstd[row];
-    for (var c = tid; c < H; c = c + ${ROWS_WG}) { result[base + c] = r * (dy[base + c] * gamma[c] - meanG - xhat[base + c] * meanGX); }
-  }`,
-    };
+    for (var c = tid; c < n; c = c + ${ROWS_WG}) { result[base + c] = r * (dy[base + c] * gamma[c] - meanG - xhat[base + c] * meanGX); }`);
     const flat = (t: TensorInfo) => ({ ...t, shape: [rows, H] });
     const ds = b.runWebGPUProgram(dsProgram, [flat(dy), flat(xhat), rstd, gamma], "float32", [{ type: "int32", data: [H] }]);
     const dgamma = columnSum(b, [dy, xhat], ["dy", "xhat"], "dy[at] * xhat[at]", rows, H);
@@ -433,58 +402,27 @@ ${ROW_SUM_WGSL(ROWS_WG)}
 
 /** softmax(x · scale + mask) per row of x [B, heads, Lq, Lk]; mask [B, 1, mq, Lk] with mq 1 or Lq. */
 function scaledMaskedSoftmaxProgram(rows: number, Lk: number) {
-  const body = `${ROW_SUM_WGSL(ROWS_WG)}
-  fn main(index : i32) {
-    let row = index / ${ROWS_WG};
-    let tid = index - row * ${ROWS_WG};
-    let n = uniforms.cols;
-    let base = row * n;
+  const z = "(x[base + c] * uniforms.scale + mask[mbase + c])";
+  return rowWorkgroupProgram("ScaledMaskedSoftmax", rows, Lk, ["x", "mask"], "lq : i32, heads : i32, mq : i32, scale : f32,", `
     let q = row % uniforms.lq;
     let b = row / (uniforms.lq * uniforms.heads);
     let mbase = (b * uniforms.mq + select(q, 0, uniforms.mq == 1)) * n;
     var m = x[base] * uniforms.scale + mask[mbase];
-    for (var c = tid; c < n; c = c + ${ROWS_WG}) { m = max(m, x[base + c] * uniforms.scale + mask[mbase + c]); }
+    for (var c = tid; c < n; c = c + ${ROWS_WG}) { m = max(m, ${z}); }
     let rowMax = rowReduce(tid, m, true);
     var acc = 0.0;
-    for (var c = tid; c < n; c = c + ${ROWS_WG}) { acc = acc + exp(x[base + c] * uniforms.scale + mask[mbase + c] - rowMax); }
+    for (var c = tid; c < n; c = c + ${ROWS_WG}) { acc = acc + exp(${z} - rowMax); }
     let total = rowReduce(tid, acc, false);
-    for (var c = tid; c < n; c = c + ${ROWS_WG}) { result[base + c] = exp(x[base + c] * uniforms.scale + mask[mbase + c] - rowMax) / total; }
-  }`;
-  return {
-    outputShape: [rows, Lk],
-    variableNames: ["x", "mask"],
-    uniforms: "cols : i32, lq : i32, heads : i32, mq : i32, scale : f32,",
-    shaderKey: "retromaeScaledMaskedSoftmax",
-    workgroupSize: [ROWS_WG, 1, 1] as [number, number, number],
-    dispatchLayout: { x: [0, 1] },
-    dispatch: [rows, 1, 1] as [number, number, number],
-    getUserCode: () => body,
-  };
+    for (var c = tid; c < n; c = c + ${ROWS_WG}) { result[base + c] = exp(${z} - rowMax) / total; }`);
 }
 
 /** scale · p · (dy − Σ dy·p) per row. */
 function scaledSoftmaxGradProgram(rows: number, Lk: number) {
-  const body = `${ROW_SUM_WGSL(ROWS_WG)}
-  fn main(index : i32) {
-    let row = index / ${ROWS_WG};
-    let tid = index - row * ${ROWS_WG};
-    let n = uniforms.cols;
-    let base = row * n;
+  return rowWorkgroupProgram("ScaledSoftmaxGrad", rows, Lk, ["p", "dy"], "scale : f32,", `
     var acc = 0.0;
     for (var c = tid; c < n; c = c + ${ROWS_WG}) { acc = acc + dy[base + c] * p[base + c]; }
     let dot = rowReduce(tid, acc, false);
-    for (var c = tid; c < n; c = c + ${ROWS_WG}) { result[base + c] = uniforms.scale * p[base + c] * (dy[base + c] - dot); }
-  }`;
-  return {
-    outputShape: [rows, Lk],
-    variableNames: ["p", "dy"],
-    uniforms: "cols : i32, scale : f32,",
-    shaderKey: "retromaeScaledSoftmaxGrad",
-    workgroupSize: [ROWS_WG, 1, 1] as [number, number, number],
-    dispatchLayout: { x: [0, 1] },
-    dispatch: [rows, 1, 1] as [number, number, number],
-    getUserCode: () => body,
-  };
+    for (var c = tid; c < n; c = c + ${ROWS_WG}) { result[base + c] = uniforms.scale * p[base + c] * (dy[base + c] - dot); }`);
 }
 
 export const scaledMaskedSoftmaxWebGPU: KernelConfig = {
