@@ -29,7 +29,7 @@ const runDir = "runs/quickstart";
 // %% [markdown]
 // ## 1. Backend
 //
-// `backend.use("auto")` tries the GPU build of TensorFlow.js, then its CPU build (tfjs-node), then this package's native CPU backend (C++ kernels built at install), then WebAssembly (SIMD), then plain JavaScript, and says why it skipped each one.
+// `backend.use("auto")` tries the GPU build of TensorFlow.js (CUDA 11.2), then its CPU build (tfjs-node), then WebGPU through Dawn on a hardware GPU (Vulkan, Metal or D3D12), then this package's native CPU backend (C++ kernels built at install), then WebAssembly (SIMD), then plain JavaScript, and says why it skipped each one.
 
 // %%
 import { backend } from "retromae";
