@@ -55,15 +55,18 @@ export function softmaxMinusOneHotColSum(z: tf.Tensor2D, y: tf.Tensor1D): [tf.Te
   return [dz, tf.sum(dz, 0) as tf.Tensor1D];
 }
 
+/** Backends whose fused matmul adds the bias as it writes the rows. */
+const FUSED_DENSE_BACKENDS = new Set(["native", "webgpu"]);
+
 /**
  * x·Wᵀ + b, a dense layer (W [out, in], as HF stores nn.Linear) and the tied
  * MLM decoder (W the word embeddings). x [N, in], W [out, in], b [out] -> [N, out].
- * On native, one fused matmul (the bias added as the rows are written); on
- * the other backends, a matmul and an add (wasm's fused matmul has no fast
- * transposed path).
+ * On native and webgpu, one fused matmul (the bias added as the rows are
+ * written); on the other backends, a matmul and an add (wasm's fused matmul
+ * has no fast transposed path).
  */
 export function linear(x: tf.Tensor2D, W: tf.Tensor2D, bias: tf.Tensor1D): tf.Tensor2D {
-  if (nativeKernel(LOG_SUM_EXP_ROWS)) return tf.fused.matMul({ a: x, b: W, transposeB: true, bias }) as tf.Tensor2D;
+  if (FUSED_DENSE_BACKENDS.has(tf.getBackend())) return tf.fused.matMul({ a: x, b: W, transposeB: true, bias }) as tf.Tensor2D;
   return tf.tidy(() => tf.add(tf.matMul(x, W, false, true), bias)) as tf.Tensor2D;
 }
 

@@ -22,7 +22,7 @@ import { loadBeir } from "../../lib/data/beir";
 import { PackedCorpus } from "../../lib/train/data";
 import { Trainer, StepInfo } from "../../lib/train/trainer";
 import { AdamW } from "../../lib/train/optim";
-import { addLayerNorm, ADD_LAYER_NORM, gelu, GELU, scaledMaskedSoftmax, SCALED_MASKED_SOFTMAX } from "../../lib/engine/fused";
+import { addLayerNorm, ADD_LAYER_NORM, gelu, GELU, logSumExpArgMax, logSumExpRows, scaledMaskedSoftmax, SCALED_MASKED_SOFTMAX, softmaxMinusOneHotColSum } from "../../lib/engine/fused";
 import { runProbe, ProbeSet } from "../../lib/probe/probe";
 import { RetroMAE } from "../../lib/model/retromae";
 import { RetroMAECollator } from "../../lib/masking/collator";
@@ -259,6 +259,27 @@ test("the attention softmax (scale and additive mask) on webgpu matches the cpu'
   }
   await use("webgpu");
   assert.ok(tf.getKernel(SCALED_MASKED_SOFTMAX, "webgpu"));
+});
+
+test("the masked cross-entropy's pieces on webgpu match the cpu's composition: log-sum-exp, argmax, softmax − onehot and its column sums", async () => {
+  const rng = new Rng(16);
+  for (const [N, V] of [[1, 5], [7, 64], [130, 67], [3, 5000]]) {
+    const z = Float32Array.from(rng.fillNormal(new Float32Array(N * V)), (v) => 4 * v);
+    z[0] = z[1]; // a tie: argmax takes the first
+    const y = Int32Array.from({ length: N }, () => rng.int(V));
+    const zs = () => tf.tensor2d(z, [N, V]);
+    const lse = await both(() => logSumExpRows(zs()));
+    const am = await both(() => logSumExpArgMax(zs())[1]);
+    const dz = await both(() => softmaxMinusOneHotColSum(zs(), tf.tensor1d(y, "int32"))[0]);
+    const col = await both(() => softmaxMinusOneHotColSum(zs(), tf.tensor1d(y, "int32"))[1]);
+    const close = (a: ArrayLike<number>, b: ArrayLike<number>, tol: number, what: string) => {
+      for (let i = 0; i < a.length; i++) assert.ok(Math.abs(a[i] - b[i]) <= tol * Math.max(1, Math.abs(a[i])), `[${N}, ${V}] ${what}[${i}]: cpu ${a[i]} vs webgpu ${b[i]}`);
+    };
+    close(lse.cpu, lse.gpu, 1e-6, "lse");
+    assert.equal(Array.from(am.gpu), Array.from(am.cpu), "argmax");
+    close(dz.cpu, dz.gpu, 1e-6, "dz");
+    close(col.cpu, col.gpu, 1e-5, "colsum");
+  }
 });
 
 test("addN over more inputs than a shader may bind equals the cpu's sum", async () => {

@@ -28,6 +28,10 @@
  *   passes forward and five backward, where tfjs composes eleven ops each way.
  * - The attention softmax with its scale and additive mask, forward and
  *   backward, a workgroup per row (all-masked rows uniform, as above).
+ * - The masked cross-entropy's pieces: log Σ exp per row with each row's
+ *   argmax, and softmax − onehot(labels) with its column sums (the tied
+ *   decoder's bias gradient), written straight into their outputs: no
+ *   [N, vocab] temporaries beyond the gradient itself.
  * - AddN within the adapter's limits. tfjs binds every input to one shader;
  *   a gradient sum over more inputs than `maxStorageBuffersPerShaderStage`
  *   (8 on the smallest adapters) fails pipeline validation. Here the inputs
@@ -36,7 +40,18 @@
  */
 import * as tf from "../tf";
 import type { AdamWStep } from "../native";
-import { ADD_LAYER_NORM, GELU, GELU_GRAD, LAYER_NORM_GRAD, SCALED_MASKED_SOFTMAX, SCALED_SOFTMAX_GRAD } from "../fused";
+import {
+  ADD_LAYER_NORM,
+  GELU,
+  GELU_GRAD,
+  LAYER_NORM_GRAD,
+  LOG_SUM_EXP_ARG_MAX,
+  LOG_SUM_EXP_ROWS,
+  SCALED_MASKED_SOFTMAX,
+  SCALED_SOFTMAX_GRAD,
+  SOFTMAX_MINUS_ONE_HOT,
+  SOFTMAX_MINUS_ONE_HOT_COL_SUM,
+} from "../fused";
 import type { KernelConfig, KernelFunc, TensorInfo } from "@tensorflow/tfjs-core";
 
 /** What these kernels use of tfjs-backend-webgpu's WebGPUBackend. */
@@ -459,6 +474,98 @@ export const scaledSoftmaxGradWebGPU: KernelConfig = {
   },
 };
 
+/** log Σⱼ exp(z[r, j]) per row (and the first index of the row's max, with `argMax`). z [N, V] */
+function logSumExpProgram(rows: number, V: number) {
+  return rowWorkgroupProgram("LogSumExp", rows, 1, ["z"], "V : i32,", `
+    let V = uniforms.V;
+    let zb = row * V;
+    var m = z[zb];
+    for (var c = tid; c < V; c = c + ${ROWS_WG}) { m = max(m, z[zb + c]); }
+    let rowMax = rowReduce(tid, m, true);
+    var acc = 0.0;
+    for (var c = tid; c < V; c = c + ${ROWS_WG}) { acc = acc + exp(z[zb + c] - rowMax); }
+    let total = rowReduce(tid, acc, false);
+    if (tid == 0) { result[row] = rowMax + log(total); }`);
+}
+
+/** The first column of each row's maximum, as tf.argMax gives it. z [N, V] -> [N] int32 */
+function argMaxProgram(rows: number, V: number) {
+  const code = `
+  var<workgroup> bestValue : array<f32, ${ROWS_WG}>;
+  var<workgroup> bestIndex : array<i32, ${ROWS_WG}>;
+  fn main(index : i32) {
+    let row = index / ${ROWS_WG};
+    let tid = index - row * ${ROWS_WG};
+    let V = uniforms.V;
+    let zb = row * V;
+    var bv = z[zb];
+    var bi = 0;
+    for (var c = tid; c < V; c = c + ${ROWS_WG}) { let v = z[zb + c]; if (v > bv || (v == bv && c < bi)) { bv = v; bi = c; } }
+    bestValue[tid] = bv;
+    bestIndex[tid] = bi;
+    workgroupBarrier();
+    for (var half = ${ROWS_WG / 2}; half > 0; half = half / 2) {
+      if (tid < half) {
+        let v = bestValue[tid + half];
+        let i = bestIndex[tid + half];
+        if (v > bestValue[tid] || (v == bestValue[tid] && i < bestIndex[tid])) { bestValue[tid] = v; bestIndex[tid] = i; }
+      }
+      workgroupBarrier();
+    }
+    if (tid == 0) { result[row] = bestIndex[0]; }
+  }`;
+  return {
+    outputShape: [rows],
+    variableNames: ["z"],
+    uniforms: "V : i32,",
+    shaderKey: "retromaeArgMax",
+    workgroupSize: [ROWS_WG, 1, 1] as [number, number, number],
+    dispatchLayout: { x: [0] },
+    dispatch: [rows, 1, 1] as [number, number, number],
+    getUserCode: () => code,
+  };
+}
+
+/** softmax(z) − onehot(y) per row. z [N, V], y [N] int32 -> [N, V] */
+function softmaxMinusOneHotProgram(rows: number, V: number) {
+  return rowWorkgroupProgram("SoftmaxMinusOneHot", rows, V, ["z", "labels"], "", `
+    var m = z[base];
+    for (var c = tid; c < n; c = c + ${ROWS_WG}) { m = max(m, z[base + c]); }
+    let rowMax = rowReduce(tid, m, true);
+    var acc = 0.0;
+    for (var c = tid; c < n; c = c + ${ROWS_WG}) { acc = acc + exp(z[base + c] - rowMax); }
+    let total = rowReduce(tid, acc, false);
+    let y = labels[row];
+    for (var c = tid; c < n; c = c + ${ROWS_WG}) { result[base + c] = exp(z[base + c] - rowMax) / total - select(0.0, 1.0, c == y); }`);
+}
+
+function crossEntropyKernel(kernelName: string, outputs: ("lse" | "argmax" | "dz" | "colsum")[]): KernelConfig {
+  return {
+    kernelName,
+    backendName: "webgpu",
+    kernelFunc: ({ inputs, backend }) => {
+      const { x, labels } = inputs as { x: TensorInfo; labels?: TensorInfo };
+      const b = backend as unknown as WebGPUBackendLike;
+      const [N, V] = x.shape;
+      const out: TensorInfo[] = [];
+      const u = [{ type: "int32", data: [1] }, { type: "int32", data: [V] }];
+      let dz: TensorInfo | null = null;
+      for (const o of outputs) {
+        if (o === "lse") out.push({ ...b.runWebGPUProgram(logSumExpProgram(N, V), [x], "float32", u), shape: [N] });
+        if (o === "argmax") out.push(b.runWebGPUProgram(argMaxProgram(N, V), [x], "int32", [{ type: "int32", data: [V] }]));
+        if (o === "dz") out.push((dz = b.runWebGPUProgram(softmaxMinusOneHotProgram(N, V), [x, labels!], "float32", [{ type: "int32", data: [V] }])));
+        if (o === "colsum") out.push(columnSum(b, [dz!], ["dz"], "dz[at]", N, V));
+      }
+      return out.length === 1 ? out[0] : out;
+    },
+  };
+}
+
+export const logSumExpRowsWebGPU = crossEntropyKernel(LOG_SUM_EXP_ROWS, ["lse"]);
+export const logSumExpArgMaxWebGPU = crossEntropyKernel(LOG_SUM_EXP_ARG_MAX, ["lse", "argmax"]);
+export const softmaxMinusOneHotWebGPU = crossEntropyKernel(SOFTMAX_MINUS_ONE_HOT, ["dz"]);
+export const softmaxMinusOneHotColSumWebGPU = crossEntropyKernel(SOFTMAX_MINUS_ONE_HOT_COL_SUM, ["dz", "colsum"]);
+
 /** AddN in runs of at most `maxInputs` inputs (the first run's sum is the next run's first input). */
 export function chunkedAddN(original: KernelFunc, maxInputs: number): KernelConfig {
   const per = Math.max(2, maxInputs);
@@ -485,7 +592,8 @@ export function chunkedAddN(original: KernelFunc, maxInputs: number): KernelConf
  * `maxStorageBuffers` is the device's maxStorageBuffersPerShaderStage.
  */
 export function registerWebGPUKernels(maxStorageBuffers: number): void {
-  for (const k of [deterministicUnsortedSegmentSum, robustSoftmax, geluWebGPU, geluGradWebGPU, addLayerNormWebGPU, layerNormGradWebGPU, scaledMaskedSoftmaxWebGPU, scaledSoftmaxGradWebGPU]) {
+  for (const k of [deterministicUnsortedSegmentSum, robustSoftmax, geluWebGPU, geluGradWebGPU, addLayerNormWebGPU, layerNormGradWebGPU, scaledMaskedSoftmaxWebGPU, scaledSoftmaxGradWebGPU,
+    logSumExpRowsWebGPU, logSumExpArgMaxWebGPU, softmaxMinusOneHotWebGPU, softmaxMinusOneHotColSumWebGPU]) {
     if (tf.getKernel(k.kernelName, "webgpu")) tf.unregisterKernel(k.kernelName, "webgpu");
     tf.registerKernel(k);
   }
