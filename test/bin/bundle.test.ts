@@ -11,6 +11,8 @@ import * as path from "path";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { keepFile } from "../../bin/bundle";
+import { SHARED_DATA } from "../helpers";
+import { useSwiftShader } from "../webgpu-helpers";
 
 const ROOT = path.resolve(__dirname, "..", "..");
 const work = fs.mkdtempSync(path.join(os.tmpdir(), "retromae-bundle-test-"));
@@ -20,8 +22,8 @@ const emptyBin = path.join(work, "empty-bin");
 const launcher = path.join(unpacked, "retromae", "bin", "retromae");
 
 /** The launcher under a bare environment: an empty PATH, so no node and no other tool can be found by name. */
-function launch(args: string[], timeout = 300_000) {
-  return spawnSync("/bin/sh", [launcher, ...args], { encoding: "utf8", timeout, cwd: work, env: { HOME: work, PATH: emptyBin, RETROMAE_SHARED_DATA: process.env.RETROMAE_SHARED_DATA ?? "" } });
+function launch(args: string[], timeout = 300_000, extra: NodeJS.ProcessEnv = {}) {
+  return spawnSync("/bin/sh", [launcher, ...args], { encoding: "utf8", timeout, cwd: work, env: { HOME: work, PATH: emptyBin, RETROMAE_SHARED_DATA: SHARED_DATA, ...extra } });
 }
 
 test("what the bundle keeps of a dependency: Node's entry, declarations, linux-x64 binaries; not maps, tests or other platforms", () => {
@@ -88,6 +90,16 @@ test("unpacked with no node on the PATH: kernel install and a short notebook", (
   const text = (c: { outputs: { data?: Record<string, unknown> }[] }) => c.outputs.map((o) => [o.data?.["text/plain"]].flat().join("")).join("");
   assert.is(text(cells[0]), "12");
   assert.is(text(cells[1]), "42");
+});
+
+test("unpacked with no node on the PATH: bench gpu runs (on SwiftShader here, and says so)", () => {
+  const r = launch(["bench", "gpu", "--configs", "tiny:2x16", "--steps", "1", "--probe-docs", "0"], 600_000, { VK_ICD_FILENAMES: useSwiftShader() });
+  assert.is(r.status, 0, r.stderr);
+  const row = JSON.parse(r.stdout.split("\n").find((l) => l.startsWith('{"bench":"gpu"'))!);
+  assert.is(row.backend, "webgpu");
+  assert.is(row.not_gpu, true);
+  assert.ok(row.ms_per_step > 0 && row.tokens_per_s > 0);
+  assert.match(row.torch, /^skipped: /);
 });
 
 test.after(() => fs.rmSync(work, { recursive: true, force: true }));
