@@ -134,6 +134,7 @@ export function bundle(out?: string, log: (line: string) => void = () => undefin
   if (!fs.existsSync(path.join(ROOT, "dist", "bin", "cli.js"))) fail("The package is not built; run npm ci (or npm run build) first.");
   const version = (JSON.parse(fs.readFileSync(path.join(ROOT, "package.json"), "utf8")) as { version: string }).version;
   const file = path.resolve(out ?? `retromae-${version}-linux-x64.tar.xz`);
+  if (!fs.existsSync(path.dirname(file))) fail(`The folder for --out, ${path.dirname(file)}, does not exist; create it or pass another path.`);
   const libs = FALLBACK_LIBS.map(([dir, soname, pkg]) => {
     const found = findLibrary(soname);
     if (!found) fail(`${soname} is not installed here, and the bundle carries it for nodes without one: apt-get install ${pkg}.`);

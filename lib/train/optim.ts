@@ -82,13 +82,12 @@ export class AdamW {
    * false later stops the run (see Trainer).
    */
   apply(grads: Map<string, tf.Tensor>, lr = this.lr, ok?: tf.Scalar): void {
-    // The native backend runs on the CPU: reading the flag there costs no wait.
-    if (ok && this.nativeInPlace(grads) && !ok.dataSync()[0]) {
-      this.step += 1;
-      return;
-    }
-    const guarded = ok && !this.nativeInPlace(grads) ? ok : null;
+    // The native backend computes on the CPU: the flag is read there at no wait, and a
+    // false step does nothing. Elsewhere the update is guarded on the device.
+    const readFlag = ok !== undefined && tf.getBackend() === "native";
     this.step += 1;
+    if (readFlag && !ok.dataSync()[0]) return;
+    const guarded = ok && !readFlag ? ok : null;
     const t = this.step;
     const bc1 = 1 - this.beta1 ** t;
     const bc2 = 1 - this.beta2 ** t;
@@ -117,11 +116,6 @@ export class AdamW {
         p.assign(keep(p1, p));
       }
     });
-  }
-
-  /** Whether the native backend's in-place update serves these gradients. */
-  private nativeInPlace(grads: Map<string, tf.Tensor>): boolean {
-    return tf.getBackend() === "native" && [...grads.values()].every((g) => g.dtype === "float32");
   }
 
   /** The moments, read from the device (awaited). */

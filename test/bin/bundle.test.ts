@@ -40,6 +40,13 @@ test("what the bundle keeps of a dependency: Node's entry, declarations, linux-x
   assert.ok(keepFile("anything", "LICENSE", "lib/index.js"));
 });
 
+test("an --out in a folder that does not exist gets one sentence, before any work", () => {
+  const r = spawnSync(process.execPath, [path.join(ROOT, "bin", "retromae.js"), "bundle", "--out", path.join(work, "missing", "x.tar.xz")], { encoding: "utf8", timeout: 60_000 });
+  assert.is.not(r.status, 0);
+  assert.match(r.stderr.trim(), /The folder for --out, .*missing, does not exist; create it or pass another path\.$/);
+  assert.not.ok(fs.existsSync(path.join(work, "missing")));
+});
+
 test("retromae bundle writes one archive of at most 50 MB", () => {
   const r = spawnSync(process.execPath, [path.join(ROOT, "bin", "retromae.js"), "bundle", "--out", archive], { encoding: "utf8", timeout: 900_000 });
   assert.is(r.status, 0, r.stderr);
