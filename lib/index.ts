@@ -55,9 +55,11 @@ export type { Qrels, Run, Metrics, Evaluation, EvaluateOptions } from "./probe/m
 export { Bm25Index, analyze } from "./probe/bm25";
 export { encodeTexts, searchTopK } from "./probe/encode";
 export { makeProbeSet, runProbe, probeHook, beirDocText } from "./probe/probe";
+export { embeddingGeometry, geometryHook, geometryOf, probeSetGeometry, positivePairs, geometryMetrics, anisotropy, uniformity, alignment, effectiveRank, kendallTau, geometryTable, GeometryTable, GEOMETRY_METRICS } from "./probe/geometry";
+export type { Geometry, GeometryOptions, EmbeddingGeometryOptions, GeometryRow, Agreement } from "./probe/geometry";
 export type { ProbeSet, ProbeResult, ProbeOptions } from "./probe/probe";
 export { compare, ComparisonTable, PUBLISHED_SCIFACT } from "./probe/compare";
-export type { RunMetrics, CompareOptions } from "./probe/compare";
+export type { RunMetrics, CompareOptions, Cell as ComparisonCell, Row as ComparisonRow, Test as PairedTest } from "./probe/compare";
 export { bootstrapCI, pairedRandomizationTest, mean, sd } from "./probe/stats";
 export { contrastiveFinetune, trainingPairs, trainingQueries, TrainGroups } from "./probe/finetune";
 export type { FinetuneOptions } from "./probe/finetune";

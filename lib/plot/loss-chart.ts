@@ -8,6 +8,8 @@
  * - the decoder loss, for runs that have one;
  * - the probe's metrics per run, with baselines (the start, BM25, published
  *   figures) as labelled reference lines;
+ * - the [CLS] geometry per run (geometryHook: anisotropy on the left axis,
+ *   effective rank on the right), for runs that log it;
  * - the learning rate, small (or hidden).
  *
  * Losses are drawn raw (faint) and smoothed with TensorBoard's debiased EMA
@@ -15,7 +17,10 @@
  * decimated: the newest points stay exact, older ones are averaged in
  * buckets, so each update's size stays flat as training goes on.
  */
+import { GEOMETRY_METRICS } from "../probe/geometry";
 import { PlotlyFigure } from "./figure";
+
+const GEOMETRY_NAMES: readonly string[] = Object.values(GEOMETRY_METRICS);
 
 export interface StepEvent {
   type: "step";
@@ -68,8 +73,9 @@ export class RunSeries {
   readonly encoderLoss: number[] = [];
   readonly decoderLoss: number[] = [];
   readonly lr: number[] = [];
-  readonly evalSteps: number[] = [];
+  /** Each eval metric's values, and the steps they were measured at (hooks report at their own steps). */
   readonly metrics: Record<string, number[]> = {};
+  readonly metricSteps: Record<string, number[]> = {};
 
   constructor(settings: Record<string, unknown> = {}) {
     this.settings = settings;
@@ -83,8 +89,10 @@ export class RunSeries {
       this.decoderLoss.push(e.decoderLoss);
       this.lr.push(e.lr);
     } else {
-      this.evalSteps.push(e.step);
-      for (const [k, v] of Object.entries(e.metrics)) (this.metrics[k] ??= []).push(v);
+      for (const [k, v] of Object.entries(e.metrics)) {
+        (this.metrics[k] ??= []).push(v);
+        (this.metricSteps[k] ??= []).push(e.step);
+      }
     }
   }
 }
@@ -148,8 +156,14 @@ export interface LossChartOptions {
   maxPoints?: number;
   /** Draw the learning rate in a small panel. Default true. */
   showLr?: boolean;
-  /** Probe metrics drawn (hooks may report more). Default: NDCG@10 when a run reports it, else every metric. */
+  /** Probe metrics drawn (hooks may report more). Default: NDCG@10 when a run reports it, else every metric but the geometry's. */
   probeMetrics?: string[];
+  /**
+   * Geometry metrics drawn in the geometry panel (GEOMETRY_METRICS' names;
+   * "effective rank" goes on a right-hand axis). Default anisotropy and
+   * effective rank.
+   */
+  geometryMetrics?: string[];
 }
 
 /** A horizontal line on the probe panel: a baseline's score. */
@@ -167,6 +181,7 @@ export class LossChart {
   maxPoints: number;
   showLr: boolean;
   probeMetrics: string[] | null;
+  geometryMetrics: string[];
 
   constructor(title = "RetroMAE pre-training", options: LossChartOptions = {}) {
     this.title = title;
@@ -175,6 +190,9 @@ export class LossChart {
     this.maxPoints = options.maxPoints ?? 1000;
     this.showLr = options.showLr ?? true;
     this.probeMetrics = options.probeMetrics ?? null;
+    this.geometryMetrics = options.geometryMetrics ?? [GEOMETRY_METRICS.anisotropy, GEOMETRY_METRICS.effectiveRank];
+    const unknown = this.geometryMetrics.filter((m) => !GEOMETRY_NAMES.includes(m));
+    if (unknown.length) throw new Error(`geometryMetrics: ${unknown.map((m) => `"${m}"`).join(", ")} is not a geometry metric; use some of ${GEOMETRY_NAMES.map((m) => `"${m}"`).join(", ")}.`);
   }
 
   addRun(settings: Record<string, unknown> = {}): RunSeries {
@@ -193,7 +211,11 @@ export class LossChart {
   figure(): PlotlyFigure {
     const labels = labelRuns(this.runs.map((r) => r.settings));
     const hasDecoder = this.runs.some((r) => r.decoderLoss.some(Number.isFinite));
-    const reported = [...new Set(this.runs.flatMap((r) => Object.keys(r.metrics)))];
+    const reported = [...new Set(this.runs.flatMap((r) => Object.keys(r.metrics)))].filter((k) => !GEOMETRY_NAMES.includes(k));
+    const geometry = (r: RunSeries) => Object.entries(r.metrics).filter(([k]) => this.geometryMetrics.includes(k));
+    const hasGeometry = this.runs.some((r) => geometry(r).length > 0);
+    const rankRight = this.runs.some((r) => geometry(r).some(([k]) => k === GEOMETRY_METRICS.effectiveRank));
+    const leftGeometry = this.geometryMetrics.filter((m) => m !== GEOMETRY_METRICS.effectiveRank);
     const metrics = this.probeMetrics ?? (reported.includes("NDCG@10") || reported.length === 0 ? ["NDCG@10"] : reported);
     const shown = (r: RunSeries) => Object.entries(r.metrics).filter(([k]) => metrics.includes(k));
     const hasProbe = this.runs.some((r) => shown(r).length > 0) || this.references.length > 0;
@@ -205,10 +227,11 @@ export class LossChart {
     const near = (v: number) => !runValues.length || v <= 3 * runMax;
     const probeTop = Math.max(runMax, ...refs.filter((r) => near(r.value)).map((r) => r.value)) * 1.15 || 1;
     // panels top to bottom, with relative heights
-    const panels: { key: "enc" | "dec" | "probe" | "lr"; title: string; weight: number }[] = [
+    const panels: { key: "enc" | "dec" | "probe" | "geo" | "lr"; title: string; weight: number }[] = [
       { key: "enc", title: "encoder MLM loss", weight: 3 },
       ...(hasDecoder ? [{ key: "dec" as const, title: "decoder loss", weight: 2 }] : []),
       ...(hasProbe ? [{ key: "probe" as const, title: "probe", weight: 2 }] : []),
+      ...(hasGeometry ? [{ key: "geo" as const, title: leftGeometry.join(", ") || "[CLS] geometry", weight: 1.6 }] : []),
       ...(this.showLr ? [{ key: "lr" as const, title: "lr", weight: 0.8 }] : []),
     ];
     const gap = 0.05;
@@ -236,6 +259,9 @@ export class LossChart {
       const probeAxis = { range: [0, probeTop] };
       layout[`yaxis${suffix}`] = { title: { text: p.key === "probe" ? metrics.join(", ") : p.title }, domain, tickformat, ...(p.key === "probe" ? probeAxis : {}) };
     });
+    // the effective rank (1 to H) shares the geometry panel's x axis, on an axis of its own at the right
+    const rankAxis = axis.geo && rankRight ? { x: axis.geo.x, y: `y${panels.length + 1}` } : null;
+    if (rankAxis) layout[`yaxis${panels.length + 1}`] = { title: { text: "effective rank" }, overlaying: axis.geo.y, side: "right", anchor: axis.geo.x, tickformat: ".3~f", showgrid: false };
     const lossAxes = ["enc", "dec"].filter((k) => axis[k]).map((k) => `yaxis${axis[k].n === 1 ? "" : axis[k].n}`);
     layout.updatemenus = [
       {
@@ -272,9 +298,15 @@ export class LossChart {
         const lr = decimate(r.steps, r.lr, this.maxPoints);
         data.push({ type: "scatter", mode: "lines", name: `${label}: lr`, legendgroup: label, showlegend: false, x: lr.x, y: lr.y, xaxis: axis.lr.x, yaxis: axis.lr.y, line: { color, width: 1 } });
       }
+      if (axis.geo) {
+        geometry(r).forEach(([name, values], j) => {
+          const a = name === GEOMETRY_METRICS.effectiveRank && rankAxis ? rankAxis : axis.geo;
+          data.push({ type: "scatter", mode: "lines+markers", name: `${label}: ${name}`, legendgroup: label, showlegend: false, x: r.metricSteps[name], y: values, xaxis: a.x, yaxis: a.y, marker: { symbol: symbols[j % symbols.length], size: 6, color }, line: { color, width: 1.5, dash: name === GEOMETRY_METRICS.effectiveRank ? "dot" : "solid" } });
+        });
+      }
       if (axis.probe) {
         shown(r).forEach(([name, values], j) => {
-          data.push({ type: "scatter", mode: "lines+markers", name: `${label}: ${name}`, legendgroup: label, showlegend: false, x: r.evalSteps, y: values, xaxis: axis.probe.x, yaxis: axis.probe.y, marker: { symbol: symbols[j % symbols.length], size: 7, color }, line: { color, width: 1.5 } });
+          data.push({ type: "scatter", mode: "lines+markers", name: `${label}: ${name}`, legendgroup: label, showlegend: false, x: r.metricSteps[name], y: values, xaxis: axis.probe.x, yaxis: axis.probe.y, marker: { symbol: symbols[j % symbols.length], size: 7, color }, line: { color, width: 1.5 } });
         });
       }
     });

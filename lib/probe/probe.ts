@@ -12,6 +12,8 @@ import type { RetroMAE } from "../model/retromae";
 import type { BertTokenizer } from "../text/tokenizer";
 import type { TrainerHook } from "../train/trainer";
 import { encodeTexts, searchTopK } from "./encode";
+import { forgetProbeEmbeddings, rememberProbeEmbeddings } from "./embedding-cache";
+import { Geometry, probeSetGeometry } from "./geometry";
 import { evaluate, Metrics } from "./metrics";
 
 export interface ProbeSet {
@@ -67,6 +69,8 @@ export interface ProbeOptions {
   normalize?: boolean;
   k?: number;
   progress?: boolean;
+  /** Also measure the [CLS] geometry of the vectors the probe scored (ProbeResult.geometry; about a second on top). */
+  geometry?: boolean;
 }
 
 export interface ProbeResult {
@@ -81,10 +85,17 @@ export interface ProbeResult {
   encodeDocsMs: number;
   encodeQueriesMs: number;
   searchMs: number;
+  /** With `geometry: true`: anisotropy, uniformity, alignment of the judged pairs and effective rank of the probe's vectors. */
+  geometry?: Geometry;
 }
 
 /** Encode the set, search exactly, and score with BEIR's metrics. */
 export async function runProbe(model: RetroMAE, tokenizer: BertTokenizer, set: ProbeSet, options: ProbeOptions = {}): Promise<ProbeResult> {
+  return (await probeWithEmbeddings(model, tokenizer, set, options)).result;
+}
+
+/** runProbe, also giving the [CLS] vectors it scored: docs [D × H] and queries [Q × H], row-major. */
+async function probeWithEmbeddings(model: RetroMAE, tokenizer: BertTokenizer, set: ProbeSet, options: ProbeOptions): Promise<{ result: ProbeResult; docs: Float32Array; queries: Float32Array }> {
   const H = model.config.hiddenSize;
   const k = options.k ?? 100;
   const t0 = performance.now();
@@ -96,7 +107,9 @@ export async function runProbe(model: RetroMAE, tokenizer: BertTokenizer, set: P
   const run = new Map(set.queryIds.map((q, i) => [q, new Map(Array.from(indices[i], (d, j) => [set.docIds[d], scores[i][j]]))]));
   const t2 = performance.now();
   const { metrics, queries: n, perQuery } = evaluate(set.qrels, run, [1, 3, 5, 10, 100]);
-  return { metrics, perQuery, probeId: set.id, queries: n, docs: set.docIds.length, encodeDocsMs: tDocs - t0, encodeQueriesMs: t1 - tDocs, searchMs: t2 - t1 };
+  const result: ProbeResult = { metrics, perQuery, probeId: set.id, queries: n, docs: set.docIds.length, encodeDocsMs: tDocs - t0, encodeQueriesMs: t1 - tDocs, searchMs: t2 - t1 };
+  if (options.geometry) result.geometry = probeSetGeometry(set, docs, queries, H);
+  return { result, docs, queries };
 }
 
 /** A Trainer hook: every N steps, nDCG@10, MRR@10 and Recall@100 on the probe set. */
@@ -105,7 +118,9 @@ export function probeHook(set: ProbeSet, every: number, options: ProbeOptions = 
     every,
     name: "probe",
     run: async (trainer) => {
-      const r = await runProbe(trainer.model, trainer.tokenizer, set, { progress: false, ...options });
+      const { result: r, docs, queries } = await probeWithEmbeddings(trainer.model, trainer.tokenizer, set, { progress: false, ...options });
+      if (options.normalize) forgetProbeEmbeddings(trainer);
+      else rememberProbeEmbeddings(trainer, { set, maxLength: options.maxLength ?? 512, queryMaxLength: options.queryMaxLength ?? 64, docs, queries });
       return { "NDCG@10": r.metrics["NDCG@10"], "MRR@10": r.metrics["MRR@10"], "Recall@100": r.metrics["Recall@100"] };
     },
   };

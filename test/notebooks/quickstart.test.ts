@@ -34,15 +34,28 @@ test("the quickstart runs headless in reduced mode with a chart, a probe table a
   const table = outputs.map((o) => [o.data?.["text/plain"]].flat().join("")).find((t) => t.includes("NDCG@10"));
   assert.ok(table && /BM25/.test(table) && /\+ MLM only, 4 steps/.test(table) && /start \(starter-tiny\)/.test(table) && /untrained tiny/.test(table), "the probe table with its baselines");
   assert.match(table!, /RetroMAE \(published\), Xiao et al\. 2022/);
-  assert.match(table!, /p: two-sided paired randomization test against/);
+  assert.match(table!, /"vs": the difference from each baseline/);
+  assert.match(table!, /NDCG@10 vs start \(starter-tiny\)\s+NDCG@10 vs untrained tiny\s+NDCG@10 vs \+ MLM only, 4 steps/, "every run against each baseline");
+  // the geometry table, and sentences on whether it explains the ordering
+  const geometry = outputs.map((o) => [o.data?.["text/plain"]].flat().join("")).find((t) => t.startsWith("encoder  "));
+  assert.ok(geometry && /anisotropy ↓/.test(geometry) && /untrained tiny/.test(geometry) && /\+ RetroMAE, 4 steps/.test(geometry), "the geometry table of the four encoders");
   // the findings are written from the tests, and results.json holds every figure
   const results = JSON.parse(fs.readFileSync(path.join(runDir, "results.json"), "utf8"));
-  assert.is(results.findings.length, 3);
-  for (const f of results.findings) assert.match(f, /\(p = [0-9.]+\): (significant|not significant) at 0\.05\.$/);
-  assert.ok(results.vsStart.rows.some((r: { name: string }) => r.name === "BM25"));
+  assert.is(results.findings.length, 6, "RetroMAE against 3 baselines, MLM-only against 2, the start against the untrained model");
+  for (const f of results.findings) assert.match(f, /^.+ is (above|below|level with) .+ by [0-9.]+ NDCG@10 \(p = [0-9.]+\): (significant|not significant) at 0\.05\.$/);
+  assert.ok(results.findings.some((f: string) => /^\+ RetroMAE, 4 steps is (above|below|level with) the untrained model/.test(f)));
+  assert.ok(results.findings.some((f: string) => /^MLM-only is (above|below|level with) the untrained model/.test(f)));
+  assert.ok(results.comparison.rows.some((r: { name: string }) => r.name === "BM25"));
+  assert.equal(results.comparison.baselines, ["start (starter-tiny)", "untrained tiny", "+ MLM only, 4 steps"]);
+  assert.is(results.geometry.rows.length, 4);
+  assert.is(results.geometry.agreement.length, 4, "anisotropy, uniformity, alignment, effective rank");
+  assert.is(results.geometryFindings.length, 4);
+  assert.not.ok(fs.existsSync(path.join(runDir, "results.json.tmp")));
   // the chart carries the baselines as reference lines
   const layout = (charts[charts.length - 1].data!["application/vnd.plotly.v1+json"] as { layout: { annotations?: { text: string }[] } }).layout;
   assert.ok(layout.annotations!.some((a) => /^BM25 /.test(a.text)) && layout.annotations!.some((a) => /^start /.test(a.text)));
+  // and the geometry panel, drawn live from geometryHook
+  assert.ok(last.data.some((t) => t.name === "RetroMAE: anisotropy") && last.data.some((t) => t.name === "MLM only: effective rank"), "the geometry panel");
   assert.ok(fs.existsSync(path.join(runDir, "retromae", "final", "model.safetensors")));
   assert.match(fs.readFileSync(html, "utf8"), /DecompressionStream/);
 });

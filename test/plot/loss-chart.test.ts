@@ -58,6 +58,35 @@ test("panels compare like with like: encoder MLM loss for every run, decoder los
   assert.throws(() => chart.addReference("x", NaN), /needs a finite score/);
 });
 
+test("a geometry panel beside the probe: anisotropy left, effective rank on a right-hand axis, each metric at its own steps", () => {
+  const chart = new LossChart("t");
+  const r = feed(chart, "RetroMAE", 20, true);
+  // the probe and the geometry hooks report separately, the geometry less often
+  r.add({ type: "eval", step: 10, metrics: { "NDCG@10": 0.02 } });
+  r.add({ type: "eval", step: 10, metrics: { anisotropy: 0.9, uniformity: -0.3, "effective rank": 4.2, alignment: 0.1 } });
+  r.add({ type: "eval", step: 20, metrics: { "NDCG@10": 0.03 } });
+  const fig = figOf(chart);
+  const probe = fig.data.find((t) => t.name === "RetroMAE: NDCG@10")!;
+  assert.equal([probe.x, probe.y], [[10, 20], [0.02, 0.03]], "the probe's points at the probe's steps");
+  const aniso = fig.data.find((t) => t.name === "RetroMAE: anisotropy")!;
+  const rank = fig.data.find((t) => t.name === "RetroMAE: effective rank")!;
+  assert.equal([aniso.x, aniso.y, rank.x, rank.y], [[10], [0.9], [10], [4.2]]);
+  const geoAxis = Object.entries(fig.layout).find(([k, v]) => k.startsWith("yaxis") && v.title?.text === "anisotropy")![0];
+  assert.is(aniso.yaxis, geoAxis.replace("axis", ""));
+  const rankLayout = fig.layout[rank.yaxis!.replace("y", "yaxis")];
+  assert.equal([rankLayout.side, rankLayout.overlaying, rankLayout.title.text], ["right", aniso.yaxis, "effective rank"]);
+  assert.not.ok(fig.data.some((t) => /uniformity|alignment/.test(t.name)), "only the chosen geometry metrics are drawn");
+  assert.not.ok(fig.data.some((t) => t.name.endsWith("anisotropy") && t.yaxis === probe.yaxis), "geometry stays off the probe panel");
+  const uni = new LossChart("t", { geometryMetrics: ["uniformity"] });
+  uni.runs.push(r);
+  assert.ok(figOf(uni).data.some((t) => t.name === "RetroMAE: uniformity"));
+  assert.throws(() => new LossChart("t", { geometryMetrics: ["NDCG@10"] }), /"NDCG@10" is not a geometry metric; use some of "anisotropy", "uniformity", "alignment", "effective rank"\./);
+  // a chart of geometry alone (no probe) draws no probe panel
+  const alone = new LossChart("t");
+  feed(alone, "x", 5, false).add({ type: "eval", step: 5, metrics: { anisotropy: 0.5 } });
+  assert.not.ok(Object.values(figOf(alone).layout).some((v: any) => v?.title?.text === "NDCG@10"));
+});
+
 test("EMA smoothing is TensorBoard's debiased one; raw values stay drawn faintly", () => {
   const v = [1, 2, 3, 4];
   // last = 0.4, 1.04, 1.824, 2.6944; divided by 1 - 0.6^n = 0.4, 0.64, 0.784, 0.8704
