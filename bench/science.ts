@@ -6,12 +6,13 @@
  * encoder, continue pre-training with RetroMAE and with MLM only (same data,
  * steps, masks and seed), probe zero-shot nDCG@10 on SciFact (documents at
  * 512 tokens, queries at 64) every `every` steps, and compare the final
- * encoders with the starting one and BM25, with 95% intervals and paired
- * randomization tests. Prints JSON lines: the start's score (and the
- * untrained model's), one line per probe (run, step, nDCG@10, the paired p
- * against the start, and for MLM-only's steps also RetroMAE against it at
- * the same step), wall time, and the final tables; `--out` writes them all
- * as one JSON file.
+ * encoders with the start, the untrained model, MLM-only and BM25, with 95%
+ * intervals and paired randomization tests against each of those baselines.
+ * Prints JSON lines: the start's score and the untrained model's, one line
+ * per probe (run, step, nDCG@10, the paired p against the start and against
+ * the untrained model, the [CLS] geometry, and for MLM-only's steps also
+ * RetroMAE against it at the same step), wall time, and the final table with
+ * its findings; `--out` writes them all as one JSON file.
  */
 import * as path from "path";
 import { use } from "../lib/engine/backend";
@@ -68,8 +69,9 @@ export async function benchScience(args: string[]): Promise<void> {
 
   const results: RunMetrics[] = [];
   const perStep = new Map<string, Map<number, ReadonlyMap<string, Metrics>>>();
-  const probe = async (name: string, model: RetroMAE, step: number, vs: ReadonlyMap<string, Metrics> | null) => {
-    const r = await runProbe(model, tok, set, { progress: false });
+  const probe = async (name: string, model: RetroMAE, step: number, vs: Record<string, ReadonlyMap<string, Metrics>>) => {
+    const r = await runProbe(model, tok, set, { progress: false, geometry: true });
+    const g = r.geometry!;
     (perStep.get(name) ?? perStep.set(name, new Map()).get(name)!).set(step, r.perQuery);
     const other = name === "MLM only" ? perStep.get("RetroMAE")?.get(step) : undefined;
     record({
@@ -78,7 +80,11 @@ export async function benchScience(args: string[]): Promise<void> {
       step,
       ndcg10: +r.metrics["NDCG@10"].toFixed(4),
       recall100: +r.metrics["Recall@100"].toFixed(4),
-      ...(vs ? { p_vs_start: pairedP(r.perQuery, vs) } : {}),
+      ...Object.fromEntries(Object.entries(vs).map(([b, q]) => [`p_vs_${b}`, pairedP(r.perQuery, q)])),
+      anisotropy: +g.anisotropy.toFixed(4),
+      uniformity: +g.uniformity.toFixed(4),
+      alignment: +g.alignment.toFixed(4),
+      effective_rank: +g.effectiveRank.toFixed(2),
       ...(other ? { retromae_ndcg10: +[...other.values()].reduce((a, m) => a + m["NDCG@10"], 0) / other.size, p_retromae_vs_mlm: pairedP(other, r.perQuery) } : {}),
       probe_s: +((r.encodeDocsMs + r.encodeQueriesMs + r.searchMs) / 1000).toFixed(1),
       wall_s: wall(),
@@ -87,11 +93,11 @@ export async function benchScience(args: string[]): Promise<void> {
   };
 
   const untrained = RetroMAE.create("tiny", { seed });
-  const u = await probe("untrained", untrained, 0, null);
+  const u = await probe("untrained", untrained, 0, {});
   results.push({ name: "untrained tiny", metrics: u.metrics, perQuery: u.perQuery, probeId: u.probeId });
   untrained.dispose();
   const startModel = loadCheckpoint(start).model;
-  const s = await probe("start", startModel, 0, null);
+  const s = await probe("start", startModel, 0, { untrained: u.perQuery });
   results.push({ name: "start", metrics: s.metrics, perQuery: s.perQuery, probeId: s.probeId });
   startModel.dispose();
 
@@ -106,7 +112,7 @@ export async function benchScience(args: string[]): Promise<void> {
       const fit = await trainer.fit({ steps: n, live: false });
       done += n;
       record({ bench: "science", run: name, step: done, loss: fit.lastLoss, train_s: +(fit.totalMs / 1000).toFixed(1), wall_s: wall() });
-      last = await probe(name, model, done, s.perQuery);
+      last = await probe(name, model, done, { start: s.perQuery, untrained: u.perQuery });
     }
     results.push({ name, metrics: last.metrics, perQuery: last.perQuery, probeId: last.probeId });
     if (save) await saveCheckpoint(model, path.join(save, name === "RetroMAE" ? "retromae" : "mlm-only"), { encoderOnly: true, vocab: tok.vocab });
@@ -120,12 +126,9 @@ export async function benchScience(args: string[]): Promise<void> {
   results.push({ name: "BM25", metrics: b.metrics, perQuery: b.perQuery, probeId: set.id }, ...PUBLISHED_SCIFACT);
 
   const cols = ["NDCG@10", "Recall@100"];
-  const tables: Record<string, unknown> = {};
-  for (const baseline of ["start", "MLM only"]) {
-    const table = compare(results, cols, { baseline });
-    tables[baseline] = table.toJSON();
-    record({ bench: "science", baseline, table: table.toJSON(), wall_s: wall() });
-    console.error(table.toString());
-  }
-  if (out) writeFileAtomic(out, JSON.stringify({ settings, lines, tables }, null, 1) + "\n");
+  const table = compare(results, cols, { baseline: ["start", "untrained tiny", "MLM only"] });
+  const findings = table.findings("NDCG@10", { runs: ["RetroMAE", "MLM only", "start"] });
+  record({ bench: "science", table: table.toJSON(), findings, wall_s: wall() });
+  console.error(`${table.toString()}\n${findings.join("\n")}`);
+  if (out) writeFileAtomic(out, JSON.stringify({ settings, lines, table: table.toJSON(), findings }, null, 1) + "\n");
 }

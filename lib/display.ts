@@ -4,6 +4,7 @@
  * installs a Display that sends display_data / update_display_data; in a
  * plain Node script the default prints the text/plain form.
  */
+import { escapeHtml } from "./util/html";
 
 /** A Jupyter MIME bundle: mime type -> data. */
 export type MimeBundle = Record<string, unknown>;
@@ -48,6 +49,23 @@ export function setDisplay(display: Display): Display {
   const previous = active;
   active = display;
   return previous;
+}
+
+/**
+ * Several displayables in one output, side by side in a notebook (they wrap
+ * on a narrow page), one after another as text; each under its title.
+ */
+export function sideBySide(items: readonly { title: string; value: Displayable | MimeBundle }[]): Displayable {
+  const text = (b: MimeBundle) => (typeof b["text/plain"] === "string" ? (b["text/plain"] as string) : JSON.stringify(b["text/plain"] ?? ""));
+  const html = (b: MimeBundle) => (typeof b["text/html"] === "string" ? (b["text/html"] as string) : `<pre>${escapeHtml(text(b))}</pre>`);
+  const bundle = (): MimeBundle => {
+    const parts = items.map((i) => ({ title: i.title, bundle: toBundle(i.value) }));
+    return {
+      "text/html": `<div style="display:flex;flex-wrap:wrap;gap:24px;align-items:flex-start">${parts.map((p) => `<div><div style="font-weight:bold;margin-bottom:4px">${escapeHtml(p.title)}</div>${html(p.bundle)}</div>`).join("")}</div>`,
+      "text/plain": parts.map((p) => `${p.title}\n${text(p.bundle)}`).join("\n\n"),
+    };
+  };
+  return { toMimeBundle: bundle, [JUPYTER_DISPLAY]: bundle } as Displayable;
 }
 
 export function display(value: Displayable | MimeBundle): DisplayHandle {

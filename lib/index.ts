@@ -23,7 +23,7 @@ export { readSafetensors, writeSafetensors, parseSafetensors, serializeSafetenso
 export type { NamedArray } from "./model/safetensors";
 export { MaskPreview } from "./masking/preview";
 export type { PreviewToken } from "./masking/preview";
-export { display, setDisplay, terminalDisplay, toBundle, JUPYTER_DISPLAY } from "./display";
+export { display, setDisplay, terminalDisplay, toBundle, sideBySide, JUPYTER_DISPLAY } from "./display";
 export type { Display, DisplayHandle, Displayable, MimeBundle } from "./display";
 export { setAmbientSignal, currentSignal } from "./interrupt";
 export { PlotlyFigure, PLOTLY_MIME } from "./plot/figure";
@@ -41,6 +41,7 @@ export { AdamW, clipGradNorm } from "./train/optim";
 export { LrSchedule } from "./train/schedule";
 export { torchrunCommand, torchrunExport, OFFICIAL_TARGETS } from "./train/torchrun";
 export type { TorchrunOptions, TorchrunExport, TorchrunFlavour } from "./train/torchrun";
+export { latestCheckpoint, listCheckpoints, resolveCheckpoint } from "./train/run-dir";
 export { PackedCorpus, BatchStream, LINES_PER_MAP_BATCH } from "./train/data";
 export type { PackOptions, Packing } from "./train/data";
 export type { DataPosition } from "./train/data";

@@ -156,6 +156,8 @@ export interface LossChartOptions {
   maxPoints?: number;
   /** Draw the learning rate in a small panel. Default true. */
   showLr?: boolean;
+  /** The top panel's title. Default "encoder MLM loss"; e.g. "contrastive loss" for a fine-tuning chart. */
+  lossTitle?: string;
   /** Probe metrics drawn (hooks may report more). Default: NDCG@10 when a run reports it, else every metric but the geometry's. */
   probeMetrics?: string[];
   /**
@@ -180,6 +182,7 @@ export class LossChart {
   smoothing: number;
   maxPoints: number;
   showLr: boolean;
+  lossTitle: string;
   probeMetrics: string[] | null;
   geometryMetrics: string[];
 
@@ -189,6 +192,7 @@ export class LossChart {
     emaSmooth([], this.smoothing);
     this.maxPoints = options.maxPoints ?? 1000;
     this.showLr = options.showLr ?? true;
+    this.lossTitle = options.lossTitle ?? "encoder MLM loss";
     this.probeMetrics = options.probeMetrics ?? null;
     this.geometryMetrics = options.geometryMetrics ?? [GEOMETRY_METRICS.anisotropy, GEOMETRY_METRICS.effectiveRank];
     const unknown = this.geometryMetrics.filter((m) => !GEOMETRY_NAMES.includes(m));
@@ -228,7 +232,7 @@ export class LossChart {
     const probeTop = Math.max(runMax, ...refs.filter((r) => near(r.value)).map((r) => r.value)) * 1.15 || 1;
     // panels top to bottom, with relative heights
     const panels: { key: "enc" | "dec" | "probe" | "geo" | "lr"; title: string; weight: number }[] = [
-      { key: "enc", title: "encoder MLM loss", weight: 3 },
+      { key: "enc", title: this.lossTitle, weight: 3 },
       ...(hasDecoder ? [{ key: "dec" as const, title: "decoder loss", weight: 2 }] : []),
       ...(hasProbe ? [{ key: "probe" as const, title: "probe", weight: 2 }] : []),
       ...(hasGeometry ? [{ key: "geo" as const, title: leftGeometry.join(", ") || "[CLS] geometry", weight: 1.6 }] : []),

@@ -21,6 +21,8 @@ import type { BeirDataset } from "../data/beir";
 import { crossEntropy } from "../model/bert";
 import type { RetroMAE } from "../model/retromae";
 import type { BertTokenizer } from "../text/tokenizer";
+import type { LossChart } from "../plot/loss-chart";
+import { LiveReport } from "../train/live";
 import { AdamW, clipGradNorm } from "../train/optim";
 import { LrSchedule } from "../train/schedule";
 import { Bm25Index } from "./bm25";
@@ -58,6 +60,14 @@ export interface FinetuneOptions {
   seed?: number;
   signal?: AbortSignal;
   onStep?: (e: { step: number; loss: number; lr: number }) => void;
+  /**
+   * Draw the loss live on this chart (e.g. `new LossChart(title, { lossTitle:
+   * "contrastive loss" })`), as a run named `name`, with a progress bar;
+   * several fine-tunes can share one chart.
+   */
+  chart?: LossChart;
+  /** The run's name on the chart. Default "fine-tune". */
+  name?: string;
 }
 
 /** (query id, positive doc id) pairs from a dataset's qrels (relevance > 0). */
@@ -155,6 +165,8 @@ export async function contrastiveFinetune(model: RetroMAE, tokenizer: BertTokeni
     return options.normalize ? (tf.div(e, tf.maximum(tf.norm(e, 2, 1, true), 1e-12)) as tf.Tensor2D) : e;
   };
   const losses: number[] = [];
+  const live = options.chart ? new LiveReport(options.chart, options.chart.addRun({ name: options.name ?? "fine-tune" }), steps) : null;
+  const started = performance.now();
   let batches: number[][] = [];
   for (let step = 0; step < steps; step++) {
     if (options.signal?.aborted) break;
@@ -180,8 +192,10 @@ export async function contrastiveFinetune(model: RetroMAE, tokenizer: BertTokeni
     value.dispose();
     losses.push(loss);
     options.onStep?.({ step: step + 1, loss, lr });
+    live?.push({ type: "step", step: step + 1, loss, encoderLoss: loss, decoderLoss: NaN, lr, elapsedMs: performance.now() - started, stepInFit: step + 1 });
     await new Promise((r) => setImmediate(r));
   }
+  live?.finish(losses.length < steps ? "stopped" : "done");
   opt.dispose();
   return { losses, steps: losses.length };
 }

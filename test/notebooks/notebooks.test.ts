@@ -53,16 +53,17 @@ test("quickstart.ipynb through nbconvert --execute", () => {
   checkOutputs(outputsOf(nbconvert("quickstart.ipynb", { steps: "3", batchSize: "8", maxLength: "64", probeEvery: "3", probeDocs: "30" })), true);
 });
 
-test("mask-ratios.ipynb through nbconvert --execute: the grid, grouped seeds, tests against 0.3 / 0.5, and the orderings read off them", () => {
+test("mask-ratios.ipynb through nbconvert --execute: the grid, grouped seeds, tests against 0.3 / 0.5 and each baseline, and the orderings read off them", () => {
   const outputs = outputsOf(nbconvert("mask-ratios.ipynb", { steps: "2", seeds: "2", decoderRatios: "[0.15, 0.5, 0.9]", batchSize: "8", maxLength: "64", probeDocs: "30" }));
   checkOutputs(outputs, true);
   const table = outputs.map((o) => joined(o.data?.["text/plain"])).find((t) => t.includes("NDCG@10"))!;
-  for (const run of ["enc 0.3 / dec 0.5", "enc 0.15 / dec 0.15", "enc 0.3 / dec 0.9", "enc 0.15 / dec 0.9"]) assert.ok(table.includes(run), `${run} in\n${table}`);
+  for (const run of ["enc 0.3 / dec 0.5", "enc 0.15 / dec 0.15", "enc 0.3 / dec 0.9", "enc 0.15 / dec 0.9", "MLM only", "untrained tiny", "start"]) assert.ok(table.includes(run), `${run} in\n${table}`);
   assert.match(table, /± [0-9.]+ \(2 seeds\)/);
-  assert.match(table, /paired randomization test against "enc 0\.3 \/ dec 0\.5"/);
+  assert.match(table, /NDCG@10 vs enc 0\.3 \/ dec 0\.5\s+NDCG@10 vs start\s+NDCG@10 vs untrained tiny\s+NDCG@10 vs MLM only/);
   const verdicts = outputs.map((o) => joined(o.data?.["text/plain"])).find((t) => t.includes("beats symmetric"))!;
   assert.match(verdicts, /0\.3 \/ 0\.5 beats symmetric 0\.15 \/ 0\.15: (holds|not significant|reversed) \(/);
-  assert.match(verdicts, /vs the start: /);
+  for (const base of ["the start", "the untrained model", "MLM only"]) assert.match(verdicts, new RegExp(`enc 0\\.3 / dec 0\\.5 is (above|below|level with) ${base} by [0-9.]+ NDCG@10 \\(p = [0-9.]+\\): (not )?significant at 0\\.05\\.`));
+  assert.match(verdicts, /MLM only is (above|below|level with) the untrained model/);
 });
 
 test("load-pretrained.ipynb through retromae run, from a local checkpoint folder", async () => {

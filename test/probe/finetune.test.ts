@@ -8,6 +8,8 @@ import { BeirDataset, loadBeir } from "../../lib/data/beir";
 import { RetroMAE } from "../../lib/model/retromae";
 import { contrastiveFinetune, trainingPairs, trainingQueries, TrainGroups } from "../../lib/probe/finetune";
 import { BertTokenizer } from "../../lib/text/tokenizer";
+import { LossChart } from "../../lib/plot/loss-chart";
+import { setDisplay } from "../../lib/display";
 import { SHARED_DATA } from "../helpers";
 
 const tok = BertTokenizer.bertBaseUncased();
@@ -32,8 +34,21 @@ test("in-batch contrastive fine-tuning lowers the loss, trains only the encoder,
   const before = tf.memory().numTensors;
   const ds = subset();
   // one batch holds all 8 pairs, so every step sees the same task and the loss must fall
-  const { losses } = await contrastiveFinetune(model, tok, ds, { batchSize: 8, steps: 12, lr: 1e-3, warmupRatio: 0, maxLength: 64, seed: 1 });
+  const chart = new LossChart("fine-tuning", { lossTitle: "contrastive loss" });
+  const shown: unknown[] = [];
+  const previous = setDisplay({ show: (v) => (shown.push(v), { update: (u) => shown.push(u) }) });
+  let losses: number[];
+  try {
+    ({ losses } = await contrastiveFinetune(model, tok, ds, { batchSize: 8, steps: 12, lr: 1e-3, warmupRatio: 0, maxLength: 64, seed: 1, chart, name: "tiny" }));
+  } finally {
+    setDisplay(previous);
+  }
   assert.is(losses.length, 12);
+  // the losses are drawn live on the chart given, as a run of that name, with a progress bar
+  assert.is(chart.runs.length, 1);
+  assert.equal(chart.runs[0].settings, { name: "tiny" });
+  assert.equal(chart.runs[0].encoderLoss, losses);
+  assert.ok(shown.length >= 3, "a chart, a progress bar, and their final update");
   assert.is(tf.memory().numTensors, before);
   const first = losses.slice(0, 3).reduce((a, b) => a + b) / 3;
   const last = losses.slice(-3).reduce((a, b) => a + b) / 3;
