@@ -40,9 +40,9 @@ export function checkerMemory(cells: number): Record<string, number> {
     const say = (stage) => parentPort.postMessage(stage);
     say("idle_worker");
     // TypeScript as the kernel's language thread loads it: with its code cache (written by the kernel runs before)
-    const { requireWithCodeCache } = require(${JSON.stringify(path.join(ROOT, "dist", "kernel", "code-cache.js"))});
+    const { requireWithCodeCache } = require(${JSON.stringify(path.join(ROOT, "dist", "kernel", "language", "code-cache.js"))});
     const cached = requireWithCodeCache("typescript", ${JSON.stringify(ROOT)}, ${JSON.stringify(path.join(ROOT, "node_modules", ".cache", "retromae"))});
-    const { CellLanguage } = require(${JSON.stringify(path.join(ROOT, "dist", "kernel", "language.js"))});
+    const { CellLanguage } = require(${JSON.stringify(path.join(ROOT, "dist", "kernel", "language", "language.js"))});
     say(cached.hit ? "typescript_loaded" : "typescript_loaded_without_code_cache");
     const lang = new CellLanguage(${JSON.stringify(os.tmpdir())});
     lang.warmUpSteps[0]();

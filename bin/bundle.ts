@@ -23,7 +23,7 @@ import * as path from "path";
 import { PACKAGE_ROOT as ROOT } from "../lib/util/files";
 
 /** What of the package the bundle carries (besides node_modules and the native addon). */
-const APP_FILES = ["package.json", "README.md", "tsconfig.json", "dist", "bin/retromae.js", "models", "kernel", "bench", "lib", "notebooks"];
+const APP_FILES = ["package.json", "README.md", "tsconfig.json", "dist", "bin/retromae.js", "models", "kernel", "runner", "bench", "lib", "notebooks"];
 
 /** Libraries the launcher falls back to where the system lacks them: folder, soname, Debian package. */
 const FALLBACK_LIBS: [string, string, string][] = [

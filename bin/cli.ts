@@ -153,7 +153,7 @@ async function main(argv: string[]): Promise<number> {
 }
 
 async function runCommand(args: string[]): Promise<number> {
-  const { runNotebook } = await import("../kernel/runner");
+  const { runNotebook } = await import("../runner/runner");
   const out = option(args, "out");
   const html = option(args, "html");
   const timeout = option(args, "timeout");

@@ -3,7 +3,7 @@
  * patterns, unique, n), as IPython answers them. Entries are
  * [session, line, input] or [session, line, [input, output]].
  */
-import type { HistoryEntry, HistoryRequest } from "./messages";
+import type { HistoryEntry, HistoryRequest } from "./protocol/messages";
 
 export const SESSION = 1;
 

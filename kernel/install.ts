@@ -10,7 +10,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { PACKAGE_ROOT, replaceDirAtomic } from "../lib/util";
-import { PROTOCOL_VERSION } from "./wire";
+import { PROTOCOL_VERSION } from "./protocol/wire";
 
 export const DEFAULT_NAME = "retromae";
 export const DISPLAY_NAME = "RetroMAE (TypeScript)";

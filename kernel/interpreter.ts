@@ -7,10 +7,10 @@
 import * as fs from "fs";
 import * as path from "path";
 import { PACKAGE_ROOT } from "../lib/util";
-import { NO_RESULT, type DisplayPublisher } from "./display";
-import { Bundle, isTensor, toBundle } from "./format";
+import { NO_RESULT, type DisplayPublisher } from "./runtime/display";
+import { Bundle, isTensor, toBundle } from "./runtime/format";
 import { History } from "./history";
-import type { Diagnostic } from "./language";
+import type { Diagnostic } from "./language/language";
 import type {
   CompleteReply,
   CompleteRequest,
@@ -26,9 +26,9 @@ import type {
   PagerPayload,
   Publish,
   UserExpressionResult,
-} from "./messages";
-import type { Runtime } from "./runtime";
-import { PROTOCOL_VERSION, type Message } from "./wire";
+} from "./protocol/messages";
+import type { Runtime } from "./runtime/runtime";
+import { PROTOCOL_VERSION, type Message } from "./protocol/wire";
 import type { LanguageClient } from "./workers";
 import { debug } from "./log";
 

@@ -9,19 +9,19 @@
  * Each piece gets callbacks (publish, send), not a reference back to this class.
  */
 import type { Worker } from "worker_threads";
-import { DisplayPublisher } from "./display";
+import { DisplayPublisher } from "./runtime/display";
 import { Interpreter } from "./interpreter";
-import { Iopub } from "./iopub";
+import { Iopub } from "./protocol/iopub";
 import { log } from "./log";
-import { CommManager } from "./comms";
-import type { CommInfoRequest, CompleteRequest, ErrorContent, HistoryRequest, InspectRequest, ShutdownRequest } from "./messages";
-import { Protocol, reply } from "./protocol";
-import { Runtime } from "./runtime";
-import type { Channel, Inbound, Outbound, TransportData } from "./transport";
-import { ConnectionInfo, makeHeader, Message, Outgoing } from "./wire";
+import { CommManager } from "./runtime/comms";
+import type { CommInfoRequest, CompleteRequest, ErrorContent, HistoryRequest, InspectRequest, ShutdownRequest } from "./protocol/messages";
+import { Protocol, reply } from "./protocol/protocol";
+import { Runtime } from "./runtime/runtime";
+import type { Channel, Inbound, Outbound, TransportData } from "./protocol/transport";
+import { ConnectionInfo, makeHeader, Message, Outgoing } from "./protocol/wire";
 import { LanguageClient, startWorker } from "./workers";
 
-export { KeyboardInterrupt } from "./runtime";
+export { KeyboardInterrupt } from "./runtime/runtime";
 export { KERNEL_VERSION } from "./interpreter";
 
 /** The real process.exit (cells get one that shuts the kernel down first). */

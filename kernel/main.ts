@@ -2,7 +2,7 @@
  * `retromae kernel CONNECTION_FILE`: the process Jupyter starts.
  */
 import { Kernel } from "./kernel";
-import { readConnectionFile } from "./wire";
+import { readConnectionFile } from "./protocol/wire";
 
 export async function runKernel(connectionFile: string | undefined): Promise<void> {
   if (!connectionFile) throw new Error("The kernel needs a connection file: retromae kernel CONNECTION_FILE (Jupyter passes it; install the kernel with retromae kernel install).");

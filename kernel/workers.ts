@@ -6,13 +6,16 @@ import * as fs from "fs";
 import * as path from "path";
 import { ResourceLimits, Worker } from "worker_threads";
 import { PACKAGE_ROOT } from "../lib/util";
-import type { LanguageOp, LanguageOps, LanguageReply, LanguageRequest } from "./language-worker";
+import type { LanguageOp, LanguageOps, LanguageReply, LanguageRequest } from "./language/language-worker";
 import { log } from "./log";
 
-/** Start a worker from this directory's sibling module, from source (ts-node) or from the build. */
-export function startWorker(name: "transport" | "language-worker", workerData: unknown, resourceLimits?: ResourceLimits): Worker {
+/** Where each thread's module lives, under kernel/. */
+const WORKER_MODULES = { transport: "protocol/transport", "language-worker": "language/language-worker" } as const;
+
+/** Start a worker from its module under kernel/, from source (ts-node) or from the build. */
+export function startWorker(name: keyof typeof WORKER_MODULES, workerData: unknown, resourceLimits?: ResourceLimits): Worker {
   const fromSource = __filename.endsWith(".ts");
-  const file = path.join(__dirname, `${name}${fromSource ? ".ts" : ".js"}`);
+  const file = path.join(__dirname, `${WORKER_MODULES[name]}${fromSource ? ".ts" : ".js"}`);
   const worker = new Worker(file, {
     workerData,
     resourceLimits,

@@ -14,7 +14,7 @@
 import * as fs from "fs";
 import * as path from "path";
 import { writeFileAtomic } from "../lib/util";
-import type { Notebook, NotebookCell } from "../kernel/notebook";
+import type { Notebook, NotebookCell } from "../runner/notebook";
 
 const ROOT = path.resolve(__dirname, "..");
 export const SOURCES = path.join(ROOT, "notebooks", "src");

@@ -1,9 +1,20 @@
 /**
  * The layers of DESIGN.md, checked on the import graph of the sources:
- * lib/ never imports kernel/ (or bin/); the kernel reaches lib only through
- * its public entries (lib/index.ts, lib/util) or `import type`; no module
- * imports itself through a circle (static, type-only and dynamic imports
- * all count).
+ * lib/ never imports kernel/, runner/ or bin/; the kernel and the runner
+ * reach lib only through its public entries (lib/index.ts, lib/util) or
+ * `import type`; no module imports itself through a circle (static,
+ * type-only and dynamic imports all count).
+ *
+ * Inside the kernel, the folders are layers too (kernel/README.md):
+ * - protocol/ (wire, sockets, busy/idle) knows nothing of the runtime or
+ *   the language thread;
+ * - runtime/ (what cells run in) uses the protocol's messages and flags,
+ *   the language thread's types only, and never the kernel's top level;
+ * - language/ (the TypeScript thread) uses only the protocol's shared
+ *   interrupt flags;
+ * - runner/, the headless runner, is a Jupyter client, not part of the
+ *   kernel: it shares only the wire format and the kernelspec lookup, and
+ *   the kernel never imports it.
  */
 import * as fs from "fs";
 import * as path from "path";
@@ -23,7 +34,7 @@ function sources(dir: string): string[] {
   return out;
 }
 
-const files = [...sources("lib"), ...sources("kernel"), ...sources("bin")];
+const files = [...sources("lib"), ...sources("kernel"), ...sources("runner"), ...sources("bin")];
 
 /** Relative imports of a file, resolved to files in the tree; with whether each is type-only. */
 function imports(file: string): { target: string; typeOnly: boolean }[] {
@@ -54,22 +65,58 @@ function imports(file: string): { target: string; typeOnly: boolean }[] {
 
 const graph = new Map(files.map((f) => [f, imports(f)]));
 
-test("lib never imports kernel/ or bin/", () => {
+const under = (file: string, dir: string) => file.startsWith(dir + path.sep);
+
+test("lib never imports kernel/, runner/ or bin/", () => {
   for (const [file, deps] of graph) {
-    if (!file.startsWith("lib")) continue;
-    for (const d of deps) assert.not.ok(d.target.startsWith("kernel") || d.target.startsWith("bin"), `${file} imports ${d.target}`);
+    if (!under(file, "lib")) continue;
+    for (const d of deps) assert.not.ok(under(d.target, "kernel") || under(d.target, "runner") || under(d.target, "bin"), `${file} imports ${d.target}`);
   }
 });
 
-test("the kernel reaches lib only through its public entries or types", () => {
+test("the kernel and the runner reach lib only through its public entries or types", () => {
   const publicEntries = new Set([path.join("lib", "index.ts"), path.join("lib", "util", "index.ts")]);
   for (const [file, deps] of graph) {
-    if (!file.startsWith("kernel")) continue;
+    if (!under(file, "kernel") && !under(file, "runner")) continue;
     for (const d of deps) {
       if (!d.target.startsWith("lib")) continue;
       assert.ok(publicEntries.has(d.target), `${file} imports ${d.target}, not lib's public API`);
     }
   }
+});
+
+test("the kernel's folders are layers: protocol, runtime, language thread; the runner is a client beside them", () => {
+  const k = (sub: string) => path.join("kernel", sub);
+  const seen = { protocol: 0, runtime: 0, language: 0, runner: 0 };
+  for (const [file, deps] of graph) {
+    for (const d of deps) {
+      const t = d.target;
+      if (under(file, k("protocol"))) {
+        seen.protocol++;
+        assert.not.ok(under(t, k("runtime")) || under(t, k("language")) || under(t, "runner"), `the protocol knows nothing of the runtime or the language thread: ${file} imports ${t}`);
+      }
+      if (under(file, k("runtime"))) {
+        seen.runtime++;
+        assert.ok(!under(t, "kernel") || under(t, k("runtime")) || under(t, k("protocol")) || (under(t, k("language")) && d.typeOnly), `the runtime uses the protocol and the language thread's types only: ${file} imports ${t}`);
+      }
+      if (under(file, k("language"))) {
+        seen.language++;
+        assert.ok(!under(t, "kernel") || under(t, k("language")) || t === path.join("kernel", "protocol", "flags.ts") || t === path.join("kernel", "log.ts"), `the language thread shares only the interrupt flags and the log: ${file} imports ${t}`);
+      }
+      if (under(file, "runner")) {
+        seen.runner++;
+        assert.ok(!under(t, "kernel") || t === path.join("kernel", "protocol", "wire.ts") || t === path.join("kernel", "install.ts"), `the runner is a Jupyter client: it shares the wire format and the kernelspec lookup only: ${file} imports ${t}`);
+      }
+      if (under(file, "kernel")) assert.not.ok(under(t, "runner"), `the kernel never imports the runner: ${file} imports ${t}`);
+    }
+  }
+  for (const [folder, n] of Object.entries(seen)) assert.ok(n > 0, `${folder}'s imports were checked`);
+  // the groups of kernel/README.md, each in its folder
+  const inFolder = (dir: string) => fs.readdirSync(path.join(root, dir)).filter((f) => f.endsWith(".ts")).sort();
+  assert.equal(inFolder(k("protocol")), ["flags.ts", "iopub.ts", "messages.ts", "protocol.ts", "transport.ts", "wire.ts"]);
+  assert.equal(inFolder(k("language")), ["cells.ts", "code-cache.ts", "declarations.ts", "globals.d.ts", "language-worker.ts", "language.ts"]);
+  assert.equal(inFolder("runner"), ["cell-reporter.ts", "client.ts", "html.ts", "notebook.ts", "runner.ts"]);
+  for (const f of ["runtime.ts", "display.ts", "modules.ts", "bridge.ts", "traceback.ts", "format.ts", "plotly.ts", "comms.ts"]) assert.ok(inFolder(k("runtime")).includes(f), `kernel/runtime/${f}`);
 });
 
 test("no import circles", () => {

@@ -16,9 +16,9 @@
  *   evenly over all H directions.
  *
  * `geometryOf` works on vectors already encoded; `embeddingGeometry`
- * encodes texts with a model; `geometryHook` logs the numbers as eval
- * events during pre-training, reusing the probe's document embeddings when
- * the probe ran at the same step.
+ * encodes texts with a model; probe.ts's `geometryHook` logs the numbers as
+ * eval events during pre-training, reusing the probe's document embeddings
+ * when the probe ran at the same step.
  */
 import { EigenvalueDecomposition, Matrix } from "ml-matrix";
 import { Displayable, JUPYTER_DISPLAY, MimeBundle } from "../display";
@@ -26,10 +26,7 @@ import { Rng } from "../engine/rng";
 import { escapeHtml } from "../util/html";
 import type { RetroMAE } from "../model/retromae";
 import type { BertTokenizer } from "../text/tokenizer";
-import type { Trainer, TrainerHook } from "../train/trainer";
 import { encodeTexts } from "./encode";
-import { cachedProbeEmbeddings } from "./embedding-cache";
-import type { ProbeSet } from "./probe";
 
 export interface Geometry {
   /** Mean cosine between different documents' vectors (0: isotropic, 1: one direction). */
@@ -203,66 +200,11 @@ export async function embeddingGeometry(model: RetroMAE, tokenizer: BertTokenize
   return geometryOf(docs, H, pairs, options);
 }
 
-/** Row-aligned (query row, document row) indices of a probe set's judged positives (relevance > 0). */
-export function positivePairs(set: ProbeSet): { query: number[]; doc: number[] } {
-  const docRow = new Map(set.docIds.map((d, i) => [d, i]));
-  const query: number[] = [];
-  const doc: number[] = [];
-  set.queryIds.forEach((q, qi) => {
-    for (const [d, r] of set.qrels.get(q) ?? []) {
-      const di = docRow.get(d);
-      if (r > 0 && di !== undefined) {
-        query.push(qi);
-        doc.push(di);
-      }
-    }
-  });
-  return { query, doc };
-}
-
-const gatherRows = (x: Float32Array, H: number, rows: number[]): Float32Array => {
-  const out = new Float32Array(rows.length * H);
-  rows.forEach((r, i) => out.set(x.subarray(r * H, (r + 1) * H), i * H));
-  return out;
-};
-
-/** The geometry of a probe set encoded as the probe encodes it: its documents, and its judged (query, document) pairs. */
-export function probeSetGeometry(set: ProbeSet, docs: Float32Array, queries: Float32Array, H: number, options: GeometryOptions = {}): Geometry {
-  const { query, doc } = positivePairs(set);
-  return geometryOf(docs, H, { queries: gatherRows(queries, H, query), positives: gatherRows(docs, H, doc) }, options);
-}
-
 /** Geometry as eval metrics, under GEOMETRY_METRICS' names. */
 export function geometryMetrics(g: Geometry): Record<string, number> {
   const out: Record<string, number> = { [GEOMETRY_METRICS.anisotropy]: g.anisotropy, [GEOMETRY_METRICS.uniformity]: g.uniformity, [GEOMETRY_METRICS.effectiveRank]: g.effectiveRank };
   if (Number.isFinite(g.alignment)) out[GEOMETRY_METRICS.alignment] = g.alignment;
   return out;
-}
-
-/**
- * A Trainer hook: every N steps, the [CLS] geometry of the probe set's
- * documents (and the alignment of its judged pairs), logged as eval events
- * that the live chart draws in a geometry panel. Put it after a probeHook on
- * the same set and step: it then reuses the probe's embeddings instead of
- * encoding the corpus again.
- */
-export function geometryHook(set: ProbeSet, every: number, options: GeometryOptions & { maxLength?: number; queryMaxLength?: number; batchSize?: number } = {}): TrainerHook {
-  if (!Number.isInteger(every) || every < 1) throw new Error(`geometryHook's every must be a whole number of steps ≥ 1; got ${every}.`);
-  return {
-    every,
-    name: "geometry",
-    run: async (trainer: Trainer) => {
-      const H = trainer.model.config.hiddenSize;
-      const maxLength = options.maxLength ?? 512;
-      const queryMaxLength = options.queryMaxLength ?? 64;
-      let cached = cachedProbeEmbeddings(trainer, set, { maxLength, queryMaxLength });
-      if (!cached) {
-        const enc = (t: readonly string[], len: number) => encodeTexts(trainer.model, trainer.tokenizer, t, { maxLength: len, batchSize: options.batchSize, progress: false });
-        cached = { docs: await enc(set.docTexts, maxLength), queries: await enc(set.queryTexts, queryMaxLength) };
-      }
-      return geometryMetrics(probeSetGeometry(set, cached.docs, cached.queries, H, options));
-    },
-  };
 }
 
 /** Which way each measure points when retrieval should be better: +1 higher, −1 lower. */

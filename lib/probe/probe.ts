@@ -12,8 +12,7 @@ import type { RetroMAE } from "../model/retromae";
 import type { BertTokenizer } from "../text/tokenizer";
 import type { TrainerHook } from "../train/trainer";
 import { encodeTexts, searchTopK } from "./encode";
-import { forgetProbeEmbeddings, rememberProbeEmbeddings } from "./embedding-cache";
-import { Geometry, probeSetGeometry } from "./geometry";
+import { Geometry, GeometryOptions, geometryMetrics, geometryOf } from "./geometry";
 import { evaluate, Metrics } from "./metrics";
 
 export interface ProbeSet {
@@ -112,6 +111,28 @@ async function probeWithEmbeddings(model: RetroMAE, tokenizer: BertTokenizer, se
   return { result, docs, queries };
 }
 
+/**
+ * The vectors the last probeHook of a trainer encoded, kept until its next
+ * probe, so that other hooks of the same step (geometryHook) need not
+ * encode the corpus again.
+ */
+interface ProbeEmbeddings {
+  step: number;
+  set: ProbeSet;
+  maxLength: number;
+  queryMaxLength: number;
+  docs: Float32Array;
+  queries: Float32Array;
+}
+const lastEmbeddings = new WeakMap<object, ProbeEmbeddings>();
+
+/** The probe's unnormalised vectors of `set` at the trainer's current step, if a probeHook encoded them with these lengths. */
+function cachedProbeEmbeddings(trainer: { step: number }, set: ProbeSet, lengths: { maxLength: number; queryMaxLength: number }): { docs: Float32Array; queries: Float32Array } | null {
+  const e = lastEmbeddings.get(trainer);
+  if (!e || e.step !== trainer.step || e.set !== set || e.maxLength !== lengths.maxLength || e.queryMaxLength !== lengths.queryMaxLength) return null;
+  return { docs: e.docs, queries: e.queries };
+}
+
 /** A Trainer hook: every N steps, nDCG@10, MRR@10 and Recall@100 on the probe set. */
 export function probeHook(set: ProbeSet, every: number, options: ProbeOptions = {}): TrainerHook {
   return {
@@ -119,9 +140,64 @@ export function probeHook(set: ProbeSet, every: number, options: ProbeOptions = 
     name: "probe",
     run: async (trainer) => {
       const { result: r, docs, queries } = await probeWithEmbeddings(trainer.model, trainer.tokenizer, set, { progress: false, ...options });
-      if (options.normalize) forgetProbeEmbeddings(trainer);
-      else rememberProbeEmbeddings(trainer, { set, maxLength: options.maxLength ?? 512, queryMaxLength: options.queryMaxLength ?? 64, docs, queries });
+      if (options.normalize) lastEmbeddings.delete(trainer);
+      else lastEmbeddings.set(trainer, { step: trainer.step, set, maxLength: options.maxLength ?? 512, queryMaxLength: options.queryMaxLength ?? 64, docs, queries });
       return { "NDCG@10": r.metrics["NDCG@10"], "MRR@10": r.metrics["MRR@10"], "Recall@100": r.metrics["Recall@100"] };
+    },
+  };
+}
+
+/** Row-aligned (query row, document row) indices of a probe set's judged positives (relevance > 0). */
+export function positivePairs(set: ProbeSet): { query: number[]; doc: number[] } {
+  const docRow = new Map(set.docIds.map((d, i) => [d, i]));
+  const query: number[] = [];
+  const doc: number[] = [];
+  set.queryIds.forEach((q, qi) => {
+    for (const [d, r] of set.qrels.get(q) ?? []) {
+      const di = docRow.get(d);
+      if (r > 0 && di !== undefined) {
+        query.push(qi);
+        doc.push(di);
+      }
+    }
+  });
+  return { query, doc };
+}
+
+const gatherRows = (x: Float32Array, H: number, rows: number[]): Float32Array => {
+  const out = new Float32Array(rows.length * H);
+  rows.forEach((r, i) => out.set(x.subarray(r * H, (r + 1) * H), i * H));
+  return out;
+};
+
+/** The geometry of a probe set encoded as the probe encodes it: its documents, and its judged (query, document) pairs. */
+export function probeSetGeometry(set: ProbeSet, docs: Float32Array, queries: Float32Array, H: number, options: GeometryOptions = {}): Geometry {
+  const { query, doc } = positivePairs(set);
+  return geometryOf(docs, H, { queries: gatherRows(queries, H, query), positives: gatherRows(docs, H, doc) }, options);
+}
+
+/**
+ * A Trainer hook: every N steps, the [CLS] geometry of the probe set's
+ * documents (and the alignment of its judged pairs), logged as eval events
+ * that the live chart draws in a geometry panel. Put it after a probeHook on
+ * the same set and step: it then reuses the probe's embeddings instead of
+ * encoding the corpus again.
+ */
+export function geometryHook(set: ProbeSet, every: number, options: GeometryOptions & { maxLength?: number; queryMaxLength?: number; batchSize?: number } = {}): TrainerHook {
+  if (!Number.isInteger(every) || every < 1) throw new Error(`geometryHook's every must be a whole number of steps ≥ 1; got ${every}.`);
+  return {
+    every,
+    name: "geometry",
+    run: async (trainer) => {
+      const H = trainer.model.config.hiddenSize;
+      const maxLength = options.maxLength ?? 512;
+      const queryMaxLength = options.queryMaxLength ?? 64;
+      let cached = cachedProbeEmbeddings(trainer, set, { maxLength, queryMaxLength });
+      if (!cached) {
+        const enc = (t: readonly string[], len: number) => encodeTexts(trainer.model, trainer.tokenizer, t, { maxLength: len, batchSize: options.batchSize, progress: false });
+        cached = { docs: await enc(set.docTexts, maxLength), queries: await enc(set.queryTexts, queryMaxLength) };
+      }
+      return geometryMetrics(probeSetGeometry(set, cached.docs, cached.queries, H, options));
     },
   };
 }

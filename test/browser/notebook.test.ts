@@ -17,7 +17,7 @@ import * as path from "path";
 import { chromium, Browser } from "playwright-core";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { injectParameters, readNotebook } from "../../kernel/runner";
+import { injectParameters, readNotebook } from "../../runner/runner";
 import { installKernel } from "../kernel/harness";
 
 const ROOT = path.resolve(__dirname, "..", "..");

@@ -2,7 +2,7 @@ import * as ts from "typescript";
 import * as vm from "vm";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { applyEdits, checkText, declaredNames, runtimeText } from "../../kernel/cells";
+import { applyEdits, checkText, declaredNames, runtimeText } from "../../kernel/language/cells";
 
 const parse = (code: string) => ts.createSourceFile("cell.ts", code, ts.ScriptTarget.ES2022, true, ts.ScriptKind.TS);
 const js = (code: string) => ts.transpileModule(runtimeText(ts, parse(code)).text, { compilerOptions: { target: ts.ScriptTarget.ES2022 } }).outputText;

@@ -23,7 +23,7 @@ function cacheFile(dir: string): string {
 /** In a new process: load the package through the cache, call it, save; what it saw. */
 function load(cacheDir: string): { hit: boolean; twice: number; base: string; self: string; same: boolean; saved: string | null } {
   const script = `
-    const { requireWithCodeCache } = require(${JSON.stringify(path.join(__dirname, "..", "..", "kernel", "code-cache.ts"))});
+    const { requireWithCodeCache } = require(${JSON.stringify(path.join(__dirname, "..", "..", "kernel", "language", "code-cache.ts"))});
     const r = requireWithCodeCache("big", ${JSON.stringify(root)}, ${JSON.stringify(cacheDir)});
     const m = require(${JSON.stringify(path.join(pkg, "index.js"))});
     const again = require("module").createRequire(${JSON.stringify(root + "/")})("big");

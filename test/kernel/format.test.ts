@@ -1,7 +1,7 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import * as tf from "../../lib/engine/tf";
-import { tensorSummary, toBundle } from "../../kernel/format";
+import { tensorSummary, toBundle } from "../../kernel/runtime/format";
 
 test("plain values are util.inspect'ed; undefined shows nothing", () => {
   assert.equal(toBundle(42), { "text/plain": "42" });

@@ -4,9 +4,9 @@ import * as path from "path";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import * as ts from "typescript";
-import { blankComments, referenceDirectives, standardDeclarations } from "../../kernel/declarations";
-import { CellLanguage, decodeMappings, isComplete } from "../../kernel/language";
-import { mapPosition } from "../../kernel/traceback";
+import { blankComments, referenceDirectives, standardDeclarations } from "../../kernel/language/declarations";
+import { CellLanguage, decodeMappings, isComplete } from "../../kernel/language/language";
+import { mapPosition } from "../../kernel/runtime/traceback";
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "lang-"));
 fs.writeFileSync(path.join(dir, "util.ts"), "/** Doubles. */\nexport function double(x: number): number { return 2 * x; }\n");

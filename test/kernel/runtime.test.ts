@@ -2,10 +2,10 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { terminalDisplay } from "../../lib";
 import { collectGarbage } from "../../lib/util";
-import type { Library } from "../../kernel/bridge";
-import type { DisplayPublisher } from "../../kernel/display";
-import { Runtime, type RuntimeHooks } from "../../kernel/runtime";
-import type { Message } from "../../kernel/wire";
+import type { Library } from "../../kernel/runtime/bridge";
+import type { DisplayPublisher } from "../../kernel/runtime/display";
+import { Runtime, type RuntimeHooks } from "../../kernel/runtime/runtime";
+import type { Message } from "../../kernel/protocol/wire";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const rssMb = () => process.memoryUsage().rss / 1048576;

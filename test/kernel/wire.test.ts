@@ -3,7 +3,7 @@ import * as assert from "uvu/assert";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { decode, DELIMITER, encode, makeHeader, readConnectionFile, Signer, WireError } from "../../kernel/wire";
+import { decode, DELIMITER, encode, makeHeader, readConnectionFile, Signer, WireError } from "../../kernel/protocol/wire";
 
 const signer = new Signer("secret");
 

@@ -16,7 +16,7 @@ import { Rng } from "../../lib/engine/rng";
 import { saveCheckpoint } from "../../lib/model/retromae";
 import { RetroMAE } from "../../lib/model/retromae";
 import { bertBaseUncasedVocab } from "../../lib/text/vocab";
-import { injectParameters, readNotebook } from "../../kernel/runner";
+import { injectParameters, readNotebook } from "../../runner/runner";
 import { installKernel } from "../kernel/harness";
 
 const ROOT = path.resolve(__dirname, "..", "..");

@@ -1,7 +1,8 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { Rng } from "../../lib/engine/rng";
-import { alignment, anisotropy, effectiveRank, geometryOf, geometryTable, kendallTau, positivePairs, probeSetGeometry, uniformity, GEOMETRY_METRICS, geometryMetrics } from "../../lib/probe/geometry";
+import { alignment, anisotropy, effectiveRank, geometryOf, geometryTable, kendallTau, uniformity, GEOMETRY_METRICS, geometryMetrics } from "../../lib/probe/geometry";
+import { positivePairs, probeSetGeometry } from "../../lib/probe/probe";
 
 const gaussian = (n: number, H: number, seed: number): Float32Array => {
   const rng = new Rng(seed);
@@ -128,8 +129,8 @@ test("the geometry table: Kendall's τ of each measure against the score, with i
 test("the geometry of a real model's [CLS], and geometryHook reusing the probe's vectors", async () => {
   const { RetroMAE } = await import("../../lib/model/retromae");
   const { BertTokenizer } = await import("../../lib/text/tokenizer");
-  const { embeddingGeometry, geometryHook } = await import("../../lib/probe/geometry");
-  const { probeHook } = await import("../../lib/probe/probe");
+  const { embeddingGeometry } = await import("../../lib/probe/geometry");
+  const { probeHook, geometryHook } = await import("../../lib/probe/probe");
   const { encodeTexts } = await import("../../lib/probe/encode");
   const tf = await import("../../lib/engine/tf");
   await (await import("../../lib/engine/backend")).use("cpu");

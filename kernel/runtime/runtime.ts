@@ -9,12 +9,12 @@ import * as vm from "vm";
 import { emptyCache, loadLibrary, releaseFreeMemory } from "./bridge";
 import { toBytes, type CommManager } from "./comms";
 import type { DisplayPublisher } from "./display";
-import type { Compiled } from "./language";
-import type { Publish } from "./messages";
-import { Flag, FLAG_SLOTS } from "./flags";
+import type { Compiled } from "../language/language";
+import type { Publish } from "../protocol/messages";
+import { Flag, FLAG_SLOTS } from "../protocol/flags";
 import { CellModules } from "./modules";
 import { Tracebacks } from "./traceback";
-import type { Message } from "./wire";
+import type { Message } from "../protocol/wire";
 
 /** The error a cell sees when it is interrupted. */
 export class KeyboardInterrupt extends Error {

@@ -7,7 +7,7 @@
  */
 import type { Channel } from "./transport";
 import type { Metadata, Publish, ReplyContent, ReplyType } from "./messages";
-import { log, debug } from "./log";
+import { log, debug } from "../log";
 import { makeHeader, type Message, type Outgoing } from "./wire";
 
 /** A handler's answer: the reply to send, and whether to abort the queued executes after it. */

@@ -14,7 +14,7 @@ import { CellTimeout, KernelClient, KernelDied } from "./client";
 import { writeFileAtomic } from "../lib/util";
 import { notebookHtml } from "./html";
 import { Notebook, NotebookCell, Output, readNotebook, RunError, source } from "./notebook";
-import type { Message } from "./wire";
+import type { Message } from "../kernel/protocol/wire";
 
 export { readNotebook, RunError, source };
 export type { Notebook, NotebookCell, Output };

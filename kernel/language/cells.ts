@@ -21,7 +21,7 @@
  * edit list map run-time positions back to cell lines.
  */
 import type * as TS from "typescript";
-import { Flag } from "./flags";
+import { Flag } from "../protocol/flags";
 
 export type NameKind = "let" | "const" | "import";
 

@@ -5,7 +5,7 @@
  */
 import * as path from "path";
 import { inspect } from "./format";
-import type { ErrorContent } from "./messages";
+import type { ErrorContent } from "../protocol/messages";
 
 interface CellMap {
   label: string;

@@ -14,7 +14,7 @@ import * as fs from "fs";
 import Module = require("module");
 import * as path from "path";
 import * as vm from "vm";
-import { writeFileAtomic } from "../lib/util";
+import { writeFileAtomic } from "../../lib/util";
 
 export interface CachedModule {
   /** Whether V8 took the cache from disk. */

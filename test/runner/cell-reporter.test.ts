@@ -1,7 +1,7 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { CellReporter } from "../../kernel/cell-reporter";
-import type { Message } from "../../kernel/wire";
+import { CellReporter } from "../../runner/cell-reporter";
+import type { Message } from "../../kernel/protocol/wire";
 
 const MIME = "application/vnd.retromae.progress+json";
 const msg = (type: string, step: number, total: number, status = "running", id = "bar"): Message =>

@@ -8,7 +8,7 @@ import * as os from "os";
 import * as path from "path";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { injectParameters, Notebook, readNotebook } from "../../kernel/runner";
+import { injectParameters, Notebook, readNotebook } from "../../runner/runner";
 
 const ROOT = path.resolve(__dirname, "..", "..");
 const CLI = path.join(ROOT, "bin", "retromae.js");

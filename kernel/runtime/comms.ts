@@ -8,8 +8,8 @@
  * comm_open for a target nobody registered is answered with comm_close.
  */
 import * as crypto from "crypto";
-import type { IopubContent, Metadata, ParentHeader, Publish } from "./messages";
-import type { Message } from "./wire";
+import type { IopubContent, Metadata, ParentHeader, Publish } from "../protocol/messages";
+import type { Message } from "../protocol/wire";
 
 export type Buffers = (Uint8Array | ArrayBuffer | ArrayBufferView)[];
 

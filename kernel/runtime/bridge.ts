@@ -4,17 +4,17 @@
  * one display and one interrupt signal), loaded on first import, typed by
  * lib's public API.
  */
-import type * as Lib from "../lib";
+import type * as Lib from "../../lib";
 
 export type Library = typeof Lib;
-export type { Display, Displayable } from "../lib";
+export type { Display, Displayable } from "../../lib";
 
 let library: Library | null = null;
 
 /** Load lib (once) and install the kernel's display and the running cell's abort signal into it. */
 export function loadLibrary(hooks: { display: Lib.Display; signal: () => AbortSignal | undefined }): Library {
   if (library) return library;
-  const lib = require("../lib") as Library;
+  const lib = require("../../lib") as Library;
   lib.setDisplay(hooks.display);
   lib.setAmbientSignal(hooks.signal);
   library = lib;

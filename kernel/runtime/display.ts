@@ -10,7 +10,7 @@
  */
 import type { Display as LibDisplay, Displayable } from "./bridge";
 import { Bundle, inspect, toBundle } from "./format";
-import type { Metadata, Publish } from "./messages";
+import type { Metadata, Publish } from "../protocol/messages";
 import { PLOTLY_MIME, plotlyFigureHtml, plotlyLoaderHtml } from "./plotly";
 
 /** Display handles are not shown as a cell's result (display() already showed the value). */

@@ -4,10 +4,10 @@
  */
 import * as path from "path";
 import { parentPort, workerData } from "worker_threads";
-import { collectGarbage, PACKAGE_ROOT } from "../lib/util";
+import { collectGarbage, PACKAGE_ROOT } from "../../lib/util";
 import { requireWithCodeCache } from "./code-cache";
 import type { CellLanguage, CheckResult, Completion, IsComplete } from "./language";
-import { debug, log } from "./log";
+import { debug, log } from "../log";
 
 /** Each operation of the language thread: its arguments and its result. */
 export interface LanguageOps {

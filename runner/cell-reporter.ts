@@ -9,7 +9,7 @@
  *   "still running (N s)"; and another every 30 s of silence after that.
  */
 import { PROGRESS_MIME, ProgressData } from "../lib/util";
-import type { Message } from "./wire";
+import type { Message } from "../kernel/protocol/wire";
 
 export interface ReporterOptions {
   /** Overwrite in place (a terminal) or print lines (a log). */

@@ -13,10 +13,10 @@ import * as path from "path";
 import * as ts from "typescript";
 import { cellModule, checkText, declaredNames, NameKind, runtimeText } from "./cells";
 import { blankComments, standardDeclarations } from "./declarations";
-import { PACKAGE_ROOT } from "../lib/util";
+import { PACKAGE_ROOT } from "../../lib/util";
 
-/** Declarations of what the kernel puts on globalThis for cells (kernel/globals.d.ts; notebooks/src type-check against it too). */
-export const KERNEL_GLOBALS = fs.readFileSync(path.join(PACKAGE_ROOT, "kernel", "globals.d.ts"), "utf8");
+/** Declarations of what the kernel puts on globalThis for cells (kernel/language/globals.d.ts; notebooks/src type-check against it too). */
+export const KERNEL_GLOBALS = fs.readFileSync(path.join(PACKAGE_ROOT, "kernel", "language", "globals.d.ts"), "utf8");
 
 export interface Diagnostic {
   line: number;

@@ -10,8 +10,8 @@ import * as net from "net";
 import * as os from "os";
 import * as path from "path";
 import * as zmq from "zeromq";
-import { DEFAULT_NAME, kernelSpec, searchDirs } from "./install";
-import { ConnectionInfo, decode, encode, makeHeader, Message, Signer } from "./wire";
+import { DEFAULT_NAME, kernelSpec, searchDirs } from "../kernel/install";
+import { ConnectionInfo, decode, encode, makeHeader, Message, Signer } from "../kernel/protocol/wire";
 
 export interface KernelSpecFile {
   argv: string[];
