@@ -12,6 +12,7 @@
  * top-level names stored on globalThis so later cells see them:
  *   const x: T = e          ->  ;(x = e);
  *   import X, {a as b} from "m" ->  var __rmi0 = await __rm.load("m"); X = __rm.def(__rmi0); b = __rmi0.a;
+ *   import("m")                  ->  __rm.imp("m")   (the same resolution, as a module namespace)
  *   function f() {}         ->  kept; `globalThis.f = f;` in the prefix (hoisted)
  *   class C {}              ->  kept; `;globalThis.C = C;` after it
  *   last expression e       ->  return (e);
@@ -207,6 +208,10 @@ export function runtimeText(ts: typeof TS, sf: TS.SourceFile): RuntimeText {
         edits.push({ start: body.getStart(sf), end: body.getStart(sf), text: `{${GUARD}` });
         edits.push({ start: body.end, end: body.end, text: "}", order: -depth });
       }
+    }
+    // import(spec) anywhere (also in functions called by later cells) resolves as a static import in a cell does
+    if (ts.isCallExpression(node) && node.expression.kind === ts.SyntaxKind.ImportKeyword) {
+      edits.push({ start: node.expression.getStart(sf), end: node.expression.end, text: "__rm.imp" });
     }
     if (ts.isAwaitExpression(node)) {
       const kw = node.getStart(sf) + "await".length;

@@ -51,6 +51,24 @@ export class CellModules {
     return m;
   }
 
+  /**
+   * `import(spec)` in a cell: the module a static import of spec in the cell
+   * gives, as a module namespace, as Node's import() gives one: an ES module's
+   * namespace as it is; a CommonJS module's exports as named exports (live),
+   * and the exports object itself as `default`.
+   */
+  async importNamespace(spec: unknown): Promise<unknown> {
+    const m = await this.load(String(spec));
+    if (m && (m as Record<symbol, unknown>)[Symbol.toStringTag] === "Module") return m;
+    const ns: Record<string | symbol, unknown> = Object.create(null);
+    if (m && (typeof m === "object" || typeof m === "function")) {
+      for (const key of Object.keys(m)) if (key !== "default") Object.defineProperty(ns, key, { enumerable: true, get: () => (m as Record<string, unknown>)[key] });
+    }
+    Object.defineProperty(ns, "default", { enumerable: true, value: m });
+    Object.defineProperty(ns, Symbol.toStringTag, { value: "Module" });
+    return Object.freeze(ns);
+  }
+
   private async loadModule(spec: string): Promise<unknown> {
     try {
       return this.requireModule(spec);

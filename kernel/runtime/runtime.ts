@@ -93,6 +93,7 @@ export class Runtime {
         return Promise.race([value, r.aborted]);
       },
       load: (spec: string) => this.modules.load(spec),
+      imp: (spec: unknown) => this.modules.importNamespace(spec),
       require: (spec: string) => this.modules.requireModule(spec),
       def(m: Record<string, unknown>): unknown {
         if (m && ((m as Record<symbol, unknown>)[Symbol.toStringTag] === "Module" || m.__esModule)) return m.default;

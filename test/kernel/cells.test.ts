@@ -63,6 +63,15 @@ test("loops get an interrupt guard and awaits race the interrupt, closers in the
   assert.match(out, /do \{\s*if \(__rmf\[0\]\)\s*__rm\.stop\(\);\s*x\+\+;\s*\}\s*while/);
 });
 
+test("import() anywhere becomes the runtime's import, which resolves as a static import does", () => {
+  const rt = runtimeText(ts, parse('const p = await import("node:path");\nasync function later(s: string) { return (await import(s)).default; }\nimport.meta'));
+  const lines = rt.text.split("\n");
+  assert.match(lines[1], /await __rm\.w\( __rm\.imp\("node:path"\)\)/);
+  assert.match(lines[2], /\(await __rm\.w\( __rm\.imp\(s\)\)\)\.default/);
+  assert.match(lines[3], /import\.meta/, "import.meta is not a call; left alone");
+  assert.is(rt.text.split("\n").length, 5, "the cell's lines are kept");
+});
+
 test("the compiled cell runs: declarations land on globalThis, the last expression is the result", async () => {
   const g = globalThis as Record<string, unknown>;
   g.__rmf = new Int32Array(2);

@@ -244,6 +244,27 @@ class Shared(unittest.TestCase):
         self.assertEqual(reply["content"]["status"], "ok", reply["content"])
         self.assertEqual(result_text(out), "[ 'hi from esm', 42, 'function' ]")
 
+    def test_dynamic_import_resolves_as_a_static_import(self):
+        # the same modules, side by side: an ESM-only package, a relative .ts file, a CommonJS package, a builtin, retromae
+        static = ('import { hello } from "esm-only";\nimport { twice } from "./helper";\nimport * as fflate from "fflate";\n'
+                  'import * as nodePath from "node:path";\nimport { RetroMAE } from "retromae";\n')
+        dynamic = ('const esm = await import("esm-only");\nconst helper = await import("./helper");\nconst ff = await import("fflate");\n'
+                   'const p = await import("node:path");\nconst lib = await import("retromae");\n')
+        reply, out = run(self.kc, static + dynamic + "[esm.hello === hello, helper.twice === twice, ff.gzipSync === fflate.gzipSync, p.join === nodePath.join, p.default === nodePath, lib.RetroMAE === RetroMAE, Object.prototype.toString.call(p)]", timeout=120)
+        self.assertEqual(reply["content"]["status"], "ok", reply["content"])
+        self.assertEqual(result_text(out), "[ true, true, true, true, true, true, '[object Module]' ]")
+        # import() inside a function a cell defines, called by a later cell; a missing module gets the static import's sentence
+        reply, _ = run(self.kc, "async function later(spec: string) {\n  return import(spec);\n}")
+        self.assertEqual(reply["content"]["status"], "ok", reply["content"])
+        reply, out = run(self.kc, '(await later("./helper")).twice(4)')
+        self.assertEqual(result_text(out), "8")
+        reply, _ = run(self.kc, 'await import("no-such-package")')  # the checker refuses it, as a static import
+        self.assertIn("Cannot find module 'no-such-package'", reply["content"]["evalue"])
+        reply, _ = run(self.kc, 'await later("no-such-package")')  # at run time, the static import's sentence
+        self.assertEqual(reply["content"]["status"], "error")
+        self.assertIn('Cannot find module "no-such-package" from', reply["content"]["evalue"])
+        self.assertIn("install it with npm (npm install no-such-package)", reply["content"]["evalue"])
+
     def test_retromae_import_and_tensor_result(self):
         reply, out = run(self.kc, 'import { tf } from "retromae";\ntf.tensor([[1, 2], [3, 4]])', timeout=120)
         self.assertEqual(reply["content"]["status"], "ok", reply["content"])
