@@ -77,9 +77,9 @@ export class Kernel {
         is_complete_request: async (msg) => reply("is_complete_reply", await interpreter.isComplete(String(msg.content.code ?? ""))),
         history_request: (msg) => reply("history_reply", interpreter.historyReply(msg.content as HistoryRequest)),
         comm_info_request: (msg) => reply("comm_info_reply", { status: "ok", comms: comms.info((msg.content as CommInfoRequest).target_name) }),
-        comm_open: (msg) => this.comm(comms, msg),
-        comm_msg: (msg) => this.comm(comms, msg),
-        comm_close: (msg) => this.comm(comms, msg),
+        comm_open: (msg, _channel, concurrent) => this.comm(comms, msg, concurrent),
+        comm_msg: (msg, _channel, concurrent) => this.comm(comms, msg, concurrent),
+        comm_close: (msg, _channel, concurrent) => this.comm(comms, msg, concurrent),
         shutdown_request: (msg, channel) => {
           const restart = !!(msg.content as ShutdownRequest).restart;
           this.protocol.send(channel, msg, "shutdown_reply", { status: "ok", restart });
@@ -110,9 +110,13 @@ export class Kernel {
     publish("status", { execution_state: "idle" }, {});
   }
 
-  /** A comm message from the front end: its output belongs to it, as ipykernel sets the parent. */
-  private async comm(comms: CommManager, msg: Message): Promise<void> {
-    this.iopub.parent = msg.header;
+  /**
+   * A comm message from the front end: its output belongs to it, as ipykernel
+   * sets the parent; while a cell runs (concurrent), output stays the cell's,
+   * and replies that answer the message (echo_update) name it themselves.
+   */
+  private async comm(comms: CommManager, msg: Message, concurrent = false): Promise<void> {
+    if (!concurrent) this.iopub.parent = msg.header;
     await comms.handle(msg);
   }
 

@@ -36,7 +36,10 @@ export type { HubOptions } from "./model/hub";
 export type { LoadReport, SaveOptions, LoadOptions, CheckpointFiles } from "./model/checkpoint";
 export { saveBatch, loadBatch } from "./masking/batch-io";
 export { Trainer, TrainingStopped } from "./train/trainer";
-export type { TrainerOptions, TrainerHook, TrainerEvent, StepInfo, EvalInfo, FitOptions, FitResult } from "./train/trainer";
+export type { TrainerOptions, TrainerHook, TrainerEvent, StepInfo, EvalInfo, ChangeInfo, FitOptions, FitResult } from "./train/trainer";
+export { ControlPanel } from "./train/controls";
+export { readSettingsHistory, checkChange, CHANGEABLE, HISTORY_FILE } from "./train/changes";
+export type { SettingChange, ChangeField, ControllableRun, RunEvent } from "./train/changes";
 export { AdamW, clipGradNorm } from "./train/optim";
 export { LrSchedule } from "./train/schedule";
 export { torchrunCommand, torchrunExport, OFFICIAL_TARGETS } from "./train/torchrun";
@@ -64,3 +67,4 @@ export type { RunMetrics, CompareOptions, Cell as ComparisonCell, Row as Compari
 export { bootstrapCI, pairedRandomizationTest, mean, sd } from "./probe/stats";
 export { contrastiveFinetune, trainingPairs, trainingQueries, TrainGroups } from "./probe/finetune";
 export type { FinetuneOptions } from "./probe/finetune";
+export * from "./widgets";

@@ -4,6 +4,12 @@
  * (one request at a time, in order; control requests go first), and
  * answering queued executes "aborted" after a failed one with
  * stop_on_error. What a request means is the handler's business.
+ *
+ * One exception to the queue: comm messages (and comm_info_request) that
+ * arrive while a request is running are handled at once, between the
+ * running cell's awaits, without busy/idle of their own (the kernel is busy
+ * with the cell). That is what lets a widget steer a running computation:
+ * a slider moved during `fit` reaches the trainer at its next step.
  */
 import type { Channel } from "./transport";
 import type { Metadata, Publish, ReplyContent, ReplyType } from "./messages";
@@ -18,7 +24,11 @@ export interface Handled<T extends ReplyType = ReplyType> {
   abortQueued?: boolean;
 }
 
-export type Handler = (msg: Message, channel: Channel) => Promise<Handled | void> | Handled | void;
+/** `concurrent`: handled while another request runs (comm messages only); its output must not take over the running request's. */
+export type Handler = (msg: Message, channel: Channel, concurrent?: boolean) => Promise<Handled | void> | Handled | void;
+
+/** Shell messages handled at once even while a request runs. */
+export const CONCURRENT_WHILE_BUSY: ReadonlySet<string> = new Set(["comm_open", "comm_msg", "comm_close", "comm_info_request"]);
 
 export interface ProtocolHooks {
   send(channel: Channel, msg: Outgoing): void;
@@ -57,6 +67,10 @@ export class Protocol {
       void this.handle(channel, msg);
       return;
     }
+    if (this.busy && CONCURRENT_WHILE_BUSY.has(msg.header.msg_type)) {
+      void this.handle(channel, msg, true);
+      return;
+    }
     this.queue.push(msg);
     void this.drain();
   }
@@ -85,15 +99,15 @@ export class Protocol {
   }
 
   /** Busy, the handler, its reply, idle. Returns whether the queued executes are to be aborted. */
-  private async handle(channel: Channel, msg: Message): Promise<boolean> {
+  private async handle(channel: Channel, msg: Message, concurrent = false): Promise<boolean> {
     const type = msg.header.msg_type;
-    debug(`${channel} ${type} ${msg.header.msg_id}`);
-    this.hooks.publish("status", { execution_state: "busy" }, msg.header);
+    debug(`${channel} ${type} ${msg.header.msg_id}${concurrent ? " (while busy)" : ""}`);
+    if (!concurrent) this.hooks.publish("status", { execution_state: "busy" }, msg.header);
     let abort = false;
     try {
       const handler = this.handlers[type];
       if (handler) {
-        const r = await handler(msg, channel);
+        const r = await handler(msg, channel, concurrent);
         if (r) {
           this.send(channel, msg, r.type, r.content, r.metadata);
           abort = !!r.abortQueued;
@@ -111,7 +125,7 @@ export class Protocol {
     } catch (err) {
       log(`error handling ${type}: ${(err as Error).stack}`);
     }
-    this.hooks.publish("status", { execution_state: "idle" }, msg.header);
+    if (!concurrent) this.hooks.publish("status", { execution_state: "idle" }, msg.header);
     return abort;
   }
 

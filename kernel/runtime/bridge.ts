@@ -11,11 +11,12 @@ export type { Display, Displayable } from "../../lib";
 
 let library: Library | null = null;
 
-/** Load lib (once) and install the kernel's display and the running cell's abort signal into it. */
-export function loadLibrary(hooks: { display: Lib.Display; signal: () => AbortSignal | undefined }): Library {
+/** Load lib (once) and install the kernel's display, widget host and the running cell's abort signal into it. */
+export function loadLibrary(hooks: { display: Lib.Display; signal: () => AbortSignal | undefined; widgets: Lib.WidgetHost }): Library {
   if (library) return library;
   const lib = require("../../lib") as Library;
   lib.setDisplay(hooks.display);
+  lib.setWidgetHost(hooks.widgets);
   lib.setAmbientSignal(hooks.signal);
   library = lib;
   return lib;

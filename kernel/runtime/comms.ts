@@ -47,10 +47,10 @@ export class Comm {
     return this.closed;
   }
 
-  /** Send a comm_msg to the front end. */
-  send(data: Record<string, unknown> = {}, metadata: Metadata = {}, buffers: Buffers = []): void {
+  /** Send a comm_msg to the front end (answering `parent`, a message's header, when given). */
+  send(data: Record<string, unknown> = {}, metadata: Metadata = {}, buffers: Buffers = [], parent?: ParentHeader): void {
     if (this.closed) throw new Error(`Comm ${this.commId} (${this.targetName}) is closed; open a new one to send more.`);
-    this.manager.publish("comm_msg", { comm_id: this.commId, data }, undefined, metadata, toBytes(buffers));
+    this.manager.publish("comm_msg", { comm_id: this.commId, data }, parent, metadata, toBytes(buffers));
   }
 
   /** Close the comm (comm_close to the front end); onClose handlers run. */

@@ -14,6 +14,7 @@ import type { Publish } from "../protocol/messages";
 import { Flag, FLAG_SLOTS } from "../protocol/flags";
 import { CellModules } from "./modules";
 import { Tracebacks } from "./traceback";
+import { KernelWidgetHost } from "./widgets";
 import type { Message } from "../protocol/wire";
 
 /** The error a cell sees when it is interrupted. */
@@ -67,13 +68,16 @@ export class Runtime {
   private stdinWaiter: { resolve: (v: string) => void; reject: (e: Error) => void } | null = null;
   readonly tracebacks = new Tracebacks();
   readonly modules: CellModules;
+  /** Widgets (lib/widgets) on comms, under the widget protocol 2.1.0. */
+  readonly widgets: KernelWidgetHost;
 
   constructor(
     private readonly hooks: RuntimeHooks,
     cwd: string,
     private readonly idle: IdleRelease = IDLE_RELEASE,
   ) {
-    this.modules = new CellModules(cwd, () => loadLibrary({ display: hooks.display.forLibrary(), signal: () => this.running?.abort.signal }));
+    this.widgets = new KernelWidgetHost(hooks.comms);
+    this.modules = new CellModules(cwd, () => loadLibrary({ display: hooks.display.forLibrary(), signal: () => this.running?.abort.signal, widgets: this.widgets }));
   }
 
   /** Put the cell globals on globalThis. */

@@ -37,6 +37,17 @@ export interface EvalEvent {
   metrics: Record<string, number>;
 }
 
+/** A setting changed from `step` on (the control panel): marked on the chart at its step. */
+export interface ChangeEvent {
+  type: "change";
+  step: number;
+  field: string;
+  old: number;
+  new: number;
+}
+
+const CHANGE_LABELS: Record<string, string> = { encoderMaskRatio: "enc", decoderMaskRatio: "dec", lrScale: "lr ×" };
+
 const PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"];
 
 const SHORT_NAMES: Record<string, string> = {
@@ -76,12 +87,18 @@ export class RunSeries {
   /** Each eval metric's values, and the steps they were measured at (hooks report at their own steps). */
   readonly metrics: Record<string, number[]> = {};
   readonly metricSteps: Record<string, number[]> = {};
+  /** Setting changes, each marked at its step. */
+  readonly changes: ChangeEvent[] = [];
 
   constructor(settings: Record<string, unknown> = {}) {
     this.settings = settings;
   }
 
-  add(e: StepEvent | EvalEvent): void {
+  add(e: StepEvent | EvalEvent | ChangeEvent): void {
+    if (e.type === "change") {
+      this.changes.push({ type: "change", step: e.step, field: e.field, old: e.old, new: e.new });
+      return;
+    }
     if (e.type === "step") {
       this.steps.push(e.step);
       this.loss.push(e.loss);
@@ -323,6 +340,19 @@ export class LossChart {
       layout.annotations = [
         ...inside.map((ref) => ({ xref, x: 0, xanchor: "left", yref, y: ref.value, yanchor: "bottom", text: `${ref.name} ${ref.value.toFixed(3)}`, showarrow: false, font: { size: 10, color: "#555" } })),
         ...above.map((ref, k) => ({ xref, x: 1, xanchor: "right", yref: `${yref} domain`, y: 1 - 0.12 * k, yanchor: "top", text: `${ref.name} ${ref.value.toFixed(3)} (above)`, showarrow: false, font: { size: 10, color: "#555" } })),
+      ];
+    }
+    // each setting change: a dotted line through the loss panels at its step, labelled on the top panel
+    const marks = this.runs.flatMap((r, i) => r.changes.map((c) => ({ c, color: PALETTE[i % PALETTE.length] })));
+    if (marks.length) {
+      const lossPanels = (["enc", "dec"] as const).filter((k) => axis[k]);
+      layout.shapes = [
+        ...((layout.shapes as unknown[]) ?? []),
+        ...marks.flatMap(({ c, color }) => lossPanels.map((k) => ({ type: "line", xref: axis[k].x, x0: c.step, x1: c.step, yref: `${axis[k].y} domain`, y0: 0, y1: 1, line: { color, width: 1, dash: "dot" } }))),
+      ];
+      layout.annotations = [
+        ...((layout.annotations as unknown[]) ?? []),
+        ...marks.map(({ c, color }, k) => ({ xref: axis.enc.x, x: c.step, yref: `${axis.enc.y} domain`, y: 1 - 0.09 * (k % 3), yanchor: "top", xanchor: "left", text: `${CHANGE_LABELS[c.field] ?? c.field} ${c.old}→${c.new}`, showarrow: false, font: { size: 10, color } })),
       ];
     }
     const last = this.runs[this.runs.length - 1];

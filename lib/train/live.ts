@@ -6,7 +6,7 @@
  * progress line on stderr.
  */
 import { display, DisplayHandle, isTerminal } from "../display";
-import { LossChart, RunSeries, StepEvent, EvalEvent } from "../plot/loss-chart";
+import { LossChart, RunSeries, StepEvent, EvalEvent, ChangeEvent } from "../plot/loss-chart";
 import { progressBundle, ProgressState, progressText } from "../plot/progress";
 
 export interface LiveOptions {
@@ -44,7 +44,7 @@ export class LiveReport {
   }
 
   /** Record an event; refresh the display if enough time has passed. */
-  push(e: (StepEvent | EvalEvent) & { elapsedMs?: number; tokensPerSec?: number; stepInFit?: number }): void {
+  push(e: (StepEvent | EvalEvent | ChangeEvent) & { elapsedMs?: number; tokensPerSec?: number; stepInFit?: number }): void {
     this.run.add(e);
     if (e.type === "step") {
       this.progress = {
@@ -72,6 +72,12 @@ export class LiveReport {
     }
     this.chartHandle?.update(this.chart.figure());
     this.progressHandle?.update(progressBundle(this.progress));
+  }
+
+  /** Show a state ("paused", "running") on the progress bar now. */
+  status(status: string): void {
+    this.progress = { ...this.progress, status };
+    this.flush(this.now());
   }
 
   /** The final update: always sent, so the saved notebook holds the end state. */

@@ -23,6 +23,8 @@ import { AdamW, clipGradNorm } from "./optim";
 import { RunDirectory, resolveCheckpoint } from "./run-dir";
 import { LrSchedule } from "./schedule";
 import { readTrainingState, TrainerState, writeTrainingState } from "./state";
+import { appendSettingsHistory, ChangeField, checkChange, ControllableRun, readSettingsHistory, RunEvent, SettingChange } from "./changes";
+import { ControlPanel } from "./controls";
 
 export interface TrainerOptions {
   model: RetroMAE;
@@ -57,6 +59,11 @@ export interface TrainerOptions {
   chart?: LossChart;
   /** Extra settings recorded in config.json and used to label the run on the chart. */
   settings?: Record<string, unknown>;
+  /**
+   * Setting changes to apply at their steps (a run's settings history,
+   * readSettingsHistory(runDir)): a replay of an interactive run, with no panel.
+   */
+  changes?: SettingChange[];
 }
 
 export interface TrainerHook {
@@ -85,7 +92,12 @@ export interface EvalInfo {
   metrics: Record<string, number>;
 }
 
-export type TrainerEvent = StepInfo | EvalInfo;
+/** A setting changed from this step on (the control panel, `change`, a replay). */
+export interface ChangeInfo extends SettingChange {
+  type: "change";
+}
+
+export type TrainerEvent = StepInfo | EvalInfo | ChangeInfo;
 
 export interface FitOptions {
   /** Optimizer steps to take in this call ... */
@@ -158,7 +170,7 @@ const OOM = /out of memory|OOM|Cannot allocate|memory access out of bounds|Array
 
 export class TrainingStopped extends Error {}
 
-export class Trainer {
+export class Trainer implements ControllableRun {
   readonly model: RetroMAE;
   readonly tokenizer: BertTokenizer;
   readonly rng: Rng;
@@ -171,6 +183,20 @@ export class Trainer {
   readonly dataSeed: number;
   /** Optimizer steps taken. */
   step = 0;
+  /** Multiplies the schedule's lr (the control panel's lr scale); 1 by default. */
+  private scale = 1;
+  /** Changes asked for, applied before the next step is queued. */
+  private readonly requested: { field: ChangeField; value: number; source: string; time: string }[] = [];
+  /** Changes to apply at given steps (a replay, or the rest of the history on resume). */
+  private readonly scheduled: SettingChange[];
+  private pauseRequested = false;
+  private resumeWaiter: (() => void) | null = null;
+  private stopRequested = false;
+  private probeRequested = false;
+  private checkpointRequested = false;
+  private fitting = false;
+  private readonly listeners = new Set<(e: RunEvent) => void>();
+  private panel: ControlPanel | null = null;
   private schedule: LrSchedule | null = null;
   /** False on the device from the first non-finite step of a fit on: updates after it are not applied. */
   private readonly healthy = tf.variable(tf.scalar(true, "bool"), false);
@@ -213,12 +239,18 @@ export class Trainer {
     this.hooks = o.hooks ?? [];
     this.chart = o.chart ?? new LossChart();
     this.series = this.chart.addRun(this.labelSettings());
+    this.scheduled = [...(o.changes ?? [])].sort((a, b) => a.step - b.step);
+    for (const c of this.scheduled) {
+      const bad = checkChange(c.field, c.new);
+      if (bad || !Number.isInteger(c.step) || c.step < 1) throw new Error(`A recorded change cannot be replayed (${JSON.stringify(c)}): ${bad ?? "its step must be a whole number ≥ 1"}`);
+    }
     if (restored) {
       const s = restored.state;
       this.step = s.step;
       this.rng.setState(s.rng);
       this.stream.position = s.position;
       if (s.totalSteps !== null) this.schedule = this.makeSchedule(s.totalSteps, s.warmupSteps ?? undefined);
+      this.scale = (s.options as { lrScale?: number }).lrScale ?? 1;
       this.configWritten = true;
     }
   }
@@ -235,6 +267,141 @@ export class Trainer {
   }
   set decoderMaskRatio(r: number) {
     this.collator.decoderMaskRatio = r;
+  }
+
+  /** The factor on the schedule's lr (the panel's lr scale). */
+  get lrScale(): number {
+    return this.scale;
+  }
+
+  get paused(): boolean {
+    return this.pauseRequested;
+  }
+
+  get totalSteps(): number | null {
+    return this.schedule?.totalSteps ?? this.options.totalSteps ?? null;
+  }
+
+  get canProbe(): boolean {
+    return this.hooks.length > 0;
+  }
+
+  get canCheckpoint(): boolean {
+    return this.run !== null;
+  }
+
+  /**
+   * Change a setting from the next step on, recorded in metrics.jsonl and
+   * the run directory's settings history (so resume and replay apply it at
+   * the same step). Refused with one sentence when the value is not valid.
+   */
+  change(field: ChangeField, value: number, source = "code"): void {
+    const bad = checkChange(field, value, this.current(field));
+    if (bad) throw new Error(bad);
+    this.requested.push({ field, value: Number(value), source, time: new Date().toISOString() });
+  }
+
+  /** Hold the run after the current step until resume(); an interrupt still stops it. */
+  pause(): void {
+    if (this.pauseRequested) return;
+    this.pauseRequested = true;
+    this.notify({ type: "state", state: "paused", step: this.step });
+  }
+
+  resume(): void {
+    if (!this.pauseRequested) return;
+    this.pauseRequested = false;
+    this.resumeWaiter?.();
+    this.notify({ type: "state", state: this.fitting ? "running" : "stopped", step: this.step });
+  }
+
+  /** End the running fit after the current step, as an interrupt does ("stopped"); the next fit goes on. */
+  stopAfterStep(): void {
+    if (!this.fitting) return;
+    this.stopRequested = true;
+    this.resumeWaiter?.();
+    this.notify({ type: "state", state: "stopping", step: this.step });
+  }
+
+  /** Run the evaluation hooks (the probe) after the current step. */
+  probeNow(): void {
+    if (!this.canProbe) throw new Error("This trainer has no hooks to run; pass { hooks: [probeHook(set, every)] } to probe.");
+    this.probeRequested = true;
+    if (!this.fitting) void this.runRequests(null, {});
+  }
+
+  /** Save a checkpoint after the current step. */
+  checkpointNow(): void {
+    if (!this.run) throw new Error("This trainer has no runDir; pass { runDir } to save checkpoints.");
+    this.checkpointRequested = true;
+    if (!this.fitting) void this.runRequests(null, {});
+  }
+
+  /** Hear steps, evaluations, changes and state changes (the control panel does). Returns a function that stops it. */
+  subscribe(fn: (e: RunEvent) => void): () => void {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  }
+
+  /**
+   * A control panel for this run (widgets): pause and resume, stop after the
+   * current step, the mask ratios and an lr scale from the next step, probe
+   * and checkpoint now, and the step and latest losses. It works during fit,
+   * in the cell that shows it or in a later one; the same panel each call.
+   */
+  controls(): ControlPanel {
+    if (!this.panel || this.panel.isClosed) this.panel = new ControlPanel(this);
+    return this.panel;
+  }
+
+  private current(field: ChangeField): number {
+    return field === "lrScale" ? this.scale : field === "encoderMaskRatio" ? this.collator.encoderMaskRatio : this.collator.decoderMaskRatio;
+  }
+
+  private notify(e: RunEvent): void {
+    for (const fn of this.listeners) {
+      try {
+        fn(e);
+      } catch (err) {
+        process.stderr.write(`A trainer listener failed: ${(err as Error).message}\n`);
+      }
+    }
+  }
+
+  /** Apply what is due before step `step` is queued: scheduled changes for it, then the requested ones. */
+  private applyChanges(step: number, options: FitOptions, live: LiveReport | null): void {
+    const due: { field: ChangeField; value: number; source: string; time?: string }[] = [];
+    while (this.scheduled.length && this.scheduled[0].step <= step) {
+      const c = this.scheduled.shift()!;
+      if (c.step === step) due.push({ field: c.field, value: c.new, source: c.source === "resume" ? "resume" : c.source, time: c.time });
+    }
+    due.push(...this.requested.splice(0));
+    for (const d of due) {
+      const old = this.current(d.field);
+      if (old === d.value) continue;
+      if (d.field === "lrScale") this.scale = d.value;
+      else if (d.field === "encoderMaskRatio") this.collator.encoderMaskRatio = d.value;
+      else this.collator.decoderMaskRatio = d.value;
+      const change: SettingChange = { step, field: d.field, old, new: d.value, source: d.source, ...(d.time ? { time: d.time } : {}) };
+      if (this.run && d.source !== "resume") appendSettingsHistory(this.run.dir, change);
+      this.emit({ type: "change", ...change }, options, live);
+    }
+  }
+
+  /** Probe and checkpoint requests, between steps. */
+  private async runRequests(live: LiveReport | null, options: FitOptions): Promise<void> {
+    if (this.probeRequested) {
+      this.probeRequested = false;
+      for (const hook of this.hooks) {
+        const metrics = await hook.run(this);
+        this.emit({ type: "eval", step: this.step, metrics }, options, live);
+      }
+    }
+    if (this.checkpointRequested) {
+      this.checkpointRequested = false;
+      const where = await this.saveCheckpoint();
+      this.notify({ type: "notice", text: `saved ${where}` });
+    }
   }
 
   private labelSettings(): Record<string, unknown> {
@@ -359,19 +526,34 @@ export class Trainer {
       };
       this.emit(event, options, live);
     };
+    this.fitting = true;
+    this.stopRequested = false;
+    this.notify({ type: "state", state: this.pauseRequested ? "paused" : "running", step: this.step });
     try {
       let queued = this.step;
       while (queued < target) {
-        if (signal?.aborted) {
+        if (this.pauseRequested && !signal?.aborted && !this.stopRequested) {
+          while (inflight.length) await settle();
+          await this.runRequests(live, options);
+          live?.status("paused");
+          await new Promise<void>((resolve) => {
+            this.resumeWaiter = resolve;
+            signal?.addEventListener("abort", () => resolve(), { once: true });
+          });
+          this.resumeWaiter = null;
+          live?.status("running");
+        }
+        if (signal?.aborted || this.stopRequested) {
           status = "stopped";
           break;
         }
+        this.applyChanges(queued + 1, options, live);
         const t0 = performance.now();
         inflight.push(this.queueStep(queued + 1));
         modelMs += performance.now() - t0;
         queued++;
         // Hooks and checkpoints see the weights after this step: drain first.
-        const due = this.hooks.some((h) => h.every > 0 && queued % h.every === 0) || (o.runDir && o.checkpointEvery > 0 && queued % o.checkpointEvery === 0 && queued < target);
+        const due = this.hooks.some((h) => h.every > 0 && queued % h.every === 0) || (o.runDir && o.checkpointEvery > 0 && queued % o.checkpointEvery === 0 && queued < target) || this.probeRequested || this.checkpointRequested || this.pauseRequested || this.stopRequested;
         while (inflight.length > (ahead && !due && queued < target ? 1 : 0)) await settle();
         if (inflight.length === 0) {
           for (const hook of this.hooks) {
@@ -383,6 +565,7 @@ export class Trainer {
           if (o.runDir && o.checkpointEvery > 0 && this.step % o.checkpointEvery === 0 && this.step < target) {
             checkpoint = await this.saveCheckpoint();
           }
+          await this.runRequests(live, options);
         }
         await new Promise((r) => setImmediate(r)); // let the kernel send output and see interrupts
       }
@@ -391,9 +574,14 @@ export class Trainer {
     } catch (err) {
       for (const p of inflight) tf.dispose([p.norm, p.ok, ...Object.values(p.losses)]);
       live?.finish(err instanceof Error ? err.message.split(";")[0] : "error");
+      this.fitting = false;
+      this.notify({ type: "state", state: "error", step: this.step });
       throw this.explain(err);
     }
+    this.fitting = false;
+    this.stopRequested = false;
     live?.finish(status);
+    this.notify({ type: "state", state: status, step: this.step });
     return { status, stepsTaken: taken, step: this.step, lastLoss, modelMs, totalMs: performance.now() - started, checkpoint };
   }
 
@@ -413,7 +601,7 @@ export class Trainer {
     const { losses, grads, tokens } = this.accumulate();
     const epoch = this.stream.position.epoch;
     const clipped = clipGradNorm(grads, this.options.maxGradNorm);
-    const lr = this.schedule!.at(step - 1);
+    const lr = this.schedule!.at(step - 1) * this.scale;
     const ok = tf.tidy(() => tf.logicalAnd(tf.logicalAnd(tf.isFinite(losses.loss), tf.isFinite(clipped.norm)), this.healthy)) as tf.Scalar;
     this.healthy.assign(ok);
     this.optimizer.apply(clipped.grads, lr, ok);
@@ -444,9 +632,17 @@ export class Trainer {
       this.run.appendMetrics(row);
     }
     if (e.type === "eval" && this.run) this.run.appendMetrics({ step: e.step, eval: e.metrics });
+    if (e.type === "change" && this.run) {
+      const { type: _type, step, ...change } = e;
+      this.run.appendMetrics({ step, change });
+    }
     live?.push(e);
     if (!live) this.series.add(e);
     options.onEvent?.(e);
+    if (this.listeners.size) {
+      if (e.type === "step") this.notify({ type: "step", step: e.step, loss: e.loss, encoderLoss: e.encoderLoss, decoderLoss: e.decoderLoss, lr: e.lr });
+      else this.notify(e);
+    }
   }
 
   private explain(err: unknown): Error {
@@ -513,6 +709,7 @@ export class Trainer {
       warmupRatio: o.warmupRatio,
       warmupSteps: o.warmupSteps,
       decay: o.decay,
+      lrScale: this.scale,
       maxGradNorm: o.maxGradNorm,
       checkpointEvery: o.checkpointEvery,
       keepLast: o.keepLast,
@@ -531,16 +728,19 @@ export class Trainer {
     const ckpt = resolveCheckpoint(location);
     const { state, optimizer } = readTrainingState(ckpt);
     const { model } = loadCheckpoint(ckpt);
-    const { bowLossWeight, decoderLossWeight, ...saved } = state.options as Partial<TrainerOptions> & { bowLossWeight?: number; decoderLossWeight?: number };
+    const { bowLossWeight, decoderLossWeight, lrScale: _lrScale, ...saved } = state.options as Partial<TrainerOptions> & { bowLossWeight?: number; decoderLossWeight?: number; lrScale?: number };
     model.bowLossWeight = bowLossWeight ?? 0;
     model.decoderLossWeight = decoderLossWeight ?? 1;
     const runDir = args.runDir ?? path.dirname(ckpt);
-    const trainer = new Trainer({ ...saved, ...args, model, runDir, rng: new Rng(0) } as TrainerOptions, { state });
+    // the changes made after this checkpoint are applied again at their steps (those before are in its settings)
+    const later = readSettingsHistory(path.dirname(ckpt)).filter((c) => c.step > state.step).map((c) => ({ ...c, source: "resume" }));
+    const trainer = new Trainer({ ...saved, ...args, model, runDir, rng: new Rng(0), changes: [...later, ...(args.changes ?? [])] } as TrainerOptions, { state });
     trainer.optimizer.setState(optimizer);
     return trainer;
   }
 
   dispose(): void {
+    this.panel?.close();
     this.optimizer.dispose();
     this.healthy.dispose();
   }
