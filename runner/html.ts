@@ -5,6 +5,7 @@
  */
 import { escapeHtml as escape } from "../lib/util";
 import type { Notebook, NotebookCell, Output } from "./notebook";
+import { scriptJson, widgetScripts, WidgetState, WIDGET_STATE_MIME, WIDGET_VIEW_MIME } from "./widgets";
 
 const text = (v: unknown): string => (Array.isArray(v) ? v.join("") : String(v ?? ""));
 const stripAnsi = (s: string) => s.replace(/\x1b\[[0-9;]*m/g, "");
@@ -64,7 +65,13 @@ export function markdown(md: string): string {
   return out.join("\n");
 }
 
-function output(o: Output): string {
+/** The widget modules the embed manager carries; others (anywidget, third-party) show their text/plain. */
+const EMBEDDED = new Set(["@jupyter-widgets/base", "@jupyter-widgets/controls", "@jupyter-widgets/output"]);
+
+function output(o: Output, widgets: WidgetState | null): string {
+  const view = (o.data as Record<string, unknown> | undefined)?.[WIDGET_VIEW_MIME] as { model_id?: string } | undefined;
+  // a widget whose model the notebook saved: the embed manager renders it in place of this script
+  if (view && widgets && view.model_id && EMBEDDED.has(widgets.state[view.model_id]?.model_module)) return `<div class="widget"><script type="${WIDGET_VIEW_MIME}">${scriptJson(view)}</script></div>`;
   if (o.output_type === "stream") return `<pre class="stream ${o.name}">${escape(text(o.text))}</pre>`;
   if (o.output_type === "error") return `<pre class="error">${escape(stripAnsi((o.traceback as string[] | undefined)?.join("\n") ?? `${o.ename}: ${o.evalue}`))}</pre>`;
   const data = (o.data ?? {}) as Record<string, unknown>;
@@ -77,15 +84,16 @@ function output(o: Output): string {
   return "";
 }
 
-function cell(c: NotebookCell): string {
+function cell(c: NotebookCell, widgets: WidgetState | null): string {
   if (c.cell_type === "markdown") return `<section class="md">${markdown(text(c.source))}</section>`;
   if (c.cell_type !== "code") return `<pre>${escape(text(c.source))}</pre>`;
   const count = c.execution_count ?? " ";
-  return `<section class="code"><div class="prompt">In [${count}]:</div><pre class="input">${escape(text(c.source))}</pre>${(c.outputs ?? []).map(output).join("\n")}</section>`;
+  return `<section class="code"><div class="prompt">In [${count}]:</div><pre class="input">${escape(text(c.source))}</pre>${(c.outputs ?? []).map((o) => output(o, widgets)).join("\n")}</section>`;
 }
 
 export function notebookHtml(nb: Notebook, title: string): string {
   const run = nb.metadata.retromae_run as { started?: string; seconds?: number; failed_cell?: number | null } | undefined;
+  const widgets = ((nb.metadata.widgets as Record<string, unknown> | undefined)?.[WIDGET_STATE_MIME] as WidgetState | undefined) ?? null;
   return `<!doctype html>
 <html><head><meta charset="utf-8"><title>${escape(title)}</title>
 <style>
@@ -98,7 +106,8 @@ pre.error{background:#fff0f0;color:#a00}
 table{border-collapse:collapse}td,th{border:1px solid #ddd;padding:.2em .5em}
 </style></head><body>
 <header><h1>${escape(title)}</h1><p>Run ${escape(run?.started ?? "")} in ${run?.seconds ?? "?"} s${run?.failed_cell ? `; <strong>cell ${run.failed_cell} failed</strong>` : ""}.</p></header>
-${nb.cells.map(cell).join("\n")}
+${nb.cells.map((c) => cell(c, widgets)).join("\n")}
+${widgets ? widgetScripts(widgets) : ""}
 </body></html>
 `;
 }

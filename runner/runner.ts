@@ -13,6 +13,7 @@ import { CellReporter } from "./cell-reporter";
 import { CellTimeout, KernelClient, KernelDied } from "./client";
 import { writeFileAtomic } from "../lib/util";
 import { notebookHtml } from "./html";
+import { WidgetStateCollector, WIDGET_STATE_MIME } from "./widgets";
 import { Notebook, NotebookCell, Output, readNotebook, RunError, source } from "./notebook";
 import type { Message } from "../kernel/protocol/wire";
 
@@ -180,6 +181,7 @@ export async function runNotebook(file: string, options: RunOptions = {}): Promi
   let failedCell: number | null = null;
   let error: string | null = null;
   const collector = new OutputCollector();
+  const widgets = new WidgetStateCollector();
   const reporter = options.report ? new CellReporter({ tty: options.tty ?? false, write: options.report }) : null;
   const echo = (t: string) => {
     reporter?.sawOutput();
@@ -202,6 +204,7 @@ export async function runNotebook(file: string, options: RunOptions = {}): Promi
           code,
           (m) => {
             collector.apply(cell, m, echo);
+            widgets.apply(m);
             reporter?.message(m);
           },
           { timeoutMs: options.timeoutS ? options.timeoutS * 1000 : undefined },
@@ -228,6 +231,9 @@ export async function runNotebook(file: string, options: RunOptions = {}): Promi
   } finally {
     await client.shutdown();
   }
+  const widgetState = widgets.state();
+  if (widgetState) nb.metadata.widgets = { [WIDGET_STATE_MIME]: widgetState };
+  else delete nb.metadata.widgets;
   nb.metadata.retromae_run = { started: new Date(started).toISOString(), seconds: Math.round((Date.now() - started) / 100) / 10, parameters: options.parameters ?? {}, failed_cell: failedCell };
   writeFileAtomic(out, JSON.stringify(normalise(nb), null, 1) + "\n");
   let html: string | null = null;

@@ -115,7 +115,7 @@ test("the kernel's folders are layers: protocol, runtime, language thread; the r
   const inFolder = (dir: string) => fs.readdirSync(path.join(root, dir)).filter((f) => f.endsWith(".ts")).sort();
   assert.equal(inFolder(k("protocol")), ["flags.ts", "iopub.ts", "messages.ts", "protocol.ts", "transport.ts", "wire.ts"]);
   assert.equal(inFolder(k("language")), ["cells.ts", "code-cache.ts", "declarations.ts", "globals.d.ts", "language-worker.ts", "language.ts"]);
-  assert.equal(inFolder("runner"), ["cell-reporter.ts", "client.ts", "html.ts", "notebook.ts", "runner.ts"]);
+  assert.equal(inFolder("runner"), ["cell-reporter.ts", "client.ts", "html.ts", "notebook.ts", "runner.ts", "widgets.ts"]);
   for (const f of ["runtime.ts", "display.ts", "modules.ts", "bridge.ts", "traceback.ts", "format.ts", "plotly.ts", "comms.ts"]) assert.ok(inFolder(k("runtime")).includes(f), `kernel/runtime/${f}`);
 });
 

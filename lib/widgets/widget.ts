@@ -263,7 +263,8 @@ export class Widget<S extends Record<string, unknown> = Record<string, unknown>>
   /** The text a notebook without the widget manager shows. */
   toString(): string {
     const shown = Object.entries(this.state).filter(([k, v]) => !k.startsWith("_") && k !== "layout" && k !== "style" && v !== null && v !== "" && !(Array.isArray(v) && v.length === 0));
-    return `${this.spec.modelName.replace(/Model$/, "")}(${shown.map(([k, v]) => `${k}=${v instanceof Widget ? v.toString() : JSON.stringify(v)}`).join(", ")})`;
+    const name = this.constructor.name && this.constructor.name !== "Widget" ? this.constructor.name : this.spec.modelName.replace(/Model$/, "");
+    return `${name}(${shown.map(([k, v]) => `${k}=${v instanceof Widget ? v.toString() : JSON.stringify(v)}`).join(", ")})`;
   }
 
   toMimeBundle(): MimeBundle {
