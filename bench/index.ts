@@ -4,6 +4,7 @@
  *   matmul    GFLOP/s per backend, with PyTorch in the same run
  *   model     RetroMAE forward+backward per preset, with PyTorch in the same run
  *   train     full Trainer steps (AdamW, clipping) per preset, with PyTorch in the same run
+ *   controls  the training control panel's cost on steps: with and without trainer.controls() open
  *   profile   where one training step's time goes, kernel by kernel
  *   probe     SciFact encoding, search, full probe and BM25, with PyTorch encoding in the same run
  *   kernel    kernel start, cell round trip, print throughput and memory, with ipykernel in the same run
@@ -21,6 +22,7 @@ import { benchProbe } from "./probe";
 import { benchProfile } from "./profile";
 import { benchTokenize } from "./tokenize";
 import { benchTrain, benchTrainOne } from "./train";
+import { benchControls } from "./controls";
 
 const BENCHES: Record<string, (args: string[]) => Promise<void>> = {
   tokenize: benchTokenize,
@@ -28,6 +30,7 @@ const BENCHES: Record<string, (args: string[]) => Promise<void>> = {
   model: benchModel,
   "model-one": benchModelOne,
   train: benchTrain,
+  controls: benchControls,
   "train-one": benchTrainOne,
   probe: benchProbe,
   profile: benchProfile,

@@ -315,24 +315,18 @@ export function link<A extends Widget, B extends Widget>(a: [A, string], b: [B, 
   const [wa, na] = a;
   const [wb, nb] = b;
   let busy = false;
-  const ab: Observer = (c) => {
+  // copy one side's change to the other; `busy` stops the echo coming back
+  const copyTo = (w: Widget, name: string): Observer => (c) => {
     if (busy) return;
     busy = true;
     try {
-      wb.set({ [nb]: c.new } as never);
+      w.set({ [name]: c.new } as never);
     } finally {
       busy = false;
     }
   };
-  const ba: Observer = (c) => {
-    if (busy) return;
-    busy = true;
-    try {
-      wa.set({ [na]: c.new } as never);
-    } finally {
-      busy = false;
-    }
-  };
+  const ab = copyTo(wb, nb);
+  const ba = copyTo(wa, na);
   wb.set({ [nb]: wa.get(na as never) } as never);
   wa.observe(na as never, ab);
   wb.observe(nb as never, ba);

@@ -79,8 +79,8 @@ def result_text(outputs):
     return None
 
 
-class Shared(unittest.TestCase):
-    """Checks that share one kernel."""
+class OneKernel(unittest.TestCase):
+    """A kernel shared by a class's checks, started once and shut down after them."""
 
     @classmethod
     def setUpClass(cls):
@@ -90,6 +90,10 @@ class Shared(unittest.TestCase):
     def tearDownClass(cls):
         cls.kc.stop_channels()
         cls.km.shutdown_kernel(now=True)
+
+
+class Shared(OneKernel):
+    """Checks that share one kernel."""
 
     def setUp(self):
         # Drain anything left over from an earlier check.

@@ -9,21 +9,12 @@ import time
 import unittest
 from queue import Empty
 
-from protocol_checks import collect, result_text, run, shell_reply, start
+from protocol_checks import OneKernel, collect, result_text, run, shell_reply
 
 CWD = os.environ.get("KERNEL_CWD", os.getcwd())
 
 
-class Widgets(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.km, cls.kc = start()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.kc.stop_channels()
-        cls.km.shutdown_kernel(now=True)
-
+class Widgets(OneKernel):
     def setUp(self):
         while True:
             try:
