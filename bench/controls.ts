@@ -70,6 +70,8 @@ export async function benchControls(args: string[]): Promise<void> {
   setWidgetHost(previous);
   const a = median(without);
   const b = median(withPanel);
-  emit({ bench: "controls", preset, backend: choice.backend, batch: B, seq: L, steps, reps, ms_per_step_without: +a.toFixed(1), ms_per_step_with_panel: +b.toFixed(1), slowdown: +(b / a - 1).toFixed(4), target: "≤ 0.02", widget_bytes_total: host.bytes });
+  // each rep's pair ran back to back: the median of their ratios is the least noisy figure on a shared machine
+  const paired = median(withPanel.map((w, i) => w / without[i] - 1));
+  emit({ bench: "controls", preset, backend: choice.backend, batch: B, seq: L, steps, reps, ms_per_step_without: +a.toFixed(1), ms_per_step_with_panel: +b.toFixed(1), slowdown_of_medians: +(b / a - 1).toFixed(4), slowdown_paired_median: +paired.toFixed(4), target: "≤ 0.02", widget_messages_per_step: +(host.messages / ((2 * reps + 1) * steps)).toFixed(2), widget_bytes_total: host.bytes });
   trainer.dispose();
 }
