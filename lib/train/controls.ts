@@ -41,10 +41,10 @@ export class ControlPanel extends VBox {
     const probeButton = new Button({ description: "probe now", icon: "search", disabled: !run.canProbe, tooltip: run.canProbe ? "run the evaluation hooks after the current step" : "this trainer has no hooks" });
     const checkpointButton = new Button({ description: "checkpoint now", icon: "save", disabled: !run.canCheckpoint, tooltip: run.canCheckpoint ? "save a checkpoint after the current step" : "this trainer has no runDir" });
     const slider = (description: string, value: number) =>
-      new FloatSlider({ description, value, min: 0, max: Math.max(0.95, value), step: 0.01, continuous_update: false, readout_format: ".2f", layout: { width: "420px" } });
+      new FloatSlider({ description, value, min: 0, max: Math.max(0.95, value), step: 0.01, continuous_update: false, readout_format: ".2f", layout: { width: "460px" }, style: { description_width: "110px" } });
     const encoderSlider = slider("encoder mask", run.encoderMaskRatio);
     const decoderSlider = slider("decoder mask", run.decoderMaskRatio);
-    const lrScaleSlider = new FloatLogSlider({ description: "lr scale", value: run.lrScale, base: 10, min: -2, max: 1, step: 0.05, continuous_update: false, readout_format: ".3g", layout: { width: "420px" } });
+    const lrScaleSlider = new FloatLogSlider({ description: "lr scale", value: run.lrScale, base: 10, min: -2, max: 1, step: 0.05, continuous_update: false, readout_format: ".3g", layout: { width: "460px" }, style: { description_width: "110px" } });
     super([status, new HBox([pauseButton, stopButton, probeButton, checkpointButton]), encoderSlider, decoderSlider, lrScaleSlider, message], { layout: { border: "1px solid #ddd", padding: "6px" } });
     this.status = status;
     this.message = message;
@@ -65,9 +65,12 @@ export class ControlPanel extends VBox {
     for (const [w, field] of sliders) {
       w.observe("value", (c: Change<number>) => {
         if (c.source !== "frontend") return;
+        // a slider snaps to min + k·step in floating point (0.44999999999999996): keep the value the user meant
+        const value = typeof c.new === "number" ? Math.round(c.new * 1e6) / 1e6 : c.new;
         try {
-          run.change(field, c.new, "panel");
-          this.say(`${LABELS[field]} ${c.old} → ${c.new}: applies from step ${run.step + 1}.`);
+          run.change(field, value, "panel");
+          if (value !== c.new) w.value = value;
+          this.say(`${LABELS[field]} ${c.old} → ${value}: applies from step ${run.step + 1}.`);
         } catch (err) {
           w.value = run[field]; // the refused value goes back to the one in force
           this.say((err as Error).message, true);

@@ -48,18 +48,20 @@ export interface DOMState extends State {
   tooltip: string | null;
 }
 
-/** Options every control takes: its attributes, and CSS for its layout. */
-export type Options<S> = Partial<Omit<S, "layout" | "style">> & { layout?: Record<string, string | null> };
+/** Options every control takes: its attributes, CSS for its layout, and its style model's attributes (e.g. { description_width: "120px" }). */
+export type Options<S> = Partial<Omit<S, "layout" | "style">> & { layout?: Record<string, string | null>; style?: Record<string, string | null> };
 
 /** A widget with a view: its Layout (and style model, for controls that have one) made with it, closed with it. */
 export class DOMWidget<S extends DOMState = DOMState> extends Widget<S> {
   constructor(modelName: string, viewName: string, defaults: Omit<S, "layout" | "style" | "_dom_classes" | "tabbable" | "tooltip">, options: Options<S> = {}, styleModel?: string, module = CONTROLS, version = V2) {
-    const { layout: css, ...rest } = options as Options<S> & { layout?: Record<string, string | null> };
-    const layout = new Layout(css ?? {});
-    const style = styleModel ? new Style(styleModel, STYLE_DEFAULTS[styleModel] ?? {}) : undefined;
+    // layout CSS and style attributes may come with the defaults (controls spread their options there) or apart
+    const { layout: css1, style: style1, ...given } = defaults as Record<string, unknown> & Options<S>;
+    const { layout: css2, style: style2, ...rest } = options as Options<S>;
+    const layout = new Layout({ ...(css1 ?? {}), ...(css2 ?? {}) });
+    const style = styleModel ? new Style(styleModel, { ...(STYLE_DEFAULTS[styleModel] ?? {}), ...(style1 ?? {}), ...(style2 ?? {}) }) : undefined;
     super(
       { modelModule: module, modelModuleVersion: version, modelName, viewModule: module, viewModuleVersion: version, viewName },
-      { _dom_classes: [], tabbable: null, tooltip: null, ...defaults, ...rest, layout, ...(style ? { style } : {}) } as unknown as S,
+      { _dom_classes: [], tabbable: null, tooltip: null, ...given, ...rest, layout, ...(style ? { style } : {}) } as unknown as S,
     );
     this.onClose(() => {
       layout.close();
@@ -119,9 +121,10 @@ function checkRange(kind: string, s: { min?: unknown; max?: unknown; value?: unk
 /** A slider of floats (FloatSliderModel): value 0 in [0, 100], step 0.1, readout ".2f". */
 export class FloatSlider extends ValueWidget<number, FloatSliderState> {
   constructor(options: Options<FloatSliderState> = {}) {
-    const s = { value: 0, min: 0, max: 100, step: 0.1, ...describable, ...slider, readout_format: ".2f", ...options };
+    const { layout, style, ...given } = options;
+    const s = { value: 0, min: 0, max: 100, step: 0.1, ...describable, ...slider, readout_format: ".2f", ...given };
     checkRange("FloatSlider", s);
-    super("FloatSliderModel", "FloatSliderView", s as never, {}, "SliderStyleModel");
+    super("FloatSliderModel", "FloatSliderView", s as never, { layout, style } as never, "SliderStyleModel");
   }
 }
 
@@ -130,10 +133,11 @@ export type IntSliderState = FloatSliderState;
 /** A slider of integers (IntSliderModel): value 0 in [0, 100], step 1. */
 export class IntSlider extends ValueWidget<number, IntSliderState> {
   constructor(options: Options<IntSliderState> = {}) {
-    const s = { value: 0, min: 0, max: 100, step: 1, ...describable, ...slider, readout_format: "d", ...options };
+    const { layout, style, ...given } = options;
+    const s = { value: 0, min: 0, max: 100, step: 1, ...describable, ...slider, readout_format: "d", ...given };
     checkRange("IntSlider", s);
     for (const k of ["value", "min", "max", "step"] as const) if (!Number.isInteger(s[k])) throw new Error(`IntSlider ${k} must be a whole number; got ${s[k]}.`);
-    super("IntSliderModel", "IntSliderView", s as never, {}, "SliderStyleModel");
+    super("IntSliderModel", "IntSliderView", s as never, { layout, style } as never, "SliderStyleModel");
   }
 }
 
@@ -144,11 +148,12 @@ export interface FloatLogSliderState extends FloatSliderState {
 /** A slider on a log scale (FloatLogSliderModel): value = base^exponent, min and max are exponents. Default value 1 in [10^0, 10^4]. */
 export class FloatLogSlider extends ValueWidget<number, FloatLogSliderState> {
   constructor(options: Options<FloatLogSliderState> = {}) {
-    const s = { value: 1, min: 0, max: 4, step: 0.1, base: 10, ...describable, ...slider, readout_format: ".3g", ...options };
+    const { layout, style, ...given } = options;
+    const s = { value: 1, min: 0, max: 4, step: 0.1, base: 10, ...describable, ...slider, readout_format: ".3g", ...given };
     const lo = s.base ** s.min;
     const hi = s.base ** s.max;
     if (!(s.value >= lo * (1 - 1e-12) && s.value <= hi * (1 + 1e-12))) throw new Error(`FloatLogSlider: value ${s.value} is outside [${lo}, ${hi}] (base ${s.base} to the powers min ${s.min} and max ${s.max}).`);
-    super("FloatLogSliderModel", "FloatLogSliderView", s as never, {}, "SliderStyleModel");
+    super("FloatLogSliderModel", "FloatLogSliderView", s as never, { layout, style } as never, "SliderStyleModel");
   }
 }
 

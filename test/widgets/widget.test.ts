@@ -160,6 +160,12 @@ test("link keeps two attributes equal both ways; unlink stops it; Dropdown, Outp
   assert.equal(host.opened.find((x) => x.id === o.id)!.state._model_module, "@jupyter-widgets/output");
   assert.throws(() => new FloatLogSlider({ value: 1e6 }), /value 1000000 is outside \[1, 10000\]/);
   assert.ok(new Layout({ width: "100px" }).get("width") === "100px");
+  // layout CSS and style attributes reach their models, for every kind of control
+  for (const w of [new FloatSlider({ layout: { width: "300px" }, style: { description_width: "90px" } }), new Text({ layout: { width: "300px" }, style: { description_width: "90px" } }), new VBox([], { layout: { width: "300px" } })]) {
+    assert.is((w.get("layout") as Layout).get("width"), "300px", w.spec.modelName);
+    const style = (w.getState() as Record<string, unknown>).style as Widget | undefined;
+    if (style) assert.is(style.get("description_width" as never), "90px", w.spec.modelName);
+  }
 });
 
 test("without a kernel, widgets still work on their own: state, observers, clicks", () => {
