@@ -13,6 +13,9 @@ import * as controls from "@jupyter-widgets/controls";
 import { Widget } from "@lumino/widgets";
 import "@jupyter-widgets/controls/css/widgets-base.css";
 import { anywidgetModule } from "./anywidget-shim";
+// plotly.js-dist has no types; the page calls Plotly.react only
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const Plotly = require("plotly.js-dist") as { react(el: HTMLElement, data: unknown[], layout: unknown): Promise<unknown> };
 import "anywidget";
 
 interface Seen {
@@ -58,10 +61,13 @@ async function run(code: string): Promise<{ status: string; results: string[] }>
   const results: string[] = [];
   const shown: Promise<void>[] = [];
   future.onIOPub = (msg) => {
-    if (KernelMessage.isDisplayDataMsg(msg) || KernelMessage.isExecuteResultMsg(msg)) {
-      const data = msg.content.data as Record<string, unknown>;
+    const type = msg.header.msg_type;
+    if (KernelMessage.isDisplayDataMsg(msg) || KernelMessage.isExecuteResultMsg(msg) || type === "update_display_data") {
+      const content = msg.content as { data: Record<string, unknown>; transient?: { display_id?: string } };
+      const data = content.data;
       const view = data["application/vnd.jupyter.widget-view+json"] as { model_id: string } | undefined;
       if (view) shown.push(show(view.model_id));
+      else if (data[PLOTLY] || (typeof data["text/html"] === "string" && content.transient?.display_id)) output(content.transient?.display_id ?? String(Math.random()), data);
       else if (typeof data["text/plain"] === "string") results.push(data["text/plain"] as string);
     }
   };
@@ -80,6 +86,23 @@ async function listen(modelId: string): Promise<void> {
   model.on("msg:custom", (content: unknown, buffers: (ArrayBuffer | DataView)[]) => {
     customs.push({ model: modelId, content, buffers: (buffers ?? []).map((b) => Array.from(new Uint8Array(b instanceof DataView ? b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength) : b))) });
   });
+}
+
+const PLOTLY = "application/vnd.plotly.v1+json";
+const outputs = new Map<string, HTMLElement>();
+
+/** Rich output a notebook shows beside the widgets: a Plotly chart (drawn and updated in place) or HTML (the progress bar). */
+function output(displayId: string, data: Record<string, unknown>): void {
+  let el = outputs.get(displayId);
+  if (!el) {
+    el = document.createElement("div");
+    el.className = "output";
+    document.getElementById("outputs")!.appendChild(el);
+    outputs.set(displayId, el);
+  }
+  const fig = data[PLOTLY] as { data: unknown[]; layout: Record<string, unknown> } | undefined;
+  if (fig) void Plotly.react(el, fig.data, { ...fig.layout, width: 640 });
+  else el.innerHTML = data["text/html"] as string;
 }
 
 const shownModels = new Set<string>();

@@ -79,7 +79,7 @@ test("JupyterLab's widget manager in Chromium drives the kernel's widgets both w
     loader: { ".css": "css", ".woff": "dataurl", ".woff2": "dataurl", ".eot": "dataurl", ".ttf": "dataurl", ".svg": "dataurl" },
     logLevel: "error",
   });
-  fs.writeFileSync(path.join(work, "index.html"), '<!doctype html><html><head><meta charset="utf-8"><link rel="stylesheet" href="page.css"></head><body><div id="area"></div><script src="page.js"></script></body></html>');
+  fs.writeFileSync(path.join(work, "index.html"), '<!doctype html><html><head><meta charset="utf-8"><link rel="stylesheet" href="page.css"></head><body style="display:flex;gap:16px;align-items:flex-start;font-family:sans-serif"><div id="area" style="width:640px"></div><div id="outputs"></div><script src="page.js"></script></body></html>');
 
   const port = await freePort();
   server = spawn("jupyter-notebook", ["--no-browser", "--ip=127.0.0.1", `--port=${port}`, `--NotebookApp.token=${token}`, `--notebook-dir=${work}`, "--NotebookApp.allow_origin=*", ...(process.getuid?.() === 0 ? ["--allow-root"] : [])], {
@@ -173,10 +173,12 @@ const model = RetroMAE.create("tiny", { rng, overrides: { hiddenSize: 32, numAtt
 const trainer = new Trainer({ model, tokenizer: tok, data, rng, batchSize: 4, maxLength: 32, lr: 1e-3, runDir: ${JSON.stringify(runDir)} });
 display(trainer.controls());`);
   await page.waitForSelector("text=stop after this step");
-  await page.evaluate(() => (window as unknown as { widgetPage: PageApi }).widgetPage.launch("const fitted = await trainer.fit({ steps: 100000, live: false });\nfitted.status"));
+  // the fit's live chart and progress bar are drawn beside the panel, as in a notebook
+  await page.evaluate(() => (window as unknown as { widgetPage: PageApi }).widgetPage.launch("const fitted = await trainer.fit({ steps: 100000, liveIntervalMs: 250 });\nfitted.status"));
   await page.waitForFunction(() => /running/.test(document.body.textContent ?? ""), undefined, { timeout: 60_000 });
+  await page.waitForSelector("#outputs .main-svg", { timeout: 60_000 });
   await typeInto(page, "encoder mask", "0.45");
-  await page.waitForTimeout(1500);
+  await page.waitForTimeout(2500);
   await page.click("button:has-text('stop after this step')");
   await page.waitForFunction(() => (window as unknown as { widgetPage: PageApi }).widgetPage.launched.length > 0, undefined, { timeout: 60_000 });
   assert.equal(await k.eval((w) => w.launched[0].results), ["'stopped'"]);
@@ -187,6 +189,8 @@ display(trainer.controls());`);
   assert.ok(change.step > 1 && change.step <= steps[steps.length - 1], `the change applied from step ${change.step}, within the run's ${steps.length} steps`);
   assert.match((await page.textContent("body")) ?? "", /encoder mask ratio 0\.3 → 0\.45/);
   fs.mkdirSync(ARTIFACTS, { recursive: true });
+  // the chart marks the change at its step
+  await page.waitForFunction(() => [...document.querySelectorAll("#outputs .annotation-text")].some((t) => /enc 0\.3→0\.45/.test(t.textContent ?? "")), undefined, { timeout: 30_000 });
   await page.screenshot({ path: path.join(ARTIFACTS, "widgets-browser.png"), fullPage: true });
   assert.equal(pageErrors, [], "no JavaScript errors in the page");
 });
