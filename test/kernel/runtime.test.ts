@@ -1,5 +1,6 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
+import { CommManager } from "../../kernel/runtime/comms";
 import { terminalDisplay } from "../../lib";
 import { collectGarbage } from "../../lib/util";
 import type { Library } from "../../kernel/runtime/bridge";
@@ -13,7 +14,7 @@ const rssMb = () => process.memoryUsage().rss / 1048576;
 const hooks = {
   publish: () => undefined,
   display: { forLibrary: () => terminalDisplay } as unknown as DisplayPublisher,
-  comms: {},
+  comms: new CommManager(() => undefined, () => undefined),
   requestInput: () => undefined,
   exit: () => undefined,
 } as unknown as RuntimeHooks;
