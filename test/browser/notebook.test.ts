@@ -8,10 +8,8 @@
  * was drawn by plotly.js, and that no cell shows an error. A screenshot goes
  * to test/artifacts/ (not committed).
  */
-import { ChildProcess, spawn, spawnSync } from "child_process";
-import * as crypto from "crypto";
+import { spawnSync } from "child_process";
 import * as fs from "fs";
-import * as net from "net";
 import * as os from "os";
 import * as path from "path";
 import { chromium, Browser } from "playwright-core";
@@ -19,59 +17,24 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { injectParameters, readNotebook } from "../../runner/runner";
 import { installKernel } from "../kernel/harness";
+import { CHROMIUM, CHROMIUM_FLAGS, NotebookServer, startNotebookServer } from "./server";
 
 const ROOT = path.resolve(__dirname, "..", "..");
 const ARTIFACTS = path.join(ROOT, "test", "artifacts");
-const CHROMIUM = "/usr/bin/chromium";
-const FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-quic"];
-
 const work = fs.mkdtempSync(path.join(os.tmpdir(), "retromae-browser-"));
 const { env, prefix } = installKernel();
-const token = crypto.randomBytes(12).toString("hex");
-let server: ChildProcess | null = null;
+let server: NotebookServer | null = null;
 let browser: Browser | null = null;
-let serverLog = "";
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = net.createServer();
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-async function waitForHttp(url: string, ms: number): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (server?.exitCode !== null) break;
-    try {
-      if ((await fetch(url)).ok) return;
-    } catch {
-      /* not up yet */
-    }
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  throw new Error(`jupyter-notebook did not come up: ${serverLog.slice(-2000)}`);
-}
 
 test("the reduced quickstart runs in a real browser: live chart updates, final chart drawn, no errors", async () => {
   const nb = readNotebook(path.join(ROOT, "notebooks", "quickstart.ipynb"));
   injectParameters(nb, { steps: "6", batchSize: "8", maxLength: "64", probeEvery: "3", probeDocs: "30", runDir: JSON.stringify(path.join(work, "runs")) });
   fs.writeFileSync(path.join(work, "quickstart.ipynb"), JSON.stringify(nb));
 
-  const port = await freePort();
-  server = spawn("jupyter-notebook", ["--no-browser", "--ip=127.0.0.1", `--port=${port}`, `--NotebookApp.token=${token}`, `--notebook-dir=${work}`, ...(process.getuid?.() === 0 ? ["--allow-root"] : [])], {
-    env: { ...env, JUPYTER_CONFIG_DIR: path.join(work, ".jupyter"), JUPYTER_RUNTIME_DIR: path.join(work, ".runtime") },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  server.stdout!.on("data", (d) => (serverLog += d));
-  server.stderr!.on("data", (d) => (serverLog += d));
-  const base = `http://127.0.0.1:${port}`;
-  await waitForHttp(`${base}/api?token=${token}`, 60_000);
+  server = await startNotebookServer(work, env);
+  const { base, token } = server;
 
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: FLAGS });
+  browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_FLAGS });
   const page = await browser.newPage({ viewport: { width: 1280, height: 1000 } });
   const pageErrors: string[] = [];
   page.on("pageerror", (e) => pageErrors.push(e.message));
@@ -128,7 +91,7 @@ test("retromae run's HTML report draws its Plotly chart offline", async () => {
   const html = path.join(work, "plot.html");
   const r = spawnSync(process.execPath, [path.join(ROOT, "bin", "retromae.js"), "run", file, "--html", html], { encoding: "utf8", timeout: 120_000 });
   assert.is(r.status, 0, r.stderr);
-  browser ??= await chromium.launch({ executablePath: CHROMIUM, args: FLAGS });
+  browser ??= await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_FLAGS });
   const context = await browser.newContext({ offline: true });
   const page = await context.newPage();
   const requests: string[] = [];
@@ -142,7 +105,7 @@ test("retromae run's HTML report draws its Plotly chart offline", async () => {
 
 test.after(async () => {
   await browser?.close();
-  server?.kill("SIGTERM");
+  server?.stop();
   fs.rmSync(work, { recursive: true, force: true });
   fs.rmSync(prefix, { recursive: true, force: true });
 });

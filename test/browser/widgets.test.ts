@@ -7,26 +7,21 @@
  * server and renders what the cells display. The test moves sliders and
  * clicks buttons in the page, and reads the kernel's side by running cells.
  */
-import { ChildProcess, spawn } from "child_process";
-import * as crypto from "crypto";
 import * as fs from "fs";
-import * as net from "net";
 import * as os from "os";
 import * as path from "path";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { chromium, Browser, Page } from "playwright-core";
 import { installKernel } from "../kernel/harness";
+import { CHROMIUM, CHROMIUM_FLAGS, NotebookServer, startNotebookServer } from "./server";
 
 const ROOT = path.resolve(__dirname, "..", "..");
 const ARTIFACTS = path.join(ROOT, "test", "artifacts");
-const FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--allow-file-access-from-files"];
 const work = fs.mkdtempSync(path.join(os.tmpdir(), "retromae-widgets-browser-"));
 const { env, prefix } = installKernel();
-const token = crypto.randomBytes(12).toString("hex");
-let server: ChildProcess | null = null;
+let server: NotebookServer | null = null;
 let browser: Browser | null = null;
-let serverLog = "";
 
 type PageApi = {
   start(u: string, t: string, k: string): Promise<string>;
@@ -46,16 +41,6 @@ const api = (page: Page) => ({
   },
   eval: <T>(fn: (w: PageApi) => T) => page.evaluate(`(${fn.toString()})(window.widgetPage)`) as Promise<T>,
 });
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = net.createServer();
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 /** Type a value into a slider's readout, as a user does: click it, replace the text, Enter. */
 async function typeInto(page: Page, sliderLabel: string, value: string): Promise<void> {
@@ -81,25 +66,11 @@ test("JupyterLab's widget manager in Chromium drives the kernel's widgets both w
   });
   fs.writeFileSync(path.join(work, "index.html"), '<!doctype html><html><head><meta charset="utf-8"><link rel="stylesheet" href="page.css"></head><body style="display:flex;gap:16px;align-items:flex-start;font-family:sans-serif"><div id="area" style="width:640px"></div><div id="outputs"></div><script src="page.js"></script></body></html>');
 
-  const port = await freePort();
-  server = spawn("jupyter-notebook", ["--no-browser", "--ip=127.0.0.1", `--port=${port}`, `--NotebookApp.token=${token}`, `--notebook-dir=${work}`, "--NotebookApp.allow_origin=*", ...(process.getuid?.() === 0 ? ["--allow-root"] : [])], {
-    env: { ...env, JUPYTER_CONFIG_DIR: path.join(work, ".jupyter"), JUPYTER_RUNTIME_DIR: path.join(work, ".runtime") },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  server.stdout!.on("data", (d) => (serverLog += d));
-  server.stderr!.on("data", (d) => (serverLog += d));
-  const base = `http://127.0.0.1:${port}`;
-  for (let i = 0; ; i++) {
-    try {
-      if ((await fetch(`${base}/api?token=${token}`)).ok) break;
-    } catch {
-      /* not up yet */
-    }
-    if (i > 240) throw new Error(`jupyter-notebook did not come up: ${serverLog.slice(-2000)}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
+  // the page is a file:// page: the server must accept its origin
+  server = await startNotebookServer(work, env, ["--NotebookApp.allow_origin=*"]);
+  const { base, token } = server;
 
-  browser = await chromium.launch({ executablePath: "/usr/bin/chromium", args: FLAGS });
+  browser = await chromium.launch({ executablePath: CHROMIUM, args: [...CHROMIUM_FLAGS, "--allow-file-access-from-files"] });
   const page = await browser.newPage({ viewport: { width: 1000, height: 900 } });
   const pageErrors: string[] = [];
   page.on("pageerror", (e) => pageErrors.push(e.message));
@@ -197,7 +168,7 @@ display(trainer.controls());`);
 
 test.after(async () => {
   await browser?.close();
-  server?.kill("SIGTERM");
+  server?.stop();
   fs.rmSync(work, { recursive: true, force: true });
   fs.rmSync(prefix, { recursive: true, force: true });
 });
