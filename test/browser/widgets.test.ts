@@ -134,18 +134,18 @@ display(a);`);
   assert.is(await k.run("pongs.length > 0 && pongs.every((p) => JSON.stringify(p) === '{\"pong\":7}')"), "true");
   assert.is(await page.locator(".any-el").count(), 1);
 
-  // 7. the trainer's panel: a fit runs in its own cell; the page moves the encoder slider, then stops the run
+  // 7. the trainer's panel, shown by the cell that runs the fit: the page moves the encoder slider, then stops the run
   const runDir = path.join(work, "panel-run");
   await k.run(`import { RetroMAE, Trainer, BertTokenizer, PackedCorpus, Rng } from "retromae";
 const tok = BertTokenizer.bertBaseUncased();
 const data = PackedCorpus.fromTexts(Array.from({ length: 40 }, (_, i) => \`the cell \${i} divides and the protein folds into shape \${i}\`), tok, 32);
 const rng = new Rng(3);
 const model = RetroMAE.create("tiny", { rng, overrides: { hiddenSize: 32, numAttentionHeads: 2, intermediateSize: 64, numHiddenLayers: 1 } });
-const trainer = new Trainer({ model, tokenizer: tok, data, rng, batchSize: 4, maxLength: 32, lr: 1e-3, runDir: ${JSON.stringify(runDir)} });
-display(trainer.controls());`);
+const trainer = new Trainer({ model, tokenizer: tok, data, rng, batchSize: 4, maxLength: 32, lr: 1e-3, runDir: ${JSON.stringify(runDir)} });`);
+  // the cell that shows the panel runs the fit; its live chart and progress bar are drawn beside the panel, as in a notebook
+  // (test/kernel/widget_checks.py steers a fit from a panel shown by an earlier cell)
+  await page.evaluate(() => (window as unknown as { widgetPage: PageApi }).widgetPage.launch("display(trainer.controls());\nconst fitted = await trainer.fit({ steps: 100000, liveIntervalMs: 250 });\nfitted.status"));
   await page.waitForSelector("text=stop after this step");
-  // the fit's live chart and progress bar are drawn beside the panel, as in a notebook
-  await page.evaluate(() => (window as unknown as { widgetPage: PageApi }).widgetPage.launch("const fitted = await trainer.fit({ steps: 100000, liveIntervalMs: 250 });\nfitted.status"));
   await page.waitForFunction(() => /running/.test(document.body.textContent ?? ""), undefined, { timeout: 60_000 });
   await page.waitForSelector("#outputs .main-svg", { timeout: 60_000 });
   await typeInto(page, "encoder mask", "0.45");
