@@ -50,8 +50,13 @@ export function checkChange(field: string, value: unknown, current?: number): st
 export function readSettingsHistory(runDir: string): SettingChange[] {
   const file = path.join(runDir, HISTORY_FILE);
   if (!fs.existsSync(file)) return [];
-  const data = JSON.parse(fs.readFileSync(file, "utf8")) as { changes?: SettingChange[] };
-  if (!Array.isArray(data.changes)) throw new Error(`${file} holds no "changes" list; it is not a settings history written by this package.`);
+  let data: { changes?: SettingChange[] };
+  try {
+    data = JSON.parse(fs.readFileSync(file, "utf8"));
+  } catch {
+    throw new Error(`${file} is not valid JSON; restore it from the run's metrics.jsonl change rows, or delete it to replay no changes.`);
+  }
+  if (!data || !Array.isArray(data.changes)) throw new Error(`${file} holds no "changes" list; it is not a settings history written by this package.`);
   return data.changes;
 }
 
