@@ -81,6 +81,24 @@ export function gelu(x: tf.Tensor): tf.Tensor {
   return tf.mul(tf.mul(x, 0.5), tf.add(1, tf.erf(tf.mul(x, Math.SQRT1_2))));
 }
 
+/** Registered by the webgpu backend only: its fused matmul with a GELU epilogue. */
+export const DENSE_GELU = "RetroMAEDenseGelu";
+
+/**
+ * GELU(x·Wᵀ + b): the feed-forward's first dense layer and the MLM head's
+ * transform. On webgpu, when no gradient is being recorded (encoding, the
+ * probe), one matmul whose epilogue adds the bias and applies GELU as it
+ * writes the rows. Elsewhere, and whenever the tape records (GELU's gradient
+ * needs the pre-activation), the dense layer then GELU.
+ * x [N, in], W [out, in], b [out] -> [N, out]
+ */
+export function linearGelu(x: tf.Tensor2D, W: tf.Tensor2D, bias: tf.Tensor1D): tf.Tensor2D {
+  if (nativeKernel(DENSE_GELU) && !tf.engine().isTapeOn() && [x, W, bias].every((t) => t.dtype === "float32")) {
+    return tf.engine().runKernel(DENSE_GELU, { x, W, bias }, {}) as tf.Tensor2D;
+  }
+  return gelu(linear(x, W, bias)) as tf.Tensor2D;
+}
+
 export const ADD_LAYER_NORM = "RetroMAEAddLayerNorm";
 export const LAYER_NORM_GRAD = "RetroMAELayerNormGrad";
 export const SCALED_MASKED_SOFTMAX = "RetroMAEScaledMaskedSoftmax";

@@ -9,7 +9,7 @@
  */
 import * as tf from "../engine/tf";
 import type { Rng } from "../engine/rng";
-import { addLayerNorm, attentionInference, attentionInPlace, gelu as fusedGelu, linear, logSumExpArgMax, logSumExpRows, scaledMaskedSoftmax, softmaxMinusOneHot, softmaxMinusOneHotColSum, tiedLogits } from "../engine/fused";
+import { addLayerNorm, attentionInference, attentionInPlace, gelu as fusedGelu, linear, linearGelu, logSumExpArgMax, logSumExpRows, scaledMaskedSoftmax, softmaxMinusOneHot, softmaxMinusOneHotColSum, tiedLogits } from "../engine/fused";
 import type { BertConfig } from "./config";
 
 export type Weights = ReadonlyMap<string, tf.Tensor>;
@@ -31,12 +31,24 @@ export function weight(w: Weights, name: string): tf.Tensor {
 
 /** y = x · Wᵀ + b. x [..., in], W [out, in], b [out] -> [..., out] */
 export function dense(w: Weights, prefix: string, x: tf.Tensor): tf.Tensor {
+  return rowsThrough(linear, w, prefix, x); // one fused matmul + bias on native and webgpu
+}
+
+/**
+ * y = GELU(x · Wᵀ + b), dense then GELU. On webgpu in inference, one matmul
+ * with the bias and GELU in its epilogue. x [..., in] -> [..., out]
+ */
+export function denseGelu(w: Weights, prefix: string, x: tf.Tensor): tf.Tensor {
+  return rowsThrough(linearGelu, w, prefix, x);
+}
+
+/** A dense op on the rows of x: x [..., in] as [N, in], W [out, in], b [out] -> [..., out] */
+function rowsThrough(op: (x: tf.Tensor2D, W: tf.Tensor2D, b: tf.Tensor1D) => tf.Tensor2D, w: Weights, prefix: string, x: tf.Tensor): tf.Tensor {
   const W = weight(w, `${prefix}.weight`) as tf.Tensor2D;
-  const b = weight(w, `${prefix}.bias`);
+  const b = weight(w, `${prefix}.bias`) as tf.Tensor1D;
   const inDim = x.shape[x.shape.length - 1];
   const lead = x.shape.slice(0, -1);
-  const y = linear(x.reshape([-1, inDim]) as tf.Tensor2D, W, b as tf.Tensor1D); // [N, out]: one fused matmul + bias on native
-  return y.reshape([...lead, W.shape[0]]);
+  return op(x.reshape([-1, inDim]) as tf.Tensor2D, W, b).reshape([...lead, W.shape[0]]); // [N, out] -> [..., out]
 }
 
 /**
@@ -235,7 +247,7 @@ export function bertLayer(
   opts: ForwardOptions,
 ): tf.Tensor3D {
   const attended = attention(w, `${prefix}.attention`, cfg, query, keyValue, mask, opts); // [B, Lq, H]
-  const inner = gelu(dense(w, `${prefix}.intermediate.dense`, attended)); // [B, Lq, I]
+  const inner = denseGelu(w, `${prefix}.intermediate.dense`, attended); // [B, Lq, I]
   const out = dropout(dense(w, `${prefix}.output.dense`, inner), cfg.hiddenDropoutProb, opts); // [B, Lq, H]
   return layerNorm(w, `${prefix}.output.LayerNorm`, out, cfg.layerNormEps, attended) as tf.Tensor3D;
 }
@@ -370,7 +382,7 @@ export function mlmTransform(w: Weights, cfg: BertConfig, hidden: tf.Tensor2D): 
   return layerNorm(
     w,
     "cls.predictions.transform.LayerNorm",
-    gelu(dense(w, "cls.predictions.transform.dense", hidden)),
+    denseGelu(w, "cls.predictions.transform.dense", hidden),
     cfg.layerNormEps,
   ) as tf.Tensor2D;
 }

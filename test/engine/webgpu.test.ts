@@ -18,11 +18,12 @@ import { backend, use } from "../../lib/engine/backend";
 import { Rng } from "../../lib/engine/rng";
 import { explainNoAdapter, icdFiles, isSoftwareAdapter } from "../../lib/engine/webgpu/dawn";
 import { startWebGPU, webgpuState } from "../../lib/engine/webgpu/backend";
+import { splitsAlongK, WebGPUBackendLike } from "../../lib/engine/webgpu/kernels";
 import { loadBeir } from "../../lib/data/beir";
 import { PackedCorpus } from "../../lib/train/data";
 import { Trainer, StepInfo } from "../../lib/train/trainer";
 import { AdamW } from "../../lib/train/optim";
-import { addLayerNorm, ADD_LAYER_NORM, gelu, GELU, logSumExpArgMax, logSumExpRows, scaledMaskedSoftmax, SCALED_MASKED_SOFTMAX, softmaxMinusOneHotColSum } from "../../lib/engine/fused";
+import { addLayerNorm, ADD_LAYER_NORM, DENSE_GELU, gelu, GELU, linear, linearGelu, logSumExpArgMax, logSumExpRows, scaledMaskedSoftmax, SCALED_MASKED_SOFTMAX, softmaxMinusOneHotColSum } from "../../lib/engine/fused";
 import { runProbe, ProbeSet } from "../../lib/probe/probe";
 import { RetroMAE } from "../../lib/model/retromae";
 import { RetroMAECollator } from "../../lib/masking/collator";
@@ -280,6 +281,101 @@ test("the masked cross-entropy's pieces on webgpu match the cpu's composition: l
     close(dz.cpu, dz.gpu, 1e-6, "dz");
     close(col.cpu, col.gpu, 1e-5, "colsum");
   }
+});
+
+/** The shader keys of the programs `fn` dispatches on webgpu, with its result read. */
+async function programsOf(fn: () => tf.Tensor): Promise<{ keys: string[]; values: Float32Array }> {
+  await use("webgpu");
+  const b = tf.backend() as unknown as WebGPUBackendLike;
+  const keys: string[] = [];
+  const run = b.runWebGPUProgram;
+  b.runWebGPUProgram = function (this: WebGPUBackendLike, program: object, ...rest: unknown[]) {
+    keys.push((program as { shaderKey: string }).shaderKey);
+    return (run as (...a: unknown[]) => ReturnType<typeof run>).call(this, program, ...rest);
+  } as typeof run;
+  try {
+    const t = fn();
+    const values = (await t.data()) as Float32Array;
+    t.dispose();
+    return { keys, values };
+  } finally {
+    delete (b as Partial<WebGPUBackendLike>).runWebGPUProgram;
+  }
+}
+
+test("the dense layer with GELU in its epilogue (inference on webgpu): one dispatch, the cpu's dense-then-GELU on odd shapes; under the tape, two passes and the cpu's gradients", async () => {
+  const rng = new Rng(21);
+  // [N, in, out]: a batch of one, row tails, widths that are and are not multiples of 4, and an output small enough for tfjs's reduce program
+  for (const [N, K, O] of [[1, 67, 129], [5, 64, 36], [130, 67, 33], [3, 2, 2], [64, 32, 64]]) {
+    const x = rng.fillNormal(new Float32Array(N * K));
+    const W = rng.fillNormal(new Float32Array(O * K));
+    const bias = rng.fillNormal(new Float32Array(O));
+    const make = () => [tf.tensor2d(x, [N, K]), tf.tensor2d(W, [O, K]), tf.tensor1d(bias)] as const;
+    const f = () => tf.tidy(() => linearGelu(...make()));
+    const r = await both(f);
+    assert.equal(r.shape, [N, O]);
+    for (let i = 0; i < r.cpu.length; i++) assert.ok(Math.abs(r.cpu[i] - r.gpu[i]) < 1e-5 * Math.max(1, Math.abs(r.cpu[i])), `[${N}, ${K}, ${O}] at ${i}: cpu ${r.cpu[i]} vs webgpu ${r.gpu[i]}`);
+    const { keys, values } = await programsOf(f);
+    assert.equal(keys.length, 1, `one program, got ${keys.join(", ")}`);
+    assert.ok(keys[0].endsWith("_retromaeGelu"), keys[0]);
+    // The same values as the two passes (the same matmul, then the same GELU)
+    const twoPass = await programsOf(() => tf.tidy(() => gelu(linear(...make()))));
+    assert.equal(twoPass.keys.length, 2);
+    for (let i = 0; i < values.length; i++) assert.ok(Math.abs(values[i] - twoPass.values[i]) < 1e-6 * Math.max(1, Math.abs(values[i])));
+  }
+  // Under the tape: the dense layer then GELU, whose gradient needs the pre-activation
+  const [N, K, O] = [7, 33, 65];
+  const x = rng.fillNormal(new Float32Array(N * K));
+  const W = rng.fillNormal(new Float32Array(O * K));
+  const bias = rng.fillNormal(new Float32Array(O));
+  const dy = rng.fillNormal(new Float32Array(N * O));
+  for (const which of [0, 1, 2]) {
+    const g = await both(() => {
+      const ins = [tf.tensor2d(x, [N, K]), tf.tensor2d(W, [O, K]), tf.tensor1d(bias)];
+      const grads = tf.grads((a: tf.Tensor, w: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(linearGelu(a as tf.Tensor2D, w as tf.Tensor2D, b as tf.Tensor1D), tf.tensor2d(dy, [N, O]))))(ins);
+      return grads[which];
+    });
+    for (let i = 0; i < g.cpu.length; i++) assert.ok(Math.abs(g.cpu[i] - g.gpu[i]) < 1e-4 * Math.max(1, Math.abs(g.cpu[i])), `grad ${which} at ${i}: cpu ${g.cpu[i]} vs webgpu ${g.gpu[i]}`);
+  }
+  assert.ok(tf.getKernel(DENSE_GELU, "webgpu"), "the epilogue kernel serves webgpu");
+});
+
+test("a matmul tfjs would split along K (float atomics) runs without them: the same bits run after run, and the cpu's values", async () => {
+  const rng = new Rng(22);
+  // A hidden-32 weight's gradient over 2,048 tokens: dzᵀ·x, and a fused matmul with a bias
+  const dz = rng.fillNormal(new Float32Array(2048 * 32));
+  const xs = rng.fillNormal(new Float32Array(2048 * 32));
+  const a = rng.fillNormal(new Float32Array(24 * 2048));
+  const bw = rng.fillNormal(new Float32Array(16 * 2048));
+  const bias = rng.fillNormal(new Float32Array(16));
+  const info = (shape: number[]) => ({ dataId: {}, shape, dtype: "float32" as const });
+  assert.ok(splitsAlongK(info([2048, 32]), info([2048, 32]), true, false, 8), "tfjs's rule splits the weight gradient along K");
+  assert.ok(splitsAlongK(info([24, 2048]), info([16, 2048]), false, true, 8), "and the fused matmul");
+  assert.not.ok(splitsAlongK(info([2048, 128]), info([2048, 128]), true, false, 8), "a hidden-128 gradient has tiles enough");
+  // tfjs's own kernel does split it (so the rule above is tfjs's)
+  await use("webgpu");
+  const own = (tf.getKernel(tf.BatchMatMul, "webgpu") as unknown as { original: (args: object) => { dataId: object } }).original;
+  const seen = await programsOf(() => {
+    const [p, q] = [tf.tensor2d(dz, [2048, 32]), tf.tensor2d(xs, [2048, 32])];
+    const out = own({ inputs: { a: p, b: q }, backend: tf.backend(), attrs: { transposeA: true, transposeB: false } });
+    tf.dispose([p, q]);
+    return tf.engine().makeTensorFromDataId(out.dataId, [32, 32], "float32");
+  });
+  assert.ok(seen.keys.some((k) => k.startsWith("matMulSplitK")), `tfjs's kernel alone: ${seen.keys.join(", ")}`);
+  const cases: [string, () => tf.Tensor][] = [
+    ["dzᵀ·x", () => tf.matMul(tf.tensor2d(dz, [2048, 32]), tf.tensor2d(xs, [2048, 32]), true, false)],
+    ["x·Wᵀ + b", () => tf.fused.matMul({ a: tf.tensor2d(a, [24, 2048]), b: tf.tensor2d(bw, [16, 2048]), transposeB: true, bias: tf.tensor1d(bias) })],
+  ];
+  for (const [name, f] of cases) {
+    const g = () => tf.tidy(f);
+    const first = await programsOf(g);
+    const second = await programsOf(g);
+    assert.ok(first.keys.every((k) => !k.startsWith("matMulSplitK")), `${name}: ${first.keys.join(", ")}`);
+    assert.equal(bits(first.values), bits(second.values), `${name}: the same bits twice`);
+    const r = await both(g);
+    for (let i = 0; i < r.cpu.length; i++) assert.ok(Math.abs(r.cpu[i] - r.gpu[i]) < 1e-3 * Math.max(1, Math.abs(r.cpu[i])), `${name} at ${i}: cpu ${r.cpu[i]} vs webgpu ${r.gpu[i]}`);
+  }
+  assert.equal(tf.env().getNumber("WEBGPU_MATMUL_PROGRAM_TYPE"), -1, "tfjs's own choice is back for other matmuls");
 });
 
 test("addN over more inputs than a shader may bind equals the cpu's sum", async () => {

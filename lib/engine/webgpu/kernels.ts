@@ -32,6 +32,14 @@
  *   argmax, and softmax − onehot(labels) with its column sums (the tied
  *   decoder's bias gradient), written straight into their outputs: no
  *   [N, vocab] temporaries beyond the gradient itself.
+ * - The dense layer with its bias and GELU in one dispatch, for inference:
+ *   tfjs's own fused matmul with its activation function swapped for the
+ *   exact GELU (training keeps the pre-activation for GELU's gradient, so
+ *   there the dense layer and GELU stay two passes).
+ * - Matmuls without atomics: where tfjs would split one along K and add the
+ *   parts with float atomics (a batch of one, K ≥ 2000, a small output), its
+ *   small-output program runs instead, so the bits do not change from run
+ *   to run.
  * - AddN within the adapter's limits. tfjs binds every input to one shader;
  *   a gradient sum over more inputs than `maxStorageBuffersPerShaderStage`
  *   (8 on the smallest adapters) fails pipeline validation. Here the inputs
@@ -42,6 +50,7 @@ import * as tf from "../tf";
 import type { AdamWStep } from "../native";
 import {
   ADD_LAYER_NORM,
+  DENSE_GELU,
   GELU,
   GELU_GRAD,
   LAYER_NORM_GRAD,
@@ -308,6 +317,80 @@ function elementwiseKernel(kernelName: string, program: (n: number) => object, n
 
 export const geluWebGPU = elementwiseKernel(GELU, geluProgram, ["x"]);
 export const geluGradWebGPU = elementwiseKernel(GELU_GRAD, geluGradProgram, ["x", "dy"]);
+
+/** tfjs-webgpu's program fields these kernels read or change. */
+interface TfjsProgram {
+  shaderKey: string;
+  getUserCode(): string;
+}
+
+/** Run `fn` with every program it hands to runWebGPUProgram first passed through `edit`. */
+function editingPrograms<T>(b: WebGPUBackendLike, edit: (program: TfjsProgram) => void, fn: () => T): T {
+  const own = Object.prototype.hasOwnProperty.call(b, "runWebGPUProgram");
+  const run = b.runWebGPUProgram;
+  b.runWebGPUProgram = function (this: WebGPUBackendLike, program: object, ...rest: unknown[]) {
+    edit(program as TfjsProgram);
+    return (run as (...a: unknown[]) => TensorInfo).call(this, program, ...rest);
+  } as WebGPUBackendLike["runWebGPUProgram"];
+  try {
+    return fn();
+  } finally {
+    if (own) b.runWebGPUProgram = run;
+    else delete (b as Partial<WebGPUBackendLike>).runWebGPUProgram;
+  }
+}
+
+/** The exact GELU as a matmul epilogue, on a value or on four (tfjs's vec4 programs). */
+function geluActivation(type: string, coords: string): string {
+  const v = type === "f32" ? "retromaeGelu(a)" : "vec4<f32>(retromaeGelu(a.x), retromaeGelu(a.y), retromaeGelu(a.z), retromaeGelu(a.w))";
+  return `${ERF_WGSL}
+fn retromaeGelu(x : f32) -> f32 { return 0.5 * x * (1.0 + retromaeErf(x * 0.7071067811865476)); }
+fn activation(a : ${type}, coords : ${coords}) -> ${type} { return ${v}; }`;
+}
+
+/**
+ * Replace the activation function of one of tfjs's matmul programs (asked
+ * for a ReLU epilogue) with the exact GELU, under a shader key of its own.
+ * Throws if the program has no such function: the epilogue would be ReLU.
+ */
+export function swapInGelu(program: TfjsProgram): void {
+  const userCode = program.getUserCode.bind(program);
+  program.shaderKey = `${program.shaderKey}_retromaeGelu`;
+  program.getUserCode = () => {
+    const code = userCode();
+    const head = /fn activation\(a : (f32|vec4<f32>), coords : (vec\d<i32>)\) -> (?:f32|vec4<f32>) \{/.exec(code);
+    if (!head) throw new Error(`tfjs-webgpu's matmul program (${program.shaderKey}) has no activation function to put GELU in; reinstall the pinned @tensorflow/tfjs-backend-webgpu with npm ci.`);
+    let depth = 0;
+    let end = head.index + head[0].length - 1;
+    for (; end < code.length; end++) {
+      if (code[end] === "{") depth++;
+      else if (code[end] === "}" && --depth === 0) break;
+    }
+    return code.slice(0, head.index) + geluActivation(head[1], head[2]) + code.slice(end + 1);
+  };
+}
+
+/**
+ * GELU(x·Wᵀ + b) for inference: tfjs-webgpu's own fused matmul (its tiling,
+ * and its choice of program for the shape), asked for a ReLU epilogue, with
+ * each program's activation function swapped for the exact GELU before its
+ * pipeline is built. One dispatch where the dense layer then GELU takes two,
+ * and the pre-activation is never written. No gradient: linearGelu takes
+ * this only when the tape is off.
+ * x [N, in], W [out, in], bias [out] -> [N, out]
+ */
+export function denseGeluWebGPU(fusedMatMul: KernelFunc): KernelConfig {
+  return {
+    kernelName: DENSE_GELU,
+    backendName: "webgpu",
+    kernelFunc: ({ inputs, backend }) => {
+      const { x, W, bias } = inputs as Record<string, TensorInfo>;
+      const b = backend as unknown as WebGPUBackendLike;
+      const attrs = { transposeA: false, transposeB: true, activation: "relu", leakyreluAlpha: 0 };
+      return editingPrograms(b, swapInGelu, () => fusedMatMul({ inputs: { a: x, b: W, bias } as never, backend, attrs: attrs as never })) as TensorInfo;
+    },
+  };
+}
 
 const ROWS_WG = 64;
 
@@ -587,6 +670,65 @@ export function chunkedAddN(original: KernelFunc, maxInputs: number): KernelConf
   };
 }
 
+/** tfjs-webgpu's choices of matmul program (its MatMulProgramType). */
+const SMALL_OUTPUT_SIZE_PROGRAM = 2;
+
+/**
+ * Whether tfjs-webgpu would split this matmul along K and add the parts with
+ * float atomics (whose order, and so whose bits, change from run to run):
+ * its rule for a batch of one with K ≥ 2000 and few 32×32 output tiles, e.g.
+ * a hidden-32 weight's gradient over 2,048 tokens.
+ */
+export function splitsAlongK(a: TensorInfo, b: TensorInfo, transposeA: boolean, transposeB: boolean, threshold: number): boolean {
+  if (tf.env().getNumber("WEBGPU_MATMUL_PROGRAM_TYPE") >= 0) return false;
+  const ra = a.shape.length;
+  const rb = b.shape.length;
+  const batch = Math.max(product(a.shape.slice(0, -2)), product(b.shape.slice(0, -2)));
+  const outerA = transposeA ? a.shape[ra - 1] : a.shape[ra - 2];
+  const outerB = transposeB ? b.shape[rb - 2] : b.shape[rb - 1];
+  const inner = transposeB ? b.shape[rb - 1] : b.shape[rb - 2];
+  const flag = tf.env().getNumber("WEBGPU_THRESHOLD_TO_INCREASE_WORKGROUPS_FOR_MATMUL");
+  const limit = flag > 0 ? flag : threshold;
+  const tiles = batch * Math.ceil(outerA / 32) * Math.ceil(outerB / 32);
+  const few = tiles <= limit || (outerA <= 8 && tiles <= limit * 2);
+  return few && batch * outerA * outerB > 128 && batch === 1 && inner >= 2000;
+}
+
+/** BatchMatMul or _FusedMatMul, with tfjs's small-output program where it would split along K. */
+export function deterministicMatMul(kernelName: string, original: KernelFunc): KernelConfig {
+  return {
+    kernelName,
+    backendName: "webgpu",
+    kernelFunc: (args) => {
+      const { a, b } = args.inputs as unknown as { a: TensorInfo; b: TensorInfo };
+      const { transposeA, transposeB } = args.attrs as unknown as { transposeA: boolean; transposeB: boolean };
+      const threshold = (args.backend as unknown as { thresholdToIncreaseWorkgroups?: number }).thresholdToIncreaseWorkgroups ?? 8;
+      if (!splitsAlongK(a, b, transposeA, transposeB, threshold)) return original(args);
+      const env = tf.env();
+      const before = env.getNumber("WEBGPU_MATMUL_PROGRAM_TYPE");
+      env.set("WEBGPU_MATMUL_PROGRAM_TYPE", SMALL_OUTPUT_SIZE_PROGRAM);
+      try {
+        return original(args);
+      } finally {
+        env.set("WEBGPU_MATMUL_PROGRAM_TYPE", before);
+      }
+    },
+  };
+}
+
+type Wrapped = KernelConfig & { original?: KernelFunc };
+
+/** Replace tfjs's webgpu kernel `name` by `wrap(its own function)`, once however often this runs. The new function, or null. */
+function wrapTfjsKernel(name: string, wrap: (original: KernelFunc) => KernelConfig): KernelFunc | null {
+  const current = tf.getKernel(name, "webgpu") as Wrapped | undefined;
+  if (!current) return null;
+  const original = current.original ?? current.kernelFunc;
+  tf.unregisterKernel(name, "webgpu");
+  const config: Wrapped = { ...wrap(original), original };
+  tf.registerKernel(config);
+  return config.kernelFunc;
+}
+
 /**
  * Register this project's webgpu kernels, replacing tfjs's where it has one.
  * `maxStorageBuffers` is the device's maxStorageBuffersPerShaderStage.
@@ -597,13 +739,12 @@ export function registerWebGPUKernels(maxStorageBuffers: number): void {
     if (tf.getKernel(k.kernelName, "webgpu")) tf.unregisterKernel(k.kernelName, "webgpu");
     tf.registerKernel(k);
   }
-  const addN = tf.getKernel(tf.AddN, "webgpu");
-  if (addN) {
-    const original = (addN as KernelConfig & { original?: KernelFunc }).original ?? addN.kernelFunc;
-    tf.unregisterKernel(tf.AddN, "webgpu");
-    // One binding is the output; each input takes one.
-    const config = chunkedAddN(original, maxStorageBuffers - 1) as KernelConfig & { original?: KernelFunc };
-    config.original = original;
-    tf.registerKernel(config);
+  wrapTfjsKernel(tf.BatchMatMul, (original) => deterministicMatMul(tf.BatchMatMul, original));
+  const fusedMatMul = wrapTfjsKernel(tf._FusedMatMul, (original) => deterministicMatMul(tf._FusedMatMul, original));
+  if (fusedMatMul) {
+    if (tf.getKernel(DENSE_GELU, "webgpu")) tf.unregisterKernel(DENSE_GELU, "webgpu");
+    tf.registerKernel(denseGeluWebGPU(fusedMatMul));
   }
+  // One binding is the output; each input takes one.
+  wrapTfjsKernel(tf.AddN, (original) => chunkedAddN(original, maxStorageBuffers - 1));
 }
