@@ -27,13 +27,27 @@ export function peakRssMb(): number {
   return Math.round(process.resourceUsage().maxRSS / 1024);
 }
 
-const TORCH_PYTHON = "/usr/bin/python3";
+let torchPythonFound: string | null | undefined;
 
-/** True when Debian's python3 has torch (python3-torch). */
-export function torchAvailable(): boolean {
-  if (!fs.existsSync(TORCH_PYTHON)) return false;
-  return spawnSync(TORCH_PYTHON, ["-c", "import torch"], { stdio: "ignore" }).status === 0;
+/**
+ * The Python that has torch: RETROMAE_TORCH_PYTHON, else the python3 on the
+ * PATH (a venv or a GPU image's own, e.g. /opt/torch/.venv/bin/python3),
+ * else Debian's /usr/bin/python3 (python3-torch). Null where none imports it.
+ */
+export function torchPython(): string | null {
+  if (torchPythonFound !== undefined) return torchPythonFound;
+  const candidates = process.env.RETROMAE_TORCH_PYTHON ? [process.env.RETROMAE_TORCH_PYTHON] : ["python3", "/usr/bin/python3"];
+  torchPythonFound = candidates.find((py) => spawnSync(py, ["-c", "import torch"], { stdio: "ignore" }).status === 0) ?? null;
+  return torchPythonFound;
 }
+
+/** True when some Python here has torch (see torchPython). */
+export function torchAvailable(): boolean {
+  return torchPython() !== null;
+}
+
+/** What a benchmark row says where no Python has torch. */
+export const NO_TORCH = "no python3 here has torch (apt-get install python3-torch, or set RETROMAE_TORCH_PYTHON to one that has it)";
 
 /**
  * The environments PyTorch runs in: as the machine sets it, and its best
@@ -52,9 +66,11 @@ export const TORCH_ENVS: { name: string; env: NodeJS.ProcessEnv }[] = [
   },
 ];
 
-/** Run a reference script under /usr/bin/python3; returns its last JSON line. */
+/** Run a reference script under torchPython(); returns its last JSON line. */
 export function runTorch(script: string, args: string[], env: NodeJS.ProcessEnv): Record<string, unknown> {
-  const r = spawnSync(TORCH_PYTHON, [path.join(__dirname, "reference", script), ...args], { env, encoding: "utf8" });
+  const py = torchPython();
+  if (!py) throw new Error(`PyTorch reference ${script} cannot run: ${NO_TORCH}.`);
+  const r = spawnSync(py, [path.join(__dirname, "reference", script), ...args], { env, encoding: "utf8" });
   if (r.status !== 0) throw new Error(`PyTorch reference ${script} failed: ${(r.stderr || "").trim().split("\n").pop()}`);
   const lines = r.stdout.trim().split("\n");
   return JSON.parse(lines[lines.length - 1]);
@@ -147,7 +163,7 @@ export function runPresetsAgainstTorch(bench: string, args: string[], torchExtra
       }
       rows.push(...torchRows);
     } else {
-      for (const r of rows) r.torch = "skipped: /usr/bin/python3 has no torch (apt-get install python3-torch)";
+      for (const r of rows) r.torch = `skipped: ${NO_TORCH}`;
     }
     fs.rmSync(dir, { recursive: true, force: true });
     for (const r of rows) emit(r);

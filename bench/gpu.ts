@@ -1,9 +1,9 @@
 /**
  * `npm run bench -- gpu [--backend webgpu[,tensorflow]] [--configs tiny:16x128,mini:32x128,small:32x256,base:32x512]
- *                       [--steps N] [--probe-docs N|all|0]`
+ *                       [--steps N] [--probe-docs N|all|0] [--child-timeout-s S]`
  *
  * Training steps and probe encoding on this project's GPU backends, with
- * PyTorch on CUDA in the same run where /usr/bin/python3 has torch and
+ * PyTorch on CUDA in the same run where a python3 has torch (torchPython) and
  * `torch.cuda.is_available()`. For each configuration (preset:BATCHxLENGTH):
  *
  * - ours, per backend, in a child process of its own: full Trainer steps
@@ -38,7 +38,7 @@ import { makeProbeSet } from "../lib/probe/probe";
 import { BertTokenizer } from "../lib/text/tokenizer";
 import { PackedCorpus } from "../lib/train/data";
 import { Trainer } from "../lib/train/trainer";
-import { emit, option, recordBatches, runTorch, SHARED_DATA, writeEncodeBatches } from "./common";
+import { emit, NO_TORCH, option, recordBatches, runTorch, SHARED_DATA, torchPython, writeEncodeBatches } from "./common";
 
 const DEFAULT_CONFIGS = "tiny:16x128,mini:32x128,small:32x256,base:32x512";
 
@@ -58,8 +58,10 @@ function parseConfigs(spec: string): Config[] {
 
 /** Which GPU PyTorch sees, or why it cannot run there. */
 function torchCuda(): { device: string } | { skipped: string } {
-  const r = spawnSync("/usr/bin/python3", ["-c", "import torch, json; print(json.dumps({'cuda': torch.cuda.is_available(), 'name': torch.cuda.get_device_name() if torch.cuda.is_available() else None}))"], { encoding: "utf8" });
-  if (r.status !== 0) return { skipped: "/usr/bin/python3 has no torch (apt-get install python3-torch)" };
+  const py = torchPython();
+  if (!py) return { skipped: NO_TORCH };
+  const r = spawnSync(py, ["-c", "import torch, json; print(json.dumps({'cuda': torch.cuda.is_available(), 'name': torch.cuda.get_device_name() if torch.cuda.is_available() else None}))"], { encoding: "utf8" });
+  if (r.status !== 0) return { skipped: `${py} failed to ask torch for CUDA: ${(r.stderr || "").trim().split("\n").pop()}` };
   const j = JSON.parse(r.stdout.trim().split("\n").pop()!) as { cuda: boolean; name: string | null };
   return j.cuda ? { device: j.name! } : { skipped: "torch.cuda.is_available() is false on this machine" };
 }
@@ -135,6 +137,8 @@ export async function benchGpu(args: string[]): Promise<void> {
   const backends = (option(args, "backend") ?? "webgpu").split(",");
   const steps = option(args, "steps") ?? "10";
   const probeDocs = option(args, "probe-docs");
+  // seconds one backend's child may take for one configuration (its row then says so, and PyTorch still runs)
+  const childTimeout = option(args, "child-timeout-s") ? Number(option(args, "child-timeout-s")) : null;
   const cuda = torchCuda();
   const table: Record<string, unknown>[] = [];
   for (const c of configs) {
@@ -143,18 +147,23 @@ export async function benchGpu(args: string[]): Promise<void> {
     const encodeFile = path.join(dir, "encode.safetensors");
     const rows: Record<string, unknown>[] = [];
     for (const b of backends) {
+      const started = performance.now();
       const child = spawnSync(
         process.execPath,
         ["-r", "ts-node/register/transpile-only", path.join(__dirname, "index.ts"), "gpu-one", "--preset", c.preset, "--batch", String(c.batch), "--seq", String(c.seq), "--steps", steps, "--backend", b,
           ...(rows.length === 0 ? ["--save-batch", batchFile, "--save-encode", encodeFile] : []), ...(probeDocs ? ["--probe-docs", probeDocs] : [])],
-        { encoding: "utf8", maxBuffer: 1 << 24 },
+        { encoding: "utf8", maxBuffer: 1 << 24, ...(childTimeout ? { timeout: childTimeout * 1000, killSignal: "SIGKILL" as const } : {}) },
       );
-      const last = child.stdout.trim().split("\n").pop() ?? "";
+      const last = (child.stdout ?? "").trim().split("\n").pop() ?? "";
       if (child.status !== 0 || !last.startsWith("{")) {
-        rows.push({ bench: "gpu", engine: b, preset: c.preset, batch: c.batch, seq: c.seq, failed: (child.stderr || "").trim().split("\n").pop() });
+        const why = child.signal === "SIGKILL" && childTimeout ? `stopped after --child-timeout-s ${childTimeout}` : (child.stderr || "").trim().split("\n").pop();
+        rows.push({ bench: "gpu", engine: b, preset: c.preset, batch: c.batch, seq: c.seq, failed: why });
+        process.stderr.write(`bench gpu: ${c.preset} ${c.batch}x${c.seq} on ${b} failed after ${((performance.now() - started) / 1000).toFixed(0)} s: ${why}\n`);
         continue;
       }
       rows.push({ bench: "gpu", engine: b, ...JSON.parse(last) });
+      // as soon as it is measured, in case a later step of the run is stopped
+      process.stderr.write(`bench gpu: ${c.preset} ${c.batch}x${c.seq} on ${b}: ${last}\n`);
     }
     if ("device" in cuda && fs.existsSync(batchFile)) {
       const cfg = JSON.stringify(hfConfig(bertConfig(c.preset)));

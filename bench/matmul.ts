@@ -3,12 +3,12 @@
  * GFLOP/s of a 1024x256x8000 float32 matmul, one JSON line per backend (for
  * native, one per GEMM the addon has: OpenBLAS and the bundled one, side by
  * side, with `ratio_vs_openblas`), then PyTorch in the same run when
- * /usr/bin/python3 has torch.
+ * a python3 has torch (torchPython in common.ts).
  */
 import * as tf from "../lib/engine/tf";
 import { use } from "../lib/engine/backend";
 import { loadAddon } from "../lib/engine/native";
-import { emit, nativeGemms, option, runTorch, torchAvailable, TORCH_ENVS } from "./common";
+import { emit, nativeGemms, NO_TORCH, option, runTorch, torchAvailable, TORCH_ENVS } from "./common";
 
 const M = 1024;
 const K = 256;
@@ -53,7 +53,7 @@ export async function benchMatmul(args: string[]): Promise<void> {
     });
   }
   if (!torchAvailable()) {
-    emit({ bench: "matmul", backend: "torch", skipped: "/usr/bin/python3 has no torch (apt-get install python3-torch)" });
+    emit({ bench: "matmul", backend: "torch", skipped: NO_TORCH });
     return;
   }
   for (const { name, env } of TORCH_ENVS) {

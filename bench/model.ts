@@ -3,7 +3,7 @@
  *
  * One RetroMAE forward+backward step (no optimizer) on SciFact text, per
  * preset: ms/step, tokens/s (non-padding tokens), peak RSS. When
- * /usr/bin/python3 has torch, the same batch runs through the PyTorch
+ * a python3 has torch (torchPython), the same batch runs through the PyTorch
  * reference in the same run, with the machine's environment and with
  * PyTorch's best setting here, and `ratio_vs_torch` compares with the best.
  * Each preset runs in its own child process, so peak RSS is its own.

@@ -25,7 +25,7 @@ import { Bm25Index } from "../lib/probe/bm25";
 import { evaluate } from "../lib/probe/metrics";
 import { makeProbeSet, runProbe } from "../lib/probe/probe";
 import { BertTokenizer } from "../lib/text/tokenizer";
-import { emit, option, peakRssMb, runTorch, SHARED_DATA, torchAvailable, TORCH_ENVS, writeEncodeBatches } from "./common";
+import { emit, NO_TORCH, option, peakRssMb, runTorch, SHARED_DATA, torchAvailable, TORCH_ENVS, writeEncodeBatches } from "./common";
 
 export async function benchProbe(args: string[]): Promise<void> {
   const presets = (option(args, "presets") ?? "tiny,mini").split(",") as PresetName[];
@@ -85,7 +85,7 @@ export async function benchProbe(args: string[]): Promise<void> {
       row.ratio_vs_torch_same_work = +((row.docs_per_s as number) / best("docs_per_s_same_work")).toFixed(3);
       row.model_ratio_vs_torch_same_work = +((row.model_docs_per_s as number) / best("docs_per_s_same_work")).toFixed(3);
     } else {
-      row.torch = "skipped: /usr/bin/python3 has no torch (apt-get install python3-torch)";
+      row.torch = `skipped: ${NO_TORCH}`;
     }
     model.dispose();
     emit(row);

@@ -109,5 +109,32 @@ test("unpacked with no node on the PATH: bench gpu runs (on SwiftShader here, an
   assert.match(row.torch, /^skipped: /);
 });
 
+test("scripts/gpu-node-check.sh, the GPU node's prepared run, works from the unpacked bundle with no node on the PATH (SwiftShader here)", () => {
+  // the tools the script calls, and no node
+  const tools = path.join(work, "tools");
+  fs.mkdirSync(tools);
+  for (const t of ["sh", "date", "mkdir", "mktemp", "tar", "xz", "timeout", "grep", "ls", "env", "rm"]) {
+    const found = ["/usr/bin", "/bin"].map((d) => path.join(d, t)).find((f) => fs.existsSync(f));
+    if (found) fs.symlinkSync(found, path.join(tools, t));
+  }
+  const out = path.join(work, "gpu-check");
+  const script = path.join(ROOT, "scripts", "gpu-node-check.sh");
+  const env = { HOME: work, PATH: tools, VK_ICD_FILENAMES: useSwiftShader(), BENCH_STEPS: "1", PROBE_DOCS: "0", DEADLINE_S: "500" };
+  const refused = spawnSync("/bin/sh", [script, path.join(unpacked, "retromae"), work, out], { encoding: "utf8", env });
+  assert.is(refused.status, 2);
+  assert.match(refused.stderr.trim(), /has no beir-scifact; pass the data folder \(\.\.\/shared\/data\) as the second argument\.$/);
+  const r = spawnSync("/bin/sh", [script, path.join(unpacked, "retromae"), SHARED_DATA, out, "doctor", "bench:tiny:2x16"], { encoding: "utf8", env, timeout: 600_000 });
+  assert.is(r.status, 0, r.stdout + r.stderr);
+  const steps = fs.readFileSync(path.join(out, "steps.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l) as { step: string; exit: number });
+  assert.equal(steps.map((s) => [s.step, s.exit]), [["doctor", 0], ["info", 0], ["bench:tiny:2x16", 0]]);
+  assert.match(fs.readFileSync(path.join(out, "doctor.txt"), "utf8"), /WebGPU/);
+  assert.is(JSON.parse(fs.readFileSync(path.join(out, "info.json"), "utf8")).versions.node, process.versions.node);
+  const rows = fs.readFileSync(path.join(out, "bench-gpu.jsonl"), "utf8").split("\n").filter((l) => l.startsWith('{"bench":"gpu"')).map((l) => JSON.parse(l));
+  assert.is(rows[0].engine, "webgpu");
+  assert.is(rows[0].not_gpu, true);
+  assert.ok(rows[0].ms_per_step > 0);
+  assert.match(fs.readFileSync(path.join(out, "bench-gpu.log"), "utf8"), /bench gpu: tiny 2x16 on webgpu: \{/, "each row is logged as soon as it is measured");
+});
+
 test.after(() => fs.rmSync(work, { recursive: true, force: true }));
 test.run();

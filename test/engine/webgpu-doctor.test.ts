@@ -1,7 +1,10 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
 import { diagnoseWebGPU, WebGPUDoctorInputs, AdapterReport } from "../../lib/engine/webgpu/doctor";
-import { WEBGPU_DEFAULT_LIMITS } from "../../lib/engine/webgpu/dawn";
+import { useMountedDriverIcd, WEBGPU_DEFAULT_LIMITS } from "../../lib/engine/webgpu/dawn";
 
 const H200: AdapterReport = { name: "NVIDIA H200", backend: "vulkan", vendor: "nvidia", architecture: "hopper", description: "NVIDIA H200", software: false, limits: { ...WEBGPU_DEFAULT_LIMITS, maxBufferSize: 2 ** 34, maxStorageBufferBindingSize: 2 ** 32 - 4 } };
 const SWIFT: AdapterReport = { name: "SwiftShader Device (Subzero)", backend: "vulkan", vendor: "google", architecture: "swiftshader", description: "SwiftShader driver 5.0.0", software: true, limits: { ...WEBGPU_DEFAULT_LIMITS } };
@@ -33,6 +36,36 @@ test("no loader, no libglvnd, only SwiftShader, Dawn missing: each names its fix
   assert.match(failing({ ...base, dawnError: "the npm package webgpu is not installed" })[0].fix!, /npm ci/);
   const mac = diagnoseWebGPU({ ...base, platform: "darwin", loader: null, icds: [], adapters: [{ ...H200, name: "Apple M3 Max", backend: "metal" }] });
   assert.equal(mac.checks.map((c) => c.name), ["Dawn (npm webgpu)", "WebGPU adapters"], "no Vulkan checks on macOS");
+});
+
+test("a driver mounted at /usr/local/nvidia keeps its ICD outside the loader's search: VK_ICD_FILENAMES is pointed at it, beside what the search finds", () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "icd-"));
+  const mounted = path.join(dir, "share", "vulkan", "icd.d");
+  fs.mkdirSync(mounted, { recursive: true });
+  const nvidia = path.join(mounted, "nvidia_icd.json");
+  fs.writeFileSync(nvidia, JSON.stringify({ file_format_version: "1.0.0", ICD: { library_path: "libGLX_nvidia.so.0", api_version: "1.3.277" } }));
+  fs.writeFileSync(path.join(mounted, "broken.json"), "{");
+  const lvp = { file: "/usr/share/vulkan/icd.d/lvp_icd.x86_64.json", library: "/usr/lib/x86_64-linux-gnu/libvulkan_lvp.so", fromEnv: false };
+  // found by the search: nothing; lavapipe only; NVIDIA's already
+  const none: NodeJS.ProcessEnv = {};
+  assert.equal(useMountedDriverIcd(none, [mounted], []), [nvidia]);
+  assert.is(none.VK_ICD_FILENAMES, nvidia);
+  const withLvp: NodeJS.ProcessEnv = {};
+  assert.equal(useMountedDriverIcd(withLvp, [mounted], [lvp]), [nvidia]);
+  assert.is(withLvp.VK_ICD_FILENAMES, `${lvp.file}:${nvidia}`, "the search's own files stay");
+  const already: NodeJS.ProcessEnv = {};
+  assert.is(useMountedDriverIcd(already, [mounted], [NVIDIA_ICD]), null, "the search finds NVIDIA's driver: nothing changes");
+  assert.is(already.VK_ICD_FILENAMES, undefined);
+  // the user's choice stands; no mounted driver, nothing to do
+  const chosen: NodeJS.ProcessEnv = { VK_DRIVER_FILES: "/x/mine.json" };
+  assert.is(useMountedDriverIcd(chosen, [mounted], []), null);
+  assert.equal(chosen, { VK_DRIVER_FILES: "/x/mine.json" });
+  assert.is(useMountedDriverIcd({}, [path.join(dir, "nowhere")], []), null);
+  // the doctor says where the file came from
+  const d = diagnoseWebGPU({ ...base, icds: [{ file: nvidia, library: "libGLX_nvidia.so.0", fromEnv: true }], mountedIcd: [nvidia] });
+  assert.equal(d.checks.filter((c) => !c.ok), []);
+  assert.match(d.checks.find((c) => c.name === "Vulkan ICD files")!.found, /nvidia_icd\.json -> libGLX_nvidia\.so\.0 \(a mounted driver's, outside the Vulkan loader's search: VK_ICD_FILENAMES points at it for this process\)$/);
+  fs.rmSync(dir, { recursive: true, force: true });
 });
 
 test.run();

@@ -99,8 +99,16 @@ const importModule = new Function("specifier", "return import(specifier)") as (s
 
 let dawn: Promise<DawnModule> | null = null;
 
-/** Load Dawn's Node binding once. Rejects with one sentence when the package or its binary is missing. */
+/** What useMountedDriverIcd added when Dawn was loaded, or null. */
+export let mountedDriverIcd: string[] | null = null;
+
+/**
+ * Load Dawn's Node binding once. Rejects with one sentence when the package
+ * or its binary is missing. A mounted driver's ICD file outside the loader's
+ * search is pointed to first (useMountedDriverIcd).
+ */
 export function loadDawn(): Promise<DawnModule> {
+  if (!dawn && process.platform === "linux") mountedDriverIcd = useMountedDriverIcd();
   dawn ??= importModule("webgpu").then(
     (m) => m as DawnModule,
     (err: NodeJS.ErrnoException) => {
@@ -137,30 +145,60 @@ export interface IcdFile {
   fromEnv: boolean;
 }
 
-/** The ICD files the Vulkan loader would read: the env list when set, else the standard folders. */
-export function icdFiles(env: NodeJS.ProcessEnv = process.env): IcdFile[] {
-  const read = (file: string, fromEnv: boolean): IcdFile => {
-    let library: string | null = null;
-    try {
-      library = (JSON.parse(fs.readFileSync(file, "utf8")) as { ICD?: { library_path?: string } }).ICD?.library_path ?? null;
-    } catch {
-      library = null;
-    }
-    return { file, library, fromEnv };
-  };
-  const fromEnv = env.VK_DRIVER_FILES || env.VK_ICD_FILENAMES;
-  if (fromEnv) return fromEnv.split(":").filter(Boolean).map((f) => read(f, true));
+/**
+ * Where a GPU driver mounted into a container keeps its Vulkan ICD file
+ * outside the loader's search: NVIDIA's driver mounted at /usr/local/nvidia
+ * (Google's GKE; the GPU machines this project's sessions borrow).
+ */
+export const MOUNTED_DRIVER_ICD_DIRS = ["/usr/local/nvidia/share/vulkan/icd.d", "/usr/local/nvidia/vulkan/icd.d"];
+
+function readIcd(file: string, fromEnv: boolean): IcdFile {
+  let library: string | null = null;
+  try {
+    library = (JSON.parse(fs.readFileSync(file, "utf8")) as { ICD?: { library_path?: string } }).ICD?.library_path ?? null;
+  } catch {
+    library = null;
+  }
+  return { file, library, fromEnv };
+}
+
+/** The ICD json files in `dirs`, in order, each folder sorted. */
+function icdFilesIn(dirs: string[]): IcdFile[] {
   const out: IcdFile[] = [];
-  for (const dir of icdSearchDirs(env)) {
+  for (const dir of dirs) {
     let names: string[] = [];
     try {
       names = fs.readdirSync(dir).filter((n) => n.endsWith(".json")).sort();
     } catch {
       continue;
     }
-    for (const n of names) out.push(read(path.join(dir, n), false));
+    for (const n of names) out.push(readIcd(path.join(dir, n), false));
   }
   return out;
+}
+
+/**
+ * When neither VK_ICD_FILENAMES nor VK_DRIVER_FILES is set and a mounted
+ * driver (MOUNTED_DRIVER_ICD_DIRS) has an ICD file whose driver the
+ * loader's own search does not find, point VK_ICD_FILENAMES at the files
+ * the search finds plus the mounted ones, for this process (the loader reads
+ * it when Dawn creates its instance). Returns the mounted files added, or
+ * null where nothing was changed.
+ */
+export function useMountedDriverIcd(env: NodeJS.ProcessEnv = process.env, mountedDirs: string[] = MOUNTED_DRIVER_ICD_DIRS, searched: IcdFile[] = icdFiles(env)): string[] | null {
+  if (env.VK_ICD_FILENAMES || env.VK_DRIVER_FILES) return null;
+  const known = new Set(searched.filter((f) => f.library).map((f) => path.basename(f.library!)));
+  const mounted = icdFilesIn(mountedDirs).filter((f) => f.library && !known.has(path.basename(f.library)));
+  if (mounted.length === 0) return null;
+  env.VK_ICD_FILENAMES = [...searched.filter((f) => f.library), ...mounted].map((f) => f.file).join(":");
+  return mounted.map((f) => f.file);
+}
+
+/** The ICD files the Vulkan loader would read: the env list when set, else the standard folders. */
+export function icdFiles(env: NodeJS.ProcessEnv = process.env): IcdFile[] {
+  const fromEnv = env.VK_DRIVER_FILES || env.VK_ICD_FILENAMES;
+  if (fromEnv) return fromEnv.split(":").filter(Boolean).map((f) => readIcd(f, true));
+  return icdFilesIn(icdSearchDirs(env));
 }
 
 /**

@@ -12,7 +12,7 @@
  */
 /// <reference types="@webgpu/types" />
 import type { Check } from "../doctor";
-import { defaultBackendName, DawnModule, IcdFile, icdFiles, isSoftwareAdapter, adapterInfo, limitsOf, listAdapterNames, loadDawn, vulkanLoader } from "./dawn";
+import { defaultBackendName, DawnModule, IcdFile, icdFiles, isSoftwareAdapter, adapterInfo, limitsOf, listAdapterNames, loadDawn, MOUNTED_DRIVER_ICD_DIRS, mountedDriverIcd, vulkanLoader } from "./dawn";
 
 export interface AdapterReport {
   name: string;
@@ -31,6 +31,8 @@ export interface WebGPUDoctorInputs {
   /** Null off Linux. */
   loader: { found: boolean; detail: string } | null;
   icds: IcdFile[];
+  /** ICD files of a mounted driver, outside the loader's search, that VK_ICD_FILENAMES was pointed at (useMountedDriverIcd); null if none. */
+  mountedIcd?: string[] | null;
   adapters: AdapterReport[];
   /** Whether nvidia-smi lists a GPU (CUDA can see one). */
   nvidiaGpu: boolean;
@@ -88,8 +90,10 @@ export function diagnoseWebGPU(x: WebGPUDoctorInputs): WebGPUDiagnosis {
     checks.push({
       name: "Vulkan ICD files",
       ok: usable.length > 0 && !icdFix,
-      found: x.icds.length ? x.icds.map((f) => `${f.file}${f.library ? ` -> ${f.library}` : " (unreadable)"}`).join(", ") : "none in /etc/vulkan/icd.d, /usr/share/vulkan/icd.d, /usr/local/share/vulkan/icd.d",
-      needed: "a Vulkan driver's ICD json (NVIDIA's container runtime puts nvidia_icd.json in /etc/vulkan/icd.d or /usr/share/vulkan/icd.d)",
+      found:
+        (x.icds.length ? x.icds.map((f) => `${f.file}${f.library ? ` -> ${f.library}` : " (unreadable)"}`).join(", ") : `none in /etc/vulkan/icd.d, /usr/share/vulkan/icd.d, /usr/local/share/vulkan/icd.d, ${MOUNTED_DRIVER_ICD_DIRS.join(", ")}`) +
+        (x.mountedIcd ? " (a mounted driver's, outside the Vulkan loader's search: VK_ICD_FILENAMES points at it for this process)" : ""),
+      needed: "a Vulkan driver's ICD json (NVIDIA's container runtime puts nvidia_icd.json in /etc/vulkan/icd.d or /usr/share/vulkan/icd.d; a driver mounted at /usr/local/nvidia keeps it in share/vulkan/icd.d there)",
       fix: icdFix,
     });
     if (nvidiaIcd) {
@@ -153,6 +157,7 @@ export async function webgpuDoctor(machine: { ldconfig: string | null; nvidiaSmi
     dawnError,
     loader: vulkanLoader(),
     icds: icdFiles(),
+    mountedIcd: mountedDriverIcd,
     adapters: found,
     nvidiaGpu: !!machine.nvidiaSmi && machine.nvidiaSmi.trim().length > 0,
     glDispatch: /libGLdispatch\.so\.0/.test(machine.ldconfig ?? ""),
