@@ -11,7 +11,9 @@
  *   progress bar off, then on (`chart_overhead`: the fraction the live
  *   display adds), ms/step, tokens/s, the peak GPU memory tfjs's buffer
  *   manager holds, and [CLS] encoding docs/s over SciFact's corpus at 512
- *   tokens;
+ *   tokens; on webgpu also over its first 1,024 documents with this
+ *   project's inference kernels (the whole attention, GELU in the dense
+ *   layer's epilogue) and with tfjs's composition instead (`fused_speedup`);
  * - PyTorch (bench/reference/retromae_bench.py --device cuda) on the same
  *   batches: fp32 with TF32 off (the same arithmetic) and with TF32 matmuls
  *   (its fast default), each with the encoder's logits at every position
@@ -30,6 +32,7 @@ import * as tf from "../lib/engine/tf";
 import { backend, use } from "../lib/engine/backend";
 import { Rng } from "../lib/engine/rng";
 import { loadBeir } from "../lib/data/beir";
+import { ATTENTION, DENSE_GELU } from "../lib/engine/fused";
 import { hfConfig } from "../lib/model/checkpoint";
 import { bertConfig, PresetName } from "../lib/model/config";
 import { RetroMAE } from "../lib/model/retromae";
@@ -77,6 +80,34 @@ function gpuBytes(): number {
   return m.numBytesAllocatedInGPU ?? 0;
 }
 
+/**
+ * Encoding docs/s with this project's inference kernels on webgpu (the whole
+ * attention, the dense layer with GELU in its epilogue) and with tfjs's
+ * composition in their place, alternating twice on the same documents: which
+ * is faster on this GPU.
+ */
+async function fusedInferenceGain(model: RetroMAE, tok: BertTokenizer, texts: string[]): Promise<Record<string, number>> {
+  const kernels = [ATTENTION, DENSE_GELU].map((k) => tf.getKernel(k, "webgpu")).filter((k): k is tf.KernelConfig => !!k);
+  const rate = { fused: [] as number[], tfjs: [] as number[] };
+  try {
+    for (const mode of ["tfjs", "fused", "tfjs", "fused"] as const) {
+      for (const k of kernels) {
+        const has = !!tf.getKernel(k.kernelName, "webgpu");
+        if (mode === "tfjs" && has) tf.unregisterKernel(k.kernelName, "webgpu");
+        if (mode === "fused" && !has) tf.registerKernel(k);
+      }
+      if (rate[mode].length === 0) await encodeTexts(model, tok, texts.slice(0, 64), { batchSize: 64, maxLength: 512, progress: false }); // shaders
+      const t0 = performance.now();
+      await encodeTexts(model, tok, texts, { batchSize: 64, maxLength: 512, progress: false });
+      rate[mode].push(texts.length / ((performance.now() - t0) / 1000));
+    }
+  } finally {
+    for (const k of kernels) if (!tf.getKernel(k.kernelName, "webgpu")) tf.registerKernel(k);
+  }
+  const best = (xs: number[]) => Math.max(...xs);
+  return { fused_check_docs: texts.length, docs_per_s_fused: +best(rate.fused).toFixed(1), docs_per_s_tfjs_attention_and_gelu: +best(rate.tfjs).toFixed(1), fused_speedup: +(best(rate.fused) / best(rate.tfjs)).toFixed(3) };
+}
+
 /** One configuration on one backend, in this process. */
 export async function benchGpuOne(args: string[]): Promise<void> {
   const preset = option(args, "preset") as PresetName;
@@ -109,6 +140,7 @@ export async function benchGpuOne(args: string[]): Promise<void> {
     await encodeTexts(model, tok, texts, { batchSize: 64, maxLength: 512, progress: false });
     const s = (performance.now() - t0) / 1000;
     probe = { probe_docs: texts.length, docs_per_s: +(texts.length / s).toFixed(1) };
+    if (choice.backend === "webgpu") Object.assign(probe, await fusedInferenceGain(model, tok, texts.slice(0, 1024)));
     const encodeFile = option(args, "save-encode");
     if (encodeFile) writeEncodeBatches(encodeFile, texts, tok, 64, 512);
   }

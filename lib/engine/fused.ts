@@ -180,7 +180,7 @@ export function scaledMaskedSoftmax(x: tf.Tensor4D, mask: tf.Tensor4D, scale: nu
   return tf.tidy(() => tf.softmax(tf.add(tf.mul(x, scale), mask))) as tf.Tensor4D;
 }
 
-/** Whether attentionInference can run: the native kernel is there and no gradient is being recorded. */
+/** Whether attentionInference can run: the backend has the fused kernel (native, webgpu) and no gradient is being recorded. */
 export function attentionInPlace(): boolean {
   return nativeKernel(ATTENTION) && !tf.engine().isTapeOn();
 }
@@ -188,7 +188,8 @@ export function attentionInPlace(): boolean {
 /**
  * Multi-head attention for inference, fused: per head, softmax(q kᵀ · scale
  * + mask) v, with the heads read from and written to [B, L, H] in place and
- * no probabilities kept. q, k and v may be column blocks of wider tensors,
+ * no probabilities kept (native: blocks of query rows in a thread's cache;
+ * webgpu: an online softmax per query row over key tiles in workgroup memory). q, k and v may be column blocks of wider tensors,
  * e.g. one [B, L, 3H] projection passed three times with columns [0, H, 2H].
  * Null where it does not apply (see attentionInPlace; other shapes): the
  * caller then takes the differentiable path.

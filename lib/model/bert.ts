@@ -177,7 +177,7 @@ function stackedDense(w: Weights, prefix: string, names: string[], x: tf.Tensor3
 }
 
 /**
- * Inference on native: the same attention with Q, K and V from one matmul
+ * Inference on native and webgpu: the same attention with Q, K and V from one matmul
  * ([B, L, 3H]; K and V alone, [B, Lk, 2H], when the query differs, as in the
  * last layer at [CLS]), read in place by one fused kernel: no head split,
  * no probabilities kept, no dropout to apply. Null when the kernel declines

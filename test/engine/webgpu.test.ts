@@ -23,7 +23,7 @@ import { loadBeir } from "../../lib/data/beir";
 import { PackedCorpus } from "../../lib/train/data";
 import { Trainer, StepInfo } from "../../lib/train/trainer";
 import { AdamW } from "../../lib/train/optim";
-import { addLayerNorm, ADD_LAYER_NORM, DENSE_GELU, gelu, GELU, linear, linearGelu, logSumExpArgMax, logSumExpRows, scaledMaskedSoftmax, SCALED_MASKED_SOFTMAX, softmaxMinusOneHotColSum } from "../../lib/engine/fused";
+import { addLayerNorm, ADD_LAYER_NORM, ATTENTION, attentionInference, DENSE_GELU, gelu, GELU, linear, linearGelu, logSumExpArgMax, logSumExpRows, scaledMaskedSoftmax, SCALED_MASKED_SOFTMAX, softmaxMinusOneHotColSum } from "../../lib/engine/fused";
 import { runProbe, ProbeSet } from "../../lib/probe/probe";
 import { RetroMAE } from "../../lib/model/retromae";
 import { RetroMAECollator } from "../../lib/masking/collator";
@@ -376,6 +376,65 @@ test("a matmul tfjs would split along K (float atomics) runs without them: the s
     for (let i = 0; i < r.cpu.length; i++) assert.ok(Math.abs(r.cpu[i] - r.gpu[i]) < 1e-3 * Math.max(1, Math.abs(r.cpu[i])), `${name} at ${i}: cpu ${r.cpu[i]} vs webgpu ${r.gpu[i]}`);
   }
   assert.equal(tf.env().getNumber("WEBGPU_MATMUL_PROGRAM_TYPE"), -1, "tfjs's own choice is back for other matmuls");
+});
+
+test("the whole attention for inference on webgpu (heads in place, online softmax): the cpu's composition on odd shapes, masked rows and stacked projections; one dispatch", async () => {
+  const rng = new Rng(23);
+  const MASK = -3.4028234663852886e38;
+  // [B, Lq, Lk, H, heads, stacked (self-attention from one [B, L, 3H] projection), mask rows]
+  const cases: [number, number, number, number, number, boolean, number][] = [
+    [2, 5, 5, 32, 2, true, 1],      // padding in one sequence, a row tail
+    [3, 67, 70, 32, 2, false, 67],  // the decoder's shape: its own mask per query row, some rows seeing nothing
+    [1, 1, 9, 30, 3, false, 1],     // one query (the last layer at [CLS]); dh 10, not a multiple of 4
+    [2, 130, 130, 128, 2, true, 1], // dh 64 as in every preset; three blocks of rows, a partial tile of keys
+    [1, 3, 1, 8, 2, false, 1],      // one key
+  ];
+  for (const [B, Lq, Lk, H, heads, stacked, maskRows] of cases) {
+    const dh = H / heads;
+    const qIn = rng.fillNormal(new Float32Array(B * Lq * (stacked ? 3 * H : H)));
+    const kvIn = stacked ? qIn : rng.fillNormal(new Float32Array(B * Lk * 2 * H));
+    const mask = new Float32Array(B * maskRows * Lk);
+    for (let b = 0; b < B; b++) for (let r = 0; r < maskRows; r++) for (let j = 0; j < Lk; j++) {
+      const hidden = maskRows === 1 ? b === 1 && j >= Lk - 2 : r % 7 === 3 || (j + r + b) % 3 === 0;
+      mask[(b * maskRows + r) * Lk + j] = hidden ? MASK : 0;
+    }
+    const scale = 1 / Math.sqrt(dh);
+    const ldq = stacked ? 3 * H : H;
+    const ldkv = stacked ? 3 * H : 2 * H;
+    const columns: [number, number, number] = stacked ? [0, H, 2 * H] : [0, 0, H];
+    const inputs = () => {
+      const q = tf.tensor3d(qIn, [B, Lq, ldq]);
+      const kv = stacked ? q : tf.tensor3d(kvIn, [B, Lk, ldkv]);
+      return { q, kv, m: tf.tensor4d(mask, [B, 1, maskRows, Lk]) };
+    };
+    const heads4 = (t: tf.Tensor3D, column: number, L: number) => tf.transpose(tf.slice(t, [0, 0, column], [B, L, H]).reshape([B, L, heads, dh]), [0, 2, 1, 3]);
+    const composed = () => tf.tidy(() => {
+      const { q, kv, m } = inputs();
+      const p = tf.softmax(tf.add(tf.mul(tf.matMul(heads4(q, columns[0], Lq), heads4(kv, columns[1], Lk), false, true), scale), m));
+      return tf.transpose(tf.matMul(p, heads4(kv, columns[2], Lk)), [0, 2, 1, 3]).reshape([B, Lq, H]);
+    });
+    await use("cpu");
+    const c = composed();
+    const cpu = (await c.data()) as Float32Array;
+    c.dispose();
+    const { keys, values } = await programsOf(() => tf.tidy(() => {
+      const { q, kv, m } = inputs();
+      const out = attentionInference(q, kv, kv, m, heads, scale, { hidden: H, columns });
+      if (!out) throw new Error(`attentionInference declined [${B}, ${Lq}, ${Lk}, ${H}/${heads}]`);
+      return out;
+    }));
+    assert.equal(keys.length, 1, `one program: ${keys.join(", ")}`);
+    assert.ok(keys[0].startsWith("retromaeAttention_"), keys[0]);
+    assert.is(values.length, cpu.length);
+    for (let i = 0; i < cpu.length; i++) assert.ok(Math.abs(cpu[i] - values[i]) < 1e-5 * Math.max(1, Math.abs(cpu[i])), `[${B}, ${Lq}, ${Lk}, ${H}/${heads}] at ${i}: cpu ${cpu[i]} vs webgpu ${values[i]}`);
+  }
+  await use("webgpu");
+  assert.ok(tf.getKernel(ATTENTION, "webgpu"), "the kernel serves webgpu");
+  // under the tape the model takes the differentiable path instead
+  const q = tf.zeros([1, 2, 24]) as tf.Tensor3D;
+  const grads = tf.grads((x: tf.Tensor) => tf.sum(attentionInference(x as tf.Tensor3D, x as tf.Tensor3D, x as tf.Tensor3D, tf.zeros([1, 1, 1, 2]) as tf.Tensor4D, 2, 0.5, { hidden: 8, columns: [0, 8, 16] }) ?? x))([q]);
+  assert.is(grads.length, 1, "no fused attention while a gradient is recorded (attentionInference declines)");
+  tf.dispose([q, ...grads]);
 });
 
 test("addN over more inputs than a shader may bind equals the cpu's sum", async () => {

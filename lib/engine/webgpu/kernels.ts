@@ -28,6 +28,10 @@
  *   passes forward and five backward, where tfjs composes eleven ops each way.
  * - The attention softmax with its scale and additive mask, forward and
  *   backward, a workgroup per row (all-masked rows uniform, as above).
+ * - The whole attention for inference (encoding, the probe): per head,
+ *   softmax(q kᵀ · scale + mask) v read from and written to [B, L, H] in
+ *   place, with an online softmax over key tiles in workgroup memory: no
+ *   head transposes, and no [B, heads, L, L] scores or probabilities.
  * - The masked cross-entropy's pieces: log Σ exp per row with each row's
  *   argmax, and softmax − onehot(labels) with its column sums (the tied
  *   decoder's bias gradient), written straight into their outputs: no
@@ -50,6 +54,7 @@ import * as tf from "../tf";
 import type { AdamWStep } from "../native";
 import {
   ADD_LAYER_NORM,
+  ATTENTION,
   DENSE_GELU,
   GELU,
   GELU_GRAD,
@@ -557,6 +562,123 @@ export const scaledSoftmaxGradWebGPU: KernelConfig = {
   },
 };
 
+/** Query rows per workgroup of the attention kernel: one invocation each. */
+const ATTENTION_ROWS = 64;
+
+/**
+ * The whole attention for inference, per head: softmax(q kᵀ · scale + mask) v,
+ * with the heads read from and written to [B, L, H] in place (no head
+ * transposes) and no scores or probabilities written. A workgroup takes 64
+ * query rows of one head, one invocation per row; it walks the keys in
+ * tiles that it stages in workgroup memory as vec4s, and each row keeps a
+ * running max, sum and weighted sum of values (the online softmax), so a
+ * row's scores never leave its registers. dh is padded to a multiple of 4
+ * with zeros. A fully masked row (every score at -FLT_MAX) is uniform, as
+ * the composition's softmax gives it.
+ * q [B, Lq, ldq] from column colq, k and v [B, Lk, ldkv] from colk and colv,
+ * mask [B, 1, maskRows, Lk] -> [B, Lq, H]
+ */
+export function attentionProgram(B: number, heads: number, Lq: number, H: number, dh: number) {
+  const dv = Math.ceil(dh / 4); // vec4s per head row
+  const tile = Math.max(1, Math.min(32, Math.floor(512 / dv))); // keys per tile: K and V tiles in ≤ 16 KiB
+  const blocks = Math.ceil(Lq / ATTENTION_ROWS);
+  // component c of the head row's vec4 j, or 0 past dh
+  const load = (buf: string, base: string) =>
+    `vec4<f32>(${[0, 1, 2, 3].map((c) => `select(0.0, ${buf}[${base} + min(4 * j + ${c}, ${dh - 1})], 4 * j + ${c} < ${dh})`).join(", ")})`;
+  const code = `
+  var<workgroup> kTile : array<vec4<f32>, ${tile * dv}>;
+  var<workgroup> vTile : array<vec4<f32>, ${tile * dv}>;
+  fn main(index : i32) {
+    let tid = i32(localIndex);
+    let group = index / ${ATTENTION_ROWS};
+    let blk = group % uniforms.blocks;
+    let h = (group / uniforms.blocks) % uniforms.heads;
+    let b = group / (uniforms.blocks * uniforms.heads);
+    let i = blk * ${ATTENTION_ROWS} + tid;
+    let inRange = i < uniforms.lq;
+    let Lk = uniforms.lk;
+    var qv : array<vec4<f32>, ${dv}>;
+    var acc : array<vec4<f32>, ${dv}>;
+    let qBase = (b * uniforms.lq + min(i, uniforms.lq - 1)) * uniforms.ldq + uniforms.colq + h * ${dh};
+    for (var j = 0; j < ${dv}; j = j + 1) {
+      qv[j] = ${load("q", "qBase")};
+      acc[j] = vec4<f32>(0.0);
+    }
+    let mBase = (b * uniforms.maskRows + select(min(i, uniforms.lq - 1), 0, uniforms.maskRows == 1)) * Lk;
+    var m = 0.0;
+    var l = 0.0;
+    for (var k0 = 0; k0 < Lk; k0 = k0 + ${tile}) {
+      workgroupBarrier();
+      for (var e = tid; e < ${tile * dv}; e = e + ${ATTENTION_ROWS}) {
+        let r = e / ${dv};
+        let j = e - r * ${dv};
+        let key = min(k0 + r, Lk - 1);
+        let kvBase = (b * Lk + key) * uniforms.ldkv + h * ${dh};
+        kTile[e] = ${load("k", "kvBase + uniforms.colk")};
+        vTile[e] = ${load("v", "kvBase + uniforms.colv")};
+      }
+      workgroupBarrier();
+      if (inRange) {
+        let n = min(${tile}, Lk - k0);
+        for (var r = 0; r < n; r = r + 1) {
+          var dotQK = 0.0;
+          for (var j = 0; j < ${dv}; j = j + 1) { dotQK = dotQK + dot(qv[j], kTile[r * ${dv} + j]); }
+          let s = dotQK * uniforms.scale + mask[mBase + k0 + r];
+          if (k0 + r == 0) { m = s; }
+          if (s > m) {
+            let shrink = exp(m - s);
+            l = l * shrink;
+            for (var j = 0; j < ${dv}; j = j + 1) { acc[j] = acc[j] * shrink; }
+            m = s;
+          }
+          let p = exp(s - m);
+          l = l + p;
+          for (var j = 0; j < ${dv}; j = j + 1) { acc[j] = acc[j] + p * vTile[r * ${dv} + j]; }
+        }
+      }
+    }
+    if (inRange) {
+      let oBase = (b * uniforms.lq + i) * ${H} + h * ${dh};
+      for (var j = 0; j < ${dv}; j = j + 1) {
+        let o = acc[j] / l;
+        for (var c = 0; c < 4; c = c + 1) { if (4 * j + c < ${dh}) { result[oBase + 4 * j + c] = o[c]; } }
+      }
+    }
+  }`;
+  return {
+    outputShape: [B, Lq, H],
+    variableNames: ["q", "k", "v", "mask"],
+    uniforms: "lq : i32, lk : i32, heads : i32, blocks : i32, ldq : i32, ldkv : i32, colq : i32, colk : i32, colv : i32, maskRows : i32, scale : f32,",
+    shaderKey: `retromaeAttention_${dh}_${H}_${tile}`,
+    workgroupSize: [ATTENTION_ROWS, 1, 1] as [number, number, number],
+    dispatchLayout: { x: [0, 1, 2] },
+    dispatch: [B * heads * blocks, 1, 1] as [number, number, number],
+    getUserCode: () => code,
+  };
+}
+
+export const attentionWebGPU: KernelConfig = {
+  kernelName: ATTENTION,
+  backendName: "webgpu",
+  kernelFunc: ({ inputs, backend, attrs }) => {
+    const { q, k, v, mask } = inputs as Record<string, TensorInfo>;
+    const { heads, scale, hidden: H, columns } = attrs as unknown as { heads: number; scale: number; hidden: number; columns: [number, number, number] };
+    const [B, Lq, ldq] = q.shape;
+    const [, Lk, ldkv] = k.shape;
+    const dh = H / heads;
+    if (dh > 2048) throw new Error(`The fused attention on webgpu takes heads of at most 2,048 values; this model's are ${dh} wide (hidden ${H} / ${heads} heads).`);
+    const b = backend as unknown as WebGPUBackendLike;
+    if (B * Lq * H === 0) return b.makeTensorInfo([B, Lq, H], "float32");
+    const blocks = Math.ceil(Lq / ATTENTION_ROWS);
+    const int = (x: number) => ({ type: "int32", data: [x] });
+    // k and v are one tensor (a stacked projection) or two of one shape; q likewise may be that tensor
+    return b.runWebGPUProgram(attentionProgram(B, heads, Lq, H, dh), [q, k, v, mask], "float32", [
+      int(Lq), int(Lk), int(heads), int(blocks), int(ldq), int(ldkv), int(columns[0]), int(columns[1]), int(columns[2]), int(mask.shape[2]),
+      { type: "float32", data: [scale] },
+    ]);
+  },
+};
+
 /** log Σⱼ exp(z[r, j]) per row (and the first index of the row's max, with `argMax`). z [N, V] */
 function logSumExpProgram(rows: number, V: number) {
   return rowWorkgroupProgram("LogSumExp", rows, 1, ["z"], "V : i32,", `
@@ -734,7 +856,7 @@ function wrapTfjsKernel(name: string, wrap: (original: KernelFunc) => KernelConf
  * `maxStorageBuffers` is the device's maxStorageBuffersPerShaderStage.
  */
 export function registerWebGPUKernels(maxStorageBuffers: number): void {
-  for (const k of [deterministicUnsortedSegmentSum, robustSoftmax, geluWebGPU, geluGradWebGPU, addLayerNormWebGPU, layerNormGradWebGPU, scaledMaskedSoftmaxWebGPU, scaledSoftmaxGradWebGPU,
+  for (const k of [deterministicUnsortedSegmentSum, robustSoftmax, geluWebGPU, geluGradWebGPU, addLayerNormWebGPU, layerNormGradWebGPU, scaledMaskedSoftmaxWebGPU, scaledSoftmaxGradWebGPU, attentionWebGPU,
     logSumExpRowsWebGPU, logSumExpArgMaxWebGPU, softmaxMinusOneHotWebGPU, softmaxMinusOneHotColSumWebGPU]) {
     if (tf.getKernel(k.kernelName, "webgpu")) tf.unregisterKernel(k.kernelName, "webgpu");
     tf.registerKernel(k);
