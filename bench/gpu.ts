@@ -13,7 +13,9 @@
  *   manager holds, and [CLS] encoding docs/s over SciFact's corpus at 512
  *   tokens; on webgpu also over its first 1,024 documents with this
  *   project's inference kernels (the whole attention, GELU in the dense
- *   layer's epilogue) and with tfjs's composition instead (`fused_speedup`);
+ *   layer's epilogue) and with tfjs's composition instead (`fused_speedup`),
+ *   and the feed-forward's matmul as the model runs it (x·Wᵀ) and with W
+ *   stored transposed (tfjs-webgpu's vec4 path);
  * - PyTorch (bench/reference/retromae_bench.py --device cuda) on the same
  *   batches: fp32 with TF32 off (the same arithmetic) and with TF32 matmuls
  *   (its fast default), each with the encoder's logits at every position
@@ -108,6 +110,39 @@ async function fusedInferenceGain(model: RetroMAE, tok: BertTokenizer, texts: st
   return { fused_check_docs: texts.length, docs_per_s_fused: +best(rate.fused).toFixed(1), docs_per_s_tfjs_attention_and_gelu: +best(rate.tfjs).toFixed(1), fused_speedup: +(best(rate.fused) / best(rate.tfjs)).toFixed(3) };
 }
 
+/**
+ * GFLOP/s of the feed-forward's first matmul at this configuration's shape,
+ * as the model runs it (x·Wᵀ, W [4H, H] as HF stores it) and with W stored
+ * transposed (x·W): tfjs-webgpu takes its vec4 matmul only when B is not
+ * transposed, so this says what storing the weights transposed would gain.
+ */
+async function denseLayoutCheck(rows: number, H: number): Promise<Record<string, number>> {
+  const [x, W] = [tf.randomNormal([rows, H], 0, 1, "float32", 1), tf.randomNormal([4 * H, H], 0, 1, "float32", 2)];
+  const Wt = tf.transpose(W);
+  const gflops = async (f: () => tf.Tensor) => {
+    const once = async (reps: number) => {
+      const t0 = performance.now();
+      for (let r = 0; r < reps; r++) {
+        const c = f();
+        if (r === reps - 1) {
+          const corner = tf.slice(c, [0, 0], [1, 1]);
+          await corner.data(); // waits for every matmul queued before it
+          corner.dispose();
+        }
+        c.dispose();
+      }
+      return performance.now() - t0;
+    };
+    await once(2); // shaders
+    const ms = Math.min(await once(10), await once(10)) / 10;
+    return +((2 * rows * H * 4 * H) / (ms / 1000) / 1e9).toFixed(1);
+  };
+  const asModel = await gflops(() => tf.matMul(x, W, false, true));
+  const transposed = await gflops(() => tf.matMul(x, Wt));
+  tf.dispose([x, W, Wt]);
+  return { dense_gflops_x_wt: asModel, dense_gflops_x_w_stored_transposed: transposed };
+}
+
 /** One configuration on one backend, in this process. */
 export async function benchGpuOne(args: string[]): Promise<void> {
   const preset = option(args, "preset") as PresetName;
@@ -145,6 +180,7 @@ export async function benchGpuOne(args: string[]): Promise<void> {
     if (encodeFile) writeEncodeBatches(encodeFile, texts, tok, 64, 512);
   }
   model.dispose();
+  const layout = choice.backend === "webgpu" ? await denseLayoutCheck(B * L, bertConfig(preset).hiddenSize) : {};
   console.log(
     JSON.stringify({
       preset,
@@ -160,6 +196,7 @@ export async function benchGpuOne(args: string[]): Promise<void> {
       chart_overhead: +(on.totalMs / off.totalMs - 1).toFixed(4),
       peak_gpu_mb: Math.round(peak / 2 ** 20),
       ...probe,
+      ...layout,
     }),
   );
 }
