@@ -2,8 +2,9 @@
 # The GPU measurement, prepared for a GPU node with no network and no Node.js
 # (a cluster's compute node, or the device machine some sessions of this
 # project are lent for 15 minutes in all). It needs `retromae bundle`'s
-# archive and the data folder (../shared/data: beir-scifact, bert-base-uncased),
-# and nothing else that Node or npm would bring.
+# archive (or the folder it unpacks to) and the data (../shared/data's
+# beir-scifact and bert-base-uncased, as that folder or as a .tar.xz of the
+# two), and nothing else that Node or npm would bring.
 #
 #   sh scripts/gpu-node-check.sh ARCHIVE DATA OUT [STEP ...]
 #
@@ -29,9 +30,16 @@ out=$3
 shift 3
 [ $# -gt 0 ] || set -- doctor bench:tiny:16x128 bench:mini:32x128 quickstart bench:small:32x256 bench:base:32x512
 case "$data" in /*) ;; *) data="$PWD/$data" ;; esac
+work=$(mktemp -d)
+if [ -f "$data" ]; then
+  # the data folder's two datasets as one archive (2 MB where the folder is 8)
+  mkdir "$work/data" && tar -xJf "$data" -C "$work/data" || { echo "gpu-node-check: $data did not unpack; make it with tar -C ../shared/data -cJf data.tar.xz beir-scifact bert-base-uncased." >&2; exit 2; }
+  data="$work/data"
+fi
 for d in beir-scifact bert-base-uncased; do
   if [ ! -d "$data/$d" ]; then
-    echo "gpu-node-check: $data has no $d; pass the data folder (../shared/data) as the second argument." >&2
+    echo "gpu-node-check: $data has no $d; pass the data folder (../shared/data) or an archive of it as the second argument." >&2
+    rm -rf "$work"
     exit 2
   fi
 done
@@ -41,7 +49,6 @@ start=$(date +%s)
 deadline=${DEADLINE_S:-540}
 step_cap=${STEP_S:-240}
 
-work=$(mktemp -d)
 if [ -d "$archive" ]; then
   app="$archive"
 else
