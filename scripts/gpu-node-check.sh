@@ -14,9 +14,10 @@
 #   quickstart           the quickstart notebook at its default budget, timed end to end
 # and the default is: doctor bench:tiny:16x128 bench:mini:32x128 quickstart bench:small:32x256 bench:base:32x512
 #
-# Every step writes into OUT as it goes (machine.txt, doctor.txt, info.json, info.err,
-# bench-gpu.jsonl, bench-gpu.log, quickstart.log, steps.jsonl), so a run that
-# is stopped still leaves what it measured. DEADLINE_S (default 540) is the
+# Every step writes into OUT as it goes (machine.txt, doctor.txt, info.json,
+# bench-gpu.jsonl, bench-gpu.log, quickstart.log, quickstart.html,
+# steps.jsonl: eight files at most), so a run that is stopped still leaves
+# what it measured. DEADLINE_S (default 540) is the
 # whole run's budget: a step that would start after it is skipped, and each
 # step is given what is left (STEP_S caps one step, default 240).
 set -u
@@ -87,7 +88,7 @@ for step in "$@"; do
         echo "== env"; env | grep -E "^(NVIDIA_|VK_|LD_LIBRARY_PATH)" 
       } >"$out/machine.txt" 2>&1
       run doctor 90 sh "$retromae" doctor >"$out/doctor.txt" 2>&1
-      run info 60 sh "$retromae" info >"$out/info.json" 2>"$out/info.err"
+      run info 60 sh "$retromae" info >"$out/info.json" 2>>"$out/machine.txt"
       ;;
     bench:*)
       run "$step" "$step_cap" sh "$retromae" bench gpu --configs "${step#bench:}" --steps "${BENCH_STEPS:-10}" --probe-docs "${PROBE_DOCS:-all}" --child-timeout-s $((step_cap * 2 / 3)) >>"$out/bench-gpu.jsonl" 2>>"$out/bench-gpu.log"
