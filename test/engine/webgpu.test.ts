@@ -591,7 +591,7 @@ test("a probe on webgpu equals the cpu probe within 1e-4", async () => {
   for (const [k, v] of Object.entries(cpu.metrics)) assert.ok(Math.abs(v - gpu.metrics[k]) < 1e-4, `${k}: cpu ${v} vs webgpu ${gpu.metrics[k]}`);
 });
 
-test("with WebGPU's smallest limits (8 storage buffers, 128 MiB bindings) a training step runs and matches", async () => {
+test("with WebGPU's smallest limits (8 storage buffers, 128 MiB bindings, 16 KiB workgroup memory) a training step and the fused attention run and match", async () => {
   const st = await startWebGPU({ allowSoftware: true, limits: "default" });
   assert.is(st.limits.maxStorageBuffersPerShaderStage, 8);
   assert.is(st.limits.maxStorageBufferBindingSize, 128 * 2 ** 20);
@@ -611,8 +611,22 @@ test("with WebGPU's smallest limits (8 storage buffers, 128 MiB bindings) a trai
   }
   assert.is(tf.memory().numTensors, tensors, "nothing was made");
   wide.dispose();
+  // The fused attention at every preset's head width (dh 64) stages 16 KiB of keys and values: the least workgroup memory an adapter may have
+  assert.is(st.limits.maxComputeWorkgroupStorageSize, 16384);
+  const qkv = new Rng(7).fillNormal(new Float32Array(2 * 40 * 384));
+  const attend = async () => {
+    const out = tf.tidy(() => {
+      const x = tf.tensor3d(qkv, [2, 40, 384]);
+      return attentionInference(x, x, x, tf.zeros([2, 1, 1, 40]) as tf.Tensor4D, 2, 0.125, { hidden: 128, columns: [0, 128, 256] })!;
+    });
+    const v = await out.data();
+    out.dispose();
+    return v;
+  };
+  const attendedSmall = await attend();
   await startWebGPU({ allowSoftware: true });
   assert.ok(webgpuState()!.limits.maxStorageBuffersPerShaderStage > 8);
+  assert.equal(bits(attendedSmall), bits(await attend()), "the same attention with the adapter's own limits");
   const u = makeTrainer();
   const full = (await train(u, 2)).map((e) => e.loss);
   u.model.dispose();
