@@ -208,6 +208,7 @@ export async function benchGpu(args: string[]): Promise<void> {
   const probeDocs = option(args, "probe-docs");
   // seconds one backend's child may take for one configuration (its row then says so, and PyTorch still runs)
   const childTimeout = option(args, "child-timeout-s") ? Number(option(args, "child-timeout-s")) : null;
+  if (childTimeout !== null && !(childTimeout > 0)) throw new Error(`--child-timeout-s takes a number of seconds above 0; got "${option(args, "child-timeout-s")}".`);
   const cuda = torchCuda();
   const table: Record<string, unknown>[] = [];
   for (const c of configs) {

@@ -17,7 +17,7 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { injectParameters, readNotebook } from "../../runner/runner";
 import { installKernel } from "../kernel/harness";
-import { CHROMIUM, CHROMIUM_FLAGS, NotebookServer, startNotebookServer } from "./server";
+import { CHROMIUM, CHROMIUM_FLAGS, NotebookServer, startNotebookServer, tearDown } from "./server";
 
 const ROOT = path.resolve(__dirname, "..", "..");
 const ARTIFACTS = path.join(ROOT, "test", "artifacts");
@@ -103,10 +103,5 @@ test("retromae run's HTML report draws its Plotly chart offline", async () => {
   await context.close();
 });
 
-test.after(async () => {
-  await browser?.close();
-  server?.stop();
-  fs.rmSync(work, { recursive: true, force: true });
-  fs.rmSync(prefix, { recursive: true, force: true });
-});
+test.after(() => tearDown(browser, server, [work, prefix]));
 test.run();

@@ -5,6 +5,7 @@
  */
 import { ChildProcess, spawn } from "child_process";
 import * as crypto from "crypto";
+import * as fs from "fs";
 import * as net from "net";
 import * as path from "path";
 
@@ -52,4 +53,11 @@ export async function startNotebookServer(dir: string, env: NodeJS.ProcessEnv, e
     await new Promise((r) => setTimeout(r, 250));
   }
   return { base, token, process: proc, log: () => log, stop: () => void proc.kill("SIGTERM") };
+}
+
+/** A browser test's teardown: the browser closed, the server stopped, its folders removed. */
+export async function tearDown(browser: { close(): Promise<void> } | null, server: NotebookServer | null, dirs: string[]): Promise<void> {
+  await browser?.close();
+  server?.stop();
+  for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
 }

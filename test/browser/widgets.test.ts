@@ -14,7 +14,7 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { chromium, Browser, Page } from "playwright-core";
 import { installKernel } from "../kernel/harness";
-import { CHROMIUM, CHROMIUM_FLAGS, NotebookServer, startNotebookServer } from "./server";
+import { CHROMIUM, CHROMIUM_FLAGS, NotebookServer, startNotebookServer, tearDown } from "./server";
 
 const ROOT = path.resolve(__dirname, "..", "..");
 const ARTIFACTS = path.join(ROOT, "test", "artifacts");
@@ -166,10 +166,5 @@ const trainer = new Trainer({ model, tokenizer: tok, data, rng, batchSize: 4, ma
   assert.equal(pageErrors, [], "no JavaScript errors in the page");
 });
 
-test.after(async () => {
-  await browser?.close();
-  server?.stop();
-  fs.rmSync(work, { recursive: true, force: true });
-  fs.rmSync(prefix, { recursive: true, force: true });
-});
+test.after(() => tearDown(browser, server, [work, prefix]));
 test.run();
