@@ -189,8 +189,9 @@ export function attentionInPlace(): boolean {
  * Multi-head attention for inference, fused: per head, softmax(q kᵀ · scale
  * + mask) v, with the heads read from and written to [B, L, H] in place and
  * no probabilities kept (native: blocks of query rows in a thread's cache;
- * webgpu: an online softmax per query row over key tiles in workgroup memory). q, k and v may be column blocks of wider tensors,
- * e.g. one [B, L, 3H] projection passed three times with columns [0, H, 2H].
+ * webgpu: an online softmax per query row over key tiles in workgroup
+ * memory). q, k and v may be column blocks of wider tensors, e.g. one
+ * [B, L, 3H] projection passed three times with columns [0, H, 2H].
  * Null where it does not apply (see attentionInPlace; other shapes): the
  * caller then takes the differentiable path.
  * q [B, Lq, ≥H], k and v [B, Lk, ≥H], mask [B, 1, 1 or Lq, Lk] -> [B, Lq, H]
