@@ -5,6 +5,7 @@
  * the dot product).
  */
 import * as tf from "../engine/tf";
+import { trimGpuPool } from "../engine/webgpu/backend";
 import type { RetroMAE } from "../model/retromae";
 import type { BertTokenizer } from "../text/tokenizer";
 import { display, isTerminal } from "../display";
@@ -54,6 +55,7 @@ export async function encodeTexts(model: RetroMAE, tokenizer: BertTokenizer, tex
     });
     const data = (await emb.data()) as Float32Array;
     emb.dispose();
+    trimGpuPool(); // each padded length leaves its own buffers: give back those no longer used
     order.slice(start, start + batchSize).forEach((i, r) => out.set(data.subarray(r * H, (r + 1) * H), i * H));
     const done = Math.min(order.length, start + batchSize);
     if (show && performance.now() - lastShown > 500) {

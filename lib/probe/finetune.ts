@@ -17,6 +17,7 @@
  */
 import * as tf from "../engine/tf";
 import { Rng } from "../engine/rng";
+import { trimGpuPool } from "../engine/webgpu/backend";
 import type { BeirDataset } from "../data/beir";
 import { crossEntropy } from "../model/bert";
 import type { RetroMAE } from "../model/retromae";
@@ -190,6 +191,7 @@ export async function contrastiveFinetune(model: RetroMAE, tokenizer: BertTokeni
     tf.dispose([norm, qIds, qMask, pIds, pMask, labels, ...clipped.values()]);
     const loss = (await value.data())[0];
     value.dispose();
+    trimGpuPool(); // batches of new padded lengths leave buffers of their own
     losses.push(loss);
     options.onStep?.({ step: step + 1, loss, lr });
     live?.push({ type: "step", step: step + 1, loss, encoderLoss: loss, decoderLoss: NaN, lr, elapsedMs: performance.now() - started, stepInFit: step + 1 });

@@ -11,7 +11,7 @@
  */
 import * as tf from "../engine/tf";
 import { adamwInPlace } from "../engine/native";
-import { adamwInPlaceWebGPU } from "../engine/webgpu/kernels";
+import { adamwInPlaceWebGPU, globalNormWebGPU } from "../engine/webgpu/optimizer";
 
 export interface AdamWOptions {
   lr?: number;
@@ -79,9 +79,10 @@ export class AdamW {
    * this.lr). With `ok` (a bool scalar on the device), the update is applied
    * only where it is true, decided on the device: a GPU never waits for a
    * read. The step count advances either way; the caller that finds `ok`
-   * false later stops the run (see Trainer).
+   * false later stops the run (see Trainer). With `coef` (a [1] tensor on the
+   * device: clipping's coefficient), each gradient is multiplied by it first.
    */
-  apply(grads: Map<string, tf.Tensor>, lr = this.lr, ok?: tf.Scalar): void {
+  apply(grads: Map<string, tf.Tensor>, lr = this.lr, ok?: tf.Scalar, coef?: tf.Tensor): void {
     // The native backend computes on the CPU: the flag is read there at no wait, and a
     // false step does nothing. Elsewhere the update is guarded on the device.
     const readFlag = ok !== undefined && tf.getBackend() === "native";
@@ -95,15 +96,16 @@ export class AdamW {
     const sqrtBc2 = Math.sqrt(bc2);
     tf.tidy(() => {
       for (const [name, p] of this.params) {
-        const g = grads.get(name);
-        if (!g) continue;
+        const g0 = grads.get(name);
+        if (!g0) continue;
         const m = this.m.get(name)!;
         const v = this.v.get(name)!;
         const decays = this.decayMap.get(name)! && this.weightDecay > 0;
         // the native backend does the same arithmetic in one in-place pass
         const step = { beta1: this.beta1, beta2: this.beta2, eps: this.eps, decay: decays ? 1 - lr * this.weightDecay : 1, stepSize, sqrtBc2 };
-        if (!guarded && adamwInPlace(p, m, v, g, step)) continue;
-        if (adamwInPlaceWebGPU(p, m, v, g, step, guarded)) continue;
+        if (!guarded && !coef && adamwInPlace(p, m, v, g0, step)) continue;
+        if (adamwInPlaceWebGPU(p, m, v, g0, step, guarded, coef ?? null)) continue;
+        const g = coef ? tf.mul(g0, coef) : g0;
         let w: tf.Tensor = p;
         if (decays) w = tf.mul(w, 1 - lr * this.weightDecay);
         const m1 = tf.add(tf.mul(m, this.beta1), tf.mul(g, 1 - this.beta1));
@@ -116,6 +118,34 @@ export class AdamW {
         p.assign(keep(p1, p));
       }
     });
+  }
+
+  /**
+   * One step as a trainer takes it: clip `grads` to a global norm of
+   * `maxNorm` (as clipGradNorm; ≤ 0: no clipping), ask `guard(norm)` for the
+   * step flag (a bool scalar on the device; e.g. loss and norm finite), and
+   * apply the update where it is true. Takes the gradients (disposes them).
+   * Returns the norm before clipping and the flag; the caller disposes both.
+   *
+   * On webgpu the norm, the coefficient and each weight's update are a few
+   * dispatches that write in place (lib/engine/webgpu/optimizer.ts): about
+   * k + k/7 + 1 for k weights, where clipGradNorm and apply compose some 6k.
+   * Elsewhere it is clipGradNorm then apply, as before.
+   */
+  clipAndApply(grads: Map<string, tf.Tensor>, options: { maxNorm: number; lr?: number; guard?: (norm: tf.Scalar) => tf.Scalar }): { norm: tf.Scalar; ok: tf.Scalar | null } {
+    const lr = options.lr ?? this.lr;
+    const fused = globalNormWebGPU([...grads.values()], options.maxNorm);
+    if (fused) {
+      const ok = options.guard ? options.guard(fused.norm) : null;
+      this.apply(grads, lr, ok ?? undefined, options.maxNorm > 0 ? fused.coef : undefined);
+      tf.dispose([fused.coef, ...grads.values()]);
+      return { norm: fused.norm, ok };
+    }
+    const clipped = clipGradNorm(grads, options.maxNorm);
+    const ok = options.guard ? options.guard(clipped.norm) : null;
+    this.apply(clipped.grads, lr, ok ?? undefined);
+    tf.dispose([...clipped.grads.values()]);
+    return { norm: clipped.norm, ok };
   }
 
   /** The moments, read from the device (awaited). */

@@ -13,13 +13,13 @@ import { Rng } from "../engine/rng";
 import { RetroMAECollator } from "../masking/collator";
 import { loadCheckpoint, readLossValues, saveCheckpoint } from "../model/retromae";
 import type { RetroMAE, LossTensors, LossValues } from "../model/retromae";
-import { takeDeviceError } from "../engine/webgpu/backend";
+import { takeDeviceError, trimGpuPool } from "../engine/webgpu/backend";
 import { LossChart, RunSeries } from "../plot/loss-chart";
 import { currentSignal } from "../interrupt";
 import type { BertTokenizer } from "../text/tokenizer";
 import { BatchStream, PackedCorpus } from "./data";
 import { LiveReport } from "./live";
-import { AdamW, clipGradNorm } from "./optim";
+import { AdamW } from "./optim";
 import { RunDirectory, resolveCheckpoint } from "./run-dir";
 import { LrSchedule } from "./schedule";
 import { readTrainingState, TrainerState, writeTrainingState } from "./state";
@@ -491,6 +491,7 @@ export class Trainer implements ControllableRun {
       const p = inflight.shift()!;
       const [values, gradNorm, ok] = await Promise.all([readLossValues(p.losses), p.norm.data(), p.ok.data()]);
       tf.dispose([p.norm, p.ok]);
+      trimGpuPool(); // a step's round ends: buffers of shapes it and the step before did not use go back to the GPU
       const deviceError = takeDeviceError();
       if (deviceError) {
         const last = this.latestCheckpoint();
@@ -600,13 +601,17 @@ export class Trainer implements ControllableRun {
     const started = performance.now();
     const { losses, grads, tokens } = this.accumulate();
     const epoch = this.stream.position.epoch;
-    const clipped = clipGradNorm(grads, this.options.maxGradNorm);
     const lr = this.schedule!.at(step - 1) * this.scale;
-    const ok = tf.tidy(() => tf.logicalAnd(tf.logicalAnd(tf.isFinite(losses.loss), tf.isFinite(clipped.norm)), this.healthy)) as tf.Scalar;
-    this.healthy.assign(ok);
-    this.optimizer.apply(clipped.grads, lr, ok);
-    tf.dispose([...clipped.grads.values()]);
-    return { step, epoch, losses, norm: clipped.norm, ok, tokens, lr, started };
+    const { norm, ok } = this.optimizer.clipAndApply(grads, {
+      maxNorm: this.options.maxGradNorm,
+      lr,
+      guard: (norm) => {
+        const ok = tf.tidy(() => tf.logicalAnd(tf.logicalAnd(tf.isFinite(losses.loss), tf.isFinite(norm)), this.healthy)) as tf.Scalar;
+        this.healthy.assign(ok);
+        return ok;
+      },
+    });
+    return { step, epoch, losses, norm, ok: ok!, tokens, lr, started };
   }
 
   /** Forward and backward over gradAccumulation micro-batches; averaged gradients and loss parts, on the device. */

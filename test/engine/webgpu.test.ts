@@ -39,6 +39,13 @@ let corpus: PackedCorpus;
 
 const bits = (a: ArrayLike<number>) => Array.from(new Uint32Array(Float32Array.from(a).buffer));
 const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), "webgpu-"));
+/** A variable that owns its buffer alone, as a model's weights do (updates in place need that). */
+const weight = (values: Float32Array) => {
+  const t = tf.tensor1d(values);
+  const v = tf.variable(t);
+  t.dispose();
+  return v;
+};
 
 test.before(() => {
   corpus = PackedCorpus.fromTexts(texts, tok, 32);
@@ -448,12 +455,13 @@ test("AdamW on webgpu updates weights and moments in place, as the cpu compositi
   const sizes = [1, 7, 130, 4099];
   const run = async (name: "cpu" | "webgpu", flag: boolean | null) => {
     await use(name);
-    const params = new Map(sizes.map((n, i) => [i % 2 ? `w${i}.bias` : `w${i}.weight`, tf.variable(tf.tensor1d(new Rng(i).fillNormal(new Float32Array(n))))]));
+    const params = new Map(sizes.map((n, i) => [i % 2 ? `w${i}.bias` : `w${i}.weight`, weight(new Rng(i).fillNormal(new Float32Array(n)))]));
     const opt = new AdamW(params, { lr: 1e-2, weightDecay: 0.1 });
     const ok = flag === null ? undefined : tf.scalar(flag, "bool");
     for (let step = 0; step < 3; step++) {
       const grads = new Map([...params].map(([k, p], i) => [k, tf.tensor1d(new Rng(100 * step + i).fillNormal(new Float32Array(p.size)))]));
-      opt.apply(grads, 1e-2, ok);
+      if (name === "webgpu") assert.equal((await programsOf(() => (opt.apply(grads, 1e-2, ok), tf.scalar(0)))).keys, [], "one dispatch per weight of this project's, no tfjs program");
+      else opt.apply(grads, 1e-2, ok);
       tf.dispose([...grads.values()]);
       await params.get("w0.weight")!.data(); // a read caches values on the CPU: the next update must not be hidden by it
     }
@@ -473,6 +481,56 @@ test("AdamW on webgpu updates weights and moments in place, as the cpu compositi
   const untouched = await run("webgpu", false);
   sizes.forEach((n, i) => assert.equal(bits(untouched[i]), bits(new Rng(i).fillNormal(new Float32Array(n))), `weight ${i} unchanged`));
   assert.ok(untouched.slice(sizes.length).every((a) => a.every((x) => x === 0)), "moments unchanged");
+});
+
+test("clipping and AdamW on webgpu in a few in-place dispatches (the norm, clip_grad_norm_'s coefficient, each weight's update) equal the cpu's clipGradNorm and AdamW; a false guard leaves everything; no tfjs program runs", async () => {
+  // sizes with one to 35 partial sums each, more gradients than the smallest adapter binds in one shader
+  const sizes = [1, 7, 130, 4099, 70001, 3, 9, 33, 2048, 5];
+  const run = async (name: "cpu" | "webgpu", maxNorm: number, guard: boolean | null) => {
+    await use(name);
+    const params = new Map(sizes.map((n, i) => [i % 2 ? `w${i}.bias` : `w${i}.weight`, weight(new Rng(i).fillNormal(new Float32Array(n)))]));
+    const opt = new AdamW(params, { lr: 1e-2, weightDecay: 0.1 });
+    const norms: number[] = [];
+    let programs = 0;
+    for (let step = 0; step < 3; step++) {
+      const grads = new Map([...params].map(([k, p], i) => [k, tf.tensor1d(new Rng(100 * step + i).fillNormal(new Float32Array(p.size)))]));
+      let ok: tf.Scalar | null = null;
+      const takeStep = () => {
+        const r = opt.clipAndApply(grads, { maxNorm, lr: 1e-2, ...(guard === null ? {} : { guard: () => tf.scalar(guard, "bool") }) });
+        ok = r.ok;
+        return r.norm;
+      };
+      if (name === "webgpu") {
+        const { keys, values } = await programsOf(takeStep);
+        programs += keys.length;
+        norms.push(values[0]);
+      } else {
+        const norm = takeStep();
+        norms.push((await norm.data())[0]);
+        norm.dispose();
+      }
+      if (ok) (ok as tf.Scalar).dispose();
+      assert.ok([...grads.values()].every((g) => g.isDisposed), "the gradients are taken");
+    }
+    const out = [];
+    for (const p of params.values()) out.push(Array.from(await p.data()));
+    const state = await opt.getState();
+    out.push(...[...state.m.values()].map((x) => Array.from(x)), ...[...state.v.values()].map((x) => Array.from(x)));
+    opt.dispose();
+    params.forEach((p) => p.dispose());
+    return { out, norms, programs };
+  };
+  for (const [maxNorm, guard] of [[1.0, null], [1e9, true], [0, null]] as const) {
+    const [cpu, gpu] = [await run("cpu", maxNorm, guard), await run("webgpu", maxNorm, guard)];
+    cpu.norms.forEach((x, i) => assert.ok(Math.abs(x - gpu.norms[i]) <= 1e-6 * x, `maxNorm ${maxNorm}: norm ${i} cpu ${x} vs webgpu ${gpu.norms[i]}`));
+    assert.ok(cpu.norms[0] > 1.0, "clipping is in effect at maxNorm 1");
+    cpu.out.forEach((a, i) => a.forEach((x, j) => assert.ok(Math.abs(x - gpu.out[i][j]) <= 1e-6 * Math.max(1, Math.abs(x)), `maxNorm ${maxNorm}: array ${i}[${j}] cpu ${x} vs webgpu ${gpu.out[i][j]}`)));
+    if (guard === null) assert.is(gpu.programs, 0, "no tfjs program: only this project's dispatches");
+  }
+  const untouched = await run("webgpu", 1.0, false);
+  sizes.forEach((n, i) => assert.equal(bits(untouched.out[i]), bits(new Rng(i).fillNormal(new Float32Array(n))), `weight ${i} unchanged`));
+  assert.ok(untouched.out.slice(sizes.length).every((a) => a.every((x) => x === 0)), "moments unchanged");
+  assert.ok(untouched.norms.every((x) => x > 0), "the norm is still measured");
 });
 
 function makeTrainer(extra: Partial<ConstructorParameters<typeof Trainer>[0]> = {}): Trainer {
@@ -596,7 +654,8 @@ test("with WebGPU's smallest limits (8 storage buffers, 128 MiB bindings, 16 KiB
   assert.is(st.limits.maxStorageBuffersPerShaderStage, 8);
   assert.is(st.limits.maxStorageBufferBindingSize, 128 * 2 ** 20);
   const t = makeTrainer();
-  const small = (await train(t, 2)).map((e) => e.loss);
+  const smallEvents = await train(t, 2);
+  const small = smallEvents.map((e) => e.loss);
   t.model.dispose();
   t.dispose();
   // A batch whose logits exceed the 128 MiB binding is refused before anything is queued, naming a batch size that fits.
@@ -628,10 +687,13 @@ test("with WebGPU's smallest limits (8 storage buffers, 128 MiB bindings, 16 KiB
   assert.ok(webgpuState()!.limits.maxStorageBuffersPerShaderStage > 8);
   assert.equal(bits(attendedSmall), bits(await attend()), "the same attention with the adapter's own limits");
   const u = makeTrainer();
-  const full = (await train(u, 2)).map((e) => e.loss);
+  const fullEvents = await train(u, 2);
+  const full = fullEvents.map((e) => e.loss);
   u.model.dispose();
   u.dispose();
   assert.equal(bits(small), bits(full));
+  // the gradients' norm binds 7 gradients per shader here and more with the adapter's limits: the same sums in the same order
+  assert.equal(bits(smallEvents.map((e) => e.gradNorm)), bits(fullEvents.map((e) => e.gradNorm)));
 });
 
 test.run();

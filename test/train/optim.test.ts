@@ -125,6 +125,33 @@ test("clipGradNorm reports the norm before clipping and scales as torch does", a
 });
 
 for (const name of ["cpu", "native"] as const) {
+  test(`clipAndApply is clipGradNorm, the guard on the norm, then apply, bit for bit (${name}); it takes the gradients`, async () => {
+    await use(name);
+    const make = () => new Map([["x.weight", tf.variable(tf.tensor1d([1, -2, 3]))], ["x.bias", tf.variable(tf.tensor1d([0.5]))]]);
+    const g = (s: number) => new Map([["x.weight", tf.tensor1d([3 * s, 0.25, -1])], ["x.bias", tf.tensor1d([4 * s])]]);
+    const [pa, pb] = [make(), make()];
+    const [a, b] = [new AdamW(pa, { lr: 1e-2 }), new AdamW(pb, { lr: 1e-2 })];
+    const start = tf.memory().numTensors;
+    for (const s of [1, 0.01]) {
+      const ga = g(s);
+      const seen: number[] = [];
+      const r = a.clipAndApply(ga, { maxNorm: 1, lr: 1e-2, guard: (norm) => (seen.push(norm.dataSync()[0]), tf.isFinite(norm) as tf.Scalar) });
+      assert.ok([...ga.values()].every((t) => t.isDisposed), "the gradients are taken");
+      const { grads, norm } = clipGradNorm(g(s), 1);
+      const ok = tf.isFinite(norm) as tf.Scalar;
+      b.apply(grads, 1e-2, ok);
+      assert.equal(r.norm.dataSync(), norm.dataSync(), "the norm");
+      assert.equal(seen, Array.from(norm.dataSync()), "the guard sees the norm");
+      assert.equal(r.ok!.dataSync(), ok.dataSync());
+      tf.dispose([r.norm, r.ok!, norm, ok, ...grads.values()]);
+    }
+    for (const k of pa.keys()) assert.equal(new Uint32Array(pa.get(k)!.dataSync().buffer), new Uint32Array(pb.get(k)!.dataSync().buffer), k);
+    assert.is(tf.memory().numTensors, start, "nothing left behind");
+    a.dispose();
+    b.dispose();
+  });
+
+
   test(`AdamW with a false device flag leaves weights and moments as they were (${name}); true gives the unguarded update`, async () => {
     await use(name);
     const make = () => new Map([["x.weight", tf.variable(tf.tensor1d([1, -2, 3]))]]);

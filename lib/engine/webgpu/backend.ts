@@ -16,6 +16,7 @@
 import * as tf from "../tf";
 import { adapterInfo, installGlobals, loadDawn, LimitsChoice, openDevice, OpenedDevice, WebGPUUnavailable } from "./dawn";
 import { registerWebGPUKernels } from "./kernels";
+import { PoolTrimmer } from "./pool";
 
 export interface WebGPUState extends Omit<OpenedDevice, "gpu" | "device" | "adapter"> {
   /** tfjs-backend-webgpu's version. */
@@ -26,6 +27,7 @@ let opened: OpenedDevice | null = null;
 /** What the open device was asked for: a different request opens a new one. */
 let openedFor = "";
 let deviceError: string | null = null;
+let pool: PoolTrimmer | null = null;
 
 /** The open device's description, or null before the webgpu backend starts. */
 export function webgpuState(): WebGPUState | null {
@@ -102,6 +104,7 @@ export async function startWebGPU(options: { allowSoftware: boolean; limits?: Li
   registerWebGPUKernels(dev.limits.maxStorageBuffersPerShaderStage);
   const ok = await tf.setBackend("webgpu");
   if (!ok) throw new WebGPUUnavailable(`tfjs's webgpu backend did not start on ${dev.summary.device || dev.summary.description}`);
+  pool = PoolTrimmer.attach(tf.findBackend("webgpu"));
   return webgpuState()!;
 }
 
@@ -114,6 +117,16 @@ export function stopWebGPU(): void {
   if (tf.findBackend("webgpu")) tf.removeBackend("webgpu");
   opened.device.destroy();
   opened = null;
+  pool = null;
+}
+
+/**
+ * End a round of work (a training step, an encoded batch) on webgpu: give the
+ * device back the pooled buffers of shapes that neither this round nor the
+ * one before used (./pool.ts). Returns the bytes released; 0 off webgpu.
+ */
+export function trimGpuPool(): number {
+  return pool && tf.getBackend() === "webgpu" ? pool.trim() : 0;
 }
 
 /**

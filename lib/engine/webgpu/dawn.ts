@@ -88,7 +88,7 @@ export function adapterInfo(adapter: GPUAdapter): GPUAdapterInfo & { isFallbackA
   return (adapter as GPUAdapter & { info: GPUAdapterInfo }).info;
 }
 
-const SOFTWARE = /swiftshader|llvmpipe|lavapipe|softpipe|microsoft basic render|\bwarp\b/i;
+const SOFTWARE = /swiftshader|llvmpipe|lavapipe|softpipe|microsoft basic render|\bwarp\b|null-backend/i;
 
 export function isSoftwareAdapter(info: { vendor?: string; architecture?: string; device?: string; description?: string }, fallback = false): boolean {
   return fallback || SOFTWARE.test([info.vendor, info.architecture, info.device, info.description].filter(Boolean).join(" "));
@@ -278,6 +278,13 @@ export function limitsOf(adapter: GPUAdapter): Record<string, number> {
 }
 
 /**
+ * The adapter name that opens Dawn's Null backend: a device that validates
+ * and records every command and executes none (reads give zeros). It measures
+ * the host's share of a step (tfjs, Dawn's validation): `bench gpu --host`.
+ */
+export const NULL_ADAPTER = "null-backend";
+
+/**
  * Open a device. `adapterName` picks an adapter whose name contains it
  * (RETROMAE_WEBGPU_ADAPTER by default). With limits "adapter" the device
  * asks for the adapter's own limits; "default" keeps WebGPU's minimums (a test
@@ -286,7 +293,7 @@ export function limitsOf(adapter: GPUAdapter): Record<string, number> {
 export async function openDevice(options: { adapterName?: string; limits?: LimitsChoice } = {}): Promise<OpenedDevice> {
   const d = await loadDawn();
   const name = options.adapterName ?? process.env.RETROMAE_WEBGPU_ADAPTER ?? "";
-  const gpu = d.create(name ? [`adapter=${name}`] : []);
+  const gpu = d.create(name === NULL_ADAPTER ? ["backend=null"] : name ? [`adapter=${name}`] : []);
   let adapter: GPUAdapter | null;
   try {
     adapter = await gpu.requestAdapter({ powerPreference: "high-performance" });
@@ -305,7 +312,7 @@ export async function openDevice(options: { adapterName?: string; limits?: Limit
   const device = await adapter.requestDevice({ requiredLimits });
   const limits: Record<string, number> = {};
   for (const k of LIMIT_NAMES) limits[k] = Number((device.limits as unknown as Record<string, number>)[k]);
-  return { gpu, device, adapter, summary: summarize(adapter, defaultBackendName()), limits };
+  return { gpu, device, adapter, summary: summarize(adapter, name === NULL_ADAPTER ? "null" : defaultBackendName()), limits };
 }
 
 /** Put Dawn's WebGPU constants (GPUBufferUsage, GPUMapMode, ...) on globalThis, where tfjs's webgpu backend reads them. */

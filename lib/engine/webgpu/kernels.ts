@@ -15,10 +15,8 @@
  *   a row sums to 0 and gives NaN, and the NaN reaches every gradient through
  *   the attention's backward pass. Here a row's max starts at its first
  *   element: such a row is uniform, as on the cpu backend and in PyTorch.
- * - AdamW in place: three passes per weight (the moments, then the weight),
- *   each writing into the variable's own buffer, where tfjs's composition is
- *   a dozen ops and as many new buffers. A step flag (a bool scalar on the
- *   device) leaves all three as they were when false.
+ * - (AdamW in place and the gradients' global norm are in ./optimizer.ts:
+ *   they write several buffers per dispatch, which a tfjs program cannot.)
  * - GELU (exact, erf form) and its gradient, one pass each, where tfjs
  *   composes five ops forward and a dozen backward (lib/engine/fused.ts).
  * - Add & LayerNorm forward (the normalized rows and 1/σ kept for the
@@ -51,7 +49,6 @@
  *   order, so the same bits.
  */
 import * as tf from "../tf";
-import type { AdamWStep } from "../native";
 import {
   ADD_LAYER_NORM,
   ATTENTION,
@@ -239,46 +236,6 @@ export const robustSoftmax: KernelConfig = {
   },
 };
 
-
-/** One in-place pass over `result` (a variable's buffer): `update` is the new value of result[i]. */
-function inPlaceProgram(n: number, inputs: string[], guarded: boolean, name: string, update: string) {
-  const body = `
-  fn main(index : i32) {
-    if (index >= uniforms.count) { return; }
-    ${guarded ? "if (ok[0] == 0) { return; }" : ""}
-    let i = index;
-    result[i] = ${update};
-  }`;
-  const uniforms = "count : i32, beta1 : f32, oneMinusBeta1 : f32, beta2 : f32, oneMinusBeta2 : f32, eps : f32, decay : f32, stepSize : f32, sqrtBc2 : f32,";
-  return flatProgram(n, [n], [...inputs, ...(guarded ? ["ok"] : [])], `retromaeAdamW_${name}_${guarded ? "guarded" : "plain"}`, uniforms, body);
-}
-
-/**
- * AdamW on the device, in place: m and v, then p, as the composition in
- * optim.ts computes them. False (nothing done) off webgpu, or where a
- * buffer is shared with another tensor. `ok`, a bool scalar, skips the
- * update on the device when false.
- */
-export function adamwInPlaceWebGPU(p: tf.Tensor, m: tf.Tensor, v: tf.Tensor, g: tf.Tensor, h: AdamWStep, ok: tf.Tensor | null): boolean {
-  if (tf.getBackend() !== "webgpu") return false;
-  const b = tf.backend() as unknown as WebGPUBackendLike;
-  if ([p, m, v, g].some((t) => t.dtype !== "float32") || p.size !== g.size || p.size !== m.size || p.size !== v.size) return false;
-  if ([p, m, v].some((t) => b.tensorMap.get(t.dataId)?.refCount !== 1)) return false;
-  if (p.size === 0) return true;
-  const n = p.size;
-  const uniforms = [
-    { type: "int32", data: [n] },
-    ...[h.beta1, 1 - h.beta1, h.beta2, 1 - h.beta2, h.eps, h.decay, h.stepSize, h.sqrtBc2].map((x) => ({ type: "float32", data: [x] })),
-  ];
-  const extra = ok ? [ok as unknown as TensorInfo] : [];
-  const run = (program: object, inputs: tf.Tensor[], target: tf.Tensor) => b.runWebGPUProgram(program, [...(inputs as unknown as TensorInfo[]), ...extra], "float32", uniforms, target as unknown as TensorInfo);
-  run(inPlaceProgram(n, ["g"], !!ok, "m", "result[i] * uniforms.beta1 + g[i] * uniforms.oneMinusBeta1"), [g], m);
-  run(inPlaceProgram(n, ["g"], !!ok, "v", "result[i] * uniforms.beta2 + (g[i] * g[i]) * uniforms.oneMinusBeta2"), [g], v);
-  run(inPlaceProgram(n, ["m", "v"], !!ok, "p", "result[i] * uniforms.decay - (m[i] / (sqrt(v[i]) / uniforms.sqrtBc2 + uniforms.eps)) * uniforms.stepSize"), [m, v], p);
-  // A value read earlier stays cached on the CPU; the buffers changed under it.
-  for (const t of [p, m, v]) b.tensorMap.get(t.dataId)!.values = null;
-  return true;
-}
 
 // erf by Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7), the formula tfjs's cpu and webgpu Erf use.
 const ERF_WGSL = `

@@ -1,0 +1,297 @@
+/// <reference types="@webgpu/types" />
+/**
+ * The optimizer step on webgpu in few dispatches.
+ *
+ * A tfjs-webgpu program writes one output, so through `runWebGPUProgram`
+ * AdamW took three passes per weight (m, v, then the weight), and clipping
+ * three more (square, sum, scale), plus the sums of the norms: about six
+ * dispatches per weight, some 360 of a tiny model's 790 per training step.
+ * On a GPU each dispatch costs the host tens of microseconds (tfjs's
+ * bookkeeping, a bind group, a uniform buffer), which is most of a small
+ * model's step. Here the shaders bind the buffers they write as
+ * read_write and are recorded into tfjs's own command encoder, in order with
+ * its programs:
+ *
+ * - the sum of squares of every gradient, several gradients per dispatch
+ *   (as many as the adapter lets one shader bind), each gradient's
+ *   elements split among a fixed number of workgroups that write one
+ *   partial sum each;
+ * - one dispatch that adds the partials in a fixed order: the global norm
+ *   and clip_grad_norm_'s coefficient min(1, maxNorm / (norm + 1e-6));
+ * - AdamW in place, one dispatch per weight: the gradient times the
+ *   coefficient, m, v and the weight, skipped on the device where the step
+ *   flag is false.
+ *
+ * About k + k/7 + 1 dispatches for k weights, where the composition took
+ * about 6k. Every sum has a fixed order (the partials' split depends on the
+ * sizes only), so the bits do not change from run to run, nor with the
+ * adapter's limits.
+ *
+ * This reaches into tfjs-backend-webgpu 4.22's backend (its command
+ * encoder, tensor map and buffer pool; the package is pinned), in the same
+ * way its own `recordAndSubmit` does.
+ */
+import * as tf from "../tf";
+import type { TensorInfo } from "@tensorflow/tfjs-core";
+import type { AdamWStep } from "../native";
+
+/** The parts of tfjs-webgpu's WebGPUBackend (4.22) that a dispatch recorded here uses. */
+interface RawBackend {
+  device: GPUDevice;
+  queue: GPUQueue;
+  tensorMap: { get(dataId: object): { refCount: number; values: unknown; resource: unknown } | undefined };
+  bufferManager: { acquireBuffer(size: number, usage: number): GPUBuffer };
+  uniformPendingDisposal: GPUBuffer[];
+  commandQueueOwnedIds: WeakSet<object>;
+  commandEncoder: GPUCommandEncoder | null;
+  computePassEncoder: GPUComputePassEncoder | null;
+  dispatchCountInPass: number;
+  uploadToGPU(dataId: object): void;
+  ensureCommandEncoderReady(): void;
+  endComputePassEncoder(): void;
+  submitQueue(): void;
+  makeTensorInfo(shape: number[], dtype: tf.DataType): TensorInfo;
+}
+
+function rawBackend(): RawBackend | null {
+  if (tf.getBackend() !== "webgpu") return null;
+  const b = tf.backend() as unknown as Partial<RawBackend>;
+  const ok =
+    !!b.device && !!b.queue && !!b.tensorMap && typeof b.bufferManager?.acquireBuffer === "function" && Array.isArray(b.uniformPendingDisposal) &&
+    typeof b.ensureCommandEncoderReady === "function" && typeof b.endComputePassEncoder === "function" && typeof b.submitQueue === "function" &&
+    typeof b.uploadToGPU === "function" && typeof b.makeTensorInfo === "function" && "computePassEncoder" in b && typeof b.dispatchCountInPass === "number";
+  return ok ? (b as RawBackend) : null;
+}
+
+const WG = 256;
+/** Workgroups per dimension that every adapter takes (WebGPU's minimum maxComputeWorkgroupsPerDimension). */
+const MAX_GROUPS = 65535;
+
+/** Pipelines by device and shader; a pipeline's bind group layout is asked for once. */
+const pipelines = new WeakMap<GPUDevice, Map<string, { pipeline: GPUComputePipeline; layout: GPUBindGroupLayout }>>();
+
+function pipelineFor(device: GPUDevice, key: string, code: () => string) {
+  let cache = pipelines.get(device);
+  if (!cache) pipelines.set(device, (cache = new Map()));
+  let entry = cache.get(key);
+  if (!entry) {
+    const pipeline = device.createComputePipeline({ layout: "auto", compute: { module: device.createShaderModule({ code: code() }), entryPoint: "main" } });
+    entry = { pipeline, layout: pipeline.getBindGroupLayout(0) };
+    cache.set(key, entry);
+  }
+  return entry;
+}
+
+/** The GPU buffer of a tensor, uploaded if its values are still on the CPU. */
+function bufferOf(b: RawBackend, t: TensorInfo): GPUBuffer {
+  b.uploadToGPU(t.dataId);
+  return b.tensorMap.get(t.dataId)!.resource as GPUBuffer;
+}
+
+/**
+ * Record one dispatch into tfjs's command encoder, as its recordAndSubmit
+ * does: bindings 0.. are `tensors` (in order), the last is a uniform buffer
+ * from tfjs's pool (released when the commands are submitted); the tensors
+ * are held until then.
+ */
+function record(b: RawBackend, key: string, code: () => string, tensors: TensorInfo[], uniforms: ArrayBuffer, groups: number): void {
+  const { pipeline, layout } = pipelineFor(b.device, key, code);
+  const buffers = tensors.map((t) => bufferOf(b, t));
+  const size = Math.max(16, Math.ceil(uniforms.byteLength / 16) * 16);
+  const uniform = b.bufferManager.acquireBuffer(size, GPUBufferUsage.COPY_DST | GPUBufferUsage.UNIFORM);
+  b.queue.writeBuffer(uniform, 0, uniforms, 0, uniforms.byteLength);
+  b.uniformPendingDisposal.push(uniform);
+  const bindGroup = b.device.createBindGroup({
+    layout,
+    entries: [...buffers.map((buffer, i) => ({ binding: i, resource: { buffer } })), { binding: buffers.length, resource: { buffer: uniform } }],
+  });
+  for (const t of tensors) b.commandQueueOwnedIds.add(t.dataId);
+  b.ensureCommandEncoderReady();
+  if (!b.computePassEncoder) b.computePassEncoder = b.commandEncoder!.beginComputePass({});
+  b.computePassEncoder.setPipeline(pipeline);
+  b.computePassEncoder.setBindGroup(0, bindGroup);
+  b.computePassEncoder.dispatchWorkgroups(Math.min(groups, MAX_GROUPS), Math.ceil(groups / MAX_GROUPS), 1);
+  b.dispatchCountInPass++;
+  if ((tf.env().get("WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE") as number) <= b.dispatchCountInPass) {
+    b.endComputePassEncoder();
+    b.submitQueue();
+  }
+}
+
+/** A new float32 tensor whose buffer a raw dispatch fills. */
+function outputTensor(b: RawBackend, shape: number[]): tf.Tensor {
+  const info = b.makeTensorInfo(shape, "float32");
+  b.uploadToGPU(info.dataId);
+  return tf.engine().makeTensorFromTensorInfo(info);
+}
+
+/** The workgroup index, across the two dimensions a large dispatch is split into. */
+const GROUP_INDEX = `let group = wid.x + wid.y * ${MAX_GROUPS}u;`;
+
+/** Tree sum of `value` over the workgroup; every invocation gets the total. */
+const TREE_SUM = `
+var<workgroup> partial : array<f32, ${WG}>;
+fn treeSum(tid : u32, value : f32) -> f32 {
+  partial[tid] = value;
+  workgroupBarrier();
+  for (var s = ${WG / 2}u; s > 0u; s = s >> 1u) {
+    if (tid < s) { partial[tid] = partial[tid] + partial[tid + s]; }
+    workgroupBarrier();
+  }
+  let total = partial[0];
+  workgroupBarrier();
+  return total;
+}`;
+
+/** Workgroups that share a gradient's sum of squares: about 8 elements per invocation, at most 256 groups. */
+export function partialsFor(n: number): number {
+  return Math.max(1, Math.min(256, Math.ceil(n / (WG * 8))));
+}
+
+/**
+ * Σ g² of `arity` gradients, each over its own run of workgroups: group w of
+ * gradient j writes out[base_j + w], its invocations striding the gradient
+ * by the run's width. Uniform entry j: (n, first group, groups, base).
+ */
+function sumSquaresShader(arity: number): string {
+  const inputs = Array.from({ length: arity }, (_, j) => `@group(0) @binding(${j + 1}) var<storage, read> g${j} : array<f32>;`).join("\n");
+  const cases = Array.from({ length: arity }, (_, j) => `    case ${j}u: { return g${j}[i]; }`).join("\n");
+  return `
+@group(0) @binding(0) var<storage, read_write> out : array<f32>;
+${inputs}
+struct Uniforms { runs : array<vec4<u32>, ${arity}> };
+@group(0) @binding(${arity + 1}) var<uniform> u : Uniforms;
+${TREE_SUM}
+fn load(j : u32, i : u32) -> f32 {
+  switch j {
+${cases}
+    default: { return 0.0; }
+  }
+}
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wid : vec3<u32>, @builtin(local_invocation_index) tid : u32) {
+  ${GROUP_INDEX}
+  var j = 0u;
+  for (var k = 1u; k < ${arity}u; k = k + 1u) { if (group >= u.runs[k].y) { j = k; } }
+  let run = u.runs[j];
+  if (group >= run.y + run.z) { return; }
+  let w = group - run.y;
+  var acc = 0.0;
+  for (var i = w * ${WG}u + tid; i < run.x; i = i + run.z * ${WG}u) {
+    let x = load(j, i);
+    acc = acc + x * x;
+  }
+  let total = treeSum(tid, acc);
+  if (tid == 0u) { out[run.w + w] = total; }
+}`;
+}
+
+/** The partials added in a fixed order: norm[0] = √Σ, coef[0] = min(1, maxNorm / (norm + 1e-6)) (1 with maxNorm ≤ 0). */
+const NORM_SHADER = `
+@group(0) @binding(0) var<storage, read_write> norm : array<f32>;
+@group(0) @binding(1) var<storage, read_write> coef : array<f32>;
+@group(0) @binding(2) var<storage, read> partials : array<f32>;
+struct Uniforms { count : u32, maxNorm : f32 };
+@group(0) @binding(3) var<uniform> u : Uniforms;
+${TREE_SUM}
+@compute @workgroup_size(${WG})
+fn main(@builtin(local_invocation_index) tid : u32) {
+  var acc = 0.0;
+  for (var i = tid; i < u.count; i = i + ${WG}u) { acc = acc + partials[i]; }
+  let total = treeSum(tid, acc);
+  if (tid == 0u) {
+    let n = sqrt(total);
+    norm[0] = n;
+    coef[0] = select(1.0, min(1.0, u.maxNorm / (n + 1e-6)), u.maxNorm > 0.0);
+  }
+}`;
+
+/**
+ * The global L2 norm of `grads` (a scalar) and clip_grad_norm_'s
+ * coefficient for `maxNorm` (a [1] tensor; 1 where maxNorm ≤ 0), on the
+ * device. Null off webgpu. One shader binds as many gradients as the
+ * device's maxStorageBuffersPerShaderStage allows beside its output (at most 16).
+ */
+export function globalNormWebGPU(grads: tf.Tensor[], maxNorm: number): { norm: tf.Scalar; coef: tf.Tensor } | null {
+  const b = rawBackend();
+  const maxInputs = b ? b.device.limits.maxStorageBuffersPerShaderStage - 1 : 0;
+  if (!b || grads.some((g) => g.dtype !== "float32") || maxInputs < 1) return null;
+  const live = grads.filter((g) => g.size > 0);
+  const counts = live.map((g) => partialsFor(g.size));
+  const total = counts.reduce((a, c) => a + c, 0);
+  const partials = outputTensor(b, [Math.max(1, total)]);
+  const arityMax = Math.min(maxInputs, 16);
+  let base = 0;
+  for (let start = 0; start < live.length; start += arityMax) {
+    const chunk = live.slice(start, start + arityMax);
+    const uniforms = new Uint32Array(chunk.length * 4);
+    let first = 0;
+    chunk.forEach((g, j) => {
+      const groups = counts[start + j];
+      uniforms.set([g.size, first, groups, base], j * 4);
+      first += groups;
+      base += groups;
+    });
+    record(b, `retromaeSumSquares_${chunk.length}`, () => sumSquaresShader(chunk.length), [partials as unknown as TensorInfo, ...(chunk as unknown as TensorInfo[])], uniforms.buffer, first);
+  }
+  const norm = outputTensor(b, []) as tf.Scalar;
+  const coef = outputTensor(b, [1]);
+  const u = new ArrayBuffer(8);
+  new Uint32Array(u, 0, 1)[0] = total;
+  new Float32Array(u, 4, 1)[0] = maxNorm;
+  record(b, "retromaeGlobalNorm", () => NORM_SHADER, [norm, coef, partials] as unknown as TensorInfo[], u, 1);
+  partials.dispose();
+  return { norm, coef };
+}
+
+/** AdamW in place over one weight: g times coef, then m, v and p (the arithmetic of optim.ts's composition). */
+function adamwShader(guarded: boolean, scaled: boolean): string {
+  let binding = 4;
+  const coef = scaled ? `@group(0) @binding(${binding++}) var<storage, read> coef : array<f32>;` : "";
+  const ok = guarded ? `@group(0) @binding(${binding++}) var<storage, read> ok : array<i32>;` : "";
+  return `
+@group(0) @binding(0) var<storage, read_write> p : array<f32>;
+@group(0) @binding(1) var<storage, read_write> m : array<f32>;
+@group(0) @binding(2) var<storage, read_write> v : array<f32>;
+@group(0) @binding(3) var<storage, read> g : array<f32>;
+${coef}
+${ok}
+struct Uniforms { count : u32, beta1 : f32, oneMinusBeta1 : f32, beta2 : f32, oneMinusBeta2 : f32, eps : f32, decay : f32, stepSize : f32, sqrtBc2 : f32 };
+@group(0) @binding(${binding}) var<uniform> u : Uniforms;
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wid : vec3<u32>, @builtin(local_invocation_index) tid : u32) {
+  ${guarded ? "if (ok[0] == 0) { return; }" : ""}
+  ${GROUP_INDEX}
+  let i = group * ${WG}u + tid;
+  if (i >= u.count) { return; }
+  let gi = ${scaled ? "g[i] * coef[0]" : "g[i]"};
+  let mi = m[i] * u.beta1 + gi * u.oneMinusBeta1;
+  let vi = v[i] * u.beta2 + (gi * gi) * u.oneMinusBeta2;
+  m[i] = mi;
+  v[i] = vi;
+  p[i] = p[i] * u.decay - (mi / (sqrt(vi) / u.sqrtBc2 + u.eps)) * u.stepSize;
+}`;
+}
+
+/**
+ * AdamW on the device, in place, in one dispatch: the gradient (times
+ * `coef[0]` where given: clipping), m, v, then p, with optim.ts's
+ * arithmetic. False (nothing done) off webgpu, or where a buffer is shared
+ * with another tensor. `ok`, a bool scalar, skips the update on the device
+ * when false.
+ */
+export function adamwInPlaceWebGPU(p: tf.Tensor, m: tf.Tensor, v: tf.Tensor, g: tf.Tensor, h: AdamWStep, ok: tf.Tensor | null, coef: tf.Tensor | null = null): boolean {
+  const b = rawBackend();
+  if (!b) return false;
+  if ([p, m, v, g, ...(coef ? [coef] : [])].some((t) => t.dtype !== "float32") || p.size !== g.size || p.size !== m.size || p.size !== v.size) return false;
+  if ([p, m, v].some((t) => b.tensorMap.get(t.dataId)?.refCount !== 1)) return false;
+  if (p.size === 0) return true;
+  const u = new ArrayBuffer(36);
+  new Uint32Array(u, 0, 1)[0] = p.size;
+  new Float32Array(u, 4, 8).set([h.beta1, 1 - h.beta1, h.beta2, 1 - h.beta2, h.eps, h.decay, h.stepSize, h.sqrtBc2]);
+  const tensors = [p, m, v, g, ...(coef ? [coef] : []), ...(ok ? [ok] : [])] as unknown as TensorInfo[];
+  record(b, `retromaeAdamW_${ok ? "guarded" : "plain"}_${coef ? "scaled" : "unscaled"}`, () => adamwShader(!!ok, !!coef), tensors, u, Math.ceil(p.size / WG));
+  // A value read earlier stays cached on the CPU; the buffers changed under it.
+  for (const t of [p, m, v]) b.tensorMap.get(t.dataId)!.values = null;
+  return true;
+}
