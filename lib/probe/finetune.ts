@@ -24,7 +24,7 @@ import type { RetroMAE } from "../model/retromae";
 import type { BertTokenizer } from "../text/tokenizer";
 import type { LossChart } from "../plot/loss-chart";
 import { LiveReport } from "../train/live";
-import { AdamW, clipGradNorm } from "../train/optim";
+import { AdamW } from "../train/optim";
 import { LrSchedule } from "../train/schedule";
 import { Bm25Index } from "./bm25";
 import { beirDocText } from "./probe";
@@ -185,10 +185,9 @@ export async function contrastiveFinetune(model: RetroMAE, tokenizer: BertTokeni
       return crossEntropy(scores, labels);
     }, [...encoder.values()]);
     const named = new Map([...encoder].map(([k, v]) => [k, grads[v.name]]));
-    const { grads: clipped, norm } = clipGradNorm(named, 1.0);
     const lr = schedule.at(step);
-    opt.apply(clipped, lr);
-    tf.dispose([norm, qIds, qMask, pIds, pMask, labels, ...clipped.values()]);
+    const { norm } = opt.clipAndApply(named, { maxNorm: 1.0, lr });
+    tf.dispose([norm, qIds, qMask, pIds, pMask, labels]);
     const loss = (await value.data())[0];
     value.dispose();
     trimGpuPool(); // batches of new padded lengths leave buffers of their own

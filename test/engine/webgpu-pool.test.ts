@@ -10,7 +10,7 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import * as path from "path";
 import * as tf from "../../lib/engine/tf";
-import { backend, use } from "../../lib/engine/backend";
+import { backend } from "../../lib/engine/backend";
 import { Rng } from "../../lib/engine/rng";
 import { NULL_ADAPTER } from "../../lib/engine/webgpu/dawn";
 import { startWebGPU, stopWebGPU, trimGpuPool } from "../../lib/engine/webgpu/backend";
