@@ -15,7 +15,9 @@
  *   project's inference kernels (the whole attention, GELU in the dense
  *   layer's epilogue) and with tfjs's composition instead (`fused_speedup`),
  *   and the feed-forward's matmul as the model runs it (x·Wᵀ) and with W
- *   stored transposed (tfjs-webgpu's vec4 path);
+ *   stored transposed (tfjs-webgpu's vec4 path); on webgpu the compute
+ *   dispatches per step (`npm run bench -- host` gives the host's time for
+ *   as many, with no GPU work: near it, a step is bound by the CPU);
  * - PyTorch (bench/reference/retromae_bench.py --device cuda) on the same
  *   batches: fp32 with TF32 off (the same arithmetic) and with TF32 matmuls
  *   (its fast default), each with the encoder's logits at every position
@@ -43,6 +45,7 @@ import { makeProbeSet } from "../lib/probe/probe";
 import { BertTokenizer } from "../lib/text/tokenizer";
 import { PackedCorpus } from "../lib/train/data";
 import { Trainer } from "../lib/train/trainer";
+import { countDispatches } from "./host";
 import { emit, NO_TORCH, option, recordBatches, runTorch, SHARED_DATA, torchPython, writeEncodeBatches } from "./common";
 
 const DEFAULT_CONFIGS = "tiny:16x128,mini:32x128,small:32x256,base:32x512";
@@ -160,7 +163,10 @@ export async function benchGpuOne(args: string[]): Promise<void> {
   await trainer.fit({ steps: 2, live: false, onEvent: sample }); // warm-up: shader compiles, buffer pool
   const recording = recordBatches(trainer);
   let tokens = 0;
+  const dispatches = choice.backend === "webgpu" ? countDispatches((tf.backend() as unknown as { device: GPUDevice }).device) : null;
+  const d0 = dispatches?.() ?? 0;
   const off = await trainer.fit({ steps, live: false, onEvent: (e) => (sample(), e.type === "step" && (tokens += e.tokens)) });
+  const perStep = dispatches ? Math.round((dispatches() - d0) / steps) : null;
   recording.stop();
   const on = await trainer.fit({ steps, live: true, onEvent: sample });
   recording.save(option(args, "save-batch"));
@@ -194,6 +200,7 @@ export async function benchGpuOne(args: string[]): Promise<void> {
       tokens_per_s: +(tokens / (off.totalMs / 1000)).toFixed(1),
       ms_per_step_live: +(on.totalMs / steps).toFixed(1),
       chart_overhead: +(on.totalMs / off.totalMs - 1).toFixed(4),
+      ...(perStep !== null ? { dispatches_per_step: perStep } : {}),
       peak_gpu_mb: Math.round(peak / 2 ** 20),
       ...probe,
       ...layout,

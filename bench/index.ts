@@ -9,6 +9,7 @@
  *   probe     SciFact encoding, search, full probe and BM25, with PyTorch encoding in the same run
  *   kernel    kernel start, cell round trip, print throughput and memory, with ipykernel in the same run
  *   science   RetroMAE vs MLM-only continued from one start: nDCG@10 against step, intervals and paired tests
+ *   host      the host's share of a webgpu training step (Dawn's Null backend: no GPU work), with PyTorch's on its meta device in the same run
  *   gpu       training steps and probe encoding on the GPU backends (webgpu, tensorflow), with PyTorch on CUDA in the same run
  *   finetune  the official fine-tuning recipe on SciFact train for several encoders, then test nDCG@10, zero-shot and fine-tuned
  */
@@ -16,6 +17,7 @@ import { benchKernel } from "./kernel";
 import { benchScience } from "./science";
 import { benchFinetune } from "./finetune";
 import { benchGpu, benchGpuOne } from "./gpu";
+import { benchHost } from "./host";
 import { benchMatmul } from "./matmul";
 import { benchModel, benchModelOne } from "./model";
 import { benchProbe } from "./probe";
@@ -37,6 +39,7 @@ const BENCHES: Record<string, (args: string[]) => Promise<void>> = {
   kernel: benchKernel,
   science: benchScience,
   finetune: benchFinetune,
+  host: benchHost,
   gpu: benchGpu,
   "gpu-one": benchGpuOne,
 };

@@ -19,6 +19,9 @@ timed between torch.cuda.synchronize() calls, and the peak GPU memory is
 reported; --tf32 lets cuBLAS use TF32 for fp32 matmuls (PyTorch's fast
 setting), without it TF32 is off (the same fp32 arithmetic as the other
 engines).
+With --device meta every op is dispatched (autograd included) and nothing is
+computed: PyTorch's host time per step (the encoder's logits at every
+position only: masked positions need the data; AdamW's for-loop form).
 Prints one JSON line.
 """
 import json
@@ -78,7 +81,10 @@ def main():
     if cuda:
         torch.backends.cuda.matmul.allow_tf32 = "--tf32" in sys.argv
         torch.backends.cudnn.allow_tf32 = "--tf32" in sys.argv
-    batches = [{k: v.to(device) for k, v in read_safetensors(f).items()} for f in sys.argv[2].split(",")]
+    meta = device == "meta"
+    on_cpu = [read_safetensors(f) for f in sys.argv[2].split(",")]
+    batch_tokens = [int(b["attention_mask"].sum()) for b in on_cpu]
+    batches = [{k: v.to(device) for k, v in b.items()} for b in on_cpu]
     steps = int(sys.argv[sys.argv.index("--steps") + 1]) if "--steps" in sys.argv else 3
     model = Reference(cfg, {k: v.to(device) for k, v in init_weights(cfg).items()}, training=True, masked_only="--same-work" in sys.argv, bow=False)
     optimizer = None
@@ -86,11 +92,13 @@ def main():
         # The HF Trainer's grouping: no weight decay on biases and LayerNorm weights.
         decay = [p for n, p in model.w.items() if not (n.endswith(".bias") or "LayerNorm." in n)]
         no_decay = [p for n, p in model.w.items() if n.endswith(".bias") or "LayerNorm." in n]
-        optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}], lr=1e-4)
+        # (meta has no kernels for the foreach ops in torch 1.13: the for-loop AdamW there)
+        optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}], lr=1e-4, **({"foreach": False} if meta else {}))
     times = []
     tokens = 0
     for step in range(steps + 1):
-        batch = batches[(step - 1) % len(batches)] if step > 0 else batches[0]
+        index = (step - 1) % len(batches) if step > 0 else 0
+        batch = batches[index]
         for p in model.w.values():
             p.grad = None
         if cuda:
@@ -105,7 +113,7 @@ def main():
             torch.cuda.synchronize()
         if step > 0:  # the first step warms up
             times.append(time.perf_counter() - t)
-            tokens += int(batch["attention_mask"].sum())
+            tokens += batch_tokens[index]
     if len(batches) == 1:
         ms = statistics.median(times) * 1e3
         tokens_per_s = tokens / len(times) / (ms / 1e3)

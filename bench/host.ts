@@ -1,0 +1,123 @@
+/**
+ * `npm run bench -- host [--presets tiny,mini,small,base] [--batch 16 --seq 128] [--steps N]`
+ *
+ * The host's share of a webgpu training step: what the CPU spends issuing
+ * it (tfjs's ops and autodiff, shader keys, uniforms, bind groups, Dawn's
+ * validation and command encoding), with no GPU work at all. It runs full
+ * Trainer steps on Dawn's Null backend, a device that validates and records
+ * every command and executes none, so a step's time is its host time: a
+ * floor under webgpu's step on any GPU driven from this CPU (a real driver
+ * adds its own cost per dispatch). It also counts the compute dispatches.
+ *
+ * Dawn's Null device holds 512 MiB, so the model keeps each preset's layers,
+ * heads and vocabulary with 8 dimensions per head (hidden 8·heads,
+ * intermediate 4·hidden) at batch 2 × 32: the same ops and dispatches as the
+ * preset, whose count does not depend on the widths.
+ *
+ * The reference, in the same run: PyTorch's training step (forward,
+ * backward, clip_grad_norm_, AdamW with foreach as on CUDA) on its `meta`
+ * device, which runs every op's dispatch and autograd and computes nothing:
+ * PyTorch's own host floor for the preset at --batch × --seq (default
+ * 16 × 128; on meta the size costs nothing). A CUDA launch adds a few
+ * microseconds per kernel on top of it. The encoder's logits are at every
+ * position there (masked positions need the data, which meta does not have).
+ *
+ * Prints JSON lines (one per preset and engine), then the table.
+ */
+import * as path from "path";
+import * as fs from "fs";
+import * as os from "os";
+import * as tf from "../lib/engine/tf";
+import { use } from "../lib/engine/backend";
+import { Rng } from "../lib/engine/rng";
+import { NULL_ADAPTER } from "../lib/engine/webgpu/dawn";
+import { hfConfig } from "../lib/model/checkpoint";
+import { bertConfig, PresetName } from "../lib/model/config";
+import { RetroMAE } from "../lib/model/retromae";
+import { BertTokenizer } from "../lib/text/tokenizer";
+import { PackedCorpus } from "../lib/train/data";
+import { Trainer } from "../lib/train/trainer";
+import { RetroMAECollator } from "../lib/masking/collator";
+import { loadBeir } from "../lib/data/beir";
+import { saveBatch } from "../lib/masking/batch-io";
+import { emit, NO_TORCH, option, runTorch, SHARED_DATA, torchPython } from "./common";
+
+/** Count compute dispatches on `device` (every pass encoder shares one prototype). */
+export function countDispatches(device: GPUDevice): () => number {
+  const pass = device.createCommandEncoder().beginComputePass();
+  const proto = Object.getPrototypeOf(pass) as GPUComputePassEncoder;
+  pass.end();
+  const original = proto.dispatchWorkgroups;
+  let n = 0;
+  proto.dispatchWorkgroups = function (this: GPUComputePassEncoder, ...args: Parameters<GPUComputePassEncoder["dispatchWorkgroups"]>) {
+    n++;
+    return original.apply(this, args);
+  };
+  return () => n;
+}
+
+export async function benchHost(args: string[]): Promise<void> {
+  const presets = (option(args, "presets") ?? "tiny,mini,small,base").split(",") as PresetName[];
+  const steps = Number(option(args, "steps") ?? 20);
+  const [B, L] = [Number(option(args, "batch") ?? 16), Number(option(args, "seq") ?? 128)];
+  process.env.RETROMAE_WEBGPU_ADAPTER = NULL_ADAPTER;
+  await use("webgpu");
+  const dispatches = countDispatches((tf.backend() as unknown as { device: GPUDevice }).device);
+  const tok = BertTokenizer.bertBaseUncased();
+  const corpus = await PackedCorpus.fromFile(path.join(SHARED_DATA, "beir-scifact", "corpus.jsonl"), tok, 32, { limit: 400 });
+  const py = torchPython();
+  // whole abstracts: most fill --seq tokens
+  const texts = [...loadBeir(path.join(SHARED_DATA, "beir-scifact")).corpus.values()].map((d) => d.text).filter((t) => t.length > 8 * L);
+  const table: Record<string, unknown>[] = [];
+  for (const preset of presets) {
+    const cfg = bertConfig(preset);
+    const narrow = { hiddenSize: 8 * cfg.numAttentionHeads, intermediateSize: 32 * cfg.numAttentionHeads };
+    const rng = new Rng(1);
+    const model = RetroMAE.create(preset, { rng, overrides: narrow });
+    const trainer = new Trainer({ model, tokenizer: tok, data: corpus, rng, seed: 1, batchSize: 2, maxLength: 32, totalSteps: steps + 5 });
+    await trainer.fit({ steps: 3, live: false }); // shaders, the pool
+    const [d0, c0, t0] = [dispatches(), process.cpuUsage(), performance.now()];
+    await trainer.fit({ steps, live: false });
+    const ms = (performance.now() - t0) / steps;
+    const cpu = process.cpuUsage(c0);
+    const perStep = (dispatches() - d0) / steps;
+    trainer.dispose();
+    model.dispose();
+    const ours = {
+      bench: "host",
+      engine: "webgpu on Dawn's Null backend",
+      preset,
+      layers: cfg.numHiddenLayers,
+      heads: cfg.numAttentionHeads,
+      hidden: narrow.hiddenSize,
+      batch: 2,
+      seq: 32,
+      steps,
+      host_ms_per_step: +ms.toFixed(1),
+      cpu_ms_per_step: +((cpu.user + cpu.system) / 1000 / steps).toFixed(1),
+      dispatches_per_step: Math.round(perStep),
+      us_per_dispatch: +((ms * 1000) / perStep).toFixed(1),
+    };
+    emit(ours);
+    table.push(ours);
+    let torchRow: Record<string, unknown>;
+    if (!py) torchRow = { bench: "host", engine: "torch meta", preset, skipped: NO_TORCH };
+    else {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), "bench-host-"));
+      const file = path.join(dir, "batch.safetensors");
+      saveBatch(file, new RetroMAECollator({ tokenizer: tok, rng: new Rng(2), maxLength: L }).collate(texts.slice(0, B)));
+      try {
+        const run = (extra: string[]) => runTorch("retromae_bench.py", [JSON.stringify(hfConfig(cfg)), file, "--steps", String(steps), "--device", "meta", ...extra], process.env);
+        const [step, fb] = [run(["--adamw"]), run([])];
+        torchRow = { bench: "host", engine: "torch meta", preset, batch: B, seq: L, host_ms_per_step: step.ms_per_step, host_ms_forward_backward: fb.ms_per_step, torch: step.torch };
+        (ours as Record<string, unknown>).ratio_vs_torch_host = +((step.ms_per_step as number) / ms).toFixed(3);
+      } catch (err) {
+        torchRow = { bench: "host", engine: "torch meta", preset, failed: (err as Error).message };
+      }
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+    emit(torchRow);
+    table.push(torchRow);
+  }
+  console.log(JSON.stringify(table, null, 1));
+}
