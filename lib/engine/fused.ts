@@ -81,6 +81,71 @@ export function gelu(x: tf.Tensor): tf.Tensor {
   return tf.mul(tf.mul(x, 0.5), tf.add(1, tf.erf(tf.mul(x, Math.SQRT1_2))));
 }
 
+/**
+ * Dropout with its mask drawn on the device from a counter-based hash:
+ * element i of a call with seed s is kept when
+ * hash(hash(s) ^ i) ≥ rate · 2³² (32-bit integer arithmetic, the same bits on
+ * every backend), and scaled by fround(1 / (1 − rate)). One pass forward;
+ * the gradient is the same kernel on dy with the same seed (the mask is
+ * recomputed, never stored). The webgpu backend registers it: tfjs's own
+ * dropout draws its uniform noise on the CPU (about 60 M values/s here)
+ * and uploads it, which for base at 32 × 512 is some 1.7 G values a step.
+ * Other backends keep tfjs's dropout (their results stay as published)
+ * unless `registerCounterDropout` gives them this one (tests compare
+ * backends with it).
+ */
+export const DROPOUT = "RetroMAEDropout";
+
+tf.registerGradient({
+  kernelName: DROPOUT,
+  gradFunc: (dy, _saved, attrs) => ({ x: () => tf.engine().runKernel(DROPOUT, { x: dy as tf.Tensor }, attrs as unknown as tf.NamedAttrMap) as tf.Tensor }),
+});
+
+/** The 32-bit integer hash behind DROPOUT (lowbias32, C. Wellons): x ↦ well-mixed u32. */
+export function hash32(x: number): number {
+  x ^= x >>> 16;
+  x = Math.imul(x, 0x7feb352d);
+  x ^= x >>> 15;
+  x = Math.imul(x, 0x846ca68b);
+  x ^= x >>> 16;
+  return x >>> 0;
+}
+
+/** The attributes of one DROPOUT call: the keep threshold on the hash and the scale. */
+export function dropoutAttrs(rate: number, seed: number): { seed: number; threshold: number; scale: number } {
+  if (!(rate >= 0 && rate < 1)) throw new Error(`Dropout rate must be in [0, 1), got ${rate}.`);
+  return { seed: hash32(seed >>> 0), threshold: Math.min(2 ** 32 - 1, Math.round(rate * 2 ** 32)) >>> 0, scale: Math.fround(1 / (1 - rate)) };
+}
+
+/** DROPOUT in JavaScript, for any backend that reads its values on the CPU (cpu, native, wasm). */
+export const counterDropoutKernel = (backendName: string): tf.KernelConfig => ({
+  kernelName: DROPOUT,
+  backendName,
+  kernelFunc: ({ inputs, backend, attrs }) => {
+    const { x } = inputs as { x: tf.TensorInfo };
+    const { seed, threshold, scale } = attrs as unknown as { seed: number; threshold: number; scale: number };
+    const values = (backend as unknown as { readSync(id: object): Float32Array }).readSync(x.dataId);
+    const out = new Float32Array(values.length);
+    for (let i = 0; i < values.length; i++) out[i] = hash32((seed ^ i) >>> 0) >= threshold ? Math.fround(values[i] * scale) : 0;
+    return (backend as unknown as { makeTensorInfo(shape: number[], dtype: string, values: Float32Array): tf.TensorInfo }).makeTensorInfo(x.shape, "float32", out);
+  },
+});
+
+/** Give `backendName` (default: the current one) the counter-based dropout, so its masks are webgpu's. */
+export function registerCounterDropout(backendName = tf.getBackend()): void {
+  if (tf.getKernel(DROPOUT, backendName)) tf.unregisterKernel(DROPOUT, backendName);
+  tf.registerKernel(counterDropoutKernel(backendName));
+}
+
+/**
+ * Inverted dropout of x at `rate` with one seed: the counter-based kernel
+ * where the backend has it (webgpu), tfjs's dropout elsewhere.
+ */
+export function dropoutWithSeed(x: tf.Tensor, rate: number, seed: number): tf.Tensor {
+  if (nativeKernel(DROPOUT) && x.dtype === "float32") return tf.engine().runKernel(DROPOUT, { x }, dropoutAttrs(rate, seed) as unknown as tf.NamedAttrMap) as tf.Tensor;
+  return tf.dropout(x, rate, undefined, seed);
+}
+
 /** Registered by the webgpu backend only: its fused matmul with a GELU epilogue. */
 export const DENSE_GELU = "RetroMAEDenseGelu";
 

@@ -9,7 +9,7 @@
  */
 import * as tf from "../engine/tf";
 import type { Rng } from "../engine/rng";
-import { addLayerNorm, attentionInference, attentionInPlace, gelu as fusedGelu, linear, linearGelu, logSumExpArgMax, logSumExpRows, scaledMaskedSoftmax, softmaxMinusOneHot, softmaxMinusOneHotColSum, tiedLogits } from "../engine/fused";
+import { addLayerNorm, attentionInference, attentionInPlace, dropoutWithSeed, gelu as fusedGelu, linear, linearGelu, logSumExpArgMax, logSumExpRows, scaledMaskedSoftmax, softmaxMinusOneHot, softmaxMinusOneHotColSum, tiedLogits } from "../engine/fused";
 import type { BertConfig } from "./config";
 
 export type Weights = ReadonlyMap<string, tf.Tensor>;
@@ -68,7 +68,7 @@ export function gelu(x: tf.Tensor): tf.Tensor {
 export function dropout(x: tf.Tensor, rate: number, opts: ForwardOptions): tf.Tensor {
   if (!opts.training || rate === 0) return x;
   if (!opts.rng) throw new Error("Dropout in training mode needs the run's generator; pass { training: true, rng }.");
-  return tf.dropout(x, rate, undefined, opts.rng.seed());
+  return dropoutWithSeed(x, rate, opts.rng.seed());
 }
 
 /**

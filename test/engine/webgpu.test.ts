@@ -23,6 +23,7 @@ import { loadBeir } from "../../lib/data/beir";
 import { PackedCorpus } from "../../lib/train/data";
 import { Trainer, StepInfo } from "../../lib/train/trainer";
 import { AdamW } from "../../lib/train/optim";
+import { DROPOUT, dropoutWithSeed, registerCounterDropout } from "../../lib/engine/fused";
 import { addLayerNorm, ADD_LAYER_NORM, ATTENTION, attentionInference, DENSE_GELU, gelu, GELU, linear, linearGelu, logSumExpArgMax, logSumExpRows, scaledMaskedSoftmax, SCALED_MASKED_SOFTMAX, softmaxMinusOneHotColSum } from "../../lib/engine/fused";
 import { runProbe, ProbeSet } from "../../lib/probe/probe";
 import { RetroMAE } from "../../lib/model/retromae";
@@ -200,6 +201,28 @@ test("Softmax on webgpu: rows of all -FLT_MAX (the mask of a padding row) are un
   const r4 = await both(() => tf.softmax(tf.tensor4d(x4, [2, 3, 5, 6])));
   assert.equal(r4.shape, [2, 3, 5, 6]);
   for (let i = 0; i < r4.cpu.length; i++) assert.ok(Math.abs(r4.cpu[i] - r4.gpu[i]) < 1e-6);
+});
+
+test("dropout on webgpu draws its mask on the device: bit for bit the JavaScript kernel's output and gradient, one program, past 65,535 workgroups", async () => {
+  const cases = [1, 1000, 4_200_001].map((n) => ({ n, x: new Rng(n).fillNormal(new Float32Array(n)), dy: new Rng(n + 1).fillNormal(new Float32Array(n)) }));
+  const run = async (name: "cpu" | "webgpu") => {
+    await use(name);
+    if (name === "cpu") registerCounterDropout("cpu");
+    const out: Float32Array[] = [];
+    for (const c of cases) {
+      const [x, dy] = [tf.tensor1d(c.x), tf.tensor1d(c.dy)];
+      const y = dropoutWithSeed(x, 0.1, 7 + c.n);
+      const g = tf.grad((t: tf.Tensor) => tf.sum(tf.mul(dropoutWithSeed(t, 0.1, 7 + c.n), dy)))(x);
+      out.push((await y.data()) as Float32Array, (await g.data()) as Float32Array);
+      tf.dispose([x, dy, y, g]);
+    }
+    if (name === "cpu") tf.unregisterKernel(DROPOUT, "cpu");
+    return out;
+  };
+  const [cpu, gpu] = [await run("cpu"), await run("webgpu")];
+  cpu.forEach((a, i) => assert.equal(bits(gpu[i]), bits(a), `array ${i}`));
+  const { keys } = await programsOf(() => dropoutWithSeed(tf.ones([300]), 0.5, 3));
+  assert.equal(keys.filter((k) => !k.startsWith("fill")), ["retromaeDropout"]);
 });
 
 test("GELU on webgpu (one pass each way) matches the cpu's composition, values and gradients, on odd sizes", async () => {
@@ -567,8 +590,10 @@ test("training on webgpu: the same seed gives bit-identical losses and weights, 
     t.dispose();
   }
   await use("cpu");
+  registerCounterDropout("cpu"); // webgpu's dropout masks
   const c = makeTrainer();
   const ec = await train(c, 5);
+  tf.unregisterKernel(DROPOUT, "cpu");
   ec.forEach((e, i) => {
     const rel = Math.abs(e.loss - ea[i].loss) / Math.abs(e.loss);
     assert.ok(rel < 1e-4, `step ${i + 1}: cpu ${e.loss} vs webgpu ${ea[i].loss}`);

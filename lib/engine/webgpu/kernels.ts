@@ -17,6 +17,9 @@
  *   element: such a row is uniform, as on the cpu backend and in PyTorch.
  * - (AdamW in place and the gradients' global norm are in ./optimizer.ts:
  *   they write several buffers per dispatch, which a tfjs program cannot.)
+ * - Dropout with its mask from a counter-based hash drawn per element
+ *   (lib/engine/fused.ts's DROPOUT): tfjs draws dropout's noise on the CPU
+ *   and uploads it.
  * - GELU (exact, erf form) and its gradient, one pass each, where tfjs
  *   composes five ops forward and a dozen backward (lib/engine/fused.ts).
  * - Add & LayerNorm forward (the normalized rows and 1/σ kept for the
@@ -53,6 +56,7 @@ import {
   ADD_LAYER_NORM,
   ATTENTION,
   DENSE_GELU,
+  DROPOUT,
   GELU,
   GELU_GRAD,
   LAYER_NORM_GRAD,
@@ -276,6 +280,48 @@ function elementwiseKernel(kernelName: string, program: (n: number) => object, n
     },
   };
 }
+
+/**
+ * DROPOUT (lib/engine/fused.ts): the mask from the same 32-bit hash as the
+ * JavaScript kernel, drawn here per element, so no noise is drawn on the CPU
+ * or uploaded; bit for bit the JavaScript kernel's output.
+ */
+function dropoutProgram(n: number) {
+  const body = `
+  fn retromaeHash(v : u32) -> u32 {
+    var x = v;
+    x = x ^ (x >> 16u);
+    x = x * 0x7feb352du;
+    x = x ^ (x >> 15u);
+    x = x * 0x846ca68bu;
+    x = x ^ (x >> 16u);
+    return x;
+  }
+  fn main(index : i32) {
+    if (index >= uniforms.count) { return; }
+    let keep = retromaeHash(uniforms.seed ^ u32(index)) >= uniforms.threshold;
+    result[index] = select(0.0, x[index] * uniforms.scale, keep);
+  }`;
+  return flatProgram(n, [n], ["x"], "retromaeDropout", "count : i32, seed : u32, threshold : u32, scale : f32,", body);
+}
+
+export const dropoutWebGPU: KernelConfig = {
+  kernelName: DROPOUT,
+  backendName: "webgpu",
+  kernelFunc: ({ inputs, backend, attrs }) => {
+    const { x } = inputs as { x: TensorInfo };
+    const { seed, threshold, scale } = attrs as unknown as { seed: number; threshold: number; scale: number };
+    if (x.dtype !== "float32") throw new Error("Dropout on webgpu takes float32.");
+    const n = product(x.shape);
+    const out = (backend as unknown as WebGPUBackendLike).runWebGPUProgram(dropoutProgram(n), [{ ...x, shape: [n] }], "float32", [
+      { type: "int32", data: [n] },
+      { type: "uint32", data: [seed] },
+      { type: "uint32", data: [threshold] },
+      { type: "float32", data: [scale] },
+    ]);
+    return { dataId: out.dataId, shape: x.shape, dtype: "float32" };
+  },
+};
 
 export const geluWebGPU = elementwiseKernel(GELU, geluProgram, ["x"]);
 export const geluGradWebGPU = elementwiseKernel(GELU_GRAD, geluGradProgram, ["x", "dy"]);
@@ -813,7 +859,7 @@ function wrapTfjsKernel(name: string, wrap: (original: KernelFunc) => KernelConf
  * `maxStorageBuffers` is the device's maxStorageBuffersPerShaderStage.
  */
 export function registerWebGPUKernels(maxStorageBuffers: number): void {
-  for (const k of [deterministicUnsortedSegmentSum, robustSoftmax, geluWebGPU, geluGradWebGPU, addLayerNormWebGPU, layerNormGradWebGPU, scaledMaskedSoftmaxWebGPU, scaledSoftmaxGradWebGPU, attentionWebGPU,
+  for (const k of [deterministicUnsortedSegmentSum, robustSoftmax, dropoutWebGPU, geluWebGPU, geluGradWebGPU, addLayerNormWebGPU, layerNormGradWebGPU, scaledMaskedSoftmaxWebGPU, scaledSoftmaxGradWebGPU, attentionWebGPU,
     logSumExpRowsWebGPU, logSumExpArgMaxWebGPU, softmaxMinusOneHotWebGPU, softmaxMinusOneHotColSumWebGPU]) {
     if (tf.getKernel(k.kernelName, "webgpu")) tf.unregisterKernel(k.kernelName, "webgpu");
     tf.registerKernel(k);
