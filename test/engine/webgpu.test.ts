@@ -467,6 +467,43 @@ test("the whole attention for inference on webgpu (heads in place, online softma
   tf.dispose([q, ...grads]);
 });
 
+test("a sum over leading axes (bias gradients) is one pass on webgpu: the cpu's sums on odd shapes, keepDims, the same bits run after run; an identity transpose dispatches nothing", async () => {
+  const cases: { shape: number[]; axis: number[]; keepDims?: boolean }[] = [
+    { shape: [1, 7], axis: [0] },
+    { shape: [33, 17], axis: [0] },
+    { shape: [2048, 64], axis: [0] },
+    { shape: [3, 5, 129], axis: [0, 1] },
+    { shape: [4, 6, 10], axis: [0, 1], keepDims: true },
+    { shape: [2, 3, 4], axis: [1] }, // not leading: tfjs's
+    { shape: [9, 11], axis: [1] }, // trailing: tfjs's
+  ];
+  const rng = new Rng(21);
+  for (const c of cases) {
+    const values = rng.fillNormal(new Float32Array(c.shape.reduce((a, b) => a * b, 1)));
+    await use("cpu");
+    const cpu = tf.tidy(() => tf.sum(tf.tensor(values, c.shape), c.axis, c.keepDims));
+    const expected = { shape: cpu.shape, values: Array.from(await cpu.data()) };
+    cpu.dispose();
+    const { keys, values: got } = await programsOf(() => tf.sum(tf.tensor(values, c.shape), c.axis, c.keepDims));
+    const again = (await programsOf(() => tf.sum(tf.tensor(values, c.shape), c.axis, c.keepDims))).values;
+    const leading = c.axis.every((a, i) => a === i);
+    if (leading) assert.equal(keys.filter((k) => !k.startsWith("fill")).map((k) => k.split("_")[0]), ["retromaeLeadingSum"], `${JSON.stringify(c)}: one pass, no transpose`);
+    assert.equal(bits(again), bits(got), "the same bits twice");
+    expected.values.forEach((x, i) => assert.ok(Math.abs(x - got[i]) <= 1e-5 * Math.max(1, Math.abs(x)), `${JSON.stringify(c)}[${i}]: cpu ${x} vs webgpu ${got[i]}`));
+    const shapeOf = tf.tidy(() => tf.sum(tf.tensor(values, c.shape), c.axis, c.keepDims).shape);
+    assert.equal(shapeOf, expected.shape);
+  }
+  // the gather gradient's identity transposes: a relabelling, no program, the same values
+  const x = new Rng(22).fillNormal(new Float32Array(6 * 5));
+  const { keys, values } = await programsOf(() => tf.transpose(tf.tensor2d(x, [6, 5]), [0, 1]));
+  assert.equal(keys, []);
+  assert.equal(bits(values), bits(x));
+  const g = await programsOf(() => tf.grad((t: tf.Tensor) => tf.sum(tf.mul(tf.gather(t, tf.tensor1d([4, 0, 4], "int32")), 2)))(tf.tensor2d(x, [6, 5])));
+  assert.ok(!g.keys.some((k) => k.startsWith("transpose")), `gather's gradient: ${g.keys.join(" ")}`);
+  assert.equal(Array.from(g.values.slice(0, 5)), [2, 2, 2, 2, 2], "row 0 gathered once");
+  assert.equal(Array.from(g.values.slice(20, 25)), [4, 4, 4, 4, 4], "row 4 gathered twice");
+});
+
 test("addN over more inputs than a shader may bind equals the cpu's sum", async () => {
   const rng = new Rng(4);
   const inputs = Array.from({ length: 23 }, () => rng.fillNormal(new Float32Array(130)));

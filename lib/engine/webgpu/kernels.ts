@@ -45,6 +45,9 @@
  *   parts with float atomics (a batch of one, K ≥ 2000, a small output), its
  *   small-output program runs instead, so the bits do not change from run
  *   to run.
+ * - Sum over leading axes (every bias gradient) in one pass, where tfjs
+ *   transposes the input and then reduces; Transpose by the identity
+ *   permutation (two per gather gradient) as a relabelling, not a copy.
  * - AddN within the adapter's limits. tfjs binds every input to one shader;
  *   a gradient sum over more inputs than `maxStorageBuffersPerShaderStage`
  *   (8 on the smallest adapters) fails pipeline validation. Here the inputs
@@ -855,6 +858,86 @@ function wrapTfjsKernel(name: string, wrap: (original: KernelFunc) => KernelConf
 }
 
 /**
+ * Σ over the leading `rows` of x viewed as [rows, cols], in one pass: a
+ * workgroup of 256 takes 16 columns, each in 16 lanes that add rows lane,
+ * lane + 16, … in order, then the lanes by a fixed tree. tfjs's Sum over
+ * leading axes (every bias gradient: the sum of dy over the rows) transposes
+ * the whole input first and then reduces: two dispatches and a copy of dy.
+ */
+function leadingSumProgram(rows: number, cols: number) {
+  const groups = Math.ceil(cols / 16);
+  return {
+    outputShape: [cols],
+    variableNames: ["x"],
+    uniforms: "rows : i32, cols : i32,",
+    shaderKey: "retromaeLeadingSum",
+    workgroupSize: [256, 1, 1] as [number, number, number],
+    dispatchLayout: { x: [0] },
+    dispatch: [groups, 1, 1] as [number, number, number],
+    getUserCode: () => `
+  var<workgroup> lanes : array<f32, 256>;
+  fn main(index : i32) {
+    let group = index / 256;
+    let tid = index - group * 256;
+    let col = group * 16 + tid % 16;
+    let lane = tid / 16;
+    var acc = 0.0;
+    if (col < uniforms.cols) {
+      for (var r = lane; r < uniforms.rows; r = r + 16) { acc = acc + x[r * uniforms.cols + col]; }
+    }
+    lanes[tid] = acc;
+    workgroupBarrier();
+    for (var half = 8; half > 0; half = half / 2) {
+      if (lane < half) { lanes[tid] = lanes[tid] + lanes[tid + half * 16]; }
+      workgroupBarrier();
+    }
+    if (lane == 0 && col < uniforms.cols) { result[col] = lanes[tid]; }
+  }`,
+  };
+}
+
+/** Sum over the leading axes of a float32 tensor in one pass (leadingSumProgram); tfjs's for every other sum. */
+function leadingAxesSum(original: KernelFunc): KernelConfig {
+  return {
+    kernelName: tf.Sum,
+    backendName: "webgpu",
+    kernelFunc: (args) => {
+      const { x } = args.inputs as { x: TensorInfo };
+      const { axis, keepDims } = args.attrs as unknown as { axis: number | number[]; keepDims: boolean };
+      const rank = x.shape.length;
+      const axes = (Array.isArray(axis) ? axis : [axis]).map((a) => (a < 0 ? a + rank : a)).sort((a, b) => a - b);
+      const k = axes.length;
+      if (x.dtype !== "float32" || k === 0 || k >= rank || axes.some((a, i) => a !== i)) return original(args);
+      const rows = product(x.shape.slice(0, k));
+      const cols = product(x.shape.slice(k));
+      if (rows === 0 || cols === 0) return original(args);
+      const b = args.backend as unknown as WebGPUBackendLike;
+      const out = b.runWebGPUProgram(leadingSumProgram(rows, cols), [{ ...x, shape: [rows, cols] }], "float32", [{ type: "int32", data: [rows] }, { type: "int32", data: [cols] }]);
+      return { dataId: out.dataId, shape: keepDims ? [...x.shape.slice(0, k).map(() => 1), ...x.shape.slice(k)] : x.shape.slice(k), dtype: "float32" };
+    },
+  };
+}
+
+/**
+ * Transpose with the identity permutation (tfjs's gather gradient asks for
+ * two per gather) relabels the input's buffer, as Reshape does, instead of
+ * copying it; any other permutation is tfjs's.
+ */
+function identityTranspose(original: KernelFunc): KernelConfig {
+  return {
+    kernelName: tf.Transpose,
+    backendName: "webgpu",
+    kernelFunc: (args) => {
+      const { x } = args.inputs as { x: TensorInfo };
+      const { perm } = args.attrs as unknown as { perm: number[] };
+      if (!perm.every((p, i) => p === i)) return original(args);
+      (args.backend as unknown as { incRef(dataId: object): void }).incRef(x.dataId);
+      return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
+    },
+  };
+}
+
+/**
  * Register this project's webgpu kernels, replacing tfjs's where it has one.
  * `maxStorageBuffers` is the device's maxStorageBuffersPerShaderStage.
  */
@@ -865,6 +948,8 @@ export function registerWebGPUKernels(maxStorageBuffers: number): void {
     tf.registerKernel(k);
   }
   wrapTfjsKernel(tf.BatchMatMul, (original) => deterministicMatMul(tf.BatchMatMul, original));
+  wrapTfjsKernel(tf.Sum, leadingAxesSum);
+  wrapTfjsKernel(tf.Transpose, identityTranspose);
   const fusedMatMul = wrapTfjsKernel(tf._FusedMatMul, (original) => deterministicMatMul(tf._FusedMatMul, original));
   if (fusedMatMul) {
     if (tf.getKernel(DENSE_GELU, "webgpu")) tf.unregisterKernel(DENSE_GELU, "webgpu");
