@@ -12,7 +12,9 @@
 #   doctor               retromae doctor and info, and what the machine has (nvidia-smi, Vulkan files)
 #   bench:PRESET:BxL     bench gpu for one configuration, PyTorch on CUDA in the same run
 #   quickstart           the quickstart notebook at its default budget, timed end to end
-# and the default is: doctor bench:tiny:16x128 bench:mini:32x128 quickstart bench:small:32x256 bench:base:32x512
+#   host                 bench host for tiny and mini: a step's host time on this CPU (Dawn's Null
+#                        backend, no GPU work) and PyTorch's on meta: near bench gpu's ms/step, a step is CPU-bound
+# and the default is: doctor bench:tiny:16x128 bench:mini:32x128 quickstart host bench:small:32x256 bench:base:32x512
 #
 # Every step writes into OUT as it goes (machine.txt, doctor.txt, info.json,
 # bench-gpu.jsonl, bench-gpu.log, quickstart.log, quickstart.html,
@@ -29,7 +31,7 @@ archive=$1
 data=$2
 out=$3
 shift 3
-[ $# -gt 0 ] || set -- doctor bench:tiny:16x128 bench:mini:32x128 quickstart bench:small:32x256 bench:base:32x512
+[ $# -gt 0 ] || set -- doctor bench:tiny:16x128 bench:mini:32x128 quickstart host bench:small:32x256 bench:base:32x512
 case "$data" in /*) ;; *) data="$PWD/$data" ;; esac
 work=$(mktemp -d)
 if [ -f "$data" ]; then
@@ -93,12 +95,15 @@ for step in "$@"; do
     bench:*)
       run "$step" "$step_cap" sh "$retromae" bench gpu --configs "${step#bench:}" --steps "${BENCH_STEPS:-10}" --probe-docs "${PROBE_DOCS:-all}" --child-timeout-s $((step_cap * 2 / 3)) >>"$out/bench-gpu.jsonl" 2>>"$out/bench-gpu.log"
       ;;
+    host)
+      run host 120 sh "$retromae" bench host --presets tiny,mini --steps 20 >>"$out/bench-gpu.jsonl" 2>>"$out/bench-gpu.log"
+      ;;
     quickstart)
       nb="$app/app/notebooks/quickstart.ipynb"
       run quickstart "$step_cap" sh "$retromae" run "$nb" --out "$work/quickstart.out.ipynb" --html "$out/quickstart.html" >"$out/quickstart.log" 2>&1
       ;;
     *)
-      echo "gpu-node-check: unknown step \"$step\" (doctor, bench:PRESET:BxL, quickstart)." >&2
+      echo "gpu-node-check: unknown step \"$step\" (doctor, bench:PRESET:BxL, quickstart, host)." >&2
       ;;
   esac
 done

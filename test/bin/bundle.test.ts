@@ -126,10 +126,13 @@ test("scripts/gpu-node-check.sh, the GPU node's prepared run, works from the unp
   // the data as one archive, as it travels to a GPU node (2 MB where the folder is 8)
   const data = path.join(work, "data.tar.xz");
   assert.is(spawnSync("tar", ["-C", SHARED_DATA, "-cJf", data, "beir-scifact", "bert-base-uncased"]).status, 0);
-  const r = spawnSync("/bin/sh", [script, path.join(unpacked, "retromae"), data, out, "doctor", "bench:tiny:2x16"], { encoding: "utf8", env, timeout: 600_000 });
+  const r = spawnSync("/bin/sh", [script, path.join(unpacked, "retromae"), data, out, "doctor", "bench:tiny:2x16", "host"], { encoding: "utf8", env, timeout: 600_000 });
   assert.is(r.status, 0, r.stdout + r.stderr);
   const steps = fs.readFileSync(path.join(out, "steps.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l) as { step: string; exit: number });
-  assert.equal(steps.map((s) => [s.step, s.exit]), [["doctor", 0], ["info", 0], ["bench:tiny:2x16", 0]]);
+  assert.equal(steps.map((s) => [s.step, s.exit]), [["doctor", 0], ["info", 0], ["bench:tiny:2x16", 0], ["host", 0]]);
+  const host = fs.readFileSync(path.join(out, "bench-gpu.jsonl"), "utf8").split("\n").filter((l) => l.startsWith('{"bench":"host","engine":"webgpu')).map((l) => JSON.parse(l));
+  assert.equal(host.map((h) => h.preset), ["tiny", "mini"], "the host's time per step on Dawn's Null backend, from the bundle");
+  assert.ok(host.every((h) => h.dispatches_per_step > 100 && h.host_ms_per_step > 0));
   assert.match(fs.readFileSync(path.join(out, "doctor.txt"), "utf8"), /WebGPU/);
   assert.is(JSON.parse(fs.readFileSync(path.join(out, "info.json"), "utf8")).versions.node, process.versions.node);
   const rows = fs.readFileSync(path.join(out, "bench-gpu.jsonl"), "utf8").split("\n").filter((l) => l.startsWith('{"bench":"gpu"')).map((l) => JSON.parse(l));

@@ -896,46 +896,40 @@ function leadingSumProgram(rows: number, cols: number) {
   };
 }
 
-/** Sum over the leading axes of a float32 tensor in one pass (leadingSumProgram); tfjs's for every other sum. */
-function leadingAxesSum(original: KernelFunc): KernelConfig {
+/** A webgpu kernel that takes the calls `take` answers and leaves the rest (null) to tfjs's own. */
+function takeOver<A>(kernelName: string, original: KernelFunc, take: (x: TensorInfo, attrs: A, backend: unknown) => TensorInfo | null): KernelConfig {
   return {
-    kernelName: tf.Sum,
+    kernelName,
     backendName: "webgpu",
-    kernelFunc: (args) => {
-      const { x } = args.inputs as { x: TensorInfo };
-      const { axis, keepDims } = args.attrs as unknown as { axis: number | number[]; keepDims: boolean };
-      const rank = x.shape.length;
-      const axes = (Array.isArray(axis) ? axis : [axis]).map((a) => (a < 0 ? a + rank : a)).sort((a, b) => a - b);
-      const k = axes.length;
-      if (x.dtype !== "float32" || k === 0 || k >= rank || axes.some((a, i) => a !== i)) return original(args);
-      const rows = product(x.shape.slice(0, k));
-      const cols = product(x.shape.slice(k));
-      if (rows === 0 || cols === 0) return original(args);
-      const b = args.backend as unknown as WebGPUBackendLike;
-      const out = b.runWebGPUProgram(leadingSumProgram(rows, cols), [{ ...x, shape: [rows, cols] }], "float32", [{ type: "int32", data: [rows] }, { type: "int32", data: [cols] }]);
-      return { dataId: out.dataId, shape: keepDims ? [...x.shape.slice(0, k).map(() => 1), ...x.shape.slice(k)] : x.shape.slice(k), dtype: "float32" };
-    },
+    kernelFunc: (args) => take((args.inputs as { x: TensorInfo }).x, args.attrs as unknown as A, args.backend) ?? original(args),
   };
 }
+
+/** Sum over the leading axes of a float32 tensor in one pass (leadingSumProgram); tfjs's for every other sum. */
+const leadingAxesSum = (original: KernelFunc) =>
+  takeOver<{ axis: number | number[]; keepDims: boolean }>(tf.Sum, original, (x, { axis, keepDims }, backend) => {
+    const rank = x.shape.length;
+    const axes = (Array.isArray(axis) ? axis : [axis]).map((a) => (a < 0 ? a + rank : a)).sort((a, b) => a - b);
+    const k = axes.length;
+    if (x.dtype !== "float32" || k === 0 || k >= rank || axes.some((a, i) => a !== i)) return null;
+    const rows = product(x.shape.slice(0, k));
+    const cols = product(x.shape.slice(k));
+    if (rows === 0 || cols === 0) return null;
+    const out = (backend as WebGPUBackendLike).runWebGPUProgram(leadingSumProgram(rows, cols), [{ ...x, shape: [rows, cols] }], "float32", [{ type: "int32", data: [rows] }, { type: "int32", data: [cols] }]);
+    return { dataId: out.dataId, shape: keepDims ? [...x.shape.slice(0, k).map(() => 1), ...x.shape.slice(k)] : x.shape.slice(k), dtype: "float32" };
+  });
 
 /**
  * Transpose with the identity permutation (tfjs's gather gradient asks for
  * two per gather) relabels the input's buffer, as Reshape does, instead of
  * copying it; any other permutation is tfjs's.
  */
-function identityTranspose(original: KernelFunc): KernelConfig {
-  return {
-    kernelName: tf.Transpose,
-    backendName: "webgpu",
-    kernelFunc: (args) => {
-      const { x } = args.inputs as { x: TensorInfo };
-      const { perm } = args.attrs as unknown as { perm: number[] };
-      if (!perm.every((p, i) => p === i)) return original(args);
-      (args.backend as unknown as { incRef(dataId: object): void }).incRef(x.dataId);
-      return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
-    },
-  };
-}
+const identityTranspose = (original: KernelFunc) =>
+  takeOver<{ perm: number[] }>(tf.Transpose, original, (x, { perm }, backend) => {
+    if (!perm.every((p, i) => p === i)) return null;
+    (backend as { incRef(dataId: object): void }).incRef(x.dataId);
+    return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
+  });
 
 /**
  * Register this project's webgpu kernels, replacing tfjs's where it has one.
