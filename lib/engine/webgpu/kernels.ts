@@ -24,9 +24,9 @@
  *   composes five ops forward and a dozen backward (lib/engine/fused.ts).
  * - Add & LayerNorm forward (the normalized rows and 1/σ kept for the
  *   gradient when the tape records) and its gradient: a workgroup per row
- *   for the statistics, and the weight gradients as column sums in two
- *   stages (blocks of rows, then the blocks), in a fixed order. Two to three
- *   passes forward and five backward, where tfjs composes eleven ops each way.
+ *   for the statistics, and the weight gradients as column sums in one
+ *   pass (16 lanes per column, then a fixed tree). Two to three passes
+ *   forward and three backward, where tfjs composes eleven ops each way.
  * - The attention softmax with its scale and additive mask, forward and
  *   backward, a workgroup per row (all-masked rows uniform, as above).
  * - The whole attention for inference (encoding, the probe): per head,
@@ -426,31 +426,10 @@ function rowProgram(name: string, rows: number, H: number, residual: boolean, ou
     ${write.replace(/\$S/g, sAt)}`);
 }
 
-/** out[j] = Σ_r f(r, j) over rows, in blocks of 64 rows then over the blocks: always the same order. */
+/** out[j] = Σ_r f(r, j) over rows in one pass (columnSumProgram): always the same order. */
 function columnSum(b: WebGPUBackendLike, inputs: TensorInfo[], names: string[], term: string, rows: number, H: number): TensorInfo {
-  const blocks = Math.ceil(rows / ROWS_WG);
-  const stage1 = flatProgram(blocks * H, [blocks, H], names, `retromaeColSum1_${term}`, "rows : i32, cols : i32, blocks : i32,", `
-  fn main(index : i32) {
-    let H = uniforms.cols;
-    if (index >= uniforms.blocks * H) { return; }
-    let blk = index / H;
-    let j = index - blk * H;
-    var acc = 0.0;
-    let end = min(uniforms.rows, (blk + 1) * ${ROWS_WG});
-    for (var r = blk * ${ROWS_WG}; r < end; r = r + 1) { let at = r * H + j; acc = acc + ${term}; }
-    result[index] = acc;
-  }`);
-  const partial = b.runWebGPUProgram(stage1, inputs.map((t) => ({ ...t, shape: [rows, H] })), "float32", [{ type: "int32", data: [rows] }, { type: "int32", data: [H] }, { type: "int32", data: [blocks] }]);
-  const stage2 = flatProgram(H, [H], ["partial"], "retromaeColSum2", "blocks : i32, cols : i32,", `
-  fn main(index : i32) {
-    if (index >= uniforms.cols) { return; }
-    var acc = 0.0;
-    for (var k = 0; k < uniforms.blocks; k = k + 1) { acc = acc + partial[k * uniforms.cols + index]; }
-    result[index] = acc;
-  }`);
-  const out = b.runWebGPUProgram(stage2, [partial], "float32", [{ type: "int32", data: [blocks] }, { type: "int32", data: [H] }]);
-  b.disposeData(partial.dataId);
-  return out;
+  const key = term.replace(/[^a-z]+/gi, "");
+  return b.runWebGPUProgram(columnSumProgram(rows, H, names, key, term), inputs.map((t) => ({ ...t, shape: [rows, H] })), "float32", [{ type: "int32", data: [rows] }, { type: "int32", data: [H] }]);
 }
 
 export const addLayerNormWebGPU: KernelConfig = {
@@ -858,19 +837,20 @@ function wrapTfjsKernel(name: string, wrap: (original: KernelFunc) => KernelConf
 }
 
 /**
- * Σ over the leading `rows` of x viewed as [rows, cols], in one pass: a
- * workgroup of 256 takes 16 columns, each in 16 lanes that add rows lane,
- * lane + 16, … in order, then the lanes by a fixed tree. tfjs's Sum over
- * leading axes (every bias gradient: the sum of dy over the rows) transposes
- * the whole input first and then reduces: two dispatches and a copy of dy.
+ * Column sums of a [rows, cols] term in one pass: a workgroup of 256 takes
+ * 16 columns, each in 16 lanes that add rows lane, lane + 16, … in order,
+ * then the lanes by a fixed tree. `term` reads the inputs at `at` (the
+ * element at row r, column col). tfjs's Sum over leading axes (every bias
+ * gradient: the sum of dy over the rows) transposes the whole input first
+ * and then reduces: two dispatches and a copy of dy.
  */
-function leadingSumProgram(rows: number, cols: number) {
+function columnSumProgram(rows: number, cols: number, variableNames: string[], key: string, term: string) {
   const groups = Math.ceil(cols / 16);
   return {
     outputShape: [cols],
-    variableNames: ["x"],
+    variableNames,
     uniforms: "rows : i32, cols : i32,",
-    shaderKey: "retromaeLeadingSum",
+    shaderKey: `retromaeColumnSum_${key}`,
     workgroupSize: [256, 1, 1] as [number, number, number],
     dispatchLayout: { x: [0] },
     dispatch: [groups, 1, 1] as [number, number, number],
@@ -883,7 +863,7 @@ function leadingSumProgram(rows: number, cols: number) {
     let lane = tid / 16;
     var acc = 0.0;
     if (col < uniforms.cols) {
-      for (var r = lane; r < uniforms.rows; r = r + 16) { acc = acc + x[r * uniforms.cols + col]; }
+      for (var r = lane; r < uniforms.rows; r = r + 16) { let at = r * uniforms.cols + col; acc = acc + ${term}; }
     }
     lanes[tid] = acc;
     workgroupBarrier();
@@ -905,7 +885,7 @@ function takeOver<A>(kernelName: string, original: KernelFunc, take: (x: TensorI
   };
 }
 
-/** Sum over the leading axes of a float32 tensor in one pass (leadingSumProgram); tfjs's for every other sum. */
+/** Sum over the leading axes of a float32 tensor in one pass (columnSumProgram); tfjs's for every other sum. */
 const leadingAxesSum = (original: KernelFunc) =>
   takeOver<{ axis: number | number[]; keepDims: boolean }>(tf.Sum, original, (x, { axis, keepDims }, backend) => {
     const rank = x.shape.length;
@@ -915,7 +895,7 @@ const leadingAxesSum = (original: KernelFunc) =>
     const rows = product(x.shape.slice(0, k));
     const cols = product(x.shape.slice(k));
     if (rows === 0 || cols === 0) return null;
-    const out = (backend as WebGPUBackendLike).runWebGPUProgram(leadingSumProgram(rows, cols), [{ ...x, shape: [rows, cols] }], "float32", [{ type: "int32", data: [rows] }, { type: "int32", data: [cols] }]);
+    const out = columnSum(backend as WebGPUBackendLike, [x], ["x"], "x[at]", rows, cols);
     return { dataId: out.dataId, shape: keepDims ? [...x.shape.slice(0, k).map(() => 1), ...x.shape.slice(k)] : x.shape.slice(k), dtype: "float32" };
   });
 
