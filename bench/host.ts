@@ -98,8 +98,6 @@ export async function benchHost(args: string[]): Promise<void> {
       dispatches_per_step: Math.round(perStep),
       us_per_dispatch: +((ms * 1000) / perStep).toFixed(1),
     };
-    emit(ours);
-    table.push(ours);
     let torchRow: Record<string, unknown>;
     if (!py) torchRow = { bench: "host", engine: "torch meta", preset, skipped: NO_TORCH };
     else {
@@ -116,8 +114,9 @@ export async function benchHost(args: string[]): Promise<void> {
       }
       fs.rmSync(dir, { recursive: true, force: true });
     }
+    emit(ours);
     emit(torchRow);
-    table.push(torchRow);
+    table.push(ours, torchRow);
   }
   console.log(JSON.stringify(table, null, 1));
 }
