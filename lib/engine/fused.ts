@@ -88,7 +88,7 @@ export function gelu(x: tf.Tensor): tf.Tensor {
  * every backend), and scaled by fround(1 / (1 − rate)). One pass forward;
  * the gradient is the same kernel on dy with the same seed (the mask is
  * recomputed, never stored). The webgpu backend registers it: tfjs's own
- * dropout draws its uniform noise on the CPU (about 60 M values/s here)
+ * dropout draws its uniform noise on the CPU (about 135 M values/s here)
  * and uploads it, which for base at 32 × 512 is some 1.7 G values a step.
  * Other backends keep tfjs's dropout (their results stay as published)
  * unless `registerCounterDropout` gives them this one (tests compare

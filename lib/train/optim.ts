@@ -133,19 +133,14 @@ export class AdamW {
    * Elsewhere it is clipGradNorm then apply, as before.
    */
   clipAndApply(grads: Map<string, tf.Tensor>, options: { maxNorm: number; lr?: number; guard?: (norm: tf.Scalar) => tf.Scalar }): { norm: tf.Scalar; ok: tf.Scalar | null } {
-    const lr = options.lr ?? this.lr;
+    // on webgpu the coefficient stays on the device and AdamW applies it; elsewhere clipGradNorm scales the gradients
     const fused = globalNormWebGPU([...grads.values()], options.maxNorm);
-    if (fused) {
-      const ok = options.guard ? options.guard(fused.norm) : null;
-      this.apply(grads, lr, ok ?? undefined, options.maxNorm > 0 ? fused.coef : undefined);
-      tf.dispose([fused.coef, ...grads.values()]);
-      return { norm: fused.norm, ok };
-    }
-    const clipped = clipGradNorm(grads, options.maxNorm);
-    const ok = options.guard ? options.guard(clipped.norm) : null;
-    this.apply(clipped.grads, lr, ok ?? undefined);
-    tf.dispose([...clipped.grads.values()]);
-    return { norm: clipped.norm, ok };
+    const { grads: clipped, norm } = fused ? { grads, norm: fused.norm } : clipGradNorm(grads, options.maxNorm);
+    const coef = fused && options.maxNorm > 0 ? fused.coef : undefined;
+    const ok = options.guard ? options.guard(norm) : null;
+    this.apply(clipped, options.lr ?? this.lr, ok ?? undefined, coef);
+    tf.dispose([...(fused ? [fused.coef] : []), ...clipped.values()]);
+    return { norm, ok };
   }
 
   /** The moments, read from the device (awaited). */

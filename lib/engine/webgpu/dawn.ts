@@ -280,7 +280,7 @@ export function limitsOf(adapter: GPUAdapter): Record<string, number> {
 /**
  * The adapter name that opens Dawn's Null backend: a device that validates
  * and records every command and executes none (reads give zeros). It measures
- * the host's share of a step (tfjs, Dawn's validation): `bench gpu --host`.
+ * the host's share of a step (tfjs, Dawn's validation): `npm run bench -- host`.
  */
 export const NULL_ADAPTER = "null-backend";
 

@@ -171,7 +171,7 @@ export const deterministicUnsortedSegmentSum: KernelConfig = {
 };
 
 /** Tree reduction (sum, or max) of one value per invocation across a workgroup of `wg`; every invocation gets the result. */
-const ROW_SUM_WGSL = (wg: number) => `
+export const ROW_SUM_WGSL = (wg: number) => `
   var<workgroup> part : array<f32, ${wg}>;
   fn rowReduce(tid : i32, v : f32, isMax : bool) -> f32 {
     part[tid] = v;

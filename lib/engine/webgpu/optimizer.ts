@@ -34,6 +34,7 @@
 import * as tf from "../tf";
 import type { TensorInfo } from "@tensorflow/tfjs-core";
 import type { AdamWStep } from "../native";
+import { ROW_SUM_WGSL } from "./kernels";
 
 /** The parts of tfjs-webgpu's WebGPUBackend (4.22) that a dispatch recorded here uses. */
 interface RawBackend {
@@ -128,21 +129,6 @@ function outputTensor(b: RawBackend, shape: number[]): tf.Tensor {
 /** The workgroup index, across the two dimensions a large dispatch is split into. */
 const GROUP_INDEX = `let group = wid.x + wid.y * ${MAX_GROUPS}u;`;
 
-/** Tree sum of `value` over the workgroup; every invocation gets the total. */
-const TREE_SUM = `
-var<workgroup> partial : array<f32, ${WG}>;
-fn treeSum(tid : u32, value : f32) -> f32 {
-  partial[tid] = value;
-  workgroupBarrier();
-  for (var s = ${WG / 2}u; s > 0u; s = s >> 1u) {
-    if (tid < s) { partial[tid] = partial[tid] + partial[tid + s]; }
-    workgroupBarrier();
-  }
-  let total = partial[0];
-  workgroupBarrier();
-  return total;
-}`;
-
 /** Workgroups that share a gradient's sum of squares: about 8 elements per invocation, at most 256 groups. */
 export function partialsFor(n: number): number {
   return Math.max(1, Math.min(256, Math.ceil(n / (WG * 8))));
@@ -161,7 +147,7 @@ function sumSquaresShader(arity: number): string {
 ${inputs}
 struct Uniforms { runs : array<vec4<u32>, ${arity}> };
 @group(0) @binding(${arity + 1}) var<uniform> u : Uniforms;
-${TREE_SUM}
+${ROW_SUM_WGSL(WG)}
 fn load(j : u32, i : u32) -> f32 {
   switch j {
 ${cases}
@@ -181,7 +167,7 @@ fn main(@builtin(workgroup_id) wid : vec3<u32>, @builtin(local_invocation_index)
     let x = load(j, i);
     acc = acc + x * x;
   }
-  let total = treeSum(tid, acc);
+  let total = rowReduce(i32(tid), acc, false);
   if (tid == 0u) { out[run.w + w] = total; }
 }`;
 }
@@ -193,12 +179,12 @@ const NORM_SHADER = `
 @group(0) @binding(2) var<storage, read> partials : array<f32>;
 struct Uniforms { count : u32, maxNorm : f32 };
 @group(0) @binding(3) var<uniform> u : Uniforms;
-${TREE_SUM}
+${ROW_SUM_WGSL(WG)}
 @compute @workgroup_size(${WG})
 fn main(@builtin(local_invocation_index) tid : u32) {
   var acc = 0.0;
   for (var i = tid; i < u.count; i = i + ${WG}u) { acc = acc + partials[i]; }
-  let total = treeSum(tid, acc);
+  let total = rowReduce(i32(tid), acc, false);
   if (tid == 0u) {
     let n = sqrt(total);
     norm[0] = n;

@@ -50,8 +50,6 @@ export class PoolTrimmer {
   private peak = new Map<string, number>();
   /** The same for the round before. */
   private before = new Map<string, number>();
-  /** Bytes given back to the device since the start. */
-  released = 0;
 
   private constructor(private readonly pool: BufferManagerLike) {
     const acquire = pool.acquireBuffer.bind(pool);
@@ -79,7 +77,6 @@ export class PoolTrimmer {
     const pool = this.pool;
     let bytes = 0;
     for (const [key, free] of pool.freeBuffers) {
-      if (free.length === 0) continue;
       const inUse = pool.usedBuffers.get(key)?.length ?? 0;
       const keep = Math.max(0, Math.max(this.peak.get(key) ?? 0, this.before.get(key) ?? 0) - inUse);
       while (free.length > keep) {
@@ -89,17 +86,18 @@ export class PoolTrimmer {
         pool.numBytesAllocated -= buffer.size;
         buffer.destroy();
       }
+      // A size with no buffer left is forgotten (tfjs adds the key again when it asks for one), so the maps
+      // do not grow with every size ever seen. One key always stays: tfjs's releaseBuffer does nothing
+      // while its free map is empty.
+      if (free.length === 0 && inUse === 0 && pool.freeBuffers.size > 1) {
+        pool.freeBuffers.delete(key);
+        pool.usedBuffers.delete(key);
+      }
     }
     // The round now starting counts from the buffers still in use.
     this.before = this.peak;
     this.peak = new Map();
     for (const [key, used] of pool.usedBuffers) if (used.length) this.peak.set(key, used.length);
-    this.released += bytes;
     return bytes;
-  }
-
-  /** Bytes the pool holds (in use and free). */
-  get allocated(): number {
-    return this.pool.numBytesAllocated;
   }
 }
