@@ -122,9 +122,12 @@ export const counterDropoutKernel = (backendName: string): tf.KernelConfig => ({
   kernelName: DROPOUT,
   backendName,
   kernelFunc: ({ inputs, backend, attrs }) => {
-    const { x } = inputs as { x: tf.TensorInfo };
-    const { seed, threshold, scale } = attrs as unknown as { seed: number; threshold: number; scale: number };
-    const values = (backend as unknown as { readSync(id: object): Float32Array }).readSync(x.dataId);
+    const { x, base } = inputs as { x: tf.TensorInfo; base?: tf.TensorInfo };
+    const attr = attrs as unknown as { seed: number; threshold: number; scale: number };
+    const { threshold, scale } = attr;
+    const read = (t: tf.TensorInfo) => (backend as unknown as { readSync(id: object): Float32Array | Int32Array }).readSync(t.dataId);
+    const seed = base ? hash32((read(base)[0] ^ attr.seed) >>> 0) : attr.seed;
+    const values = read(x);
     const out = new Float32Array(values.length);
     for (let i = 0; i < values.length; i++) out[i] = hash32((seed ^ i) >>> 0) >= threshold ? Math.fround(values[i] * scale) : 0;
     return (backend as unknown as { makeTensorInfo(shape: number[], dtype: string, values: Float32Array): tf.TensorInfo }).makeTensorInfo(x.shape, "float32", out);
@@ -139,11 +142,56 @@ export function registerCounterDropout(backendName = tf.getBackend()): void {
 
 /**
  * Inverted dropout of x at `rate` with one seed: the counter-based kernel
- * where the backend has it (webgpu), tfjs's dropout elsewhere.
+ * where the backend has it (webgpu), tfjs's dropout elsewhere. With `base`
+ * (an int32 [1] tensor, the counter kernel only), the mask's seed is
+ * hash(base ^ hash(seed)), drawn on the device: `seed` is then the call's
+ * index in its step (see DropoutSeeds).
  */
-export function dropoutWithSeed(x: tf.Tensor, rate: number, seed: number): tf.Tensor {
-  if (nativeKernel(DROPOUT) && x.dtype === "float32") return tf.engine().runKernel(DROPOUT, { x }, dropoutAttrs(rate, seed) as unknown as tf.NamedAttrMap) as tf.Tensor;
+export function dropoutWithSeed(x: tf.Tensor, rate: number, seed: number, base?: tf.Tensor): tf.Tensor {
+  const attrs = dropoutAttrs(rate, seed) as unknown as tf.NamedAttrMap;
+  if (base && nativeKernel(DROPOUT) && x.dtype === "float32") {
+    // The gradient is the same mask on dy, from the same base: kept for the backward pass (a registered
+    // gradient sees attributes only). The base leads to no weight, so tfjs never uses a gradient for it.
+    const run = (t: tf.Tensor, b: tf.Tensor) => tf.engine().runKernel(DROPOUT, { x: t, base: b }, attrs) as tf.Tensor;
+    return tf.customGrad((xIn, bIn, save) => {
+      (save as tf.GradSaveFunc)([bIn as tf.Tensor]);
+      return { value: run(xIn as tf.Tensor, bIn as tf.Tensor), gradFunc: (dy, saved) => [run(dy as tf.Tensor, saved[0]), saved[0]] };
+    })(x, base);
+  }
+  if (nativeKernel(DROPOUT) && x.dtype === "float32") return tf.engine().runKernel(DROPOUT, { x }, attrs) as tf.Tensor;
+  if (base) throw new Error("Dropout seeded on the device needs the counter-based dropout kernel; this backend has none.");
   return tf.dropout(x, rate, undefined, seed);
+}
+
+/**
+ * One step's dropout seeds, from a single value drawn on the host: call i of
+ * the step masks with hash(base ^ hash(i)). The base is the step's only
+ * random input, so a recorded step (lib/engine/webgpu/replay.ts) replays
+ * with new masks by uploading one number. Only where the counter-based
+ * kernel runs (`DropoutSeeds.forStep` gives undefined elsewhere, and
+ * draws nothing, so the other backends' streams stay as they were).
+ */
+export class DropoutSeeds {
+  /** The step's base seed: an input of the step. */
+  readonly base: Int32Array;
+  private calls = 0;
+  private tensor: tf.Tensor1D | null = null;
+
+  constructor(seed: number) {
+    this.base = Int32Array.of(seed | 0);
+  }
+
+  /** A step's seeds where the backend has the counter-based dropout (one draw from `rng`), else undefined. */
+  static forStep(rng: { seed(): number }): DropoutSeeds | undefined {
+    return nativeKernel(DROPOUT) ? new DropoutSeeds(rng.seed()) : undefined;
+  }
+
+  /** Inverted dropout of x at `rate`: this step's next call. */
+  apply(x: tf.Tensor, rate: number): tf.Tensor {
+    // made on the first call, inside the step's scope, from the same array every time (a recorded input)
+    if (!this.tensor || this.tensor.isDisposed) this.tensor = tf.tensor1d(this.base, "int32");
+    return dropoutWithSeed(x, rate, this.calls++, this.tensor);
+  }
 }
 
 /** Registered by the webgpu backend only: its fused matmul with a GELU epilogue. */

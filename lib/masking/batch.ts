@@ -35,4 +35,11 @@ export interface RetroMAEBatch {
   readonly encoderMaskKinds: Uint8Array;
   /** Unpadded length of each row. */
   readonly lengths: Int32Array;
+  /**
+   * With the collator's staticShapes: how many labelled positions the model
+   * computes logits at, on each side (the most this collator can label in a
+   * batch of this size). The model pads the labelled positions to these
+   * counts with rows of weight zero, so every batch has the same shapes.
+   */
+  readonly labelSlots?: { readonly encoder: number; readonly decoder: number };
 }

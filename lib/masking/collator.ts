@@ -18,7 +18,7 @@ import type { Rng } from "../engine/rng";
 import type { BertTokenizer } from "../text/tokenizer";
 import { MaskPreview } from "./preview";
 import { IGNORE, MaskKind, RetroMAEBatch } from "./batch";
-import { wholeWordMask } from "./whole-word";
+import { maskCount, wholeWordMask } from "./whole-word";
 
 export interface CollatorOptions {
   tokenizer: BertTokenizer;
@@ -29,6 +29,12 @@ export interface CollatorOptions {
   decoderMaskRatio?: number;
   /** Size of the vocabulary random replacements are drawn from. Default: the tokenizer's. */
   vocabSize?: number;
+  /**
+   * Every batch the same shapes: padded to maxLength, and `labelSlots` set to
+   * the most positions this collator can label (see RetroMAEBatch). What a
+   * recorded training step needs; off by default.
+   */
+  staticShapes?: boolean;
 }
 
 /** A text, or token ids without special tokens (as the official pre-tokenized datasets hold). */
@@ -65,6 +71,8 @@ export class RetroMAECollator {
   readonly maxLength: number;
   readonly vocabSize: number;
   rng: Rng;
+  /** See CollatorOptions.staticShapes. */
+  staticShapes: boolean;
   private encRatio = 0.3;
   private decRatio = 0.5;
 
@@ -76,6 +84,7 @@ export class RetroMAECollator {
       throw new Error(`maxLength must be a whole number of at least 3, got ${this.maxLength}.`);
     }
     this.vocabSize = options.vocabSize ?? this.tokenizer.vocab.size;
+    this.staticShapes = options.staticShapes ?? false;
     this.encoderMaskRatio = options.encoderMaskRatio ?? 0.3;
     this.decoderMaskRatio = options.decoderMaskRatio ?? 0.5;
   }
@@ -126,7 +135,7 @@ export class RetroMAECollator {
     if (examples.length === 0) throw new Error("A batch needs at least one example; the list is empty.");
     const seqs = examples.map((e) => this.sequence(e));
     const B = seqs.length;
-    const L = seqs.reduce((m, s) => Math.max(m, s.length), 0);
+    const L = this.staticShapes ? this.maxLength : seqs.reduce((m, s) => Math.max(m, s.length), 0);
     const tok = this.tokenizer;
     const pad = tok.padTokenId;
     const encoderInputIds = new Int32Array(B * L).fill(pad);
@@ -197,6 +206,8 @@ export class RetroMAECollator {
       decoderLabels,
       encoderMaskKinds,
       lengths,
+      // a row of n tokens has at most maskCount(n) encoder labels and n − 2 decoder labels
+      ...(this.staticShapes ? { labelSlots: { encoder: B * maskCount(L, this.encRatio), decoder: B * (L - 2) } } : {}),
     };
   }
 }

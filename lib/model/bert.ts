@@ -9,7 +9,7 @@
  */
 import * as tf from "../engine/tf";
 import type { Rng } from "../engine/rng";
-import { addLayerNorm, attentionInference, attentionInPlace, dropoutWithSeed, gelu as fusedGelu, linear, linearGelu, logSumExpArgMax, logSumExpRows, scaledMaskedSoftmax, softmaxMinusOneHot, softmaxMinusOneHotColSum, tiedLogits } from "../engine/fused";
+import { addLayerNorm, attentionInference, attentionInPlace, dropoutWithSeed, DropoutSeeds, gelu as fusedGelu, linear, linearGelu, logSumExpArgMax, logSumExpRows, scaledMaskedSoftmax, softmaxMinusOneHot, softmaxMinusOneHotColSum, tiedLogits } from "../engine/fused";
 import type { BertConfig } from "./config";
 
 export type Weights = ReadonlyMap<string, tf.Tensor>;
@@ -18,6 +18,8 @@ export type Weights = ReadonlyMap<string, tf.Tensor>;
 export interface ForwardOptions {
   readonly training: boolean;
   readonly rng?: Rng;
+  /** The step's seeds drawn on the device (webgpu: DropoutSeeds.forStep(rng)); rng draws one seed per call otherwise. */
+  readonly seeds?: DropoutSeeds;
 }
 
 /** float32's lowest value, added to masked attention scores (as HF does). Finite, so a fully masked row stays NaN-free. */
@@ -67,6 +69,7 @@ export function gelu(x: tf.Tensor): tf.Tensor {
 
 export function dropout(x: tf.Tensor, rate: number, opts: ForwardOptions): tf.Tensor {
   if (!opts.training || rate === 0) return x;
+  if (opts.seeds) return opts.seeds.apply(x, rate);
   if (!opts.rng) throw new Error("Dropout in training mode needs the run's generator; pass { training: true, rng }.");
   return dropoutWithSeed(x, rate, opts.rng.seed());
 }
@@ -337,12 +340,18 @@ export function crossEntropy(logits: tf.Tensor2D, labels: tf.Tensor1D): tf.Scala
  *
  * Backward: dz = (softmax(z) - onehot(y)) / N; dt = dz·E; dE = (tᵀ·dz)ᵀ;
  * db = Σ_rows dz. The 1/N scale is applied to the small results.
+ *
+ * With `weights` [N] (1 for a labelled row, 0 for padding: static shapes),
+ * the mean is over the weighted rows, w·(lse − z_y) / max(Σw, 1), and so is
+ * the accuracy; padded rows get no gradient: dt = w ⊙ (dz·E),
+ * dE = dzᵀ·(w ⊙ t), db = wᵀ·dz.
  */
 export function tiedSoftmaxCrossEntropy(
   t: tf.Tensor2D,
   wordEmbeddings: tf.Tensor2D,
   bias: tf.Tensor1D,
   labels: tf.Tensor1D,
+  weights?: tf.Tensor1D,
 ): { loss: tf.Scalar; accuracy: tf.Scalar } {
   const [N] = t.shape;
   const V = wordEmbeddings.shape[0];
@@ -352,22 +361,37 @@ export function tiedSoftmaxCrossEntropy(
     const E = eIn as tf.Tensor2D;
     const y = yIn as tf.Tensor1D;
     const logits = tiedLogits(x, E, bIn as tf.Tensor1D); // [N, V]
+    const count = weights ? (tf.maximum(tf.sum(weights), 1) as tf.Scalar) : null; // rows that count
     const value = tf.tidy(() => {
       const [lse, predicted] = logSumExpArgMax(logits); // [N], [N]: one read of the logits
       const picked = tf.gather(logits.reshape([N * V]), tf.add(tf.range(0, N * V, V, "int32"), y)); // [N]
-      accuracy = tf.keep(tf.mean(tf.cast(tf.equal(predicted, y), "float32")) as tf.Scalar);
-      return tf.mean(tf.sub(lse, picked)) as tf.Scalar;
+      const hits = tf.cast(tf.equal(predicted, y), "float32"); // [N]
+      const nll = tf.sub(lse, picked); // [N]
+      if (!weights) {
+        accuracy = tf.keep(tf.mean(hits) as tf.Scalar);
+        return tf.mean(nll) as tf.Scalar;
+      }
+      accuracy = tf.keep(tf.div(tf.sum(tf.mul(hits, weights)), count!) as tf.Scalar);
+      return tf.div(tf.sum(tf.mul(nll, weights)), count!) as tf.Scalar;
     });
-    (save as tf.GradSaveFunc)([x, E, logits, y]);
+    (save as tf.GradSaveFunc)([x, E, logits, y, ...(weights ? [weights, count!] : [])]);
     return {
       value,
       gradFunc: (dy, saved) => {
-        const [xs, es, zs, ys] = saved as [tf.Tensor2D, tf.Tensor2D, tf.Tensor2D, tf.Tensor1D];
-        const scale = tf.div(dy as tf.Tensor, N);
+        const [xs, es, zs, ys, ws, n] = saved as [tf.Tensor2D, tf.Tensor2D, tf.Tensor2D, tf.Tensor1D, tf.Tensor1D?, tf.Scalar?];
+        const scale = tf.div(dy as tf.Tensor, n ?? N);
         const [dz, colSum] = softmaxMinusOneHotColSum(zs, ys); // [N, V], [V]: Σ_rows dz from the same pass
-        const dx = tf.mul(tf.matMul(dz, es), scale); // [N, H]
-        const dE = tf.mul(tf.matMul(dz, xs, true, false), scale); // [V, H] = dzᵀ·x
-        const db = tf.mul(colSum, scale); // [V]
+        let dx: tf.Tensor, dE: tf.Tensor, db: tf.Tensor;
+        if (!ws) {
+          dx = tf.mul(tf.matMul(dz, es), scale); // [N, H]
+          dE = tf.mul(tf.matMul(dz, xs, true, false), scale); // [V, H] = dzᵀ·x
+          db = tf.mul(colSum, scale); // [V]
+        } else {
+          const w = ws.reshape([N, 1]);
+          dx = tf.mul(tf.matMul(dz, es), tf.mul(w, scale)); // [N, H], zero at padding
+          dE = tf.mul(tf.matMul(dz, tf.mul(xs, w), true, false), scale); // [V, H] = dzᵀ·(w ⊙ x)
+          db = tf.mul(tf.matMul(w, dz, true, false).reshape([V]), scale); // [V] = wᵀ·dz
+        }
         tf.dispose([dz, colSum]);
         return [dx, dE, db, tf.zerosLike(ys)];
       },

@@ -87,28 +87,75 @@ export function retroMAEWeightShapes(cfg: BertConfig): Map<string, number[]> {
   return shapes;
 }
 
-/** Flat row indices (b·L + i) where labels are not IGNORE, and those labels. */
-function labelledPositions(labels: Int32Array): { rows: Int32Array; targets: Int32Array } {
+/**
+ * Flat row indices (b·L + i) where labels are not IGNORE, and those labels.
+ * With `slots` (the batch's labelSlots), padded to that many rows: the
+ * padding points at row 0 with label 0 and weight 0, and `weights` is 1 for
+ * the labelled rows.
+ */
+function labelledPositions(labels: Int32Array, slots?: number): Labelled {
   let n = 0;
   for (let i = 0; i < labels.length; i++) if (labels[i] !== IGNORE) n++;
-  const rows = new Int32Array(n);
-  const targets = new Int32Array(n);
+  if (slots !== undefined && n > slots) {
+    throw new Error(`The batch labels ${n} positions but its labelSlots hold ${slots}; make batches with the collator that set them, or without staticShapes.`);
+  }
+  const rows = new Int32Array(slots ?? n);
+  const targets = new Int32Array(slots ?? n);
+  const weights = slots !== undefined ? new Float32Array(slots) : null;
   for (let i = 0, k = 0; i < labels.length; i++) {
     if (labels[i] !== IGNORE) {
+      if (weights) weights[k] = 1;
       rows[k] = i;
       targets[k++] = labels[i];
     }
   }
-  return { rows, targets };
+  return { rows, targets, weights };
+}
+
+interface Labelled {
+  rows: Int32Array;
+  targets: Int32Array;
+  /** 1 at labelled rows, 0 at padding; null when not padded. */
+  weights: Float32Array | null;
+}
+
+/**
+ * The host arrays a batch's step uploads, beyond the batch's own: made once
+ * per batch, so the step's tensors come from these very arrays (a recorded
+ * step's inputs, see stepInputs).
+ */
+interface Prepared {
+  encoder: Labelled;
+  decoder: Labelled;
+  /** [B, L, L] the decoder's attention mask as int32. */
+  visible: Int32Array;
+  /** DupMAE's bag-of-words target, once asked for. */
+  bow?: Float32Array;
+}
+
+const preparedBatches = new WeakMap<RetroMAEBatch, Prepared>();
+
+function prepared(batch: RetroMAEBatch): Prepared {
+  let p = preparedBatches.get(batch);
+  if (!p) {
+    p = {
+      encoder: labelledPositions(batch.encoderLabels, batch.labelSlots?.encoder),
+      decoder: labelledPositions(batch.decoderLabels, batch.labelSlots?.decoder),
+      visible: Int32Array.from(batch.decoderAttentionMask),
+    };
+    preparedBatches.set(batch, p);
+  }
+  return p;
 }
 
 /**
  * Cross-entropy and accuracy of the MLM head at the labelled rows of
  * hidden [B·L, H]. Logits are computed at those rows only (the loss is the
- * same as with full logits). No labelled rows gives a zero loss.
+ * same as with full logits). No labelled rows gives a zero loss. Padded
+ * rows (weight 0) add nothing to the loss, the accuracy or the gradients.
  */
-function mlmLoss(w: Weights, cfg: BertConfig, hidden: tf.Tensor2D, labels: Int32Array): { loss: tf.Scalar; acc: tf.Scalar } {
-  const { rows, targets } = labelledPositions(labels);
+function mlmLoss(w: Weights, cfg: BertConfig, hidden: tf.Tensor2D, labelled: Labelled): { loss: tf.Scalar; acc: tf.Scalar } {
+  const { rows, targets, weights } = labelled;
   if (rows.length === 0) return { loss: tf.scalar(0), acc: tf.scalar(0) };
   const picked = tf.gather(hidden, tf.tensor1d(rows, "int32")) as tf.Tensor2D; // [M, H]
   const t = mlmTransform(w, cfg, picked); // [M, H]
@@ -117,6 +164,7 @@ function mlmLoss(w: Weights, cfg: BertConfig, hidden: tf.Tensor2D, labels: Int32
     weight(w, "bert.embeddings.word_embeddings.weight") as tf.Tensor2D,
     weight(w, "cls.predictions.bias") as tf.Tensor1D,
     tf.tensor1d(targets, "int32"),
+    weights ? tf.tensor1d(weights) : undefined,
   );
   return { loss, acc: accuracy };
 }
@@ -151,7 +199,8 @@ function bowLoss(w: Weights, cfg: BertConfig, hidden: tf.Tensor3D, batch: RetroM
   const attn = tf.slice(tf.tensor2d(batch.attentionMask, [B, L], "int32"), [0, 1], [B, L - 1]);
   const penalty = tf.mul(tf.sub(1, tf.cast(attn, "float32")), -1000).reshape([B, L - 1, 1]);
   const pooled = tf.max(tf.add(logits, penalty), 1) as tf.Tensor2D; // [B, V]
-  const target = tf.tensor2d(bagOfWordsWeights(batch, V), [B, V]);
+  const p = prepared(batch);
+  const target = tf.tensor2d((p.bow ??= bagOfWordsWeights(batch, V)), [B, V]);
   return tf.mean(tf.neg(tf.sum(tf.mul(target, tf.logSoftmax(pooled)), 1))) as tf.Scalar;
 }
 
@@ -277,15 +326,16 @@ export class RetroMAE {
     const attn = tf.tensor2d(batch.attentionMask, [B, L], "int32");
     const hidden = this.encoderHidden(encIds, attn, opts); // [B, L, H]
     const cls = clsOf(hidden); // [B, H]
-    const enc = mlmLoss(this.weights, cfg, hidden.reshape([B * L, H]), batch.encoderLabels);
+    const p = prepared(batch);
+    const enc = mlmLoss(this.weights, cfg, hidden.reshape([B * L, H]), p.encoder);
 
     let dec: { loss: tf.Scalar; acc: tf.Scalar };
     let loss: tf.Scalar;
     if (this.decoderLossWeight > 0) {
       const decIds = tf.tensor2d(batch.decoderInputIds, [B, L], "int32");
-      const visible = tf.tensor3d(batch.decoderAttentionMask, [B, L, L], "int32");
+      const visible = tf.tensor3d(p.visible, [B, L, L], "int32");
       const decHidden = this.decoderHidden(cls, decIds, visible, opts); // [B, L, H]
-      dec = mlmLoss(this.weights, cfg, decHidden.reshape([B * L, H]), batch.decoderLabels);
+      dec = mlmLoss(this.weights, cfg, decHidden.reshape([B * L, H]), p.decoder);
       loss = (this.decoderLossWeight === 1 ? tf.add(enc.loss, dec.loss) : tf.add(enc.loss, tf.mul(dec.loss, this.decoderLossWeight))) as tf.Scalar;
     } else {
       // MLM-only: no decoder pass at all.
@@ -305,6 +355,21 @@ export class RetroMAE {
       out.bowLoss = bowLoss(this.weights, cfg, hidden, batch);
       out.loss = tf.add(out.loss, tf.mul(out.bowLoss, this.bowLossWeight)) as tf.Scalar;
     }
+    return out;
+  }
+
+  /**
+   * The host arrays a step on `batch` uploads, in a fixed order: the batch's
+   * own and those derived from it (labelled rows, targets, weights). The
+   * step's tensors are made from these very arrays, so they are the inputs
+   * of a recorded step (lib/engine/webgpu/replay.ts).
+   */
+  stepInputs(batch: RetroMAEBatch): ArrayBufferView[] {
+    const p = prepared(batch);
+    const side = (l: Labelled) => [l.rows, l.targets, ...(l.weights ? [l.weights] : [])];
+    const out: ArrayBufferView[] = [batch.encoderInputIds, batch.attentionMask, ...side(p.encoder)];
+    if (this.decoderLossWeight > 0) out.push(batch.decoderInputIds, p.visible, ...side(p.decoder));
+    if (this.bowLossWeight > 0) out.push((p.bow ??= bagOfWordsWeights(batch, this.config.vocabSize)));
     return out;
   }
 

@@ -30,6 +30,17 @@ export interface AdamWState {
   v: Map<string, Float32Array>;
 }
 
+/** One update's scalars, at the step count it was taken at (see AdamW.advance). */
+export interface AdamWHyper {
+  lr: number;
+  /** lr / (1 − β1ᵗ) */
+  stepSize: number;
+  /** √(1 − β2ᵗ) */
+  sqrtBc2: number;
+  /** [1 − lr·weightDecay, stepSize, sqrtBc2] as float32: what the webgpu update reads from the device (a recorded step's input). */
+  device: Float32Array;
+}
+
 export class AdamW {
   readonly params: Map<string, tf.Variable>;
   lr: number;
@@ -82,19 +93,18 @@ export class AdamW {
    * false later stops the run (see Trainer). With `coef` (a [1] tensor on the
    * device: clipping's coefficient), each gradient is multiplied by it first.
    */
-  apply(grads: Map<string, tf.Tensor>, lr = this.lr, ok?: tf.Scalar, coef?: tf.Tensor): void {
+  apply(grads: Map<string, tf.Tensor>, lr = this.lr, ok?: tf.Scalar, coef?: tf.Tensor, hyper?: AdamWHyper): void {
     // The native backend computes on the CPU: the flag is read there at no wait, and a
     // false step does nothing. Elsewhere the update is guarded on the device.
     const readFlag = ok !== undefined && tf.getBackend() === "native";
-    this.step += 1;
+    const h = hyper ?? this.advance(lr);
+    lr = h.lr;
     if (readFlag && !ok.dataSync()[0]) return;
     const guarded = ok && !readFlag ? ok : null;
-    const t = this.step;
-    const bc1 = 1 - this.beta1 ** t;
-    const bc2 = 1 - this.beta2 ** t;
-    const stepSize = lr / bc1;
-    const sqrtBc2 = Math.sqrt(bc2);
+    const { stepSize, sqrtBc2 } = h;
     tf.tidy(() => {
+      // webgpu reads the step's scalars from the device: its dispatches are the same every step
+      const device = tf.getBackend() === "webgpu" ? tf.tensor1d(h.device) : null;
       for (const [name, p] of this.params) {
         const g0 = grads.get(name);
         if (!g0) continue;
@@ -104,7 +114,7 @@ export class AdamW {
         // the native backend does the same arithmetic in one in-place pass
         const step = { beta1: this.beta1, beta2: this.beta2, eps: this.eps, decay: decays ? 1 - lr * this.weightDecay : 1, stepSize, sqrtBc2 };
         if (!guarded && !coef && adamwInPlace(p, m, v, g0, step)) continue;
-        if (adamwInPlaceWebGPU(p, m, v, g0, step, guarded, coef ?? null)) continue;
+        if (adamwInPlaceWebGPU(p, m, v, g0, step, guarded, coef ?? null, device && { tensor: device, decays })) continue;
         const g = coef ? tf.mul(g0, coef) : g0;
         let w: tf.Tensor = p;
         if (decays) w = tf.mul(w, 1 - lr * this.weightDecay);
@@ -121,6 +131,19 @@ export class AdamW {
   }
 
   /**
+   * Count one more update and give its scalars at learning rate `lr`. apply
+   * calls it, unless given the result (a trainer that prepares a step's
+   * inputs before the step: lib/engine/webgpu/replay.ts).
+   */
+  advance(lr = this.lr): AdamWHyper {
+    this.step += 1;
+    const t = this.step;
+    const stepSize = lr / (1 - this.beta1 ** t);
+    const sqrtBc2 = Math.sqrt(1 - this.beta2 ** t);
+    return { lr, stepSize, sqrtBc2, device: Float32Array.of(1 - lr * this.weightDecay, stepSize, sqrtBc2) };
+  }
+
+  /**
    * One step as a trainer takes it: clip `grads` to a global norm of
    * `maxNorm` (as clipGradNorm; ≤ 0: no clipping), ask `guard(norm)` for the
    * step flag (a bool scalar on the device; e.g. loss and norm finite), and
@@ -132,15 +155,20 @@ export class AdamW {
    * k + k/7 + 1 for k weights, where clipGradNorm and apply compose some 6k.
    * Elsewhere it is clipGradNorm then apply, as before.
    */
-  clipAndApply(grads: Map<string, tf.Tensor>, options: { maxNorm: number; lr?: number; guard?: (norm: tf.Scalar) => tf.Scalar }): { norm: tf.Scalar; ok: tf.Scalar | null } {
+  clipAndApply(grads: Map<string, tf.Tensor>, options: { maxNorm: number; lr?: number; guard?: (norm: tf.Scalar) => tf.Scalar; hyper?: AdamWHyper }): { norm: tf.Scalar; ok: tf.Scalar | null } {
     // on webgpu the coefficient stays on the device and AdamW applies it; elsewhere clipGradNorm scales the gradients
     const fused = globalNormWebGPU([...grads.values()], options.maxNorm);
     const { grads: clipped, norm } = fused ? { grads, norm: fused.norm } : clipGradNorm(grads, options.maxNorm);
     const coef = fused && options.maxNorm > 0 ? fused.coef : undefined;
     const ok = options.guard ? options.guard(norm) : null;
-    this.apply(clipped, options.lr ?? this.lr, ok ?? undefined, coef);
+    this.apply(clipped, options.lr ?? this.lr, ok ?? undefined, coef, options.hyper);
     tf.dispose([...(fused ? [fused.coef] : []), ...clipped.values()]);
     return { norm, ok };
+  }
+
+  /** The moment tensors (m, then v), as they are on the device now. */
+  stateTensors(): tf.Tensor[] {
+    return [...this.m.values(), ...this.v.values()];
   }
 
   /** The moments, read from the device (awaited). */

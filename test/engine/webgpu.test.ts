@@ -23,7 +23,7 @@ import { loadBeir } from "../../lib/data/beir";
 import { PackedCorpus } from "../../lib/train/data";
 import { Trainer, StepInfo } from "../../lib/train/trainer";
 import { AdamW } from "../../lib/train/optim";
-import { DROPOUT, dropoutWithSeed, registerCounterDropout } from "../../lib/engine/fused";
+import { DROPOUT, dropoutWithSeed, DropoutSeeds, registerCounterDropout } from "../../lib/engine/fused";
 import { addLayerNorm, ADD_LAYER_NORM, ATTENTION, attentionInference, DENSE_GELU, gelu, GELU, linear, linearGelu, logSumExpArgMax, logSumExpRows, scaledMaskedSoftmax, SCALED_MASKED_SOFTMAX, softmaxMinusOneHotColSum } from "../../lib/engine/fused";
 import { runProbe, ProbeSet } from "../../lib/probe/probe";
 import { RetroMAE } from "../../lib/model/retromae";
@@ -203,7 +203,7 @@ test("Softmax on webgpu: rows of all -FLT_MAX (the mask of a padding row) are un
   for (let i = 0; i < r4.cpu.length; i++) assert.ok(Math.abs(r4.cpu[i] - r4.gpu[i]) < 1e-6);
 });
 
-test("dropout on webgpu draws its mask on the device: bit for bit the JavaScript kernel's output and gradient, one program, past 65,535 workgroups", async () => {
+test("dropout on webgpu draws its mask on the device: bit for bit the JavaScript kernel's output and gradient, one program, past 65,535 workgroups; seeded from a device base too (DropoutSeeds)", async () => {
   const cases = [1, 1000, 4_200_001].map((n) => ({ n, x: new Rng(n).fillNormal(new Float32Array(n)), dy: new Rng(n + 1).fillNormal(new Float32Array(n)) }));
   const run = async (name: "cpu" | "webgpu") => {
     await use(name);
@@ -213,16 +213,23 @@ test("dropout on webgpu draws its mask on the device: bit for bit the JavaScript
       const [x, dy] = [tf.tensor1d(c.x), tf.tensor1d(c.dy)];
       const y = dropoutWithSeed(x, 0.1, 7 + c.n);
       const g = tf.grad((t: tf.Tensor) => tf.sum(tf.mul(dropoutWithSeed(t, 0.1, 7 + c.n), dy)))(x);
-      out.push((await y.data()) as Float32Array, (await g.data()) as Float32Array);
-      tf.dispose([x, dy, y, g]);
+      // call 2 of a step whose base seed is 99 + n: hash(base ^ hash(2)), on the device
+      const seeds = new DropoutSeeds(99 + c.n);
+      const based = tf.tidy(() => (seeds.apply(x, 0.1).dispose(), seeds.apply(x, 0.1), seeds.apply(x, 0.3)));
+      const gb = tf.grad((t: tf.Tensor) => tf.sum(tf.mul(new DropoutSeeds(99 + c.n).apply(t, 0.3), dy)))(x);
+      out.push(...((await Promise.all([y.data(), g.data(), based.data(), gb.data()])) as Float32Array[]));
+      tf.dispose([x, dy, y, g, based, gb]);
     }
     if (name === "cpu") tf.unregisterKernel(DROPOUT, "cpu");
     return out;
   };
   const [cpu, gpu] = [await run("cpu"), await run("webgpu")];
   cpu.forEach((a, i) => assert.equal(bits(gpu[i]), bits(a), `array ${i}`));
+  const mask = (a: Float32Array) => a.map((v) => (v === 0 ? 0 : 1)).join("");
+  assert.ok(mask(cpu[6]) !== mask(cpu[7]), "calls 2 and 0 of one step (1,000 values at rate 0.3) mask differently");
+  assert.ok(mask(cpu[7]) !== mask(cpu[11].subarray(0, 1000)), "steps of other bases mask differently");
   const { keys } = await programsOf(() => dropoutWithSeed(tf.ones([300]), 0.5, 3));
-  assert.equal(keys.filter((k) => !k.startsWith("fill")), ["retromaeDropout"]);
+  assert.equal(keys.filter((k) => !k.startsWith("fill")), ["retromaeDropout_plain"]);
 });
 
 test("GELU on webgpu (one pass each way) matches the cpu's composition, values and gradients, on odd sizes", async () => {

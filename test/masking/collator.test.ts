@@ -136,6 +136,22 @@ test("ratios change between batches; same seed gives the same batch; ids work as
   assert.equal(Array.from(ids.encoderInputIds), Array.from(a.encoderInputIds));
 });
 
+test("staticShapes: every batch padded to maxLength, with labelSlots that hold every label the ratios can make", () => {
+  const rng = new Rng(5);
+  const c = new RetroMAECollator({ tokenizer: tok, rng, maxLength: 40, staticShapes: true, encoderMaskRatio: 0.3 });
+  for (let i = 0; i < 20; i++) {
+    const texts = Array.from({ length: 3 }, (_, j) => "word ".repeat(1 + ((i * 7 + j * 11) % 60)));
+    const b = c.collate(texts);
+    assert.is(b.seqLength, 40);
+    assert.equal(b.labelSlots, { encoder: 3 * 12, decoder: 3 * 38 }); // max(1, round(40 × 0.3)) per row; 40 − 2 per row
+    assert.ok(b.encoderLabels.filter((x) => x !== IGNORE).length <= b.labelSlots!.encoder);
+    assert.ok(b.decoderLabels.filter((x) => x !== IGNORE).length <= b.labelSlots!.decoder);
+  }
+  const plain = new RetroMAECollator({ tokenizer: tok, rng, maxLength: 40 }).collate(["short text"]);
+  assert.is(plain.labelSlots, undefined);
+  assert.ok(plain.seqLength < 40);
+});
+
 test("bad input gets one clear sentence", () => {
   const c = collator();
   assert.throws(() => (c.encoderMaskRatio = 1.5), /encoderMaskRatio must be a number in \(0, 1\]/);

@@ -119,6 +119,34 @@ test("extra padding changes no loss and no gradient ([PAD] lookups add nothing; 
   model.dispose();
 });
 
+test("static shapes (labelled rows padded to the batch's labelSlots with weight 0) change no loss, accuracy or gradient", async () => {
+  await use("wasm");
+  const { model, collator } = setup(4);
+  const batch = collator.collate(TEXTS);
+  const encoder = batch.encoderLabels.filter((x) => x !== IGNORE).length;
+  const decoder = batch.decoderLabels.filter((x) => x !== IGNORE).length;
+  const padded: RetroMAEBatch = { ...batch, labelSlots: { encoder: encoder + 9, decoder: decoder + 13 } };
+  const a = await model.forwardBackward(batch, { training: false });
+  const b = await model.forwardBackward(padded, { training: false });
+  for (const k of ["loss", "encoderLoss", "decoderLoss", "encoderAccuracy", "decoderAccuracy"] as const) {
+    assert.ok(Math.abs(a.values[k] - b.values[k]) < 1e-5, `${k}: ${a.values[k]} vs ${b.values[k]}`);
+  }
+  for (const [name, g] of a.grads) {
+    const x = g.dataSync();
+    const y = b.grads.get(name)!.dataSync();
+    let worst = 0;
+    for (let i = 0; i < x.length; i++) worst = Math.max(worst, Math.abs(x[i] - y[i]));
+    assert.ok(worst < 1e-6, `${name}: ${worst}`);
+  }
+  tf.dispose([...a.grads.values(), ...b.grads.values()]);
+  const stepArrays = model.stepInputs(padded);
+  assert.is(stepArrays[2].byteLength, (encoder + 9) * 4, "the encoder's rows, padded");
+  assert.is(model.stepInputs(padded)[2], stepArrays[2], "the same arrays each time: the step's tensors are made from them");
+  const few = { ...batch, labelSlots: { encoder: encoder - 1, decoder } };
+  assert.throws(() => model.stepInputs(few), new RegExp(`The batch labels ${encoder} positions but its labelSlots hold ${encoder - 1}; make batches with the collator that set them, or without staticShapes\\.`));
+  model.dispose();
+});
+
 test("tf.memory().numTensors after 20 forward/backward steps equals the count after 1", async () => {
   await use("wasm");
   const { model, collator, rng } = setup();

@@ -289,7 +289,9 @@ function elementwiseKernel(kernelName: string, program: (n: number) => object, n
  * JavaScript kernel, drawn here per element, so no noise is drawn on the CPU
  * or uploaded; bit for bit the JavaScript kernel's output.
  */
-function dropoutProgram(n: number) {
+function dropoutProgram(n: number, based: boolean) {
+  // with a base seed (an int32 [1] input), the mask's seed is hash(base ^ hash(call)) (DropoutSeeds)
+  const seed = based ? "retromaeHash(u32(base[0]) ^ uniforms.seed)" : "uniforms.seed";
   const body = `
   fn retromaeHash(v : u32) -> u32 {
     var x = v;
@@ -302,21 +304,22 @@ function dropoutProgram(n: number) {
   }
   fn main(index : i32) {
     if (index >= uniforms.count) { return; }
-    let keep = retromaeHash(uniforms.seed ^ u32(index)) >= uniforms.threshold;
+    let keep = retromaeHash(${seed} ^ u32(index)) >= uniforms.threshold;
     result[index] = select(0.0, x[index] * uniforms.scale, keep);
   }`;
-  return flatProgram(n, [n], ["x"], "retromaeDropout", "count : i32, seed : u32, threshold : u32, scale : f32,", body);
+  return flatProgram(n, [n], based ? ["x", "base"] : ["x"], `retromaeDropout_${based ? "based" : "plain"}`, "count : i32, seed : u32, threshold : u32, scale : f32,", body);
 }
 
 export const dropoutWebGPU: KernelConfig = {
   kernelName: DROPOUT,
   backendName: "webgpu",
   kernelFunc: ({ inputs, backend, attrs }) => {
-    const { x } = inputs as { x: TensorInfo };
+    const { x, base } = inputs as { x: TensorInfo; base?: TensorInfo };
     const { seed, threshold, scale } = attrs as unknown as { seed: number; threshold: number; scale: number };
     if (x.dtype !== "float32") throw new Error("Dropout on webgpu takes float32.");
+    if (base && (base.dtype !== "int32" || product(base.shape) !== 1)) throw new Error("Dropout's base seed must be an int32 tensor of one value.");
     const n = product(x.shape);
-    const out = (backend as unknown as WebGPUBackendLike).runWebGPUProgram(dropoutProgram(n), [{ ...x, shape: [n] }], "float32", [
+    const out = (backend as unknown as WebGPUBackendLike).runWebGPUProgram(dropoutProgram(n, !!base), [{ ...x, shape: [n] }, ...(base ? [{ ...base, shape: [1] }] : [])], "float32", [
       { type: "int32", data: [n] },
       { type: "uint32", data: [seed] },
       { type: "uint32", data: [threshold] },

@@ -230,11 +230,18 @@ export function globalNormWebGPU(grads: tf.Tensor[], maxNorm: number): { norm: t
   return { norm, coef };
 }
 
-/** AdamW in place over one weight: g times coef, then m, v and p (the arithmetic of optim.ts's composition). */
-function adamwShader(guarded: boolean, scaled: boolean): string {
+/**
+ * AdamW in place over one weight: g times coef, then m, v and p (the
+ * arithmetic of optim.ts's composition). With `hyper`, the step's scalars
+ * (decay, step size, √bc2) come from a [3] tensor rather than the uniforms,
+ * so every step's dispatch is the same (a recorded step's input).
+ */
+function adamwShader(guarded: boolean, scaled: boolean, fromTensor: boolean): string {
   let binding = 4;
   const coef = scaled ? `@group(0) @binding(${binding++}) var<storage, read> coef : array<f32>;` : "";
   const ok = guarded ? `@group(0) @binding(${binding++}) var<storage, read> ok : array<i32>;` : "";
+  const hyper = fromTensor ? `@group(0) @binding(${binding++}) var<storage, read> hyper : array<f32>;` : "";
+  const [decay, stepSize, sqrtBc2] = fromTensor ? ["select(1.0, hyper[0], u.decays != 0u)", "hyper[1]", "hyper[2]"] : ["u.decay", "u.stepSize", "u.sqrtBc2"];
   return `
 @group(0) @binding(0) var<storage, read_write> p : array<f32>;
 @group(0) @binding(1) var<storage, read_write> m : array<f32>;
@@ -242,7 +249,8 @@ function adamwShader(guarded: boolean, scaled: boolean): string {
 @group(0) @binding(3) var<storage, read> g : array<f32>;
 ${coef}
 ${ok}
-struct Uniforms { count : u32, beta1 : f32, oneMinusBeta1 : f32, beta2 : f32, oneMinusBeta2 : f32, eps : f32, decay : f32, stepSize : f32, sqrtBc2 : f32 };
+${hyper}
+struct Uniforms { count : u32, beta1 : f32, oneMinusBeta1 : f32, beta2 : f32, oneMinusBeta2 : f32, eps : f32, decay : f32, stepSize : f32, sqrtBc2 : f32, decays : u32 };
 @group(0) @binding(${binding}) var<uniform> u : Uniforms;
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid : vec3<u32>, @builtin(local_invocation_index) tid : u32) {
@@ -255,29 +263,69 @@ fn main(@builtin(workgroup_id) wid : vec3<u32>, @builtin(local_invocation_index)
   let vi = v[i] * u.beta2 + (gi * gi) * u.oneMinusBeta2;
   m[i] = mi;
   v[i] = vi;
-  p[i] = p[i] * u.decay - (mi / (sqrt(vi) / u.sqrtBc2 + u.eps)) * u.stepSize;
+  p[i] = p[i] * ${decay} - (mi / (sqrt(vi) / ${sqrtBc2} + u.eps)) * ${stepSize};
 }`;
 }
 
 /**
  * AdamW on the device, in place, in one dispatch: the gradient (times
- * `coef[0]` where given: clipping), m, v, then p, with optim.ts's
+ * \`coef[0]\` where given: clipping), m, v, then p, with optim.ts's
  * arithmetic. False (nothing done) off webgpu, or where a buffer is shared
- * with another tensor. `ok`, a bool scalar, skips the update on the device
- * when false.
+ * with another tensor. \`ok\`, a bool scalar, skips the update on the device
+ * when false. With \`hyper\` (a float32 [3] tensor: 1 − lr·weightDecay, the
+ * step size, √bc2, and whether this weight decays), the step's scalars are
+ * read from it, not from \`h\`.
  */
-export function adamwInPlaceWebGPU(p: tf.Tensor, m: tf.Tensor, v: tf.Tensor, g: tf.Tensor, h: AdamWStep, ok: tf.Tensor | null, coef: tf.Tensor | null = null): boolean {
+export function adamwInPlaceWebGPU(
+  p: tf.Tensor,
+  m: tf.Tensor,
+  v: tf.Tensor,
+  g: tf.Tensor,
+  h: AdamWStep,
+  ok: tf.Tensor | null,
+  coef: tf.Tensor | null = null,
+  hyper: { tensor: tf.Tensor; decays: boolean } | null = null,
+): boolean {
   const b = rawBackend();
   if (!b) return false;
-  if ([p, m, v, g, ...(coef ? [coef] : [])].some((t) => t.dtype !== "float32") || p.size !== g.size || p.size !== m.size || p.size !== v.size) return false;
+  if ([p, m, v, g, ...(coef ? [coef] : []), ...(hyper ? [hyper.tensor] : [])].some((t) => t.dtype !== "float32") || p.size !== g.size || p.size !== m.size || p.size !== v.size) return false;
+  if (hyper && hyper.tensor.size !== 3) return false;
   if ([p, m, v].some((t) => b.tensorMap.get(t.dataId)?.refCount !== 1)) return false;
   if (p.size === 0) return true;
-  const u = new ArrayBuffer(36);
+  const u = new ArrayBuffer(40);
   new Uint32Array(u, 0, 1)[0] = p.size;
-  new Float32Array(u, 4, 8).set([h.beta1, 1 - h.beta1, h.beta2, 1 - h.beta2, h.eps, h.decay, h.stepSize, h.sqrtBc2]);
-  const tensors = [p, m, v, g, ...(coef ? [coef] : []), ...(ok ? [ok] : [])] as unknown as TensorInfo[];
-  record(b, `retromaeAdamW_${ok ? "guarded" : "plain"}_${coef ? "scaled" : "unscaled"}`, () => adamwShader(!!ok, !!coef), tensors, u, Math.ceil(p.size / WG));
+  // with hyper, the per-step scalars in the uniforms are fixed (0), so the dispatch is the same every step
+  new Float32Array(u, 4, 8).set([h.beta1, 1 - h.beta1, h.beta2, 1 - h.beta2, h.eps, hyper ? 0 : h.decay, hyper ? 0 : h.stepSize, hyper ? 0 : h.sqrtBc2]);
+  new Uint32Array(u, 36, 1)[0] = hyper?.decays ? 1 : 0;
+  const tensors = [p, m, v, g, ...(coef ? [coef] : []), ...(ok ? [ok] : []), ...(hyper ? [hyper.tensor] : [])] as unknown as TensorInfo[];
+  const key = `retromaeAdamW_${ok ? "guarded" : "plain"}_${coef ? "scaled" : "unscaled"}_${hyper ? "tensor" : "uniform"}`;
+  record(b, key, () => adamwShader(!!ok, !!coef, !!hyper), tensors, u, Math.ceil(p.size / WG));
   // A value read earlier stays cached on the CPU; the buffers changed under it.
   for (const t of [p, m, v]) b.tensorMap.get(t.dataId)!.values = null;
+  return true;
+}
+
+/**
+ * dst's values := src's, in place on the device (a copy recorded in order
+ * with tfjs's programs): dst keeps its buffer. For a flag a step updates,
+ * such as the trainer's "all steps so far were finite". False (nothing
+ * done) off webgpu, or where the two differ in size or dtype, or dst's
+ * buffer is shared.
+ */
+export function copyInPlaceWebGPU(dst: tf.Tensor, src: tf.Tensor): boolean {
+  const b = rawBackend();
+  if (!b || dst.size !== src.size || dst.dtype !== src.dtype) return false;
+  const d = b.tensorMap.get(dst.dataId);
+  if (!d || d.refCount !== 1) return false;
+  b.uploadToGPU(dst.dataId);
+  b.uploadToGPU(src.dataId);
+  const [to, from] = [d.resource, b.tensorMap.get(src.dataId)!.resource] as GPUBuffer[];
+  if (!(to instanceof GPUBuffer) || !(from instanceof GPUBuffer)) return false;
+  b.ensureCommandEncoderReady();
+  b.endComputePassEncoder();
+  b.commandEncoder!.copyBufferToBuffer(from, 0, to, 0, Math.min(from.size, to.size));
+  b.commandQueueOwnedIds.add(dst.dataId);
+  b.commandQueueOwnedIds.add(src.dataId);
+  d.values = null;
   return true;
 }
