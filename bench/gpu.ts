@@ -16,7 +16,9 @@
  *   layer's epilogue) and with tfjs's composition instead (`fused_speedup`),
  *   and the feed-forward's matmul as the model runs it (x·Wᵀ) and with W
  *   stored transposed (tfjs-webgpu's vec4 path); on webgpu the compute
- *   dispatches per step (`npm run bench -- host` gives the host's time for
+ *   dispatches per step, and the step time with every step issued through
+ *   tfjs (recordSteps: false) beside the default replayed steps
+ *   (`npm run bench -- host` gives the host's time for
  *   as many, with no GPU work: near it, a step is bound by the CPU);
  * - PyTorch (bench/reference/retromae_bench.py --device cuda) on the same
  *   batches: fp32 with TF32 off (the same arithmetic) and with TF32 matmuls
@@ -45,6 +47,7 @@ import { makeProbeSet } from "../lib/probe/probe";
 import { BertTokenizer } from "../lib/text/tokenizer";
 import { PackedCorpus } from "../lib/train/data";
 import { Trainer } from "../lib/train/trainer";
+import { bytesHeldByReplays } from "../lib/engine/webgpu/replay";
 import { countDispatches } from "./host";
 import { emit, NO_TORCH, option, recordBatches, runTorch, SHARED_DATA, torchPython, writeEncodeBatches } from "./common";
 
@@ -80,9 +83,10 @@ function probeTexts(limit: number | "all"): string[] {
   return limit === "all" ? set.docTexts : set.docTexts.slice(0, limit);
 }
 
+/** What tfjs's buffer pool holds, plus the buffers a replayed step holds outside it. */
 function gpuBytes(): number {
   const m = tf.memory() as tf.MemoryInfo & { numBytesAllocatedInGPU?: number };
-  return m.numBytesAllocatedInGPU ?? 0;
+  return (m.numBytesAllocatedInGPU ?? 0) + bytesHeldByReplays();
 }
 
 /**
@@ -160,7 +164,7 @@ export async function benchGpuOne(args: string[]): Promise<void> {
   const trainer = new Trainer({ model, tokenizer: tok, data: corpus, rng, seed: 1, batchSize: B, maxLength: L, totalSteps: 2 * steps + 2 });
   let peak = 0;
   const sample = () => (peak = Math.max(peak, gpuBytes()));
-  await trainer.fit({ steps: 2, live: false, onEvent: sample }); // warm-up: shader compiles, buffer pool
+  await trainer.fit({ steps: 4, live: false, onEvent: sample }); // warm-up: shader compiles, buffer pool, the step recorded
   const recording = recordBatches(trainer);
   let tokens = 0;
   const dispatches = choice.backend === "webgpu" ? countDispatches((tf.backend() as unknown as { device: GPUDevice }).device) : null;
@@ -170,7 +174,17 @@ export async function benchGpuOne(args: string[]): Promise<void> {
   recording.stop();
   const on = await trainer.fit({ steps, live: true, onEvent: sample });
   recording.save(option(args, "save-batch"));
+  const recorded = trainer.recordedSteps;
   trainer.dispose();
+  // the same steps with every one issued through tfjs: what replaying recorded steps gains on this GPU
+  let throughTfjs: Record<string, unknown> = {};
+  if (recorded) {
+    const plain = new Trainer({ model, tokenizer: tok, data: corpus, rng, seed: 1, batchSize: B, maxLength: L, totalSteps: 2 * steps + 2, recordSteps: false });
+    await plain.fit({ steps: 2, live: false });
+    const r = await plain.fit({ steps, live: false });
+    plain.dispose();
+    throughTfjs = { ms_per_step_through_tfjs: +(r.totalMs / steps).toFixed(1) };
+  }
 
   const probeDocs = option(args, "probe-docs") ?? (software ? "0" : "all");
   let probe: Record<string, unknown> = { probe: "skipped (--probe-docs 0; a software adapter encodes SciFact's 5,183 documents in hours)" };
@@ -200,6 +214,8 @@ export async function benchGpuOne(args: string[]): Promise<void> {
       tokens_per_s: +(tokens / (off.totalMs / 1000)).toFixed(1),
       ms_per_step_live: +(on.totalMs / steps).toFixed(1),
       chart_overhead: +(on.totalMs / off.totalMs - 1).toFixed(4),
+      ...throughTfjs,
+      ...(recorded ? { recorded_steps: recorded } : {}),
       ...(perStep !== null ? { dispatches_per_step: perStep } : {}),
       peak_gpu_mb: Math.round(peak / 2 ** 20),
       ...probe,

@@ -96,7 +96,7 @@ for step in "$@"; do
       run "$step" "$step_cap" sh "$retromae" bench gpu --configs "${step#bench:}" --steps "${BENCH_STEPS:-10}" --probe-docs "${PROBE_DOCS:-all}" --child-timeout-s $((step_cap * 2 / 3)) >>"$out/bench-gpu.jsonl" 2>>"$out/bench-gpu.log"
       ;;
     host)
-      run host 120 sh "$retromae" bench host --presets tiny,mini --steps 20 >>"$out/bench-gpu.jsonl" 2>>"$out/bench-gpu.log"
+      run host 240 sh "$retromae" bench host --presets tiny,mini --steps 20 >>"$out/bench-gpu.jsonl" 2>>"$out/bench-gpu.log"
       ;;
     quickstart)
       nb="$app/app/notebooks/quickstart.ipynb"

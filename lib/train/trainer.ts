@@ -14,6 +14,10 @@ import { RetroMAECollator } from "../masking/collator";
 import { loadCheckpoint, readLossValues, saveCheckpoint } from "../model/retromae";
 import type { RetroMAE, LossTensors, LossValues } from "../model/retromae";
 import { takeDeviceError, trimGpuPool } from "../engine/webgpu/backend";
+import { copyInPlaceWebGPU } from "../engine/webgpu/optimizer";
+import { StepRecorder } from "../engine/webgpu/replay";
+import { DropoutSeeds } from "../engine/fused";
+import type { RetroMAEBatch } from "../masking/batch";
 import { LossChart, RunSeries } from "../plot/loss-chart";
 import { currentSignal } from "../interrupt";
 import type { BertTokenizer } from "../text/tokenizer";
@@ -64,6 +68,17 @@ export interface TrainerOptions {
    * readSettingsHistory(runDir)): a replay of an interactive run, with no panel.
    */
   changes?: SettingChange[];
+  /**
+   * On webgpu, record a step's GPU commands and replay them for the steps
+   * after (lib/engine/webgpu/replay.ts): the host then issues a step in a
+   * few microseconds per dispatch instead of tfjs's tens. Batches are then
+   * padded to maxLength, and the masked positions to the most the collator
+   * can mask (the collator's staticShapes), so that every step has the same
+   * shapes. "tfjs": the same steps, every one run through tfjs (what a
+   * replay must equal, bit for bit; for checking one). Default: true on
+   * webgpu; ignored elsewhere.
+   */
+  recordSteps?: boolean | "tfjs";
 }
 
 export interface TrainerHook {
@@ -200,6 +215,8 @@ export class Trainer implements ControllableRun {
   private schedule: LrSchedule | null = null;
   /** False on the device from the first non-finite step of a fit on: updates after it are not applied. */
   private readonly healthy = tf.variable(tf.scalar(true, "bool"), false);
+  /** Recorded and replayed steps (webgpu with recordSteps), made at the first step. */
+  private recorder: StepRecorder | null | undefined = undefined;
   private readonly hooks: TrainerHook[];
   private configWritten = false;
   /** The run directory's layout (config.json, metrics.jsonl, checkpoints); null without runDir. */
@@ -484,7 +501,10 @@ export class Trainer implements ControllableRun {
     // (a sticky flag: once a step is bad, no later queued step updates either).
     // On the CPU backends a step is done when it is queued; nothing to overlap.
     const ahead = options.queueAhead ?? (tf.getBackend() === "webgpu" || backendInfo().device === "gpu");
-    tf.tidy(() => this.healthy.assign(tf.scalar(true, "bool")));
+    tf.tidy(() => {
+      const yes = tf.scalar(true, "bool");
+      if (!copyInPlaceWebGPU(this.healthy, yes)) this.healthy.assign(yes); // in place: a recorded step keeps reading the same flag
+    });
     const inflight: PendingStep[] = [];
     const held = (p: PendingStep) => Object.keys(p.losses).length + 2;
     const settle = async () => {
@@ -599,31 +619,89 @@ export class Trainer implements ControllableRun {
    */
   private queueStep(step: number): PendingStep {
     const started = performance.now();
-    const { losses, grads, tokens } = this.accumulate();
-    const epoch = this.stream.position.epoch;
     const lr = this.schedule!.at(step - 1) * this.scale;
-    const { norm, ok } = this.optimizer.clipAndApply(grads, {
-      maxNorm: this.options.maxGradNorm,
-      lr,
-      guard: (norm) => {
-        const ok = tf.tidy(() => tf.logicalAnd(tf.logicalAnd(tf.isFinite(losses.loss), tf.isFinite(norm)), this.healthy)) as tf.Scalar;
-        this.healthy.assign(ok);
-        return ok;
+    const recorder = this.stepRecorder();
+    if (!recorder) {
+      const { losses, grads, tokens } = this.accumulate(this.microBatches());
+      const epoch = this.stream.position.epoch;
+      const { norm, ok } = this.optimizer.clipAndApply(grads, { maxNorm: this.options.maxGradNorm, lr, guard: this.guard(losses) });
+      return { step, epoch, losses, norm, ok: ok!, tokens, lr, started };
+    }
+    // A recorded step: every host value it uploads is made first (the batches, the dropout
+    // seeds, AdamW's scalars), then the step runs through tfjs (and is recorded) or is replayed.
+    const micro = [...this.microBatches()];
+    const epoch = this.stream.position.epoch;
+    const hyper = this.optimizer.advance(lr);
+    const inputs = [...micro.flatMap((m) => [...this.model.stepInputs(m.batch), ...(m.seeds ? [m.seeds.base] : [])]), hyper.device];
+    const key = JSON.stringify([inputs.map((a) => a.byteLength), this.model.decoderLossWeight, this.model.bowLossWeight, this.options.maxGradNorm, this.optimizer.weightDecay]);
+    let names: (keyof LossTensors)[] = [];
+    const out = recorder.run(
+      key,
+      inputs,
+      () => [...this.model.weights.values(), ...this.optimizer.stateTensors(), this.healthy],
+      () => {
+        const { losses, grads } = this.accumulate(micro);
+        const { norm, ok } = this.optimizer.clipAndApply(grads, { maxNorm: this.options.maxGradNorm, lr, guard: this.guard(losses), hyper });
+        names = Object.keys(losses) as (keyof LossTensors)[];
+        return [...names.map((n) => losses[n]!), norm, ok!];
       },
-    });
-    return { step, epoch, losses, norm, ok: ok!, tokens, lr, started };
+    );
+    if (names.length === 0) names = this.lossNames;
+    this.lossNames = names;
+    const losses = Object.fromEntries(names.map((n, i) => [n, out[i]])) as unknown as LossTensors;
+    const tokens = micro.reduce((a, m) => a + m.batch.lengths.reduce((x, y) => x + y, 0), 0);
+    return { step, epoch, losses, norm: out[names.length] as tf.Scalar, ok: out[names.length + 1] as tf.Scalar, tokens, lr, started };
+  }
+
+  /** The loss parts' names, in the order a recorded step returns them. */
+  private lossNames: (keyof LossTensors)[] = [];
+
+  /** The step flag: loss and norm finite and every step before too; kept on the device (in place where it can be). */
+  private guard(losses: LossTensors): (norm: tf.Scalar) => tf.Scalar {
+    return (norm) => {
+      const ok = tf.tidy(() => tf.logicalAnd(tf.logicalAnd(tf.isFinite(losses.loss), tf.isFinite(norm)), this.healthy)) as tf.Scalar;
+      if (!copyInPlaceWebGPU(this.healthy, ok)) this.healthy.assign(ok);
+      return ok;
+    };
+  }
+
+  /** The recorder, on webgpu with recordSteps; the collator then makes batches of one shape. */
+  private stepRecorder(): StepRecorder | null {
+    if (this.recorder === undefined) {
+      this.recorder = tf.getBackend() === "webgpu" && this.options.recordSteps !== false ? new StepRecorder({ replay: this.options.recordSteps !== "tfjs" }) : null;
+      if (this.recorder) this.collator.staticShapes = true;
+    }
+    return this.recorder;
+  }
+
+  /** What recorded steps did: steps replayed and run through tfjs, dispatches per replayed step, and why replaying was refused (null if it was not). */
+  get recordedSteps(): { replayed: number; ran: number; dispatches: number | null; refused: string | null } | null {
+    const r = this.recorder;
+    return r ? { replayed: r.replayed, ran: r.ran, dispatches: r.dispatches, refused: r.refused } : null;
+  }
+
+  /**
+   * The micro-batches of one optimizer step, each collated when asked for
+   * (so on the CPU backends the generator's draws interleave with dropout's
+   * as they always did), with its dropout seeds where the backend draws
+   * them on the device.
+   */
+  private *microBatches(): Generator<{ batch: RetroMAEBatch; seeds?: DropoutSeeds }> {
+    for (let i = 0; i < this.options.gradAccumulation; i++) {
+      const batch = this.collator.collate(this.stream.next());
+      yield { batch, seeds: DropoutSeeds.forStep(this.rng) };
+    }
   }
 
   /** Forward and backward over gradAccumulation micro-batches; averaged gradients and loss parts, on the device. */
-  private accumulate(): { losses: LossTensors; grads: Map<string, tf.Tensor>; tokens: number } {
+  private accumulate(micro: Iterable<{ batch: RetroMAEBatch; seeds?: DropoutSeeds }>): { losses: LossTensors; grads: Map<string, tf.Tensor>; tokens: number } {
     const k = this.options.gradAccumulation;
     let sum: Map<string, tf.Tensor> | null = null;
     let lossSum: LossTensors | null = null;
     let tokens = 0;
-    for (let i = 0; i < k; i++) {
-      const batch = this.collator.collate(this.stream.next());
+    for (const { batch, seeds } of micro) {
       tokens += batch.lengths.reduce((a, b) => a + b, 0);
-      const { grads, losses } = this.model.gradients(batch, { training: true, rng: this.rng });
+      const { grads, losses } = this.model.gradients(batch, { training: true, rng: this.rng, seeds });
       sum = sum === null ? grads : addInto(sum, grads);
       lossSum = lossSum === null ? losses : fromEntries(addInto(entries(lossSum), entries(losses)));
     }
@@ -746,6 +824,7 @@ export class Trainer implements ControllableRun {
 
   dispose(): void {
     this.panel?.close();
+    this.recorder?.dispose();
     this.optimizer.dispose();
     this.healthy.dispose();
   }

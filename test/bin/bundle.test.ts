@@ -131,8 +131,9 @@ test("scripts/gpu-node-check.sh, the GPU node's prepared run, works from the unp
   const steps = fs.readFileSync(path.join(out, "steps.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l) as { step: string; exit: number });
   assert.equal(steps.map((s) => [s.step, s.exit]), [["doctor", 0], ["info", 0], ["bench:tiny:2x16", 0], ["host", 0]]);
   const host = fs.readFileSync(path.join(out, "bench-gpu.jsonl"), "utf8").split("\n").filter((l) => l.startsWith('{"bench":"host","engine":"webgpu')).map((l) => JSON.parse(l));
-  assert.equal(host.map((h) => h.preset), ["tiny", "mini"], "the host's time per step on Dawn's Null backend, from the bundle");
+  assert.equal(host.map((h) => h.preset), ["tiny", "tiny", "mini", "mini"], "the host's time per step on Dawn's Null backend, replayed and through tfjs, from the bundle");
   assert.ok(host.every((h) => h.dispatches_per_step > 100 && h.host_ms_per_step > 0));
+  assert.ok(host.filter((h) => h.recorded_steps).every((h) => h.recorded_steps.replayed > 0), "the bundled trainer replays its steps");
   assert.match(fs.readFileSync(path.join(out, "doctor.txt"), "utf8"), /WebGPU/);
   assert.is(JSON.parse(fs.readFileSync(path.join(out, "info.json"), "utf8")).versions.node, process.versions.node);
   const rows = fs.readFileSync(path.join(out, "bench-gpu.jsonl"), "utf8").split("\n").filter((l) => l.startsWith('{"bench":"gpu"')).map((l) => JSON.parse(l));
