@@ -201,20 +201,24 @@ export function recordCommands<T>(fn: () => T, options: RecordOptions = {}): Rec
     (target as Record<string, unknown>)[name] = wrap(original);
   };
 
-  patch(deviceProto, "createBuffer", (orig) =>
-    function (this: GPUDevice, ...args: unknown[]) {
-      const buffer = orig.apply(this, args) as GPUBuffer;
-      acquired.add(buffer);
-      return buffer;
-    },
-  );
-  patch(b.bufferManager, "acquireBuffer", (orig) =>
-    function (this: unknown, ...args: unknown[]) {
-      const buffer = orig.apply(this, args) as GPUBuffer;
-      acquired.add(buffer);
-      return buffer;
-    },
-  );
+  /** Calls that a replayable step never makes: each one refuses the recording. */
+  const refusing = (target: object, name: string, why: string) =>
+    patch(target, name, (orig) =>
+      function (this: unknown, ...args: unknown[]) {
+        refuse(why);
+        return orig.apply(this, args);
+      },
+    );
+  // the buffers the step gets, from the device or from tfjs's pool
+  for (const [target, name] of [[deviceProto, "createBuffer"], [b.bufferManager, "acquireBuffer"]] as const) {
+    patch(target, name, (orig) =>
+      function (this: unknown, ...args: unknown[]) {
+        const buffer = orig.apply(this, args) as GPUBuffer;
+        acquired.add(buffer);
+        return buffer;
+      },
+    );
+  }
   patch(deviceProto, "createBindGroup", (orig) =>
     function (this: GPUDevice, ...args: unknown[]) {
       const desc = args[0] as GPUBindGroupDescriptor;
@@ -246,14 +250,7 @@ export function recordCommands<T>(fn: () => T, options: RecordOptions = {}): Rec
       return orig.apply(this, args);
     },
   );
-  for (const name of ["writeTexture", "copyExternalImageToTexture"]) {
-    patch(queueProto, name, (orig) =>
-      function (this: GPUQueue, ...args: unknown[]) {
-        refuse(`a step calls queue.${name}`);
-        return orig.apply(this, args);
-      },
-    );
-  }
+  for (const name of ["writeTexture", "copyExternalImageToTexture"]) refusing(queueProto, name, `a step calls queue.${name}`);
   patch(bufferProto, "getMappedRange", (orig) =>
     function (this: GPUBuffer, ...args: unknown[]) {
       const range = orig.apply(this, args) as ArrayBuffer;
@@ -275,12 +272,7 @@ export function recordCommands<T>(fn: () => T, options: RecordOptions = {}): Rec
       return orig.apply(this, args);
     },
   );
-  patch(bufferProto, "mapAsync", (orig) =>
-    function (this: GPUBuffer, ...args: unknown[]) {
-      refuse("a step reads the GPU (mapAsync)");
-      return orig.apply(this, args);
-    },
-  );
+  refusing(bufferProto, "mapAsync", "a step reads the GPU (mapAsync)");
   patch(encoderProto, "copyBufferToBuffer", (orig) =>
     function (this: GPUCommandEncoder, ...args: unknown[]) {
       const [src, srcOffset, dst, dstOffset, size] = args as [GPUBuffer, number, GPUBuffer, number, number];
@@ -298,12 +290,7 @@ export function recordCommands<T>(fn: () => T, options: RecordOptions = {}): Rec
     },
   );
   for (const name of ["beginRenderPass", "copyBufferToTexture", "copyTextureToBuffer", "copyTextureToTexture", "resolveQuerySet", "writeTimestamp"]) {
-    patch(encoderProto, name, (orig) =>
-      function (this: GPUCommandEncoder, ...args: unknown[]) {
-        refuse(`a step calls ${name}`);
-        return orig.apply(this, args);
-      },
-    );
+    refusing(encoderProto, name, `a step calls ${name}`);
   }
   patch(passProto, "setPipeline", (orig) =>
     function (this: GPUComputePassEncoder, ...args: unknown[]) {
@@ -327,12 +314,7 @@ export function recordCommands<T>(fn: () => T, options: RecordOptions = {}): Rec
       return orig.apply(this, args);
     },
   );
-  patch(passProto, "dispatchWorkgroupsIndirect", (orig) =>
-    function (this: GPUComputePassEncoder, ...args: unknown[]) {
-      refuse("a step dispatches indirectly");
-      return orig.apply(this, args);
-    },
-  );
+  refusing(passProto, "dispatchWorkgroupsIndirect", "a step dispatches indirectly");
   patch(b, "uploadToGPU", (orig) =>
     function (this: Backend, ...args: unknown[]) {
       const data = b.tensorMap.get(args[0] as object);
