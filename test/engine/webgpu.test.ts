@@ -660,7 +660,7 @@ test("training on webgpu keeps tf.memory() flat over 20 steps", async () => {
   t.dispose();
 });
 
-test("recorded steps: replayed from the third or fourth step on, bit for bit the same steps run through tfjs (losses, norms, weights, moments), across fits", async () => {
+test("recorded steps: replayed from the third or fourth step on, bit for bit the same steps run through tfjs (losses, norms, weights, moments), across fits, a mask ratio changed and the MLM-only baseline", async () => {
   await use("webgpu");
   const replayed = makeTrainer({ gradAccumulation: 2 });
   const reference = makeTrainer({ gradAccumulation: 2, recordSteps: "tfjs" });
@@ -671,6 +671,16 @@ test("recorded steps: replayed from the third or fourth step on, bit for bit the
   const r = replayed.recordedSteps!;
   assert.ok(r.replayed >= 3, `steps replayed: ${JSON.stringify(r)}`);
   assert.is(r.replayed + r.ran, 7);
+  // a new encoder ratio (other label slots: recorded again), then the decoder off (another graph)
+  for (const t of [replayed, reference]) t.change("encoderMaskRatio", 0.15);
+  er.push(...(await train(replayed, 4)));
+  et.push(...(await train(reference, 4)));
+  for (const t of [replayed, reference]) t.model.decoderLossWeight = 0;
+  er.push(...(await train(replayed, 4)));
+  et.push(...(await train(reference, 4)));
+  const after = replayed.recordedSteps!;
+  assert.ok(after.replayed >= r.replayed + 2 && after.ran >= r.ran + 4, `recorded again after each change, then replayed: ${JSON.stringify(after)}`);
+  assert.ok(er.slice(-4).every((e) => Number.isNaN(e.decoderLoss)), "MLM-only: no decoder loss");
   assert.equal(reference.recordedSteps!.replayed, 0);
   assert.equal(er.map((e) => bits([e.loss, e.encoderLoss, e.decoderLoss, e.encoderAccuracy, e.gradNorm])), et.map((e) => bits([e.loss, e.encoderLoss, e.decoderLoss, e.encoderAccuracy, e.gradNorm])), "losses, accuracy and norms");
   assert.ok(new Set(er.map((e) => e.loss)).size === er.length, "every step has its own batch");
