@@ -516,7 +516,7 @@ export class Trainer implements ControllableRun {
       if (deviceError) {
         const last = this.latestCheckpoint();
         throw new TrainingStopped(
-          `The run stopped at step ${p.step}: ${deviceError.replace(/[.\s]+$/, "")}; the weights on the GPU may be damaged, so ${last ? `resume from the last good checkpoint, ${last}, with Trainer.resume` : "start again (this run saved no checkpoint)"}, with a smaller batchSize if the GPU ran out of memory.`,
+          `The run stopped at step ${p.step}: ${deviceError.replace(/[.\s]+$/, "")}; the weights on the GPU may be damaged, so ${last ? `resume from the last good checkpoint, ${last}, with Trainer.resume` : "start again (this run saved no checkpoint)"}, with a smaller batchSize if the GPU ran out of memory${this.recorder?.replayed ? " (or recordSteps: false, which issues every step through tfjs rather than replaying recorded ones, if it was not memory)" : ""}.`,
         );
       }
       if (!ok[0]) {
