@@ -678,9 +678,15 @@ test("recorded steps: replayed from the third or fourth step on, bit for bit the
   for (const t of [replayed, reference]) t.model.decoderLossWeight = 0;
   er.push(...(await train(replayed, 4)));
   et.push(...(await train(reference, 4)));
-  const after = replayed.recordedSteps!;
-  assert.ok(after.replayed >= r.replayed + 2 && after.ran >= r.ran + 4, `recorded again after each change, then replayed: ${JSON.stringify(after)}`);
   assert.ok(er.slice(-4).every((e) => Number.isNaN(e.decoderLoss)), "MLM-only: no decoder loss");
+  // DupMAE: the bag-of-words target is one more input of the step
+  for (const t of [replayed, reference]) [t.model.decoderLossWeight, t.model.bowLossWeight] = [1, 0.1];
+  er.push(...(await train(replayed, 4)));
+  et.push(...(await train(reference, 4)));
+  assert.ok(er.slice(-4).every((e) => e.bowLoss! > 0), "DupMAE's bag-of-words loss");
+  assert.equal(bits(er.slice(-4).map((e) => e.bowLoss!)), bits(et.slice(-4).map((e) => e.bowLoss!)), "bag-of-words losses");
+  const after = replayed.recordedSteps!;
+  assert.ok(after.replayed >= r.replayed + 3 && after.ran >= r.ran + 6, `recorded again after each change, then replayed: ${JSON.stringify(after)}`);
   assert.equal(reference.recordedSteps!.replayed, 0);
   assert.equal(er.map((e) => bits([e.loss, e.encoderLoss, e.decoderLoss, e.encoderAccuracy, e.gradNorm])), et.map((e) => bits([e.loss, e.encoderLoss, e.decoderLoss, e.encoderAccuracy, e.gradNorm])), "losses, accuracy and norms");
   assert.ok(new Set(er.map((e) => e.loss)).size === er.length, "every step has its own batch");
