@@ -235,6 +235,9 @@ export class Trainer implements ControllableRun {
     for (const k of ["batchSize", "maxLength", "gradAccumulation"] as const) {
       if (!Number.isInteger(o[k]) || o[k] <= 0) throw new Error(`Trainer ${k} must be a positive whole number, got ${o[k]}.`);
     }
+    if (o.recordSteps !== undefined && o.recordSteps !== true && o.recordSteps !== false && o.recordSteps !== "tfjs") {
+      throw new Error(`Trainer recordSteps must be true, false or "tfjs", got ${JSON.stringify(o.recordSteps)}.`);
+    }
     if (o.maxLength > o.model.config.maxPositionEmbeddings) {
       throw new Error(`maxLength ${o.maxLength} exceeds the model's ${o.model.config.maxPositionEmbeddings} positions; lower maxLength.`);
     }

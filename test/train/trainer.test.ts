@@ -239,6 +239,7 @@ test("runs on one chart are labelled by what differs", async () => {
 test("bad options get one clear sentence", () => {
   assert.throws(() => makeTrainer({ batchSize: 0 }), /batchSize must be a positive whole number/);
   assert.throws(() => makeTrainer({ maxLength: 4096 }), /exceeds the model's 512 positions/);
+  assert.throws(() => makeTrainer({ recordSteps: "yes" as unknown as boolean }), /^Trainer recordSteps must be true, false or "tfjs", got "yes"\.$/);
   assert.throws(() => Trainer.resume("/no/such/run", { tokenizer: tok, data: corpus }), /holds no checkpoint/);
 });
 
