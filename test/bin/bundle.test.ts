@@ -119,14 +119,15 @@ test("scripts/gpu-node-check.sh, the GPU node's prepared run, works from the unp
   }
   const out = path.join(work, "gpu-check");
   const script = path.join(ROOT, "scripts", "gpu-node-check.sh");
-  const env = { HOME: work, PATH: tools, VK_ICD_FILENAMES: useSwiftShader(), BENCH_STEPS: "1", PROBE_DOCS: "0", DEADLINE_S: "500" };
+  // a bench step on SwiftShader takes about 10 s per training step (6 of them), more under CI's parallel load
+  const env = { HOME: work, PATH: tools, VK_ICD_FILENAMES: useSwiftShader(), BENCH_STEPS: "1", PROBE_DOCS: "0", DEADLINE_S: "700", STEP_S: "360" };
   const refused = spawnSync("/bin/sh", [script, path.join(unpacked, "retromae"), work, out], { encoding: "utf8", env });
   assert.is(refused.status, 2);
   assert.match(refused.stderr.trim(), /has no beir-scifact; pass the data folder \(\.\.\/shared\/data\) or an archive of it as the second argument\.$/);
   // the data as one archive, as it travels to a GPU node (2 MB where the folder is 8)
   const data = path.join(work, "data.tar.xz");
   assert.is(spawnSync("tar", ["-C", SHARED_DATA, "-cJf", data, "beir-scifact", "bert-base-uncased"]).status, 0);
-  const r = spawnSync("/bin/sh", [script, path.join(unpacked, "retromae"), data, out, "doctor", "bench:tiny:2x16", "host"], { encoding: "utf8", env, timeout: 600_000 });
+  const r = spawnSync("/bin/sh", [script, path.join(unpacked, "retromae"), data, out, "doctor", "bench:tiny:2x16", "host"], { encoding: "utf8", env, timeout: 800_000 });
   assert.is(r.status, 0, r.stdout + r.stderr);
   const steps = fs.readFileSync(path.join(out, "steps.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l) as { step: string; exit: number });
   assert.equal(steps.map((s) => [s.step, s.exit]), [["doctor", 0], ["info", 0], ["bench:tiny:2x16", 0], ["host", 0]]);
