@@ -139,7 +139,7 @@ test("what cannot be replayed is refused, with the reason: host values that chan
   W.dispose();
 });
 
-test("a trainer on webgpu replays its steps from the fourth on: few microseconds of host per dispatch, tf.memory() flat; recordSteps false runs every step through tfjs", async () => {
+test("a trainer on webgpu replays its steps after at most four through tfjs, every dispatch of the step in each, tf.memory() flat; recordSteps false runs every step through tfjs", async () => {
   const tok = BertTokenizer.bertBaseUncased();
   const texts = [...loadBeir(path.join(SHARED_DATA, "beir-scifact")).corpus.values()].slice(0, 300).map((d) => d.text);
   const corpus = PackedCorpus.fromTexts(texts, tok, 32);

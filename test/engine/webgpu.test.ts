@@ -660,7 +660,7 @@ test("training on webgpu keeps tf.memory() flat over 20 steps", async () => {
   t.dispose();
 });
 
-test("recorded steps: replayed from the third or fourth step on, bit for bit the same steps run through tfjs (losses, norms, weights, moments), across fits, a mask ratio changed and the MLM-only baseline", async () => {
+test("recorded steps: replayed after a few steps through tfjs, bit for bit the same steps run through tfjs (losses, norms, weights, moments), across fits, a mask ratio changed and the MLM-only baseline", async () => {
   await use("webgpu");
   const replayed = makeTrainer({ gradAccumulation: 2 });
   const reference = makeTrainer({ gradAccumulation: 2, recordSteps: "tfjs" });
