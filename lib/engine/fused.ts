@@ -148,19 +148,19 @@ export function registerCounterDropout(backendName = tf.getBackend()): void {
  * index in its step (see DropoutSeeds).
  */
 export function dropoutWithSeed(x: tf.Tensor, rate: number, seed: number, base?: tf.Tensor): tf.Tensor {
-  const attrs = dropoutAttrs(rate, seed) as unknown as tf.NamedAttrMap;
-  if (base && nativeKernel(DROPOUT) && x.dtype === "float32") {
-    // The gradient is the same mask on dy, from the same base: kept for the backward pass (a registered
-    // gradient sees attributes only). The base leads to no weight, so tfjs never uses a gradient for it.
-    const run = (t: tf.Tensor, b: tf.Tensor) => tf.engine().runKernel(DROPOUT, { x: t, base: b }, attrs) as tf.Tensor;
-    return tf.customGrad((xIn, bIn, save) => {
-      (save as tf.GradSaveFunc)([bIn as tf.Tensor]);
-      return { value: run(xIn as tf.Tensor, bIn as tf.Tensor), gradFunc: (dy, saved) => [run(dy as tf.Tensor, saved[0]), saved[0]] };
-    })(x, base);
+  const attrs = dropoutAttrs(rate, seed) as unknown as tf.NamedAttrMap; // checks the rate on every path
+  if (!nativeKernel(DROPOUT) || x.dtype !== "float32") {
+    if (base) throw new Error("Dropout seeded on the device needs the counter-based dropout kernel; this backend has none.");
+    return tf.dropout(x, rate, undefined, seed);
   }
-  if (nativeKernel(DROPOUT) && x.dtype === "float32") return tf.engine().runKernel(DROPOUT, { x }, attrs) as tf.Tensor;
-  if (base) throw new Error("Dropout seeded on the device needs the counter-based dropout kernel; this backend has none.");
-  return tf.dropout(x, rate, undefined, seed);
+  if (!base) return tf.engine().runKernel(DROPOUT, { x }, attrs) as tf.Tensor;
+  // The gradient is the same mask on dy, from the same base: kept for the backward pass (a registered
+  // gradient sees attributes only). The base leads to no weight, so tfjs never uses a gradient for it.
+  const run = (t: tf.Tensor, b: tf.Tensor) => tf.engine().runKernel(DROPOUT, { x: t, base: b }, attrs) as tf.Tensor;
+  return tf.customGrad((xIn, bIn, save) => {
+    (save as tf.GradSaveFunc)([bIn as tf.Tensor]);
+    return { value: run(xIn as tf.Tensor, bIn as tf.Tensor), gradFunc: (dy, saved) => [run(dy as tf.Tensor, saved[0]), saved[0]] };
+  })(x, base);
 }
 
 /**

@@ -637,7 +637,8 @@ export class Trainer implements ControllableRun {
     const hyper = this.optimizer.advance(lr);
     const inputs = [...micro.flatMap((m) => [...this.model.stepInputs(m.batch), ...(m.seeds ? [m.seeds.base] : [])]), hyper.device];
     const key = JSON.stringify([inputs.map((a) => a.byteLength), this.model.decoderLossWeight, this.model.bowLossWeight, this.options.maxGradNorm, this.optimizer.weightDecay]);
-    let names: (keyof LossTensors)[] = [];
+    // the loss parts in a fixed order: the step's outputs, then the norm and the flag
+    const names: (keyof LossTensors)[] = ["loss", "encoderLoss", "decoderLoss", "encoderAccuracy", "decoderAccuracy", ...(this.model.bowLossWeight > 0 ? ["bowLoss" as const] : [])];
     const out = recorder.run(
       key,
       inputs,
@@ -645,19 +646,13 @@ export class Trainer implements ControllableRun {
       () => {
         const { losses, grads } = this.accumulate(micro);
         const { norm, ok } = this.optimizer.clipAndApply(grads, { maxNorm: this.options.maxGradNorm, lr, guard: this.guard(losses), hyper });
-        names = Object.keys(losses) as (keyof LossTensors)[];
         return [...names.map((n) => losses[n]!), norm, ok!];
       },
     );
-    if (names.length === 0) names = this.lossNames;
-    this.lossNames = names;
     const losses = Object.fromEntries(names.map((n, i) => [n, out[i]])) as unknown as LossTensors;
     const tokens = micro.reduce((a, m) => a + m.batch.lengths.reduce((x, y) => x + y, 0), 0);
     return { step, epoch, losses, norm: out[names.length] as tf.Scalar, ok: out[names.length + 1] as tf.Scalar, tokens, lr, started };
   }
-
-  /** The loss parts' names, in the order a recorded step returns them. */
-  private lossNames: (keyof LossTensors)[] = [];
 
   /** The step flag: loss and norm finite and every step before too; kept on the device (in place where it can be). */
   private guard(losses: LossTensors): (norm: tf.Scalar) => tf.Scalar {

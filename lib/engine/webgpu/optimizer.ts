@@ -35,13 +35,17 @@ import * as tf from "../tf";
 import type { TensorInfo } from "@tensorflow/tfjs-core";
 import type { AdamWStep } from "../native";
 import { ROW_SUM_WGSL } from "./kernels";
+import { BufferManagerLike, isBufferManager } from "./pool";
 
-/** The parts of tfjs-webgpu's WebGPUBackend (4.22) that a dispatch recorded here uses. */
-interface RawBackend {
+/** The parts of tfjs-webgpu's WebGPUBackend (4.22) that this project's raw dispatches and recorded steps (./replay.ts) use. */
+export interface RawBackend {
   device: GPUDevice;
   queue: GPUQueue;
-  tensorMap: { get(dataId: object): { refCount: number; values: unknown; resource: unknown } | undefined };
-  bufferManager: { acquireBuffer(size: number, usage: number): GPUBuffer };
+  tensorMap: {
+    has(dataId: object): boolean;
+    get(dataId: object): { refCount: number; dtype: string; shape: number[]; values: unknown; resource: unknown } | undefined;
+  };
+  bufferManager: BufferManagerLike;
   uniformPendingDisposal: GPUBuffer[];
   commandQueueOwnedIds: WeakSet<object>;
   commandEncoder: GPUCommandEncoder | null;
@@ -54,11 +58,12 @@ interface RawBackend {
   makeTensorInfo(shape: number[], dtype: tf.DataType): TensorInfo;
 }
 
-function rawBackend(): RawBackend | null {
+/** The current backend's internals, or null off webgpu (or on a tfjs-webgpu of another shape). */
+export function rawBackend(): RawBackend | null {
   if (tf.getBackend() !== "webgpu") return null;
   const b = tf.backend() as unknown as Partial<RawBackend>;
   const ok =
-    !!b.device && !!b.queue && !!b.tensorMap && typeof b.bufferManager?.acquireBuffer === "function" && Array.isArray(b.uniformPendingDisposal) &&
+    !!b.device && !!b.queue && !!b.tensorMap && isBufferManager(b.bufferManager) && Array.isArray(b.uniformPendingDisposal) &&
     typeof b.ensureCommandEncoderReady === "function" && typeof b.endComputePassEncoder === "function" && typeof b.submitQueue === "function" &&
     typeof b.uploadToGPU === "function" && typeof b.makeTensorInfo === "function" && "computePassEncoder" in b && typeof b.dispatchCountInPass === "number";
   return ok ? (b as RawBackend) : null;
@@ -119,9 +124,9 @@ function record(b: RawBackend, key: string, code: () => string, tensors: TensorI
   }
 }
 
-/** A new float32 tensor whose buffer a raw dispatch fills. */
-function outputTensor(b: RawBackend, shape: number[]): tf.Tensor {
-  const info = b.makeTensorInfo(shape, "float32");
+/** A new tensor with a buffer of its own (from tfjs's pool) and no values yet, for a raw dispatch or copy to fill. */
+export function deviceTensor(b: RawBackend, shape: number[], dtype: tf.DataType = "float32"): tf.Tensor {
+  const info = b.makeTensorInfo(shape, dtype);
   b.uploadToGPU(info.dataId);
   return tf.engine().makeTensorFromTensorInfo(info);
 }
@@ -205,7 +210,7 @@ export function globalNormWebGPU(grads: tf.Tensor[], maxNorm: number): { norm: t
   const live = grads.filter((g) => g.size > 0);
   const counts = live.map((g) => partialsFor(g.size));
   const total = counts.reduce((a, c) => a + c, 0);
-  const partials = outputTensor(b, [Math.max(1, total)]);
+  const partials = deviceTensor(b, [Math.max(1, total)]);
   const arityMax = Math.min(maxInputs, 16);
   let base = 0;
   for (let start = 0; start < live.length; start += arityMax) {
@@ -220,8 +225,8 @@ export function globalNormWebGPU(grads: tf.Tensor[], maxNorm: number): { norm: t
     });
     record(b, `retromaeSumSquares_${chunk.length}`, () => sumSquaresShader(chunk.length), [partials as unknown as TensorInfo, ...(chunk as unknown as TensorInfo[])], uniforms.buffer, first);
   }
-  const norm = outputTensor(b, []) as tf.Scalar;
-  const coef = outputTensor(b, [1]);
+  const norm = deviceTensor(b, []) as tf.Scalar;
+  const coef = deviceTensor(b, [1]);
   const u = new ArrayBuffer(8);
   new Uint32Array(u, 0, 1)[0] = total;
   new Float32Array(u, 4, 1)[0] = maxNorm;

@@ -28,22 +28,38 @@
  * frees a destroyed buffer's memory once the GPU has finished that work.
  */
 
-/** The fields of tfjs-webgpu's BufferManager (4.22) that this reads and keeps consistent. */
-interface BufferManagerLike {
+/** The fields of tfjs-webgpu's BufferManager (4.22) that this project reads and keeps consistent. */
+export interface BufferManagerLike {
   freeBuffers: Map<string, GPUBuffer[]>;
   usedBuffers: Map<string, GPUBuffer[]>;
   numFreeBuffers: number;
   numBytesAllocated: number;
   acquireBuffer(size: number, usage: number, mappedAtCreation?: boolean, reuse?: boolean): GPUBuffer;
+  releaseBuffer(buffer: GPUBuffer, reuse?: boolean): void;
 }
 
-function isBufferManager(x: unknown): x is BufferManagerLike {
+export function isBufferManager(x: unknown): x is BufferManagerLike {
   const m = x as BufferManagerLike | null;
-  return !!m && m.freeBuffers instanceof Map && m.usedBuffers instanceof Map && typeof m.acquireBuffer === "function" && typeof m.numBytesAllocated === "number";
+  return !!m && m.freeBuffers instanceof Map && m.usedBuffers instanceof Map && typeof m.acquireBuffer === "function" && typeof m.releaseBuffer === "function" && typeof m.numBytesAllocated === "number";
 }
 
 /** tfjs-webgpu's key for a pool entry. */
 const keyOf = (size: number, usage: number) => `${size}_${usage}`;
+
+/**
+ * Take a free buffer out of tfjs's pool, keeping its accounting: the caller
+ * owns it now (destroys it, or keeps it: a recorded step). False when the
+ * buffer is not free in the pool.
+ */
+export function takeFromPool(pool: BufferManagerLike, buffer: GPUBuffer): boolean {
+  const free = pool.freeBuffers.get(keyOf(buffer.size, buffer.usage));
+  const i = free ? free.lastIndexOf(buffer) : -1;
+  if (i < 0) return false;
+  free!.splice(i, 1);
+  pool.numFreeBuffers--;
+  pool.numBytesAllocated -= buffer.size;
+  return true;
+}
 
 export class PoolTrimmer {
   /** Per key, the most buffers in use at once in this round. */
@@ -80,10 +96,9 @@ export class PoolTrimmer {
       const inUse = pool.usedBuffers.get(key)?.length ?? 0;
       const keep = Math.max(0, Math.max(this.peak.get(key) ?? 0, this.before.get(key) ?? 0) - inUse);
       while (free.length > keep) {
-        const buffer = free.pop()!;
+        const buffer = free[free.length - 1];
+        takeFromPool(pool, buffer);
         bytes += buffer.size;
-        pool.numFreeBuffers--;
-        pool.numBytesAllocated -= buffer.size;
         buffer.destroy();
       }
       // A size with no buffer left is forgotten (tfjs adds the key again when it asks for one), so the maps

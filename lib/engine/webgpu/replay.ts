@@ -42,39 +42,17 @@
  * and upload), pinned, as ./optimizer.ts and ./pool.ts do.
  */
 import * as tf from "../tf";
+import { copyInPlaceWebGPU, deviceTensor, rawBackend, RawBackend } from "./optimizer";
+import { takeFromPool } from "./pool";
 
-/** The parts of tfjs-webgpu's WebGPUBackend (4.22) used here. */
-interface Backend {
-  device: GPUDevice;
-  queue: GPUQueue;
-  tensorMap: { has(dataId: object): boolean; get(dataId: object): { dtype: string; values: unknown; resource: unknown; shape: number[] } | undefined };
-  bufferManager: {
-    freeBuffers: Map<string, GPUBuffer[]>;
-    usedBuffers: Map<string, GPUBuffer[]>;
-    numFreeBuffers: number;
-    numBytesAllocated: number;
-    acquireBuffer(size: number, usage: number, mappedAtCreation?: boolean, reuse?: boolean): GPUBuffer;
-    releaseBuffer(buffer: GPUBuffer, reuse?: boolean): void;
-  };
-  commandEncoder: GPUCommandEncoder | null;
-  commandQueueOwnedIds: WeakSet<object>;
-  ensureCommandEncoderReady(): void;
-  uploadToGPU(dataId: object): void;
-  endComputePassEncoder(): void;
-  submitQueue(): void;
-  makeTensorInfo(shape: number[], dtype: tf.DataType): tf.TensorInfo;
-}
-
-function backendOf(): Backend {
-  const b = tf.backend() as unknown as Partial<Backend>;
-  if (tf.getBackend() !== "webgpu" || !b.device || !b.bufferManager?.freeBuffers || typeof b.uploadToGPU !== "function" || typeof b.submitQueue !== "function") {
-    throw new Error("Recorded steps need the webgpu backend (tfjs-backend-webgpu 4.22); call backend.use(\"webgpu\") first.");
-  }
-  return b as Backend;
+function backendOf(): RawBackend {
+  const b = rawBackend();
+  if (!b) throw new Error("Recorded steps need the webgpu backend (tfjs-backend-webgpu 4.22); call backend.use(\"webgpu\") first.");
+  return b;
 }
 
 /** Submit whatever tfjs has encoded, so a recording or a replay starts on an empty encoder. */
-function flush(b: Backend): void {
+function flush(b: RawBackend): void {
   b.endComputePassEncoder();
   if (b.commandEncoder) b.submitQueue();
 }
@@ -316,7 +294,7 @@ export function recordCommands<T>(fn: () => T, options: RecordOptions = {}): Rec
   );
   refusing(passProto, "dispatchWorkgroupsIndirect", "a step dispatches indirectly");
   patch(b, "uploadToGPU", (orig) =>
-    function (this: Backend, ...args: unknown[]) {
+    function (this: RawBackend, ...args: unknown[]) {
       const data = b.tensorMap.get(args[0] as object);
       const input = data && data.resource == null && data.values != null ? inputIndex.get(data.values) : undefined;
       if (input !== undefined) inputDtypes[input] = data!.dtype;
@@ -495,35 +473,16 @@ type ReplayOp =
 
 /** A copy of t in a buffer of its own, recorded in order with tfjs's programs. */
 function copyOnDevice(t: tf.Tensor): tf.Tensor {
-  const b = backendOf();
-  const from = b.tensorMap.get(t.dataId)!.resource as GPUBuffer;
-  const info = b.makeTensorInfo(t.shape, t.dtype);
-  b.uploadToGPU(info.dataId);
-  const to = b.tensorMap.get(info.dataId)!.resource as GPUBuffer;
-  b.endComputePassEncoder();
-  b.ensureCommandEncoderReady();
-  b.commandEncoder!.copyBufferToBuffer(from, 0, to, 0, Math.min(from.size, to.size));
-  b.commandQueueOwnedIds.add(t.dataId);
-  b.commandQueueOwnedIds.add(info.dataId);
-  return tf.engine().makeTensorFromTensorInfo(info);
+  const copy = deviceTensor(backendOf(), t.shape, t.dtype);
+  copyInPlaceWebGPU(copy, t);
+  return copy;
 }
 
 /** Buffers the pool released that a replay now owns, and buffers of live tensors it takes when tfjs releases them. */
 const claims = new WeakMap<object, Map<GPUBuffer, StepReplay>>();
 
-/** Take a buffer out of tfjs's free pool. True when it was there. */
-function takeFromPool(b: Backend, buffer: GPUBuffer): boolean {
-  const free = b.bufferManager.freeBuffers.get(`${buffer.size}_${buffer.usage}`);
-  const i = free ? free.indexOf(buffer) : -1;
-  if (i < 0) return false;
-  free!.splice(i, 1);
-  b.bufferManager.numFreeBuffers--;
-  b.bufferManager.numBytesAllocated -= buffer.size;
-  return true;
-}
-
 /** Make tfjs's pool hand a claimed buffer to its replay when a tensor releases it. */
-function claimsOf(b: Backend): Map<GPUBuffer, StepReplay> {
+function claimsOf(b: RawBackend): Map<GPUBuffer, StepReplay> {
   let map = claims.get(b.bufferManager);
   if (map) return map;
   const m = new Map<GPUBuffer, StepReplay>();
@@ -532,7 +491,7 @@ function claimsOf(b: Backend): Map<GPUBuffer, StepReplay> {
   b.bufferManager.releaseBuffer = (buffer: GPUBuffer, reuse?: boolean) => {
     const owner = m.get(buffer);
     release(buffer, owner ? true : reuse);
-    if (owner && takeFromPool(b, buffer)) owner.adopt(buffer);
+    if (owner && takeFromPool(b.bufferManager, buffer)) owner.adopt(buffer);
   };
   map = m;
   return map;
@@ -553,7 +512,7 @@ export class StepReplay {
   private readonly claimed = new Set<GPUBuffer>();
 
   private constructor(
-    private readonly b: Backend,
+    private readonly b: RawBackend,
     private readonly ops: ReplayOp[],
     private readonly data: GPUBuffer,
     private readonly uniforms: GPUBuffer,
@@ -647,7 +606,7 @@ export class StepReplay {
     for (const buffer of new Set(buffersOf(second.blocks))) {
       if (stateBuffers.has(buffer) || buffer === data || buffer === uniforms) continue;
       if (isUniform(buffer) && !(buffer.usage & GPUBufferUsage.STORAGE)) continue; // its bytes are in the arena
-      if (takeFromPool(b, buffer)) replay.own(buffer);
+      if (takeFromPool(b.bufferManager, buffer)) replay.own(buffer);
       else if (outputBuffers.has(buffer) || second.acquired.has(buffer)) {
         claimMap.set(buffer, replay);
         replay.claimed.add(buffer);
@@ -710,11 +669,10 @@ export class StepReplay {
     }
     if (pass) pass.end();
     const out = this.outputs.map((o) => {
-      const info = b.makeTensorInfo(o.shape, o.dtype);
-      b.uploadToGPU(info.dataId);
-      const buffer = b.tensorMap.get(info.dataId)!.resource as GPUBuffer;
+      const t = deviceTensor(b, o.shape, o.dtype);
+      const buffer = b.tensorMap.get(t.dataId)!.resource as GPUBuffer;
       encoder.copyBufferToBuffer(o.buffer, 0, buffer, 0, Math.min(o.size, buffer.size));
-      return tf.engine().makeTensorFromTensorInfo(info);
+      return t;
     });
     b.queue.submit([encoder.finish()]);
     // values tfjs read back earlier stay cached on the CPU; the state changed under them
