@@ -47,13 +47,22 @@ export function logSumExpArgMax(z: tf.Tensor2D): [tf.Tensor1D, tf.Tensor1D] {
 
 /**
  * softmaxMinusOneHot and its column sums (the tied decoder's bias gradient)
- * from one pass. z [N, V], y [N] int32 -> [N, V], [V]
+ * from one pass. With `w`, each row times its weight first (0 for a padded
+ * row: static shapes), so the sums count the weighted rows only.
+ * z [N, V], y [N] int32, w [N] -> [N, V], [V]
  */
-export function softmaxMinusOneHotColSum(z: tf.Tensor2D, y: tf.Tensor1D): [tf.Tensor2D, tf.Tensor1D] {
-  if (nativeKernel(SOFTMAX_MINUS_ONE_HOT_COL_SUM)) return tf.engine().runKernel(SOFTMAX_MINUS_ONE_HOT_COL_SUM, { x: z, labels: y }, {}) as [tf.Tensor2D, tf.Tensor1D];
-  const dz = softmaxMinusOneHot(z, y);
-  return [dz, tf.sum(dz, 0) as tf.Tensor1D];
+export function softmaxMinusOneHotColSum(z: tf.Tensor2D, y: tf.Tensor1D, w?: tf.Tensor1D): [tf.Tensor2D, tf.Tensor1D] {
+  if (nativeKernel(SOFTMAX_MINUS_ONE_HOT_COL_SUM) && (!w || WEIGHTED_CE_BACKENDS.has(tf.getBackend()))) {
+    return tf.engine().runKernel(SOFTMAX_MINUS_ONE_HOT_COL_SUM, { x: z, labels: y, ...(w ? { weights: w } : {}) }, {}) as [tf.Tensor2D, tf.Tensor1D];
+  }
+  return tf.tidy(() => {
+    const dz = w ? tf.mul(softmaxMinusOneHot(z, y), w.reshape([-1, 1])) : softmaxMinusOneHot(z, y);
+    return [dz, tf.sum(dz, 0)];
+  }) as [tf.Tensor2D, tf.Tensor1D];
 }
+
+/** Backends whose SOFTMAX_MINUS_ONE_HOT_COL_SUM kernel takes row weights. */
+const WEIGHTED_CE_BACKENDS = new Set(["webgpu"]);
 
 /** Backends whose fused matmul adds the bias as it writes the rows. */
 const FUSED_DENSE_BACKENDS = new Set(["native", "webgpu"]);

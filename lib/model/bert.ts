@@ -343,8 +343,9 @@ export function crossEntropy(logits: tf.Tensor2D, labels: tf.Tensor1D): tf.Scala
  *
  * With `weights` [N] (1 for a labelled row, 0 for padding: static shapes),
  * the mean is over the weighted rows, w·(lse − z_y) / max(Σw, 1), and so is
- * the accuracy; padded rows get no gradient: dt = w ⊙ (dz·E),
- * dE = dzᵀ·(w ⊙ t), db = wᵀ·dz.
+ * the accuracy; dz's rows are weighted in the pass that makes them,
+ * dz = w ⊙ (softmax(z) − onehot(y)), so padded rows get no gradient and
+ * the same three products follow.
  */
 export function tiedSoftmaxCrossEntropy(
   t: tf.Tensor2D,
@@ -380,18 +381,10 @@ export function tiedSoftmaxCrossEntropy(
       gradFunc: (dy, saved) => {
         const [xs, es, zs, ys, ws, n] = saved as [tf.Tensor2D, tf.Tensor2D, tf.Tensor2D, tf.Tensor1D, tf.Tensor1D?, tf.Scalar?];
         const scale = tf.div(dy as tf.Tensor, n ?? N);
-        const [dz, colSum] = softmaxMinusOneHotColSum(zs, ys); // [N, V], [V]: Σ_rows dz from the same pass
-        let dx: tf.Tensor, dE: tf.Tensor, db: tf.Tensor;
-        if (!ws) {
-          dx = tf.mul(tf.matMul(dz, es), scale); // [N, H]
-          dE = tf.mul(tf.matMul(dz, xs, true, false), scale); // [V, H] = dzᵀ·x
-          db = tf.mul(colSum, scale); // [V]
-        } else {
-          const w = ws.reshape([N, 1]);
-          dx = tf.mul(tf.matMul(dz, es), tf.mul(w, scale)); // [N, H], zero at padding
-          dE = tf.mul(tf.matMul(dz, tf.mul(xs, w), true, false), scale); // [V, H] = dzᵀ·(w ⊙ x)
-          db = tf.mul(tf.matMul(w, dz, true, false).reshape([V]), scale); // [V] = wᵀ·dz
-        }
+        const [dz, colSum] = softmaxMinusOneHotColSum(zs, ys, ws); // [N, V], [V]: Σ_rows dz from the same pass; zero rows at padding
+        const dx = tf.mul(tf.matMul(dz, es), scale); // [N, H]
+        const dE = tf.mul(tf.matMul(dz, xs, true, false), scale); // [V, H] = dzᵀ·x
+        const db = tf.mul(colSum, scale); // [V]
         tf.dispose([dz, colSum]);
         return [dx, dE, db, tf.zerosLike(ys)];
       },

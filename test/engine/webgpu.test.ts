@@ -300,7 +300,7 @@ test("the attention softmax (scale and additive mask) on webgpu matches the cpu'
   assert.ok(tf.getKernel(SCALED_MASKED_SOFTMAX, "webgpu"));
 });
 
-test("the masked cross-entropy's pieces on webgpu match the cpu's composition: log-sum-exp, argmax, softmax − onehot and its column sums", async () => {
+test("the masked cross-entropy's pieces on webgpu match the cpu's composition: log-sum-exp, argmax, softmax − onehot and its column sums, with row weights (0 at padding) too", async () => {
   const rng = new Rng(16);
   for (const [N, V] of [[1, 5], [7, 64], [130, 67], [3, 5000]]) {
     const z = Float32Array.from(rng.fillNormal(new Float32Array(N * V)), (v) => 4 * v);
@@ -318,6 +318,14 @@ test("the masked cross-entropy's pieces on webgpu match the cpu's composition: l
     assert.equal(Array.from(am.gpu), Array.from(am.cpu), "argmax");
     close(dz.cpu, dz.gpu, 1e-6, "dz");
     close(col.cpu, col.gpu, 1e-5, "colsum");
+    // row weights, as static shapes pad: the weighted rows' sums only, zero rows at padding
+    const w = Float32Array.from({ length: N }, (_, i) => [1, 0, 0.5][i % 3]);
+    const wdz = await both(() => softmaxMinusOneHotColSum(zs(), tf.tensor1d(y, "int32"), tf.tensor1d(w))[0]);
+    const wcol = await both(() => softmaxMinusOneHotColSum(zs(), tf.tensor1d(y, "int32"), tf.tensor1d(w))[1]);
+    close(wdz.cpu, wdz.gpu, 1e-6, "weighted dz");
+    close(wcol.cpu, wcol.gpu, 1e-5, "weighted colsum");
+    for (let r = 1; r < N; r += 3) assert.ok(wdz.gpu.slice(r * V, (r + 1) * V).every((v) => v === 0), `padded row ${r} is zero`);
+    close(dz.cpu.slice(0, V), wdz.gpu.slice(0, V), 1e-6, "a row of weight 1");
   }
 });
 

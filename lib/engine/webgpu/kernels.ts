@@ -719,9 +719,9 @@ function argMaxProgram(rows: number, V: number) {
   };
 }
 
-/** softmax(z) − onehot(y) per row. z [N, V], y [N] int32 -> [N, V] */
-function softmaxMinusOneHotProgram(rows: number, V: number) {
-  return rowWorkgroupProgram("SoftmaxMinusOneHot", rows, V, ["z", "labels"], "", `
+/** softmax(z) − onehot(y) per row, times the row's weight where weighted. z [N, V], y [N] int32, w [N] -> [N, V] */
+function softmaxMinusOneHotProgram(rows: number, V: number, weighted: boolean) {
+  return rowWorkgroupProgram(weighted ? "SoftmaxMinusOneHotWeighted" : "SoftmaxMinusOneHot", rows, V, weighted ? ["z", "labels", "weights"] : ["z", "labels"], "", `
     var m = z[base];
     for (var c = tid; c < n; c = c + ${ROWS_WG}) { m = max(m, z[base + c]); }
     let rowMax = rowReduce(tid, m, true);
@@ -729,7 +729,8 @@ function softmaxMinusOneHotProgram(rows: number, V: number) {
     for (var c = tid; c < n; c = c + ${ROWS_WG}) { acc = acc + exp(z[base + c] - rowMax); }
     let total = rowReduce(tid, acc, false);
     let y = labels[row];
-    for (var c = tid; c < n; c = c + ${ROWS_WG}) { result[base + c] = exp(z[base + c] - rowMax) / total - select(0.0, 1.0, c == y); }`);
+    let w = ${weighted ? "weights[row]" : "1.0"};
+    for (var c = tid; c < n; c = c + ${ROWS_WG}) { result[base + c] = w * (exp(z[base + c] - rowMax) / total - select(0.0, 1.0, c == y)); }`);
 }
 
 function crossEntropyKernel(kernelName: string, outputs: ("lse" | "argmax" | "dz" | "colsum")[]): KernelConfig {
@@ -737,7 +738,7 @@ function crossEntropyKernel(kernelName: string, outputs: ("lse" | "argmax" | "dz
     kernelName,
     backendName: "webgpu",
     kernelFunc: ({ inputs, backend }) => {
-      const { x, labels } = inputs as { x: TensorInfo; labels?: TensorInfo };
+      const { x, labels, weights } = inputs as { x: TensorInfo; labels?: TensorInfo; weights?: TensorInfo };
       const b = backend as unknown as WebGPUBackendLike;
       const [N, V] = x.shape;
       const out: TensorInfo[] = [];
@@ -746,7 +747,7 @@ function crossEntropyKernel(kernelName: string, outputs: ("lse" | "argmax" | "dz
       for (const o of outputs) {
         if (o === "lse") out.push({ ...b.runWebGPUProgram(logSumExpProgram(N, V), [x], "float32", u), shape: [N] });
         if (o === "argmax") out.push(b.runWebGPUProgram(argMaxProgram(N, V), [x], "int32", [{ type: "int32", data: [V] }]));
-        if (o === "dz") out.push((dz = b.runWebGPUProgram(softmaxMinusOneHotProgram(N, V), [x, labels!], "float32", [{ type: "int32", data: [V] }])));
+        if (o === "dz") out.push((dz = b.runWebGPUProgram(softmaxMinusOneHotProgram(N, V, !!weights), [x, labels!, ...(weights ? [weights] : [])], "float32", [{ type: "int32", data: [V] }])));
         if (o === "colsum") out.push(columnSum(b, [dz!], ["dz"], "dz[at]", N, V));
       }
       return out.length === 1 ? out[0] : out;
