@@ -19,7 +19,11 @@
  *   dispatches per step, and the step time with every step issued through
  *   tfjs (recordSteps: false) beside the default replayed steps
  *   (`npm run bench -- host` gives the host's time for
- *   as many, with no GPU work: near it, a step is bound by the CPU);
+ *   as many, with no GPU work: near it, a step is bound by the CPU); and
+ *   one more step profiled (Trainer.profile: every dispatch timed on the
+ *   GPU), its GPU time by kind of work and its top kernels, with
+ *   `kernels_share_of_step`, the kernels' sum over a replayed step's wall
+ *   time (what is left is barriers, idle time and the host);
  * - PyTorch (bench/reference/retromae_bench.py --device cuda) on the same
  *   batches: fp32 with TF32 off (the same arithmetic) and with TF32 matmuls
  *   (its fast default), each with the encoder's logits at every position
@@ -174,6 +178,20 @@ export async function benchGpuOne(args: string[]): Promise<void> {
   recording.stop();
   const on = await trainer.fit({ steps, live: true, onEvent: sample });
   recording.save(option(args, "save-batch"));
+  // one more step with every dispatch timed on the GPU: where the step's time goes
+  let profile: Record<string, unknown> = {};
+  if (trainer.recordedSteps?.replayed && (tf.backend() as unknown as { device: GPUDevice }).device.features.has("timestamp-query")) {
+    const p = await trainer.profile();
+    profile = {
+      profile: {
+        gpu_ms: p.gpuMs,
+        // of a replayed step's wall time: the rest is between dispatches (barriers, idle, the host)
+        kernels_share_of_step: +(p.gpuMs / (off.totalMs / steps)).toFixed(3),
+        categories: p.categories,
+        top_kernels: p.kernels.slice(0, 12).map(({ inputs, ...k }) => ({ ...k, ...(inputs ? { inputs } : {}) })),
+      },
+    };
+  }
   const recorded = trainer.recordedSteps;
   trainer.dispose();
   // the same steps with every one issued through tfjs: what replaying recorded steps gains on this GPU
@@ -221,6 +239,7 @@ export async function benchGpuOne(args: string[]): Promise<void> {
       peak_gpu_mb: Math.round(peak / 2 ** 20),
       ...probe,
       ...layout,
+      ...profile,
     }),
   );
 }

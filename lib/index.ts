@@ -6,6 +6,8 @@ export { backend, info as backendInfo, BACKEND_NAMES } from "./engine/backend";
 export type { BackendName, BackendChoice, BackendInfo, SkippedBackend } from "./engine/backend";
 export { releaseFreeMemory, emptyCache } from "./engine/native";
 export { Rng } from "./engine/rng";
+export { formatProfile } from "./engine/webgpu/profile";
+export type { StepProfile, KernelTime } from "./engine/webgpu/profile";
 export type { RngState } from "./engine/rng";
 export { BertTokenizer, cleanUpTokenization } from "./text/tokenizer";
 export type { TokenizerOptions, Encoding, EncodeOptions, BatchEncodeOptions, BatchEncoding } from "./text/tokenizer";

@@ -16,6 +16,7 @@ import type { RetroMAE, LossTensors, LossValues } from "../model/retromae";
 import { takeDeviceError, trimGpuPool } from "../engine/webgpu/backend";
 import { copyInPlaceWebGPU } from "../engine/webgpu/optimizer";
 import { StepRecorder } from "../engine/webgpu/replay";
+import { StepProfile, summarizeProfile } from "../engine/webgpu/profile";
 import { DropoutSeeds } from "../engine/fused";
 import type { RetroMAEBatch } from "../masking/batch";
 import { LossChart, RunSeries } from "../plot/loss-chart";
@@ -670,6 +671,37 @@ export class Trainer implements ControllableRun {
       if (this.recorder) this.collator.staticShapes = true;
     }
     return this.recorder;
+  }
+
+  /**
+   * Where a training step's GPU time goes: every dispatch of one step timed
+   * on the GPU, grouped by kernel and by kind of work (`formatProfile` makes
+   * it a table). The step is a real one, as fit's are: it updates the
+   * weights and counts in the schedule. Needs webgpu with recorded steps (the
+   * default there) and an adapter with timestamp queries; where no step is
+   * replayed yet, the steps it takes to record one (at most 4) run first,
+   * through tfjs, and count too. `profile.step` is the step timed.
+   */
+  async profile(): Promise<StepProfile> {
+    const recorder = tf.getBackend() === "webgpu" ? this.stepRecorder() : null;
+    if (!recorder) throw new Error(`Trainer.profile times a step's GPU dispatches on webgpu with recorded steps; this trainer runs on ${tf.getBackend()}${tf.getBackend() === "webgpu" ? " with recordSteps: false" : ""} (use backend.use("webgpu") and the default recordSteps).`);
+    const device = (tf.backend() as unknown as { device: GPUDevice }).device;
+    if (!device.features.has("timestamp-query")) throw new Error("Trainer.profile needs timestamp queries, and this WebGPU adapter does not offer them (retromae doctor names the adapter).");
+    for (let tries = 0; tries < 5; tries++) {
+      recorder.profileNext();
+      await this.fit({ steps: 1, live: false });
+      const times = recorder.takeProfile();
+      if (times) {
+        const wg = backendInfo().webgpu;
+        if (wg?.backend === "null") {
+          // Dawn's Null device runs nothing, and its timestamps are whatever its buffers held
+          return summarizeProfile((await times).map((t) => ({ ...t, ms: 0 })), this.step, "Dawn's Null backend (it runs no GPU work: no times)");
+        }
+        const adapter = wg ? `${wg.description || wg.vendor || "an adapter"}${wg.software ? " (a software adapter: not GPU figures)" : ""}` : "webgpu";
+        return summarizeProfile(await times, this.step, adapter);
+      }
+    }
+    throw new Error(`Trainer.profile ran 5 steps and none was replayed, so none could be timed: ${recorder.refused ?? "recording was refused"}.`);
   }
 
   /** What recorded steps did: steps replayed and run through tfjs, dispatches per replayed step, and why replaying was refused (null if it was not). */

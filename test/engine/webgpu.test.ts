@@ -25,6 +25,7 @@ import { Trainer, StepInfo } from "../../lib/train/trainer";
 import { AdamW } from "../../lib/train/optim";
 import { recordCommands, StepReplay } from "../../lib/engine/webgpu/replay";
 import { DROPOUT, dropoutWithSeed, DropoutSeeds, registerCounterDropout } from "../../lib/engine/fused";
+import { formatProfile } from "../../lib/engine/webgpu/profile";
 import { addLayerNorm, ADD_LAYER_NORM, ATTENTION, attentionInference, DENSE_GELU, gelu, GELU, linear, linearGelu, logSumExpArgMax, logSumExpRows, scaledMaskedSoftmax, SCALED_MASKED_SOFTMAX, softmaxMinusOneHotColSum } from "../../lib/engine/fused";
 import { runProbe, ProbeSet } from "../../lib/probe/probe";
 import { RetroMAE } from "../../lib/model/retromae";
@@ -740,6 +741,35 @@ test("a recorded step replayed on new inputs computes what tfjs computes from th
   }
   replay.dispose();
   W.dispose();
+});
+
+test("a profiled step (Trainer.profile) times every dispatch on the GPU, and is the step a replay runs, bit for bit", async () => {
+  await use("webgpu");
+  const [profiled, plain] = [makeTrainer(), makeTrainer()];
+  for (const t of [profiled, plain]) await train(t, 5);
+  const p = await profiled.profile();
+  const ep = await train(plain, 1);
+  assert.is(p.step, 6);
+  assert.is(profiled.step, plain.step);
+  assert.is(p.dispatches, profiled.recordedSteps!.dispatches);
+  assert.ok(p.gpuMs > 0, `GPU time ${p.gpuMs} ms`);
+  assert.match(p.adapter, /SwiftShader.*software adapter: not GPU figures/);
+  const sum = p.kernels.reduce((a, k) => a + k.ms, 0);
+  assert.ok(Math.abs(sum - p.gpuMs) < 1e-3 * p.gpuMs + 1e-3, `kernels ${sum} ms vs step ${p.gpuMs} ms`);
+  assert.is(p.kernels.reduce((a, k) => a + k.calls, 0), p.dispatches);
+  const matmul = p.categories.find((c) => c.category === "matmul")!;
+  assert.ok(matmul.calls > 0 && matmul.gflops! > 0, JSON.stringify(matmul));
+  assert.ok(p.kernels.some((k) => k.category === "optimizer" && /^retromaeAdamW/.test(k.kernel)), "the raw AdamW shader is named by its pipeline's label");
+  assert.ok(p.kernels.every((k) => k.ms >= 0 && k.category !== "other"), JSON.stringify(p.kernels.filter((k) => k.category === "other").map((k) => k.kernel)));
+  assert.match(formatProfile(p), /GPU ms\s+share\s+calls\s+kind/);
+  // the profiled step is the plain replayed step: same loss and weights, bit for bit
+  assert.equal(bits([profiled.series.loss.at(-1)!]), bits([ep[0].loss]));
+  const [wp, wq] = [await weightBits(profiled), await weightBits(plain)];
+  for (const [k, v] of wq) assert.equal(wp.get(k), v, k);
+  for (const t of [profiled, plain]) {
+    t.model.dispose();
+    t.dispose();
+  }
 });
 
 test("a run resumed on webgpu gives the uninterrupted run's losses", async () => {

@@ -293,7 +293,8 @@ export const NULL_ADAPTER = "null-backend";
 export async function openDevice(options: { adapterName?: string; limits?: LimitsChoice } = {}): Promise<OpenedDevice> {
   const d = await loadDawn();
   const name = options.adapterName ?? process.env.RETROMAE_WEBGPU_ADAPTER ?? "";
-  const gpu = d.create(name === NULL_ADAPTER ? ["backend=null"] : name ? [`adapter=${name}`] : []);
+  // timestamps at full resolution (Dawn rounds them to 65.5 µs by default, a browser's guard against timing attacks)
+  const gpu = d.create([...(name === NULL_ADAPTER ? ["backend=null"] : name ? [`adapter=${name}`] : []), "disable-dawn-features=timestamp_quantization"]);
   let adapter: GPUAdapter | null;
   try {
     adapter = await gpu.requestAdapter({ powerPreference: "high-performance" });
@@ -309,7 +310,9 @@ export async function openDevice(options: { adapterName?: string; limits?: Limit
   const adapterLimits = limitsOf(adapter);
   const requiredLimits: Record<string, number> = {};
   if ((options.limits ?? "adapter") === "adapter") for (const k of LIMIT_NAMES) if (k !== "minStorageBufferOffsetAlignment") requiredLimits[k] = adapterLimits[k];
-  const device = await adapter.requestDevice({ requiredLimits });
+  // timestamp queries time each dispatch of a profiled step (Trainer.profile); unused otherwise
+  const requiredFeatures: GPUFeatureName[] = adapter.features.has("timestamp-query") ? ["timestamp-query"] : [];
+  const device = await adapter.requestDevice({ requiredLimits, requiredFeatures });
   const limits: Record<string, number> = {};
   for (const k of LIMIT_NAMES) limits[k] = Number((device.limits as unknown as Record<string, number>)[k]);
   return { gpu, device, adapter, summary: summarize(adapter, name === NULL_ADAPTER ? "null" : defaultBackendName()), limits };

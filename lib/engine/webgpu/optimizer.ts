@@ -81,7 +81,7 @@ function pipelineFor(device: GPUDevice, key: string, code: () => string) {
   if (!cache) pipelines.set(device, (cache = new Map()));
   let entry = cache.get(key);
   if (!entry) {
-    const pipeline = device.createComputePipeline({ layout: "auto", compute: { module: device.createShaderModule({ code: code() }), entryPoint: "main" } });
+    const pipeline = device.createComputePipeline({ label: key, layout: "auto", compute: { module: device.createShaderModule({ code: code() }), entryPoint: "main" } });
     entry = { pipeline, layout: pipeline.getBindGroupLayout(0) };
     cache.set(key, entry);
   }

@@ -75,8 +75,35 @@ interface Write {
   from?: string;
 }
 
+/**
+ * What a dispatch ran: one of tfjs's programs (its shader key, its inputs'
+ * and output's shapes, and for a matmul its floating-point operations), or
+ * one of this project's raw shaders (its pipeline's label).
+ */
+export interface KernelLabel {
+  kernel: string;
+  inputs?: number[][];
+  output?: number[];
+  /** 2·M·N·K for a matmul program, else absent. */
+  flops?: number;
+}
+
+/** A tfjs program's label, as runWebGPUProgram is given it. */
+function programLabel(program: { shaderKey?: string; outputShape?: number[] }, inputs: { shape: number[] }[]): KernelLabel {
+  const kernel = String(program.shaderKey ?? "unnamed program");
+  const output = [...(program.outputShape ?? [])];
+  const shapes = inputs.map((t) => [...t.shape]);
+  const label: KernelLabel = { kernel, inputs: shapes, output };
+  // tfjs's matmul programs take a as [batch, M, K] or [batch, K, M] and write [batch, M, N]
+  const a = shapes[0];
+  if (/^matMul/.test(kernel) && a?.length === 3 && output.length === 3 && a[0] * output[1] > 0) {
+    label.flops = (2 * output.reduce((x, y) => x * y, 1) * a.reduce((x, y) => x * y, 1)) / (a[0] * output[1]);
+  }
+  return label;
+}
+
 type Command =
-  | { kind: "dispatch"; pipeline: GPUComputePipeline; layout: GPUBindGroupLayout; bindings: Binding[]; x: number; y: number; z: number }
+  | { kind: "dispatch"; pipeline: GPUComputePipeline; layout: GPUBindGroupLayout; bindings: Binding[]; x: number; y: number; z: number; label: KernelLabel }
   | { kind: "copy"; src: GPUBuffer; srcOffset: number; dst: GPUBuffer; dstOffset: number; size: number }
   /** A copy from a staging buffer the host filled: the bytes, in stream order. */
   | { kind: "upload"; bytes: Uint8Array; input?: number; from?: string; dst: GPUBuffer; dstOffset: number; size: number }
@@ -161,6 +188,8 @@ export function recordCommands<T>(fn: () => T, options: RecordOptions = {}): Rec
   let uploading: { input?: number; from?: string } | null = null;
   const mapped = new Map<GPUBuffer, ArrayBuffer>();
   const pass = { pipeline: null as GPUComputePipeline | null, group: null as GPUBindGroup | null };
+  // the tfjs program being run, if any: the label of the dispatch it makes
+  let program: KernelLabel | null = null;
 
   const encoder = device.createCommandEncoder();
   const passEncoder = encoder.beginComputePass();
@@ -288,11 +317,25 @@ export function recordCommands<T>(fn: () => T, options: RecordOptions = {}): Rec
       const [x, y, z] = args as [number, number | undefined, number | undefined];
       const group = pass.group ? groups.get(pass.group) : undefined;
       if (!pass.pipeline || !group) refuse("a step dispatches with a pipeline or bind group made before the recording");
-      else current().commands.push({ kind: "dispatch", pipeline: pass.pipeline, layout: group.layout, bindings: group.bindings, x, y: y ?? 1, z: z ?? 1 });
+      else {
+        const label = program ?? { kernel: pass.pipeline.label || "unlabelled shader" };
+        current().commands.push({ kind: "dispatch", pipeline: pass.pipeline, layout: group.layout, bindings: group.bindings, x, y: y ?? 1, z: z ?? 1, label });
+      }
       return orig.apply(this, args);
     },
   );
   refusing(passProto, "dispatchWorkgroupsIndirect", "a step dispatches indirectly");
+  patch(b, "runWebGPUProgram", (orig) =>
+    function (this: RawBackend, ...args: unknown[]) {
+      const outer = program;
+      program = programLabel(args[0] as { shaderKey?: string; outputShape?: number[] }, (args[1] ?? []) as { shape: number[] }[]);
+      try {
+        return orig.apply(this, args);
+      } finally {
+        program = outer;
+      }
+    },
+  );
   patch(b, "uploadToGPU", (orig) =>
     function (this: RawBackend, ...args: unknown[]) {
       const data = b.tensorMap.get(args[0] as object);
@@ -396,7 +439,7 @@ const isUniform = (buffer: GPUBuffer) => (buffer.usage & GPUBufferUsage.UNIFORM)
  * of its block.
  */
 type Op =
-  | { kind: "dispatch"; pipeline: GPUComputePipeline; layout: GPUBindGroupLayout; bindings: (Binding & { uniform?: Uint8Array })[]; x: number; y: number; z: number }
+  | { kind: "dispatch"; pipeline: GPUComputePipeline; layout: GPUBindGroupLayout; bindings: (Binding & { uniform?: Uint8Array })[]; x: number; y: number; z: number; label: KernelLabel }
   | { kind: "copy"; src: GPUBuffer; srcOffset: number; dst: GPUBuffer; dstOffset: number; size: number }
   | { kind: "upload"; bytes: Uint8Array; input?: number; from?: string; dst: GPUBuffer; dstOffset: number; size: number }
   | { kind: "clear"; buffer: GPUBuffer; offset: number; size: number };
@@ -467,7 +510,7 @@ function difference(a: Op[], b: Op[], stateBuffers: Set<GPUBuffer>): string | nu
 }
 
 type ReplayOp =
-  | { kind: "dispatch"; pipeline: GPUComputePipeline; group: GPUBindGroup; x: number; y: number; z: number }
+  | { kind: "dispatch"; pipeline: GPUComputePipeline; group: GPUBindGroup; x: number; y: number; z: number; label: KernelLabel }
   | { kind: "copy"; src: GPUBuffer; srcOffset: number; dst: GPUBuffer; dstOffset: number; size: number }
   | { kind: "clear"; buffer: GPUBuffer; offset: number; size: number };
 
@@ -588,7 +631,7 @@ export class StepReplay {
           u += align(x.size, uniformAlign);
           return entry;
         });
-        replayOps.push({ kind: "dispatch", pipeline: op.pipeline, group: device.createBindGroup({ layout: op.layout, entries }), x: op.x, y: op.y, z: op.z });
+        replayOps.push({ kind: "dispatch", pipeline: op.pipeline, group: device.createBindGroup({ layout: op.layout, entries }), x: op.x, y: op.y, z: op.z, label: op.label });
         dispatches++;
       } else replayOps.push(op);
     }
@@ -639,6 +682,51 @@ export class StepReplay {
    * step returned them (the caller disposes them). Nothing is read back.
    */
   run(inputs: readonly ArrayBufferView[]): tf.Tensor[] {
+    return this.submit(inputs, null);
+  }
+
+  /**
+   * Run the step as `run` does, with each dispatch in a compute pass of its
+   * own that the GPU stamps with the time at its start and end (the
+   * adapter's timestamp queries). `times` resolves, once the GPU has run the
+   * step, to each dispatch's label and milliseconds, in order. The results
+   * are the same as run's, bit for bit; the step takes longer (a pass and
+   * two timestamps per dispatch).
+   */
+  profile(inputs: readonly ArrayBufferView[]): { outputs: tf.Tensor[]; times: Promise<(KernelLabel & { ms: number })[]> } {
+    const device = this.b.device;
+    if (!device.features.has("timestamp-query")) {
+      throw new Error("This WebGPU device has no timestamp queries, so a step's dispatches cannot be timed; the adapter does not offer them (retromae doctor lists its features).");
+    }
+    const perSet = 4096; // WebGPU's largest query set
+    const count = 2 * this.dispatches;
+    const sets: GPUQuerySet[] = [];
+    for (let left = count; left > 0; left -= perSet) sets.push(device.createQuerySet({ type: "timestamp", count: Math.min(perSet, left) }));
+    const bytes = Math.max(8, count * 8);
+    const resolved = device.createBuffer({ size: bytes, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC });
+    const staging = device.createBuffer({ size: bytes, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    const labels = this.ops.flatMap((op) => (op.kind === "dispatch" ? [op.label] : []));
+    const outputs = this.submit(inputs, (encoder) => {
+      // resolve offsets must be multiples of 256 bytes: each full set is 32 KiB
+      sets.forEach((set, i) => encoder.resolveQuerySet(set, 0, set.count, resolved, i * perSet * 8));
+      encoder.copyBufferToBuffer(resolved, 0, staging, 0, bytes);
+    }, sets, perSet);
+    const times = staging.mapAsync(GPUMapMode.READ).then(
+      () => {
+        const stamps = new BigUint64Array(staging.getMappedRange().slice(0));
+        staging.unmap();
+        return labels.map((label, i) => ({ ...label, ms: stamps[2 * i + 1] >= stamps[2 * i] ? Number(stamps[2 * i + 1] - stamps[2 * i]) / 1e6 : 0 }));
+      },
+    ).finally(() => {
+      for (const set of sets) set.destroy();
+      resolved.destroy();
+      staging.destroy();
+    });
+    return { outputs, times };
+  }
+
+  /** Write the inputs, encode the step (timed, with `sets`, where given) and its outputs' copies, and submit. */
+  private submit(inputs: readonly ArrayBufferView[], finish: ((encoder: GPUCommandEncoder) => void) | null, sets?: GPUQuerySet[], perSet = 0): tf.Tensor[] {
     if (!this.valid()) throw new Error("This recorded step no longer matches its model's tensors (a weight was replaced or disposed); record it again.");
     const b = this.b;
     flush(b);
@@ -652,12 +740,21 @@ export class StepReplay {
     }
     const encoder = b.device.createCommandEncoder();
     let pass: GPUComputePassEncoder | null = null;
+    let timed = 0;
     for (const op of this.ops) {
       if (op.kind === "dispatch") {
-        pass ??= encoder.beginComputePass();
+        if (sets) {
+          const [set, at] = [sets[Math.floor((2 * timed) / perSet)], (2 * timed) % perSet];
+          pass = encoder.beginComputePass({ timestampWrites: { querySet: set, beginningOfPassWriteIndex: at, endOfPassWriteIndex: at + 1 } });
+          timed++;
+        } else pass ??= encoder.beginComputePass();
         pass.setPipeline(op.pipeline);
         pass.setBindGroup(0, op.group);
         pass.dispatchWorkgroups(op.x, op.y, op.z);
+        if (sets) {
+          pass.end();
+          pass = null;
+        }
         continue;
       }
       if (pass) {
@@ -674,6 +771,7 @@ export class StepReplay {
       encoder.copyBufferToBuffer(o.buffer, 0, buffer, 0, Math.min(o.size, buffer.size));
       return t;
     });
+    finish?.(encoder);
     b.queue.submit([encoder.finish()]);
     // values tfjs read back earlier stay cached on the CPU; the state changed under them
     for (const s of this.state) b.tensorMap.get(s.dataId)!.values = null;
@@ -715,6 +813,9 @@ export class StepRecorder {
   /** Steps replayed, and steps run through tfjs, so far. */
   replayed = 0;
   ran = 0;
+  /** Whether the next replayed step is timed (`profileNext`), and its times once it was. */
+  private profileWanted = false;
+  private profiled: Promise<(KernelLabel & { ms: number })[]> | null = null;
 
   /**
    * `replay: false` runs every step through tfjs as a recorded step runs (no
@@ -741,7 +842,11 @@ export class StepRecorder {
     }
     if (this.held) {
       this.replayed++;
-      return this.held.replay.run(inputs);
+      if (!this.profileWanted) return this.held.replay.run(inputs);
+      this.profileWanted = false;
+      const { outputs, times } = this.held.replay.profile(inputs);
+      this.profiled = times;
+      return outputs;
     }
     this.ran++;
     if (this.options.replay === false) return withoutCpuForwarding(fn);
@@ -769,6 +874,20 @@ export class StepRecorder {
     }
     this.last = { key, recording };
     return recording.result;
+  }
+
+  /** Time the dispatches of the next step that is replayed (StepReplay.profile); `takeProfile` then gives the times. */
+  profileNext(): void {
+    this.profileWanted = true;
+    this.profiled = null;
+  }
+
+  /** The times of the step `profileNext` asked for, once it was replayed (null before); taken once. */
+  takeProfile(): Promise<(KernelLabel & { ms: number })[]> | null {
+    const p = this.profiled;
+    this.profiled = null;
+    if (p) this.profileWanted = false;
+    return p;
   }
 
   dispose(): void {
