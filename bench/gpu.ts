@@ -15,7 +15,10 @@
  *   project's inference kernels (the whole attention, GELU in the dense
  *   layer's epilogue) and with tfjs's composition instead (`fused_speedup`),
  *   and the feed-forward's matmul as the model runs it (x·Wᵀ) and with W
- *   stored transposed (tfjs-webgpu's vec4 path); on webgpu the compute
+ *   stored transposed (tfjs-webgpu's vec4 path), the decoder's logits
+ *   likewise (x·Eᵀ, on a hardware adapter), and whole steps with the dense
+ *   layers as x·(Wᵀ) (RETROMAE_WEBGPU_DENSE=transposed:
+ *   `ms_per_step_dense_transposed`, on a hardware adapter); on webgpu the compute
  *   dispatches per step, and the step time with every step issued through
  *   tfjs (recordSteps: false) beside the default replayed steps
  *   (`npm run bench -- host` gives the host's time for
@@ -31,8 +34,9 @@
  *   as ours); encoding through encode_bench.py --device cuda.
  *
  * On a software adapter (SwiftShader) it runs all the same and every row
- * says `not_gpu: true`: those are not GPU figures. Prints JSON lines, then
- * the whole table as one JSON array.
+ * says `not_gpu: true`: those are not GPU figures. A child stopped by
+ * --child-timeout-s still gives the row it had measured, with `failed`.
+ * Prints JSON lines, then the whole table as one JSON array.
  */
 import { spawnSync } from "child_process";
 import * as fs from "fs";
@@ -122,13 +126,14 @@ async function fusedInferenceGain(model: RetroMAE, tok: BertTokenizer, texts: st
 }
 
 /**
- * GFLOP/s of the feed-forward's first matmul at this configuration's shape,
- * as the model runs it (x·Wᵀ, W [4H, H] as HF stores it) and with W stored
+ * GFLOP/s of a matmul x [rows, H] · Wᵀ (W [out, H], as HF stores weights
+ * and the tied word embeddings) as the model runs it, and with W stored
  * transposed (x·W): tfjs-webgpu takes its vec4 matmul only when B is not
- * transposed, so this says what storing the weights transposed would gain.
+ * transposed, so this says what storing the weights transposed would gain
+ * at this shape.
  */
-async function denseLayoutCheck(rows: number, H: number): Promise<Record<string, number>> {
-  const [x, W] = [tf.randomNormal([rows, H], 0, 1, "float32", 1), tf.randomNormal([4 * H, H], 0, 1, "float32", 2)];
+async function denseLayoutCheck(rows: number, H: number, out: number): Promise<{ as_model: number; stored_transposed: number }> {
+  const [x, W] = [tf.randomNormal([rows, H], 0, 1, "float32", 1), tf.randomNormal([out, H], 0, 1, "float32", 2)];
   const Wt = tf.transpose(W);
   const gflops = async (f: () => tf.Tensor) => {
     const once = async (reps: number) => {
@@ -146,41 +151,78 @@ async function denseLayoutCheck(rows: number, H: number): Promise<Record<string,
     };
     await once(2); // shaders
     const ms = Math.min(await once(10), await once(10)) / 10;
-    return +((2 * rows * H * 4 * H) / (ms / 1000) / 1e9).toFixed(1);
+    return +((2 * rows * H * out) / (ms / 1000) / 1e9).toFixed(1);
   };
   const asModel = await gflops(() => tf.matMul(x, W, false, true));
   const transposed = await gflops(() => tf.matMul(x, Wt));
   tf.dispose([x, W, Wt]);
-  return { dense_gflops_x_wt: asModel, dense_gflops_x_w_stored_transposed: transposed };
+  return { as_model: asModel, stored_transposed: transposed };
 }
 
-/** One configuration on one backend, in this process. */
+/**
+ * One configuration on one backend, in this process. The row is printed
+ * again after each part (training, its profile, encoding, the comparisons),
+ * each time with everything measured so far, so a child stopped by
+ * --child-timeout-s still leaves what it measured (`incomplete` then says
+ * where it stopped).
+ */
 export async function benchGpuOne(args: string[]): Promise<void> {
   const preset = option(args, "preset") as PresetName;
   const [B, L, steps] = [Number(option(args, "batch")), Number(option(args, "seq")), Number(option(args, "steps") ?? 10)];
   const choice = await use(option(args, "backend") ?? "webgpu");
   const info = backend.info();
   const software = info.webgpu?.software ?? choice.device !== "gpu";
+  const webgpu = choice.backend === "webgpu";
   const tok = BertTokenizer.bertBaseUncased();
   const corpus = await PackedCorpus.fromFile(path.join(SHARED_DATA, "beir-scifact", "corpus.jsonl"), tok, L, { limit: 400 });
   const rng = new Rng(1);
   const model = RetroMAE.create(preset, { rng });
-  const trainer = new Trainer({ model, tokenizer: tok, data: corpus, rng, seed: 1, batchSize: B, maxLength: L, totalSteps: 2 * steps + 2 });
+  const row: Record<string, unknown> = {
+    preset,
+    backend: choice.backend,
+    adapter: info.webgpu ? `${info.webgpu.description || info.webgpu.device} (${info.webgpu.backend})` : choice.package,
+    not_gpu: software,
+    batch: B,
+    seq: L,
+    steps,
+  };
+  const parts = ["training", "profile", "encoding", "through tfjs", "dense transposed", "matmul layouts"];
+  const done = (part: string, measured: Record<string, unknown>) => {
+    Object.assign(row, measured);
+    const next = parts[parts.indexOf(part) + 1];
+    console.log(JSON.stringify(next ? { ...row, incomplete: `stopped before ${next}` } : row));
+  };
+  const newTrainer = (extra: Partial<ConstructorParameters<typeof Trainer>[0]> = {}) =>
+    new Trainer({ model, tokenizer: tok, data: corpus, rng, seed: 1, batchSize: B, maxLength: L, totalSteps: 2 * steps + 2, ...extra });
+
+  // training: replayed steps (the default on webgpu) with the live display off, then on
+  const trainer = newTrainer();
   let peak = 0;
   const sample = () => (peak = Math.max(peak, gpuBytes()));
   await trainer.fit({ steps: 4, live: false, onEvent: sample }); // warm-up: shader compiles, buffer pool, the step recorded (steps 3 and 4 compared)
   const recording = recordBatches(trainer);
   let tokens = 0;
-  const dispatches = choice.backend === "webgpu" ? countDispatches((tf.backend() as unknown as { device: GPUDevice }).device) : null;
+  const dispatches = webgpu ? countDispatches((tf.backend() as unknown as { device: GPUDevice }).device) : null;
   const d0 = dispatches?.() ?? 0;
   const off = await trainer.fit({ steps, live: false, onEvent: (e) => (sample(), e.type === "step" && (tokens += e.tokens)) });
   const perStep = dispatches ? Math.round((dispatches() - d0) / steps) : null;
   recording.stop();
   const on = await trainer.fit({ steps, live: true, onEvent: sample });
   recording.save(option(args, "save-batch"));
+  const recorded = trainer.recordedSteps;
+  done("training", {
+    ms_per_step: +(off.totalMs / steps).toFixed(1),
+    tokens_per_s: +(tokens / (off.totalMs / 1000)).toFixed(1),
+    ms_per_step_live: +(on.totalMs / steps).toFixed(1),
+    chart_overhead: +(on.totalMs / off.totalMs - 1).toFixed(4),
+    ...(recorded ? { recorded_steps: recorded } : {}),
+    ...(perStep !== null ? { dispatches_per_step: perStep } : {}),
+    peak_gpu_mb: Math.round(peak / 2 ** 20),
+  });
+
   // one more step with every dispatch timed on the GPU: where the step's time goes
   let profile: Record<string, unknown> = {};
-  if (trainer.recordedSteps?.replayed && (tf.backend() as unknown as { device: GPUDevice }).device.features.has("timestamp-query")) {
+  if (recorded?.replayed && (tf.backend() as unknown as { device: GPUDevice }).device.features.has("timestamp-query")) {
     const p = await trainer.profile();
     profile = {
       profile: {
@@ -192,18 +234,8 @@ export async function benchGpuOne(args: string[]): Promise<void> {
       },
     };
   }
-  const recorded = trainer.recordedSteps;
   trainer.dispose();
-  // the same steps with every one issued through tfjs: what replaying recorded steps gains on this GPU
-  // (not on a software adapter: its compute, not the host, bounds a step there, at seconds a step)
-  let throughTfjs: Record<string, unknown> = recorded && software ? { ms_per_step_through_tfjs: "skipped on a software adapter" } : {};
-  if (recorded && !software) {
-    const plain = new Trainer({ model, tokenizer: tok, data: corpus, rng, seed: 1, batchSize: B, maxLength: L, totalSteps: 2 * steps + 2, recordSteps: false });
-    await plain.fit({ steps: 2, live: false });
-    const r = await plain.fit({ steps, live: false });
-    plain.dispose();
-    throughTfjs = { ms_per_step_through_tfjs: +(r.totalMs / steps).toFixed(1) };
-  }
+  done("profile", profile);
 
   const probeDocs = option(args, "probe-docs") ?? (software ? "0" : "all");
   let probe: Record<string, unknown> = { probe: "skipped (--probe-docs 0; a software adapter encodes SciFact's 5,183 documents in hours)" };
@@ -214,34 +246,57 @@ export async function benchGpuOne(args: string[]): Promise<void> {
     await encodeTexts(model, tok, texts, { batchSize: 64, maxLength: 512, progress: false });
     const s = (performance.now() - t0) / 1000;
     probe = { probe_docs: texts.length, docs_per_s: +(texts.length / s).toFixed(1) };
-    if (choice.backend === "webgpu") Object.assign(probe, await fusedInferenceGain(model, tok, texts.slice(0, 1024)));
+    done("encoding", probe); // before the inference kernels' comparison, which takes as long again
+    if (webgpu) Object.assign(probe, await fusedInferenceGain(model, tok, texts.slice(0, 1024)));
     const encodeFile = option(args, "save-encode");
     if (encodeFile) writeEncodeBatches(encodeFile, texts, tok, 64, 512);
   }
+  done("encoding", probe);
+
+  // the same steps with every one issued through tfjs: what replaying recorded steps gains on this GPU
+  // (not on a software adapter: its compute, not the host, bounds a step there, at seconds a step)
+  const onGpu = !!recorded && !software;
+  const skipped = "skipped on a software adapter";
+  let throughTfjs: Record<string, unknown> = recorded ? { ms_per_step_through_tfjs: skipped } : {};
+  if (onGpu) {
+    const plain = newTrainer({ recordSteps: false });
+    await plain.fit({ steps: 2, live: false });
+    const r = await plain.fit({ steps, live: false });
+    plain.dispose();
+    throughTfjs = { ms_per_step_through_tfjs: +(r.totalMs / steps).toFixed(1) };
+  }
+  done("through tfjs", throughTfjs);
+
+  // the dense layers as x·(Wᵀ) (tfjs's vec4 matmul, RETROMAE_WEBGPU_DENSE=transposed), replayed as above
+  let transposed: Record<string, unknown> = recorded ? { ms_per_step_dense_transposed: skipped } : {};
+  if (onGpu) {
+    process.env.RETROMAE_WEBGPU_DENSE = "transposed";
+    try {
+      const t = newTrainer();
+      await t.fit({ steps: 4, live: false });
+      const r = await t.fit({ steps, live: false });
+      t.dispose();
+      transposed = { ms_per_step_dense_transposed: +(r.totalMs / steps).toFixed(1) };
+    } finally {
+      delete process.env.RETROMAE_WEBGPU_DENSE;
+    }
+  }
   model.dispose();
-  const layout = choice.backend === "webgpu" ? await denseLayoutCheck(B * L, bertConfig(preset).hiddenSize) : {};
-  console.log(
-    JSON.stringify({
-      preset,
-      backend: choice.backend,
-      adapter: info.webgpu ? `${info.webgpu.description || info.webgpu.device} (${info.webgpu.backend})` : choice.package,
-      not_gpu: software,
-      batch: B,
-      seq: L,
-      steps,
-      ms_per_step: +(off.totalMs / steps).toFixed(1),
-      tokens_per_s: +(tokens / (off.totalMs / 1000)).toFixed(1),
-      ms_per_step_live: +(on.totalMs / steps).toFixed(1),
-      chart_overhead: +(on.totalMs / off.totalMs - 1).toFixed(4),
-      ...throughTfjs,
-      ...(recorded ? { recorded_steps: recorded } : {}),
-      ...(perStep !== null ? { dispatches_per_step: perStep } : {}),
-      peak_gpu_mb: Math.round(peak / 2 ** 20),
-      ...probe,
-      ...layout,
-      ...profile,
-    }),
-  );
+  done("dense transposed", transposed);
+
+  let layout: Record<string, unknown> = {};
+  if (webgpu) {
+    const H = bertConfig(preset).hiddenSize;
+    // the feed-forward's first matmul over every token, and the decoder's logits over its label slots
+    const dense = await denseLayoutCheck(B * L, H, 4 * H);
+    layout = { dense_gflops_x_wt: dense.as_model, dense_gflops_x_w_stored_transposed: dense.stored_transposed };
+    if (!software) {
+      // (on a software adapter, 44 matmuls over the vocabulary take minutes)
+      const logits = await denseLayoutCheck(B * (L - 2), H, tok.vocab.size);
+      Object.assign(layout, { logits_gflops_x_et: logits.as_model, logits_gflops_x_e_stored_transposed: logits.stored_transposed });
+    }
+  }
+  done("matmul layouts", layout);
 }
 
 export async function benchGpu(args: string[]): Promise<void> {
@@ -267,11 +322,12 @@ export async function benchGpu(args: string[]): Promise<void> {
           ...(rows.length === 0 ? ["--save-batch", batchFile, "--save-encode", encodeFile] : []), ...(probeDocs ? ["--probe-docs", probeDocs] : [])],
         { encoding: "utf8", maxBuffer: 1 << 24, ...(childTimeout ? { timeout: childTimeout * 1000, killSignal: "SIGKILL" as const } : {}) },
       );
-      const last = (child.stdout ?? "").trim().split("\n").pop() ?? "";
-      if (child.status !== 0 || !last.startsWith("{")) {
+      // the child prints its row after each part: the last one holds all it measured
+      const last = (child.stdout ?? "").trim().split("\n").filter((l) => l.startsWith("{")).pop() ?? "";
+      if (child.status !== 0 || !last || last.includes('"incomplete"')) {
         const why = child.signal === "SIGKILL" && childTimeout ? `stopped after --child-timeout-s ${childTimeout}` : (child.stderr || "").trim().split("\n").pop();
-        rows.push({ bench: "gpu", engine: b, preset: c.preset, batch: c.batch, seq: c.seq, failed: why });
-        process.stderr.write(`bench gpu: ${c.preset} ${c.batch}x${c.seq} on ${b} failed after ${((performance.now() - started) / 1000).toFixed(0)} s: ${why}\n`);
+        rows.push({ bench: "gpu", engine: b, preset: c.preset, batch: c.batch, seq: c.seq, ...(last ? JSON.parse(last) : {}), failed: why });
+        process.stderr.write(`bench gpu: ${c.preset} ${c.batch}x${c.seq} on ${b} failed after ${((performance.now() - started) / 1000).toFixed(0)} s: ${why}${last ? `; measured before: ${last}` : ""}\n`);
         continue;
       }
       rows.push({ bench: "gpu", engine: b, ...JSON.parse(last) });

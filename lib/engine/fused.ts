@@ -75,8 +75,44 @@ const FUSED_DENSE_BACKENDS = new Set(["native", "webgpu"]);
  * has no fast transposed path).
  */
 export function linear(x: tf.Tensor2D, W: tf.Tensor2D, bias: tf.Tensor1D): tf.Tensor2D {
+  if (tf.getBackend() === "webgpu" && webgpuDenseLayout() === "transposed") return linearWithTransposedWeight(x, W, bias);
   if (FUSED_DENSE_BACKENDS.has(tf.getBackend())) return tf.fused.matMul({ a: x, b: W, transposeB: true, bias }) as tf.Tensor2D;
   return tf.tidy(() => tf.add(tf.matMul(x, W, false, true), bias)) as tf.Tensor2D;
+}
+
+/**
+ * How `linear` multiplies on webgpu, from RETROMAE_WEBGPU_DENSE:
+ * - "xwt" (the default): x·Wᵀ, tfjs-webgpu's matmul with B transposed,
+ *   which runs its scalar program (it takes its vec4 program only when B is
+ *   not transposed);
+ * - "transposed": Wᵀ made in the step (one transpose), then x·(Wᵀ), its
+ *   vec4 program. The gradients are the same two products either way.
+ * Which is faster is the GPU's to say: `bench gpu` times steps with each
+ * (`ms_per_step_dense_transposed`) on a hardware adapter.
+ */
+export function webgpuDenseLayout(): "xwt" | "transposed" {
+  const v = process.env.RETROMAE_WEBGPU_DENSE;
+  if (v === undefined || v === "" || v === "xwt") return "xwt";
+  if (v === "transposed") return "transposed";
+  throw new Error(`RETROMAE_WEBGPU_DENSE is "${v}"; set it to xwt (the default) or transposed, or unset it.`);
+}
+
+/** x·Wᵀ + b with Wᵀ made first (tfjs-webgpu's vec4 matmul); the gradient as tfjs gives x·Wᵀ's: dx = dy·W, dW = dyᵀ·x, db = Σ_rows dy. */
+function linearWithTransposedWeight(x: tf.Tensor2D, W: tf.Tensor2D, bias: tf.Tensor1D): tf.Tensor2D {
+  const op = tf.customGrad((xIn, wIn, bIn, save) => {
+    const [xs, Ws] = [xIn as tf.Tensor2D, wIn as tf.Tensor2D];
+    const value = tf.tidy(() => tf.fused.matMul({ a: xs, b: tf.transpose(Ws), bias: bIn as tf.Tensor1D })) as tf.Tensor2D; // [N, out]
+    (save as tf.GradSaveFunc)([xs, Ws]);
+    return {
+      value,
+      gradFunc: (dy, saved) => {
+        const [xSaved, wSaved] = saved as [tf.Tensor2D, tf.Tensor2D];
+        const d = dy as tf.Tensor2D;
+        return [tf.matMul(d, wSaved), tf.matMul(d, xSaved, true, false), tf.sum(d, 0)]; // [N, in], [out, in], [out]
+      },
+    };
+  });
+  return op(x, W, bias) as tf.Tensor2D;
 }
 
 /** The tied MLM decoder: x·Eᵀ + b. x [N, H], E [V, H], b [V] -> [N, V] */

@@ -106,6 +106,7 @@ test("unpacked with no node on the PATH: bench gpu runs (on SwiftShader here, an
   assert.is(row.backend, "webgpu");
   assert.is(row.not_gpu, true);
   assert.ok(row.ms_per_step > 0 && row.tokens_per_s > 0);
+  assert.ok(row.profile.gpu_ms > 0 && row.profile.categories.some((c: { category: string }) => c.category === "matmul"), "a step profiled with GPU timestamps");
   assert.match(row.torch, /^skipped: /);
 });
 

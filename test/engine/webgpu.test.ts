@@ -387,6 +387,55 @@ test("the dense layer with GELU in its epilogue (inference on webgpu): one dispa
   assert.ok(tf.getKernel(DENSE_GELU, "webgpu"), "the epilogue kernel serves webgpu");
 });
 
+test("RETROMAE_WEBGPU_DENSE=transposed: the dense layer as x·(Wᵀ) (tfjs's vec4 matmul) gives the cpu's values and gradients on odd shapes, the default's gradients bit for bit, and a recorded training step; a bad value is one sentence", async () => {
+  const rng = new Rng(23);
+  const layout = async <T>(v: string | undefined, fn: () => Promise<T>): Promise<T> => {
+    const before = process.env.RETROMAE_WEBGPU_DENSE;
+    if (v === undefined) delete process.env.RETROMAE_WEBGPU_DENSE;
+    else process.env.RETROMAE_WEBGPU_DENSE = v;
+    try {
+      return await fn();
+    } finally {
+      if (before === undefined) delete process.env.RETROMAE_WEBGPU_DENSE;
+      else process.env.RETROMAE_WEBGPU_DENSE = before;
+    }
+  };
+  for (const [N, K, O] of [[1, 68, 128], [7, 33, 65], [130, 64, 36]]) {
+    const [x, W, bias, dy] = [N * K, O * K, O, N * O].map((n) => rng.fillNormal(new Float32Array(n)));
+    const ins = () => [tf.tensor2d(x, [N, K]), tf.tensor2d(W, [O, K]), tf.tensor1d(bias)];
+    const value = () => tf.tidy(() => linear(...(ins() as [tf.Tensor2D, tf.Tensor2D, tf.Tensor1D])));
+    const grad = (which: number) => () =>
+      tf.tidy(() => tf.grads((a: tf.Tensor, w: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(linear(a as tf.Tensor2D, w as tf.Tensor2D, b as tf.Tensor1D), tf.tensor2d(dy, [N, O]))))(ins())[which]);
+    const v = await layout("transposed", () => both(value));
+    for (let i = 0; i < v.cpu.length; i++) assert.ok(Math.abs(v.cpu[i] - v.gpu[i]) < 1e-5 * Math.max(1, Math.abs(v.cpu[i])), `[${N}, ${K}, ${O}] y at ${i}: cpu ${v.cpu[i]} vs webgpu ${v.gpu[i]}`);
+    if (O % 4 === 0 && K % 4 === 0) {
+      const { keys } = await layout("transposed", () => programsOf(value));
+      assert.ok(keys.some((k) => /^matMulPacked_.*_false_false_.*_true_false_false$/.test(k) || /^matMul.*_false_false/.test(k)), `x·(Wᵀ) with B not transposed: ${keys.join(", ")}`);
+    }
+    for (const which of [0, 1, 2]) {
+      const g = await layout("transposed", () => both(grad(which)));
+      for (let i = 0; i < g.cpu.length; i++) assert.ok(Math.abs(g.cpu[i] - g.gpu[i]) < 1e-4 * Math.max(1, Math.abs(g.cpu[i])), `grad ${which} at ${i}: cpu ${g.cpu[i]} vs webgpu ${g.gpu[i]}`);
+      const [a, b] = [await layout("transposed", () => programsOf(grad(which))), await layout(undefined, () => programsOf(grad(which)))];
+      assert.equal(bits(a.values), bits(b.values), `grad ${which}: the same products as the default's`);
+    }
+  }
+  // a training step, recorded and replayed, with the layout: the default's losses to 1e-5
+  const losses = async (v: string | undefined) =>
+    layout(v, async () => {
+      const t = makeTrainer();
+      const e = await train(t, 6);
+      assert.ok(t.recordedSteps!.replayed >= 2, JSON.stringify(t.recordedSteps));
+      t.model.dispose();
+      t.dispose();
+      return e.map((x) => x.loss);
+    });
+  const [lt, ld] = [await losses("transposed"), await losses(undefined)];
+  for (let i = 0; i < ld.length; i++) assert.ok(Math.abs(lt[i] - ld[i]) < 1e-5 * Math.abs(ld[i]), `step ${i + 1}: ${lt[i]} vs ${ld[i]}`);
+  await layout("vec4", async () => {
+    assert.throws(() => linear(tf.zeros([2, 4]), tf.zeros([4, 4]), tf.zeros([4])), /^RETROMAE_WEBGPU_DENSE is "vec4"; set it to xwt \(the default\) or transposed, or unset it\.$/);
+  });
+});
+
 test("a matmul tfjs would split along K (float atomics) runs without them: the same bits run after run, and the cpu's values", async () => {
   const rng = new Rng(22);
   // A hidden-32 weight's gradient over 2,048 tokens: dzᵀ·x, and a fused matmul with a bias
