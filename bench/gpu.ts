@@ -18,7 +18,9 @@
  *   stored transposed (tfjs-webgpu's vec4 path), the decoder's logits
  *   likewise (x·Eᵀ, on a hardware adapter), and whole steps with the dense
  *   layers as x·(Wᵀ) (RETROMAE_WEBGPU_DENSE=transposed:
- *   `ms_per_step_dense_transposed`, on a hardware adapter); on webgpu the compute
+ *   `ms_per_step_dense_transposed`, on a hardware adapter) and, where the
+ *   step splits matmuls along K, with them unsplit
+ *   (RETROMAE_WEBGPU_SPLIT_K=0: `ms_per_step_without_split_k`); on webgpu the compute
  *   dispatches per step, and the step time with every step issued through
  *   tfjs (recordSteps: false) beside the default replayed steps
  *   (`npm run bench -- host` gives the host's time for
@@ -186,7 +188,7 @@ export async function benchGpuOne(args: string[]): Promise<void> {
     seq: L,
     steps,
   };
-  const parts = ["training", "profile", "encoding", "through tfjs", "dense transposed", "matmul layouts"];
+  const parts = ["training", "profile", "encoding", "through tfjs", "dense transposed", "split K off", "matmul layouts"];
   const done = (part: string, measured: Record<string, unknown>) => {
     Object.assign(row, measured);
     const next = parts[parts.indexOf(part) + 1];
@@ -222,8 +224,10 @@ export async function benchGpuOne(args: string[]): Promise<void> {
 
   // one more step with every dispatch timed on the GPU: where the step's time goes
   let profile: Record<string, unknown> = {};
+  let splitK = false; // whether the step has matmuls split along K (kernels.ts splitKParts)
   if (recorded?.replayed && (tf.backend() as unknown as { device: GPUDevice }).device.features.has("timestamp-query")) {
     const p = await trainer.profile();
+    splitK = p.kernels.some((k) => /MatMulSplitK/.test(k.kernel));
     profile = {
       profile: {
         gpu_ms: p.gpuMs,
@@ -281,8 +285,24 @@ export async function benchGpuOne(args: string[]): Promise<void> {
       delete process.env.RETROMAE_WEBGPU_DENSE;
     }
   }
-  model.dispose();
   done("dense transposed", transposed);
+
+  // the matmuls split along K (few output tiles, long K) run unsplit instead (RETROMAE_WEBGPU_SPLIT_K=0)
+  let unsplit: Record<string, unknown> = {};
+  if (onGpu && splitK) {
+    process.env.RETROMAE_WEBGPU_SPLIT_K = "0";
+    try {
+      const t = newTrainer();
+      await t.fit({ steps: 4, live: false });
+      const r = await t.fit({ steps, live: false });
+      t.dispose();
+      unsplit = { ms_per_step_without_split_k: +(r.totalMs / steps).toFixed(1) };
+    } finally {
+      delete process.env.RETROMAE_WEBGPU_SPLIT_K;
+    }
+  }
+  model.dispose();
+  done("split K off", unsplit);
 
   let layout: Record<string, unknown> = {};
   if (webgpu) {

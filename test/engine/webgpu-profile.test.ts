@@ -30,6 +30,8 @@ test("kernels are sorted into kinds of work by their shader keys", () => {
   const kinds: [string, string][] = [
     ["matMulPacked_4,4,1_false_true_linear_false", "matmul"],
     ["matMulSmallOutputSize_null_true_false", "matmul"],
+    ["retromaeMatMulSplitK_true_false", "matmul"],
+    ["retromaeColumnSum_pat", "matmul"],
     ["retromaeSoftmaxMinusOneHotWeighted_64", "cross-entropy"],
     ["retromaeLogSumExp_64", "cross-entropy"],
     ["retromaeScaledMaskedSoftmax_64", "attention"],

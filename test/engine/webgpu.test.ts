@@ -18,7 +18,7 @@ import { backend, use } from "../../lib/engine/backend";
 import { Rng } from "../../lib/engine/rng";
 import { explainNoAdapter, icdFiles, isSoftwareAdapter } from "../../lib/engine/webgpu/dawn";
 import { startWebGPU, webgpuState } from "../../lib/engine/webgpu/backend";
-import { splitsAlongK, WebGPUBackendLike } from "../../lib/engine/webgpu/kernels";
+import { splitKParts, splitsAlongK, WebGPUBackendLike } from "../../lib/engine/webgpu/kernels";
 import { loadBeir } from "../../lib/data/beir";
 import { PackedCorpus } from "../../lib/train/data";
 import { Trainer, StepInfo } from "../../lib/train/trainer";
@@ -472,6 +472,47 @@ test("a matmul tfjs would split along K (float atomics) runs without them: the s
     for (let i = 0; i < r.cpu.length; i++) assert.ok(Math.abs(r.cpu[i] - r.gpu[i]) < 1e-3 * Math.max(1, Math.abs(r.cpu[i])), `${name} at ${i}: cpu ${r.cpu[i]} vs webgpu ${r.gpu[i]}`);
   }
   assert.equal(tf.env().getNumber("WEBGPU_MATMUL_PROGRAM_TYPE"), -1, "tfjs's own choice is back for other matmuls");
+});
+
+test("a matmul with few output tiles and a long K is split along K (weight gradients of small models, the tied decoder's dz·E): the cpu's values on odd shapes and every transpose, the same bits run after run, a split and a sum; RETROMAE_WEBGPU_SPLIT_K=0 turns it off", async () => {
+  const rng = new Rng(24);
+  assert.is(splitKParts(128, 128, 2048), 8, "a [128, 128] weight's gradient over 2,048 tokens: 16 tiles, parts of 256");
+  assert.is(splitKParts(608, 128, 30522), 14, "the encoder's dz·E at tiny 16 × 128: 76 tiles, to about 1,024 workgroups");
+  assert.is(splitKParts(768, 768, 16384), 1, "base's [768, 768] gradient has tiles enough");
+  assert.is(splitKParts(64, 64, 512), 1, "a short K is not split");
+  await use("webgpu");
+  const cases: [number, number, number, boolean, boolean][] = [
+    [32, 32, 2048, true, false], // dyᵀ·x
+    [7, 33, 2050, false, false], // row and column tails, K not a multiple of the parts
+    [19, 5, 1500, false, true], // x·Wᵀ
+    [6, 40, 1100, true, true],
+    [1, 64, 4096, false, false], // a batch of one row
+  ];
+  for (const [M, N, K, tA, tB] of cases) {
+    const a = rng.fillNormal(new Float32Array(M * K));
+    const b = rng.fillNormal(new Float32Array(K * N));
+    const g = () => tf.tidy(() => tf.matMul(tf.tensor2d(a, tA ? [K, M] : [M, K]), tf.tensor2d(b, tB ? [N, K] : [K, N]), tA, tB));
+    const name = `[${M}, ${N}, ${K}] ${tA ? "Aᵀ" : "A"}·${tB ? "Bᵀ" : "B"}`;
+    const [first, second] = [await programsOf(g), await programsOf(g)];
+    assert.equal(first.keys, [`retromaeMatMulSplitK_${tA}_${tB}`, "retromaeColumnSum_pat"], name);
+    assert.equal(bits(first.values), bits(second.values), `${name}: the same bits twice`);
+    const r = await both(g);
+    assert.equal(r.shape, [M, N]);
+    for (let i = 0; i < r.cpu.length; i++) assert.ok(Math.abs(r.cpu[i] - r.gpu[i]) < 1e-4 * Math.max(1, Math.abs(r.cpu[i])), `${name} at ${i}: cpu ${r.cpu[i]} vs webgpu ${r.gpu[i]}`);
+    // a batch of one as rank 3 keeps its shape
+    const three = await programsOf(() => tf.tidy(() => tf.matMul(tf.tensor3d(a, tA ? [1, K, M] : [1, M, K]), tf.tensor3d(b, tB ? [1, N, K] : [1, K, N]), tA, tB)));
+    assert.equal(bits(three.values), bits(first.values), `${name} as [1, …]`);
+  }
+  process.env.RETROMAE_WEBGPU_SPLIT_K = "0";
+  try {
+    assert.is(splitKParts(128, 128, 2048), 1);
+    const off = await programsOf(() => tf.tidy(() => tf.matMul(tf.ones([64, 2048]), tf.ones([2048, 64]))));
+    assert.ok(off.keys.every((k) => !/SplitK/.test(k)), off.keys.join(", "));
+    process.env.RETROMAE_WEBGPU_SPLIT_K = "yes";
+    assert.throws(() => splitKParts(1, 1, 4096), /^RETROMAE_WEBGPU_SPLIT_K is "yes"; set it to 1 \(the default\) or 0 \(off\), or unset it\.$/);
+  } finally {
+    delete process.env.RETROMAE_WEBGPU_SPLIT_K;
+  }
 });
 
 test("the whole attention for inference on webgpu (heads in place, online softmax): the cpu's composition on odd shapes, masked rows and stacked projections; one dispatch", async () => {

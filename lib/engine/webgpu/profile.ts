@@ -43,7 +43,7 @@ export interface StepProfile {
 /** The kind of work a kernel does, from its shader key or label. */
 export function kernelCategory(kernel: string): string {
   const rules: [RegExp, string][] = [
-    [/^matMul/, "matmul"],
+    [/^matMul|^retromaeMatMul|^retromaeColumnSum_pat$/, "matmul"], // (the column sum of a matmul split along K adds its parts)
     [/LogSumExp|SoftmaxMinusOneHot|ArgMax/, "cross-entropy"],
     [/Attention|Softmax/i, "attention"],
     [/LayerNorm|Row_xhat|Row_rstd|ColumnSum_dyat/, "layer norm"],

@@ -88,15 +88,16 @@ export interface KernelLabel {
   flops?: number;
 }
 
-/** A tfjs program's label, as runWebGPUProgram is given it. */
-function programLabel(program: { shaderKey?: string; outputShape?: number[] }, inputs: { shape: number[] }[]): KernelLabel {
+/** A tfjs program's label, as runWebGPUProgram is given it (this project's programs may state their `flops`). */
+function programLabel(program: { shaderKey?: string; outputShape?: number[]; flops?: number }, inputs: { shape: number[] }[]): KernelLabel {
   const kernel = String(program.shaderKey ?? "unnamed program");
   const output = [...(program.outputShape ?? [])];
   const shapes = inputs.map((t) => [...t.shape]);
   const label: KernelLabel = { kernel, inputs: shapes, output };
   // tfjs's matmul programs take a as [batch, M, K] or [batch, K, M] and write [batch, M, N]
   const a = shapes[0];
-  if (/^matMul/.test(kernel) && a?.length === 3 && output.length === 3 && a[0] * output[1] > 0) {
+  if (typeof program.flops === "number") label.flops = program.flops;
+  else if (/^matMul/.test(kernel) && a?.length === 3 && output.length === 3 && a[0] * output[1] > 0) {
     label.flops = (2 * output.reduce((x, y) => x * y, 1) * a.reduce((x, y) => x * y, 1)) / (a[0] * output[1]);
   }
   return label;
