@@ -20,7 +20,10 @@
  *   layers as x·(Wᵀ) (RETROMAE_WEBGPU_DENSE=transposed:
  *   `ms_per_step_dense_transposed`, on a hardware adapter) and, where the
  *   step splits matmuls along K, with them unsplit
- *   (RETROMAE_WEBGPU_SPLIT_K=0: `ms_per_step_without_split_k`); on webgpu the compute
+ *   (RETROMAE_WEBGPU_SPLIT_K=0: `ms_per_step_without_split_k`), and with
+ *   the large matmuls in 128 × 128 tiles (RETROMAE_WEBGPU_MATMUL=tiled:
+ *   `ms_per_step_matmul_tiled`, and `*_gflops_tiled` at the two shapes);
+ *   on webgpu the compute
  *   dispatches per step, and the step time with every step issued through
  *   tfjs (recordSteps: false) beside the default replayed steps
  *   (`npm run bench -- host` gives the host's time for
@@ -134,7 +137,7 @@ async function fusedInferenceGain(model: RetroMAE, tok: BertTokenizer, texts: st
  * transposed, so this says what storing the weights transposed would gain
  * at this shape.
  */
-async function denseLayoutCheck(rows: number, H: number, out: number): Promise<{ as_model: number; stored_transposed: number }> {
+async function denseLayoutCheck(rows: number, H: number, out: number): Promise<{ as_model: number; stored_transposed: number; tiled: number }> {
   const [x, W] = [tf.randomNormal([rows, H], 0, 1, "float32", 1), tf.randomNormal([out, H], 0, 1, "float32", 2)];
   const Wt = tf.transpose(W);
   const gflops = async (f: () => tf.Tensor) => {
@@ -157,8 +160,29 @@ async function denseLayoutCheck(rows: number, H: number, out: number): Promise<{
   };
   const asModel = await gflops(() => tf.matMul(x, W, false, true));
   const transposed = await gflops(() => tf.matMul(x, Wt));
+  process.env.RETROMAE_WEBGPU_MATMUL = "tiled";
+  let tiled: number;
+  try {
+    tiled = await gflops(() => tf.matMul(x, W, false, true));
+  } finally {
+    delete process.env.RETROMAE_WEBGPU_MATMUL;
+  }
   tf.dispose([x, W, Wt]);
-  return { as_model: asModel, stored_transposed: transposed };
+  return { as_model: asModel, stored_transposed: transposed, tiled };
+}
+
+/** ms per replayed step of a new trainer (4 steps to warm up and record, then `steps` timed) with an environment switch set. */
+async function msPerStepWith(name: string, value: string, newTrainer: () => Trainer, steps: number): Promise<number> {
+  process.env[name] = value;
+  try {
+    const t = newTrainer();
+    await t.fit({ steps: 4, live: false });
+    const r = await t.fit({ steps, live: false });
+    t.dispose();
+    return +(r.totalMs / steps).toFixed(1);
+  } finally {
+    delete process.env[name];
+  }
 }
 
 /**
@@ -188,7 +212,7 @@ export async function benchGpuOne(args: string[]): Promise<void> {
     seq: L,
     steps,
   };
-  const parts = ["training", "profile", "encoding", "through tfjs", "dense transposed", "split K off", "matmul layouts"];
+  const parts = ["training", "profile", "encoding", "through tfjs", "dense transposed", "split K off", "tiled matmul", "matmul layouts"];
   const done = (part: string, measured: Record<string, unknown>) => {
     Object.assign(row, measured);
     const next = parts[parts.indexOf(part) + 1];
@@ -272,48 +296,28 @@ export async function benchGpuOne(args: string[]): Promise<void> {
   done("through tfjs", throughTfjs);
 
   // the dense layers as x·(Wᵀ) (tfjs's vec4 matmul, RETROMAE_WEBGPU_DENSE=transposed), replayed as above
-  let transposed: Record<string, unknown> = recorded ? { ms_per_step_dense_transposed: skipped } : {};
-  if (onGpu) {
-    process.env.RETROMAE_WEBGPU_DENSE = "transposed";
-    try {
-      const t = newTrainer();
-      await t.fit({ steps: 4, live: false });
-      const r = await t.fit({ steps, live: false });
-      t.dispose();
-      transposed = { ms_per_step_dense_transposed: +(r.totalMs / steps).toFixed(1) };
-    } finally {
-      delete process.env.RETROMAE_WEBGPU_DENSE;
-    }
-  }
+  const transposed = onGpu ? { ms_per_step_dense_transposed: await msPerStepWith("RETROMAE_WEBGPU_DENSE", "transposed", newTrainer, steps) } : recorded ? { ms_per_step_dense_transposed: skipped } : {};
   done("dense transposed", transposed);
 
   // the matmuls split along K (few output tiles, long K) run unsplit instead (RETROMAE_WEBGPU_SPLIT_K=0)
-  let unsplit: Record<string, unknown> = {};
-  if (onGpu && splitK) {
-    process.env.RETROMAE_WEBGPU_SPLIT_K = "0";
-    try {
-      const t = newTrainer();
-      await t.fit({ steps: 4, live: false });
-      const r = await t.fit({ steps, live: false });
-      t.dispose();
-      unsplit = { ms_per_step_without_split_k: +(r.totalMs / steps).toFixed(1) };
-    } finally {
-      delete process.env.RETROMAE_WEBGPU_SPLIT_K;
-    }
-  }
-  model.dispose();
+  const unsplit = onGpu && splitK ? { ms_per_step_without_split_k: await msPerStepWith("RETROMAE_WEBGPU_SPLIT_K", "0", newTrainer, steps) } : {};
   done("split K off", unsplit);
+
+  // the large matmuls in 128 × 128 tiles (RETROMAE_WEBGPU_MATMUL=tiled, ./matmul.ts)
+  const tiled = onGpu ? { ms_per_step_matmul_tiled: await msPerStepWith("RETROMAE_WEBGPU_MATMUL", "tiled", newTrainer, steps) } : recorded ? { ms_per_step_matmul_tiled: skipped } : {};
+  model.dispose();
+  done("tiled matmul", tiled);
 
   let layout: Record<string, unknown> = {};
   if (webgpu) {
     const H = bertConfig(preset).hiddenSize;
     // the feed-forward's first matmul over every token, and the decoder's logits over its label slots
     const dense = await denseLayoutCheck(B * L, H, 4 * H);
-    layout = { dense_gflops_x_wt: dense.as_model, dense_gflops_x_w_stored_transposed: dense.stored_transposed };
+    layout = { dense_gflops_x_wt: dense.as_model, dense_gflops_x_w_stored_transposed: dense.stored_transposed, dense_gflops_tiled: dense.tiled };
     if (!software) {
       // (on a software adapter, 44 matmuls over the vocabulary take minutes)
       const logits = await denseLayoutCheck(B * (L - 2), H, tok.vocab.size);
-      Object.assign(layout, { logits_gflops_x_et: logits.as_model, logits_gflops_x_e_stored_transposed: logits.stored_transposed });
+      Object.assign(layout, { logits_gflops_x_et: logits.as_model, logits_gflops_x_e_stored_transposed: logits.stored_transposed, logits_gflops_tiled: logits.tiled });
     }
   }
   done("matmul layouts", layout);

@@ -14,7 +14,7 @@
 #   quickstart           the quickstart notebook at its default budget, timed end to end
 #   host                 bench host for tiny and mini: a step's host time on this CPU (Dawn's Null
 #                        backend, no GPU work) and PyTorch's on meta: near bench gpu's ms/step, a step is CPU-bound
-# and the default is: doctor bench:tiny:16x128 bench:mini:32x128 quickstart host bench:small:32x256 bench:base:32x512
+# and the default is: doctor bench:tiny:16x128 bench:mini:32x128 bench:base:32x512 quickstart bench:small:32x256 host
 #
 # Every step writes into OUT as it goes (machine.txt, doctor.txt, info.json,
 # bench-gpu.jsonl, bench-gpu.log, quickstart.log, quickstart.html,
@@ -31,7 +31,7 @@ archive=$1
 data=$2
 out=$3
 shift 3
-[ $# -gt 0 ] || set -- doctor bench:tiny:16x128 bench:mini:32x128 quickstart host bench:small:32x256 bench:base:32x512
+[ $# -gt 0 ] || set -- doctor bench:tiny:16x128 bench:mini:32x128 bench:base:32x512 quickstart bench:small:32x256 host
 case "$data" in /*) ;; *) data="$PWD/$data" ;; esac
 work=$(mktemp -d)
 if [ -f "$data" ]; then

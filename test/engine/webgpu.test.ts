@@ -18,7 +18,8 @@ import { backend, use } from "../../lib/engine/backend";
 import { Rng } from "../../lib/engine/rng";
 import { explainNoAdapter, icdFiles, isSoftwareAdapter } from "../../lib/engine/webgpu/dawn";
 import { startWebGPU, webgpuState } from "../../lib/engine/webgpu/backend";
-import { splitKParts, splitsAlongK, WebGPUBackendLike } from "../../lib/engine/webgpu/kernels";
+import { splitsAlongK, WebGPUBackendLike } from "../../lib/engine/webgpu/kernels";
+import { splitKParts } from "../../lib/engine/webgpu/matmul";
 import { loadBeir } from "../../lib/data/beir";
 import { PackedCorpus } from "../../lib/train/data";
 import { Trainer, StepInfo } from "../../lib/train/trainer";
@@ -512,6 +513,62 @@ test("a matmul with few output tiles and a long K is split along K (weight gradi
     assert.throws(() => splitKParts(1, 1, 4096), /^RETROMAE_WEBGPU_SPLIT_K is "yes"; set it to 1 \(the default\) or 0 \(off\), or unset it\.$/);
   } finally {
     delete process.env.RETROMAE_WEBGPU_SPLIT_K;
+  }
+});
+
+test("RETROMAE_WEBGPU_MATMUL=tiled: matmuls of at least 128 × 128 in 128 × 128 tiles give the cpu's values on odd shapes, every transpose, a bias, batches (one broadcast), the same bits twice; smaller ones keep tfjs's; a training step replays with it; a bad value is one sentence", async () => {
+  const rng = new Rng(25);
+  await use("webgpu");
+  process.env.RETROMAE_WEBGPU_MATMUL = "tiled";
+  try {
+    // [batchA, batchB, M, N, K, transposeA, transposeB, bias]
+    const cases: [number, number, number, number, number, boolean, boolean, boolean][] = [
+      [1, 1, 130, 129, 33, false, true, true], // x·Wᵀ + b with row, column and K tails
+      [1, 1, 128, 256, 8, false, false, false],
+      [1, 1, 200, 136, 67, true, false, false], // dyᵀ·x
+      [1, 1, 129, 128, 20, true, true, false],
+      [3, 3, 130, 128, 17, false, true, false], // batched, as the attention's scores
+      [2, 1, 128, 140, 9, false, false, true], // B broadcast over the batch
+    ];
+    for (const [bA, bB, M, N, K, tA, tB, withBias] of cases) {
+      const a = rng.fillNormal(new Float32Array(bA * M * K));
+      const b = rng.fillNormal(new Float32Array(bB * K * N));
+      const bias = rng.fillNormal(new Float32Array(N));
+      const g = () =>
+        tf.tidy(() => {
+          const A = tf.tensor3d(a, tA ? [bA, K, M] : [bA, M, K]);
+          const B = tf.tensor3d(b, tB ? [bB, N, K] : [bB, K, N]);
+          return withBias ? tf.fused.matMul({ a: A, b: B, transposeA: tA, transposeB: tB, bias: tf.tensor1d(bias) }) : tf.matMul(A, B, tA, tB);
+        });
+      const name = `[${bA}/${bB}, ${M}, ${N}, ${K}] ${tA ? "Aᵀ" : "A"}·${tB ? "Bᵀ" : "B"}${withBias ? " + b" : ""}`;
+      const [first, second] = [await programsOf(g), await programsOf(g)];
+      assert.equal(first.keys, [`retromaeMatMulTiled_${tA}_${tB}_${withBias}`], name);
+      assert.equal(bits(first.values), bits(second.values), `${name}: the same bits twice`);
+      const r = await both(g);
+      assert.equal(r.shape, [Math.max(bA, bB), M, N]);
+      for (let i = 0; i < r.cpu.length; i++) assert.ok(Math.abs(r.cpu[i] - r.gpu[i]) < 1e-4 * Math.max(1, Math.abs(r.cpu[i])), `${name} at ${i}: cpu ${r.cpu[i]} vs webgpu ${r.gpu[i]}`);
+    }
+    const small = await programsOf(() => tf.tidy(() => tf.matMul(tf.ones([127, 64]), tf.ones([64, 300]))));
+    assert.ok(small.keys.every((k) => !/Tiled/.test(k)), `an output under a tile keeps tfjs's program: ${small.keys.join(", ")}`);
+    // a training step whose decoder logits (240 label slots × the vocabulary) take the tiled program, replayed: the default's losses
+    const losses = async () => {
+      const t = makeTrainer({ batchSize: 8 });
+      const e = await train(t, 5);
+      assert.ok(t.recordedSteps!.replayed >= 1, JSON.stringify(t.recordedSteps));
+      t.model.dispose();
+      t.dispose();
+      return e.map((x) => x.loss);
+    };
+    const tiled = await losses();
+    const keysInStep = await programsOf(() => tf.tidy(() => tf.fused.matMul({ a: tf.ones([240, 32]), b: tf.ones([tok.vocab.size, 32]), transposeB: true, bias: tf.zeros([tok.vocab.size]) })));
+    assert.equal(keysInStep.keys, ["retromaeMatMulTiled_false_true_true"], "the logits' shape takes it");
+    delete process.env.RETROMAE_WEBGPU_MATMUL;
+    const plain = await losses();
+    for (let i = 0; i < plain.length; i++) assert.ok(Math.abs(tiled[i] - plain[i]) < 1e-5 * Math.abs(plain[i]), `step ${i + 1}: ${tiled[i]} vs ${plain[i]}`);
+    process.env.RETROMAE_WEBGPU_MATMUL = "fast";
+    assert.throws(() => tf.matMul(tf.ones([2, 2]), tf.ones([2, 2])), /RETROMAE_WEBGPU_MATMUL is "fast"; set it to tfjs \(the default\) or tiled, or unset it\./);
+  } finally {
+    delete process.env.RETROMAE_WEBGPU_MATMUL;
   }
 });
 

@@ -71,6 +71,7 @@ import {
   SOFTMAX_MINUS_ONE_HOT_COL_SUM,
 } from "../fused";
 import type { KernelConfig, KernelFunc, TensorInfo } from "@tensorflow/tfjs-core";
+import { SPLIT_TILE, splitKMatMulProgram, splitKParts, takesTiledMatMul, tiledMatMulProgram } from "./matmul";
 
 /** What these kernels use of tfjs-backend-webgpu's WebGPUBackend. */
 export interface WebGPUBackendLike {
@@ -806,102 +807,6 @@ export function splitsAlongK(a: TensorInfo, b: TensorInfo, transposeA: boolean, 
 }
 
 /**
- * A matmul whose output has few tiles and whose inner dimension is long, split along K:
- * how many parts (1: not split). A weight's gradient over a small model's tokens (dyᵀ·x:
- * a [128, 128] output is 16 tiles of 32 × 32, over 2,048 tokens) or the tied decoder's
- * dz·E (K the vocabulary) otherwise runs as a few dozen workgroups, each walking the
- * whole of K, on a GPU that holds thousands: parts of at least 256 of K until there
- * are about 1,024 workgroups. RETROMAE_WEBGPU_SPLIT_K=0 turns it off.
- */
-export function splitKParts(M: number, N: number, K: number): number {
-  const v = process.env.RETROMAE_WEBGPU_SPLIT_K;
-  if (v !== undefined && v !== "" && v !== "0" && v !== "1") throw new Error(`RETROMAE_WEBGPU_SPLIT_K is "${v}"; set it to 1 (the default) or 0 (off), or unset it.`);
-  if (v === "0") return 1;
-  const tiles = Math.ceil(M / SPLIT_TILE) * Math.ceil(N / SPLIT_TILE);
-  if (tiles >= 512 || K < 1024) return 1;
-  return Math.max(1, Math.min(Math.ceil(1024 / tiles), Math.floor(K / 256), 64));
-}
-
-const SPLIT_TILE = 32;
-
-/**
- * The parts of C = op(A)·op(B) over K, one part per workgroup z: part s sums
- * k in [s·chunk, min((s + 1)·chunk, K)). A 32 × 32 tile of C per workgroup
- * of 64 invocations, 4 × 4 each, K in steps of 32 staged in workgroup
- * memory, loaded along whichever of each operand's axes is contiguous.
- * a [M, K] (or [K, M] with transposeA), b [K, N] (or [N, K]) -> [parts, M, N]
- */
-export function splitKMatMulProgram(M: number, N: number, K: number, parts: number, transposeA: boolean, transposeB: boolean) {
-  const T = SPLIT_TILE;
-  // element e of a tile: (row, column) of the stored operand with the contiguous axis fastest
-  const aAt = transposeA ? "let kk = e / 32; let mm = e % 32;" : "let mm = e / 32; let kk = e % 32;";
-  // (indices clamped into the operands: a tile's edge reads a real element, then selects 0)
-  const aIndex = transposeA ? "min(k, uniforms.K - 1) * uniforms.M + min(m, uniforms.M - 1)" : "min(m, uniforms.M - 1) * uniforms.K + min(k, uniforms.K - 1)";
-  const bAt = transposeB ? "let nn = e / 32; let kk = e % 32;" : "let kk = e / 32; let nn = e % 32;";
-  const bIndex = transposeB ? "min(n, uniforms.N - 1) * uniforms.K + min(k, uniforms.K - 1)" : "min(k, uniforms.K - 1) * uniforms.N + min(n, uniforms.N - 1)";
-  const code = `
-  var<workgroup> As : array<f32, ${T * T}>;
-  var<workgroup> Bs : array<f32, ${T * T}>;
-  fn main(index : i32) {
-    let tid = i32(localIndex);
-    let tx = tid % 8;
-    let ty = tid / 8;
-    let n0 = i32(workgroupId.x) * ${T};
-    let m0 = i32(workgroupId.y) * ${T};
-    let part = i32(workgroupId.z);
-    let kBegin = part * uniforms.chunk;
-    let kEnd = min(kBegin + uniforms.chunk, uniforms.K);
-    var acc : array<array<f32, 4>, 4>;
-    for (var i = 0; i < 4; i = i + 1) { for (var j = 0; j < 4; j = j + 1) { acc[i][j] = 0.0; } }
-    // (the trip count from a uniform: WGSL allows barriers in uniform control flow only; a last, shorter part loads zeros)
-    for (var t = 0; t < uniforms.chunk; t = t + ${T}) {
-      let k0 = kBegin + t;
-      for (var e = tid; e < ${T * T}; e = e + 64) {
-        ${aAt}
-        let m = m0 + mm;
-        let k = k0 + kk;
-        As[mm * ${T} + kk] = select(0.0, A[${aIndex}], m < uniforms.M && k < kEnd);
-      }
-      for (var e = tid; e < ${T * T}; e = e + 64) {
-        ${bAt}
-        let n = n0 + nn;
-        let k = k0 + kk;
-        Bs[kk * ${T} + nn] = select(0.0, B[${bIndex}], n < uniforms.N && k < kEnd);
-      }
-      workgroupBarrier();
-      for (var kk = 0; kk < ${T}; kk = kk + 1) {
-        var bv : array<f32, 4>;
-        for (var j = 0; j < 4; j = j + 1) { bv[j] = Bs[kk * ${T} + tx * 4 + j]; }
-        for (var i = 0; i < 4; i = i + 1) {
-          let av = As[(ty * 4 + i) * ${T} + kk];
-          for (var j = 0; j < 4; j = j + 1) { acc[i][j] = fma(av, bv[j], acc[i][j]); }
-        }
-      }
-      workgroupBarrier();
-    }
-    for (var i = 0; i < 4; i = i + 1) {
-      let m = m0 + ty * 4 + i;
-      for (var j = 0; j < 4; j = j + 1) {
-        let n = n0 + tx * 4 + j;
-        if (m < uniforms.M && n < uniforms.N) { result[(part * uniforms.M + m) * uniforms.N + n] = acc[i][j]; }
-      }
-    }
-  }`;
-  return {
-    outputShape: [parts, M, N],
-    variableNames: ["A", "B"],
-    uniforms: "M : i32, N : i32, K : i32, chunk : i32,",
-    shaderKey: `retromaeMatMulSplitK_${transposeA}_${transposeB}`,
-    /** For a profile's GFLOP/s (./replay.ts labels dispatches with it). */
-    flops: 2 * M * N * K,
-    workgroupSize: [64, 1, 1] as [number, number, number],
-    dispatchLayout: { x: [0, 1, 2] },
-    dispatch: [Math.ceil(N / T), Math.ceil(M / T), parts] as [number, number, number],
-    getUserCode: () => code,
-  };
-}
-
-/**
  * op(A)·op(B) for a batch of one, split along K in `parts` (splitKMatMulProgram),
  * then the parts added in order (one column-sum pass): the same bits run after run.
  */
@@ -915,9 +820,11 @@ function splitKMatMul(b: WebGPUBackendLike, a: TensorInfo, bT: TensorInfo, trans
 }
 
 /**
- * BatchMatMul or _FusedMatMul: split along K where the output has few tiles and K is
- * long (splitKParts); else with tfjs's small-output program where tfjs would split
- * along K with float atomics; else tfjs's own.
+ * BatchMatMul or _FusedMatMul: in 128 × 128 tiles where RETROMAE_WEBGPU_MATMUL=tiled
+ * asks and the output is at least a tile each way (./matmul.ts); else split along K
+ * where the output has few tiles and K is long (splitKParts); else with tfjs's
+ * small-output program where tfjs would split along K with float atomics; else
+ * tfjs's own.
  */
 export function deterministicMatMul(kernelName: string, original: KernelFunc): KernelConfig {
   return {
@@ -927,14 +834,24 @@ export function deterministicMatMul(kernelName: string, original: KernelFunc): K
       const { a, b, bias, preluActivationWeights } = args.inputs as unknown as { a: TensorInfo; b: TensorInfo; bias?: TensorInfo; preluActivationWeights?: TensorInfo };
       const { transposeA, transposeB, activation } = args.attrs as unknown as { transposeA: boolean; transposeB: boolean; activation?: string };
       const [ra, rb] = [a.shape.length, b.shape.length];
-      if (!bias && !preluActivationWeights && (!activation || activation === "linear") && a.dtype === "float32" && b.dtype === "float32" && product(a.shape.slice(0, -2)) === 1 && product(b.shape.slice(0, -2)) === 1) {
-        const M = transposeA ? a.shape[ra - 1] : a.shape[ra - 2];
-        const K = transposeA ? a.shape[ra - 2] : a.shape[ra - 1];
-        const N = transposeB ? b.shape[rb - 2] : b.shape[rb - 1];
+      const M = transposeA ? a.shape[ra - 1] : a.shape[ra - 2];
+      const K = transposeA ? a.shape[ra - 2] : a.shape[ra - 1];
+      const N = transposeB ? b.shape[rb - 2] : b.shape[rb - 1];
+      const [batchA, batchB] = [product(a.shape.slice(0, -2)), product(b.shape.slice(0, -2))];
+      const plain = !preluActivationWeights && (!activation || activation === "linear") && a.dtype === "float32" && b.dtype === "float32" && M * N * K > 0;
+      const backend = args.backend as unknown as WebGPUBackendLike;
+      if (plain && (batchA === batchB || batchA === 1 || batchB === 1) && (!bias || (bias.shape.length === 1 && bias.shape[0] === N)) && takesTiledMatMul(M, N)) {
+        const batch = Math.max(batchA, batchB);
+        const lead = (batchA >= batchB ? a.shape : b.shape).slice(0, -2);
+        const uniforms = [M, N, K, batchA, batchB].map((v) => ({ type: "int32", data: [v] }));
+        const out = backend.runWebGPUProgram(tiledMatMulProgram(batch, M, N, K, transposeA, transposeB, !!bias), [a, b, ...(bias ? [bias] : [])], "float32", uniforms);
+        return { dataId: out.dataId, shape: [...lead, M, N], dtype: "float32" };
+      }
+      if (plain && !bias && batchA === 1 && batchB === 1) {
         const parts = splitKParts(M, N, K);
         if (parts > 1) {
           const lead = (ra >= rb ? a.shape : b.shape).slice(0, -2);
-          return splitKMatMul(args.backend as unknown as WebGPUBackendLike, a, b, transposeA, transposeB, M, N, K, parts, [...lead, M, N]);
+          return splitKMatMul(backend, a, b, transposeA, transposeB, M, N, K, parts, [...lead, M, N]);
         }
       }
       const threshold = (args.backend as unknown as { thresholdToIncreaseWorkgroups?: number }).thresholdToIncreaseWorkgroups ?? 8;

@@ -1,0 +1,227 @@
+/**
+ * This project's matmul programs for tfjs-webgpu (kernels.ts's BatchMatMul
+ * and _FusedMatMul choose among them and tfjs's own):
+ *
+ * - split along K (`splitKParts`, `splitKMatMulProgram`): an output of few
+ *   tiles over a long K, in parts that a column sum adds in a fixed order;
+ * - 128 × 128 tiles (`tiledMatMulProgram`), opt-in with
+ *   RETROMAE_WEBGPU_MATMUL=tiled: the classic fp32 GEMM blocking (a
+ *   workgroup of 256 invocations, 8 × 8 outputs each, K in steps of 8
+ *   staged in workgroup memory, the inner product unrolled into vec4
+ *   registers), with the bias in its epilogue, for the model's large
+ *   matmuls. tfjs-webgpu's own is 32 × 32 tiles of 4 × 4 (and scalar when B
+ *   is transposed, as every dense layer's x·Wᵀ is). Which is faster is a
+ *   GPU's to say: `bench gpu` times steps both ways on a hardware adapter.
+ *
+ * Both are plain tfjs programs (run through runWebGPUProgram), so recorded
+ * steps replay them and profiles name them.
+ */
+
+/** The tile of C a split-K workgroup computes, on each side. */
+export const SPLIT_TILE = 32;
+
+/**
+ * A matmul whose output has few tiles and whose inner dimension is long, split along K:
+ * how many parts (1: not split). A weight's gradient over a small model's tokens (dyᵀ·x:
+ * a [128, 128] output is 16 tiles of 32 × 32, over 2,048 tokens) or the tied decoder's
+ * dz·E (K the vocabulary) otherwise runs as a few dozen workgroups, each walking the
+ * whole of K, on a GPU that holds thousands: parts of at least 256 of K until there
+ * are about 1,024 workgroups. RETROMAE_WEBGPU_SPLIT_K=0 turns it off.
+ */
+export function splitKParts(M: number, N: number, K: number): number {
+  const v = process.env.RETROMAE_WEBGPU_SPLIT_K;
+  if (v !== undefined && v !== "" && v !== "0" && v !== "1") throw new Error(`RETROMAE_WEBGPU_SPLIT_K is "${v}"; set it to 1 (the default) or 0 (off), or unset it.`);
+  if (v === "0") return 1;
+  const tiles = Math.ceil(M / SPLIT_TILE) * Math.ceil(N / SPLIT_TILE);
+  if (tiles >= 512 || K < 1024) return 1;
+  return Math.max(1, Math.min(Math.ceil(1024 / tiles), Math.floor(K / 256), 64));
+}
+
+
+/**
+ * The parts of C = op(A)·op(B) over K, one part per workgroup z: part s sums
+ * k in [s·chunk, min((s + 1)·chunk, K)). A 32 × 32 tile of C per workgroup
+ * of 64 invocations, 4 × 4 each, K in steps of 32 staged in workgroup
+ * memory, loaded along whichever of each operand's axes is contiguous.
+ * a [M, K] (or [K, M] with transposeA), b [K, N] (or [N, K]) -> [parts, M, N]
+ */
+export function splitKMatMulProgram(M: number, N: number, K: number, parts: number, transposeA: boolean, transposeB: boolean) {
+  const T = SPLIT_TILE;
+  // element e of a tile: (row, column) of the stored operand with the contiguous axis fastest
+  const aAt = transposeA ? "let kk = e / 32; let mm = e % 32;" : "let mm = e / 32; let kk = e % 32;";
+  // (indices clamped into the operands: a tile's edge reads a real element, then selects 0)
+  const aIndex = transposeA ? "min(k, uniforms.K - 1) * uniforms.M + min(m, uniforms.M - 1)" : "min(m, uniforms.M - 1) * uniforms.K + min(k, uniforms.K - 1)";
+  const bAt = transposeB ? "let nn = e / 32; let kk = e % 32;" : "let kk = e / 32; let nn = e % 32;";
+  const bIndex = transposeB ? "min(n, uniforms.N - 1) * uniforms.K + min(k, uniforms.K - 1)" : "min(k, uniforms.K - 1) * uniforms.N + min(n, uniforms.N - 1)";
+  const code = `
+  var<workgroup> As : array<f32, ${T * T}>;
+  var<workgroup> Bs : array<f32, ${T * T}>;
+  fn main(index : i32) {
+    let tid = i32(localIndex);
+    let tx = tid % 8;
+    let ty = tid / 8;
+    let n0 = i32(workgroupId.x) * ${T};
+    let m0 = i32(workgroupId.y) * ${T};
+    let part = i32(workgroupId.z);
+    let kBegin = part * uniforms.chunk;
+    let kEnd = min(kBegin + uniforms.chunk, uniforms.K);
+    var acc : array<array<f32, 4>, 4>;
+    for (var i = 0; i < 4; i = i + 1) { for (var j = 0; j < 4; j = j + 1) { acc[i][j] = 0.0; } }
+    // (the trip count from a uniform: WGSL allows barriers in uniform control flow only; a last, shorter part loads zeros)
+    for (var t = 0; t < uniforms.chunk; t = t + ${T}) {
+      let k0 = kBegin + t;
+      for (var e = tid; e < ${T * T}; e = e + 64) {
+        ${aAt}
+        let m = m0 + mm;
+        let k = k0 + kk;
+        As[mm * ${T} + kk] = select(0.0, A[${aIndex}], m < uniforms.M && k < kEnd);
+      }
+      for (var e = tid; e < ${T * T}; e = e + 64) {
+        ${bAt}
+        let n = n0 + nn;
+        let k = k0 + kk;
+        Bs[kk * ${T} + nn] = select(0.0, B[${bIndex}], n < uniforms.N && k < kEnd);
+      }
+      workgroupBarrier();
+      for (var kk = 0; kk < ${T}; kk = kk + 1) {
+        var bv : array<f32, 4>;
+        for (var j = 0; j < 4; j = j + 1) { bv[j] = Bs[kk * ${T} + tx * 4 + j]; }
+        for (var i = 0; i < 4; i = i + 1) {
+          let av = As[(ty * 4 + i) * ${T} + kk];
+          for (var j = 0; j < 4; j = j + 1) { acc[i][j] = fma(av, bv[j], acc[i][j]); }
+        }
+      }
+      workgroupBarrier();
+    }
+    for (var i = 0; i < 4; i = i + 1) {
+      let m = m0 + ty * 4 + i;
+      for (var j = 0; j < 4; j = j + 1) {
+        let n = n0 + tx * 4 + j;
+        if (m < uniforms.M && n < uniforms.N) { result[(part * uniforms.M + m) * uniforms.N + n] = acc[i][j]; }
+      }
+    }
+  }`;
+  return {
+    outputShape: [parts, M, N],
+    variableNames: ["A", "B"],
+    uniforms: "M : i32, N : i32, K : i32, chunk : i32,",
+    shaderKey: `retromaeMatMulSplitK_${transposeA}_${transposeB}`,
+    /** For a profile's GFLOP/s (./replay.ts labels dispatches with it). */
+    flops: 2 * M * N * K,
+    workgroupSize: [64, 1, 1] as [number, number, number],
+    dispatchLayout: { x: [0, 1, 2] },
+    dispatch: [Math.ceil(N / T), Math.ceil(M / T), parts] as [number, number, number],
+    getUserCode: () => code,
+  };
+}
+
+/**
+ * Whether RETROMAE_WEBGPU_MATMUL asks for the 128 × 128 tiled matmul:
+ * "tfjs" (the default: tfjs-webgpu's own programs) or "tiled".
+ */
+export function tiledMatMulEnabled(): boolean {
+  const v = process.env.RETROMAE_WEBGPU_MATMUL;
+  if (v === undefined || v === "" || v === "tfjs") return false;
+  if (v === "tiled") return true;
+  throw new Error(`RETROMAE_WEBGPU_MATMUL is "${v}"; set it to tfjs (the default) or tiled, or unset it.`);
+}
+
+const BM = 128; // rows of C per workgroup
+const BN = 128; // columns of C per workgroup
+const BK = 8; // K per step through workgroup memory
+const ROW = BM / 4 + 1; // vec4s per row of a staged tile, one more to spread the stores over the banks
+
+/** Whether an output of M × N (in `batch` matrices) takes the tiled program: both sides at least a tile. */
+export function takesTiledMatMul(M: number, N: number): boolean {
+  return tiledMatMulEnabled() && M >= BM && N >= BN;
+}
+
+/**
+ * C[b] = op(A[b])·op(B[b]) (+ bias) in tiles of 128 × 128: a workgroup of
+ * 16 × 16 invocations, each computing 8 rows × 8 columns of its tile in 16
+ * vec4 registers; per step of 8 along K the workgroup stages A's and B's
+ * slices in workgroup memory (k-major, loaded along whichever axis of each
+ * operand is contiguous) and each invocation reads 2 + 2 vec4s for 64
+ * multiply-adds. Edges are masked: any M, N, K. A batch of A or B of one is
+ * broadcast. a [bA, M, K] ([bA, K, M] transposed), b [bB, K, N] ([bB, N, K]),
+ * bias [N] -> [batch, M, N]
+ */
+export function tiledMatMulProgram(batch: number, M: number, N: number, K: number, transposeA: boolean, transposeB: boolean, bias: boolean) {
+  // staging: element e (0..1023) of the A slice [BK k][BM m] and of the B slice [BK k][BN n]
+  const aAt = transposeA ? "let kk = e / 128; let mm = e % 128;" : "let mm = e / 8; let kk = e % 8;";
+  const aIndex = transposeA ? "aBase + min(k, uniforms.K - 1) * uniforms.M + min(m, uniforms.M - 1)" : "aBase + min(m, uniforms.M - 1) * uniforms.K + min(k, uniforms.K - 1)";
+  const bAt = transposeB ? "let nn = e / 8; let kk = e % 8;" : "let kk = e / 128; let nn = e % 128;";
+  const bIndex = transposeB ? "bBase + min(n, uniforms.N - 1) * uniforms.K + min(k, uniforms.K - 1)" : "bBase + min(k, uniforms.K - 1) * uniforms.N + min(n, uniforms.N - 1)";
+  const rows = [0, 1, 2, 3, 4, 5, 6, 7];
+  const halves = [0, 1];
+  const decl = rows.flatMap((i) => halves.map((h) => `var c${i}${h} = vec4<f32>(0.0);`)).join(" ");
+  // one k of the staged slices: a[0..7] (two vec4) for this invocation's rows, b (two vec4) for its columns
+  const step = (kk: number) => `
+        {
+          let a0 = As[${kk * ROW} + ty * 2];
+          let a1 = As[${kk * ROW} + ty * 2 + 1];
+          let b0 = Bs[${kk * ROW} + tx * 2];
+          let b1 = Bs[${kk * ROW} + tx * 2 + 1];
+${rows.map((i) => `          c${i}0 = fma(vec4<f32>(a${i >> 2}[${i & 3}]), b0, c${i}0); c${i}1 = fma(vec4<f32>(a${i >> 2}[${i & 3}]), b1, c${i}1);`).join("\n")}
+        }`;
+  const store = rows
+    .flatMap((i) =>
+      halves.map(
+        (h) => `
+    {
+      let m = m0 + ty * 8 + ${i};
+      let n = n0 + tx * 8 + ${h * 4};
+      let v = c${i}${h}${bias ? " + vec4<f32>(bias[min(n, uniforms.N - 1)], bias[min(n + 1, uniforms.N - 1)], bias[min(n + 2, uniforms.N - 1)], bias[min(n + 3, uniforms.N - 1)])" : ""};
+      if (m < uniforms.M) {
+        let o = (z * uniforms.M + m) * uniforms.N + n;
+        for (var j = 0; j < 4; j = j + 1) { if (n + j < uniforms.N) { result[o + j] = v[j]; } }
+      }
+    }`,
+      ),
+    )
+    .join("");
+  const code = `
+  var<workgroup> As : array<vec4<f32>, ${BK * ROW}>;
+  var<workgroup> Bs : array<vec4<f32>, ${BK * ROW}>;
+  fn main(index : i32) {
+    let tid = i32(localIndex);
+    let tx = tid % 16;
+    let ty = tid / 16;
+    let n0 = i32(workgroupId.x) * ${BN};
+    let m0 = i32(workgroupId.y) * ${BM};
+    let z = i32(workgroupId.z);
+    let aBase = select(z, 0, uniforms.batchA == 1) * uniforms.M * uniforms.K;
+    let bBase = select(z, 0, uniforms.batchB == 1) * uniforms.K * uniforms.N;
+    ${decl}
+    for (var k0 = 0; k0 < uniforms.K; k0 = k0 + ${BK}) {
+      for (var e = tid; e < ${BM * BK}; e = e + 256) {
+        ${aAt}
+        let m = m0 + mm;
+        let k = k0 + kk;
+        As[kk * ${ROW} + mm / 4][mm % 4] = select(0.0, A[${aIndex}], m < uniforms.M && k < uniforms.K);
+      }
+      for (var e = tid; e < ${BN * BK}; e = e + 256) {
+        ${bAt}
+        let n = n0 + nn;
+        let k = k0 + kk;
+        Bs[kk * ${ROW} + nn / 4][nn % 4] = select(0.0, B[${bIndex}], n < uniforms.N && k < uniforms.K);
+      }
+      workgroupBarrier();
+${Array.from({ length: BK }, (_, kk) => step(kk)).join("")}
+      workgroupBarrier();
+    }
+${store}
+  }`;
+  return {
+    outputShape: [batch, M, N],
+    variableNames: bias ? ["A", "B", "bias"] : ["A", "B"],
+    uniforms: "M : i32, N : i32, K : i32, batchA : i32, batchB : i32,",
+    shaderKey: `retromaeMatMulTiled_${transposeA}_${transposeB}_${bias}`,
+    /** For a profile's GFLOP/s (./replay.ts labels dispatches with it). */
+    flops: 2 * batch * M * N * K,
+    workgroupSize: [256, 1, 1] as [number, number, number],
+    dispatchLayout: { x: [0, 1, 2] },
+    dispatch: [Math.ceil(N / BN), Math.ceil(M / BM), batch] as [number, number, number],
+    getUserCode: () => code,
+  };
+}
