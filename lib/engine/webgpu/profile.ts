@@ -79,7 +79,8 @@ export function summarizeProfile(times: (KernelLabel & { ms: number })[], step: 
     c.ms += t.ms;
     c.flops += t.flops ?? 0;
   }
-  const rate = (flops: number, ms: number) => (flops > 0 && ms > 0 ? { gflops: +(flops / ms / 1e6).toFixed(1) } : {});
+  // three significant digits: a micro model's matmuls run at hundredths of a GFLOP/s on a software adapter
+  const rate = (flops: number, ms: number) => (flops > 0 && ms > 0 ? { gflops: +(flops / ms / 1e6).toPrecision(3) } : {});
   const share = (ms: number) => (gpuMs > 0 ? +(ms / gpuMs).toFixed(4) : 0);
   return {
     step,
