@@ -3,7 +3,8 @@
  * through `retromae run`: the backend is chosen in a cell, the live chart
  * draws from a GPU run, and a tensor that lives on the GPU displays as a
  * cell's value (read with an awaited transfer: webgpu has no synchronous read
- * in Node).
+ * in Node), and a step's GPU time is profiled by kernel from the package's
+ * public API (Trainer.profile, formatProfile).
  */
 import { spawnSync } from "child_process";
 import * as fs from "fs";
@@ -24,7 +25,7 @@ const notebook = {
   nbformat_minor: 5,
   metadata: { kernelspec: { name: "retromae", display_name: "RetroMAE (TypeScript)", language: "typescript" } },
   cells: [
-    code(`import { backend, BertTokenizer, Vocab, RetroMAE, PackedCorpus, Trainer, loadBeir } from "retromae";
+    code(`import { backend, BertTokenizer, Vocab, RetroMAE, PackedCorpus, Trainer, loadBeir, formatProfile } from "retromae";
 const choice = await backend.use("webgpu");
 backend.describe(choice)`),
     code(`const ds = loadBeir(${JSON.stringify(path.join(SHARED_DATA, "beir-scifact"))});
@@ -36,10 +37,11 @@ const trainer = new Trainer({ model, tokenizer, data: PackedCorpus.fromTexts(tex
 const result = await trainer.fit({ steps: 2 });
 \`\${result.status}: \${result.stepsTaken} steps, loss \${result.lastLoss!.loss.toFixed(3)}\``),
     code(`model.weights.get("cls.predictions.bias")`),
+    code(`console.log(formatProfile(await trainer.profile(), 5))`),
   ],
 };
 
-test("a two-step notebook trains on webgpu, draws its live chart and shows a GPU tensor", () => {
+test("a two-step notebook trains on webgpu, draws its live chart, shows a GPU tensor and profiles a step", () => {
   const src = path.join(work, "webgpu.ipynb");
   const out = path.join(work, "webgpu.out.ipynb");
   fs.writeFileSync(src, JSON.stringify(notebook));
@@ -57,6 +59,9 @@ test("a two-step notebook trains on webgpu, draws its live chart and shows a GPU
   assert.ok(outputs[1].some((o: { data?: Record<string, unknown> }) => o.data?.["application/vnd.plotly.v1+json"]), "the live chart");
   assert.match(outputs[1].map(text).join(""), /done: 2 steps, loss \d+\.\d{3}/);
   assert.match(outputs[2].map(text).join(""), /^'?Tensor float32 \[\d+\]  min [-0-9.e]+  mean [-0-9.e]+  max/);
+  const profile = outputs[3].map((o: { text?: unknown }) => [o.text].flat().join("")).join("");
+  assert.match(profile, /^step [345]: \d+ dispatches, [\d.]+ ms of GPU time on SwiftShader[^\n]*\(a software adapter: not GPU figures\)/);
+  assert.match(profile, /GPU ms\s+share\s+calls\s+kind\n[\s\S]*matmul/);
 });
 
 test.after(() => fs.rmSync(work, { recursive: true, force: true }));
