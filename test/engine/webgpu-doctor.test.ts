@@ -18,6 +18,11 @@ test("a GPU node with the loader, NVIDIA's ICD and libglvnd passes, and the adap
   assert.equal(failing(base), []);
   assert.match(d.summary, /^The webgpu backend can run on NVIDIA H200\.$/);
   assert.match(d.checks.find((c) => c.name === "WebGPU adapters")!.found, /NVIDIA H200 \(vulkan, hardware\): maxBufferSize 16384 MiB/);
+  // the optional features this project uses, where they were read
+  const withFeatures = diagnoseWebGPU({ ...base, adapters: [{ ...H200, features: ["shader-f16", "subgroups", "timestamp-query"] }] });
+  assert.match(withFeatures.checks.find((c) => c.name === "WebGPU adapters")!.found, /; features: timestamp-query yes, subgroups yes, shader-f16 yes/);
+  const without = diagnoseWebGPU({ ...base, adapters: [{ ...H200, features: ["subgroups"] }] });
+  assert.match(without.checks.find((c) => c.name === "WebGPU adapters")!.found, /timestamp-query no, subgroups yes, shader-f16 no \(without timestamp-query, Trainer\.profile cannot time a step\)/);
 });
 
 test("a container without the graphics capability: CUDA sees the GPU, Vulkan does not, and the fix names the variable", () => {

@@ -22,7 +22,12 @@ export interface AdapterReport {
   description: string;
   software: boolean;
   limits: Record<string, number>;
+  /** The adapter's optional features (timestamp-query lets Trainer.profile time a step's kernels); absent where not read. */
+  features?: string[];
 }
+
+/** The optional features this project uses or may, named in the doctor's adapter lines. */
+const NOTED_FEATURES = ["timestamp-query", "subgroups", "shader-f16"];
 
 export interface WebGPUDoctorInputs {
   platform: string;
@@ -52,7 +57,8 @@ const mib = (b: number) => `${Math.round(b / 2 ** 20)} MiB`;
 
 export function describeAdapter(a: AdapterReport): string {
   const l = a.limits;
-  return `${a.name || a.description} (${a.backend}, ${a.software ? "software" : "hardware"}): maxBufferSize ${mib(l.maxBufferSize)}, maxStorageBufferBindingSize ${mib(l.maxStorageBufferBindingSize)}, ${l.maxStorageBuffersPerShaderStage} storage buffers per shader, workgroup memory ${l.maxComputeWorkgroupStorageSize} B, ${l.maxComputeInvocationsPerWorkgroup} invocations per workgroup`;
+  const features = a.features ? `; features: ${NOTED_FEATURES.map((f) => `${f} ${a.features!.includes(f) ? "yes" : "no"}`).join(", ")}${a.features.includes("timestamp-query") ? "" : " (without timestamp-query, Trainer.profile cannot time a step)"}` : "";
+  return `${a.name || a.description} (${a.backend}, ${a.software ? "software" : "hardware"}): maxBufferSize ${mib(l.maxBufferSize)}, maxStorageBufferBindingSize ${mib(l.maxStorageBufferBindingSize)}, ${l.maxStorageBuffersPerShaderStage} storage buffers per shader, workgroup memory ${l.maxComputeWorkgroupStorageSize} B, ${l.maxComputeInvocationsPerWorkgroup} invocations per workgroup${features}`;
 }
 
 /** The checks, from what was read off the machine. */
@@ -135,7 +141,7 @@ async function adapters(d: DawnModule): Promise<AdapterReport[]> {
       const a = await d.create([`adapter=${name}`, `backend=${backend}`]).requestAdapter();
       if (!a) continue;
       const i = adapterInfo(a);
-      out.push({ name, backend, vendor: i.vendor ?? "", architecture: i.architecture ?? "", description: i.description ?? "", software: isSoftwareAdapter(i, a.isFallbackAdapter), limits: limitsOf(a) });
+      out.push({ name, backend, vendor: i.vendor ?? "", architecture: i.architecture ?? "", description: i.description ?? "", software: isSoftwareAdapter(i, a.isFallbackAdapter), limits: limitsOf(a), features: [...a.features].map(String).sort() });
     } catch {
       // listed but not openable: leave it out
     }
