@@ -11,12 +11,14 @@
  *   science   RetroMAE vs MLM-only continued from one start: nDCG@10 against step, intervals and paired tests
  *   host      the host's share of a webgpu training step (Dawn's Null backend: no GPU work), with PyTorch's on its meta device in the same run
  *   gpu       training steps and probe encoding on the GPU backends (webgpu, tensorflow), with PyTorch on CUDA in the same run
+ *   gpu-table bench gpu's JSON lines (bench-gpu.jsonl) as the README's Markdown tables
  *   finetune  the official fine-tuning recipe on SciFact train for several encoders, then test nDCG@10, zero-shot and fine-tuned
  */
 import { benchKernel } from "./kernel";
 import { benchScience } from "./science";
 import { benchFinetune } from "./finetune";
 import { benchGpu, benchGpuOne } from "./gpu";
+import { benchGpuTable } from "./gpu-table";
 import { benchHost } from "./host";
 import { benchMatmul } from "./matmul";
 import { benchModel, benchModelOne } from "./model";
@@ -42,6 +44,7 @@ const BENCHES: Record<string, (args: string[]) => Promise<void>> = {
   host: benchHost,
   gpu: benchGpu,
   "gpu-one": benchGpuOne,
+  "gpu-table": benchGpuTable,
 };
 
 async function main(): Promise<void> {
