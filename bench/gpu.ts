@@ -160,29 +160,32 @@ async function denseLayoutCheck(rows: number, H: number, out: number): Promise<{
   };
   const asModel = await gflops(() => tf.matMul(x, W, false, true));
   const transposed = await gflops(() => tf.matMul(x, Wt));
-  process.env.RETROMAE_WEBGPU_MATMUL = "tiled";
-  let tiled: number;
-  try {
-    tiled = await gflops(() => tf.matMul(x, W, false, true));
-  } finally {
-    delete process.env.RETROMAE_WEBGPU_MATMUL;
-  }
+  const tiled = await withEnv("RETROMAE_WEBGPU_MATMUL", "tiled", () => gflops(() => tf.matMul(x, W, false, true)));
   tf.dispose([x, W, Wt]);
   return { as_model: asModel, stored_transposed: transposed, tiled };
 }
 
-/** ms per replayed step of a new trainer (4 steps to warm up and record, then `steps` timed) with an environment switch set. */
-async function msPerStepWith(name: string, value: string, newTrainer: () => Trainer, steps: number): Promise<number> {
+/** fn with the environment variable `name` set to `value`, then as it was. */
+async function withEnv<T>(name: string, value: string, fn: () => Promise<T>): Promise<T> {
+  const before = process.env[name];
   process.env[name] = value;
   try {
+    return await fn();
+  } finally {
+    if (before === undefined) delete process.env[name];
+    else process.env[name] = before;
+  }
+}
+
+/** ms per replayed step of a new trainer (4 steps to warm up and record, then `steps` timed) with an environment switch set. */
+function msPerStepWith(name: string, value: string, newTrainer: () => Trainer, steps: number): Promise<number> {
+  return withEnv(name, value, async () => {
     const t = newTrainer();
     await t.fit({ steps: 4, live: false });
     const r = await t.fit({ steps, live: false });
     t.dispose();
     return +(r.totalMs / steps).toFixed(1);
-  } finally {
-    delete process.env[name];
-  }
+  });
 }
 
 /**
@@ -212,6 +215,9 @@ export async function benchGpuOne(args: string[]): Promise<void> {
     seq: L,
     steps,
   };
+  // kernel switches set for the whole run (the comparisons below set each in turn)
+  const switches = ["RETROMAE_WEBGPU_MATMUL", "RETROMAE_WEBGPU_SPLIT_K", "RETROMAE_WEBGPU_DENSE"].filter((k) => process.env[k]);
+  if (switches.length) row.env = Object.fromEntries(switches.map((k) => [k, process.env[k]]));
   const parts = ["training", "profile", "encoding", "through tfjs", "dense transposed", "split K off", "tiled matmul", "matmul layouts"];
   const done = (part: string, measured: Record<string, unknown>) => {
     Object.assign(row, measured);

@@ -37,7 +37,6 @@ export function splitKParts(M: number, N: number, K: number): number {
   return Math.max(1, Math.min(Math.ceil(1024 / tiles), Math.floor(K / 256), 64));
 }
 
-
 /**
  * The parts of C = op(A)·op(B) over K, one part per workgroup z: part s sums
  * k in [s·chunk, min((s + 1)·chunk, K)). A 32 × 32 tile of C per workgroup
