@@ -61,6 +61,7 @@ import { BertTokenizer } from "../lib/text/tokenizer";
 import { PackedCorpus } from "../lib/train/data";
 import { Trainer } from "../lib/train/trainer";
 import { bytesHeldByReplays } from "../lib/engine/webgpu/replay";
+import { takesTiledMatMul } from "../lib/engine/webgpu/matmul";
 import { countDispatches } from "./host";
 import { emit, NO_TORCH, option, recordBatches, runTorch, SHARED_DATA, torchPython, writeEncodeBatches } from "./common";
 
@@ -137,7 +138,7 @@ async function fusedInferenceGain(model: RetroMAE, tok: BertTokenizer, texts: st
  * transposed, so this says what storing the weights transposed would gain
  * at this shape.
  */
-async function denseLayoutCheck(rows: number, H: number, out: number): Promise<{ as_model: number; stored_transposed: number; tiled: number }> {
+async function denseLayoutCheck(rows: number, H: number, out: number): Promise<{ as_model: number; stored_transposed: number; tiled: number | null }> {
   const [x, W] = [tf.randomNormal([rows, H], 0, 1, "float32", 1), tf.randomNormal([out, H], 0, 1, "float32", 2)];
   const Wt = tf.transpose(W);
   const gflops = async (f: () => tf.Tensor) => {
@@ -160,7 +161,8 @@ async function denseLayoutCheck(rows: number, H: number, out: number): Promise<{
   };
   const asModel = await gflops(() => tf.matMul(x, W, false, true));
   const transposed = await gflops(() => tf.matMul(x, Wt));
-  const tiled = await withEnv("RETROMAE_WEBGPU_MATMUL", "tiled", () => gflops(() => tf.matMul(x, W, false, true)));
+  // (null where the shape is under a tile, and tfjs's program would run)
+  const tiled = await withEnv("RETROMAE_WEBGPU_MATMUL", "tiled", async () => (takesTiledMatMul(rows, out) ? gflops(() => tf.matMul(x, W, false, true)) : null));
   tf.dispose([x, W, Wt]);
   return { as_model: asModel, stored_transposed: transposed, tiled };
 }
@@ -177,15 +179,12 @@ async function withEnv<T>(name: string, value: string, fn: () => Promise<T>): Pr
   }
 }
 
-/** ms per replayed step of a new trainer (4 steps to warm up and record, then `steps` timed) with an environment switch set. */
-function msPerStepWith(name: string, value: string, newTrainer: () => Trainer, steps: number): Promise<number> {
-  return withEnv(name, value, async () => {
-    const t = newTrainer();
-    await t.fit({ steps: 4, live: false });
-    const r = await t.fit({ steps, live: false });
-    t.dispose();
-    return +(r.totalMs / steps).toFixed(1);
-  });
+/** ms per step of a trainer over `steps`, after `warmup` steps (shaders, the pool, the recording); the trainer is disposed. */
+async function msPerStep(t: Trainer, warmup: number, steps: number): Promise<number> {
+  await t.fit({ steps: warmup, live: false });
+  const r = await t.fit({ steps, live: false });
+  t.dispose();
+  return +(r.totalMs / steps).toFixed(1);
 }
 
 /**
@@ -291,26 +290,19 @@ export async function benchGpuOne(args: string[]): Promise<void> {
   // (not on a software adapter: its compute, not the host, bounds a step there, at seconds a step)
   const onGpu = !!recorded && !software;
   const skipped = "skipped on a software adapter";
-  let throughTfjs: Record<string, unknown> = recorded ? { ms_per_step_through_tfjs: skipped } : {};
-  if (onGpu) {
-    const plain = newTrainer({ recordSteps: false });
-    await plain.fit({ steps: 2, live: false });
-    const r = await plain.fit({ steps, live: false });
-    plain.dispose();
-    throughTfjs = { ms_per_step_through_tfjs: +(r.totalMs / steps).toFixed(1) };
-  }
+  const throughTfjs = onGpu ? { ms_per_step_through_tfjs: await msPerStep(newTrainer({ recordSteps: false }), 2, steps) } : recorded ? { ms_per_step_through_tfjs: skipped } : {};
   done("through tfjs", throughTfjs);
 
   // the dense layers as x·(Wᵀ) (tfjs's vec4 matmul, RETROMAE_WEBGPU_DENSE=transposed), replayed as above
-  const transposed = onGpu ? { ms_per_step_dense_transposed: await msPerStepWith("RETROMAE_WEBGPU_DENSE", "transposed", newTrainer, steps) } : recorded ? { ms_per_step_dense_transposed: skipped } : {};
+  const transposed = onGpu ? { ms_per_step_dense_transposed: await withEnv("RETROMAE_WEBGPU_DENSE", "transposed", () => msPerStep(newTrainer(), 4, steps)) } : recorded ? { ms_per_step_dense_transposed: skipped } : {};
   done("dense transposed", transposed);
 
   // the matmuls split along K (few output tiles, long K) run unsplit instead (RETROMAE_WEBGPU_SPLIT_K=0)
-  const unsplit = onGpu && splitK ? { ms_per_step_without_split_k: await msPerStepWith("RETROMAE_WEBGPU_SPLIT_K", "0", newTrainer, steps) } : {};
+  const unsplit = onGpu && splitK ? { ms_per_step_without_split_k: await withEnv("RETROMAE_WEBGPU_SPLIT_K", "0", () => msPerStep(newTrainer(), 4, steps)) } : {};
   done("split K off", unsplit);
 
   // the large matmuls in 128 × 128 tiles (RETROMAE_WEBGPU_MATMUL=tiled, ./matmul.ts)
-  const tiled = onGpu ? { ms_per_step_matmul_tiled: await msPerStepWith("RETROMAE_WEBGPU_MATMUL", "tiled", newTrainer, steps) } : recorded ? { ms_per_step_matmul_tiled: skipped } : {};
+  const tiled = onGpu ? { ms_per_step_matmul_tiled: await withEnv("RETROMAE_WEBGPU_MATMUL", "tiled", () => msPerStep(newTrainer(), 4, steps)) } : recorded ? { ms_per_step_matmul_tiled: skipped } : {};
   model.dispose();
   done("tiled matmul", tiled);
 
@@ -319,11 +311,11 @@ export async function benchGpuOne(args: string[]): Promise<void> {
     const H = bertConfig(preset).hiddenSize;
     // the feed-forward's first matmul over every token, and the decoder's logits over its label slots
     const dense = await denseLayoutCheck(B * L, H, 4 * H);
-    layout = { dense_gflops_x_wt: dense.as_model, dense_gflops_x_w_stored_transposed: dense.stored_transposed, dense_gflops_tiled: dense.tiled };
+    layout = { dense_gflops_x_wt: dense.as_model, dense_gflops_x_w_stored_transposed: dense.stored_transposed, ...(dense.tiled !== null ? { dense_gflops_tiled: dense.tiled } : {}) };
     if (!software) {
       // (on a software adapter, 44 matmuls over the vocabulary take minutes)
       const logits = await denseLayoutCheck(B * (L - 2), H, tok.vocab.size);
-      Object.assign(layout, { logits_gflops_x_et: logits.as_model, logits_gflops_x_e_stored_transposed: logits.stored_transposed, logits_gflops_tiled: logits.tiled });
+      Object.assign(layout, { logits_gflops_x_et: logits.as_model, logits_gflops_x_e_stored_transposed: logits.stored_transposed, ...(logits.tiled !== null ? { logits_gflops_tiled: logits.tiled } : {}) });
     }
   }
   done("matmul layouts", layout);

@@ -838,23 +838,21 @@ export function deterministicMatMul(kernelName: string, original: KernelFunc): K
       const K = transposeA ? a.shape[ra - 2] : a.shape[ra - 1];
       const N = transposeB ? b.shape[rb - 2] : b.shape[rb - 1];
       const [batchA, batchB] = [product(a.shape.slice(0, -2)), product(b.shape.slice(0, -2))];
+      // the output's leading axes: the larger batch's, or the higher rank's where the batches are equal
+      const lead = (batchA > batchB || (batchA === batchB && ra >= rb) ? a.shape : b.shape).slice(0, -2);
       const plain = !preluActivationWeights && (!activation || activation === "linear") && a.dtype === "float32" && b.dtype === "float32" && M * N * K > 0;
       const backend = args.backend as unknown as WebGPUBackendLike;
       if (plain && (batchA === batchB || batchA === 1 || batchB === 1) && (!bias || (bias.shape.length === 1 && bias.shape[0] === N)) && takesTiledMatMul(M, N)) {
         const batch = Math.max(batchA, batchB);
-        const lead = (batchA >= batchB ? a.shape : b.shape).slice(0, -2);
         const uniforms = [M, N, K, batchA, batchB].map((v) => ({ type: "int32", data: [v] }));
         const out = backend.runWebGPUProgram(tiledMatMulProgram(batch, M, N, K, transposeA, transposeB, !!bias), [a, b, ...(bias ? [bias] : [])], "float32", uniforms);
         return { dataId: out.dataId, shape: [...lead, M, N], dtype: "float32" };
       }
       if (plain && !bias && batchA === 1 && batchB === 1) {
         const parts = splitKParts(M, N, K);
-        if (parts > 1) {
-          const lead = (ra >= rb ? a.shape : b.shape).slice(0, -2);
-          return splitKMatMul(backend, a, b, transposeA, transposeB, M, N, K, parts, [...lead, M, N]);
-        }
+        if (parts > 1) return splitKMatMul(backend, a, b, transposeA, transposeB, M, N, K, parts, [...lead, M, N]);
       }
-      const threshold = (args.backend as unknown as { thresholdToIncreaseWorkgroups?: number }).thresholdToIncreaseWorkgroups ?? 8;
+      const threshold = (backend as unknown as { thresholdToIncreaseWorkgroups?: number }).thresholdToIncreaseWorkgroups ?? 8;
       if (!splitsAlongK(a, b, transposeA, transposeB, threshold)) return original(args);
       const env = tf.env();
       const before = env.getNumber("WEBGPU_MATMUL_PROGRAM_TYPE");

@@ -707,11 +707,15 @@ export class StepReplay {
     const resolved = device.createBuffer({ size: bytes, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC });
     const staging = device.createBuffer({ size: bytes, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
     const labels = this.ops.flatMap((op) => (op.kind === "dispatch" ? [op.label] : []));
-    const outputs = this.submit(inputs, (encoder) => {
-      // resolve offsets must be multiples of 256 bytes: each full set is 32 KiB
-      sets.forEach((set, i) => encoder.resolveQuerySet(set, 0, set.count, resolved, i * perSet * 8));
-      encoder.copyBufferToBuffer(resolved, 0, staging, 0, bytes);
-    }, sets, perSet);
+    const outputs = this.submit(inputs, {
+      sets,
+      perSet,
+      resolve: (encoder) => {
+        // resolve offsets must be multiples of 256 bytes: each full set is 32 KiB
+        sets.forEach((set, i) => encoder.resolveQuerySet(set, 0, set.count, resolved, i * perSet * 8));
+        encoder.copyBufferToBuffer(resolved, 0, staging, 0, bytes);
+      },
+    });
     const times = staging.mapAsync(GPUMapMode.READ).then(
       () => {
         const stamps = new BigUint64Array(staging.getMappedRange().slice(0));
@@ -726,8 +730,12 @@ export class StepReplay {
     return { outputs, times };
   }
 
-  /** Write the inputs, encode the step (timed, with `sets`, where given) and its outputs' copies, and submit. */
-  private submit(inputs: readonly ArrayBufferView[], finish: ((encoder: GPUCommandEncoder) => void) | null, sets?: GPUQuerySet[], perSet = 0): tf.Tensor[] {
+  /**
+   * Write the inputs, encode the step and its outputs' copies, and submit.
+   * With `timing`, each dispatch is a pass of its own, stamped into the query
+   * sets (`perSet` queries each), and `resolve` encodes their readback last.
+   */
+  private submit(inputs: readonly ArrayBufferView[], timing: { sets: GPUQuerySet[]; perSet: number; resolve: (encoder: GPUCommandEncoder) => void } | null): tf.Tensor[] {
     if (!this.valid()) throw new Error("This recorded step no longer matches its model's tensors (a weight was replaced or disposed); record it again.");
     const b = this.b;
     flush(b);
@@ -744,15 +752,15 @@ export class StepReplay {
     let timed = 0;
     for (const op of this.ops) {
       if (op.kind === "dispatch") {
-        if (sets) {
-          const [set, at] = [sets[Math.floor((2 * timed) / perSet)], (2 * timed) % perSet];
+        if (timing) {
+          const [set, at] = [timing.sets[Math.floor((2 * timed) / timing.perSet)], (2 * timed) % timing.perSet];
           pass = encoder.beginComputePass({ timestampWrites: { querySet: set, beginningOfPassWriteIndex: at, endOfPassWriteIndex: at + 1 } });
           timed++;
         } else pass ??= encoder.beginComputePass();
         pass.setPipeline(op.pipeline);
         pass.setBindGroup(0, op.group);
         pass.dispatchWorkgroups(op.x, op.y, op.z);
-        if (sets) {
+        if (timing) {
           pass.end();
           pass = null;
         }
@@ -772,7 +780,7 @@ export class StepReplay {
       encoder.copyBufferToBuffer(o.buffer, 0, buffer, 0, Math.min(o.size, buffer.size));
       return t;
     });
-    finish?.(encoder);
+    timing?.resolve(encoder);
     b.queue.submit([encoder.finish()]);
     // values tfjs read back earlier stay cached on the CPU; the state changed under them
     for (const s of this.state) b.tensorMap.get(s.dataId)!.values = null;
@@ -883,11 +891,15 @@ export class StepRecorder {
     this.profiled = null;
   }
 
-  /** The times of the step `profileNext` asked for, once it was replayed (null before); taken once. */
+  /**
+   * The times of the step `profileNext` asked for, once it was replayed (null
+   * before). Taken once; the request ends with it either way, so a step after
+   * a caller that gave up is not timed.
+   */
   takeProfile(): Promise<(KernelLabel & { ms: number })[]> | null {
     const p = this.profiled;
     this.profiled = null;
-    if (p) this.profileWanted = false;
+    this.profileWanted = false;
     return p;
   }
 
