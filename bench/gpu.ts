@@ -321,6 +321,26 @@ export async function benchGpuOne(args: string[]): Promise<void> {
   done("matmul layouts", layout);
 }
 
+/**
+ * What a gpu-one child measured: it prints its row after each part, each
+ * holding everything so far, so the last whole line is all of it (a line
+ * cut off by a kill is passed over). `complete` is false where the child
+ * stopped before its last part (the row says where: `incomplete`) or printed
+ * no row.
+ */
+export function lastChildRow(stdout: string): { row: Record<string, unknown> | null; complete: boolean } {
+  const lines = stdout.trim().split("\n").filter((l) => l.startsWith("{"));
+  for (let i = lines.length - 1; i >= 0; i--) {
+    try {
+      const row = JSON.parse(lines[i]) as Record<string, unknown>;
+      return { row, complete: !("incomplete" in row) };
+    } catch {
+      // cut off: the line before holds less, but whole
+    }
+  }
+  return { row: null, complete: false };
+}
+
 export async function benchGpu(args: string[]): Promise<void> {
   const configs = parseConfigs(option(args, "configs") ?? DEFAULT_CONFIGS);
   const backends = (option(args, "backend") ?? "webgpu").split(",");
@@ -344,17 +364,16 @@ export async function benchGpu(args: string[]): Promise<void> {
           ...(rows.length === 0 ? ["--save-batch", batchFile, "--save-encode", encodeFile] : []), ...(probeDocs ? ["--probe-docs", probeDocs] : [])],
         { encoding: "utf8", maxBuffer: 1 << 24, ...(childTimeout ? { timeout: childTimeout * 1000, killSignal: "SIGKILL" as const } : {}) },
       );
-      // the child prints its row after each part: the last one holds all it measured
-      const last = (child.stdout ?? "").trim().split("\n").filter((l) => l.startsWith("{")).pop() ?? "";
-      if (child.status !== 0 || !last || last.includes('"incomplete"')) {
+      const { row, complete } = lastChildRow(child.stdout ?? "");
+      if (child.status !== 0 || !complete) {
         const why = child.signal === "SIGKILL" && childTimeout ? `stopped after --child-timeout-s ${childTimeout}` : (child.stderr || "").trim().split("\n").pop();
-        rows.push({ bench: "gpu", engine: b, preset: c.preset, batch: c.batch, seq: c.seq, ...(last ? JSON.parse(last) : {}), failed: why });
-        process.stderr.write(`bench gpu: ${c.preset} ${c.batch}x${c.seq} on ${b} failed after ${((performance.now() - started) / 1000).toFixed(0)} s: ${why}${last ? `; measured before: ${last}` : ""}\n`);
+        rows.push({ bench: "gpu", engine: b, preset: c.preset, batch: c.batch, seq: c.seq, ...row, failed: why });
+        process.stderr.write(`bench gpu: ${c.preset} ${c.batch}x${c.seq} on ${b} failed after ${((performance.now() - started) / 1000).toFixed(0)} s: ${why}${row ? `; measured before: ${JSON.stringify(row)}` : ""}\n`);
         continue;
       }
-      rows.push({ bench: "gpu", engine: b, ...JSON.parse(last) });
+      rows.push({ bench: "gpu", engine: b, ...row });
       // as soon as it is measured, in case a later step of the run is stopped
-      process.stderr.write(`bench gpu: ${c.preset} ${c.batch}x${c.seq} on ${b}: ${last}\n`);
+      process.stderr.write(`bench gpu: ${c.preset} ${c.batch}x${c.seq} on ${b}: ${JSON.stringify(row)}\n`);
     }
     if ("device" in cuda && fs.existsSync(batchFile)) {
       const cfg = JSON.stringify(hfConfig(bertConfig(c.preset)));
