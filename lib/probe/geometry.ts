@@ -130,6 +130,7 @@ export function alignment(a: Float32Array, b: Float32Array, H: number): number {
 /**
  * exp(−Σ pᵢ log pᵢ), pᵢ = σᵢ / Σσ, the σ the singular values of x [n × H]
  * (the square roots of the eigenvalues of xᵀx, a symmetric H × H matrix).
+ * NaN when every vector is zero, or when one is not finite.
  */
 export function effectiveRank(x: Float32Array, H: number): number {
   const n = checkMatrix(x, H, "effectiveRank's input");
@@ -146,6 +147,8 @@ export function effectiveRank(x: Float32Array, H: number): number {
     }
   }
   for (let p = 0; p < H; p++) for (let q = 0; q < p; q++) gram[p][q] = gram[q][p];
+  // a vector with NaN or ±Inf in it (a diverged model) has no singular values to speak of
+  if (!gram.every((r) => r.every(Number.isFinite))) return NaN;
   const eig = new EigenvalueDecomposition(new Matrix(gram.map((r) => Array.from(r))), { assumeSymmetric: true }).realEigenvalues;
   const largest = Math.max(...eig);
   if (!(largest > 0)) return NaN; // every vector is zero

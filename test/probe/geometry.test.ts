@@ -47,6 +47,20 @@ test("identical vectors: anisotropy 1, effective rank 1, uniformity 0, alignment
   close(anisotropy(scaled, H), 1, 1e-6, "anisotropy of multiples");
 });
 
+test("vectors of a diverged model (NaN, ±Inf, or squares past float64) give NaN measures, not a crash inside the eigensolver", () => {
+  const H = 4;
+  const ok = gaussian(20, H, 3);
+  for (const bad of [NaN, Infinity, -Infinity, 1e200]) {
+    const x = Float32Array.from(ok);
+    x[5] = bad; // float32 turns 1e200 into Infinity
+    const g = geometryOf(x, H);
+    assert.ok(Number.isNaN(g.effectiveRank), `effective rank with ${bad}: ${g.effectiveRank}`);
+    assert.ok(Number.isNaN(g.anisotropy) && Number.isNaN(g.uniformity), `anisotropy ${g.anisotropy}, uniformity ${g.uniformity} with ${bad}`);
+  }
+  // and the same data, finite, is measured
+  assert.ok(Number.isFinite(geometryOf(ok, H).effectiveRank));
+});
+
 test("known sets: orthonormal, antipodal and 120° points have their textbook values", () => {
   // the H standard basis vectors: cos 0 between any two, ‖x − y‖² = 2, σ all 1
   const H = 8;
