@@ -31,7 +31,8 @@ import { BertConfig, bertConfig, PresetName, validateConfig } from "./config";
 import { LoadOptions, LoadReport, matchWeights, readCheckpointFiles, SaveOptions, writeCheckpointFiles } from "./checkpoint";
 import type { NamedArray } from "./safetensors";
 import { hubSnapshot, HubOptions } from "./hub";
-import { maxTensorElements } from "../engine/webgpu/backend";
+import { mibOf, overBufferLimit } from "../engine/webgpu/backend";
+import { attentionInPlace } from "../engine/fused";
 
 export const DECODER_PREFIX = "c_head";
 
@@ -416,25 +417,34 @@ export class RetroMAE {
    * validation error, asynchronously).
    */
   private checkFits(batch: RetroMAEBatch): void {
-    const limit = maxTensorElements();
-    if (limit === null) return;
     const cfg = this.config;
     const { batchSize: B, seqLength: L } = batch;
     const V = cfg.vocabSize;
     const count = (labels: Int32Array) => labels.reduce((n, y) => n + (y === IGNORE ? 0 : 1), 0);
-    const candidates: [string, number][] = [
-      [`the encoder's logits [${count(batch.encoderLabels)}, ${V}]`, count(batch.encoderLabels) * V],
-      [`the attention scores [${B}, ${cfg.numAttentionHeads}, ${L}, ${L}]`, B * cfg.numAttentionHeads * L * L],
-      [`the feed-forward activations [${B * L}, ${cfg.intermediateSize}]`, B * L * cfg.intermediateSize],
-    ];
+    const candidates: [string, number][] = [[`the encoder's logits [${count(batch.encoderLabels)}, ${V}]`, count(batch.encoderLabels) * V], ...this.encoderTensors(B, L, true)];
     if (this.decoderLossWeight > 0) candidates.push([`the decoder's logits [${count(batch.decoderLabels)}, ${V}]`, count(batch.decoderLabels) * V]);
     if (this.bowLossWeight > 0) candidates.push([`the bag-of-words logits [${B}, ${L - 1}, ${V}]`, B * (L - 1) * V]);
-    const [what, need] = candidates.reduce((a, b) => (b[1] > a[1] ? b : a));
-    if (need <= limit) return;
-    const mib = (n: number) => `${Math.ceil((n * 4) / 2 ** 20)} MiB`;
-    const fitsB = Math.floor((B * limit) / need);
-    const fix = fitsB >= 1 ? `use batchSize ${fitsB} (with gradAccumulation ${Math.ceil(B / fitsB)} to keep the effective batch)` : `lower maxLength to ${Math.max(1, Math.floor((L * limit) / need))}`;
-    throw new Error(`A batch of ${B} × ${L} needs ${mib(need)} for ${what}, more than this GPU's largest buffer (${mib(limit)}); ${fix}.`);
+    const over = overBufferLimit(candidates);
+    if (!over) return;
+    const fitsB = Math.floor((B * over.limit) / over.need);
+    const fix = fitsB >= 1 ? `use batchSize ${fitsB} (with gradAccumulation ${Math.ceil(B / fitsB)} to keep the effective batch)` : `lower maxLength to ${Math.max(1, Math.floor((L * over.limit) / over.need))}`;
+    throw new Error(`A batch of ${B} × ${L} needs ${mibOf(over.need)} for ${over.what}, more than this GPU's largest buffer (${mibOf(over.limit)}); ${fix}.`);
+  }
+
+  /**
+   * The largest tensors one encoder pass over B × L makes, as [description,
+   * float32 elements], for checking against a GPU's largest buffer. The
+   * attention scores exist as a tensor in training, and in inference where
+   * the fused attention is not registered.
+   */
+  encoderTensors(B: number, L: number, training: boolean): [string, number][] {
+    const cfg = this.config;
+    const tensors: [string, number][] = [
+      [`the feed-forward activations [${B * L}, ${cfg.intermediateSize}]`, B * L * cfg.intermediateSize],
+      [`the query, key and value [${B * L}, ${3 * cfg.hiddenSize}]`, B * L * 3 * cfg.hiddenSize],
+    ];
+    if (training || !attentionInPlace()) tensors.push([`the attention scores [${B}, ${cfg.numAttentionHeads}, ${L}, ${L}]`, B * cfg.numAttentionHeads * L * L]);
+    return tensors;
   }
 
   /** Only the encoder's weights (what is kept after pre-training). */

@@ -5,7 +5,7 @@
  * the dot product).
  */
 import * as tf from "../engine/tf";
-import { trimGpuPool } from "../engine/webgpu/backend";
+import { asDeviceFailure, mibOf, overBufferLimit, throwIfDeviceError, trimGpuPool } from "../engine/webgpu/backend";
 import type { RetroMAE } from "../model/retromae";
 import type { BertTokenizer } from "../text/tokenizer";
 import { display, isTerminal } from "../display";
@@ -43,19 +43,33 @@ export async function encodeTexts(model: RetroMAE, tokenizer: BertTokenizer, tex
   const terminal = isTerminal();
   const handle = show && !terminal ? display(progressBundle(state(0))) : null;
   let lastShown = 0;
+  const fix = (B: number) => `pass a smaller batchSize (e.g. ${Math.max(1, B >> 1)}) to runProbe, probeHook or encodeTexts, or a lower maxLength`;
   for (let start = 0; start < order.length; start += batchSize) {
     const rows = order.slice(start, start + batchSize).map((i) => ids[i]);
     const batch = tokenizer.padBatch(rows);
-    const emb = tf.tidy(() => {
-      const inputIds = tf.tensor2d(batch.inputIds, [batch.batchSize, batch.seqLength], "int32");
-      const mask = tf.tensor2d(batch.attentionMask, [batch.batchSize, batch.seqLength], "int32");
-      let cls = model.encode(inputIds, mask);
-      if (options.normalize) cls = tf.div(cls, tf.maximum(tf.norm(cls, 2, 1, true), 1e-12)) as tf.Tensor2D;
-      return cls;
-    });
-    const data = (await emb.data()) as Float32Array;
-    emb.dispose();
-    trimGpuPool(); // each padded length leaves its own buffers: give back those no longer used
+    const what = `Encoding a batch of ${batch.batchSize} × ${batch.seqLength} tokens`;
+    checkEncodeFits(model, batch.batchSize, batch.seqLength, batchSize);
+    let data: Float32Array;
+    try {
+      const emb = tf.tidy(() => {
+        const inputIds = tf.tensor2d(batch.inputIds, [batch.batchSize, batch.seqLength], "int32");
+        const mask = tf.tensor2d(batch.attentionMask, [batch.batchSize, batch.seqLength], "int32");
+        let cls = model.encode(inputIds, mask);
+        if (options.normalize) cls = tf.div(cls, tf.maximum(tf.norm(cls, 2, 1, true), 1e-12)) as tf.Tensor2D;
+        return cls;
+      });
+      data = (await emb.data()) as Float32Array;
+      emb.dispose();
+      // On webgpu, an error the device reported (out of memory) means these vectors are not the model's.
+      throwIfDeviceError(what, fix(batch.batchSize));
+    } catch (err) {
+      trimGpuPool(true); // what this batch pooled goes back, so a retry with a smaller batch has the memory
+      throw asDeviceFailure(err, what, fix(batch.batchSize));
+    }
+    // Each padded length has buffers of its own (texts go longest first): when the next batch is of
+    // another length, none of this one's can serve it, so all go back before it allocates its own.
+    const next = order[start + batchSize];
+    trimGpuPool(next !== undefined && ids[next].length !== batch.seqLength);
     order.slice(start, start + batchSize).forEach((i, r) => out.set(data.subarray(r * H, (r + 1) * H), i * H));
     const done = Math.min(order.length, start + batchSize);
     if (show && performance.now() - lastShown > 500) {
@@ -68,6 +82,18 @@ export async function encodeTexts(model: RetroMAE, tokenizer: BertTokenizer, tex
   if (handle) handle.update(progressBundle(state(texts.length, "done")));
   else if (show && terminal) process.stderr.write(`\r${options.label ?? "encode"} ${texts.length}/${texts.length}\n`);
   return out;
+}
+
+/**
+ * Encoding's largest tensors must fit the GPU's largest buffer: checked
+ * before a batch is queued, with the batch size that fits. A no-op off webgpu.
+ */
+function checkEncodeFits(model: RetroMAE, B: number, L: number, batchSize: number): void {
+  const over = overBufferLimit(model.encoderTensors(B, L, false));
+  if (!over) return;
+  const fitsB = Math.floor((B * over.limit) / over.need);
+  const fix = fitsB >= 1 ? `pass batchSize ${Math.min(fitsB, batchSize)} to runProbe, probeHook or encodeTexts` : `pass a lower maxLength`;
+  throw new Error(`Encoding a batch of ${B} × ${L} tokens needs ${mibOf(over.need)} for ${over.what}, more than this GPU's largest buffer (${mibOf(over.limit)}); ${fix}.`);
 }
 
 /**

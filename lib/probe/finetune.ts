@@ -17,7 +17,7 @@
  */
 import * as tf from "../engine/tf";
 import { Rng } from "../engine/rng";
-import { trimGpuPool } from "../engine/webgpu/backend";
+import { asDeviceFailure, mibOf, overBufferLimit, throwIfDeviceError, trimGpuPool } from "../engine/webgpu/backend";
 import type { BeirDataset } from "../data/beir";
 import { crossEntropy } from "../model/bert";
 import type { RetroMAE } from "../model/retromae";
@@ -141,6 +141,19 @@ export class TrainGroups {
   }
 }
 
+/**
+ * A step's largest tensors (the passages' pass, B·G rows) must fit the GPU's
+ * largest buffer: checked before it is queued, with the batch size that fits.
+ * A no-op off webgpu.
+ */
+function checkFinetuneFits(model: RetroMAE, rows: number, L: number, B: number, G: number): void {
+  const over = overBufferLimit(model.encoderTensors(rows, L, true));
+  if (!over) return;
+  const fitsB = Math.floor((B * over.limit) / over.need);
+  const fix = fitsB >= 1 ? `use batchSize ${fitsB}${G > 1 ? ` (or a smaller trainGroupSize than ${G})` : ""}` : "lower maxLength";
+  throw new Error(`Fine-tuning on ${rows} passages of ${L} tokens needs ${mibOf(over.need)} for ${over.what}, more than this GPU's largest buffer (${mibOf(over.limit)}); ${fix}.`);
+}
+
 export async function contrastiveFinetune(model: RetroMAE, tokenizer: BertTokenizer, train: BeirDataset, options: FinetuneOptions = {}): Promise<{ losses: number[]; steps: number }> {
   const B = options.batchSize ?? 16;
   const G = options.trainGroupSize ?? (options.bm25HardNegatives ? 2 : 1);
@@ -168,35 +181,55 @@ export async function contrastiveFinetune(model: RetroMAE, tokenizer: BertTokeni
   const losses: number[] = [];
   const live = options.chart ? new LiveReport(options.chart, options.chart.addRun({ name: options.name ?? "fine-tune" }), steps) : null;
   const started = performance.now();
-  let batches: number[][] = [];
-  for (let step = 0; step < steps; step++) {
-    if (options.signal?.aborted) break;
-    if (step % perEpoch === 0) batches = groups.epoch(B);
-    const batch = batches[step % perEpoch].map((i) => groups.queries[i]);
-    const queries = batch.map((q) => train.queries.get(q.query)!);
-    const passages = batch.flatMap((q) => groups.group(q)).map(docText); // [B·G], query i's positive at i·G
-    const [qIds, qMask] = batchTensors(queries, queryMaxLength);
-    const [pIds, pMask] = batchTensors(passages, maxLength);
-    const labels = tf.tensor1d(Int32Array.from({ length: B }, (_, i) => i * G), "int32");
-    const { value, grads } = tf.variableGrads(() => {
-      const q = embed(qIds, qMask); // [B, H]
-      const p = embed(pIds, pMask); // [B·G, H]
-      const scores = tf.div(tf.matMul(q, p, false, true), temperature) as tf.Tensor2D; // [B, B·G]
-      return crossEntropy(scores, labels);
-    }, [...encoder.values()]);
-    const named = new Map([...encoder].map(([k, v]) => [k, grads[v.name]]));
-    const lr = schedule.at(step);
-    const { norm } = opt.clipAndApply(named, { maxNorm: 1.0, lr });
-    tf.dispose([norm, qIds, qMask, pIds, pMask, labels]);
-    const loss = (await value.data())[0];
-    value.dispose();
-    trimGpuPool(); // batches of new padded lengths leave buffers of their own
-    losses.push(loss);
-    options.onStep?.({ step: step + 1, loss, lr });
-    live?.push({ type: "step", step: step + 1, loss, encoderLoss: loss, decoderLoss: NaN, lr, elapsedMs: performance.now() - started, stepInFit: step + 1 });
-    await new Promise((r) => setImmediate(r));
+  let failed = false;
+  try {
+    let batches: number[][] = [];
+    for (let step = 0; step < steps; step++) {
+      if (options.signal?.aborted) break;
+      if (step % perEpoch === 0) batches = groups.epoch(B);
+      const batch = batches[step % perEpoch].map((i) => groups.queries[i]);
+      const queries = batch.map((q) => train.queries.get(q.query)!);
+      const passages = batch.flatMap((q) => groups.group(q)).map(docText); // [B·G], query i's positive at i·G
+      const [qIds, qMask] = batchTensors(queries, queryMaxLength);
+      const [pIds, pMask] = batchTensors(passages, maxLength);
+      const labels = tf.tensor1d(Int32Array.from({ length: B }, (_, i) => i * G), "int32");
+      const what = `Fine-tuning step ${step + 1} (${B} queries of up to ${queryMaxLength} tokens, ${B * G} passages of up to ${maxLength})`;
+      const fix = `the encoder's weights may be damaged, so load it again and fine-tune with a smaller batchSize (e.g. ${Math.max(1, B >> 1)}) or maxLength`;
+      let loss: number;
+      try {
+        checkFinetuneFits(model, pIds.shape[0], pIds.shape[1], B, G);
+        const { value, grads } = tf.variableGrads(() => {
+          const q = embed(qIds, qMask); // [B, H]
+          const p = embed(pIds, pMask); // [B·G, H]
+          const scores = tf.div(tf.matMul(q, p, false, true), temperature) as tf.Tensor2D; // [B, B·G]
+          return crossEntropy(scores, labels);
+        }, [...encoder.values()]);
+        const named = new Map([...encoder].map(([k, v]) => [k, grads[v.name]]));
+        const { norm } = opt.clipAndApply(named, { maxNorm: 1.0, lr: schedule.at(step) });
+        norm.dispose();
+        loss = (await value.data())[0];
+        value.dispose();
+        // On webgpu, an error the device reported (out of memory) means this step's update is not what it should be.
+        throwIfDeviceError(what, fix);
+      } catch (err) {
+        trimGpuPool(true);
+        throw asDeviceFailure(err, what, fix);
+      } finally {
+        tf.dispose([qIds, qMask, pIds, pMask, labels]);
+      }
+      const lr = schedule.at(step);
+      trimGpuPool(); // batches of new padded lengths leave buffers of their own
+      losses.push(loss);
+      options.onStep?.({ step: step + 1, loss, lr });
+      live?.push({ type: "step", step: step + 1, loss, encoderLoss: loss, decoderLoss: NaN, lr, elapsedMs: performance.now() - started, stepInFit: step + 1 });
+      await new Promise((r) => setImmediate(r));
+    }
+  } catch (err) {
+    failed = true;
+    throw err;
+  } finally {
+    live?.finish(failed ? "failed" : losses.length < steps ? "stopped" : "done");
+    opt.dispose(); // the moments, also when a step failed
   }
-  live?.finish(losses.length < steps ? "stopped" : "done");
-  opt.dispose();
   return { losses, steps: losses.length };
 }

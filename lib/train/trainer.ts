@@ -13,7 +13,7 @@ import { Rng } from "../engine/rng";
 import { RetroMAECollator } from "../masking/collator";
 import { loadCheckpoint, readLossValues, saveCheckpoint } from "../model/retromae";
 import type { RetroMAE, LossTensors, LossValues } from "../model/retromae";
-import { takeDeviceError, trimGpuPool } from "../engine/webgpu/backend";
+import { DeviceFailure, takeDeviceError, trimGpuPool } from "../engine/webgpu/backend";
 import { copyInPlaceWebGPU } from "../engine/webgpu/optimizer";
 import { StepRecorder } from "../engine/webgpu/replay";
 import { StepProfile, summarizeProfile } from "../engine/webgpu/profile";
@@ -182,7 +182,7 @@ function scaleAll(xs: Map<string, tf.Tensor>, c: number): Map<string, tf.Tensor>
 const entries = (l: LossTensors) => new Map(Object.entries(l) as [string, tf.Tensor][]);
 const fromEntries = (m: Map<string, tf.Tensor>) => Object.fromEntries(m) as unknown as LossTensors;
 
-const OOM = /out of memory|OOM|Cannot allocate|memory access out of bounds|Array buffer allocation failed|Invalid typed array length|WebAssembly.Memory/i;
+const OOM = /out of memory|OOM|Cannot allocate|failed to allocate|memory access out of bounds|Array buffer allocation failed|Invalid typed array length|WebAssembly.Memory/i;
 
 export class TrainingStopped extends Error {}
 
@@ -409,14 +409,24 @@ export class Trainer implements ControllableRun {
     }
   }
 
+  /**
+   * Hooks (probes), between steps. On webgpu the training step's pooled
+   * buffers go back to the GPU first, so a probe's batches have that memory
+   * (the next step takes what it needs again).
+   */
+  private async runHooks(hooks: TrainerHook[], live: LiveReport | null, options: FitOptions): Promise<void> {
+    if (hooks.length) trimGpuPool(true);
+    for (const hook of hooks) {
+      const metrics = await hook.run(this);
+      this.emit({ type: "eval", step: this.step, metrics }, options, live);
+    }
+  }
+
   /** Probe and checkpoint requests, between steps. */
   private async runRequests(live: LiveReport | null, options: FitOptions): Promise<void> {
     if (this.probeRequested) {
       this.probeRequested = false;
-      for (const hook of this.hooks) {
-        const metrics = await hook.run(this);
-        this.emit({ type: "eval", step: this.step, metrics }, options, live);
-      }
+      await this.runHooks(this.hooks, live, options);
     }
     if (this.checkpointRequested) {
       this.checkpointRequested = false;
@@ -581,12 +591,7 @@ export class Trainer implements ControllableRun {
         const due = this.hooks.some((h) => h.every > 0 && queued % h.every === 0) || (o.runDir && o.checkpointEvery > 0 && queued % o.checkpointEvery === 0 && queued < target) || this.probeRequested || this.checkpointRequested || this.pauseRequested || this.stopRequested;
         while (inflight.length > (ahead && !due && queued < target ? 1 : 0)) await settle();
         if (inflight.length === 0) {
-          for (const hook of this.hooks) {
-            if (hook.every > 0 && this.step % hook.every === 0) {
-              const metrics = await hook.run(this);
-              this.emit({ type: "eval", step: this.step, metrics }, options, live);
-            }
-          }
+          await this.runHooks(this.hooks.filter((h) => h.every > 0 && this.step % h.every === 0), live, options);
           if (o.runDir && o.checkpointEvery > 0 && this.step % o.checkpointEvery === 0 && this.step < target) {
             checkpoint = await this.saveCheckpoint();
           }
@@ -598,6 +603,7 @@ export class Trainer implements ControllableRun {
       if (o.runDir && taken > 0) checkpoint = await this.saveCheckpoint();
     } catch (err) {
       for (const p of inflight) tf.dispose([p.norm, p.ok, ...Object.values(p.losses)]);
+      trimGpuPool(true); // the pooled buffers go back to the GPU, so a run started again (smaller) has the memory
       live?.finish(err instanceof Error ? err.message.split(";")[0] : "error");
       this.fitting = false;
       this.notify({ type: "state", state: "error", step: this.step });
@@ -759,12 +765,18 @@ export class Trainer implements ControllableRun {
   }
 
   private explain(err: unknown): Error {
-    if (err instanceof TrainingStopped) return err;
+    if (err instanceof TrainingStopped || err instanceof DeviceFailure) return err; // a hook's probe says what failed and what to change
     const msg = err instanceof Error ? err.message : String(err);
-    if (OOM.test(msg)) {
+    // What the device recorded beside a thrown error is the same failure: taken here, so that a run
+    // started again (with a smaller batch) does not stop at its first step on this one's error.
+    const deviceError = takeDeviceError();
+    if (OOM.test(msg) || (deviceError !== null && OOM.test(deviceError))) {
       const b = this.options.batchSize;
+      // on a GPU, steps are queued ahead and part of the failed one may have run: the weights there are suspect
+      const last = this.latestCheckpoint();
+      const restart = tf.getBackend() === "webgpu" ? `, and start again ${last ? `from the last good checkpoint, ${last}, with Trainer.resume` : "(this run saved no checkpoint)"}: the weights on the GPU may be damaged` : "";
       return new Error(
-        `The ${tf.getBackend()} backend ran out of memory at batch size ${b} × length ${this.options.maxLength}; lower batchSize (e.g. ${Math.max(1, Math.floor(b / 2))}) and raise gradAccumulation to keep the effective batch, or lower maxLength.`,
+        `The ${tf.getBackend()} backend ran out of memory at batch size ${b} × length ${this.options.maxLength}; lower batchSize (e.g. ${Math.max(1, Math.floor(b / 2))}) and raise gradAccumulation to keep the effective batch, or lower maxLength${restart}.`,
       );
     }
     return err instanceof Error ? err : new Error(msg);

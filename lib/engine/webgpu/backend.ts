@@ -43,18 +43,72 @@ export function takeDeviceError(): string | null {
   return e;
 }
 
+/** An error Dawn reports about an object made invalid by an earlier error: it says nothing the first did not. */
+const CONSEQUENCE = /is invalid due to a previous error/;
+
 function watch(device: GPUDevice): void {
   const record = (what: string) => {
     deviceError ??= what.split("\n")[0].trim();
   };
+  let toldOutOfMemory = false;
   device.addEventListener("uncapturederror", (ev: Event) => {
     const err = (ev as GPUUncapturedErrorEvent).error;
-    const kind = err && err.constructor && err.constructor.name === "GPUOutOfMemoryError" ? "out of memory" : "error";
-    record(`the GPU reported ${kind}: ${err?.message ?? String(err)}`);
+    const message = err?.message ?? String(err);
+    const outOfMemory = !!err && !!err.constructor && err.constructor.name === "GPUOutOfMemoryError";
+    record(`the GPU reported ${outOfMemory ? "out of memory" : "error"}: ${message}`);
+    // Dawn prints every uncaught error in full unless the event is cancelled. The trainer, the
+    // encoder and fine-tuning check for the recorded error after each step or batch and stop with
+    // one sentence that says what to change; what remains of Dawn's output is one line for the first
+    // out-of-memory (so code of the user's own that never checks is not left silent) and, for a
+    // validation error of this project's making (a bug), Dawn's full report.
+    if (CONSEQUENCE.test(message)) {
+      ev.preventDefault();
+    } else if (outOfMemory) {
+      ev.preventDefault();
+      if (!toldOutOfMemory) process.stderr.write(`webgpu: the GPU is out of memory (${message.split("\n")[0].trim()}); what needed the memory has no result.\n`);
+      toldOutOfMemory = true;
+    }
   });
   void device.lost.then((info) => {
     if (info.reason !== "destroyed") record(`the GPU device was lost: ${info.message || info.reason}`);
   });
+}
+
+/** Whether a thrown error is the GPU (or the host) running out of memory, as tfjs and Dawn word it. */
+export function isOutOfMemory(err: unknown): boolean {
+  return /out of memory|failed to allocate|Cannot allocate|Array buffer allocation failed/i.test(err instanceof Error ? err.message : String(err));
+}
+
+/**
+ * Throw one sentence when the device reported an error since the last check
+ * (out of memory, a lost device, a validation error): `what` names the work
+ * that ran ("Encoding a batch of 64 × 512 tokens"), `fix` what to change.
+ * Nothing happens off webgpu or when there was no error.
+ */
+export function throwIfDeviceError(what: string, fix: string): void {
+  const e = takeDeviceError();
+  if (e) throw new DeviceFailure(`${what} failed: ${e.replace(/[.\s]+$/, "")}; ${fix}.`);
+}
+
+/**
+ * What to throw for an error caught around GPU work: out of memory as thrown
+ * by tfjs (a buffer it could not allocate) becomes the same one sentence as
+ * throwIfDeviceError's, the device's record of it taken; anything else is
+ * passed on as it is.
+ */
+export function asDeviceFailure(err: unknown, what: string, fix: string): unknown {
+  if (err instanceof DeviceFailure || !isOutOfMemory(err)) return err;
+  takeDeviceError();
+  const first = String(err instanceof Error ? err.message : err).split("\n")[0].trim();
+  return new DeviceFailure(`${what} failed: the ${tf.getBackend()} backend ran out of memory (${first}); ${fix}.`);
+}
+
+/** What throwIfDeviceError throws: the sentence is final, callers pass it on unchanged. */
+export class DeviceFailure extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "DeviceFailure";
+  }
 }
 
 /**
@@ -123,10 +177,11 @@ export function stopWebGPU(): void {
 /**
  * End a round of work (a training step, an encoded batch) on webgpu: give the
  * device back the pooled buffers of shapes that neither this round nor the
- * one before used (./pool.ts). Returns the bytes released; 0 off webgpu.
+ * one before used (./pool.ts); with `all`, every free buffer (the next round
+ * has shapes of its own). Returns the bytes released; 0 off webgpu.
  */
-export function trimGpuPool(): number {
-  return pool && tf.getBackend() === "webgpu" ? pool.trim() : 0;
+export function trimGpuPool(all = false): number {
+  return pool && tf.getBackend() === "webgpu" ? pool.trim(all) : 0;
 }
 
 /**
@@ -137,3 +192,19 @@ export function maxTensorElements(): number | null {
   if (!opened || tf.getBackend() !== "webgpu") return null;
   return Math.floor(Math.min(opened.limits.maxBufferSize, opened.limits.maxStorageBufferBindingSize) / 4);
 }
+
+/**
+ * The largest of a pass's tensors ([description, float32 elements]) when it
+ * exceeds the device's largest buffer, with that limit in elements; null when
+ * all fit, and off webgpu. Callers check before queuing anything: the device
+ * would otherwise answer with a validation error, asynchronously.
+ */
+export function overBufferLimit(tensors: readonly (readonly [string, number])[]): { what: string; need: number; limit: number } | null {
+  const limit = maxTensorElements();
+  if (limit === null || tensors.length === 0) return null;
+  const [what, need] = tensors.reduce((a, b) => (b[1] > a[1] ? b : a));
+  return need > limit ? { what, need, limit } : null;
+}
+
+/** float32 elements as MiB, rounded up, for sentences about memory. */
+export const mibOf = (elements: number) => `${Math.ceil((elements * 4) / 2 ** 20)} MiB`;

@@ -88,13 +88,19 @@ export class PoolTrimmer {
     return isBufferManager(pool) ? new PoolTrimmer(pool) : null;
   }
 
-  /** End a round: destroy the free buffers neither this round nor the one before needed. Returns the bytes released. */
-  trim(): number {
+  /**
+   * End a round: destroy the free buffers neither this round nor the one
+   * before needed. With `all`, destroy every free buffer: for a caller that
+   * knows the next round has shapes of its own (an encoder's next batch of
+   * another padded length), so that round's buffers are not allocated while
+   * this one's are still held. Returns the bytes released.
+   */
+  trim(all = false): number {
     const pool = this.pool;
     let bytes = 0;
     for (const [key, free] of pool.freeBuffers) {
       const inUse = pool.usedBuffers.get(key)?.length ?? 0;
-      const keep = Math.max(0, Math.max(this.peak.get(key) ?? 0, this.before.get(key) ?? 0) - inUse);
+      const keep = all ? 0 : Math.max(0, Math.max(this.peak.get(key) ?? 0, this.before.get(key) ?? 0) - inUse);
       while (free.length > keep) {
         const buffer = free[free.length - 1];
         takeFromPool(pool, buffer);
