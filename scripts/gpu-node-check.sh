@@ -11,7 +11,7 @@
 # STEP is one of
 #   doctor               retromae doctor and info, and what the machine has (nvidia-smi, Vulkan files)
 #   bench:PRESET:BxL     bench gpu for one configuration, PyTorch on CUDA in the same run
-#   quickstart           the quickstart notebook at its default budget, timed end to end
+#   quickstart           the quickstart notebook at its default budget on webgpu (RETROMAE_BACKEND), timed end to end
 #   host                 bench host for tiny and mini: a step's host time on this CPU (Dawn's Null
 #                        backend, no GPU work) and PyTorch's on meta: near bench gpu's ms/step, a step is CPU-bound
 # and the default is: doctor bench:tiny:16x128 bench:mini:32x128 bench:base:32x512 quickstart bench:small:32x256 host
@@ -100,7 +100,8 @@ for step in "$@"; do
       ;;
     quickstart)
       nb="$app/app/notebooks/quickstart.ipynb"
-      run quickstart "$step_cap" sh "$retromae" run "$nb" --out "$work/quickstart.out.ipynb" --html "$out/quickstart.html" >"$out/quickstart.log" 2>&1
+      # on webgpu or not at all: a quickstart that fell back to the CPU would spend the budget and measure nothing
+      RETROMAE_BACKEND=${RETROMAE_BACKEND:-webgpu} run quickstart "$step_cap" sh "$retromae" run "$nb" --out "$work/quickstart.out.ipynb" --html "$out/quickstart.html" >"$out/quickstart.log" 2>&1
       ;;
     *)
       echo "gpu-node-check: unknown step \"$step\" (doctor, bench:PRESET:BxL, quickstart, host)." >&2

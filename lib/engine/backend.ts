@@ -41,6 +41,8 @@ export interface BackendChoice {
   readonly package: string;
   /** Preferred backends that were tried and skipped, with the reason for each. */
   readonly skipped: readonly SkippedBackend[];
+  /** Set when RETROMAE_BACKEND made this choice in place of auto's: "RETROMAE_BACKEND=webgpu". */
+  readonly forcedBy?: string;
 }
 
 export interface BackendInfo extends BackendChoice {
@@ -177,13 +179,26 @@ async function tryOne(name: ConcreteBackend, auto: boolean): Promise<Omit<Backen
 
 /**
  * Choose the tfjs backend. "auto" picks the first that works of tensorflow,
- * native, wasm, cpu; a named backend must load or this throws one clear sentence.
+ * webgpu (hardware), native, wasm, cpu, or the backend RETROMAE_BACKEND names;
+ * a named backend must load or this throws one clear sentence.
  */
 export async function use(name: BackendName | string = "auto"): Promise<BackendChoice> {
   if (!(BACKEND_NAMES as readonly string[]).includes(name)) {
     throw new BackendError(
       `Unknown backend "${name}"; use one of ${BACKEND_NAMES.map((n) => `"${n}"`).join(", ")}.`,
     );
+  }
+  // RETROMAE_BACKEND points every use("auto") (a notebook's, a script's) at one backend, from the shell,
+  // as CUDA_VISIBLE_DEVICES does for PyTorch: that backend by name, or this one sentence
+  const forced = process.env.RETROMAE_BACKEND;
+  if (name === "auto" && forced && forced !== "auto") {
+    if (!(BACKEND_NAMES as readonly string[]).includes(forced)) {
+      throw new BackendError(`RETROMAE_BACKEND is "${forced}", not a backend; set it to one of ${BACKEND_NAMES.map((n) => `"${n}"`).join(", ")}, or unset it.`);
+    }
+    const r = await tryOne(forced as ConcreteBackend, false);
+    if ("reason" in r) throw new BackendError(`RETROMAE_BACKEND=${forced} asks for the ${forced} backend, which failed to load: ${r.reason}; unset RETROMAE_BACKEND to let auto choose.`);
+    current = { ...r, skipped: [], forcedBy: `RETROMAE_BACKEND=${forced}` };
+    return current;
   }
   const order: ConcreteBackend[] = name === "auto" ? AUTO_ORDER : [name as ConcreteBackend];
   const skipped: SkippedBackend[] = [];
@@ -247,7 +262,7 @@ export function info(): BackendInfo {
 /** One line per skipped backend, then the choice; for logs and notebooks. */
 export function describe(choice: BackendChoice = info()): string {
   const lines = choice.skipped.map((s) => `skipped ${s.backend}: ${s.reason}`);
-  lines.push(`using ${choice.backend} (${choice.device}) from ${choice.package}`);
+  lines.push(`using ${choice.backend} (${choice.device}) from ${choice.package}${choice.forcedBy ? `, as ${choice.forcedBy} asks in place of auto` : ""}`);
   const st = choice.backend === "webgpu" ? webgpuState() : null;
   if (st) {
     const wg = { ...st.summary, limits: st.limits };

@@ -13,7 +13,7 @@ import { Rng } from "../engine/rng";
 import { RetroMAECollator } from "../masking/collator";
 import { loadCheckpoint, readLossValues, saveCheckpoint } from "../model/retromae";
 import type { RetroMAE, LossTensors, LossValues } from "../model/retromae";
-import { DeviceFailure, takeDeviceError, trimGpuPool } from "../engine/webgpu/backend";
+import { computesNothing, DeviceFailure, takeDeviceError, trimGpuPool } from "../engine/webgpu/backend";
 import { copyInPlaceWebGPU } from "../engine/webgpu/optimizer";
 import { StepRecorder } from "../engine/webgpu/replay";
 import { StepProfile, summarizeProfile } from "../engine/webgpu/profile";
@@ -533,7 +533,7 @@ export class Trainer implements ControllableRun {
           `The run stopped at step ${p.step}: ${deviceError.replace(/[.\s]+$/, "")}; the weights on the GPU may be damaged, so ${last ? `resume from the last good checkpoint, ${last}, with Trainer.resume` : "start again (this run saved no checkpoint)"}, with a smaller batchSize if the GPU ran out of memory${this.recorder?.replayed ? " (or recordSteps: false, which issues every step through tfjs rather than replaying recorded ones, if it was not memory)" : ""}.`,
         );
       }
-      if (!ok[0]) {
+      if (!ok[0] && !computesNothing()) { // on Dawn's Null device no value is computed, so there is nothing to guard
         const what = Number.isFinite(values.loss)
           ? `The gradient norm became ${gradNorm[0]} at step ${p.step} (loss ${values.loss})`
           : `Loss became ${values.loss} at step ${p.step} (encoder ${values.encoderLoss}, decoder ${values.decoderLoss})`;
@@ -611,6 +611,7 @@ export class Trainer implements ControllableRun {
     }
     this.fitting = false;
     this.stopRequested = false;
+    trimGpuPool(true); // what comes after a fit (a probe, another run) has the GPU's pooled memory; the next fit takes what it needs again
     live?.finish(status);
     this.notify({ type: "state", state: status, step: this.step });
     return { status, stepsTaken: taken, step: this.step, lastLoss, modelMs, totalMs: performance.now() - started, checkpoint };

@@ -22,6 +22,17 @@ const dataset = "scifact";          // found in RETROMAE_DATA or the cache, then
 const runDir = "runs/load-pretrained";
 
 // %% [markdown]
+// ## Backend
+//
+// `backend.use("auto")` picks a GPU where there is one (TensorFlow.js's CUDA build, or WebGPU through Dawn on a hardware adapter), else this package's native CPU backend, and says why it skipped each one. `RETROMAE_BACKEND=NAME` in the shell points it at one backend without editing the notebook.
+
+// %%
+import { backend } from "retromae";
+
+const choice = await backend.use("auto");
+console.log(backend.describe(choice));
+
+// %% [markdown]
 // ## Load the checkpoint and its vocabulary
 
 // %%

@@ -20,6 +20,17 @@ const dataset = "scifact";
 const runDir = "runs/mask-ratios";
 
 // %% [markdown]
+// ## Backend
+//
+// `backend.use("auto")` picks a GPU where there is one (TensorFlow.js's CUDA build, or WebGPU through Dawn on a hardware adapter), else this package's native CPU backend, and says why it skipped each one. `RETROMAE_BACKEND=NAME` in the shell points it at one backend without editing the notebook.
+
+// %%
+import { backend } from "retromae";
+
+const choice = await backend.use("auto");
+console.log(backend.describe(choice));
+
+// %% [markdown]
 // ## Data, probe set, the start, and a shared chart
 //
 // `train(enc, dec, seed)` continues the start with RetroMAE at those ratios, draws the run on the shared chart, probes it and keeps its per-query scores for the tests.

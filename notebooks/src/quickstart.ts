@@ -30,7 +30,7 @@ const runDir = "runs/quickstart";
 // %% [markdown]
 // ## 1. Backend
 //
-// `backend.use("auto")` tries the GPU build of TensorFlow.js (CUDA 11.2), then its CPU build (tfjs-node), then WebGPU through Dawn on a hardware GPU (Vulkan, Metal or D3D12), then this package's native CPU backend (C++ kernels built at install), then WebAssembly (SIMD), then plain JavaScript, and says why it skipped each one.
+// `backend.use("auto")` tries the GPU build of TensorFlow.js (CUDA 11.2), then its CPU build (tfjs-node), then WebGPU through Dawn on a hardware GPU (Vulkan, Metal or D3D12), then this package's native CPU backend (C++ kernels built at install), then WebAssembly (SIMD), then plain JavaScript, and says why it skipped each one. `RETROMAE_BACKEND=NAME` in the shell (`webgpu`, `native`, …) points it at one backend without editing the notebook.
 
 // %%
 import { backend } from "retromae";

@@ -47,6 +47,7 @@ test("tensorflow without tfjs-node(-gpu) fails with the reason and the fix, not 
 });
 
 test("auto picks the first backend that works and says why it skipped the others", async () => {
+  delete process.env.RETROMAE_BACKEND;
   const choice = await use("auto");
   assert.is(tf.getBackend(), choice.backend);
   const order = ["tensorflow", "webgpu", "native", "wasm", "cpu"];
@@ -58,6 +59,37 @@ test("auto picks the first backend that works and says why it skipped the others
   const lines = backend.describe(choice).split("\n");
   assert.is(lines.length, choice.skipped.length + 1);
   assert.match(lines[lines.length - 1], new RegExp(`^using ${choice.backend} \\((cpu|gpu)\\)`));
+});
+
+test("RETROMAE_BACKEND points auto at one backend from the shell, says so, and names a bad value in one sentence", async () => {
+  const saved = process.env.RETROMAE_BACKEND;
+  try {
+    process.env.RETROMAE_BACKEND = "cpu";
+    const choice = await use("auto");
+    assert.is(choice.backend, "cpu");
+    assert.is(tf.getBackend(), "cpu");
+    assert.equal(choice.skipped, []);
+    assert.is(backend.describe(choice), "using cpu (cpu) from @tensorflow/tfjs-backend-cpu, as RETROMAE_BACKEND=cpu asks in place of auto");
+    assert.is((await use("wasm")).backend, "wasm", "a backend asked for by name is not overridden");
+    process.env.RETROMAE_BACKEND = "webgl";
+    const bad = await use("auto").then(() => "", (e: Error) => e.message);
+    assert.is(bad, 'RETROMAE_BACKEND is "webgl", not a backend; set it to one of "auto", "tensorflow", "webgpu", "native", "wasm", "cpu", or unset it.');
+    process.env.RETROMAE_BACKEND = "tensorflow";
+    let tensorflowLoads = true;
+    try {
+      require.resolve("@tensorflow/tfjs-node-gpu");
+    } catch {
+      tensorflowLoads = false;
+    }
+    if (!tensorflowLoads) {
+      const failed = await use("auto").then(() => "", (e: Error) => e.message);
+      assert.match(failed, /^RETROMAE_BACKEND=tensorflow asks for the tensorflow backend, which failed to load: @tensorflow\/tfjs-node-gpu is not installed.*; unset RETROMAE_BACKEND to let auto choose\.$/);
+      assert.not.match(failed, /\n/);
+    }
+  } finally {
+    if (saved === undefined) delete process.env.RETROMAE_BACKEND;
+    else process.env.RETROMAE_BACKEND = saved;
+  }
 });
 
 test("info reports backend, versions, threads and SIMD", async () => {

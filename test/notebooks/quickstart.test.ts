@@ -1,7 +1,9 @@
 /**
  * notebooks/quickstart.ipynb in a reduced mode (a few steps, a small probe
  * set) on ../shared/data, through `retromae run`: every cell runs, and the
- * outputs hold the live Plotly chart, the probe table and the checkpoint.
+ * outputs hold the live Plotly chart, the probe table and the checkpoint;
+ * then the quickstart and the fine-tuning notebook on webgpu, on a device
+ * that validates every command and runs none.
  */
 import { spawnSync } from "child_process";
 import * as fs from "fs";
@@ -58,6 +60,33 @@ test("the quickstart runs headless in reduced mode with a chart, a probe table a
   assert.ok(last.data.some((t) => t.name === "RetroMAE: anisotropy") && last.data.some((t) => t.name === "MLM only: effective rank"), "the geometry panel");
   assert.ok(fs.existsSync(path.join(runDir, "retromae", "final", "model.safetensors")));
   assert.match(fs.readFileSync(html, "utf8"), /DecompressionStream/);
+});
+
+test("on webgpu (Dawn's Null backend, picked with RETROMAE_BACKEND), every cell of the quickstart runs, then the fine-tuning notebook on its run, then the mask-ratio grid", () => {
+  // The Null device validates every command (every buffer, bind group and dispatch of training,
+  // probing, geometry, checkpoints and fine-tuning, within a WebGPU device's limits) and executes none:
+  // its values are not computed (the trainer's non-finite guard is off there), so this checks that the
+  // notebooks' every path runs on webgpu, not what they measure. It holds 512 MiB, so the batches are small.
+  const runDir = path.join(work, "null-runs");
+  const env = { ...process.env, RETROMAE_BACKEND: "webgpu", RETROMAE_WEBGPU_ADAPTER: "null-backend" };
+  const notebook = (name: string, params: string[]) => {
+    const out = path.join(work, `null-${name}.out.ipynb`);
+    const r = spawnSync(process.execPath, [path.join(ROOT, "bin", "retromae.js"), "run", path.join(ROOT, "notebooks", `${name}.ipynb`), "--out", out, "--timeout", "300", ...params.flatMap((p) => ["-p", p])], { encoding: "utf8", env, timeout: 600_000 });
+    assert.is(r.status, 0, r.stderr.slice(-3000));
+    assert.not.match(r.stdout + r.stderr, /While (calling|validating)|is invalid due to a previous error/, "no Dawn validation report");
+    const outputs = JSON.parse(fs.readFileSync(out, "utf8")).cells.flatMap((c: { outputs?: unknown[] }) => c.outputs ?? []) as { output_type: string; text?: string | string[] }[];
+    assert.not.ok(outputs.some((o) => o.output_type === "error"));
+    return outputs.map((o) => [o.text ?? ""].flat().join("")).join("");
+  };
+  const quick = notebook("quickstart", ["steps=4", "batchSize=2", "maxLength=64", "probeEvery=2", "probeDocs=50", `runDir=${runDir}`]);
+  assert.match(quick, /using webgpu \(gpu\) from @tensorflow\/tfjs-backend-webgpu on null-backend \(null, software\), as RETROMAE_BACKEND=webgpu asks in place of auto/);
+  assert.ok(fs.existsSync(path.join(runDir, "results.json")) && fs.existsSync(path.join(runDir, "retromae", "final", "model.safetensors")));
+  const fine = notebook("finetune", [`run=${runDir}`, "maxSteps=2", "batchSize=4", "probeDocs=40"]);
+  assert.match(fine, /as RETROMAE_BACKEND=webgpu asks/);
+  assert.ok(fs.existsSync(path.join(runDir, "finetune-results.json")));
+  // the grid: several trainers, each probed after its fit (it called no backend.use before, so it never reached a GPU)
+  const grid = notebook("mask-ratios", ["steps=2", "seeds=2", "batchSize=2", "maxLength=64", "probeDocs=50", `runDir=${path.join(work, "null-grid")}`]);
+  assert.match(grid, /as RETROMAE_BACKEND=webgpu asks/);
 });
 
 test.after(() => fs.rmSync(work, { recursive: true, force: true }));

@@ -185,6 +185,15 @@ export function trimGpuPool(all = false): number {
 }
 
 /**
+ * Whether the current backend is webgpu on Dawn's Null device, which
+ * validates every command and runs none: what it reads back was never
+ * computed (for timing the host's side of a step, and rehearsing code paths).
+ */
+export function computesNothing(): boolean {
+  return !!opened && opened.summary.backend === "null" && tf.getBackend() === "webgpu";
+}
+
+/**
  * The largest buffer the device takes, in float32 elements: a tensor larger
  * than this cannot exist on this device. Null off webgpu.
  */
