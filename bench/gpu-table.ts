@@ -50,7 +50,8 @@ export function gpuTables(rows: Row[]): string {
   const config = (r: Row) => `${r.preset} ${r.batch} × ${r.seq}`;
   const software = ours.some((r) => r.not_gpu === true);
   const adapters = [...new Set(ours.map((r) => String(r.adapter ?? r.engine)))].join(", ");
-  const out: string[] = [software ? `**Not GPU figures**: a software adapter (${adapters}).` : `On ${adapters}.`, ""];
+  const rehearsal = ours.some((r) => r.rehearsal) ? " A rehearsal (--rehearse): every part was run to check that it runs, and the figures mean nothing." : "";
+  const out: string[] = [software ? `**Not GPU figures**: a software adapter (${adapters}).${rehearsal}` : `On ${adapters}.`, ""];
 
   out.push("| config | engine | ms/step | tokens/s | PyTorch fp32 same work: ms/step | ratio fp32 same work (goal) | ratio fp32 full | ratio TF32 same work | chart overhead | peak GPU MB (PyTorch) | probe docs/s (PyTorch fp32) |");
   out.push("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");

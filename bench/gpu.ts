@@ -1,6 +1,6 @@
 /**
  * `npm run bench -- gpu [--backend webgpu[,tensorflow]] [--configs tiny:16x128,mini:32x128,small:32x256,base:32x512]
- *                       [--steps N] [--probe-docs N|all|0] [--child-timeout-s S]`
+ *                       [--steps N] [--probe-docs N|all|0] [--encode-batch 64] [--child-timeout-s S] [--rehearse]`
  *
  * Training steps and probe encoding on this project's GPU backends, with
  * PyTorch on CUDA in the same run where a python3 has torch (torchPython) and
@@ -39,7 +39,11 @@
  *   as ours); encoding through encode_bench.py --device cuda.
  *
  * On a software adapter (SwiftShader) it runs all the same and every row
- * says `not_gpu: true`: those are not GPU figures. A child stopped by
+ * says `not_gpu: true`: those are not GPU figures. It skips there the parts
+ * that only a GPU makes worth timing (the A/B steps, the logits' layouts);
+ * `--rehearse` runs them anyway, to check that each runs (on Dawn's Null
+ * backend, `RETROMAE_WEBGPU_ADAPTER=null-backend`, the whole run takes a
+ * minute and its figures mean nothing). A child stopped by
  * --child-timeout-s still gives the row it had measured, with `failed`.
  * Prints JSON lines, then the whole table as one JSON array.
  */
@@ -109,7 +113,7 @@ function gpuBytes(): number {
  * composition in their place, alternating twice on the same documents: which
  * is faster on this GPU.
  */
-async function fusedInferenceGain(model: RetroMAE, tok: BertTokenizer, texts: string[]): Promise<Record<string, number>> {
+async function fusedInferenceGain(model: RetroMAE, tok: BertTokenizer, texts: string[], batchSize: number): Promise<Record<string, number>> {
   const kernels = [ATTENTION, DENSE_GELU].map((k) => tf.getKernel(k, "webgpu")).filter((k): k is tf.KernelConfig => !!k);
   const rate = { fused: [] as number[], tfjs: [] as number[] };
   try {
@@ -119,9 +123,9 @@ async function fusedInferenceGain(model: RetroMAE, tok: BertTokenizer, texts: st
         if (mode === "tfjs" && has) tf.unregisterKernel(k.kernelName, "webgpu");
         if (mode === "fused" && !has) tf.registerKernel(k);
       }
-      if (rate[mode].length === 0) await encodeTexts(model, tok, texts.slice(0, 64), { batchSize: 64, maxLength: 512, progress: false }); // shaders
+      if (rate[mode].length === 0) await encodeTexts(model, tok, texts.slice(0, batchSize), { batchSize, maxLength: 512, progress: false }); // shaders
       const t0 = performance.now();
-      await encodeTexts(model, tok, texts, { batchSize: 64, maxLength: 512, progress: false });
+      await encodeTexts(model, tok, texts, { batchSize, maxLength: 512, progress: false });
       rate[mode].push(texts.length / ((performance.now() - t0) / 1000));
     }
   } finally {
@@ -200,6 +204,9 @@ export async function benchGpuOne(args: string[]): Promise<void> {
   const choice = await use(option(args, "backend") ?? "webgpu");
   const info = backend.info();
   const software = info.webgpu?.software ?? choice.device !== "gpu";
+  // --rehearse runs the parts a software adapter skips too (on Dawn's Null backend, in seconds): to check that each runs
+  const rehearse = args.includes("--rehearse");
+  const skipsParts = software && !rehearse;
   const webgpu = choice.backend === "webgpu";
   const tok = BertTokenizer.bertBaseUncased();
   const corpus = await PackedCorpus.fromFile(path.join(SHARED_DATA, "beir-scifact", "corpus.jsonl"), tok, L, { limit: 400 });
@@ -210,6 +217,7 @@ export async function benchGpuOne(args: string[]): Promise<void> {
     backend: choice.backend,
     adapter: info.webgpu ? `${info.webgpu.description || info.webgpu.device} (${info.webgpu.backend})` : choice.package,
     not_gpu: software,
+    ...(rehearse ? { rehearsal: "every part run to check that it runs; on this adapter the figures mean nothing" } : {}),
     batch: B,
     seq: L,
     steps,
@@ -271,24 +279,26 @@ export async function benchGpuOne(args: string[]): Promise<void> {
   done("profile", profile);
 
   const probeDocs = option(args, "probe-docs") ?? (software ? "0" : "all");
+  const encodeBatch = Number(option(args, "encode-batch") ?? 64);
+  if (!(Number.isInteger(encodeBatch) && encodeBatch >= 1)) throw new Error(`--encode-batch takes a whole number of documents ≥ 1; got "${option(args, "encode-batch")}".`);
   let probe: Record<string, unknown> = { probe: "skipped (--probe-docs 0; a software adapter encodes SciFact's 5,183 documents in hours)" };
   if (probeDocs !== "0") {
     const texts = probeTexts(probeDocs === "all" ? "all" : Number(probeDocs));
-    await encodeTexts(model, tok, texts.slice(0, 64), { batchSize: 64, maxLength: 512, progress: false }); // warm-up
+    await encodeTexts(model, tok, texts.slice(0, encodeBatch), { batchSize: encodeBatch, maxLength: 512, progress: false }); // warm-up
     const t0 = performance.now();
-    await encodeTexts(model, tok, texts, { batchSize: 64, maxLength: 512, progress: false });
+    await encodeTexts(model, tok, texts, { batchSize: encodeBatch, maxLength: 512, progress: false });
     const s = (performance.now() - t0) / 1000;
-    probe = { probe_docs: texts.length, docs_per_s: +(texts.length / s).toFixed(1) };
+    probe = { probe_docs: texts.length, encode_batch: encodeBatch, docs_per_s: +(texts.length / s).toFixed(1) };
     done("encoding", probe); // before the inference kernels' comparison, which takes as long again
-    if (webgpu) Object.assign(probe, await fusedInferenceGain(model, tok, texts.slice(0, 1024)));
+    if (webgpu) Object.assign(probe, await fusedInferenceGain(model, tok, texts.slice(0, 1024), encodeBatch));
     const encodeFile = option(args, "save-encode");
-    if (encodeFile) writeEncodeBatches(encodeFile, texts, tok, 64, 512);
+    if (encodeFile) writeEncodeBatches(encodeFile, texts, tok, encodeBatch, 512);
   }
   done("encoding", probe);
 
   // the same steps with every one issued through tfjs: what replaying recorded steps gains on this GPU
   // (not on a software adapter: its compute, not the host, bounds a step there, at seconds a step)
-  const onGpu = !!recorded && !software;
+  const onGpu = !!recorded && !skipsParts;
   const skipped = "skipped on a software adapter";
   const throughTfjs = onGpu ? { ms_per_step_through_tfjs: await msPerStep(newTrainer({ recordSteps: false }), 2, steps) } : recorded ? { ms_per_step_through_tfjs: skipped } : {};
   done("through tfjs", throughTfjs);
@@ -312,7 +322,7 @@ export async function benchGpuOne(args: string[]): Promise<void> {
     // the feed-forward's first matmul over every token, and the decoder's logits over its label slots
     const dense = await denseLayoutCheck(B * L, H, 4 * H);
     layout = { dense_gflops_x_wt: dense.as_model, dense_gflops_x_w_stored_transposed: dense.stored_transposed, ...(dense.tiled !== null ? { dense_gflops_tiled: dense.tiled } : {}) };
-    if (!software) {
+    if (!skipsParts) {
       // (on a software adapter, 44 matmuls over the vocabulary take minutes)
       const logits = await denseLayoutCheck(B * (L - 2), H, tok.vocab.size);
       Object.assign(layout, { logits_gflops_x_et: logits.as_model, logits_gflops_x_e_stored_transposed: logits.stored_transposed, ...(logits.tiled !== null ? { logits_gflops_tiled: logits.tiled } : {}) });
@@ -361,7 +371,7 @@ export async function benchGpu(args: string[]): Promise<void> {
       const child = spawnSync(
         process.execPath,
         ["-r", "ts-node/register/transpile-only", path.join(__dirname, "index.ts"), "gpu-one", "--preset", c.preset, "--batch", String(c.batch), "--seq", String(c.seq), "--steps", steps, "--backend", b,
-          ...(rows.length === 0 ? ["--save-batch", batchFile, "--save-encode", encodeFile] : []), ...(probeDocs ? ["--probe-docs", probeDocs] : [])],
+          ...(rows.length === 0 ? ["--save-batch", batchFile, "--save-encode", encodeFile] : []), ...(probeDocs ? ["--probe-docs", probeDocs] : []), ...(args.includes("--rehearse") ? ["--rehearse"] : []), ...(option(args, "encode-batch") ? ["--encode-batch", option(args, "encode-batch")!] : [])],
         { encoding: "utf8", maxBuffer: 1 << 24, ...(childTimeout ? { timeout: childTimeout * 1000, killSignal: "SIGKILL" as const } : {}) },
       );
       const { row, complete } = lastChildRow(child.stdout ?? "");

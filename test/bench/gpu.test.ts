@@ -1,11 +1,19 @@
 /**
  * bench gpu's parent reading a child's rows (bench/gpu.ts lastChildRow): the
  * child prints its row after each part, so a child stopped by
- * --child-timeout-s still gives what it measured.
+ * --child-timeout-s still gives what it measured. And a rehearsal of the
+ * whole benchmark on Dawn's Null backend (--rehearse): the parts that only a
+ * hardware adapter runs (the A/B steps, the logits' layouts, encoding with
+ * and without the inference kernels) had never run anywhere before a GPU.
  */
+import { spawnSync } from "child_process";
+import * as path from "path";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { lastChildRow } from "../../bench/gpu";
+import { gpuTables } from "../../bench/gpu-table";
+
+const ROOT = path.resolve(__dirname, "..", "..");
 
 test("the last whole row is what the child measured; a stopped child's row is kept and marked incomplete; a cut-off line is passed over", () => {
   const first = JSON.stringify({ preset: "base", ms_per_step: 1500, incomplete: "stopped before profile" });
@@ -15,6 +23,25 @@ test("the last whole row is what the child measured; a stopped child's row is ke
   assert.equal(lastChildRow([first, second].join("\n")), { row: JSON.parse(second), complete: false }, "stopped after the profile");
   assert.equal(lastChildRow([first, second.slice(0, 40)].join("\n")), { row: JSON.parse(first), complete: false }, "killed while writing its second row");
   assert.equal(lastChildRow("warming up\n"), { row: null, complete: false }, "stopped before any row");
+});
+
+test("bench gpu --rehearse on the Null backend runs every part a GPU run will, and the table says the figures mean nothing", () => {
+  const r = spawnSync(
+    process.execPath,
+    ["-r", "ts-node/register/transpile-only", path.join(ROOT, "bench", "index.ts"), "gpu", "--configs", "tiny:2x16", "--steps", "2", "--probe-docs", "100", "--encode-batch", "16", "--rehearse"],
+    { cwd: ROOT, encoding: "utf8", env: { ...process.env, RETROMAE_WEBGPU_ADAPTER: "null-backend" }, timeout: 300_000 },
+  );
+  assert.is(r.status, 0, r.stderr.slice(-3000));
+  const rows = r.stdout.split("\n").filter((l) => l.startsWith('{"bench":"gpu"')).map((l) => JSON.parse(l) as Record<string, unknown>);
+  const ours = rows.find((row) => row.engine === "webgpu")!;
+  assert.not.ok("failed" in ours || "incomplete" in ours, JSON.stringify(ours));
+  assert.ok(ours.not_gpu === true && /figures mean nothing/.test(String(ours.rehearsal)));
+  for (const k of ["ms_per_step", "docs_per_s", "fused_speedup", "ms_per_step_through_tfjs", "ms_per_step_dense_transposed", "ms_per_step_matmul_tiled", "dense_gflops_x_wt", "logits_gflops_x_et", "logits_gflops_x_e_stored_transposed"]) {
+    assert.ok(typeof ours[k] === "number", `${k}: ${ours[k]}`);
+  }
+  assert.is(ours.encode_batch, 16);
+  assert.ok((ours.profile as { categories: unknown[] }).categories.length > 5, "the step's dispatches profiled (no times on the Null device)");
+  assert.match(gpuTables(rows), /^\*\*Not GPU figures\*\*: a software adapter \(null-backend \(null\)\)\. A rehearsal \(--rehearse\): every part was run to check that it runs, and the figures mean nothing\./);
 });
 
 test.run();
