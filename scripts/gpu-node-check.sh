@@ -21,7 +21,8 @@
 # steps.jsonl: eight files at most), so a run that is stopped still leaves
 # what it measured. DEADLINE_S (default 540) is the
 # whole run's budget: a step that would start after it is skipped, and each
-# step is given what is left (STEP_S caps one step, default 240).
+# step is given what is left (STEP_S caps one step, default 240). QUICKSTART_ARGS
+# adds arguments to the quickstart's `retromae run` (e.g. "-p steps=300").
 set -u
 if [ $# -lt 3 ]; then
   echo "usage: sh scripts/gpu-node-check.sh ARCHIVE DATA OUT [STEP ...]" >&2
@@ -101,7 +102,9 @@ for step in "$@"; do
     quickstart)
       nb="$app/app/notebooks/quickstart.ipynb"
       # on webgpu or not at all: a quickstart that fell back to the CPU would spend the budget and measure nothing
-      RETROMAE_BACKEND=${RETROMAE_BACKEND:-webgpu} run quickstart "$step_cap" sh "$retromae" run "$nb" --out "$work/quickstart.out.ipynb" --html "$out/quickstart.html" >"$out/quickstart.log" 2>&1
+      # QUICKSTART_ARGS: more arguments for retromae run (-p steps=300 ...), split on spaces
+      # shellcheck disable=SC2086
+      RETROMAE_BACKEND=${RETROMAE_BACKEND:-webgpu} run quickstart "$step_cap" sh "$retromae" run "$nb" --out "$work/quickstart.out.ipynb" --html "$out/quickstart.html" ${QUICKSTART_ARGS:-} >"$out/quickstart.log" 2>&1
       ;;
     *)
       echo "gpu-node-check: unknown step \"$step\" (doctor, bench:PRESET:BxL, quickstart, host)." >&2

@@ -43,6 +43,8 @@ export async function encodeTexts(model: RetroMAE, tokenizer: BertTokenizer, tex
   const terminal = isTerminal();
   const handle = show && !terminal ? display(progressBundle(state(0))) : null;
   let lastShown = 0;
+  // what training left pooled (a probe between steps, or after a fit) goes back first: the batches have shapes of their own
+  trimGpuPool(true);
   const fix = (B: number) => `pass a smaller batchSize (e.g. ${Math.max(1, B >> 1)}) to runProbe, probeHook or encodeTexts, or a lower maxLength`;
   for (let start = 0; start < order.length; start += batchSize) {
     const rows = order.slice(start, start + batchSize).map((i) => ids[i]);

@@ -409,13 +409,8 @@ export class Trainer implements ControllableRun {
     }
   }
 
-  /**
-   * Hooks (probes), between steps. On webgpu the training step's pooled
-   * buffers go back to the GPU first, so a probe's batches have that memory
-   * (the next step takes what it needs again).
-   */
+  /** Hooks (probes), between steps. */
   private async runHooks(hooks: TrainerHook[], live: LiveReport | null, options: FitOptions): Promise<void> {
-    if (hooks.length) trimGpuPool(true);
     for (const hook of hooks) {
       const metrics = await hook.run(this);
       this.emit({ type: "eval", step: this.step, metrics }, options, live);
@@ -611,7 +606,6 @@ export class Trainer implements ControllableRun {
     }
     this.fitting = false;
     this.stopRequested = false;
-    trimGpuPool(true); // what comes after a fit (a probe, another run) has the GPU's pooled memory; the next fit takes what it needs again
     live?.finish(status);
     this.notify({ type: "state", state: status, step: this.step });
     return { status, stepsTaken: taken, step: this.step, lastLoss, modelMs, totalMs: performance.now() - started, checkpoint };

@@ -23,6 +23,7 @@ const encoderMaskRatio = 0.3;       // the paper's defaults
 const decoderMaskRatio = 0.5;
 const probeEvery = 300;             // probe nDCG@10 every N steps during training (about 30 s per probe)
 const probeDocs: number | "all" = "all"; // "all": the full corpus, as BEIR; a number: the relevant documents plus that many others
+const probeBatchSize = 64;          // documents per encoding batch (at up to 512 tokens); lower it if a GPU runs out of memory while probing
 const seed = 42;
 const dataset = "scifact";          // found in RETROMAE_DATA or the cache, then ../shared/data, else downloaded from BEIR's host
 const runDir = "runs/quickstart";
@@ -64,10 +65,10 @@ import { RetroMAE, loadCheckpoint, starterCheckpoint, runProbe, Bm25Index, evalu
 
 const start = starterCheckpoint("tiny");
 const startModel = loadCheckpoint(start).model;
-const startProbe = await runProbe(startModel, tok, probeSet, { progress: false, geometry: true });
+const startProbe = await runProbe(startModel, tok, probeSet, { progress: false, geometry: true, batchSize: probeBatchSize });
 startModel.dispose();
 const untrainedModel = RetroMAE.create("tiny", { seed });
-const untrainedProbe = await runProbe(untrainedModel, tok, probeSet, { progress: false, geometry: true });
+const untrainedProbe = await runProbe(untrainedModel, tok, probeSet, { progress: false, geometry: true, batchSize: probeBatchSize });
 untrainedModel.dispose();
 
 const bm25 = new Bm25Index(probeSet.docIds.map((id, i): [string, string] => [id, probeSet.docTexts[i]]));
@@ -86,7 +87,7 @@ console.log(`nDCG@10: start ${startProbe.metrics["NDCG@10"].toFixed(4)}, untrain
 // %%
 import { Trainer, probeHook, geometryHook } from "retromae";
 
-const common = { tokenizer: tok, data: corpus, seed, batchSize, maxLength, lr, totalSteps: steps, encoderMaskRatio, decoderMaskRatio, chart, hooks: [probeHook(probeSet, probeEvery, { progress: false }), geometryHook(probeSet, probeEvery)] };
+const common = { tokenizer: tok, data: corpus, seed, batchSize, maxLength, lr, totalSteps: steps, encoderMaskRatio, decoderMaskRatio, chart, hooks: [probeHook(probeSet, probeEvery, { progress: false, batchSize: probeBatchSize }), geometryHook(probeSet, probeEvery, { batchSize: probeBatchSize })] };
 const retroModel = loadCheckpoint(start).model;
 const retromae = new Trainer({ ...common, model: retroModel, runDir: `${runDir}/retromae`, settings: { name: "RetroMAE" } });
 const fitRetro = await retromae.fit({ steps });
@@ -113,8 +114,8 @@ fitMlm.status
 import { compare } from "retromae";
 import * as fs from "fs";
 
-const retroProbe = await runProbe(retromae.model, tok, probeSet, { progress: false, geometry: true });
-const mlmProbe = await runProbe(mlm.model, tok, probeSet, { progress: false, geometry: true });
+const retroProbe = await runProbe(retromae.model, tok, probeSet, { progress: false, geometry: true, batchSize: probeBatchSize });
+const mlmProbe = await runProbe(mlm.model, tok, probeSet, { progress: false, geometry: true, batchSize: probeBatchSize });
 const names = { untrained: "untrained tiny", start: "start (starter-tiny)", retromae: `+ RetroMAE, ${steps} steps`, mlm: `+ MLM only, ${steps} steps` };
 const probes = [[names.untrained, untrainedProbe], [names.start, startProbe], [names.retromae, retroProbe], [names.mlm, mlmProbe]] as const;
 const runs = [

@@ -145,5 +145,22 @@ test("scripts/gpu-node-check.sh, the GPU node's prepared run, works from the unp
   assert.match(fs.readFileSync(path.join(out, "bench-gpu.log"), "utf8"), /bench gpu: tiny 2x16 on webgpu: \{/, "each row is logged as soon as it is measured");
 });
 
+test("the GPU node's quickstart step runs the bundled quickstart on webgpu, with no node on the PATH (Dawn's Null backend here, in reduced mode)", () => {
+  const tools = path.join(work, "tools");
+  const out = path.join(work, "gpu-check-quickstart");
+  const data = path.join(work, "data.tar.xz");
+  const env = {
+    HOME: work, PATH: tools, RETROMAE_WEBGPU_ADAPTER: "null-backend", DEADLINE_S: "400", STEP_S: "300",
+    QUICKSTART_ARGS: "-p steps=4 -p batchSize=2 -p maxLength=64 -p probeEvery=2 -p probeDocs=50",
+  };
+  const r = spawnSync("/bin/sh", [path.join(ROOT, "scripts", "gpu-node-check.sh"), path.join(unpacked, "retromae"), data, out, "quickstart"], { encoding: "utf8", env, timeout: 500_000 });
+  assert.is(r.status, 0, r.stdout + r.stderr);
+  const log = fs.readFileSync(path.join(out, "quickstart.log"), "utf8");
+  assert.equal(fs.readFileSync(path.join(out, "steps.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l)).map((s: { step: string; exit: number }) => [s.step, s.exit]), [["quickstart", 0]], log.slice(-3000));
+  assert.match(log, /as RETROMAE_BACKEND=webgpu asks in place of auto/, "the step runs on webgpu, not on a CPU fallback");
+  assert.match(log, /\[11\/11\] ok/);
+  assert.match(fs.readFileSync(path.join(out, "quickstart.html"), "utf8"), /DecompressionStream/);
+});
+
 test.after(() => fs.rmSync(work, { recursive: true, force: true }));
 test.run();

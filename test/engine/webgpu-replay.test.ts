@@ -12,7 +12,7 @@ import * as path from "path";
 import * as tf from "../../lib/engine/tf";
 import { Rng } from "../../lib/engine/rng";
 import { NULL_ADAPTER } from "../../lib/engine/webgpu/dawn";
-import { startWebGPU, stopWebGPU } from "../../lib/engine/webgpu/backend";
+import { startWebGPU, stopWebGPU, trimGpuPool } from "../../lib/engine/webgpu/backend";
 import { bytesHeldByReplays, recordCommands, StepReplay } from "../../lib/engine/webgpu/replay";
 import { loadBeir } from "../../lib/data/beir";
 import { PackedCorpus } from "../../lib/train/data";
@@ -165,6 +165,38 @@ test("a trainer on webgpu replays its steps after at most four through tfjs, eve
   assert.is(plain.recordedSteps, null);
   plain.model.dispose();
   plain.dispose();
+});
+
+test("after a mask ratio changes, the new step is recorded and replayed within three steps, with buffers new or pooled alike (it was refused for good before)", async () => {
+  const tok = BertTokenizer.bertBaseUncased();
+  const texts = [...loadBeir(path.join(SHARED_DATA, "beir-scifact")).corpus.values()].slice(0, 300).map((d) => d.text);
+  const corpus = PackedCorpus.fromTexts(texts, tok, 16);
+  const rng = new Rng(1);
+  const model = RetroMAE.create("tiny", { rng, overrides: { hiddenSize: 32, numAttentionHeads: 2, intermediateSize: 64, numHiddenLayers: 1 } });
+  const t = new Trainer({ model, tokenizer: tok, data: corpus, rng, seed: 1, batchSize: 2, maxLength: 16, totalSteps: 60 });
+  // fits of three steps, as a notebook's cells run them; the first replay comes after three steps through tfjs
+  await t.fit({ steps: 3, live: false });
+  await t.fit({ steps: 3, live: false });
+  assert.equal([t.recordedSteps!.ran, t.recordedSteps!.replayed], [3, 3]);
+  // A new ratio: another number of labelled slots, so new buffer sizes. tfjs uploads into a new buffer by
+  // mapping it at creation and into a pooled one through a staging copy; which one a step gets changes
+  // from step to step here, and the recordings differed ("command 108 (upload) differs in kind") every time.
+  t.change("encoderMaskRatio", 0.15);
+  for (let i = 0; i < 4; i++) await t.fit({ steps: 3, live: false });
+  const r = t.recordedSteps!;
+  assert.is(r.refused, null, JSON.stringify(r));
+  assert.equal([r.ran, r.replayed], [5, 13], "two steps recorded at the new ratio, then replayed");
+  // the decoder's ratio changes values, not sizes: the replay goes on
+  t.change("decoderMaskRatio", 0.3);
+  await t.fit({ steps: 2, live: false });
+  assert.equal([t.recordedSteps!.ran, t.recordedSteps!.replayed], [5, 15]);
+  // and when the pool was emptied before a step (a probe's encoding does), the steps after it still record alike
+  trimGpuPool(true);
+  t.change("encoderMaskRatio", 0.3);
+  await t.fit({ steps: 6, live: false });
+  assert.equal([t.recordedSteps!.ran, t.recordedSteps!.replayed, t.recordedSteps!.refused], [7, 19, null]);
+  model.dispose();
+  t.dispose();
 });
 
 test.run();

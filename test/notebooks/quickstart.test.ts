@@ -78,7 +78,7 @@ test("on webgpu (Dawn's Null backend, picked with RETROMAE_BACKEND), every cell 
     assert.not.ok(outputs.some((o) => o.output_type === "error"));
     return outputs.map((o) => [o.text ?? ""].flat().join("")).join("");
   };
-  const quick = notebook("quickstart", ["steps=4", "batchSize=2", "maxLength=64", "probeEvery=2", "probeDocs=50", `runDir=${runDir}`]);
+  const quick = notebook("quickstart", ["steps=4", "batchSize=2", "maxLength=64", "probeEvery=2", "probeDocs=50", "probeBatchSize=16", `runDir=${runDir}`]);
   assert.match(quick, /using webgpu \(gpu\) from @tensorflow\/tfjs-backend-webgpu on null-backend \(null, software\), as RETROMAE_BACKEND=webgpu asks in place of auto/);
   assert.ok(fs.existsSync(path.join(runDir, "results.json")) && fs.existsSync(path.join(runDir, "retromae", "final", "model.safetensors")));
   const fine = notebook("finetune", [`run=${runDir}`, "maxSteps=2", "batchSize=4", "probeDocs=40"]);

@@ -274,7 +274,11 @@ export function recordCommands<T>(fn: () => T, options: RecordOptions = {}): Rec
         const bytes = new Uint8Array(range.slice(0));
         const { input, from } = uploading ?? {};
         if (this.usage & GPUBufferUsage.MAP_WRITE) staged.set(this, { bytes, input, from });
-        else current().writes.push({ buffer: this, offset: 0, bytes, input, from });
+        else if (isUniform(this)) current().writes.push({ buffer: this, offset: 0, bytes, input, from });
+        // A buffer mapped at creation (tfjs uploads into a new buffer so, and into a pooled one through a
+        // staging copy): an upload where it happens, just before the dispatch that reads it, as the staged
+        // path's copy is. So a step that found a free buffer and one that had to make it record alike.
+        else current().commands.push({ kind: "upload", bytes, input, from, dst: this, dstOffset: 0, size: bytes.byteLength });
         mapped.delete(this);
       }
       return orig.apply(this, args);
