@@ -151,7 +151,7 @@ test("the GPU node's quickstart step runs the bundled quickstart on webgpu, with
   const data = path.join(work, "data.tar.xz");
   const env = {
     HOME: work, PATH: tools, RETROMAE_WEBGPU_ADAPTER: "null-backend", DEADLINE_S: "400", STEP_S: "300",
-    QUICKSTART_ARGS: "-p steps=4 -p batchSize=2 -p maxLength=64 -p probeEvery=2 -p probeDocs=50",
+    QUICKSTART_ARGS: "-p steps=4 -p batchSize=2 -p maxLength=64 -p probeEvery=2 -p probeDocs=50 -p probeBatchSize=16",
   };
   const r = spawnSync("/bin/sh", [path.join(ROOT, "scripts", "gpu-node-check.sh"), path.join(unpacked, "retromae"), data, out, "quickstart"], { encoding: "utf8", env, timeout: 500_000 });
   assert.is(r.status, 0, r.stdout + r.stderr);
