@@ -3,7 +3,10 @@
  * widget protocol (a recording host plays the front end), every change is
  * recorded in the run directory, and a replay of the recorded changes with
  * no panel gives the same losses, bit for bit on the cpu backend; resume
- * reapplies the changes made after its checkpoint.
+ * reapplies the changes made after its checkpoint. On webgpu (SwiftShader, a
+ * micro model) the panel steers a fit whose next step is already queued and
+ * whose steps are replayed: each change applies from the step after the
+ * queued one, and a new encoder ratio is recorded and replayed again.
  */
 import { test } from "uvu";
 import * as assert from "uvu/assert";
@@ -21,6 +24,7 @@ import { LrSchedule } from "../../lib/train/schedule";
 import { Trainer } from "../../lib/train/trainer";
 import { HostedModel, setWidgetHost, WidgetHost } from "../../lib/widgets/host";
 import { SHARED_DATA } from "../helpers";
+import { microModel, microTokenizer, useSwiftShader } from "../webgpu-helpers";
 
 const tok = BertTokenizer.bertBaseUncased();
 let corpus: PackedCorpus;
@@ -164,6 +168,63 @@ test("stop after this step ends the fit like an interrupt; the next fit goes on;
     assert.throws(() => t.checkpointNow(), /This trainer has no runDir; pass \{ runDir \} to save checkpoints\./);
     assert.throws(() => makeTrainer(tmp(), { changes: [{ step: 0, field: "lrScale", old: 1, new: 2, source: "x" }] }), /A recorded change cannot be replayed .*its step must be a whole number ≥ 1/);
     t.dispose();
+  } finally {
+    setWidgetHost(previous);
+  }
+});
+
+test("on webgpu the panel steers a queued-ahead, replayed fit: a change applies after the step already queued, the new shapes are replayed again, and the recorded changes repeat the losses bit for bit", async () => {
+  useSwiftShader();
+  await use("webgpu");
+  const texts = fs.readFileSync(path.join(SHARED_DATA, "beir-scifact", "corpus.jsonl"), "utf8").trim().split("\n").slice(0, 200).map((l) => (JSON.parse(l) as { text: string }).text);
+  const micro = microTokenizer(texts);
+  const data = PackedCorpus.fromTexts(texts, micro, 16);
+  const make = (runDir: string, extra: Partial<ConstructorParameters<typeof Trainer>[0]> = {}) => {
+    const rng = new Rng(13);
+    return new Trainer({ model: microModel(micro.vocab.size, 13), tokenizer: micro, data, rng, seed: 13, batchSize: 2, maxLength: 16, lr: 1e-3, warmupSteps: 1, totalSteps: 10, runDir, ...extra });
+  };
+  const fe = new FrontEnd();
+  const previous = setWidgetHost(fe);
+  try {
+    const dirA = tmp();
+    const a = make(dirA);
+    const panel = a.controls();
+    const lossesA: number[] = [];
+    await a.fit({
+      steps: 9,
+      live: false,
+      onEvent: (e) => {
+        if (e.type !== "step") return;
+        lossesA.push(e.loss);
+        if (e.step === 2) fe.set(panel.encoderSlider.id, { value: 0.15 }); // shown at step 2, step 3 already queued
+        if (e.step === 5) fe.set(panel.lrScaleSlider.id, { value: 0.5 });
+      },
+    });
+    const changes = metrics(dirA).filter((m) => m.change).map((m) => [m.step, m.change.field, m.change.new]);
+    assert.equal(changes, [[4, "encoderMaskRatio", 0.15], [7, "lrScale", 0.5]], "each from the step after the one already queued");
+    const recorded = a.recordedSteps!;
+    assert.is(recorded.refused, null, JSON.stringify(recorded));
+    assert.ok(recorded.replayed >= 4, `replayed again after the new ratio: ${JSON.stringify(recorded)}`);
+    a.controls().close();
+    a.model.dispose();
+    a.dispose();
+    // the same run from the recorded changes, no panel: the same losses, bit for bit
+    setWidgetHost(previous);
+    const b = make(tmp(), { changes: readSettingsHistory(dirA) });
+    const lossesB: number[] = [];
+    await b.fit({ steps: 9, live: false, onEvent: (e) => e.type === "step" && lossesB.push(e.loss) });
+    assert.equal(lossesB, lossesA);
+    b.model.dispose();
+    b.dispose();
+    // stop after this step: the fit ends after the step already queued
+    setWidgetHost(fe);
+    const c = make(tmp(), { runDir: undefined });
+    const stop = c.controls();
+    const r = await c.fit({ steps: 6, live: false, onEvent: (e) => e.type === "step" && e.step === 2 && fe.click(stop.stopButton.id) });
+    assert.equal([r.status, r.stepsTaken, c.step], ["stopped", 3, 3]);
+    c.controls().close();
+    c.model.dispose();
+    c.dispose();
   } finally {
     setWidgetHost(previous);
   }
