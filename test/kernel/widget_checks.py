@@ -133,6 +133,47 @@ class Widgets(OneKernel):
         self.assertEqual(shell_reply(self.kc, mid)["content"]["status"], "ok")
         self.assertEqual(result_text(outputs).replace("\n", "").replace(" ", ""), "['stopped',0.45,[['encoderMaskRatio',0.45,'panel']]]")
 
+    def test_6_on_webgpu_the_panel_and_the_interrupt_steer_a_queued_ahead_fit(self):
+        # Dawn's Null backend: a WebGPU device that validates every command and computes nothing, so the
+        # GPU's paths (steps queued ahead, replayed, read a step behind) run in a kernel without a GPU.
+        setup = ('import { backend, RetroMAE, Trainer, BertTokenizer, PackedCorpus, Rng, readSettingsHistory } from "retromae";\n'
+                 'process.env.RETROMAE_WEBGPU_ADAPTER = "null-backend";\n'
+                 'const gpu = await backend.use("webgpu");\n'
+                 'const tok2 = BertTokenizer.bertBaseUncased();\n'
+                 'const data2 = PackedCorpus.fromTexts(Array.from({ length: 40 }, (_, i) => `the cell ${i} divides and the protein folds into a shape number ${i}`), tok2, 16);\n'
+                 'const rng2 = new Rng(5);\n'
+                 'const model2 = RetroMAE.create("tiny", { rng: rng2, overrides: { hiddenSize: 32, numAttentionHeads: 2, intermediateSize: 64, numHiddenLayers: 1 } });\n'
+                 f'const gpuTrainer = new Trainer({{ model: model2, tokenizer: tok2, data: data2, rng: rng2, batchSize: 2, maxLength: 16, lr: 1e-3, runDir: {json.dumps(os.path.join(CWD, "gpu-panel-run"))} }});\n'
+                 'const gpuPanel = gpuTrainer.controls();\n'
+                 'gpu.backend + " " + gpuPanel.encoderSlider.id + " " + gpuPanel.stopButton.id')
+        reply, out = run(self.kc, setup, timeout=180)
+        self.assertEqual(reply["content"]["status"], "ok", reply["content"])
+        name, enc, stop = result_text(out).strip("'").split(" ")
+        self.assertEqual(name, "webgpu")
+        mid = self.kc.execute("const g = await gpuTrainer.fit({ steps: 100000, live: false });\n[g.status, gpuTrainer.encoderMaskRatio, readSettingsHistory(gpuTrainer.run!.dir).map((c) => [c.field, c.new, c.source]), gpuTrainer.recordedSteps!.replayed > 0]")
+        self.comm_msgs(lambda m: m["content"]["data"].get("method") == "update" and "step " in json.dumps(m["content"]["data"].get("state", {})), timeout=120)
+        self.send("comm_msg", {"comm_id": enc, "data": {"method": "update", "state": {"value": 0.15}, "buffer_paths": []}})
+        time.sleep(1.0)
+        self.send("comm_msg", {"comm_id": stop, "data": {"method": "custom", "content": {"event": "click"}}})
+        outputs = collect(self.kc, mid, timeout=120)
+        self.assertEqual(shell_reply(self.kc, mid)["content"]["status"], "ok")
+        self.assertEqual(result_text(outputs).replace("\n", "").replace(" ", ""), "['stopped',0.15,[['encoderMaskRatio',0.15,'panel']],true]")
+        # the interrupt button: the fit stops after the step already queued, and the next cell trains on
+        _, before = run(self.kc, "gpuTrainer.step")
+        mid = self.kc.execute("const h = await gpuTrainer.fit({ steps: 100000, live: false });\nh.status")
+        time.sleep(2.0)
+        self.km.interrupt_kernel()
+        reply = shell_reply(self.kc, mid, timeout=60)
+        outs = collect(self.kc, mid, timeout=60)
+        print(json.dumps({"interrupted_cell": reply["content"]["status"], "value": result_text(outs)}), file=__import__("sys").stderr)
+        if reply["content"]["status"] == "ok":
+            self.assertEqual(result_text(outs), "'stopped'")
+        else:
+            self.assertEqual(reply["content"]["ename"], "KeyboardInterrupt")
+        reply2, out2 = run(self.kc, "const k = await gpuTrainer.fit({ steps: 3, live: false });\n[k.status, k.stepsTaken, gpuTrainer.step > " + result_text(before) + "]", timeout=120)
+        self.assertEqual(reply2["content"]["status"], "ok", reply2["content"])
+        self.assertEqual(result_text(out2).replace("\n", "").replace(" ", ""), "['done',3,true]", f"after the interrupt ({reply['content']['status']})")
+
 
 if __name__ == "__main__":
     unittest.main()
