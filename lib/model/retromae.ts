@@ -426,8 +426,8 @@ export class RetroMAE {
     if (this.bowLossWeight > 0) candidates.push([`the bag-of-words logits [${B}, ${L - 1}, ${V}]`, B * (L - 1) * V]);
     const over = overBufferLimit(candidates);
     if (!over) return;
-    const fitsB = Math.floor((B * over.limit) / over.need);
-    const fix = fitsB >= 1 ? `use batchSize ${fitsB} (with gradAccumulation ${Math.ceil(B / fitsB)} to keep the effective batch)` : `lower maxLength to ${Math.max(1, Math.floor((L * over.limit) / over.need))}`;
+    const fitsB = over.fits(B);
+    const fix = fitsB >= 1 ? `use batchSize ${fitsB} (with gradAccumulation ${Math.ceil(B / fitsB)} to keep the effective batch)` : `lower maxLength to ${Math.max(1, over.fits(L))}`;
     throw new Error(`A batch of ${B} × ${L} needs ${mibOf(over.need)} for ${over.what}, more than this GPU's largest buffer (${mibOf(over.limit)}); ${fix}.`);
   }
 

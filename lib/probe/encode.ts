@@ -93,7 +93,7 @@ export async function encodeTexts(model: RetroMAE, tokenizer: BertTokenizer, tex
 function checkEncodeFits(model: RetroMAE, B: number, L: number, batchSize: number): void {
   const over = overBufferLimit(model.encoderTensors(B, L, false));
   if (!over) return;
-  const fitsB = Math.floor((B * over.limit) / over.need);
+  const fitsB = over.fits(B);
   const fix = fitsB >= 1 ? `pass batchSize ${Math.min(fitsB, batchSize)} to runProbe, probeHook or encodeTexts` : `pass a lower maxLength`;
   throw new Error(`Encoding a batch of ${B} × ${L} tokens needs ${mibOf(over.need)} for ${over.what}, more than this GPU's largest buffer (${mibOf(over.limit)}); ${fix}.`);
 }

@@ -149,7 +149,7 @@ export class TrainGroups {
 function checkFinetuneFits(model: RetroMAE, rows: number, L: number, B: number, G: number): void {
   const over = overBufferLimit(model.encoderTensors(rows, L, true));
   if (!over) return;
-  const fitsB = Math.floor((B * over.limit) / over.need);
+  const fitsB = over.fits(B);
   const fix = fitsB >= 1 ? `use batchSize ${fitsB}${G > 1 ? ` (or a smaller trainGroupSize than ${G})` : ""}` : "lower maxLength";
   throw new Error(`Fine-tuning on ${rows} passages of ${L} tokens needs ${mibOf(over.need)} for ${over.what}, more than this GPU's largest buffer (${mibOf(over.limit)}); ${fix}.`);
 }
@@ -195,6 +195,7 @@ export async function contrastiveFinetune(model: RetroMAE, tokenizer: BertTokeni
       const labels = tf.tensor1d(Int32Array.from({ length: B }, (_, i) => i * G), "int32");
       const what = `Fine-tuning step ${step + 1} (${B} queries of up to ${queryMaxLength} tokens, ${B * G} passages of up to ${maxLength})`;
       const fix = `the encoder's weights may be damaged, so load it again and fine-tune with a smaller batchSize (e.g. ${Math.max(1, B >> 1)}) or maxLength`;
+      const lr = schedule.at(step);
       let loss: number;
       try {
         checkFinetuneFits(model, pIds.shape[0], pIds.shape[1], B, G);
@@ -205,7 +206,7 @@ export async function contrastiveFinetune(model: RetroMAE, tokenizer: BertTokeni
           return crossEntropy(scores, labels);
         }, [...encoder.values()]);
         const named = new Map([...encoder].map(([k, v]) => [k, grads[v.name]]));
-        const { norm } = opt.clipAndApply(named, { maxNorm: 1.0, lr: schedule.at(step) });
+        const { norm } = opt.clipAndApply(named, { maxNorm: 1.0, lr });
         norm.dispose();
         loss = (await value.data())[0];
         value.dispose();
@@ -217,7 +218,6 @@ export async function contrastiveFinetune(model: RetroMAE, tokenizer: BertTokeni
       } finally {
         tf.dispose([qIds, qMask, pIds, pMask, labels]);
       }
-      const lr = schedule.at(step);
       trimGpuPool(); // batches of new padded lengths leave buffers of their own
       losses.push(loss);
       options.onStep?.({ step: step + 1, loss, lr });

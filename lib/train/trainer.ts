@@ -13,7 +13,7 @@ import { Rng } from "../engine/rng";
 import { RetroMAECollator } from "../masking/collator";
 import { loadCheckpoint, readLossValues, saveCheckpoint } from "../model/retromae";
 import type { RetroMAE, LossTensors, LossValues } from "../model/retromae";
-import { computesNothing, DeviceFailure, takeDeviceError, trimGpuPool } from "../engine/webgpu/backend";
+import { computesNothing, DeviceFailure, isOutOfMemory, takeDeviceError, trimGpuPool } from "../engine/webgpu/backend";
 import { copyInPlaceWebGPU } from "../engine/webgpu/optimizer";
 import { StepRecorder } from "../engine/webgpu/replay";
 import { StepProfile, summarizeProfile } from "../engine/webgpu/profile";
@@ -181,8 +181,6 @@ function scaleAll(xs: Map<string, tf.Tensor>, c: number): Map<string, tf.Tensor>
 
 const entries = (l: LossTensors) => new Map(Object.entries(l) as [string, tf.Tensor][]);
 const fromEntries = (m: Map<string, tf.Tensor>) => Object.fromEntries(m) as unknown as LossTensors;
-
-const OOM = /out of memory|OOM|Cannot allocate|failed to allocate|memory access out of bounds|Array buffer allocation failed|Invalid typed array length|WebAssembly.Memory/i;
 
 export class TrainingStopped extends Error {}
 
@@ -765,7 +763,7 @@ export class Trainer implements ControllableRun {
     // What the device recorded beside a thrown error is the same failure: taken here, so that a run
     // started again (with a smaller batch) does not stop at its first step on this one's error.
     const deviceError = takeDeviceError();
-    if (OOM.test(msg) || (deviceError !== null && OOM.test(deviceError))) {
+    if (isOutOfMemory(msg) || (deviceError !== null && isOutOfMemory(deviceError))) {
       const b = this.options.batchSize;
       // on a GPU, steps are queued ahead and part of the failed one may have run: the weights there are suspect
       const last = this.latestCheckpoint();

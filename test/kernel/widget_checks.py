@@ -35,6 +35,17 @@ class Widgets(OneKernel):
             if m["msg_type"] == "comm_msg" and pred(m):
                 return m
 
+    def move_slider_then_stop(self, mid, slider, value, stop):
+        """Once cell `mid`'s fit moves (the panel's status line updates), move `slider` to `value` and click
+        `stop`; the cell must end ok. Returns its value's text, without spaces or line breaks."""
+        self.comm_msgs(lambda m: m["content"]["data"].get("method") == "update" and "step " in json.dumps(m["content"]["data"].get("state", {})), timeout=120)
+        self.send("comm_msg", {"comm_id": slider, "data": {"method": "update", "state": {"value": value}, "buffer_paths": []}})
+        time.sleep(1.0)
+        self.send("comm_msg", {"comm_id": stop, "data": {"method": "custom", "content": {"event": "click"}}})
+        outputs = collect(self.kc, mid, timeout=120)
+        self.assertEqual(shell_reply(self.kc, mid)["content"]["status"], "ok")
+        return result_text(outputs).replace("\n", "").replace(" ", "")
+
     def test_1_open_display_update_echo_request_state(self):
         reply, out = run(self.kc, 'import { FloatSlider } from "retromae";\nconst s = new FloatSlider({ description: "enc", value: 0.3, max: 0.95, step: 0.01 });\nconst seen: number[] = [];\ns.observe("value", (c) => { seen.push(c.new); });\ns', timeout=120)
         self.assertEqual(reply["content"]["status"], "ok", reply["content"])
@@ -124,14 +135,7 @@ class Widgets(OneKernel):
         enc, stop = result_text(out).strip("'").split(" ")
         self.assertTrue(any(m["msg_type"] == "display_data" or m["msg_type"] == "execute_result" for m in out))
         mid = self.kc.execute("const r = await trainer.fit({ steps: 100000, live: false });\n[r.status, trainer.encoderMaskRatio, readSettingsHistory(trainer.run!.dir).map((c) => [c.field, c.new, c.source])]")
-        # wait for the fit to move: the panel's status line updates
-        self.comm_msgs(lambda m: m["content"]["data"].get("method") == "update" and "step " in json.dumps(m["content"]["data"].get("state", {})), timeout=120)
-        self.send("comm_msg", {"comm_id": enc, "data": {"method": "update", "state": {"value": 0.45}, "buffer_paths": []}})
-        time.sleep(1.0)
-        self.send("comm_msg", {"comm_id": stop, "data": {"method": "custom", "content": {"event": "click"}}})
-        outputs = collect(self.kc, mid, timeout=120)
-        self.assertEqual(shell_reply(self.kc, mid)["content"]["status"], "ok")
-        self.assertEqual(result_text(outputs).replace("\n", "").replace(" ", ""), "['stopped',0.45,[['encoderMaskRatio',0.45,'panel']]]")
+        self.assertEqual(self.move_slider_then_stop(mid, enc, 0.45, stop), "['stopped',0.45,[['encoderMaskRatio',0.45,'panel']]]")
 
     def test_6_on_webgpu_the_panel_and_the_interrupt_steer_a_queued_ahead_fit(self):
         # Dawn's Null backend: a WebGPU device that validates every command and computes nothing, so the
@@ -151,28 +155,18 @@ class Widgets(OneKernel):
         name, enc, stop = result_text(out).strip("'").split(" ")
         self.assertEqual(name, "webgpu")
         mid = self.kc.execute("const g = await gpuTrainer.fit({ steps: 100000, live: false });\n[g.status, gpuTrainer.encoderMaskRatio, readSettingsHistory(gpuTrainer.run!.dir).map((c) => [c.field, c.new, c.source]), gpuTrainer.recordedSteps!.replayed > 0]")
-        self.comm_msgs(lambda m: m["content"]["data"].get("method") == "update" and "step " in json.dumps(m["content"]["data"].get("state", {})), timeout=120)
-        self.send("comm_msg", {"comm_id": enc, "data": {"method": "update", "state": {"value": 0.15}, "buffer_paths": []}})
-        time.sleep(1.0)
-        self.send("comm_msg", {"comm_id": stop, "data": {"method": "custom", "content": {"event": "click"}}})
-        outputs = collect(self.kc, mid, timeout=120)
-        self.assertEqual(shell_reply(self.kc, mid)["content"]["status"], "ok")
-        self.assertEqual(result_text(outputs).replace("\n", "").replace(" ", ""), "['stopped',0.15,[['encoderMaskRatio',0.15,'panel']],true]")
+        self.assertEqual(self.move_slider_then_stop(mid, enc, 0.15, stop), "['stopped',0.15,[['encoderMaskRatio',0.15,'panel']],true]")
         # the interrupt button: the fit stops after the step already queued, and the next cell trains on
         _, before = run(self.kc, "gpuTrainer.step")
         mid = self.kc.execute("const h = await gpuTrainer.fit({ steps: 100000, live: false });\nh.status")
         time.sleep(2.0)
         self.km.interrupt_kernel()
         reply = shell_reply(self.kc, mid, timeout=60)
-        outs = collect(self.kc, mid, timeout=60)
-        print(json.dumps({"interrupted_cell": reply["content"]["status"], "value": result_text(outs)}), file=__import__("sys").stderr)
-        if reply["content"]["status"] == "ok":
-            self.assertEqual(result_text(outs), "'stopped'")
-        else:
-            self.assertEqual(reply["content"]["ename"], "KeyboardInterrupt")
+        collect(self.kc, mid, timeout=60)
+        self.assertEqual(reply["content"].get("ename"), "KeyboardInterrupt", "an interrupted cell reads so, as on the CPU backends")
         reply2, out2 = run(self.kc, "const k = await gpuTrainer.fit({ steps: 3, live: false });\n[k.status, k.stepsTaken, gpuTrainer.step > " + result_text(before) + "]", timeout=120)
         self.assertEqual(reply2["content"]["status"], "ok", reply2["content"])
-        self.assertEqual(result_text(out2).replace("\n", "").replace(" ", ""), "['done',3,true]", f"after the interrupt ({reply['content']['status']})")
+        self.assertEqual(result_text(out2).replace("\n", "").replace(" ", ""), "['done',3,true]")
 
 
 if __name__ == "__main__":

@@ -74,9 +74,13 @@ function watch(device: GPUDevice): void {
   });
 }
 
-/** Whether a thrown error is the GPU (or the host) running out of memory, as tfjs and Dawn word it. */
+/**
+ * Whether an error (or a device's recorded one) is running out of memory, as
+ * tfjs's backends, Dawn, WebAssembly and V8 word it: the GPU's, wasm's heap or
+ * the host's.
+ */
 export function isOutOfMemory(err: unknown): boolean {
-  return /out of memory|failed to allocate|Cannot allocate|Array buffer allocation failed/i.test(err instanceof Error ? err.message : String(err));
+  return /out of memory|\bOOM\b|Cannot allocate|failed to allocate|memory access out of bounds|Array buffer allocation failed|Invalid typed array length|WebAssembly.Memory/i.test(err instanceof Error ? err.message : String(err));
 }
 
 /**
@@ -204,15 +208,17 @@ export function maxTensorElements(): number | null {
 
 /**
  * The largest of a pass's tensors ([description, float32 elements]) when it
- * exceeds the device's largest buffer, with that limit in elements; null when
- * all fit, and off webgpu. Callers check before queuing anything: the device
- * would otherwise answer with a validation error, asynchronously.
+ * exceeds the device's largest buffer, with that limit in elements and
+ * `fits(n)`: how much of a size n that the tensor grows with (a batch, a
+ * length) fits; null when all fit, and off webgpu. Callers check before
+ * queuing anything: the device would otherwise answer with a validation
+ * error, asynchronously.
  */
-export function overBufferLimit(tensors: readonly (readonly [string, number])[]): { what: string; need: number; limit: number } | null {
+export function overBufferLimit(tensors: readonly (readonly [string, number])[]): { what: string; need: number; limit: number; fits: (n: number) => number } | null {
   const limit = maxTensorElements();
   if (limit === null || tensors.length === 0) return null;
   const [what, need] = tensors.reduce((a, b) => (b[1] > a[1] ? b : a));
-  return need > limit ? { what, need, limit } : null;
+  return need > limit ? { what, need, limit, fits: (n) => Math.floor((n * limit) / need) } : null;
 }
 
 /** float32 elements as MiB, rounded up, for sentences about memory. */
