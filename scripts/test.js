@@ -3,6 +3,13 @@
 // engine state, so files stay isolated), two at a time, and ends with the line
 // "N passed, M failed". A file that crashes before uvu's summary counts as one
 // failure. Usage: npm test [-- FILTER...]  (substring match on the path)
+//
+// The webgpu engine and parity tests run twice: on SwiftShader (Chromium's
+// Vulkan on the CPU), and again on Mesa 25's lavapipe, a second and
+// independent Vulkan implementation (its own shader compiler, limits,
+// subgroups and timestamps), which scripts/lavapipe.sh fetches into
+// .cache/lavapipe. Those runs are listed as "FILE [lavapipe]"; a filter of
+// "lavapipe" selects only them.
 "use strict";
 const { spawn } = require("child_process");
 const fs = require("fs");
@@ -23,17 +30,24 @@ function find(dir) {
   return out.sort();
 }
 
-// Largest files first: they are the slow ones, and starting them early shortens the run.
-const files = find(path.join(root, "test"))
-  .filter((f) => filters.length === 0 || filters.some((s) => path.relative(root, f).includes(s)))
-  .sort((a, b) => fs.statSync(b).size - fs.statSync(a).size);
+/** The files that run a second time, on lavapipe (RETROMAE_TEST_VULKAN=lavapipe). */
+const SECOND_DRIVER = ["test/engine/webgpu.test.ts", "test/model/parity.test.ts"];
 
-function runFile(file) {
+const runs = find(path.join(root, "test")).flatMap((file) => {
+  const rel = path.relative(root, file);
+  return [{ file, label: rel, env: {} }, ...(SECOND_DRIVER.includes(rel) ? [{ file, label: `${rel} [lavapipe]`, env: { RETROMAE_TEST_VULKAN: "lavapipe" } }] : [])];
+});
+// Largest files first: they are the slow ones, and starting them early shortens the run.
+const files = runs
+  .filter((r) => filters.length === 0 || filters.some((s) => r.label.includes(s)))
+  .sort((a, b) => fs.statSync(b.file).size - fs.statSync(a.file).size);
+
+function runFile({ file, label, env }) {
   return new Promise((resolve) => {
     const started = Date.now();
     const child = spawn(process.execPath, ["-r", "ts-node/register/transpile-only", file], {
       cwd: root,
-      env: { ...process.env, FORCE_COLOR: "0" },
+      env: { ...process.env, FORCE_COLOR: "0", ...env },
     });
     let output = "";
     child.stdout.on("data", (d) => (output += d));
@@ -44,7 +58,7 @@ function runFile(file) {
       let p = passed ? Number(passed[1]) : 0;
       let f = total ? Number(total[1]) - p : 1;
       if (code !== 0 && f === 0) f = 1;
-      resolve({ file, passed: p, failed: f, output, seconds: (Date.now() - started) / 1000 });
+      resolve({ label, passed: p, failed: f, output, seconds: (Date.now() - started) / 1000 });
     });
   });
 }
@@ -56,8 +70,7 @@ function runFile(file) {
     while (queue.length) {
       const r = await runFile(queue.shift());
       results.push(r);
-      const rel = path.relative(root, r.file);
-      console.log(`${r.failed ? "FAIL" : "ok  "} ${rel}  (${r.passed} passed, ${r.failed} failed, ${r.seconds.toFixed(1)}s)`);
+      console.log(`${r.failed ? "FAIL" : "ok  "} ${r.label}  (${r.passed} passed, ${r.failed} failed, ${r.seconds.toFixed(1)}s)`);
       if (r.failed) console.log(r.output.replace(/^/gm, "    "));
     }
   }

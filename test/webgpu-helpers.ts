@@ -1,33 +1,65 @@
 /**
- * Micro models for the webgpu tests. SwiftShader (a CPU emulating a GPU)
- * takes about 96 s for one tiny step at 8×64, so these tests use one layer,
- * hidden 32 and a vocabulary of a few hundred WordPieces.
+ * Micro models for the webgpu tests, and the software Vulkan drivers they
+ * run on. SwiftShader (a CPU emulating a GPU) takes about 96 s for one tiny
+ * step at 8×64, so these tests use one layer, hidden 32 and a vocabulary of
+ * a few hundred WordPieces.
  */
 import * as fs from "fs";
+import * as path from "path";
 import { execFileSync } from "child_process";
 import { Vocab } from "../lib/text/vocab";
 import { BertTokenizer } from "../lib/text/tokenizer";
 import { RetroMAE } from "../lib/model/retromae";
+import type { BertConfig } from "../lib/model/config";
 import { Rng } from "../lib/engine/rng";
 
-/**
- * Point the Vulkan loader at SwiftShader's ICD (Debian's chromium ships it),
- * for this process only. RETROMAE_TEST_VK_ICD overrides the path.
- */
-export function useSwiftShader(): string {
-  let icd = process.env.RETROMAE_TEST_VK_ICD ?? "";
-  if (!icd) {
-    try {
-      icd = execFileSync("dpkg", ["-L", "chromium-common"], { encoding: "utf8" }).split("\n").find((l) => l.endsWith("vk_swiftshader_icd.json")) ?? "";
-    } catch {
-      icd = "";
-    }
+/** The software Vulkan drivers the webgpu tests run on, and how each names its adapter. */
+export const SOFTWARE_VULKAN = {
+  /** Chromium's SwiftShader (Debian's chromium-common ships its ICD): the default. */
+  swiftshader: { adapter: "SwiftShader", library: /libvk_swiftshader\.so$/ },
+  /** Mesa 25's lavapipe, fetched by scripts/lavapipe.sh into .cache/lavapipe (Debian 12's own, Mesa 22.3, does not run Dawn). */
+  lavapipe: { adapter: "llvmpipe", library: /libvulkan_lvp\.so$/ },
+} as const;
+export type SoftwareVulkan = keyof typeof SOFTWARE_VULKAN;
+
+/** Which software driver this test process runs on: RETROMAE_TEST_VULKAN (scripts/test.js sets it for its second-driver runs), else SwiftShader. */
+export function testVulkan(): SoftwareVulkan {
+  const v = process.env.RETROMAE_TEST_VULKAN || "swiftshader";
+  if (v !== "swiftshader" && v !== "lavapipe") throw new Error(`RETROMAE_TEST_VULKAN is "${v}"; set it to swiftshader or lavapipe, or unset it.`);
+  return v;
+}
+
+function findIcd(driver: SoftwareVulkan): string {
+  if (driver === "lavapipe") return path.join(__dirname, "..", ".cache", "lavapipe", "lvp_icd.json");
+  try {
+    return execFileSync("dpkg", ["-L", "chromium-common"], { encoding: "utf8" }).split("\n").find((l) => l.endsWith("vk_swiftshader_icd.json")) ?? "";
+  } catch {
+    return "";
   }
+}
+
+/**
+ * Point the Vulkan loader at a software driver's ICD, for this process
+ * only: SwiftShader, or lavapipe where RETROMAE_TEST_VULKAN=lavapipe.
+ * RETROMAE_TEST_VK_ICD overrides the path. Returns the ICD file.
+ */
+export function useSoftwareVulkan(): string {
+  const driver = testVulkan();
+  const icd = process.env.RETROMAE_TEST_VK_ICD || findIcd(driver);
   if (!icd || !fs.existsSync(icd)) {
-    throw new Error("SwiftShader's Vulkan ICD was not found: apt-get install chromium (it ships vk_swiftshader_icd.json), or set RETROMAE_TEST_VK_ICD.");
+    throw new Error(
+      driver === "lavapipe"
+        ? "lavapipe's Vulkan ICD was not found: run sh scripts/lavapipe.sh (it fetches Mesa 25's lavapipe into .cache/lavapipe), or set RETROMAE_TEST_VK_ICD."
+        : "SwiftShader's Vulkan ICD was not found: apt-get install chromium (it ships vk_swiftshader_icd.json), or set RETROMAE_TEST_VK_ICD.",
+    );
   }
   process.env.VK_ICD_FILENAMES = icd;
   return icd;
+}
+
+/** The adapter name that the driver of this process reports (SwiftShader or llvmpipe), for tests that match it. */
+export function softwareAdapterName(): string {
+  return SOFTWARE_VULKAN[testVulkan()].adapter;
 }
 
 /** Specials, single characters and their ## continuations, then the most frequent words of `texts`. */
@@ -45,6 +77,6 @@ export function microTokenizer(texts: string[], words = 200): BertTokenizer {
  * test takes a wider one, so that random documents' [CLS] vectors differ by
  * more than float rounding and a ranking is not decided by near-ties.
  */
-export function microModel(vocabSize: number, seed = 5, initializerRange = 0.02): RetroMAE {
-  return RetroMAE.create("tiny", { rng: new Rng(seed), overrides: { vocabSize, hiddenSize: 32, numAttentionHeads: 2, intermediateSize: 64, numHiddenLayers: 1, maxPositionEmbeddings: 64, initializerRange } });
+export function microModel(vocabSize: number, seed = 5, initializerRange = 0.02, overrides: Partial<BertConfig> = {}): RetroMAE {
+  return RetroMAE.create("tiny", { rng: new Rng(seed), overrides: { vocabSize, hiddenSize: 32, numAttentionHeads: 2, intermediateSize: 64, numHiddenLayers: 1, maxPositionEmbeddings: 64, initializerRange, ...overrides } });
 }

@@ -12,7 +12,7 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { keepFile } from "../../bin/bundle";
 import { SHARED_DATA } from "../helpers";
-import { useSwiftShader } from "../webgpu-helpers";
+import { useSoftwareVulkan } from "../webgpu-helpers";
 
 const ROOT = path.resolve(__dirname, "..", "..");
 const work = fs.mkdtempSync(path.join(os.tmpdir(), "retromae-bundle-test-"));
@@ -100,7 +100,7 @@ test("unpacked with no node on the PATH: kernel install and a short notebook", (
 });
 
 test("unpacked with no node on the PATH: bench gpu runs (on SwiftShader here, and says so)", () => {
-  const r = launch(["bench", "gpu", "--configs", "tiny:2x16", "--steps", "1", "--probe-docs", "0"], 600_000, { VK_ICD_FILENAMES: useSwiftShader() });
+  const r = launch(["bench", "gpu", "--configs", "tiny:2x16", "--steps", "1", "--probe-docs", "0"], 600_000, { VK_ICD_FILENAMES: useSoftwareVulkan() });
   assert.is(r.status, 0, r.stderr);
   const row = JSON.parse(r.stdout.split("\n").find((l) => l.startsWith('{"bench":"gpu"'))!);
   assert.is(row.backend, "webgpu");
@@ -121,7 +121,7 @@ test("scripts/gpu-node-check.sh, the GPU node's prepared run, works from the unp
   const out = path.join(work, "gpu-check");
   const script = path.join(ROOT, "scripts", "gpu-node-check.sh");
   // a bench step on SwiftShader takes about 10 s per training step (6 of them), more under CI's parallel load
-  const env = { HOME: work, PATH: tools, VK_ICD_FILENAMES: useSwiftShader(), BENCH_STEPS: "1", PROBE_DOCS: "0", DEADLINE_S: "700", STEP_S: "360" };
+  const env = { HOME: work, PATH: tools, VK_ICD_FILENAMES: useSoftwareVulkan(), BENCH_STEPS: "1", PROBE_DOCS: "0", DEADLINE_S: "700", STEP_S: "360" };
   const refused = spawnSync("/bin/sh", [script, path.join(unpacked, "retromae"), work, out], { encoding: "utf8", env });
   assert.is(refused.status, 2);
   assert.match(refused.stderr.trim(), /has no beir-scifact; pass the data folder \(\.\.\/shared\/data\) or an archive of it as the second argument\.$/);

@@ -13,11 +13,11 @@ import * as path from "path";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { SHARED_DATA } from "../helpers";
-import { useSwiftShader } from "../webgpu-helpers";
+import { useSoftwareVulkan } from "../webgpu-helpers";
 
 const ROOT = path.resolve(__dirname, "..", "..");
 const work = fs.mkdtempSync(path.join(os.tmpdir(), "retromae-webgpu-nb-"));
-const ICD = useSwiftShader();
+const ICD = useSoftwareVulkan();
 
 const code = (source: string) => ({ cell_type: "code", metadata: {}, execution_count: null, outputs: [], source });
 const notebook = {

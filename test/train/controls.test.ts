@@ -24,7 +24,7 @@ import { LrSchedule } from "../../lib/train/schedule";
 import { Trainer } from "../../lib/train/trainer";
 import { HostedModel, setWidgetHost, WidgetHost } from "../../lib/widgets/host";
 import { SHARED_DATA } from "../helpers";
-import { microModel, microTokenizer, useSwiftShader } from "../webgpu-helpers";
+import { microModel, microTokenizer, useSoftwareVulkan } from "../webgpu-helpers";
 
 const tok = BertTokenizer.bertBaseUncased();
 let corpus: PackedCorpus;
@@ -174,7 +174,7 @@ test("stop after this step ends the fit like an interrupt; the next fit goes on;
 });
 
 test("on webgpu the panel steers a queued-ahead, replayed fit: a change applies after the step already queued, the new shapes are replayed again, and the recorded changes repeat the losses bit for bit", async () => {
-  useSwiftShader();
+  useSoftwareVulkan();
   await use("webgpu");
   const texts = fs.readFileSync(path.join(SHARED_DATA, "beir-scifact", "corpus.jsonl"), "utf8").trim().split("\n").slice(0, 200).map((l) => (JSON.parse(l) as { text: string }).text);
   const micro = microTokenizer(texts);

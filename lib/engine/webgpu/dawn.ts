@@ -267,7 +267,7 @@ export function explainNoAdapter(facts: { platform: string; loader: { found: boo
       ? `VK_ICD_FILENAMES names ${named.join(", ")}, which ${named.length === 1 ? "is" : "are"} missing or not an ICD file; point it at the driver's ICD json or unset it`
       : "no Vulkan driver (ICD file) was found in /etc/vulkan/icd.d or /usr/share/vulkan/icd.d; install the GPU's Vulkan driver, and in a container started by NVIDIA's runtime set NVIDIA_DRIVER_CAPABILITIES=compute,utility,graphics";
   }
-  return `Dawn found no Vulkan adapter through ${usable.map((f) => path.basename(f.file)).join(", ")} (a driver that does not work with Dawn, such as Mesa's lavapipe before 23; run retromae doctor)`;
+  return `Dawn found no Vulkan adapter through ${usable.map((f) => path.basename(f.file)).join(", ")} (a driver that does not work with Dawn, such as Debian 12's lavapipe, Mesa 22.3; run retromae doctor)`;
 }
 
 /** The adapter's value of each limit this project reads. */

@@ -123,7 +123,7 @@ export function diagnoseWebGPU(x: WebGPUDoctorInputs): WebGPUDiagnosis {
         ? undefined
         : x.adapters.length
           ? "only software adapters: backend.use(\"webgpu\") runs on them, slower than the native CPU backend"
-          : "fix the checks above; Debian 12's lavapipe (Mesa 22.3) does not work with Dawn",
+          : "fix the checks above; Debian 12's lavapipe (Mesa 22.3) does not work with Dawn, Mesa 25's from bookworm-backports does (on the CPU: a software adapter)",
   });
   const failed = checks.filter((c) => !c.ok);
   const summary =
