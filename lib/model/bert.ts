@@ -391,7 +391,12 @@ export function tiedSoftmaxCrossEntropy(
     };
   });
   const loss = op(t, wordEmbeddings, bias, tf.cast(labels, "int32")) as tf.Scalar;
-  return { loss, accuracy: accuracy! };
+  // tf.keep (to leave the op's own tidy) escapes the caller's tidy too: a clone (the same data, no
+  // kernel) puts the accuracy back in the caller's scope, so tf.tidy(() => model.losses(b).loss) frees it
+  const kept = accuracy! as tf.Scalar;
+  const acc = kept.clone();
+  kept.dispose();
+  return { loss, accuracy: acc };
 }
 
 /** MLM transform: dense -> GELU -> LayerNorm. hidden [N, H] -> [N, H] */

@@ -147,6 +147,19 @@ test("static shapes (labelled rows padded to the batch's labelSlots with weight 
   model.dispose();
 });
 
+test("losses inside tf.tidy leave no tensor behind, the accuracies included (computed inside the loss's own op)", async () => {
+  for (const name of ["cpu", "wasm"] as const) {
+    await use(name);
+    const { model, collator, rng } = setup();
+    const before = tf.memory().numTensors;
+    const batch = collator.collate(TEXTS);
+    const loss = tf.tidy(() => model.losses(batch, { training: true, rng }).loss);
+    assert.is(tf.memory().numTensors, before + 1, `${name}: only the loss returned`);
+    loss.dispose();
+    model.dispose();
+  }
+});
+
 test("tf.memory().numTensors after 20 forward/backward steps equals the count after 1", async () => {
   await use("wasm");
   const { model, collator, rng } = setup();
