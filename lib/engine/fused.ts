@@ -213,8 +213,13 @@ export function dropoutWithSeed(x: tf.Tensor, rate: number, seed: number, base?:
  * the step masks with hash(base ^ hash(i)). The base is the step's only
  * random input, so a recorded step (lib/engine/webgpu/replay.ts) replays
  * with new masks by uploading one number. Only where the counter-based
- * kernel runs (`DropoutSeeds.forStep` gives undefined elsewhere, and
- * draws nothing, so the other backends' streams stay as they were).
+ * kernel runs (`DropoutSeeds.forStep` gives undefined elsewhere).
+ *
+ * The step draws from the run's generator as many values as the other
+ * backends draw for the same forward (one `seed()` per dropout call, see
+ * bert.ts's dropout), and the base is the first of them, so the masking
+ * that follows draws the same values on every backend: the same seed masks
+ * the same tokens on webgpu as on the CPU (dropout's own masks differ).
  */
 export class DropoutSeeds {
   /** The step's base seed: an input of the step. */
@@ -226,9 +231,22 @@ export class DropoutSeeds {
     this.base = Int32Array.of(seed | 0);
   }
 
-  /** A step's seeds where the backend has the counter-based dropout (one draw from `rng`), else undefined. */
-  static forStep(rng: { seed(): number }): DropoutSeeds | undefined {
-    return nativeKernel(DROPOUT) ? new DropoutSeeds(rng.seed()) : undefined;
+  /**
+   * A step's seeds where the backend has the counter-based dropout, else
+   * undefined (nothing drawn). `calls` is how many dropout calls the step's
+   * forward makes (RetroMAE.dropoutCalls): that many values are drawn from
+   * `rng`, none when it is 0.
+   */
+  static forStep(rng: { seed(): number }, calls: number): DropoutSeeds | undefined {
+    if (!nativeKernel(DROPOUT)) return undefined;
+    const base = calls > 0 ? rng.seed() : 0;
+    for (let i = 1; i < calls; i++) rng.seed();
+    return new DropoutSeeds(base);
+  }
+
+  /** How many calls have masked with these seeds. */
+  get callsMade(): number {
+    return this.calls;
   }
 
   /** Inverted dropout of x at `rate`: this step's next call. */

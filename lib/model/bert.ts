@@ -18,7 +18,7 @@ export type Weights = ReadonlyMap<string, tf.Tensor>;
 export interface ForwardOptions {
   readonly training: boolean;
   readonly rng?: Rng;
-  /** The step's seeds drawn on the device (webgpu: DropoutSeeds.forStep(rng)); rng draws one seed per call otherwise. */
+  /** The step's seeds drawn on the device (webgpu: DropoutSeeds.forStep(rng, model.dropoutCalls())); rng draws one seed per call otherwise. */
   readonly seeds?: DropoutSeeds;
 }
 

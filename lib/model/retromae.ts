@@ -311,6 +311,24 @@ export class RetroMAE {
   }
 
   /**
+   * How many dropout calls one training forward (`losses` with training:
+   * true) makes, each a draw of the run's generator on the backends that
+   * seed dropout per call: the embeddings, and in every layer the attention
+   * probabilities, the attention output and the feed-forward output; the
+   * decoder's embeddings (twice in DupMAE mode) and its layer. A rate of 0
+   * makes no call. webgpu draws as many per step (DropoutSeeds.forStep), so
+   * that the masking after them draws the same values on every backend.
+   */
+  dropoutCalls(): number {
+    const cfg = this.config;
+    const hidden = cfg.hiddenDropoutProb > 0 ? 1 : 0;
+    const layer = 2 * hidden + (cfg.attentionProbsDropoutProb > 0 ? 1 : 0);
+    const encoder = hidden + cfg.numHiddenLayers * layer;
+    const decoder = this.decoderLossWeight > 0 ? hidden * (this.bowLossWeight > 0 ? 2 : 1) + layer : 0;
+    return encoder + decoder;
+  }
+
+  /**
    * All loss parts for one batch: encoder MLM cross-entropy at its masked
    * positions, plus decoder cross-entropy at every labelled position. Call
    * inside tf.tidy or tf.variableGrads.

@@ -713,12 +713,14 @@ export class Trainer implements ControllableRun {
    * The micro-batches of one optimizer step, each collated when asked for
    * (so on the CPU backends the generator's draws interleave with dropout's
    * as they always did), with its dropout seeds where the backend draws
-   * them on the device.
+   * them on the device: drawn right after the batch, as many as the CPU
+   * backends' dropout draws in its forward, so the next batch's masks are
+   * the same on every backend.
    */
   private *microBatches(): Generator<{ batch: RetroMAEBatch; seeds?: DropoutSeeds }> {
     for (let i = 0; i < this.options.gradAccumulation; i++) {
       const batch = this.collator.collate(this.stream.next());
-      yield { batch, seeds: DropoutSeeds.forStep(this.rng) };
+      yield { batch, seeds: DropoutSeeds.forStep(this.rng, this.model.dropoutCalls()) };
     }
   }
 
@@ -731,6 +733,10 @@ export class Trainer implements ControllableRun {
     for (const { batch, seeds } of micro) {
       tokens += batch.lengths.reduce((a, b) => a + b, 0);
       const { grads, losses } = this.model.gradients(batch, { training: true, rng: this.rng, seeds });
+      if (seeds && seeds.callsMade !== this.model.dropoutCalls()) {
+        tf.dispose([...grads.values(), ...Object.values(losses)]);
+        throw new Error(`The forward made ${seeds.callsMade} dropout calls where RetroMAE.dropoutCalls() counts ${this.model.dropoutCalls()}; update dropoutCalls to the model's structure (a bug in this package).`);
+      }
       sum = sum === null ? grads : addInto(sum, grads);
       lossSum = lossSum === null ? losses : fromEntries(addInto(entries(lossSum), entries(losses)));
     }

@@ -808,6 +808,34 @@ test("training on webgpu: the same seed gives bit-identical losses and weights, 
   c.dispose();
 });
 
+test("the same seed masks the same tokens on webgpu as on the cpu backend's own path (webgpu draws per step what cpu's dropout draws per call); with dropout off, the cpu's losses", async () => {
+  type Masks = { enc: number[]; labels: number[]; dec: number[] }[];
+  async function run(backend: "webgpu" | "cpu", dropout: boolean): Promise<{ masks: Masks; losses: number[] }> {
+    await use(backend);
+    const rng = new Rng(9);
+    const model = microModel(tok.vocab.size, 9, 0.02, dropout ? {} : { hiddenDropoutProb: 0, attentionProbsDropoutProb: 0 });
+    const t = new Trainer({ model, tokenizer: tok, data: corpus, rng, seed: 9, batchSize: 4, maxLength: 32, lr: 2e-3, warmupSteps: 1, totalSteps: 20 });
+    t.collator.staticShapes = true; // webgpu's shapes (its recorded steps); the draws do not depend on them
+    const masks: Masks = [];
+    const collate = t.collator.collate.bind(t.collator);
+    t.collator.collate = (examples, trace) => {
+      const b = collate(examples, trace);
+      masks.push({ enc: Array.from(b.encoderInputIds), labels: Array.from(b.encoderLabels), dec: Array.from(b.decoderAttentionMask) });
+      return b;
+    };
+    const losses = (await train(t, 4)).map((e) => e.loss);
+    t.model.dispose();
+    t.dispose();
+    return { masks, losses };
+  }
+  for (const dropout of [true, false]) {
+    const [gpu, cpu] = [await run("webgpu", dropout), await run("cpu", dropout)];
+    assert.is(gpu.masks.length, 4);
+    gpu.masks.forEach((m, i) => assert.equal(m, cpu.masks[i], `dropout ${dropout ? "on" : "off"}: step ${i + 1}'s masks`));
+    if (!dropout) gpu.losses.forEach((l, i) => assert.ok(Math.abs(l - cpu.losses[i]) <= 1e-4 * Math.abs(l), `step ${i + 1}: webgpu ${l} vs cpu ${cpu.losses[i]}`));
+  }
+});
+
 test("training on webgpu keeps tf.memory() flat over 20 steps", async () => {
   await use("webgpu");
   const t = makeTrainer();

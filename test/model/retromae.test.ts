@@ -147,6 +147,35 @@ test("static shapes (labelled rows padded to the batch's labelSlots with weight 
   model.dispose();
 });
 
+test("dropoutCalls() counts the generator's draws of one training forward, with dropout on, off or attention-only, in DupMAE mode, MLM-only and with two layers", async () => {
+  await use("cpu");
+  const cases: [string, Record<string, number>, (m: RetroMAE) => void, number][] = [
+    // encoder: embeddings + 3 per layer; decoder: its embeddings + its layer's 3
+    ["default (0.1, 0.1)", {}, () => {}, 1 + 3 + 1 + 3],
+    ["dropout off", { hiddenDropoutProb: 0, attentionProbsDropoutProb: 0 }, () => {}, 0],
+    ["attention only", { hiddenDropoutProb: 0 }, () => {}, 1 + 1],
+    ["DupMAE (the query through the embeddings too)", {}, (m) => (m.bowLossWeight = 0.1), 1 + 3 + 2 + 3],
+    ["MLM-only (no decoder pass)", {}, (m) => (m.decoderLossWeight = 0), 1 + 3],
+    ["two layers", { numHiddenLayers: 2 }, () => {}, 1 + 6 + 1 + 3],
+  ];
+  for (const [name, overrides, adjust, expected] of cases) {
+    const before = tf.memory().numTensors;
+    const rng = new Rng(3);
+    const model = RetroMAE.create("tiny", { rng, overrides: { hiddenSize: 32, numAttentionHeads: 2, intermediateSize: 64, numHiddenLayers: 1, maxPositionEmbeddings: 64, ...overrides } });
+    adjust(model);
+    const batch = new RetroMAECollator({ tokenizer: tok, rng, maxLength: 32 }).collate(TEXTS);
+    let draws = 0;
+    const counting = { seed: () => (draws++, rng.seed()) } as unknown as Rng;
+    tf.tidy(() => {
+      model.losses(batch, { training: true, rng: counting });
+    });
+    assert.is(draws, expected, `${name}: the forward drew ${draws}`);
+    assert.is(model.dropoutCalls(), expected, name);
+    model.dispose();
+    assert.is(tf.memory().numTensors, before, `${name}: tensors left`);
+  }
+});
+
 test("losses inside tf.tidy leave no tensor behind, the accuracies included (computed inside the loss's own op)", async () => {
   for (const name of ["cpu", "wasm"] as const) {
     await use(name);
