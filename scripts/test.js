@@ -9,7 +9,8 @@
 // independent Vulkan implementation (its own shader compiler, limits,
 // subgroups and timestamps), which scripts/lavapipe.sh fetches into
 // .cache/lavapipe. Those runs are listed as "FILE [lavapipe]"; a filter of
-// "lavapipe" selects only them.
+// "lavapipe" selects only them. test/engine/webgpu-real.test.ts (the real
+// tiny model, too slow for SwiftShader) runs on lavapipe only.
 "use strict";
 const { spawn } = require("child_process");
 const fs = require("fs");

@@ -1,0 +1,79 @@
+/**
+ * The real tiny model on real SciFact text, on webgpu against the native
+ * backend in the same process: the sizes that SwiftShader is too slow for,
+ * on Mesa 25's lavapipe (scripts/lavapipe.sh; about a minute here). The
+ * micro-model tests (webgpu.test.ts) check each kernel and path; these check
+ * that together, at the real vocabulary, width and lengths, with replayed
+ * steps and the inference kernels, the GPU path gives the CPU's numbers.
+ */
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import * as path from "path";
+import { backend, use } from "../../lib/engine/backend";
+import { Rng } from "../../lib/engine/rng";
+import { loadBeir } from "../../lib/data/beir";
+import { loadCheckpoint, RetroMAE } from "../../lib/model/retromae";
+import { starterCheckpoint } from "../../lib/model/starter";
+import { encodeTexts } from "../../lib/probe/encode";
+import { PackedCorpus } from "../../lib/train/data";
+import { Trainer } from "../../lib/train/trainer";
+import { BertTokenizer } from "../../lib/text/tokenizer";
+import { SHARED_DATA } from "../helpers";
+import { softwareAdapterName, useSoftwareVulkan } from "../webgpu-helpers";
+
+process.env.RETROMAE_TEST_VULKAN ??= "lavapipe";
+useSoftwareVulkan();
+
+const tok = BertTokenizer.bertBaseUncased();
+const ds = loadBeir(path.join(SHARED_DATA, "beir-scifact"));
+
+test("the shipped tiny starter encodes 64 SciFact documents (up to 512 tokens) on webgpu as the native backend does: [CLS] within 1e-5, the same neighbours", async () => {
+  const docs = [...ds.corpus.values()].slice(0, 64).map((d) => `${d.title} ${d.text}`);
+  const vectors: Float32Array[] = [];
+  for (const name of ["native", "webgpu"] as const) {
+    await use(name);
+    const { model } = loadCheckpoint(starterCheckpoint("tiny"));
+    vectors.push(await encodeTexts(model, tok, docs, { batchSize: 16, progress: false }));
+    model.dispose();
+  }
+  const adapter = backend.info().webgpu!;
+  assert.match(`${adapter.description} ${adapter.architecture} ${adapter.device}`, new RegExp(softwareAdapterName(), "i"));
+  const [cpu, gpu] = vectors;
+  let worst = 0;
+  for (let i = 0; i < cpu.length; i++) worst = Math.max(worst, Math.abs(cpu[i] - gpu[i]));
+  assert.ok(worst < 1e-5, `[CLS] max abs diff ${worst}`);
+  const H = cpu.length / docs.length;
+  const neighbours = (v: Float32Array, i: number) => {
+    const sims = docs.map((_, j) => {
+      let s = 0;
+      for (let h = 0; h < H; h++) s += v[i * H + h] * v[j * H + h];
+      return [s, j];
+    });
+    return sims.sort((a, b) => b[0] - a[0]).slice(0, 10).map(([, j]) => j);
+  };
+  for (let i = 0; i < docs.length; i++) assert.equal(neighbours(gpu, i), neighbours(cpu, i), `document ${i}'s ten nearest`);
+});
+
+test("the real tiny model trains on webgpu (steps replayed after the third) to the native backend's losses within 1e-5, dropout off, the same masks", async () => {
+  const losses: number[][] = [];
+  let replayed = 0;
+  for (const name of ["native", "webgpu"] as const) {
+    await use(name);
+    const corpus = await PackedCorpus.fromFile(path.join(SHARED_DATA, "beir-scifact", "corpus.jsonl"), tok, 64, { limit: 400 });
+    const rng = new Rng(7);
+    const model = RetroMAE.create("tiny", { rng, overrides: { hiddenDropoutProb: 0, attentionProbsDropoutProb: 0 } });
+    const t = new Trainer({ model, tokenizer: tok, data: corpus, rng, seed: 7, batchSize: 8, maxLength: 64, lr: 1e-3, warmupSteps: 1, totalSteps: 20 });
+    const run: number[] = [];
+    await t.fit({ steps: 6, live: false, onEvent: (e) => e.type === "step" && run.push(e.encoderLoss, e.decoderLoss) });
+    losses.push(run);
+    if (name === "webgpu") replayed = t.recordedSteps!.replayed;
+    model.dispose();
+    t.dispose();
+  }
+  assert.ok(replayed >= 3, `replayed ${replayed} of 6 steps`);
+  const [cpu, gpu] = losses;
+  assert.is(gpu.length, 12);
+  gpu.forEach((l, i) => assert.ok(Math.abs(l - cpu[i]) <= 1e-5 * Math.abs(cpu[i]), `step ${(i >> 1) + 1} ${i % 2 ? "decoder" : "encoder"} loss: webgpu ${l} vs native ${cpu[i]}`));
+});
+
+test.run();
