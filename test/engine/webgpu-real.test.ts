@@ -54,26 +54,41 @@ test("the shipped tiny starter encodes 64 SciFact documents (up to 512 tokens) o
   for (let i = 0; i < docs.length; i++) assert.equal(neighbours(gpu, i), neighbours(cpu, i), `document ${i}'s ten nearest`);
 });
 
-test("the real tiny model trains on webgpu (steps replayed after the third) to the native backend's losses within 1e-5, dropout off, the same masks", async () => {
-  const losses: number[][] = [];
-  let replayed = 0;
-  for (const name of ["native", "webgpu"] as const) {
-    await use(name);
-    const corpus = await PackedCorpus.fromFile(path.join(SHARED_DATA, "beir-scifact", "corpus.jsonl"), tok, 64, { limit: 400 });
-    const rng = new Rng(7);
-    const model = RetroMAE.create("tiny", { rng, overrides: { hiddenDropoutProb: 0, attentionProbsDropoutProb: 0 } });
-    const t = new Trainer({ model, tokenizer: tok, data: corpus, rng, seed: 7, batchSize: 8, maxLength: 64, lr: 1e-3, warmupSteps: 1, totalSteps: 20 });
-    const run: number[] = [];
-    await t.fit({ steps: 6, live: false, onEvent: (e) => e.type === "step" && run.push(e.encoderLoss, e.decoderLoss) });
-    losses.push(run);
-    if (name === "webgpu") replayed = t.recordedSteps!.replayed;
-    model.dispose();
-    t.dispose();
+/** The matmul choices that `bench gpu` times against each other on a GPU: each must be the same work. */
+const VARIANTS: [string, Record<string, string>][] = [
+  ["the default", {}],
+  ["128 × 128 tiles (RETROMAE_WEBGPU_MATMUL=tiled)", { RETROMAE_WEBGPU_MATMUL: "tiled" }],
+  ["x·(Wᵀ) on the vec4 path (RETROMAE_WEBGPU_DENSE=transposed)", { RETROMAE_WEBGPU_DENSE: "transposed" }],
+  ["split-K off (RETROMAE_WEBGPU_SPLIT_K=0)", { RETROMAE_WEBGPU_SPLIT_K: "0" }],
+];
+
+async function sixSteps(name: "native" | "webgpu"): Promise<{ losses: number[]; replayed: number }> {
+  await use(name);
+  const corpus = await PackedCorpus.fromFile(path.join(SHARED_DATA, "beir-scifact", "corpus.jsonl"), tok, 64, { limit: 400 });
+  const rng = new Rng(7);
+  const model = RetroMAE.create("tiny", { rng, overrides: { hiddenDropoutProb: 0, attentionProbsDropoutProb: 0 } });
+  const t = new Trainer({ model, tokenizer: tok, data: corpus, rng, seed: 7, batchSize: 4, maxLength: 64, lr: 1e-3, warmupSteps: 1, totalSteps: 20 });
+  const losses: number[] = [];
+  await t.fit({ steps: 6, live: false, onEvent: (e) => e.type === "step" && losses.push(e.encoderLoss, e.decoderLoss) });
+  const replayed = t.recordedSteps?.replayed ?? 0;
+  model.dispose();
+  t.dispose();
+  return { losses, replayed };
+}
+
+test("the real tiny model trains on webgpu (steps replayed after the third) to the native backend's losses within 1e-5, dropout off, the same masks, with each matmul choice that bench gpu compares", async () => {
+  const cpu = (await sixSteps("native")).losses;
+  assert.is(cpu.length, 12);
+  for (const [label, env] of VARIANTS) {
+    for (const [k, v] of Object.entries(env)) process.env[k] = v;
+    try {
+      const gpu = await sixSteps("webgpu");
+      assert.ok(gpu.replayed >= 3, `${label}: replayed ${gpu.replayed} of 6 steps`);
+      gpu.losses.forEach((l, i) => assert.ok(Math.abs(l - cpu[i]) <= 1e-5 * Math.abs(cpu[i]), `${label}, step ${(i >> 1) + 1} ${i % 2 ? "decoder" : "encoder"} loss: webgpu ${l} vs native ${cpu[i]}`));
+    } finally {
+      for (const k of Object.keys(env)) delete process.env[k];
+    }
   }
-  assert.ok(replayed >= 3, `replayed ${replayed} of 6 steps`);
-  const [cpu, gpu] = losses;
-  assert.is(gpu.length, 12);
-  gpu.forEach((l, i) => assert.ok(Math.abs(l - cpu[i]) <= 1e-5 * Math.abs(cpu[i]), `step ${(i >> 1) + 1} ${i % 2 ? "decoder" : "encoder"} loss: webgpu ${l} vs native ${cpu[i]}`));
 });
 
 test.run();
