@@ -37,6 +37,12 @@ apt-get "$@" update
 deb=$(ls "$work"/mesa-vulkan-drivers_*.deb)
 dpkg-deb -x "$deb" "$work/x"
 version=$(dpkg-deb -f "$deb" Version)
+# the libraries it loads must be the system's (.ci/run installs Debian 12's); a later backport may need others
+missing=$(ldd "$work/x/usr/lib/x86_64-linux-gnu/libvulkan_lvp.so" 2>/dev/null | sed -n 's/^[[:space:]]*\([^ ]*\) => not found.*/\1/p' | tr '\n' ' ')
+if [ -n "$missing" ]; then
+  echo "lavapipe ($version) needs libraries this system lacks: ${missing}; install the Debian packages that hold them (its Depends: $(dpkg-deb -f "$deb" Depends)) and run scripts/lavapipe.sh again." >&2
+  exit 1
+fi
 mkdir -p "$dest"
 tmp=$(mktemp "$dest/.lvp.XXXXXX")
 cp "$work/x/usr/lib/x86_64-linux-gnu/libvulkan_lvp.so" "$tmp"
