@@ -8,6 +8,8 @@
  */
 import { test } from "uvu";
 import * as assert from "uvu/assert";
+import * as fs from "fs";
+import * as os from "os";
 import * as path from "path";
 import { backend, use } from "../../lib/engine/backend";
 import { Rng } from "../../lib/engine/rng";
@@ -62,18 +64,34 @@ const VARIANTS: [string, Record<string, string>][] = [
   ["split-K off (RETROMAE_WEBGPU_SPLIT_K=0)", { RETROMAE_WEBGPU_SPLIT_K: "0" }],
 ];
 
-async function sixSteps(name: "native" | "webgpu"): Promise<{ losses: number[]; replayed: number }> {
-  await use(name);
-  const corpus = await PackedCorpus.fromFile(path.join(SHARED_DATA, "beir-scifact", "corpus.jsonl"), tok, 64, { limit: 400 });
+function tinyTrainer(corpus: PackedCorpus, runDir?: string): Trainer {
   const rng = new Rng(7);
   const model = RetroMAE.create("tiny", { rng, overrides: { hiddenDropoutProb: 0, attentionProbsDropoutProb: 0 } });
-  const t = new Trainer({ model, tokenizer: tok, data: corpus, rng, seed: 7, batchSize: 4, maxLength: 64, lr: 1e-3, warmupSteps: 1, totalSteps: 20 });
+  return new Trainer({ model, tokenizer: tok, data: corpus, rng, seed: 7, batchSize: 4, maxLength: 64, lr: 1e-3, warmupSteps: 1, totalSteps: 20, ...(runDir ? { runDir } : {}) });
+}
+
+/** Encoder and decoder loss of each of `steps` steps. */
+async function lossesOf(t: Trainer, steps: number): Promise<number[]> {
   const losses: number[] = [];
-  await t.fit({ steps: 6, live: false, onEvent: (e) => e.type === "step" && losses.push(e.encoderLoss, e.decoderLoss) });
+  await t.fit({ steps, live: false, onEvent: (e) => e.type === "step" && losses.push(e.encoderLoss, e.decoderLoss) });
+  return losses;
+}
+
+async function sixSteps(name: "native" | "webgpu"): Promise<{ losses: number[]; replayed: number }> {
+  await use(name);
+  const t = tinyTrainer(await scifact());
+  const losses = await lossesOf(t, 6);
   const replayed = t.recordedSteps?.replayed ?? 0;
-  model.dispose();
+  t.model.dispose();
   t.dispose();
   return { losses, replayed };
+}
+
+const scifact = () => PackedCorpus.fromFile(path.join(SHARED_DATA, "beir-scifact", "corpus.jsonl"), tok, 64, { limit: 400 });
+
+function assertClose(got: number[], want: number[], label: string): void {
+  assert.is(got.length, want.length, label);
+  got.forEach((l, i) => assert.ok(Math.abs(l - want[i]) <= 1e-5 * Math.abs(want[i]), `${label}, step ${(i >> 1) + 1} ${i % 2 ? "decoder" : "encoder"} loss: ${l} vs ${want[i]}`));
 }
 
 test("the real tiny model trains on webgpu (steps replayed after the third) to the native backend's losses within 1e-5, dropout off, the same masks, with each matmul choice that bench gpu compares", async () => {
@@ -84,10 +102,35 @@ test("the real tiny model trains on webgpu (steps replayed after the third) to t
     try {
       const gpu = await sixSteps("webgpu");
       assert.ok(gpu.replayed >= 3, `${label}: replayed ${gpu.replayed} of 6 steps`);
-      gpu.losses.forEach((l, i) => assert.ok(Math.abs(l - cpu[i]) <= 1e-5 * Math.abs(cpu[i]), `${label}, step ${(i >> 1) + 1} ${i % 2 ? "decoder" : "encoder"} loss: webgpu ${l} vs native ${cpu[i]}`));
+      assertClose(gpu.losses, cpu, `${label} on webgpu against native`);
     } finally {
       for (const k of Object.keys(env)) delete process.env[k];
     }
+  }
+});
+
+test("a run checkpointed on webgpu resumes on native, and one checkpointed on native resumes on webgpu, to the uninterrupted run's losses within 1e-5 (the same data, masks and generator state)", async () => {
+  await use("native");
+  const corpus = await scifact();
+  const whole = tinyTrainer(corpus);
+  const want = await lossesOf(whole, 6);
+  whole.model.dispose();
+  whole.dispose();
+  for (const [first, then] of [["webgpu", "native"], ["native", "webgpu"]] as const) {
+    await use(first);
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "webgpu-real-"));
+    const a = tinyTrainer(corpus, dir);
+    const losses = await lossesOf(a, 3);
+    await a.saveCheckpoint();
+    a.model.dispose();
+    a.dispose();
+    await use(then);
+    const b = Trainer.resume(dir, { tokenizer: tok, data: corpus });
+    losses.push(...(await lossesOf(b, 3)));
+    b.model.dispose();
+    b.dispose();
+    fs.rmSync(dir, { recursive: true, force: true });
+    assertClose(losses, want, `3 steps on ${first}, then 3 resumed on ${then}`);
   }
 });
 
