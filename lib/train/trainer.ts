@@ -733,9 +733,10 @@ export class Trainer implements ControllableRun {
     for (const { batch, seeds } of micro) {
       tokens += batch.lengths.reduce((a, b) => a + b, 0);
       const { grads, losses } = this.model.gradients(batch, { training: true, rng: this.rng, seeds });
-      if (seeds && seeds.callsMade !== this.model.dropoutCalls()) {
+      const counted = seeds ? this.model.dropoutCalls() : 0;
+      if (seeds && seeds.callsMade !== counted) {
         tf.dispose([...grads.values(), ...Object.values(losses)]);
-        throw new Error(`The forward made ${seeds.callsMade} dropout calls where RetroMAE.dropoutCalls() counts ${this.model.dropoutCalls()}; update dropoutCalls to the model's structure (a bug in this package).`);
+        throw new Error(`The forward made ${seeds.callsMade} dropout calls where RetroMAE.dropoutCalls() counts ${counted}; update dropoutCalls to the model's structure (a bug in this package).`);
       }
       sum = sum === null ? grads : addInto(sum, grads);
       lossSum = lossSum === null ? losses : fromEntries(addInto(entries(lossSum), entries(losses)));
