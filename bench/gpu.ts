@@ -66,7 +66,7 @@ import { PackedCorpus } from "../lib/train/data";
 import { Trainer } from "../lib/train/trainer";
 import { bytesHeldByReplays } from "../lib/engine/webgpu/replay";
 import { takesTiledMatMul } from "../lib/engine/webgpu/matmul";
-import { countDispatches } from "./host";
+import { countDispatches } from "../lib/engine/webgpu/profile";
 import { emit, NO_TORCH, option, recordBatches, runTorch, SHARED_DATA, torchPython, writeEncodeBatches } from "./common";
 
 const DEFAULT_CONFIGS = "tiny:16x128,mini:32x128,small:32x256,base:32x512";

@@ -35,6 +35,7 @@ import * as tf from "../lib/engine/tf";
 import { use } from "../lib/engine/backend";
 import { Rng } from "../lib/engine/rng";
 import { NULL_ADAPTER } from "../lib/engine/webgpu/dawn";
+import { countDispatches } from "../lib/engine/webgpu/profile";
 import { hfConfig } from "../lib/model/checkpoint";
 import { bertConfig, PresetName } from "../lib/model/config";
 import { RetroMAE } from "../lib/model/retromae";
@@ -45,20 +46,6 @@ import { RetroMAECollator } from "../lib/masking/collator";
 import { loadBeir } from "../lib/data/beir";
 import { saveBatch } from "../lib/masking/batch-io";
 import { emit, NO_TORCH, option, runTorch, SHARED_DATA, torchPython } from "./common";
-
-/** Count compute dispatches on `device` (every pass encoder shares one prototype). */
-export function countDispatches(device: GPUDevice): () => number {
-  const pass = device.createCommandEncoder().beginComputePass();
-  const proto = Object.getPrototypeOf(pass) as GPUComputePassEncoder;
-  pass.end();
-  const original = proto.dispatchWorkgroups;
-  let n = 0;
-  proto.dispatchWorkgroups = function (this: GPUComputePassEncoder, ...args: Parameters<GPUComputePassEncoder["dispatchWorkgroups"]>) {
-    n++;
-    return original.apply(this, args);
-  };
-  return () => n;
-}
 
 export async function benchHost(args: string[]): Promise<void> {
   const presets = (option(args, "presets") ?? "tiny,mini,small,base").split(",") as PresetName[];

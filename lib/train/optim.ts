@@ -103,18 +103,19 @@ export class AdamW {
     const guarded = ok && !readFlag ? ok : null;
     const { stepSize, sqrtBc2 } = h;
     tf.tidy(() => {
-      // webgpu reads the step's scalars from the device: its dispatches are the same every step
-      const device = tf.getBackend() === "webgpu" ? tf.tensor1d(h.device) : null;
+      const todo: { p: tf.Variable; m: tf.Variable; v: tf.Variable; g: tf.Tensor; decays: boolean }[] = [];
       for (const [name, p] of this.params) {
-        const g0 = grads.get(name);
-        if (!g0) continue;
-        const m = this.m.get(name)!;
-        const v = this.v.get(name)!;
-        const decays = this.decayMap.get(name)! && this.weightDecay > 0;
-        // the native backend does the same arithmetic in one in-place pass
-        const step = { beta1: this.beta1, beta2: this.beta2, eps: this.eps, decay: decays ? 1 - lr * this.weightDecay : 1, stepSize, sqrtBc2 };
-        if (!guarded && !coef && adamwInPlace(p, m, v, g0, step)) continue;
-        if (adamwInPlaceWebGPU(p, m, v, g0, step, guarded, coef ?? null, device && { tensor: device, decays })) continue;
+        const g = grads.get(name);
+        if (g) todo.push({ p, m: this.m.get(name)!, v: this.v.get(name)!, g, decays: this.decayMap.get(name)! && this.weightDecay > 0 });
+      }
+      const step = (decays: boolean) => ({ beta1: this.beta1, beta2: this.beta2, eps: this.eps, decay: decays ? 1 - lr * this.weightDecay : 1, stepSize, sqrtBc2 });
+      // the native backend does the same arithmetic in one in-place pass per weight
+      const left = guarded || coef ? todo : todo.filter((x) => !adamwInPlace(x.p, x.m, x.v, x.g, step(x.decays)));
+      // webgpu: several weights per dispatch, the step's scalars read from the device (its dispatches are the same every step)
+      const device = tf.getBackend() === "webgpu" ? tf.tensor1d(h.device) : null;
+      const done = adamwInPlaceWebGPU(left, step(true), guarded, coef ?? null, device);
+      left.forEach(({ p, m, v, g: g0, decays }, i) => {
+        if (done[i]) return;
         const g = coef ? tf.mul(g0, coef) : g0;
         let w: tf.Tensor = p;
         if (decays) w = tf.mul(w, 1 - lr * this.weightDecay);
@@ -126,7 +127,7 @@ export class AdamW {
         m.assign(keep(m1, m));
         v.assign(keep(v1, v));
         p.assign(keep(p1, p));
-      }
+      });
     });
   }
 
@@ -152,7 +153,9 @@ export class AdamW {
    *
    * On webgpu the norm, the coefficient and each weight's update are a few
    * dispatches that write in place (lib/engine/webgpu/optimizer.ts): about
-   * k + k/7 + 1 for k weights, where clipGradNorm and apply compose some 6k.
+   * k/3 + k/15 + 1 for k weights where the adapter binds 16 storage buffers
+   * (k + k/7 + 1 at WebGPU's minimum of 8), where clipGradNorm and apply
+   * compose some 6k.
    * Elsewhere it is clipGradNorm then apply, as before.
    */
   clipAndApply(grads: Map<string, tf.Tensor>, options: { maxNorm: number; lr?: number; guard?: (norm: tf.Scalar) => tf.Scalar; hyper?: AdamWHyper }): { norm: tf.Scalar; ok: tf.Scalar | null } {

@@ -26,7 +26,7 @@ import { Trainer, StepInfo } from "../../lib/train/trainer";
 import { AdamW } from "../../lib/train/optim";
 import { recordCommands, StepReplay } from "../../lib/engine/webgpu/replay";
 import { DROPOUT, dropoutWithSeed, DropoutSeeds, registerCounterDropout } from "../../lib/engine/fused";
-import { formatProfile } from "../../lib/engine/webgpu/profile";
+import { countDispatches, formatProfile } from "../../lib/engine/webgpu/profile";
 import { addLayerNorm, ADD_LAYER_NORM, ATTENTION, attentionInference, DENSE_GELU, gelu, GELU, linear, linearGelu, logSumExpArgMax, logSumExpRows, scaledMaskedSoftmax, SCALED_MASKED_SOFTMAX, softmaxMinusOneHotColSum } from "../../lib/engine/fused";
 import { runProbe, ProbeSet } from "../../lib/probe/probe";
 import { RetroMAE } from "../../lib/model/retromae";
@@ -51,6 +51,13 @@ const weight = (values: Float32Array) => {
   const v = tf.variable(t);
   t.dispose();
   return v;
+};
+
+/** Compute dispatches recorded on the webgpu device so far (counted from this file's first webgpu test). */
+let counted: (() => number) | null = null;
+const dispatches = () => {
+  counted ??= countDispatches((tf.backend() as unknown as { device: GPUDevice }).device);
+  return counted();
 };
 
 test.before(() => {
@@ -679,20 +686,32 @@ test("addN over more inputs than a shader may bind equals the cpu's sum", async 
   assert.equal(bits(r.gpu), bits(r.cpu));
 });
 
-test("AdamW on webgpu updates weights and moments in place, as the cpu composition does; a false flag leaves them", async () => {
-  const sizes = [1, 7, 130, 4099];
+test("AdamW on webgpu updates weights and moments in place, several weights per dispatch, as the cpu composition does; a weight whose buffer another tensor shares is composed; a false flag leaves them", async () => {
+  const sizes = [1, 7, 130, 4099, 5, 300, 64];
   const run = async (name: "cpu" | "webgpu", flag: boolean | null) => {
     await use(name);
     const params = new Map(sizes.map((n, i) => [i % 2 ? `w${i}.bias` : `w${i}.weight`, weight(new Rng(i).fillNormal(new Float32Array(n)))]));
+    // a tensor sharing w2's buffer (refCount 2): an update in place would change it too
+    const alias = params.get("w2.weight")!.clone();
     const opt = new AdamW(params, { lr: 1e-2, weightDecay: 0.1 });
     const ok = flag === null ? undefined : tf.scalar(flag, "bool");
     for (let step = 0; step < 3; step++) {
       const grads = new Map([...params].map(([k, p], i) => [k, tf.tensor1d(new Rng(100 * step + i).fillNormal(new Float32Array(p.size)))]));
-      if (name === "webgpu") assert.equal((await programsOf(() => (opt.apply(grads, 1e-2, ok), tf.scalar(0)))).keys, [], "one dispatch per weight of this project's, no tfjs program");
-      else opt.apply(grads, 1e-2, ok);
+      if (name === "webgpu") {
+        const before = dispatches();
+        const { keys } = await programsOf(() => (opt.apply(grads, 1e-2, ok), tf.scalar(0)));
+        // at the first step the aliased weight is composed by tfjs (that gives w2 a buffer of its own), the
+        // other six go in dispatches of as many as one shader binds; after it, all seven do
+        const perDispatch = Math.min(8, Math.floor(((tf.backend() as unknown as { device: GPUDevice }).device.limits.maxStorageBuffersPerShaderStage - (ok ? 2 : 1)) / 4));
+        assert.is(dispatches() - before - keys.length, Math.ceil((step === 0 ? 6 : 7) / perDispatch), `step ${step}: raw AdamW dispatches, ${perDispatch} weights each`);
+        if (step === 0) assert.ok(keys.length > 0 && keys.length < 20, `the aliased weight composed (${keys.length} programs)`);
+        else assert.equal(keys, [], "no tfjs program");
+      } else opt.apply(grads, 1e-2, ok);
       tf.dispose([...grads.values()]);
       await params.get("w0.weight")!.data(); // a read caches values on the CPU: the next update must not be hidden by it
     }
+    assert.equal(bits(await alias.data()), bits(new Rng(2).fillNormal(new Float32Array(sizes[2]))), "the tensor sharing w2's buffer keeps its values");
+    alias.dispose();
     const out = [];
     for (const p of params.values()) out.push(Array.from(await p.data()));
     const state = await opt.getState();
@@ -729,9 +748,16 @@ test("clipping and AdamW on webgpu in a few in-place dispatches (the norm, clip_
         return r.norm;
       };
       if (name === "webgpu") {
+        const before = dispatches();
         const { keys, values } = await programsOf(takeStep);
         programs += keys.length;
         norms.push(values[0]);
+        if (guard === null) {
+          // the sums of squares (up to 15 gradients each), the norm, then AdamW (coef and the step's scalars bound beside each weight's four buffers)
+          const limit = (tf.backend() as unknown as { device: GPUDevice }).device.limits.maxStorageBuffersPerShaderStage;
+          const expected = Math.ceil(sizes.length / Math.min(limit - 1, 16)) + 1 + Math.ceil(sizes.length / Math.min(8, Math.floor((limit - (maxNorm > 0 ? 2 : 1)) / 4)));
+          assert.is(dispatches() - before, expected, `dispatches of one step at maxNorm ${maxNorm} (${limit} storage buffers)`);
+        }
       } else {
         const norm = takeStep();
         norms.push((await norm.data())[0]);

@@ -18,12 +18,14 @@
  *   partial sum each;
  * - one dispatch that adds the partials in a fixed order: the global norm
  *   and clip_grad_norm_'s coefficient min(1, maxNorm / (norm + 1e-6));
- * - AdamW in place, one dispatch per weight: the gradient times the
- *   coefficient, m, v and the weight, skipped on the device where the step
- *   flag is false.
+ * - AdamW in place, several weights per dispatch (as many as the adapter
+ *   lets one shader bind: three of them with 16 storage buffers, one with
+ *   WebGPU's minimum of 8): the gradient times the coefficient, m, v and
+ *   the weight, skipped on the device where the step flag is false.
  *
- * About k + k/7 + 1 dispatches for k weights, where the composition took
- * about 6k. Every sum has a fixed order (the partials' split depends on the
+ * About k/3 + k/15 + 1 dispatches for k weights on an adapter that binds 16
+ * storage buffers (k + k/7 + 1 at WebGPU's minimum of 8), where the
+ * composition took about 6k. Every sum has a fixed order (the partials' split depends on the
  * sizes only), so the bits do not change from run to run, nor with the
  * adapter's limits.
  *
@@ -235,79 +237,112 @@ export function globalNormWebGPU(grads: tf.Tensor[], maxNorm: number): { norm: t
   return { norm, coef };
 }
 
+/** The most weights one AdamW dispatch updates (the uniforms hold one run per weight). */
+const ADAMW_MAX_ARITY = 8;
+
 /**
- * AdamW in place over one weight: g times coef, then m, v and p (the
- * arithmetic of optim.ts's composition). With `hyper`, the step's scalars
- * (decay, step size, √bc2) come from a [3] tensor rather than the uniforms,
- * so every step's dispatch is the same (a recorded step's input).
+ * AdamW in place over `arity` weights, each over its own run of workgroups
+ * (as the sum of squares splits its gradients): weight j's p, m, v and g
+ * bind at 4j … 4j + 3. Per weight: g times coef, then m, v and p (the
+ * arithmetic of optim.ts's composition). With `fromTensor`, the step's
+ * scalars (decay, step size, √bc2) come from a [3] tensor rather than the
+ * uniforms, so every step's dispatch is the same (a recorded step's input).
+ * Uniform run j: (n, first group, groups, whether it decays).
  */
-function adamwShader(guarded: boolean, scaled: boolean, fromTensor: boolean): string {
-  let binding = 4;
+function adamwShader(arity: number, guarded: boolean, scaled: boolean, fromTensor: boolean): string {
+  const weights = Array.from({ length: arity }, (_, j) =>
+    ["p", "m", "v"].map((x, k) => `@group(0) @binding(${4 * j + k}) var<storage, read_write> ${x}${j} : array<f32>;`).join("\n") +
+    `\n@group(0) @binding(${4 * j + 3}) var<storage, read> g${j} : array<f32>;`).join("\n");
+  let binding = 4 * arity;
   const coef = scaled ? `@group(0) @binding(${binding++}) var<storage, read> coef : array<f32>;` : "";
   const ok = guarded ? `@group(0) @binding(${binding++}) var<storage, read> ok : array<i32>;` : "";
   const hyper = fromTensor ? `@group(0) @binding(${binding++}) var<storage, read> hyper : array<f32>;` : "";
-  const [decay, stepSize, sqrtBc2] = fromTensor ? ["select(1.0, hyper[0], u.decays != 0u)", "hyper[1]", "hyper[2]"] : ["u.decay", "u.stepSize", "u.sqrtBc2"];
+  const [decay, stepSize, sqrtBc2] = fromTensor ? ["hyper[0]", "hyper[1]", "hyper[2]"] : ["u.decay", "u.stepSize", "u.sqrtBc2"];
+  const updates = Array.from({ length: arity }, (_, j) => `
+fn update${j}(i : u32, decay : f32) {
+  let gi = ${scaled ? `g${j}[i] * coef[0]` : `g${j}[i]`};
+  let mi = m${j}[i] * u.beta1 + gi * u.oneMinusBeta1;
+  let vi = v${j}[i] * u.beta2 + (gi * gi) * u.oneMinusBeta2;
+  m${j}[i] = mi;
+  v${j}[i] = vi;
+  p${j}[i] = p${j}[i] * decay - (mi / (sqrt(vi) / ${sqrtBc2} + u.eps)) * ${stepSize};
+}`).join("");
+  const cases = Array.from({ length: arity }, (_, j) => `    case ${j}u: { update${j}(i, decay); }`).join("\n");
   return `
-@group(0) @binding(0) var<storage, read_write> p : array<f32>;
-@group(0) @binding(1) var<storage, read_write> m : array<f32>;
-@group(0) @binding(2) var<storage, read_write> v : array<f32>;
-@group(0) @binding(3) var<storage, read> g : array<f32>;
+${weights}
 ${coef}
 ${ok}
 ${hyper}
-struct Uniforms { count : u32, beta1 : f32, oneMinusBeta1 : f32, beta2 : f32, oneMinusBeta2 : f32, eps : f32, decay : f32, stepSize : f32, sqrtBc2 : f32, decays : u32 };
+struct Uniforms { beta1 : f32, oneMinusBeta1 : f32, beta2 : f32, oneMinusBeta2 : f32, eps : f32, decay : f32, stepSize : f32, sqrtBc2 : f32, runs : array<vec4<u32>, ${arity}> };
 @group(0) @binding(${binding}) var<uniform> u : Uniforms;
+${updates}
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid : vec3<u32>, @builtin(local_invocation_index) tid : u32) {
   ${guarded ? "if (ok[0] == 0) { return; }" : ""}
   ${GROUP_INDEX}
-  let i = group * ${WG}u + tid;
-  if (i >= u.count) { return; }
-  let gi = ${scaled ? "g[i] * coef[0]" : "g[i]"};
-  let mi = m[i] * u.beta1 + gi * u.oneMinusBeta1;
-  let vi = v[i] * u.beta2 + (gi * gi) * u.oneMinusBeta2;
-  m[i] = mi;
-  v[i] = vi;
-  p[i] = p[i] * ${decay} - (mi / (sqrt(vi) / ${sqrtBc2} + u.eps)) * ${stepSize};
+  var j = 0u;
+  for (var k = 1u; k < ${arity}u; k = k + 1u) { if (group >= u.runs[k].y) { j = k; } }
+  let run = u.runs[j];
+  if (group >= run.y + run.z) { return; }
+  let i = (group - run.y) * ${WG}u + tid;
+  if (i >= run.x) { return; }
+  let decay = select(1.0, ${decay}, run.w != 0u);
+  switch j {
+${cases}
+    default: { }
+  }
 }`;
 }
 
+/** One weight's AdamW update: its weight, moments and gradient, and whether it takes weight decay. */
+export interface AdamWUpdate {
+  p: tf.Tensor;
+  m: tf.Tensor;
+  v: tf.Tensor;
+  g: tf.Tensor;
+  decays: boolean;
+}
+
 /**
- * AdamW on the device, in place, in one dispatch: the gradient (times
- * \`coef[0]\` where given: clipping), m, v, then p, with optim.ts's
- * arithmetic. False (nothing done) off webgpu, or where a buffer is shared
- * with another tensor. \`ok\`, a bool scalar, skips the update on the device
+ * AdamW on the device, in place, several weights per dispatch (as many as
+ * the adapter lets one shader bind, at most 8): each gradient (times
+ * \`coef[0]\` where given: clipping), then m, v and p, with optim.ts's
+ * arithmetic. \`h.decay\` is 1 − lr·weightDecay, applied to the weights whose
+ * \`decays\` is set. \`ok\`, a bool scalar, skips the update on the device
  * when false. With \`hyper\` (a float32 [3] tensor: 1 − lr·weightDecay, the
- * step size, √bc2, and whether this weight decays), the step's scalars are
- * read from it, not from \`h\`.
+ * step size, √bc2), the step's scalars are read from it, not from \`h\`.
+ * Returns, per update, whether it was done here: not off webgpu, nor where a
+ * buffer is shared with another tensor or the shapes or dtypes differ (the
+ * caller composes those).
  */
-export function adamwInPlaceWebGPU(
-  p: tf.Tensor,
-  m: tf.Tensor,
-  v: tf.Tensor,
-  g: tf.Tensor,
-  h: AdamWStep,
-  ok: tf.Tensor | null,
-  coef: tf.Tensor | null = null,
-  hyper: { tensor: tf.Tensor; decays: boolean } | null = null,
-): boolean {
+export function adamwInPlaceWebGPU(updates: AdamWUpdate[], h: AdamWStep, ok: tf.Tensor | null, coef: tf.Tensor | null = null, hyper: tf.Tensor | null = null): boolean[] {
   const b = rawBackend();
-  if (!b) return false;
-  if ([p, m, v, g, ...(coef ? [coef] : []), ...(hyper ? [hyper.tensor] : [])].some((t) => t.dtype !== "float32") || p.size !== g.size || p.size !== m.size || p.size !== v.size) return false;
-  if (hyper && hyper.tensor.size !== 3) return false;
-  if ([p, m, v].some((t) => b.tensorMap.get(t.dataId)?.refCount !== 1)) return false;
-  if (p.size === 0) return true;
-  const u = new ArrayBuffer(40);
-  new Uint32Array(u, 0, 1)[0] = p.size;
-  // with hyper, the per-step scalars in the uniforms are fixed (0), so the dispatch is the same every step
-  new Float32Array(u, 4, 8).set([h.beta1, 1 - h.beta1, h.beta2, 1 - h.beta2, h.eps, hyper ? 0 : h.decay, hyper ? 0 : h.stepSize, hyper ? 0 : h.sqrtBc2]);
-  new Uint32Array(u, 36, 1)[0] = hyper?.decays ? 1 : 0;
-  const tensors = [p, m, v, g, ...(coef ? [coef] : []), ...(ok ? [ok] : []), ...(hyper ? [hyper.tensor] : [])] as unknown as TensorInfo[];
+  const shared = [coef, ok, hyper].filter((t) => t !== null) as tf.Tensor[];
+  const arityMax = b ? Math.min(ADAMW_MAX_ARITY, Math.floor((b.device.limits.maxStorageBuffersPerShaderStage - shared.length) / 4)) : 0;
+  if (!b || arityMax < 1 || shared.some((t) => t.dtype !== "float32" && t !== ok) || (hyper && hyper.size !== 3)) return updates.map(() => false);
+  const takes = (x: AdamWUpdate) =>
+    [x.p, x.m, x.v, x.g].every((t) => t.dtype === "float32" && t.size === x.p.size) && [x.p, x.m, x.v].every((t) => b.tensorMap.get(t.dataId)?.refCount === 1);
+  const taken = updates.map(takes);
+  const live = updates.filter((x, i) => taken[i] && x.p.size > 0);
   const key = `retromaeAdamW_${ok ? "guarded" : "plain"}_${coef ? "scaled" : "unscaled"}_${hyper ? "tensor" : "uniform"}`;
-  record(b, key, () => adamwShader(!!ok, !!coef, !!hyper), tensors, u, Math.ceil(p.size / WG));
-  // A value read earlier stays cached on the CPU; the buffers changed under it.
-  for (const t of [p, m, v]) b.tensorMap.get(t.dataId)!.values = null;
-  return true;
+  for (let start = 0; start < live.length; start += arityMax) {
+    const chunk = live.slice(start, start + arityMax);
+    const u = new ArrayBuffer(32 + 16 * chunk.length);
+    // with hyper, the per-step scalars in the uniforms are fixed (0), so the dispatch is the same every step
+    new Float32Array(u, 0, 8).set([h.beta1, 1 - h.beta1, h.beta2, 1 - h.beta2, h.eps, hyper ? 0 : h.decay, hyper ? 0 : h.stepSize, hyper ? 0 : h.sqrtBc2]);
+    const runs = new Uint32Array(u, 32);
+    let groups = 0;
+    chunk.forEach((x, j) => {
+      const n = Math.ceil(x.p.size / WG);
+      runs.set([x.p.size, groups, n, x.decays ? 1 : 0], 4 * j);
+      groups += n;
+    });
+    const tensors = [...chunk.flatMap((x) => [x.p, x.m, x.v, x.g]), ...shared] as unknown as TensorInfo[];
+    record(b, `${key}_${chunk.length}`, () => adamwShader(chunk.length, !!ok, !!coef, !!hyper), tensors, u, groups);
+    // A value read earlier stays cached on the CPU: the buffers changed under it.
+    for (const x of chunk) for (const t of [x.p, x.m, x.v]) b.tensorMap.get(t.dataId)!.values = null;
+  }
+  return taken;
 }
 
 /**

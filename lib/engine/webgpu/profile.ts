@@ -109,3 +109,20 @@ export function formatProfile(p: StepProfile, top = 15): string {
   if (p.kernels.length > top) lines.push(`   … ${p.kernels.length - top} more kernels`);
   return lines.join("\n");
 }
+
+/**
+ * Count the compute dispatches recorded on `device` from now on (every pass
+ * encoder shares one prototype): the counter, for benchmarks and tests.
+ */
+export function countDispatches(device: GPUDevice): () => number {
+  const pass = device.createCommandEncoder().beginComputePass();
+  const proto = Object.getPrototypeOf(pass) as GPUComputePassEncoder;
+  pass.end();
+  const original = proto.dispatchWorkgroups;
+  let n = 0;
+  proto.dispatchWorkgroups = function (this: GPUComputePassEncoder, ...args: Parameters<GPUComputePassEncoder["dispatchWorkgroups"]>) {
+    n++;
+    return original.apply(this, args);
+  };
+  return () => n;
+}
