@@ -414,7 +414,11 @@ export class RetroMAE {
     }, [...this.weights].filter(([name]) => this.decoderLossWeight > 0 || !name.startsWith(`${DECODER_PREFIX}.`)).map(([, v]) => v));
     const byName = new Map<string, tf.Tensor>();
     for (const [name, v] of this.weights) if (grads[v.name]) byName.set(name, grads[v.name]);
-    return { grads: byName, losses: { loss: value, ...kept! } };
+    // MLM-only: the loss is the encoder's loss, one tensor. A clone (the same data, no kernel) gives
+    // each part a tensor of its own, so a caller that adds and disposes them part by part (gradient
+    // accumulation) does not read a part it already disposed.
+    const loss = value === kept!.encoderLoss ? value.clone() : value;
+    return { grads: byName, losses: { loss, ...kept! } };
   }
 
   /**

@@ -179,6 +179,24 @@ test("gradient accumulation averages micro-batches: k=2 sees twice the tokens pe
   assert.ok(Number.isFinite(ev[1].loss));
 });
 
+test("gradient accumulation with the decoder off (MLM-only, where the loss is the encoder's loss): every backend trains, tensors flat", async () => {
+  // before: the micro-batches' loss parts were added and disposed part by part, and the loss and the
+  // encoder's loss were one tensor, so the second part read disposed data (a TypeError from inside tfjs)
+  for (const name of ["cpu", "wasm"] as const) {
+    await use(name);
+    const t = makeTrainer({ gradAccumulation: 2 });
+    t.model.decoderLossWeight = 0;
+    const ev: StepInfo[] = [];
+    await t.fit({ steps: 1, live: false, onEvent: (e) => e.type === "step" && ev.push(e) });
+    const before = tf.memory().numTensors;
+    await t.fit({ steps: 2, live: false, onEvent: (e) => e.type === "step" && ev.push(e) });
+    assert.is(tf.memory().numTensors, before, `${name}: tensors flat`);
+    assert.ok(ev.every((e) => Number.isFinite(e.loss) && e.loss === e.encoderLoss && Number.isNaN(e.decoderLoss)), `${name}: ${JSON.stringify(ev.map((e) => [e.loss, e.encoderLoss]))}`);
+    t.model.dispose();
+    t.dispose();
+  }
+});
+
 test("live chart: updates through the display handle, throttled, always a final update; hooks add probe points", async () => {
   await use("wasm");
   const shown: { bundle: MimeBundle; updates: MimeBundle[] }[] = [];
