@@ -15,6 +15,7 @@ export const LOG_SUM_EXP_ARG_MAX = "RetroMAELogSumExpArgMax";
 export const SOFTMAX_MINUS_ONE_HOT_COL_SUM = "RetroMAESoftmaxMinusOneHotColSum";
 export const GELU = "RetroMAEGelu";
 export const GELU_GRAD = "RetroMAEGeluGrad";
+export const PICK_LABELS = "RetroMAEPickLabels";
 
 // GELU's gradient, for whichever backend has the GELU kernel: the native GeluGrad kernel
 tf.registerGradient({
@@ -31,6 +32,24 @@ function nativeKernel(name: string): boolean {
 export function logSumExpRows(z: tf.Tensor2D): tf.Tensor1D {
   if (nativeKernel(LOG_SUM_EXP_ROWS)) return tf.engine().runKernel(LOG_SUM_EXP_ROWS, { x: z }, {}) as tf.Tensor1D;
   return tf.logSumExp(z, -1) as tf.Tensor1D;
+}
+
+/**
+ * z[i, y[i]] for each row (no gradient: for the cross-entropies' own
+ * backward passes). z [N, V], y [N] int32 -> [N]
+ *
+ * Elsewhere a gather from the flattened logits at row·V + label, whose
+ * int32 arithmetic is exact there. webgpu has a kernel of its own: tfjs-webgpu
+ * 4.22 adds int32s and reads gather indices as float32, which hold integers
+ * exactly only up to 2²⁴ (16,777,216), and a decoder batch of 16 × 128 has
+ * 2,016 × 30,522 = 61.5 million logits (its gather with batchDims, which
+ * would avoid the large indices, left a disposed tensor behind in recorded
+ * steps; tfjs-wasm's gather with batchDims reads the wrong memory).
+ */
+export function pickLabels(z: tf.Tensor2D, y: tf.Tensor1D): tf.Tensor1D {
+  if (nativeKernel(PICK_LABELS)) return tf.engine().runKernel(PICK_LABELS, { x: z, labels: y }, {}) as tf.Tensor1D;
+  const [N, V] = z.shape;
+  return tf.tidy(() => tf.gather(z.reshape([N * V]), tf.add(tf.range(0, N * V, V, "int32"), y))) as tf.Tensor1D;
 }
 
 /** softmax(z) − onehot(y): the gradient of summed cross-entropy. z [N, V], y [N] int32 -> [N, V] */

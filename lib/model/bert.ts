@@ -9,7 +9,7 @@
  */
 import * as tf from "../engine/tf";
 import type { Rng } from "../engine/rng";
-import { addLayerNorm, attentionInference, attentionInPlace, dropoutWithSeed, DropoutSeeds, gelu as fusedGelu, linear, linearGelu, logSumExpArgMax, logSumExpRows, scaledMaskedSoftmax, softmaxMinusOneHot, softmaxMinusOneHotColSum, tiedLogits } from "../engine/fused";
+import { addLayerNorm, attentionInference, attentionInPlace, dropoutWithSeed, DropoutSeeds, gelu as fusedGelu, linear, linearGelu, logSumExpArgMax, logSumExpRows, pickLabels, scaledMaskedSoftmax, softmaxMinusOneHot, softmaxMinusOneHotColSum, tiedLogits } from "../engine/fused";
 import type { BertConfig } from "./config";
 
 export type Weights = ReadonlyMap<string, tf.Tensor>;
@@ -306,14 +306,13 @@ export function mlmLogits(w: Weights, cfg: BertConfig, hidden: tf.Tensor2D): tf.
  * batch), and logSumExp would keep its intermediates.
  */
 export function crossEntropy(logits: tf.Tensor2D, labels: tf.Tensor1D): tf.Scalar {
-  const [N, V] = logits.shape;
+  const N = logits.shape[0];
   const ce = tf.customGrad((x, y, save) => {
     const z = x as tf.Tensor2D;
     // tidy: the [N, V] temporaries of logsumexp die here, not at the end of backward
     const value = tf.tidy(() => {
       const lse = logSumExpRows(z); // [N]
-      const flatIndex = tf.add(tf.range(0, N * V, V, "int32"), y as tf.Tensor1D); // [N] row·V + label
-      const picked = tf.gather(z.reshape([N * V]), flatIndex); // [N], not taped: the gradient is ours
+      const picked = pickLabels(z, y as tf.Tensor1D); // [N], not taped: the gradient is ours
       return tf.mean(tf.sub(lse, picked)) as tf.Scalar;
     });
     (save as tf.GradSaveFunc)([z, y as tf.Tensor]);
@@ -346,6 +345,11 @@ export function crossEntropy(logits: tf.Tensor2D, labels: tf.Tensor1D): tf.Scala
  * the accuracy; dz's rows are weighted in the pass that makes them,
  * dz = w ⊙ (softmax(z) − onehot(y)), so padded rows get no gradient and
  * the same three products follow.
+ *
+ * With `maxRows` below N (a GPU whose largest buffer holds fewer than N
+ * rows of logits), the rows go in parts of at most that many, each with
+ * logits [n, V] of its own: the loss, the accuracy and dt are the same
+ * rows' values, and dE and db add the parts' products in order.
  */
 export function tiedSoftmaxCrossEntropy(
   t: tf.Tensor2D,
@@ -353,40 +357,69 @@ export function tiedSoftmaxCrossEntropy(
   bias: tf.Tensor1D,
   labels: tf.Tensor1D,
   weights?: tf.Tensor1D,
+  maxRows = Infinity,
 ): { loss: tf.Scalar; accuracy: tf.Scalar } {
-  const [N] = t.shape;
-  const V = wordEmbeddings.shape[0];
+  const [N, H] = t.shape;
+  // balanced parts: [first row, rows] each
+  const count = Math.max(1, Math.ceil(N / Math.max(1, Math.floor(maxRows))));
+  const per = Math.ceil(N / count);
+  const parts = Array.from({ length: count }, (_, i) => [i * per, Math.min(per, N - i * per)] as const).filter(([, n]) => n > 0);
+  const whole = parts.length <= 1;
+  /** rows [first, first + n) of x ([N] or [N, H]), or x itself when there is one part */
+  const rowsOf = <T extends tf.Tensor>(x: T, [first, n]: readonly [number, number]): T =>
+    whole ? x : (tf.slice(x, x.rank === 1 ? [first] : [first, 0], x.rank === 1 ? [n] : [n, H]) as T);
   let accuracy: tf.Scalar | null = null;
   const op = tf.customGrad((tIn, eIn, bIn, yIn, save) => {
     const x = tIn as tf.Tensor2D;
     const E = eIn as tf.Tensor2D;
     const y = yIn as tf.Tensor1D;
-    const logits = tiedLogits(x, E, bIn as tf.Tensor1D); // [N, V]
-    const count = weights ? (tf.maximum(tf.sum(weights), 1) as tf.Scalar) : null; // rows that count
+    const logits = parts.map((part) => tf.tidy(() => tiedLogits(rowsOf(x, part), E, bIn as tf.Tensor1D))); // [n, V] each
+    const rowCount = weights ? (tf.maximum(tf.sum(weights), 1) as tf.Scalar) : null; // rows that count
     const value = tf.tidy(() => {
-      const [lse, predicted] = logSumExpArgMax(logits); // [N], [N]: one read of the logits
-      const picked = tf.gather(logits.reshape([N * V]), tf.add(tf.range(0, N * V, V, "int32"), y)); // [N]
-      const hits = tf.cast(tf.equal(predicted, y), "float32"); // [N]
-      const nll = tf.sub(lse, picked); // [N]
+      const perPart = logits.map((z, i) => {
+        const yi = rowsOf(y, parts[i]);
+        const [lse, predicted] = logSumExpArgMax(z); // [n], [n]: one read of the logits
+        const picked = pickLabels(z, yi); // [n]
+        return { hits: tf.cast(tf.equal(predicted, yi), "float32"), nll: tf.sub(lse, picked) }; // [n], [n]
+      });
+      const hits = whole ? perPart[0].hits : tf.concat(perPart.map((p) => p.hits)); // [N]
+      const nll = whole ? perPart[0].nll : tf.concat(perPart.map((p) => p.nll)); // [N]
       if (!weights) {
         accuracy = tf.keep(tf.mean(hits) as tf.Scalar);
         return tf.mean(nll) as tf.Scalar;
       }
-      accuracy = tf.keep(tf.div(tf.sum(tf.mul(hits, weights)), count!) as tf.Scalar);
-      return tf.div(tf.sum(tf.mul(nll, weights)), count!) as tf.Scalar;
+      accuracy = tf.keep(tf.div(tf.sum(tf.mul(hits, weights)), rowCount!) as tf.Scalar);
+      return tf.div(tf.sum(tf.mul(nll, weights)), rowCount!) as tf.Scalar;
     });
-    (save as tf.GradSaveFunc)([x, E, logits, y, ...(weights ? [weights, count!] : [])]);
+    (save as tf.GradSaveFunc)([x, E, y, ...(weights ? [weights, rowCount!] : []), ...logits]);
     return {
       value,
       gradFunc: (dy, saved) => {
-        const [xs, es, zs, ys, ws, n] = saved as [tf.Tensor2D, tf.Tensor2D, tf.Tensor2D, tf.Tensor1D, tf.Tensor1D?, tf.Scalar?];
+        const [xs, es, ys] = saved as [tf.Tensor2D, tf.Tensor2D, tf.Tensor1D];
+        const [ws, n] = (weights ? saved.slice(3, 5) : []) as [tf.Tensor1D?, tf.Scalar?];
+        const zs = saved.slice(weights ? 5 : 3) as tf.Tensor2D[];
         const scale = tf.div(dy as tf.Tensor, n ?? N);
-        const [dz, colSum] = softmaxMinusOneHotColSum(zs, ys, ws); // [N, V], [V]: Σ_rows dz from the same pass; zero rows at padding
-        const dx = tf.mul(tf.matMul(dz, es), scale); // [N, H]
-        const dE = tf.mul(tf.matMul(dz, xs, true, false), scale); // [V, H] = dzᵀ·x
-        const db = tf.mul(colSum, scale); // [V]
-        tf.dispose([dz, colSum]);
-        return [dx, dE, db, tf.zerosLike(ys)];
+        const dxs: tf.Tensor[] = [];
+        let dE: tf.Tensor | null = null;
+        let colSum: tf.Tensor | null = null;
+        // the parts' products added in order (the same bits run after run), each part's [n, V] freed as soon as it is used
+        const addTo = (acc: tf.Tensor | null, x: tf.Tensor) => {
+          if (!acc) return x;
+          const sum = tf.add(acc, x);
+          tf.dispose([acc, x]);
+          return sum;
+        };
+        parts.forEach((part, i) => {
+          const [dz, col] = softmaxMinusOneHotColSum(zs[i], rowsOf(ys, part), ws && rowsOf(ws, part)); // [n, V], [V]: Σ_rows dz from the same pass; zero rows at padding
+          dxs.push(tf.mul(tf.matMul(dz, es), scale)); // [n, H]
+          dE = addTo(dE, tf.matMul(dz, rowsOf(xs, part), true, false)); // [V, H] = dzᵀ·x
+          colSum = addTo(colSum, col);
+          tf.dispose(dz);
+        });
+        const dx = whole ? dxs[0] : tf.concat(dxs); // [N, H]
+        const grads = [dx, tf.mul(dE!, scale), tf.mul(colSum!, scale), tf.zerosLike(ys)]; // dt, dE [V, H], db [V]
+        tf.dispose([dE!, colSum!, ...(whole ? [] : dxs)]);
+        return grads;
       },
     };
   });

@@ -31,7 +31,7 @@ import { BertConfig, bertConfig, PresetName, validateConfig } from "./config";
 import { LoadOptions, LoadReport, matchWeights, readCheckpointFiles, SaveOptions, writeCheckpointFiles } from "./checkpoint";
 import type { NamedArray } from "./safetensors";
 import { hubSnapshot, HubOptions } from "./hub";
-import { mibOf, overBufferLimit } from "../engine/webgpu/backend";
+import { maxTensorElements, mibOf, overBufferLimit } from "../engine/webgpu/backend";
 import { attentionInPlace } from "../engine/fused";
 
 export const DECODER_PREFIX = "c_head";
@@ -160,12 +160,15 @@ function mlmLoss(w: Weights, cfg: BertConfig, hidden: tf.Tensor2D, labelled: Lab
   if (rows.length === 0) return { loss: tf.scalar(0), acc: tf.scalar(0) };
   const picked = tf.gather(hidden, tf.tensor1d(rows, "int32")) as tf.Tensor2D; // [M, H]
   const t = mlmTransform(w, cfg, picked); // [M, H]
+  // a GPU's largest buffer may hold fewer rows of logits than are labelled: then they go in parts
+  const limit = maxTensorElements();
   const { loss, accuracy } = tiedSoftmaxCrossEntropy(
     t,
     weight(w, "bert.embeddings.word_embeddings.weight") as tf.Tensor2D,
     weight(w, "cls.predictions.bias") as tf.Tensor1D,
     tf.tensor1d(targets, "int32"),
     weights ? tf.tensor1d(weights) : undefined,
+    limit === null ? Infinity : Math.floor(limit / cfg.vocabSize),
   );
   return { loss, acc: accuracy };
 }
@@ -442,9 +445,8 @@ export class RetroMAE {
     const cfg = this.config;
     const { batchSize: B, seqLength: L } = batch;
     const V = cfg.vocabSize;
-    const count = (labels: Int32Array) => labels.reduce((n, y) => n + (y === IGNORE ? 0 : 1), 0);
-    const candidates: [string, number][] = [[`the encoder's logits [${count(batch.encoderLabels)}, ${V}]`, count(batch.encoderLabels) * V], ...this.encoderTensors(B, L, true)];
-    if (this.decoderLossWeight > 0) candidates.push([`the decoder's logits [${count(batch.decoderLabels)}, ${V}]`, count(batch.decoderLabels) * V]);
+    // (the MLM logits need no check: they go in parts of as many rows as the largest buffer holds, mlmLoss)
+    const candidates: [string, number][] = this.encoderTensors(B, L, true);
     if (this.bowLossWeight > 0) candidates.push([`the bag-of-words logits [${B}, ${L - 1}, ${V}]`, B * (L - 1) * V]);
     const over = overBufferLimit(candidates);
     if (!over) return;

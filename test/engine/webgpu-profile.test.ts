@@ -34,6 +34,7 @@ test("kernels are sorted into kinds of work by their shader keys", () => {
     ["retromaeColumnSum_pat", "matmul"],
     ["retromaeSoftmaxMinusOneHotWeighted_64", "cross-entropy"],
     ["retromaeLogSumExp_64", "cross-entropy"],
+    ["retromaePickLabels", "cross-entropy"],
     ["retromaeScaledMaskedSoftmax_64", "attention"],
     ["retromaeAttention_64_12_32", "attention"],
     ["retromaeRow_xhat_true_64", "layer norm"],

@@ -27,9 +27,10 @@ import { AdamW } from "../../lib/train/optim";
 import { recordCommands, StepReplay } from "../../lib/engine/webgpu/replay";
 import { DROPOUT, dropoutWithSeed, DropoutSeeds, registerCounterDropout } from "../../lib/engine/fused";
 import { countDispatches, formatProfile } from "../../lib/engine/webgpu/profile";
-import { addLayerNorm, ADD_LAYER_NORM, ATTENTION, attentionInference, DENSE_GELU, gelu, GELU, linear, linearGelu, logSumExpArgMax, logSumExpRows, scaledMaskedSoftmax, SCALED_MASKED_SOFTMAX, softmaxMinusOneHotColSum } from "../../lib/engine/fused";
+import { addLayerNorm, ADD_LAYER_NORM, ATTENTION, attentionInference, DENSE_GELU, gelu, GELU, linear, linearGelu, logSumExpArgMax, logSumExpRows, pickLabels, scaledMaskedSoftmax, SCALED_MASKED_SOFTMAX, softmaxMinusOneHotColSum } from "../../lib/engine/fused";
 import { runProbe, ProbeSet } from "../../lib/probe/probe";
 import { RetroMAE } from "../../lib/model/retromae";
+import { tiedSoftmaxCrossEntropy } from "../../lib/model/bert";
 import { RetroMAECollator } from "../../lib/masking/collator";
 import { SHARED_DATA } from "../helpers";
 import { microModel, microTokenizer, SOFTWARE_VULKAN, softwareAdapterName, testVulkan, useSoftwareVulkan } from "../webgpu-helpers";
@@ -679,6 +680,27 @@ test("a sum over leading axes (bias gradients) is one pass on webgpu: the cpu's 
   assert.equal(Array.from(g.values.slice(20, 25)), [4, 4, 4, 4, 4], "row 4 gathered twice");
 });
 
+test("the MLM loss picks each row's label logit exactly past 2^24 logits (tfjs-webgpu reads gather indices as float32): the cpu's loss", async () => {
+  // 100 rows × 200,000: 20 million logits; a flat index row·V + label above 16,777,216 was rounded to an even neighbour
+  const [N, H, V] = [100, 8, 200_000];
+  const rng = new Rng(31);
+  const [xs, es] = [rng.fillNormal(new Float32Array(N * H)), rng.fillNormal(new Float32Array(V * H)).map((v) => v * 0.1)];
+  const ys = Int32Array.from({ length: N }, (_, i) => (i * 7919 + 1) % V);
+  const losses: number[] = [];
+  for (const name of ["cpu", "webgpu"] as const) {
+    await use(name);
+    const [x, E, b, y] = [tf.tensor2d(xs, [N, H]), tf.tensor2d(es, [V, H]), tf.zeros([V]) as tf.Tensor1D, tf.tensor1d(ys, "int32")];
+    const r = tiedSoftmaxCrossEntropy(x, E, b, y);
+    losses.push((await r.loss.data())[0]);
+    // pickLabels itself: z[i, y[i]] exactly, on logits whose values name their column
+    const z = tf.tidy(() => tf.tile(tf.range(0, V, 1, "float32").reshape([1, V]), [N, 1])) as tf.Tensor2D;
+    const picked = pickLabels(z, y);
+    assert.equal(Array.from(await picked.data()), Array.from(ys), `${name}: each row's label column`);
+    tf.dispose([x, E, b, y, r.loss, r.accuracy, z, picked]);
+  }
+  assert.ok(Math.abs(losses[1] - losses[0]) <= 1e-6 * losses[0], `loss: webgpu ${losses[1]} vs cpu ${losses[0]}`);
+});
+
 test("addN over more inputs than a shader may bind equals the cpu's sum", async () => {
   const rng = new Rng(4);
   const inputs = Array.from({ length: 23 }, () => rng.fillNormal(new Float32Array(130)));
@@ -1037,7 +1059,7 @@ test("a probe on webgpu equals the cpu probe within 1e-4", async () => {
   for (const [k, v] of Object.entries(cpu.metrics)) assert.ok(Math.abs(v - gpu.metrics[k]) < 1e-4, `${k}: cpu ${v} vs webgpu ${gpu.metrics[k]}`);
 });
 
-test("with WebGPU's smallest limits (8 storage buffers, 128 MiB bindings, 16 KiB workgroup memory) a training step and the fused attention run and match", async () => {
+test("with WebGPU's smallest limits (8 storage buffers, 128 MiB bindings, 16 KiB workgroup memory) a training step, logits past one binding (in parts) and the fused attention run and match", async () => {
   const st = await startWebGPU({ allowSoftware: true, limits: "default" });
   assert.is(st.limits.maxStorageBuffersPerShaderStage, 8);
   assert.is(st.limits.maxStorageBufferBindingSize, 128 * 2 ** 20);
@@ -1046,18 +1068,34 @@ test("with WebGPU's smallest limits (8 storage buffers, 128 MiB bindings, 16 KiB
   const small = smallEvents.map((e) => e.loss);
   t.model.dispose();
   t.dispose();
-  // A batch whose logits exceed the 128 MiB binding is refused before anything is queued, naming a batch size that fits.
-  const wide = RetroMAE.create("tiny", { seed: 2, overrides: { vocabSize: 200_000, hiddenSize: 32, numAttentionHeads: 2, intermediateSize: 64, numHiddenLayers: 1, maxPositionEmbeddings: 64 } });
+  // Logits past the 128 MiB binding (a vocabulary of 200,000: 167 rows a buffer) go in parts: the loss and gradients of one part, below.
+  const wideConfig = { vocabSize: 200_000, hiddenSize: 32, numAttentionHeads: 2, intermediateSize: 64, numHiddenLayers: 1, maxPositionEmbeddings: 64 };
   const batch = new RetroMAECollator({ tokenizer: tok, rng: new Rng(1), maxLength: 32 }).collate(texts.slice(0, 8));
+  const decoderRows = batch.decoderLabels.filter((y) => y >= 0).length;
+  assert.ok(decoderRows * 200_000 * 4 > 128 * 2 ** 20, `the decoder's ${decoderRows} rows of logits exceed one binding`);
+  const wideStep = async () => {
+    const wide = RetroMAE.create("tiny", { seed: 2, overrides: wideConfig });
+    const tensors = tf.memory().numTensors;
+    const { grads, values } = await wide.forwardBackward(batch, { training: false });
+    const g = new Map<string, Float32Array>();
+    for (const [k, v] of grads) g.set(k, (await v.data()) as Float32Array);
+    tf.dispose([...grads.values()]);
+    assert.is(tf.memory().numTensors, tensors, "the parts leave no tensor");
+    wide.dispose();
+    return { values, g };
+  };
+  const inParts = await wideStep();
+  // A batch whose feed-forward activations exceed the binding is refused before anything is queued, naming a batch size that fits.
+  const wideFfn = RetroMAE.create("tiny", { seed: 2, overrides: { ...wideConfig, vocabSize: tok.vocab.size, intermediateSize: 140_000 } });
   const tensors = tf.memory().numTensors;
   try {
-    await wide.forwardBackward(batch);
+    await wideFfn.forwardBackward(batch);
     assert.unreachable("should refuse");
   } catch (err) {
-    assert.match((err as Error).message, /^A batch of 8 × 32 needs \d+ MiB for the decoder's logits \[\d+, 200000\], more than this GPU's largest buffer \(128 MiB\); use batchSize [1-7] \(with gradAccumulation \d to keep the effective batch\)\.$/);
+    assert.match((err as Error).message, /^A batch of 8 × 32 needs \d+ MiB for the feed-forward activations \[256, 140000\], more than this GPU's largest buffer \(128 MiB\); use batchSize 7 \(with gradAccumulation 2 to keep the effective batch\)\.$/);
   }
   assert.is(tf.memory().numTensors, tensors, "nothing was made");
-  wide.dispose();
+  wideFfn.dispose();
   // The fused attention at every preset's head width (dh 64) stages 16 KiB of keys and values: the least workgroup memory an adapter may have
   assert.is(st.limits.maxComputeWorkgroupStorageSize, 16384);
   const qkv = new Rng(7).fillNormal(new Float32Array(2 * 40 * 384));
@@ -1080,6 +1118,19 @@ test("with WebGPU's smallest limits (8 storage buffers, 128 MiB bindings, 16 KiB
   u.model.dispose();
   u.dispose();
   assert.equal(bits(small), bits(full));
+  // the wide vocabulary's logits in one part on the native backend (no buffer limit): the same loss, and gradients within float rounding
+  await use("native");
+  const inOne = await wideStep();
+  await use("webgpu");
+  for (const k of ["loss", "encoderLoss", "decoderLoss", "decoderAccuracy"] as const) {
+    assert.ok(Math.abs(inParts.values[k] - inOne.values[k]) <= 1e-5 * Math.abs(inOne.values[k]), `${k}: in parts on webgpu ${inParts.values[k]}, in one on native ${inOne.values[k]}`);
+  }
+  for (const [k, ref] of inOne.g) {
+    const got = inParts.g.get(k)!;
+    const scale = ref.reduce((m, x) => Math.max(m, Math.abs(x)), 0);
+    const worst = ref.reduce((m, x, i) => Math.max(m, Math.abs(x - got[i])), 0);
+    assert.ok(worst <= 1e-4 * scale + 1e-9, `${k}: max diff ${worst} of ${scale}`); // (+1e-9: the attention key's bias has a zero gradient, up to rounding)
+  }
   // the gradients' norm binds 7 gradients per shader here and more with the adapter's limits: the same sums in the same order
   assert.equal(bits(smallEvents.map((e) => e.gradNorm)), bits(fullEvents.map((e) => e.gradNorm)));
 });

@@ -4,7 +4,7 @@ import * as tf from "../../lib/engine/tf";
 import { use } from "../../lib/engine/backend";
 import { Rng } from "../../lib/engine/rng";
 import { nativeUnavailableReason } from "../../lib/engine/native";
-import { bertEmbeddings, bertEncoder, crossEntropy, embeddingLookup, gelu, MASK_VALUE, paddingMask } from "../../lib/model/bert";
+import { bertEmbeddings, bertEncoder, crossEntropy, embeddingLookup, gelu, MASK_VALUE, paddingMask, tiedSoftmaxCrossEntropy } from "../../lib/model/bert";
 import { RetroMAE } from "../../lib/model/retromae";
 
 for (const name of ["cpu", "wasm"] as const) {
@@ -32,6 +32,43 @@ for (const name of ["cpu", "wasm"] as const) {
     const got = Array.from(grads[logits.name].dataSync());
     got.forEach((g, i) => assert.ok(Math.abs(g - want[i]) < 1e-6, `${i}: ${g} vs ${want[i]}`));
     tf.dispose([logits, labels, value, ...Object.values(grads)]);
+  });
+
+  test(`${name}: the tied MLM cross-entropy with its rows in parts (a GPU's largest buffer) gives the whole's loss, accuracy and gradients, with and without padded rows`, async () => {
+    await use(name);
+    const [N, H, V] = [7, 5, 11];
+    const rng = new Rng(12);
+    const t = tf.variable(tf.tensor2d(rng.fillNormal(new Float32Array(N * H)), [N, H]));
+    const E = tf.variable(tf.tensor2d(rng.fillNormal(new Float32Array(V * H)), [V, H]));
+    const b = tf.variable(tf.tensor1d(rng.fillNormal(new Float32Array(V))));
+    const labels = tf.tensor1d([3, 0, 10, 3, 7, 1, 5], "int32");
+    for (const weights of [undefined, tf.tensor1d([1, 1, 0, 1, 1, 0, 0])]) {
+      const run = (maxRows: number) => {
+        const before = tf.memory().numTensors;
+        let acc = 0;
+        const { value, grads } = tf.variableGrads(() => {
+          const r = tiedSoftmaxCrossEntropy(t, E, b, labels, weights, maxRows);
+          acc = r.accuracy.dataSync()[0];
+          r.accuracy.dispose();
+          return r.loss;
+        }, [t, E, b]);
+        const out = { loss: value.dataSync()[0], acc, grads: [t, E, b].map((v) => Array.from(grads[v.name].dataSync())) };
+        tf.dispose([value, ...Object.values(grads)]);
+        assert.is(tf.memory().numTensors, before, `maxRows ${maxRows}: no tensor left`);
+        return out;
+      };
+      const whole = run(Infinity);
+      assert.ok(whole.loss > 0 && whole.acc >= 0);
+      for (const maxRows of [1, 3, 6]) {
+        const parts = run(maxRows); // 7 parts of 1; 3, 3, 1; 4 and 3
+        assert.ok(Math.abs(parts.loss - whole.loss) <= 1e-6 * whole.loss, `maxRows ${maxRows}: loss ${parts.loss} vs ${whole.loss}`);
+        assert.is(parts.acc, whole.acc, `maxRows ${maxRows}: accuracy`);
+        parts.grads.forEach((g, k) => g.forEach((x, i) => assert.ok(Math.abs(x - whole.grads[k][i]) <= 1e-6, `maxRows ${maxRows}, weights ${!!weights}: gradient ${k}[${i}] ${x} vs ${whole.grads[k][i]}`)));
+        if (weights) [2, 5, 6].forEach((r) => assert.ok(parts.grads[0].slice(r * H, (r + 1) * H).every((x) => x === 0), `padded row ${r} gets no gradient`));
+      }
+      weights?.dispose();
+    }
+    tf.dispose([t, E, b, labels]);
   });
 
   test(`${name}: a fully masked attention row softmaxes to uniform, not NaN`, async () => {

@@ -65,6 +65,7 @@ import {
   LAYER_NORM_GRAD,
   LOG_SUM_EXP_ARG_MAX,
   LOG_SUM_EXP_ROWS,
+  PICK_LABELS,
   SCALED_MASKED_SOFTMAX,
   SCALED_SOFTMAX_GRAD,
   SOFTMAX_MINUS_ONE_HOT,
@@ -761,6 +762,28 @@ export const logSumExpArgMaxWebGPU = crossEntropyKernel(LOG_SUM_EXP_ARG_MAX, ["l
 export const softmaxMinusOneHotWebGPU = crossEntropyKernel(SOFTMAX_MINUS_ONE_HOT, ["dz"]);
 export const softmaxMinusOneHotColSumWebGPU = crossEntropyKernel(SOFTMAX_MINUS_ONE_HOT_COL_SUM, ["dz", "colsum"]);
 
+/**
+ * PICK_LABELS (lib/engine/fused.ts): z[i, y[i]] per row, with the index in
+ * i32 (tfjs's gather reads indices as f32: exact only up to 2²⁴).
+ * z [N, V], labels [N] int32 -> [N]
+ */
+export const pickLabelsWebGPU: KernelConfig = {
+  kernelName: PICK_LABELS,
+  backendName: "webgpu",
+  kernelFunc: ({ inputs, backend }) => {
+    const { x, labels } = inputs as { x: TensorInfo; labels: TensorInfo };
+    const [N, V] = x.shape;
+    if (x.dtype !== "float32" || labels.dtype !== "int32" || x.shape.length !== 2 || product(labels.shape) !== N) throw new Error(`${PICK_LABELS} on webgpu takes float32 z [N, V] and int32 labels [N].`);
+    const program = flatProgram(N, [N], ["z", "labels"], "retromaePickLabels", "count : i32, V : i32,", `
+  fn main(index : i32) {
+    if (index >= uniforms.count) { return; }
+    let label = clamp(i32(labels[index]), 0, uniforms.V - 1);
+    result[index] = z[index * uniforms.V + label];
+  }`);
+    return (backend as unknown as WebGPUBackendLike).runWebGPUProgram(program, [x, labels], "float32", [{ type: "int32", data: [N] }, { type: "int32", data: [V] }]);
+  },
+};
+
 /** AddN in runs of at most `maxInputs` inputs (the first run's sum is the next run's first input). */
 export function chunkedAddN(original: KernelFunc, maxInputs: number): KernelConfig {
   const per = Math.max(2, maxInputs);
@@ -960,7 +983,7 @@ const identityTranspose = (original: KernelFunc) =>
  */
 export function registerWebGPUKernels(maxStorageBuffers: number): void {
   for (const k of [deterministicUnsortedSegmentSum, robustSoftmax, dropoutWebGPU, geluWebGPU, geluGradWebGPU, addLayerNormWebGPU, layerNormGradWebGPU, scaledMaskedSoftmaxWebGPU, scaledSoftmaxGradWebGPU, attentionWebGPU,
-    logSumExpRowsWebGPU, logSumExpArgMaxWebGPU, softmaxMinusOneHotWebGPU, softmaxMinusOneHotColSumWebGPU]) {
+    logSumExpRowsWebGPU, logSumExpArgMaxWebGPU, softmaxMinusOneHotWebGPU, softmaxMinusOneHotColSumWebGPU, pickLabelsWebGPU]) {
     if (tf.getKernel(k.kernelName, "webgpu")) tf.unregisterKernel(k.kernelName, "webgpu");
     tf.registerKernel(k);
   }

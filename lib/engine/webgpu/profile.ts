@@ -44,7 +44,7 @@ export interface StepProfile {
 export function kernelCategory(kernel: string): string {
   const rules: [RegExp, string][] = [
     [/^matMul|^retromaeMatMul|^retromaeColumnSum_pat$/, "matmul"], // (the column sum of a matmul split along K adds its parts)
-    [/LogSumExp|SoftmaxMinusOneHot|ArgMax/, "cross-entropy"],
+    [/LogSumExp|SoftmaxMinusOneHot|ArgMax|PickLabels/, "cross-entropy"],
     [/Attention|Softmax/i, "attention"],
     [/LayerNorm|Row_xhat|Row_rstd|ColumnSum_dyat/, "layer norm"],
     [/ColumnSum/, "bias gradients"],
