@@ -361,9 +361,9 @@ export function tiedSoftmaxCrossEntropy(
 ): { loss: tf.Scalar; accuracy: tf.Scalar } {
   const [N, H] = t.shape;
   // balanced parts: [first row, rows] each
-  const count = Math.max(1, Math.ceil(N / Math.max(1, Math.floor(maxRows))));
-  const per = Math.ceil(N / count);
-  const parts = Array.from({ length: count }, (_, i) => [i * per, Math.min(per, N - i * per)] as const).filter(([, n]) => n > 0);
+  const partCount = Math.max(1, Math.ceil(N / Math.max(1, Math.floor(maxRows))));
+  const per = Math.ceil(N / partCount);
+  const parts = Array.from({ length: partCount }, (_, i) => [i * per, Math.min(per, N - i * per)] as const).filter(([, n]) => n > 0);
   const whole = parts.length <= 1;
   /** rows [first, first + n) of x ([N] or [N, H]), or x itself when there is one part */
   const rowsOf = <T extends tf.Tensor>(x: T, [first, n]: readonly [number, number]): T =>
