@@ -44,6 +44,7 @@ test("kernels are sorted into kinds of work by their shader keys", () => {
     ["retromaeDropout_based", "dropout"],
     ["gather", "embeddings"],
     ["retromaeSegmentSum_float32", "embeddings"],
+    ["retromaeSegmentLinks", "embeddings"],
     ["retromaeAdamW_guarded_scaled_tensor", "optimizer"],
     ["retromaeSumSquares_11", "optimizer"],
     ["transpose_0,2,1,3", "layout"],

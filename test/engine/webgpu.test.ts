@@ -180,6 +180,8 @@ test("UnsortedSegmentSum on webgpu is the cpu backend's sum, bit for bit, on odd
     { n: 20, inner: [7], segments: 6, dtype: "int32" },
     { n: 9, inner: [4], segments: 3, dtype: "float32", ids: [0, -1, 2, 3, 2, 7, 0, 0, 2] }, // ids out of range are dropped
     { n: 6, inner: [4], segments: 50, dtype: "float32", ids: [49, 49, 49, 49, 49, 49] }, // segments nobody points at stay 0
+    // a token batch's shape: one id in every third row (a chain of 700 rows), the others spread over a vocabulary
+    { n: 2100, inner: [3], segments: 30522, dtype: "float32", ids: Array.from({ length: 2100 }, (_, i) => (i % 3 === 0 ? 5 : (i * 7919) % 30522)) },
   ];
   for (const c of cases) {
     const size = c.n * c.inner.reduce((a, b) => a * b, 1);

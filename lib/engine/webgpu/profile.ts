@@ -50,7 +50,7 @@ export function kernelCategory(kernel: string): string {
     [/ColumnSum/, "bias gradients"],
     [/Gelu/, "gelu"],
     [/Dropout/, "dropout"],
-    [/^gather|SegmentSum|Zeros/, "embeddings"],
+    [/^gather|SegmentSum|SegmentLinks|Zeros/, "embeddings"],
     [/AdamW|SumSquares|GlobalNorm/, "optimizer"],
     [/^(transpose|slice|pad|concat)/, "layout"],
     [/^reduce/, "reductions"],
