@@ -520,6 +520,10 @@ export class Trainer implements ControllableRun {
       tf.dispose([p.norm, p.ok]);
       trimGpuPool(); // a step's round ends: buffers of shapes it and the step before did not use go back to the GPU
       const deviceError = takeDeviceError();
+      if (deviceError && isOutOfMemory(deviceError)) {
+        // the device said so after the step was queued (where tfjs could not allocate while queuing, explain() says it)
+        throw new TrainingStopped(`The run stopped at step ${p.step}: the GPU ran out of memory at batch size ${this.options.batchSize} × length ${this.options.maxLength} (${deviceError.replace(/^the GPU reported out of memory: /, "").replace(/[.\s]+$/, "")})${this.outOfMemoryFix()}.`);
+      }
       if (deviceError) {
         const last = this.latestCheckpoint();
         throw new TrainingStopped(
@@ -771,15 +775,18 @@ export class Trainer implements ControllableRun {
     // started again (with a smaller batch) does not stop at its first step on this one's error.
     const deviceError = takeDeviceError();
     if (isOutOfMemory(msg) || (deviceError !== null && isOutOfMemory(deviceError))) {
-      const b = this.options.batchSize;
-      // on a GPU, steps are queued ahead and part of the failed one may have run: the weights there are suspect
-      const last = this.latestCheckpoint();
-      const restart = tf.getBackend() === "webgpu" ? `, and start again ${last ? `from the last good checkpoint, ${last}, with Trainer.resume` : "(this run saved no checkpoint)"}: the weights on the GPU may be damaged` : "";
-      return new Error(
-        `The ${tf.getBackend()} backend ran out of memory at batch size ${b} × length ${this.options.maxLength}; lower batchSize (e.g. ${Math.max(1, Math.floor(b / 2))}) and raise gradAccumulation to keep the effective batch, or lower maxLength${restart}.`,
-      );
+      return new Error(`The ${tf.getBackend()} backend ran out of memory at batch size ${this.options.batchSize} × length ${this.options.maxLength}${this.outOfMemoryFix()}.`);
     }
     return err instanceof Error ? err : new Error(msg);
+  }
+
+  /** What to change after running out of memory (from "; lower batchSize"), and on a GPU where to start again. */
+  private outOfMemoryFix(): string {
+    const b = this.options.batchSize;
+    // on a GPU, steps are queued ahead and part of the failed one may have run: the weights there are suspect
+    const last = this.latestCheckpoint();
+    const restart = tf.getBackend() === "webgpu" ? `, and start again ${last ? `from the last good checkpoint, ${last}, with Trainer.resume` : "(this run saved no checkpoint)"}: the weights on the GPU may be damaged` : "";
+    return `; lower batchSize (e.g. ${Math.max(1, Math.floor(b / 2))}) and raise gradAccumulation to keep the effective batch, or lower maxLength${restart}`;
   }
 
   /** Checkpoint folders in the run directory, oldest first. */
