@@ -11,7 +11,7 @@
  */
 import * as tf from "../engine/tf";
 import { adamwInPlace } from "../engine/native";
-import { adamwInPlaceWebGPU, globalNormWebGPU } from "../engine/webgpu/optimizer";
+import { adamwInPlaceWebGPU, AdamWUpdate, globalNormWebGPU } from "../engine/webgpu/optimizer";
 
 export interface AdamWOptions {
   lr?: number;
@@ -103,7 +103,7 @@ export class AdamW {
     const guarded = ok && !readFlag ? ok : null;
     const { stepSize, sqrtBc2 } = h;
     tf.tidy(() => {
-      const todo: { p: tf.Variable; m: tf.Variable; v: tf.Variable; g: tf.Tensor; decays: boolean }[] = [];
+      const todo: (AdamWUpdate & { p: tf.Variable; m: tf.Variable; v: tf.Variable })[] = [];
       for (const [name, p] of this.params) {
         const g = grads.get(name);
         if (g) todo.push({ p, m: this.m.get(name)!, v: this.v.get(name)!, g, decays: this.decayMap.get(name)! && this.weightDecay > 0 });

@@ -13,7 +13,7 @@ import { Rng } from "../engine/rng";
 import { RetroMAECollator } from "../masking/collator";
 import { loadCheckpoint, readLossValues, saveCheckpoint } from "../model/retromae";
 import type { RetroMAE, LossTensors, LossValues } from "../model/retromae";
-import { computesNothing, DeviceFailure, isOutOfMemory, takeDeviceError, trimGpuPool } from "../engine/webgpu/backend";
+import { computesNothing, DeviceFailure, GPU_OUT_OF_MEMORY, isOutOfMemory, takeDeviceError, trimGpuPool } from "../engine/webgpu/backend";
 import { copyInPlaceWebGPU } from "../engine/webgpu/optimizer";
 import { StepRecorder } from "../engine/webgpu/replay";
 import { StepProfile, summarizeProfile } from "../engine/webgpu/profile";
@@ -522,7 +522,7 @@ export class Trainer implements ControllableRun {
       const deviceError = takeDeviceError();
       if (deviceError && isOutOfMemory(deviceError)) {
         // the device said so after the step was queued (where tfjs could not allocate while queuing, explain() says it)
-        throw new TrainingStopped(`The run stopped at step ${p.step}: the GPU ran out of memory at batch size ${this.options.batchSize} × length ${this.options.maxLength} (${deviceError.replace(/^the GPU reported out of memory: /, "").replace(/[.\s]+$/, "")})${this.outOfMemoryFix()}.`);
+        throw new TrainingStopped(`The run stopped at step ${p.step}: the GPU ran out of memory at batch size ${this.options.batchSize} × length ${this.options.maxLength} (${deviceError.replace(GPU_OUT_OF_MEMORY, "").replace(/[.\s]+$/, "")})${this.outOfMemoryFix()}.`);
       }
       if (deviceError) {
         const last = this.latestCheckpoint();

@@ -43,6 +43,9 @@ export function takeDeviceError(): string | null {
   return e;
 }
 
+/** How a recorded device error that was an out-of-memory begins (takeDeviceError), before the device's own words. */
+export const GPU_OUT_OF_MEMORY = "the GPU reported out of memory: ";
+
 /** An error Dawn reports about an object made invalid by an earlier error: it says nothing the first did not. */
 const CONSEQUENCE = /is invalid due to a previous error/;
 
@@ -55,7 +58,7 @@ function watch(device: GPUDevice): void {
     const err = (ev as GPUUncapturedErrorEvent).error;
     const message = err?.message ?? String(err);
     const outOfMemory = !!err && !!err.constructor && err.constructor.name === "GPUOutOfMemoryError";
-    record(`the GPU reported ${outOfMemory ? "out of memory" : "error"}: ${message}`);
+    record(`${outOfMemory ? GPU_OUT_OF_MEMORY : "the GPU reported error: "}${message}`);
     // Dawn prints every uncaught error in full unless the event is cancelled. The trainer, the
     // encoder and fine-tuning check for the recorded error after each step or batch and stop with
     // one sentence that says what to change; what remains of Dawn's output is one line for the first
@@ -73,6 +76,7 @@ function watch(device: GPUDevice): void {
     if (info.reason !== "destroyed") record(`the GPU device was lost: ${info.message || info.reason}`);
   });
 }
+
 
 /**
  * Whether an error (or a device's recorded one) is running out of memory, as
