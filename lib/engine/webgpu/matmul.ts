@@ -129,6 +129,7 @@ const BM = 128; // rows of C per workgroup
 const BN = 128; // columns of C per workgroup
 const BK = 8; // K per step through workgroup memory
 const ROW = BM / 4 + 1; // vec4s per row of a staged tile, one more to spread the stores over the banks
+const INVOCATIONS = 256; // 16 × 16, and (BM · BK / 4 = BN · BK / 4) one staged vec4 of each slice apiece
 
 /** Whether an output of M × N (in `batch` matrices) takes the tiled program: both sides at least a tile. */
 export function takesTiledMatMul(M: number, N: number): boolean {
@@ -140,17 +141,26 @@ export function takesTiledMatMul(M: number, N: number): boolean {
  * 16 × 16 invocations, each computing 8 rows × 8 columns of its tile in 16
  * vec4 registers; per step of 8 along K the workgroup stages A's and B's
  * slices in workgroup memory (k-major, loaded along whichever axis of each
- * operand is contiguous) and each invocation reads 2 + 2 vec4s for 64
- * multiply-adds. Edges are masked: any M, N, K. A batch of A or B of one is
+ * operand is contiguous, each invocation storing one whole vec4 of each) and
+ * each invocation reads 2 + 2 vec4s for 64 multiply-adds. Edges are masked: any M, N, K. A batch of A or B of one is
  * broadcast. a [bA, M, K] ([bA, K, M] transposed), b [bB, K, N] ([bB, N, K]),
  * bias [N] -> [batch, M, N]
  */
 export function tiledMatMulProgram(batch: number, M: number, N: number, K: number, transposeA: boolean, transposeB: boolean, bias: boolean) {
-  // staging: element e (0..1023) of the A slice [BK k][BM m] and of the B slice [BK k][BN n]
-  const aAt = transposeA ? "let kk = e / 128; let mm = e % 128;" : "let mm = e / 8; let kk = e % 8;";
-  const aIndex = transposeA ? "aBase + min(k, uniforms.K - 1) * uniforms.M + min(m, uniforms.M - 1)" : "aBase + min(m, uniforms.M - 1) * uniforms.K + min(k, uniforms.K - 1)";
-  const bAt = transposeB ? "let nn = e / 8; let kk = e % 8;" : "let kk = e / 128; let nn = e % 128;";
-  const bIndex = transposeB ? "bBase + min(n, uniforms.N - 1) * uniforms.K + min(k, uniforms.K - 1)" : "bBase + min(k, uniforms.K - 1) * uniforms.N + min(n, uniforms.N - 1)";
+  // Staging: invocation t (0..255) loads one vec4 of each slice, 4 rows of A (or 4 columns of B)
+  // at one k, and stores it whole. (WGSL lets a store to one component of a vector touch the
+  // whole vector, so four invocations writing one vec4's components would race.) Its (kk, q),
+  // q the vec4's index along m or n, walk the operand's contiguous axis fastest: adjacent
+  // invocations read adjacent addresses.
+  const alongK = `let kk = tid % ${BK}; let q = tid / ${BK};`; // the operand is contiguous along k
+  const alongMN = `let kk = tid / ${BM / 4}; let q = tid % ${BM / 4};`; // ... along m (or n)
+  const aAt = transposeA ? alongMN : alongK;
+  const aIndex = (m: string) => (transposeA ? `aBase + min(k, uniforms.K - 1) * uniforms.M + min(${m}, uniforms.M - 1)` : `aBase + min(${m}, uniforms.M - 1) * uniforms.K + min(k, uniforms.K - 1)`);
+  const bAt = transposeB ? alongK : alongMN;
+  const bIndex = (n: string) => (transposeB ? `bBase + min(${n}, uniforms.N - 1) * uniforms.K + min(k, uniforms.K - 1)` : `bBase + min(k, uniforms.K - 1) * uniforms.N + min(${n}, uniforms.N - 1)`);
+  // one vec4 of X's slice: elements at row (or column) first + c, c = 0..3, and at k; 0 past the edges
+  const load = (X: string, index: (i: string) => string, bound: string) =>
+    `vec4<f32>(${[0, 1, 2, 3].map((c) => `select(0.0, ${X}[${index(`first + ${c}`)}], first + ${c} < ${bound} && k < uniforms.K)`).join(", ")})`;
   const rows = [0, 1, 2, 3, 4, 5, 6, 7];
   const halves = [0, 1];
   const decl = rows.flatMap((i) => halves.map((h) => `var c${i}${h} = vec4<f32>(0.0);`)).join(" ");
@@ -193,17 +203,17 @@ ${rows.map((i) => `          c${i}0 = fma(vec4<f32>(a${i >> 2}[${i & 3}]), b0, c
     let bBase = select(z, 0, uniforms.batchB == 1) * uniforms.K * uniforms.N;
     ${decl}
     for (var k0 = 0; k0 < uniforms.K; k0 = k0 + ${BK}) {
-      for (var e = tid; e < ${BM * BK}; e = e + 256) {
+      {
         ${aAt}
-        let m = m0 + mm;
+        let first = m0 + q * 4;
         let k = k0 + kk;
-        As[kk * ${ROW} + mm / 4][mm % 4] = select(0.0, A[${aIndex}], m < uniforms.M && k < uniforms.K);
+        As[kk * ${ROW} + q] = ${load("A", aIndex, "uniforms.M")};
       }
-      for (var e = tid; e < ${BN * BK}; e = e + 256) {
+      {
         ${bAt}
-        let n = n0 + nn;
+        let first = n0 + q * 4;
         let k = k0 + kk;
-        Bs[kk * ${ROW} + nn / 4][nn % 4] = select(0.0, B[${bIndex}], n < uniforms.N && k < uniforms.K);
+        Bs[kk * ${ROW} + q] = ${load("B", bIndex, "uniforms.N")};
       }
       workgroupBarrier();
 ${Array.from({ length: BK }, (_, kk) => step(kk)).join("")}
@@ -218,7 +228,7 @@ ${store}
     shaderKey: `retromaeMatMulTiled_${transposeA}_${transposeB}_${bias}`,
     /** For a profile's GFLOP/s (./replay.ts labels dispatches with it). */
     flops: 2 * batch * M * N * K,
-    workgroupSize: [256, 1, 1] as [number, number, number],
+    workgroupSize: [INVOCATIONS, 1, 1] as [number, number, number],
     dispatchLayout: { x: [0, 1, 2] },
     dispatch: [Math.ceil(N / BN), Math.ceil(M / BM), batch] as [number, number, number],
     getUserCode: () => code,
