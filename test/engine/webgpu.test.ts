@@ -345,6 +345,47 @@ test("the masked cross-entropy's pieces on webgpu match the cpu's composition: l
   }
 });
 
+test("row kernels past 65,535 rows (tfjs then spreads the dispatch over a square with spare workgroups, as at base 32 × 512's 196,608 attention rows): the attention softmax and its gradient, Add & LayerNorm, log-sum-exp with argmax, and the whole attention give the cpu's values to the last row", async () => {
+  const rng = new Rng(31);
+  const R = 65_537; // 257² = 66,049 workgroups: 512 spare, each past the last row
+  const C = 4;
+  const x = rng.fillNormal(new Float32Array(R * C));
+  const w = rng.fillNormal(new Float32Array(R * C));
+  const gamma = rng.fillNormal(new Float32Array(C));
+  const xs = () => tf.tensor2d(x, [R, C]);
+  const ws = () => tf.tensor2d(w, [R, C]);
+  const as4 = (t: tf.Tensor) => t.reshape([R, 1, 1, C]) as tf.Tensor4D;
+  const smx = (t: tf.Tensor) => scaledMaskedSoftmax(as4(t), tf.zeros([R, 1, 1, C]) as tf.Tensor4D, 0.5);
+  // (one shell, rowWorkgroupProgram, serves these and softmax, LayerNorm's gradient and softmax − onehot; argmax has its own)
+  // each is some 4 s on SwiftShader, for 66,049 workgroups
+  const checks: [string, () => tf.Tensor, number][] = [
+    ["the attention softmax", () => smx(xs()), 1e-6],
+    ["the attention softmax's gradient", () => tf.grad((t: tf.Tensor) => tf.sum(tf.mul(smx(t), as4(ws()))))(xs()), 1e-6],
+    ["Add & LayerNorm", () => addLayerNorm(xs(), ws(), tf.tensor1d(gamma), tf.ones([C]), 1e-12), 1e-5],
+    ["log-sum-exp, then argmax", () => tf.concat(logSumExpArgMax(xs()).map((t) => t.toFloat())), 1e-6],
+  ];
+  for (const [what, fn, tol] of checks) {
+    const r = await both(() => tf.tidy(fn));
+    assert.is(r.gpu.length, r.cpu.length, what);
+    for (let i = 0; i < r.cpu.length; i++) assert.ok(Math.abs(r.cpu[i] - r.gpu[i]) <= tol * Math.max(1, Math.abs(r.cpu[i])), `${what} at ${i} (row ${Math.floor(i / C)}): cpu ${r.cpu[i]} vs webgpu ${r.gpu[i]}`);
+  }
+  // the whole attention, 65,537 sequences of one query over two keys: 65,537 workgroups
+  const q = rng.fillNormal(new Float32Array(R * 3 * C)); // [R, 1, 3C]: q, k0 | k1, v0 | v1 below
+  const kv = rng.fillNormal(new Float32Array(R * 2 * 2 * C)); // [R, 2, 2C]: keys then values
+  const expected = new Float32Array(R * C);
+  for (let b = 0; b < R; b++) {
+    const s = [0, 1].map((j) => 0.5 * [0, 1, 2, 3].reduce((acc, c) => acc + q[b * 3 * C + c] * kv[(b * 2 + j) * 2 * C + c], 0));
+    const m = Math.max(...s);
+    const e = s.map((v) => Math.exp(v - m));
+    for (let c = 0; c < C; c++) expected[b * C + c] = (e[0] * kv[(b * 2) * 2 * C + C + c] + e[1] * kv[(b * 2 + 1) * 2 * C + C + c]) / (e[0] + e[1]);
+  }
+  const { values } = await programsOf(() => tf.tidy(() => {
+    const k = tf.tensor3d(kv, [R, 2, 2 * C]);
+    return attentionInference(tf.tensor3d(q, [R, 1, 3 * C]), k, k, tf.zeros([R, 1, 1, 2]) as tf.Tensor4D, 1, 0.5, { hidden: C, columns: [0, 0, C] })!;
+  }));
+  for (let i = 0; i < expected.length; i++) assert.ok(Math.abs(expected[i] - values[i]) < 1e-5 * Math.max(1, Math.abs(expected[i])), `attention at ${i}: ${expected[i]} vs webgpu ${values[i]}`);
+});
+
 /** The shader keys of the programs `fn` dispatches on webgpu, with its result read. */
 async function programsOf(fn: () => tf.Tensor): Promise<{ keys: string[]; values: Float32Array }> {
   await use("webgpu");

@@ -222,12 +222,17 @@ export const ROW_SUM_WGSL = (wg: number) => `
  * A program with one workgroup of `wg` invocations per row of a [rows, cols]
  * output: `body` runs with `row`, `tid` (0..wg-1), `n` (= cols) and `base`
  * (row · n) in scope, and `rowReduce` for sums and maxima across the row.
+ * Past 65,535 rows tfjs spreads the dispatch over a square of workgroups,
+ * which can be more than the rows: an extra workgroup computes the last row
+ * again, and `live` (false there) keeps its writes out; the body writes only
+ * where `live`. (It cannot return early: its barriers need every invocation.)
  */
 function rowWorkgroupProgram(key: string, rows: number, cols: number, variableNames: string[], uniforms: string, body: string, wg = 64) {
   const code = `${ROW_SUM_WGSL(wg)}
   fn main(index : i32) {
-    let row = index / ${wg};
-    let tid = index - row * ${wg};
+    let live = index / ${wg} < uniforms.outShape[0];
+    let row = min(index / ${wg}, uniforms.outShape[0] - 1);
+    let tid = index - (index / ${wg}) * ${wg};
     let n = uniforms.cols;
     let base = row * n;
 ${body}
@@ -257,7 +262,7 @@ export function softmaxProgram(rows: number, cols: number) {
     var acc = 0.0;
     for (var c = tid; c < n; c = c + ${wg}) { acc = acc + exp(x[base + c] - rowMax); }
     let total = rowReduce(tid, acc, false);
-    for (var c = tid; c < n; c = c + ${wg}) { result[base + c] = exp(x[base + c] - rowMax) / total; }`, wg);
+    if (live) { for (var c = tid; c < n; c = c + ${wg}) { result[base + c] = exp(x[base + c] - rowMax) / total; } }`, wg);
 }
 
 export const robustSoftmax: KernelConfig = {
@@ -459,7 +464,7 @@ function rowProgram(name: string, rows: number, H: number, residual: boolean, ou
     var sq = 0.0;
     for (var c = tid; c < H; c = c + ${ROWS_WG}) { let d = ${sAt} - mean; sq = sq + d * d; }
     let rstd = inverseSqrt(rowReduce(tid, sq, false) / f32(H) + uniforms.eps);
-    ${write.replace(/\$S/g, sAt)}`);
+    if (live) { ${write.replace(/\$S/g, sAt)} }`);
 }
 
 /** out[j] = Σ_r f(r, j) over rows in one pass (columnSumProgram): always the same order. */
@@ -513,7 +518,7 @@ export const layerNormGradWebGPU: KernelConfig = {
     let meanG = rowReduce(tid, a, false) / f32(n);
     let meanGX = rowReduce(tid, bx, false) / f32(n);
     let r = rstd[row];
-    for (var c = tid; c < n; c = c + ${ROWS_WG}) { result[base + c] = r * (dy[base + c] * gamma[c] - meanG - xhat[base + c] * meanGX); }`);
+    if (live) { for (var c = tid; c < n; c = c + ${ROWS_WG}) { result[base + c] = r * (dy[base + c] * gamma[c] - meanG - xhat[base + c] * meanGX); } }`);
     const flat = (t: TensorInfo) => ({ ...t, shape: [rows, H] });
     const ds = b.runWebGPUProgram(dsProgram, [flat(dy), flat(xhat), rstd, gamma], "float32", [{ type: "int32", data: [H] }]);
     const dgamma = columnSum(b, [dy, xhat], ["dy", "xhat"], "dy[at] * xhat[at]", rows, H);
@@ -537,7 +542,7 @@ function scaledMaskedSoftmaxProgram(rows: number, Lk: number) {
     var acc = 0.0;
     for (var c = tid; c < n; c = c + ${ROWS_WG}) { acc = acc + exp(${z} - rowMax); }
     let total = rowReduce(tid, acc, false);
-    for (var c = tid; c < n; c = c + ${ROWS_WG}) { result[base + c] = exp(${z} - rowMax) / total; }`);
+    if (live) { for (var c = tid; c < n; c = c + ${ROWS_WG}) { result[base + c] = exp(${z} - rowMax) / total; } }`);
 }
 
 /** scale · p · (dy − Σ dy·p) per row. */
@@ -546,7 +551,7 @@ function scaledSoftmaxGradProgram(rows: number, Lk: number) {
     var acc = 0.0;
     for (var c = tid; c < n; c = c + ${ROWS_WG}) { acc = acc + dy[base + c] * p[base + c]; }
     let dot = rowReduce(tid, acc, false);
-    for (var c = tid; c < n; c = c + ${ROWS_WG}) { result[base + c] = uniforms.scale * p[base + c] * (dy[base + c] - dot); }`);
+    if (live) { for (var c = tid; c < n; c = c + ${ROWS_WG}) { result[base + c] = uniforms.scale * p[base + c] * (dy[base + c] - dot); } }`);
 }
 
 export const scaledMaskedSoftmaxWebGPU: KernelConfig = {
@@ -611,12 +616,15 @@ export function attentionProgram(B: number, heads: number, Lq: number, H: number
   var<workgroup> vTile : array<vec4<f32>, ${tile * dv}>;
   fn main(index : i32) {
     let tid = i32(localIndex);
-    let group = index / ${ATTENTION_ROWS};
+    // (past 65,535 workgroups tfjs spreads the dispatch over a square, which can hold extra
+    // workgroups: they read the last batch element's rows and write nothing)
+    let groups = uniforms.outShape[0] * uniforms.heads * uniforms.blocks;
+    let group = min(index / ${ATTENTION_ROWS}, groups - 1);
     let blk = group % uniforms.blocks;
     let h = (group / uniforms.blocks) % uniforms.heads;
     let b = group / (uniforms.blocks * uniforms.heads);
     let i = blk * ${ATTENTION_ROWS} + tid;
-    let inRange = i < uniforms.lq;
+    let inRange = i < uniforms.lq && index / ${ATTENTION_ROWS} < groups;
     let Lk = uniforms.lk;
     var qv : array<vec4<f32>, ${dv}>;
     var acc : array<vec4<f32>, ${dv}>;
@@ -711,7 +719,7 @@ function logSumExpProgram(rows: number, V: number) {
     var acc = 0.0;
     for (var c = tid; c < V; c = c + ${ROWS_WG}) { acc = acc + exp(z[zb + c] - rowMax); }
     let total = rowReduce(tid, acc, false);
-    if (tid == 0) { result[row] = rowMax + log(total); }`);
+    if (live && tid == 0) { result[row] = rowMax + log(total); }`);
 }
 
 /** The first column of each row's maximum, as tf.argMax gives it. z [N, V] -> [N] int32 */
@@ -720,8 +728,9 @@ function argMaxProgram(rows: number, V: number) {
   var<workgroup> bestValue : array<f32, ${ROWS_WG}>;
   var<workgroup> bestIndex : array<i32, ${ROWS_WG}>;
   fn main(index : i32) {
-    let row = index / ${ROWS_WG};
-    let tid = index - row * ${ROWS_WG};
+    let live = index / ${ROWS_WG} < uniforms.outShape; // as rowWorkgroupProgram's
+    let row = min(index / ${ROWS_WG}, uniforms.outShape - 1);
+    let tid = index - (index / ${ROWS_WG}) * ${ROWS_WG};
     let V = uniforms.V;
     let zb = row * V;
     var bv = z[zb];
@@ -738,7 +747,7 @@ function argMaxProgram(rows: number, V: number) {
       }
       workgroupBarrier();
     }
-    if (tid == 0) { result[row] = bestIndex[0]; }
+    if (live && tid == 0) { result[row] = bestIndex[0]; }
   }`;
   return {
     outputShape: [rows],
@@ -763,7 +772,7 @@ function softmaxMinusOneHotProgram(rows: number, V: number, weighted: boolean) {
     let total = rowReduce(tid, acc, false);
     let y = labels[row];
     let w = ${weighted ? "weights[row]" : "1.0"};
-    for (var c = tid; c < n; c = c + ${ROWS_WG}) { result[base + c] = w * (exp(z[base + c] - rowMax) / total - select(0.0, 1.0, c == y)); }`);
+    if (live) { for (var c = tid; c < n; c = c + ${ROWS_WG}) { result[base + c] = w * (exp(z[base + c] - rowMax) / total - select(0.0, 1.0, c == y)); } }`);
 }
 
 function crossEntropyKernel(kernelName: string, outputs: ("lse" | "argmax" | "dz" | "colsum")[]): KernelConfig {
