@@ -19,8 +19,8 @@
  *   likewise (x·Eᵀ, on a hardware adapter), and whole steps with the dense
  *   layers as x·(Wᵀ) (RETROMAE_WEBGPU_DENSE=transposed:
  *   `ms_per_step_dense_transposed`, on a hardware adapter) and, where the
- *   step splits matmuls along K, with them unsplit
- *   (RETROMAE_WEBGPU_SPLIT_K=0: `ms_per_step_without_split_k`), and with
+ *   step splits matmuls along K or column sums along their rows, with
+ *   neither split (RETROMAE_WEBGPU_SPLIT_K=0: `ms_per_step_without_split_k`), and with
  *   the large matmuls in 128 × 128 tiles (RETROMAE_WEBGPU_MATMUL=tiled:
  *   `ms_per_step_matmul_tiled`, and `*_gflops_tiled` at the two shapes);
  *   on webgpu the compute
@@ -261,10 +261,10 @@ export async function benchGpuOne(args: string[]): Promise<void> {
 
   // one more step with every dispatch timed on the GPU: where the step's time goes
   let profile: Record<string, unknown> = {};
-  let splitK = false; // whether the step has matmuls split along K (kernels.ts splitKParts)
+  let splitK = false; // whether the step splits matmuls along K or column sums along their rows (kernels.ts splitKParts, columnSumParts)
   if (recorded?.replayed && (tf.backend() as unknown as { device: GPUDevice }).device.features.has("timestamp-query")) {
     const p = await trainer.profile();
-    splitK = p.kernels.some((k) => /MatMulSplitK/.test(k.kernel));
+    splitK = p.kernels.some((k) => /MatMulSplitK|ColumnSum_\w+Runs$/.test(k.kernel));
     profile = {
       profile: {
         gpu_ms: p.gpuMs,
@@ -307,7 +307,7 @@ export async function benchGpuOne(args: string[]): Promise<void> {
   const transposed = onGpu ? { ms_per_step_dense_transposed: await withEnv("RETROMAE_WEBGPU_DENSE", "transposed", () => msPerStep(newTrainer(), 4, steps)) } : recorded ? { ms_per_step_dense_transposed: skipped } : {};
   done("dense transposed", transposed);
 
-  // the matmuls split along K (few output tiles, long K) run unsplit instead (RETROMAE_WEBGPU_SPLIT_K=0)
+  // the matmuls split along K (few output tiles, long K) and the column sums split along their rows run unsplit instead (RETROMAE_WEBGPU_SPLIT_K=0)
   const unsplit = onGpu && splitK ? { ms_per_step_without_split_k: await withEnv("RETROMAE_WEBGPU_SPLIT_K", "0", () => msPerStep(newTrainer(), 4, steps)) } : {};
   done("split K off", unsplit);
 

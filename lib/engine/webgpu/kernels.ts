@@ -72,7 +72,7 @@ import {
   SOFTMAX_MINUS_ONE_HOT_COL_SUM,
 } from "../fused";
 import type { KernelConfig, KernelFunc, TensorInfo } from "@tensorflow/tfjs-core";
-import { SPLIT_TILE, splitKMatMulProgram, splitKParts, takesTiledMatMul, tiledMatMulProgram } from "./matmul";
+import { SPLIT_TILE, splitKEnabled, splitKMatMulProgram, splitKParts, takesTiledMatMul, tiledMatMulProgram } from "./matmul";
 
 /** What these kernels use of tfjs-backend-webgpu's WebGPUBackend. */
 export interface WebGPUBackendLike {
@@ -467,10 +467,39 @@ function rowProgram(name: string, rows: number, H: number, residual: boolean, ou
     if (live) { ${write.replace(/\$S/g, sAt)} }`);
 }
 
-/** out[j] = Σ_r f(r, j) over rows in one pass (columnSumProgram): always the same order. */
-function columnSum(b: WebGPUBackendLike, inputs: TensorInfo[], names: string[], term: string, rows: number, H: number): TensorInfo {
+/**
+ * How many runs of rows a column sum of [rows, cols] is split into (1: one
+ * pass). A workgroup takes 16 columns, so a bias gradient is few workgroups
+ * (tiny's 128 columns: 8; base's 768: 48), each walking every row, on a GPU
+ * that holds about a thousand: runs of at least 128 rows (8 a lane) until
+ * there are about 1,024 workgroups, then a second pass adds each column's runs in order. The
+ * same shape always splits the same way: the same bits run after run.
+ * RETROMAE_WEBGPU_SPLIT_K=0 turns it off, with the matmuls' split.
+ */
+export function columnSumParts(rows: number, cols: number): number {
+  if (!splitKEnabled()) return 1;
+  const groups = Math.ceil(cols / COLUMNS_PER_GROUP);
+  return Math.max(1, Math.min(Math.ceil(1024 / groups), Math.floor(rows / 128)));
+}
+
+/**
+ * out[j] = Σ_r f(r, j) over the rows (columnSumProgram), always in the same
+ * order: in one pass, or in runs of rows (columnSumParts) whose sums a second
+ * pass adds in order.
+ */
+function columnSum(b: WebGPUBackendLike, inputs: TensorInfo[], names: string[], term: string, rows: number, cols: number): TensorInfo {
   const key = term.replace(/[^a-z]+/gi, "");
-  return b.runWebGPUProgram(columnSumProgram(rows, H, names, key, term), inputs.map((t) => ({ ...t, shape: [rows, H] })), "float32", [{ type: "int32", data: [rows] }, { type: "int32", data: [H] }]);
+  const parts = columnSumParts(rows, cols);
+  const chunk = Math.ceil(rows / parts / COLUMN_LANES) * COLUMN_LANES;
+  const used = Math.ceil(rows / chunk);
+  // rows, cols, rows per run, runs
+  const uniforms = (r: number, c: number, p: number) => [r, cols, c, p].map((v) => ({ type: "int32", data: [v] }));
+  const sums = b.runWebGPUProgram(columnSumProgram(cols, used, names, key, term), inputs.map((t) => ({ ...t, shape: [rows, cols] })), "float32", uniforms(rows, chunk, used));
+  if (used === 1) return { ...sums, shape: [cols] };
+  // (its own key, for a profile's categories: the runs of a LayerNorm's or a bias's sums)
+  const total = b.runWebGPUProgram(columnSumProgram(cols, 1, ["p"], `${key}Runs`, "p[at]"), [sums], "float32", uniforms(used, used, 1));
+  b.disposeData(sums.dataId);
+  return { ...total, shape: [cols] };
 }
 
 export const addLayerNormWebGPU: KernelConfig = {
@@ -942,20 +971,26 @@ function wrapTfjsKernel(name: string, wrap: (original: KernelFunc) => KernelConf
   return config.kernelFunc;
 }
 
+/** Columns per workgroup of columnSumProgram, and lanes per column. */
+const COLUMNS_PER_GROUP = 16;
+const COLUMN_LANES = 256 / COLUMNS_PER_GROUP;
+
 /**
- * Column sums of a [rows, cols] term in one pass: a workgroup of 256 takes
- * 16 columns, each in 16 lanes that add rows lane, lane + 16, … in order,
- * then the lanes by a fixed tree. `term` reads the inputs at `at` (the
- * element at row r, column col). tfjs's Sum over leading axes (every bias
- * gradient: the sum of dy over the rows) transposes the whole input first
- * and then reduces: two dispatches and a copy of dy.
+ * Column sums of a [rows, cols] term, over runs of `chunk` rows: a workgroup
+ * of 256 takes 16 columns of one run, each in 16 lanes that add the run's
+ * rows lane, lane + 16, … in order, then the lanes by a fixed tree. `term`
+ * reads the inputs at `at` (the element at row r, column col). Output
+ * [parts, cols], row p the sums over rows [p·chunk, (p + 1)·chunk); one run
+ * (chunk ≥ rows) is the whole sum. tfjs's Sum over leading axes (every bias
+ * gradient: the sum of dy over the rows) transposes the whole input first and
+ * then reduces: two dispatches and a copy of dy.
  */
-function columnSumProgram(rows: number, cols: number, variableNames: string[], key: string, term: string) {
-  const groups = Math.ceil(cols / 16);
+function columnSumProgram(cols: number, parts: number, variableNames: string[], key: string, term: string) {
+  const groups = Math.ceil(cols / COLUMNS_PER_GROUP) * parts;
   return {
-    outputShape: [cols],
+    outputShape: [parts, cols],
     variableNames,
-    uniforms: "rows : i32, cols : i32,",
+    uniforms: "rows : i32, cols : i32, chunk : i32, parts : i32,",
     shaderKey: `retromaeColumnSum_${key}`,
     workgroupSize: [256, 1, 1] as [number, number, number],
     dispatchLayout: { x: [0] },
@@ -965,19 +1000,24 @@ function columnSumProgram(rows: number, cols: number, variableNames: string[], k
   fn main(index : i32) {
     let group = index / 256;
     let tid = index - group * 256;
-    let col = group * 16 + tid % 16;
-    let lane = tid / 16;
+    let perRun = (uniforms.cols + ${COLUMNS_PER_GROUP - 1}) / ${COLUMNS_PER_GROUP};
+    let part = group / perRun;
+    let col = (group - part * perRun) * ${COLUMNS_PER_GROUP} + tid % ${COLUMNS_PER_GROUP};
+    let lane = tid / ${COLUMNS_PER_GROUP};
+    // (a spare workgroup of a dispatch spread over a square has part ≥ parts: it writes nothing)
+    let live = col < uniforms.cols && part < uniforms.parts;
     var acc = 0.0;
-    if (col < uniforms.cols) {
-      for (var r = lane; r < uniforms.rows; r = r + 16) { let at = r * uniforms.cols + col; acc = acc + ${term}; }
+    if (live) {
+      let end = min(part * uniforms.chunk + uniforms.chunk, uniforms.rows);
+      for (var r = part * uniforms.chunk + lane; r < end; r = r + ${COLUMN_LANES}) { let at = r * uniforms.cols + col; acc = acc + ${term}; }
     }
     lanes[tid] = acc;
     workgroupBarrier();
-    for (var half = 8; half > 0; half = half / 2) {
-      if (lane < half) { lanes[tid] = lanes[tid] + lanes[tid + half * 16]; }
+    for (var half = ${COLUMN_LANES / 2}; half > 0; half = half / 2) {
+      if (lane < half) { lanes[tid] = lanes[tid] + lanes[tid + half * ${COLUMNS_PER_GROUP}]; }
       workgroupBarrier();
     }
-    if (lane == 0 && col < uniforms.cols) { result[col] = lanes[tid]; }
+    if (lane == 0 && live) { result[part * uniforms.cols + col] = lanes[tid]; }
   }`,
   };
 }

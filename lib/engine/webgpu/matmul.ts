@@ -21,6 +21,17 @@
 export const SPLIT_TILE = 32;
 
 /**
+ * Whether long reductions over few outputs are split in parts (the default;
+ * RETROMAE_WEBGPU_SPLIT_K=0 turns it off): matmuls along K (splitKParts) and
+ * column sums along their rows (kernels.ts columnSumParts).
+ */
+export function splitKEnabled(): boolean {
+  const v = process.env.RETROMAE_WEBGPU_SPLIT_K;
+  if (v !== undefined && v !== "" && v !== "0" && v !== "1") throw new Error(`RETROMAE_WEBGPU_SPLIT_K is "${v}"; set it to 1 (the default) or 0 (off), or unset it.`);
+  return v !== "0";
+}
+
+/**
  * A matmul whose output has few tiles and whose inner dimension is long, split along K:
  * how many parts (1: not split). A weight's gradient over a small model's tokens (dyᵀ·x:
  * a [128, 128] output is 16 tiles of 32 × 32, over 2,048 tokens) or the tied decoder's
@@ -29,9 +40,7 @@ export const SPLIT_TILE = 32;
  * are about 1,024 workgroups. RETROMAE_WEBGPU_SPLIT_K=0 turns it off.
  */
 export function splitKParts(M: number, N: number, K: number): number {
-  const v = process.env.RETROMAE_WEBGPU_SPLIT_K;
-  if (v !== undefined && v !== "" && v !== "0" && v !== "1") throw new Error(`RETROMAE_WEBGPU_SPLIT_K is "${v}"; set it to 1 (the default) or 0 (off), or unset it.`);
-  if (v === "0") return 1;
+  if (!splitKEnabled()) return 1;
   const tiles = Math.ceil(M / SPLIT_TILE) * Math.ceil(N / SPLIT_TILE);
   if (tiles >= 512 || K < 1024) return 1;
   return Math.max(1, Math.min(Math.ceil(1024 / tiles), Math.floor(K / 256), 64));
