@@ -472,9 +472,10 @@ function rowProgram(name: string, rows: number, H: number, residual: boolean, ou
  * pass). A workgroup takes 16 columns, so a bias gradient is few workgroups
  * (tiny's 128 columns: 8; base's 768: 48), each walking every row, on a GPU
  * that holds about a thousand: runs of at least 128 rows (8 a lane) until
- * there are about 1,024 workgroups, then a second pass adds each column's runs in order. The
- * same shape always splits the same way: the same bits run after run.
- * RETROMAE_WEBGPU_SPLIT_K=0 turns it off, with the matmuls' split.
+ * there are about 1,024 workgroups, then a second pass adds each column's
+ * runs in order. The same shape always splits the same way: the same bits
+ * run after run. RETROMAE_WEBGPU_SPLIT_K=0 turns it off, with the matmuls'
+ * split.
  */
 export function columnSumParts(rows: number, cols: number): number {
   if (!splitKEnabled()) return 1;
