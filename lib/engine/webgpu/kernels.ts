@@ -491,8 +491,8 @@ export function columnSumParts(rows: number, cols: number): number {
 function columnSum(b: WebGPUBackendLike, inputs: TensorInfo[], names: string[], term: string, rows: number, cols: number): TensorInfo {
   const key = term.replace(/[^a-z]+/gi, "");
   const parts = columnSumParts(rows, cols);
-  const chunk = Math.ceil(rows / parts / COLUMN_LANES) * COLUMN_LANES;
-  const used = Math.ceil(rows / chunk);
+  const chunk = Math.max(COLUMN_LANES, Math.ceil(rows / parts / COLUMN_LANES) * COLUMN_LANES);
+  const used = Math.max(1, Math.ceil(rows / chunk)); // (no rows: one pass, that writes zeros)
   // rows, cols, rows per run, runs
   const uniforms = (r: number, c: number, p: number) => [r, cols, c, p].map((v) => ({ type: "int32", data: [v] }));
   const sums = b.runWebGPUProgram(columnSumProgram(cols, used, names, key, term), inputs.map((t) => ({ ...t, shape: [rows, cols] })), "float32", uniforms(rows, chunk, used));
