@@ -527,7 +527,7 @@ export class Trainer implements ControllableRun {
       if (deviceError) {
         const last = this.latestCheckpoint();
         throw new TrainingStopped(
-          `The run stopped at step ${p.step}: ${deviceError.replace(/[.\s]+$/, "")}; the weights on the GPU may be damaged, so ${last ? `resume from the last good checkpoint, ${last}, with Trainer.resume` : "start again (this run saved no checkpoint)"}, with a smaller batchSize if the GPU ran out of memory${this.recorder?.replayed ? " (or recordSteps: false, which issues every step through tfjs rather than replaying recorded ones, if it was not memory)" : ""}.`,
+          `The run stopped at step ${p.step}: ${deviceError.replace(/[.\s]+$/, "")}; the weights on the GPU may be damaged, so ${last ? `resume from the last good checkpoint, ${last}, with Trainer.resume` : "start again (this run saved no checkpoint)"}${this.recorder?.replayed ? ", with recordSteps: false if it happens again (every step issued through tfjs rather than replaying recorded ones)" : ""}.`,
         );
       }
       if (!ok[0] && !computesNothing()) { // on Dawn's Null device no value is computed, so there is nothing to guard

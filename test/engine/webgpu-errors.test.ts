@@ -92,6 +92,19 @@ test("the quickstart's probe batches (64 documents of up to 512 tokens) fit tiny
   model.dispose();
 });
 
+test("a device error that is not memory (here a validation error) stops encoding with one sentence that proposes no smaller batch, and the next encoding runs", async () => {
+  const model = RetroMAE.create("tiny", { seed: 1 });
+  const device = (tf.backend() as unknown as { device: GPUDevice }).device;
+  device.createBuffer({ size: 4, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.STORAGE }); // invalid: Dawn reports it as the next batch runs
+  const msg = await failure(() => encodeTexts(model, tok, texts.slice(0, 4), { batchSize: 4, progress: false }));
+  oneSentence(msg);
+  assert.match(msg, /^Encoding a batch of 4 × \d+ tokens failed: the GPU reported error: Buffer usages .* is invalid.*; the GPU may be unusable now, so restart the kernel \(or the script\) and run it again, with RETROMAE_BACKEND=native to use the CPU if it fails the same way\.$/);
+  assert.not.match(msg, /batchSize/);
+  const again = await encodeTexts(model, tok, texts.slice(0, 4), { batchSize: 4, progress: false });
+  assert.is(again.length, 4 * model.config.hiddenSize);
+  model.dispose();
+});
+
 test("out of memory in training stops the run at that step with the fix, and a run started again with a smaller batch trains", async () => {
   const corpus = PackedCorpus.fromTexts(texts.slice(0, 200), tok, 128);
   const model = RetroMAE.create("tiny", { seed: 4 });

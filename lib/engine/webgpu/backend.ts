@@ -87,15 +87,19 @@ export function isOutOfMemory(err: unknown): boolean {
   return /out of memory|\bOOM\b|Cannot allocate|failed to allocate|memory access out of bounds|Array buffer allocation failed|Invalid typed array length|WebAssembly.Memory/i.test(err instanceof Error ? err.message : String(err));
 }
 
+/** What to do after a device error that is not out of memory (a lost device, a validation error): no smaller batch helps. */
+export const DEVICE_ERROR_FIX = "the GPU may be unusable now, so restart the kernel (or the script) and run it again, with RETROMAE_BACKEND=native to use the CPU if it fails the same way";
+
 /**
  * Throw one sentence when the device reported an error since the last check
  * (out of memory, a lost device, a validation error): `what` names the work
- * that ran ("Encoding a batch of 64 × 512 tokens"), `fix` what to change.
- * Nothing happens off webgpu or when there was no error.
+ * that ran ("Encoding a batch of 64 × 512 tokens"), `fix` what to change when
+ * it ran out of memory (DEVICE_ERROR_FIX for the others). Nothing happens off
+ * webgpu or when there was no error.
  */
 export function throwIfDeviceError(what: string, fix: string): void {
   const e = takeDeviceError();
-  if (e) throw new DeviceFailure(`${what} failed: ${e.replace(/[.\s]+$/, "")}; ${fix}.`);
+  if (e) throw new DeviceFailure(`${what} failed: ${e.replace(/[.\s]+$/, "")}; ${isOutOfMemory(e) ? fix : DEVICE_ERROR_FIX}.`);
 }
 
 /**
