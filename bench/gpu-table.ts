@@ -8,8 +8,8 @@
  *    configuration and whether it was met, the chart's overhead, peak GPU
  *    memory and probe encoding docs/s for both;
  * 2. the kernel choices: ms/step replayed, through tfjs, without split-K,
- *    with the tiled matmul and with the dense layers as x·(Wᵀ), the fastest
- *    in bold;
+ *    with the tiled matmul everywhere, with tfjs's matmuls only and with
+ *    the dense layers as x·(Wᵀ), the fastest in bold;
  * 3. where a step's GPU time goes (its profile): the kernels' share of the
  *    step and the four largest kinds of work.
  *
@@ -72,6 +72,7 @@ export function gpuTables(rows: Row[]): string {
     ["through tfjs", "ms_per_step_through_tfjs"],
     ["split-K off", "ms_per_step_without_split_k"],
     ["tiled matmul", "ms_per_step_matmul_tiled"],
+    ["tfjs matmul", "ms_per_step_matmul_tfjs"],
     ["dense x·(Wᵀ)", "ms_per_step_dense_transposed"],
   ];
   out.push("", `| config | ${choices.map(([name]) => `${name} ms/step`).join(" | ")} |`, `| --- | ${choices.map(() => "---").join(" | ")} |`);

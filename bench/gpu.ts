@@ -14,15 +14,18 @@
  *   tokens; on webgpu also over its first 1,024 documents with this
  *   project's inference kernels (the whole attention, GELU in the dense
  *   layer's epilogue) and with tfjs's composition instead (`fused_speedup`),
- *   and the feed-forward's matmul as the model runs it (x·Wᵀ) and with W
- *   stored transposed (tfjs-webgpu's vec4 path), the decoder's logits
+ *   and the feed-forward's matmul through tfjs's programs as the model runs
+ *   it (x·Wᵀ) and with W stored transposed (tfjs-webgpu's vec4 path), the decoder's logits
  *   likewise (x·Eᵀ, on a hardware adapter), and whole steps with the dense
  *   layers as x·(Wᵀ) (RETROMAE_WEBGPU_DENSE=transposed:
  *   `ms_per_step_dense_transposed`, on a hardware adapter) and, where the
  *   step splits matmuls along K or column sums along their rows, with
  *   neither split (RETROMAE_WEBGPU_SPLIT_K=0: `ms_per_step_without_split_k`), and with
- *   the large matmuls in 128 × 128 tiles (RETROMAE_WEBGPU_MATMUL=tiled:
- *   `ms_per_step_matmul_tiled`, and `*_gflops_tiled` at the two shapes);
+ *   every matmul of at least a tile each way in 128 × 128 tiles
+ *   (RETROMAE_WEBGPU_MATMUL=tiled: `ms_per_step_matmul_tiled`, and
+ *   `*_gflops_tiled` at the two shapes) and with tfjs's programs only
+ *   (RETROMAE_WEBGPU_MATMUL=tfjs: `ms_per_step_matmul_tfjs`; the default,
+ *   auto, tiles the outputs of at least 128 tiles);
  *   on webgpu the compute
  *   dispatches per step, and the step time with every step issued through
  *   tfjs (recordSteps: false) beside the default replayed steps
@@ -163,10 +166,10 @@ async function denseLayoutCheck(rows: number, H: number, out: number): Promise<{
     const ms = Math.min(await once(10), await once(10)) / 10;
     return +((2 * rows * H * out) / (ms / 1000) / 1e9).toFixed(1);
   };
-  const asModel = await gflops(() => tf.matMul(x, W, false, true));
-  const transposed = await gflops(() => tf.matMul(x, Wt));
+  // tfjs's own programs (RETROMAE_WEBGPU_MATMUL=tfjs): the default would take the tiled one for a large output
+  const [asModel, transposed] = await withEnv("RETROMAE_WEBGPU_MATMUL", "tfjs", async () => [await gflops(() => tf.matMul(x, W, false, true)), await gflops(() => tf.matMul(x, Wt))]);
   // (null where the shape is under a tile, and tfjs's program would run)
-  const tiled = await withEnv("RETROMAE_WEBGPU_MATMUL", "tiled", async () => (takesTiledMatMul(rows, out) ? gflops(() => tf.matMul(x, W, false, true)) : null));
+  const tiled = await withEnv("RETROMAE_WEBGPU_MATMUL", "tiled", async () => (takesTiledMatMul(1, rows, out) ? gflops(() => tf.matMul(x, W, false, true)) : null));
   tf.dispose([x, W, Wt]);
   return { as_model: asModel, stored_transposed: transposed, tiled };
 }
@@ -264,7 +267,7 @@ export async function benchGpuOne(args: string[]): Promise<void> {
   let splitK = false; // whether the step splits matmuls along K or column sums along their rows (kernels.ts splitKParts, columnSumParts)
   if (recorded?.replayed && (tf.backend() as unknown as { device: GPUDevice }).device.features.has("timestamp-query")) {
     const p = await trainer.profile();
-    splitK = p.kernels.some((k) => /MatMulSplitK|ColumnSum_\w+Runs$/.test(k.kernel));
+    splitK = p.kernels.some((k) => /MatMulSplitK|_splitK$|ColumnSum_\w+Runs$/.test(k.kernel));
     profile = {
       profile: {
         gpu_ms: p.gpuMs,
@@ -311,10 +314,11 @@ export async function benchGpuOne(args: string[]): Promise<void> {
   const unsplit = onGpu && splitK ? { ms_per_step_without_split_k: await withEnv("RETROMAE_WEBGPU_SPLIT_K", "0", () => msPerStep(newTrainer(), 4, steps)) } : {};
   done("split K off", unsplit);
 
-  // the large matmuls in 128 × 128 tiles (RETROMAE_WEBGPU_MATMUL=tiled, ./matmul.ts)
+  // every matmul of at least a tile each way in 128 × 128 tiles (RETROMAE_WEBGPU_MATMUL=tiled, ./matmul.ts), and none (tfjs)
   const tiled = onGpu ? { ms_per_step_matmul_tiled: await withEnv("RETROMAE_WEBGPU_MATMUL", "tiled", () => msPerStep(newTrainer(), 4, steps)) } : recorded ? { ms_per_step_matmul_tiled: skipped } : {};
+  const tfjsOnly = onGpu ? { ms_per_step_matmul_tfjs: await withEnv("RETROMAE_WEBGPU_MATMUL", "tfjs", () => msPerStep(newTrainer(), 4, steps)) } : recorded ? { ms_per_step_matmul_tfjs: skipped } : {};
   model.dispose();
-  done("tiled matmul", tiled);
+  done("tiled matmul", { ...tiled, ...tfjsOnly });
 
   let layout: Record<string, unknown> = {};
   if (webgpu) {

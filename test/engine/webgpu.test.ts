@@ -19,7 +19,7 @@ import { Rng } from "../../lib/engine/rng";
 import { explainNoAdapter, icdFiles, isSoftwareAdapter } from "../../lib/engine/webgpu/dawn";
 import { startWebGPU, webgpuState } from "../../lib/engine/webgpu/backend";
 import { columnSumParts, splitsAlongK, WebGPUBackendLike } from "../../lib/engine/webgpu/kernels";
-import { splitKParts } from "../../lib/engine/webgpu/matmul";
+import { splitKParts, tiledSplitKParts } from "../../lib/engine/webgpu/matmul";
 import { loadBeir } from "../../lib/data/beir";
 import { PackedCorpus } from "../../lib/train/data";
 import { Trainer, StepInfo } from "../../lib/train/trainer";
@@ -530,7 +530,7 @@ test("a matmul tfjs would split along K (float atomics) runs without them: the s
   assert.equal(tf.env().getNumber("WEBGPU_MATMUL_PROGRAM_TYPE"), -1, "tfjs's own choice is back for other matmuls");
 });
 
-test("a matmul with few output tiles and a long K is split along K (weight gradients of small models, the tied decoder's dz·E): the cpu's values on odd shapes and every transpose, the same bits run after run, a split and a sum; RETROMAE_WEBGPU_SPLIT_K=0 turns it off", async () => {
+test("a matmul with few output tiles and a long K is split along K (weight gradients of small models, the tied decoder's dz·E), in 32 × 32 tiles or, where the parts fill a GPU, 128 × 128: the cpu's values on odd shapes and every transpose, the same bits run after run, a split and a sum; RETROMAE_WEBGPU_SPLIT_K=0 turns it off", async () => {
   const rng = new Rng(24);
   assert.is(splitKParts(128, 128, 2048), 8, "a [128, 128] weight's gradient over 2,048 tokens: 16 tiles, parts of 256");
   assert.is(splitKParts(608, 128, 30522), 14, "the encoder's dz·E at tiny 16 × 128: 76 tiles, to about 1,024 workgroups");
@@ -559,6 +559,33 @@ test("a matmul with few output tiles and a long K is split along K (weight gradi
     const three = await programsOf(() => tf.tidy(() => tf.matMul(tf.tensor3d(a, tA ? [1, K, M] : [1, M, K]), tf.tensor3d(b, tB ? [1, N, K] : [1, K, N]), tA, tB)));
     assert.equal(bits(three.values), bits(first.values), `${name} as [1, …]`);
   }
+  // in 128 × 128 tiles where the parts make 128 workgroups or more (auto), or wherever both sides are a tile (RETROMAE_WEBGPU_MATMUL=tiled)
+  assert.is(tiledSplitKParts(1008, 128, 30522), 32, "the decoder's dz·E at tiny 16 × 128: 8 tiles in 32 parts");
+  assert.is(tiledSplitKParts(128, 128, 2048), 0, "one tile in 8 parts: the 32 × 32 split's 128 workgroups instead");
+  const tiledCases: [number, number, number, boolean, boolean, string | undefined][] = [
+    [1000, 130, 4100, true, false, undefined], // 16 tiles in 16 parts, every edge partial
+    [128, 128, 2048, false, true, "tiled"],
+    [129, 200, 1500, true, true, "tiled"], // K not a multiple of the parts
+  ];
+  for (const [M, N, K, tA, tB, mode] of tiledCases) {
+    if (mode) process.env.RETROMAE_WEBGPU_MATMUL = mode;
+    try {
+      const a = rng.fillNormal(new Float32Array(M * K));
+      const b = rng.fillNormal(new Float32Array(K * N));
+      const g = () => tf.tidy(() => tf.matMul(tf.tensor2d(a, tA ? [K, M] : [M, K]), tf.tensor2d(b, tB ? [N, K] : [K, N]), tA, tB));
+      const name = `[${M}, ${N}, ${K}] ${tA ? "Aᵀ" : "A"}·${tB ? "Bᵀ" : "B"} (${mode ?? "auto"})`;
+      const [first, second] = [await programsOf(g), await programsOf(g)];
+      assert.equal(first.keys, [`retromaeMatMulTiled_${tA}_${tB}_false_splitK`, "retromaeColumnSum_pat"], name);
+      assert.equal(bits(first.values), bits(second.values), `${name}: the same bits twice`);
+      const r = await both(g);
+      for (let i = 0; i < r.cpu.length; i++) assert.ok(Math.abs(r.cpu[i] - r.gpu[i]) < 1e-4 * Math.max(1, Math.abs(r.cpu[i])), `${name} at ${i}: cpu ${r.cpu[i]} vs webgpu ${r.gpu[i]}`);
+    } finally {
+      delete process.env.RETROMAE_WEBGPU_MATMUL;
+    }
+  }
+  process.env.RETROMAE_WEBGPU_MATMUL = "tfjs";
+  assert.is(tiledSplitKParts(1008, 128, 30522), 0, "RETROMAE_WEBGPU_MATMUL=tfjs: the 32 × 32 split");
+  delete process.env.RETROMAE_WEBGPU_MATMUL;
   process.env.RETROMAE_WEBGPU_SPLIT_K = "0";
   try {
     assert.is(splitKParts(128, 128, 2048), 1);
@@ -571,7 +598,7 @@ test("a matmul with few output tiles and a long K is split along K (weight gradi
   }
 });
 
-test("RETROMAE_WEBGPU_MATMUL=tiled: matmuls of at least 128 × 128 in 128 × 128 tiles give the cpu's values on odd shapes, every transpose, a bias, batches (one broadcast), the same bits twice; smaller ones keep tfjs's; a training step replays with it; a bad value is one sentence", async () => {
+test("the 128 × 128 tiled matmul (RETROMAE_WEBGPU_MATMUL=tiled: every output of at least a tile each way) gives the cpu's values on odd shapes, every transpose, a bias, batches (one broadcast), the same bits twice; smaller ones keep tfjs's; a training step replays with it; by default (auto) outputs of at least 128 tiles take it, tfjs never; a bad value is one sentence", async () => {
   const rng = new Rng(25);
   await use("webgpu");
   process.env.RETROMAE_WEBGPU_MATMUL = "tiled";
@@ -605,7 +632,7 @@ test("RETROMAE_WEBGPU_MATMUL=tiled: matmuls of at least 128 × 128 in 128 × 128
     }
     const small = await programsOf(() => tf.tidy(() => tf.matMul(tf.ones([127, 64]), tf.ones([64, 300]))));
     assert.ok(small.keys.every((k) => !/Tiled/.test(k)), `an output under a tile keeps tfjs's program: ${small.keys.join(", ")}`);
-    // a training step whose decoder logits (240 label slots × the vocabulary) take the tiled program, replayed: the default's losses
+    // a training step whose decoder logits (240 label slots × the vocabulary) take the tiled program, replayed: tfjs's losses
     const losses = async () => {
       const t = makeTrainer({ batchSize: 8 });
       const e = await train(t, 5);
@@ -617,11 +644,19 @@ test("RETROMAE_WEBGPU_MATMUL=tiled: matmuls of at least 128 × 128 in 128 × 128
     const tiled = await losses();
     const keysInStep = await programsOf(() => tf.tidy(() => tf.fused.matMul({ a: tf.ones([240, 32]), b: tf.ones([tok.vocab.size, 32]), transposeB: true, bias: tf.zeros([tok.vocab.size]) })));
     assert.equal(keysInStep.keys, ["retromaeMatMulTiled_false_true_true"], "the logits' shape takes it");
-    delete process.env.RETROMAE_WEBGPU_MATMUL;
+    process.env.RETROMAE_WEBGPU_MATMUL = "tfjs";
     const plain = await losses();
+    delete process.env.RETROMAE_WEBGPU_MATMUL;
     for (let i = 0; i < plain.length; i++) assert.ok(Math.abs(tiled[i] - plain[i]) < 1e-5 * Math.abs(plain[i]), `step ${i + 1}: ${tiled[i]} vs ${plain[i]}`);
+    // auto (the default): an output of 128 tiles or more, in one matrix or over a batch; tfjs: never
+    const keysOf = async (a: number[], b: number[]) => (await programsOf(() => tf.tidy(() => tf.matMul(tf.ones(a), tf.ones(b), false, true)))).keys;
+    assert.equal(await keysOf([1024, 8], [2048, 8]), ["retromaeMatMulTiled_false_true_false"], "8 × 16 tiles");
+    assert.equal(await keysOf([2, 1024, 8], [2, 1024, 8]), ["retromaeMatMulTiled_false_true_false"], "2 × 8 × 8 tiles");
+    assert.ok((await keysOf([1024, 8], [1920, 8])).every((k) => !/Tiled/.test(k)), "8 × 15 tiles: tfjs's");
+    process.env.RETROMAE_WEBGPU_MATMUL = "tfjs";
+    assert.ok((await keysOf([1024, 8], [2048, 8])).every((k) => !/Tiled/.test(k)), "RETROMAE_WEBGPU_MATMUL=tfjs: tfjs's");
     process.env.RETROMAE_WEBGPU_MATMUL = "fast";
-    assert.throws(() => tf.matMul(tf.ones([2, 2]), tf.ones([2, 2])), /RETROMAE_WEBGPU_MATMUL is "fast"; set it to tfjs \(the default\) or tiled, or unset it\./);
+    assert.throws(() => tf.matMul(tf.ones([2, 2]), tf.ones([2, 2])), /RETROMAE_WEBGPU_MATMUL is "fast"; set it to auto \(the default\), tiled or tfjs, or unset it\./);
   } finally {
     delete process.env.RETROMAE_WEBGPU_MATMUL;
   }

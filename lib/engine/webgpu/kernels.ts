@@ -72,7 +72,7 @@ import {
   SOFTMAX_MINUS_ONE_HOT_COL_SUM,
 } from "../fused";
 import type { KernelConfig, KernelFunc, TensorInfo } from "@tensorflow/tfjs-core";
-import { SPLIT_TILE, splitKEnabled, splitKMatMulProgram, splitKParts, takesTiledMatMul, tiledMatMulProgram } from "./matmul";
+import { SPLIT_TILE, splitKEnabled, splitKMatMulProgram, splitKParts, takesTiledMatMul, TILED_STEP_K, tiledMatMulProgram, tiledSplitKParts } from "./matmul";
 
 /** What these kernels use of tfjs-backend-webgpu's WebGPUBackend. */
 export interface WebGPUBackendLike {
@@ -900,22 +900,29 @@ export function splitsAlongK(a: TensorInfo, b: TensorInfo, transposeA: boolean, 
 }
 
 /**
- * op(A)·op(B) for a batch of one, split along K in `parts` (splitKMatMulProgram),
- * then the parts added in order (one column-sum pass): the same bits run after run.
+ * op(A)·op(B) for a batch of one, split along K in `parts`, in 128 × 128
+ * tiles where tiledSplitKParts says so (then in its parts), else in 32 × 32
+ * (splitKMatMulProgram), then the parts added in order (one column-sum
+ * pass): the same bits run after run.
  */
 function splitKMatMul(b: WebGPUBackendLike, a: TensorInfo, bT: TensorInfo, transposeA: boolean, transposeB: boolean, M: number, N: number, K: number, parts: number, outShape: number[]): TensorInfo {
-  const chunk = Math.ceil(K / parts / SPLIT_TILE) * SPLIT_TILE;
+  const tiledParts = tiledSplitKParts(M, N, K);
+  const step = tiledParts ? TILED_STEP_K : SPLIT_TILE; // K per staged slice
+  const chunk = Math.ceil(K / (tiledParts || parts) / step) * step;
   const used = Math.ceil(K / chunk);
-  const partial = b.runWebGPUProgram(splitKMatMulProgram(M, N, K, used, transposeA, transposeB), [a, bT], "float32", [M, N, K, chunk].map((v) => ({ type: "int32", data: [v] })));
+  const partial = tiledParts
+    ? b.runWebGPUProgram(tiledMatMulProgram(used, M, N, K, transposeA, transposeB, false, true), [a, bT], "float32", [M, N, K, 1, 1, chunk].map((v) => ({ type: "int32", data: [v] })))
+    : b.runWebGPUProgram(splitKMatMulProgram(M, N, K, used, transposeA, transposeB), [a, bT], "float32", [M, N, K, chunk].map((v) => ({ type: "int32", data: [v] })));
   const sum = columnSum(b, [partial], ["p"], "p[at]", used, M * N);
   b.disposeData(partial.dataId);
   return { dataId: sum.dataId, shape: outShape, dtype: "float32" };
 }
 
 /**
- * BatchMatMul or _FusedMatMul: in 128 × 128 tiles where RETROMAE_WEBGPU_MATMUL=tiled
- * asks and the output is at least a tile each way (./matmul.ts); else split along K
- * where the output has few tiles and K is long (splitKParts); else with tfjs's
+ * BatchMatMul or _FusedMatMul: split along K where the output has few tiles
+ * and K is long (splitKParts; in 128 × 128 tiles or 32 × 32, splitKMatMul);
+ * else in 128 × 128 tiles where the output has enough of them
+ * (takesTiledMatMul, RETROMAE_WEBGPU_MATMUL); else with tfjs's
  * small-output program where tfjs would split along K with float atomics; else
  * tfjs's own.
  */
@@ -935,15 +942,15 @@ export function deterministicMatMul(kernelName: string, original: KernelFunc): K
       const lead = (batchA > batchB || (batchA === batchB && ra >= rb) ? a.shape : b.shape).slice(0, -2);
       const plain = !preluActivationWeights && (!activation || activation === "linear") && a.dtype === "float32" && b.dtype === "float32" && M * N * K > 0;
       const backend = args.backend as unknown as WebGPUBackendLike;
-      if (plain && (batchA === batchB || batchA === 1 || batchB === 1) && (!bias || (bias.shape.length === 1 && bias.shape[0] === N)) && takesTiledMatMul(M, N)) {
-        const batch = Math.max(batchA, batchB);
-        const uniforms = [M, N, K, batchA, batchB].map((v) => ({ type: "int32", data: [v] }));
-        const out = backend.runWebGPUProgram(tiledMatMulProgram(batch, M, N, K, transposeA, transposeB, !!bias), [a, b, ...(bias ? [bias] : [])], "float32", uniforms);
-        return { dataId: out.dataId, shape: [...lead, M, N], dtype: "float32" };
-      }
       if (plain && !bias && batchA === 1 && batchB === 1) {
         const parts = splitKParts(M, N, K);
         if (parts > 1) return splitKMatMul(backend, a, b, transposeA, transposeB, M, N, K, parts, [...lead, M, N]);
+      }
+      if (plain && (batchA === batchB || batchA === 1 || batchB === 1) && (!bias || (bias.shape.length === 1 && bias.shape[0] === N)) && takesTiledMatMul(Math.max(batchA, batchB), M, N)) {
+        const batch = Math.max(batchA, batchB);
+        const uniforms = [M, N, K, batchA, batchB, K].map((v) => ({ type: "int32", data: [v] }));
+        const out = backend.runWebGPUProgram(tiledMatMulProgram(batch, M, N, K, transposeA, transposeB, !!bias), [a, b, ...(bias ? [bias] : [])], "float32", uniforms);
+        return { dataId: out.dataId, shape: [...lead, M, N], dtype: "float32" };
       }
       const threshold = (backend as unknown as { thresholdToIncreaseWorkgroups?: number }).thresholdToIncreaseWorkgroups ?? 8;
       if (!splitsAlongK(a, b, transposeA, transposeB, threshold)) return original(args);

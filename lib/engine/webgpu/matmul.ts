@@ -4,14 +4,22 @@
  *
  * - split along K (`splitKParts`, `splitKMatMulProgram`): an output of few
  *   tiles over a long K, in parts that a column sum adds in a fixed order;
- * - 128 × 128 tiles (`tiledMatMulProgram`), opt-in with
- *   RETROMAE_WEBGPU_MATMUL=tiled: the classic fp32 GEMM blocking (a
- *   workgroup of 256 invocations, 8 × 8 outputs each, K in steps of 8
+ * - 128 × 128 tiles (`tiledMatMulProgram`): the classic fp32 GEMM blocking
+ *   (a workgroup of 256 invocations, 8 × 8 outputs each, K in steps of 8
  *   staged in workgroup memory, the inner product unrolled into vec4
  *   registers), with the bias in its epilogue, for the model's large
  *   matmuls. tfjs-webgpu's own is 32 × 32 tiles of 4 × 4 (and scalar when B
- *   is transposed, as every dense layer's x·Wᵀ is). Which is faster is a
- *   GPU's to say: `bench gpu` times steps both ways on a hardware adapter.
+ *   is transposed, as every dense layer's x·Wᵀ and the tied logits' x·Eᵀ
+ *   are). RETROMAE_WEBGPU_MATMUL picks (matMulMode): by default ("auto") an
+ *   output of at least 128 such tiles takes it, where a GPU is still full
+ *   of workgroups of 256 (a base model's dense layers, the logits, the
+ *   attention's batched products; not tiny's 2,048 × 128 dense layers, 16
+ *   tiles, where tfjs's 256 smaller workgroups fill more of a GPU);
+ *   "tiled" takes it for every output of at least one tile, "tfjs" never.
+ *   On both CPU drivers it is faster than tfjs's, for every transpose:
+ *   2.4 to 2.8 times on lavapipe at a logits-like [1,008, 128]·[128, 15,261],
+ *   3.0 to 5.5 times on SwiftShader at [512, 128]·[128, 4,096]. On a GPU
+ *   `bench gpu` times steps each way.
  *
  * Both are plain tfjs programs (run through runWebGPUProgram), so recorded
  * steps replay them and profiles name them.
@@ -124,25 +132,51 @@ export function splitKMatMulProgram(M: number, N: number, K: number, parts: numb
 }
 
 /**
- * Whether RETROMAE_WEBGPU_MATMUL asks for the 128 × 128 tiled matmul:
- * "tfjs" (the default: tfjs-webgpu's own programs) or "tiled".
+ * RETROMAE_WEBGPU_MATMUL: "auto" (the default: the 128 × 128 tiled matmul
+ * for outputs of at least AUTO_TILES tiles, tfjs's programs for the rest),
+ * "tiled" (the tiled matmul for every output of at least one tile) or
+ * "tfjs" (tfjs-webgpu's own programs only).
  */
-export function tiledMatMulEnabled(): boolean {
+export function matMulMode(): "auto" | "tiled" | "tfjs" {
   const v = process.env.RETROMAE_WEBGPU_MATMUL;
-  if (v === undefined || v === "" || v === "tfjs") return false;
-  if (v === "tiled") return true;
-  throw new Error(`RETROMAE_WEBGPU_MATMUL is "${v}"; set it to tfjs (the default) or tiled, or unset it.`);
+  if (v === undefined || v === "" || v === "auto") return "auto";
+  if (v === "tiled" || v === "tfjs") return v;
+  throw new Error(`RETROMAE_WEBGPU_MATMUL is "${v}"; set it to auto (the default), tiled or tfjs, or unset it.`);
 }
+
+/** Tiles of 128 × 128 an output needs for "auto" to take the tiled matmul: about one per streaming multiprocessor of a large GPU. */
+export const AUTO_TILES = 128;
 
 const BM = 128; // rows of C per workgroup
 const BN = 128; // columns of C per workgroup
 const BK = 8; // K per step through workgroup memory
+/** K per step of the tiled program through workgroup memory (a split's parts are whole steps). */
+export const TILED_STEP_K = BK;
 const ROW = BM / 4 + 1; // vec4s per row of a staged tile, one more to spread the stores over the banks
 const INVOCATIONS = 256; // 16 × 16, and (BM · BK / 4 = BN · BK / 4) one staged vec4 of each slice apiece
 
-/** Whether an output of M × N (in `batch` matrices) takes the tiled program: both sides at least a tile. */
-export function takesTiledMatMul(M: number, N: number): boolean {
-  return tiledMatMulEnabled() && M >= BM && N >= BN;
+/** Whether an output of M × N (in `batch` matrices) takes the tiled program (matMulMode): both sides at least a tile, and in "auto" AUTO_TILES tiles in all. */
+export function takesTiledMatMul(batch: number, M: number, N: number): boolean {
+  const mode = matMulMode();
+  if (mode === "tfjs" || M < BM || N < BN) return false;
+  return mode === "tiled" || batch * Math.ceil(M / BM) * Math.ceil(N / BN) >= AUTO_TILES;
+}
+
+/**
+ * For a matmul that splitKParts splits: how many parts of K the tiled
+ * program would take it in (parts of at least 256 of K, to about 256
+ * workgroups of 256), or 0 where it should keep the 32 × 32 split instead:
+ * RETROMAE_WEBGPU_MATMUL=tfjs, an output under a tile either way, or (in
+ * auto) fewer than AUTO_TILES workgroups even so (a [128, 128] weight's
+ * gradient over 2,048 tokens: one tile, 8 parts). The tied decoder's dz·E
+ * at tiny 16 × 128 ([1,008, 128] over 30,522 words: 8 tiles) takes 32 parts.
+ */
+export function tiledSplitKParts(M: number, N: number, K: number): number {
+  const mode = matMulMode();
+  if (mode === "tfjs" || M < BM || N < BN) return 0;
+  const tiles = Math.ceil(M / BM) * Math.ceil(N / BN);
+  const parts = Math.max(1, Math.min(Math.ceil(256 / tiles), Math.floor(K / 256), 64));
+  return mode === "tiled" || tiles * parts >= AUTO_TILES ? parts : 0;
 }
 
 /**
@@ -151,11 +185,14 @@ export function takesTiledMatMul(M: number, N: number): boolean {
  * vec4 registers; per step of 8 along K the workgroup stages A's and B's
  * slices in workgroup memory (k-major, loaded along whichever axis of each
  * operand is contiguous, each invocation storing one whole vec4 of each) and
- * each invocation reads 2 + 2 vec4s for 64 multiply-adds. Edges are masked: any M, N, K. A batch of A or B of one is
- * broadcast. a [bA, M, K] ([bA, K, M] transposed), b [bB, K, N] ([bB, N, K]),
- * bias [N] -> [batch, M, N]
+ * each invocation reads 2 + 2 vec4s for 64 multiply-adds. Edges are masked:
+ * any M, N, K. A batch of A or B of one is broadcast. a [bA, M, K]
+ * ([bA, K, M] transposed), b [bB, K, N] ([bB, N, K]), bias [N] ->
+ * [batch, M, N]. With `split`, A and B are single matrices and z is a part
+ * of K instead, [z·chunk, (z + 1)·chunk) (the uniform `chunk`; K itself
+ * when unsplit): [batch parts, M, N], for a column sum to add.
  */
-export function tiledMatMulProgram(batch: number, M: number, N: number, K: number, transposeA: boolean, transposeB: boolean, bias: boolean) {
+export function tiledMatMulProgram(batch: number, M: number, N: number, K: number, transposeA: boolean, transposeB: boolean, bias: boolean, split = false) {
   // Staging: invocation t (0..255) loads one vec4 of each slice, 4 rows of A (or 4 columns of B)
   // at one k, and stores it whole. (WGSL lets a store to one component of a vector touch the
   // whole vector, so four invocations writing one vec4's components would race.) Its (kk, q),
@@ -169,7 +206,7 @@ export function tiledMatMulProgram(batch: number, M: number, N: number, K: numbe
   const bIndex = (n: string) => (transposeB ? `bBase + min(${n}, uniforms.N - 1) * uniforms.K + min(k, uniforms.K - 1)` : `bBase + min(k, uniforms.K - 1) * uniforms.N + min(${n}, uniforms.N - 1)`);
   // one vec4 of X's slice: elements at row (or column) first + c, c = 0..3, and at k; 0 past the edges
   const load = (X: string, index: (i: string) => string, bound: string) =>
-    `vec4<f32>(${[0, 1, 2, 3].map((c) => `select(0.0, ${X}[${index(`first + ${c}`)}], first + ${c} < ${bound} && k < uniforms.K)`).join(", ")})`;
+    `vec4<f32>(${[0, 1, 2, 3].map((c) => `select(0.0, ${X}[${index(`first + ${c}`)}], first + ${c} < ${bound} && k < kEnd)`).join(", ")})`;
   const rows = [0, 1, 2, 3, 4, 5, 6, 7];
   const halves = [0, 1];
   const decl = rows.flatMap((i) => halves.map((h) => `var c${i}${h} = vec4<f32>(0.0);`)).join(" ");
@@ -207,11 +244,19 @@ ${rows.map((i) => `          c${i}0 = fma(vec4<f32>(a${i >> 2}[${i & 3}]), b0, c
     let ty = tid / 16;
     let n0 = i32(workgroupId.x) * ${BN};
     let m0 = i32(workgroupId.y) * ${BM};
-    let z = i32(workgroupId.z);
+    let z = i32(workgroupId.z);${split ? `
+    // z is the part of K: [z·chunk, (z + 1)·chunk)
+    let aBase = 0;
+    let bBase = 0;
+    let kBegin = z * uniforms.chunk;` : `
     let aBase = select(z, 0, uniforms.batchA == 1) * uniforms.M * uniforms.K;
     let bBase = select(z, 0, uniforms.batchB == 1) * uniforms.K * uniforms.N;
+    let kBegin = 0;`}
+    let kEnd = min(kBegin + uniforms.chunk, uniforms.K);
     ${decl}
-    for (var k0 = 0; k0 < uniforms.K; k0 = k0 + ${BK}) {
+    // (the trip count from a uniform, as barriers need; a last, shorter part loads zeros)
+    for (var t = 0; t < uniforms.chunk; t = t + ${BK}) {
+      let k0 = kBegin + t;
       {
         ${aAt}
         let first = m0 + q * 4;
@@ -233,10 +278,10 @@ ${store}
   return {
     outputShape: [batch, M, N],
     variableNames: bias ? ["A", "B", "bias"] : ["A", "B"],
-    uniforms: "M : i32, N : i32, K : i32, batchA : i32, batchB : i32,",
-    shaderKey: `retromaeMatMulTiled_${transposeA}_${transposeB}_${bias}`,
+    uniforms: "M : i32, N : i32, K : i32, batchA : i32, batchB : i32, chunk : i32,",
+    shaderKey: `retromaeMatMulTiled_${transposeA}_${transposeB}_${bias}${split ? "_splitK" : ""}`,
     /** For a profile's GFLOP/s (./replay.ts labels dispatches with it). */
-    flops: 2 * batch * M * N * K,
+    flops: 2 * (split ? 1 : batch) * M * N * K,
     workgroupSize: [INVOCATIONS, 1, 1] as [number, number, number],
     dispatchLayout: { x: [0, 1, 2] },
     dispatch: [Math.ceil(N / BN), Math.ceil(M / BM), batch] as [number, number, number],
