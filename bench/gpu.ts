@@ -14,14 +14,14 @@
  *   tokens; on webgpu also over its first 1,024 documents with this
  *   project's inference kernels (the whole attention, GELU in the dense
  *   layer's epilogue) and with tfjs's composition instead (`fused_speedup`),
- *   and the feed-forward's matmul through tfjs's programs as the model runs
- *   it (x·Wᵀ) and with W stored transposed (tfjs-webgpu's vec4 path), the decoder's logits
- *   likewise (x·Eᵀ, on a hardware adapter), and whole steps with the dense
- *   layers as x·(Wᵀ) (RETROMAE_WEBGPU_DENSE=transposed:
+ *   and the feed-forward's matmul through tfjs's programs as the model
+ *   runs it (x·Wᵀ) and with W stored transposed (tfjs-webgpu's vec4 path),
+ *   the decoder's logits likewise (x·Eᵀ, on a hardware adapter), and whole
+ *   steps with the dense layers as x·(Wᵀ) (RETROMAE_WEBGPU_DENSE=transposed:
  *   `ms_per_step_dense_transposed`, on a hardware adapter) and, where the
  *   step splits matmuls along K or column sums along their rows, with
- *   neither split (RETROMAE_WEBGPU_SPLIT_K=0: `ms_per_step_without_split_k`), and with
- *   every matmul of at least a tile each way in 128 × 128 tiles
+ *   neither split (RETROMAE_WEBGPU_SPLIT_K=0: `ms_per_step_without_split_k`),
+ *   and with every matmul of at least a tile each way in 128 × 128 tiles
  *   (RETROMAE_WEBGPU_MATMUL=tiled: `ms_per_step_matmul_tiled`, and
  *   `*_gflops_tiled` at the two shapes) and with tfjs's programs only
  *   (RETROMAE_WEBGPU_MATMUL=tfjs: `ms_per_step_matmul_tfjs`; the default,

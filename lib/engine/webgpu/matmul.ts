@@ -3,7 +3,9 @@
  * and _FusedMatMul choose among them and tfjs's own):
  *
  * - split along K (`splitKParts`, `splitKMatMulProgram`): an output of few
- *   tiles over a long K, in parts that a column sum adds in a fixed order;
+ *   tiles over a long K, in parts that a column sum adds in a fixed order
+ *   (in 32 × 32 tiles, or in the tiled program's where `tiledSplitKParts`
+ *   says its parts fill a GPU);
  * - 128 × 128 tiles (`tiledMatMulProgram`): the classic fp32 GEMM blocking
  *   (a workgroup of 256 invocations, 8 × 8 outputs each, K in steps of 8
  *   staged in workgroup memory, the inner product unrolled into vec4
