@@ -58,8 +58,9 @@ test("the shipped tiny starter encodes 64 SciFact documents (up to 512 tokens) o
 
 /** The matmul choices that `bench gpu` times against each other on a GPU: each must be the same work. */
 const VARIANTS: [string, Record<string, string>][] = [
-  ["the default", {}],
-  ["128 × 128 tiles (RETROMAE_WEBGPU_MATMUL=tiled)", { RETROMAE_WEBGPU_MATMUL: "tiled" }],
+  ["the default (RETROMAE_WEBGPU_MATMUL=auto: the logits and their gradients in 128 × 128 tiles, dz·E split in them)", {}],
+  ["128 × 128 tiles wherever both sides are a tile (RETROMAE_WEBGPU_MATMUL=tiled)", { RETROMAE_WEBGPU_MATMUL: "tiled" }],
+  ["tfjs's matmul programs and the 32 × 32 split (RETROMAE_WEBGPU_MATMUL=tfjs)", { RETROMAE_WEBGPU_MATMUL: "tfjs" }],
   ["x·(Wᵀ) on the vec4 path (RETROMAE_WEBGPU_DENSE=transposed)", { RETROMAE_WEBGPU_DENSE: "transposed" }],
   ["split-K off (RETROMAE_WEBGPU_SPLIT_K=0)", { RETROMAE_WEBGPU_SPLIT_K: "0" }],
 ];
