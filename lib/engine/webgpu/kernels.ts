@@ -91,6 +91,11 @@ function product(shape: readonly number[]): number {
   return n;
 }
 
+/** Int32 uniforms for runWebGPUProgram, in the order a program declares them. */
+function ints(...values: number[]): { type: string; data: number[] }[] {
+  return values.map((v) => ({ type: "int32", data: [v] }));
+}
+
 /** The fields tfjs-webgpu's program builder reads, for a flat 1-D dispatch over `size` invocations. */
 function flatProgram(size: number, outputShape: number[], variableNames: string[], shaderKey: string, uniforms: string, body: string) {
   return {
@@ -493,12 +498,10 @@ function columnSum(b: WebGPUBackendLike, inputs: TensorInfo[], names: string[], 
   const parts = columnSumParts(rows, cols);
   const chunk = Math.max(COLUMN_LANES, Math.ceil(rows / parts / COLUMN_LANES) * COLUMN_LANES);
   const used = Math.max(1, Math.ceil(rows / chunk)); // (no rows: one pass, that writes zeros)
-  // rows, cols, rows per run, runs
-  const uniforms = (r: number, c: number, p: number) => [r, cols, c, p].map((v) => ({ type: "int32", data: [v] }));
-  const sums = b.runWebGPUProgram(columnSumProgram(cols, used, names, key, term), inputs.map((t) => ({ ...t, shape: [rows, cols] })), "float32", uniforms(rows, chunk, used));
+  const sums = b.runWebGPUProgram(columnSumProgram(cols, used, names, key, term), inputs.map((t) => ({ ...t, shape: [rows, cols] })), "float32", ints(rows, cols, chunk, used));
   if (used === 1) return { ...sums, shape: [cols] };
   // (its own key, for a profile's categories: the runs of a LayerNorm's or a bias's sums)
-  const total = b.runWebGPUProgram(columnSumProgram(cols, 1, ["p"], `${key}Runs`, "p[at]"), [sums], "float32", uniforms(used, used, 1));
+  const total = b.runWebGPUProgram(columnSumProgram(cols, 1, ["p"], `${key}Runs`, "p[at]"), [sums], "float32", ints(used, cols, used, 1));
   b.disposeData(sums.dataId);
   return { ...total, shape: [cols] };
 }
@@ -729,10 +732,9 @@ export const attentionWebGPU: KernelConfig = {
     const b = backend as unknown as WebGPUBackendLike;
     if (B * Lq * H === 0) return b.makeTensorInfo([B, Lq, H], "float32");
     const blocks = Math.ceil(Lq / ATTENTION_ROWS);
-    const int = (x: number) => ({ type: "int32", data: [x] });
     // k and v are one tensor (a stacked projection) or two of one shape; q likewise may be that tensor
     return b.runWebGPUProgram(attentionProgram(B, heads, Lq, H, dh), [q, k, v, mask], "float32", [
-      int(Lq), int(Lk), int(heads), int(blocks), int(ldq), int(ldkv), int(columns[0]), int(columns[1]), int(columns[2]), int(mask.shape[2]),
+      ...ints(Lq, Lk, heads, blocks, ldq, ldkv, columns[0], columns[1], columns[2], mask.shape[2]),
       { type: "float32", data: [scale] },
     ]);
   },
@@ -911,8 +913,8 @@ function splitKMatMul(b: WebGPUBackendLike, a: TensorInfo, bT: TensorInfo, trans
   const chunk = Math.ceil(K / (tiledParts || parts) / step) * step;
   const used = Math.ceil(K / chunk);
   const partial = tiledParts
-    ? b.runWebGPUProgram(tiledMatMulProgram(used, M, N, K, transposeA, transposeB, false, true), [a, bT], "float32", [M, N, K, 1, 1, chunk].map((v) => ({ type: "int32", data: [v] })))
-    : b.runWebGPUProgram(splitKMatMulProgram(M, N, K, used, transposeA, transposeB), [a, bT], "float32", [M, N, K, chunk].map((v) => ({ type: "int32", data: [v] })));
+    ? b.runWebGPUProgram(tiledMatMulProgram(used, M, N, K, transposeA, transposeB, false, true), [a, bT], "float32", ints(M, N, K, 1, 1, chunk))
+    : b.runWebGPUProgram(splitKMatMulProgram(M, N, K, used, transposeA, transposeB), [a, bT], "float32", ints(M, N, K, chunk));
   const sum = columnSum(b, [partial], ["p"], "p[at]", used, M * N);
   b.disposeData(partial.dataId);
   return { dataId: sum.dataId, shape: outShape, dtype: "float32" };
@@ -948,8 +950,7 @@ export function deterministicMatMul(kernelName: string, original: KernelFunc): K
       }
       if (plain && (batchA === batchB || batchA === 1 || batchB === 1) && (!bias || (bias.shape.length === 1 && bias.shape[0] === N)) && takesTiledMatMul(Math.max(batchA, batchB), M, N)) {
         const batch = Math.max(batchA, batchB);
-        const uniforms = [M, N, K, batchA, batchB, K].map((v) => ({ type: "int32", data: [v] }));
-        const out = backend.runWebGPUProgram(tiledMatMulProgram(batch, M, N, K, transposeA, transposeB, !!bias), [a, b, ...(bias ? [bias] : [])], "float32", uniforms);
+        const out = backend.runWebGPUProgram(tiledMatMulProgram(batch, M, N, K, transposeA, transposeB, !!bias), [a, b, ...(bias ? [bias] : [])], "float32", ints(M, N, K, batchA, batchB, K));
         return { dataId: out.dataId, shape: [...lead, M, N], dtype: "float32" };
       }
       const threshold = (backend as unknown as { thresholdToIncreaseWorkgroups?: number }).thresholdToIncreaseWorkgroups ?? 8;

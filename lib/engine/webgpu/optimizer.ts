@@ -136,6 +136,17 @@ export function deviceTensor(b: RawBackend, shape: number[], dtype: tf.DataType 
 /** The workgroup index, across the two dimensions a large dispatch is split into. */
 const GROUP_INDEX = `let group = wid.x + wid.y * ${MAX_GROUPS}u;`;
 
+/**
+ * The workgroup index (GROUP_INDEX), then `j`, the tensor whose run of
+ * workgroups holds it, and `run` (its uniform entry: .y its first group,
+ * .z its groups); a workgroup past the last run returns.
+ */
+const RUN_OF_GROUP = (arity: number) => `${GROUP_INDEX}
+  var j = 0u;
+  for (var k = 1u; k < ${arity}u; k = k + 1u) { if (group >= u.runs[k].y) { j = k; } }
+  let run = u.runs[j];
+  if (group >= run.y + run.z) { return; }`;
+
 /** Workgroups that share a gradient's sum of squares: about 8 elements per invocation, at most 256 groups. */
 export function partialsFor(n: number): number {
   return Math.max(1, Math.min(256, Math.ceil(n / (WG * 8))));
@@ -163,11 +174,7 @@ ${cases}
 }
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid : vec3<u32>, @builtin(local_invocation_index) tid : u32) {
-  ${GROUP_INDEX}
-  var j = 0u;
-  for (var k = 1u; k < ${arity}u; k = k + 1u) { if (group >= u.runs[k].y) { j = k; } }
-  let run = u.runs[j];
-  if (group >= run.y + run.z) { return; }
+  ${RUN_OF_GROUP(arity)}
   let w = group - run.y;
   var acc = 0.0;
   for (var i = w * ${WG}u + tid; i < run.x; i = i + run.z * ${WG}u) {
@@ -279,11 +286,7 @@ ${updates}
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid : vec3<u32>, @builtin(local_invocation_index) tid : u32) {
   ${guarded ? "if (ok[0] == 0) { return; }" : ""}
-  ${GROUP_INDEX}
-  var j = 0u;
-  for (var k = 1u; k < ${arity}u; k = k + 1u) { if (group >= u.runs[k].y) { j = k; } }
-  let run = u.runs[j];
-  if (group >= run.y + run.z) { return; }
+  ${RUN_OF_GROUP(arity)}
   let i = (group - run.y) * ${WG}u + tid;
   if (i >= run.x) { return; }
   let decay = select(1.0, ${decay}, run.w != 0u);
