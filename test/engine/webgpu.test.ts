@@ -17,7 +17,7 @@ import * as tf from "../../lib/engine/tf";
 import { backend, use } from "../../lib/engine/backend";
 import { Rng } from "../../lib/engine/rng";
 import { explainNoAdapter, icdFiles, isSoftwareAdapter } from "../../lib/engine/webgpu/dawn";
-import { startWebGPU, webgpuState } from "../../lib/engine/webgpu/backend";
+import { startWebGPU, takeDeviceError, webgpuState } from "../../lib/engine/webgpu/backend";
 import { columnSumParts, splitsAlongK, WebGPUBackendLike } from "../../lib/engine/webgpu/kernels";
 import { splitKParts, tiledSplitKParts } from "../../lib/engine/webgpu/matmul";
 import { loadBeir } from "../../lib/data/beir";
@@ -391,6 +391,7 @@ async function programsOf(fn: () => tf.Tensor): Promise<{ keys: string[]; values
   await use("webgpu");
   const b = tf.backend() as unknown as WebGPUBackendLike;
   const keys: string[] = [];
+  const own = Object.prototype.hasOwnProperty.call(b, "runWebGPUProgram"); // (the backend's start wraps it)
   const run = b.runWebGPUProgram;
   b.runWebGPUProgram = function (this: WebGPUBackendLike, program: object, ...rest: unknown[]) {
     keys.push((program as { shaderKey: string }).shaderKey);
@@ -402,7 +403,8 @@ async function programsOf(fn: () => tf.Tensor): Promise<{ keys: string[]; values
     t.dispose();
     return { keys, values };
   } finally {
-    delete (b as Partial<WebGPUBackendLike>).runWebGPUProgram;
+    if (own) b.runWebGPUProgram = run;
+    else delete (b as Partial<WebGPUBackendLike>).runWebGPUProgram;
   }
 }
 
@@ -801,6 +803,45 @@ test("addN over more inputs than a shader may bind equals the cpu's sum", async 
   const inputs = Array.from({ length: 23 }, () => rng.fillNormal(new Float32Array(130)));
   const r = await both(() => tf.addN(inputs.map((v) => tf.tensor1d(v))));
   assert.equal(bits(r.gpu), bits(r.cpu));
+});
+
+test("empty inputs on webgpu (0 rows, K = 0, a batch of none) give the cpu's results, with no validation error and no stale values from a pooled buffer; an op with no case for them is one sentence", async () => {
+  const cases: [string, () => tf.Tensor[]][] = [
+    ["matmul over K = 0", () => [tf.matMul(tf.zeros([3, 0]), tf.zeros([0, 6]))]],
+    ["a dense layer over K = 0 (its bias)", () => [linear(tf.zeros([3, 0]) as tf.Tensor2D, tf.zeros([6, 0]) as tf.Tensor2D, tf.range(0, 6) as tf.Tensor1D)]],
+    ["batched matmul over K = 0, transposed", () => [tf.matMul(tf.zeros([2, 0, 3]), tf.zeros([2, 4, 0]), true, true)]],
+    ["sums over no rows", () => [tf.sum(tf.zeros([0, 6]), 0), tf.sum(tf.zeros([0, 6])), tf.sum(tf.zeros([2, 0, 3]), [0, 1], true), tf.sum(tf.zeros([0, 4], "int32"), 0)]],
+    ["the dense layer's gradients over no rows", () => tf.grads((x: tf.Tensor, w: tf.Tensor, b: tf.Tensor) => linear(x as tf.Tensor2D, w as tf.Tensor2D, b as tf.Tensor1D).sum())([tf.zeros([0, 4]), tf.ones([6, 4]), tf.ones([6])])],
+    ["Add & LayerNorm's gradients over no rows", () => tf.grads((x: tf.Tensor, g: tf.Tensor, b: tf.Tensor) => addLayerNorm(x, null, g, b, 1e-12).sum())([tf.zeros([0, 8]), tf.ones([8]), tf.zeros([8])])],
+    ["GELU's gradient", () => [tf.grad((x: tf.Tensor) => gelu(x).sum())(tf.zeros([0, 5]))]],
+    ["the attention softmax's gradient", () => [tf.grad((x: tf.Tensor) => scaledMaskedSoftmax(x as tf.Tensor4D, tf.zeros([0, 1, 1, 4]) as tf.Tensor4D, 0.5).sum())(tf.zeros([0, 2, 4, 4]))]],
+    ["the cross-entropy's pieces over no rows", () => [logSumExpRows(tf.zeros([0, 5]) as tf.Tensor2D), ...logSumExpArgMax(tf.zeros([0, 5]) as tf.Tensor2D), pickLabels(tf.zeros([0, 5]) as tf.Tensor2D, tf.zeros([0], "int32") as tf.Tensor1D), ...softmaxMinusOneHotColSum(tf.zeros([0, 5]) as tf.Tensor2D, tf.zeros([0], "int32") as tf.Tensor1D)]],
+    ["the gather's gradient with no indices", () => [tf.grad((e: tf.Tensor) => tf.gather(e, tf.zeros([0], "int32")).sum())(tf.ones([3, 4]))]],
+    ["addN of empty tensors", () => [tf.addN([tf.zeros([0, 3]), tf.zeros([0, 3]), tf.zeros([0, 3])])]],
+  ];
+  const run = async () => {
+    const out: { shape: number[]; values: number[] }[][] = [];
+    for (const [, f] of cases) {
+      // a pooled buffer full of 7s, of each size the outputs take: a dispatch WebGPU rejected would leave them
+      tf.dispose([3 * 6, 2 * 3 * 4, 6, 8, 5, 4, 3 * 4, 1].map((n) => tf.fill([n], 7)));
+      const ts = f();
+      out.push(await Promise.all(ts.map(async (t) => ({ shape: t.shape, values: Array.from(await t.data()) }))));
+      tf.dispose(ts);
+    }
+    return out;
+  };
+  await use("cpu");
+  const cpu = await run();
+  await use("webgpu");
+  takeDeviceError();
+  const gpu = await run();
+  cases.forEach(([what], i) => assert.equal(gpu[i], cpu[i], what));
+  assert.is(takeDeviceError(), null, "no validation error");
+  const attention = attentionInference(tf.zeros([0, 4, 8]) as tf.Tensor3D, tf.zeros([0, 4, 8]) as tf.Tensor3D, tf.zeros([0, 4, 8]) as tf.Tensor3D, tf.zeros([0, 1, 1, 4]) as tf.Tensor4D, 2, 0.5);
+  assert.equal(attention!.shape, [0, 4, 8]);
+  assert.is((await attention!.data()).length, 0, "the fused attention over a batch of none");
+  assert.throws(() => tf.argMax(tf.zeros([0, 5]), 0), /^ArgMinMaxProgram on webgpu got an empty input \[5, 0\] for an output of \[5\]: WebGPU cannot bind an empty buffer, so skip this op where its input is empty, or run it on the native backend \(RETROMAE_BACKEND=native\)\.$/);
+  assert.is(takeDeviceError(), null);
 });
 
 test("AdamW on webgpu updates weights and moments in place, several weights per dispatch, as the cpu composition does; a weight whose buffer another tensor shares is composed; a false flag leaves them", async () => {

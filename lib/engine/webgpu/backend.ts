@@ -14,6 +14,7 @@
  * whoever checks next (the trainer, after each step's read).
  */
 import * as tf from "../tf";
+import type { TensorInfo } from "@tensorflow/tfjs-core";
 import { adapterInfo, installGlobals, loadDawn, LimitsChoice, openDevice, OpenedDevice, WebGPUUnavailable } from "./dawn";
 import { registerWebGPUKernels } from "./kernels";
 import { PoolTrimmer } from "./pool";
@@ -171,7 +172,35 @@ export async function startWebGPU(options: { allowSoftware: boolean; limits?: Li
   const ok = await tf.setBackend("webgpu");
   if (!ok) throw new WebGPUUnavailable(`tfjs's webgpu backend did not start on ${dev.summary.device || dev.summary.description}`);
   pool = PoolTrimmer.attach(tf.findBackend("webgpu"));
+  refuseEmptyInputs(tf.findBackend("webgpu"));
   return webgpuState()!;
+}
+
+/**
+ * WebGPU rejects a dispatch that binds an empty buffer (a validation error,
+ * reported later and elsewhere), and the output then keeps whatever its
+ * pooled buffer held: a wrong value, silently. Every program binds its
+ * inputs, so a program with an empty input and a non-empty output (an op
+ * tfjs-webgpu has no case for, such as a max over no elements) stops here
+ * with one sentence instead. This project's kernels and the sums and matmuls
+ * it takes over handle empty inputs before they get here.
+ */
+function refuseEmptyInputs(backend: unknown): void {
+  const b = backend as { runWebGPUProgram?: (program: object, inputs: TensorInfo[], ...rest: unknown[]) => TensorInfo } | undefined;
+  const run = b?.runWebGPUProgram;
+  if (!b || !run) return;
+  const size = (shape: readonly number[]) => shape.reduce((n, d) => n * d, 1);
+  b.runWebGPUProgram = function (this: unknown, program: object, inputs: TensorInfo[], ...rest: unknown[]) {
+    const empty = inputs.find((t) => !(size(t.shape) > 0));
+    const { outputShape, shaderKey } = program as { outputShape?: number[]; shaderKey?: string };
+    if (empty && outputShape && size(outputShape) !== 0) {
+      const name = program.constructor.name !== "Object" ? program.constructor.name : String(shaderKey ?? "a program");
+      throw new Error(
+        `${name} on webgpu got an empty input [${empty.shape.join(", ")}] for an output of [${outputShape.join(", ")}]: WebGPU cannot bind an empty buffer, so skip this op where its input is empty, or run it on the native backend (RETROMAE_BACKEND=native).`,
+      );
+    }
+    return run.call(this, program, inputs, ...rest);
+  };
 }
 
 /**

@@ -48,6 +48,12 @@
  * - Sum over leading axes (every bias gradient) in one pass, where tfjs
  *   transposes the input and then reduces; Transpose by the identity
  *   permutation (two per gather gradient) as a relabelling, not a copy.
+ * - Empty inputs: WebGPU rejects a dispatch that binds an empty buffer, and
+ *   its output keeps whatever its pooled buffer held. A sum over no elements
+ *   is zeros, a matmul over K = 0 is tfjs's over a K of one zero (its bias
+ *   and activation still apply), and every kernel here returns before it
+ *   binds an empty input (the backend's start refuses the rest in one
+ *   sentence).
  * - AddN within the adapter's limits. tfjs binds every input to one shader;
  *   a gradient sum over more inputs than `maxStorageBuffersPerShaderStage`
  *   (8 on the smallest adapters) fails pipeline validation. Here the inputs
@@ -497,7 +503,9 @@ function columnSum(b: WebGPUBackendLike, inputs: TensorInfo[], names: string[], 
   const key = term.replace(/[^a-z]+/gi, "");
   const parts = columnSumParts(rows, cols);
   const chunk = Math.max(COLUMN_LANES, Math.ceil(rows / parts / COLUMN_LANES) * COLUMN_LANES);
-  const used = Math.max(1, Math.ceil(rows / chunk)); // (no rows: one pass, that writes zeros)
+  // (no rows: zeros. A pass would bind an empty buffer, which WebGPU rejects, and leave its output unwritten)
+  if (rows === 0) return zeros(b, [cols], "float32");
+  const used = Math.ceil(rows / chunk);
   const sums = b.runWebGPUProgram(columnSumProgram(cols, used, names, key, term), inputs.map((t) => ({ ...t, shape: [rows, cols] })), "float32", ints(rows, cols, chunk, used));
   if (used === 1) return { ...sums, shape: [cols] };
   // (its own key, for a profile's categories: the runs of a LayerNorm's or a bias's sums)
@@ -730,7 +738,7 @@ export const attentionWebGPU: KernelConfig = {
     const dh = H / heads;
     if (dh > 2048) throw new Error(`The fused attention on webgpu takes heads of at most 2,048 values; this model's are ${dh} wide (hidden ${H} / ${heads} heads).`);
     const b = backend as unknown as WebGPUBackendLike;
-    if (B * Lq * H === 0) return b.makeTensorInfo([B, Lq, H], "float32");
+    if (B * Lq * H === 0) return b.makeTensorInfo([B, Lq, H], "float32", new Float32Array(0));
     const blocks = Math.ceil(Lq / ATTENTION_ROWS);
     // k and v are one tensor (a stacked projection) or two of one shape; q likewise may be that tensor
     return b.runWebGPUProgram(attentionProgram(B, heads, Lq, H, dh), [q, k, v, mask], "float32", [
@@ -942,8 +950,9 @@ export function deterministicMatMul(kernelName: string, original: KernelFunc): K
       const [batchA, batchB] = [product(a.shape.slice(0, -2)), product(b.shape.slice(0, -2))];
       // the output's leading axes: the larger batch's, or the higher rank's where the batches are equal
       const lead = (batchA > batchB || (batchA === batchB && ra >= rb) ? a.shape : b.shape).slice(0, -2);
-      const plain = !preluActivationWeights && (!activation || activation === "linear") && a.dtype === "float32" && b.dtype === "float32" && M * N * K > 0;
       const backend = args.backend as unknown as WebGPUBackendLike;
+      if (K === 0 && M * N > 0) return emptyKMatMul(original, args, backend, transposeA, transposeB);
+      const plain = !preluActivationWeights && (!activation || activation === "linear") && a.dtype === "float32" && b.dtype === "float32" && M * N * K > 0;
       if (plain && !bias && batchA === 1 && batchB === 1) {
         const parts = splitKParts(M, N, K);
         if (parts > 1) return splitKMatMul(backend, a, b, transposeA, transposeB, M, N, K, parts, [...lead, M, N]);
@@ -965,6 +974,25 @@ export function deterministicMatMul(kernelName: string, original: KernelFunc): K
       }
     },
   };
+}
+
+/**
+ * A matmul over K = 0 (empty operands, a non-empty output): tfjs's own
+ * with each operand's K axis one zero wide, so the product is 0 and a bias
+ * and an activation still apply. With the empty operands bound, WebGPU
+ * rejects the dispatch and the output keeps whatever its buffer held.
+ */
+function emptyKMatMul(original: KernelFunc, args: Parameters<KernelFunc>[0], backend: WebGPUBackendLike, transposeA: boolean, transposeB: boolean): TensorInfo | TensorInfo[] {
+  const { a, b } = args.inputs as unknown as { a: TensorInfo; b: TensorInfo };
+  const oneK = (t: TensorInfo, kAxis: number) => zeros(backend, t.shape.map((d, i) => (i === t.shape.length + kAxis ? 1 : d)), "float32");
+  const a1 = oneK(a, transposeA ? -2 : -1);
+  const b1 = oneK(b, transposeB ? -1 : -2);
+  try {
+    return original({ ...args, inputs: { ...args.inputs, a: a1, b: b1 } as unknown as typeof args.inputs });
+  } finally {
+    backend.disposeData(a1.dataId);
+    backend.disposeData(b1.dataId);
+  }
 }
 
 type Wrapped = KernelConfig & { original?: KernelFunc };
@@ -1042,14 +1070,18 @@ function takeOver<A>(kernelName: string, original: KernelFunc, take: (x: TensorI
 
 /** Sum over the leading axes of a float32 tensor in one pass (columnSumProgram); tfjs's for every other sum. */
 const leadingAxesSum = (original: KernelFunc) =>
-  takeOver<{ axis: number | number[]; keepDims: boolean }>(tf.Sum, original, (x, { axis, keepDims }, backend) => {
+  takeOver<{ axis: number | number[] | null; keepDims: boolean }>(tf.Sum, original, (x, { axis, keepDims }, backend) => {
     const rank = x.shape.length;
-    const axes = (Array.isArray(axis) ? axis : [axis]).map((a) => (a < 0 ? a + rank : a)).sort((a, b) => a - b);
+    const axes = tf.util.parseAxisParam(axis as number[], x.shape).sort((a, b) => a - b); // (null: every axis)
     const k = axes.length;
+    if (product(x.shape) === 0 && k > 0) {
+      // a sum over no elements is 0, as on the cpu (tfjs-webgpu's own reshapes an empty input to NaN rows and fails)
+      const shape = x.shape.flatMap((d, i) => (!axes.includes(i) ? [d] : keepDims ? [1] : []));
+      return zeros(backend as WebGPUBackendLike, shape, x.dtype === "float32" ? "float32" : "int32");
+    }
     if (x.dtype !== "float32" || k === 0 || k >= rank || axes.some((a, i) => a !== i)) return null;
     const rows = product(x.shape.slice(0, k));
     const cols = product(x.shape.slice(k));
-    if (rows === 0 || cols === 0) return null;
     const out = columnSum(backend as WebGPUBackendLike, [x], ["x"], "x[at]", rows, cols);
     return { dataId: out.dataId, shape: keepDims ? [...x.shape.slice(0, k).map(() => 1), ...x.shape.slice(k)] : x.shape.slice(k), dtype: "float32" };
   });

@@ -396,10 +396,10 @@ function deepStack(): string | undefined {
   return stack;
 }
 
-/** The first frame of a stack outside tfjs and this file: where a tensor was made from host values. */
+/** The first frame of a stack outside tfjs, this file and the backend's wrapper of runWebGPUProgram: where a tensor was made from host values. */
 function callerOf(stack: string | undefined): string | undefined {
   for (const line of (stack ?? "").split("\n").slice(1)) {
-    if (/node_modules|tfjs-[a-z-]+\/src|replay\.ts|node:internal|<anonymous>/.test(line)) continue;
+    if (/node_modules|tfjs-[a-z-]+\/src|replay\.ts|webgpu\/backend\.ts|node:internal|<anonymous>/.test(line)) continue;
     return line.trim().replace(/^at /, "");
   }
   return undefined;
