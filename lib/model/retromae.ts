@@ -59,16 +59,31 @@ export interface LossTensors {
   bowLoss?: tf.Scalar;
 }
 
+/**
+ * The loss parts as one vector, to read in one transfer: [loss, encoderLoss,
+ * decoderLoss, encoderAccuracy, decoderAccuracy, (bowLoss)], then `extra`
+ * (float32 scalars). The parts and `extra` are disposed.
+ */
+export function stackLossValues(t: LossTensors, extra: tf.Scalar[] = []): tf.Tensor1D {
+  const parts = [t.loss, t.encoderLoss, t.decoderLoss, t.encoderAccuracy, t.decoderAccuracy, ...(t.bowLoss ? [t.bowLoss] : []), ...extra];
+  const stacked = tf.stack(parts) as tf.Tensor1D;
+  tf.dispose(parts);
+  return stacked;
+}
+
+/** The loss values from stackLossValues's vector, as read; `bow` where it has bowLoss. */
+export function lossValuesOf(v: ArrayLike<number>, bow: boolean): LossValues {
+  const values: LossValues = { loss: v[0], encoderLoss: v[1], decoderLoss: v[2], encoderAccuracy: v[3], decoderAccuracy: v[4] };
+  if (bow) values.bowLoss = v[5];
+  return values;
+}
+
 /** Read loss parts in one transfer (awaited, never a synchronous read), then dispose them. */
 export async function readLossValues(t: LossTensors): Promise<LossValues> {
-  const parts = [t.loss, t.encoderLoss, t.decoderLoss, t.encoderAccuracy, t.decoderAccuracy, ...(t.bowLoss ? [t.bowLoss] : [])];
-  const stacked = tf.stack(parts);
-  tf.dispose(parts);
+  const stacked = stackLossValues(t);
   const v = await stacked.data();
   stacked.dispose();
-  const values: LossValues = { loss: v[0], encoderLoss: v[1], decoderLoss: v[2], encoderAccuracy: v[3], decoderAccuracy: v[4] };
-  if (t.bowLoss) values.bowLoss = v[5];
-  return values;
+  return lossValuesOf(v, !!t.bowLoss);
 }
 
 export interface LossValues {

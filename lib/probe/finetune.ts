@@ -182,6 +182,27 @@ export async function contrastiveFinetune(model: RetroMAE, tokenizer: BertTokeni
   const live = options.chart ? new LiveReport(options.chart, options.chart.addRun({ name: options.name ?? "fine-tune" }), steps) : null;
   const started = performance.now();
   let failed = false;
+  // A step's loss is read one step behind, as the trainer reads its losses: the read starts as the
+  // step is queued (it copies the loss after this step's work only), and is awaited once the next
+  // step is queued, so on a GPU the device runs step s + 1 while the host takes step s's loss.
+  type Queued = { step: number; value: tf.Tensor; read: Promise<ArrayLike<number>>; what: string; fix: string; lr: number };
+  let queued: Queued | null = null; // the step queued last, not read yet
+  const settle = async (q: Queued) => {
+    let loss: number;
+    try {
+      loss = (await q.read)[0];
+      // On webgpu, an error the device reported (out of memory) means this step's update is not what it should be.
+      throwIfDeviceError(q.what, q.fix);
+    } catch (err) {
+      trimGpuPool(true);
+      throw asDeviceFailure(err, q.what, q.fix);
+    } finally {
+      q.value.dispose();
+    }
+    losses.push(loss);
+    options.onStep?.({ step: q.step, loss, lr: q.lr });
+    live?.push({ type: "step", step: q.step, loss, encoderLoss: loss, decoderLoss: NaN, lr: q.lr, elapsedMs: performance.now() - started, stepInFit: q.step });
+  };
   try {
     let batches: number[][] = [];
     for (let step = 0; step < steps; step++) {
@@ -196,36 +217,39 @@ export async function contrastiveFinetune(model: RetroMAE, tokenizer: BertTokeni
       const what = `Fine-tuning step ${step + 1} (${B} queries of up to ${queryMaxLength} tokens, ${B * G} passages of up to ${maxLength})`;
       const fix = `the encoder's weights may be damaged, so load it again and fine-tune with a smaller batchSize (e.g. ${Math.max(1, B >> 1)}) or maxLength`;
       const lr = schedule.at(step);
-      let loss: number;
+      let value: tf.Tensor;
       try {
         checkFinetuneFits(model, pIds.shape[0], pIds.shape[1], B, G);
-        const { value, grads } = tf.variableGrads(() => {
+        const result = tf.variableGrads(() => {
           const q = embed(qIds, qMask); // [B, H]
           const p = embed(pIds, pMask); // [B·G, H]
           const scores = tf.div(tf.matMul(q, p, false, true), temperature) as tf.Tensor2D; // [B, B·G]
           return crossEntropy(scores, labels);
         }, [...encoder.values()]);
-        const named = new Map([...encoder].map(([k, v]) => [k, grads[v.name]]));
+        value = result.value;
+        const named = new Map([...encoder].map(([k, v]) => [k, result.grads[v.name]]));
         const { norm } = opt.clipAndApply(named, { maxNorm: 1.0, lr });
         norm.dispose();
-        loss = (await value.data())[0];
-        value.dispose();
-        // On webgpu, an error the device reported (out of memory) means this step's update is not what it should be.
-        throwIfDeviceError(what, fix);
       } catch (err) {
         trimGpuPool(true);
         throw asDeviceFailure(err, what, fix);
       } finally {
         tf.dispose([qIds, qMask, pIds, pMask, labels]);
       }
+      const read = value.data();
+      read.catch(() => undefined); // (awaited by settle; a run that fails first drops it)
+      const previous: Queued | null = queued;
+      queued = { step: step + 1, value, read, what, fix, lr };
+      if (previous) await settle(previous);
       trimGpuPool(); // batches of new padded lengths leave buffers of their own
-      losses.push(loss);
-      options.onStep?.({ step: step + 1, loss, lr });
-      live?.push({ type: "step", step: step + 1, loss, encoderLoss: loss, decoderLoss: NaN, lr, elapsedMs: performance.now() - started, stepInFit: step + 1 });
       await new Promise((r) => setImmediate(r));
     }
+    const last: Queued | null = queued;
+    queued = null;
+    if (last) await settle(last);
   } catch (err) {
     failed = true;
+    (queued as Queued | null)?.value.dispose();
     throw err;
   } finally {
     live?.finish(failed ? "failed" : losses.length < steps ? "stopped" : "done");

@@ -11,7 +11,7 @@ import * as tf from "../engine/tf";
 import { info as backendInfo } from "../engine/backend";
 import { Rng } from "../engine/rng";
 import { RetroMAECollator } from "../masking/collator";
-import { loadCheckpoint, readLossValues, saveCheckpoint } from "../model/retromae";
+import { loadCheckpoint, lossValuesOf, saveCheckpoint, stackLossValues } from "../model/retromae";
 import type { RetroMAE, LossTensors, LossValues } from "../model/retromae";
 import { computesNothing, DeviceFailure, GPU_OUT_OF_MEMORY, isOutOfMemory, takeDeviceError, trimGpuPool } from "../engine/webgpu/backend";
 import { copyInPlaceWebGPU } from "../engine/webgpu/optimizer";
@@ -150,12 +150,31 @@ export interface FitResult {
 interface PendingStep {
   step: number;
   epoch: number;
-  losses: LossTensors;
-  norm: tf.Scalar;
-  ok: tf.Scalar;
+  /** The losses (stackLossValues), then the gradient norm and the step flag (1 or 0): one vector, one read. */
+  values: tf.Tensor1D;
+  /** Its read, started when the step was queued (see pending). */
+  read: Promise<ArrayLike<number>>;
+  bow: boolean;
   tokens: number;
   lr: number;
   started: number;
+}
+
+/**
+ * A queued step's losses, norm and flag in one vector, with its read started
+ * now. On webgpu a read copies the tensor after everything queued so far and
+ * waits for that copy: started before the next step is queued, it waits for
+ * this step's work only, so the device runs the next step while the host
+ * reads this one's losses (started after, it would wait for the next step
+ * too, and the device would idle while the host queued the one after).
+ */
+function pending(step: number, epoch: number, losses: LossTensors, norm: tf.Scalar, ok: tf.Scalar, tokens: number, lr: number, started: number): PendingStep {
+  const flag = tf.cast(ok, "float32") as tf.Scalar;
+  ok.dispose();
+  const values = stackLossValues(losses, [norm, flag]);
+  const read = values.data();
+  read.catch(() => undefined); // (awaited by settle; a run that stops first drops it)
+  return { step, epoch, values, read, bow: !!losses.bowLoss, tokens, lr, started };
 }
 
 /** a + b per name; both inputs disposed. */
@@ -513,11 +532,12 @@ export class Trainer implements ControllableRun {
       if (!copyInPlaceWebGPU(this.healthy, yes)) this.healthy.assign(yes); // in place: a recorded step keeps reading the same flag
     });
     const inflight: PendingStep[] = [];
-    const held = (p: PendingStep) => Object.keys(p.losses).length + 2;
     const settle = async () => {
       const p = inflight.shift()!;
-      const [values, gradNorm, ok] = await Promise.all([readLossValues(p.losses), p.norm.data(), p.ok.data()]);
-      tf.dispose([p.norm, p.ok]);
+      const read = await p.read;
+      p.values.dispose();
+      const values = lossValuesOf(read, p.bow);
+      const [gradNorm, ok] = [read.length - 2, read.length - 1].map((i) => read[i]);
       trimGpuPool(); // a step's round ends: buffers of shapes it and the step before did not use go back to the GPU
       const deviceError = takeDeviceError();
       if (deviceError && isOutOfMemory(deviceError)) {
@@ -530,9 +550,9 @@ export class Trainer implements ControllableRun {
           `The run stopped at step ${p.step}: ${deviceError.replace(/[.\s]+$/, "")}; the weights on the GPU may be damaged, so ${last ? `resume from the last good checkpoint, ${last}, with Trainer.resume` : "start again (this run saved no checkpoint)"}${this.recorder?.replayed ? ", with recordSteps: false if it happens again (every step issued through tfjs rather than replaying recorded ones)" : ""}.`,
         );
       }
-      if (!ok[0] && !computesNothing()) { // on Dawn's Null device no value is computed, so there is nothing to guard
+      if (!ok && !computesNothing()) { // on Dawn's Null device no value is computed, so there is nothing to guard
         const what = Number.isFinite(values.loss)
-          ? `The gradient norm became ${gradNorm[0]} at step ${p.step} (loss ${values.loss})`
+          ? `The gradient norm became ${gradNorm} at step ${p.step} (loss ${values.loss})`
           : `Loss became ${values.loss} at step ${p.step} (encoder ${values.encoderLoss}, decoder ${values.decoderLoss})`;
         throw new TrainingStopped(this.stopMessage(what));
       }
@@ -547,13 +567,13 @@ export class Trainer implements ControllableRun {
         epoch: p.epoch,
         ...values,
         lr: p.lr,
-        gradNorm: gradNorm[0],
+        gradNorm,
         tokens: p.tokens,
         tokensPerSec: tokensSeen / (elapsedMs / 1000),
         elapsedMs,
         stepMs: performance.now() - p.started,
         // what a step leaves behind: the queued step's own scalars not counted
-        numTensors: tf.memory().numTensors - inflight.reduce((a, q) => a + held(q), 0),
+        numTensors: tf.memory().numTensors - inflight.length,
         stepInFit: taken,
       };
       this.emit(event, options, live);
@@ -599,7 +619,7 @@ export class Trainer implements ControllableRun {
       while (inflight.length) await settle();
       if (o.runDir && taken > 0) checkpoint = await this.saveCheckpoint();
     } catch (err) {
-      for (const p of inflight) tf.dispose([p.norm, p.ok, ...Object.values(p.losses)]);
+      for (const p of inflight) p.values.dispose();
       trimGpuPool(true); // the pooled buffers go back to the GPU, so a run started again (smaller) has the memory
       live?.finish(err instanceof Error ? err.message.split(";")[0] : "error");
       this.fitting = false;
@@ -632,7 +652,7 @@ export class Trainer implements ControllableRun {
       const { losses, grads, tokens } = this.accumulate(this.microBatches());
       const epoch = this.stream.position.epoch;
       const { norm, ok } = this.optimizer.clipAndApply(grads, { maxNorm: this.options.maxGradNorm, lr, guard: this.guard(losses) });
-      return { step, epoch, losses, norm, ok: ok!, tokens, lr, started };
+      return pending(step, epoch, losses, norm, ok!, tokens, lr, started);
     }
     // A recorded step: every host value it uploads is made first (the batches, the dropout
     // seeds, AdamW's scalars), then the step runs through tfjs (and is recorded) or is replayed.
@@ -655,7 +675,7 @@ export class Trainer implements ControllableRun {
     );
     const losses = Object.fromEntries(names.map((n, i) => [n, out[i]])) as unknown as LossTensors;
     const tokens = micro.reduce((a, m) => a + m.batch.lengths.reduce((x, y) => x + y, 0), 0);
-    return { step, epoch, losses, norm: out[names.length] as tf.Scalar, ok: out[names.length + 1] as tf.Scalar, tokens, lr, started };
+    return pending(step, epoch, losses, out[names.length] as tf.Scalar, out[names.length + 1] as tf.Scalar, tokens, lr, started);
   }
 
   /** The step flag: loss and norm finite and every step before too; kept on the device (in place where it can be). */

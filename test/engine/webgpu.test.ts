@@ -29,6 +29,7 @@ import { DROPOUT, dropoutWithSeed, DropoutSeeds, registerCounterDropout } from "
 import { countDispatches, formatProfile } from "../../lib/engine/webgpu/profile";
 import { addLayerNorm, ADD_LAYER_NORM, ATTENTION, attentionInference, DENSE_GELU, gelu, GELU, linear, linearGelu, logSumExpArgMax, logSumExpRows, pickLabels, scaledMaskedSoftmax, SCALED_MASKED_SOFTMAX, softmaxMinusOneHotColSum } from "../../lib/engine/fused";
 import { runProbe, ProbeSet } from "../../lib/probe/probe";
+import { contrastiveFinetune } from "../../lib/probe/finetune";
 import { RetroMAE } from "../../lib/model/retromae";
 import { tiedSoftmaxCrossEntropy } from "../../lib/model/bert";
 import { RetroMAECollator } from "../../lib/masking/collator";
@@ -1018,6 +1019,68 @@ test("the same seed masks the same tokens on webgpu as on the cpu backend's own 
     gpu.masks.forEach((m, i) => assert.equal(m, cpu.masks[i], `dropout ${dropout ? "on" : "off"}: step ${i + 1}'s masks`));
     if (!dropout) gpu.losses.forEach((l, i) => assert.ok(Math.abs(l - cpu.losses[i]) <= 1e-4 * Math.abs(l), `step ${i + 1}: webgpu ${l} vs cpu ${cpu.losses[i]}`));
   }
+});
+
+/**
+ * The order in which `fn` encodes compute dispatches ("D", runs of them as
+ * one) and starts reads from the GPU ("R": a staging buffer's mapAsync), with
+ * `mark`'s labels where the caller puts them.
+ */
+async function readOrder(fn: (mark: (label: string) => void) => Promise<unknown>): Promise<string[]> {
+  const log: string[] = [];
+  const pass = GPUComputePassEncoder.prototype as unknown as { dispatchWorkgroups: (...a: unknown[]) => void };
+  const buffer = GPUBuffer.prototype as unknown as { mapAsync: (...a: unknown[]) => Promise<void> };
+  const [dispatch, map] = [pass.dispatchWorkgroups, buffer.mapAsync];
+  pass.dispatchWorkgroups = function (this: unknown, ...a: unknown[]) {
+    if (log[log.length - 1] !== "D") log.push("D");
+    return dispatch.apply(this, a);
+  };
+  buffer.mapAsync = function (this: unknown, ...a: unknown[]) {
+    log.push("R");
+    return map.apply(this, a);
+  };
+  try {
+    await fn((label) => log.push(label));
+  } finally {
+    [pass.dispatchWorkgroups, buffer.mapAsync] = [dispatch, map];
+  }
+  return log;
+}
+
+test("on webgpu a step's losses are read from a copy queued right after the step, one read per step, and awaited once the next step is queued: the device runs step s + 1 while the host reads step s (recorded steps and through tfjs)", async () => {
+  await use("webgpu");
+  for (const recordSteps of [true, "tfjs"] as const) {
+    const t = makeTrainer({ recordSteps });
+    const order = await readOrder((mark) => t.fit({ steps: 5, live: false, onEvent: (e) => e.type === "step" && mark(`step ${e.step}`) }));
+    // step 1 queued, its read started; step 2 queued, step 1 read; …; step 5 queued, step 4 read, then step 5
+    assert.equal(order, ["D", "R", "D", "R", "step 1", "D", "R", "step 2", "D", "R", "step 3", "D", "R", "step 4", "step 5"], `recordSteps ${recordSteps}`);
+    t.model.dispose();
+    t.dispose();
+  }
+});
+
+test("contrastive fine-tuning on webgpu: the cpu's losses (dropout off), each step's loss read as the trainer reads its losses (one step behind, the read started as the step is queued), and no tensor left", async () => {
+  const judged = [...ds.qrels].filter(([q]) => ds.queries.has(q)).slice(0, 6);
+  const qrels = new Map(judged.map(([q, m]) => [q, new Map([[...m][0]])]));
+  const ids = new Set([...qrels.values()].flatMap((m) => [...m.keys()]).concat([...ds.corpus.keys()].slice(0, 20)));
+  const train = { name: "scifact-subset", corpus: new Map([...ids].map((d) => [d, ds.corpus.get(d)!])), queries: ds.queries, qrels };
+  const run = async (backend: "cpu" | "webgpu") => {
+    await use(backend);
+    const model = microModel(tok.vocab.size, 13, 0.5, { hiddenDropoutProb: 0, attentionProbsDropoutProb: 0 });
+    const before = tf.memory().numTensors;
+    let losses: number[] = [];
+    const order = await readOrder(async (mark) => {
+      ({ losses } = await contrastiveFinetune(model, tok, train, { batchSize: 3, steps: 4, lr: 1e-3, maxLength: 48, queryMaxLength: 16, seed: 2, onStep: ({ step }) => mark(`step ${step}`) }));
+    });
+    assert.is(tf.memory().numTensors, before, `${backend}: tensors`);
+    model.dispose();
+    return { losses, order };
+  };
+  const cpu = await run("cpu");
+  const gpu = await run("webgpu");
+  assert.is(gpu.losses.length, 4);
+  gpu.losses.forEach((l, i) => assert.ok(Math.abs(l - cpu.losses[i]) <= 1e-4 * Math.max(1, Math.abs(l)), `step ${i + 1}: webgpu ${l} vs cpu ${cpu.losses[i]}`));
+  assert.equal(gpu.order, ["D", "R", "D", "R", "step 1", "D", "R", "step 2", "D", "R", "step 3", "step 4"]);
 });
 
 test("training on webgpu keeps tf.memory() flat over 20 steps", async () => {
