@@ -183,8 +183,8 @@ export function tiledSplitKParts(M: number, N: number, K: number): number {
 
 /**
  * C[b] = op(A[b])·op(B[b]) (+ bias) in tiles of 128 × 128: a workgroup of
- * 16 × 16 invocations, each computing 8 rows × 8 columns of its tile in 16
- * vec4 registers; per step of 8 along K the workgroup stages A's and B's
+ * 16 × 16 invocations, each computing 8 rows × 8 columns of its tile (two
+ * runs of 4 columns, half a tile apart) in 16 vec4 registers; per step of 8 along K the workgroup stages A's and B's
  * slices in workgroup memory (k-major, loaded along whichever axis of each
  * operand is contiguous, each invocation storing one whole vec4 of each) and
  * each invocation reads 2 + 2 vec4s for 64 multiply-adds. Edges are masked:
@@ -212,13 +212,16 @@ export function tiledMatMulProgram(batch: number, M: number, N: number, K: numbe
   const rows = [0, 1, 2, 3, 4, 5, 6, 7];
   const halves = [0, 1];
   const decl = rows.flatMap((i) => halves.map((h) => `var c${i}${h} = vec4<f32>(0.0);`)).join(" ");
-  // one k of the staged slices: a[0..7] (two vec4) for this invocation's rows, b (two vec4) for its columns
+  // one k of the staged slices: a[0..7] (two vec4) for this invocation's rows, b (two vec4) for its columns.
+  // Its columns are two runs of 4, 64 apart (4·tx and 64 + 4·tx), so that adjacent invocations read
+  // adjacent vec4s of Bs (8 contiguous columns each would put two of every 8 invocations on one bank
+  // of a GPU's workgroup memory) and write adjacent vec4s of C. Each output's sum over k is the same.
   const step = (kk: number) => `
         {
           let a0 = As[${kk * ROW} + ty * 2];
           let a1 = As[${kk * ROW} + ty * 2 + 1];
-          let b0 = Bs[${kk * ROW} + tx * 2];
-          let b1 = Bs[${kk * ROW} + tx * 2 + 1];
+          let b0 = Bs[${kk * ROW} + tx];
+          let b1 = Bs[${kk * ROW} + ${BN / 8} + tx];
 ${rows.map((i) => `          c${i}0 = fma(vec4<f32>(a${i >> 2}[${i & 3}]), b0, c${i}0); c${i}1 = fma(vec4<f32>(a${i >> 2}[${i & 3}]), b1, c${i}1);`).join("\n")}
         }`;
   const store = rows
@@ -227,7 +230,7 @@ ${rows.map((i) => `          c${i}0 = fma(vec4<f32>(a${i >> 2}[${i & 3}]), b0, c
         (h) => `
     {
       let m = m0 + ty * 8 + ${i};
-      let n = n0 + tx * 8 + ${h * 4};
+      let n = n0 + ${h * (BN / 2)} + tx * 4;
       let v = c${i}${h}${bias ? " + vec4<f32>(bias[min(n, uniforms.N - 1)], bias[min(n + 1, uniforms.N - 1)], bias[min(n + 2, uniforms.N - 1)], bias[min(n + 3, uniforms.N - 1)])" : ""};
       if (m < uniforms.M) {
         let o = (z * uniforms.M + m) * uniforms.N + n;
