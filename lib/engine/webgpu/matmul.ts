@@ -209,6 +209,20 @@ export function tiledMatMulProgram(batch: number, M: number, N: number, K: numbe
   // one vec4 of X's slice: elements at row (or column) first + c, c = 0..3, and at k; 0 past the edges
   const load = (X: string, index: (i: string) => string, bound: string) =>
     `vec4<f32>(${[0, 1, 2, 3].map((c) => `select(0.0, ${X}[${index(`first + ${c}`)}], first + ${c} < ${bound} && k < kEnd)`).join(", ")})`;
+  // this invocation's vec4 of each slice at the step of K that starts at k0, into aNext and bNext
+  const fetch = (k0: string) => `
+    {
+      ${aAt}
+      let first = m0 + q * 4;
+      let k = ${k0} + kk;
+      aNext = ${load("A", aIndex, "uniforms.M")};
+    }
+    {
+      ${bAt}
+      let first = n0 + q * 4;
+      let k = ${k0} + kk;
+      bNext = ${load("B", bIndex, "uniforms.N")};
+    }`;
   const rows = [0, 1, 2, 3, 4, 5, 6, 7];
   const halves = [0, 1];
   const decl = rows.flatMap((i) => halves.map((h) => `var c${i}${h} = vec4<f32>(0.0);`)).join(" ");
@@ -259,22 +273,17 @@ ${rows.map((i) => `          c${i}0 = fma(vec4<f32>(a${i >> 2}[${i & 3}]), b0, c
     let kBegin = 0;`}
     let kEnd = min(kBegin + uniforms.chunk, uniforms.K);
     ${decl}
+    // This invocation's vec4 of A's slice and of B's at a step of K, in registers: the next step's
+    // are loaded before this step's multiply-adds, so that their latency hides behind them.
+    var aNext = vec4<f32>(0.0);
+    var bNext = vec4<f32>(0.0);
+${fetch("kBegin")}
     // (the trip count from a uniform, as barriers need; a last, shorter part loads zeros)
     for (var t = 0; t < uniforms.chunk; t = t + ${BK}) {
-      let k0 = kBegin + t;
-      {
-        ${aAt}
-        let first = m0 + q * 4;
-        let k = k0 + kk;
-        As[kk * ${ROW} + q] = ${load("A", aIndex, "uniforms.M")};
-      }
-      {
-        ${bAt}
-        let first = n0 + q * 4;
-        let k = k0 + kk;
-        Bs[kk * ${ROW} + q] = ${load("B", bIndex, "uniforms.N")};
-      }
+      { ${aAt} As[kk * ${ROW} + q] = aNext; }
+      { ${bAt} Bs[kk * ${ROW} + q] = bNext; }
       workgroupBarrier();
+${fetch(`kBegin + t + ${BK}`)}
 ${Array.from({ length: BK }, (_, kk) => step(kk)).join("")}
       workgroupBarrier();
     }
