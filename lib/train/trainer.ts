@@ -522,8 +522,8 @@ export class Trainer implements ControllableRun {
     let checkpoint: string | null = null;
     let taken = 0;
     // On a GPU, steps are queued on the device and read one step behind: step
-    // s+1 is queued before step s's losses are awaited, so the GPU never waits
-    // for the chart. The update of a non-finite step is skipped on the device
+    // s+1 is queued before step s's losses are awaited (their read was started
+    // as step s was queued: see pending), so the GPU never waits for the chart. The update of a non-finite step is skipped on the device
     // (a sticky flag: once a step is bad, no later queued step updates either).
     // On the CPU backends a step is done when it is queued; nothing to overlap.
     const ahead = options.queueAhead ?? (tf.getBackend() === "webgpu" || backendInfo().device === "gpu");
