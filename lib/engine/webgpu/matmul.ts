@@ -184,10 +184,12 @@ export function tiledSplitKParts(M: number, N: number, K: number): number {
 /**
  * C[b] = op(A[b])·op(B[b]) (+ bias) in tiles of 128 × 128: a workgroup of
  * 16 × 16 invocations, each computing 8 rows × 8 columns of its tile (two
- * runs of 4 columns, half a tile apart) in 16 vec4 registers; per step of 8 along K the workgroup stages A's and B's
- * slices in workgroup memory (k-major, loaded along whichever axis of each
- * operand is contiguous, each invocation storing one whole vec4 of each) and
- * each invocation reads 2 + 2 vec4s for 64 multiply-adds. Edges are masked:
+ * runs of 4 columns, half a tile apart) in 16 vec4 registers; per step of 8
+ * along K the workgroup stages A's and B's slices in workgroup memory
+ * (k-major, loaded along whichever axis of each operand is contiguous, each
+ * invocation storing one whole vec4 of each, loaded into registers during
+ * the step before) and each invocation reads 2 + 2 vec4s for 64
+ * multiply-adds. Edges are masked:
  * any M, N, K. A batch of A or B of one is broadcast. a [bA, M, K]
  * ([bA, K, M] transposed), b [bB, K, N] ([bB, N, K]), bias [N] ->
  * [batch, M, N]. With `split`, A and B are single matrices and z is a part
