@@ -823,8 +823,11 @@ test("empty inputs on webgpu (0 rows, K = 0, a batch of none) give the cpu's res
   const run = async () => {
     const out: { shape: number[]; values: number[] }[][] = [];
     for (const [, f] of cases) {
-      // a pooled buffer full of 7s, of each size the outputs take: a dispatch WebGPU rejected would leave them
-      tf.dispose([3 * 6, 2 * 3 * 4, 6, 8, 5, 4, 3 * 4, 1].map((n) => tf.fill([n], 7)));
+      // a pooled buffer full of 7s, of each size the outputs take (read, so that their dispatches are
+      // submitted and the buffers go back to the pool): a dispatch WebGPU rejected would leave them
+      const sevens = [3 * 6, 2 * 3 * 4, 6, 8, 5, 4, 3 * 4, 1].map((n) => tf.fill([n], 7));
+      await Promise.all(sevens.map((t) => t.data()));
+      tf.dispose(sevens);
       const ts = f();
       out.push(await Promise.all(ts.map(async (t) => ({ shape: t.shape, values: Array.from(await t.data()) }))));
       tf.dispose(ts);
