@@ -60,11 +60,16 @@ export function splitKParts(M: number, N: number, K: number): number {
  * The parts of C = op(A)·op(B) over K, one part per workgroup z: part s sums
  * k in [s·chunk, min((s + 1)·chunk, K)). A 32 × 32 tile of C per workgroup
  * of 64 invocations, 4 × 4 each, K in steps of 32 staged in workgroup
- * memory, loaded along whichever of each operand's axes is contiguous.
+ * memory (rows padded to 33), loaded along whichever of each operand's axes
+ * is contiguous.
  * a [M, K] (or [K, M] with transposeA), b [K, N] (or [N, K]) -> [parts, M, N]
  */
 export function splitKMatMulProgram(M: number, N: number, K: number, parts: number, transposeA: boolean, transposeB: boolean) {
   const T = SPLIT_TILE;
+  // A staged row is 33 wide, not 32: invocations that read one column of As (4 rows apart) or store
+  // one column of either tile (an operand loaded along its other axis) then fall on different
+  // banks of a GPU's workgroup memory, where at a stride of 32 they all fell on one.
+  const S = T + 1;
   // element e of a tile: (row, column) of the stored operand with the contiguous axis fastest
   const aAt = transposeA ? "let kk = e / 32; let mm = e % 32;" : "let mm = e / 32; let kk = e % 32;";
   // (indices clamped into the operands: a tile's edge reads a real element, then selects 0)
@@ -72,8 +77,8 @@ export function splitKMatMulProgram(M: number, N: number, K: number, parts: numb
   const bAt = transposeB ? "let nn = e / 32; let kk = e % 32;" : "let kk = e / 32; let nn = e % 32;";
   const bIndex = transposeB ? "min(n, uniforms.N - 1) * uniforms.K + min(k, uniforms.K - 1)" : "min(k, uniforms.K - 1) * uniforms.N + min(n, uniforms.N - 1)";
   const code = `
-  var<workgroup> As : array<f32, ${T * T}>;
-  var<workgroup> Bs : array<f32, ${T * T}>;
+  var<workgroup> As : array<f32, ${T * S}>;
+  var<workgroup> Bs : array<f32, ${T * S}>;
   fn main(index : i32) {
     let tid = i32(localIndex);
     let tx = tid % 8;
@@ -92,20 +97,20 @@ export function splitKMatMulProgram(M: number, N: number, K: number, parts: numb
         ${aAt}
         let m = m0 + mm;
         let k = k0 + kk;
-        As[mm * ${T} + kk] = select(0.0, A[${aIndex}], m < uniforms.M && k < kEnd);
+        As[mm * ${S} + kk] = select(0.0, A[${aIndex}], m < uniforms.M && k < kEnd);
       }
       for (var e = tid; e < ${T * T}; e = e + 64) {
         ${bAt}
         let n = n0 + nn;
         let k = k0 + kk;
-        Bs[kk * ${T} + nn] = select(0.0, B[${bIndex}], n < uniforms.N && k < kEnd);
+        Bs[kk * ${S} + nn] = select(0.0, B[${bIndex}], n < uniforms.N && k < kEnd);
       }
       workgroupBarrier();
       for (var kk = 0; kk < ${T}; kk = kk + 1) {
         var bv : array<f32, 4>;
-        for (var j = 0; j < 4; j = j + 1) { bv[j] = Bs[kk * ${T} + tx * 4 + j]; }
+        for (var j = 0; j < 4; j = j + 1) { bv[j] = Bs[kk * ${S} + tx * 4 + j]; }
         for (var i = 0; i < 4; i = i + 1) {
-          let av = As[(ty * 4 + i) * ${T} + kk];
+          let av = As[(ty * 4 + i) * ${S} + kk];
           for (var j = 0; j < 4; j = j + 1) { acc[i][j] = fma(av, bv[j], acc[i][j]); }
         }
       }
