@@ -523,8 +523,9 @@ export class Trainer implements ControllableRun {
     let taken = 0;
     // On a GPU, steps are queued on the device and read one step behind: step
     // s+1 is queued before step s's losses are awaited (their read was started
-    // as step s was queued: see pending), so the GPU never waits for the chart. The update of a non-finite step is skipped on the device
-    // (a sticky flag: once a step is bad, no later queued step updates either).
+    // as step s was queued: see pending), so the GPU never waits for the
+    // chart. The update of a non-finite step is skipped on the device (a
+    // sticky flag: once a step is bad, no later queued step updates either).
     // On the CPU backends a step is done when it is queued; nothing to overlap.
     const ahead = options.queueAhead ?? (tf.getBackend() === "webgpu" || backendInfo().device === "gpu");
     tf.tidy(() => {
@@ -537,7 +538,8 @@ export class Trainer implements ControllableRun {
       const read = await p.read;
       p.values.dispose();
       const values = lossValuesOf(read, p.bow);
-      const [gradNorm, ok] = [read.length - 2, read.length - 1].map((i) => read[i]);
+      const gradNorm = read[read.length - 2];
+      const ok = read[read.length - 1] !== 0;
       trimGpuPool(); // a step's round ends: buffers of shapes it and the step before did not use go back to the GPU
       const deviceError = takeDeviceError();
       if (deviceError && isOutOfMemory(deviceError)) {
@@ -572,7 +574,7 @@ export class Trainer implements ControllableRun {
         tokensPerSec: tokensSeen / (elapsedMs / 1000),
         elapsedMs,
         stepMs: performance.now() - p.started,
-        // what a step leaves behind: the queued step's own scalars not counted
+        // what a step leaves behind: the queued steps' vectors not counted
         numTensors: tf.memory().numTensors - inflight.length,
         stepInFit: taken,
       };

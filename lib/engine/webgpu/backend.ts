@@ -189,7 +189,7 @@ function refuseEmptyInputs(backend: unknown): void {
   const b = backend as { runWebGPUProgram?: (program: object, inputs: TensorInfo[], ...rest: unknown[]) => TensorInfo } | undefined;
   const run = b?.runWebGPUProgram;
   if (!b || !run) return;
-  const size = (shape: readonly number[]) => shape.reduce((n, d) => n * d, 1);
+  const size = tf.util.sizeFromShape;
   b.runWebGPUProgram = function (this: unknown, program: object, inputs: TensorInfo[], ...rest: unknown[]) {
     const empty = inputs.find((t) => !(size(t.shape) > 0));
     const { outputShape, shaderKey } = program as { outputShape?: number[]; shaderKey?: string };

@@ -500,11 +500,11 @@ export function columnSumParts(rows: number, cols: number): number {
  * pass adds in order.
  */
 function columnSum(b: WebGPUBackendLike, inputs: TensorInfo[], names: string[], term: string, rows: number, cols: number): TensorInfo {
+  // (no rows: zeros. A pass would bind an empty buffer, which WebGPU rejects, and leave its output unwritten)
+  if (rows === 0) return zeros(b, [cols], "float32");
   const key = term.replace(/[^a-z]+/gi, "");
   const parts = columnSumParts(rows, cols);
   const chunk = Math.max(COLUMN_LANES, Math.ceil(rows / parts / COLUMN_LANES) * COLUMN_LANES);
-  // (no rows: zeros. A pass would bind an empty buffer, which WebGPU rejects, and leave its output unwritten)
-  if (rows === 0) return zeros(b, [cols], "float32");
   const used = Math.ceil(rows / chunk);
   const sums = b.runWebGPUProgram(columnSumProgram(cols, used, names, key, term), inputs.map((t) => ({ ...t, shape: [rows, cols] })), "float32", ints(rows, cols, chunk, used));
   if (used === 1) return { ...sums, shape: [cols] };
@@ -1068,7 +1068,7 @@ function takeOver<A>(kernelName: string, original: KernelFunc, take: (x: TensorI
   };
 }
 
-/** Sum over the leading axes of a float32 tensor in one pass (columnSumProgram); tfjs's for every other sum. */
+/** Sum over the leading axes of a float32 tensor in one pass (columnSumProgram), and any sum of an empty tensor (zeros); tfjs's for every other sum. */
 const leadingAxesSum = (original: KernelFunc) =>
   takeOver<{ axis: number | number[] | null; keepDims: boolean }>(tf.Sum, original, (x, { axis, keepDims }, backend) => {
     const rank = x.shape.length;

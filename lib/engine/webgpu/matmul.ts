@@ -194,10 +194,9 @@ export function tiledSplitKParts(M: number, N: number, K: number): number {
  * (k-major, loaded along whichever axis of each operand is contiguous, each
  * invocation storing one whole vec4 of each, loaded into registers during
  * the step before) and each invocation reads 2 + 2 vec4s for 64
- * multiply-adds. Edges are masked:
- * any M, N, K. A batch of A or B of one is broadcast. a [bA, M, K]
- * ([bA, K, M] transposed), b [bB, K, N] ([bB, N, K]), bias [N] ->
- * [batch, M, N]. With `split`, A and B are single matrices and z is a part
+ * multiply-adds. Edges are masked: any M, N, K. A batch of A or B of one is
+ * broadcast. a [bA, M, K] ([bA, K, M] transposed), b [bB, K, N]
+ * ([bB, N, K]), bias [N] -> [batch, M, N]. With `split`, A and B are single matrices and z is a part
  * of K instead, [z·chunk, (z + 1)·chunk) (the uniform `chunk`; K itself
  * when unsplit): [batch parts, M, N], for a column sum to add.
  */
