@@ -265,6 +265,18 @@ export class RetroMAE {
   }
 
   /**
+   * Throws one sentence when `source` (a tokenizer, a corpus) has token ids up
+   * to `largestId`, past the model's vocabulary: the embedding lookup would
+   * read past its table. The cpu backends would stop inside tfjs; webgpu
+   * checks no index, and would give a wrong vector, silently.
+   */
+  checkTokenIds(largestId: number, source: string): void {
+    const V = this.config.vocabSize;
+    if (largestId < V) return;
+    throw new Error(`${source} has token ids up to ${largestId.toLocaleString("en-US")}, past this model's vocabulary of ${V.toLocaleString("en-US")} (config.vocabSize); use the tokenizer the model was made with, or a model made for this one (vocabSize ${(largestId + 1).toLocaleString("en-US")} or more).`);
+  }
+
+  /**
    * A checkpoint from the Hugging Face Hub, e.g. "bert-base-uncased" or
    * "Shitao/RetroMAE" (safetensors; cached as huggingface_hub caches), or a
    * local folder. Weights the checkpoint lacks (the decoder) start fresh.

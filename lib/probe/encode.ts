@@ -26,6 +26,7 @@ export async function encodeTexts(model: RetroMAE, tokenizer: BertTokenizer, tex
   const batchSize = options.batchSize ?? 64;
   const maxLength = options.maxLength ?? 512;
   const H = model.config.hiddenSize;
+  model.checkTokenIds(tokenizer.vocab.size - 1, "The tokenizer");
   const ids = texts.map((t) => tokenizer.encode(t, { maxLength }).inputIds);
   // longest first: batches shrink, so each reuses the memory of the one before it
   const order = ids.map((_, i) => i).sort((a, b) => ids[b].length - ids[a].length);

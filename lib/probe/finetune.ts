@@ -160,6 +160,7 @@ export async function contrastiveFinetune(model: RetroMAE, tokenizer: BertTokeni
   const temperature = options.temperature ?? 1;
   const maxLength = options.maxLength ?? 128;
   const queryMaxLength = options.queryMaxLength ?? 32;
+  model.checkTokenIds(tokenizer.vocab.size - 1, "The tokenizer");
   const rng = new Rng(options.seed ?? 0);
   const groups = new TrainGroups(train, G, rng, options.negativesFromTopK ?? 200);
   const nq = groups.queries.length;

@@ -75,9 +75,15 @@ export class PackedCorpus {
   private ids: Int32Array;
   private offsets: number[] = [0];
   private used = 0;
+  private largest = -1;
 
   constructor() {
     this.ids = new Int32Array(1 << 16);
+  }
+
+  /** The largest token id in the corpus (-1 when empty): a model must have a row for it (RetroMAE.checkTokenIds). */
+  get maxId(): number {
+    return this.largest;
   }
 
   get size(): number {
@@ -100,6 +106,7 @@ export class PackedCorpus {
       this.ids = grown;
     }
     this.ids.set(block, this.used);
+    for (const id of block) if (id > this.largest) this.largest = id;
     this.used += block.length;
     this.offsets.push(this.used);
   }

@@ -259,6 +259,8 @@ export class Trainer implements ControllableRun {
     if (o.maxLength > o.model.config.maxPositionEmbeddings) {
       throw new Error(`maxLength ${o.maxLength} exceeds the model's ${o.model.config.maxPositionEmbeddings} positions; lower maxLength.`);
     }
+    o.model.checkTokenIds(o.tokenizer.vocab.size - 1, "The tokenizer");
+    o.model.checkTokenIds(o.data.maxId, "The training corpus");
     this.options = o;
     this.run = o.runDir ? new RunDirectory(o.runDir) : null;
     this.model = o.model;

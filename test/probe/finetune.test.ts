@@ -58,6 +58,18 @@ test("in-batch contrastive fine-tuning lowers the loss, trains only the encoder,
   model.dispose();
 });
 
+test("fine-tuning with a tokenizer whose ids run past the model's vocabulary is one sentence", async () => {
+  await use("wasm");
+  const m = RetroMAE.create("tiny", { rng: new Rng(3), overrides: { vocabSize: 500, hiddenSize: 32, numAttentionHeads: 2, intermediateSize: 64, numHiddenLayers: 1 } });
+  try {
+    await contrastiveFinetune(m, tok, subset(), { batchSize: 4, steps: 1 });
+    assert.unreachable("should throw");
+  } catch (err) {
+    assert.match((err as Error).message, /^The tokenizer has token ids up to 30,521, past this model's vocabulary of 500 \(config\.vocabSize\)/);
+  }
+  m.dispose();
+});
+
 test("an epoch visits each training query once, with one of its positives drawn at random", () => {
   const qs = trainingQueries(full);
   const multi = qs.filter((q) => q.positives.length > 1);

@@ -51,6 +51,20 @@ test("encoding keeps input order, normalises on request and leaks no tensors", a
   model.dispose();
 });
 
+test("encoding with a tokenizer whose ids run past the model's vocabulary is one sentence, before anything is queued", async () => {
+  await use("wasm");
+  const m = RetroMAE.create("tiny", { rng: new Rng(3), overrides: { vocabSize: 500, hiddenSize: 32, numAttentionHeads: 2, intermediateSize: 64, numHiddenLayers: 1 } });
+  const before = tf.memory().numTensors;
+  try {
+    await encodeTexts(m, tok, ["protein folding"], { progress: false });
+    assert.unreachable("should throw");
+  } catch (err) {
+    assert.match((err as Error).message, /^The tokenizer has token ids up to 30,521, past this model's vocabulary of 500 \(config\.vocabSize\); use the tokenizer the model was made with/);
+  }
+  assert.is(tf.memory().numTensors, before);
+  m.dispose();
+});
+
 test("the default probe set: all 300 test queries, their relevant docs and a seeded sample of distractors", () => {
   const set = makeProbeSet(ds, { distractors: 500, seed: 1 });
   assert.is(set.queryIds.length, 300);

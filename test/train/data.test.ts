@@ -55,6 +55,8 @@ test("packing appends whole sentences until a block holds at least maxLength - 2
   const c = PackedCorpus.fromTexts([Array(7).fill(sentence).join(" ")], tok, 2 + 3 * n);
   assert.equal(Array.from({ length: c.size }, (_, i) => c.block(i).length), [3 * n, 3 * n, n]);
   assert.equal(Array.from(c.block(0).subarray(0, n)), tok.textToIds(sentence));
+  assert.is(c.maxId, Math.max(...tok.textToIds(sentence)), "the largest id, for the model's vocabulary check");
+  assert.is(new PackedCorpus().maxId, -1);
 });
 
 test("one-sentence-per-line text packs across lines, within runs of 1,000 lines, as preprocess.py packs BookCorpus", async () => {

@@ -11,6 +11,7 @@ import { setAmbientSignal } from "../../lib/interrupt";
 import { RetroMAE } from "../../lib/model/retromae";
 import { PLOTLY_MIME } from "../../lib/plot/figure";
 import { BertTokenizer } from "../../lib/text/tokenizer";
+import { Vocab } from "../../lib/text/vocab";
 import { PackedCorpus } from "../../lib/train/data";
 import { Trainer, TrainerEvent, StepInfo } from "../../lib/train/trainer";
 import { SHARED_DATA } from "../helpers";
@@ -259,6 +260,24 @@ test("bad options get one clear sentence", () => {
   assert.throws(() => makeTrainer({ maxLength: 4096 }), /exceeds the model's 512 positions/);
   assert.throws(() => makeTrainer({ recordSteps: "yes" as unknown as boolean }), /^Trainer recordSteps must be true, false or "tfjs", got "yes"\.$/);
   assert.throws(() => Trainer.resume("/no/such/run", { tokenizer: tok, data: corpus }), /holds no checkpoint/);
+});
+
+test("a tokenizer or a corpus with ids past the model's vocabulary is one sentence, before any step (webgpu would read past the embedding table unchecked)", () => {
+  const models: RetroMAE[] = [];
+  const model = (vocabSize: number) => {
+    models.push(RetroMAE.create("tiny", { rng: new Rng(7), overrides: { vocabSize, hiddenSize: 32, numAttentionHeads: 2, intermediateSize: 64, numHiddenLayers: 1 } }));
+    return models[models.length - 1];
+  };
+  assert.ok(corpus.maxId > 1000 && corpus.maxId < tok.vocab.size, `corpus ids up to ${corpus.maxId}`);
+  assert.throws(
+    () => makeTrainer({ model: model(1000) }),
+    /^The tokenizer has token ids up to 30,521, past this model's vocabulary of 1,000 \(config\.vocabSize\); use the tokenizer the model was made with, or a model made for this one \(vocabSize 30,522 or more\)\.$/,
+  );
+  // a corpus made with a larger tokenizer than the trainer's
+  const small = new BertTokenizer(new Vocab(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ...Array.from({ length: 95 }, (_, i) => `w${i}`)]));
+  assert.throws(() => makeTrainer({ model: model(100), tokenizer: small }), new RegExp(`^The training corpus has token ids up to ${corpus.maxId.toLocaleString("en-US")}, past this model's vocabulary of 100 `));
+  makeTrainer({ model: model(tok.vocab.size + 2) }).dispose(); // a model with spare rows (HF pads vocabularies) is fine
+  models.forEach((m) => m.dispose());
 });
 
 test.run();
