@@ -309,6 +309,8 @@ export class RetroMAE {
 
   /** -> [B, L, H], or [B, 1, H] (position 0) with clsOnly */
   private encoderHidden(inputIds: tf.Tensor2D, attentionMask: tf.Tensor2D, opts: ForwardOptions, clsOnly = false): tf.Tensor3D {
+    // (past the position table, webgpu's gather would read beyond it unchecked)
+    if (inputIds.shape[1] > this.config.maxPositionEmbeddings) throw new Error(`Input length ${inputIds.shape[1]} exceeds the model's ${this.config.maxPositionEmbeddings} positions; truncate the inputs to ${this.config.maxPositionEmbeddings} tokens.`);
     const w = this.weights;
     const embedded = bertEmbeddings(w, this.config, inputIds, null, opts); // [B, L, H]
     return bertEncoder(w, this.config, embedded, paddingMask(attentionMask), opts, clsOnly);

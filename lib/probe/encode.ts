@@ -13,7 +13,7 @@ import { progressBundle, ProgressState } from "../plot/progress";
 
 export interface EncodeOptions {
   batchSize?: number;
-  /** Default 512, the length BEIR's evaluation encodes documents at. */
+  /** Default 512, the length BEIR's evaluation encodes documents at; at most the model's positions (longer texts are cut there, as HF's tokenizers cut at model_max_length). */
   maxLength?: number;
   normalize?: boolean;
   /** Show a progress bar (notebook) or line (terminal). Default true. */
@@ -24,7 +24,7 @@ export interface EncodeOptions {
 /** Encode texts -> Float32Array [N × H], row i for texts[i]. */
 export async function encodeTexts(model: RetroMAE, tokenizer: BertTokenizer, texts: readonly string[], options: EncodeOptions = {}): Promise<Float32Array> {
   const batchSize = options.batchSize ?? 64;
-  const maxLength = options.maxLength ?? 512;
+  const maxLength = Math.min(options.maxLength ?? 512, model.config.maxPositionEmbeddings);
   const H = model.config.hiddenSize;
   model.checkTokenIds(tokenizer.vocab.size - 1, "The tokenizer");
   const ids = texts.map((t) => tokenizer.encode(t, { maxLength }).inputIds);

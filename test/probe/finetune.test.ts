@@ -58,7 +58,7 @@ test("in-batch contrastive fine-tuning lowers the loss, trains only the encoder,
   model.dispose();
 });
 
-test("fine-tuning with a tokenizer whose ids run past the model's vocabulary is one sentence", async () => {
+test("fine-tuning with a tokenizer whose ids run past the model's vocabulary, or lengths past its positions, is one sentence", async () => {
   await use("wasm");
   const m = RetroMAE.create("tiny", { rng: new Rng(3), overrides: { vocabSize: 500, hiddenSize: 32, numAttentionHeads: 2, intermediateSize: 64, numHiddenLayers: 1 } });
   try {
@@ -68,6 +68,19 @@ test("fine-tuning with a tokenizer whose ids run past the model's vocabulary is 
     assert.match((err as Error).message, /^The tokenizer has token ids up to 30,521, past this model's vocabulary of 500 \(config\.vocabSize\)/);
   }
   m.dispose();
+  const short = RetroMAE.create("tiny", { rng: new Rng(3), overrides: { maxPositionEmbeddings: 64, hiddenSize: 32, numAttentionHeads: 2, intermediateSize: 64, numHiddenLayers: 1 } });
+  for (const [options, message] of [
+    [{}, /^maxLength 128 exceeds the model's 64 positions; lower maxLength\.$/],
+    [{ maxLength: 64, queryMaxLength: 65 }, /^queryMaxLength 65 exceeds the model's 64 positions; lower queryMaxLength\.$/],
+  ] as const) {
+    try {
+      await contrastiveFinetune(short, tok, subset(), { batchSize: 4, steps: 1, ...options });
+      assert.unreachable("should throw");
+    } catch (err) {
+      assert.match((err as Error).message, message);
+    }
+  }
+  short.dispose();
 });
 
 test("an epoch visits each training query once, with one of its positives drawn at random", () => {

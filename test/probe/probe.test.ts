@@ -65,6 +65,18 @@ test("encoding with a tokenizer whose ids run past the model's vocabulary is one
   m.dispose();
 });
 
+test("encoding cuts texts at the model's positions (as HF's tokenizers cut at model_max_length); a longer input tensor is one sentence", async () => {
+  await use("wasm");
+  const m = RetroMAE.create("tiny", { rng: new Rng(3), overrides: { maxPositionEmbeddings: 24, hiddenSize: 32, numAttentionHeads: 2, intermediateSize: 64, numHiddenLayers: 1 } });
+  const texts = [...ds.corpus.values()].slice(0, 3).map((d) => d.text); // each far longer than 24 tokens
+  const cut = await encodeTexts(m, tok, texts, { progress: false }); // default maxLength 512
+  assert.equal(Array.from(cut), Array.from(await encodeTexts(m, tok, texts, { maxLength: 24, progress: false })));
+  const ids = tf.zeros([1, 25], "int32") as tf.Tensor2D;
+  assert.throws(() => m.encode(ids, tf.onesLike(ids)), /^Input length 25 exceeds the model's 24 positions; truncate the inputs to 24 tokens\.$/);
+  tf.dispose(ids);
+  m.dispose();
+});
+
 test("the default probe set: all 300 test queries, their relevant docs and a seeded sample of distractors", () => {
   const set = makeProbeSet(ds, { distractors: 500, seed: 1 });
   assert.is(set.queryIds.length, 300);
