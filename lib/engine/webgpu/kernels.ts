@@ -169,7 +169,9 @@ export function segmentSumProgram(n: number, m: number, numSegments: number, dty
     if (link < 0 || link % 2 == 0) { return; }
     var acc = ${zero};
     var k = i;
-    loop {
+    // at most n rows: bounded, so that no chain can loop forever (an unbounded loop here also
+    // came out wrong on SwiftShader without Dawn's bounds checks, exiting one row early)
+    for (var rows = 0; rows < n; rows = rows + 1) {
       acc = acc + x[k * m + j];
       k = i32(links[k]) / 2;
       if (k >= n) { break; }
