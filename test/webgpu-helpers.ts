@@ -80,3 +80,30 @@ export function microTokenizer(texts: string[], words = 200): BertTokenizer {
 export function microModel(vocabSize: number, seed = 5, initializerRange = 0.02, overrides: Partial<BertConfig> = {}): RetroMAE {
   return RetroMAE.create("tiny", { rng: new Rng(seed), overrides: { vocabSize, hiddenSize: 32, numAttentionHeads: 2, intermediateSize: 64, numHiddenLayers: 1, maxPositionEmbeddings: 64, initializerRange, ...overrides } });
 }
+
+/**
+ * Give every storage buffer the device makes from now on (every device of
+ * this process: Dawn's GPUDevice prototype is patched) a tail of `tailBytes`
+ * of NaN past the size asked for; tfjs still sees that size. With Dawn's
+ * bounds checks off (the default), a shader that reads past the end of a
+ * tensor then reads NaN, which reaches its output even where the value is
+ * multiplied by zero: tests against the cpu fail instead of passing by luck
+ * (tfjs-webgpu's unchecked mm_readB was found this way).
+ */
+export function guardBuffersWithNaN(device: GPUDevice, tailBytes = 4096): void {
+  const proto = Object.getPrototypeOf(device) as GPUDevice & { retromaeGuarded?: boolean };
+  if (proto.retromaeGuarded) return;
+  const create = proto.createBuffer;
+  // the buffer's own methods as they are now: a recorded step (replay.ts) patches them while it records, and the tail is not the step's
+  const { getMappedRange, unmap } = GPUBuffer.prototype;
+  proto.createBuffer = function (this: GPUDevice, desc: GPUBufferDescriptor) {
+    const mapped = desc.usage & (GPUBufferUsage.MAP_READ | GPUBufferUsage.MAP_WRITE);
+    if (!(desc.usage & GPUBufferUsage.STORAGE) || desc.mappedAtCreation || mapped) return create.call(this, desc);
+    const buffer = create.call(this, { ...desc, size: desc.size + tailBytes, mappedAtCreation: true });
+    new Float32Array(getMappedRange.call(buffer)).fill(NaN, Math.ceil(desc.size / 4)); // (a mapped range's offset must be a multiple of 8)
+    unmap.call(buffer);
+    Object.defineProperty(buffer, "size", { value: desc.size });
+    return buffer;
+  };
+  proto.retromaeGuarded = true;
+}

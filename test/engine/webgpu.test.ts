@@ -5,7 +5,9 @@
  * micro RetroMAE training: exact against cpu, bit-identical run after run,
  * flat in tensors, resumable, and a probe. Micro models throughout (one
  * layer, hidden 32, ~300 WordPieces): SwiftShader takes ~96 s for one tiny
- * step at 8×64.
+ * step at 8×64. Every storage buffer has a tail of NaN
+ * (guardBuffersWithNaN), so that with Dawn's bounds checks off (the
+ * default) a read past a tensor's end shows in the results.
  */
 import { test } from "uvu";
 import * as assert from "uvu/assert";
@@ -34,7 +36,7 @@ import { RetroMAE } from "../../lib/model/retromae";
 import { tiedSoftmaxCrossEntropy } from "../../lib/model/bert";
 import { RetroMAECollator } from "../../lib/masking/collator";
 import { SHARED_DATA } from "../helpers";
-import { microModel, microTokenizer, SOFTWARE_VULKAN, softwareAdapterName, testVulkan, useSoftwareVulkan } from "../webgpu-helpers";
+import { guardBuffersWithNaN, microModel, microTokenizer, SOFTWARE_VULKAN, softwareAdapterName, testVulkan, useSoftwareVulkan } from "../webgpu-helpers";
 
 const ICD = useSoftwareVulkan();
 /** SwiftShader, or llvmpipe where this file runs on lavapipe (scripts/test.js's second-driver run). */
@@ -62,8 +64,11 @@ const dispatches = () => {
   return counted();
 };
 
-test.before(() => {
+test.before(async () => {
   corpus = PackedCorpus.fromTexts(texts, tok, 32);
+  // a read past the end of any tensor reads NaN from here on, and shows in the results
+  await use("webgpu");
+  guardBuffersWithNaN((tf.backend() as unknown as { device: GPUDevice }).device);
 });
 
 test("use('webgpu') starts on a software adapter (SwiftShader, or lavapipe in the second-driver run) and reports the adapter, Dawn's backend and the limits in force", async () => {
@@ -493,6 +498,24 @@ test("RETROMAE_WEBGPU_DENSE=transposed: the dense layer as x·(Wᵀ) (tfjs's vec
   await layout("vec4", async () => {
     assert.throws(() => linear(tf.zeros([2, 4]), tf.zeros([4, 4]), tf.zeros([4])), /^RETROMAE_WEBGPU_DENSE is "vec4"; set it to xwt \(the default\) or transposed, or unset it\.$/);
   });
+});
+
+test("tfjs's matmul programs read B within its bounds (a tile past K or N read past B, which without Dawn's bounds checks reads the NaN past the tensor): the cpu's values where K and N are not multiples of a tile, every transpose, batched and small outputs", async () => {
+  const rng = new Rng(23);
+  const cases: [number, number, number, number, boolean, boolean][] = [
+    [16, 32, 16, 32, false, true], // the attention's dO·Vᵀ at 16-wide heads, where NaN gradients came from
+    [16, 32, 16, 30, false, false],
+    [3, 33, 20, 17, true, true],
+    [2, 5, 37, 9, false, true], // small outputs
+    [1, 4, 70, 3, true, false],
+  ];
+  for (const [batch, M, K, N, ta, tb] of cases) {
+    const a = rng.fillNormal(new Float32Array(batch * M * K));
+    const b = rng.fillNormal(new Float32Array(batch * K * N));
+    const r = await both(() => tf.matMul(tf.tensor3d(a, ta ? [batch, K, M] : [batch, M, K]), tf.tensor3d(b, tb ? [batch, N, K] : [batch, K, N]), ta, tb));
+    const worst = Array.from(r.gpu).reduce((m: number, x, i) => Math.max(m, Number.isFinite(x) ? Math.abs(x - r.cpu[i]) : Infinity), 0);
+    assert.ok(worst < 1e-4, `${JSON.stringify([batch, M, K, N, ta, tb])}: max diff ${worst}`);
+  }
 });
 
 test("a matmul tfjs would split along K (float atomics) runs without them: the same bits run after run, and the cpu's values", async () => {

@@ -16,7 +16,7 @@
 import * as tf from "../tf";
 import type { TensorInfo } from "@tensorflow/tfjs-core";
 import { adapterInfo, installGlobals, loadDawn, LimitsChoice, openDevice, OpenedDevice, WebGPUUnavailable } from "./dawn";
-import { registerWebGPUKernels } from "./kernels";
+import { boundReadsOfB, registerWebGPUKernels } from "./kernels";
 import { PoolTrimmer } from "./pool";
 
 export interface WebGPUState extends Omit<OpenedDevice, "gpu" | "device" | "adapter"> {
@@ -173,6 +173,7 @@ export async function startWebGPU(options: { allowSoftware: boolean; limits?: Li
   if (!ok) throw new WebGPUUnavailable(`tfjs's webgpu backend did not start on ${dev.summary.device || dev.summary.description}`);
   pool = PoolTrimmer.attach(tf.findBackend("webgpu"));
   refuseEmptyInputs(tf.findBackend("webgpu"));
+  editEveryProgram(tf.findBackend("webgpu"), boundReadsOfB);
   return webgpuState()!;
 }
 
@@ -200,6 +201,17 @@ function refuseEmptyInputs(backend: unknown): void {
       );
     }
     return run.call(this, program, inputs, ...rest);
+  };
+}
+
+/** Pass every program the backend runs through `edit` first (before tfjs builds its shader). */
+function editEveryProgram(backend: unknown, edit: (program: { shaderKey: string; getUserCode(): string }) => void): void {
+  const b = backend as { runWebGPUProgram?: (program: object, ...rest: unknown[]) => TensorInfo } | undefined;
+  const run = b?.runWebGPUProgram;
+  if (!b || !run) return;
+  b.runWebGPUProgram = function (this: unknown, program: object, ...rest: unknown[]) {
+    edit(program as { shaderKey: string; getUserCode(): string });
+    return run.call(this, program, ...rest);
   };
 }
 

@@ -389,6 +389,32 @@ interface TfjsProgram {
   getUserCode(): string;
 }
 
+/**
+ * Bound the reads of B in tfjs-webgpu's matmul programs. Its `mm_readB`
+ * (4.22) never checks its indices: a tile that runs past K or N reads past
+ * B, relying on the row of A it meets being zero and on Dawn's bounds
+ * checks to keep the read inside B's buffer. With those checks off (the
+ * default, ./dawn.ts robustnessWanted) a read past the buffer's end returns
+ * whatever memory follows, and NaN × 0 is NaN: the attention's dO·Vᵀ at
+ * 16-wide heads (K = 16 in 32-deep tiles) made NaN gradients on SwiftShader.
+ * The read is now `row < dimInner && col < dimBOuter` (row runs along K and
+ * col along N, whichever way B is transposed; col counts elements in the
+ * vec4 programs too), as mm_readA's is, except in a packed program whose
+ * tiles fit both (its shader key says so). Throws if the function is not
+ * tfjs 4.22's.
+ */
+export function boundReadsOfB(program: TfjsProgram & { fitBOuter?: boolean; fitInner?: boolean }): void {
+  if (!/^matMul(Packed|SmallOutputSize)_/.test(program.shaderKey)) return;
+  if (program.fitBOuter && program.fitInner) return;
+  const userCode = program.getUserCode.bind(program);
+  program.getUserCode = () => {
+    const code = userCode();
+    const read = /(fn mm_readB\(batch: i32, row: i32, col: i32\) -> (?:f32|vec4<f32>) \{\s*var value = (?:f32|vec4<f32>)\(0\.0\);\s*)(value = getB\(batch, (?:col, row|row, col)\);)/.exec(code);
+    if (!read) throw new Error(`tfjs-webgpu's matmul program (${program.shaderKey}) has no mm_readB of tfjs 4.22's form to bound; reinstall the pinned @tensorflow/tfjs-backend-webgpu with npm ci.`);
+    return code.slice(0, read.index) + `${read[1]}if (row < uniforms.dimInner && col < uniforms.dimBOuter) { ${read[2]} }` + code.slice(read.index + read[0].length);
+  };
+}
+
 /** Run `fn` with every program it hands to runWebGPUProgram first passed through `edit`. */
 function editingPrograms<T>(b: WebGPUBackendLike, edit: (program: TfjsProgram) => void, fn: () => T): T {
   const own = Object.prototype.hasOwnProperty.call(b, "runWebGPUProgram");
