@@ -25,7 +25,9 @@
  *   (RETROMAE_WEBGPU_MATMUL=tiled: `ms_per_step_matmul_tiled`, and
  *   `*_gflops_tiled` at the two shapes) and with tfjs's programs only
  *   (RETROMAE_WEBGPU_MATMUL=tfjs: `ms_per_step_matmul_tfjs`; the default,
- *   auto, tiles the outputs of at least 128 tiles);
+ *   auto, tiles the outputs of at least 128 tiles), and last, on a device
+ *   of their own, with Dawn's bounds checks on (RETROMAE_WEBGPU_ROBUSTNESS=1:
+ *   `ms_per_step_with_robustness`; off by default);
  *   on webgpu the compute
  *   dispatches per step, and the step time with every step issued through
  *   tfjs (recordSteps: false) beside the default replayed steps
@@ -226,9 +228,9 @@ export async function benchGpuOne(args: string[]): Promise<void> {
     steps,
   };
   // kernel switches set for the whole run (the comparisons below set each in turn)
-  const switches = ["RETROMAE_WEBGPU_MATMUL", "RETROMAE_WEBGPU_SPLIT_K", "RETROMAE_WEBGPU_DENSE"].filter((k) => process.env[k]);
+  const switches = ["RETROMAE_WEBGPU_MATMUL", "RETROMAE_WEBGPU_SPLIT_K", "RETROMAE_WEBGPU_DENSE", "RETROMAE_WEBGPU_ROBUSTNESS"].filter((k) => process.env[k]);
   if (switches.length) row.env = Object.fromEntries(switches.map((k) => [k, process.env[k]]));
-  const parts = ["training", "profile", "encoding", "through tfjs", "dense transposed", "split K off", "tiled matmul", "matmul layouts"];
+  const parts = ["training", "profile", "encoding", "through tfjs", "dense transposed", "split K off", "tiled matmul", "matmul layouts", "bounds checks on"];
   const done = (part: string, measured: Record<string, unknown>) => {
     Object.assign(row, measured);
     const next = parts[parts.indexOf(part) + 1];
@@ -333,6 +335,23 @@ export async function benchGpuOne(args: string[]): Promise<void> {
     }
   }
   done("matmul layouts", layout);
+
+  // Dawn's bounds checks on (RETROMAE_WEBGPU_ROBUSTNESS=1, on a device of its own, so last): what their
+  // being off, the default, gains on this GPU (a clamp on every index, in every matmul's inner loop)
+  let checked: Record<string, unknown> = {};
+  if (webgpu && onGpu && process.env.RETROMAE_WEBGPU_ROBUSTNESS !== "1") {
+    const ms = await withEnv("RETROMAE_WEBGPU_ROBUSTNESS", "1", async () => {
+      await use("webgpu"); // a new device: the model above was disposed with the old one's buffers
+      const m = RetroMAE.create(preset, { rng: new Rng(1) });
+      try {
+        return await msPerStep(newTrainer({ model: m }), 4, steps);
+      } finally {
+        m.dispose();
+      }
+    });
+    checked = { ms_per_step_with_robustness: ms };
+  } else if (recorded && !onGpu) checked = { ms_per_step_with_robustness: skipped };
+  done("bounds checks on", checked);
 }
 
 /**

@@ -52,7 +52,7 @@ export interface BackendInfo extends BackendChoice {
   /** Whether WebAssembly SIMD is in use (wasm only), where known. */
   readonly simd: boolean | null;
   /** On webgpu: the adapter (vendor, architecture, description, Dawn's backend, hardware or software) and the limits in force. */
-  readonly webgpu?: AdapterSummary & { limits: Record<string, number> };
+  readonly webgpu?: AdapterSummary & { limits: Record<string, number>; robustness: boolean };
 }
 
 class BackendError extends Error {
@@ -256,7 +256,7 @@ export function info(): BackendInfo {
     threads = loadAddon()?.threads() ?? null;
   }
   const wg = choice.backend === "webgpu" ? webgpuState() : null;
-  return { ...choice, versions, threads, simd, ...(wg ? { webgpu: { ...wg.summary, limits: wg.limits } } : {}) };
+  return { ...choice, versions, threads, simd, ...(wg ? { webgpu: { ...wg.summary, limits: wg.limits, robustness: wg.robustness } } : {}) };
 }
 
 /** One line per skipped backend, then the choice; for logs and notebooks. */
@@ -270,6 +270,7 @@ export function describe(choice: BackendChoice = info()): string {
     lines.push(
       `  adapter: ${[wg.vendor, wg.architecture, wg.description || wg.device].filter(Boolean).join(" / ")}, ${wg.backend}, ${wg.software ? "software (not a GPU)" : "hardware"}`,
       `  limits: maxBufferSize ${mib(wg.limits.maxBufferSize)}, maxStorageBufferBindingSize ${mib(wg.limits.maxStorageBufferBindingSize)}, ${wg.limits.maxStorageBuffersPerShaderStage} storage buffers per shader, workgroup memory ${wg.limits.maxComputeWorkgroupStorageSize} B`,
+      `  bounds checks: ${st.robustness ? "on (RETROMAE_WEBGPU_ROBUSTNESS=1)" : "off (Dawn's robustness; RETROMAE_WEBGPU_ROBUSTNESS=1 turns them on)"}`,
     );
   }
   return lines.join("\n");

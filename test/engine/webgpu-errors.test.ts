@@ -98,7 +98,7 @@ test("a device error that is not memory (here a validation error) stops encoding
   device.createBuffer({ size: 4, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.STORAGE }); // invalid: Dawn reports it as the next batch runs
   const msg = await failure(() => encodeTexts(model, tok, texts.slice(0, 4), { batchSize: 4, progress: false }));
   oneSentence(msg);
-  assert.match(msg, /^Encoding a batch of 4 × \d+ tokens failed: the GPU reported error: Buffer usages .* is invalid.*; the GPU may be unusable now, so restart the kernel \(or the script\) and run it again, with RETROMAE_BACKEND=native to use the CPU if it fails the same way\.$/);
+  assert.match(msg, /^Encoding a batch of 4 × \d+ tokens failed: the GPU reported error: Buffer usages .* is invalid.*; the GPU may be unusable now, so restart the kernel \(or the script\) and run it again; if it fails the same way, RETROMAE_WEBGPU_ROBUSTNESS=1 turns Dawn's bounds checks on, and RETROMAE_BACKEND=native uses the CPU\.$/);
   assert.not.match(msg, /batchSize/);
   const again = await encodeTexts(model, tok, texts.slice(0, 4), { batchSize: 4, progress: false });
   assert.is(again.length, 4 * model.config.hiddenSize);

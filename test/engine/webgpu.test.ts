@@ -93,6 +93,67 @@ test("use('webgpu') starts on a software adapter (SwiftShader, or lavapipe in th
   assert.match(lines.find((l) => l.includes("limits:"))!, /maxBufferSize \d+ MiB/);
 });
 
+/**
+ * Run one invocation on the current webgpu device that reads a[100] through a binding of
+ * a's first 4 floats (of 0, 1, 2, …): what a shader gets for an index past its binding.
+ */
+async function readPastBinding(): Promise<number> {
+  const device = (tf.backend() as unknown as { device: GPUDevice }).device;
+  const a = device.createBuffer({ size: 1024, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST });
+  device.queue.writeBuffer(a, 0, Float32Array.from({ length: 256 }, (_, i) => i));
+  const out = device.createBuffer({ size: 4, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC });
+  const index = device.createBuffer({ size: 16, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
+  device.queue.writeBuffer(index, 0, Uint32Array.from([100, 0, 0, 0]));
+  const read = device.createBuffer({ size: 4, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+  const module = device.createShaderModule({
+    code: `@group(0) @binding(0) var<storage, read> a: array<f32>;
+      @group(0) @binding(1) var<storage, read_write> o: array<f32>;
+      @group(0) @binding(2) var<uniform> u: vec4<u32>;
+      @compute @workgroup_size(1) fn main() { o[0] = a[u.x]; }`,
+  });
+  const pipeline = device.createComputePipeline({ layout: "auto", compute: { module, entryPoint: "main" } });
+  const entries = [{ binding: 0, resource: { buffer: a, offset: 0, size: 16 } }, { binding: 1, resource: { buffer: out } }, { binding: 2, resource: { buffer: index } }];
+  const encoder = device.createCommandEncoder();
+  const pass = encoder.beginComputePass();
+  pass.setPipeline(pipeline);
+  pass.setBindGroup(0, device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries }));
+  pass.dispatchWorkgroups(1);
+  pass.end();
+  encoder.copyBufferToBuffer(out, 0, read, 0, 4);
+  device.queue.submit([encoder.finish()]);
+  await read.mapAsync(GPUMapMode.READ);
+  const value = new Float32Array(read.getMappedRange())[0];
+  read.unmap();
+  for (const b of [a, out, index, read]) b.destroy();
+  return value;
+}
+
+test("Dawn's bounds checks (robustness) are off by default and RETROMAE_WEBGPU_ROBUSTNESS=1 turns them on, on a device of its own; info and describe say which; a bad value is one sentence", async () => {
+  await use("webgpu");
+  assert.is(backend.info().webgpu!.robustness, false);
+  assert.match(backend.describe(), /\n {2}bounds checks: off \(Dawn's robustness; RETROMAE_WEBGPU_ROBUSTNESS=1 turns them on\)/);
+  // SwiftShader takes the switch: without the checks the shader reads a[100], with them Dawn clamps
+  // the index to the binding's last float. lavapipe bounds its buffers in the driver (0 past the end).
+  const [unchecked, checked] = testVulkan() === "swiftshader" ? [100, 3] : [0, 0];
+  assert.is(await readPastBinding(), unchecked);
+  process.env.RETROMAE_WEBGPU_ROBUSTNESS = "1";
+  try {
+    await use("webgpu");
+    assert.is(backend.info().webgpu!.robustness, true);
+    assert.match(backend.describe(), /\n {2}bounds checks: on \(RETROMAE_WEBGPU_ROBUSTNESS=1\)/);
+    assert.is(await readPastBinding(), checked);
+    process.env.RETROMAE_WEBGPU_ROBUSTNESS = "yes";
+    const err = await use("webgpu").then(() => null, (e: Error) => e);
+    assert.ok(err, "a bad value fails");
+    assert.match(err!.message, /^Backend "webgpu" failed to load: RETROMAE_WEBGPU_ROBUSTNESS is "yes"; set it to 0 \(the default: Dawn's bounds checks off\) or 1 \(on\), or unset it; pick another/);
+  } finally {
+    delete process.env.RETROMAE_WEBGPU_ROBUSTNESS;
+  }
+  await use("webgpu");
+  assert.is(backend.info().webgpu!.robustness, false);
+  assert.is(await readPastBinding(), unchecked);
+});
+
 test("auto skips a software adapter and says why, then takes the next backend", async () => {
   const choice = await use("auto");
   const skipped = choice.skipped.find((s) => s.backend === "webgpu");

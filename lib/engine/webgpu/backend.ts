@@ -15,7 +15,7 @@
  */
 import * as tf from "../tf";
 import type { TensorInfo } from "@tensorflow/tfjs-core";
-import { adapterInfo, installGlobals, loadDawn, LimitsChoice, openDevice, OpenedDevice, WebGPUUnavailable } from "./dawn";
+import { adapterInfo, installGlobals, loadDawn, LimitsChoice, openDevice, OpenedDevice, robustnessWanted, WebGPUUnavailable } from "./dawn";
 import { boundReadsOfB, registerWebGPUKernels } from "./kernels";
 import { PoolTrimmer } from "./pool";
 
@@ -33,8 +33,8 @@ let pool: PoolTrimmer | null = null;
 /** The open device's description, or null before the webgpu backend starts. */
 export function webgpuState(): WebGPUState | null {
   if (!opened) return null;
-  const { summary, limits } = opened;
-  return { summary, limits, version: (require("@tensorflow/tfjs-backend-webgpu/package.json") as { version: string }).version };
+  const { summary, limits, robustness } = opened;
+  return { summary, limits, robustness, version: (require("@tensorflow/tfjs-backend-webgpu/package.json") as { version: string }).version };
 }
 
 /** The first device error since the last call (out of memory, validation, device lost), or null. */
@@ -89,7 +89,7 @@ export function isOutOfMemory(err: unknown): boolean {
 }
 
 /** What to do after a device error that is not out of memory (a lost device, a validation error): no smaller batch helps. */
-export const DEVICE_ERROR_FIX = "the GPU may be unusable now, so restart the kernel (or the script) and run it again, with RETROMAE_BACKEND=native to use the CPU if it fails the same way";
+export const DEVICE_ERROR_FIX = "the GPU may be unusable now, so restart the kernel (or the script) and run it again; if it fails the same way, RETROMAE_WEBGPU_ROBUSTNESS=1 turns Dawn's bounds checks on, and RETROMAE_BACKEND=native uses the CPU";
 
 /**
  * Throw one sentence when the device reported an error since the last check
@@ -131,14 +131,15 @@ export class DeviceFailure extends Error {
  * Throws WebGPUUnavailable with one sentence.
  */
 export async function startWebGPU(options: { allowSoftware: boolean; limits?: LimitsChoice; adapterName?: string }): Promise<WebGPUState> {
-  const request = JSON.stringify([options.limits ?? "adapter", options.adapterName ?? process.env.RETROMAE_WEBGPU_ADAPTER ?? ""]);
+  const robustness = robustnessWanted();
+  const request = JSON.stringify([options.limits ?? "adapter", options.adapterName ?? process.env.RETROMAE_WEBGPU_ADAPTER ?? "", robustness]);
   if (opened && openedFor === request && tf.findBackend("webgpu") && (options.allowSoftware || !opened.summary.software)) {
     await tf.setBackend("webgpu");
     return webgpuState()!;
   }
   const dawn = await loadDawn();
   installGlobals(dawn);
-  const dev = await openDevice({ adapterName: options.adapterName, limits: options.limits });
+  const dev = await openDevice({ adapterName: options.adapterName, limits: options.limits, robustness });
   if (dev.summary.software && !options.allowSoftware) {
     dev.device.destroy();
     throw new WebGPUUnavailable(

@@ -41,6 +41,8 @@ export interface OpenedDevice {
   summary: AdapterSummary;
   /** The limits in force on the device (what was asked for), by name. */
   limits: Record<string, number>;
+  /** Whether Dawn's bounds checks are on in the device's shaders (robustnessWanted). */
+  robustness: boolean;
 }
 
 /** Limits the device asks for at the adapter's own values ("adapter"), or WebGPU's defaults ("default"). */
@@ -285,16 +287,39 @@ export function limitsOf(adapter: GPUAdapter): Record<string, number> {
 export const NULL_ADAPTER = "null-backend";
 
 /**
+ * Whether a device keeps Dawn's robustness: every index into a buffer or an
+ * array in every shader clamped (or checked) so that a shader cannot read or
+ * write outside its bindings. A browser needs that against untrusted pages;
+ * here every shader is tfjs-webgpu's or this project's, each keeps inside
+ * its bindings (tfjs's matmul reads of B once did not: kernels.ts
+ * boundReadsOfB; the tests run every kernel without the checks, on
+ * SwiftShader, which honours the switch, with NaN past each buffer's end,
+ * against the cpu), and the checks cost arithmetic in the inner loops: an index clamp on every workgroup-memory load of a tiled
+ * matmul (gpuweb#1202 measured a matmul 64% slower with two such clamps).
+ * So they are off by default, as ONNX Runtime's WebGPU releases and
+ * tfjs-webgpu's own benchmarks have them; RETROMAE_WEBGPU_ROBUSTNESS=1 turns
+ * them on (to check whether a fault is an out-of-bounds access).
+ */
+export function robustnessWanted(): boolean {
+  const v = process.env.RETROMAE_WEBGPU_ROBUSTNESS;
+  if (v !== undefined && v !== "" && v !== "0" && v !== "1") throw new WebGPUUnavailable(`RETROMAE_WEBGPU_ROBUSTNESS is "${v}"; set it to 0 (the default: Dawn's bounds checks off) or 1 (on), or unset it`);
+  return v === "1";
+}
+
+/**
  * Open a device. `adapterName` picks an adapter whose name contains it
  * (RETROMAE_WEBGPU_ADAPTER by default). With limits "adapter" the device
  * asks for the adapter's own limits; "default" keeps WebGPU's minimums (a test
  * of the smallest adapter).
  */
-export async function openDevice(options: { adapterName?: string; limits?: LimitsChoice } = {}): Promise<OpenedDevice> {
+export async function openDevice(options: { adapterName?: string; limits?: LimitsChoice; robustness?: boolean } = {}): Promise<OpenedDevice> {
+  const robustness = options.robustness ?? robustnessWanted();
   const d = await loadDawn();
   const name = options.adapterName ?? process.env.RETROMAE_WEBGPU_ADAPTER ?? "";
   // timestamps at full resolution (Dawn rounds them to 65.5 µs by default, a browser's guard against timing attacks)
-  const gpu = d.create([...(name === NULL_ADAPTER ? ["backend=null"] : name ? [`adapter=${name}`] : []), "disable-dawn-features=timestamp_quantization"]);
+  const flags = [...(name === NULL_ADAPTER ? ["backend=null"] : name ? [`adapter=${name}`] : []), "disable-dawn-features=timestamp_quantization"];
+  if (!robustness) flags.push("enable-dawn-features=disable_robustness");
+  const gpu = d.create(flags);
   let adapter: GPUAdapter | null;
   try {
     adapter = await gpu.requestAdapter({ powerPreference: "high-performance" });
@@ -315,7 +340,7 @@ export async function openDevice(options: { adapterName?: string; limits?: Limit
   const device = await adapter.requestDevice({ requiredLimits, requiredFeatures });
   const limits: Record<string, number> = {};
   for (const k of LIMIT_NAMES) limits[k] = Number((device.limits as unknown as Record<string, number>)[k]);
-  return { gpu, device, adapter, summary: summarize(adapter, name === NULL_ADAPTER ? "null" : defaultBackendName()), limits };
+  return { gpu, device, adapter, summary: summarize(adapter, name === NULL_ADAPTER ? "null" : defaultBackendName()), limits, robustness };
 }
 
 /** Put Dawn's WebGPU constants (GPUBufferUsage, GPUMapMode, ...) on globalThis, where tfjs's webgpu backend reads them. */
