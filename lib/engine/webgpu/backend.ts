@@ -173,9 +173,22 @@ export async function startWebGPU(options: { allowSoftware: boolean; limits?: Li
   const ok = await tf.setBackend("webgpu");
   if (!ok) throw new WebGPUUnavailable(`tfjs's webgpu backend did not start on ${dev.summary.device || dev.summary.description}`);
   pool = PoolTrimmer.attach(tf.findBackend("webgpu"));
-  refuseEmptyInputs(tf.findBackend("webgpu"));
-  editEveryProgram(tf.findBackend("webgpu"), boundReadsOfB);
+  beforeEveryProgram(tf.findBackend("webgpu"), refuseEmptyInputs, boundReadsOfB);
   return webgpuState()!;
+}
+
+/** A tfjs program as the backend's runWebGPUProgram gets it, with the fields read here. */
+type Program = { shaderKey: string; outputShape?: number[]; getUserCode(): string };
+
+/** Pass every program the backend runs, with its inputs, through each check or edit first (before tfjs builds its shader). */
+function beforeEveryProgram(backend: unknown, ...steps: ((program: Program, inputs: TensorInfo[]) => void)[]): void {
+  const b = backend as { runWebGPUProgram?: (program: object, inputs: TensorInfo[], ...rest: unknown[]) => TensorInfo } | undefined;
+  const run = b?.runWebGPUProgram;
+  if (!b || !run) return;
+  b.runWebGPUProgram = function (this: unknown, program: object, inputs: TensorInfo[], ...rest: unknown[]) {
+    for (const step of steps) step(program as Program, inputs);
+    return run.call(this, program, inputs, ...rest);
+  };
 }
 
 /**
@@ -187,33 +200,16 @@ export async function startWebGPU(options: { allowSoftware: boolean; limits?: Li
  * with one sentence instead. This project's kernels and the sums and matmuls
  * it takes over handle empty inputs before they get here.
  */
-function refuseEmptyInputs(backend: unknown): void {
-  const b = backend as { runWebGPUProgram?: (program: object, inputs: TensorInfo[], ...rest: unknown[]) => TensorInfo } | undefined;
-  const run = b?.runWebGPUProgram;
-  if (!b || !run) return;
+function refuseEmptyInputs(program: Program, inputs: TensorInfo[]): void {
   const size = tf.util.sizeFromShape;
-  b.runWebGPUProgram = function (this: unknown, program: object, inputs: TensorInfo[], ...rest: unknown[]) {
-    const empty = inputs.find((t) => !(size(t.shape) > 0));
-    const { outputShape, shaderKey } = program as { outputShape?: number[]; shaderKey?: string };
-    if (empty && outputShape && size(outputShape) !== 0) {
-      const name = program.constructor.name !== "Object" ? program.constructor.name : String(shaderKey ?? "a program");
-      throw new Error(
-        `${name} on webgpu got an empty input [${empty.shape.join(", ")}] for an output of [${outputShape.join(", ")}]: WebGPU cannot bind an empty buffer, so skip this op where its input is empty, or run it on the native backend (RETROMAE_BACKEND=native).`,
-      );
-    }
-    return run.call(this, program, inputs, ...rest);
-  };
-}
-
-/** Pass every program the backend runs through `edit` first (before tfjs builds its shader). */
-function editEveryProgram(backend: unknown, edit: (program: { shaderKey: string; getUserCode(): string }) => void): void {
-  const b = backend as { runWebGPUProgram?: (program: object, ...rest: unknown[]) => TensorInfo } | undefined;
-  const run = b?.runWebGPUProgram;
-  if (!b || !run) return;
-  b.runWebGPUProgram = function (this: unknown, program: object, ...rest: unknown[]) {
-    edit(program as { shaderKey: string; getUserCode(): string });
-    return run.call(this, program, ...rest);
-  };
+  const empty = inputs.find((t) => !(size(t.shape) > 0));
+  const { outputShape, shaderKey } = program;
+  if (empty && outputShape && size(outputShape) !== 0) {
+    const name = program.constructor.name !== "Object" ? program.constructor.name : String(shaderKey ?? "a program");
+    throw new Error(
+      `${name} on webgpu got an empty input [${empty.shape.join(", ")}] for an output of [${outputShape.join(", ")}]: WebGPU cannot bind an empty buffer, so skip this op where its input is empty, or run it on the native backend (RETROMAE_BACKEND=native).`,
+    );
+  }
 }
 
 /**

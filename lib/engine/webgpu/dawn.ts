@@ -294,8 +294,9 @@ export const NULL_ADAPTER = "null-backend";
  * its bindings (tfjs's matmul reads of B once did not: kernels.ts
  * boundReadsOfB; the tests run every kernel without the checks, on
  * SwiftShader, which honours the switch, with NaN past each buffer's end,
- * against the cpu), and the checks cost arithmetic in the inner loops: an index clamp on every workgroup-memory load of a tiled
- * matmul (gpuweb#1202 measured a matmul 64% slower with two such clamps).
+ * against the cpu), and the checks cost arithmetic in the inner loops: an
+ * index clamp on every workgroup-memory load of a tiled matmul (gpuweb#1202
+ * measured a matmul 64% slower with two such clamps).
  * So they are off by default, as ONNX Runtime's WebGPU releases and
  * tfjs-webgpu's own benchmarks have them; RETROMAE_WEBGPU_ROBUSTNESS=1 turns
  * them on (to check whether a fault is an out-of-bounds access).
