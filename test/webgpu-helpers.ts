@@ -88,7 +88,8 @@ export function microModel(vocabSize: number, seed = 5, initializerRange = 0.02,
  * bounds checks off (the default), a shader that reads past the end of a
  * tensor then reads NaN, which reaches its output even where the value is
  * multiplied by zero: tests against the cpu fail instead of passing by luck
- * (tfjs-webgpu's unchecked mm_readB was found this way).
+ * (as they do on tfjs-webgpu's unchecked mm_readB, without kernels.ts
+ * boundReadsOfB).
  */
 export function guardBuffersWithNaN(device: GPUDevice, tailBytes = 4096): void {
   const proto = Object.getPrototypeOf(device) as GPUDevice & { retromaeGuarded?: boolean };
