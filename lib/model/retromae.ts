@@ -276,6 +276,12 @@ export class RetroMAE {
     throw new Error(`${source} has token ids up to ${largestId.toLocaleString("en-US")}, past this model's vocabulary of ${V.toLocaleString("en-US")} (config.vocabSize); use the tokenizer the model was made with, or a model made for this one (vocabSize ${(largestId + 1).toLocaleString("en-US")} or more).`);
   }
 
+  /** Throws one sentence when a length setting (`name`: maxLength, queryMaxLength) is past the model's positions. */
+  checkLength(value: number, name: string): void {
+    const P = this.config.maxPositionEmbeddings;
+    if (value > P) throw new Error(`${name} ${value} exceeds the model's ${P} positions; lower ${name}.`);
+  }
+
   /**
    * A checkpoint from the Hugging Face Hub, e.g. "bert-base-uncased" or
    * "Shitao/RetroMAE" (safetensors; cached as huggingface_hub caches), or a

@@ -161,9 +161,8 @@ export async function contrastiveFinetune(model: RetroMAE, tokenizer: BertTokeni
   const maxLength = options.maxLength ?? 128;
   const queryMaxLength = options.queryMaxLength ?? 32;
   model.checkTokenIds(tokenizer.vocab.size - 1, "The tokenizer");
-  for (const [name, value] of [["maxLength", maxLength], ["queryMaxLength", queryMaxLength]] as const) {
-    if (value > model.config.maxPositionEmbeddings) throw new Error(`${name} ${value} exceeds the model's ${model.config.maxPositionEmbeddings} positions; lower ${name}.`);
-  }
+  model.checkLength(maxLength, "maxLength");
+  model.checkLength(queryMaxLength, "queryMaxLength");
   const rng = new Rng(options.seed ?? 0);
   const groups = new TrainGroups(train, G, rng, options.negativesFromTopK ?? 200);
   const nq = groups.queries.length;

@@ -256,9 +256,7 @@ export class Trainer implements ControllableRun {
     if (o.recordSteps !== undefined && o.recordSteps !== true && o.recordSteps !== false && o.recordSteps !== "tfjs") {
       throw new Error(`Trainer recordSteps must be true, false or "tfjs", got ${JSON.stringify(o.recordSteps)}.`);
     }
-    if (o.maxLength > o.model.config.maxPositionEmbeddings) {
-      throw new Error(`maxLength ${o.maxLength} exceeds the model's ${o.model.config.maxPositionEmbeddings} positions; lower maxLength.`);
-    }
+    o.model.checkLength(o.maxLength, "maxLength");
     o.model.checkTokenIds(o.tokenizer.vocab.size - 1, "The tokenizer");
     o.model.checkTokenIds(o.data.maxId, "The training corpus");
     this.options = o;
