@@ -4,7 +4,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { diagnoseWebGPU, WebGPUDoctorInputs, AdapterReport } from "../../lib/engine/webgpu/doctor";
-import { useMountedDriverIcd, WEBGPU_DEFAULT_LIMITS } from "../../lib/engine/webgpu/dawn";
+import { dawnLoadFix, runtimeGlibc, useMountedDriverIcd, WEBGPU_DEFAULT_LIMITS } from "../../lib/engine/webgpu/dawn";
 
 const H200: AdapterReport = { name: "NVIDIA H200", backend: "vulkan", vendor: "nvidia", architecture: "hopper", description: "NVIDIA H200", software: false, limits: { ...WEBGPU_DEFAULT_LIMITS, maxBufferSize: 2 ** 34, maxStorageBufferBindingSize: 2 ** 32 - 4 } };
 const SWIFT: AdapterReport = { name: "SwiftShader Device (Subzero)", backend: "vulkan", vendor: "google", architecture: "swiftshader", description: "SwiftShader driver 5.0.0", software: true, limits: { ...WEBGPU_DEFAULT_LIMITS } };
@@ -39,8 +39,50 @@ test("no loader, no libglvnd, only SwiftShader, Dawn missing: each names its fix
   assert.equal(sw.map((c) => c.name), ["WebGPU adapters"]);
   assert.match(sw[0].fix!, /only software adapters/);
   assert.match(failing({ ...base, dawnError: "the npm package webgpu is not installed" })[0].fix!, /npm ci/);
+  const dawn = failing({ ...base, dawnError: "/opt/retromae/app/node_modules/webgpu/dist/linux-x64/dawn.node: /lib64/libstdc++.so.6: version `GLIBCXX_3.4.30' not found (required by /opt/retromae/app/node_modules/webgpu/dist/linux-x64/dawn.node)" })[0];
+  assert.is(dawn.name, "Dawn (npm webgpu)");
+  assert.match(dawn.fix!, /^Dawn's binary needs GCC 12's libstdc\+\+ \(GLIBCXX_3\.4\.30\) or later/);
   const mac = diagnoseWebGPU({ ...base, platform: "darwin", loader: null, icds: [], adapters: [{ ...H200, name: "Apple M3 Max", backend: "metal" }] });
   assert.equal(mac.checks.map((c) => c.name), ["Dawn (npm webgpu)", "WebGPU adapters"], "no Vulkan checks on macOS");
+});
+
+test("Dawn's binary not loading: the loader's message gives the cause and the fix (glibc, libstdc++, a missing library), else reinstall", () => {
+  const dawn = "/x/node_modules/webgpu/dist/linux-x64/dawn.node";
+  // glibc's dynamic loader words these so (dl-version.c, dl-load.c), on RHEL 8, RHEL 9 and a slim container
+  assert.is(
+    dawnLoadFix(`${dawn}: /lib64/libc.so.6: version \`GLIBC_2.34' not found (required by ${dawn})`, "2.28"),
+    "Dawn's binary needs glibc 2.34 or later and this system has glibc 2.28: run on a system with glibc 2.34 or later (Ubuntu 22.04, Debian 12, RHEL 9, or a container image based on one), or use the CPU (RETROMAE_BACKEND=native)",
+  );
+  assert.match(dawnLoadFix(`${dawn}: /lib64/libc.so.6: version \`GLIBC_2.34' not found (required by ${dawn})`, null), /and this system has an older one:/);
+  assert.is(
+    dawnLoadFix(`${dawn}: /lib64/libstdc++.so.6: version \`GLIBCXX_3.4.30' not found (required by ${dawn})`, "2.34"),
+    "Dawn's binary needs GCC 12's libstdc++ (GLIBCXX_3.4.30) or later, and this system's is older: put a newer libstdc++.so.6 first on LD_LIBRARY_PATH (on a cluster, a gcc module of GCC 12 or later, or conda's libstdcxx-ng), or use the CPU (RETROMAE_BACKEND=native)",
+  );
+  assert.is(dawnLoadFix(`libgcc_s.so.1: cannot open shared object file: No such file or directory`, "2.36"), "libgcc_s.so.1, which Dawn's binary loads, is missing: install the system package that provides it, or use the CPU (RETROMAE_BACKEND=native)");
+  assert.is(dawnLoadFix(`${dawn}: invalid ELF header`, "2.36"), "reinstall with npm ci");
+  assert.match(String(runtimeGlibc()), /^2\.\d+$/, "this machine's glibc, as Node reports it");
+  // the loader's own words: a copy of dawn.node that asks for a glibc and a libstdc++ newer than any there is
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "dawn-"));
+  const binary = fs.readFileSync(require.resolve("webgpu/dist/linux-x64/dawn.node"));
+  for (const [from, to, fix] of [
+    ["GLIBC_2.34", "GLIBC_2.99", /^Dawn's binary needs glibc 2\.99 or later and this system has glibc 2\.\d+: run on a system with glibc 2\.99 or later/],
+    ["GLIBCXX_3.4.30", "GLIBCXX_3.4.99", /^Dawn's binary needs a libstdc\+\+ with GLIBCXX_3\.4\.99 or later, and this system's is older: put a newer libstdc\+\+\.so\.6 first on LD_LIBRARY_PATH \(on a cluster, a gcc module, or conda's libstdcxx-ng\)/],
+  ] as const) {
+    const patched = Buffer.from(binary);
+    for (let i = patched.indexOf(`${from}\0`); i >= 0; i = patched.indexOf(`${from}\0`, i + 1)) patched.write(to, i); // (the version names in .dynstr)
+    const file = path.join(dir, `${to}.node`);
+    fs.writeFileSync(file, patched);
+    const err = (() => {
+      try {
+        process.dlopen({ exports: {} }, file);
+        return "loaded";
+      } catch (e) {
+        return (e as Error).message;
+      }
+    })();
+    assert.match(dawnLoadFix(err), fix, err);
+  }
+  fs.rmSync(dir, { recursive: true, force: true });
 });
 
 test("a driver mounted at /usr/local/nvidia keeps its ICD outside the loader's search: VK_ICD_FILENAMES is pointed at it, beside what the search finds", () => {

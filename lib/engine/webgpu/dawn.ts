@@ -49,8 +49,11 @@ export interface OpenedDevice {
 export type LimitsChoice = "adapter" | "default";
 
 export class WebGPUUnavailable extends Error {
-  constructor(message: string) {
+  /** What failed, as the system said it (the dynamic loader's message), where the sentence adds a cause or a fix to it. */
+  readonly detail?: string;
+  constructor(message: string, detail?: string) {
     super(message);
+    this.detail = detail;
     this.name = "WebGPUUnavailable";
   }
 }
@@ -119,10 +122,40 @@ export function loadDawn(): Promise<DawnModule> {
       if (err?.code === "ERR_MODULE_NOT_FOUND" && msg.includes("'webgpu'")) {
         throw new WebGPUUnavailable("the npm package webgpu is not installed (reinstall with npm ci)");
       }
-      throw new WebGPUUnavailable(`Dawn's Node binding (the npm package webgpu) failed to load on ${process.platform}-${process.arch}: ${msg}`);
+      throw new WebGPUUnavailable(`Dawn's Node binding (the npm package webgpu) failed to load on ${process.platform}-${process.arch}: ${msg}; ${dawnLoadFix(msg)}`, msg);
     },
   );
   return dawn;
+}
+
+/** libstdc++'s symbol versions and the GCC release that first shipped each (GCC's libstdc++ ABI policy). */
+const GLIBCXX_GCC: Record<string, string> = { "3.4.28": "10", "3.4.29": "11", "3.4.30": "12", "3.4.31": "13", "3.4.32": "13.2", "3.4.33": "14", "3.4.34": "15" };
+
+/** The C library this process runs on (glibc's version), or null (musl, or not Linux). */
+export function runtimeGlibc(): string | null {
+  const header = (process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined)?.header;
+  return header?.glibcVersionRuntime ?? null;
+}
+
+/**
+ * The fix for dawn.node failing to load, from the dynamic loader's message,
+ * with the cause where the message gives it. The prebuilt binary in the npm
+ * package webgpu 0.6.2 needs glibc 2.34 and GCC 12's libstdc++
+ * (GLIBCXX_3.4.30): Ubuntu 22.04, Debian 12 and RHEL 10 have both; RHEL 9
+ * has that glibc but GCC 11's libstdc++, which clusters replace with a newer
+ * one on LD_LIBRARY_PATH (a gcc module, or conda's libstdcxx-ng).
+ */
+export function dawnLoadFix(message: string, glibc: string | null = runtimeGlibc()): string {
+  const need = /version .(GLIBC(XX)?)_([\d.]+). not found/.exec(message);
+  const cpu = "or use the CPU (RETROMAE_BACKEND=native)";
+  if (need?.[2]) {
+    const gcc = GLIBCXX_GCC[need[3]];
+    return `Dawn's binary needs ${gcc ? `GCC ${gcc}'s libstdc++ (GLIBCXX_${need[3]})` : `a libstdc++ with GLIBCXX_${need[3]}`} or later, and this system's is older: put a newer libstdc++.so.6 first on LD_LIBRARY_PATH (on a cluster, a gcc module${gcc ? ` of GCC ${gcc} or later` : ""}, or conda's libstdcxx-ng), ${cpu}`;
+  }
+  if (need) return `Dawn's binary needs glibc ${need[3]} or later and this system has ${glibc ? `glibc ${glibc}` : "an older one"}: run on a system with glibc ${need[3]} or later (Ubuntu 22.04, Debian 12, RHEL 9, or a container image based on one), ${cpu}`;
+  const missing = /(lib[\w.+-]+\.so[\d.]*): cannot open shared object file/.exec(message);
+  if (missing) return `${missing[1]}, which Dawn's binary loads, is missing: install the system package that provides it, ${cpu}`;
+  return "reinstall with npm ci";
 }
 
 /** Where the Vulkan loader looks for ICD files (Linux), NVIDIA's container runtime's places included. */

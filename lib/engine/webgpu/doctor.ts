@@ -12,7 +12,7 @@
  */
 /// <reference types="@webgpu/types" />
 import type { Check } from "../doctor";
-import { defaultBackendName, DawnModule, IcdFile, icdFiles, isSoftwareAdapter, adapterInfo, limitsOf, listAdapterNames, loadDawn, MOUNTED_DRIVER_ICD_DIRS, mountedDriverIcd, vulkanLoader } from "./dawn";
+import { dawnLoadFix, defaultBackendName, DawnModule, IcdFile, icdFiles, isSoftwareAdapter, adapterInfo, limitsOf, listAdapterNames, loadDawn, MOUNTED_DRIVER_ICD_DIRS, mountedDriverIcd, vulkanLoader, WebGPUUnavailable } from "./dawn";
 
 export interface AdapterReport {
   name: string;
@@ -69,7 +69,7 @@ export function diagnoseWebGPU(x: WebGPUDoctorInputs): WebGPUDiagnosis {
     ok: x.dawnError === null,
     found: x.dawnError ?? `dawn.node for ${x.platform} loads`,
     needed: "the npm package webgpu with a dawn.node for this platform (linux-x64, linux-arm64, macOS, Windows)",
-    fix: x.dawnError ? "reinstall with npm ci" : undefined,
+    fix: x.dawnError ? dawnLoadFix(x.dawnError) : undefined,
   });
   if (x.platform === "linux") {
     checks.push({
@@ -156,7 +156,7 @@ export async function webgpuDoctor(machine: { ldconfig: string | null; nvidiaSmi
   try {
     found = await adapters(await loadDawn());
   } catch (err) {
-    dawnError = String((err as Error).message ?? err).split("\n")[0];
+    dawnError = err instanceof WebGPUUnavailable && err.detail ? err.detail : String((err as Error).message ?? err).split("\n")[0];
   }
   return diagnoseWebGPU({
     platform: process.platform,
