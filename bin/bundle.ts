@@ -49,10 +49,38 @@ if [ -n "$extra" ]; then
   LD_LIBRARY_PATH="\${extra#:}\${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   export LD_LIBRARY_PATH
 fi
+# the bundled Node.js needs glibc @NODE_GLIBC@ or later: say so in one sentence, where the loader would print its own
+have=$( (command -v getconf >/dev/null && getconf GNU_LIBC_VERSION || /usr/bin/getconf GNU_LIBC_VERSION) 2>/dev/null)
+have=\${have#glibc }
+case "$have" in
+  [0-9]*.[0-9]*)
+    major=\${have%%.*}; minor=\${have#*.}; minor=\${minor%%[!0-9]*}
+    if [ "$major" -lt @NODE_GLIBC_MAJOR@ ] || { [ "$major" -eq @NODE_GLIBC_MAJOR@ ] && [ "$minor" -lt @NODE_GLIBC_MINOR@ ]; }; then
+      echo "retromae: this system's glibc is $have, and the bundled Node.js needs @NODE_GLIBC@ or later (the webgpu backend @DAWN_GLIBC@); run on a newer system (Ubuntu 22.04, Debian 12, RHEL 9 or later, or a container image based on one)." >&2
+      exit 1
+    fi
+    ;;
+esac
 PATH="$root/node/bin:$PATH"
 export PATH
 exec "$root/node/bin/node" "$root/app/bin/retromae.js" "$@"
 `;
+
+/**
+ * The newest version of each of glibc's and libstdc++'s symbol sets that an
+ * ELF binary needs (objdump -T; binutils is there wherever the native addon
+ * builds), as "major.minor" for glibc and "3.4.n" for libstdc++; null where
+ * it needs none.
+ */
+export function glibcNeeds(file: string): { glibc: string | null; glibcxx: string | null } {
+  const symbols = run("objdump", ["-T", file]);
+  const newest = (prefix: string) => {
+    const found = [...symbols.matchAll(new RegExp(`\\(${prefix}_([\\d.]+)\\)`, "g"))].map((m) => m[1]);
+    const key = (v: string) => v.split(".").map((n) => n.padStart(4, "0")).join(".");
+    return found.length ? found.reduce((a, b) => (key(b) > key(a) ? b : a)) : null;
+  };
+  return { glibc: newest("GLIBC"), glibcxx: newest("GLIBCXX") };
+}
 
 function fail(message: string): never {
   throw new Error(message);
@@ -181,8 +209,16 @@ export function bundle(out?: string, log: (line: string) => void = () => undefin
       fs.mkdirSync(path.join(top, "lib", dir), { recursive: true });
       fs.copyFileSync(fs.realpathSync(found), path.join(top, "lib", dir, soname));
     }
+    // what the node needs of its C library: the launcher checks the runtime's, and the log names each
+    const nodeNeeds = glibcNeeds(path.join(top, "node", "bin", "node"));
+    const dawnNeeds = glibcNeeds(path.join(app, "node_modules", "webgpu", "dist", "linux-x64", "dawn.node"));
+    const nodeGlibc = nodeNeeds.glibc ?? "2.17";
+    const [major, minor] = nodeGlibc.split(".");
+    const addonGlibc = glibcNeeds(addon).glibc;
+    log(`the node needs glibc ${nodeGlibc} or later for Node.js, ${addonGlibc} for the native CPU backend, and for the webgpu backend glibc ${dawnNeeds.glibc} and libstdc++ GLIBCXX_${dawnNeeds.glibcxx}`);
+    const launcher = LAUNCHER.replace(/@NODE_GLIBC@/g, nodeGlibc).replace(/@NODE_GLIBC_MAJOR@/g, major).replace(/@NODE_GLIBC_MINOR@/g, minor).replace(/@DAWN_GLIBC@/g, dawnNeeds.glibc ?? nodeGlibc);
     fs.mkdirSync(path.join(top, "bin"), { recursive: true });
-    fs.writeFileSync(path.join(top, "bin", "retromae"), LAUNCHER, { mode: 0o755 });
+    fs.writeFileSync(path.join(top, "bin", "retromae"), launcher, { mode: 0o755 });
     // one archive, written whole or not at all
     log(`compressing ${(treeBytes(top) / 2 ** 20).toFixed(0)} MB`);
     const tmp = `${file}.tmp-${process.pid}`;

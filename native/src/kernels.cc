@@ -18,6 +18,13 @@
 #include <utility>
 #include <vector>
 
+// glibc 2.29 gave log() a new symbol version (the same function without SVID's
+// error handling); bound to the old one, the addon needs glibc 2.27 (expf,
+// logf, powf), so the bundle's CPU backend loads on RHEL 8 (glibc 2.28) too.
+#if defined(__GLIBC__) && defined(__x86_64__)
+__asm__(".symver log,log@GLIBC_2.2.5");
+#endif
+
 namespace rm {
 namespace {
 

@@ -56,6 +56,11 @@ test("retromae bundle writes one archive of at most 50 MB", () => {
   const r = spawnSync(process.execPath, [path.join(ROOT, "bin", "retromae.js"), "bundle", "--out", archive], { encoding: "utf8", timeout: 900_000 });
   assert.is(r.status, 0, r.stderr);
   assert.match(r.stdout, /^wrote .*retromae\.tar\.xz: [\d.]+ MB \(\d+ MB unpacked\)/);
+  // read off the binaries (objdump -T): Node 20's builds need glibc 2.28, webgpu 0.6.2's dawn.node glibc 2.34 and GCC 12's libstdc++;
+  // the addon, built on Debian 12, no more than Node.js (its log() bound to glibc's old version: 2.29's would shut out RHEL 8)
+  const needs = /^the node needs glibc 2\.(\d+) or later for Node\.js, 2\.(\d+) for the native CPU backend, and for the webgpu backend glibc 2\.3\d and libstdc\+\+ GLIBCXX_3\.4\.\d+$/m.exec(r.stderr);
+  assert.ok(needs, r.stderr);
+  assert.ok(Number(needs[2]) <= Number(needs[1]), needs[0]);
   const mb = fs.statSync(archive).size / 2 ** 20;
   assert.ok(mb <= 50, `${mb.toFixed(1)} MB`);
   assert.equal(fs.readdirSync(work).filter((f) => f.includes(".tmp")), [], "no temporary file left");
@@ -79,6 +84,19 @@ test("unpacked with no node on the PATH: info and doctor run, and report the bun
   assert.is(doctor.status, 0, doctor.stderr);
   const d = JSON.parse(doctor.stdout);
   assert.ok(d.webgpu.checks.some((c: { name: string; ok: boolean }) => c.name === "Vulkan loader" && c.ok), "the loader loads (the system's or the bundle's)");
+});
+
+test("on a system whose glibc is older than the bundled Node.js needs, the launcher says so in one sentence instead of the loader's error", () => {
+  const old = path.join(work, "old-glibc");
+  fs.mkdirSync(old);
+  // what getconf says on CentOS 7
+  fs.writeFileSync(path.join(old, "getconf"), "#!/bin/sh\necho glibc 2.17\n", { mode: 0o755 });
+  const r = launch(["info"], 60_000, { PATH: old });
+  assert.is(r.status, 1);
+  assert.is(r.stdout, "");
+  assert.match(r.stderr.trim(), /^retromae: this system's glibc is 2\.17, and the bundled Node\.js needs 2\.\d+ or later \(the webgpu backend 2\.3\d\); run on a newer system \(Ubuntu 22\.04, Debian 12, RHEL 9 or later, or a container image based on one\)\.$/);
+  fs.writeFileSync(path.join(old, "getconf"), "#!/bin/sh\necho glibc 2.99\n", { mode: 0o755 });
+  assert.is(launch(["info"], 60_000, { PATH: old }).status, 0, "a newer one runs");
 });
 
 test("unpacked with no node on the PATH: kernel install and a short notebook", () => {
