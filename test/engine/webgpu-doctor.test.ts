@@ -4,7 +4,8 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { diagnoseWebGPU, WebGPUDoctorInputs, AdapterReport } from "../../lib/engine/webgpu/doctor";
-import { dawnLoadFix, runtimeGlibc, useMountedDriverIcd, WEBGPU_DEFAULT_LIMITS } from "../../lib/engine/webgpu/dawn";
+import { useSoftwareVulkan } from "../webgpu-helpers";
+import { dawnLoadFix, icdFiles, icdLibraryFound, runtimeGlibc, useMountedDriverIcd, WEBGPU_DEFAULT_LIMITS } from "../../lib/engine/webgpu/dawn";
 
 const H200: AdapterReport = { name: "NVIDIA H200", backend: "vulkan", vendor: "nvidia", architecture: "hopper", description: "NVIDIA H200", software: false, limits: { ...WEBGPU_DEFAULT_LIMITS, maxBufferSize: 2 ** 34, maxStorageBufferBindingSize: 2 ** 32 - 4 } };
 const SWIFT: AdapterReport = { name: "SwiftShader Device (Subzero)", backend: "vulkan", vendor: "google", architecture: "swiftshader", description: "SwiftShader driver 5.0.0", software: true, limits: { ...WEBGPU_DEFAULT_LIMITS } };
@@ -44,6 +45,35 @@ test("no loader, no libglvnd, only SwiftShader, Dawn missing: each names its fix
   assert.match(dawn.fix!, /^Dawn's binary needs GCC 12's libstdc\+\+ \(GLIBCXX_3\.4\.30\) or later/);
   const mac = diagnoseWebGPU({ ...base, platform: "darwin", loader: null, icds: [], adapters: [{ ...H200, name: "Apple M3 Max", backend: "metal" }] });
   assert.equal(mac.checks.map((c) => c.name), ["Dawn (npm webgpu)", "WebGPU adapters"], "no Vulkan checks on macOS");
+});
+
+test("an ICD file whose driver library is not installed (an image with nvidia_icd.json baked in, started without the graphics capability): the fix names the file, the library and the variable", () => {
+  const noDriver = { ...NVIDIA_ICD, libraryFound: false };
+  const x = { ...base, icds: [noDriver], adapters: [], driverCapabilities: "compute,utility" };
+  const icd = failing(x).find((c) => c.name === "Vulkan ICD files")!;
+  assert.match(icd.found, /^\/etc\/vulkan\/icd\.d\/nvidia_icd\.json -> libGLX_nvidia\.so\.0 \(not installed\)$/);
+  assert.is(icd.fix, "/etc/vulkan/icd.d/nvidia_icd.json names libGLX_nvidia.so.0, NVIDIA's Vulkan driver, which is not installed: this container was started with NVIDIA_DRIVER_CAPABILITIES=compute,utility; start it with NVIDIA_DRIVER_CAPABILITIES=compute,utility,graphics");
+  assert.match(failing({ ...x, driverCapabilities: undefined }).find((c) => c.name === "Vulkan ICD files")!.fix!, /not installed: in a container, set NVIDIA_DRIVER_CAPABILITIES=compute,utility,graphics; on a host, install the driver's GL and Vulkan libraries/);
+  assert.not.ok(failing(x).some((c) => c.name === "GL dispatch (libglvnd)"), "no GL dispatch check for a driver that is not there");
+  assert.equal(failing({ ...base, icds: [{ ...NVIDIA_ICD, libraryFound: true }] }), [], "found: as before");
+
+  // where the library is looked for: beside the json (a relative path, as the loader reads it), ldconfig's cache, LD_LIBRARY_PATH
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "icd-lib-"));
+  fs.writeFileSync(path.join(dir, "libvk_fake.so"), "");
+  const json = path.join(dir, "fake_icd.json");
+  assert.ok(icdLibraryFound({ file: json, library: "./libvk_fake.so", fromEnv: true }, null, {}));
+  assert.not.ok(icdLibraryFound({ file: json, library: "./libvk_gone.so", fromEnv: true }, null, {}));
+  assert.not.ok(icdLibraryFound({ file: json, library: "libvk_fake.so", fromEnv: true }, null, {}));
+  assert.ok(icdLibraryFound({ file: json, library: "libvk_fake.so", fromEnv: true }, null, { LD_LIBRARY_PATH: `/nowhere:${dir}` }));
+  assert.ok(icdLibraryFound(NVIDIA_ICD, "\tlibGLX_nvidia.so.0 (libc6,x86-64) => /usr/lib/x86_64-linux-gnu/libGLX_nvidia.so.0\n", {}));
+  assert.not.ok(icdLibraryFound(NVIDIA_ICD, "\tlibGLX_mesa.so.0 (libc6,x86-64) => /usr/lib/x86_64-linux-gnu/libGLX_mesa.so.0\n", {}));
+  // this machine's SwiftShader, as the doctor reads it
+  const saved = process.env.VK_ICD_FILENAMES;
+  const swiftshader = icdFiles({ VK_ICD_FILENAMES: useSoftwareVulkan() })[0];
+  if (saved === undefined) delete process.env.VK_ICD_FILENAMES;
+  else process.env.VK_ICD_FILENAMES = saved;
+  assert.ok(icdLibraryFound(swiftshader, null), `${swiftshader.file} -> ${swiftshader.library}`);
+  fs.rmSync(dir, { recursive: true, force: true });
 });
 
 test("Dawn's binary not loading: the loader's message gives the cause and the fix (glibc, libstdc++, a missing library), else reinstall", () => {

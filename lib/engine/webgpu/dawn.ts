@@ -178,6 +178,28 @@ export interface IcdFile {
   library: string | null;
   /** From VK_ICD_FILENAMES / VK_DRIVER_FILES, which replace the search. */
   fromEnv: boolean;
+  /** Whether the driver library it names is there (icdLibraryFound); absent where not looked for. */
+  libraryFound?: boolean;
+}
+
+/** Where the dynamic loader finds libraries besides its cache and LD_LIBRARY_PATH (Debian's, Red Hat's, and a driver mounted at /usr/local/nvidia). */
+const LIBRARY_DIRS = ["/usr/lib/x86_64-linux-gnu", "/lib/x86_64-linux-gnu", "/usr/lib64", "/lib64", "/usr/lib", "/lib", "/usr/local/nvidia/lib64", "/usr/local/nvidia/lib"];
+
+/**
+ * Whether the driver library an ICD file names is there: a path (relative to
+ * the json's folder, as the Vulkan loader reads it) that exists, or a bare
+ * name that ldconfig's cache (`ldconfig -p`'s output), LD_LIBRARY_PATH or the
+ * usual folders hold. An ICD file without its library is what a container
+ * image with nvidia_icd.json baked in gets when it is started without the
+ * graphics capability: the loader finds no driver, and no adapter.
+ */
+export function icdLibraryFound(icd: IcdFile, ldconfig: string | null, env: NodeJS.ProcessEnv = process.env): boolean {
+  const lib = icd.library;
+  if (!lib) return false;
+  if (lib.includes("/")) return fs.existsSync(path.resolve(path.dirname(icd.file), lib));
+  if (ldconfig?.split("\n").some((l) => l.trim().startsWith(`${lib} `))) return true;
+  const dirs = [...(env.LD_LIBRARY_PATH ?? "").split(":").filter(Boolean), ...LIBRARY_DIRS];
+  return dirs.some((d) => fs.existsSync(path.join(d, lib)));
 }
 
 /**

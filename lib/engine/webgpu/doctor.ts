@@ -12,7 +12,7 @@
  */
 /// <reference types="@webgpu/types" />
 import type { Check } from "../doctor";
-import { dawnLoadFix, defaultBackendName, DawnModule, IcdFile, icdFiles, isSoftwareAdapter, adapterInfo, limitsOf, listAdapterNames, loadDawn, MOUNTED_DRIVER_ICD_DIRS, mountedDriverIcd, vulkanLoader, WebGPUUnavailable } from "./dawn";
+import { dawnLoadFix, defaultBackendName, DawnModule, IcdFile, icdFiles, icdLibraryFound, isSoftwareAdapter, adapterInfo, limitsOf, listAdapterNames, loadDawn, MOUNTED_DRIVER_ICD_DIRS, mountedDriverIcd, vulkanLoader, WebGPUUnavailable } from "./dawn";
 
 export interface AdapterReport {
   name: string;
@@ -79,25 +79,29 @@ export function diagnoseWebGPU(x: WebGPUDoctorInputs): WebGPUDiagnosis {
       needed: "libvulkan.so.1",
       fix: x.loader?.found ? undefined : "apt-get install libvulkan1 (or use retromae bundle, which carries one)",
     });
-    const usable = x.icds.filter((f) => f.library);
-    const nvidiaIcd = usable.some((f) => /nvidia/i.test(f.file) || /nvidia/i.test(f.library ?? ""));
+    const isNvidia = (f: IcdFile) => /nvidia/i.test(f.file) || /nvidia/i.test(f.library ?? "");
+    const usable = x.icds.filter((f) => f.library && f.libraryFound !== false);
+    const nvidiaIcd = usable.some(isNvidia);
+    const nvidiaWithoutDriver = x.icds.find((f) => isNvidia(f) && f.library && f.libraryFound === false);
     let icdFix: string | undefined;
-    if (x.nvidiaGpu && !nvidiaIcd) {
-      const caps = x.driverCapabilities;
-      icdFix =
-        caps !== undefined && !/\b(graphics|all)\b/.test(caps)
-          ? `an NVIDIA GPU is visible to CUDA but its Vulkan driver is not: this container was started with NVIDIA_DRIVER_CAPABILITIES=${caps}; start it with NVIDIA_DRIVER_CAPABILITIES=compute,utility,graphics`
-          : "an NVIDIA GPU is visible to CUDA but no nvidia_icd.json was found: install the driver's Vulkan part (Debian: nvidia-vulkan-icd; NVIDIA's .run installer includes it), or in a container set NVIDIA_DRIVER_CAPABILITIES=compute,utility,graphics";
+    const caps = x.driverCapabilities;
+    const capsFix = caps !== undefined && !/\b(graphics|all)\b/.test(caps) ? `this container was started with NVIDIA_DRIVER_CAPABILITIES=${caps}; start it with NVIDIA_DRIVER_CAPABILITIES=compute,utility,graphics` : null;
+    if (x.nvidiaGpu && !nvidiaIcd && nvidiaWithoutDriver) {
+      icdFix = `${nvidiaWithoutDriver.file} names ${nvidiaWithoutDriver.library}, NVIDIA's Vulkan driver, which is not installed: ${capsFix ?? "in a container, set NVIDIA_DRIVER_CAPABILITIES=compute,utility,graphics; on a host, install the driver's GL and Vulkan libraries (Debian: nvidia-vulkan-icd)"}`;
+    } else if (x.nvidiaGpu && !nvidiaIcd) {
+      icdFix = capsFix
+        ? `an NVIDIA GPU is visible to CUDA but its Vulkan driver is not: ${capsFix}`
+        : "an NVIDIA GPU is visible to CUDA but no nvidia_icd.json was found: install the driver's Vulkan part (Debian: nvidia-vulkan-icd; NVIDIA's .run installer includes it), or in a container set NVIDIA_DRIVER_CAPABILITIES=compute,utility,graphics";
     } else if (usable.length === 0) {
       icdFix = x.icds.some((f) => f.fromEnv)
-        ? "VK_ICD_FILENAMES names files that are missing or not ICD json: fix or unset it"
+        ? "VK_ICD_FILENAMES names files that are missing, not ICD json, or name a driver that is not installed: fix or unset it"
         : "install the GPU's Vulkan driver (NVIDIA: the driver's Vulkan ICD; AMD and Intel: mesa-vulkan-drivers)";
     }
     checks.push({
       name: "Vulkan ICD files",
       ok: usable.length > 0 && !icdFix,
       found:
-        (x.icds.length ? x.icds.map((f) => `${f.file}${f.library ? ` -> ${f.library}` : " (unreadable)"}`).join(", ") : `none in /etc/vulkan/icd.d, /usr/share/vulkan/icd.d, /usr/local/share/vulkan/icd.d, ${MOUNTED_DRIVER_ICD_DIRS.join(", ")}`) +
+        (x.icds.length ? x.icds.map((f) => `${f.file}${f.library ? ` -> ${f.library}${f.libraryFound === false ? " (not installed)" : ""}` : " (unreadable)"}`).join(", ") : `none in /etc/vulkan/icd.d, /usr/share/vulkan/icd.d, /usr/local/share/vulkan/icd.d, ${MOUNTED_DRIVER_ICD_DIRS.join(", ")}`) +
         (x.mountedIcd ? " (a mounted driver's, outside the Vulkan loader's search: VK_ICD_FILENAMES points at it for this process)" : ""),
       needed: "a Vulkan driver's ICD json (NVIDIA's container runtime puts nvidia_icd.json in /etc/vulkan/icd.d or /usr/share/vulkan/icd.d; a driver mounted at /usr/local/nvidia keeps it in share/vulkan/icd.d there)",
       fix: icdFix,
@@ -162,7 +166,7 @@ export async function webgpuDoctor(machine: { ldconfig: string | null; nvidiaSmi
     platform: process.platform,
     dawnError,
     loader: vulkanLoader(),
-    icds: icdFiles(),
+    icds: icdFiles().map((f) => ({ ...f, libraryFound: icdLibraryFound(f, machine.ldconfig) })),
     mountedIcd: mountedDriverIcd,
     adapters: found,
     nvidiaGpu: !!machine.nvidiaSmi && machine.nvidiaSmi.trim().length > 0,
