@@ -26,6 +26,13 @@ test("a GPU node with the loader, NVIDIA's ICD and libglvnd passes, and the adap
   assert.match(without.checks.find((c) => c.name === "WebGPU adapters")!.found, /timestamp-query no, subgroups yes, shader-f16 no \(without timestamp-query, Trainer\.profile cannot time a step\)/);
 });
 
+test("several GPUs: others are picked by name; GPUs of one model cannot be (Dawn takes the first), and the summary says how to reach another", () => {
+  const one = diagnoseWebGPU({ ...base, adapters: [H200, { ...H200, name: "AMD Instinct MI300X" }] });
+  assert.is(one.summary, "The webgpu backend can run on NVIDIA H200 (and 1 other, picked by name with RETROMAE_WEBGPU_ADAPTER).");
+  const eight = diagnoseWebGPU({ ...base, adapters: Array.from({ length: 8 }, () => H200) });
+  assert.is(eight.summary, "The webgpu backend can run on NVIDIA H200 (and 7 more of the same name, which Dawn cannot pick by index: it takes the first, whatever CUDA_VISIBLE_DEVICES says; to run on another, let the process see only that GPU: a container's --gpus device=N, or Slurm's ConstrainDevices).");
+});
+
 test("a container without the graphics capability: CUDA sees the GPU, Vulkan does not, and the fix names the variable", () => {
   const x = { ...base, icds: [], adapters: [], driverCapabilities: "compute,utility" };
   const icd = failing(x).find((c) => c.name === "Vulkan ICD files")!;

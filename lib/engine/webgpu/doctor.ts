@@ -132,9 +132,27 @@ export function diagnoseWebGPU(x: WebGPUDoctorInputs): WebGPUDiagnosis {
   const failed = checks.filter((c) => !c.ok);
   const summary =
     hardware.length > 0
-      ? `The webgpu backend can run on ${hardware[0].name || hardware[0].description}${hardware.length > 1 ? ` (and ${hardware.length - 1} more; pick one with RETROMAE_WEBGPU_ADAPTER)` : ""}.`
+      ? `The webgpu backend can run on ${hardware[0].name || hardware[0].description}${moreAdapters(hardware)}.`
       : `The webgpu backend has no GPU here: ${failed.map((c) => c.name).join(", ")} ${failed.length === 1 ? "is" : "are"} missing or unsuitable.`;
   return { checks, adapters: x.adapters, summary };
+}
+
+/**
+ * After the first of several hardware adapters: how to pick another. Dawn's
+ * binding picks by name (the first adapter whose name holds the text), so
+ * among GPUs of one model (a node's 8 H100s) it always takes the first it
+ * enumerates, whatever CUDA_VISIBLE_DEVICES says; another one is reached by
+ * letting the process see only it.
+ */
+function moreAdapters(hardware: AdapterReport[]): string {
+  if (hardware.length < 2) return "";
+  const name = (a: AdapterReport) => a.name || a.description;
+  const same = hardware.slice(1).filter((a) => name(a) === name(hardware[0])).length;
+  const other = hardware.length - 1 - same;
+  return [
+    other > 0 ? `and ${other} other${other > 1 ? "s" : ""}, picked by name with RETROMAE_WEBGPU_ADAPTER` : "",
+    same > 0 ? `and ${same} more of the same name, which Dawn cannot pick by index: it takes the first, whatever CUDA_VISIBLE_DEVICES says; to run on another, let the process see only that GPU: a container's --gpus device=N, or Slurm's ConstrainDevices` : "",
+  ].filter(Boolean).map((t) => ` (${t})`).join("");
 }
 
 /** Every adapter Dawn sees, each opened by name to read its limits. */
