@@ -18,7 +18,7 @@ import { spawnSync } from "child_process";
 import * as tf from "../../lib/engine/tf";
 import { backend, use } from "../../lib/engine/backend";
 import { Rng } from "../../lib/engine/rng";
-import { explainNoAdapter, icdFiles, isSoftwareAdapter } from "../../lib/engine/webgpu/dawn";
+import { explainNoAdapter, icdFiles, isSoftwareAdapter, openDevice } from "../../lib/engine/webgpu/dawn";
 import { startWebGPU, takeDeviceError, webgpuState } from "../../lib/engine/webgpu/backend";
 import { columnSumParts, splitsAlongK, WebGPUBackendLike } from "../../lib/engine/webgpu/kernels";
 import { splitKParts, tiledSplitKParts } from "../../lib/engine/webgpu/matmul";
@@ -153,6 +153,28 @@ test("Dawn's bounds checks (robustness) are off by default and RETROMAE_WEBGPU_R
   assert.is(backend.info().webgpu!.robustness, false);
   assert.is(await readPastBinding(), unchecked);
 });
+
+test("Dawn's instances are kept for the process: devices opened one after another (other limits, bounds checks on or off) share the instance of their flags, so none is collected under a later device", async () => {
+  // (a collected instance broke the next device on SwiftShader: this file's first test, then the smallest-limits test alone,
+  // aborted at the first read with std::system_error or a pthread assertion, or hung, three runs of three)
+  const a = await openDevice({ limits: "default" });
+  const b = await openDevice({ limits: "adapter" });
+  const c = await openDevice({ limits: "adapter", robustness: true });
+  const d = await openDevice({ limits: "default", robustness: true });
+  assert.ok(a.gpu === b.gpu, "the same flags: one instance");
+  assert.ok(c.gpu === d.gpu && c.gpu !== a.gpu, "bounds checks on: an instance of its own, kept");
+  for (const o of [a, b, c, d]) o.device.destroy();
+  assert.is(await sumOnWebGPU(), 4096, "the backend's device still computes");
+});
+
+/** A small matmul's sum on the current webgpu device. */
+async function sumOnWebGPU(): Promise<number> {
+  await use("webgpu");
+  const s = tf.tidy(() => tf.sum(tf.matMul(tf.ones([16, 16]), tf.ones([16, 16]))));
+  const v = (await s.data())[0];
+  s.dispose();
+  return v;
+}
 
 test("auto skips a software adapter and says why, then takes the next backend", async () => {
   const choice = await use("auto");

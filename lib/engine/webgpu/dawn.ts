@@ -128,6 +128,25 @@ export function loadDawn(): Promise<DawnModule> {
   return dawn;
 }
 
+/** Dawn's GPU objects (each a dawn::native::Instance), one per set of flags, kept for the process's life. */
+const instances = new Map<string, GPU>();
+
+/**
+ * Dawn's GPU object for these flags, made once and kept. Garbage-collecting
+ * one tears down its instance, and on SwiftShader a device opened after that
+ * (by another instance: other limits, bounds checks on) aborted
+ * ("std::system_error: Invalid argument") or hung at its first read. The
+ * flags differ only in the adapter's name, Dawn's backend and its toggles,
+ * so there are a few at most; an idle one does not keep Node's event loop
+ * alive.
+ */
+export function dawnInstance(d: DawnModule, flags: string[]): GPU {
+  const key = JSON.stringify(flags);
+  let gpu = instances.get(key);
+  if (!gpu) instances.set(key, (gpu = d.create(flags)));
+  return gpu;
+}
+
 /** libstdc++'s symbol versions and the GCC release that first shipped each (GCC's libstdc++ ABI policy). */
 const GLIBCXX_GCC: Record<string, string> = { "3.4.28": "10", "3.4.29": "11", "3.4.30": "12", "3.4.31": "13", "3.4.32": "13.2", "3.4.33": "14", "3.4.34": "15" };
 
@@ -299,7 +318,7 @@ export function defaultBackendName(): string {
  * with the list, which is read here.
  */
 export async function listAdapterNames(d: DawnModule): Promise<{ backend: string; name: string }[]> {
-  const gpu = d.create(["adapter=\u0001no-such-adapter"]);
+  const gpu = dawnInstance(d, ["adapter=\u0001no-such-adapter"]);
   try {
     const a = await gpu.requestAdapter();
     return a ? [{ backend: defaultBackendName(), name: adapterInfo(a).device }] : [];
@@ -375,7 +394,7 @@ export async function openDevice(options: { adapterName?: string; limits?: Limit
   // timestamps at full resolution (Dawn rounds them to 65.5 µs by default, a browser's guard against timing attacks)
   const flags = [...(name === NULL_ADAPTER ? ["backend=null"] : name ? [`adapter=${name}`] : []), "disable-dawn-features=timestamp_quantization"];
   if (!robustness) flags.push("enable-dawn-features=disable_robustness");
-  const gpu = d.create(flags);
+  const gpu = dawnInstance(d, flags);
   let adapter: GPUAdapter | null;
   try {
     adapter = await gpu.requestAdapter({ powerPreference: "high-performance" });

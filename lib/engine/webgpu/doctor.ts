@@ -12,7 +12,7 @@
  */
 /// <reference types="@webgpu/types" />
 import type { Check } from "../doctor";
-import { dawnLoadFix, defaultBackendName, DawnModule, IcdFile, icdFiles, icdLibraryFound, isSoftwareAdapter, adapterInfo, limitsOf, listAdapterNames, loadDawn, MOUNTED_DRIVER_ICD_DIRS, mountedDriverIcd, vulkanLoader, WebGPUUnavailable } from "./dawn";
+import { dawnInstance, dawnLoadFix, defaultBackendName, DawnModule, IcdFile, icdFiles, icdLibraryFound, isSoftwareAdapter, adapterInfo, limitsOf, listAdapterNames, loadDawn, MOUNTED_DRIVER_ICD_DIRS, mountedDriverIcd, vulkanLoader, WebGPUUnavailable } from "./dawn";
 
 export interface AdapterReport {
   name: string;
@@ -160,7 +160,7 @@ async function adapters(d: DawnModule): Promise<AdapterReport[]> {
   const out: AdapterReport[] = [];
   for (const { backend, name } of await listAdapterNames(d)) {
     try {
-      const a = await d.create([`adapter=${name}`, `backend=${backend}`]).requestAdapter();
+      const a = await dawnInstance(d, [`adapter=${name}`, `backend=${backend}`]).requestAdapter();
       if (!a) continue;
       const i = adapterInfo(a);
       out.push({ name, backend, vendor: i.vendor ?? "", architecture: i.architecture ?? "", description: i.description ?? "", software: isSoftwareAdapter(i, a.isFallbackAdapter), limits: limitsOf(a), features: [...a.features].map(String).sort() });
