@@ -199,6 +199,10 @@ test("no loader, no ICD, or a broken VK_ICD_FILENAMES: one sentence naming which
   assert.match(explainNoAdapter({ platform: "linux", loader: { found: true }, icds: [] }), /no Vulkan driver \(ICD file\).*NVIDIA_DRIVER_CAPABILITIES=compute,utility,graphics$/);
   assert.match(explainNoAdapter({ platform: "linux", loader: { found: true }, icds: [{ file: "/x/gone.json", library: null, fromEnv: true }] }), /^VK_ICD_FILENAMES names \/x\/gone\.json, which is missing or not an ICD file/);
   assert.match(explainNoAdapter({ platform: "linux", loader: { found: true }, icds: [{ file: "/usr/share/vulkan/icd.d/lvp_icd.x86_64.json", library: "libvulkan_lvp.so", fromEnv: false }] }), /^Dawn found no Vulkan adapter through lvp_icd\.x86_64\.json/);
+  assert.is(
+    explainNoAdapter({ platform: "linux", loader: { found: true }, icds: [{ file: "/etc/vulkan/icd.d/nvidia_icd.json", library: "libGLX_nvidia.so.0", fromEnv: false, libraryFound: false }] }),
+    "/etc/vulkan/icd.d/nvidia_icd.json names libGLX_nvidia.so.0, which is not installed (a container started without NVIDIA_DRIVER_CAPABILITIES=compute,utility,graphics has NVIDIA's ICD file but not its driver); install the driver, or run retromae doctor",
+  );
   const found = icdFiles({ VK_ICD_FILENAMES: ICD });
   assert.is(found.length, 1);
   assert.match(found[0].library!, SOFTWARE_VULKAN[testVulkan()].library);

@@ -333,10 +333,14 @@ export async function listAdapterNames(d: DawnModule): Promise<{ backend: string
  * Why Dawn found no adapter, in one sentence with the fix: no Vulkan loader,
  * no usable ICD file, or drivers that do not work with Dawn.
  */
-export function explainNoAdapter(facts: { platform: string; loader: { found: boolean } | null; icds: IcdFile[] } = { platform: process.platform, loader: vulkanLoader(), icds: icdFiles() }): string {
+export function explainNoAdapter(facts: { platform: string; loader: { found: boolean } | null; icds: IcdFile[] } = { platform: process.platform, loader: vulkanLoader(), icds: icdFiles().map((f) => ({ ...f, libraryFound: icdLibraryFound(f, null) })) }): string {
   if (facts.platform !== "linux") return `Dawn found no ${facts.platform === "darwin" ? "Metal" : "D3D12"} adapter on this machine`;
   if (facts.loader && !facts.loader.found) return "the Vulkan loader libvulkan.so.1 is not installed (apt-get install libvulkan1)";
-  const usable = facts.icds.filter((f) => f.library);
+  const usable = facts.icds.filter((f) => f.library && f.libraryFound !== false);
+  const withoutDriver = facts.icds.find((f) => f.library && f.libraryFound === false);
+  if (usable.length === 0 && withoutDriver) {
+    return `${withoutDriver.file} names ${withoutDriver.library}, which is not installed${/nvidia/i.test(withoutDriver.library!) ? " (a container started without NVIDIA_DRIVER_CAPABILITIES=compute,utility,graphics has NVIDIA's ICD file but not its driver)" : ""}; install the driver, or run retromae doctor`;
+  }
   if (usable.length === 0) {
     const named = facts.icds.filter((f) => f.fromEnv).map((f) => f.file);
     return named.length
