@@ -44,6 +44,13 @@ function findIcd(driver: SoftwareVulkan): string {
  * RETROMAE_TEST_VK_ICD overrides the path. Returns the ICD file.
  */
 export function useSoftwareVulkan(): string {
+  const icd = softwareVulkanIcd();
+  process.env.VK_ICD_FILENAMES = icd;
+  return icd;
+}
+
+/** The ICD file useSoftwareVulkan points the loader at (throws the fix where it is missing), leaving the environment as it is. */
+export function softwareVulkanIcd(): string {
   const driver = testVulkan();
   const icd = process.env.RETROMAE_TEST_VK_ICD || findIcd(driver);
   if (!icd || !fs.existsSync(icd)) {
@@ -53,7 +60,6 @@ export function useSoftwareVulkan(): string {
         : "SwiftShader's Vulkan ICD was not found: apt-get install chromium (it ships vk_swiftshader_icd.json), or set RETROMAE_TEST_VK_ICD.",
     );
   }
-  process.env.VK_ICD_FILENAMES = icd;
   return icd;
 }
 

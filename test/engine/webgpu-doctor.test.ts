@@ -4,7 +4,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { diagnoseWebGPU, WebGPUDoctorInputs, AdapterReport } from "../../lib/engine/webgpu/doctor";
-import { useSoftwareVulkan } from "../webgpu-helpers";
+import { softwareVulkanIcd } from "../webgpu-helpers";
 import { dawnLoadFix, icdFiles, icdLibraryFound, runtimeGlibc, useMountedDriverIcd, WEBGPU_DEFAULT_LIMITS } from "../../lib/engine/webgpu/dawn";
 
 const H200: AdapterReport = { name: "NVIDIA H200", backend: "vulkan", vendor: "nvidia", architecture: "hopper", description: "NVIDIA H200", software: false, limits: { ...WEBGPU_DEFAULT_LIMITS, maxBufferSize: 2 ** 34, maxStorageBufferBindingSize: 2 ** 32 - 4 } };
@@ -74,11 +74,8 @@ test("an ICD file whose driver library is not installed (an image with nvidia_ic
   assert.ok(icdLibraryFound({ file: json, library: "libvk_fake.so", fromEnv: true }, null, { LD_LIBRARY_PATH: `/nowhere:${dir}` }));
   assert.ok(icdLibraryFound(NVIDIA_ICD, "\tlibGLX_nvidia.so.0 (libc6,x86-64) => /usr/lib/x86_64-linux-gnu/libGLX_nvidia.so.0\n", {}));
   assert.not.ok(icdLibraryFound(NVIDIA_ICD, "\tlibGLX_mesa.so.0 (libc6,x86-64) => /usr/lib/x86_64-linux-gnu/libGLX_mesa.so.0\n", {}));
-  // this machine's SwiftShader, as the doctor reads it
-  const saved = process.env.VK_ICD_FILENAMES;
-  const swiftshader = icdFiles({ VK_ICD_FILENAMES: useSoftwareVulkan() })[0];
-  if (saved === undefined) delete process.env.VK_ICD_FILENAMES;
-  else process.env.VK_ICD_FILENAMES = saved;
+  // this machine's software driver (SwiftShader, or lavapipe in a second-driver run), as the doctor reads it
+  const swiftshader = icdFiles({ VK_ICD_FILENAMES: softwareVulkanIcd() })[0];
   assert.ok(icdLibraryFound(swiftshader, null), `${swiftshader.file} -> ${swiftshader.library}`);
   fs.rmSync(dir, { recursive: true, force: true });
 });
