@@ -221,6 +221,16 @@ export function icdLibraryFound(icd: IcdFile, ldconfig: string | null, env: Node
   return dirs.some((d) => fs.existsSync(path.join(d, lib)));
 }
 
+/** The ICD files (icdFiles), each with its driver library looked for (icdLibraryFound; `ldconfig -p`'s output where the caller has it). */
+export function icdFilesWithLibraries(ldconfig: string | null, env: NodeJS.ProcessEnv = process.env): IcdFile[] {
+  return icdFiles(env).map((f) => ({ ...f, libraryFound: icdLibraryFound(f, ldconfig, env) }));
+}
+
+/** The ICD files the loader can use: the json parsed and names a library that is there (or was not looked for). */
+export function usableIcds(icds: IcdFile[]): IcdFile[] {
+  return icds.filter((f) => f.library && f.libraryFound !== false);
+}
+
 /**
  * Where a GPU driver mounted into a container keeps its Vulkan ICD file
  * outside the loader's search: NVIDIA's driver mounted at /usr/local/nvidia
@@ -333,10 +343,10 @@ export async function listAdapterNames(d: DawnModule): Promise<{ backend: string
  * Why Dawn found no adapter, in one sentence with the fix: no Vulkan loader,
  * no usable ICD file, or drivers that do not work with Dawn.
  */
-export function explainNoAdapter(facts: { platform: string; loader: { found: boolean } | null; icds: IcdFile[] } = { platform: process.platform, loader: vulkanLoader(), icds: icdFiles().map((f) => ({ ...f, libraryFound: icdLibraryFound(f, null) })) }): string {
+export function explainNoAdapter(facts: { platform: string; loader: { found: boolean } | null; icds: IcdFile[] } = { platform: process.platform, loader: vulkanLoader(), icds: icdFilesWithLibraries(null) }): string {
   if (facts.platform !== "linux") return `Dawn found no ${facts.platform === "darwin" ? "Metal" : "D3D12"} adapter on this machine`;
   if (facts.loader && !facts.loader.found) return "the Vulkan loader libvulkan.so.1 is not installed (apt-get install libvulkan1)";
-  const usable = facts.icds.filter((f) => f.library && f.libraryFound !== false);
+  const usable = usableIcds(facts.icds);
   const withoutDriver = facts.icds.find((f) => f.library && f.libraryFound === false);
   if (usable.length === 0 && withoutDriver) {
     return `${withoutDriver.file} names ${withoutDriver.library}, which is not installed${/nvidia/i.test(withoutDriver.library!) ? " (a container started without NVIDIA_DRIVER_CAPABILITIES=compute,utility,graphics has NVIDIA's ICD file but not its driver)" : ""}; install the driver, or run retromae doctor`;

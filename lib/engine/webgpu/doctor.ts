@@ -12,7 +12,7 @@
  */
 /// <reference types="@webgpu/types" />
 import type { Check } from "../doctor";
-import { dawnInstance, dawnLoadFix, defaultBackendName, DawnModule, IcdFile, icdFiles, icdLibraryFound, isSoftwareAdapter, adapterInfo, limitsOf, listAdapterNames, loadDawn, MOUNTED_DRIVER_ICD_DIRS, mountedDriverIcd, vulkanLoader, WebGPUUnavailable } from "./dawn";
+import { dawnInstance, dawnLoadFix, defaultBackendName, DawnModule, IcdFile, icdFilesWithLibraries, isSoftwareAdapter, adapterInfo, limitsOf, listAdapterNames, loadDawn, MOUNTED_DRIVER_ICD_DIRS, mountedDriverIcd, usableIcds, vulkanLoader, WebGPUUnavailable } from "./dawn";
 
 export interface AdapterReport {
   name: string;
@@ -80,7 +80,7 @@ export function diagnoseWebGPU(x: WebGPUDoctorInputs): WebGPUDiagnosis {
       fix: x.loader?.found ? undefined : "apt-get install libvulkan1 (or use retromae bundle, which carries one)",
     });
     const isNvidia = (f: IcdFile) => /nvidia/i.test(f.file) || /nvidia/i.test(f.library ?? "");
-    const usable = x.icds.filter((f) => f.library && f.libraryFound !== false);
+    const usable = usableIcds(x.icds);
     const nvidiaIcd = usable.some(isNvidia);
     const nvidiaWithoutDriver = x.icds.find((f) => isNvidia(f) && f.library && f.libraryFound === false);
     let icdFix: string | undefined;
@@ -184,7 +184,7 @@ export async function webgpuDoctor(machine: { ldconfig: string | null; nvidiaSmi
     platform: process.platform,
     dawnError,
     loader: vulkanLoader(),
-    icds: icdFiles().map((f) => ({ ...f, libraryFound: icdLibraryFound(f, machine.ldconfig) })),
+    icds: icdFilesWithLibraries(machine.ldconfig),
     mountedIcd: mountedDriverIcd,
     adapters: found,
     nvidiaGpu: !!machine.nvidiaSmi && machine.nvidiaSmi.trim().length > 0,
