@@ -5,7 +5,7 @@
  * the dot product).
  */
 import * as tf from "../engine/tf";
-import { asDeviceFailure, mibOf, overBufferLimit, throwIfDeviceError, trimGpuPool } from "../engine/webgpu/backend";
+import { asDeviceFailure, freeGpuMemory, mibOf, overBufferLimit, throwIfDeviceError, trimGpuPool } from "../engine/webgpu/backend";
 import type { RetroMAE } from "../model/retromae";
 import type { BertTokenizer } from "../text/tokenizer";
 import { display, isTerminal } from "../display";
@@ -44,8 +44,8 @@ export async function encodeTexts(model: RetroMAE, tokenizer: BertTokenizer, tex
   const terminal = isTerminal();
   const handle = show && !terminal ? display(progressBundle(state(0))) : null;
   let lastShown = 0;
-  // what training left pooled (a probe between steps, or after a fit) goes back first: the batches have shapes of their own
-  trimGpuPool(true);
+  // what training left on the GPU (pooled buffers, a recorded step's) goes back first: the batches have shapes of their own
+  freeGpuMemory();
   const fix = (B: number) => `pass a smaller batchSize (e.g. ${Math.max(1, B >> 1)}) to runProbe, probeHook or encodeTexts, or a lower maxLength`;
   for (let start = 0; start < order.length; start += batchSize) {
     const rows = order.slice(start, start + batchSize).map((i) => ids[i]);
@@ -70,9 +70,10 @@ export async function encodeTexts(model: RetroMAE, tokenizer: BertTokenizer, tex
       throw asDeviceFailure(err, what, fix(batch.batchSize));
     }
     // Each padded length has buffers of its own (texts go longest first): when the next batch is of
-    // another length, none of this one's can serve it, so all go back before it allocates its own.
+    // another length, none of this one's can serve it, so all go back before it allocates its own;
+    // after the last batch all go back too (what runs next has shapes of its own).
     const next = order[start + batchSize];
-    trimGpuPool(next !== undefined && ids[next].length !== batch.seqLength);
+    trimGpuPool(next === undefined || ids[next].length !== batch.seqLength);
     order.slice(start, start + batchSize).forEach((i, r) => out.set(data.subarray(r * H, (r + 1) * H), i * H));
     const done = Math.min(order.length, start + batchSize);
     if (show && performance.now() - lastShown > 500) {
@@ -128,6 +129,9 @@ export async function searchTopK(queries: Float32Array, docs: Float32Array, H: n
     }
   }
   q.dispose();
+  // tfjs's topk sorts in many passes, each with buffers of its own (300 queries against 5,183 documents
+  // left 230 MB pooled): they go back to the GPU, or the training step after a probe may not fit.
+  trimGpuPool(true);
   return {
     indices: best.map((b) => Int32Array.from(b.map((x) => x.idx))),
     scores: best.map((b) => Float32Array.from(b.map((x) => x.score))),

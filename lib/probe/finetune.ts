@@ -17,7 +17,7 @@
  */
 import * as tf from "../engine/tf";
 import { Rng } from "../engine/rng";
-import { asDeviceFailure, mibOf, overBufferLimit, throwIfDeviceError, trimGpuPool } from "../engine/webgpu/backend";
+import { asDeviceFailure, freeGpuMemory, mibOf, overBufferLimit, throwIfDeviceError, trimGpuPool } from "../engine/webgpu/backend";
 import type { BeirDataset } from "../data/beir";
 import { crossEntropy } from "../model/bert";
 import type { RetroMAE } from "../model/retromae";
@@ -183,6 +183,8 @@ export async function contrastiveFinetune(model: RetroMAE, tokenizer: BertTokeni
   };
   const losses: number[] = [];
   const live = options.chart ? new LiveReport(options.chart, options.chart.addRun({ name: options.name ?? "fine-tune" }), steps) : null;
+  // what ran before (a trainer's recorded step, a probe) goes back first: fine-tuning has a working set of its own
+  freeGpuMemory();
   const started = performance.now();
   let failed = false;
   // A step's loss is read one step behind, as the trainer reads its losses: the read starts as the

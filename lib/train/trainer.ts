@@ -13,7 +13,7 @@ import { Rng } from "../engine/rng";
 import { RetroMAECollator } from "../masking/collator";
 import { loadCheckpoint, lossValuesOf, saveCheckpoint, stackLossValues } from "../model/retromae";
 import type { RetroMAE, LossTensors, LossValues } from "../model/retromae";
-import { computesNothing, DeviceFailure, GPU_OUT_OF_MEMORY, isOutOfMemory, takeDeviceError, trimGpuPool } from "../engine/webgpu/backend";
+import { computesNothing, DeviceFailure, freeGpuMemory, GPU_OUT_OF_MEMORY, isOutOfMemory, takeDeviceError, trimGpuPool } from "../engine/webgpu/backend";
 import { copyInPlaceWebGPU } from "../engine/webgpu/optimizer";
 import { StepRecorder } from "../engine/webgpu/replay";
 import { StepProfile, summarizeProfile } from "../engine/webgpu/profile";
@@ -528,6 +528,9 @@ export class Trainer implements ControllableRun {
     // sticky flag: once a step is bad, no later queued step updates either).
     // On the CPU backends a step is done when it is queued; nothing to overlap.
     const ahead = options.queueAhead ?? (tf.getBackend() === "webgpu" || backendInfo().device === "gpu");
+    // What ran before this fit (a probe's top-k, a cell's own ops, another trainer's recorded step) may hold
+    // GPU memory that no step of this one can use: it goes back first, so a batch that fits is not refused.
+    freeGpuMemory(this.recorder ?? null);
     tf.tidy(() => {
       const yes = tf.scalar(true, "bool");
       if (!copyInPlaceWebGPU(this.healthy, yes)) this.healthy.assign(yes); // in place: a recorded step keeps reading the same flag

@@ -13,6 +13,7 @@ import * as tf from "../../lib/engine/tf";
 import { Rng } from "../../lib/engine/rng";
 import { NULL_ADAPTER } from "../../lib/engine/webgpu/dawn";
 import { startWebGPU, stopWebGPU, trimGpuPool } from "../../lib/engine/webgpu/backend";
+import { encodeTexts } from "../../lib/probe/encode";
 import { bytesHeldByReplays, recordCommands, StepReplay } from "../../lib/engine/webgpu/replay";
 import { loadBeir } from "../../lib/data/beir";
 import { PackedCorpus } from "../../lib/train/data";
@@ -165,6 +166,39 @@ test("a trainer on webgpu replays its steps after at most four through tfjs, eve
   assert.is(plain.recordedSteps, null);
   plain.model.dispose();
   plain.dispose();
+});
+
+test("a replay's buffers go back to the GPU when other work needs them: another trainer's fit, encoding; the trainer's own fits keep it, and it records again after", async () => {
+  const tok = BertTokenizer.bertBaseUncased();
+  const texts = [...loadBeir(path.join(SHARED_DATA, "beir-scifact")).corpus.values()].slice(0, 100).map((d) => d.text);
+  const corpus = PackedCorpus.fromTexts(texts, tok, 16);
+  const make = (seed: number) => {
+    const rng = new Rng(seed);
+    const model = RetroMAE.create("tiny", { rng, overrides: { hiddenSize: 32, numAttentionHeads: 2, intermediateSize: 64, numHiddenLayers: 1 } });
+    return new Trainer({ model, tokenizer: tok, data: corpus, rng, seed, batchSize: 2, maxLength: 16, totalSteps: 60 });
+  };
+  const [a, b] = [make(1), make(2)];
+  await a.fit({ steps: 4, live: false });
+  const held = bytesHeldByReplays();
+  assert.ok(held > 0 && a.recordedSteps!.replayed > 0, "a replays, and holds its step's buffers");
+  await a.fit({ steps: 2, live: false });
+  assert.equal([a.recordedSteps!.ran, a.recordedSteps!.replayed], [3, 3], "a's own next fit replays at once");
+  // b's fit: a's step's buffers are of no use to it (the quickstart's MLM-only run after RetroMAE's held both)
+  await b.fit({ steps: 4, live: false });
+  assert.ok(b.recordedSteps!.replayed > 0);
+  assert.is(bytesHeldByReplays(), held, "only b's replay is held (the same model shapes: the same bytes)");
+  // encoding (a probe): the replay's buffers go back, as a probe between steps needs them
+  await encodeTexts(b.model, tok, texts.slice(0, 8), { batchSize: 4, maxLength: 64, progress: false });
+  assert.is(bytesHeldByReplays(), 0);
+  // and a records again: two steps through tfjs, then replays
+  await a.fit({ steps: 4, live: false });
+  assert.equal([a.recordedSteps!.ran, a.recordedSteps!.replayed, a.recordedSteps!.refused], [5, 5, null]);
+  assert.is(bytesHeldByReplays(), held);
+  for (const t of [a, b]) {
+    t.model.dispose();
+    t.dispose();
+  }
+  assert.is(bytesHeldByReplays(), 0);
 });
 
 test("after a mask ratio changes, the new step is recorded and replayed within three steps, with buffers new or pooled alike (it was refused for good before)", async () => {

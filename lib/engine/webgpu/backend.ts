@@ -18,6 +18,7 @@ import type { TensorInfo } from "@tensorflow/tfjs-core";
 import { adapterInfo, installGlobals, loadDawn, LimitsChoice, openDevice, OpenedDevice, robustnessWanted, WebGPUUnavailable } from "./dawn";
 import { boundReadsOfB, registerWebGPUKernels } from "./kernels";
 import { PoolTrimmer } from "./pool";
+import { releaseReplays, StepRecorder } from "./replay";
 
 export interface WebGPUState extends Omit<OpenedDevice, "gpu" | "device" | "adapter"> {
   /** tfjs-backend-webgpu's version. */
@@ -232,6 +233,18 @@ export function stopWebGPU(): void {
  */
 export function trimGpuPool(all = false): number {
   return pool && tf.getBackend() === "webgpu" ? pool.trim(all) : 0;
+}
+
+/**
+ * Before work with a working set of its own (encoding, fine-tuning, a fit):
+ * give the GPU back every free pooled buffer, and the buffers that recorded
+ * steps hold, but `keep`'s (a trainer's own). What ran before (a probe's
+ * top-k, another trainer's recorded step) otherwise holds memory that this
+ * work cannot use, and a batch that fits runs out of memory. Returns the
+ * bytes released; 0 off webgpu.
+ */
+export function freeGpuMemory(keep: StepRecorder | null = null): number {
+  return tf.getBackend() === "webgpu" ? releaseReplays(keep) + trimGpuPool(true) : 0;
 }
 
 /**

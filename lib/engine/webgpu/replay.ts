@@ -553,6 +553,23 @@ export function bytesHeldByReplays(): number {
   return replayBytes;
 }
 
+/** The replays not yet disposed, whoever holds them. */
+const liveReplays = new Set<StepReplay>();
+
+/**
+ * Give the GPU back the buffers of every held replay but `keep`'s, for work
+ * with a working set of its own (encoding, fine-tuning, another trainer's
+ * steps): a replay holds its step's whole working set, which nothing else
+ * can use, where PyTorch's freed activations serve whatever runs next. Their
+ * recorders record again at their next step (two steps through tfjs).
+ * Returns the bytes released.
+ */
+export function releaseReplays(keep: StepRecorder | null = null): number {
+  const before = replayBytes;
+  for (const replay of [...liveReplays]) if (replay !== keep?.holding) replay.dispose();
+  return before - replayBytes;
+}
+
 /** A step's commands, held and replayed. */
 export class StepReplay {
   private disposed = false;
@@ -648,6 +665,7 @@ export class StepReplay {
     b.queue.writeBuffer(uniforms, 0, uniformBytes);
     const replay = new StepReplay(b, replayOps, data, uniforms, inputAt, second.outputs, second.state, dispatches);
     replayBytes += data.size + uniforms.size;
+    liveReplays.add(replay);
 
     // The step's buffers become the replay's: out of the pool now, or when their tensors release them.
     const claimMap = claimsOf(b);
@@ -795,6 +813,7 @@ export class StepReplay {
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
+    liveReplays.delete(this);
     for (const buffer of this.owned) {
       replayBytes -= buffer.size;
       buffer.destroy();
@@ -836,6 +855,11 @@ export class StepRecorder {
    * must equal, bit for bit.
    */
   constructor(private readonly options: { maxRefusals?: number; replay?: boolean } = {}) {}
+
+  /** The replay held, or null. */
+  get holding(): StepReplay | null {
+    return this.held?.replay ?? null;
+  }
 
   /** Dispatches one replayed step encodes, or null while nothing is replayed. */
   get dispatches(): number | null {
