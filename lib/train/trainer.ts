@@ -666,8 +666,11 @@ export class Trainer implements ControllableRun {
     const hyper = this.optimizer.advance(lr);
     const inputs = [...micro.flatMap((m) => [...this.model.stepInputs(m.batch), ...(m.seeds ? [m.seeds.base] : [])]), hyper.device];
     const key = JSON.stringify([inputs.map((a) => a.byteLength), this.model.decoderLossWeight, this.model.bowLossWeight, this.options.maxGradNorm, this.optimizer.weightDecay]);
-    // the loss parts in a fixed order: the step's outputs, then the norm and the flag
-    const names: (keyof LossTensors)[] = ["loss", "encoderLoss", "decoderLoss", "encoderAccuracy", "decoderAccuracy", ...(this.model.bowLossWeight > 0 ? ["bowLoss" as const] : [])];
+    // the loss parts the step computes, in a fixed order: the step's outputs, then the norm and the flag.
+    // MLM-only's decoder parts are NaN constants made on the host, not outputs: a replay's outputs are
+    // on the GPU (with them, every MLM-only step was refused and ran through tfjs).
+    const decoder = this.model.decoderLossWeight > 0;
+    const names: (keyof LossTensors)[] = ["loss", "encoderLoss", ...(decoder ? ["decoderLoss" as const] : []), "encoderAccuracy", ...(decoder ? ["decoderAccuracy" as const] : []), ...(this.model.bowLossWeight > 0 ? ["bowLoss" as const] : [])];
     const out = recorder.run(
       key,
       inputs,
@@ -675,10 +678,12 @@ export class Trainer implements ControllableRun {
       () => {
         const { losses, grads } = this.accumulate(micro);
         const { norm, ok } = this.optimizer.clipAndApply(grads, { maxNorm: this.options.maxGradNorm, lr, guard: this.guard(losses), hyper });
+        if (!decoder) tf.dispose([losses.decoderLoss, losses.decoderAccuracy]);
         return [...names.map((n) => losses[n]!), norm, ok!];
       },
     );
     const losses = Object.fromEntries(names.map((n, i) => [n, out[i]])) as unknown as LossTensors;
+    if (!decoder) [losses.decoderLoss, losses.decoderAccuracy] = [tf.scalar(NaN), tf.scalar(NaN)];
     const tokens = micro.reduce((a, m) => a + m.batch.lengths.reduce((x, y) => x + y, 0), 0);
     return pending(step, epoch, losses, out[names.length] as tf.Scalar, out[names.length + 1] as tf.Scalar, tokens, lr, started);
   }

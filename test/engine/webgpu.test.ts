@@ -1255,6 +1255,23 @@ test("recorded steps: replayed after a few steps through tfjs, bit for bit the s
   }
 });
 
+test("MLM-only from its first step, without gradient accumulation (the quickstart's baseline): replayed, bit for bit the steps run through tfjs (every step was refused before: its decoder parts were host constants, its decoder's moments never on the GPU)", async () => {
+  await use("webgpu");
+  const [replayed, reference] = [makeTrainer(), makeTrainer({ recordSteps: "tfjs" })];
+  for (const t of [replayed, reference]) t.model.decoderLossWeight = 0;
+  const [er, et] = [await train(replayed, 5), await train(reference, 5)];
+  const r = replayed.recordedSteps!;
+  assert.equal([r.ran, r.replayed, r.refused], [3, 2, null], JSON.stringify(r)); // the first step uploads the encoder's new moments: compared from the second on
+  assert.ok(er.every((e) => Number.isNaN(e.decoderLoss) && Number.isNaN(e.decoderAccuracy)), "no decoder loss");
+  assert.equal(er.map((e) => bits([e.loss, e.encoderLoss, e.encoderAccuracy, e.gradNorm])), et.map((e) => bits([e.loss, e.encoderLoss, e.encoderAccuracy, e.gradNorm])));
+  const [wr, wt] = [await weightBits(replayed), await weightBits(reference)];
+  for (const [k, v] of wt) assert.equal(wr.get(k), v, k);
+  for (const t of [replayed, reference]) {
+    t.model.dispose();
+    t.dispose();
+  }
+});
+
 test("a recorded step replayed on new inputs computes what tfjs computes from them, bit for bit", async () => {
   await use("webgpu");
   const W = weight(new Rng(5).fillNormal(new Float32Array(128)));

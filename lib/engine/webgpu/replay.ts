@@ -379,11 +379,12 @@ export function recordCommands<T>(fn: () => T, options: RecordOptions = {}): Rec
   }
   const made = tf.memory().numTensors - tensorsBefore;
   if (made !== outputs.length) refuse(`the step left ${made} new tensors alive and returned ${outputs.length}; dispose everything but the outputs`);
-  const state = (options.state ?? []).map((t) => {
+  // A state tensor still on the host after the step was read by none of its commands (tfjs uploads a
+  // tensor a program reads): not the step's state (MLM-only's decoder weights' moments, never updated).
+  const state = (options.state ?? []).flatMap((t) => {
     const data = b.tensorMap.get(t.dataId);
-    return { dataId: t.dataId as object, buffer: data?.resource as GPUBuffer };
+    return data?.resource instanceof GPUBuffer ? [{ dataId: t.dataId as object, buffer: data.resource }] : [];
   });
-  if (state.some((s) => !(s.buffer instanceof GPUBuffer))) refuse("a state tensor is not on the GPU");
   const inputs = (options.inputs ?? []).map((a, i) => ({ dtype: inputDtypes[i] ?? "float32", bytes: inputBytes(a, inputDtypes[i] ?? "float32").byteLength }));
   return { result: result!, blocks, refused, outputs, state, acquired, inputs };
 }
