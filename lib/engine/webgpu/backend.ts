@@ -18,7 +18,8 @@ import type { TensorInfo } from "@tensorflow/tfjs-core";
 import { adapterInfo, installGlobals, loadDawn, LimitsChoice, openDevice, OpenedDevice, robustnessWanted, WebGPUUnavailable } from "./dawn";
 import { boundReadsOfB, registerWebGPUKernels } from "./kernels";
 import { PoolTrimmer } from "./pool";
-import { releaseReplays, StepRecorder } from "./replay";
+import { releaseReplays } from "./replay";
+import type { StepRecorder } from "./replay";
 
 export interface WebGPUState extends Omit<OpenedDevice, "gpu" | "device" | "adapter"> {
   /** tfjs-backend-webgpu's version. */

@@ -139,7 +139,11 @@ export interface Recording<T> {
 export interface RecordOptions {
   /** Host arrays the step uploads (tensors made from them, the same objects) and whose values change from step to step. */
   inputs?: readonly ArrayBufferView[];
-  /** Tensors that exist before the step and that it reads or updates in place (weights, optimizer moments). */
+  /**
+   * Tensors that exist before the step and that it reads or updates in place
+   * (weights, optimizer moments). Those still on the host after the step
+   * (none of its commands read them) are left out of the recording.
+   */
   state?: readonly tf.Tensor[];
 }
 
