@@ -21,13 +21,37 @@ export interface EncodeOptions {
   label?: string;
 }
 
+/**
+ * Token ids of texts encoded before, per tokenizer, texts array and length: a
+ * probe during training encodes the same corpus every time, and tokenizing
+ * SciFact's 5,183 documents at 512 tokens took 0.45 s, a quarter of a probe's
+ * host time on webgpu. Kept while the array lives, for arrays of up to
+ * CACHED_IDS ids, and used only while it holds the same strings.
+ */
+const tokenized = new WeakMap<BertTokenizer, WeakMap<readonly string[], Map<number, { texts: string[]; ids: number[][] }>>>();
+const CACHED_IDS = 8_000_000; // 64 MB of ids at most per array and length
+
+function tokenIds(tokenizer: BertTokenizer, texts: readonly string[], maxLength: number): number[][] {
+  let byTexts = tokenized.get(tokenizer);
+  if (!byTexts) tokenized.set(tokenizer, (byTexts = new WeakMap()));
+  const byLength = byTexts.get(texts);
+  const hit = byLength?.get(maxLength);
+  if (hit && hit.texts.length === texts.length && hit.texts.every((t, i) => t === texts[i])) return hit.ids;
+  const ids = texts.map((t) => tokenizer.encode(t, { maxLength }).inputIds);
+  if (ids.reduce((n, r) => n + r.length, 0) <= CACHED_IDS) {
+    if (byLength) byLength.set(maxLength, { texts: [...texts], ids });
+    else byTexts.set(texts, new Map([[maxLength, { texts: [...texts], ids }]]));
+  }
+  return ids;
+}
+
 /** Encode texts -> Float32Array [N × H], row i for texts[i]. */
 export async function encodeTexts(model: RetroMAE, tokenizer: BertTokenizer, texts: readonly string[], options: EncodeOptions = {}): Promise<Float32Array> {
   const batchSize = options.batchSize ?? 64;
   const maxLength = Math.min(options.maxLength ?? 512, model.config.maxPositionEmbeddings);
   const H = model.config.hiddenSize;
   model.checkTokenIds(tokenizer.vocab.size - 1, "The tokenizer");
-  const ids = texts.map((t) => tokenizer.encode(t, { maxLength }).inputIds);
+  const ids = tokenIds(tokenizer, texts, maxLength);
   // longest first: batches shrink, so each reuses the memory of the one before it
   const order = ids.map((_, i) => i).sort((a, b) => ids[b].length - ids[a].length);
   const out = new Float32Array(texts.length * H);

@@ -51,6 +51,33 @@ test("encoding keeps input order, normalises on request and leaks no tensors", a
   model.dispose();
 });
 
+test("encoding the same array of texts again reuses their token ids (a probe during training tokenized the corpus every time), only while the array holds the same strings", async () => {
+  await use("wasm");
+  const model = small();
+  const texts = [...ds.corpus.values()].slice(0, 4).map((d) => d.text);
+  const encode = tok.encode;
+  let calls = 0;
+  tok.encode = (...a: Parameters<typeof encode>) => (calls++, encode.apply(tok, a));
+  try {
+    const first = await encodeTexts(model, tok, texts, { batchSize: 2, maxLength: 64, progress: false });
+    assert.is(calls, 4);
+    assert.equal(Array.from(await encodeTexts(model, tok, texts, { batchSize: 2, maxLength: 64, progress: false })), Array.from(first));
+    assert.is(calls, 4, "the second encoding tokenized nothing");
+    await encodeTexts(model, tok, texts, { batchSize: 2, maxLength: 32, progress: false });
+    assert.is(calls, 8, "another length is tokenized");
+    texts[1] = "a text put in place of another";
+    const changed = await encodeTexts(model, tok, texts, { batchSize: 2, maxLength: 64, progress: false });
+    assert.is(calls, 12, "an array whose strings changed is tokenized again");
+    const diff = (row: number) => Math.max(...Array.from(changed.subarray(row * 32, row * 32 + 32), (v, h) => Math.abs(v - first[row * 32 + h])));
+    assert.ok(diff(0) < 1e-5 && diff(1) > 1e-3, `row 0 the same (${diff(0)}), row 1 another text's (${diff(1)})`);
+    await encodeTexts(model, tok, [...texts], { batchSize: 2, maxLength: 64, progress: false });
+    assert.is(calls, 16, "another array is tokenized");
+  } finally {
+    tok.encode = encode;
+  }
+  model.dispose();
+});
+
 test("encoding with a tokenizer whose ids run past the model's vocabulary is one sentence, before anything is queued", async () => {
   await use("wasm");
   const m = RetroMAE.create("tiny", { rng: new Rng(3), overrides: { vocabSize: 500, hiddenSize: 32, numAttentionHeads: 2, intermediateSize: 64, numHiddenLayers: 1 } });
