@@ -226,6 +226,11 @@ export function icdFilesWithLibraries(ldconfig: string | null, env: NodeJS.Proce
   return icdFiles(env).map((f) => ({ ...f, libraryFound: icdLibraryFound(f, ldconfig, env) }));
 }
 
+/** Whether an ICD file is NVIDIA's (by its file's name or its library's). */
+export function isNvidiaIcd(f: IcdFile): boolean {
+  return /nvidia/i.test(f.file) || /nvidia/i.test(f.library ?? "");
+}
+
 /** The ICD files the loader can use: the json parsed and names a library that is there (or was not looked for). */
 export function usableIcds(icds: IcdFile[]): IcdFile[] {
   return icds.filter((f) => f.library && f.libraryFound !== false);
@@ -349,7 +354,7 @@ export function explainNoAdapter(facts: { platform: string; loader: { found: boo
   const usable = usableIcds(facts.icds);
   const withoutDriver = facts.icds.find((f) => f.library && f.libraryFound === false);
   if (usable.length === 0 && withoutDriver) {
-    return `${withoutDriver.file} names ${withoutDriver.library}, which is not installed${/nvidia/i.test(withoutDriver.library!) ? " (a container started without NVIDIA_DRIVER_CAPABILITIES=compute,utility,graphics has NVIDIA's ICD file but not its driver)" : ""}; install the driver, or run retromae doctor`;
+    return `${withoutDriver.file} names ${withoutDriver.library}, which is not installed${isNvidiaIcd(withoutDriver) ? " (a container started without NVIDIA_DRIVER_CAPABILITIES=compute,utility,graphics has NVIDIA's ICD file but not its driver)" : ""}; install the driver, or run retromae doctor`;
   }
   if (usable.length === 0) {
     const named = facts.icds.filter((f) => f.fromEnv).map((f) => f.file);

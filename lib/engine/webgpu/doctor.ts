@@ -12,7 +12,7 @@
  */
 /// <reference types="@webgpu/types" />
 import type { Check } from "../doctor";
-import { dawnInstance, dawnLoadFix, defaultBackendName, DawnModule, IcdFile, icdFilesWithLibraries, isSoftwareAdapter, adapterInfo, limitsOf, listAdapterNames, loadDawn, MOUNTED_DRIVER_ICD_DIRS, mountedDriverIcd, usableIcds, vulkanLoader, WebGPUUnavailable } from "./dawn";
+import { dawnInstance, dawnLoadFix, defaultBackendName, DawnModule, IcdFile, icdFilesWithLibraries, isNvidiaIcd, isSoftwareAdapter, adapterInfo, limitsOf, listAdapterNames, loadDawn, MOUNTED_DRIVER_ICD_DIRS, mountedDriverIcd, usableIcds, vulkanLoader, WebGPUUnavailable } from "./dawn";
 
 export interface AdapterReport {
   name: string;
@@ -79,10 +79,9 @@ export function diagnoseWebGPU(x: WebGPUDoctorInputs): WebGPUDiagnosis {
       needed: "libvulkan.so.1",
       fix: x.loader?.found ? undefined : "apt-get install libvulkan1 (or use retromae bundle, which carries one)",
     });
-    const isNvidia = (f: IcdFile) => /nvidia/i.test(f.file) || /nvidia/i.test(f.library ?? "");
     const usable = usableIcds(x.icds);
-    const nvidiaIcd = usable.some(isNvidia);
-    const nvidiaWithoutDriver = x.icds.find((f) => isNvidia(f) && f.library && f.libraryFound === false);
+    const nvidiaIcd = usable.some(isNvidiaIcd);
+    const nvidiaWithoutDriver = x.icds.find((f) => isNvidiaIcd(f) && f.library && f.libraryFound === false);
     let icdFix: string | undefined;
     const caps = x.driverCapabilities;
     const capsFix = caps !== undefined && !/\b(graphics|all)\b/.test(caps) ? `this container was started with NVIDIA_DRIVER_CAPABILITIES=${caps}; start it with NVIDIA_DRIVER_CAPABILITIES=compute,utility,graphics` : null;
