@@ -71,8 +71,8 @@ interface Write {
   offset: number;
   bytes: Uint8Array;
   input?: number;
-  /** Where the upload was made (this project's first frame), for a refusal's reason. */
-  from?: string;
+  /** Where the upload was made (its stack, formatted only for a refusal's reason: callerOf). */
+  from?: Error;
 }
 
 /**
@@ -107,7 +107,7 @@ type Command =
   | { kind: "dispatch"; pipeline: GPUComputePipeline; layout: GPUBindGroupLayout; bindings: Binding[]; x: number; y: number; z: number; label: KernelLabel }
   | { kind: "copy"; src: GPUBuffer; srcOffset: number; dst: GPUBuffer; dstOffset: number; size: number }
   /** A copy from a staging buffer the host filled: the bytes, in stream order. */
-  | { kind: "upload"; bytes: Uint8Array; input?: number; from?: string; dst: GPUBuffer; dstOffset: number; size: number }
+  | { kind: "upload"; bytes: Uint8Array; input?: number; from?: Error; dst: GPUBuffer; dstOffset: number; size: number }
   | { kind: "clear"; buffer: GPUBuffer; offset: number; size: number };
 
 /**
@@ -181,7 +181,7 @@ export function recordCommands<T>(fn: () => T, options: RecordOptions = {}): Rec
   const inputDtypes: string[] = [];
   const blocks: Block[] = [{ writes: [], commands: [] }];
   const acquired = new Set<GPUBuffer>();
-  const staged = new Map<GPUBuffer, { bytes: Uint8Array; input?: number; from?: string }>();
+  const staged = new Map<GPUBuffer, { bytes: Uint8Array; input?: number; from?: Error }>();
   const groups = new WeakMap<GPUBindGroup, { layout: GPUBindGroupLayout; bindings: Binding[] }>();
   let refused: string | null = null;
   const refuse = (why: string) => {
@@ -190,7 +190,7 @@ export function recordCommands<T>(fn: () => T, options: RecordOptions = {}): Rec
   const current = () => blocks[blocks.length - 1];
 
   // what the running upload is: a declared input's index, or none
-  let uploading: { input?: number; from?: string } | null = null;
+  let uploading: { input?: number; from?: Error } | null = null;
   const mapped = new Map<GPUBuffer, ArrayBuffer>();
   const pass = { pipeline: null as GPUComputePipeline | null, group: null as GPUBindGroup | null };
   // the tfjs program being run, if any: the label of the dispatch it makes
@@ -350,7 +350,7 @@ export function recordCommands<T>(fn: () => T, options: RecordOptions = {}): Rec
       const data = b.tensorMap.get(args[0] as object);
       const input = data && data.resource == null && data.values != null ? inputIndex.get(data.values) : undefined;
       if (input !== undefined) inputDtypes[input] = data!.dtype;
-      uploading = { input, from: input === undefined ? callerOf(deepStack()) : undefined };
+      uploading = { input, from: input === undefined ? deepStack() : undefined };
       try {
         return orig.apply(this, args);
       } finally {
@@ -393,12 +393,13 @@ export function recordCommands<T>(fn: () => T, options: RecordOptions = {}): Rec
   return { result: result!, blocks, refused, outputs, state, acquired, inputs };
 }
 
-function deepStack(): string | undefined {
+/** A stack of up to 60 frames, captured now and formatted (`.stack`) only when read: formatting costs far more. */
+function deepStack(): Error {
   const limit = Error.stackTraceLimit;
   Error.stackTraceLimit = 60;
-  const stack = new Error().stack;
+  const at = new Error();
   Error.stackTraceLimit = limit;
-  return stack;
+  return at;
 }
 
 /** The first frame of a stack outside tfjs, this file and the backend's wrapper of runWebGPUProgram: where a tensor was made from host values. */
@@ -451,7 +452,7 @@ const isUniform = (buffer: GPUBuffer) => (buffer.usage & GPUBufferUsage.UNIFORM)
 type Op =
   | { kind: "dispatch"; pipeline: GPUComputePipeline; layout: GPUBindGroupLayout; bindings: (Binding & { uniform?: Uint8Array })[]; x: number; y: number; z: number; label: KernelLabel }
   | { kind: "copy"; src: GPUBuffer; srcOffset: number; dst: GPUBuffer; dstOffset: number; size: number }
-  | { kind: "upload"; bytes: Uint8Array; input?: number; from?: string; dst: GPUBuffer; dstOffset: number; size: number }
+  | { kind: "upload"; bytes: Uint8Array; input?: number; from?: Error; dst: GPUBuffer; dstOffset: number; size: number }
   | { kind: "clear"; buffer: GPUBuffer; offset: number; size: number };
 
 function resolve(blocks: Block[]): Op[] {
@@ -509,7 +510,7 @@ function difference(a: Op[], b: Op[], stateBuffers: Set<GPUBuffer>): string | nu
     } else if (p.kind === "upload" && q.kind === "upload") {
       if (p.size !== q.size || p.dstOffset !== q.dstOffset || !sameBuffer(p.dst, q.dst)) return `${where} uploads another size`;
       if (p.input !== q.input) return `${where} uploads an input in one step only`;
-      if (p.input === undefined && !equalBytes(p.bytes, q.bytes)) return `${where} uploads values that change from step to step and are not a declared input${q.from ? ` (made at ${q.from})` : ""}`;
+      if (p.input === undefined && !equalBytes(p.bytes, q.bytes)) return `${where} uploads values that change from step to step and are not a declared input${q.from ? ` (made at ${callerOf(q.from.stack)})` : ""}`;
     } else if (p.kind === "copy" && q.kind === "copy") {
       if (p.size !== q.size || p.srcOffset !== q.srcOffset || p.dstOffset !== q.dstOffset || !sameBuffer(p.src, q.src) || !sameBuffer(p.dst, q.dst)) return `${where} copies another range`;
     } else if (p.kind === "clear" && q.kind === "clear") {
