@@ -68,5 +68,5 @@ export { compare, ComparisonTable, PUBLISHED_SCIFACT } from "./probe/compare";
 export type { RunMetrics, CompareOptions, Cell as ComparisonCell, Row as ComparisonRow, Test as PairedTest } from "./probe/compare";
 export { bootstrapCI, pairedRandomizationTest, mean, sd } from "./probe/stats";
 export { contrastiveFinetune, trainingPairs, trainingQueries, TrainGroups } from "./probe/finetune";
-export type { FinetuneOptions } from "./probe/finetune";
+export type { FinetuneOptions, FinetuneResult } from "./probe/finetune";
 export * from "./widgets";

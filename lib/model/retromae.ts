@@ -358,12 +358,21 @@ export class RetroMAE {
    * that the masking after them draws the same values on every backend.
    */
   dropoutCalls(): number {
-    const cfg = this.config;
-    const hidden = cfg.hiddenDropoutProb > 0 ? 1 : 0;
-    const layer = 2 * hidden + (cfg.attentionProbsDropoutProb > 0 ? 1 : 0);
-    const encoder = hidden + cfg.numHiddenLayers * layer;
+    const { hidden, layer } = this.dropoutsPerBlock();
     const decoder = this.decoderLossWeight > 0 ? hidden * (this.bowLossWeight > 0 ? 2 : 1) + layer : 0;
-    return encoder + decoder;
+    return this.clsDropoutCalls() + decoder;
+  }
+
+  /** How many dropout calls one training `cls` (the encoder alone, as fine-tuning runs it) makes; see dropoutCalls. */
+  clsDropoutCalls(): number {
+    const { hidden, layer } = this.dropoutsPerBlock();
+    return hidden + this.config.numHiddenLayers * layer;
+  }
+
+  /** Dropout calls of an embedding module (hidden) and of a transformer layer. */
+  private dropoutsPerBlock(): { hidden: number; layer: number } {
+    const hidden = this.config.hiddenDropoutProb > 0 ? 1 : 0;
+    return { hidden, layer: 2 * hidden + (this.config.attentionProbsDropoutProb > 0 ? 1 : 0) };
   }
 
   /**

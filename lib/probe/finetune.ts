@@ -16,8 +16,10 @@
  * ratios B" after the same fine-tune.
  */
 import * as tf from "../engine/tf";
+import { DropoutSeeds } from "../engine/fused";
 import { Rng } from "../engine/rng";
 import { asDeviceFailure, freeGpuMemory, mibOf, overBufferLimit, throwIfDeviceError, trimGpuPool } from "../engine/webgpu/backend";
+import { StepRecorder } from "../engine/webgpu/replay";
 import type { BeirDataset } from "../data/beir";
 import { crossEntropy } from "../model/bert";
 import type { RetroMAE } from "../model/retromae";
@@ -69,6 +71,17 @@ export interface FinetuneOptions {
   chart?: LossChart;
   /** The run's name on the chart. Default "fine-tune". */
   name?: string;
+  /**
+   * On webgpu, record a step's GPU commands and replay them for the steps
+   * after, as Trainer's recordSteps does (lib/engine/webgpu/replay.ts): the
+   * host issues a step in a few milliseconds instead of tfjs's tens. Queries
+   * are then padded to queryMaxLength and passages to maxLength, so that
+   * every step has the same shapes, and dropout's seeds are drawn on the
+   * host as one value per step. "tfjs": the same steps, every one run
+   * through tfjs (what a replay must equal, bit for bit). Default: true on
+   * webgpu; ignored elsewhere.
+   */
+  recordSteps?: boolean | "tfjs";
 }
 
 /** (query id, positive doc id) pairs from a dataset's qrels (relevance > 0). */
@@ -154,7 +167,14 @@ function checkFinetuneFits(model: RetroMAE, rows: number, L: number, B: number, 
   throw new Error(`Fine-tuning on ${rows} passages of ${L} tokens needs ${mibOf(over.need)} for ${over.what}, more than this GPU's largest buffer (${mibOf(over.limit)}); ${fix}.`);
 }
 
-export async function contrastiveFinetune(model: RetroMAE, tokenizer: BertTokenizer, train: BeirDataset, options: FinetuneOptions = {}): Promise<{ losses: number[]; steps: number }> {
+/** What a fine-tune did: each step's loss, the steps taken, and on webgpu what recorded steps did (as Trainer.recordedSteps; null elsewhere or with recordSteps false). */
+export interface FinetuneResult {
+  losses: number[];
+  steps: number;
+  recordedSteps: { replayed: number; ran: number; dispatches: number | null; refused: string | null } | null;
+}
+
+export async function contrastiveFinetune(model: RetroMAE, tokenizer: BertTokenizer, train: BeirDataset, options: FinetuneOptions = {}): Promise<FinetuneResult> {
   const B = options.batchSize ?? 16;
   const G = options.trainGroupSize ?? (options.bm25HardNegatives ? 2 : 1);
   const temperature = options.temperature ?? 1;
@@ -163,6 +183,8 @@ export async function contrastiveFinetune(model: RetroMAE, tokenizer: BertTokeni
   model.checkTokenIds(tokenizer.vocab.size - 1, "The tokenizer");
   model.checkLength(maxLength, "maxLength");
   model.checkLength(queryMaxLength, "queryMaxLength");
+  const record = options.recordSteps ?? true;
+  if (record !== true && record !== false && record !== "tfjs") throw new Error(`Fine-tuning's recordSteps must be true, false or "tfjs", got ${JSON.stringify(record)}.`);
   const rng = new Rng(options.seed ?? 0);
   const groups = new TrainGroups(train, G, rng, options.negativesFromTopK ?? 200);
   const nq = groups.queries.length;
@@ -173,12 +195,15 @@ export async function contrastiveFinetune(model: RetroMAE, tokenizer: BertTokeni
   const opt = new AdamW(encoder, { lr: options.lr ?? 2e-5, weightDecay: options.weightDecay ?? 0 });
   const schedule = new LrSchedule({ lr: opt.lr, totalSteps: steps, warmupRatio: options.warmupRatio ?? 0 });
   const docText = (id: string) => beirDocText(train.corpus.get(id)!.title, train.corpus.get(id)!.text);
-  const batchTensors = (texts: string[], len: number) => {
-    const b = tokenizer.padBatch(texts.map((t) => tokenizer.encode(t, { maxLength: len }).inputIds));
-    return [tf.tensor2d(b.inputIds, [b.batchSize, b.seqLength], "int32"), tf.tensor2d(b.attentionMask, [b.batchSize, b.seqLength], "int32")] as const;
-  };
-  const embed = (ids: tf.Tensor2D, mask: tf.Tensor2D) => {
-    const e = model.cls(ids, mask, { training: true, rng });
+  // A recorded step has one shape: every batch padded to its maximum length (else to its longest row).
+  const recorder = tf.getBackend() === "webgpu" && record !== false ? new StepRecorder({ replay: record !== "tfjs" }) : null;
+  const batchOf = (texts: string[], len: number) =>
+    tokenizer.padBatch(texts.map((t) => tokenizer.encode(t, { maxLength: len }).inputIds), recorder ? { padding: "max_length", maxLength: len } : {});
+  const tensorsOf = (b: { inputIds: Int32Array; attentionMask: Int32Array; batchSize: number; seqLength: number }) =>
+    [tf.tensor2d(b.inputIds, [b.batchSize, b.seqLength], "int32"), tf.tensor2d(b.attentionMask, [b.batchSize, b.seqLength], "int32")] as const;
+  const labelIds = Int32Array.from({ length: B }, (_, i) => i * G); // query i's positive is passage i·G
+  const embed = (ids: tf.Tensor2D, mask: tf.Tensor2D, seeds: DropoutSeeds | undefined) => {
+    const e = model.cls(ids, mask, { training: true, rng, seeds });
     return options.normalize ? (tf.div(e, tf.maximum(tf.norm(e, 2, 1, true), 1e-12)) as tf.Tensor2D) : e;
   };
   const losses: number[] = [];
@@ -187,6 +212,7 @@ export async function contrastiveFinetune(model: RetroMAE, tokenizer: BertTokeni
   freeGpuMemory();
   const started = performance.now();
   let failed = false;
+  let recordedSteps: FinetuneResult["recordedSteps"] = null;
   // A step's loss is read one step behind, as the trainer reads its losses: the read starts as the
   // step is queued (it copies the loss after this step's work only), and is awaited once the next
   // step is queued, so on a GPU the device runs step s + 1 while the host takes step s's loss.
@@ -216,37 +242,57 @@ export async function contrastiveFinetune(model: RetroMAE, tokenizer: BertTokeni
       const batch = batches[step % perEpoch].map((i) => groups.queries[i]);
       const queries = batch.map((q) => train.queries.get(q.query)!);
       const passages = batch.flatMap((q) => groups.group(q)).map(docText); // [B·G], query i's positive at i·G
-      const [qIds, qMask] = batchTensors(queries, queryMaxLength);
-      const [pIds, pMask] = batchTensors(passages, maxLength);
-      const labels = tf.tensor1d(Int32Array.from({ length: B }, (_, i) => i * G), "int32");
+      const qBatch = batchOf(queries, queryMaxLength);
+      const pBatch = batchOf(passages, maxLength);
+      // a recorded step's dropout seeds: as many draws as the two passes' dropout calls, where the CPU draws them
+      const seeds = recorder ? DropoutSeeds.forStep(rng, 2 * model.clsDropoutCalls()) : undefined;
       const what = `Fine-tuning step ${step + 1} (${B} queries of up to ${queryMaxLength} tokens, ${B * G} passages of up to ${maxLength})`;
       const fix = `the encoder's weights may be damaged, so load it again and fine-tune with a smaller batchSize (e.g. ${Math.max(1, B >> 1)}) or maxLength`;
       const lr = schedule.at(step);
+      // AdamW's scalars for this step, made before it where the step is recorded (they are one of its inputs)
+      const hyper = recorder ? opt.advance(lr) : undefined;
+      // forward, backward, clipping and the update, queued; returns the loss
+      const queue = (): tf.Tensor[] => {
+        const [qIds, qMask] = tensorsOf(qBatch);
+        const [pIds, pMask] = tensorsOf(pBatch);
+        const labels = tf.tensor1d(labelIds, "int32");
+        try {
+          const result = tf.variableGrads(() => {
+            const q = embed(qIds, qMask, seeds); // [B, H]
+            const p = embed(pIds, pMask, seeds); // [B·G, H]
+            const scores = tf.div(tf.matMul(q, p, false, true), temperature) as tf.Tensor2D; // [B, B·G]
+            return crossEntropy(scores, labels);
+          }, [...encoder.values()]);
+          if (seeds && seeds.callsMade !== 2 * model.clsDropoutCalls()) {
+            tf.dispose([result.value, ...Object.values(result.grads)]);
+            throw new Error(`The fine-tuning step made ${seeds.callsMade} dropout calls where 2 × RetroMAE.clsDropoutCalls() counts ${2 * model.clsDropoutCalls()}; update clsDropoutCalls to the model's structure (a bug in this package).`);
+          }
+          const named = new Map([...encoder].map(([k, v]) => [k, result.grads[v.name]]));
+          const { norm } = opt.clipAndApply(named, { maxNorm: 1.0, lr, hyper });
+          norm.dispose();
+          return [result.value];
+        } finally {
+          tf.dispose([qIds, qMask, pIds, pMask, labels]);
+        }
+      };
       let value: tf.Tensor;
       try {
-        checkFinetuneFits(model, pIds.shape[0], pIds.shape[1], B, G);
-        const result = tf.variableGrads(() => {
-          const q = embed(qIds, qMask); // [B, H]
-          const p = embed(pIds, pMask); // [B·G, H]
-          const scores = tf.div(tf.matMul(q, p, false, true), temperature) as tf.Tensor2D; // [B, B·G]
-          return crossEntropy(scores, labels);
-        }, [...encoder.values()]);
-        value = result.value;
-        const named = new Map([...encoder].map(([k, v]) => [k, result.grads[v.name]]));
-        const { norm } = opt.clipAndApply(named, { maxNorm: 1.0, lr });
-        norm.dispose();
+        checkFinetuneFits(model, pBatch.batchSize, pBatch.seqLength, B, G);
+        if (!recorder) [value] = queue();
+        else {
+          const inputs = [qBatch.inputIds, qBatch.attentionMask, pBatch.inputIds, pBatch.attentionMask, ...(seeds ? [seeds.base] : []), hyper!.device];
+          [value] = recorder.run(JSON.stringify(inputs.map((a) => a.byteLength)), inputs, () => [...encoder.values(), ...opt.stateTensors()], queue);
+        }
       } catch (err) {
         trimGpuPool(true);
         throw asDeviceFailure(err, what, fix);
-      } finally {
-        tf.dispose([qIds, qMask, pIds, pMask, labels]);
       }
       const read = value.data();
       read.catch(() => undefined); // (awaited by settle; a run that fails first drops it)
       const previous: Queued | null = queued;
       queued = { step: step + 1, value, read, what, fix, lr };
       if (previous) await settle(previous);
-      trimGpuPool(); // batches of new padded lengths leave buffers of their own
+      if (!recorder) trimGpuPool(); // batches of new padded lengths leave buffers of their own
       await new Promise((r) => setImmediate(r));
     }
     const last: Queued | null = queued;
@@ -259,6 +305,8 @@ export async function contrastiveFinetune(model: RetroMAE, tokenizer: BertTokeni
   } finally {
     live?.finish(failed ? "failed" : losses.length < steps ? "stopped" : "done");
     opt.dispose(); // the moments, also when a step failed
+    recordedSteps = recorder ? { replayed: recorder.replayed, ran: recorder.ran, dispatches: recorder.dispatches, refused: recorder.refused } : null;
+    recorder?.dispose(); // a replay holds its step's working set on the GPU
   }
-  return { losses, steps: losses.length };
+  return { losses, steps: losses.length, recordedSteps };
 }

@@ -22,11 +22,11 @@ import { explainNoAdapter, icdFiles, isSoftwareAdapter, openDevice } from "../..
 import { startWebGPU, takeDeviceError, webgpuState } from "../../lib/engine/webgpu/backend";
 import { columnSumParts, splitsAlongK, WebGPUBackendLike } from "../../lib/engine/webgpu/kernels";
 import { splitKParts, tiledSplitKParts } from "../../lib/engine/webgpu/matmul";
-import { loadBeir } from "../../lib/data/beir";
+import { loadBeir, BeirDataset } from "../../lib/data/beir";
 import { PackedCorpus } from "../../lib/train/data";
 import { Trainer, StepInfo } from "../../lib/train/trainer";
 import { AdamW } from "../../lib/train/optim";
-import { recordCommands, StepReplay } from "../../lib/engine/webgpu/replay";
+import { bytesHeldByReplays, recordCommands, StepReplay } from "../../lib/engine/webgpu/replay";
 import { DROPOUT, dropoutWithSeed, DropoutSeeds, registerCounterDropout } from "../../lib/engine/fused";
 import { countDispatches, formatProfile } from "../../lib/engine/webgpu/profile";
 import { addLayerNorm, ADD_LAYER_NORM, ATTENTION, attentionInference, DENSE_GELU, gelu, GELU, linear, linearGelu, logSumExpArgMax, logSumExpRows, pickLabels, scaledMaskedSoftmax, SCALED_MASKED_SOFTMAX, softmaxMinusOneHotColSum } from "../../lib/engine/fused";
@@ -1172,11 +1172,16 @@ test("on webgpu a step's losses are read from a copy queued right after the step
   }
 });
 
-test("contrastive fine-tuning on webgpu: the cpu's losses (dropout off), each step's loss read as the trainer reads its losses (one step behind, the read started as the step is queued), and no tensor left", async () => {
+/** Six SciFact training queries with one positive each, over their positives and 20 more documents. */
+function finetuneSubset(): BeirDataset {
   const judged = [...ds.qrels].filter(([q]) => ds.queries.has(q)).slice(0, 6);
   const qrels = new Map(judged.map(([q, m]) => [q, new Map([[...m][0]])]));
   const ids = new Set([...qrels.values()].flatMap((m) => [...m.keys()]).concat([...ds.corpus.keys()].slice(0, 20)));
-  const train = { name: "scifact-subset", corpus: new Map([...ids].map((d) => [d, ds.corpus.get(d)!])), queries: ds.queries, qrels };
+  return { name: "scifact-subset", corpus: new Map([...ids].map((d) => [d, ds.corpus.get(d)!])), queries: ds.queries, qrels };
+}
+
+test("contrastive fine-tuning on webgpu (recorded steps, padded to the maximum lengths): the cpu's losses (dropout off), each step's loss read as the trainer reads its losses (one step behind, the read started as the step is queued), and no tensor left", async () => {
+  const train = finetuneSubset();
   const run = async (backend: "cpu" | "webgpu") => {
     await use(backend);
     const model = microModel(tok.vocab.size, 13, 0.5, { hiddenDropoutProb: 0, attentionProbsDropoutProb: 0 });
@@ -1194,6 +1199,28 @@ test("contrastive fine-tuning on webgpu: the cpu's losses (dropout off), each st
   assert.is(gpu.losses.length, 4);
   gpu.losses.forEach((l, i) => assert.ok(Math.abs(l - cpu.losses[i]) <= 1e-4 * Math.max(1, Math.abs(l)), `step ${i + 1}: webgpu ${l} vs cpu ${cpu.losses[i]}`));
   assert.equal(gpu.order, ["D", "R", "D", "R", "step 1", "D", "R", "step 2", "D", "R", "step 3", "step 4"]);
+});
+
+test("contrastive fine-tuning's recorded steps: replayed after the steps that record them, bit for bit the same steps run through tfjs (losses and weights; dropout on, a BM25 negative per query), and the replay's GPU memory given back when it ends", async () => {
+  await use("webgpu");
+  const train = finetuneSubset();
+  const run = async (recordSteps: true | "tfjs") => {
+    const model = microModel(tok.vocab.size, 13, 0.5); // dropout 0.1, as tiny's
+    const r = await contrastiveFinetune(model, tok, train, { batchSize: 3, steps: 6, lr: 1e-3, maxLength: 48, queryMaxLength: 16, trainGroupSize: 2, seed: 2, recordSteps });
+    const weights = new Map<string, number[]>();
+    for (const [k, w] of model.weights) weights.set(k, bits(await w.data()));
+    model.dispose();
+    return { ...r, weights };
+  };
+  const [replayed, reference] = [await run(true), await run("tfjs")];
+  const r = replayed.recordedSteps!;
+  // the first step uploads the new model's weights: the recordings compared are the second's and the third's
+  assert.equal([r.ran, r.replayed, r.refused], [3, 3, null], JSON.stringify(r));
+  assert.is(reference.recordedSteps!.replayed, 0);
+  assert.equal(bits(replayed.losses), bits(reference.losses), "losses");
+  assert.ok(new Set(replayed.losses).size === 6, "every step has its own batch");
+  for (const [k, v] of reference.weights) assert.equal(replayed.weights.get(k), v, k);
+  assert.is(bytesHeldByReplays(), 0, "no replay held after the fine-tune");
 });
 
 test("training on webgpu keeps tf.memory() flat over 20 steps", async () => {

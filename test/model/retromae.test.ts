@@ -147,7 +147,7 @@ test("static shapes (labelled rows padded to the batch's labelSlots with weight 
   model.dispose();
 });
 
-test("dropoutCalls() counts the generator's draws of one training forward, with dropout on, off or attention-only, in DupMAE mode, MLM-only and with two layers", async () => {
+test("dropoutCalls() counts the generator's draws of one training forward, and clsDropoutCalls() those of the encoder alone, with dropout on, off or attention-only, in DupMAE mode, MLM-only and with two layers", async () => {
   await use("cpu");
   const cases: [string, Record<string, number>, (m: RetroMAE) => void, number][] = [
     // encoder: embeddings + 3 per layer; decoder: its embeddings + its layer's 3
@@ -171,6 +171,12 @@ test("dropoutCalls() counts the generator's draws of one training forward, with 
     });
     assert.is(draws, expected, `${name}: the forward drew ${draws}`);
     assert.is(model.dropoutCalls(), expected, name);
+    // the encoder alone (fine-tuning's pass): its draws are clsDropoutCalls()
+    draws = 0;
+    tf.tidy(() => {
+      model.cls(tf.tensor2d(batch.encoderInputIds, [batch.batchSize, batch.seqLength], "int32"), tf.tensor2d(batch.attentionMask, [batch.batchSize, batch.seqLength], "int32"), { training: true, rng: counting });
+    });
+    assert.is(model.clsDropoutCalls(), draws, `${name}: cls drew ${draws}`);
     model.dispose();
     assert.is(tf.memory().numTensors, before, `${name}: tensors left`);
   }

@@ -58,7 +58,7 @@ test("in-batch contrastive fine-tuning lowers the loss, trains only the encoder,
   model.dispose();
 });
 
-test("fine-tuning with a tokenizer whose ids run past the model's vocabulary, or lengths past its positions, is one sentence", async () => {
+test("fine-tuning with a tokenizer whose ids run past the model's vocabulary, lengths past its positions, or a recordSteps it does not know, is one sentence", async () => {
   await use("wasm");
   const m = RetroMAE.create("tiny", { rng: new Rng(3), overrides: { vocabSize: 500, hiddenSize: 32, numAttentionHeads: 2, intermediateSize: 64, numHiddenLayers: 1 } });
   try {
@@ -72,6 +72,7 @@ test("fine-tuning with a tokenizer whose ids run past the model's vocabulary, or
   for (const [options, message] of [
     [{}, /^maxLength 128 exceeds the model's 64 positions; lower maxLength\.$/],
     [{ maxLength: 64, queryMaxLength: 65 }, /^queryMaxLength 65 exceeds the model's 64 positions; lower queryMaxLength\.$/],
+    [{ maxLength: 64, recordSteps: "yes" as unknown as boolean }, /^Fine-tuning's recordSteps must be true, false or "tfjs", got "yes"\.$/],
   ] as const) {
     try {
       await contrastiveFinetune(short, tok, subset(), { batchSize: 4, steps: 1, ...options });
