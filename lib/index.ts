@@ -8,6 +8,7 @@ export { releaseFreeMemory, emptyCache } from "./engine/native";
 export { Rng } from "./engine/rng";
 export { formatProfile } from "./engine/webgpu/profile";
 export type { StepProfile, KernelTime } from "./engine/webgpu/profile";
+export type { RecordedSteps } from "./engine/webgpu/replay";
 export type { RngState } from "./engine/rng";
 export { BertTokenizer, cleanUpTokenization } from "./text/tokenizer";
 export type { TokenizerOptions, Encoding, EncodeOptions, BatchEncodeOptions, BatchEncoding } from "./text/tokenizer";

@@ -18,8 +18,9 @@
 import * as tf from "../engine/tf";
 import { DropoutSeeds } from "../engine/fused";
 import { Rng } from "../engine/rng";
-import { asDeviceFailure, freeGpuMemory, mibOf, overBufferLimit, throwIfDeviceError, trimGpuPool } from "../engine/webgpu/backend";
-import { StepRecorder } from "../engine/webgpu/replay";
+import { asDeviceFailure, computesNothing, freeGpuMemory, mibOf, overBufferLimit, throwIfDeviceError, trimGpuPool } from "../engine/webgpu/backend";
+import { copyInPlaceWebGPU } from "../engine/webgpu/optimizer";
+import { StepRecorder, type RecordedSteps } from "../engine/webgpu/replay";
 import type { BeirDataset } from "../data/beir";
 import { crossEntropy } from "../model/bert";
 import type { RetroMAE } from "../model/retromae";
@@ -62,7 +63,8 @@ export interface FinetuneOptions {
   queryMaxLength?: number;
   seed?: number;
   signal?: AbortSignal;
-  onStep?: (e: { step: number; loss: number; lr: number }) => void;
+  /** After each step, with its loss, the gradient norm before clipping, and the learning rate. */
+  onStep?: (e: { step: number; loss: number; gradNorm: number; lr: number }) => void;
   /**
    * Draw the loss live on this chart (e.g. `new LossChart(title, { lossTitle:
    * "contrastive loss" })`), as a run named `name`, with a progress bar;
@@ -171,7 +173,7 @@ function checkFinetuneFits(model: RetroMAE, rows: number, L: number, B: number, 
 export interface FinetuneResult {
   losses: number[];
   steps: number;
-  recordedSteps: { replayed: number; ran: number; dispatches: number | null; refused: string | null } | null;
+  recordedSteps: RecordedSteps | null;
 }
 
 export async function contrastiveFinetune(model: RetroMAE, tokenizer: BertTokenizer, train: BeirDataset, options: FinetuneOptions = {}): Promise<FinetuneResult> {
@@ -207,6 +209,14 @@ export async function contrastiveFinetune(model: RetroMAE, tokenizer: BertTokeni
     return options.normalize ? (tf.div(e, tf.maximum(tf.norm(e, 2, 1, true), 1e-12)) as tf.Tensor2D) : e;
   };
   const losses: number[] = [];
+  // "Every step so far was finite", on the device: a step's update is applied only where it is true, decided
+  // there, so a GPU never waits for a read to keep that promise (the trainer's guard).
+  const healthy = tf.tidy(() => tf.variable(tf.scalar(true, "bool"), false));
+  const guard = (loss: tf.Scalar) => (norm: tf.Scalar) => {
+    const ok = tf.tidy(() => tf.logicalAnd(tf.logicalAnd(tf.isFinite(loss), tf.isFinite(norm)), healthy)) as tf.Scalar;
+    if (!copyInPlaceWebGPU(healthy, ok)) healthy.assign(ok); // in place: a recorded step keeps reading the same flag
+    return ok;
+  };
   const live = options.chart ? new LiveReport(options.chart, options.chart.addRun({ name: options.name ?? "fine-tune" }), steps) : null;
   // what ran before (a trainer's recorded step, a probe) goes back first: fine-tuning has a working set of its own
   freeGpuMemory();
@@ -216,12 +226,13 @@ export async function contrastiveFinetune(model: RetroMAE, tokenizer: BertTokeni
   // A step's loss is read one step behind, as the trainer reads its losses: the read starts as the
   // step is queued (it copies the loss after this step's work only), and is awaited once the next
   // step is queued, so on a GPU the device runs step s + 1 while the host takes step s's loss.
-  type Queued = { step: number; value: tf.Tensor; read: Promise<ArrayLike<number>>; what: string; fix: string; lr: number };
+  type Queued = { step: number; value: tf.Tensor; read: Promise<ArrayLike<number>>; what: string; fix: string; lr: number }; // value: [loss, norm, ok]
   let queued: Queued | null = null; // the step queued last, not read yet
   const settle = async (q: Queued) => {
-    let loss: number;
+    let loss: number, gradNorm: number, ok: number;
     try {
-      loss = (await q.read)[0];
+      const v = await q.read;
+      [loss, gradNorm, ok] = [v[0], v[1], v[2]];
       // On webgpu, an error the device reported (out of memory) means this step's update is not what it should be.
       throwIfDeviceError(q.what, q.fix);
     } catch (err) {
@@ -230,8 +241,12 @@ export async function contrastiveFinetune(model: RetroMAE, tokenizer: BertTokeni
     } finally {
       q.value.dispose();
     }
+    if (!ok && !computesNothing()) { // on Dawn's Null device no value is computed, so there is nothing to guard
+      const what = Number.isFinite(loss) ? `the gradient norm became ${gradNorm} (loss ${loss})` : `the loss became ${loss}`;
+      throw new Error(`Fine-tuning stopped at step ${q.step}: ${what}; no update was applied from that step on, so the encoder has step ${q.step - 1}'s weights. Lower lr (now ${opt.lr}) or check the data.`);
+    }
     losses.push(loss);
-    options.onStep?.({ step: q.step, loss, lr: q.lr });
+    options.onStep?.({ step: q.step, loss, gradNorm, lr: q.lr });
     live?.push({ type: "step", step: q.step, loss, encoderLoss: loss, decoderLoss: NaN, lr: q.lr, elapsedMs: performance.now() - started, stepInFit: q.step });
   };
   try {
@@ -251,7 +266,7 @@ export async function contrastiveFinetune(model: RetroMAE, tokenizer: BertTokeni
       const lr = schedule.at(step);
       // AdamW's scalars for this step, made before it where the step is recorded (they are one of its inputs)
       const hyper = recorder ? opt.advance(lr) : undefined;
-      // forward, backward, clipping and the update, queued; returns the loss
+      // forward, backward, clipping and the update where the step is finite, queued; returns [loss, norm, ok] in one tensor (one read)
       const queue = (): tf.Tensor[] => {
         const [qIds, qMask] = tensorsOf(qBatch);
         const [pIds, pMask] = tensorsOf(pBatch);
@@ -268,9 +283,10 @@ export async function contrastiveFinetune(model: RetroMAE, tokenizer: BertTokeni
             throw new Error(`The fine-tuning step made ${seeds.callsMade} dropout calls where 2 × RetroMAE.clsDropoutCalls() counts ${2 * model.clsDropoutCalls()}; update clsDropoutCalls to the model's structure (a bug in this package).`);
           }
           const named = new Map([...encoder].map(([k, v]) => [k, result.grads[v.name]]));
-          const { norm } = opt.clipAndApply(named, { maxNorm: 1.0, lr, hyper });
-          norm.dispose();
-          return [result.value];
+          const { norm, ok } = opt.clipAndApply(named, { maxNorm: 1.0, lr, hyper, guard: guard(result.value as tf.Scalar) });
+          const values = tf.tidy(() => tf.stack([result.value, norm, tf.cast(ok!, "float32")]));
+          tf.dispose([result.value, norm, ok!]);
+          return [values];
         } finally {
           tf.dispose([qIds, qMask, pIds, pMask, labels]);
         }
@@ -281,7 +297,7 @@ export async function contrastiveFinetune(model: RetroMAE, tokenizer: BertTokeni
         if (!recorder) [value] = queue();
         else {
           const inputs = [qBatch.inputIds, qBatch.attentionMask, pBatch.inputIds, pBatch.attentionMask, ...(seeds ? [seeds.base] : []), hyper!.device];
-          [value] = recorder.run(JSON.stringify(inputs.map((a) => a.byteLength)), inputs, () => [...encoder.values(), ...opt.stateTensors()], queue);
+          [value] = recorder.run(JSON.stringify(inputs.map((a) => a.byteLength)), inputs, () => [...encoder.values(), ...opt.stateTensors(), healthy], queue);
         }
       } catch (err) {
         trimGpuPool(true);
@@ -305,7 +321,8 @@ export async function contrastiveFinetune(model: RetroMAE, tokenizer: BertTokeni
   } finally {
     live?.finish(failed ? "failed" : losses.length < steps ? "stopped" : "done");
     opt.dispose(); // the moments, also when a step failed
-    recordedSteps = recorder ? { replayed: recorder.replayed, ran: recorder.ran, dispatches: recorder.dispatches, refused: recorder.refused } : null;
+    healthy.dispose();
+    recordedSteps = recorder?.counts ?? null;
     recorder?.dispose(); // a replay holds its step's working set on the GPU
   }
   return { losses, steps: losses.length, recordedSteps };

@@ -15,7 +15,7 @@ import { loadCheckpoint, lossValuesOf, saveCheckpoint, stackLossValues } from ".
 import type { RetroMAE, LossTensors, LossValues } from "../model/retromae";
 import { computesNothing, DeviceFailure, freeGpuMemory, GPU_OUT_OF_MEMORY, isOutOfMemory, takeDeviceError, trimGpuPool } from "../engine/webgpu/backend";
 import { copyInPlaceWebGPU } from "../engine/webgpu/optimizer";
-import { StepRecorder } from "../engine/webgpu/replay";
+import { StepRecorder, type RecordedSteps } from "../engine/webgpu/replay";
 import { StepProfile, summarizeProfile } from "../engine/webgpu/profile";
 import { DropoutSeeds } from "../engine/fused";
 import type { RetroMAEBatch } from "../masking/batch";
@@ -738,9 +738,8 @@ export class Trainer implements ControllableRun {
   }
 
   /** What recorded steps did: steps replayed and run through tfjs, dispatches per replayed step, and why replaying was refused (null if it was not). */
-  get recordedSteps(): { replayed: number; ran: number; dispatches: number | null; refused: string | null } | null {
-    const r = this.recorder;
-    return r ? { replayed: r.replayed, ran: r.ran, dispatches: r.dispatches, refused: r.refused } : null;
+  get recordedSteps(): RecordedSteps | null {
+    return this.recorder?.counts ?? null;
   }
 
   /**

@@ -27,6 +27,7 @@ import { PackedCorpus } from "../../lib/train/data";
 import { Trainer, StepInfo } from "../../lib/train/trainer";
 import { AdamW } from "../../lib/train/optim";
 import { bytesHeldByReplays, recordCommands, StepReplay } from "../../lib/engine/webgpu/replay";
+import { copyInPlaceWebGPU } from "../../lib/engine/webgpu/optimizer";
 import { DROPOUT, dropoutWithSeed, DropoutSeeds, registerCounterDropout } from "../../lib/engine/fused";
 import { countDispatches, formatProfile } from "../../lib/engine/webgpu/profile";
 import { addLayerNorm, ADD_LAYER_NORM, ATTENTION, attentionInference, DENSE_GELU, gelu, GELU, linear, linearGelu, logSumExpArgMax, logSumExpRows, pickLabels, scaledMaskedSoftmax, SCALED_MASKED_SOFTMAX, softmaxMinusOneHotColSum } from "../../lib/engine/fused";
@@ -1221,6 +1222,37 @@ test("contrastive fine-tuning's recorded steps: replayed after the steps that re
   assert.ok(new Set(replayed.losses).size === 6, "every step has its own batch");
   for (const [k, v] of reference.weights) assert.equal(replayed.weights.get(k), v, k);
   assert.is(bytesHeldByReplays(), 0, "no replay held after the fine-tune");
+});
+
+test("a fine-tuning step that is not finite, replayed: the run stops with one sentence, and neither that step nor the one queued after it changes a weight (the guard decided on the device)", async () => {
+  await use("webgpu");
+  const train = finetuneSubset();
+  const run = async (at4: (model: RetroMAE, controller: AbortController) => void) => {
+    const model = microModel(tok.vocab.size, 13, 0.5);
+    const controller = new AbortController();
+    let error = "";
+    const result = await contrastiveFinetune(model, tok, train, { batchSize: 3, steps: 8, lr: 1e-3, maxLength: 48, queryMaxLength: 16, seed: 2, signal: controller.signal, onStep: ({ step }) => step === 4 && at4(model, controller) }).catch((err: Error) => ((error = err.message), null));
+    const weights = new Map<string, number[]>();
+    for (const [k, w] of model.weights) weights.set(k, bits(await w.data()));
+    model.dispose();
+    return { result, error, weights };
+  };
+  // losses are read one step behind: at step 4's, step 5 is queued. Stopped there, the weights are step 5's
+  const stopped = await run((_, controller) => controller.abort());
+  assert.is(stopped.result!.steps, 5);
+  assert.equal([stopped.result!.recordedSteps!.ran, stopped.result!.recordedSteps!.replayed], [3, 2]);
+  // one weight poisoned in place (the replay keeps its buffer): step 6 is replayed on it, and step 7 is queued before step 6 is read
+  const ln = "bert.embeddings.LayerNorm.weight";
+  const poisoned = await run((model) => {
+    const w = model.weights.get(ln)!;
+    const nan = tf.fill(w.shape, NaN);
+    assert.ok(copyInPlaceWebGPU(w, nan));
+    nan.dispose();
+  });
+  assert.is(poisoned.result, null);
+  assert.is(poisoned.error, "Fine-tuning stopped at step 6: the loss became NaN; no update was applied from that step on, so the encoder has step 5's weights. Lower lr (now 0.001) or check the data.");
+  for (const [k, v] of stopped.weights) if (k !== ln) assert.equal(poisoned.weights.get(k), v, k);
+  assert.is(bytesHeldByReplays(), 0, "no replay held after the failed fine-tune");
 });
 
 test("training on webgpu keeps tf.memory() flat over 20 steps", async () => {

@@ -140,4 +140,39 @@ test("a group size of G puts B·G passages in the batch; a temperature and cosin
   }
 });
 
+
+test("a fine-tuning step that is not finite stops the run with one sentence, and neither it nor the step queued after it changes a weight", async () => {
+  await use("cpu");
+  const model = RetroMAE.create("tiny", { rng: new Rng(5), overrides: { hiddenSize: 32, numAttentionHeads: 2, intermediateSize: 64, numHiddenLayers: 1 } });
+  const ln = model.weights.get("bert.embeddings.LayerNorm.weight")!;
+  const before = tf.memory().numTensors;
+  let snapshot = new Map<string, Float32Array>();
+  const seen: number[] = [];
+  const onStep = ({ step, gradNorm }: { step: number; gradNorm: number }) => {
+    seen.push(step);
+    assert.ok(gradNorm > 0 && Number.isFinite(gradNorm), `step ${step}'s gradient norm ${gradNorm}`);
+    if (step !== 2) return;
+    // losses are read one step behind: step 3 is taken, and step 4 will see one weight with a NaN
+    snapshot = new Map([...model.weights].map(([k, w]) => [k, (w.dataSync() as Float32Array).slice()]));
+    const poisoned = snapshot.get("bert.embeddings.LayerNorm.weight")!.slice();
+    poisoned[0] = NaN;
+    const t = tf.tensor1d(poisoned);
+    ln.assign(t);
+    t.dispose();
+  };
+  try {
+    await contrastiveFinetune(model, tok, subset(), { batchSize: 4, steps: 6, lr: 1e-3, maxLength: 48, seed: 1, onStep });
+    assert.unreachable("should throw");
+  } catch (err) {
+    assert.match((err as Error).message, /^Fine-tuning stopped at step 4: the loss became NaN; no update was applied from that step on, so the encoder has step 3's weights\. Lower lr \(now 0\.001\) or check the data\.$/);
+  }
+  assert.equal(seen, [1, 2, 3]);
+  for (const [k, w] of model.weights) {
+    const want = snapshot.get(k)!.slice();
+    if (k === "bert.embeddings.LayerNorm.weight") want[0] = NaN;
+    assert.equal(Array.from(w.dataSync()), Array.from(want), `${k}: steps 4 and 5 applied no update`);
+  }
+  assert.is(tf.memory().numTensors, before, "no tensor left");
+  model.dispose();
+});
 test.run();

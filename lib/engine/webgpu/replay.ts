@@ -842,6 +842,14 @@ export class StepReplay {
  * records again. After `maxRefusals` refused comparisons it stops
  * recording and runs every step through tfjs (`refused` says why).
  */
+/** What a StepRecorder did (Trainer.recordedSteps, a fine-tune's result). */
+export interface RecordedSteps {
+  replayed: number;
+  ran: number;
+  dispatches: number | null;
+  refused: string | null;
+}
+
 export class StepRecorder {
   private last: { key: string; recording: Recording<tf.Tensor[]> } | null = null;
   private held: { key: string; replay: StepReplay } | null = null;
@@ -870,6 +878,11 @@ export class StepRecorder {
   /** Dispatches one replayed step encodes, or null while nothing is replayed. */
   get dispatches(): number | null {
     return this.held?.replay.dispatches ?? null;
+  }
+
+  /** What recording did so far: steps replayed and run through tfjs, dispatches per replayed step, and why replaying was refused (null if it was not). */
+  get counts(): RecordedSteps {
+    return { replayed: this.replayed, ran: this.ran, dispatches: this.dispatches, refused: this.refused };
   }
 
   /**
