@@ -175,4 +175,25 @@ test("a fine-tuning step that is not finite stops the run with one sentence, and
   assert.is(tf.memory().numTensors, before, "no tensor left");
   model.dispose();
 });
+test("each query and passage is tokenized once per fine-tune, however many epochs revisit it", async () => {
+  await use("cpu");
+  const model = RetroMAE.create("tiny", { rng: new Rng(5), overrides: { hiddenSize: 32, numAttentionHeads: 2, intermediateSize: 64, numHiddenLayers: 1 } });
+  const encode = tok.encode;
+  const texts: string[] = [];
+  tok.encode = function (this: BertTokenizer, text: string, options?: Parameters<BertTokenizer["encode"]>[1]) {
+    texts.push(text);
+    return encode.call(this, text, options);
+  } as BertTokenizer["encode"];
+  try {
+    // 8 queries with one positive each, at batch 4: 2 steps an epoch, 3 epochs
+    const { steps } = await contrastiveFinetune(model, tok, subset(), { batchSize: 4, epochs: 3, maxLength: 48, seed: 1 });
+    assert.is(steps, 6);
+  } finally {
+    tok.encode = encode;
+  }
+  assert.is(texts.length, new Set(texts).size, "no text tokenized twice");
+  assert.ok(texts.length <= 16, `${texts.length} texts: the 8 queries and their positives`);
+  model.dispose();
+});
+
 test.run();
