@@ -129,9 +129,16 @@ export function embeddingsOfVectors(
 ): tf.Tensor3D {
   const L = vectors.shape[1];
   const positions = tf.gather(weight(w, `${prefix}.position_embeddings.weight`), tf.range(0, L, 1, "int32")); // [L, H]
+  const typeTable = weight(w, `${prefix}.token_type_embeddings.weight`);
+  // Every position is type 0 without tokenTypeIds. With no gradient recorded (encoding), its row is
+  // added as it is, the same sums: gathering it for each position made webgpu compute [L, H] on the
+  // CPU (tfjs forwards ops on small host tensors there) and upload it, every batch. Training keeps
+  // the gather, whose gradient sums in the order the published runs did.
   const types = tokenTypeIds
-    ? tf.gather(weight(w, `${prefix}.token_type_embeddings.weight`), tokenTypeIds) // [B, L, H]
-    : tf.gather(weight(w, `${prefix}.token_type_embeddings.weight`), tf.zeros([L], "int32")); // [L, H]
+    ? tf.gather(typeTable, tokenTypeIds) // [B, L, H]
+    : tf.engine().isTapeOn()
+      ? tf.gather(typeTable, tf.zeros([L], "int32")) // [L, H]
+      : tf.slice(typeTable, [0, 0], [1, typeTable.shape[1]!]); // [1, H]
   const sum = tf.add(tf.add(vectors, positions), types);
   const normed = layerNorm(w, `${prefix}.LayerNorm`, sum, cfg.layerNormEps);
   return dropout(normed, cfg.hiddenDropoutProb, opts) as tf.Tensor3D;

@@ -110,6 +110,22 @@ for (const name of ["cpu", "wasm", ...(nativeUnavailableReason() ? [] : ["native
   });
 }
 
+for (const name of ["cpu", "wasm", ...(nativeUnavailableReason() ? [] : ["native" as const])] as const) {
+  test(`${name}: bertEmbeddings without token types adds type 0's row as it is when no gradient is recorded (encoding): bit for bit the gather of type 0 at every position (training's path)`, async () => {
+    await use(name);
+    const model = RetroMAE.create("tiny", { rng: new Rng(4), overrides: { hiddenSize: 32, numAttentionHeads: 2, intermediateSize: 64, numHiddenLayers: 1 } });
+    const [B, L] = [2, 7];
+    const ids = tf.tensor2d(Int32Array.from({ length: B * L }, (_, i) => 1000 + i * 31), [B, L], "int32");
+    const zeros = tf.zeros([B, L], "int32") as tf.Tensor2D;
+    const opts = { training: false };
+    const [row, gathered] = tf.tidy(() => [bertEmbeddings(model.weights, model.config, ids, null, opts), bertEmbeddings(model.weights, model.config, ids, zeros, opts)]);
+    assert.ok(Math.abs(model.weights.get("bert.embeddings.token_type_embeddings.weight")!.dataSync()[0]) > 0, "a type row that is not zero");
+    assert.equal(Array.from(row.dataSync()), Array.from(gathered.dataSync()));
+    tf.dispose([row, gathered, ids, zeros]);
+    model.dispose();
+  });
+}
+
 test("encode gives the same vectors on every backend (native: stacked Q|K|V read in place by the fused attention)", () => {
   const cpu = encodedOn.get("cpu")!;
   for (const [name, got] of encodedOn) {
