@@ -99,17 +99,43 @@ export function uniformity(x: Float32Array, H: number, options: GeometryOptions 
   if (n < 2) throw new Error(`Uniformity needs at least 2 vectors; got ${n}.`);
   const cap = options.uniformitySample ?? 2048;
   const rows = n <= cap ? Array.from({ length: n }, (_, i) => i) : new Rng(options.seed ?? 0).permutation(n).slice(0, cap);
-  const u = unitRows(x, H);
   const m = rows.length;
+  // the sampled rows, normalised, one after another (2,048 × 768 float64s is 12.6 MB, read m/2 times)
+  const sampled = new Float32Array(m * H);
+  rows.forEach((r, a) => sampled.set(x.subarray(r * H, (r + 1) * H), a * H));
+  const u = unitRows(sampled, H);
   // ‖x − y‖² = 2 − 2 x·y on the sphere, so exp(−2‖x − y‖²) = exp(4 x·y − 4) ∈ [e⁻⁸, 1]: no overflow
+  const term = (dot: number) => Math.exp(4 * dot - 4);
   let sum = 0;
-  for (let a = 0; a < m; a++) {
-    const ra = rows[a] * H;
-    for (let b = a + 1; b < m; b++) {
-      const rb = rows[b] * H;
+  // Four rows a at a time against each later row b: four dot products in flight, each row b read
+  // once for the four, each dot summed in h order as one row at a time would.
+  let a = 0;
+  for (; a + 4 <= m; a += 4) {
+    const [r0, r1, r2, r3] = [a * H, (a + 1) * H, (a + 2) * H, (a + 3) * H];
+    // the pairs among the four
+    for (const [p, q] of [[r0, r1], [r0, r2], [r0, r3], [r1, r2], [r1, r3], [r2, r3]]) {
       let dot = 0;
-      for (let h = 0; h < H; h++) dot += u[ra + h] * u[rb + h];
-      sum += Math.exp(4 * dot - 4);
+      for (let h = 0; h < H; h++) dot += u[p + h] * u[q + h];
+      sum += term(dot);
+    }
+    for (let b = a + 4; b < m; b++) {
+      const rb = b * H;
+      let d0 = 0, d1 = 0, d2 = 0, d3 = 0;
+      for (let h = 0; h < H; h++) {
+        const v = u[rb + h];
+        d0 += u[r0 + h] * v;
+        d1 += u[r1 + h] * v;
+        d2 += u[r2 + h] * v;
+        d3 += u[r3 + h] * v;
+      }
+      sum += term(d0) + term(d1) + term(d2) + term(d3);
+    }
+  }
+  for (; a < m; a++) {
+    for (let b = a + 1; b < m; b++) {
+      let dot = 0;
+      for (let h = 0; h < H; h++) dot += u[a * H + h] * u[b * H + h];
+      sum += term(dot);
     }
   }
   return { value: Math.log(sum / ((m * (m - 1)) / 2)), over: m };
@@ -136,14 +162,21 @@ export function effectiveRank(x: Float32Array, H: number): number {
   const n = checkMatrix(x, H, "effectiveRank's input");
   if (n < 1) throw new Error("The effective rank needs at least one vector.");
   const gram = Array.from({ length: H }, () => new Float64Array(H));
-  const row = new Float64Array(H);
-  for (let i = 0; i < n; i++) {
-    for (let h = 0; h < H; h++) row[h] = x[i * H + h];
+  // xᵀx's upper triangle, four rows of x at a time: each of its entries read and written once per
+  // four rows (a base model's 768 × 768 is 4.7 MB, far past the cache), their products summed first
+  const rows = [0, 1, 2, 3].map(() => new Float64Array(H));
+  const [r0, r1, r2, r3] = rows;
+  for (let i = 0; i < n; i += 4) {
+    const k = Math.min(4, n - i);
+    for (let j = 0; j < 4; j++) {
+      if (j < k) for (let h = 0; h < H; h++) rows[j][h] = x[(i + j) * H + h];
+      else rows[j].fill(0); // past the last row: zeros add nothing
+    }
     for (let p = 0; p < H; p++) {
-      const v = row[p];
-      if (v === 0) continue;
+      const [v0, v1, v2, v3] = [r0[p], r1[p], r2[p], r3[p]];
+      if (v0 === 0 && v1 === 0 && v2 === 0 && v3 === 0) continue;
       const g = gram[p];
-      for (let q = p; q < H; q++) g[q] += v * row[q];
+      for (let q = p; q < H; q++) g[q] += v0 * r0[q] + v1 * r1[q] + v2 * r2[q] + v3 * r3[q];
     }
   }
   for (let p = 0; p < H; p++) for (let q = 0; q < p; q++) gram[p][q] = gram[q][p];

@@ -33,6 +33,43 @@ test("isotropic Gaussian vectors: anisotropy near 0, effective rank near full, u
   close(u.value, -4 + 8 / H, 0.02, "uniformity");
 });
 
+test("uniformity is the log mean of exp(−2‖x − y‖²) over every pair of normalised rows, whatever the row count (its rows go four at a time), and over the seeded sample it names", () => {
+  const H = 13;
+  const reference = (x: Float32Array, rows: number[]) => {
+    const unit = rows.map((r) => {
+      const v = Array.from(x.subarray(r * H, (r + 1) * H));
+      const norm = Math.sqrt(v.reduce((a, b) => a + b * b, 0));
+      return v.map((t) => t / norm);
+    });
+    let sum = 0;
+    for (let a = 0; a < unit.length; a++)
+      for (let b = a + 1; b < unit.length; b++) sum += Math.exp(-2 * unit[a].reduce((d, t, h) => d + (t - unit[b][h]) ** 2, 0));
+    return Math.log(sum / ((unit.length * (unit.length - 1)) / 2));
+  };
+  for (const n of [2, 5, 36, 37, 38, 39]) {
+    const x = gaussian(n, H, n);
+    const u = uniformity(x, H);
+    assert.is(u.over, n);
+    close(u.value, reference(x, [...Array(n).keys()]), 1e-12, `${n} rows`);
+  }
+  const x = gaussian(50, H, 7);
+  const sampled = uniformity(x, H, { uniformitySample: 21, seed: 3 });
+  assert.is(sampled.over, 21);
+  close(sampled.value, reference(x, new Rng(3).permutation(50).slice(0, 21)), 1e-12, "a sample of 21 of 50 rows");
+});
+
+test("effective rank: exp of the entropy of the normalised singular values, for any row count (the Gram matrix sums rows four at a time)", () => {
+  const H = 9;
+  for (const n of [1, 4, 6, 7]) {
+    // row i is (i + 1)·e_i: singular values 1 … n
+    const x = new Float32Array(n * H);
+    for (let i = 0; i < n; i++) x[i * H + i] = i + 1;
+    const total = (n * (n + 1)) / 2;
+    const entropy = -Array.from({ length: n }, (_, i) => ((i + 1) / total) * Math.log((i + 1) / total)).reduce((a, b) => a + b, 0);
+    close(effectiveRank(x, H), Math.exp(entropy), 1e-9, `${n} rows`);
+  }
+});
+
 test("identical vectors: anisotropy 1, effective rank 1, uniformity 0, alignment 0", () => {
   const H = 16;
   const row = Array.from({ length: H }, (_, i) => Math.sin(i + 1));
