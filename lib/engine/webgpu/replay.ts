@@ -834,14 +834,6 @@ export class StepReplay {
   }
 }
 
-/**
- * Steps run through tfjs until two in a row with the same key record the
- * same commands; from then on the steps with that key are replayed. A key
- * names what the step's graph depends on besides its inputs (the inputs'
- * sizes, the loss weights, ...); a new key, or a state tensor replaced,
- * records again. After `maxRefusals` refused comparisons it stops
- * recording and runs every step through tfjs (`refused` says why).
- */
 /** What a StepRecorder did (Trainer.recordedSteps, a fine-tune's result). */
 export interface RecordedSteps {
   replayed: number;
@@ -850,6 +842,14 @@ export interface RecordedSteps {
   refused: string | null;
 }
 
+/**
+ * Steps run through tfjs until two in a row with the same key record the
+ * same commands; from then on the steps with that key are replayed. A key
+ * names what the step's graph depends on besides its inputs (the inputs'
+ * sizes, the loss weights, ...); a new key, or a state tensor replaced,
+ * records again. After `maxRefusals` refused comparisons it stops
+ * recording and runs every step through tfjs (`refused` says why).
+ */
 export class StepRecorder {
   private last: { key: string; recording: Recording<tf.Tensor[]> } | null = null;
   private held: { key: string; replay: StepReplay } | null = null;
