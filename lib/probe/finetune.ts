@@ -19,7 +19,6 @@ import * as tf from "../engine/tf";
 import { DropoutSeeds } from "../engine/fused";
 import { Rng } from "../engine/rng";
 import { asDeviceFailure, computesNothing, freeGpuMemory, mibOf, overBufferLimit, throwIfDeviceError, trimGpuPool } from "../engine/webgpu/backend";
-import { copyInPlaceWebGPU } from "../engine/webgpu/optimizer";
 import { StepRecorder, type RecordedSteps } from "../engine/webgpu/replay";
 import type { BeirDataset } from "../data/beir";
 import { crossEntropy } from "../model/bert";
@@ -27,7 +26,7 @@ import type { RetroMAE } from "../model/retromae";
 import type { BertTokenizer } from "../text/tokenizer";
 import type { LossChart } from "../plot/loss-chart";
 import { LiveReport } from "../train/live";
-import { AdamW } from "../train/optim";
+import { AdamW, finiteStepGuard } from "../train/optim";
 import { LrSchedule } from "../train/schedule";
 import { Bm25Index } from "./bm25";
 import { beirDocText } from "./probe";
@@ -223,14 +222,8 @@ export async function contrastiveFinetune(model: RetroMAE, tokenizer: BertTokeni
     return options.normalize ? (tf.div(e, tf.maximum(tf.norm(e, 2, 1, true), 1e-12)) as tf.Tensor2D) : e;
   };
   const losses: number[] = [];
-  // "Every step so far was finite", on the device: a step's update is applied only where it is true, decided
-  // there, so a GPU never waits for a read to keep that promise (the trainer's guard).
+  // "every step so far was finite", on the device (finiteStepGuard): the trainer's guard
   const healthy = tf.tidy(() => tf.variable(tf.scalar(true, "bool"), false));
-  const guard = (loss: tf.Scalar) => (norm: tf.Scalar) => {
-    const ok = tf.tidy(() => tf.logicalAnd(tf.logicalAnd(tf.isFinite(loss), tf.isFinite(norm)), healthy)) as tf.Scalar;
-    if (!copyInPlaceWebGPU(healthy, ok)) healthy.assign(ok); // in place: a recorded step keeps reading the same flag
-    return ok;
-  };
   const live = options.chart ? new LiveReport(options.chart, options.chart.addRun({ name: options.name ?? "fine-tune" }), steps) : null;
   // what ran before (a trainer's recorded step, a probe) goes back first: fine-tuning has a working set of its own
   freeGpuMemory();
@@ -297,7 +290,7 @@ export async function contrastiveFinetune(model: RetroMAE, tokenizer: BertTokeni
             throw new Error(`The fine-tuning step made ${seeds.callsMade} dropout calls where 2 × RetroMAE.clsDropoutCalls() counts ${2 * model.clsDropoutCalls()}; update clsDropoutCalls to the model's structure (a bug in this package).`);
           }
           const named = new Map([...encoder].map(([k, v]) => [k, result.grads[v.name]]));
-          const { norm, ok } = opt.clipAndApply(named, { maxNorm: 1.0, lr, hyper, guard: guard(result.value as tf.Scalar) });
+          const { norm, ok } = opt.clipAndApply(named, { maxNorm: 1.0, lr, hyper, guard: finiteStepGuard(healthy, result.value as tf.Scalar) });
           const values = tf.tidy(() => tf.stack([result.value, norm, tf.cast(ok!, "float32")]));
           tf.dispose([result.value, norm, ok!]);
           return [values];

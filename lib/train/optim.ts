@@ -11,7 +11,7 @@
  */
 import * as tf from "../engine/tf";
 import { adamwInPlace } from "../engine/native";
-import { adamwInPlaceWebGPU, AdamWUpdate, globalNormWebGPU } from "../engine/webgpu/optimizer";
+import { adamwInPlaceWebGPU, AdamWUpdate, copyInPlaceWebGPU, globalNormWebGPU } from "../engine/webgpu/optimizer";
 
 export interface AdamWOptions {
   lr?: number;
@@ -39,6 +39,22 @@ export interface AdamWHyper {
   sqrtBc2: number;
   /** [1 − lr·weightDecay, stepSize, sqrtBc2] as float32: what the webgpu update reads from the device (a recorded step's input). */
   device: Float32Array;
+}
+
+/**
+ * The guard of a step whose update must not apply unless it is finite (for
+ * clipAndApply): the flag "loss and gradient norm finite, and every step
+ * before too", decided on the device, so a GPU never waits for a read to
+ * keep that promise. `healthy` (a bool scalar variable, true at the start)
+ * keeps "every step before", updated in place where it can be, so a
+ * recorded step keeps reading the same flag.
+ */
+export function finiteStepGuard(healthy: tf.Variable, loss: tf.Scalar): (norm: tf.Scalar) => tf.Scalar {
+  return (norm) => {
+    const ok = tf.tidy(() => tf.logicalAnd(tf.logicalAnd(tf.isFinite(loss), tf.isFinite(norm)), healthy)) as tf.Scalar;
+    if (!copyInPlaceWebGPU(healthy, ok)) healthy.assign(ok);
+    return ok;
+  };
 }
 
 export class AdamW {

@@ -24,7 +24,7 @@ import { currentSignal } from "../interrupt";
 import type { BertTokenizer } from "../text/tokenizer";
 import { BatchStream, PackedCorpus } from "./data";
 import { LiveReport } from "./live";
-import { AdamW } from "./optim";
+import { AdamW, finiteStepGuard } from "./optim";
 import { RunDirectory, resolveCheckpoint } from "./run-dir";
 import { LrSchedule } from "./schedule";
 import { readTrainingState, TrainerState, writeTrainingState } from "./state";
@@ -656,7 +656,7 @@ export class Trainer implements ControllableRun {
     if (!recorder) {
       const { losses, grads, tokens } = this.accumulate(this.microBatches());
       const epoch = this.stream.position.epoch;
-      const { norm, ok } = this.optimizer.clipAndApply(grads, { maxNorm: this.options.maxGradNorm, lr, guard: this.guard(losses) });
+      const { norm, ok } = this.optimizer.clipAndApply(grads, { maxNorm: this.options.maxGradNorm, lr, guard: finiteStepGuard(this.healthy, losses.loss) });
       return pending(step, epoch, losses, norm, ok!, tokens, lr, started);
     }
     // A recorded step: every host value it uploads is made first (the batches, the dropout
@@ -677,7 +677,7 @@ export class Trainer implements ControllableRun {
       () => [...this.model.weights.values(), ...this.optimizer.stateTensors(), this.healthy],
       () => {
         const { losses, grads } = this.accumulate(micro);
-        const { norm, ok } = this.optimizer.clipAndApply(grads, { maxNorm: this.options.maxGradNorm, lr, guard: this.guard(losses), hyper });
+        const { norm, ok } = this.optimizer.clipAndApply(grads, { maxNorm: this.options.maxGradNorm, lr, guard: finiteStepGuard(this.healthy, losses.loss), hyper });
         if (!decoder) tf.dispose([losses.decoderLoss, losses.decoderAccuracy]);
         return [...names.map((n) => losses[n]!), norm, ok!];
       },
@@ -686,15 +686,6 @@ export class Trainer implements ControllableRun {
     if (!decoder) [losses.decoderLoss, losses.decoderAccuracy] = [tf.scalar(NaN), tf.scalar(NaN)];
     const tokens = micro.reduce((a, m) => a + m.batch.lengths.reduce((x, y) => x + y, 0), 0);
     return pending(step, epoch, losses, out[names.length] as tf.Scalar, out[names.length + 1] as tf.Scalar, tokens, lr, started);
-  }
-
-  /** The step flag: loss and norm finite and every step before too; kept on the device (in place where it can be). */
-  private guard(losses: LossTensors): (norm: tf.Scalar) => tf.Scalar {
-    return (norm) => {
-      const ok = tf.tidy(() => tf.logicalAnd(tf.logicalAnd(tf.isFinite(losses.loss), tf.isFinite(norm)), this.healthy)) as tf.Scalar;
-      if (!copyInPlaceWebGPU(this.healthy, ok)) this.healthy.assign(ok);
-      return ok;
-    };
   }
 
   /** The recorder, on webgpu with recordSteps; the collator then makes batches of one shape. */
