@@ -29,7 +29,8 @@ export interface EncodeOptions {
  * CACHED_IDS ids, and used only while it holds the same strings.
  */
 const tokenized = new WeakMap<BertTokenizer, WeakMap<readonly string[], Map<number, { texts: string[]; ids: number[][] }>>>();
-const CACHED_IDS = 8_000_000; // 64 MB of ids at most per array and length
+/** The most token ids a cache of them keeps (64 MB): encoding's per texts array and length, a fine-tune's in all. */
+export const CACHED_IDS = 8_000_000;
 
 function tokenIds(tokenizer: BertTokenizer, texts: readonly string[], maxLength: number): number[][] {
   let byTexts = tokenized.get(tokenizer);

@@ -29,6 +29,7 @@ import { LiveReport } from "../train/live";
 import { AdamW, finiteStepGuard } from "../train/optim";
 import { LrSchedule } from "../train/schedule";
 import { Bm25Index } from "./bm25";
+import { CACHED_IDS } from "./encode";
 import { beirDocText } from "./probe";
 
 export interface FinetuneOptions {
@@ -154,9 +155,6 @@ export class TrainGroups {
     return batches;
   }
 }
-
-/** Token ids a fine-tune keeps (its queries' and passages'), at most: 64 MB. */
-const CACHED_IDS = 8_000_000;
 
 /**
  * A step's largest tensors (the passages' pass, B·G rows) must fit the GPU's
