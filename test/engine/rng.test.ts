@@ -22,6 +22,41 @@ test("xoshiro128** matches the reference output for a known state", () => {
   assert.equal([r.uint32(), r.uint32(), r.uint32()], [11520, 0, 5927040]);
 });
 
+/** xoshiro128** as the published C code has it, every word a uint32: the generator before its state was kept as int32. */
+function referenceXoshiro(s: number[]): () => number {
+  const rotl = (x: number, k: number) => ((x << k) | (x >>> (32 - k))) >>> 0;
+  return () => {
+    const result = Math.imul(rotl(Math.imul(s[1], 5) >>> 0, 7), 9) >>> 0;
+    const t = (s[1] << 9) >>> 0;
+    s[2] = (s[2] ^ s[0]) >>> 0;
+    s[3] = (s[3] ^ s[1]) >>> 0;
+    s[1] = (s[1] ^ s[2]) >>> 0;
+    s[0] = (s[0] ^ s[3]) >>> 0;
+    s[2] = (s[2] ^ t) >>> 0;
+    s[3] = rotl(s[3], 11);
+    return result;
+  };
+}
+
+test("the state's words past 2^31 give the reference's draws, saved states and ints (with % as the reference's remainder)", () => {
+  const start: [number, number, number, number] = [0xdeadbeef, 0x80000000, 0xffffffff, 0x9e3779b9];
+  const r = Rng.fromState({ algorithm: "xoshiro128**", s: start, spare: null });
+  const ref = [...start];
+  const next = referenceXoshiro(ref);
+  for (let i = 0; i < 10_000; i++) assert.is(r.uint32(), next());
+  assert.equal(r.getState().s, ref, "saved as uint32s");
+  // int(n): draws below 2^32 − (2^32 mod n), then the draw mod n
+  const bounds = [2, 3, 7, 1000, 1_000_000_007, 2 ** 31 - 1, 2 ** 31, 2 ** 31 + 1, 3_000_000_019, 2 ** 32 - 1, 2 ** 32];
+  for (const n of bounds) {
+    for (let i = 0; i < 2_000; i++) {
+      const limit = 2 ** 32 - Number(2n ** 32n % BigInt(n));
+      let x = next();
+      while (x >= limit) x = next();
+      assert.is(r.int(n), Number(BigInt(x) % BigInt(n)), `int(${n})`);
+    }
+  }
+});
+
 test("float is in [0, 1), int is unbiased and in range, normal has mean 0 and std 1", () => {
   const r = new Rng(7);
   const n = 50_000;
