@@ -18,7 +18,7 @@ import type { Rng } from "../engine/rng";
 import type { BertTokenizer } from "../text/tokenizer";
 import { MaskPreview } from "./preview";
 import { IGNORE, MaskKind, RetroMAEBatch } from "./batch";
-import { maskCount, wholeWordMask } from "./whole-word";
+import { maskCount, WholeWords } from "./whole-word";
 
 export interface CollatorOptions {
   tokenizer: BertTokenizer;
@@ -151,7 +151,7 @@ export class RetroMAECollator {
       const n = ids.length;
       const row = b * L;
       lengths[b] = n;
-      const tokens = ids.map((id) => tok.vocab.token(id));
+      const words = new WholeWords(ids.map((id) => tok.vocab.token(id)));
       decoderInputIds.set(ids, row);
       attentionMask.fill(1, row, row + n);
       for (let i = 1; i < n - 1; i++) decoderLabels[row + i] = ids[i];
@@ -159,7 +159,7 @@ export class RetroMAECollator {
       const orders: number[][][] | undefined = trace ? [] : undefined;
       const randomIds = trace ? new Array<number>(n).fill(-1) : null;
       // Encoder: whole words at the encoder ratio, never a special token.
-      const encMask = wholeWordMask(tokens, this.encRatio, this.rng, 512, orders);
+      const encMask = words.mask(this.encRatio, this.rng, new Uint8Array(n), 1, 512, orders);
       for (let i = 0; i < n; i++) {
         const id = ids[i];
         encoderInputIds[row + i] = id;
@@ -178,16 +178,16 @@ export class RetroMAECollator {
       }
 
       // Decoder: a pool of whole-word masks; row i takes one and hides itself.
+      // The pool holds what each mask leaves visible (1), the row's n positions as they are copied.
       const poolSize = Math.min(n, 256);
-      const pool: Uint8Array[] = [];
-      for (let p = 0; p < poolSize; p++) pool.push(wholeWordMask(tokens, this.decRatio, this.rng, 512, orders));
+      const visible = new Uint8Array(poolSize * n).fill(1);
+      for (let p = 0; p < poolSize; p++) words.mask(this.decRatio, this.rng, visible.subarray(p * n, (p + 1) * n), 0, 512, orders);
       const rowChoices: number[] = [];
       for (let i = 0; i < n; i++) {
         const choice = this.rng.int(poolSize);
         rowChoices.push(choice);
-        const hidden = pool[choice];
         const base = (b * L + i) * L;
-        for (let j = 0; j < n; j++) decoderAttentionMask[base + j] = hidden[j] ? 0 : 1;
+        decoderAttentionMask.set(visible.subarray(choice * n, (choice + 1) * n), base);
         decoderAttentionMask[base + i] = 0;
       }
       if (trace && orders && randomIds) {

@@ -20,30 +20,79 @@ export function maskCount(length: number, ratio: number, maxPredictions = 512): 
 }
 
 /**
+ * The whole words of one sequence of WordPieces, found once: `tokens` are
+ * one sequence with its [CLS] and [SEP]; a "##" piece joins the word before
+ * it; [CLS] and [SEP] are never candidates. `mask` then picks words to mask
+ * as often as a caller needs (the collator's decoder pool takes up to 256
+ * masks of one sequence), each draw the same as `wholeWordMask`'s.
+ */
+export class WholeWords {
+  /** Word w's positions are positions[starts[w] .. starts[w + 1]). */
+  private readonly positions: Int32Array;
+  private readonly starts: Int32Array;
+  /** The words in the order of the last shuffle. */
+  private readonly order: Int32Array;
+  readonly count: number;
+
+  constructor(readonly tokens: readonly string[]) {
+    const positions = new Int32Array(tokens.length);
+    const starts = new Int32Array(tokens.length + 1);
+    let words = 0;
+    let k = 0;
+    for (let i = 0; i < tokens.length; i++) {
+      const t = tokens[i];
+      if (t === "[CLS]" || t === "[SEP]") continue;
+      // only the last word ever grows, so its positions stay together in `positions`
+      if (!(words > 0 && t.startsWith("##"))) starts[words++] = k;
+      positions[k++] = i;
+    }
+    starts[words] = k;
+    this.positions = positions.subarray(0, k);
+    this.starts = starts.subarray(0, words + 1);
+    this.order = new Int32Array(words);
+    this.count = words;
+  }
+
+  /**
+   * Shuffle the words with `rng` (Fisher–Yates, as Rng.shuffle), then take
+   * them while they fit in max(1, round(len × ratio)) positions, skipping any
+   * that would exceed it. Writes `value` at each masked position of `out`
+   * (the rest are left as they are) and returns `out`. `order`, when given,
+   * receives the shuffled words.
+   */
+  mask(ratio: number, rng: Rng, out: Uint8Array, value = 1, maxPredictions = 512, order?: number[][][]): Uint8Array {
+    const { positions, starts } = this;
+    const words = this.order;
+    for (let w = 0; w < words.length; w++) words[w] = w;
+    for (let i = words.length - 1; i > 0; i--) {
+      const j = rng.int(i + 1);
+      const t = words[i];
+      words[i] = words[j];
+      words[j] = t;
+    }
+    order?.push(Array.from(words, (w) => Array.from(positions.subarray(starts[w], starts[w + 1]))));
+    const budget = maskCount(this.tokens.length, ratio, maxPredictions);
+    let taken = 0;
+    for (let k = 0; k < words.length && taken < budget; k++) {
+      const w = words[k];
+      const size = starts[w + 1] - starts[w];
+      if (taken + size > budget) continue;
+      for (let p = starts[w]; p < starts[w + 1]; p++) out[positions[p]] = value;
+      taken += size;
+    }
+    return out;
+  }
+}
+
+/**
  * Pick whole words to mask. `tokens` are WordPiece strings of one sequence
  * with its [CLS] and [SEP]; a "##" piece joins the word before it. [CLS] and
  * [SEP] are never candidates. Candidates are shuffled with `rng`; words are
  * taken while they fit in the budget, skipping any that would exceed it.
  * Returns 1 where masked, 0 elsewhere, length = tokens.length. `order`, when
  * given, receives the shuffled words (for checks against the official code).
+ * For many masks of one sequence, WholeWords finds its words once.
  */
 export function wholeWordMask(tokens: readonly string[], ratio: number, rng: Rng, maxPredictions = 512, order?: number[][][]): Uint8Array {
-  const words: number[][] = [];
-  tokens.forEach((t, i) => {
-    if (t === "[CLS]" || t === "[SEP]") return;
-    if (words.length > 0 && t.startsWith("##")) words[words.length - 1].push(i);
-    else words.push([i]);
-  });
-  rng.shuffle(words);
-  order?.push(words.map((w) => w.slice()));
-  const budget = maskCount(tokens.length, ratio, maxPredictions);
-  const mask = new Uint8Array(tokens.length);
-  let taken = 0;
-  for (const word of words) {
-    if (taken >= budget) break;
-    if (taken + word.length > budget) continue;
-    for (const i of word) mask[i] = 1;
-    taken += word.length;
-  }
-  return mask;
+  return new WholeWords(tokens).mask(ratio, rng, new Uint8Array(tokens.length), 1, maxPredictions, order);
 }

@@ -1,7 +1,7 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { Rng } from "../../lib/engine/rng";
-import { maskCount, pyRound, wholeWordMask } from "../../lib/masking/whole-word";
+import { maskCount, pyRound, WholeWords, wholeWordMask } from "../../lib/masking/whole-word";
 
 test("pyRound rounds halves to even, like Python's round", () => {
   assert.equal([0.5, 1.5, 2.5, 3.5, -0.5, 2.4999, 2.5001, 7].map(pyRound), [0, 2, 2, 4, -0, 2, 3, 7]);
@@ -40,6 +40,49 @@ test("fills the budget exactly when single-piece words can", () => {
 
 test("same seed, same mask", () => {
   assert.equal(Array.from(wholeWordMask(TOKENS, 0.3, new Rng(8))), Array.from(wholeWordMask(TOKENS, 0.3, new Rng(8))));
+});
+
+/** Hugging Face's _whole_word_mask as this project first wrote it: the words as lists, found again for every mask. */
+function referenceMask(tokens: readonly string[], ratio: number, rng: Rng, order: number[][][]): Uint8Array {
+  const words: number[][] = [];
+  tokens.forEach((t, i) => {
+    if (t === "[CLS]" || t === "[SEP]") return;
+    if (words.length > 0 && t.startsWith("##")) words[words.length - 1].push(i);
+    else words.push([i]);
+  });
+  rng.shuffle(words);
+  order.push(words.map((w) => w.slice()));
+  const budget = maskCount(tokens.length, ratio);
+  const mask = new Uint8Array(tokens.length);
+  let taken = 0;
+  for (const word of words) {
+    if (taken >= budget) break;
+    if (taken + word.length > budget) continue;
+    for (const i of word) mask[i] = 1;
+    taken += word.length;
+  }
+  return mask;
+}
+
+test("WholeWords finds the words once and masks as the reference does, draw for draw (and wholeWordMask through it): the words in order, a piece after [SEP] joining the word before it, 0 written into a mask of 1s", () => {
+  const tokens = ["[CLS]", "##lead", "the", "un", "##aff", "##able", "cat", "[SEP]", "##s", "on", "[SEP]"];
+  const words = new WholeWords(tokens);
+  assert.is(words.count, 5);
+  for (const ratio of [0.15, 0.5, 1]) {
+    const [a, b, c] = [new Rng(11), new Rng(11), new Rng(11)];
+    for (let trial = 0; trial < 50; trial++) {
+      const [orderA, orderB, orderC]: number[][][][] = [[], [], []];
+      const expected = referenceMask(tokens, ratio, a, orderA);
+      const visible = words.mask(ratio, b, new Uint8Array(tokens.length).fill(1), 0, 512, orderB);
+      assert.equal(Array.from(visible), Array.from(expected, (m) => 1 - m));
+      assert.equal(Array.from(wholeWordMask(tokens, ratio, c, 512, orderC)), Array.from(expected));
+      assert.equal(orderB, orderA);
+      assert.equal(orderC, orderA);
+      assert.equal([...orderA[0]].sort((x, y) => x[0] - y[0]), [[1], [2], [3, 4, 5], [6, 8], [9]], "words, '##s' after [SEP] in 'cat'");
+    }
+    const next = a.uint32();
+    assert.equal([b.uint32(), c.uint32()], [next, next], "the same draws");
+  }
 });
 
 test.run();
