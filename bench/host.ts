@@ -26,6 +26,12 @@
  * default on webgpu: lib/engine/webgpu/replay.ts), and with every step
  * issued through tfjs (recordSteps: false).
  *
+ * The collator's share is measured apart, at --batch × --seq (the steps
+ * above collate 2 × 32): the trainer's masking of a batch of SciFact's
+ * packed blocks, padded to the length as on webgpu. It runs on the host
+ * before each step, whatever the GPU, so a step's host floor at that size
+ * is the preset's host_ms_per_step plus collate_ms_per_batch.
+ *
  * Prints JSON lines (one per preset and engine), then the table.
  */
 import * as path from "path";
@@ -59,7 +65,8 @@ export async function benchHost(args: string[]): Promise<void> {
   const py = torchPython();
   // whole abstracts: most fill --seq tokens
   const texts = [...loadBeir(path.join(SHARED_DATA, "beir-scifact")).corpus.values()].map((d) => d.text).filter((t) => t.length > 8 * L);
-  const table: Record<string, unknown>[] = [];
+  const table: Record<string, unknown>[] = [collatorRow(tok, texts, B, L, Math.max(steps, 20))];
+  emit(table[0]);
   for (const preset of presets) {
     const cfg = bertConfig(preset);
     const narrow = { hiddenSize: 8 * cfg.numAttentionHeads, intermediateSize: 32 * cfg.numAttentionHeads };
@@ -116,4 +123,15 @@ export async function benchHost(args: string[]): Promise<void> {
     table.push(...rows, torchRow);
   }
   console.log(JSON.stringify(table, null, 1));
+}
+
+/** The trainer's collator on B blocks of L tokens (SciFact abstracts packed as the trainer packs them; staticShapes as on webgpu): ms per batch, after a few to warm up. */
+function collatorRow(tok: BertTokenizer, texts: string[], B: number, L: number, batches: number): Record<string, unknown> {
+  const corpus = PackedCorpus.fromTexts(texts.slice(0, 400), tok, L);
+  const collator = new RetroMAECollator({ tokenizer: tok, rng: new Rng(3), maxLength: L, staticShapes: true });
+  const batch = (s: number) => collator.collate(Array.from({ length: B }, (_, k) => corpus.block((s * B + k) % corpus.size)));
+  for (let s = 0; s < 3; s++) batch(s);
+  const t0 = performance.now();
+  for (let s = 0; s < batches; s++) batch(s);
+  return { bench: "host", engine: "the collator (JavaScript, on the host before every step)", batch: B, seq: L, batches, collate_ms_per_batch: +((performance.now() - t0) / batches).toFixed(2) };
 }
