@@ -29,6 +29,17 @@ function halfToFloat(h: number): number {
   return s * 2 ** (e - 15) * (1 + f / 1024);
 }
 
+let halfValues: Float32Array | null = null;
+
+/** Every half's float32 value, by its bits (256 KB, made on first use): a lookup per weight where loading a base model's halves computed each. */
+function halfTable(): Float32Array {
+  if (!halfValues) {
+    halfValues = new Float32Array(65536);
+    for (let h = 0; h < 65536; h++) halfValues[h] = halfToFloat(h);
+  }
+  return halfValues;
+}
+
 const f32 = new Float32Array(1);
 const u32 = new Uint32Array(f32.buffer);
 
@@ -73,15 +84,16 @@ export function decodeArray(bytes: Buffer, dtype: string, count: number, what: s
       return { data: Float32Array.from(copy(new Float64Array(count))), dtype: "F32" };
     case "F16":
     case "BF16": {
+      const halves = new Uint16Array(count);
+      new Uint8Array(halves.buffer).set(bytes.subarray(0, 2 * count)); // (little-endian host, as copy above)
       const data = new Float32Array(count);
-      const scratch = new DataView(new ArrayBuffer(4));
-      for (let i = 0; i < count; i++) {
-        const h = bytes.readUInt16LE(i * 2);
-        if (dtype === "F16") data[i] = halfToFloat(h);
-        else {
-          scratch.setUint32(0, h << 16);
-          data[i] = scratch.getFloat32(0);
-        }
+      if (dtype === "F16") {
+        const table = halfTable();
+        for (let i = 0; i < count; i++) data[i] = table[halves[i]];
+      } else {
+        // bfloat16 is a float32's upper half
+        const bits = new Uint32Array(data.buffer);
+        for (let i = 0; i < count; i++) bits[i] = halves[i] << 16;
       }
       return { data, dtype: "F32" };
     }
