@@ -33,8 +33,10 @@ export class WholeWords {
   /** The words in the order of the last shuffle. */
   private readonly order: Int32Array;
   readonly count: number;
+  /** The sequence's length, special tokens included (the budget's base). */
+  readonly length: number;
 
-  constructor(readonly tokens: readonly string[]) {
+  constructor(tokens: readonly string[]) {
     const positions = new Int32Array(tokens.length);
     const starts = new Int32Array(tokens.length + 1);
     let words = 0;
@@ -51,6 +53,7 @@ export class WholeWords {
     this.starts = starts.subarray(0, words + 1);
     this.order = new Int32Array(words);
     this.count = words;
+    this.length = tokens.length;
   }
 
   /**
@@ -66,7 +69,7 @@ export class WholeWords {
     for (let w = 0; w < words.length; w++) words[w] = w;
     rng.shuffle(words);
     order?.push(Array.from(words, (w) => Array.from(positions.subarray(starts[w], starts[w + 1]))));
-    const budget = maskCount(this.tokens.length, ratio, maxPredictions);
+    const budget = maskCount(this.length, ratio, maxPredictions);
     let taken = 0;
     for (let k = 0; k < words.length && taken < budget; k++) {
       const w = words[k];
