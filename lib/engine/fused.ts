@@ -198,6 +198,43 @@ export const counterDropoutKernel = (backendName: string): tf.KernelConfig => ({
   },
 });
 
+/** Registered by the webgpu backend only: a 0/1 byte matrix, four bytes to an int32 word, widened to an additive mask. */
+export const ADDITIVE_MASK_OF_BYTES = "RetroMAEAdditiveMaskOfBytes";
+
+/**
+ * A byte array as int32 words, four bytes to a word in memory order (little
+ * endian, as WebGPU reads them): the bytes' own memory where it starts on a
+ * multiple of 4 and its length is one, else a copy padded with zeros.
+ */
+export function bytesAsWords(bytes: Uint8Array): Int32Array {
+  if (bytes.byteOffset % 4 === 0 && bytes.length % 4 === 0) return new Int32Array(bytes.buffer, bytes.byteOffset, bytes.length / 4);
+  const padded = new Uint8Array(Math.ceil(bytes.length / 4) * 4);
+  padded.set(bytes);
+  return new Int32Array(padded.buffer);
+}
+
+/**
+ * The additive attention mask of a 0/1 byte matrix: 0 where a byte is set
+ * (visible), `value` where it is 0 (as (1 − visible) · value gives it).
+ * `words` holds the bytes (bytesAsWords), `shape` their shape, of at most
+ * 4 · words.length elements. -> float32 of `shape`
+ *
+ * On webgpu the words are what goes up, a quarter of the bytes of int32s
+ * and no host copy (a decoder mask at 32 × 512 is 8.4 million entries), and
+ * one kernel widens them. Elsewhere the host writes the floats.
+ */
+export function additiveMaskOfBytes(words: Int32Array, shape: number[], value: number): tf.Tensor {
+  const n = shape.reduce((a, d) => a * d, 1);
+  if (n > 4 * words.length) throw new Error(`A mask of shape [${shape.join(", ")}] needs ${n} bytes and was given ${4 * words.length}; pass bytesAsWords of all its bytes.`);
+  if (nativeKernel(ADDITIVE_MASK_OF_BYTES)) {
+    return tf.tidy(() => tf.engine().runKernel(ADDITIVE_MASK_OF_BYTES, { words: tf.tensor1d(words, "int32") }, { shape, value }) as tf.Tensor);
+  }
+  const bytes = new Uint8Array(words.buffer, words.byteOffset, n);
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) if (bytes[i] === 0) out[i] = value;
+  return tf.tensor(out, shape, "float32");
+}
+
 /** Give `backendName` (default: the current one) the counter-based dropout, so its masks are webgpu's. */
 export function registerCounterDropout(backendName = tf.getBackend()): void {
   if (tf.getKernel(DROPOUT, backendName)) tf.unregisterKernel(DROPOUT, backendName);

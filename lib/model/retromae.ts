@@ -32,7 +32,7 @@ import { LoadOptions, LoadReport, matchWeights, readCheckpointFiles, SaveOptions
 import type { NamedArray } from "./safetensors";
 import { hubSnapshot, HubOptions } from "./hub";
 import { maxTensorElements, mibOf, overBufferLimit } from "../engine/webgpu/backend";
-import { attentionInPlace } from "../engine/fused";
+import { additiveMaskOfBytes, attentionInPlace, bytesAsWords } from "../engine/fused";
 
 export const DECODER_PREFIX = "c_head";
 
@@ -143,7 +143,7 @@ interface Labelled {
 interface Prepared {
   encoder: Labelled;
   decoder: Labelled;
-  /** [B, L, L] the decoder's attention mask as int32. */
+  /** [B, L, L] the decoder's attention mask, its bytes four to an int32 word (bytesAsWords). */
   visible: Int32Array;
   /** DupMAE's bag-of-words target, once asked for. */
   bow?: Float32Array;
@@ -157,7 +157,7 @@ function prepared(batch: RetroMAEBatch): Prepared {
     p = {
       encoder: labelledPositions(batch.encoderLabels, batch.labelSlots?.encoder),
       decoder: labelledPositions(batch.decoderLabels, batch.labelSlots?.decoder),
-      visible: Int32Array.from(batch.decoderAttentionMask),
+      visible: bytesAsWords(batch.decoderAttentionMask),
     };
     preparedBatches.set(batch, p);
   }
@@ -323,8 +323,8 @@ export class RetroMAE {
   }
 
   /**
-   * The enhanced decoder. cls [B, H], ids [B, L] original ids, visible [B, L, L]
-   * (1 where row i may see j) -> hidden [B, L, H].
+   * The enhanced decoder. cls [B, H], ids [B, L] original ids, mask
+   * [B, 1, L, L] additive (0 where row i may see j) -> hidden [B, L, H].
    *
    * H1 (query) = position embeddings + [CLS] embedding at every position
    * (RetroMAE's modeling.py). In DupMAE mode (bowLossWeight > 0) it goes
@@ -333,7 +333,7 @@ export class RetroMAE {
    * H2 (key/value) = [CLS] embedding, then the encoder's embedding layer on
    * the original ids at positions 1..L-1. The residual adds to the query.
    */
-  private decoderHidden(cls: tf.Tensor2D, ids: tf.Tensor2D, visible: tf.Tensor3D, opts: ForwardOptions): tf.Tensor3D {
+  private decoderHidden(cls: tf.Tensor2D, ids: tf.Tensor2D, mask: tf.Tensor4D, opts: ForwardOptions): tf.Tensor3D {
     const w = this.weights;
     const cfg = this.config;
     const [B, L] = ids.shape;
@@ -344,7 +344,6 @@ export class RetroMAE {
     const query = this.bowLossWeight > 0
       ? embeddingsOfVectors(w, cfg, tf.broadcastTo(cls3, [B, L, H]) as tf.Tensor3D, null, opts) // H1 [B, L, H], DupMAE
       : (tf.add(tf.slice(w.get("bert.embeddings.position_embeddings.weight")!, [0, 0], [L, H]), cls3) as tf.Tensor3D); // H1 [B, L, H]
-    const mask = tf.mul(tf.sub(1, tf.cast(visible, "float32")), MASK_VALUE).reshape([B, 1, L, L]) as tf.Tensor4D;
     return bertLayer(w, DECODER_PREFIX, cfg, query, keyValue, mask, opts); // [B, L, H]
   }
 
@@ -399,8 +398,8 @@ export class RetroMAE {
     let loss: tf.Scalar;
     if (this.decoderLossWeight > 0) {
       const decIds = tf.tensor2d(batch.decoderInputIds, [B, L], "int32");
-      const visible = tf.tensor3d(p.visible, [B, L, L], "int32");
-      const decHidden = this.decoderHidden(cls, decIds, visible, opts); // [B, L, H]
+      const mask = additiveMaskOfBytes(p.visible, [B, 1, L, L], MASK_VALUE) as tf.Tensor4D; // 0 where visible, else MASK_VALUE
+      const decHidden = this.decoderHidden(cls, decIds, mask, opts); // [B, L, H]
       dec = mlmLoss(this.weights, cfg, decHidden.reshape([B * L, H]), p.decoder);
       loss = (this.decoderLossWeight === 1 ? tf.add(enc.loss, dec.loss) : tf.add(enc.loss, tf.mul(dec.loss, this.decoderLossWeight))) as tf.Scalar;
     } else {

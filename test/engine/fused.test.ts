@@ -1,13 +1,14 @@
 /**
  * lib/engine/fused.ts's counter-based dropout in JavaScript (the reference
- * for the webgpu kernel, which must give the same bits: test/engine/webgpu.test.ts).
+ * for the webgpu kernel, which must give the same bits: test/engine/webgpu.test.ts),
+ * and the additive mask of a byte matrix on the host path.
  */
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import * as tf from "../../lib/engine/tf";
 import { use } from "../../lib/engine/backend";
 import { Rng } from "../../lib/engine/rng";
-import { DROPOUT, dropoutAttrs, dropoutWithSeed, hash32, registerCounterDropout } from "../../lib/engine/fused";
+import { additiveMaskOfBytes, bytesAsWords, DROPOUT, dropoutAttrs, dropoutWithSeed, hash32, registerCounterDropout } from "../../lib/engine/fused";
 
 test("hash32 is lowbias32: known values, a bijection's spread", () => {
   assert.is(hash32(0), 0);
@@ -63,6 +64,31 @@ test("counter dropout's gradient applies the same mask and scale to dy", async (
   const plain = dropoutWithSeed(x, 0.3, 99).dataSync();
   const tfjs = tf.dropout(x, 0.3, undefined, 99).dataSync();
   assert.equal(Array.from(plain), Array.from(tfjs));
+});
+
+test("bytesAsWords views aligned bytes in place and copies the rest, zero-padded; additiveMaskOfBytes on cpu is (1 − visible) · value but for zero's sign, and a short array is one sentence", async () => {
+  await use("cpu");
+  const buffer = new Uint8Array(16);
+  const aligned = buffer.subarray(4, 12);
+  const words = bytesAsWords(aligned);
+  assert.ok(words.buffer === buffer.buffer && words.byteOffset === 4 && words.length === 2, "a view of the same memory");
+  for (const bytes of [buffer.subarray(1, 9), buffer.subarray(0, 7)]) {
+    bytes.set([1, 0, 1, 1, 0, 0, 1].slice(0, bytes.length));
+    const copy = bytesAsWords(bytes);
+    assert.ok(copy.buffer !== buffer.buffer && copy.length === Math.ceil(bytes.length / 4));
+    assert.equal(Array.from(new Uint8Array(copy.buffer)), [...Array.from(bytes), ...new Array(4 * copy.length - bytes.length).fill(0)]);
+  }
+  const value = -3.4028234663852886e38;
+  const rng = new Rng(4);
+  const shape = [3, 1, 5, 7];
+  const bytes = Uint8Array.from({ length: 105 }, () => (rng.float() < 0.5 ? 1 : 0));
+  const mask = additiveMaskOfBytes(bytesAsWords(bytes), shape, value);
+  const composed = tf.mul(tf.sub(1, tf.tensor(bytes, shape, "float32")), value);
+  assert.equal(mask.shape, shape);
+  assert.equal(Array.from(mask.dataSync()).map((v) => v || 0), Array.from(composed.dataSync()).map((v) => v || 0));
+  assert.ok(Array.from(mask.dataSync()).every((v) => !Object.is(v, -0)), "0, not −0, where visible (the same scores once added)");
+  assert.throws(() => additiveMaskOfBytes(new Int32Array(1), [5], value), /A mask of shape \[5\] needs 5 bytes and was given 4; pass bytesAsWords of all its bytes\./);
+  tf.dispose([mask, composed]);
 });
 
 test.run();

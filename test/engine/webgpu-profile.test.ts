@@ -42,6 +42,7 @@ test("kernels are sorted into kinds of work by their shader keys", () => {
     ["retromaeColumnSum_dyatxhatatRuns", "layer norm"], // the second pass of a column sum split along its rows
     ["retromaeColumnSum_xat", "bias gradients"],
     ["retromaeColumnSum_xatRuns", "bias gradients"],
+    ["retromaeAdditiveMaskOfBytes", "attention"],
     ["retromaeGeluGrad", "gelu"],
     ["retromaeDropout_based", "dropout"],
     ["gather", "embeddings"],

@@ -28,7 +28,7 @@ import { Trainer, StepInfo } from "../../lib/train/trainer";
 import { AdamW } from "../../lib/train/optim";
 import { bytesHeldByReplays, recordCommands, StepReplay } from "../../lib/engine/webgpu/replay";
 import { copyInPlaceWebGPU } from "../../lib/engine/webgpu/optimizer";
-import { DROPOUT, dropoutWithSeed, DropoutSeeds, registerCounterDropout } from "../../lib/engine/fused";
+import { additiveMaskOfBytes, bytesAsWords, DROPOUT, dropoutWithSeed, DropoutSeeds, registerCounterDropout } from "../../lib/engine/fused";
 import { countDispatches, formatProfile } from "../../lib/engine/webgpu/profile";
 import { addLayerNorm, ADD_LAYER_NORM, ATTENTION, attentionInference, DENSE_GELU, gelu, GELU, linear, linearGelu, logSumExpArgMax, logSumExpRows, pickLabels, scaledMaskedSoftmax, SCALED_MASKED_SOFTMAX, softmaxMinusOneHotColSum } from "../../lib/engine/fused";
 import { runProbe, ProbeSet } from "../../lib/probe/probe";
@@ -358,6 +358,26 @@ test("GELU on webgpu (one pass each way) matches the cpu's composition, values a
   }
   await use("webgpu");
   assert.ok(tf.getKernel(GELU, "webgpu"), "the fused kernel serves webgpu");
+});
+
+test("the additive mask of a 0/1 byte matrix on webgpu (four bytes to a word, one pass): 0 where a byte is set and MASK_VALUE where not, as on cpu, on odd shapes, from unaligned bytes and past 65,535 workgroups; an empty one dispatches nothing", async () => {
+  const M = -3.4028234663852886e38;
+  const rng = new Rng(21);
+  for (const shape of [[1, 1, 1, 1], [3, 1, 5, 7], [2, 1, 64, 64], [2, 1, 2048, 1031]]) {
+    const n = shape.reduce((a, b) => a * b, 1);
+    const bytes = new Uint8Array(n + 1).subarray(1); // starts off a word: bytesAsWords copies
+    for (let i = 0; i < n; i++) bytes[i] = rng.float() < 0.4 ? 1 : 0;
+    const words = bytesAsWords(bytes);
+    const r = await both(() => additiveMaskOfBytes(words, shape, M));
+    const expected = Float32Array.from(bytes, (v) => (v ? 0 : M));
+    assert.equal(r.shape, shape);
+    assert.equal(bits(r.gpu), bits(expected), `[${shape}]: webgpu`);
+    assert.equal(bits(r.cpu), bits(expected), `[${shape}]: cpu`);
+  }
+  const { keys } = await programsOf(() => additiveMaskOfBytes(bytesAsWords(Uint8Array.of(1, 0, 1, 1, 0)), [5], M));
+  assert.equal(keys, ["retromaeAdditiveMaskOfBytes"]);
+  const empty = await programsOf(() => additiveMaskOfBytes(new Int32Array(0), [2, 1, 0, 0], M));
+  assert.equal([empty.keys, empty.values.length], [[], 0]);
 });
 
 test("Add & LayerNorm on webgpu matches the cpu's composition, forward (with and without the residual, taped or not) and backward", async () => {

@@ -29,6 +29,8 @@
  *   forward and three backward, where tfjs composes eleven ops each way.
  * - The attention softmax with its scale and additive mask, forward and
  *   backward, a workgroup per row (all-masked rows uniform, as above).
+ * - The additive mask of a 0/1 byte matrix (the decoder's attention mask),
+ *   from its bytes four to a word: the upload is a quarter of int32s'.
  * - The whole attention for inference (encoding, the probe): per head,
  *   softmax(q kᵀ · scale + mask) v read from and written to [B, L, H] in
  *   place, with an online softmax over key tiles in workgroup memory: no
@@ -63,6 +65,7 @@
 import * as tf from "../tf";
 import {
   ADD_LAYER_NORM,
+  ADDITIVE_MASK_OF_BYTES,
   ATTENTION,
   DENSE_GELU,
   DROPOUT,
@@ -377,6 +380,35 @@ export const dropoutWebGPU: KernelConfig = {
       { type: "float32", data: [scale] },
     ]);
     return { dataId: out.dataId, shape: x.shape, dtype: "float32" };
+  },
+};
+
+/** 0 where byte i of `words` (little endian, four to a word) is set, `value` where it is 0. words [⌈n/4⌉] int32 -> [n] */
+function additiveMaskOfBytesProgram(n: number) {
+  const body = `
+  fn main(index : i32) {
+    if (index >= uniforms.count) { return; }
+    let byte = (u32(words[index / 4]) >> (8u * u32(index % 4))) & 0xffu;
+    result[index] = select(uniforms.value, 0.0, byte != 0u);
+  }`;
+  return flatProgram(n, [n], ["words"], "retromaeAdditiveMaskOfBytes", "count : i32, value : f32,", body);
+}
+
+export const additiveMaskOfBytesWebGPU: KernelConfig = {
+  kernelName: ADDITIVE_MASK_OF_BYTES,
+  backendName: "webgpu",
+  kernelFunc: ({ inputs, backend, attrs }) => {
+    const { words } = inputs as { words: TensorInfo };
+    const { shape, value } = attrs as unknown as { shape: number[]; value: number };
+    const b = backend as unknown as WebGPUBackendLike;
+    const n = product(shape);
+    if (words.dtype !== "int32" || 4 * product(words.shape) < n) throw new Error(`${ADDITIVE_MASK_OF_BYTES} on webgpu takes int32 words holding at least ${n} bytes.`);
+    if (n === 0) return b.makeTensorInfo([...shape], "float32", new Float32Array(0));
+    const out = b.runWebGPUProgram(additiveMaskOfBytesProgram(n), [words], "float32", [
+      { type: "int32", data: [n] },
+      { type: "float32", data: [value] },
+    ]);
+    return { dataId: out.dataId, shape: [...shape], dtype: "float32" };
   },
 };
 
@@ -1131,7 +1163,7 @@ const identityTranspose = (original: KernelFunc) =>
  * `maxStorageBuffers` is the device's maxStorageBuffersPerShaderStage.
  */
 export function registerWebGPUKernels(maxStorageBuffers: number): void {
-  for (const k of [deterministicUnsortedSegmentSum, robustSoftmax, dropoutWebGPU, geluWebGPU, geluGradWebGPU, addLayerNormWebGPU, layerNormGradWebGPU, scaledMaskedSoftmaxWebGPU, scaledSoftmaxGradWebGPU, attentionWebGPU,
+  for (const k of [deterministicUnsortedSegmentSum, robustSoftmax, dropoutWebGPU, geluWebGPU, geluGradWebGPU, addLayerNormWebGPU, layerNormGradWebGPU, scaledMaskedSoftmaxWebGPU, scaledSoftmaxGradWebGPU, attentionWebGPU, additiveMaskOfBytesWebGPU,
     logSumExpRowsWebGPU, logSumExpArgMaxWebGPU, softmaxMinusOneHotWebGPU, softmaxMinusOneHotColSumWebGPU, pickLabelsWebGPU]) {
     if (tf.getKernel(k.kernelName, "webgpu")) tf.unregisterKernel(k.kernelName, "webgpu");
     tf.registerKernel(k);

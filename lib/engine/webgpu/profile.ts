@@ -45,7 +45,7 @@ export function kernelCategory(kernel: string): string {
   const rules: [RegExp, string][] = [
     [/^matMul|^retromaeMatMul|^retromaeColumnSum_pat$/, "matmul"], // (the column sum of a matmul split along K adds its parts)
     [/LogSumExp|SoftmaxMinusOneHot|ArgMax|PickLabels/, "cross-entropy"],
-    [/Attention|Softmax/i, "attention"],
+    [/Attention|Softmax|AdditiveMask/i, "attention"], // (the additive mask: the decoder attention mask widened from its bytes)
     [/LayerNorm|Row_xhat|Row_rstd|ColumnSum_dyat/, "layer norm"],
     [/ColumnSum/, "bias gradients"],
     [/Gelu/, "gelu"],
