@@ -20,9 +20,9 @@
  * eval events during pre-training, reusing the probe's document embeddings
  * when the probe ran at the same step.
  */
-import { EigenvalueDecomposition, Matrix } from "ml-matrix";
 import { Displayable, JUPYTER_DISPLAY, MimeBundle } from "../display";
 import { Rng } from "../engine/rng";
+import { symmetricEigenvalues } from "../util/eigenvalues";
 import { escapeHtml } from "../util/html";
 import type { RetroMAE } from "../model/retromae";
 import type { BertTokenizer } from "../text/tokenizer";
@@ -182,8 +182,8 @@ export function effectiveRank(x: Float32Array, H: number): number {
   for (let p = 0; p < H; p++) for (let q = 0; q < p; q++) gram[p][q] = gram[q][p];
   // a vector with NaN or ±Inf in it (a diverged model) has no singular values to speak of
   if (!gram.every((r) => r.every(Number.isFinite))) return NaN;
-  const eig = new EigenvalueDecomposition(new Matrix(gram.map((r) => Array.from(r))), { assumeSymmetric: true }).realEigenvalues;
-  const largest = Math.max(...eig);
+  const eig = symmetricEigenvalues(gram); // the eigenvalues alone (the lower triangle is read)
+  const largest = eig[H - 1];
   if (!(largest > 0)) return NaN; // every vector is zero
   // eigenvalues below the float64 noise of the largest are zeros of a rank-deficient matrix
   const sigma = eig.map((l) => (l > largest * 1e-12 ? Math.sqrt(l) : 0));
