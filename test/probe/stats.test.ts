@@ -46,4 +46,25 @@ test("exact small case: with 3 queries the p-value is the share of the 8 sign pa
   assert.ok(Math.abs(r.p - 0.25) < 0.01, String(r.p));
 });
 
+test("the randomization test's signs are rng.float() < 0.5, as it drew them before it went branchless: the same p for every seed", () => {
+  const reference = (a: number[], b: number[], samples: number, seed: number) => {
+    const d = a.map((x, i) => x - b[i]);
+    const observed = Math.abs(mean(d));
+    const rng = new Rng(seed);
+    let hits = 0;
+    for (let s = 0; s < samples; s++) {
+      let sum = 0;
+      for (let i = 0; i < d.length; i++) sum += rng.float() < 0.5 ? d[i] : -d[i];
+      if (Math.abs(sum / d.length) >= observed - 1e-12) hits++;
+    }
+    return (hits + 1) / (samples + 1);
+  };
+  const rng = new Rng(11);
+  for (let seed = 0; seed < 5; seed++) {
+    const a = Array.from({ length: 40 + seed }, () => rng.float());
+    const b = a.map((x) => x + (rng.float() - 0.45) * 0.2);
+    assert.is(pairedRandomizationTest(a, b, { samples: 3000, seed }).p, reference(a, b, 3000, seed), `seed ${seed}`);
+  }
+});
+
 test.run();
