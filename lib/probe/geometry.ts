@@ -163,7 +163,8 @@ export function effectiveRank(x: Float32Array, H: number): number {
   if (n < 1) throw new Error("The effective rank needs at least one vector.");
   const gram = Array.from({ length: H }, () => new Float64Array(H));
   // xᵀx's upper triangle, four rows of x at a time: each of its entries read and written once per
-  // four rows (a base model's 768 × 768 is 4.7 MB, far past the cache), their products summed first
+  // four rows (a base model's 768 × 768 is 4.7 MB, far past the cache), their products summed first;
+  // two rows p of the triangle at a time, which share the reads of column q's four values
   const rows = [0, 1, 2, 3].map(() => new Float64Array(H));
   const [r0, r1, r2, r3] = rows;
   for (let i = 0; i < n; i += 4) {
@@ -172,12 +173,19 @@ export function effectiveRank(x: Float32Array, H: number): number {
       if (j < k) for (let h = 0; h < H; h++) rows[j][h] = x[(i + j) * H + h];
       else rows[j].fill(0); // past the last row: zeros add nothing
     }
-    for (let p = 0; p < H; p++) {
-      const [v0, v1, v2, v3] = [r0[p], r1[p], r2[p], r3[p]];
-      if (v0 === 0 && v1 === 0 && v2 === 0 && v3 === 0) continue;
-      const g = gram[p];
-      for (let q = p; q < H; q++) g[q] += v0 * r0[q] + v1 * r1[q] + v2 * r2[q] + v3 * r3[q];
+    let p = 0;
+    for (; p + 1 < H; p += 2) {
+      const v0 = r0[p], v1 = r1[p], v2 = r2[p], v3 = r3[p];
+      const w0 = r0[p + 1], w1 = r1[p + 1], w2 = r2[p + 1], w3 = r3[p + 1];
+      const g = gram[p], f = gram[p + 1];
+      g[p] += v0 * v0 + v1 * v1 + v2 * v2 + v3 * v3;
+      for (let q = p + 1; q < H; q++) {
+        const a0 = r0[q], a1 = r1[q], a2 = r2[q], a3 = r3[q];
+        g[q] += v0 * a0 + v1 * a1 + v2 * a2 + v3 * a3;
+        f[q] += w0 * a0 + w1 * a1 + w2 * a2 + w3 * a3;
+      }
     }
+    if (p < H) gram[p][p] += r0[p] * r0[p] + r1[p] * r1[p] + r2[p] * r2[p] + r3[p] * r3[p];
   }
   for (let p = 0; p < H; p++) for (let q = 0; q < p; q++) gram[p][q] = gram[q][p];
   // a vector with NaN or ±Inf in it (a diverged model) has no singular values to speak of
