@@ -8,6 +8,7 @@ import type { RetroMAEBatch } from "../lib/masking/batch";
 import { saveBatch } from "../lib/masking/batch-io";
 import { NamedArray, writeSafetensors } from "../lib/model/safetensors";
 import type { BertTokenizer } from "../lib/text/tokenizer";
+import { encodingBatches } from "../lib/probe/encode";
 import type { Trainer } from "../lib/train/trainer";
 import * as tf from "../lib/engine/tf";
 import { loadAddon } from "../lib/engine/native";
@@ -231,15 +232,14 @@ export function recordBatches(trainer: Trainer): { save: (file: string | undefin
   };
 }
 
-/** Documents as the encoder sees them, length-sorted and padded into batches (input_ids_N, attention_mask_N), for encode_bench.py. */
+/** Documents as the encoder sees them, in encodeTexts's batches (encodingBatches), padded (input_ids_N, attention_mask_N), for encode_bench.py. */
 export function writeEncodeBatches(file: string, texts: string[], tok: BertTokenizer, batchSize: number, maxLength: number): void {
   const ids = texts.map((t) => tok.encode(t, { maxLength }).inputIds);
-  const order = ids.map((_, i) => i).sort((a, b) => ids[a].length - ids[b].length);
   const tensors = new Map<string, NamedArray>();
-  for (let s = 0, n = 0; s < order.length; s += batchSize, n++) {
-    const b = tok.padBatch(order.slice(s, s + batchSize).map((i) => ids[i]));
+  encodingBatches(ids.map((r) => r.length), batchSize).forEach((rows, n) => {
+    const b = tok.padBatch(rows.map((i) => ids[i]));
     tensors.set(`input_ids_${n}`, { dtype: "I32", shape: [b.batchSize, b.seqLength], data: b.inputIds });
     tensors.set(`attention_mask_${n}`, { dtype: "I32", shape: [b.batchSize, b.seqLength], data: b.attentionMask });
-  }
+  });
   writeSafetensors(file, tensors);
 }

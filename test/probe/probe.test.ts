@@ -7,7 +7,7 @@ import { Rng } from "../../lib/engine/rng";
 import { loadBeir } from "../../lib/data/beir";
 import { RetroMAE } from "../../lib/model/retromae";
 import { compare, PUBLISHED_SCIFACT } from "../../lib/probe/compare";
-import { encodeTexts, searchTopK } from "../../lib/probe/encode";
+import { encodeTexts, encodingBatches, searchTopK } from "../../lib/probe/encode";
 import { makeProbeSet, probeHook, runProbe } from "../../lib/probe/probe";
 import { BertTokenizer } from "../../lib/text/tokenizer";
 import { SHARED_DATA } from "../helpers";
@@ -46,9 +46,30 @@ test("encoding keeps input order, normalises on request and leaks no tensors", a
     const diff = Math.max(...Array.from(one, (v, h) => Math.abs(v - all[i * 32 + h])));
     assert.ok(diff < 1e-5, `row ${i}: ${diff}`);
   }
+  // batch 1 at the longest text's length: the two shorter texts fit one batch of as many tokens
+  const grouped = await encodeTexts(model, tok, texts, { batchSize: 1, progress: false });
+  assert.ok(Math.max(...Array.from(grouped, (v, j) => Math.abs(v - all[j]))) < 1e-5, "shorter texts grouped");
   const unit = await encodeTexts(model, tok, texts, { normalize: true, progress: false });
   for (let i = 0; i < 3; i++) assert.ok(Math.abs(Math.hypot(...unit.subarray(i * 32, i * 32 + 32)) - 1) < 1e-5);
   model.dispose();
+});
+
+test("encoding's batches: longest first, as many texts as fit batchSize × the longest length in tokens (at least one), every text once, ties in input order; a bad batchSize is one sentence", () => {
+  assert.equal(encodingBatches([5, 3, 10, 10, 2, 4], 2), [[2, 3], [0, 5, 1, 4]]);
+  assert.equal(encodingBatches([7, 7, 7], 1), [[0], [1], [2]]);
+  assert.equal(encodingBatches([], 4), []);
+  const rng = new Rng(5);
+  const lengths = Array.from({ length: 500 }, () => 2 + rng.int(511));
+  const batches = encodingBatches(lengths, 16);
+  const budget = 16 * Math.max(...lengths);
+  assert.equal(batches.flat().sort((a, b) => a - b), [...lengths.keys()]);
+  for (const b of batches) {
+    const padded = Math.max(...b.map((i) => lengths[i]));
+    assert.is(padded, lengths[b[0]], "the first text is the batch's longest");
+    assert.ok(b.length * padded <= budget, `${b.length} × ${padded} tokens within ${budget}`);
+  }
+  assert.ok(batches.length < 500 / 16, `${batches.length} batches, where 16 texts a batch take ${Math.ceil(500 / 16)}`);
+  assert.throws(() => encodingBatches([3], 0), /^batchSize must be a whole number ≥ 1; got 0\.$/);
 });
 
 test("encoding the same array of texts again reuses their token ids (a probe during training tokenized the corpus every time), only while the array holds the same strings", async () => {
