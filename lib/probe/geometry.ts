@@ -177,7 +177,8 @@ export function alignment(a: Float32Array, b: Float32Array, H: number): number {
 /**
  * exp(−Σ pᵢ log pᵢ), pᵢ = σᵢ / Σσ, the σ the singular values of x [n × H]
  * (the square roots of the eigenvalues of xᵀx, a symmetric H × H matrix).
- * NaN when every vector is zero, or when one is not finite.
+ * NaN when every vector is zero, or when one is not finite (or, in theory,
+ * when the eigenvalues do not converge).
  */
 export function effectiveRank(x: Float32Array, H: number): number {
   const n = checkMatrix(x, H, "effectiveRank's input");
@@ -211,7 +212,12 @@ export function effectiveRank(x: Float32Array, H: number): number {
   for (let p = 0; p < H; p++) for (let q = 0; q < p; q++) gram[p][q] = gram[q][p];
   // a vector with NaN or ±Inf in it (a diverged model) has no singular values to speak of
   if (!gram.every((r) => r.every(Number.isFinite))) return NaN;
-  const eig = symmetricEigenvalues(gram); // the eigenvalues alone (the lower triangle is read)
+  let eig: Float64Array;
+  try {
+    eig = symmetricEigenvalues(gram); // the eigenvalues alone (the lower triangle is read)
+  } catch {
+    return NaN; // no convergence (none seen on finite input): a diagnostic is not worth stopping a run for
+  }
   const largest = eig[H - 1];
   if (!(largest > 0)) return NaN; // every vector is zero
   // eigenvalues below the float64 noise of the largest are zeros of a rank-deficient matrix

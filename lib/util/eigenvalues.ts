@@ -1,8 +1,8 @@
 /**
  * The eigenvalues of a real symmetric matrix, without its eigenvectors:
  * Householder reduction to tridiagonal form, then the implicit QL
- * iteration on the tridiagonal matrix (EISPACK's tred1 and tql1; Press et
- * al., Numerical Recipes, §11.2–11.3). The effective rank of a base model's
+ * iteration on the tridiagonal matrix (EISPACK's tred1, as Press et al.,
+ * Numerical Recipes §11.2, give it, and JAMA's tql2 without its vectors). The effective rank of a base model's
  * [CLS] vectors needs the 768 eigenvalues of their Gram matrix and nothing
  * else; ml-matrix's EigenvalueDecomposition (JAMA's tred2 and tql2) also
  * builds the eigenvectors, which is most of its work.
@@ -17,7 +17,8 @@
  * Eigenvalues of the symmetric matrix whose lower triangle `a` holds (row i
  * holds a[i][0..i], at least; the rest is ignored), ascending. `a` is
  * overwritten. Throws if the QL iteration does not converge (30 sweeps per
- * eigenvalue), which finite input does not reach in practice.
+ * eigenvalue on average, as LAPACK allows), as a matrix with NaN in it
+ * does not.
  */
 export function symmetricEigenvalues(a: Float64Array[]): Float64Array {
   const n = a.length;
@@ -72,48 +73,56 @@ export function symmetricEigenvalues(a: Float64Array[]): Float64Array {
     }
   }
   for (let i = 0; i < n; i++) d[i] = a[i][i];
-  // implicit QL with Wilkinson's shift on the diagonal d and the subdiagonal e
+  // implicit QL with Wilkinson's shift on the diagonal d and the subdiagonal e (JAMA's tql2, as
+  // ml-matrix has it, without the eigenvectors). An off-diagonal entry counts as zero below ε times
+  // the largest |d| + |e| met so far, not ε times its neighbours: a Gram matrix of vectors that are
+  // mostly zeros, with a few values near float32's largest (what Dawn's Null device reads back), has
+  // blocks of tiny entries beside huge ones, where a neighbour test does not reach its bound.
   for (let i = 1; i < n; i++) e[i - 1] = e[i];
   e[n - 1] = 0;
+  let shift = 0;
+  let norm = 0;
+  let sweeps = 0;
   for (let l = 0; l < n; l++) {
-    let iterations = 0;
-    for (;;) {
-      let m = l;
-      for (; m < n - 1; m++) {
-        const dd = Math.abs(d[m]) + Math.abs(d[m + 1]);
-        if (Math.abs(e[m]) <= Number.EPSILON * dd) break;
-      }
-      if (m === l) break;
-      if (iterations++ === 30) throw new Error(`The eigenvalues of this ${n} × ${n} matrix did not converge in 30 QL sweeps; check it for values that are not finite.`);
-      let g = (d[l + 1] - d[l]) / (2 * e[l]);
-      let r = Math.hypot(g, 1);
-      g = d[m] - d[l] + e[l] / (g + (g >= 0 ? r : -r));
-      let [s, c, q] = [1, 1, 0];
-      let i = m - 1;
-      for (; i >= l; i--) {
-        const f = s * e[i];
-        const b = c * e[i];
-        r = Math.hypot(f, g);
-        e[i + 1] = r;
-        if (r === 0) {
-          // a split: the part above is already reduced
-          d[i + 1] -= q;
-          e[m] = 0;
-          break;
+    norm = Math.max(norm, Math.abs(d[l]) + Math.abs(e[l]));
+    let m = l;
+    while (m < n - 1 && !(Math.abs(e[m]) <= Number.EPSILON * norm)) m++;
+    if (m > l) {
+      do {
+        if (++sweeps > 30 * n) throw new Error(`The eigenvalues of this ${n} × ${n} matrix did not converge in ${30 * n} QL sweeps; check it for values that are not finite.`);
+        let g = d[l];
+        let p = (d[l + 1] - g) / (2 * e[l]);
+        let r = Math.hypot(p, 1);
+        if (p < 0) r = -r;
+        d[l] = e[l] / (p + r);
+        d[l + 1] = e[l] * (p + r);
+        const dl1 = d[l + 1];
+        let h = g - d[l];
+        for (let i = l + 2; i < n; i++) d[i] -= h;
+        shift += h;
+        p = d[m];
+        let [c, c2, c3, s, s2] = [1, 1, 1, 0, 0];
+        const el1 = e[l + 1];
+        for (let i = m - 1; i >= l; i--) {
+          c3 = c2;
+          c2 = c;
+          s2 = s;
+          g = c * e[i];
+          h = c * p;
+          r = Math.hypot(p, e[i]);
+          e[i + 1] = s * r;
+          s = e[i] / r;
+          c = p / r;
+          p = c * d[i] - s * g;
+          d[i + 1] = h + s * (c * g + s * d[i]);
         }
-        s = f / r;
-        c = g / r;
-        g = d[i + 1] - q;
-        r = (d[i] - g) * s + 2 * c * b;
-        q = s * r;
-        d[i + 1] = g + q;
-        g = c * r - b;
-      }
-      if (r === 0 && i >= l) continue;
-      d[l] -= q;
-      e[l] = g;
-      e[m] = 0;
+        p = (-s * s2 * c3 * el1 * e[l]) / dl1;
+        e[l] = s * p;
+        d[l] = c * p;
+      } while (Math.abs(e[l]) > Number.EPSILON * norm);
     }
+    d[l] += shift;
+    e[l] = 0;
   }
   return d.sort();
 }

@@ -56,14 +56,40 @@ test("known spectra: a diagonal (zero rows, nothing to reflect), the identity's 
   close(symmetricEigenvalues(rows(t)), Float64Array.from({ length: n }, (_, k) => 2 - 2 * Math.cos(((k + 1) * Math.PI) / (n + 1))).sort(), "tridiagonal");
 });
 
-test("only the lower triangle is read; a matrix that is not finite is one sentence", () => {
+test("only the lower triangle is read; NaN in the matrix gives NaN eigenvalues and ends", () => {
   const m = randomSymmetric(6, 9);
   const lower = rows(m);
   for (let i = 0; i < 6; i++) for (let j = i + 1; j < 6; j++) lower[i][j] = 1e9; // not read
   close(symmetricEigenvalues(lower), reference(m), "upper triangle ignored");
   const bad = rows(m);
   bad[3][1] = NaN;
-  assert.throws(() => symmetricEigenvalues(bad), /The eigenvalues of this 6 × 6 matrix did not converge in 30 QL sweeps; check it for values that are not finite\./);
+  assert.ok(symmetricEigenvalues(bad).some(Number.isNaN));
+});
+
+test("Gram matrices of a few garbage vectors, repeated (what Dawn's Null device reads back: float32 bits from denormal to near its largest, many zeros): ml-matrix's eigenvalues to 1e-11 of the largest, where a QL test against each entry's neighbours did not converge on most of them", () => {
+  const rng = new Rng(1);
+  const H = 128; // (at 64 the neighbour test failed on 2 of 40 such matrices, at 128 on 38)
+  for (let t = 0; t < 4; t++) {
+    const vectors = Array.from({ length: 1 + rng.int(5) }, () => {
+      const v = new Float32Array(H);
+      const bits = new Uint32Array(v.buffer);
+      const zeros = rng.float();
+      for (let h = 0; h < H; h++) {
+        if (rng.float() < zeros) continue;
+        let b = rng.uint32();
+        if (((b >>> 23) & 0xff) === 0xff) b ^= 0x40000000; // no Inf or NaN
+        bits[h] = b;
+      }
+      return v;
+    });
+    const g = Array.from({ length: H }, () => new Array<number>(H).fill(0));
+    for (let k = 0; k < 200; k++) {
+      const v = vectors[k % vectors.length];
+      for (let i = 0; i < H; i++) for (let j = 0; j < H; j++) g[i][j] += v[i] * v[j];
+    }
+    if (!g.every((r) => r.every(Number.isFinite)) || g.every((r) => r.every((x) => x === 0))) continue;
+    close(symmetricEigenvalues(rows(g)), reference(g), `matrix ${t}`);
+  }
 });
 
 test.run();
