@@ -16,7 +16,8 @@ let loader: string | null = null;
 export function plotlyLoaderHtml(): string {
   if (loader) return loader;
   const source = fs.readFileSync(require.resolve("plotly.js-dist"));
-  const b64 = zlib.gzipSync(source, { level: 9 }).toString("base64");
+  // gzip's default level: 1.94 MB in 0.2 s here, where level 9 took 0.58 s, for every kernel's first chart, to save 18 KB
+  const b64 = zlib.gzipSync(source).toString("base64");
   loader =
     `<div class="retromae-plotly-loader" style="display:none">plotly.js</div>` +
     `<script type="text/javascript">(function(){if(window.Plotly){window.dispatchEvent(new Event("${READY_EVENT}"));return;}` +
