@@ -5,7 +5,7 @@
  * Small enough to read and write by hand; files are written atomically.
  */
 import * as fs from "fs";
-import { writeFileAtomic } from "../util/files";
+import { writeAllSync, writeFileAtomicBy } from "../util/files";
 
 export interface NamedArray {
   readonly shape: readonly number[];
@@ -162,6 +162,29 @@ export function readSafetensors(file: string): { tensors: Map<string, NamedArray
  * `floats: "F16"` stores float32 tensors as IEEE half (halving the file).
  */
 export function serializeSafetensors(tensors: ReadonlyMap<string, NamedArray>, metadata: Record<string, string> = {}, floats: "F32" | "F16" = "F32"): Buffer {
+  const pieces = safetensorsPieces(tensors, metadata, floats);
+  const out = Buffer.allocUnsafe(pieces.bytes); // every byte is written below
+  let pos = 0;
+  pieces.each((bytes) => {
+    out.set(bytes, pos);
+    pos += bytes.length;
+  });
+  return out;
+}
+
+/**
+ * Write tensors as a safetensors file (see serializeSafetensors), atomically.
+ * The header, then each tensor's bytes straight from its array: no buffer of
+ * the whole file (a trainer's state is its weights and two moments, ~3× the
+ * model, written at every checkpoint).
+ */
+export function writeSafetensors(file: string, tensors: ReadonlyMap<string, NamedArray>, metadata: Record<string, string> = {}, floats: "F32" | "F16" = "F32"): void {
+  const pieces = safetensorsPieces(tensors, metadata, floats);
+  writeFileAtomicBy(file, (fd) => pieces.each((bytes) => writeAllSync(fd, bytes)));
+}
+
+/** A safetensors file as the pieces it is made of, in order: the header's length and JSON, then each tensor's bytes. */
+function safetensorsPieces(tensors: ReadonlyMap<string, NamedArray>, metadata: Record<string, string>, floats: "F32" | "F16"): { bytes: number; each(use: (bytes: Uint8Array) => void): void } {
   const header: Record<string, unknown> = {};
   if (Object.keys(metadata).length) header.__metadata__ = metadata;
   const stored = (t: NamedArray) => (t.dtype === "F32" ? floats : t.dtype);
@@ -176,24 +199,21 @@ export function serializeSafetensors(tensors: ReadonlyMap<string, NamedArray>, m
   let json = JSON.stringify(header);
   json += " ".repeat((8 - ((8 + Buffer.byteLength(json)) % 8)) % 8); // data starts 8-aligned
   const head = Buffer.from(json, "utf8");
-  const out = Buffer.alloc(8 + head.length + offset);
-  out.writeBigUInt64LE(BigInt(head.length), 0);
-  head.copy(out, 8);
-  let pos = 8 + head.length;
-  for (const t of tensors.values()) {
-    if (stored(t) === "F16") {
-      const data = t.data as Float32Array;
-      for (let i = 0; i < data.length; i++) out.writeUInt16LE(floatToHalf(data[i]), pos + 2 * i);
-      pos += 2 * data.length;
-      continue;
-    }
-    const bytes = Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength); // little-endian hosts
-    bytes.copy(out, pos);
-    pos += bytes.length;
-  }
-  return out;
-}
-
-export function writeSafetensors(file: string, tensors: ReadonlyMap<string, NamedArray>, metadata: Record<string, string> = {}, floats: "F32" | "F16" = "F32"): void {
-  writeFileAtomic(file, serializeSafetensors(tensors, metadata, floats));
+  const length = Buffer.alloc(8);
+  length.writeBigUInt64LE(BigInt(head.length), 0);
+  return {
+    bytes: 8 + head.length + offset,
+    each(use) {
+      use(length);
+      use(head);
+      for (const t of tensors.values()) {
+        if (stored(t) === "F16") {
+          const data = t.data as Float32Array;
+          const half = new Uint16Array(data.length);
+          for (let i = 0; i < data.length; i++) half[i] = floatToHalf(data[i]);
+          use(new Uint8Array(half.buffer)); // little-endian hosts, as below
+        } else use(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength)); // little-endian hosts
+      }
+    },
+  };
 }

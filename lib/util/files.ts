@@ -8,14 +8,33 @@ import * as path from "path";
 
 /** Write a file atomically: a temporary file in the same folder, then rename. */
 export function writeFileAtomic(file: string, data: Buffer | Uint8Array | string): void {
+  writeFileAtomicBy(file, (fd) => fs.writeFileSync(fd, data));
+}
+
+/**
+ * As writeFileAtomic, the content written by `write` into the open
+ * temporary file, in as many pieces as it likes (a checkpoint's tensors
+ * straight from their arrays, with no buffer of the whole file).
+ */
+export function writeFileAtomicBy(file: string, write: (fd: number) => void): void {
   const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.${Date.now()}.tmp`);
+  let fd: number | null = null;
   try {
-    fs.writeFileSync(tmp, data);
+    fd = fs.openSync(tmp, "w");
+    write(fd);
+    fs.closeSync(fd);
+    fd = null;
     fs.renameSync(tmp, file);
   } catch (err) {
+    if (fd !== null) fs.closeSync(fd);
     fs.rmSync(tmp, { force: true });
     throw err;
   }
+}
+
+/** Write all of `bytes` at the file's current position (fs.writeSync may write less than asked). */
+export function writeAllSync(fd: number, bytes: Uint8Array): void {
+  for (let done = 0; done < bytes.length; ) done += fs.writeSync(fd, bytes, done, bytes.length - done);
 }
 
 /** A name beside `final` for building a folder before it is moved into place with replaceDirAtomic. */

@@ -87,6 +87,17 @@ test("writes are atomic: the file appears whole, and a failed write leaves nothi
   assert.throws(() => writeSafetensors(file, bad), /has 2 values but shape \[3\] needs 3/);
   assert.equal(fs.readdirSync(dir), ["model.safetensors"]);
   assert.equal(Array.from(readSafetensors(file).tensors.get("w")!.data as Float32Array), [1, 2], "old file intact");
+  // written in pieces (no buffer of the whole file): the bytes serializeSafetensors gives, in F32 and F16
+  const mixed = new Map<string, NamedArray>([
+    ["a", { dtype: "F32", shape: [3, 5], data: Float32Array.from({ length: 15 }, (_, i) => i / 7 - 1) }],
+    ["ids", { dtype: "I32", shape: [3], data: Int32Array.from([101, -100, 102]) }],
+    ["pos", { dtype: "I64", shape: [2], data: BigInt64Array.from([0n, 1n]) }],
+    ["b", { dtype: "F32", shape: [1], data: Float32Array.of(65504) }],
+  ]);
+  for (const floats of ["F32", "F16"] as const) {
+    writeSafetensors(file, mixed, { format: "pt" }, floats);
+    assert.ok(fs.readFileSync(file).equals(serializeSafetensors(mixed, { format: "pt" }, floats)), floats);
+  }
 });
 
 test.run();

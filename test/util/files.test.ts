@@ -4,6 +4,7 @@ import * as path from "path";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { escapeHtml, hashFile, PACKAGE_ROOT, replaceDirAtomic, tempDirFor, writeFileAtomic } from "../../lib/util";
+import { writeAllSync, writeFileAtomicBy } from "../../lib/util/files";
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "util-"));
 
@@ -15,6 +16,16 @@ test("writeFileAtomic replaces a file and leaves no temporary behind, also when 
   assert.equal(fs.readdirSync(dir), ["a.json"]);
   assert.throws(() => writeFileAtomic(path.join(dir, "missing", "b.json"), "x"), /ENOENT/);
   assert.equal(fs.readdirSync(dir), ["a.json"]);
+});
+
+test("writeFileAtomicBy writes in pieces into the temporary file; a writer that throws leaves the old file and no temporary", () => {
+  const f = path.join(dir, "pieces.bin");
+  writeFileAtomicBy(f, (fd) => ["ab", "cd", "e"].forEach((p) => writeAllSync(fd, Buffer.from(p))));
+  assert.is(fs.readFileSync(f, "utf8"), "abcde");
+  assert.throws(() => writeFileAtomicBy(f, (fd) => (writeAllSync(fd, Buffer.from("half")), (() => { throw new Error("disk full"); })())), /disk full/);
+  assert.is(fs.readFileSync(f, "utf8"), "abcde", "the old file stays whole");
+  assert.equal(fs.readdirSync(dir).sort(), ["a.json", "pieces.bin"]);
+  fs.rmSync(f);
 });
 
 test("replaceDirAtomic swaps a finished folder in and keeps the old one when the move fails", () => {
