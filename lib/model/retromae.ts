@@ -144,7 +144,7 @@ interface Prepared {
   encoder: Labelled;
   decoder: Labelled;
   /** [B, L, L] the decoder's attention mask, its bytes four to an int32 word (bytesAsWords). */
-  visible: Int32Array;
+  visibleWords: Int32Array;
   /** DupMAE's bag-of-words target, once asked for. */
   bow?: Float32Array;
 }
@@ -157,7 +157,7 @@ function prepared(batch: RetroMAEBatch): Prepared {
     p = {
       encoder: labelledPositions(batch.encoderLabels, batch.labelSlots?.encoder),
       decoder: labelledPositions(batch.decoderLabels, batch.labelSlots?.decoder),
-      visible: bytesAsWords(batch.decoderAttentionMask),
+      visibleWords: bytesAsWords(batch.decoderAttentionMask),
     };
     preparedBatches.set(batch, p);
   }
@@ -398,7 +398,7 @@ export class RetroMAE {
     let loss: tf.Scalar;
     if (this.decoderLossWeight > 0) {
       const decIds = tf.tensor2d(batch.decoderInputIds, [B, L], "int32");
-      const mask = additiveMaskOfBytes(p.visible, [B, 1, L, L], MASK_VALUE) as tf.Tensor4D; // 0 where visible, else MASK_VALUE
+      const mask = additiveMaskOfBytes(p.visibleWords, [B, 1, L, L], MASK_VALUE) as tf.Tensor4D; // 0 where visible, else MASK_VALUE
       const decHidden = this.decoderHidden(cls, decIds, mask, opts); // [B, L, H]
       dec = mlmLoss(this.weights, cfg, decHidden.reshape([B * L, H]), p.decoder);
       loss = (this.decoderLossWeight === 1 ? tf.add(enc.loss, dec.loss) : tf.add(enc.loss, tf.mul(dec.loss, this.decoderLossWeight))) as tf.Scalar;
@@ -433,7 +433,7 @@ export class RetroMAE {
     const p = prepared(batch);
     const side = (l: Labelled) => [l.rows, l.targets, ...(l.weights ? [l.weights] : [])];
     const out: ArrayBufferView[] = [batch.encoderInputIds, batch.attentionMask, ...side(p.encoder)];
-    if (this.decoderLossWeight > 0) out.push(batch.decoderInputIds, p.visible, ...side(p.decoder));
+    if (this.decoderLossWeight > 0) out.push(batch.decoderInputIds, p.visibleWords, ...side(p.decoder));
     if (this.bowLossWeight > 0) out.push((p.bow ??= bagOfWordsWeights(batch, this.config.vocabSize)));
     return out;
   }

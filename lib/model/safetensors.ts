@@ -73,7 +73,7 @@ export function floatToHalf(x: number): number {
  * as Int32Array. `what` names the tensor in the error message.
  */
 export function decodeArray(bytes: Buffer, dtype: string, count: number, what: string): Pick<NamedArray, "data" | "dtype"> {
-  const copy = <T extends Float32Array | Int32Array | BigInt64Array | Float64Array>(out: T): T => {
+  const copy = <T extends Float32Array | Int32Array | BigInt64Array | Float64Array | Uint16Array>(out: T): T => {
     new Uint8Array(out.buffer).set(bytes.subarray(0, out.byteLength)); // copy: the file's data need not be aligned (little-endian host)
     return out;
   };
@@ -84,8 +84,7 @@ export function decodeArray(bytes: Buffer, dtype: string, count: number, what: s
       return { data: Float32Array.from(copy(new Float64Array(count))), dtype: "F32" };
     case "F16":
     case "BF16": {
-      const halves = new Uint16Array(count);
-      new Uint8Array(halves.buffer).set(bytes.subarray(0, 2 * count)); // (little-endian host, as copy above)
+      const halves = copy(new Uint16Array(count));
       const data = new Float32Array(count);
       if (dtype === "F16") {
         const table = halfTable();
