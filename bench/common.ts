@@ -10,6 +10,9 @@ import { NamedArray, writeSafetensors } from "../lib/model/safetensors";
 import type { BertTokenizer } from "../lib/text/tokenizer";
 import { encodingBatches } from "../lib/probe/encode";
 import type { Trainer } from "../lib/train/trainer";
+import { BatchStream, type PackedCorpus } from "../lib/train/data";
+import { RetroMAECollator } from "../lib/masking/collator";
+import { Rng } from "../lib/engine/rng";
 import * as tf from "../lib/engine/tf";
 import { loadAddon } from "../lib/engine/native";
 
@@ -230,6 +233,20 @@ export function recordBatches(trainer: Trainer): { save: (file: string | undefin
       trainer.collator.collate = collate;
     },
   };
+}
+
+/**
+ * `count` training batches collated as the trainer collates them on webgpu
+ * (static shapes; its collator and batch stream over `corpus`, from
+ * `seed`), saved as recordBatches saves them. For the PyTorch reference
+ * where ours saved none: it failed before its timed steps (no adapter, a
+ * lost device), and PyTorch still measures the same kind of batches.
+ */
+export function collateTrainingBatches(file: string, tok: BertTokenizer, corpus: PackedCorpus, batchSize: number, maxLength: number, count: number, seed = 1): void {
+  const rng = new Rng(seed);
+  const collator = new RetroMAECollator({ tokenizer: tok, rng, maxLength, staticShapes: true });
+  const stream = new BatchStream(corpus, batchSize, rng.uint32());
+  for (let i = 0; i < count; i++) saveBatch(i === 0 ? file : `${file}.${i}`, collator.collate(stream.next()));
 }
 
 /** Documents as the encoder sees them, in encodeTexts's batches (encodingBatches), padded (input_ids_N, attention_mask_N), for encode_bench.py. */

@@ -72,7 +72,7 @@ import { Trainer } from "../lib/train/trainer";
 import { bytesHeldByReplays } from "../lib/engine/webgpu/replay";
 import { takesTiledMatMul } from "../lib/engine/webgpu/matmul";
 import { countDispatches } from "../lib/engine/webgpu/profile";
-import { emit, NO_TORCH, option, recordBatches, runTorch, SHARED_DATA, torchPython, writeEncodeBatches } from "./common";
+import { collateTrainingBatches, emit, NO_TORCH, option, recordBatches, runTorch, SHARED_DATA, torchPython, writeEncodeBatches } from "./common";
 
 const DEFAULT_CONFIGS = "tiny:16x128,mini:32x128,small:32x256,base:32x512";
 
@@ -104,6 +104,28 @@ function torchCuda(): { device: string } | { skipped: string } {
 function probeTexts(limit: number | "all"): string[] {
   const set = makeProbeSet(loadBeir(path.join(SHARED_DATA, "beir-scifact")), { distractors: "all" });
   return limit === "all" ? set.docTexts : set.docTexts.slice(0, limit);
+}
+
+/**
+ * PyTorch's inputs for one configuration where no child of ours saved them:
+ * `steps` training batches (collateTrainingBatches: the trainer's collator
+ * and batch stream, static shapes, over the blocks a child packs) and the
+ * documents to encode (as a child on a GPU would: --probe-docs, default
+ * all, in --encode-batch batches). Returns what it collated.
+ */
+async function saveTorchInputs(c: Config, steps: number, probeDocs: string | undefined, encodeBatch: string | undefined, batchFile: string, encodeFile: string): Promise<string[]> {
+  const made: string[] = [];
+  const tok = BertTokenizer.bertBaseUncased();
+  if (!fs.existsSync(batchFile)) {
+    const corpus = await PackedCorpus.fromFile(path.join(SHARED_DATA, "beir-scifact", "corpus.jsonl"), tok, c.seq, { limit: 400 });
+    collateTrainingBatches(batchFile, tok, corpus, c.batch, c.seq, steps);
+    made.push("the training batches");
+  }
+  if (!fs.existsSync(encodeFile) && probeDocs !== "0") {
+    writeEncodeBatches(encodeFile, probeTexts(probeDocs === undefined || probeDocs === "all" ? "all" : Number(probeDocs)), tok, Number(encodeBatch ?? 64), 512);
+    made.push("the documents");
+  }
+  return made;
 }
 
 /** What tfjs's buffer pool holds, plus the buffers a replayed step holds outside it. */
@@ -394,7 +416,8 @@ export async function benchGpu(args: string[]): Promise<void> {
       const child = spawnSync(
         process.execPath,
         ["-r", "ts-node/register/transpile-only", path.join(__dirname, "index.ts"), "gpu-one", "--preset", c.preset, "--batch", String(c.batch), "--seq", String(c.seq), "--steps", steps, "--backend", b,
-          ...(rows.length === 0 ? ["--save-batch", batchFile, "--save-encode", encodeFile] : []), ...(probeDocs ? ["--probe-docs", probeDocs] : []), ...(args.includes("--rehearse") ? ["--rehearse"] : []), ...(option(args, "encode-batch") ? ["--encode-batch", option(args, "encode-batch")!] : [])],
+          // the batches PyTorch runs: saved by the first child that gets that far
+          ...(fs.existsSync(batchFile) ? [] : ["--save-batch", batchFile]), ...(fs.existsSync(encodeFile) ? [] : ["--save-encode", encodeFile]), ...(probeDocs ? ["--probe-docs", probeDocs] : []), ...(args.includes("--rehearse") ? ["--rehearse"] : []), ...(option(args, "encode-batch") ? ["--encode-batch", option(args, "encode-batch")!] : [])],
         { encoding: "utf8", maxBuffer: 1 << 24, ...(childTimeout ? { timeout: childTimeout * 1000, killSignal: "SIGKILL" as const } : {}) },
       );
       const { row, complete } = lastChildRow(child.stdout ?? "");
@@ -408,6 +431,9 @@ export async function benchGpu(args: string[]): Promise<void> {
       // as soon as it is measured, in case a later step of the run is stopped
       process.stderr.write(`bench gpu: ${c.preset} ${c.batch}x${c.seq} on ${b}: ${JSON.stringify(row)}\n`);
     }
+    // Where ours failed before saving them (no adapter, a lost device), PyTorch still runs, on
+    // batches collated here the same way: a GPU node's figures are then PyTorch's at least.
+    const collatedHere = "device" in cuda ? await saveTorchInputs(c, Number(steps), probeDocs, option(args, "encode-batch"), batchFile, encodeFile) : [];
     if ("device" in cuda && fs.existsSync(batchFile)) {
       const cfg = JSON.stringify(hfConfig(bertConfig(c.preset)));
       const files = [batchFile, ...Array.from({ length: Number(steps) }, (_, i) => `${batchFile}.${i + 1}`).filter((f) => fs.existsSync(f))].join(",");
@@ -415,7 +441,7 @@ export async function benchGpu(args: string[]): Promise<void> {
       for (const tf32 of [false, true]) {
         for (const sameWork of [false, true]) {
           const r = runTorch("retromae_bench.py", [cfg, files, "--steps", steps, "--adamw", "--device", "cuda", ...(tf32 ? ["--tf32"] : []), ...(sameWork ? ["--same-work"] : [])], process.env);
-          torchRows.push({ bench: "gpu", engine: `torch_cuda_${tf32 ? "tf32" : "fp32"}${sameWork ? "_same_work" : ""}`, preset: c.preset, batch: c.batch, seq: c.seq, ...r });
+          torchRows.push({ bench: "gpu", engine: `torch_cuda_${tf32 ? "tf32" : "fp32"}${sameWork ? "_same_work" : ""}`, preset: c.preset, batch: c.batch, seq: c.seq, ...r, ...(collatedHere.length ? { inputs: `${collatedHere.join(" and ")} collated by bench gpu itself: ours saved none` } : {}) });
         }
       }
       if (fs.existsSync(encodeFile)) {

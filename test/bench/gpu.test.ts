@@ -5,12 +5,21 @@
  * whole benchmark on Dawn's Null backend (--rehearse): the parts that only a
  * hardware adapter runs (the A/B steps, the logits' layouts, encoding with
  * and without the inference kernels) had never run anywhere before a GPU.
+ * And where ours fails before its timed steps (no adapter), PyTorch's
+ * inputs are collated by the parent (collateTrainingBatches), so a GPU
+ * node's run still gives PyTorch's figures.
  */
 import { spawnSync } from "child_process";
+import * as fs from "fs";
+import * as os from "os";
 import * as path from "path";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { lastChildRow } from "../../bench/gpu";
+import { collateTrainingBatches, SHARED_DATA } from "../../bench/common";
+import { loadBatch } from "../../lib/masking/batch-io";
+import { BertTokenizer } from "../../lib/text/tokenizer";
+import { PackedCorpus } from "../../lib/train/data";
 import { gpuTables } from "../../bench/gpu-table";
 
 const ROOT = path.resolve(__dirname, "..", "..");
@@ -42,6 +51,42 @@ test("bench gpu --rehearse on the Null backend runs every part a GPU run will, a
   assert.is(ours.encode_batch, 16);
   assert.ok((ours.profile as { categories: unknown[] }).categories.length > 5, "the step's dispatches profiled (no times on the Null device)");
   assert.match(gpuTables(rows), /^\*\*Not GPU figures\*\*: a software adapter \(null-backend \(null\)\)\. A rehearsal \(--rehearse\): every part was run to check that it runs, and the figures mean nothing\./);
+});
+
+test("where ours saved no batches, the parent collates PyTorch's: the trainer's collator with static shapes, the same bytes every time", async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "bench-gpu-batches-"));
+  try {
+    const tok = BertTokenizer.bertBaseUncased();
+    const corpus = await PackedCorpus.fromFile(path.join(SHARED_DATA, "beir-scifact", "corpus.jsonl"), tok, 32, { limit: 40 });
+    const [a, b] = [path.join(dir, "a.safetensors"), path.join(dir, "b.safetensors")];
+    collateTrainingBatches(a, tok, corpus, 3, 32, 3);
+    collateTrainingBatches(b, tok, corpus, 3, 32, 3);
+    assert.equal(fs.readdirSync(dir).sort(), ["a.safetensors", "a.safetensors.1", "a.safetensors.2", "b.safetensors", "b.safetensors.1", "b.safetensors.2"]);
+    const batches = ["", ".1", ".2"].map((s) => loadBatch(a + s));
+    for (const batch of batches) {
+      assert.is(batch.batchSize, 3);
+      assert.is(batch.seqLength, 32, "padded to maxLength, as a recorded step needs");
+      assert.ok(batch.encoderLabels.some((l) => l >= 0) && batch.decoderLabels.some((l) => l >= 0), "masked positions to predict");
+    }
+    assert.not.equal(Array.from(batches[0].encoderInputIds), Array.from(batches[1].encoderInputIds), "each step its own batch");
+    for (const s of ["", ".1", ".2"]) assert.ok(fs.readFileSync(a + s).equals(fs.readFileSync(b + s)), `batch${s} the same bytes twice`);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("bench gpu where webgpu cannot start (no Vulkan driver): the row says why in one sentence, and the run goes on to its end", () => {
+  const r = spawnSync(
+    process.execPath,
+    ["-r", "ts-node/register/transpile-only", path.join(ROOT, "bench", "index.ts"), "gpu", "--configs", "tiny:2x16", "--steps", "2", "--probe-docs", "0"],
+    { cwd: ROOT, encoding: "utf8", env: { ...process.env, VK_ICD_FILENAMES: "/nonexistent/icd.json" }, timeout: 120_000 },
+  );
+  assert.is(r.status, 0, r.stderr.slice(-3000));
+  const rows = r.stdout.split("\n").filter((l) => l.startsWith('{"bench":"gpu"')).map((l) => JSON.parse(l) as Record<string, unknown>);
+  const ours = rows.find((row) => row.engine === "webgpu")!;
+  assert.match(String(ours.failed), /VK_ICD_FILENAMES names \/nonexistent\/icd\.json, which is missing/);
+  assert.not.match(String(ours.failed), /\n|    at /, "one sentence, no stack");
+  assert.ok(/^skipped/.test(String(ours.torch)), "no CUDA here: PyTorch is skipped, and says why");
 });
 
 test.run();
