@@ -100,10 +100,17 @@ function torchCuda(): { device: string } | { skipped: string } {
   return j.cuda ? { device: j.name! } : { skipped: "torch.cuda.is_available() is false on this machine" };
 }
 
-/** The SciFact documents as the probe encodes them, and their padded, length-sorted batches for PyTorch. */
-function probeTexts(limit: number | "all"): string[] {
+/** SciFact's documents to encode for --probe-docs: "all", or the first N of the probe's set. */
+function probeDocTexts(probeDocs: string): string[] {
   const set = makeProbeSet(loadBeir(path.join(SHARED_DATA, "beir-scifact")), { distractors: "all" });
-  return limit === "all" ? set.docTexts : set.docTexts.slice(0, limit);
+  return probeDocs === "all" ? set.docTexts : set.docTexts.slice(0, Number(probeDocs));
+}
+
+/** --encode-batch: documents per encoding batch (default 64), checked. */
+function encodeBatchOption(args: string[]): number {
+  const encodeBatch = Number(option(args, "encode-batch") ?? 64);
+  if (!(Number.isInteger(encodeBatch) && encodeBatch >= 1)) throw new Error(`--encode-batch takes a whole number of documents ≥ 1; got "${option(args, "encode-batch")}".`);
+  return encodeBatch;
 }
 
 /**
@@ -113,7 +120,7 @@ function probeTexts(limit: number | "all"): string[] {
  * documents to encode (as a child on a GPU would: --probe-docs, default
  * all, in --encode-batch batches). Returns what it collated.
  */
-async function saveTorchInputs(c: Config, steps: number, probeDocs: string | undefined, encodeBatch: string | undefined, batchFile: string, encodeFile: string): Promise<string[]> {
+async function saveTorchInputs(c: Config, steps: number, probeDocs: string, encodeBatch: number, batchFile: string, encodeFile: string): Promise<string[]> {
   const made: string[] = [];
   const tok = BertTokenizer.bertBaseUncased();
   if (!fs.existsSync(batchFile)) {
@@ -122,7 +129,7 @@ async function saveTorchInputs(c: Config, steps: number, probeDocs: string | und
     made.push("the training batches");
   }
   if (!fs.existsSync(encodeFile) && probeDocs !== "0") {
-    writeEncodeBatches(encodeFile, probeTexts(probeDocs === undefined || probeDocs === "all" ? "all" : Number(probeDocs)), tok, Number(encodeBatch ?? 64), 512);
+    writeEncodeBatches(encodeFile, probeDocTexts(probeDocs), tok, encodeBatch, 512);
     made.push("the documents");
   }
   return made;
@@ -306,11 +313,10 @@ export async function benchGpuOne(args: string[]): Promise<void> {
   done("profile", profile);
 
   const probeDocs = option(args, "probe-docs") ?? (software ? "0" : "all");
-  const encodeBatch = Number(option(args, "encode-batch") ?? 64);
-  if (!(Number.isInteger(encodeBatch) && encodeBatch >= 1)) throw new Error(`--encode-batch takes a whole number of documents ≥ 1; got "${option(args, "encode-batch")}".`);
+  const encodeBatch = encodeBatchOption(args);
   let probe: Record<string, unknown> = { probe: "skipped (--probe-docs 0; a software adapter encodes SciFact's 5,183 documents in hours)" };
   if (probeDocs !== "0") {
-    const texts = probeTexts(probeDocs === "all" ? "all" : Number(probeDocs));
+    const texts = probeDocTexts(probeDocs);
     await encodeTexts(model, tok, texts.slice(0, encodeBatch), { batchSize: encodeBatch, maxLength: 512, progress: false }); // warm-up
     const t0 = performance.now();
     await encodeTexts(model, tok, texts, { batchSize: encodeBatch, maxLength: 512, progress: false });
@@ -401,6 +407,7 @@ export async function benchGpu(args: string[]): Promise<void> {
   const backends = (option(args, "backend") ?? "webgpu").split(",");
   const steps = option(args, "steps") ?? "10";
   const probeDocs = option(args, "probe-docs");
+  const encodeBatch = encodeBatchOption(args); // checked here, before any child starts
   // seconds one backend's child may take for one configuration (its row then says so, and PyTorch still runs)
   const childTimeout = option(args, "child-timeout-s") ? Number(option(args, "child-timeout-s")) : null;
   if (childTimeout !== null && !(childTimeout > 0)) throw new Error(`--child-timeout-s takes a number of seconds above 0; got "${option(args, "child-timeout-s")}".`);
@@ -433,7 +440,7 @@ export async function benchGpu(args: string[]): Promise<void> {
     }
     // Where ours failed before saving them (no adapter, a lost device), PyTorch still runs, on
     // batches collated here the same way: a GPU node's figures are then PyTorch's at least.
-    const collatedHere = "device" in cuda ? await saveTorchInputs(c, Number(steps), probeDocs, option(args, "encode-batch"), batchFile, encodeFile) : [];
+    const collatedHere = "device" in cuda ? await saveTorchInputs(c, Number(steps), probeDocs ?? "all", encodeBatch, batchFile, encodeFile) : [];
     if ("device" in cuda && fs.existsSync(batchFile)) {
       const cfg = JSON.stringify(hfConfig(bertConfig(c.preset)));
       const files = [batchFile, ...Array.from({ length: Number(steps) }, (_, i) => `${batchFile}.${i + 1}`).filter((f) => fs.existsSync(f))].join(",");
