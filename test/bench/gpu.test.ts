@@ -89,4 +89,11 @@ test("bench gpu where webgpu cannot start (no Vulkan driver): the row says why i
   assert.ok(/^skipped/.test(String(ours.torch)), "no CUDA here: PyTorch is skipped, and says why");
 });
 
+test("bench gpu with a bad --encode-batch stops at once with one sentence, before any child starts", () => {
+  const r = spawnSync(process.execPath, ["-r", "ts-node/register/transpile-only", path.join(ROOT, "bench", "index.ts"), "gpu", "--configs", "tiny:2x16", "--encode-batch", "0"], { cwd: ROOT, encoding: "utf8", timeout: 60_000 });
+  assert.is.not(r.status, 0);
+  assert.match(r.stderr, /--encode-batch takes a whole number of documents ≥ 1; got "0"\./);
+  assert.not.match(r.stderr, /    at |bench gpu: tiny/, "no stack, and no child ran");
+});
+
 test.run();
