@@ -10,7 +10,9 @@
 // subgroups and timestamps), which scripts/lavapipe.sh fetches into
 // .cache/lavapipe. Those runs are listed as "FILE [lavapipe]"; a filter of
 // "lavapipe" selects only them. test/engine/webgpu-real.test.ts (the real
-// tiny model, too slow for SwiftShader) runs on lavapipe only.
+// tiny model, too slow for SwiftShader) runs on lavapipe only, and so do the
+// webgpu tests whose point is a size (webgpu-helpers.ts atScaleRun): the
+// SwiftShader run lists them as skipped.
 "use strict";
 const { spawn } = require("child_process");
 const fs = require("fs");
@@ -56,10 +58,11 @@ function runFile({ file, label, env }) {
     child.on("close", (code) => {
       const total = /Total:\s+(\d+)/.exec(output);
       const passed = /Passed:\s+(\d+)/.exec(output);
+      const skipped = /Skipped:\s+(\d+)/.exec(output);
       let p = passed ? Number(passed[1]) : 0;
       let f = total ? Number(total[1]) - p : 1;
       if (code !== 0 && f === 0) f = 1;
-      resolve({ label, passed: p, failed: f, output, seconds: (Date.now() - started) / 1000 });
+      resolve({ label, passed: p, failed: f, skipped: skipped ? Number(skipped[1]) : 0, output, seconds: (Date.now() - started) / 1000 });
     });
   });
 }
@@ -71,7 +74,7 @@ function runFile({ file, label, env }) {
     while (queue.length) {
       const r = await runFile(queue.shift());
       results.push(r);
-      console.log(`${r.failed ? "FAIL" : "ok  "} ${r.label}  (${r.passed} passed, ${r.failed} failed, ${r.seconds.toFixed(1)}s)`);
+      console.log(`${r.failed ? "FAIL" : "ok  "} ${r.label}  (${r.passed} passed, ${r.failed} failed, ${r.skipped ? `${r.skipped} skipped, ` : ""}${r.seconds.toFixed(1)}s)`);
       if (r.failed) console.log(r.output.replace(/^/gm, "    "));
     }
   }
