@@ -1542,8 +1542,12 @@ atScale("with WebGPU's smallest binding (128 MiB), logits past it go in parts: t
     wide.dispose();
     return { values, g };
   };
-  const inParts = await wideStep();
-  await startWebGPU({ allowSoftware: true });
+  let inParts: Awaited<ReturnType<typeof wideStep>>;
+  try {
+    inParts = await wideStep();
+  } finally {
+    await startWebGPU({ allowSoftware: true }); // the adapter's own limits again
+  }
   // the wide vocabulary's logits in one part on the native backend (no buffer limit): the same loss, and gradients within float rounding
   await use("native");
   const inOne = await wideStep();
