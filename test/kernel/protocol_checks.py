@@ -387,7 +387,7 @@ class Shared(OneKernel):
             "pending await": "await new Promise(() => {});",
             "async loop": "let ticks = 0;\nwhile (true) {\n  await new Promise((r) => setTimeout(r, 5));\n  ticks++;\n}",
             "sync loop in a function": "function spin() { for (;;) {} }\nspin();",
-            # No loop of the cell's own: only SIGINT breaks the engine's sort. A real sort of 4e6 numbers (about 8 s here), so
+            # No loop of the cell's own: only SIGINT breaks the engine's sort. A real sort of 4e6 numbers (10.1 s here), so
             # a kernel that waited for it would fail the bound. (It was 3e7 numbers in reverse order: a 240 MB array, built in
             # 1.8 s and sorted in 1.4 s, and the bound failed once, by 4 ms, on a loaded machine.)
             "sync code without guards": "const big = Array.from({ length: 4e6 }, (_, i) => i);\nbig.sort((x, y) => Math.sin(x) - Math.sin(y));",
