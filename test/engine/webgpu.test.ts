@@ -1477,6 +1477,9 @@ test("a probe on webgpu equals the cpu probe within 1e-4", async () => {
   for (const [k, v] of Object.entries(cpu.metrics)) assert.ok(Math.abs(v - gpu.metrics[k]) < 1e-4, `${k}: cpu ${v} vs webgpu ${gpu.metrics[k]}`);
 });
 
+/** The two tests below' batch: 8 SciFact abstracts masked at 32 tokens. */
+const batch8x32 = () => new RetroMAECollator({ tokenizer: tok, rng: new Rng(1), maxLength: 32 }).collate(texts.slice(0, 8));
+
 test("with WebGPU's smallest limits (8 storage buffers, 128 MiB bindings, 16 KiB workgroup memory) a training step and the fused attention run and match, and a batch whose activations exceed a binding is one sentence", async () => {
   const st = await startWebGPU({ allowSoftware: true, limits: "default" });
   assert.is(st.limits.maxStorageBuffersPerShaderStage, 8);
@@ -1487,8 +1490,8 @@ test("with WebGPU's smallest limits (8 storage buffers, 128 MiB bindings, 16 KiB
   t.model.dispose();
   t.dispose();
   // A batch whose feed-forward activations exceed the binding is refused before anything is queued, naming a batch size that fits.
-  const batch = new RetroMAECollator({ tokenizer: tok, rng: new Rng(1), maxLength: 32 }).collate(texts.slice(0, 8));
-  const wideFfn = RetroMAE.create("tiny", { seed: 2, overrides: { hiddenSize: 32, numAttentionHeads: 2, intermediateSize: 140_000, numHiddenLayers: 1, maxPositionEmbeddings: 64, vocabSize: tok.vocab.size } });
+  const batch = batch8x32();
+  const wideFfn = microModel(tok.vocab.size, 2, 0.02, { intermediateSize: 140_000 });
   const tensors = tf.memory().numTensors;
   try {
     await wideFfn.forwardBackward(batch);
@@ -1527,12 +1530,11 @@ test("with WebGPU's smallest limits (8 storage buffers, 128 MiB bindings, 16 KiB
 atScale("with WebGPU's smallest binding (128 MiB), logits past it go in parts: the loss and gradients of the model's step, which the native backend computes in one part", async () => {
   await startWebGPU({ allowSoftware: true, limits: "default" });
   // a vocabulary of 200,000: 167 rows of logits a buffer
-  const wideConfig = { vocabSize: 200_000, hiddenSize: 32, numAttentionHeads: 2, intermediateSize: 64, numHiddenLayers: 1, maxPositionEmbeddings: 64 };
-  const batch = new RetroMAECollator({ tokenizer: tok, rng: new Rng(1), maxLength: 32 }).collate(texts.slice(0, 8));
+  const batch = batch8x32();
   const decoderRows = batch.decoderLabels.filter((y) => y >= 0).length;
   assert.ok(decoderRows * 200_000 * 4 > 128 * 2 ** 20, `the decoder's ${decoderRows} rows of logits exceed one binding`);
   const wideStep = async () => {
-    const wide = RetroMAE.create("tiny", { seed: 2, overrides: wideConfig });
+    const wide = microModel(200_000, 2);
     const tensors = tf.memory().numTensors;
     const { grads, values } = await wide.forwardBackward(batch, { training: false });
     const g = new Map<string, Float32Array>();
