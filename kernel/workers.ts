@@ -4,8 +4,8 @@
  */
 import * as fs from "fs";
 import * as path from "path";
-import { ResourceLimits, Worker } from "worker_threads";
-import { PACKAGE_ROOT } from "../lib/util";
+import type { ResourceLimits, Worker } from "worker_threads";
+import { startModuleWorker } from "../lib/util";
 import type { LanguageOp, LanguageOps, LanguageReply, LanguageRequest } from "./language/language-worker";
 import { log } from "./log";
 
@@ -14,17 +14,7 @@ const WORKER_MODULES = { transport: "protocol/transport", "language-worker": "la
 
 /** Start a worker from its module under kernel/, from source (ts-node) or from the build. */
 export function startWorker(name: keyof typeof WORKER_MODULES, workerData: unknown, resourceLimits?: ResourceLimits): Worker {
-  const fromSource = __filename.endsWith(".ts");
-  const file = path.join(__dirname, `${WORKER_MODULES[name]}${fromSource ? ".ts" : ".js"}`);
-  const worker = new Worker(file, {
-    workerData,
-    resourceLimits,
-    stderr: true,
-    stdout: true,
-    execArgv: fromSource ? ["-r", require.resolve("ts-node/register/transpile-only")] : [],
-    // From source, ts-node must compile with this package's tsconfig, wherever the notebook (the cwd) is.
-    env: fromSource ? { ...process.env, TS_NODE_PROJECT: path.join(PACKAGE_ROOT, "tsconfig.json") } : process.env,
-  });
+  const worker = startModuleWorker(path.join(__dirname, WORKER_MODULES[name]), __filename.endsWith(".ts"), { workerData, resourceLimits, stderr: true, stdout: true });
   // Worker output goes straight to the kernel's stderr, never into a cell's output.
   worker.stderr.on("data", (d: Buffer) => fs.writeSync(2, d));
   worker.stdout.on("data", (d: Buffer) => fs.writeSync(2, d));

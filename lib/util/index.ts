@@ -5,5 +5,6 @@
 export { writeFileAtomic, replaceDirAtomic, tempDirFor, hashFile, PACKAGE_ROOT } from "./files";
 export { escapeHtml } from "./html";
 export { collectGarbage } from "./gc";
+export { startModuleWorker } from "./worker";
 export { PROGRESS_MIME } from "./mime";
 export type { ProgressData } from "./mime";
