@@ -293,11 +293,13 @@ export class DropoutSeeds {
    * forward makes (RetroMAE.dropoutCalls): that many values are drawn from
    * `rng`, none when it is 0.
    */
-  static forStep(rng: { seed(): number }, calls: number): DropoutSeeds | undefined {
-    if (!nativeKernel(DROPOUT)) return undefined;
-    const base = calls > 0 ? rng.seed() : 0;
-    for (let i = 1; i < calls; i++) rng.seed();
-    return new DropoutSeeds(base);
+  static forStep(rng: { seeds(count: number): number }, calls: number): DropoutSeeds | undefined {
+    return DropoutSeeds.drawn() ? new DropoutSeeds(rng.seeds(calls)) : undefined;
+  }
+
+  /** Whether the backend in use masks with seeds drawn per step (forStep gives seeds), or draws dropout's masks on the host. */
+  static drawn(): boolean {
+    return nativeKernel(DROPOUT);
   }
 
   /** How many calls have masked with these seeds. */

@@ -128,6 +128,17 @@ export class Rng {
     return this.uint32() >>> 1;
   }
 
+  /**
+   * `count` calls of seed(), and the first of them (0 when `count` is 0): a
+   * training step's dropout seeds on the backends that mask on the device
+   * (DropoutSeeds.forStep), drawn where the batch is made.
+   */
+  seeds(count: number): number {
+    const first = count > 0 ? this.seed() : 0;
+    for (let i = 1; i < count; i++) this.seed();
+    return first;
+  }
+
   /** In-place Fisher–Yates shuffle (of an array, or a typed array). */
   shuffle<A extends { length: number; [i: number]: unknown }>(items: A): A {
     for (let i = items.length - 1; i > 0; i--) {
