@@ -11,6 +11,7 @@ import * as tf from "../engine/tf";
 import { info as backendInfo } from "../engine/backend";
 import { Rng } from "../engine/rng";
 import { RetroMAECollator } from "../masking/collator";
+import { collateAhead } from "../masking/ahead";
 import { loadCheckpoint, lossValuesOf, saveCheckpoint, stackLossValues } from "../model/retromae";
 import type { RetroMAE, LossTensors, LossValues } from "../model/retromae";
 import { computesNothing, DeviceFailure, freeGpuMemory, GPU_OUT_OF_MEMORY, isOutOfMemory, takeDeviceError, trimGpuPool } from "../engine/webgpu/backend";
@@ -22,7 +23,7 @@ import type { RetroMAEBatch } from "../masking/batch";
 import { LossChart, RunSeries } from "../plot/loss-chart";
 import { currentSignal } from "../interrupt";
 import type { BertTokenizer } from "../text/tokenizer";
-import { BatchStream, PackedCorpus } from "./data";
+import { BatchStream, DataPosition, PackedCorpus } from "./data";
 import { LiveReport } from "./live";
 import { AdamW, finiteStepGuard } from "./optim";
 import { RunDirectory, resolveCheckpoint } from "./run-dir";
@@ -87,6 +88,9 @@ export interface TrainerHook {
   name?: string;
   run: (trainer: Trainer) => Promise<Record<string, number>> | Record<string, number>;
 }
+
+/** One micro-batch of a step, with its dropout seeds where the backend draws them per step. */
+type MicroBatch = { batch: RetroMAEBatch; seeds?: DropoutSeeds };
 
 export interface StepInfo extends LossValues {
   type: "step";
@@ -208,6 +212,17 @@ export class Trainer implements ControllableRun {
   readonly tokenizer: BertTokenizer;
   readonly rng: Rng;
   readonly collator: RetroMAECollator;
+  /**
+   * Called with every micro-batch a step trains on, as it is taken (from the
+   * collator, or made on the collating thread), and the step it belongs to:
+   * to look at or save what a run saw. Keep what it is given as it is: the
+   * step reads the same arrays.
+   */
+  onBatch: ((batch: RetroMAEBatch, step: number) => void) | null = null;
+  /** Where the data stands after the batches being made ahead. */
+  private aheadPosition: DataPosition | null = null;
+  /** Steps whose batches the collating thread made. */
+  private aheadSteps = 0;
   readonly optimizer: AdamW;
   readonly stream: BatchStream;
   readonly chart: LossChart;
@@ -605,10 +620,15 @@ export class Trainer implements ControllableRun {
           break;
         }
         this.applyChanges(queued + 1, options, live);
+        // The step's batches, from the collating thread where it made them; it then makes the next
+        // step's while this one is issued (lib/masking/ahead.ts).
+        const made = await this.takeAhead(queued + 1);
+        if (made && queued + 1 < target) this.startAhead();
         const t0 = performance.now();
-        inflight.push(this.queueStep(queued + 1));
+        inflight.push(this.queueStep(queued + 1, made));
         modelMs += performance.now() - t0;
         queued++;
+        if (!made && queued < target) this.startAhead();
         // Hooks and checkpoints see the weights after this step: drain first.
         const due = this.hooks.some((h) => h.every > 0 && queued % h.every === 0) || (o.runDir && o.checkpointEvery > 0 && queued % o.checkpointEvery === 0 && queued < target) || this.probeRequested || this.checkpointRequested || this.pauseRequested || this.stopRequested;
         while (inflight.length > (ahead && !due && queued < target ? 1 : 0)) await settle();
@@ -649,19 +669,19 @@ export class Trainer implements ControllableRun {
    * gradAccumulation micro-batches, clipping, and the update guarded by the
    * step's finiteness. Nothing is read back.
    */
-  private queueStep(step: number): PendingStep {
+  private queueStep(step: number, made: MicroBatch[] | null = null): PendingStep {
     const started = performance.now();
     const lr = this.schedule!.at(step - 1) * this.scale;
     const recorder = this.stepRecorder();
     if (!recorder) {
-      const { losses, grads, tokens } = this.accumulate(this.microBatches());
+      const { losses, grads, tokens } = this.accumulate(this.microBatches(step));
       const epoch = this.stream.position.epoch;
       const { norm, ok } = this.optimizer.clipAndApply(grads, { maxNorm: this.options.maxGradNorm, lr, guard: finiteStepGuard(this.healthy, losses.loss) });
       return pending(step, epoch, losses, norm, ok!, tokens, lr, started);
     }
     // A recorded step: every host value it uploads is made first (the batches, the dropout
     // seeds, AdamW's scalars), then the step runs through tfjs (and is recorded) or is replayed.
-    const micro = [...this.microBatches()];
+    const micro = made ?? [...this.microBatches(step)];
     const epoch = this.stream.position.epoch;
     const hyper = this.optimizer.advance(lr);
     const inputs = [...micro.flatMap((m) => [...this.model.stepInputs(m.batch), ...(m.seeds ? [m.seeds.base] : [])]), hyper.device];
@@ -734,6 +754,15 @@ export class Trainer implements ControllableRun {
   }
 
   /**
+   * Steps whose batches were made on the collating thread while the step
+   * before them was issued (webgpu's recorded steps; lib/masking/ahead.ts),
+   * and why none are, where the thread is off.
+   */
+  get collatedAhead(): { steps: number; off: string | null } {
+    return { steps: this.aheadSteps, off: collateAhead().disabledReason };
+  }
+
+  /**
    * The micro-batches of one optimizer step, each collated when asked for
    * (so on the CPU backends the generator's draws interleave with dropout's
    * as they always did), with its dropout seeds where the backend draws
@@ -741,15 +770,63 @@ export class Trainer implements ControllableRun {
    * backends' dropout draws in its forward, so the next batch's masks are
    * the same on every backend.
    */
-  private *microBatches(): Generator<{ batch: RetroMAEBatch; seeds?: DropoutSeeds }> {
+  private *microBatches(step: number): Generator<MicroBatch> {
     for (let i = 0; i < this.options.gradAccumulation; i++) {
       const batch = this.collator.collate(this.stream.next());
+      this.onBatch?.(batch, step);
       yield { batch, seeds: DropoutSeeds.forStep(this.rng, this.model.dropoutCalls()) };
     }
   }
 
+  /**
+   * Everything the next step's batches depend on (the generator's state, the
+   * data position, the ratios and shapes, the dropout seeds drawn after each
+   * batch), or null where they are not made ahead: off webgpu's recorded
+   * steps (there dropout draws from the generator in the forward), or where
+   * the thread would not make what this one makes: a collator given another
+   * generator, a generator or collator of a subclass, or a collate replaced
+   * on the object (the thread runs RetroMAECollator's own).
+   */
+  private aheadKey(): string | null {
+    const c = this.collator;
+    if (!this.recorder || !DropoutSeeds.drawn() || c.rng !== this.rng) return null;
+    if (Object.getPrototypeOf(c) !== RetroMAECollator.prototype || Object.getPrototypeOf(this.rng) !== Rng.prototype) return null;
+    if (["collate", "sequence"].some((m) => Object.prototype.hasOwnProperty.call(c, m))) return null;
+    const o = this.options;
+    return JSON.stringify([this.rng.getState(), this.stream.position, this.stream.corpus.size, o.gradAccumulation, this.model.dropoutCalls(), c.encoderMaskRatio, c.decoderMaskRatio, c.staticShapes, c.maxLength, c.vocabSize]);
+  }
+
+  /** Start making the next step's batches on the collating thread (lib/masking/ahead.ts). */
+  private startAhead(): void {
+    const key = this.aheadKey();
+    const ahead = collateAhead();
+    if (key === null || !ahead.enabled) return;
+    const at = this.stream.position;
+    const examples = Array.from({ length: this.options.gradAccumulation }, () => this.stream.next());
+    this.aheadPosition = this.stream.position;
+    this.stream.position = at;
+    const c = this.collator;
+    const options = { maxLength: c.maxLength, vocabSize: c.vocabSize, staticShapes: c.staticShapes, encoderMaskRatio: c.encoderMaskRatio, decoderMaskRatio: c.decoderMaskRatio };
+    ahead.start(this, key, { tokenizer: c.tokenizer, examples, rng: this.rng.getState(), options, seedCalls: this.model.dropoutCalls() });
+  }
+
+  /**
+   * The next step's micro-batches from the collating thread, if it made them
+   * from what this thread would make them from; the generator and the data
+   * then move on as collating them here would have moved them.
+   */
+  private async takeAhead(step: number): Promise<MicroBatch[] | null> {
+    const made = await collateAhead().take(this, this.aheadKey());
+    if (!made) return null;
+    this.aheadSteps++;
+    this.rng.setState(made.rng);
+    this.stream.position = this.aheadPosition!;
+    for (const batch of made.batches) this.onBatch?.(batch, step);
+    return made.batches.map((batch, i) => ({ batch, seeds: new DropoutSeeds(made.seeds![i]) }));
+  }
+
   /** Forward and backward over gradAccumulation micro-batches; averaged gradients and loss parts, on the device. */
-  private accumulate(micro: Iterable<{ batch: RetroMAEBatch; seeds?: DropoutSeeds }>): { losses: LossTensors; grads: Map<string, tf.Tensor>; tokens: number } {
+  private accumulate(micro: Iterable<MicroBatch>): { losses: LossTensors; grads: Map<string, tf.Tensor>; tokens: number } {
     const k = this.options.gradAccumulation;
     let sum: Map<string, tf.Tensor> | null = null;
     let lossSum: LossTensors | null = null;

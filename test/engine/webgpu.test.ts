@@ -36,6 +36,7 @@ import { contrastiveFinetune } from "../../lib/probe/finetune";
 import { RetroMAE } from "../../lib/model/retromae";
 import { tiedSoftmaxCrossEntropy } from "../../lib/model/bert";
 import { RetroMAECollator } from "../../lib/masking/collator";
+import { collateAhead } from "../../lib/masking/ahead";
 import { SHARED_DATA } from "../helpers";
 import { atScaleRun, guardBuffersWithNaN, microModel, microTokenizer, SOFTWARE_VULKAN, softwareAdapterName, testVulkan, useSoftwareVulkan } from "../webgpu-helpers";
 
@@ -1144,7 +1145,10 @@ test("the same seed masks the same tokens on webgpu as on the cpu backend's own 
       masks.push({ enc: Array.from(b.encoderInputIds), labels: Array.from(b.encoderLabels), dec: Array.from(b.decoderAttentionMask) });
       return b;
     };
+    if (backend === "webgpu") assert.ok(await collateAhead().whenReady());
     const losses = (await train(t, 4)).map((e) => e.loss);
+    // the collating thread runs RetroMAECollator's own collate: with it replaced, the main thread collates
+    if (backend === "webgpu") assert.equal(t.collatedAhead, { steps: 0, off: null });
     t.model.dispose();
     t.dispose();
     return { masks, losses };
@@ -1334,6 +1338,41 @@ test("recorded steps: replayed after a few steps through tfjs, bit for bit the s
     t.model.dispose();
     t.dispose();
   }
+});
+
+test("the next step's batches are made on the collating thread while a step is issued: the batches, losses and weights of batches collated on the main thread, bit for bit, across gradient accumulation, a ratio changed mid-fit, a hook that draws from the generator and a second fit; RETROMAE_COLLATE_AHEAD=0 turns it off", async () => {
+  await use("webgpu");
+  assert.ok(await collateAhead().whenReady(), `the collating thread did not start: ${collateAhead().disabledReason}`);
+  const run = async (thread: boolean) => {
+    if (!thread) process.env.RETROMAE_COLLATE_AHEAD = "0";
+    try {
+      const t = makeTrainer({
+        batchSize: 2,
+        gradAccumulation: 2,
+        changes: [{ step: 4, field: "decoderMaskRatio", old: 0.5, new: 0.7, source: "code" }],
+        hooks: [{ every: 3, run: (tr) => ({ draw: tr.rng.uint32() }) }],
+      });
+      const batches: string[] = [];
+      t.onBatch = (b, step) => batches.push(`${step}: ${b.encoderInputIds.join(",")} ${b.encoderLabels.join(",")} ${b.decoderAttentionMask.join("")}`);
+      const events = [...(await train(t, 6)), ...(await train(t, 2))];
+      const out = { batches, losses: events.map((e) => bits([e.loss, e.encoderLoss, e.decoderLoss, e.gradNorm])), weights: await weightBits(t), ahead: t.collatedAhead, ratio: t.collator.decoderMaskRatio };
+      t.model.dispose();
+      t.dispose();
+      return out;
+    } finally {
+      delete process.env.RETROMAE_COLLATE_AHEAD;
+    }
+  };
+  const [on, off] = [await run(true), await run(false)];
+  // made ahead: steps 2, 3, 5, 6 and 8. Step 1 has nothing before it; step 4's batches were made before
+  // the ratio changed and the hook drew (so the main thread made them), and step 7 opens a new fit.
+  assert.equal(on.ahead, { steps: 5, off: null });
+  assert.equal(off.ahead, { steps: 0, off: "RETROMAE_COLLATE_AHEAD=0" });
+  assert.is(on.ratio, 0.7);
+  assert.is(on.batches.length, 16, "Trainer.onBatch saw every micro-batch, 2 a step, wherever it was made");
+  assert.equal(on.batches, off.batches, "the batches");
+  assert.equal(on.losses, off.losses, "losses and norms");
+  for (const [k, v] of off.weights) assert.equal(on.weights.get(k), v, k);
 });
 
 test("MLM-only from its first step, without gradient accumulation (the quickstart's baseline): replayed, bit for bit the steps run through tfjs (every step was refused before: its decoder parts were host constants, its decoder's moments never on the GPU)", async () => {
