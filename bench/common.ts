@@ -213,24 +213,20 @@ export function presetArgs(args: readonly string[], defaultSteps: number): { pre
 }
 
 /**
- * Record the batches a trainer collates from now on, so that a PyTorch
- * reference can time the same ones. `save(file)` writes them as file,
- * file.1, file.2, ...; `stop()` ends the recording.
+ * Record the batches a trainer's steps use from now on (Trainer.onBatch:
+ * collated on the main thread or on the collating thread), so that a
+ * PyTorch reference can time the same ones. `save(file)` writes them as
+ * file, file.1, file.2, ...; `stop()` ends the recording.
  */
 export function recordBatches(trainer: Trainer): { save: (file: string | undefined) => void; stop: () => void } {
   const timed: RetroMAEBatch[] = [];
-  const collate = trainer.collator.collate.bind(trainer.collator);
-  trainer.collator.collate = (texts) => {
-    const b = collate(texts);
-    timed.push(b);
-    return b;
-  };
+  trainer.onBatch = (batch) => timed.push(batch);
   return {
     save: (file) => {
       if (file) timed.forEach((b, i) => saveBatch(i === 0 ? file : `${file}.${i}`, b));
     },
     stop: () => {
-      trainer.collator.collate = collate;
+      trainer.onBatch = null;
     },
   };
 }

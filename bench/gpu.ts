@@ -27,7 +27,11 @@
  *   (RETROMAE_WEBGPU_MATMUL=tfjs: `ms_per_step_matmul_tfjs`; the default,
  *   auto, tiles the outputs of at least 128 tiles), and last, on a device
  *   of their own, with Dawn's bounds checks on (RETROMAE_WEBGPU_ROBUSTNESS=1:
- *   `ms_per_step_with_robustness`; off by default);
+ *   `ms_per_step_with_robustness`; off by default), and with every batch
+ *   collated on the main thread between the steps it issues
+ *   (RETROMAE_COLLATE_AHEAD=0: `ms_per_step_main_thread_collates`; by
+ *   default the next step's are made on a second thread, and
+ *   `steps_collated_ahead` counts the timed steps made so);
  *   on webgpu the compute
  *   dispatches per step, and the step time with every step issued through
  *   tfjs (recordSteps: false) beside the default replayed steps
@@ -72,6 +76,7 @@ import { Trainer } from "../lib/train/trainer";
 import { bytesHeldByReplays } from "../lib/engine/webgpu/replay";
 import { takesTiledMatMul } from "../lib/engine/webgpu/matmul";
 import { countDispatches } from "../lib/engine/webgpu/profile";
+import { collateAhead } from "../lib/masking/ahead";
 import { collateTrainingBatches, emit, NO_TORCH, option, recordBatches, runTorch, SHARED_DATA, torchPython, writeEncodeBatches } from "./common";
 
 const DEFAULT_CONFIGS = "tiny:16x128,mini:32x128,small:32x256,base:32x512";
@@ -259,7 +264,7 @@ export async function benchGpuOne(args: string[]): Promise<void> {
   // kernel switches set for the whole run (the comparisons below set each in turn)
   const switches = ["RETROMAE_WEBGPU_MATMUL", "RETROMAE_WEBGPU_SPLIT_K", "RETROMAE_WEBGPU_DENSE", "RETROMAE_WEBGPU_ROBUSTNESS"].filter((k) => process.env[k]);
   if (switches.length) row.env = Object.fromEntries(switches.map((k) => [k, process.env[k]]));
-  const parts = ["training", "profile", "encoding", "through tfjs", "dense transposed", "split K off", "tiled matmul", "matmul layouts", "bounds checks on"];
+  const parts = ["training", "profile", "encoding", "through tfjs", "main thread collates", "dense transposed", "split K off", "tiled matmul", "matmul layouts", "bounds checks on"];
   const done = (part: string, measured: Record<string, unknown>) => {
     Object.assign(row, measured);
     const next = parts[parts.indexOf(part) + 1];
@@ -273,12 +278,15 @@ export async function benchGpuOne(args: string[]): Promise<void> {
   let peak = 0;
   const sample = () => (peak = Math.max(peak, gpuBytes()));
   await trainer.fit({ steps: 4, live: false, onEvent: sample }); // warm-up: shader compiles, buffer pool, the step recorded (steps 3 and 4 compared)
+  await collateAhead().whenReady(); // the timed steps' batches made on the collating thread from the first (lib/masking/ahead.ts)
+  const ahead0 = trainer.collatedAhead.steps;
   const recording = recordBatches(trainer);
   let tokens = 0;
   const dispatches = webgpu ? countDispatches((tf.backend() as unknown as { device: GPUDevice }).device) : null;
   const d0 = dispatches?.() ?? 0;
   const off = await trainer.fit({ steps, live: false, onEvent: (e) => (sample(), e.type === "step" && (tokens += e.tokens)) });
   const perStep = dispatches ? Math.round((dispatches() - d0) / steps) : null;
+  const madeAhead = trainer.collatedAhead.steps - ahead0;
   recording.stop();
   const on = await trainer.fit({ steps, live: true, onEvent: sample });
   recording.save(option(args, "save-batch"));
@@ -288,7 +296,7 @@ export async function benchGpuOne(args: string[]): Promise<void> {
     tokens_per_s: +(tokens / (off.totalMs / 1000)).toFixed(1),
     ms_per_step_live: +(on.totalMs / steps).toFixed(1),
     chart_overhead: +(on.totalMs / off.totalMs - 1).toFixed(4),
-    ...(recorded ? { recorded_steps: recorded } : {}),
+    ...(recorded ? { recorded_steps: recorded, steps_collated_ahead: madeAhead } : {}),
     ...(perStep !== null ? { dispatches_per_step: perStep } : {}),
     peak_gpu_mb: Math.round(peak / 2 ** 20),
   });
@@ -335,6 +343,10 @@ export async function benchGpuOne(args: string[]): Promise<void> {
   const skipped = "skipped on a software adapter";
   const throughTfjs = onGpu ? { ms_per_step_through_tfjs: await msPerStep(newTrainer({ recordSteps: false }), 2, steps) } : recorded ? { ms_per_step_through_tfjs: skipped } : {};
   done("through tfjs", throughTfjs);
+
+  // every step's batches collated on the main thread, between the steps it issues (RETROMAE_COLLATE_AHEAD=0)
+  const mainThread = onGpu ? { ms_per_step_main_thread_collates: await withEnv("RETROMAE_COLLATE_AHEAD", "0", () => msPerStep(newTrainer(), 4, steps)) } : recorded ? { ms_per_step_main_thread_collates: skipped } : {};
+  done("main thread collates", mainThread);
 
   // the dense layers as x·(Wᵀ) (tfjs's vec4 matmul, RETROMAE_WEBGPU_DENSE=transposed), replayed as above
   const transposed = onGpu ? { ms_per_step_dense_transposed: await withEnv("RETROMAE_WEBGPU_DENSE", "transposed", () => msPerStep(newTrainer(), 4, steps)) } : recorded ? { ms_per_step_dense_transposed: skipped } : {};

@@ -37,6 +37,7 @@
 import * as path from "path";
 import * as fs from "fs";
 import * as os from "os";
+import { performance as perfHooks } from "perf_hooks";
 import * as tf from "../lib/engine/tf";
 import { use } from "../lib/engine/backend";
 import { Rng } from "../lib/engine/rng";
@@ -49,6 +50,7 @@ import { BertTokenizer } from "../lib/text/tokenizer";
 import { PackedCorpus } from "../lib/train/data";
 import { Trainer } from "../lib/train/trainer";
 import { RetroMAECollator } from "../lib/masking/collator";
+import { collateAhead } from "../lib/masking/ahead";
 import { loadBeir } from "../lib/data/beir";
 import { saveBatch } from "../lib/masking/batch-io";
 import { emit, NO_TORCH, option, runTorch, SHARED_DATA, torchPython } from "./common";
@@ -67,6 +69,8 @@ export async function benchHost(args: string[]): Promise<void> {
   const texts = [...loadBeir(path.join(SHARED_DATA, "beir-scifact")).corpus.values()].map((d) => d.text).filter((t) => t.length > 8 * L);
   const table: Record<string, unknown>[] = [collatorRow(tok, texts, B, L, Math.max(steps, 20))];
   emit(table[0]);
+  table.push(await aheadRow(tok, texts, B, L, Math.max(steps, 50)));
+  emit(table[1]);
   for (const preset of presets) {
     const cfg = bertConfig(preset);
     const narrow = { hiddenSize: 8 * cfg.numAttentionHeads, intermediateSize: 32 * cfg.numAttentionHeads };
@@ -123,6 +127,68 @@ export async function benchHost(args: string[]): Promise<void> {
     table.push(...rows, torchRow);
   }
   console.log(JSON.stringify(table, null, 1));
+}
+
+/**
+ * The collating thread (lib/masking/ahead.ts): trainer steps at B × L with
+ * the next step's batches made on it while a step is issued, and with the
+ * main thread collating each step (RETROMAE_COLLATE_AHEAD=0), alternating,
+ * seven fits of `steps` each way. The narrow tiny at micro-batches of 8 × L
+ * (gradAccumulation B / 8: Dawn's Null device holds 512 MiB, and a 16 × 128
+ * micro-batch's decoder logits alone take 250 MB), so each step collates
+ * B × L tokens. The medians, and the main thread's busy share
+ * (eventLoopUtilization: what bounds a step on a GPU that keeps up).
+ */
+async function aheadRow(tok: BertTokenizer, texts: string[], B: number, L: number, steps: number): Promise<Record<string, unknown>> {
+  const corpus = PackedCorpus.fromTexts(texts.slice(0, 400), tok, L);
+  const micro = Math.min(B, 8);
+  const accumulation = Math.ceil(B / micro);
+  const ready = await collateAhead().whenReady();
+  const runs = [true, false].map((thread) => {
+    const rng = new Rng(1);
+    const model = RetroMAE.create("tiny", { rng, overrides: { hiddenSize: 16, intermediateSize: 64 } });
+    const trainer = new Trainer({ model, tokenizer: tok, data: corpus, rng, seed: 1, batchSize: micro, gradAccumulation: accumulation, maxLength: L, totalSteps: 8 * steps + 20 });
+    return { thread, model, trainer, ms: [] as number[], busy: [] as number[] };
+  });
+  const median = (xs: number[]) => +xs.slice().sort((a, b) => a - b)[xs.length >> 1].toFixed(2);
+  try {
+    for (let rep = -1; rep < 7; rep++) {
+      for (const r of runs) {
+        process.env.RETROMAE_COLLATE_AHEAD = r.thread ? "1" : "0";
+        const [t0, e0] = [performance.now(), perfHooks.eventLoopUtilization()];
+        await r.trainer.fit({ steps: rep < 0 ? 10 : steps, live: false }); // rep -1: shaders, the pool, the recording
+        if (rep < 0) continue;
+        r.ms.push((performance.now() - t0) / steps);
+        r.busy.push(perfHooks.eventLoopUtilization(e0).active / steps);
+      }
+    }
+  } finally {
+    delete process.env.RETROMAE_COLLATE_AHEAD;
+  }
+  const [on, off] = runs;
+  const row = {
+    bench: "host",
+    engine: "the collating thread: trainer steps on Dawn's Null backend, the next step's batches made on a second thread, against the main thread collating",
+    preset: "tiny",
+    hidden: 16,
+    batch: B,
+    seq: L,
+    micro_batch: micro,
+    grad_accumulation: accumulation,
+    steps,
+    fits: on.ms.length,
+    ms_per_step_thread: median(on.ms),
+    ms_per_step_main_thread_collates: median(off.ms),
+    main_thread_busy_ms_per_step_thread: median(on.busy),
+    main_thread_busy_ms_per_step_main_thread_collates: median(off.busy),
+    steps_made_ahead: on.trainer.collatedAhead.steps,
+    ...(ready ? {} : { thread_off: collateAhead().disabledReason }),
+  };
+  for (const r of runs) {
+    r.trainer.dispose();
+    r.model.dispose();
+  }
+  return row;
 }
 
 /** The trainer's collator on B blocks of L tokens (SciFact abstracts packed as the trainer packs them; staticShapes as on webgpu): ms per batch, after a few to warm up. */

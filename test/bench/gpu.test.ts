@@ -45,10 +45,11 @@ test("bench gpu --rehearse on the Null backend runs every part a GPU run will, a
   const ours = rows.find((row) => row.engine === "webgpu")!;
   assert.not.ok("failed" in ours || "incomplete" in ours, JSON.stringify(ours));
   assert.ok(ours.not_gpu === true && /figures mean nothing/.test(String(ours.rehearsal)));
-  for (const k of ["ms_per_step", "docs_per_s", "fused_speedup", "ms_per_step_through_tfjs", "ms_per_step_dense_transposed", "ms_per_step_matmul_tiled", "dense_gflops_x_wt", "logits_gflops_x_et", "logits_gflops_x_e_stored_transposed"]) {
+  for (const k of ["ms_per_step", "docs_per_s", "fused_speedup", "ms_per_step_through_tfjs", "ms_per_step_main_thread_collates", "steps_collated_ahead", "ms_per_step_dense_transposed", "ms_per_step_matmul_tiled", "dense_gflops_x_wt", "logits_gflops_x_et", "logits_gflops_x_e_stored_transposed"]) {
     assert.ok(typeof ours[k] === "number", `${k}: ${ours[k]}`);
   }
   assert.is(ours.encode_batch, 16);
+  assert.is(ours.steps_collated_ahead, 1, "of the 2 timed steps, the second's batches made on the collating thread (the first opens the fit)");
   assert.ok((ours.profile as { categories: unknown[] }).categories.length > 5, "the step's dispatches profiled (no times on the Null device)");
   assert.match(gpuTables(rows), /^\*\*Not GPU figures\*\*: a software adapter \(null-backend \(null\)\)\. A rehearsal \(--rehearse\): every part was run to check that it runs, and the figures mean nothing\./);
 });
