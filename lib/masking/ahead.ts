@@ -137,6 +137,11 @@ export class CollateAhead {
     }
   }
 
+  /** Drop `owner`'s job not taken (a trainer disposed of: the job no longer holds it). */
+  forget(owner: object): void {
+    if (this.pending?.owner === owner) this.pending = null;
+  }
+
   /** Stop the thread (a new job starts another). */
   async close(): Promise<void> {
     const w = this.worker;

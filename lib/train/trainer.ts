@@ -970,6 +970,7 @@ export class Trainer implements ControllableRun {
 
   dispose(): void {
     this.panel?.close();
+    collateAhead().forget(this);
     this.recorder?.dispose();
     this.optimizer.dispose();
     this.healthy.dispose();

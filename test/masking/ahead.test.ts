@@ -61,7 +61,7 @@ test("the collating thread starts, and a job's batches, dropout seeds and the ge
   }
 });
 
-test("a result is taken only by its owner under its key, once; a new job replaces one not taken; before the thread is up, take gives null", async () => {
+test("a result is taken only by its owner under its key, once; a new job replaces one not taken; its owner can forget it; before the thread is up, take gives null", async () => {
   const [a, b] = [{}, {}];
   const rng = new Rng(1);
   ahead.start(a, "k1", job(rng, 0));
@@ -77,6 +77,12 @@ test("a result is taken only by its owner under its key, once; a new job replace
   assert.is(await ahead.take(a, "new"), null, "taken once: the failed take above used it up");
   ahead.start(a, "new", j);
   assert.equal((await ahead.take(a, "new"))!.batches, collateHere(j).batches);
+  ahead.start(a, "k", j);
+  ahead.forget(b);
+  assert.ok(await ahead.take(a, "k"), "another owner's forget leaves it");
+  ahead.start(a, "k", j);
+  ahead.forget(a);
+  assert.is(await ahead.take(a, "k"), null, "forgotten by its owner (a trainer disposed of)");
   const fresh = new CollateAhead();
   fresh.start(a, "k", job(rng, 0));
   assert.is(await fresh.take(a, "k"), null, "a thread still starting: the caller collates");
