@@ -60,7 +60,6 @@ export type AheadReply = { type: "ready" } | ({ type: "made"; id: number } & Col
 interface Pending {
   owner: object;
   key: string;
-  id: number;
   result: Promise<Collated | null>;
 }
 
@@ -98,12 +97,15 @@ export class CollateAhead {
     const sizes = job.examples.map((batch) => batch.map((e) => e.length));
     const ids = new Int32Array(sizes.flat().reduce((a, b) => a + b, 0));
     let at = 0;
-    for (const batch of job.examples) for (const e of batch) ids.set(e, (at += e.length) - e.length);
+    for (const e of job.examples.flat()) {
+      ids.set(e, at);
+      at += e.length;
+    }
     const request: AheadRequest = { type: "collate", id, tokenizer: this.tokenizerId(worker, job.tokenizer), ids, sizes, rng: job.rng, options: job.options, seedCalls: job.seedCalls };
     const result = new Promise<Collated | null>((resolve) => this.waiting.set(id, resolve));
     worker.ref(); // while a job is out, the thread keeps the process alive: its caller awaits the result
     worker.postMessage(request, [ids.buffer]);
-    this.pending = { owner, key, id, result };
+    this.pending = { owner, key, result };
   }
 
   /**
