@@ -167,6 +167,9 @@ test("scripts/gpu-node-check.sh, the GPU node's prepared run, works from the unp
   assert.equal(host.map((h) => h.preset), ["tiny", "tiny", "mini", "mini"], "the host's time per step on Dawn's Null backend, replayed and through tfjs, from the bundle");
   assert.ok(host.every((h) => h.dispatches_per_step > 100 && h.host_ms_per_step > 0));
   assert.ok(host.filter((h) => h.recorded_steps).every((h) => h.recorded_steps.replayed > 0), "the bundled trainer replays its steps");
+  const thread = fs.readFileSync(path.join(out, "bench-gpu.jsonl"), "utf8").split("\n").filter((l) => l.startsWith('{"bench":"host","engine":"the collating thread')).map((l) => JSON.parse(l));
+  assert.is(thread.length, 1);
+  assert.ok(thread[0].steps_made_ahead > 0 && !("thread_off" in thread[0]), `the bundled trainer makes batches on the collating thread (from the build, no ts-node): ${JSON.stringify(thread[0])}`);
   assert.match(fs.readFileSync(path.join(out, "doctor.txt"), "utf8"), /WebGPU/);
   assert.is(JSON.parse(fs.readFileSync(path.join(out, "info.json"), "utf8")).versions.node, process.versions.node);
   const rows = fs.readFileSync(path.join(out, "bench-gpu.jsonl"), "utf8").split("\n").filter((l) => l.startsWith('{"bench":"gpu"')).map((l) => JSON.parse(l));
