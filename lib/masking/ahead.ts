@@ -70,8 +70,12 @@ export class CollateAhead {
   private broken: string | null = null;
   private pending: Pending | null = null;
   private readonly waiting = new Map<number, (c: Collated | null) => void>();
-  /** The tokenizers sent to the running thread. */
-  private tokenizerIds = new WeakMap<BertTokenizer, number>();
+  /**
+   * The tokenizers sent to the running thread, by vocabulary (its token
+   * list) and special tokens: tokenizers made again over the same vocabulary
+   * (`BertTokenizer.bertBaseUncased()` in each run of a loop) share one copy.
+   */
+  private tokenizerIds = new WeakMap<readonly string[], Map<string, number>>();
   private seq = 0;
   /** Resolves true when the running thread takes jobs, false if it stops first. */
   private readiness: Promise<boolean> | null = null;
@@ -79,7 +83,7 @@ export class CollateAhead {
 
   /** Whether jobs go to the thread (false once it failed, or with RETROMAE_COLLATE_AHEAD=0). */
   get enabled(): boolean {
-    return this.broken === null && process.env.RETROMAE_COLLATE_AHEAD !== "0";
+    return this.disabledReason === null;
   }
 
   /** Why jobs are not sent to the thread, or null while they are. */
@@ -199,12 +203,16 @@ export class CollateAhead {
   }
 
   private tokenizerId(worker: Worker, tok: BertTokenizer): number {
-    let id = this.tokenizerIds.get(tok);
+    const { unkToken, sepToken, padToken, clsToken, maskToken } = tok;
+    const specials = { unkToken, sepToken, padToken, clsToken, maskToken };
+    const key = JSON.stringify(specials);
+    let sent = this.tokenizerIds.get(tok.vocab.tokens);
+    if (!sent) this.tokenizerIds.set(tok.vocab.tokens, (sent = new Map()));
+    let id = sent.get(key);
     if (id === undefined) {
       id = ++this.seq;
-      this.tokenizerIds.set(tok, id);
-      const { unkToken, sepToken, padToken, clsToken, maskToken } = tok;
-      worker.postMessage({ type: "tokenizer", id, tokens: tok.vocab.tokens, specials: { unkToken, sepToken, padToken, clsToken, maskToken } } satisfies AheadRequest);
+      sent.set(key, id);
+      worker.postMessage({ type: "tokenizer", id, tokens: tok.vocab.tokens, specials } satisfies AheadRequest);
     }
     return id;
   }

@@ -35,7 +35,11 @@ parentPort!.on("message", (m: AheadRequest) => {
     const seeds: number[] = [];
     let at = 0;
     for (const sizes of m.sizes) {
-      const examples = sizes.map((n) => m.ids.subarray(at, (at += n)));
+      const examples = sizes.map((n) => {
+        const example = m.ids.subarray(at, at + n);
+        at += n;
+        return example;
+      });
       batches.push(collator.collate(examples));
       if (m.seedCalls >= 0) seeds.push(rng.seeds(m.seedCalls));
     }

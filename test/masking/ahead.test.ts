@@ -92,6 +92,25 @@ test("a result is taken only by its owner under its key, once; a new job replace
   await fresh.close();
 });
 
+test("tokenizers made again over the same vocabulary go to the thread once; another vocabulary or other special tokens go again", async () => {
+  const fresh = new CollateAhead();
+  assert.ok(await fresh.whenReady());
+  const worker = (fresh as unknown as { worker: { postMessage: (m: { type: string }, t?: unknown) => void } }).worker;
+  const post = worker.postMessage.bind(worker);
+  const sent: string[] = [];
+  worker.postMessage = (m, t) => (sent.push(m.type), post(m, t));
+  const owner = {};
+  const other = new BertTokenizer(new Vocab([...tok.vocab.tokens]));
+  const [a, b, c, d] = [BertTokenizer.bertBaseUncased(), BertTokenizer.bertBaseUncased(), other, BertTokenizer.bertBaseUncased({ unkToken: "[MASK]" })];
+  for (const t of [a, b, c, d, b]) {
+    const j = { ...job(new Rng(4), 0), tokenizer: t };
+    fresh.start(owner, "k", j);
+    assert.equal((await fresh.take(owner, "k"))!.batches, collateHere(j).batches);
+  }
+  assert.equal(sent, ["tokenizer", "collate", "collate", "tokenizer", "collate", "tokenizer", "collate", "collate"]);
+  await fresh.close();
+});
+
 test("a job that fails on the thread (a token id past the vocabulary) gives null, so the caller collates and meets the error in its own words; the thread goes on", async () => {
   const owner = {};
   const small = new BertTokenizer(new Vocab(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "b"]));
