@@ -71,6 +71,7 @@ export function gpuTables(rows: Row[]): string {
     ["replayed (default)", "ms_per_step"],
     ["through tfjs", "ms_per_step_through_tfjs"],
     ["main thread collates", "ms_per_step_main_thread_collates"],
+    ["timer poll", "ms_per_step_timer_poll"],
     ["split-K off", "ms_per_step_without_split_k"],
     ["tiled matmul", "ms_per_step_matmul_tiled"],
     ["tfjs matmul", "ms_per_step_matmul_tfjs"],

@@ -31,7 +31,10 @@
  *   collated on the main thread between the steps it issues
  *   (RETROMAE_COLLATE_AHEAD=0: `ms_per_step_main_thread_collates`; by
  *   default the next step's are made on a second thread, and
- *   `steps_collated_ahead` counts the timed steps made so);
+ *   `steps_collated_ahead` counts the timed steps made so), and with Node
+ *   waiting for the GPU on a 1 ms timer between Dawn's ticks instead of its
+ *   busy loop (RETROMAE_WEBGPU_POLL=timer: `ms_per_step_timer_poll`; the
+ *   default on a software adapter only);
  *   on webgpu the compute
  *   dispatches per step, and the step time with every step issued through
  *   tfjs (recordSteps: false) beside the default replayed steps
@@ -76,6 +79,7 @@ import { Trainer } from "../lib/train/trainer";
 import { bytesHeldByReplays } from "../lib/engine/webgpu/replay";
 import { takesTiledMatMul } from "../lib/engine/webgpu/matmul";
 import { countDispatches } from "../lib/engine/webgpu/profile";
+import { withDawnPolling } from "../lib/engine/webgpu/poll";
 import { collateAhead } from "../lib/masking/ahead";
 import { collateTrainingBatches, emit, NO_TORCH, option, recordBatches, runTorch, SHARED_DATA, torchPython, writeEncodeBatches } from "./common";
 
@@ -347,6 +351,11 @@ export async function benchGpuOne(args: string[]): Promise<void> {
   // every step's batches collated on the main thread, between the steps it issues (RETROMAE_COLLATE_AHEAD=0)
   const mainThread = onGpu ? { ms_per_step_main_thread_collates: await withEnv("RETROMAE_COLLATE_AHEAD", "0", () => msPerStep(newTrainer(), 4, steps)) } : recorded ? { ms_per_step_main_thread_collates: skipped } : {};
   done("main thread collates", mainThread);
+
+  // Node waiting for the GPU on a 1 ms timer between Dawn's ticks (RETROMAE_WEBGPU_POLL=timer, the default on a
+  // software adapter only) instead of Dawn's busy loop: what the loop's core buys on this GPU (lib/engine/webgpu/poll.ts)
+  const timerPoll = onGpu ? { ms_per_step_timer_poll: await withDawnPolling("timer", () => msPerStep(newTrainer(), 4, steps)) } : recorded ? { ms_per_step_timer_poll: skipped } : {};
+  done("timer poll", timerPoll);
 
   // the dense layers as x·(Wᵀ) (tfjs's vec4 matmul, RETROMAE_WEBGPU_DENSE=transposed), replayed as above
   const transposed = onGpu ? { ms_per_step_dense_transposed: await withEnv("RETROMAE_WEBGPU_DENSE", "transposed", () => msPerStep(newTrainer(), 4, steps)) } : recorded ? { ms_per_step_dense_transposed: skipped } : {};

@@ -52,7 +52,7 @@ export interface BackendInfo extends BackendChoice {
   /** Whether WebAssembly SIMD is in use (wasm only), where known. */
   readonly simd: boolean | null;
   /** On webgpu: the adapter (vendor, architecture, description, Dawn's backend, hardware or software) and the limits in force. */
-  readonly webgpu?: AdapterSummary & { limits: Record<string, number>; robustness: boolean };
+  readonly webgpu?: AdapterSummary & { limits: Record<string, number>; robustness: boolean; poll: "spin" | "timer" };
 }
 
 class BackendError extends Error {
@@ -256,7 +256,7 @@ export function info(): BackendInfo {
     threads = loadAddon()?.threads() ?? null;
   }
   const wg = choice.backend === "webgpu" ? webgpuState() : null;
-  return { ...choice, versions, threads, simd, ...(wg ? { webgpu: { ...wg.summary, limits: wg.limits, robustness: wg.robustness } } : {}) };
+  return { ...choice, versions, threads, simd, ...(wg ? { webgpu: { ...wg.summary, limits: wg.limits, robustness: wg.robustness, poll: wg.poll } } : {}) };
 }
 
 /** One line per skipped backend, then the choice; for logs and notebooks. */
@@ -271,6 +271,7 @@ export function describe(choice: BackendChoice = info()): string {
       `  adapter: ${[wg.vendor, wg.architecture, wg.description || wg.device].filter(Boolean).join(" / ")}, ${wg.backend}, ${wg.software ? "software (not a GPU)" : "hardware"}`,
       `  limits: maxBufferSize ${mib(wg.limits.maxBufferSize)}, maxStorageBufferBindingSize ${mib(wg.limits.maxStorageBufferBindingSize)}, ${wg.limits.maxStorageBuffersPerShaderStage} storage buffers per shader, workgroup memory ${wg.limits.maxComputeWorkgroupStorageSize} B`,
       `  bounds checks: ${st.robustness ? "on (RETROMAE_WEBGPU_ROBUSTNESS=1)" : "off (Dawn's robustness; RETROMAE_WEBGPU_ROBUSTNESS=1 turns them on)"}`,
+      `  waiting for the GPU: ${st.poll === "timer" ? "a 1 ms timer between Dawn's ticks" : "Dawn's busy loop"}${process.env.RETROMAE_WEBGPU_POLL ? ` (RETROMAE_WEBGPU_POLL=${process.env.RETROMAE_WEBGPU_POLL})` : st.poll === "timer" ? " (a software adapter computes on this CPU)" : ""}`,
     );
   }
   return lines.join("\n");

@@ -16,6 +16,7 @@
 import * as tf from "../tf";
 import type { TensorInfo } from "@tensorflow/tfjs-core";
 import { adapterInfo, installGlobals, loadDawn, LimitsChoice, openDevice, OpenedDevice, robustnessWanted, WebGPUUnavailable } from "./dawn";
+import { dawnPolling, pollChoice, pollFor, PollMode, setDawnPolling } from "./poll";
 import { boundReadsOfB, registerWebGPUKernels } from "./kernels";
 import { PoolTrimmer } from "./pool";
 import { releaseReplays } from "./replay";
@@ -24,6 +25,8 @@ import type { StepRecorder } from "./replay";
 export interface WebGPUState extends Omit<OpenedDevice, "gpu" | "device" | "adapter"> {
   /** tfjs-backend-webgpu's version. */
   version: string;
+  /** How Node waits for the GPU (./poll.ts): Dawn's busy loop, or a timer between its ticks on a software adapter. */
+  poll: PollMode;
 }
 
 let opened: OpenedDevice | null = null;
@@ -36,7 +39,7 @@ let pool: PoolTrimmer | null = null;
 export function webgpuState(): WebGPUState | null {
   if (!opened) return null;
   const { summary, limits, robustness } = opened;
-  return { summary, limits, robustness, version: (require("@tensorflow/tfjs-backend-webgpu/package.json") as { version: string }).version };
+  return { summary, limits, robustness, poll: dawnPolling().mode, version: (require("@tensorflow/tfjs-backend-webgpu/package.json") as { version: string }).version };
 }
 
 /** The first device error since the last call (out of memory, validation, device lost), or null. */
@@ -134,9 +137,11 @@ export class DeviceFailure extends Error {
  */
 export async function startWebGPU(options: { allowSoftware: boolean; limits?: LimitsChoice; adapterName?: string }): Promise<WebGPUState> {
   const robustness = robustnessWanted();
+  const poll = pollChoice();
   const request = JSON.stringify([options.limits ?? "adapter", options.adapterName ?? process.env.RETROMAE_WEBGPU_ADAPTER ?? "", robustness]);
   if (opened && openedFor === request && tf.findBackend("webgpu") && (options.allowSoftware || !opened.summary.software)) {
     await tf.setBackend("webgpu");
+    setDawnPolling(pollFor(opened.summary, poll));
     return webgpuState()!;
   }
   const dawn = await loadDawn();
@@ -171,6 +176,7 @@ export async function startWebGPU(options: { allowSoftware: boolean; limits?: Li
       else delete g.navigator;
     }
   });
+  setDawnPolling(pollFor(dev.summary, poll));
   registerWebGPUKernels(dev.limits.maxStorageBuffersPerShaderStage);
   const ok = await tf.setBackend("webgpu");
   if (!ok) throw new WebGPUUnavailable(`tfjs's webgpu backend did not start on ${dev.summary.device || dev.summary.description}`);
