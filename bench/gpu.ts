@@ -14,6 +14,8 @@
  *   tokens; on webgpu also over its first 1,024 documents with this
  *   project's inference kernels (the whole attention, GELU in the dense
  *   layer's epilogue) and with tfjs's composition instead (`fused_speedup`),
+ *   and with lengths padded to a multiple of 16 (the default on webgpu) and
+ *   unpadded (`padding_speedup`),
  *   and the feed-forward's matmul through tfjs's programs as the model
  *   runs it (x·Wᵀ) and with W stored transposed (tfjs-webgpu's vec4 path),
  *   the decoder's logits likewise (x·Eᵀ, on a hardware adapter), and whole
@@ -71,7 +73,7 @@ import { ATTENTION, DENSE_GELU } from "../lib/engine/fused";
 import { hfConfig } from "../lib/model/checkpoint";
 import { bertConfig, PresetName } from "../lib/model/config";
 import { RetroMAE } from "../lib/model/retromae";
-import { encodeTexts } from "../lib/probe/encode";
+import { EncodeOptions, encodeTexts, WEBGPU_PAD_MULTIPLE } from "../lib/probe/encode";
 import { makeProbeSet } from "../lib/probe/probe";
 import { BertTokenizer } from "../lib/text/tokenizer";
 import { PackedCorpus } from "../lib/train/data";
@@ -151,31 +153,55 @@ function gpuBytes(): number {
 }
 
 /**
+ * Encoding docs/s over `texts` in each of two modes, alternating twice (a
+ * warm-up batch before each mode's first run, for its shaders): the best of
+ * each mode's two runs. `enter` switches to a mode; `extra` adds its options.
+ */
+async function encodingRates<M extends string>(model: RetroMAE, tok: BertTokenizer, texts: string[], batchSize: number, modes: readonly [M, M], enter: (m: M) => void, extra: (m: M) => EncodeOptions = () => ({})): Promise<Record<M, number>> {
+  const rate = new Map<M, number[]>(modes.map((m) => [m, []]));
+  for (const mode of [...modes, ...modes]) {
+    enter(mode);
+    const options = { batchSize, maxLength: 512, progress: false, ...extra(mode) };
+    if (rate.get(mode)!.length === 0) await encodeTexts(model, tok, texts.slice(0, batchSize), options); // shaders
+    const t0 = performance.now();
+    await encodeTexts(model, tok, texts, options);
+    rate.get(mode)!.push(texts.length / ((performance.now() - t0) / 1000));
+  }
+  return Object.fromEntries([...rate].map(([m, xs]) => [m, Math.max(...xs)])) as Record<M, number>;
+}
+
+/**
  * Encoding docs/s with this project's inference kernels on webgpu (the whole
  * attention, the dense layer with GELU in its epilogue) and with tfjs's
- * composition in their place, alternating twice on the same documents: which
- * is faster on this GPU.
+ * composition in their place: which is faster on this GPU. And with lengths
+ * padded to a multiple of 16 (the default on webgpu: batches of one shape
+ * reuse the buffers of the batch before and are queued before its read) and
+ * unpadded (padToMultipleOf 1): whether that pays for its padding here.
  */
-async function fusedInferenceGain(model: RetroMAE, tok: BertTokenizer, texts: string[], batchSize: number): Promise<Record<string, number>> {
+async function encodingChoices(model: RetroMAE, tok: BertTokenizer, texts: string[], batchSize: number): Promise<Record<string, number>> {
   const kernels = [ATTENTION, DENSE_GELU].map((k) => tf.getKernel(k, "webgpu")).filter((k): k is tf.KernelConfig => !!k);
-  const rate = { fused: [] as number[], tfjs: [] as number[] };
+  let fused: Record<"tfjs" | "fused", number>;
   try {
-    for (const mode of ["tfjs", "fused", "tfjs", "fused"] as const) {
+    fused = await encodingRates(model, tok, texts, batchSize, ["tfjs", "fused"], (mode) => {
       for (const k of kernels) {
         const has = !!tf.getKernel(k.kernelName, "webgpu");
         if (mode === "tfjs" && has) tf.unregisterKernel(k.kernelName, "webgpu");
         if (mode === "fused" && !has) tf.registerKernel(k);
       }
-      if (rate[mode].length === 0) await encodeTexts(model, tok, texts.slice(0, batchSize), { batchSize, maxLength: 512, progress: false }); // shaders
-      const t0 = performance.now();
-      await encodeTexts(model, tok, texts, { batchSize, maxLength: 512, progress: false });
-      rate[mode].push(texts.length / ((performance.now() - t0) / 1000));
-    }
+    });
   } finally {
     for (const k of kernels) if (!tf.getKernel(k.kernelName, "webgpu")) tf.registerKernel(k);
   }
-  const best = (xs: number[]) => Math.max(...xs);
-  return { fused_check_docs: texts.length, docs_per_s_fused: +best(rate.fused).toFixed(1), docs_per_s_tfjs_attention_and_gelu: +best(rate.tfjs).toFixed(1), fused_speedup: +(best(rate.fused) / best(rate.tfjs)).toFixed(3) };
+  const pad = await encodingRates(model, tok, texts, batchSize, ["unpadded", "padded"], () => {}, (m) => (m === "unpadded" ? { padToMultipleOf: 1 } : {}));
+  return {
+    fused_check_docs: texts.length,
+    docs_per_s_fused: +fused.fused.toFixed(1),
+    docs_per_s_tfjs_attention_and_gelu: +fused.tfjs.toFixed(1),
+    fused_speedup: +(fused.fused / fused.tfjs).toFixed(3),
+    [`docs_per_s_padded_to_${WEBGPU_PAD_MULTIPLE}`]: +pad.padded.toFixed(1),
+    docs_per_s_unpadded: +pad.unpadded.toFixed(1),
+    padding_speedup: +(pad.padded / pad.unpadded).toFixed(3),
+  };
 }
 
 /**
@@ -335,7 +361,7 @@ export async function benchGpuOne(args: string[]): Promise<void> {
     const s = (performance.now() - t0) / 1000;
     probe = { probe_docs: texts.length, encode_batch: encodeBatch, docs_per_s: +(texts.length / s).toFixed(1) };
     done("encoding", probe); // before the inference kernels' comparison, which takes as long again
-    if (webgpu) Object.assign(probe, await fusedInferenceGain(model, tok, texts.slice(0, 1024), encodeBatch));
+    if (webgpu) Object.assign(probe, await encodingChoices(model, tok, texts.slice(0, 1024), encodeBatch));
     const encodeFile = option(args, "save-encode");
     if (encodeFile) writeEncodeBatches(encodeFile, texts, tok, encodeBatch, 512);
   }

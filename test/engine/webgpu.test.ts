@@ -32,6 +32,7 @@ import { additiveMaskOfBytes, bytesAsWords, DROPOUT, dropoutWithSeed, DropoutSee
 import { countDispatches, formatProfile } from "../../lib/engine/webgpu/profile";
 import { addLayerNorm, ADD_LAYER_NORM, ATTENTION, attentionInference, DENSE_GELU, gelu, GELU, linear, linearGelu, logSumExpArgMax, logSumExpRows, pickLabels, scaledMaskedSoftmax, SCALED_MASKED_SOFTMAX, softmaxMinusOneHotColSum } from "../../lib/engine/fused";
 import { runProbe, ProbeSet } from "../../lib/probe/probe";
+import { encodeTexts } from "../../lib/probe/encode";
 import { contrastiveFinetune } from "../../lib/probe/finetune";
 import { RetroMAE } from "../../lib/model/retromae";
 import { tiedSoftmaxCrossEntropy } from "../../lib/model/bert";
@@ -1514,6 +1515,86 @@ test("a probe on webgpu equals the cpu probe within 1e-4", async () => {
   const [cpu, gpu] = results;
   assert.ok(cpu.metrics["NDCG@10"] > 0, "the probe finds relevant documents at all");
   for (const [k, v] of Object.entries(cpu.metrics)) assert.ok(Math.abs(v - gpu.metrics[k]) < 1e-4, `${k}: cpu ${v} vs webgpu ${gpu.metrics[k]}`);
+});
+
+test("encoding on webgpu queues a batch of the shape of the one before before that one is read, and waits for the read before a batch of another shape; lengths padded to a multiple of 16 give the vectors of unpadded batches, and the cpu's", async () => {
+  await use("webgpu");
+  const model = microModel(tok.vocab.size, 23, 0.5);
+  // four texts cut at 32 tokens (two batches of 2 × 32), then two short ones (2 × 16 with the multiple of 16)
+  const long = texts.filter((t) => tok.encode(t).inputIds.length > 40).slice(0, 4);
+  const short = ["cells grow", "the protein binds"];
+  const input = [...long, ...short];
+  // each read's map is held until its gate opens: what encoding queues before it waits on a read shows
+  const log: string[] = [];
+  const pass = GPUComputePassEncoder.prototype as unknown as { dispatchWorkgroups: (...a: unknown[]) => void };
+  const buffer = GPUBuffer.prototype as unknown as { mapAsync: (...a: unknown[]) => Promise<void> };
+  const [dispatch, map] = [pass.dispatchWorkgroups, buffer.mapAsync];
+  const gates = [0, 1, 2].map(() => {
+    let open = () => {};
+    const opened = new Promise<void>((r) => (open = r));
+    return { open, opened };
+  });
+  let reads = 0;
+  pass.dispatchWorkgroups = function (this: unknown, ...a: unknown[]) {
+    if (log[log.length - 1] !== "D") log.push("D");
+    return dispatch.apply(this, a);
+  };
+  buffer.mapAsync = function (this: unknown, ...a: unknown[]) {
+    const i = reads++;
+    log.push(`R${i}`);
+    return map.apply(this, a).then(async () => {
+      await gates[i].opened;
+      log.push(`read ${i}`);
+    });
+  };
+  /** The log once nothing has been added to it for 300 ms. */
+  const settled = async () => {
+    for (let seen = -1; seen !== log.length; ) {
+      seen = log.length;
+      await new Promise((r) => setTimeout(r, 300));
+    }
+    return [...log];
+  };
+  const shapes: string[] = [];
+  const padBatch = tok.padBatch;
+  tok.padBatch = function (this: typeof tok, ...a: Parameters<typeof tok.padBatch>) {
+    const b = padBatch.apply(this, a);
+    shapes.push(`${b.batchSize}x${b.seqLength}`);
+    return b;
+  };
+  let gated: Float32Array;
+  try {
+    const run = encodeTexts(model, tok, input, { batchSize: 2, maxLength: 32, progress: false });
+    assert.equal(await settled(), ["D", "R0", "D", "R1"], "batch 2 (the shape of batch 1) queued before batch 1's read; nothing more");
+    gates[0].open();
+    assert.equal(await settled(), ["D", "R0", "D", "R1", "read 0"], "batch 3 (2 × 16) waits for batch 2's read");
+    gates[1].open();
+    assert.equal(await settled(), ["D", "R0", "D", "R1", "read 0", "read 1", "D", "R2"]);
+    gates[2].open();
+    gated = await run;
+  } finally {
+    [pass.dispatchWorkgroups, buffer.mapAsync] = [dispatch, map];
+  }
+  assert.equal(log, ["D", "R0", "D", "R1", "read 0", "read 1", "D", "R2", "read 2"]);
+  let unpadded: Float32Array;
+  try {
+    assert.equal(shapes.splice(0), ["2x32", "2x32", "2x16"], "on webgpu lengths go up to a multiple of 16");
+    unpadded = await encodeTexts(model, tok, input, { batchSize: 2, maxLength: 32, progress: false, padToMultipleOf: 1 });
+    assert.equal(shapes.slice(0, 2), ["2x32", "2x32"]);
+    assert.ok(/^2x\d+$/.test(shapes[2]) && Number(shapes[2].slice(2)) < 16, shapes[2]);
+  } finally {
+    tok.padBatch = padBatch;
+  }
+  model.dispose();
+  await use("cpu");
+  const cpuModel = microModel(tok.vocab.size, 23, 0.5); // the same weights (seed 23), on the cpu
+  const cpu = await encodeTexts(cpuModel, tok, input, { batchSize: 2, maxLength: 32, progress: false });
+  cpuModel.dispose();
+  await use("webgpu");
+  const far = (a: Float32Array, b: Float32Array) => a.reduce((m, v, i) => Math.max(m, Math.abs(v - b[i])), 0);
+  assert.ok(far(gated!, unpadded!) <= 1e-5, `padded to 16 vs unpadded: ${far(gated!, unpadded!)}`);
+  assert.ok(far(gated!, cpu) <= 1e-4, `webgpu vs cpu: ${far(gated!, cpu)}`);
+  assert.ok(gated!.some((v) => v !== 0) && gated!.every(Number.isFinite));
 });
 
 /** The two tests below' batch: 8 SciFact abstracts masked at 32 tokens. */

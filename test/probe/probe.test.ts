@@ -7,7 +7,7 @@ import { Rng } from "../../lib/engine/rng";
 import { loadBeir } from "../../lib/data/beir";
 import { RetroMAE } from "../../lib/model/retromae";
 import { compare, PUBLISHED_SCIFACT } from "../../lib/probe/compare";
-import { encodeTexts, encodingBatches, searchTopK } from "../../lib/probe/encode";
+import { encodeTexts, encodingBatches, paddedLength, searchTopK } from "../../lib/probe/encode";
 import { makeProbeSet, probeHook, runProbe } from "../../lib/probe/probe";
 import { BertTokenizer } from "../../lib/text/tokenizer";
 import { SHARED_DATA } from "../helpers";
@@ -70,6 +70,36 @@ test("encoding's batches: longest first, as many texts as fit batchSize × the l
   }
   assert.ok(batches.length < 500 / 16, `${batches.length} batches, where 16 texts a batch take ${Math.ceil(500 / 16)}`);
   assert.throws(() => encodingBatches([3], 0), /^batchSize must be a whole number ≥ 1; got 0\.$/);
+});
+
+test("padToMultipleOf pads each batch's length up to a multiple (HF's pad_to_multiple_of), never past maxLength: the same vectors; off (1) by default off webgpu; a bad value is one sentence", async () => {
+  assert.equal([1, 15, 16, 17, 500, 512].map((l) => paddedLength(l, 16, 512)), [16, 16, 16, 32, 512, 512]);
+  assert.equal([7, 300].map((l) => paddedLength(l, 1, 512)), [7, 300]);
+  assert.is(paddedLength(290, 16, 300), 300);
+  await use("wasm");
+  const model = small();
+  const texts = ["a longer text about dense retrieval and masked auto-encoders", "short", "a middle sized sentence here"];
+  const shapes: string[] = [];
+  const padBatch = tok.padBatch;
+  tok.padBatch = function (this: BertTokenizer, ...a: Parameters<BertTokenizer["padBatch"]>) {
+    const b = padBatch.apply(this, a);
+    shapes.push(`${b.batchSize}x${b.seqLength}`);
+    return b;
+  };
+  try {
+    const plain = await encodeTexts(model, tok, texts, { batchSize: 1, progress: false });
+    assert.equal(shapes.splice(0), ["1x15", "2x7"]);
+    const padded = await encodeTexts(model, tok, texts, { batchSize: 1, progress: false, padToMultipleOf: 8 });
+    assert.equal(shapes.splice(0), ["1x16", "2x8"]);
+    assert.ok(Math.max(...Array.from(padded, (v, j) => Math.abs(v - plain[j]))) < 1e-5, "padding is masked");
+    for (const bad of [0, 1.5, NaN]) {
+      const err = await encodeTexts(model, tok, texts, { progress: false, padToMultipleOf: bad }).then(() => null, (e: Error) => e.message);
+      assert.is(err, `padToMultipleOf must be a whole number ≥ 1; got ${bad}.`);
+    }
+  } finally {
+    tok.padBatch = padBatch;
+    model.dispose();
+  }
 });
 
 test("encoding the same array of texts again reuses their token ids (a probe during training tokenized the corpus every time), only while the array holds the same strings", async () => {
