@@ -8,7 +8,7 @@ import type { RetroMAEBatch } from "../lib/masking/batch";
 import { saveBatch } from "../lib/masking/batch-io";
 import { NamedArray, writeSafetensors } from "../lib/model/safetensors";
 import type { BertTokenizer } from "../lib/text/tokenizer";
-import { encodingBatches } from "../lib/probe/encode";
+import { encodingBatches, paddedLength } from "../lib/probe/encode";
 import type { Trainer } from "../lib/train/trainer";
 import { BatchStream, type PackedCorpus } from "../lib/train/data";
 import { RetroMAECollator } from "../lib/masking/collator";
@@ -245,12 +245,30 @@ export function collateTrainingBatches(file: string, tok: BertTokenizer, corpus:
   for (let i = 0; i < count; i++) saveBatch(i === 0 ? file : `${file}.${i}`, collator.collate(stream.next()));
 }
 
-/** Documents as the encoder sees them, in encodeTexts's batches (encodingBatches), padded (input_ids_N, attention_mask_N), for encode_bench.py. */
-export function writeEncodeBatches(file: string, texts: string[], tok: BertTokenizer, batchSize: number, maxLength: number): void {
+/** fn with the environment variable `name` set to `value` (unset where undefined), then as it was. */
+export async function withEnv<T>(name: string, value: string | undefined, fn: () => Promise<T>): Promise<T> {
+  const before = process.env[name];
+  if (value === undefined) delete process.env[name];
+  else process.env[name] = value;
+  try {
+    return await fn();
+  } finally {
+    if (before === undefined) delete process.env[name];
+    else process.env[name] = before;
+  }
+}
+
+/**
+ * Documents as the encoder sees them, in encodeTexts's batches (encodingBatches), padded (input_ids_N,
+ * attention_mask_N) up to a multiple of `padToMultipleOf` as encodeTexts pads them (16 on webgpu, 1
+ * elsewhere), for encode_bench.py: PyTorch encodes the same tokens.
+ */
+export function writeEncodeBatches(file: string, texts: string[], tok: BertTokenizer, batchSize: number, maxLength: number, padToMultipleOf = 1): void {
   const ids = texts.map((t) => tok.encode(t, { maxLength }).inputIds);
+  const lengths = ids.map((r) => paddedLength(r.length, padToMultipleOf, maxLength));
   const tensors = new Map<string, NamedArray>();
-  encodingBatches(ids.map((r) => r.length), batchSize).forEach((rows, n) => {
-    const b = tok.padBatch(rows.map((i) => ids[i]));
+  encodingBatches(lengths, batchSize).forEach((rows, n) => {
+    const b = tok.padBatch(rows.map((i) => ids[i]), { padding: "max_length", maxLength: lengths[rows[0]] });
     tensors.set(`input_ids_${n}`, { dtype: "I32", shape: [b.batchSize, b.seqLength], data: b.inputIds });
     tensors.set(`attention_mask_${n}`, { dtype: "I32", shape: [b.batchSize, b.seqLength], data: b.attentionMask });
   });

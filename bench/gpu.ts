@@ -83,7 +83,7 @@ import { takesTiledMatMul } from "../lib/engine/webgpu/matmul";
 import { countDispatches } from "../lib/engine/webgpu/profile";
 import { withDawnPolling } from "../lib/engine/webgpu/poll";
 import { collateAhead } from "../lib/masking/ahead";
-import { collateTrainingBatches, emit, NO_TORCH, option, recordBatches, runTorch, SHARED_DATA, torchPython, writeEncodeBatches } from "./common";
+import { collateTrainingBatches, emit, NO_TORCH, option, recordBatches, runTorch, SHARED_DATA, torchPython, withEnv, writeEncodeBatches } from "./common";
 
 const DEFAULT_CONFIGS = "tiny:16x128,mini:32x128,small:32x256,base:32x512";
 
@@ -140,7 +140,7 @@ async function saveTorchInputs(c: Config, steps: number, probeDocs: string, enco
     made.push("the training batches");
   }
   if (!fs.existsSync(encodeFile) && probeDocs !== "0") {
-    writeEncodeBatches(encodeFile, probeDocTexts(probeDocs), tok, encodeBatch, 512);
+    writeEncodeBatches(encodeFile, probeDocTexts(probeDocs), tok, encodeBatch, 512, WEBGPU_PAD_MULTIPLE); // padded as webgpu's encoding pads them
     made.push("the documents");
   }
   return made;
@@ -238,18 +238,6 @@ async function denseLayoutCheck(rows: number, H: number, out: number): Promise<{
   const tiled = await withEnv("RETROMAE_WEBGPU_MATMUL", "tiled", async () => (takesTiledMatMul(1, rows, out) ? gflops(() => tf.matMul(x, W, false, true)) : null));
   tf.dispose([x, W, Wt]);
   return { as_model: asModel, stored_transposed: transposed, tiled };
-}
-
-/** fn with the environment variable `name` set to `value`, then as it was. */
-async function withEnv<T>(name: string, value: string, fn: () => Promise<T>): Promise<T> {
-  const before = process.env[name];
-  process.env[name] = value;
-  try {
-    return await fn();
-  } finally {
-    if (before === undefined) delete process.env[name];
-    else process.env[name] = before;
-  }
 }
 
 /** ms per step of a trainer over `steps`, after `warmup` steps (shaders, the pool, the recording); the trainer is disposed. */
@@ -363,7 +351,7 @@ export async function benchGpuOne(args: string[]): Promise<void> {
     done("encoding", probe); // before the inference kernels' comparison, which takes as long again
     if (webgpu) Object.assign(probe, await encodingChoices(model, tok, texts.slice(0, 1024), encodeBatch));
     const encodeFile = option(args, "save-encode");
-    if (encodeFile) writeEncodeBatches(encodeFile, texts, tok, encodeBatch, 512);
+    if (encodeFile) writeEncodeBatches(encodeFile, texts, tok, encodeBatch, 512, webgpu ? WEBGPU_PAD_MULTIPLE : 1);
   }
   done("encoding", probe);
 

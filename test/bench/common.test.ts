@@ -1,6 +1,7 @@
 /**
- * bench/common.ts's recordBatches: the batches of a trainer's timed steps,
- * for the PyTorch reference to time the same ones.
+ * bench/common.ts's recordBatches (the batches of a trainer's timed steps)
+ * and writeEncodeBatches (encoding's batches), for the PyTorch reference to
+ * time the same ones.
  */
 import { test } from "uvu";
 import * as assert from "uvu/assert";
@@ -14,7 +15,8 @@ import type { RetroMAEBatch } from "../../lib/masking/batch";
 import { loadBatch } from "../../lib/masking/batch-io";
 import { PackedCorpus } from "../../lib/train/data";
 import { Trainer } from "../../lib/train/trainer";
-import { recordBatches } from "../../bench/common";
+import { recordBatches, writeEncodeBatches } from "../../bench/common";
+import { readSafetensors } from "../../lib/model/safetensors";
 import { SHARED_DATA } from "../helpers";
 import { microModel, microTokenizer } from "../webgpu-helpers";
 
@@ -51,6 +53,32 @@ test("recordBatches saves the batches of the steps between it and stop() (Traine
   } finally {
     t.dispose();
     model.dispose();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("writeEncodeBatches gives PyTorch encodeTexts's batches, padded up to the same multiple (16 as on webgpu, 1 by default), the real tokens masked in", () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "encode-batches-"));
+  try {
+    const docs = texts.slice(0, 12);
+    for (const multiple of [1, 16]) {
+      const file = path.join(dir, `encode-${multiple}.safetensors`);
+      writeEncodeBatches(file, docs, tok, 4, 48, ...(multiple === 1 ? [] : [multiple]));
+      const { tensors } = readSafetensors(file);
+      const lengths = docs.map((t) => tok.encode(t, { maxLength: 48 }).inputIds.length);
+      let rows = 0;
+      let real = 0;
+      for (let n = 0; tensors.has(`input_ids_${n}`); n++) {
+        const [B, L] = tensors.get(`input_ids_${n}`)!.shape;
+        assert.ok(multiple === 1 || L === 48 || L % 16 === 0, `batch ${n}: length ${L}`);
+        rows += B;
+        real += Array.from(tensors.get(`attention_mask_${n}`)!.data as Int32Array).reduce((a, b) => a + b, 0);
+      }
+      assert.is(rows, docs.length);
+      assert.is(real, lengths.reduce((a, b) => a + b, 0), "every real token, and only those, masked in");
+      if (multiple === 1) assert.is(tensors.get("input_ids_0")!.shape[1], Math.max(...lengths), "unpadded: the longest text's length");
+    }
+  } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });

@@ -14,23 +14,11 @@ import { Rng } from "../../lib/engine/rng";
 import { NULL_ADAPTER } from "../../lib/engine/webgpu/dawn";
 import { webgpuState } from "../../lib/engine/webgpu/backend";
 import { dawnPolling, pollChoice, pollFor, setDawnPolling, withDawnPolling } from "../../lib/engine/webgpu/poll";
+import { withEnv } from "../../bench/common";
 import { useSoftwareVulkan } from "../webgpu-helpers";
 
 useSoftwareVulkan();
 const bits = (a: ArrayLike<number>) => Array.from(new Uint32Array(Float32Array.from(a).buffer));
-
-/** Set an environment variable for `fn`, then put it back. */
-async function withEnv<T>(name: string, value: string | undefined, fn: () => Promise<T>): Promise<T> {
-  const before = process.env[name];
-  if (value === undefined) delete process.env[name];
-  else process.env[name] = value;
-  try {
-    return await fn();
-  } finally {
-    if (before === undefined) delete process.env[name];
-    else process.env[name] = before;
-  }
-}
 
 test("RETROMAE_WEBGPU_POLL: auto picks a timer on a software adapter that computes, Dawn's loop on hardware and on the Null backend; spin and timer override; anything else is one sentence", () => {
   assert.is(pollChoice({}), "auto");

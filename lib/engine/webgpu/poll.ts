@@ -12,8 +12,8 @@
  *   CPU: the loop takes a core from the threads that run the shaders. There
  *   ("timer") Dawn's next tick is queued on a 1 ms timer instead. Measured on
  *   this project's 2-core machines, the SwiftShader run of
- *   test/engine/webgpu.test.ts took 363 s spinning and 237 s with the timer,
- *   the same tests passing.
+ *   test/engine/webgpu.test.ts took 337–363 s spinning and 237–241 s with
+ *   the timer, the same tests passing (lavapipe: 78.4 and 79.9 s, no gain).
  * - Dawn's Null backend executes nothing and answers at once: it spins, so
  *   `bench host` times the host's work, not a timer's.
  *
