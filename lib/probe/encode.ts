@@ -95,8 +95,7 @@ export function paddedLength(length: number, multiple: number, maxLength: number
 export async function encodeTexts(model: RetroMAE, tokenizer: BertTokenizer, texts: readonly string[], options: EncodeOptions = {}): Promise<Float32Array> {
   const batchSize = options.batchSize ?? 64;
   const maxLength = Math.min(options.maxLength ?? 512, model.config.maxPositionEmbeddings);
-  const webgpu = tf.getBackend() === "webgpu";
-  const multiple = options.padToMultipleOf ?? (webgpu ? WEBGPU_PAD_MULTIPLE : 1);
+  const multiple = options.padToMultipleOf ?? (tf.getBackend() === "webgpu" ? WEBGPU_PAD_MULTIPLE : 1);
   if (!(Number.isInteger(multiple) && multiple >= 1)) throw new Error(`padToMultipleOf must be a whole number ≥ 1; got ${String(options.padToMultipleOf)}.`);
   const H = model.config.hiddenSize;
   model.checkTokenIds(tokenizer.vocab.size - 1, "The tokenizer");
@@ -141,7 +140,6 @@ export async function encodeTexts(model: RetroMAE, tokenizer: BertTokenizer, tex
       read.catch(() => undefined); // awaited in finish; a batch left unread when the one before fails must not reject unhandled
       return { k, what, emb, read };
     } catch (err) {
-      trimGpuPool(true); // what this batch pooled goes back, so a retry with a smaller batch has the memory
       throw asDeviceFailure(err, what, fix);
     }
   };
@@ -153,7 +151,6 @@ export async function encodeTexts(model: RetroMAE, tokenizer: BertTokenizer, tex
       // On webgpu, an error the device reported (out of memory) means these vectors are not the model's.
       throwIfDeviceError(q.what, fix);
     } catch (err) {
-      trimGpuPool(true);
       throw asDeviceFailure(err, q.what, fix);
     } finally {
       q.emb.dispose();
@@ -171,31 +168,31 @@ export async function encodeTexts(model: RetroMAE, tokenizer: BertTokenizer, tex
   // next batch while the host reads one. A batch of another shape waits for the read: none of the last
   // batch's buffers can serve it, so they all go back before it allocates its own (its memory is never held
   // beside theirs); after the last batch all go back too (what runs next has shapes of its own).
+  // Whatever ends the loop, every pooled buffer goes back (after a failure, so that a retry with a
+  // smaller batch has the memory), and a batch queued when the one before it failed is disposed unread.
   let pending: Queued | null = null;
+  const readPending = async () => {
+    const q = pending!;
+    pending = null;
+    await finish(q);
+  };
   try {
     for (let k = 0; k < batches.length; k++) {
       if (pending && shapeOf(k) !== shapeOf(pending.k)) {
-        const q: Queued = pending;
-        pending = null;
-        await finish(q);
+        await readPending();
         trimGpuPool(true);
       }
-      const q = queue(k);
-      if (pending) {
-        const before: Queued = pending;
-        pending = q;
+      const before: Queued | null = pending;
+      pending = queue(k);
+      if (before) {
         await finish(before);
         trimGpuPool(false);
-      } else pending = q;
+      }
       await new Promise((r) => setImmediate(r));
     }
-    if (pending) {
-      const q: Queued = pending;
-      pending = null;
-      await finish(q);
-    }
+    if (pending) await readPending();
   } finally {
-    if (pending) pending.emb.dispose(); // a batch queued when the one before it failed: not read
+    (pending as Queued | null)?.emb.dispose();
     trimGpuPool(true);
   }
   if (handle) handle.update(progressBundle(state(texts.length, "done")));
