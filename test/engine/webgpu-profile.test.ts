@@ -37,9 +37,9 @@ test("kernels are sorted into kinds of work by their shader keys", () => {
     ["retromaePickLabels", "cross-entropy"],
     ["retromaeScaledMaskedSoftmax_64", "attention"],
     ["retromaeAttention_64_12_32", "attention"],
-    ["retromaeRow_xhat_true_64", "layer norm"],
-    ["retromaeColumnSum_dyatxhatat", "layer norm"],
-    ["retromaeColumnSum_dyatxhatatRuns", "layer norm"], // the second pass of a column sum split along its rows
+    ["retromaeAddLayerNorm_residual_stats", "layer norm"],
+    ["retromaeLayerNormGammaBeta", "layer norm"],
+    ["retromaeLayerNormGammaBetaRuns", "layer norm"], // the second pass of a column sum split along its rows
     ["retromaeColumnSum_xat", "bias gradients"],
     ["retromaeColumnSum_xatRuns", "bias gradients"],
     ["retromaeAdditiveMaskOfBytes", "attention"],

@@ -22,11 +22,14 @@
  *   and uploads it.
  * - GELU (exact, erf form) and its gradient, one pass each, where tfjs
  *   composes five ops forward and a dozen backward (lib/engine/fused.ts).
- * - Add & LayerNorm forward (the normalized rows and 1/σ kept for the
- *   gradient when the tape records) and its gradient: a workgroup per row
- *   for the statistics, and the weight gradients as column sums in one
- *   pass (16 lanes per column, then a fixed tree). Two to three passes
- *   forward and three backward, where tfjs composes eleven ops each way.
+ * - Add & LayerNorm forward in one raw dispatch (./raw.ts), a workgroup per
+ *   row, that writes the output and, when the tape records, the normalized
+ *   rows and 1/σ its gradient keeps; and its gradient in two: the input's,
+ *   a workgroup per row, and γ's and β's as column sums of one pass over dy
+ *   (16 lanes per column, then a fixed tree), one raw dispatch writing both.
+ *   tfjs composes eleven ops each way (as tfjs programs, which write one
+ *   output each, this took three dispatches forward and three backward, five
+ *   where the column sums were split along the rows).
  * - The attention softmax with its scale and additive mask, forward and
  *   backward, a workgroup per row (all-masked rows uniform, as above).
  * - The additive mask of a 0/1 byte matrix (the decoder's attention mask),
@@ -81,6 +84,7 @@ import {
   SOFTMAX_MINUS_ONE_HOT_COL_SUM,
 } from "../fused";
 import type { KernelConfig, KernelFunc, TensorInfo } from "@tensorflow/tfjs-core";
+import { MAX_GROUPS, rawBackend, RawBackend, record as recordDispatch } from "./raw";
 import { SPLIT_TILE, splitKEnabled, splitKMatMulProgram, splitKParts, takesTiledMatMul, TILED_STEP_K, tiledMatMulProgram, tiledSplitKParts } from "./matmul";
 
 /** What these kernels use of tfjs-backend-webgpu's WebGPUBackend. */
@@ -518,27 +522,6 @@ export function denseGeluWebGPU(fusedMatMul: KernelFunc): KernelConfig {
 const ROWS_WG = 64;
 
 /**
- * One workgroup per row of s = x (+ residual) [rows, H]: mean and variance
- * by tree reduction, then `write` for each column c of the row, with
- * `mean`, `rstd` and `ib` (the row's first input element) in scope, and $S
- * standing for s at column c. Output [rows, outCols].
- */
-function rowProgram(name: string, rows: number, H: number, residual: boolean, outCols: number, write: string) {
-  const sAt = residual ? "(x[ib + c] + residual[ib + c])" : "x[ib + c]";
-  // n and base are the output's (H wide, or 1 for 1/σ); the row's inputs are H wide, from ib
-  return rowWorkgroupProgram(`Row_${name}_${residual}`, rows, outCols, residual ? ["x", "residual"] : ["x"], "H : i32, eps : f32,", `
-    let H = uniforms.H;
-    let ib = row * H;
-    var acc = 0.0;
-    for (var c = tid; c < H; c = c + ${ROWS_WG}) { acc = acc + ${sAt}; }
-    let mean = rowReduce(tid, acc, false) / f32(H);
-    var sq = 0.0;
-    for (var c = tid; c < H; c = c + ${ROWS_WG}) { let d = ${sAt} - mean; sq = sq + d * d; }
-    let rstd = inverseSqrt(rowReduce(tid, sq, false) / f32(H) + uniforms.eps);
-    if (live) { ${write.replace(/\$S/g, sAt)} }`);
-}
-
-/**
  * How many runs of rows a column sum of [rows, cols] is split into (1: one
  * pass). A workgroup takes 16 columns, so a bias gradient is few workgroups
  * (tiny's 128 columns: 8; base's 768: 48), each walking every row, on a GPU
@@ -574,32 +557,98 @@ function columnSum(b: WebGPUBackendLike, inputs: TensorInfo[], names: string[], 
   return { ...total, shape: [cols] };
 }
 
+/**
+ * The column sums of several terms of the same rows (columnSum's split, one
+ * pass over the rows for all of them), as raw dispatches labelled
+ * `retromae${key}`: one output per term, each equal to columnSum of that
+ * term alone.
+ */
+function columnSums(rb: RawBackend, key: string, inputs: TensorInfo[], names: string[], terms: string[], rows: number, cols: number): TensorInfo[] {
+  if (rows === 0) return terms.map(() => zeros(rb as unknown as WebGPUBackendLike, [cols], "float32"));
+  const parts = columnSumParts(rows, cols);
+  const chunk = Math.max(COLUMN_LANES, Math.ceil(rows / parts / COLUMN_LANES) * COLUMN_LANES);
+  const used = Math.ceil(rows / chunk);
+  const pass = (key: string, names: string[], terms: string[], ins: TensorInfo[], rows: number, chunk: number, used: number, shape: number[]) => {
+    const outs = terms.map(() => rb.makeTensorInfo(shape, "float32"));
+    const groups = Math.ceil(cols / COLUMNS_PER_GROUP) * used;
+    recordDispatch(rb, `retromae${key}`, () => columnSumsShader(names, terms), [...outs, ...ins], new Int32Array([rows, cols, chunk, used]).buffer, groups);
+    return outs;
+  };
+  const sums = pass(key, names, terms, inputs, rows, chunk, used, used === 1 ? [cols] : [used, cols]);
+  if (used === 1) return sums;
+  // (their own key, for a profile's categories: the runs' sums added)
+  const total = pass(`${key}Runs`, terms.map((_, j) => `p${j}`), terms.map((_, j) => `p${j}[at]`), sums, used, used, 1, [cols]);
+  for (const t of sums) (rb as unknown as WebGPUBackendLike).disposeData(t.dataId);
+  return total;
+}
+
+/** tfjs-webgpu's backend internals for a raw dispatch, or a sentence that names the fix. */
+function rawOf(kernel: string): RawBackend {
+  const rb = rawBackend();
+  if (!rb) throw new Error(`${kernel} on webgpu needs tfjs-backend-webgpu 4.22's internals, which this install lacks; reinstall the pinned @tensorflow/tfjs-backend-webgpu with npm ci.`);
+  return rb;
+}
+
+/**
+ * Add & LayerNorm forward in one raw dispatch, a workgroup of 64 per row of
+ * s = x (+ residual) [rows, H]: mean and variance by tree reduction, then
+ * y = x̂ · γ + β and, with `stats`, x̂ and 1/σ kept for the gradient. (As
+ * tfjs programs, which write one output each, this took three dispatches,
+ * two of them computing the statistics.)
+ */
+function layerNormShader(residual: boolean, stats: boolean): string {
+  const outs = ["y", ...(stats ? ["xhat", "rstdOut"] : [])];
+  const ins = ["x", ...(residual ? ["residual"] : []), "gamma", "beta"];
+  const sAt = residual ? "(x[ib + c] + residual[ib + c])" : "x[ib + c]";
+  return `
+${outs.map((o, j) => `@group(0) @binding(${j}) var<storage, read_write> ${o} : array<f32>;`).join("\n")}
+${ins.map((n, i) => `@group(0) @binding(${outs.length + i}) var<storage, read> ${n} : array<f32>;`).join("\n")}
+struct Uniforms { rows : i32, H : i32, eps : f32 };
+@group(0) @binding(${outs.length + ins.length}) var<uniform> uniforms : Uniforms;
+${ROW_SUM_WGSL(ROWS_WG)}
+@compute @workgroup_size(${ROWS_WG})
+fn main(@builtin(workgroup_id) wid : vec3<u32>, @builtin(local_invocation_index) lid : u32) {
+  let group = i32(wid.x + wid.y * ${MAX_GROUPS}u);
+  // (a spare workgroup of a dispatch spread over two dimensions computes the last row again and writes nothing)
+  let live = group < uniforms.rows;
+  let row = min(group, uniforms.rows - 1);
+  let tid = i32(lid);
+  let H = uniforms.H;
+  let ib = row * H;
+  var acc = 0.0;
+  for (var c = tid; c < H; c = c + ${ROWS_WG}) { acc = acc + ${sAt}; }
+  let mean = rowReduce(tid, acc, false) / f32(H);
+  var sq = 0.0;
+  for (var c = tid; c < H; c = c + ${ROWS_WG}) { let d = ${sAt} - mean; sq = sq + d * d; }
+  let rstd = inverseSqrt(rowReduce(tid, sq, false) / f32(H) + uniforms.eps);
+  if (live) {
+    for (var c = tid; c < H; c = c + ${ROWS_WG}) {
+      let xh = (${sAt} - mean) * rstd;
+      y[ib + c] = xh * gamma[c] + beta[c];${stats ? "\n      xhat[ib + c] = xh;" : ""}
+    }${stats ? "\n    if (tid == 0) { rstdOut[row] = rstd; }" : ""}
+  }
+}`;
+}
+
 export const addLayerNormWebGPU: KernelConfig = {
   kernelName: ADD_LAYER_NORM,
   backendName: "webgpu",
-  kernelFunc: ({ inputs, backend, attrs }) => {
+  kernelFunc: ({ inputs, attrs }) => {
     const { x, residual, gamma, beta } = inputs as Record<string, TensorInfo | undefined>;
-    const b = backend as unknown as WebGPUBackendLike;
+    const rb = rawOf("Add & LayerNorm");
     const H = x!.shape[x!.shape.length - 1];
     const rows = product(x!.shape) / H;
     const { eps, stats } = attrs as unknown as { eps: number; stats?: boolean };
-    const ins = [x!, ...(residual ? [residual] : [])].map((t) => ({ ...t, shape: [rows, H] }));
-    const u = (outCols: number) => [{ type: "int32", data: [outCols] }, { type: "int32", data: [H] }, { type: "float32", data: [eps] }];
-    const xhat = b.runWebGPUProgram(rowProgram("xhat", rows, H, !!residual, H, `for (var c = tid; c < H; c = c + ${ROWS_WG}) { result[ib + c] = ($S - mean) * rstd; }`), ins, "float32", u(H));
-    const yProgram = flatProgram(rows * H, [rows, H], ["xhat", "gamma", "beta"], "retromaeLayerNormY", "count : i32, cols : i32,", `
-  fn main(index : i32) {
-    if (index >= uniforms.count) { return; }
-    let j = index % uniforms.cols;
-    result[index] = xhat[index] * gamma[j] + beta[j];
-  }`);
-    const y = b.runWebGPUProgram(yProgram, [xhat, gamma!, beta!], "float32", [{ type: "int32", data: [rows * H] }, { type: "int32", data: [H] }]);
-    const shaped = (t: TensorInfo, shape: number[]) => ({ dataId: t.dataId, shape, dtype: "float32" as const });
-    if (stats === false) {
-      b.disposeData(xhat.dataId);
-      return [shaped(y, [...x!.shape])];
-    }
-    const rstd = b.runWebGPUProgram(rowProgram("rstd", rows, H, !!residual, 1, "if (tid == 0) { result[row] = rstd; }"), ins, "float32", u(1));
-    return [shaped(y, [...x!.shape]), shaped(xhat, [...x!.shape]), shaped(rstd, [rows])];
+    const keep = stats !== false;
+    const outs = [[...x!.shape], ...(keep ? [[...x!.shape], [rows]] : [])];
+    if (rows * H === 0) return outs.map((shape) => (rb as unknown as WebGPUBackendLike).makeTensorInfo(shape, "float32", new Float32Array(0)));
+    const outputs = outs.map((shape) => rb.makeTensorInfo(shape, "float32"));
+    const u = new ArrayBuffer(12);
+    new Int32Array(u, 0, 2).set([rows, H]);
+    new Float32Array(u, 8, 1)[0] = eps;
+    const ins = [x!, ...(residual ? [residual] : []), gamma!, beta!];
+    recordDispatch(rb, `retromaeAddLayerNorm_${residual ? "residual" : "plain"}_${keep ? "stats" : "y"}`, () => layerNormShader(!!residual, keep), [...outputs, ...ins], u, rows);
+    return outputs;
   },
 };
 
@@ -622,8 +671,8 @@ export const layerNormGradWebGPU: KernelConfig = {
     if (live) { for (var c = tid; c < n; c = c + ${ROWS_WG}) { result[base + c] = r * (dy[base + c] * gamma[c] - meanG - xhat[base + c] * meanGX); } }`);
     const flat = (t: TensorInfo) => ({ ...t, shape: [rows, H] });
     const ds = b.runWebGPUProgram(dsProgram, [flat(dy), flat(xhat), rstd, gamma], "float32", [{ type: "int32", data: [H] }]);
-    const dgamma = columnSum(b, [dy, xhat], ["dy", "xhat"], "dy[at] * xhat[at]", rows, H);
-    const dbeta = columnSum(b, [dy], ["dy"], "dy[at]", rows, H);
+    // dγ = Σ_rows dy · x̂ and dβ = Σ_rows dy, in one pass over dy
+    const [dgamma, dbeta] = columnSums(rawOf("LayerNorm's gradient"), "LayerNormGammaBeta", [dy, xhat], ["dy", "xhat"], ["dy[at] * xhat[at]", "dy[at]"], rows, H);
     const shaped = (t: TensorInfo, shape: number[]) => ({ dataId: t.dataId, shape, dtype: "float32" as const });
     return [shaped(ds, [...dy.shape]), shaped(dgamma, [...gamma.shape]), shaped(dbeta, [...gamma.shape])];
   },
@@ -1097,26 +1146,59 @@ function columnSumProgram(cols: number, parts: number, variableNames: string[], 
   fn main(index : i32) {
     let group = index / 256;
     let tid = index - group * 256;
+${columnSumBody([term], ["result"])}
+  }`,
+  };
+}
+
+/**
+ * columnSumProgram's work, with `group` (the workgroup's index) and `tid` in
+ * scope: the sums of several terms over the same rows in one pass, each
+ * written to its own output (`outs`, in the order of `terms`), each term's
+ * sum in the same order as a sum of that term alone.
+ */
+function columnSumBody(terms: string[], outs: string[]): string {
+  const accs = terms.map((_, j) => `acc${j}`);
+  return `
     let perRun = (uniforms.cols + ${COLUMNS_PER_GROUP - 1}) / ${COLUMNS_PER_GROUP};
     let part = group / perRun;
     let col = (group - part * perRun) * ${COLUMNS_PER_GROUP} + tid % ${COLUMNS_PER_GROUP};
     let lane = tid / ${COLUMNS_PER_GROUP};
     // (a spare workgroup of a dispatch spread over a square has part ≥ parts: it writes nothing)
     let live = col < uniforms.cols && part < uniforms.parts;
-    var acc = 0.0;
+    ${accs.map((a) => `var ${a} = 0.0;`).join(" ")}
     if (live) {
       let end = min(part * uniforms.chunk + uniforms.chunk, uniforms.rows);
-      for (var r = part * uniforms.chunk + lane; r < end; r = r + ${COLUMN_LANES}) { let at = r * uniforms.cols + col; acc = acc + ${term}; }
+      for (var r = part * uniforms.chunk + lane; r < end; r = r + ${COLUMN_LANES}) { let at = r * uniforms.cols + col; ${terms.map((t, j) => `${accs[j]} = ${accs[j]} + ${t};`).join(" ")} }
     }
-    lanes[tid] = acc;
+${accs.map((a, j) => `    lanes[tid] = ${a};
     workgroupBarrier();
     for (var half = ${COLUMN_LANES / 2}; half > 0; half = half / 2) {
       if (lane < half) { lanes[tid] = lanes[tid] + lanes[tid + half * ${COLUMNS_PER_GROUP}]; }
       workgroupBarrier();
     }
-    if (lane == 0 && live) { result[part * uniforms.cols + col] = lanes[tid]; }
-  }`,
-  };
+    if (lane == 0 && live) { ${outs[j]}[part * uniforms.cols + col] = lanes[tid]; }`).join("\n    workgroupBarrier();\n")}`;
+}
+
+/**
+ * columnSumBody as a raw dispatch (./raw.ts) with an output per term: the
+ * sums of several terms over one pass of the rows, where a tfjs program
+ * writes one output.
+ */
+function columnSumsShader(names: string[], terms: string[]): string {
+  const k = terms.length;
+  return `
+${terms.map((_, j) => `@group(0) @binding(${j}) var<storage, read_write> out${j} : array<f32>;`).join("\n")}
+${names.map((n, i) => `@group(0) @binding(${k + i}) var<storage, read> ${n} : array<f32>;`).join("\n")}
+struct Uniforms { rows : i32, cols : i32, chunk : i32, parts : i32 };
+@group(0) @binding(${k + names.length}) var<uniform> uniforms : Uniforms;
+var<workgroup> lanes : array<f32, 256>;
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid : vec3<u32>, @builtin(local_invocation_index) lid : u32) {
+  let group = i32(wid.x + wid.y * ${MAX_GROUPS}u);
+  let tid = i32(lid);
+${columnSumBody(terms, terms.map((_, j) => `out${j}`))}
+}`;
 }
 
 /** A webgpu kernel that takes the calls `take` answers and leaves the rest (null) to tfjs's own. */

@@ -46,7 +46,7 @@ export function kernelCategory(kernel: string): string {
     [/^matMul|^retromaeMatMul|^retromaeColumnSum_pat$/, "matmul"], // (the column sum of a matmul split along K adds its parts)
     [/LogSumExp|SoftmaxMinusOneHot|ArgMax|PickLabels/, "cross-entropy"],
     [/Attention|Softmax|AdditiveMask/i, "attention"], // (the additive mask: the decoder attention mask widened from its bytes)
-    [/LayerNorm|Row_xhat|Row_rstd|ColumnSum_dyat/, "layer norm"],
+    [/LayerNorm/, "layer norm"],
     [/ColumnSum/, "bias gradients"],
     [/Gelu/, "gelu"],
     [/Dropout/, "dropout"],

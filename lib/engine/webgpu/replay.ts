@@ -42,7 +42,8 @@
  * and upload), pinned, as ./optimizer.ts and ./pool.ts do.
  */
 import * as tf from "../tf";
-import { copyInPlaceWebGPU, deviceTensor, rawBackend, RawBackend } from "./optimizer";
+import { copyInPlaceWebGPU } from "./optimizer";
+import { deviceTensor, rawBackend, RawBackend } from "./raw";
 import { takeFromPool } from "./pool";
 
 function backendOf(): RawBackend {
