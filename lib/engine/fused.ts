@@ -91,10 +91,11 @@ const FUSED_DENSE_BACKENDS = new Set(["native", "webgpu"]);
  * MLM decoder (W the word embeddings). x [N, in], W [out, in], b [out] -> [N, out].
  * On native and webgpu, one fused matmul (the bias added as the rows are
  * written); on the other backends, a matmul and an add (wasm's fused matmul
- * has no fast transposed path).
+ * has no fast transposed path). On webgpu the gradient takes W's and b's
+ * from one pass over dy (linearWebGPU).
  */
 export function linear(x: tf.Tensor2D, W: tf.Tensor2D, bias: tf.Tensor1D): tf.Tensor2D {
-  if (tf.getBackend() === "webgpu" && webgpuDenseLayout() === "transposed") return linearWithTransposedWeight(x, W, bias);
+  if (tf.getBackend() === "webgpu") return linearWebGPU(x, W, bias, webgpuDenseLayout() === "transposed");
   if (FUSED_DENSE_BACKENDS.has(tf.getBackend())) return tf.fused.matMul({ a: x, b: W, transposeB: true, bias }) as tf.Tensor2D;
   return tf.tidy(() => tf.add(tf.matMul(x, W, false, true), bias)) as tf.Tensor2D;
 }
@@ -116,18 +117,30 @@ export function webgpuDenseLayout(): "xwt" | "transposed" {
   throw new Error(`RETROMAE_WEBGPU_DENSE is "${v}"; set it to xwt (the default) or transposed, or unset it.`);
 }
 
-/** x·Wᵀ + b with Wᵀ made first (tfjs-webgpu's vec4 matmul); the gradient as tfjs gives x·Wᵀ's: dx = dy·W, dW = dyᵀ·x, db = Σ_rows dy. */
-function linearWithTransposedWeight(x: tf.Tensor2D, W: tf.Tensor2D, bias: tf.Tensor1D): tf.Tensor2D {
+/** Registered by the webgpu backend only: a dense layer's weight and bias gradients, dyᵀ·x and Σ_rows dy, from one pass over dy where its matmul is split along the rows. */
+export const DENSE_WEIGHT_GRADS = "RetroMAEDenseWeightGrads";
+
+/**
+ * x·Wᵀ + b on webgpu, tfjs-webgpu's fused matmul (with `transposed`, Wᵀ
+ * made first: its vec4 program), with the gradient tfjs gives x·Wᵀ + b
+ * (dx = dy·W, dW = dyᵀ·x, db = Σ_rows dy) but dW and db from one kernel
+ * (DENSE_WEIGHT_GRADS): where dyᵀ·x is split along the rows (a small
+ * model's weights over its tokens), the bias gradient comes from the same
+ * pass over dy, and both are added up in one more dispatch, two in all
+ * where separately they took four.
+ */
+function linearWebGPU(x: tf.Tensor2D, W: tf.Tensor2D, bias: tf.Tensor1D, transposed: boolean): tf.Tensor2D {
   const op = tf.customGrad((xIn, wIn, bIn, save) => {
     const [xs, Ws] = [xIn as tf.Tensor2D, wIn as tf.Tensor2D];
-    const value = tf.tidy(() => tf.fused.matMul({ a: xs, b: tf.transpose(Ws), bias: bIn as tf.Tensor1D })) as tf.Tensor2D; // [N, out]
+    const value = (transposed ? tf.tidy(() => tf.fused.matMul({ a: xs, b: tf.transpose(Ws), bias: bIn as tf.Tensor1D })) : tf.fused.matMul({ a: xs, b: Ws, transposeB: true, bias: bIn as tf.Tensor1D })) as tf.Tensor2D; // [N, out]
     (save as tf.GradSaveFunc)([xs, Ws]);
     return {
       value,
       gradFunc: (dy, saved) => {
         const [xSaved, wSaved] = saved as [tf.Tensor2D, tf.Tensor2D];
         const d = dy as tf.Tensor2D;
-        return [tf.matMul(d, wSaved), tf.matMul(d, xSaved, true, false), tf.sum(d, 0)]; // [N, in], [out, in], [out]
+        const [dW, db] = nativeKernel(DENSE_WEIGHT_GRADS) ? (tf.engine().runKernel(DENSE_WEIGHT_GRADS, { dy: d, x: xSaved }, {}) as tf.Tensor[]) : [tf.matMul(d, xSaved, true, false), tf.sum(d, 0)];
+        return [tf.matMul(d, wSaved), dW, db]; // [N, in], [out, in], [out]
       },
     };
   });

@@ -30,7 +30,7 @@ import { bytesHeldByReplays, recordCommands, StepReplay } from "../../lib/engine
 import { copyInPlaceWebGPU } from "../../lib/engine/webgpu/optimizer";
 import { additiveMaskOfBytes, bytesAsWords, DROPOUT, dropoutWithSeed, DropoutSeeds, registerCounterDropout } from "../../lib/engine/fused";
 import { countDispatches, formatProfile } from "../../lib/engine/webgpu/profile";
-import { addLayerNorm, ADD_LAYER_NORM, ATTENTION, attentionInference, DENSE_GELU, gelu, GELU, linear, linearGelu, logSumExpArgMax, logSumExpRows, pickLabels, scaledMaskedSoftmax, SCALED_MASKED_SOFTMAX, softmaxMinusOneHotColSum } from "../../lib/engine/fused";
+import { addLayerNorm, ADD_LAYER_NORM, ATTENTION, attentionInference, DENSE_GELU, DENSE_WEIGHT_GRADS, gelu, GELU, linear, linearGelu, logSumExpArgMax, logSumExpRows, pickLabels, scaledMaskedSoftmax, SCALED_MASKED_SOFTMAX, softmaxMinusOneHotColSum } from "../../lib/engine/fused";
 import { runProbe, ProbeSet } from "../../lib/probe/probe";
 import { encodeTexts } from "../../lib/probe/encode";
 import { contrastiveFinetune } from "../../lib/probe/finetune";
@@ -611,6 +611,52 @@ test("RETROMAE_WEBGPU_DENSE=transposed: the dense layer as x·(Wᵀ) (tfjs's vec
   await layout("vec4", async () => {
     assert.throws(() => linear(tf.zeros([2, 4]), tf.zeros([4, 4]), tf.zeros([4])), /^RETROMAE_WEBGPU_DENSE is "vec4"; set it to xwt \(the default\) or transposed, or unset it\.$/);
   });
+});
+
+test("a dense layer's weight and bias gradients on webgpu: where dyᵀ·x splits along the rows, one dispatch makes both from the same tiles of dy and one adds their parts (two, where there were four); the cpu's values on odd shapes, the same bits twice; shapes that do not split keep BatchMatMul and the column sum", async () => {
+  const rng = new Rng(31);
+  await use("webgpu");
+  const device = (tf.backend() as unknown as { device: GPUDevice }).device;
+  const pass = device.createCommandEncoder().beginComputePass();
+  const proto = Object.getPrototypeOf(pass) as GPUComputePassEncoder;
+  pass.end();
+  // [rows, in, out]: a weight of one tile, row and column tails with K not a multiple of the parts, rows of the
+  // bias in a second and third tile of dy (out 70), tiny's [128, 128] over 2,048 tokens; then shapes that do not split
+  const cases: [number, number, number, boolean][] = [[2048, 32, 32, true], [2050, 33, 7, true], [1100, 40, 6, true], [1024, 130, 70, true], [2048, 128, 128, true], [64, 16, 8, false], [1, 5, 3, false]];
+  for (const [N, I, O, split] of cases) {
+    const name = `[${N}, ${I}] → ${O}`;
+    assert.is(splitKParts(O, I, N) > 1, split, `${name}: split`);
+    const [x, W, bias, dy] = [N * I, O * I, O, N * O].map((n) => rng.fillNormal(new Float32Array(n)));
+    const grad = (which: number) => () =>
+      tf.tidy(() => tf.grads((a: tf.Tensor, w: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(linear(a as tf.Tensor2D, w as tf.Tensor2D, b as tf.Tensor1D), tf.tensor2d(dy, [N, O]))))([tf.tensor2d(x, [N, I]), tf.tensor2d(W, [O, I]), tf.tensor1d(bias)])[which]);
+    for (const [which, what] of [[0, "dx"], [1, "dW"], [2, "db"]] as const) {
+      const g = await both(grad(which));
+      for (let i = 0; i < g.cpu.length; i++) assert.ok(Math.abs(g.cpu[i] - g.gpu[i]) < 1e-4 * Math.max(1, Math.abs(g.cpu[i])), `${name} ${what}[${i}]: cpu ${g.cpu[i]} vs webgpu ${g.gpu[i]}`);
+    }
+    // the kernel alone: the pipelines it dispatches, and its bits twice
+    const run = async () => {
+      await use("webgpu");
+      const labels: string[] = [];
+      const setPipeline = proto.setPipeline;
+      proto.setPipeline = function (this: GPUComputePassEncoder, pipeline: GPUComputePipeline) {
+        labels.push(pipeline.label);
+        return setPipeline.call(this, pipeline);
+      };
+      try {
+        const outs = tf.tidy(() => tf.engine().runKernel(DENSE_WEIGHT_GRADS, { dy: tf.tensor2d(dy, [N, O]), x: tf.tensor2d(x, [N, I]) }, {}) as tf.Tensor[]);
+        assert.equal(outs.map((t) => t.shape), [[O, I], [O]], `${name}: shapes`);
+        const values = [...(await outs[0].data()), ...(await outs[1].data())];
+        tf.dispose(outs);
+        return { labels, values };
+      } finally {
+        proto.setPipeline = setPipeline;
+      }
+    };
+    const [first, second] = [await run(), await run()];
+    assert.equal(bits(first.values), bits(second.values), `${name}: the same bits twice`);
+    if (split) assert.equal(first.labels, ["retromaeMatMulSplitK_true_false_rowSums", "retromaeMatMulSumOfParts_2"], name);
+    else assert.ok(first.labels.length >= 2 && !first.labels.some((l) => /rowSums|SumOfParts/.test(l)), `${name}: ${first.labels.join(", ")}`);
+  }
 });
 
 test("tfjs's matmul programs read B within its bounds (a tile past K or N read past B, which without Dawn's bounds checks reads the NaN past the tensor): the cpu's values where K and N are not multiples of a tile, every transpose, batched and small outputs", async () => {

@@ -53,6 +53,13 @@
  * - Sum over leading axes (every bias gradient) in one pass, where tfjs
  *   transposes the input and then reduces; Transpose by the identity
  *   permutation (two per gather gradient) as a relabelling, not a copy.
+ * - A dense layer's weight and bias gradients together (fused.ts
+ *   DENSE_WEIGHT_GRADS): where dyᵀ·x is split along the rows (a small
+ *   model's weights over its tokens), the bias gradient Σ_rows dy is summed
+ *   from the tiles of dy that dispatch stages anyway, and one more dispatch
+ *   adds both one's parts: two where the split matmul, the sum of its parts
+ *   and the bias's column sum (two passes where its rows split) took three
+ *   or four.
  * - Empty inputs: WebGPU rejects a dispatch that binds an empty buffer, and
  *   its output keeps whatever its pooled buffer held. A sum over no elements
  *   is zeros, a matmul over K = 0 is tfjs's over a K of one zero (its bias
@@ -71,6 +78,7 @@ import {
   ADDITIVE_MASK_OF_BYTES,
   ATTENTION,
   DENSE_GELU,
+  DENSE_WEIGHT_GRADS,
   DROPOUT,
   GELU,
   GELU_GRAD,
@@ -85,7 +93,7 @@ import {
 } from "../fused";
 import type { KernelConfig, KernelFunc, TensorInfo } from "@tensorflow/tfjs-core";
 import { MAX_GROUPS, rawBackend, RawBackend, record as recordDispatch } from "./raw";
-import { SPLIT_TILE, splitKEnabled, splitKMatMulProgram, splitKParts, takesTiledMatMul, TILED_STEP_K, tiledMatMulProgram, tiledSplitKParts } from "./matmul";
+import { SPLIT_TILE, splitKEnabled, splitKGrid, splitKMatMulProgram, splitKParts, splitKRowSumsShader, takesTiledMatMul, TILED_STEP_K, tiledMatMulProgram, tiledSplitKParts } from "./matmul";
 
 /** What these kernels use of tfjs-backend-webgpu's WebGPUBackend. */
 export interface WebGPUBackendLike {
@@ -1038,6 +1046,75 @@ function splitKMatMul(b: WebGPUBackendLike, a: TensorInfo, bT: TensorInfo, trans
 }
 
 /**
+ * out_j[i] = Σ_p parts_j[p · n_j + i] over p in order, for several [parts,
+ * n_j] inputs in one raw dispatch (an invocation per output element; the
+ * uniforms: parts, then each n_j).
+ */
+function sumOfPartsShader(k: number): string {
+  const outs = Array.from({ length: k }, (_, j) => `@group(0) @binding(${j}) var<storage, read_write> out${j} : array<f32>;`).join("\n");
+  const ins = Array.from({ length: k }, (_, j) => `@group(0) @binding(${k + j}) var<storage, read> p${j} : array<f32>;`).join("\n");
+  // element i of the outputs laid end to end: output j's element i − (n_0 + … + n_{j−1})
+  const cases = Array.from({ length: k }, (_, j) => `  if (i < ${j === 0 ? "0" : `first${j}`} + uniforms.n${j}) {
+    let e = i - ${j === 0 ? "0" : `first${j}`};
+    var acc = 0.0;
+    for (var p = 0; p < uniforms.parts; p = p + 1) { acc = acc + p${j}[p * uniforms.n${j} + e]; }
+    out${j}[e] = acc;
+    return;
+  }${j + 1 < k ? `\n  let first${j + 1} = ${j === 0 ? "" : `first${j} + `}uniforms.n${j};` : ""}`).join("\n");
+  return `
+${outs}
+${ins}
+struct Uniforms { parts : i32, ${Array.from({ length: k }, (_, j) => `n${j} : i32`).join(", ")} };
+@group(0) @binding(${2 * k}) var<uniform> uniforms : Uniforms;
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid : vec3<u32>, @builtin(local_invocation_index) lid : u32) {
+  let i = i32((wid.x + wid.y * ${MAX_GROUPS}u) * 256u + lid);
+${cases}
+}`;
+}
+
+/**
+ * A dense layer's weight and bias gradients (fused.ts linearWebGPU):
+ * dW = dyᵀ·x and db = Σ_rows dy. Where the matmul is split along the rows
+ * in 32 × 32 tiles (splitKParts, and not the tiled program's split), one
+ * raw dispatch computes dW's parts and db's from the same tiles of dy
+ * (splitKRowSumsShader) and one more adds each one's parts in order: two
+ * dispatches where the split matmul, its column sum, and the bias's column
+ * sum (two passes where its rows split) took three or four. Otherwise dW as
+ * BatchMatMul computes it and db as Sum does. dy [N, out], x [N, in] ->
+ * [out, in], [out]
+ */
+export function denseWeightGradsWebGPU(batchMatMul: KernelFunc): KernelConfig {
+  return {
+    kernelName: DENSE_WEIGHT_GRADS,
+    backendName: "webgpu",
+    kernelFunc: ({ inputs, backend }) => {
+      const { dy, x } = inputs as Record<string, TensorInfo>;
+      const b = backend as unknown as WebGPUBackendLike;
+      const [K, M] = dy.shape;
+      const N = x.shape[1];
+      const fused = dy.dtype === "float32" && x.dtype === "float32" && M * N > 0 && tiledSplitKParts(M, N, K) === 0;
+      const parts = fused ? splitKParts(M, N, K) : 1;
+      if (parts <= 1) {
+        const dW = batchMatMul({ inputs: { a: dy, b: x }, backend, attrs: { transposeA: true, transposeB: false } as never }) as TensorInfo;
+        return [dW, columnSum(b, [dy], ["x"], "x[at]", K, M)];
+      }
+      const rb = rawOf("The dense layer's gradient");
+      const chunk = Math.ceil(K / parts / SPLIT_TILE) * SPLIT_TILE;
+      const used = Math.ceil(K / chunk);
+      const dwParts = rb.makeTensorInfo([used, M, N], "float32");
+      const dbParts = rb.makeTensorInfo([used, M], "float32");
+      recordDispatch(rb, "retromaeMatMulSplitK_true_false_rowSums", () => splitKRowSumsShader(true, false), [dwParts, dbParts, dy, x], new Int32Array([M, N, K, chunk]).buffer, splitKGrid(M, N, used));
+      const [dW, db] = [rb.makeTensorInfo([M, N], "float32"), rb.makeTensorInfo([M], "float32")];
+      recordDispatch(rb, "retromaeMatMulSumOfParts_2", () => sumOfPartsShader(2), [dW, db, dwParts, dbParts], new Int32Array([used, M * N, M]).buffer, Math.ceil((M * N + M) / 256));
+      b.disposeData(dwParts.dataId);
+      b.disposeData(dbParts.dataId);
+      return [dW, db];
+    },
+  };
+}
+
+/**
  * BatchMatMul or _FusedMatMul: split along K where the output has few tiles
  * and K is long (splitKParts; in 128 × 128 tiles or 32 × 32, splitKMatMul);
  * else in 128 × 128 tiles where the output has enough of them
@@ -1257,6 +1334,11 @@ export function registerWebGPUKernels(maxStorageBuffers: number): void {
   if (fusedMatMul) {
     if (tf.getKernel(DENSE_GELU, "webgpu")) tf.unregisterKernel(DENSE_GELU, "webgpu");
     tf.registerKernel(denseGeluWebGPU(fusedMatMul));
+  }
+  const batchMatMul = tf.getKernel(tf.BatchMatMul, "webgpu")?.kernelFunc;
+  if (batchMatMul) {
+    if (tf.getKernel(DENSE_WEIGHT_GRADS, "webgpu")) tf.unregisterKernel(DENSE_WEIGHT_GRADS, "webgpu");
+    tf.registerKernel(denseWeightGradsWebGPU(batchMatMul));
   }
   // One binding is the output; each input takes one.
   wrapTfjsKernel(tf.AddN, (original) => chunkedAddN(original, maxStorageBuffers - 1));

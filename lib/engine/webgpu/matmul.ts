@@ -5,7 +5,9 @@
  * - split along K (`splitKParts`, `splitKMatMulProgram`): an output of few
  *   tiles over a long K, in parts that a column sum adds in a fixed order
  *   (in 32 × 32 tiles, or in the tiled program's where `tiledSplitKParts`
- *   says its parts fill a GPU);
+ *   says its parts fill a GPU); the 32 × 32 split also as a raw dispatch
+ *   that sums A's rows on the way (`splitKRowSumsShader`: a dense layer's
+ *   bias gradient beside its weight's, kernels.ts denseWeightGradsWebGPU);
  * - 128 × 128 tiles (`tiledMatMulProgram`): the classic fp32 GEMM blocking
  *   (a workgroup of 256 invocations, 8 × 8 outputs each, K in steps of 8
  *   staged in workgroup memory, the inner product unrolled into vec4
@@ -23,8 +25,9 @@
  *   3.0 to 5.5 times on SwiftShader at [512, 128]·[128, 4,096]. On a GPU
  *   `bench gpu` times steps each way.
  *
- * Both are plain tfjs programs (run through runWebGPUProgram), so recorded
- * steps replay them and profiles name them.
+ * Both are plain tfjs programs (run through runWebGPUProgram), and the raw
+ * split is recorded in tfjs's command encoder (./raw.ts), so recorded steps
+ * replay them all and profiles name them.
  */
 
 /** The tile of C a split-K workgroup computes, on each side. */
@@ -65,6 +68,68 @@ export function splitKParts(M: number, N: number, K: number): number {
  * a [M, K] (or [K, M] with transposeA), b [K, N] (or [N, K]) -> [parts, M, N]
  */
 export function splitKMatMulProgram(M: number, N: number, K: number, parts: number, transposeA: boolean, transposeB: boolean) {
+  const code = `
+  ${splitKShared()}
+  fn main(index : i32) {
+${splitKBody(transposeA, transposeB, false)}
+  }`;
+  return {
+    outputShape: [parts, M, N],
+    variableNames: ["A", "B"],
+    uniforms: "M : i32, N : i32, K : i32, chunk : i32,",
+    shaderKey: `retromaeMatMulSplitK_${transposeA}_${transposeB}`,
+    /** For a profile's GFLOP/s (./replay.ts labels dispatches with it). */
+    flops: 2 * M * N * K,
+    workgroupSize: [64, 1, 1] as [number, number, number],
+    dispatchLayout: { x: [0, 1, 2] },
+    dispatch: splitKGrid(M, N, parts),
+    getUserCode: () => code,
+  };
+}
+
+/** The workgroups of a split-K matmul of [M, N] in `parts`: x a tile's columns, y its rows, z the part. */
+export function splitKGrid(M: number, N: number, parts: number): [number, number, number] {
+  return [Math.ceil(N / SPLIT_TILE), Math.ceil(M / SPLIT_TILE), parts];
+}
+
+/**
+ * splitKMatMulProgram's work as a raw dispatch (./raw.ts) for a dense
+ * layer's weight gradient dyᵀ·x (A = dy transposed): beside the parts of C
+ * ([parts, M, N], binding 0), the parts of A's row sums ([parts, M],
+ * binding 1: the bias gradient Σ_rows dy) from the tiles of A the
+ * workgroups of the first column of tiles stage anyway, each summed in
+ * order along K. Bindings 2 and 3 are A and B, 4 the uniforms (M, N, K,
+ * chunk). The workgroups: splitKGrid.
+ */
+export function splitKRowSumsShader(transposeA: boolean, transposeB: boolean): string {
+  return `
+@group(0) @binding(0) var<storage, read_write> result : array<f32>;
+@group(0) @binding(1) var<storage, read_write> rowSums : array<f32>;
+@group(0) @binding(2) var<storage, read> A : array<f32>;
+@group(0) @binding(3) var<storage, read> B : array<f32>;
+struct Uniforms { M : i32, N : i32, K : i32, chunk : i32 };
+@group(0) @binding(4) var<uniform> uniforms : Uniforms;
+${splitKShared()}
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) workgroupId : vec3<u32>, @builtin(local_invocation_index) localIndex : u32) {
+${splitKBody(transposeA, transposeB, true)}
+}`;
+}
+
+/** The split-K program's tiles in workgroup memory. */
+function splitKShared(): string {
+  const [T, S] = [SPLIT_TILE, SPLIT_TILE + 1];
+  return `var<workgroup> As : array<f32, ${T * S}>;
+  var<workgroup> Bs : array<f32, ${T * S}>;`;
+}
+
+/**
+ * The body of the split-K program's main, with `workgroupId`,
+ * `localIndex`, A, B, `result` and `uniforms` in scope; with `rowSums`,
+ * the workgroups at the first column of tiles (x = 0) also sum each row of
+ * their A tile, writing rowSums[part · M + m].
+ */
+function splitKBody(transposeA: boolean, transposeB: boolean, rowSums: boolean): string {
   const T = SPLIT_TILE;
   // A staged row is 33 wide, not 32: invocations that read one column of As (4 rows apart) or store
   // one column of either tile (an operand loaded along its other axis) then fall on different
@@ -76,10 +141,7 @@ export function splitKMatMulProgram(M: number, N: number, K: number, parts: numb
   const aIndex = transposeA ? "min(k, uniforms.K - 1) * uniforms.M + min(m, uniforms.M - 1)" : "min(m, uniforms.M - 1) * uniforms.K + min(k, uniforms.K - 1)";
   const bAt = transposeB ? "let nn = e / 32; let kk = e % 32;" : "let kk = e / 32; let nn = e % 32;";
   const bIndex = transposeB ? "min(n, uniforms.N - 1) * uniforms.K + min(k, uniforms.K - 1)" : "min(k, uniforms.K - 1) * uniforms.N + min(n, uniforms.N - 1)";
-  const code = `
-  var<workgroup> As : array<f32, ${T * S}>;
-  var<workgroup> Bs : array<f32, ${T * S}>;
-  fn main(index : i32) {
+  return `
     let tid = i32(localIndex);
     let tx = tid % 8;
     let ty = tid / 8;
@@ -89,7 +151,10 @@ export function splitKMatMulProgram(M: number, N: number, K: number, parts: numb
     let kBegin = part * uniforms.chunk;
     let kEnd = min(kBegin + uniforms.chunk, uniforms.K);
     var acc : array<array<f32, 4>, 4>;
-    for (var i = 0; i < 4; i = i + 1) { for (var j = 0; j < 4; j = j + 1) { acc[i][j] = 0.0; } }
+    for (var i = 0; i < 4; i = i + 1) { for (var j = 0; j < 4; j = j + 1) { acc[i][j] = 0.0; } }${rowSums ? `
+    // (one row of A's tile per invocation of the first 32, in workgroups at x = 0)
+    let sumsRows = workgroupId.x == 0u && tid < ${T};
+    var rowAcc = 0.0;` : ""}
     // (the trip count from a uniform: WGSL allows barriers in uniform control flow only; a last, shorter part loads zeros)
     for (var t = 0; t < uniforms.chunk; t = t + ${T}) {
       let k0 = kBegin + t;
@@ -105,7 +170,8 @@ export function splitKMatMulProgram(M: number, N: number, K: number, parts: numb
         let k = k0 + kk;
         Bs[kk * ${S} + nn] = select(0.0, B[${bIndex}], n < uniforms.N && k < kEnd);
       }
-      workgroupBarrier();
+      workgroupBarrier();${rowSums ? `
+      if (sumsRows) { for (var kk = 0; kk < ${T}; kk = kk + 1) { rowAcc = rowAcc + As[tid * ${S} + kk]; } }` : ""}
       for (var kk = 0; kk < ${T}; kk = kk + 1) {
         var bv : array<f32, 4>;
         for (var j = 0; j < 4; j = j + 1) { bv[j] = Bs[kk * ${S} + tx * 4 + j]; }
@@ -122,20 +188,8 @@ export function splitKMatMulProgram(M: number, N: number, K: number, parts: numb
         let n = n0 + tx * 4 + j;
         if (m < uniforms.M && n < uniforms.N) { result[(part * uniforms.M + m) * uniforms.N + n] = acc[i][j]; }
       }
-    }
-  }`;
-  return {
-    outputShape: [parts, M, N],
-    variableNames: ["A", "B"],
-    uniforms: "M : i32, N : i32, K : i32, chunk : i32,",
-    shaderKey: `retromaeMatMulSplitK_${transposeA}_${transposeB}`,
-    /** For a profile's GFLOP/s (./replay.ts labels dispatches with it). */
-    flops: 2 * M * N * K,
-    workgroupSize: [64, 1, 1] as [number, number, number],
-    dispatchLayout: { x: [0, 1, 2] },
-    dispatch: [Math.ceil(N / T), Math.ceil(M / T), parts] as [number, number, number],
-    getUserCode: () => code,
-  };
+    }${rowSums ? `
+    if (sumsRows && m0 + tid < uniforms.M) { rowSums[part * uniforms.M + m0 + tid] = rowAcc; }` : ""}`;
 }
 
 /**
