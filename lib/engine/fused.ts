@@ -7,6 +7,7 @@
  * against these compositions.
  */
 import * as tf from "./tf";
+import { HeadStrides, takesTiledMatMul } from "./webgpu/matmul";
 
 /** Kernel names, registered by the native backend only. */
 export const LOG_SUM_EXP_ROWS = "RetroMAELogSumExpRows";
@@ -425,6 +426,102 @@ export function scaledMaskedSoftmax(x: tf.Tensor4D, mask: tf.Tensor4D, scale: nu
     return tf.engine().runKernel(SCALED_MASKED_SOFTMAX, { x, mask }, { scale }) as tf.Tensor4D;
   }
   return tf.tidy(() => tf.softmax(tf.add(tf.mul(x, scale), mask))) as tf.Tensor4D;
+}
+
+/** Registered by the webgpu backend only: a batch of per-head matmuls, each operand read and the output written through strides (lib/engine/webgpu/matmul.ts headMatMulProgram). */
+export const HEAD_MATMUL = "RetroMAEHeadMatMul";
+
+/** [B, L, H] -> [B, heads, L, dh] */
+function splitHeads(x: tf.Tensor, heads: number): tf.Tensor4D {
+  const [B, L, H] = x.shape;
+  return x.reshape([B, L, heads, H / heads]).transpose([0, 2, 1, 3]) as tf.Tensor4D;
+}
+
+/** [B, heads, L, dh] -> [B, L, H] */
+function mergeHeads(x: tf.Tensor4D): tf.Tensor3D {
+  const [B, heads, L, dh] = x.shape;
+  return x.transpose([0, 2, 1, 3]).reshape([B, L, heads * dh]) as tf.Tensor3D;
+}
+
+/**
+ * Whether the attention's products over `batch` matrices of [Lq, Lk] read
+ * the heads in place (attentionScores, attentionContext): on webgpu, where
+ * the batched product would not take the 128 × 128 tiled matmul (a base
+ * model at 512 tokens keeps it, with the heads split by transposes).
+ */
+function headsInPlace(batch: number, Lq: number, Lk: number): boolean {
+  return nativeKernel(HEAD_MATMUL) && !takesTiledMatMul(batch, Lq, Lk);
+}
+
+/** Where the matrices of the heads lie (HeadStrides): [B, L, H] as B·heads matrices [L, dh]; [B, heads, R, C] as B·heads matrices [R, C]; a matrix read transposed. */
+const sideBySide = (L: number, H: number, dh: number): HeadStrides => ({ batch: L * H, head: dh, row: H, column: 1 });
+const stacked = (heads: number, R: number, C: number): HeadStrides => ({ batch: heads * R * C, head: R * C, row: C, column: 1 });
+const transposed = (s: HeadStrides): HeadStrides => ({ ...s, row: s.column, column: s.row });
+
+/** C = A·B per head through the strides of A, B and C (HEAD_MATMUL): [M, K]·[K, N] in each of `batch` = B·heads. */
+function headMatMul(a: tf.Tensor, b: tf.Tensor, heads: number, [M, N, K]: number[], strides: HeadStrides[], shape: number[]): tf.Tensor {
+  const batch = shape[0] * heads;
+  const attrs = { batch, heads, M, N, K, strides: strides.flatMap((s) => [s.batch, s.head, s.row, s.column]), shape };
+  return tf.engine().runKernel(HEAD_MATMUL, { a, b }, attrs as unknown as tf.NamedAttrMap) as tf.Tensor;
+}
+
+/**
+ * The attention's scores per head, q·kᵀ. On webgpu the heads are read
+ * side by side from q and k, and the gradients written side by side
+ * (dq = dS·k, dk = dSᵀ·q): no transposes to split them, and no split copies
+ * of q and k kept for the backward pass. Elsewhere the heads are split and
+ * multiplied as a batch.
+ * q [B, Lq, H], k [B, Lk, H] -> [B, heads, Lq, Lk]
+ */
+export function attentionScores(q: tf.Tensor3D, k: tf.Tensor3D, heads: number): tf.Tensor4D {
+  const [B, Lq, H] = q.shape;
+  const Lk = k.shape[1];
+  const dh = H / heads;
+  if (!headsInPlace(B * heads, Lq, Lk) || q.dtype !== "float32" || k.dtype !== "float32") return tf.matMul(splitHeads(q, heads), splitHeads(k, heads), false, true) as tf.Tensor4D;
+  const [sq, sk, sS] = [sideBySide(Lq, H, dh), sideBySide(Lk, H, dh), stacked(heads, Lq, Lk)];
+  const op = tf.customGrad((qIn, kIn, save) => {
+    (save as tf.GradSaveFunc)([qIn as tf.Tensor, kIn as tf.Tensor]);
+    return {
+      value: headMatMul(qIn as tf.Tensor, kIn as tf.Tensor, heads, [Lq, Lk, dh], [sq, transposed(sk), sS], [B, heads, Lq, Lk]) as tf.Tensor4D,
+      gradFunc: (dS, saved) => {
+        const [qS, kS] = saved as tf.Tensor[];
+        return [
+          headMatMul(dS as tf.Tensor, kS, heads, [Lq, dh, Lk], [sS, sk, sq], [B, Lq, H]), // dq = dS·k
+          headMatMul(dS as tf.Tensor, qS, heads, [Lk, dh, Lq], [transposed(sS), sq, sk], [B, Lk, H]), // dk = dSᵀ·q
+        ];
+      },
+    };
+  });
+  return op(q, k) as tf.Tensor4D;
+}
+
+/**
+ * The attention's output per head, p·v, with the heads merged. On webgpu
+ * v is read and the output written with the heads side by side, and so
+ * are the gradients (dp = dctx·vᵀ, dv = pᵀ·dctx): no transposes. Elsewhere
+ * v's heads are split, multiplied as a batch, and merged.
+ * p [B, heads, Lq, Lk], v [B, Lk, H] -> [B, Lq, H]
+ */
+export function attentionContext(p: tf.Tensor4D, v: tf.Tensor3D, heads: number): tf.Tensor3D {
+  const [B, , Lq, Lk] = p.shape;
+  const H = v.shape[2];
+  const dh = H / heads;
+  if (!headsInPlace(B * heads, Lq, Lk) || p.dtype !== "float32" || v.dtype !== "float32") return mergeHeads(tf.matMul(p, splitHeads(v, heads)) as tf.Tensor4D);
+  const [sP, sv, sc] = [stacked(heads, Lq, Lk), sideBySide(Lk, H, dh), sideBySide(Lq, H, dh)];
+  const op = tf.customGrad((pIn, vIn, save) => {
+    (save as tf.GradSaveFunc)([pIn as tf.Tensor, vIn as tf.Tensor]);
+    return {
+      value: headMatMul(pIn as tf.Tensor, vIn as tf.Tensor, heads, [Lq, dh, Lk], [sP, sv, sc], [B, Lq, H]) as tf.Tensor3D,
+      gradFunc: (dctx, saved) => {
+        const [pS, vS] = saved as tf.Tensor[];
+        return [
+          headMatMul(dctx as tf.Tensor, vS, heads, [Lq, Lk, dh], [sc, transposed(sv), sP], [B, heads, Lq, Lk]), // dp = dctx·vᵀ
+          headMatMul(pS, dctx as tf.Tensor, heads, [Lk, dh, Lq], [transposed(sP), sc, sv], [B, Lk, H]), // dv = pᵀ·dctx
+        ];
+      },
+    };
+  });
+  return op(p, v) as tf.Tensor3D;
 }
 
 /** Whether attentionInference can run: the backend has the fused kernel (native, webgpu) and no gradient is being recorded. */

@@ -9,7 +9,7 @@
  */
 import * as tf from "../engine/tf";
 import type { Rng } from "../engine/rng";
-import { addLayerNorm, attentionInference, attentionInPlace, dropoutWithSeed, DropoutSeeds, gelu as fusedGelu, linear, linearGelu, logSumExpArgMax, logSumExpRows, pickLabels, scaledMaskedSoftmax, softmaxMinusOneHot, softmaxMinusOneHotColSum, tiedLogits } from "../engine/fused";
+import { addLayerNorm, attentionContext, attentionInference, attentionInPlace, attentionScores, dropoutWithSeed, DropoutSeeds, gelu as fusedGelu, linear, linearGelu, logSumExpArgMax, logSumExpRows, pickLabels, scaledMaskedSoftmax, softmaxMinusOneHot, softmaxMinusOneHotColSum, tiedLogits } from "../engine/fused";
 import type { BertConfig } from "./config";
 
 export type Weights = ReadonlyMap<string, tf.Tensor>;
@@ -144,26 +144,16 @@ export function embeddingsOfVectors(
   return dropout(normed, cfg.hiddenDropoutProb, opts) as tf.Tensor3D;
 }
 
-/** [B, L, H] -> [B, nh, L, dh] */
-function splitHeads(x: tf.Tensor, heads: number): tf.Tensor4D {
-  const [B, L, H] = x.shape;
-  return x.reshape([B, L, heads, H / heads]).transpose([0, 2, 1, 3]) as tf.Tensor4D;
-}
-
-/** [B, nh, L, dh] -> [B, L, H] */
-function mergeHeads(x: tf.Tensor4D): tf.Tensor3D {
-  const [B, nh, L, dh] = x.shape;
-  return x.transpose([0, 2, 1, 3]).reshape([B, L, nh * dh]) as tf.Tensor3D;
-}
-
 /**
  * Scaled dot-product attention per head, with dropout on the probabilities:
- * softmax(q kᵀ / √dh + mask) v. q [B, nh, Lq, dh], k and v [B, nh, Lk, dh] -> [B, nh, Lq, dh]
+ * softmax(q kᵀ / √dh + mask) v. q [B, Lq, H], k and v [B, Lk, H], the heads
+ * side by side -> [B, Lq, H] (on webgpu the products read the heads in place;
+ * elsewhere they are split into [B, nh, L, dh] and merged again)
  */
-function attend(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, mask: tf.Tensor4D, dh: number, cfg: BertConfig, opts: ForwardOptions): tf.Tensor4D {
-  const scores = tf.matMul(q, k, false, true) as tf.Tensor4D; // [B, nh, Lq, Lk]
-  const probs = dropout(scaledMaskedSoftmax(scores, mask, 1 / Math.sqrt(dh)), cfg.attentionProbsDropoutProb, opts); // softmax(scores / √dh + mask)
-  return tf.matMul(probs as tf.Tensor4D, v); // [B, nh, Lq, dh]
+function attend(q: tf.Tensor3D, k: tf.Tensor3D, v: tf.Tensor3D, mask: tf.Tensor4D, nh: number, cfg: BertConfig, opts: ForwardOptions): tf.Tensor3D {
+  const scores = attentionScores(q, k, nh); // [B, nh, Lq, Lk]
+  const probs = dropout(scaledMaskedSoftmax(scores, mask, 1 / Math.sqrt(cfg.hiddenSize / nh)), cfg.attentionProbsDropoutProb, opts); // softmax(scores / √dh + mask)
+  return attentionContext(probs as tf.Tensor4D, v, nh); // [B, Lq, H]
 }
 
 /**
@@ -224,19 +214,16 @@ export function attention(
   opts: ForwardOptions,
 ): tf.Tensor3D {
   const nh = cfg.numAttentionHeads;
-  const dh = cfg.hiddenSize / nh;
   const merged =
     (!opts.training && attentionInPlace() && attendInPlace(w, `${prefix}.self`, cfg, query, keyValue, mask)) ||
-    mergeHeads(
-      attend(
-        splitHeads(dense(w, `${prefix}.self.query`, query), nh), // [B, nh, Lq, dh]
-        splitHeads(dense(w, `${prefix}.self.key`, keyValue), nh), // [B, nh, Lk, dh]
-        splitHeads(dense(w, `${prefix}.self.value`, keyValue), nh), // [B, nh, Lk, dh]
-        mask,
-        dh,
-        cfg,
-        opts,
-      ),
+    attend(
+      dense(w, `${prefix}.self.query`, query) as tf.Tensor3D, // [B, Lq, H]
+      dense(w, `${prefix}.self.key`, keyValue) as tf.Tensor3D, // [B, Lk, H]
+      dense(w, `${prefix}.self.value`, keyValue) as tf.Tensor3D, // [B, Lk, H]
+      mask,
+      nh,
+      cfg,
+      opts,
     ); // [B, Lq, H]
   const out = dropout(dense(w, `${prefix}.output.dense`, merged), cfg.hiddenDropoutProb, opts);
   return layerNorm(w, `${prefix}.output.LayerNorm`, out, cfg.layerNormEps, query) as tf.Tensor3D;

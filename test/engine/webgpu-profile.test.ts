@@ -31,6 +31,9 @@ test("kernels are sorted into kinds of work by their shader keys", () => {
     ["matMulPacked_4,4,1_false_true_linear_false", "matmul"],
     ["matMulSmallOutputSize_null_true_false", "matmul"],
     ["retromaeMatMulSplitK_true_false", "matmul"],
+    ["retromaeMatMulSplitK_true_false_rowSums", "matmul"], // (with a dense layer's bias gradient)
+    ["retromaeMatMulSumOfParts_2", "matmul"],
+    ["retromaeHeadMatMul_false_true", "matmul"],
     ["retromaeColumnSum_pat", "matmul"],
     ["retromaeSoftmaxMinusOneHotWeighted_64", "cross-entropy"],
     ["retromaeLogSumExp_64", "cross-entropy"],

@@ -30,7 +30,7 @@ import { bytesHeldByReplays, recordCommands, StepReplay } from "../../lib/engine
 import { copyInPlaceWebGPU } from "../../lib/engine/webgpu/optimizer";
 import { additiveMaskOfBytes, bytesAsWords, DROPOUT, dropoutWithSeed, DropoutSeeds, registerCounterDropout } from "../../lib/engine/fused";
 import { countDispatches, formatProfile } from "../../lib/engine/webgpu/profile";
-import { addLayerNorm, ADD_LAYER_NORM, ATTENTION, attentionInference, DENSE_GELU, DENSE_WEIGHT_GRADS, gelu, GELU, linear, linearGelu, logSumExpArgMax, logSumExpRows, pickLabels, scaledMaskedSoftmax, SCALED_MASKED_SOFTMAX, softmaxMinusOneHotColSum } from "../../lib/engine/fused";
+import { addLayerNorm, ADD_LAYER_NORM, ATTENTION, attentionContext, attentionInference, attentionScores, DENSE_GELU, DENSE_WEIGHT_GRADS, gelu, GELU, linear, linearGelu, logSumExpArgMax, logSumExpRows, pickLabels, scaledMaskedSoftmax, SCALED_MASKED_SOFTMAX, softmaxMinusOneHotColSum } from "../../lib/engine/fused";
 import { runProbe, ProbeSet } from "../../lib/probe/probe";
 import { encodeTexts } from "../../lib/probe/encode";
 import { contrastiveFinetune } from "../../lib/probe/finetune";
@@ -410,6 +410,43 @@ test("Add & LayerNorm on webgpu matches the cpu's composition, forward (with and
   }
   await use("webgpu");
   assert.ok(tf.getKernel(ADD_LAYER_NORM, "webgpu"), "the fused kernel serves webgpu");
+});
+
+test("the attention's products on webgpu read the heads side by side (q·kᵀ and p·v, and their gradients): no head transposes, the cpu's split-and-merge values and gradients on odd shapes, the same bits twice; products that take the tiled matmul keep the transposes", async () => {
+  const rng = new Rng(32);
+  // [B, heads, Lq, Lk, dh]: a batch of one, one head, tails past a 32 × 32 tile, dh not a multiple of 4, Lq ≠ Lk (the decoder's)
+  for (const [B, heads, Lq, Lk, dh] of [[1, 1, 5, 7, 3], [2, 3, 33, 70, 5], [3, 2, 40, 40, 16], [1, 4, 1, 9, 8]]) {
+    const H = heads * dh;
+    const [q, k, v, p, w, u] = [B * Lq * H, B * Lk * H, B * Lk * H, B * heads * Lq * Lk, B * heads * Lq * Lk, B * Lq * H].map((n) => rng.fillNormal(new Float32Array(n)));
+    const name = `[${B}, ${heads}, ${Lq}, ${Lk}, ${dh}]`;
+    const ins = () => [tf.tensor3d(q, [B, Lq, H]), tf.tensor3d(k, [B, Lk, H]), tf.tensor4d(p, [B, heads, Lq, Lk]), tf.tensor3d(v, [B, Lk, H])] as const;
+    // the cpu composes: split, matmul, merge; webgpu reads the heads in place
+    const scores = (s: tf.Tensor, t: tf.Tensor) => tf.sum(tf.mul(attentionScores(s as tf.Tensor3D, t as tf.Tensor3D, heads), tf.tensor4d(w, [B, heads, Lq, Lk])));
+    const context = (s: tf.Tensor, t: tf.Tensor) => tf.sum(tf.mul(attentionContext(s as tf.Tensor4D, t as tf.Tensor3D, heads), tf.tensor3d(u, [B, Lq, H])));
+    const cases: [string, () => tf.Tensor][] = [
+      ["q·kᵀ", () => tf.tidy(() => attentionScores(ins()[0], ins()[1], heads))],
+      ["dq", () => tf.tidy(() => tf.grads(scores)([ins()[0], ins()[1]])[0])],
+      ["dk", () => tf.tidy(() => tf.grads(scores)([ins()[0], ins()[1]])[1])],
+      ["p·v", () => tf.tidy(() => attentionContext(ins()[2], ins()[3], heads))],
+      ["dp", () => tf.tidy(() => tf.grads(context)([ins()[2], ins()[3]])[0])],
+      ["dv", () => tf.tidy(() => tf.grads(context)([ins()[2], ins()[3]])[1])],
+    ];
+    for (const [what, f] of cases) {
+      const r = await both(f);
+      for (let i = 0; i < r.cpu.length; i++) assert.ok(Math.abs(r.cpu[i] - r.gpu[i]) < 1e-4 * Math.max(1, Math.abs(r.cpu[i])), `${name} ${what}[${i}]: cpu ${r.cpu[i]} vs webgpu ${r.gpu[i]}`);
+      const [first, second] = [await programsOf(f), await programsOf(f)];
+      assert.equal(bits(first.values), bits(second.values), `${name} ${what}: the same bits twice`);
+      assert.ok(first.keys.some((key) => key.startsWith("retromaeHeadMatMul_")) && !first.keys.some((key) => key.startsWith("transpose")), `${name} ${what}: ${first.keys.join(", ")}`);
+    }
+  }
+  // where the batched [Lq, Lk] product takes the 128 × 128 tiled matmul (RETROMAE_WEBGPU_MATMUL=tiled here; a base model at 512 tokens by default), the heads are split
+  process.env.RETROMAE_WEBGPU_MATMUL = "tiled";
+  try {
+    const { keys } = await programsOf(() => tf.tidy(() => attentionScores(tf.ones([1, 128, 8]) as tf.Tensor3D, tf.ones([1, 130, 8]) as tf.Tensor3D, 2)));
+    assert.ok(keys.some((key) => key.startsWith("transpose")) && keys.some((key) => key.startsWith("retromaeMatMulTiled")), keys.join(", "));
+  } finally {
+    delete process.env.RETROMAE_WEBGPU_MATMUL;
+  }
 });
 
 test("the attention softmax (scale and additive mask) on webgpu matches the cpu's composition, values and gradients; fully masked rows are uniform", async () => {

@@ -38,6 +38,14 @@
  *   softmax(q kᵀ · scale + mask) v read from and written to [B, L, H] in
  *   place, with an online softmax over key tiles in workgroup memory: no
  *   head transposes, and no [B, heads, L, L] scores or probabilities.
+ * - The attention's products in training (fused.ts attentionScores and
+ *   attentionContext: q·kᵀ, p·v and their four gradients) on the heads side
+ *   by side in [B, L, H], each operand read and the output written through
+ *   strides (matmul.ts headMatMulProgram): no transposes to split and merge
+ *   the heads, eight per attention layer and step, and no split copies of
+ *   q, k and v kept for the backward pass. Where the batched [Lq, Lk]
+ *   product takes the 128 × 128 tiled matmul (a base model at 512 tokens),
+ *   the heads are split as before.
  * - The masked cross-entropy's pieces: log Σ exp per row with each row's
  *   argmax, and softmax − onehot(labels) with its column sums (the tied
  *   decoder's bias gradient), written straight into their outputs: no
@@ -80,6 +88,7 @@ import {
   DENSE_GELU,
   DENSE_WEIGHT_GRADS,
   DROPOUT,
+  HEAD_MATMUL,
   GELU,
   GELU_GRAD,
   LAYER_NORM_GRAD,
@@ -93,7 +102,7 @@ import {
 } from "../fused";
 import type { KernelConfig, KernelFunc, TensorInfo } from "@tensorflow/tfjs-core";
 import { MAX_GROUPS, rawBackend, RawBackend, record as recordDispatch } from "./raw";
-import { SPLIT_TILE, splitKEnabled, splitKGrid, splitKMatMulProgram, splitKParts, splitKRowSumsShader, takesTiledMatMul, TILED_STEP_K, tiledMatMulProgram, tiledSplitKParts } from "./matmul";
+import { headMatMulProgram, HeadStrides, SPLIT_TILE, splitKEnabled, splitKGrid, splitKMatMulProgram, splitKParts, splitKRowSumsShader, takesTiledMatMul, TILED_STEP_K, tiledMatMulProgram, tiledSplitKParts } from "./matmul";
 
 /** What these kernels use of tfjs-backend-webgpu's WebGPUBackend. */
 export interface WebGPUBackendLike {
@@ -1046,6 +1055,29 @@ function splitKMatMul(b: WebGPUBackendLike, a: TensorInfo, bT: TensorInfo, trans
 }
 
 /**
+ * The attention's products on heads side by side (fused.ts attentionScores
+ * and attentionContext, and their gradients): C = A·B per head, each read
+ * and written through its strides (headMatMulProgram). Inputs a and b; attrs
+ * batch (B · heads), heads, M, N, K, `strides` (a's, b's and the output's
+ * HeadStrides, four numbers each: batch, head, row, column) and the
+ * output's shape. An output of no elements is empty; a K of 0 is zeros.
+ */
+export const headMatMulWebGPU: KernelConfig = {
+  kernelName: HEAD_MATMUL,
+  backendName: "webgpu",
+  kernelFunc: ({ inputs, backend, attrs }) => {
+    const { a, b: bIn } = inputs as Record<string, TensorInfo>;
+    const b = backend as unknown as WebGPUBackendLike;
+    const { batch, heads, M, N, K, strides, shape } = attrs as unknown as { batch: number; heads: number; M: number; N: number; K: number; strides: number[]; shape: number[] };
+    if (product(shape) === 0) return b.makeTensorInfo(shape, "float32", new Float32Array(0));
+    if (K === 0) return zeros(b, shape, "float32");
+    const [sa, sb, sc] = [0, 4, 8].map((i): HeadStrides => ({ batch: strides[i], head: strides[i + 1], row: strides[i + 2], column: strides[i + 3] }));
+    const program = headMatMulProgram(batch, heads, M, N, K, sa, sb, sc, shape);
+    return b.runWebGPUProgram(program, [a, bIn], "float32", ints(...program.uniformValues));
+  },
+};
+
+/**
  * out_j[i] = Σ_p parts_j[p · n_j + i] over p in order, for several [parts,
  * n_j] inputs in one raw dispatch (an invocation per output element; the
  * uniforms: parts, then each n_j).
@@ -1322,7 +1354,7 @@ const identityTranspose = (original: KernelFunc) =>
  * `maxStorageBuffers` is the device's maxStorageBuffersPerShaderStage.
  */
 export function registerWebGPUKernels(maxStorageBuffers: number): void {
-  for (const k of [deterministicUnsortedSegmentSum, robustSoftmax, dropoutWebGPU, geluWebGPU, geluGradWebGPU, addLayerNormWebGPU, layerNormGradWebGPU, scaledMaskedSoftmaxWebGPU, scaledSoftmaxGradWebGPU, attentionWebGPU, additiveMaskOfBytesWebGPU,
+  for (const k of [deterministicUnsortedSegmentSum, robustSoftmax, dropoutWebGPU, geluWebGPU, geluGradWebGPU, addLayerNormWebGPU, layerNormGradWebGPU, scaledMaskedSoftmaxWebGPU, scaledSoftmaxGradWebGPU, attentionWebGPU, headMatMulWebGPU, additiveMaskOfBytesWebGPU,
     logSumExpRowsWebGPU, logSumExpArgMaxWebGPU, softmaxMinusOneHotWebGPU, softmaxMinusOneHotColSumWebGPU, pickLabelsWebGPU]) {
     if (tf.getKernel(k.kernelName, "webgpu")) tf.unregisterKernel(k.kernelName, "webgpu");
     tf.registerKernel(k);

@@ -116,6 +116,52 @@ ${splitKBody(transposeA, transposeB, true)}
 }`;
 }
 
+/**
+ * Where a matrix of a batch of heads lies in a flat tensor (HEAD_STRIDES
+ * order): batch z = b · heads + h starts at b · batch + h · head, and its
+ * element (row, column) lies row · row + column · column from there. q of
+ * [B, L, H] (heads side by side, dh wide) as [B · heads] matrices [L, dh]:
+ * { batch: L·H, head: dh, row: H, column: 1 }.
+ */
+export interface HeadStrides {
+  batch: number;
+  head: number;
+  row: number;
+  column: number;
+}
+
+/**
+ * C = A·B for a batch of heads, each operand and the output read and
+ * written through its HeadStrides: the attention's products on heads laid
+ * side by side in [B, L, H] (q·kᵀ, p·v and their gradients) with no
+ * transposes to split and merge the heads. The split-K program's 32 × 32
+ * tiles, z the batch. `a` strides (row m, column k), `b` (row k, column n),
+ * `c` (row m, column n); `outputShape` holds every element of c's layout.
+ */
+export function headMatMulProgram(batch: number, heads: number, M: number, N: number, K: number, a: HeadStrides, b: HeadStrides, c: HeadStrides, outputShape: number[]) {
+  // (loaded along whichever axis is contiguous: A's k unless its m is, B's n unless its k is)
+  const [contiguousM, contiguousK] = [a.column !== 1 && a.row === 1, b.column !== 1 && b.row === 1];
+  const code = `
+  ${splitKShared()}
+  fn main(index : i32) {
+${splitKBody(contiguousM, contiguousK, false, true)}
+  }`;
+  return {
+    outputShape,
+    variableNames: ["A", "B"],
+    uniforms: "M : i32, N : i32, K : i32, chunk : i32, heads : i32, aB : i32, aH : i32, aM : i32, aK : i32, bB : i32, bH : i32, bK : i32, bN : i32, cB : i32, cH : i32, cM : i32, cN : i32,",
+    shaderKey: `retromaeHeadMatMul_${contiguousM}_${contiguousK}`,
+    /** For a profile's GFLOP/s (./replay.ts labels dispatches with it). */
+    flops: 2 * batch * M * N * K,
+    workgroupSize: [64, 1, 1] as [number, number, number],
+    dispatchLayout: { x: [0, 1, 2] },
+    dispatch: splitKGrid(M, N, batch),
+    getUserCode: () => code,
+    /** The uniforms' values, in their order. */
+    uniformValues: [M, N, K, Math.ceil(K / SPLIT_TILE) * SPLIT_TILE, heads, ...[a, b, c].flatMap((s) => [s.batch, s.head, s.row, s.column])],
+  };
+}
+
 /** The split-K program's tiles in workgroup memory. */
 function splitKShared(): string {
   const [T, S] = [SPLIT_TILE, SPLIT_TILE + 1];
@@ -127,9 +173,11 @@ function splitKShared(): string {
  * The body of the split-K program's main, with `workgroupId`,
  * `localIndex`, A, B, `result` and `uniforms` in scope; with `rowSums`,
  * the workgroups at the first column of tiles (x = 0) also sum each row of
- * their A tile, writing rowSums[part · M + m].
+ * their A tile, writing rowSums[part · M + m]. With `strided`, z is a batch
+ * of heads instead of a part of K (headMatMulProgram), and transposeA and
+ * transposeB only say which axis of each operand is contiguous.
  */
-function splitKBody(transposeA: boolean, transposeB: boolean, rowSums: boolean): string {
+function splitKBody(transposeA: boolean, transposeB: boolean, rowSums: boolean, strided = false): string {
   const T = SPLIT_TILE;
   // A staged row is 33 wide, not 32: invocations that read one column of As (4 rows apart) or store
   // one column of either tile (an operand loaded along its other axis) then fall on different
@@ -138,17 +186,27 @@ function splitKBody(transposeA: boolean, transposeB: boolean, rowSums: boolean):
   // element e of a tile: (row, column) of the stored operand with the contiguous axis fastest
   const aAt = transposeA ? "let kk = e / 32; let mm = e % 32;" : "let mm = e / 32; let kk = e % 32;";
   // (indices clamped into the operands: a tile's edge reads a real element, then selects 0)
-  const aIndex = transposeA ? "min(k, uniforms.K - 1) * uniforms.M + min(m, uniforms.M - 1)" : "min(m, uniforms.M - 1) * uniforms.K + min(k, uniforms.K - 1)";
+  // (strided: each operand's and the output's element at its batch's offset plus row and column strides, HEAD_STRIDES)
+  const [mC, kC, nC] = ["min(m, uniforms.M - 1)", "min(k, uniforms.K - 1)", "min(n, uniforms.N - 1)"];
+  const aIndex = strided ? `aOff + ${mC} * uniforms.aM + ${kC} * uniforms.aK` : transposeA ? `${kC} * uniforms.M + ${mC}` : `${mC} * uniforms.K + ${kC}`;
   const bAt = transposeB ? "let nn = e / 32; let kk = e % 32;" : "let kk = e / 32; let nn = e % 32;";
-  const bIndex = transposeB ? "min(n, uniforms.N - 1) * uniforms.K + min(k, uniforms.K - 1)" : "min(k, uniforms.K - 1) * uniforms.N + min(n, uniforms.N - 1)";
+  const bIndex = strided ? `bOff + ${kC} * uniforms.bK + ${nC} * uniforms.bN` : transposeB ? `${nC} * uniforms.K + ${kC}` : `${kC} * uniforms.N + ${nC}`;
+  const cIndex = strided ? "cOff + m * uniforms.cM + n * uniforms.cN" : "(part * uniforms.M + m) * uniforms.N + n";
   return `
     let tid = i32(localIndex);
     let tx = tid % 8;
     let ty = tid / 8;
     let n0 = i32(workgroupId.x) * ${T};
     let m0 = i32(workgroupId.y) * ${T};
-    let part = i32(workgroupId.z);
-    let kBegin = part * uniforms.chunk;
+    let part = i32(workgroupId.z);${strided ? `
+    // z is the batch, b · heads + h: its offsets in A, B and the output
+    let zb = part / uniforms.heads;
+    let zh = part - zb * uniforms.heads;
+    let aOff = zb * uniforms.aB + zh * uniforms.aH;
+    let bOff = zb * uniforms.bB + zh * uniforms.bH;
+    let cOff = zb * uniforms.cB + zh * uniforms.cH;
+    let kBegin = 0;` : `
+    let kBegin = part * uniforms.chunk;`}
     let kEnd = min(kBegin + uniforms.chunk, uniforms.K);
     var acc : array<array<f32, 4>, 4>;
     for (var i = 0; i < 4; i = i + 1) { for (var j = 0; j < 4; j = j + 1) { acc[i][j] = 0.0; } }${rowSums ? `
@@ -186,7 +244,7 @@ function splitKBody(transposeA: boolean, transposeB: boolean, rowSums: boolean):
       let m = m0 + ty * 4 + i;
       for (var j = 0; j < 4; j = j + 1) {
         let n = n0 + tx * 4 + j;
-        if (m < uniforms.M && n < uniforms.N) { result[(part * uniforms.M + m) * uniforms.N + n] = acc[i][j]; }
+        if (m < uniforms.M && n < uniforms.N) { result[${cIndex}] = acc[i][j]; }
       }
     }${rowSums ? `
     if (sumsRows && m0 + tid < uniforms.M) { rowSums[part * uniforms.M + m0 + tid] = rowAcc; }` : ""}`;

@@ -43,7 +43,7 @@ export interface StepProfile {
 /** The kind of work a kernel does, from its shader key or label. */
 export function kernelCategory(kernel: string): string {
   const rules: [RegExp, string][] = [
-    [/^matMul|^retromaeMatMul|^retromaeColumnSum_pat$/, "matmul"], // (the column sum of a matmul split along K adds its parts)
+    [/^matMul|^retromaeMatMul|^retromaeHeadMatMul|^retromaeColumnSum_pat$/, "matmul"], // (the column sum of a matmul split along K adds its parts; the attention's products on heads in place)
     [/LogSumExp|SoftmaxMinusOneHot|ArgMax|PickLabels/, "cross-entropy"],
     [/Attention|Softmax|AdditiveMask/i, "attention"], // (the additive mask: the decoder attention mask widened from its bytes)
     [/LayerNorm/, "layer norm"],
