@@ -76,6 +76,7 @@ export function gpuTables(rows: Row[]): string {
     ["tiled matmul", "ms_per_step_matmul_tiled"],
     ["tfjs matmul", "ms_per_step_matmul_tfjs"],
     ["dense x·(Wᵀ)", "ms_per_step_dense_transposed"],
+    ["heads split", "ms_per_step_heads_split"],
     ["bounds checks on", "ms_per_step_with_robustness"],
   ];
   out.push("", `| config | ${choices.map(([name]) => `${name} ms/step`).join(" | ")} |`, `| --- | ${choices.map(() => "---").join(" | ")} |`);

@@ -20,7 +20,10 @@
  *   runs it (x·Wᵀ) and with W stored transposed (tfjs-webgpu's vec4 path),
  *   the decoder's logits likewise (x·Eᵀ, on a hardware adapter), and whole
  *   steps with the dense layers as x·(Wᵀ) (RETROMAE_WEBGPU_DENSE=transposed:
- *   `ms_per_step_dense_transposed`, on a hardware adapter) and, where the
+ *   `ms_per_step_dense_transposed`, on a hardware adapter), with the
+ *   attention's heads split and merged by transposes around batched
+ *   matmuls instead of read in place (RETROMAE_WEBGPU_HEADS=split:
+ *   `ms_per_step_heads_split`, on a hardware adapter) and, where the
  *   step splits matmuls along K or column sums along their rows, with
  *   neither split (RETROMAE_WEBGPU_SPLIT_K=0: `ms_per_step_without_split_k`),
  *   and with every matmul of at least a tile each way in 128 × 128 tiles
@@ -280,9 +283,9 @@ export async function benchGpuOne(args: string[]): Promise<void> {
     steps,
   };
   // kernel switches set for the whole run (the comparisons below set each in turn)
-  const switches = ["RETROMAE_WEBGPU_MATMUL", "RETROMAE_WEBGPU_SPLIT_K", "RETROMAE_WEBGPU_DENSE", "RETROMAE_WEBGPU_ROBUSTNESS"].filter((k) => process.env[k]);
+  const switches = ["RETROMAE_WEBGPU_MATMUL", "RETROMAE_WEBGPU_SPLIT_K", "RETROMAE_WEBGPU_DENSE", "RETROMAE_WEBGPU_HEADS", "RETROMAE_WEBGPU_ROBUSTNESS"].filter((k) => process.env[k]);
   if (switches.length) row.env = Object.fromEntries(switches.map((k) => [k, process.env[k]]));
-  const parts = ["training", "profile", "encoding", "through tfjs", "main thread collates", "dense transposed", "split K off", "tiled matmul", "matmul layouts", "bounds checks on"];
+  const parts = ["training", "profile", "encoding", "through tfjs", "main thread collates", "dense transposed", "heads split", "split K off", "tiled matmul", "matmul layouts", "bounds checks on"];
   const done = (part: string, measured: Record<string, unknown>) => {
     Object.assign(row, measured);
     const next = parts[parts.indexOf(part) + 1];
@@ -374,6 +377,10 @@ export async function benchGpuOne(args: string[]): Promise<void> {
   // the dense layers as x·(Wᵀ) (tfjs's vec4 matmul, RETROMAE_WEBGPU_DENSE=transposed), replayed as above
   const transposed = onGpu ? { ms_per_step_dense_transposed: await withEnv("RETROMAE_WEBGPU_DENSE", "transposed", () => msPerStep(newTrainer(), 4, steps)) } : recorded ? { ms_per_step_dense_transposed: skipped } : {};
   done("dense transposed", transposed);
+
+  // the attention's heads split and merged by transposes around batched matmuls (RETROMAE_WEBGPU_HEADS=split) instead of read in place
+  const headsSplit = onGpu ? { ms_per_step_heads_split: await withEnv("RETROMAE_WEBGPU_HEADS", "split", () => msPerStep(newTrainer(), 4, steps)) } : recorded ? { ms_per_step_heads_split: skipped } : {};
+  done("heads split", headsSplit);
 
   // the matmuls split along K (few output tiles, long K) and the column sums split along their rows run unsplit instead (RETROMAE_WEBGPU_SPLIT_K=0)
   const unsplit = onGpu && splitK ? { ms_per_step_without_split_k: await withEnv("RETROMAE_WEBGPU_SPLIT_K", "0", () => msPerStep(newTrainer(), 4, steps)) } : {};

@@ -444,13 +444,32 @@ function mergeHeads(x: tf.Tensor4D): tf.Tensor3D {
 }
 
 /**
+ * How the attention's products treat the heads on webgpu, from
+ * RETROMAE_WEBGPU_HEADS:
+ * - "inplace" (the default): read and written side by side in [B, L, H]
+ *   (HEAD_MATMUL), where the batched product would not take the 128 × 128
+ *   tiled matmul;
+ * - "split": split into [B, heads, L, dh] and merged again by transposes
+ *   around batched matmuls (tfjs's programs, or the tiled one), as before.
+ * Which is faster is the GPU's to say: `bench gpu` times steps with "split"
+ * (`ms_per_step_heads_split`) on a hardware adapter.
+ */
+export function webgpuHeads(): "inplace" | "split" {
+  const v = process.env.RETROMAE_WEBGPU_HEADS;
+  if (v === undefined || v === "" || v === "inplace") return "inplace";
+  if (v === "split") return "split";
+  throw new Error(`RETROMAE_WEBGPU_HEADS is "${v}"; set it to inplace (the default) or split, or unset it.`);
+}
+
+/**
  * Whether the attention's products over `batch` matrices of [Lq, Lk] read
- * the heads in place (attentionScores, attentionContext): on webgpu, where
- * the batched product would not take the 128 × 128 tiled matmul (a base
- * model at 512 tokens keeps it, with the heads split by transposes).
+ * the heads in place (attentionScores, attentionContext): on webgpu
+ * (webgpuHeads), where the batched product would not take the 128 × 128
+ * tiled matmul (a base model at 512 tokens keeps it, with the heads split
+ * by transposes).
  */
 function headsInPlace(batch: number, Lq: number, Lk: number): boolean {
-  return nativeKernel(HEAD_MATMUL) && !takesTiledMatMul(batch, Lq, Lk);
+  return nativeKernel(HEAD_MATMUL) && webgpuHeads() === "inplace" && !takesTiledMatMul(batch, Lq, Lk);
 }
 
 /** Where the matrices of the heads lie (HeadStrides): [B, L, H] as B·heads matrices [L, dh]; [B, heads, R, C] as B·heads matrices [R, C]; a matrix read transposed. */

@@ -447,6 +447,16 @@ test("the attention's products on webgpu read the heads side by side (q·kᵀ an
   } finally {
     delete process.env.RETROMAE_WEBGPU_MATMUL;
   }
+  // RETROMAE_WEBGPU_HEADS=split splits them everywhere (bench gpu's comparison); a bad value is one sentence
+  process.env.RETROMAE_WEBGPU_HEADS = "split";
+  try {
+    const { keys } = await programsOf(() => tf.tidy(() => attentionContext(tf.ones([1, 2, 5, 7]) as tf.Tensor4D, tf.ones([1, 7, 6]) as tf.Tensor3D, 2)));
+    assert.ok(keys.some((key) => key.startsWith("transpose")) && !keys.some((key) => key.startsWith("retromaeHeadMatMul")), keys.join(", "));
+    process.env.RETROMAE_WEBGPU_HEADS = "yes";
+    assert.throws(() => tf.tidy(() => attentionScores(tf.ones([1, 5, 6]) as tf.Tensor3D, tf.ones([1, 7, 6]) as tf.Tensor3D, 2)), /^RETROMAE_WEBGPU_HEADS is "yes"; set it to inplace \(the default\) or split, or unset it\.$/);
+  } finally {
+    delete process.env.RETROMAE_WEBGPU_HEADS;
+  }
 });
 
 test("the attention softmax (scale and additive mask) on webgpu matches the cpu's composition, values and gradients; fully masked rows are uniform", async () => {
