@@ -101,7 +101,7 @@ import {
   SOFTMAX_MINUS_ONE_HOT_COL_SUM,
 } from "../fused";
 import type { KernelConfig, KernelFunc, TensorInfo } from "@tensorflow/tfjs-core";
-import { MAX_GROUPS, rawBackend, RawBackend, record as recordDispatch } from "./raw";
+import { MAX_GROUPS, rawBackend, RawBackend, rawBindings, record as recordDispatch } from "./raw";
 import { headMatMulProgram, HeadStrides, SPLIT_TILE, splitKEnabled, splitKGrid, splitKMatMulProgram, splitKParts, splitKRowSumsShader, takesTiledMatMul, TILED_STEP_K, tiledMatMulProgram, tiledSplitKParts } from "./matmul";
 
 /** What these kernels use of tfjs-backend-webgpu's WebGPUBackend. */
@@ -618,10 +618,7 @@ function layerNormShader(residual: boolean, stats: boolean): string {
   const ins = ["x", ...(residual ? ["residual"] : []), "gamma", "beta"];
   const sAt = residual ? "(x[ib + c] + residual[ib + c])" : "x[ib + c]";
   return `
-${outs.map((o, j) => `@group(0) @binding(${j}) var<storage, read_write> ${o} : array<f32>;`).join("\n")}
-${ins.map((n, i) => `@group(0) @binding(${outs.length + i}) var<storage, read> ${n} : array<f32>;`).join("\n")}
-struct Uniforms { rows : i32, H : i32, eps : f32 };
-@group(0) @binding(${outs.length + ins.length}) var<uniform> uniforms : Uniforms;
+${rawBindings(outs, ins, "rows : i32, H : i32, eps : f32")}
 ${ROW_SUM_WGSL(ROWS_WG)}
 @compute @workgroup_size(${ROWS_WG})
 fn main(@builtin(workgroup_id) wid : vec3<u32>, @builtin(local_invocation_index) lid : u32) {
@@ -1083,8 +1080,6 @@ export const headMatMulWebGPU: KernelConfig = {
  * uniforms: parts, then each n_j).
  */
 function sumOfPartsShader(k: number): string {
-  const outs = Array.from({ length: k }, (_, j) => `@group(0) @binding(${j}) var<storage, read_write> out${j} : array<f32>;`).join("\n");
-  const ins = Array.from({ length: k }, (_, j) => `@group(0) @binding(${k + j}) var<storage, read> p${j} : array<f32>;`).join("\n");
   // element i of the outputs laid end to end: output j's element i − (n_0 + … + n_{j−1})
   const cases = Array.from({ length: k }, (_, j) => `  if (i < ${j === 0 ? "0" : `first${j}`} + uniforms.n${j}) {
     let e = i - ${j === 0 ? "0" : `first${j}`};
@@ -1093,11 +1088,9 @@ function sumOfPartsShader(k: number): string {
     out${j}[e] = acc;
     return;
   }${j + 1 < k ? `\n  let first${j + 1} = ${j === 0 ? "" : `first${j} + `}uniforms.n${j};` : ""}`).join("\n");
+  const js = Array.from({ length: k }, (_, j) => j);
   return `
-${outs}
-${ins}
-struct Uniforms { parts : i32, ${Array.from({ length: k }, (_, j) => `n${j} : i32`).join(", ")} };
-@group(0) @binding(${2 * k}) var<uniform> uniforms : Uniforms;
+${rawBindings(js.map((j) => `out${j}`), js.map((j) => `p${j}`), `parts : i32, ${js.map((j) => `n${j} : i32`).join(", ")}`)}
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid : vec3<u32>, @builtin(local_invocation_index) lid : u32) {
   let i = i32((wid.x + wid.y * ${MAX_GROUPS}u) * 256u + lid);
@@ -1295,18 +1288,15 @@ ${accs.map((a, j) => `    lanes[tid] = ${a};
  * writes one output.
  */
 function columnSumsShader(names: string[], terms: string[]): string {
-  const k = terms.length;
+  const outs = terms.map((_, j) => `out${j}`);
   return `
-${terms.map((_, j) => `@group(0) @binding(${j}) var<storage, read_write> out${j} : array<f32>;`).join("\n")}
-${names.map((n, i) => `@group(0) @binding(${k + i}) var<storage, read> ${n} : array<f32>;`).join("\n")}
-struct Uniforms { rows : i32, cols : i32, chunk : i32, parts : i32 };
-@group(0) @binding(${k + names.length}) var<uniform> uniforms : Uniforms;
+${rawBindings(outs, names, "rows : i32, cols : i32, chunk : i32, parts : i32")}
 var<workgroup> lanes : array<f32, 256>;
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid : vec3<u32>, @builtin(local_invocation_index) lid : u32) {
   let group = i32(wid.x + wid.y * ${MAX_GROUPS}u);
   let tid = i32(lid);
-${columnSumBody(terms, terms.map((_, j) => `out${j}`))}
+${columnSumBody(terms, outs)}
 }`;
 }
 

@@ -29,6 +29,7 @@
  * split is recorded in tfjs's command encoder (./raw.ts), so recorded steps
  * replay them all and profiles name them.
  */
+import { rawBindings } from "./raw";
 
 /** The tile of C a split-K workgroup computes, on each side. */
 export const SPLIT_TILE = 32;
@@ -103,12 +104,7 @@ export function splitKGrid(M: number, N: number, parts: number): [number, number
  */
 export function splitKRowSumsShader(transposeA: boolean, transposeB: boolean): string {
   return `
-@group(0) @binding(0) var<storage, read_write> result : array<f32>;
-@group(0) @binding(1) var<storage, read_write> rowSums : array<f32>;
-@group(0) @binding(2) var<storage, read> A : array<f32>;
-@group(0) @binding(3) var<storage, read> B : array<f32>;
-struct Uniforms { M : i32, N : i32, K : i32, chunk : i32 };
-@group(0) @binding(4) var<uniform> uniforms : Uniforms;
+${rawBindings(["result", "rowSums"], ["A", "B"], "M : i32, N : i32, K : i32, chunk : i32")}
 ${splitKShared()}
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) workgroupId : vec3<u32>, @builtin(local_invocation_index) localIndex : u32) {

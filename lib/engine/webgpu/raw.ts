@@ -111,5 +111,20 @@ export function deviceTensor(b: RawBackend, shape: number[], dtype: tf.DataType 
   return tf.engine().makeTensorFromTensorInfo(info);
 }
 
+/**
+ * The bindings of a raw shader: `outs` (read_write) from binding 0, then
+ * `ins` (read), each an array<f32>, then the uniform struct of `fields`
+ * (WGSL members, e.g. "rows : i32, eps : f32") as `uniforms`: the order
+ * `record` binds its tensors and uniforms in.
+ */
+export function rawBindings(outs: string[], ins: string[], fields: string): string {
+  return [
+    ...outs.map((o, j) => `@group(0) @binding(${j}) var<storage, read_write> ${o} : array<f32>;`),
+    ...ins.map((n, i) => `@group(0) @binding(${outs.length + i}) var<storage, read> ${n} : array<f32>;`),
+    `struct Uniforms { ${fields} };`,
+    `@group(0) @binding(${outs.length + ins.length}) var<uniform> uniforms : Uniforms;`,
+  ].join("\n");
+}
+
 /** The workgroup index, across the two dimensions a large dispatch is split into. */
 export const GROUP_INDEX = `let group = wid.x + wid.y * ${MAX_GROUPS}u;`;
