@@ -13,6 +13,7 @@ import * as tf from "../../lib/engine/tf";
 import { Rng } from "../../lib/engine/rng";
 import { use } from "../../lib/engine/backend";
 import { NULL_ADAPTER } from "../../lib/engine/webgpu/dawn";
+import { DENSE_WEIGHT_GRADS } from "../../lib/engine/fused";
 import { startWebGPU, stopWebGPU } from "../../lib/engine/webgpu/backend";
 import { formatProfile, kernelCategory, summarizeProfile } from "../../lib/engine/webgpu/profile";
 import { recordCommands, StepReplay } from "../../lib/engine/webgpu/replay";
@@ -128,6 +129,27 @@ test("on Dawn's Null backend: a replayed step's dispatches each carry their kern
   tf.dispose(outputs);
   replay.dispose();
   W.dispose();
+});
+
+test("on Dawn's Null backend: a raw dispatch carries its key, and a raw matmul its operations (a dense layer's weight and bias gradients split along the rows)", async () => {
+  await startWebGPU({ allowSoftware: true, adapterName: NULL_ADAPTER });
+  const step = (dy: Float32Array, x: Float32Array) => tf.tidy(() => tf.engine().runKernel(DENSE_WEIGHT_GRADS, { dy: tf.tensor2d(dy, [2048, 24]), x: tf.tensor2d(x, [2048, 40]) }, {}) as tf.Tensor[]);
+  const inputs = (s: number) => [new Rng(s).fillNormal(new Float32Array(2048 * 24)), new Rng(s + 1).fillNormal(new Float32Array(2048 * 40))];
+  const [a, b] = [1, 3].map((s) => {
+    const ins = inputs(s);
+    const r = recordCommands(() => step(ins[0], ins[1]), { inputs: ins, state: [] });
+    tf.dispose(r.result);
+    return r;
+  });
+  const replay = StepReplay.build(a, b);
+  if (!(replay instanceof StepReplay)) throw new Error(`refused: ${replay.refused}`);
+  const { outputs, times } = replay.profile(inputs(5));
+  const got = await times;
+  assert.equal(got.map((t) => t.kernel), ["retromaeMatMulSplitK_true_false_rowSums", "retromaeMatMulSumOfParts_2"]);
+  assert.is(got[0].flops, 2 * 24 * 40 * 2048);
+  assert.is(got[1].flops, undefined);
+  tf.dispose(outputs);
+  replay.dispose();
 });
 
 test("Trainer.profile on the Null backend: every dispatch of the step counted and named, no times; off webgpu, or with recordSteps false, one sentence", async () => {

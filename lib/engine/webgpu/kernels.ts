@@ -1129,7 +1129,7 @@ export function denseWeightGradsWebGPU(batchMatMul: KernelFunc): KernelConfig {
       const used = Math.ceil(K / chunk);
       const dwParts = rb.makeTensorInfo([used, M, N], "float32");
       const dbParts = rb.makeTensorInfo([used, M], "float32");
-      recordDispatch(rb, "retromaeMatMulSplitK_true_false_rowSums", () => splitKRowSumsShader(true, false), [dwParts, dbParts, dy, x], new Int32Array([M, N, K, chunk]).buffer, splitKGrid(M, N, used));
+      recordDispatch(rb, "retromaeMatMulSplitK_true_false_rowSums", () => splitKRowSumsShader(true, false), [dwParts, dbParts, dy, x], new Int32Array([M, N, K, chunk]).buffer, splitKGrid(M, N, used), 2 * M * N * K);
       const [dW, db] = [rb.makeTensorInfo([M, N], "float32"), rb.makeTensorInfo([M], "float32")];
       recordDispatch(rb, "retromaeMatMulSumOfParts_2", () => sumOfPartsShader(2), [dW, db, dwParts, dbParts], new Int32Array([used, M * N, M]).buffer, Math.ceil((M * N + M) / 256));
       b.disposeData(dwParts.dataId);

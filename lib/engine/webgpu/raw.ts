@@ -71,15 +71,24 @@ function bufferOf(b: RawBackend, t: TensorInfo): GPUBuffer {
   return b.tensorMap.get(t.dataId)!.resource as GPUBuffer;
 }
 
+/** The raw dispatch being encoded, while it is. */
+let dispatching: { kernel: string; flops?: number } | null = null;
+
+/** The label of the raw dispatch being encoded (its key and, for a matmul, its flops), for a recording's profile (./replay.ts); null outside one. */
+export function rawDispatchLabel(): { kernel: string; flops?: number } | null {
+  return dispatching;
+}
+
 /**
  * Record one dispatch into tfjs's command encoder, as its recordAndSubmit
  * does: bindings 0.. are `tensors` (in order), the last is a uniform buffer
  * from tfjs's pool (released when the commands are submitted); the tensors
  * are held until then. `groups`: a count of workgroups, spread over x and y
  * past MAX_GROUPS (the shader finds its index with GROUP_INDEX), or a grid
- * of x, y and z (each at most MAX_GROUPS).
+ * of x, y and z (each at most MAX_GROUPS). `flops`, for a matmul: its
+ * floating-point operations, for a profile's GFLOP/s (rawDispatchLabel).
  */
-export function record(b: RawBackend, key: string, code: () => string, tensors: TensorInfo[], uniforms: ArrayBuffer, groups: number | [number, number, number]): void {
+export function record(b: RawBackend, key: string, code: () => string, tensors: TensorInfo[], uniforms: ArrayBuffer, groups: number | [number, number, number], flops?: number): void {
   const { pipeline, layout } = pipelineFor(b.device, key, code);
   const buffers = tensors.map((t) => bufferOf(b, t));
   const size = Math.max(16, Math.ceil(uniforms.byteLength / 16) * 16);
@@ -95,8 +104,13 @@ export function record(b: RawBackend, key: string, code: () => string, tensors: 
   if (!b.computePassEncoder) b.computePassEncoder = b.commandEncoder!.beginComputePass({});
   b.computePassEncoder.setPipeline(pipeline);
   b.computePassEncoder.setBindGroup(0, bindGroup);
-  if (typeof groups === "number") b.computePassEncoder.dispatchWorkgroups(Math.min(groups, MAX_GROUPS), Math.ceil(groups / MAX_GROUPS), 1);
-  else b.computePassEncoder.dispatchWorkgroups(...groups);
+  dispatching = { kernel: key, ...(flops ? { flops } : {}) };
+  try {
+    if (typeof groups === "number") b.computePassEncoder.dispatchWorkgroups(Math.min(groups, MAX_GROUPS), Math.ceil(groups / MAX_GROUPS), 1);
+    else b.computePassEncoder.dispatchWorkgroups(...groups);
+  } finally {
+    dispatching = null;
+  }
   b.dispatchCountInPass++;
   if ((tf.env().get("WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE") as number) <= b.dispatchCountInPass) {
     b.endComputePassEncoder();

@@ -43,7 +43,7 @@
  */
 import * as tf from "../tf";
 import { copyInPlaceWebGPU } from "./optimizer";
-import { deviceTensor, rawBackend, RawBackend } from "./raw";
+import { deviceTensor, rawBackend, RawBackend, rawDispatchLabel } from "./raw";
 import { takeFromPool } from "./pool";
 
 function backendOf(): RawBackend {
@@ -328,7 +328,7 @@ export function recordCommands<T>(fn: () => T, options: RecordOptions = {}): Rec
       const group = pass.group ? groups.get(pass.group) : undefined;
       if (!pass.pipeline || !group) refuse("a step dispatches with a pipeline or bind group made before the recording");
       else {
-        const label = program ?? { kernel: pass.pipeline.label || "unlabelled shader" };
+        const label = program ?? rawDispatchLabel() ?? { kernel: pass.pipeline.label || "unlabelled shader" };
         current().commands.push({ kind: "dispatch", pipeline: pass.pipeline, layout: group.layout, bindings: group.bindings, x, y: y ?? 1, z: z ?? 1, label });
       }
       return orig.apply(this, args);
