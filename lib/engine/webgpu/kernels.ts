@@ -539,6 +539,16 @@ export function denseGeluWebGPU(fusedMatMul: KernelFunc): KernelConfig {
 const ROWS_WG = 64;
 
 /**
+ * `n` (a column sum's rows, a matmul's K) split into about `parts` runs of
+ * `chunk`, a multiple of `step`: `used` runs, the last one shorter where
+ * `n` is not a multiple. The same n and parts always split the same way.
+ */
+function inRuns(n: number, parts: number, step: number): { chunk: number; used: number } {
+  const chunk = Math.max(step, Math.ceil(n / parts / step) * step);
+  return { chunk, used: Math.ceil(n / chunk) };
+}
+
+/**
  * How many runs of rows a column sum of [rows, cols] is split into (1: one
  * pass). A workgroup takes 16 columns, so a bias gradient is few workgroups
  * (tiny's 128 columns: 8; base's 768: 48), each walking every row, on a GPU
@@ -563,9 +573,7 @@ function columnSum(b: WebGPUBackendLike, inputs: TensorInfo[], names: string[], 
   // (no rows: zeros. A pass would bind an empty buffer, which WebGPU rejects, and leave its output unwritten)
   if (rows === 0) return zeros(b, [cols], "float32");
   const key = term.replace(/[^a-z]+/gi, "");
-  const parts = columnSumParts(rows, cols);
-  const chunk = Math.max(COLUMN_LANES, Math.ceil(rows / parts / COLUMN_LANES) * COLUMN_LANES);
-  const used = Math.ceil(rows / chunk);
+  const { chunk, used } = inRuns(rows, columnSumParts(rows, cols), COLUMN_LANES);
   const sums = b.runWebGPUProgram(columnSumProgram(cols, used, names, key, term), inputs.map((t) => ({ ...t, shape: [rows, cols] })), "float32", ints(rows, cols, chunk, used));
   if (used === 1) return { ...sums, shape: [cols] };
   // (its own key, for a profile's categories: the runs of a LayerNorm's or a bias's sums)
@@ -582,9 +590,7 @@ function columnSum(b: WebGPUBackendLike, inputs: TensorInfo[], names: string[], 
  */
 function columnSums(rb: RawBackend, key: string, inputs: TensorInfo[], names: string[], terms: string[], rows: number, cols: number): TensorInfo[] {
   if (rows === 0) return terms.map(() => zeros(rb as unknown as WebGPUBackendLike, [cols], "float32"));
-  const parts = columnSumParts(rows, cols);
-  const chunk = Math.max(COLUMN_LANES, Math.ceil(rows / parts / COLUMN_LANES) * COLUMN_LANES);
-  const used = Math.ceil(rows / chunk);
+  const { chunk, used } = inRuns(rows, columnSumParts(rows, cols), COLUMN_LANES);
   const pass = (key: string, names: string[], terms: string[], ins: TensorInfo[], rows: number, chunk: number, used: number, shape: number[]) => {
     const outs = terms.map(() => rb.makeTensorInfo(shape, "float32"));
     const groups = Math.ceil(cols / COLUMNS_PER_GROUP) * used;
@@ -1041,8 +1047,7 @@ export function splitsAlongK(a: TensorInfo, b: TensorInfo, transposeA: boolean, 
 function splitKMatMul(b: WebGPUBackendLike, a: TensorInfo, bT: TensorInfo, transposeA: boolean, transposeB: boolean, M: number, N: number, K: number, parts: number, outShape: number[]): TensorInfo {
   const tiledParts = tiledSplitKParts(M, N, K);
   const step = tiledParts ? TILED_STEP_K : SPLIT_TILE; // K per staged slice
-  const chunk = Math.ceil(K / (tiledParts || parts) / step) * step;
-  const used = Math.ceil(K / chunk);
+  const { chunk, used } = inRuns(K, tiledParts || parts, step);
   const partial = tiledParts
     ? b.runWebGPUProgram(tiledMatMulProgram(used, M, N, K, transposeA, transposeB, false, true), [a, bT], "float32", ints(M, N, K, 1, 1, chunk))
     : b.runWebGPUProgram(splitKMatMulProgram(M, N, K, used, transposeA, transposeB), [a, bT], "float32", ints(M, N, K, chunk));
@@ -1125,8 +1130,7 @@ export function denseWeightGradsWebGPU(batchMatMul: KernelFunc): KernelConfig {
         return [dW, columnSum(b, [dy], ["x"], "x[at]", K, M)];
       }
       const rb = rawOf("The dense layer's gradient");
-      const chunk = Math.ceil(K / parts / SPLIT_TILE) * SPLIT_TILE;
-      const used = Math.ceil(K / chunk);
+      const { chunk, used } = inRuns(K, parts, SPLIT_TILE);
       const dwParts = rb.makeTensorInfo([used, M, N], "float32");
       const dbParts = rb.makeTensorInfo([used, M], "float32");
       recordDispatch(rb, "retromaeMatMulSplitK_true_false_rowSums", () => splitKRowSumsShader(true, false), [dwParts, dbParts, dy, x], new Int32Array([M, N, K, chunk]).buffer, splitKGrid(M, N, used), 2 * M * N * K);
