@@ -323,10 +323,38 @@ export class DropoutSeeds {
 
   /** Inverted dropout of x at `rate`: this step's next call. */
   apply(x: tf.Tensor, rate: number): tf.Tensor {
+    const call = this.next(rate);
+    return dropoutWithSeed(x, rate, call.seed, call.base);
+  }
+
+  /** This step's next call at `rate`, for a kernel that drops out its own input or output (addLayerNorm's and scaledMaskedSoftmax's `dropout`). */
+  next(rate: number): DropoutCall {
     // made on the first call, inside the step's scope, from the same array every time (a recorded input)
     if (!this.tensor || this.tensor.isDisposed) this.tensor = tf.tensor1d(this.base, "int32");
-    return dropoutWithSeed(x, rate, this.calls++, this.tensor);
+    return { rate, seed: this.calls++, base: this.tensor };
   }
+}
+
+/**
+ * One dropout call of a step (DropoutSeeds.next) for a fused kernel to apply
+ * as it reads or writes: its rate, its index in the step and the step's
+ * base seed. The mask is DROPOUT's, bit for bit.
+ */
+export interface DropoutCall {
+  readonly rate: number;
+  readonly seed: number;
+  readonly base: tf.Tensor;
+}
+
+/** A dropout call's attributes (dropoutAttrs) under the names a fused kernel takes them by, beside its own. */
+function dropoutCallAttrs(call: DropoutCall): { dropSeed: number; dropThreshold: number; dropScale: number } {
+  const { seed, threshold, scale } = dropoutAttrs(call.rate, call.seed);
+  return { dropSeed: seed, dropThreshold: threshold, dropScale: scale };
+}
+
+/** A dropout call applied on its own: where no fused kernel takes it. */
+function dropoutCall(x: tf.Tensor, call: DropoutCall): tf.Tensor {
+  return dropoutWithSeed(x, call.rate, call.seed, call.base);
 }
 
 /** Registered by the webgpu backend only: its fused matmul with a GELU epilogue. */
@@ -351,6 +379,10 @@ export const ADD_LAYER_NORM = "RetroMAEAddLayerNorm";
 export const LAYER_NORM_GRAD = "RetroMAELayerNormGrad";
 export const SCALED_MASKED_SOFTMAX = "RetroMAEScaledMaskedSoftmax";
 export const SCALED_SOFTMAX_GRAD = "RetroMAEScaledSoftmaxGrad";
+/** Registered by the webgpu backend only: ADD_LAYER_NORM of x dropped out (a DropoutCall's mask, drawn in the kernel; its `base` an input). */
+export const DROPOUT_ADD_LAYER_NORM = "RetroMAEDropoutAddLayerNorm";
+/** Registered by the webgpu backend only: SCALED_MASKED_SOFTMAX, then dropout (a DropoutCall) in the same pass; outputs [dropped, probabilities]. */
+export const DROPOUT_SOFTMAX = "RetroMAEScaledMaskedSoftmaxDropout";
 export const ATTENTION = "RetroMAEAttention";
 
 // LayerNorm's gradient: one native pass gives the gradient of the sum (x and
@@ -368,21 +400,43 @@ tf.registerGradient({
   },
 });
 
+// With x dropped out: the residual's gradient is ds, x's is ds under the same mask (the LayerNorm's
+// gradient kernel writes both, the mask drawn again from the saved base).
+tf.registerGradient({
+  kernelName: DROPOUT_ADD_LAYER_NORM,
+  inputsToSave: ["gamma", "base"],
+  outputsToSave: [false, true, true],
+  gradFunc: (dys, saved, attrs) => {
+    const [gamma, base, xhat, rstd] = saved;
+    const dy = (dys as tf.Tensor[])[0];
+    const { dropSeed, dropThreshold, dropScale } = attrs as unknown as ReturnType<typeof dropoutCallAttrs>;
+    const [ds, dgamma, dbeta, dx] = tf.engine().runKernel(LAYER_NORM_GRAD, { dy, xhat, rstd, gamma, base }, { dropSeed, dropThreshold, dropScale }) as tf.Tensor[];
+    // (the base leads to no weight: tfjs never asks for its gradient)
+    return { x: () => dx, residual: () => ds, gamma: () => dgamma, beta: () => dbeta, base: () => tf.zerosLike(base) };
+  },
+});
+
 /**
  * LayerNorm of (x + residual) over the last axis: (s − mean) / √(var + eps) · γ + β,
  * s = x + residual. One native kernel forward and one backward (the tfjs
- * composition is eleven ops each way); elsewhere, that composition.
+ * composition is eleven ops each way); elsewhere, that composition. With
+ * `dropout`, s = dropout(x) + residual: on webgpu the kernel draws the mask
+ * as it reads x (and its gradient as it writes x's), no dropped copy made;
+ * elsewhere the dropout runs first.
  * x [..., H], residual [..., H] or null, gamma [H], beta [H] -> [..., H]
  */
-export function addLayerNorm(x: tf.Tensor, residual: tf.Tensor | null, gamma: tf.Tensor, beta: tf.Tensor, eps: number): tf.Tensor {
+export function addLayerNorm(x: tf.Tensor, residual: tf.Tensor | null, gamma: tf.Tensor, beta: tf.Tensor, eps: number, dropout?: DropoutCall): tf.Tensor {
   const H = x.shape[x.shape.length - 1];
-  if (nativeKernel(ADD_LAYER_NORM) && x.dtype === "float32" && (!residual || tf.util.arraysEqual(residual.shape, x.shape)) && gamma.size === H && beta.size === H) {
+  const kernel = dropout ? DROPOUT_ADD_LAYER_NORM : ADD_LAYER_NORM;
+  if (nativeKernel(kernel) && x.dtype === "float32" && (!residual || tf.util.arraysEqual(residual.shape, x.shape)) && gamma.size === H && beta.size === H) {
     const inputs: Record<string, tf.Tensor> = { x, gamma, beta };
     if (residual) inputs.residual = residual;
+    if (dropout) inputs.base = dropout.base;
     // The normalized rows and 1/σ are outputs only when the tape records (the gradient reads them); else y alone.
-    const outs = tf.engine().runKernel(ADD_LAYER_NORM, inputs, { eps, stats: tf.engine().isTapeOn() }) as tf.Tensor[];
+    const outs = tf.engine().runKernel(kernel, inputs, { eps, stats: tf.engine().isTapeOn(), ...(dropout ? dropoutCallAttrs(dropout) : {}) }) as tf.Tensor[];
     return outs[0];
   }
+  if (dropout) return tf.tidy(() => addLayerNorm(dropoutCall(x, dropout), residual, gamma, beta, eps));
   return tf.tidy(() => {
     const s = residual ? tf.add(x, residual) : x;
     const { mean, variance } = tf.moments(s, -1, true);
@@ -394,37 +448,60 @@ export function addLayerNorm(x: tf.Tensor, residual: tf.Tensor | null, gamma: tf
 // The attention softmax's gradient: scale · p · (dp − Σ dp·p) for the scores;
 // for the additive mask, the same without the scale, summed over the axes it
 // was broadcast along.
+function softmaxGrads(probs: tf.Tensor, dy: tf.Tensor, mask: tf.Tensor, scale: number, dropped?: { base: tf.Tensor; attrs: ReturnType<typeof dropoutCallAttrs> }) {
+  const inputs = { p: probs, dy, ...(dropped ? { base: dropped.base } : {}) };
+  const grad = (scale: number) => tf.engine().runKernel(SCALED_SOFTMAX_GRAD, inputs, { scale, ...dropped?.attrs }) as tf.Tensor;
+  return {
+    x: () => grad(scale),
+    mask: () =>
+      tf.tidy(() => {
+        const g = grad(1);
+        const axes = mask.shape.flatMap((d, i) => (d === 1 && g.shape[i] !== 1 ? [i] : []));
+        return axes.length ? tf.sum(g, axes, true) : g;
+      }),
+  };
+}
+
 tf.registerGradient({
   kernelName: SCALED_MASKED_SOFTMAX,
   inputsToSave: ["mask"],
   outputsToSave: [true],
   gradFunc: (dy, saved, attrs) => {
     const [mask, probs] = saved;
-    const { scale } = attrs as unknown as { scale: number };
-    const dx = () => tf.engine().runKernel(SCALED_SOFTMAX_GRAD, { p: probs, dy: dy as tf.Tensor }, { scale }) as tf.Tensor;
-    return {
-      x: dx,
-      mask: () =>
-        tf.tidy(() => {
-          const g = tf.engine().runKernel(SCALED_SOFTMAX_GRAD, { p: probs, dy: dy as tf.Tensor }, { scale: 1 }) as tf.Tensor;
-          const axes = mask.shape.flatMap((d, i) => (d === 1 && g.shape[i] !== 1 ? [i] : []));
-          return axes.length ? tf.sum(g, axes, true) : g;
-        }),
-    };
+    return softmaxGrads(probs, dy as tf.Tensor, mask, (attrs as unknown as { scale: number }).scale);
+  },
+});
+
+// With dropout after the softmax: the same, of dy under the dropout's mask (drawn again in the
+// gradient's kernel from the saved base, as it reads dy).
+tf.registerGradient({
+  kernelName: DROPOUT_SOFTMAX,
+  inputsToSave: ["mask", "base"],
+  outputsToSave: [false, true],
+  gradFunc: (dys, saved, attrs) => {
+    const [mask, base, probs] = saved;
+    const { scale, dropSeed, dropThreshold, dropScale } = attrs as unknown as { scale: number } & ReturnType<typeof dropoutCallAttrs>;
+    return { ...softmaxGrads(probs, (dys as tf.Tensor[])[0], mask, scale, { base, attrs: { dropSeed, dropThreshold, dropScale } }), base: () => tf.zerosLike(base) };
   },
 });
 
 /**
  * Attention probabilities: softmax(x · scale + mask) over the last axis, in
- * one native pass forward and one backward; elsewhere the tfjs ops.
+ * one native pass forward and one backward; elsewhere the tfjs ops. With
+ * `dropout`, the probabilities dropped out: on webgpu in the same pass each
+ * way (the mask drawn as they are written, and again as the gradient reads
+ * dy); elsewhere the dropout runs after.
  * x [B, heads, Lq, Lk], mask additive [B, 1, 1 or Lq, Lk] -> [B, heads, Lq, Lk]
  */
-export function scaledMaskedSoftmax(x: tf.Tensor4D, mask: tf.Tensor4D, scale: number): tf.Tensor4D {
+export function scaledMaskedSoftmax(x: tf.Tensor4D, mask: tf.Tensor4D, scale: number, dropout?: DropoutCall): tf.Tensor4D {
   const [B, , Lq, Lk] = x.shape;
   const [mB, mh, mq, mk] = mask.shape;
-  if (nativeKernel(SCALED_MASKED_SOFTMAX) && x.dtype === "float32" && mB === B && mh === 1 && (mq === 1 || mq === Lq) && mk === Lk && Lk > 0) {
-    return tf.engine().runKernel(SCALED_MASKED_SOFTMAX, { x, mask }, { scale }) as tf.Tensor4D;
+  const kernel = dropout ? DROPOUT_SOFTMAX : SCALED_MASKED_SOFTMAX;
+  if (nativeKernel(kernel) && x.dtype === "float32" && mB === B && mh === 1 && (mq === 1 || mq === Lq) && mk === Lk && Lk > 0) {
+    if (dropout) return (tf.engine().runKernel(kernel, { x, mask, base: dropout.base }, { scale, ...dropoutCallAttrs(dropout) }) as tf.Tensor[])[0] as tf.Tensor4D;
+    return tf.engine().runKernel(kernel, { x, mask }, { scale }) as tf.Tensor4D;
   }
+  if (dropout) return tf.tidy(() => dropoutCall(scaledMaskedSoftmax(x, mask, scale), dropout)) as tf.Tensor4D;
   return tf.tidy(() => tf.softmax(tf.add(tf.mul(x, scale), mask))) as tf.Tensor4D;
 }
 

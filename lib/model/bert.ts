@@ -9,7 +9,7 @@
  */
 import * as tf from "../engine/tf";
 import type { Rng } from "../engine/rng";
-import { addLayerNorm, attentionContext, attentionInference, attentionInPlace, attentionScores, dropoutWithSeed, DropoutSeeds, gelu as fusedGelu, linear, linearGelu, logSumExpArgMax, logSumExpRows, pickLabels, scaledMaskedSoftmax, softmaxMinusOneHot, softmaxMinusOneHotColSum, tiedLogits } from "../engine/fused";
+import { addLayerNorm, attentionContext, attentionInference, attentionInPlace, attentionScores, DropoutCall, dropoutWithSeed, DropoutSeeds, gelu as fusedGelu, linear, linearGelu, logSumExpArgMax, logSumExpRows, pickLabels, scaledMaskedSoftmax, softmaxMinusOneHot, softmaxMinusOneHotColSum, tiedLogits } from "../engine/fused";
 import type { BertConfig } from "./config";
 
 export type Weights = ReadonlyMap<string, tf.Tensor>;
@@ -72,6 +72,26 @@ export function dropout(x: tf.Tensor, rate: number, opts: ForwardOptions): tf.Te
   if (opts.seeds) return opts.seeds.apply(x, rate);
   if (!opts.rng) throw new Error("Dropout in training mode needs the run's generator; pass { training: true, rng }.");
   return dropoutWithSeed(x, rate, opts.rng.seed());
+}
+
+/**
+ * A dropout for the next op to apply as it reads or writes (webgpu draws
+ * the mask inside its LayerNorm and softmax kernels), where the step's seeds
+ * are drawn on the device; undefined where `dropout` applies it, or there
+ * is none. Either way it is the forward's next dropout call.
+ */
+function fusedDropout(rate: number, opts: ForwardOptions): DropoutCall | undefined {
+  return opts.training && rate > 0 && opts.seeds ? opts.seeds.next(rate) : undefined;
+}
+
+/**
+ * A sub-layer's output (BertSelfOutput, BertOutput): LayerNorm(dropout(x) + residual).
+ * x [..., H], residual [..., H] -> [..., H]
+ */
+function dropoutAddNorm(w: Weights, prefix: string, cfg: BertConfig, x: tf.Tensor, residual: tf.Tensor, opts: ForwardOptions): tf.Tensor {
+  const call = fusedDropout(cfg.hiddenDropoutProb, opts);
+  const dropped = call ? x : dropout(x, cfg.hiddenDropoutProb, opts);
+  return addLayerNorm(dropped, residual, weight(w, `${prefix}.weight`), weight(w, `${prefix}.bias`), cfg.layerNormEps, call);
 }
 
 /**
@@ -152,8 +172,10 @@ export function embeddingsOfVectors(
  */
 function attend(q: tf.Tensor3D, k: tf.Tensor3D, v: tf.Tensor3D, mask: tf.Tensor4D, nh: number, cfg: BertConfig, opts: ForwardOptions): tf.Tensor3D {
   const scores = attentionScores(q, k, nh); // [B, nh, Lq, Lk]
-  const probs = dropout(scaledMaskedSoftmax(scores, mask, 1 / Math.sqrt(cfg.hiddenSize / nh)), cfg.attentionProbsDropoutProb, opts); // softmax(scores / √dh + mask)
-  return attentionContext(probs as tf.Tensor4D, v, nh); // [B, Lq, H]
+  const call = fusedDropout(cfg.attentionProbsDropoutProb, opts);
+  const probs = scaledMaskedSoftmax(scores, mask, 1 / Math.sqrt(cfg.hiddenSize / nh), call); // softmax(scores / √dh + mask)
+  const dropped = call ? probs : dropout(probs, cfg.attentionProbsDropoutProb, opts); // (dropped out in the softmax's pass where `call` is given)
+  return attentionContext(dropped as tf.Tensor4D, v, nh); // [B, Lq, H]
 }
 
 /**
@@ -225,8 +247,8 @@ export function attention(
       cfg,
       opts,
     ); // [B, Lq, H]
-  const out = dropout(dense(w, `${prefix}.output.dense`, merged), cfg.hiddenDropoutProb, opts);
-  return layerNorm(w, `${prefix}.output.LayerNorm`, out, cfg.layerNormEps, query) as tf.Tensor3D;
+  const out = dense(w, `${prefix}.output.dense`, merged); // [B, Lq, H]
+  return dropoutAddNorm(w, `${prefix}.output.LayerNorm`, cfg, out, query, opts) as tf.Tensor3D;
 }
 
 /**
@@ -245,8 +267,8 @@ export function bertLayer(
 ): tf.Tensor3D {
   const attended = attention(w, `${prefix}.attention`, cfg, query, keyValue, mask, opts); // [B, Lq, H]
   const inner = denseGelu(w, `${prefix}.intermediate.dense`, attended); // [B, Lq, I]
-  const out = dropout(dense(w, `${prefix}.output.dense`, inner), cfg.hiddenDropoutProb, opts); // [B, Lq, H]
-  return layerNorm(w, `${prefix}.output.LayerNorm`, out, cfg.layerNormEps, attended) as tf.Tensor3D;
+  const out = dense(w, `${prefix}.output.dense`, inner); // [B, Lq, H]
+  return dropoutAddNorm(w, `${prefix}.output.LayerNorm`, cfg, out, attended, opts) as tf.Tensor3D;
 }
 
 /**

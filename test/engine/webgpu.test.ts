@@ -30,7 +30,7 @@ import { bytesHeldByReplays, recordCommands, StepReplay } from "../../lib/engine
 import { copyInPlaceWebGPU } from "../../lib/engine/webgpu/optimizer";
 import { additiveMaskOfBytes, bytesAsWords, DROPOUT, dropoutWithSeed, DropoutSeeds, registerCounterDropout } from "../../lib/engine/fused";
 import { countDispatches, formatProfile } from "../../lib/engine/webgpu/profile";
-import { addLayerNorm, ADD_LAYER_NORM, ATTENTION, attentionContext, attentionInference, attentionScores, DENSE_GELU, DENSE_WEIGHT_GRADS, gelu, GELU, linear, linearGelu, logSumExpArgMax, logSumExpRows, pickLabels, scaledMaskedSoftmax, SCALED_MASKED_SOFTMAX, softmaxMinusOneHotColSum } from "../../lib/engine/fused";
+import { addLayerNorm, ADD_LAYER_NORM, ATTENTION, DROPOUT_ADD_LAYER_NORM, DROPOUT_SOFTMAX, attentionContext, attentionInference, attentionScores, DENSE_GELU, DENSE_WEIGHT_GRADS, gelu, GELU, linear, linearGelu, logSumExpArgMax, logSumExpRows, pickLabels, scaledMaskedSoftmax, SCALED_MASKED_SOFTMAX, softmaxMinusOneHotColSum } from "../../lib/engine/fused";
 import { runProbe, ProbeSet } from "../../lib/probe/probe";
 import { encodeTexts } from "../../lib/probe/encode";
 import { contrastiveFinetune } from "../../lib/probe/finetune";
@@ -482,6 +482,113 @@ test("the attention softmax (scale and additive mask) on webgpu matches the cpu'
   assert.ok(tf.getKernel(SCALED_MASKED_SOFTMAX, "webgpu"));
 });
 
+/** The labels of the pipelines that `fn` dispatches on webgpu (raw dispatches by their keys; tfjs's programs are all "Object"), and its result. */
+async function pipelineLabels<T>(fn: () => Promise<T>): Promise<{ labels: string[]; result: T }> {
+  await use("webgpu");
+  const device = (tf.backend() as unknown as { device: GPUDevice }).device;
+  const pass = device.createCommandEncoder().beginComputePass();
+  const proto = Object.getPrototypeOf(pass) as GPUComputePassEncoder;
+  pass.end();
+  const labels: string[] = [];
+  const setPipeline = proto.setPipeline;
+  proto.setPipeline = function (this: GPUComputePassEncoder, pipeline: GPUComputePipeline) {
+    labels.push(pipeline.label);
+    return setPipeline.call(this, pipeline);
+  };
+  try {
+    return { labels, result: await fn() };
+  } finally {
+    proto.setPipeline = setPipeline;
+  }
+}
+
+test("dropout inside Add & LayerNorm (of x) and inside the attention softmax (of the probabilities) on webgpu, a step's call drawn in the kernels: the cpu's dropout-then-LayerNorm and softmax-then-dropout, values and gradients on odd shapes, the same masks bit for bit, the same bits twice; no dropout pass and no dropped copy of x", async () => {
+  const rng = new Rng(16);
+  const close = (a: ArrayLike<number>, b: ArrayLike<number>, tol: number, what: string) => {
+    for (let i = 0; i < a.length; i++) assert.ok(Math.abs(a[i] - b[i]) <= tol * Math.max(1, Math.abs(a[i])), `${what}[${i}]: cpu ${a[i]} vs webgpu ${b[i]}`);
+  };
+  const zeros = (a: ArrayLike<number>) => Array.from(a, (v) => (v === 0 ? 1 : 0)).join("");
+  /** call `k` of a step whose base seed is `base`, at `rate` */
+  const callOf = (base: number, k: number, rate: number) => {
+    const seeds = new DropoutSeeds(base);
+    for (let i = 0; i < k; i++) seeds.next(rate);
+    return seeds.next(rate);
+  };
+  const onBoth = async (fn: () => tf.Tensor) => {
+    registerCounterDropout("cpu");
+    try {
+      return await both(fn);
+    } finally {
+      tf.unregisterKernel(DROPOUT, "cpu");
+    }
+  };
+  // Add & LayerNorm: [rows, H], with and without the residual
+  for (const [rows, H, rate, withResidual] of [[1, 5, 0.5, true], [130, 67, 0.1, true], [3, 300, 0.3, false]] as const) {
+    const name = `[${rows}, ${H}] at ${rate}${withResidual ? "" : ", no residual"}`;
+    const [x, res, beta, w] = [rows * H, rows * H, H, rows * H].map((n) => rng.fillNormal(new Float32Array(n)));
+    const gamma = Float32Array.from(rng.fillNormal(new Float32Array(H)), (v) => 1 + 0.1 * v);
+    const t = (a: Float32Array, s = [rows, H]) => tf.tensor(a, s);
+    // (x, residual, γ, β), or (x, γ, β)
+    const f = (...a: tf.Tensor[]) => tf.sum(tf.mul(addLayerNorm(a[0], withResidual ? a[1] : null, a[a.length - 2], a[a.length - 1], 1e-12, callOf(40 + rows, 2, rate)), t(w)));
+    const args = () => [t(x), ...(withResidual ? [t(res)] : []), t(gamma, [H]), t(beta, [H])];
+    const y = await onBoth(() => tf.tidy(() => addLayerNorm(t(x), withResidual ? t(res) : null, t(gamma, [H]), t(beta, [H]), 1e-12, callOf(40 + rows, 2, rate))));
+    close(y.cpu, y.gpu, 2e-5, `${name} y`);
+    for (const [k, what] of (withResidual ? ["dx", "dresidual", "dgamma", "dbeta"] : ["dx", "dgamma", "dbeta"]).entries()) {
+      const g = await onBoth(() => tf.tidy(() => tf.grads(f)(args())[k]));
+      close(g.cpu, g.gpu, 5e-4, `${name} ${what}`);
+      if (what === "dx") {
+        assert.is(zeros(g.gpu), zeros(g.cpu), `${name}: dx is 0 where the cpu's mask dropped x`);
+        if (rate >= 0.3) assert.ok(zeros(g.gpu).includes("1"), `${name}: some of x dropped`);
+      }
+    }
+    // the kernels: one raw dispatch forward, and the gradient's (ds and dx in one) with no tfjs program for the dropout
+    const gradsOnce = () => tf.tidy(() => tf.grads(f)(args()));
+    const run = () =>
+      pipelineLabels(async () => {
+        const { keys, values } = await programsOf(() => tf.tidy(() => tf.concat(gradsOnce().map((g) => g.reshape([-1])))));
+        return { keys, values };
+      });
+    const [first, second] = [await run(), await run()];
+    assert.equal(bits(first.result.values), bits(second.result.values), `${name}: the same bits twice`);
+    assert.ok(!first.result.keys.some((k) => k.startsWith("retromaeDropout")), `${name}: ${first.result.keys.join(", ")}`);
+    const key = `retromaeAddLayerNorm_${withResidual ? "residual" : "plain"}_stats_dropout`;
+    assert.equal(first.labels.filter((l) => l.startsWith("retromae")).slice(0, 2), [key, "retromaeLayerNormDs_dropout"], name);
+    const forward = await pipelineLabels(async () => {
+      const out = tf.tidy(() => addLayerNorm(t(x), withResidual ? t(res) : null, t(gamma, [H]), t(beta, [H]), 1e-12, callOf(1, 0, rate)));
+      await out.data();
+      out.dispose();
+    });
+    assert.equal(forward.labels, [`retromaeAddLayerNorm_${withResidual ? "residual" : "plain"}_y_dropout`], `${name}: untaped, one dispatch`);
+  }
+  // the attention softmax: [B, heads, Lq, Lk], the mask per key or per query and key (one row that sees nothing)
+  const M = -3.4028234663852886e38;
+  for (const [B, heads, Lq, Lk, perQuery, rate] of [[2, 3, 5, 7, false, 0.5], [1, 1, 1, 70, false, 0.1], [3, 2, 4, 130, true, 0.3]] as const) {
+    const name = `[${B}, ${heads}, ${Lq}, ${Lk}] at ${rate}`;
+    const x = rng.fillNormal(new Float32Array(B * heads * Lq * Lk));
+    const mq = perQuery ? Lq : 1;
+    const mask = Float32Array.from({ length: B * mq * Lk }, () => (rng.int(3) === 0 ? M : 0));
+    if (perQuery) for (let c = 0; c < Lk; c++) mask[c] = M;
+    const w = rng.fillNormal(new Float32Array(x.length));
+    const xs = () => tf.tensor4d(x, [B, heads, Lq, Lk]);
+    const ms = () => tf.tensor4d(mask, [B, 1, mq, Lk]);
+    const call = () => callOf(50 + Lk, 1, rate);
+    const p = await onBoth(() => tf.tidy(() => scaledMaskedSoftmax(xs(), ms(), 0.125, call())));
+    const dx = await onBoth(() => tf.tidy(() => tf.grad((t: tf.Tensor) => tf.sum(tf.mul(scaledMaskedSoftmax(t as tf.Tensor4D, ms(), 0.125, call()), tf.tensor4d(w, [B, heads, Lq, Lk]))))(xs())));
+    close(p.cpu, p.gpu, 1e-6, `${name} p`);
+    close(dx.cpu, dx.gpu, 1e-6, `${name} dx`);
+    assert.is(zeros(p.gpu), zeros(p.cpu), `${name}: the cpu's mask`);
+    const run = () =>
+      pipelineLabels(() => programsOf(() => tf.tidy(() => tf.grad((t: tf.Tensor) => tf.sum(tf.mul(scaledMaskedSoftmax(t as tf.Tensor4D, ms(), 0.125, call()), tf.tensor4d(w, [B, heads, Lq, Lk]))))(xs()))));
+    const [first, second] = [await run(), await run()];
+    assert.equal(bits(first.result.values), bits(second.result.values), `${name}: the same bits twice`);
+    assert.equal(first.labels.filter((l) => l.startsWith("retromae")), ["retromaeScaledMaskedSoftmax_dropout"], name);
+    assert.equal(first.result.keys.filter((k) => k.startsWith("retromae")), ["retromaeScaledSoftmaxGradDropout_64"], name);
+  }
+  await use("webgpu");
+  assert.ok(tf.getKernel(DROPOUT_ADD_LAYER_NORM, "webgpu") && tf.getKernel(DROPOUT_SOFTMAX, "webgpu"));
+  assert.not.ok(tf.getKernel(DROPOUT_ADD_LAYER_NORM, "cpu") || tf.getKernel(DROPOUT_SOFTMAX, "cpu"), "the cpu composes them");
+});
+
 test("the masked cross-entropy's pieces on webgpu match the cpu's composition: log-sum-exp, argmax, softmax − onehot and its column sums, with row weights (0 at padding) too", async () => {
   const rng = new Rng(16);
   for (const [N, V] of [[1, 5], [7, 64], [130, 67], [3, 5000]]) {
@@ -521,19 +628,29 @@ atScale("row kernels past 65,535 rows (tfjs then spreads the dispatch over a squ
   const xs = () => tf.tensor2d(x, [R, C]);
   const ws = () => tf.tensor2d(w, [R, C]);
   const as4 = (t: tf.Tensor) => t.reshape([R, 1, 1, C]) as tf.Tensor4D;
-  const smx = (t: tf.Tensor) => scaledMaskedSoftmax(as4(t), tf.zeros([R, 1, 1, C]) as tf.Tensor4D, 0.5);
-  // (one shell, rowWorkgroupProgram, serves these and softmax, LayerNorm's gradient and softmax − onehot; argmax has its own)
+  const drop = (rate: number) => new DropoutSeeds(R).next(rate);
+  const smx = (t: tf.Tensor, rate?: number) => scaledMaskedSoftmax(as4(t), tf.zeros([R, 1, 1, C]) as tf.Tensor4D, 0.5, rate ? drop(rate) : undefined);
+  // (one shell, rowWorkgroupProgram, serves these and softmax and softmax − onehot, and one, rawRowsShader, Add & LayerNorm, its
+  // gradient and the softmax with dropout; argmax has its own)
   // each is some 4 s on SwiftShader, for 66,049 workgroups
   const checks: [string, () => tf.Tensor, number][] = [
     ["the attention softmax", () => smx(xs()), 1e-6],
     ["the attention softmax's gradient", () => tf.grad((t: tf.Tensor) => tf.sum(tf.mul(smx(t), as4(ws()))))(xs()), 1e-6],
     ["Add & LayerNorm", () => addLayerNorm(xs(), ws(), tf.tensor1d(gamma), tf.ones([C]), 1e-12), 1e-5],
     ["log-sum-exp, then argmax", () => tf.concat(logSumExpArgMax(xs()).map((t) => t.toFloat())), 1e-6],
+    // with dropout drawn in the kernels (the cpu: the counter-based dropout, then the op): values and gradients
+    ["the attention softmax with dropout, and its gradient", () => tf.concat([smx(xs(), 0.3).reshape([-1]), tf.grad((t: tf.Tensor) => tf.sum(tf.mul(smx(t, 0.3), as4(ws()))))(xs()).reshape([-1])]), 1e-6],
+    ["Add & LayerNorm with dropout, and the gradients of x and the residual", () => tf.concat(tf.grads((a: tf.Tensor, r: tf.Tensor) => tf.sum(tf.mul(addLayerNorm(a, r, tf.tensor1d(gamma), tf.ones([C]), 1e-12, drop(0.3)), tf.square(ws()))))([xs(), ws()]).map((g) => g.reshape([-1]))), 5e-4],
   ];
-  for (const [what, fn, tol] of checks) {
-    const r = await both(() => tf.tidy(fn));
-    assert.is(r.gpu.length, r.cpu.length, what);
-    for (let i = 0; i < r.cpu.length; i++) assert.ok(Math.abs(r.cpu[i] - r.gpu[i]) <= tol * Math.max(1, Math.abs(r.cpu[i])), `${what} at ${i} (row ${Math.floor(i / C)}): cpu ${r.cpu[i]} vs webgpu ${r.gpu[i]}`);
+  registerCounterDropout("cpu");
+  try {
+    for (const [what, fn, tol] of checks) {
+      const r = await both(() => tf.tidy(fn));
+      assert.is(r.gpu.length, r.cpu.length, what);
+      for (let i = 0; i < r.cpu.length; i++) assert.ok(Math.abs(r.cpu[i] - r.gpu[i]) <= tol * Math.max(1, Math.abs(r.cpu[i])), `${what} at ${i} (row ${Math.floor(i / C) % R}): cpu ${r.cpu[i]} vs webgpu ${r.gpu[i]}`);
+    }
+  } finally {
+    tf.unregisterKernel(DROPOUT, "cpu");
   }
   // the whole attention, 65,537 sequences of one query over two keys: 65,537 workgroups
   const q = rng.fillNormal(new Float32Array(R * 3 * C)); // [R, 1, 3C]: q, k0 | k1, v0 | v1 below

@@ -88,6 +88,8 @@ import {
   DENSE_GELU,
   DENSE_WEIGHT_GRADS,
   DROPOUT,
+  DROPOUT_ADD_LAYER_NORM,
+  DROPOUT_SOFTMAX,
   HEAD_MATMUL,
   GELU,
   GELU_GRAD,
@@ -264,8 +266,8 @@ export const ROW_SUM_WGSL = (wg: number) => `
  * again, and `live` (false there) keeps its writes out; the body writes only
  * where `live`. (It cannot return early: its barriers need every invocation.)
  */
-function rowWorkgroupProgram(key: string, rows: number, cols: number, variableNames: string[], uniforms: string, body: string, wg = 64) {
-  const code = `${ROW_SUM_WGSL(wg)}
+function rowWorkgroupProgram(key: string, rows: number, cols: number, variableNames: string[], uniforms: string, body: string, wg = 64, prelude = "") {
+  const code = `${ROW_SUM_WGSL(wg)}${prelude}
   fn main(index : i32) {
     let live = index / ${wg} < uniforms.outShape[0];
     let row = min(index / ${wg}, uniforms.outShape[0] - 1);
@@ -359,15 +361,8 @@ function elementwiseKernel(kernelName: string, program: (n: number) => object, n
   };
 }
 
-/**
- * DROPOUT (lib/engine/fused.ts): the mask from the same 32-bit hash as the
- * JavaScript kernel, drawn here per element, so no noise is drawn on the CPU
- * or uploaded; bit for bit the JavaScript kernel's output.
- */
-function dropoutProgram(n: number, based: boolean) {
-  // with a base seed (an int32 [1] input), the mask's seed is hash(base ^ hash(call)) (DropoutSeeds)
-  const seed = based ? "retromaeHash(u32(base[0]) ^ uniforms.seed)" : "uniforms.seed";
-  const body = `
+/** fused.ts's hash32 (lowbias32) in WGSL. */
+const HASH_WGSL = `
   fn retromaeHash(v : u32) -> u32 {
     var x = v;
     x = x ^ (x >> 16u);
@@ -376,7 +371,44 @@ function dropoutProgram(n: number, based: boolean) {
     x = x * 0x846ca68bu;
     x = x ^ (x >> 16u);
     return x;
-  }
+  }`;
+
+/**
+ * A dropout call inside a raw shader (fused.ts's DropoutCall): its uniforms,
+ * after the shader's own, and `dropped(i, v)`, v (element i of the tensor
+ * dropped out) kept and scaled or 0, as DROPOUT computes it. `dropSeed` is
+ * the call's seed, from the step's base (an int32 [1] input `dropBase`) and
+ * the call's hashed index: DROP_SEED_WGSL, in the shader's main, computes it.
+ */
+const DROPOUT_FIELDS = "dropSeed : u32, dropThreshold : u32, dropScale : f32";
+const DROPPED_WGSL = `${HASH_WGSL}
+  fn dropped(seed : u32, i : i32, v : f32) -> f32 {
+    return select(0.0, v * uniforms.dropScale, retromaeHash(seed ^ u32(i)) >= uniforms.dropThreshold);
+  }`;
+const DROP_SEED_WGSL = "let dropSeed = retromaeHash(bitcast<u32>(dropBase[0]) ^ uniforms.dropSeed);";
+
+/** A raw shader's uniforms, four bytes each, of the types given. */
+function packUniforms(values: [number, "i32" | "u32" | "f32"][]): ArrayBuffer {
+  const u = new ArrayBuffer(4 * values.length);
+  const view = new DataView(u);
+  values.forEach(([v, type], i) => (type === "f32" ? view.setFloat32(4 * i, v, true) : type === "u32" ? view.setUint32(4 * i, v >>> 0, true) : view.setInt32(4 * i, v, true)));
+  return u;
+}
+
+/** A dropout call's uniforms (DROPOUT_FIELDS), from its attributes. */
+function dropoutUniforms(attrs: { dropSeed: number; dropThreshold: number; dropScale: number }): [number, "u32" | "f32"][] {
+  return [[attrs.dropSeed, "u32"], [attrs.dropThreshold, "u32"], [attrs.dropScale, "f32"]];
+}
+
+/**
+ * DROPOUT (lib/engine/fused.ts): the mask from the same 32-bit hash as the
+ * JavaScript kernel, drawn here per element, so no noise is drawn on the CPU
+ * or uploaded; bit for bit the JavaScript kernel's output.
+ */
+function dropoutProgram(n: number, based: boolean) {
+  // with a base seed (an int32 [1] input), the mask's seed is hash(base ^ hash(call)) (DropoutSeeds)
+  const seed = based ? "retromaeHash(u32(base[0]) ^ uniforms.seed)" : "uniforms.seed";
+  const body = `${HASH_WGSL}
   fn main(index : i32) {
     if (index >= uniforms.count) { return; }
     let keep = retromaeHash(${seed} ^ u32(index)) >= uniforms.threshold;
@@ -613,26 +645,44 @@ function rawOf(kernel: string): RawBackend {
 }
 
 /**
+ * A raw shader with a workgroup of ROWS_WG invocations per row: `body` runs
+ * with `row`, `tid` (0..ROWS_WG-1), `live` and rowReduce in scope. Past
+ * MAX_GROUPS rows the dispatch spreads over two dimensions; a spare
+ * workgroup computes the last row again, and `live`, false there, keeps its
+ * writes out (the body cannot return early: its barriers need every
+ * invocation). The uniforms begin with `rows : i32`, then `fields`; with
+ * `dropout`, then DROPOUT_FIELDS, and `dropped` and `dropSeed` in scope.
+ */
+function rawRowsShader(outs: string[], ins: string[], fields: string, body: string, dropout: boolean): string {
+  return `
+${rawBindings(outs, ins, `rows : i32, ${fields}${dropout ? `, ${DROPOUT_FIELDS}` : ""}`)}
+${ROW_SUM_WGSL(ROWS_WG)}
+${dropout ? DROPPED_WGSL : ""}
+@compute @workgroup_size(${ROWS_WG})
+fn main(@builtin(workgroup_id) wid : vec3<u32>, @builtin(local_invocation_index) lid : u32) {
+  let group = i32(wid.x + wid.y * ${MAX_GROUPS}u);
+  let live = group < uniforms.rows;
+  let row = min(group, uniforms.rows - 1);
+  let tid = i32(lid);
+  ${dropout ? DROP_SEED_WGSL : ""}
+${body}
+}`;
+}
+
+/**
  * Add & LayerNorm forward in one raw dispatch, a workgroup of 64 per row of
  * s = x (+ residual) [rows, H]: mean and variance by tree reduction, then
  * y = x̂ · γ + β and, with `stats`, x̂ and 1/σ kept for the gradient. (As
  * tfjs programs, which write one output each, this took three dispatches,
- * two of them computing the statistics.)
+ * two of them computing the statistics.) With `dropout`, s = dropout(x) +
+ * residual, the mask drawn as x is read: no dropped copy is written.
  */
-function layerNormShader(residual: boolean, stats: boolean): string {
+function layerNormShader(residual: boolean, stats: boolean, dropout: boolean): string {
   const outs = ["y", ...(stats ? ["xhat", "rstdOut"] : [])];
-  const ins = ["x", ...(residual ? ["residual"] : []), "gamma", "beta"];
-  const sAt = residual ? "(x[ib + c] + residual[ib + c])" : "x[ib + c]";
-  return `
-${rawBindings(outs, ins, "rows : i32, H : i32, eps : f32")}
-${ROW_SUM_WGSL(ROWS_WG)}
-@compute @workgroup_size(${ROWS_WG})
-fn main(@builtin(workgroup_id) wid : vec3<u32>, @builtin(local_invocation_index) lid : u32) {
-  let group = i32(wid.x + wid.y * ${MAX_GROUPS}u);
-  // (a spare workgroup of a dispatch spread over two dimensions computes the last row again and writes nothing)
-  let live = group < uniforms.rows;
-  let row = min(group, uniforms.rows - 1);
-  let tid = i32(lid);
+  const ins = ["x", ...(residual ? ["residual"] : []), "gamma", "beta", ...(dropout ? ["dropBase"] : [])];
+  const xAt = dropout ? "dropped(dropSeed, ib + c, x[ib + c])" : "x[ib + c]";
+  const sAt = residual ? `(${xAt} + residual[ib + c])` : xAt;
+  return rawRowsShader(outs, ins, "H : i32, eps : f32", `
   let H = uniforms.H;
   let ib = row * H;
   var acc = 0.0;
@@ -646,63 +696,85 @@ fn main(@builtin(workgroup_id) wid : vec3<u32>, @builtin(local_invocation_index)
       let xh = (${sAt} - mean) * rstd;
       y[ib + c] = xh * gamma[c] + beta[c];${stats ? "\n      xhat[ib + c] = xh;" : ""}
     }${stats ? "\n    if (tid == 0) { rstdOut[row] = rstd; }" : ""}
-  }
-}`;
+  }`, dropout);
 }
 
-export const addLayerNormWebGPU: KernelConfig = {
-  kernelName: ADD_LAYER_NORM,
-  backendName: "webgpu",
-  kernelFunc: ({ inputs, attrs }) => {
-    const { x, residual, gamma, beta } = inputs as Record<string, TensorInfo | undefined>;
-    const rb = rawOf("Add & LayerNorm");
-    const H = x!.shape[x!.shape.length - 1];
-    const rows = product(x!.shape) / H;
-    const { eps, stats } = attrs as unknown as { eps: number; stats?: boolean };
-    const keep = stats !== false;
-    const outs = [[...x!.shape], ...(keep ? [[...x!.shape], [rows]] : [])];
-    if (rows * H === 0) return outs.map((shape) => (rb as unknown as WebGPUBackendLike).makeTensorInfo(shape, "float32", new Float32Array(0)));
-    const outputs = outs.map((shape) => rb.makeTensorInfo(shape, "float32"));
-    const u = new ArrayBuffer(12);
-    new Int32Array(u, 0, 2).set([rows, H]);
-    new Float32Array(u, 8, 1)[0] = eps;
-    const ins = [x!, ...(residual ? [residual] : []), gamma!, beta!];
-    recordDispatch(rb, `retromaeAddLayerNorm_${residual ? "residual" : "plain"}_${keep ? "stats" : "y"}`, () => layerNormShader(!!residual, keep), [...outputs, ...ins], u, rows);
-    return outputs;
-  },
+type DropoutAttrs = { dropSeed: number; dropThreshold: number; dropScale: number };
+
+/** ADD_LAYER_NORM, and DROPOUT_ADD_LAYER_NORM (x dropped out; `base` an input, the call's attributes). */
+const addLayerNormKernel: KernelFunc = ({ inputs, attrs }) => {
+  const { x, residual, gamma, beta, base } = inputs as Record<string, TensorInfo | undefined>;
+  const rb = rawOf("Add & LayerNorm");
+  const H = x!.shape[x!.shape.length - 1];
+  const rows = product(x!.shape) / H;
+  const { eps, stats } = attrs as unknown as { eps: number; stats?: boolean };
+  const keep = stats !== false;
+  const outs = [[...x!.shape], ...(keep ? [[...x!.shape], [rows]] : [])];
+  if (rows * H === 0) return outs.map((shape) => (rb as unknown as WebGPUBackendLike).makeTensorInfo(shape, "float32", new Float32Array(0)));
+  const outputs = outs.map((shape) => rb.makeTensorInfo(shape, "float32"));
+  const u = packUniforms([[rows, "i32"], [H, "i32"], [eps, "f32"], ...(base ? dropoutUniforms(attrs as unknown as DropoutAttrs) : [])]);
+  const ins = [x!, ...(residual ? [residual] : []), gamma!, beta!, ...(base ? [base] : [])];
+  const key = `retromaeAddLayerNorm_${residual ? "residual" : "plain"}_${keep ? "stats" : "y"}${base ? "_dropout" : ""}`;
+  recordDispatch(rb, key, () => layerNormShader(!!residual, keep, !!base), [...outputs, ...ins], u, rows);
+  return outputs;
 };
+
+export const addLayerNormWebGPU: KernelConfig = { kernelName: ADD_LAYER_NORM, backendName: "webgpu", kernelFunc: addLayerNormKernel };
+export const dropoutAddLayerNormWebGPU: KernelConfig = { kernelName: DROPOUT_ADD_LAYER_NORM, backendName: "webgpu", kernelFunc: addLayerNormKernel };
+
+/**
+ * LayerNorm's gradient for the sum s, in one raw dispatch per row:
+ * ds = rstd · (g − mean(g) − x̂ · mean(g · x̂)), g = dy · γ; with `dropout`
+ * also dx, ds under x's dropout mask (the forward's, drawn again).
+ */
+function layerNormDsShader(dropout: boolean): string {
+  return rawRowsShader(["ds", ...(dropout ? ["dx"] : [])], ["dy", "xhat", "rstd", "gamma", ...(dropout ? ["dropBase"] : [])], "H : i32", `
+  let n = uniforms.H;
+  let ib = row * n;
+  var a = 0.0;
+  var bx = 0.0;
+  for (var c = tid; c < n; c = c + ${ROWS_WG}) { let g = dy[ib + c] * gamma[c]; a = a + g; bx = bx + g * xhat[ib + c]; }
+  let meanG = rowReduce(tid, a, false) / f32(n);
+  let meanGX = rowReduce(tid, bx, false) / f32(n);
+  let r = rstd[row];
+  if (live) {
+    for (var c = tid; c < n; c = c + ${ROWS_WG}) {
+      let d = r * (dy[ib + c] * gamma[c] - meanG - xhat[ib + c] * meanGX);
+      ds[ib + c] = d;${dropout ? "\n      dx[ib + c] = dropped(dropSeed, ib + c, d);" : ""}
+    }
+  }`, dropout);
+}
 
 export const layerNormGradWebGPU: KernelConfig = {
   kernelName: LAYER_NORM_GRAD,
   backendName: "webgpu",
-  kernelFunc: ({ inputs, backend }) => {
-    const { dy, xhat, rstd, gamma } = inputs as Record<string, TensorInfo>;
-    const b = backend as unknown as WebGPUBackendLike;
+  kernelFunc: ({ inputs, attrs }) => {
+    const { dy, xhat, rstd, gamma, base } = inputs as Record<string, TensorInfo>;
+    const rb = rawOf("LayerNorm's gradient");
     const H = gamma.shape[gamma.shape.length - 1];
-    const rows = product(dy.shape) / H;
-    // ds = rstd · (g − mean(g) − xhat · mean(g · xhat)), g = dy · γ, per row
-    const dsProgram = rowWorkgroupProgram("LayerNormDs", rows, H, ["dy", "xhat", "rstd", "gamma"], "", `
-    var a = 0.0;
-    var bx = 0.0;
-    for (var c = tid; c < n; c = c + ${ROWS_WG}) { let g = dy[base + c] * gamma[c]; a = a + g; bx = bx + g * xhat[base + c]; }
-    let meanG = rowReduce(tid, a, false) / f32(n);
-    let meanGX = rowReduce(tid, bx, false) / f32(n);
-    let r = rstd[row];
-    if (live) { for (var c = tid; c < n; c = c + ${ROWS_WG}) { result[base + c] = r * (dy[base + c] * gamma[c] - meanG - xhat[base + c] * meanGX); } }`);
-    const flat = (t: TensorInfo) => ({ ...t, shape: [rows, H] });
-    const ds = b.runWebGPUProgram(dsProgram, [flat(dy), flat(xhat), rstd, gamma], "float32", [{ type: "int32", data: [H] }]);
+    const rows = H === 0 ? 0 : product(dy.shape) / H;
+    const grads = [[...dy.shape], ...(base ? [[...dy.shape]] : [])];
+    const [ds, dx] = rows === 0 ? grads.map((shape) => (rb as unknown as WebGPUBackendLike).makeTensorInfo(shape, "float32", new Float32Array(0))) : grads.map((shape) => rb.makeTensorInfo(shape, "float32"));
+    if (rows > 0) {
+      const u = packUniforms([[rows, "i32"], [H, "i32"], ...(base ? dropoutUniforms(attrs as unknown as DropoutAttrs) : [])]);
+      recordDispatch(rb, `retromaeLayerNormDs${base ? "_dropout" : ""}`, () => layerNormDsShader(!!base), [ds, ...(dx ? [dx] : []), dy, xhat, rstd, gamma, ...(base ? [base] : [])], u, rows);
+    }
     // dγ = Σ_rows dy · x̂ and dβ = Σ_rows dy, in one pass over dy
-    const [dgamma, dbeta] = columnSums(rawOf("LayerNorm's gradient"), "LayerNormGammaBeta", [dy, xhat], ["dy", "xhat"], ["dy[at] * xhat[at]", "dy[at]"], rows, H);
+    const [dgamma, dbeta] = columnSums(rb, "LayerNormGammaBeta", [dy, xhat], ["dy", "xhat"], ["dy[at] * xhat[at]", "dy[at]"], rows, H);
     const shaped = (t: TensorInfo, shape: number[]) => ({ dataId: t.dataId, shape, dtype: "float32" as const });
-    return [shaped(ds, [...dy.shape]), shaped(dgamma, [...gamma.shape]), shaped(dbeta, [...gamma.shape])];
+    return [ds, shaped(dgamma, [...gamma.shape]), shaped(dbeta, [...gamma.shape]), ...(dx ? [dx] : [])];
   },
 };
 
 
-/** softmax(x · scale + mask) per row of x [B, heads, Lq, Lk]; mask [B, 1, mq, Lk] with mq 1 or Lq. */
-function scaledMaskedSoftmaxProgram(rows: number, Lk: number) {
+/**
+ * The body of softmax(x · scale + mask) per row of x [B, heads, Lq, Lk];
+ * mask [B, 1, mq, Lk] with mq 1 or Lq. `row`, `tid`, `live`, `n` (= Lk) and
+ * `base` (row · n) in scope; `write(v)` stores v, column c's probability.
+ */
+function scaledMaskedSoftmaxBody(write: (v: string) => string): string {
   const z = "(x[base + c] * uniforms.scale + mask[mbase + c])";
-  return rowWorkgroupProgram("ScaledMaskedSoftmax", rows, Lk, ["x", "mask"], "lq : i32, heads : i32, mq : i32, scale : f32,", `
+  return `
     let q = row % uniforms.lq;
     let b = row / (uniforms.lq * uniforms.heads);
     let mbase = (b * uniforms.mq + select(q, 0, uniforms.mq == 1)) * n;
@@ -712,33 +784,66 @@ function scaledMaskedSoftmaxProgram(rows: number, Lk: number) {
     var acc = 0.0;
     for (var c = tid; c < n; c = c + ${ROWS_WG}) { acc = acc + exp(${z} - rowMax); }
     let total = rowReduce(tid, acc, false);
-    if (live) { for (var c = tid; c < n; c = c + ${ROWS_WG}) { result[base + c] = exp(${z} - rowMax) / total; } }`);
+    if (live) { for (var c = tid; c < n; c = c + ${ROWS_WG}) { ${write(`exp(${z} - rowMax) / total`)} } }`;
 }
 
-/** scale · p · (dy − Σ dy·p) per row. */
-function scaledSoftmaxGradProgram(rows: number, Lk: number) {
-  return rowWorkgroupProgram("ScaledSoftmaxGrad", rows, Lk, ["p", "dy"], "scale : f32,", `
-    var acc = 0.0;
-    for (var c = tid; c < n; c = c + ${ROWS_WG}) { acc = acc + dy[base + c] * p[base + c]; }
-    let dot = rowReduce(tid, acc, false);
-    if (live) { for (var c = tid; c < n; c = c + ${ROWS_WG}) { result[base + c] = uniforms.scale * p[base + c] * (dy[base + c] - dot); } }`);
+const SOFTMAX_UNIFORMS = "lq : i32, heads : i32, mq : i32, scale : f32";
+
+function scaledMaskedSoftmaxProgram(rows: number, Lk: number) {
+  return rowWorkgroupProgram("ScaledMaskedSoftmax", rows, Lk, ["x", "mask"], `${SOFTMAX_UNIFORMS},`, scaledMaskedSoftmaxBody((v) => `result[base + c] = ${v};`));
 }
+
+/**
+ * The softmax then dropout in one raw dispatch: the probabilities (kept for
+ * the gradient) and the dropped ones (the mask drawn at each one's index,
+ * as DROPOUT draws it over the flattened tensor).
+ */
+function scaledMaskedSoftmaxDropoutShader(): string {
+  return rawRowsShader(["out", "probs"], ["x", "mask", "dropBase"], `cols : i32, ${SOFTMAX_UNIFORMS}`, `
+    let n = uniforms.cols;
+    let base = row * n;${scaledMaskedSoftmaxBody((v) => `let p = ${v}; probs[base + c] = p; out[base + c] = dropped(dropSeed, base + c, p);`)}`, true);
+}
+
+/** scale · p · (dy − Σ dy·p) per row; with `dropout`, of dy under the dropout's mask (drawn as dy is read). */
+function scaledSoftmaxGradProgram(rows: number, Lk: number, dropout: boolean) {
+  const dy = dropout ? "dropped(dropSeed, base + c, dy[base + c])" : "dy[base + c]";
+  return rowWorkgroupProgram(dropout ? "ScaledSoftmaxGradDropout" : "ScaledSoftmaxGrad", rows, Lk, ["p", "dy", ...(dropout ? ["dropBase"] : [])], `scale : f32,${dropout ? ` ${DROPOUT_FIELDS},` : ""}`, `
+    ${dropout ? DROP_SEED_WGSL : ""}
+    var acc = 0.0;
+    for (var c = tid; c < n; c = c + ${ROWS_WG}) { acc = acc + ${dy} * p[base + c]; }
+    let dot = rowReduce(tid, acc, false);
+    if (live) { for (var c = tid; c < n; c = c + ${ROWS_WG}) { result[base + c] = uniforms.scale * p[base + c] * (${dy} - dot); } }`, ROWS_WG, dropout ? DROPPED_WGSL : "");
+}
+
+const softmaxUniforms = (x: TensorInfo, mask: TensorInfo, scale: number): [number, "i32" | "f32"][] => [[x.shape[2], "i32"], [x.shape[1], "i32"], [mask.shape[2], "i32"], [scale, "f32"]];
 
 export const scaledMaskedSoftmaxWebGPU: KernelConfig = {
   kernelName: SCALED_MASKED_SOFTMAX,
   backendName: "webgpu",
   kernelFunc: ({ inputs, backend, attrs }) => {
     const { x, mask } = inputs as { x: TensorInfo; mask: TensorInfo };
-    const [, heads, Lq, Lk] = x.shape;
+    const Lk = x.shape[3];
     const rows = product(x.shape) / Lk;
-    const out = (backend as unknown as WebGPUBackendLike).runWebGPUProgram(scaledMaskedSoftmaxProgram(rows, Lk), [{ ...x, shape: [rows, Lk] }, mask], "float32", [
-      { type: "int32", data: [Lk] },
-      { type: "int32", data: [Lq] },
-      { type: "int32", data: [heads] },
-      { type: "int32", data: [mask.shape[2]] },
-      { type: "float32", data: [(attrs as unknown as { scale: number }).scale] },
-    ]);
+    const uniforms = softmaxUniforms(x, mask, (attrs as unknown as { scale: number }).scale).map(([v, type]) => ({ type: type === "i32" ? "int32" : "float32", data: [v] }));
+    const out = (backend as unknown as WebGPUBackendLike).runWebGPUProgram(scaledMaskedSoftmaxProgram(rows, Lk), [{ ...x, shape: [rows, Lk] }, mask], "float32", [{ type: "int32", data: [Lk] }, ...uniforms]);
     return { dataId: out.dataId, shape: [...x.shape], dtype: "float32" };
+  },
+};
+
+export const scaledMaskedSoftmaxDropoutWebGPU: KernelConfig = {
+  kernelName: DROPOUT_SOFTMAX,
+  backendName: "webgpu",
+  kernelFunc: ({ inputs, attrs }) => {
+    const { x, mask, base } = inputs as { x: TensorInfo; mask: TensorInfo; base: TensorInfo };
+    const rb = rawOf("The attention softmax with dropout");
+    const Lk = x.shape[3];
+    const rows = product(x.shape) / Lk;
+    if (rows === 0) return [0, 1].map(() => (rb as unknown as WebGPUBackendLike).makeTensorInfo([...x.shape], "float32", new Float32Array(0)));
+    const outputs = [0, 1].map(() => rb.makeTensorInfo([...x.shape], "float32"));
+    const a = attrs as unknown as { scale: number } & DropoutAttrs;
+    const u = packUniforms([[rows, "i32"], [Lk, "i32"], ...softmaxUniforms(x, mask, a.scale), ...dropoutUniforms(a)]);
+    recordDispatch(rb, "retromaeScaledMaskedSoftmax_dropout", scaledMaskedSoftmaxDropoutShader, [...outputs, x, mask, base], u, rows);
+    return outputs;
   },
 };
 
@@ -746,13 +851,16 @@ export const scaledSoftmaxGradWebGPU: KernelConfig = {
   kernelName: SCALED_SOFTMAX_GRAD,
   backendName: "webgpu",
   kernelFunc: ({ inputs, backend, attrs }) => {
-    const { p, dy } = inputs as { p: TensorInfo; dy: TensorInfo };
+    const { p, dy, base } = inputs as { p: TensorInfo; dy: TensorInfo; base?: TensorInfo };
     const Lk = p.shape[p.shape.length - 1];
     const rows = product(p.shape) / Lk;
     const flat = (t: TensorInfo) => ({ ...t, shape: [rows, Lk] });
-    const out = (backend as unknown as WebGPUBackendLike).runWebGPUProgram(scaledSoftmaxGradProgram(rows, Lk), [flat(p), flat(dy)], "float32", [
+    const a = attrs as unknown as { scale: number } & DropoutAttrs;
+    const drop = base ? dropoutUniforms(a).map(([v, type]) => ({ type: type === "u32" ? "uint32" : "float32", data: [v] })) : [];
+    const out = (backend as unknown as WebGPUBackendLike).runWebGPUProgram(scaledSoftmaxGradProgram(rows, Lk, !!base), [flat(p), flat(dy), ...(base ? [base] : [])], "float32", [
       { type: "int32", data: [Lk] },
-      { type: "float32", data: [(attrs as unknown as { scale: number }).scale] },
+      { type: "float32", data: [a.scale] },
+      ...drop,
     ]);
     return { dataId: out.dataId, shape: [...p.shape], dtype: "float32" };
   },
@@ -1348,7 +1456,7 @@ const identityTranspose = (original: KernelFunc) =>
  * `maxStorageBuffers` is the device's maxStorageBuffersPerShaderStage.
  */
 export function registerWebGPUKernels(maxStorageBuffers: number): void {
-  for (const k of [deterministicUnsortedSegmentSum, robustSoftmax, dropoutWebGPU, geluWebGPU, geluGradWebGPU, addLayerNormWebGPU, layerNormGradWebGPU, scaledMaskedSoftmaxWebGPU, scaledSoftmaxGradWebGPU, attentionWebGPU, headMatMulWebGPU, additiveMaskOfBytesWebGPU,
+  for (const k of [deterministicUnsortedSegmentSum, robustSoftmax, dropoutWebGPU, geluWebGPU, geluGradWebGPU, addLayerNormWebGPU, dropoutAddLayerNormWebGPU, layerNormGradWebGPU, scaledMaskedSoftmaxWebGPU, scaledMaskedSoftmaxDropoutWebGPU, scaledSoftmaxGradWebGPU, attentionWebGPU, headMatMulWebGPU, additiveMaskOfBytesWebGPU,
     logSumExpRowsWebGPU, logSumExpArgMaxWebGPU, softmaxMinusOneHotWebGPU, softmaxMinusOneHotColSumWebGPU, pickLabelsWebGPU]) {
     if (tf.getKernel(k.kernelName, "webgpu")) tf.unregisterKernel(k.kernelName, "webgpu");
     tf.registerKernel(k);
