@@ -7,7 +7,7 @@
  * against these compositions.
  */
 import * as tf from "./tf";
-import { HeadStrides, takesTiledMatMul } from "./webgpu/matmul";
+import { HeadStrides, headsSideBySide, headsStacked, headStrideValues, takesTiledMatMul, transposedHeads } from "./webgpu/matmul";
 
 /** Kernel names, registered by the native backend only. */
 export const LOG_SUM_EXP_ROWS = "RetroMAELogSumExpRows";
@@ -521,13 +521,14 @@ function mergeHeads(x: tf.Tensor4D): tf.Tensor3D {
 }
 
 /**
- * How the attention's products treat the heads on webgpu, from
+ * How the attention in training treats the heads on webgpu, from
  * RETROMAE_WEBGPU_HEADS:
- * - "inplace" (the default): read and written side by side in [B, L, H]
- *   (HEAD_MATMUL), where the batched product would not take the 128 × 128
- *   tiled matmul;
- * - "split": split into [B, heads, L, dh] and merged again by transposes
- *   around batched matmuls (tfjs's programs, or the tiled one), as before.
+ * - "inplace" (the default): read and written side by side in their stacked
+ *   projections (attentionTraining, HEAD_MATMUL), where the batched product
+ *   would not take the 128 × 128 tiled matmul;
+ * - "split": q, k and v projected apart, split into [B, heads, L, dh] and
+ *   merged again by transposes around batched matmuls (tfjs's programs, or
+ *   the tiled one), as on the other backends.
  * Which is faster is the GPU's to say: `bench gpu` times steps with "split"
  * (`ms_per_step_heads_split`) on a hardware adapter.
  */
@@ -540,7 +541,7 @@ export function webgpuHeads(): "inplace" | "split" {
 
 /**
  * Whether the attention's products over `batch` matrices of [Lq, Lk] read
- * the heads in place (attentionScores, attentionContext): on webgpu
+ * the heads in place (attentionTraining): on webgpu
  * (webgpuHeads), where the batched product would not take the 128 × 128
  * tiled matmul (a base model at 512 tokens keeps it, with the heads split
  * by transposes).
@@ -549,75 +550,119 @@ function headsInPlace(batch: number, Lq: number, Lk: number): boolean {
   return nativeKernel(HEAD_MATMUL) && webgpuHeads() === "inplace" && !takesTiledMatMul(batch, Lq, Lk);
 }
 
-/** Where the matrices of the heads lie (HeadStrides): [B, L, H] as B·heads matrices [L, dh]; [B, heads, R, C] as B·heads matrices [R, C]; a matrix read transposed. */
-const sideBySide = (L: number, H: number, dh: number): HeadStrides => ({ batch: L * H, head: dh, row: H, column: 1 });
-const stacked = (heads: number, R: number, C: number): HeadStrides => ({ batch: heads * R * C, head: R * C, row: C, column: 1 });
-const transposed = (s: HeadStrides): HeadStrides => ({ ...s, row: s.column, column: s.row });
-
 /** C = A·B per head through the strides of A, B and C (HEAD_MATMUL): [M, K]·[K, N] in each of `batch` = B·heads. */
 function headMatMul(a: tf.Tensor, b: tf.Tensor, heads: number, [M, N, K]: number[], strides: HeadStrides[], shape: number[]): tf.Tensor {
   const batch = shape[0] * heads;
-  const attrs = { batch, heads, M, N, K, strides: strides.flatMap((s) => [s.batch, s.head, s.row, s.column]), shape };
+  const attrs = { batch, heads, M, N, K, strides: strides.flatMap(headStrideValues), shape };
   return tf.engine().runKernel(HEAD_MATMUL, { a, b }, attrs as unknown as tf.NamedAttrMap) as tf.Tensor;
 }
 
 /**
- * The attention's scores per head, q·kᵀ. On webgpu the heads are read
- * side by side from q and k, and the gradients written side by side
- * (dq = dS·k, dk = dSᵀ·q): no transposes to split them, and no split copies
- * of q and k kept for the backward pass. Elsewhere the heads are split and
- * multiplied as a batch.
+ * The attention's scores per head, q·kᵀ, the heads split and multiplied as
+ * a batch (training on webgpu reads them in place instead: attentionTraining).
  * q [B, Lq, H], k [B, Lk, H] -> [B, heads, Lq, Lk]
  */
 export function attentionScores(q: tf.Tensor3D, k: tf.Tensor3D, heads: number): tf.Tensor4D {
-  const [B, Lq, H] = q.shape;
-  const Lk = k.shape[1];
-  const dh = H / heads;
-  if (!headsInPlace(B * heads, Lq, Lk) || q.dtype !== "float32" || k.dtype !== "float32") return tf.matMul(splitHeads(q, heads), splitHeads(k, heads), false, true) as tf.Tensor4D;
-  const [sq, sk, sS] = [sideBySide(Lq, H, dh), sideBySide(Lk, H, dh), stacked(heads, Lq, Lk)];
-  const op = tf.customGrad((qIn, kIn, save) => {
-    (save as tf.GradSaveFunc)([qIn as tf.Tensor, kIn as tf.Tensor]);
-    return {
-      value: headMatMul(qIn as tf.Tensor, kIn as tf.Tensor, heads, [Lq, Lk, dh], [sq, transposed(sk), sS], [B, heads, Lq, Lk]) as tf.Tensor4D,
-      gradFunc: (dS, saved) => {
-        const [qS, kS] = saved as tf.Tensor[];
-        return [
-          headMatMul(dS as tf.Tensor, kS, heads, [Lq, dh, Lk], [sS, sk, sq], [B, Lq, H]), // dq = dS·k
-          headMatMul(dS as tf.Tensor, qS, heads, [Lk, dh, Lq], [transposed(sS), sq, sk], [B, Lk, H]), // dk = dSᵀ·q
-        ];
-      },
-    };
-  });
-  return op(q, k) as tf.Tensor4D;
+  return tf.tidy(() => tf.matMul(splitHeads(q, heads), splitHeads(k, heads), false, true)) as tf.Tensor4D;
 }
 
 /**
- * The attention's output per head, p·v, with the heads merged. On webgpu
- * v is read and the output written with the heads side by side, and so
- * are the gradients (dp = dctx·vᵀ, dv = pᵀ·dctx): no transposes. Elsewhere
- * v's heads are split, multiplied as a batch, and merged.
+ * The attention's output per head, p·v, with the heads merged: v's heads
+ * split, multiplied as a batch, and merged.
  * p [B, heads, Lq, Lk], v [B, Lk, H] -> [B, Lq, H]
  */
 export function attentionContext(p: tf.Tensor4D, v: tf.Tensor3D, heads: number): tf.Tensor3D {
-  const [B, , Lq, Lk] = p.shape;
-  const H = v.shape[2];
+  return tf.tidy(() => mergeHeads(tf.matMul(p, splitHeads(v, heads)) as tf.Tensor4D));
+}
+
+/** Registered by the webgpu backend only: tensors stacked along their first axis, a group of them per output, all in one dispatch (inputs t0, t1, …; attrs `counts`, the tensors per group). */
+export const STACK_ROWS = "RetroMAEStackRows";
+/** Registered by the webgpu backend only: STACK_ROWS's gradient, each output's rows given back to the tensors stacked (inputs g0, g1, …; attrs `counts` and `rows`, each tensor's first dimension). */
+export const UNSTACK_ROWS = "RetroMAEUnstackRows";
+
+tf.registerGradient({
+  kernelName: STACK_ROWS,
+  gradFunc: (dys, _saved, attrs) => {
+    const { counts } = attrs as unknown as { counts: number[] };
+    const gs = dys as tf.Tensor[];
+    const rows = (attrs as unknown as { rows: number[] }).rows;
+    const parts = tf.engine().runKernel(UNSTACK_ROWS, Object.fromEntries(gs.map((g, i) => [`g${i}`, g])), { counts, rows }) as tf.Tensor[];
+    return Object.fromEntries(parts.map((t, i) => [`t${i}`, () => t]));
+  },
+});
+
+/**
+ * Each group of tensors stacked along the first axis, as tf.concat(group, 0)
+ * gives it: on webgpu all the groups in one dispatch each way (a stacked
+ * projection's weights and biases, and their gradients given back).
+ * groups [[a [r_a, ...], b [r_b, ...], ...], ...] -> [[r_a + r_b + …, ...], ...]
+ */
+export function stackRows(groups: tf.Tensor[][]): tf.Tensor[] {
+  const pieces = groups.flat();
+  const sameTrailing = groups.every((g) => g.every((t) => t.rank >= 1 && tf.util.arraysEqual(t.shape.slice(1), g[0].shape.slice(1))));
+  if (!nativeKernel(STACK_ROWS) || pieces.length > 6 || !sameTrailing || pieces.some((t) => t.dtype !== "float32" || t.size === 0)) return groups.map((g) => tf.concat(g, 0));
+  const attrs = { counts: groups.map((g) => g.length), rows: pieces.map((t) => t.shape[0]) };
+  return tf.engine().runKernel(STACK_ROWS, Object.fromEntries(pieces.map((t, i) => [`t${i}`, t])), attrs as unknown as tf.NamedAttrMap) as tf.Tensor[];
+}
+
+/** Registered by the webgpu backend only: attentionTraining's gradient, q, k and v's written side by side into one gradient per projection. */
+export const ATTENTION_GRAD = "RetroMAEAttentionGrad";
+
+/**
+ * Whether attentionTraining runs for these shapes: on webgpu, where the
+ * heads are read in place (see headsInPlace); the caller decides before it
+ * draws the dropout call, so that the step's calls stay in order.
+ * mask [B, 1, 1 or Lq, Lk]
+ */
+export function attentionTrainingApplies(B: number, heads: number, Lq: number, Lk: number, H: number, mask: tf.Tensor4D): boolean {
+  const [mB, mh, mq, mk] = mask.shape;
+  return nativeKernel(ATTENTION_GRAD) && B > 0 && Lq > 0 && Lk > 0 && H % heads === 0 && mB === B && mh === 1 && (mq === 1 || mq === Lq) && mk === Lk && mask.dtype === "float32" && headsInPlace(B * heads, Lq, Lk);
+}
+
+/**
+ * The attention for training on projections stacked side by side (where
+ * attentionTrainingApplies): per head, dropout(softmax(q kᵀ · scale + mask))·v,
+ * with q, k and v read in place from their columns of the projections and
+ * the heads of the output written side by side. Self-attention passes one
+ * [B, L, 3H] projection as q and kv, columns [0, H, 2H]; otherwise q
+ * [B, Lq, H] and kv [B, Lk, 2H], columns [0, 0, H]. The gradient writes q's,
+ * k's and v's side by side into one gradient per projection (ATTENTION_GRAD):
+ * no head split or merge either way, and no gradients of q, k and v to add
+ * up before their projections' matmul. The products are HEAD_MATMUL's, and
+ * the softmax, with its dropout, one pass each way.
+ * -> [B, Lq, H]
+ */
+export function attentionTraining(q: tf.Tensor3D, kv: tf.Tensor3D, mask: tf.Tensor4D, heads: number, scale: number, columns: [number, number, number], dropout?: DropoutCall): tf.Tensor3D {
+  const self = q === kv;
+  const [B, Lq, Wq] = q.shape;
+  const [, Lk, Wkv] = kv.shape;
+  const H = self ? Wq / 3 : Wq;
+  const [cq, ck, cv] = columns;
+  const covered = self ? [cq, ck, cv].sort((a, b) => a - b).join() === [0, H, 2 * H].join() : cq === 0 && Wkv === 2 * H && [ck, cv].sort((a, b) => a - b).join() === [0, H].join();
+  if (!covered || !attentionTrainingApplies(B, heads, Lq, Lk, H, mask)) throw new Error(`attentionTraining takes q, k and v side by side in one [B, L, 3H] projection or in q [B, Lq, H] and kv [B, Lk, 2H], where attentionTrainingApplies (a bug in this package).`);
   const dh = H / heads;
-  if (!headsInPlace(B * heads, Lq, Lk) || p.dtype !== "float32" || v.dtype !== "float32") return mergeHeads(tf.matMul(p, splitHeads(v, heads)) as tf.Tensor4D);
-  const [sP, sv, sc] = [stacked(heads, Lq, Lk), sideBySide(Lk, H, dh), sideBySide(Lq, H, dh)];
-  const op = tf.customGrad((pIn, vIn, save) => {
-    (save as tf.GradSaveFunc)([pIn as tf.Tensor, vIn as tf.Tensor]);
-    return {
-      value: headMatMul(pIn as tf.Tensor, vIn as tf.Tensor, heads, [Lq, dh, Lk], [sP, sv, sc], [B, Lq, H]) as tf.Tensor3D,
-      gradFunc: (dctx, saved) => {
-        const [pS, vS] = saved as tf.Tensor[];
-        return [
-          headMatMul(dctx as tf.Tensor, vS, heads, [Lq, Lk, dh], [sc, transposed(sv), sP], [B, heads, Lq, Lk]), // dp = dctx·vᵀ
-          headMatMul(pS, dctx as tf.Tensor, heads, [Lk, dh, Lq], [transposed(sP), sc, sv], [B, Lk, H]), // dv = pᵀ·dctx
-        ];
-      },
-    };
-  });
-  return op(p, v) as tf.Tensor3D;
+  const [sq, sk, sv] = [headsSideBySide(cq, Lq, Wq, dh), headsSideBySide(ck, Lk, Wkv, dh), headsSideBySide(cv, Lk, Wkv, dh)];
+  const [sP, sc] = [headsStacked(heads, Lq, Lk), headsSideBySide(0, Lq, H, dh)];
+  const attrs = { heads, scale, columns, ...(dropout ? dropoutCallAttrs(dropout) : {}) };
+  const forward = (qIn: tf.Tensor, kvIn: tf.Tensor, save: tf.GradSaveFunc) => {
+    const scores = headMatMul(qIn, kvIn, heads, [Lq, Lk, dh], [sq, transposedHeads(sk), sP], [B, heads, Lq, Lk]); // q·kᵀ [B, heads, Lq, Lk]
+    // p = softmax(scores · scale + mask), and p dropped out (p itself without dropout)
+    const [dropped, probs] = dropout
+      ? (tf.engine().runKernel(DROPOUT_SOFTMAX, { x: scores, mask, base: dropout.base }, attrs as unknown as tf.NamedAttrMap) as tf.Tensor[])
+      : Array<tf.Tensor>(2).fill(tf.engine().runKernel(SCALED_MASKED_SOFTMAX, { x: scores, mask }, { scale }) as tf.Tensor);
+    const value = headMatMul(dropped, kvIn, heads, [Lq, dh, Lk], [sP, sv, sc], [B, Lq, H]); // dropout(p)·v [B, Lq, H]
+    save([qIn, kvIn, probs, dropped, ...(dropout ? [dropout.base] : [])]);
+    tf.dispose([scores, probs, dropped]);
+    return value as tf.Tensor3D;
+  };
+  const grads = (dctx: tf.Tensor, saved: tf.Tensor[]) => {
+    const [qS, kvS, probs, dropped, base] = saved;
+    return tf.engine().runKernel(ATTENTION_GRAD, { dctx, q: qS, kv: kvS, p: probs, pd: dropped, ...(base ? { base } : {}) }, attrs as unknown as tf.NamedAttrMap) as tf.Tensor[];
+  };
+  if (self) {
+    return tf.customGrad((qkv, save) => ({ value: forward(qkv as tf.Tensor, qkv as tf.Tensor, save as tf.GradSaveFunc), gradFunc: (dy, saved) => grads(dy as tf.Tensor, saved)[0] }))(q) as tf.Tensor3D;
+  }
+  return tf.customGrad((qIn, kvIn, save) => ({ value: forward(qIn as tf.Tensor, kvIn as tf.Tensor, save as tf.GradSaveFunc), gradFunc: (dy, saved) => grads(dy as tf.Tensor, saved) }))(q, kv) as tf.Tensor3D;
 }
 
 /** Whether attentionInference can run: the backend has the fused kernel (native, webgpu) and no gradient is being recorded. */

@@ -9,7 +9,7 @@
  */
 import * as tf from "../engine/tf";
 import type { Rng } from "../engine/rng";
-import { addLayerNorm, attentionContext, attentionInference, attentionInPlace, attentionScores, DropoutCall, dropoutWithSeed, DropoutSeeds, gelu as fusedGelu, linear, linearGelu, logSumExpArgMax, logSumExpRows, pickLabels, scaledMaskedSoftmax, softmaxMinusOneHot, softmaxMinusOneHotColSum, tiedLogits } from "../engine/fused";
+import { addLayerNorm, attentionContext, attentionInference, attentionInPlace, attentionScores, attentionTraining, attentionTrainingApplies, DropoutCall, dropoutWithSeed, DropoutSeeds, gelu as fusedGelu, linear, linearGelu, logSumExpArgMax, logSumExpRows, pickLabels, scaledMaskedSoftmax, softmaxMinusOneHot, softmaxMinusOneHotColSum, stackRows, tiedLogits } from "../engine/fused";
 import type { BertConfig } from "./config";
 
 export type Weights = ReadonlyMap<string, tf.Tensor>;
@@ -167,8 +167,8 @@ export function embeddingsOfVectors(
 /**
  * Scaled dot-product attention per head, with dropout on the probabilities:
  * softmax(q kᵀ / √dh + mask) v. q [B, Lq, H], k and v [B, Lk, H], the heads
- * side by side -> [B, Lq, H] (on webgpu the products read the heads in place;
- * elsewhere they are split into [B, nh, L, dh] and merged again)
+ * side by side, split into [B, nh, L, dh] and merged again -> [B, Lq, H]
+ * (training on webgpu reads them in place instead: attendStacked)
  */
 function attend(q: tf.Tensor3D, k: tf.Tensor3D, v: tf.Tensor3D, mask: tf.Tensor4D, nh: number, cfg: BertConfig, opts: ForwardOptions): tf.Tensor3D {
   const scores = attentionScores(q, k, nh); // [B, nh, Lq, Lk]
@@ -192,10 +192,33 @@ export function paddingMask(attentionMask: tf.Tensor2D): tf.Tensor4D {
  * x [B, L, H] -> [B, L, names.length · H], the layers' outputs side by side.
  */
 function stackedDense(w: Weights, prefix: string, names: string[], x: tf.Tensor3D): tf.Tensor3D {
-  const W = tf.concat(names.map((n) => weight(w, `${prefix}.${n}.weight`)), 0) as tf.Tensor2D; // [n·H, H]
-  const b = tf.concat(names.map((n) => weight(w, `${prefix}.${n}.bias`)), 0) as tf.Tensor1D; // [n·H]
+  const [W, b] = stackRows([names.map((n) => weight(w, `${prefix}.${n}.weight`)), names.map((n) => weight(w, `${prefix}.${n}.bias`))]) as [tf.Tensor2D, tf.Tensor1D]; // [n·H, H], [n·H]
   const [B, L, H] = x.shape;
   return linear(x.reshape([B * L, H]) as tf.Tensor2D, W, b).reshape([B, L, W.shape[0]]) as tf.Tensor3D;
+}
+
+/**
+ * Training on webgpu: the projections stacked as in inference (one matmul
+ * for Q, K and V, or K and V), and the attention read from them in place
+ * (attentionTraining), its gradient written back side by side into the
+ * stacked projections' gradient: no head split, and one matmul for the
+ * gradient of the input. Null where it does not apply; the caller then
+ * takes `attend`. query [B, Lq, H], keyValue [B, Lk, H] -> [B, Lq, H]
+ */
+function attendStacked(w: Weights, prefix: string, cfg: BertConfig, query: tf.Tensor3D, keyValue: tf.Tensor3D, mask: tf.Tensor4D, opts: ForwardOptions): tf.Tensor3D | null {
+  const [nh, H] = [cfg.numAttentionHeads, cfg.hiddenSize];
+  const rate = opts.training ? cfg.attentionProbsDropoutProb : 0;
+  // (the dropout goes inside the softmax's kernel, from the step's seeds: decided before a call is drawn)
+  if ((rate > 0 && !opts.seeds) || !attentionTrainingApplies(query.shape[0], nh, query.shape[1], keyValue.shape[1], H, mask)) return null;
+  const scale = 1 / Math.sqrt(H / nh);
+  const call = fusedDropout(rate, opts);
+  if (query === keyValue) {
+    const qkv = stackedDense(w, prefix, ["query", "key", "value"], query); // [B, L, 3H]
+    return attentionTraining(qkv, qkv, mask, nh, scale, [0, H, 2 * H], call);
+  }
+  const q = dense(w, `${prefix}.query`, query) as tf.Tensor3D; // [B, Lq, H]
+  const kv = stackedDense(w, prefix, ["key", "value"], keyValue); // [B, Lk, 2H]
+  return attentionTraining(q, kv, mask, nh, scale, [0, 0, H], call);
 }
 
 /**
@@ -238,6 +261,7 @@ export function attention(
   const nh = cfg.numAttentionHeads;
   const merged =
     (!opts.training && attentionInPlace() && attendInPlace(w, `${prefix}.self`, cfg, query, keyValue, mask)) ||
+    (opts.training && attendStacked(w, `${prefix}.self`, cfg, query, keyValue, mask, opts)) ||
     attend(
       dense(w, `${prefix}.self.query`, query) as tf.Tensor3D, // [B, Lq, H]
       dense(w, `${prefix}.self.key`, keyValue) as tf.Tensor3D, // [B, Lk, H]

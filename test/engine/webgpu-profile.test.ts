@@ -55,6 +55,8 @@ test("kernels are sorted into kinds of work by their shader keys", () => {
     ["retromaeAdamW_guarded_scaled_tensor", "optimizer"],
     ["retromaeSumSquares_11", "optimizer"],
     ["transpose_0,2,1,3", "layout"],
+    ["retromaeStackRows_3_3", "layout"],
+    ["retromaeUnstackRows_2_2", "layout"],
     ["reduce_sum", "reductions"],
     ["binary_0_4,4", "elementwise"],
     ["something new", "other"],

@@ -38,12 +38,16 @@
  *   softmax(q kᵀ · scale + mask) v read from and written to [B, L, H] in
  *   place, with an online softmax over key tiles in workgroup memory: no
  *   head transposes, and no [B, heads, L, L] scores or probabilities.
- * - The attention's products in training (fused.ts attentionScores and
- *   attentionContext: q·kᵀ, p·v and their four gradients) on the heads side
- *   by side in [B, L, H], each operand read and the output written through
- *   strides (matmul.ts headMatMulProgram): no transposes to split and merge
- *   the heads, eight per attention layer and step, and no split copies of
- *   q, k and v kept for the backward pass. Where the batched [Lq, Lk]
+ * - The attention in training (fused.ts attentionTraining: q·kᵀ, p·v and
+ *   their four gradients) on the heads side by side in their stacked
+ *   projections ([B, L, 3H] in self-attention), each operand read and the
+ *   output written through strides (matmul.ts headMatMulProgram), and q's,
+ *   k's and v's gradients written side by side into the projection's
+ *   (ATTENTION_GRAD): no transposes to split and merge the heads, eight per
+ *   attention layer and step, no split copies of q, k and v kept for the
+ *   backward pass, and one matmul for the projections each way. The stacked
+ *   weights are copied together, and their gradients apart, in one
+ *   dispatch each (STACK_ROWS, UNSTACK_ROWS). Where the batched [Lq, Lk]
  *   product takes the 128 × 128 tiled matmul (a base model at 512 tokens),
  *   the heads are split as before.
  * - The masked cross-entropy's pieces: log Σ exp per row with each row's
@@ -90,6 +94,7 @@ import {
   DROPOUT,
   DROPOUT_ADD_LAYER_NORM,
   DROPOUT_SOFTMAX,
+  ATTENTION_GRAD,
   HEAD_MATMUL,
   GELU,
   GELU_GRAD,
@@ -101,10 +106,12 @@ import {
   SCALED_SOFTMAX_GRAD,
   SOFTMAX_MINUS_ONE_HOT,
   SOFTMAX_MINUS_ONE_HOT_COL_SUM,
+  STACK_ROWS,
+  UNSTACK_ROWS,
 } from "../fused";
 import type { KernelConfig, KernelFunc, TensorInfo } from "@tensorflow/tfjs-core";
 import { MAX_GROUPS, rawBackend, RawBackend, rawBindings, record as recordDispatch } from "./raw";
-import { headMatMulProgram, HeadStrides, SPLIT_TILE, splitKEnabled, splitKGrid, splitKMatMulProgram, splitKParts, splitKRowSumsShader, takesTiledMatMul, TILED_STEP_K, tiledMatMulProgram, tiledSplitKParts } from "./matmul";
+import { headMatMulProgram, HeadStrides, headsSideBySide, headsStacked, headStridesAt, SPLIT_TILE, splitKEnabled, splitKGrid, splitKMatMulProgram, splitKParts, splitKRowSumsShader, takesTiledMatMul, TILED_STEP_K, tiledMatMulProgram, tiledSplitKParts, transposedHeads } from "./matmul";
 
 /** What these kernels use of tfjs-backend-webgpu's WebGPUBackend. */
 export interface WebGPUBackendLike {
@@ -1165,11 +1172,11 @@ function splitKMatMul(b: WebGPUBackendLike, a: TensorInfo, bT: TensorInfo, trans
 }
 
 /**
- * The attention's products on heads side by side (fused.ts attentionScores
- * and attentionContext, and their gradients): C = A·B per head, each read
+ * The attention's products on heads side by side (fused.ts
+ * attentionTraining): C = A·B per head, each read
  * and written through its strides (headMatMulProgram). Inputs a and b; attrs
  * batch (B · heads), heads, M, N, K, `strides` (a's, b's and the output's
- * HeadStrides, four numbers each: batch, head, row, column) and the
+ * HeadStrides, five numbers each: offset, batch, head, row, column) and the
  * output's shape. An output of no elements is empty; a K of 0 is zeros.
  */
 export const headMatMulWebGPU: KernelConfig = {
@@ -1181,13 +1188,123 @@ export const headMatMulWebGPU: KernelConfig = {
     const { batch, heads, M, N, K, strides, shape } = attrs as unknown as { batch: number; heads: number; M: number; N: number; K: number; strides: number[]; shape: number[] };
     if (product(shape) === 0) return b.makeTensorInfo(shape, "float32", new Float32Array(0));
     if (K === 0) return zeros(b, shape, "float32");
-    const [sa, sb, sc] = [0, 4, 8].map((i): HeadStrides => ({ batch: strides[i], head: strides[i + 1], row: strides[i + 2], column: strides[i + 3] }));
+    const [sa, sb, sc] = [0, 5, 10].map((i) => headStridesAt(strides, i));
     const program = headMatMulProgram(batch, heads, M, N, K, sa, sb, sc, shape);
     return b.runWebGPUProgram(program, [a, bIn], "float32", ints(...program.uniformValues));
   },
 };
 
 /**
+ * The gradient of fused.ts attentionTraining, on the heads side by side:
+ * dP′ = dctx·vᵀ, dv = P′ᵀ·dctx, dS = scale · P ⊙ (dropout(dP′) − Σ_row
+ * dropout(dP′) ⊙ P) (P the probabilities, P′ = dropout(P), the mask drawn
+ * again), dq = dS·k and dk = dSᵀ·q, each product a HEAD_MATMUL program.
+ * dq, dk and dv are written into their columns of one gradient per
+ * projection (q's and kv's, or the one [B, L, 3H] of self-attention, when q
+ * and kv are the same tensor): five dispatches, nothing to add. Inputs
+ * dctx [B, Lq, H], q, kv, p and pd [B, heads, Lq, Lk], base (with dropout);
+ * attrs heads, scale, columns (q's, k's and v's first column), and the
+ * dropout call's. -> [dq, dkv], or [dqkv]
+ */
+export const attentionGradWebGPU: KernelConfig = {
+  kernelName: ATTENTION_GRAD,
+  backendName: "webgpu",
+  kernelFunc: ({ inputs, backend, attrs }) => {
+    const { dctx, q, kv, p, pd, base } = inputs as Record<string, TensorInfo>;
+    const b = backend as unknown as WebGPUBackendLike;
+    const a = attrs as unknown as { heads: number; scale: number; columns: number[] } & DropoutAttrs;
+    const self = q.dataId === kv.dataId;
+    const [B, Lq, H] = dctx.shape;
+    const [, heads, , Lk] = p.shape;
+    const dh = H / heads;
+    const [Wq, Wkv] = [q.shape[2], kv.shape[2]];
+    const [sq, sk, sv] = [headsSideBySide(a.columns[0], Lq, Wq, dh), headsSideBySide(a.columns[1], Lk, Wkv, dh), headsSideBySide(a.columns[2], Lk, Wkv, dh)];
+    const [sP, sc] = [headsStacked(heads, Lq, Lk), headsSideBySide(0, Lq, H, dh)];
+    const t = transposedHeads;
+    const dq = b.makeTensorInfo([...q.shape], "float32");
+    const dkv = self ? dq : b.makeTensorInfo([...kv.shape], "float32");
+    // C = A·B per head into `out` (or a new [B, heads, Lq, Lk])
+    const product = (A: TensorInfo, Bm: TensorInfo, [M, N, K]: number[], strides: HeadStrides[], out?: TensorInfo) => {
+      const program = headMatMulProgram(B * heads, heads, M, N, K, strides[0], strides[1], strides[2], out ? [...out.shape] : [B, heads, Lq, Lk]);
+      return b.runWebGPUProgram(program, [A, Bm], "float32", ints(...program.uniformValues), out);
+    };
+    const dPd = product(dctx, kv, [Lq, Lk, dh], [sc, t(sv), sP]); // dP′ = dctx·vᵀ
+    product(pd, dctx, [Lk, dh, Lq], [t(sP), sc, sv], dkv); // dv = P′ᵀ·dctx
+    const rows = B * heads * Lq;
+    const flat = (x: TensorInfo) => ({ ...x, shape: [rows, Lk] });
+    const drop = base ? dropoutUniforms(a).map(([v, type]) => ({ type: type === "u32" ? "uint32" : "float32", data: [v] })) : [];
+    const dS = b.runWebGPUProgram(scaledSoftmaxGradProgram(rows, Lk, !!base), [flat(p), flat(dPd), ...(base ? [base] : [])], "float32", [{ type: "int32", data: [Lk] }, { type: "float32", data: [a.scale] }, ...drop]);
+    b.disposeData(dPd.dataId);
+    product(dS, kv, [Lq, dh, Lk], [sP, sk, sq], dq); // dq = dS·k
+    product(dS, q, [Lk, dh, Lq], [t(sP), sq, sk], dkv); // dk = dSᵀ·q
+    b.disposeData(dS.dataId);
+    return self ? [dq] : [dq, dkv];
+  },
+};
+
+/**
+ * STACK_ROWS (unstack false) and UNSTACK_ROWS (true) in one raw dispatch,
+ * an invocation per element of the pieces laid end to end: piece j (of
+ * group g) is rows [at_j, at_j + n_j) of group g's stacked tensor, so
+ * stacked_g[at_j + i] = piece_j[i] (or back). Uniforms: count, then each
+ * piece's start (in the pieces laid end to end), size and place in its group.
+ */
+function stackShader(counts: number[], unstack: boolean): string {
+  const group = counts.flatMap((c, g) => Array<number>(c).fill(g));
+  const pieces = group.map((_, j) => `piece${j}`);
+  const stacks = counts.map((_, g) => `stack${g}`);
+  const cases = group
+    .map((g, j) => `  if (e < uniforms.start${j} + uniforms.n${j}) {
+    let i = e - uniforms.start${j};
+    ${unstack ? `piece${j}[i] = stack${g}[uniforms.at${j} + i];` : `stack${g}[uniforms.at${j} + i] = piece${j}[i];`}
+    return;
+  }`)
+    .join("\n");
+  return `
+${rawBindings(unstack ? pieces : stacks, unstack ? stacks : pieces, `count : i32, ${group.map((_, j) => `start${j} : i32, n${j} : i32, at${j} : i32`).join(", ")}`)}
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid : vec3<u32>, @builtin(local_invocation_index) lid : u32) {
+  let e = i32((wid.x + wid.y * ${MAX_GROUPS}u) * 256u + lid);
+  if (e >= uniforms.count) { return; }
+${cases}
+}`;
+}
+
+/** STACK_ROWS or UNSTACK_ROWS: the stacked tensors' shapes from the pieces' (or back), and one stackShader dispatch. */
+function stackKernel(unstack: boolean): KernelConfig {
+  return {
+    kernelName: unstack ? UNSTACK_ROWS : STACK_ROWS,
+    backendName: "webgpu",
+    kernelFunc: ({ inputs, attrs }) => {
+      const rb = rawOf(unstack ? "Unstacking rows" : "Stacking rows");
+      const { counts, rows } = attrs as unknown as { counts: number[]; rows: number[] };
+      const ins = Object.keys(inputs).sort((x, y) => Number(x.slice(1)) - Number(y.slice(1))).map((k) => (inputs as Record<string, TensorInfo>)[k]);
+      const group = counts.flatMap((c, g) => Array<number>(c).fill(g));
+      // the trailing shape of each group: from its first piece, or from its stacked gradient
+      const trailing = counts.map((_, g) => (unstack ? ins[g] : ins[group.indexOf(g)]).shape.slice(1));
+      const inner = trailing.map(product);
+      const sizes = group.map((g, j) => rows[j] * inner[g]);
+      const outs = unstack
+        ? group.map((g, j) => rb.makeTensorInfo([rows[j], ...trailing[g]], "float32"))
+        : counts.map((_, g) => rb.makeTensorInfo([rows.filter((_, j) => group[j] === g).reduce((x, y) => x + y, 0), ...trailing[g]], "float32"));
+      const count = sizes.reduce((x, y) => x + y, 0);
+      if (count === 0) return outs.map((o) => (rb as unknown as WebGPUBackendLike).makeTensorInfo(o.shape, "float32", new Float32Array(0)));
+      const uniforms: number[] = [count];
+      let start = 0;
+      const at = counts.map(() => 0);
+      group.forEach((g, j) => {
+        uniforms.push(start, sizes[j], at[g]);
+        start += sizes[j];
+        at[g] += sizes[j];
+      });
+      recordDispatch(rb, `retromae${unstack ? "Unstack" : "Stack"}Rows_${counts.join("_")}`, () => stackShader(counts, unstack), [...outs, ...ins], new Int32Array(uniforms).buffer, Math.ceil(count / 256));
+      return outs;
+    },
+  };
+}
+
+/**
+ * out_j[i] = Σ_p parts_j[p · n_j + i] over p in order/**
  * out_j[i] = Σ_p parts_j[p · n_j + i] over p in order, for several [parts,
  * n_j] inputs in one raw dispatch (an invocation per output element; the
  * uniforms: parts, then each n_j).
@@ -1456,7 +1573,7 @@ const identityTranspose = (original: KernelFunc) =>
  * `maxStorageBuffers` is the device's maxStorageBuffersPerShaderStage.
  */
 export function registerWebGPUKernels(maxStorageBuffers: number): void {
-  for (const k of [deterministicUnsortedSegmentSum, robustSoftmax, dropoutWebGPU, geluWebGPU, geluGradWebGPU, addLayerNormWebGPU, dropoutAddLayerNormWebGPU, layerNormGradWebGPU, scaledMaskedSoftmaxWebGPU, scaledMaskedSoftmaxDropoutWebGPU, scaledSoftmaxGradWebGPU, attentionWebGPU, headMatMulWebGPU, additiveMaskOfBytesWebGPU,
+  for (const k of [deterministicUnsortedSegmentSum, robustSoftmax, dropoutWebGPU, geluWebGPU, geluGradWebGPU, addLayerNormWebGPU, dropoutAddLayerNormWebGPU, layerNormGradWebGPU, scaledMaskedSoftmaxWebGPU, scaledMaskedSoftmaxDropoutWebGPU, scaledSoftmaxGradWebGPU, attentionWebGPU, headMatMulWebGPU, attentionGradWebGPU, stackKernel(false), stackKernel(true), additiveMaskOfBytesWebGPU,
     logSumExpRowsWebGPU, logSumExpArgMaxWebGPU, softmaxMinusOneHotWebGPU, softmaxMinusOneHotColSumWebGPU, pickLabelsWebGPU]) {
     if (tf.getKernel(k.kernelName, "webgpu")) tf.unregisterKernel(k.kernelName, "webgpu");
     tf.registerKernel(k);

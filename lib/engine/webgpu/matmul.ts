@@ -114,17 +114,35 @@ ${splitKBody(transposeA, transposeB, true)}
 
 /**
  * Where a matrix of a batch of heads lies in a flat tensor (HEAD_STRIDES
- * order): batch z = b · heads + h starts at b · batch + h · head, and its
- * element (row, column) lies row · row + column · column from there. q of
- * [B, L, H] (heads side by side, dh wide) as [B · heads] matrices [L, dh]:
- * { batch: L·H, head: dh, row: H, column: 1 }.
+ * order): batch z = b · heads + h starts at offset + b · batch + h · head,
+ * and its element (row, column) lies row · row + column · column from
+ * there. q of [B, L, H] (heads side by side, dh wide) as [B · heads]
+ * matrices [L, dh]: { offset: 0, batch: L·H, head: dh, row: H, column: 1 };
+ * k in columns [H, 2H) of a [B, L, 3H] projection: { offset: H, batch: 3·L·H,
+ * head: dh, row: 3H, column: 1 }.
  */
 export interface HeadStrides {
+  offset: number;
   batch: number;
   head: number;
   row: number;
   column: number;
 }
+
+/** HeadStrides's numbers, in the order HEAD_MATMUL's attributes and headMatMulProgram's uniforms take them. */
+export const headStrideValues = (s: HeadStrides): number[] => [s.offset, s.batch, s.head, s.row, s.column];
+
+/** Heads side by side in [B, L, W] from column `offset`, dh wide each, as B·heads matrices [L, dh]. */
+export const headsSideBySide = (offset: number, L: number, W: number, dh: number): HeadStrides => ({ offset, batch: L * W, head: dh, row: W, column: 1 });
+
+/** [B, heads, R, C] as B·heads matrices [R, C]. */
+export const headsStacked = (heads: number, R: number, C: number): HeadStrides => ({ offset: 0, batch: heads * R * C, head: R * C, row: C, column: 1 });
+
+/** The same matrices read transposed. */
+export const transposedHeads = (s: HeadStrides): HeadStrides => ({ ...s, row: s.column, column: s.row });
+
+/** HeadStrides from five numbers at `at` of such a list. */
+export const headStridesAt = (v: number[], at: number): HeadStrides => ({ offset: v[at], batch: v[at + 1], head: v[at + 2], row: v[at + 3], column: v[at + 4] });
 
 /**
  * C = A·B for a batch of heads, each operand and the output read and
@@ -145,7 +163,7 @@ ${splitKBody(contiguousM, contiguousK, false, true)}
   return {
     outputShape,
     variableNames: ["A", "B"],
-    uniforms: "M : i32, N : i32, K : i32, chunk : i32, heads : i32, aB : i32, aH : i32, aM : i32, aK : i32, bB : i32, bH : i32, bK : i32, bN : i32, cB : i32, cH : i32, cM : i32, cN : i32,",
+    uniforms: "M : i32, N : i32, K : i32, chunk : i32, heads : i32, aO : i32, aB : i32, aH : i32, aM : i32, aK : i32, bO : i32, bB : i32, bH : i32, bK : i32, bN : i32, cO : i32, cB : i32, cH : i32, cM : i32, cN : i32,",
     shaderKey: `retromaeHeadMatMul_${contiguousM}_${contiguousK}`,
     /** For a profile's GFLOP/s (./replay.ts labels dispatches with it). */
     flops: 2 * batch * M * N * K,
@@ -154,7 +172,7 @@ ${splitKBody(contiguousM, contiguousK, false, true)}
     dispatch: splitKGrid(M, N, batch),
     getUserCode: () => code,
     /** The uniforms' values, in their order. */
-    uniformValues: [M, N, K, Math.ceil(K / SPLIT_TILE) * SPLIT_TILE, heads, ...[a, b, c].flatMap((s) => [s.batch, s.head, s.row, s.column])],
+    uniformValues: [M, N, K, Math.ceil(K / SPLIT_TILE) * SPLIT_TILE, heads, ...[a, b, c].flatMap(headStrideValues)],
   };
 }
 
@@ -198,9 +216,9 @@ function splitKBody(transposeA: boolean, transposeB: boolean, rowSums: boolean, 
     // z is the batch, b · heads + h: its offsets in A, B and the output
     let zb = part / uniforms.heads;
     let zh = part - zb * uniforms.heads;
-    let aOff = zb * uniforms.aB + zh * uniforms.aH;
-    let bOff = zb * uniforms.bB + zh * uniforms.bH;
-    let cOff = zb * uniforms.cB + zh * uniforms.cH;
+    let aOff = uniforms.aO + zb * uniforms.aB + zh * uniforms.aH;
+    let bOff = uniforms.bO + zb * uniforms.bB + zh * uniforms.bH;
+    let cOff = uniforms.cO + zb * uniforms.cB + zh * uniforms.cH;
     let kBegin = 0;` : `
     let kBegin = part * uniforms.chunk;`}
     let kEnd = min(kBegin + uniforms.chunk, uniforms.K);

@@ -52,7 +52,7 @@ export function kernelCategory(kernel: string): string {
     [/Dropout/, "dropout"],
     [/^gather|SegmentSum|SegmentLinks|Zeros/, "embeddings"],
     [/AdamW|SumSquares|GlobalNorm/, "optimizer"],
-    [/^(transpose|slice|pad|concat)/, "layout"],
+    [/^(transpose|slice|pad|concat)|^retromae(Un)?stackRows/i, "layout"], // (a stacked projection's weights, and their gradients given back)
     [/^reduce/, "reductions"],
     [/^(binary|unary|fill|select|cast|clip)/, "elementwise"],
   ];
