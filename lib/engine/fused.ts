@@ -584,9 +584,9 @@ tf.registerGradient({
   kernelName: STACK_ROWS,
   gradFunc: (dys, _saved, attrs) => {
     const { counts } = attrs as unknown as { counts: number[] };
-    const gs = dys as tf.Tensor[];
+    const gs = ([] as tf.Tensor[]).concat(dys); // (one tensor where one group was stacked)
     const rows = (attrs as unknown as { rows: number[] }).rows;
-    const parts = tf.engine().runKernel(UNSTACK_ROWS, Object.fromEntries(gs.map((g, i) => [`g${i}`, g])), { counts, rows }) as tf.Tensor[];
+    const parts = ([] as tf.Tensor[]).concat(tf.engine().runKernel(UNSTACK_ROWS, Object.fromEntries(gs.map((g, i) => [`g${i}`, g])), { counts, rows }));
     return Object.fromEntries(parts.map((t, i) => [`t${i}`, () => t]));
   },
 });
@@ -602,7 +602,7 @@ export function stackRows(groups: tf.Tensor[][]): tf.Tensor[] {
   const sameTrailing = groups.every((g) => g.every((t) => t.rank >= 1 && tf.util.arraysEqual(t.shape.slice(1), g[0].shape.slice(1))));
   if (!nativeKernel(STACK_ROWS) || pieces.length > 6 || !sameTrailing || pieces.some((t) => t.dtype !== "float32" || t.size === 0)) return groups.map((g) => tf.concat(g, 0));
   const attrs = { counts: groups.map((g) => g.length), rows: pieces.map((t) => t.shape[0]) };
-  return tf.engine().runKernel(STACK_ROWS, Object.fromEntries(pieces.map((t, i) => [`t${i}`, t])), attrs as unknown as tf.NamedAttrMap) as tf.Tensor[];
+  return ([] as tf.Tensor[]).concat(tf.engine().runKernel(STACK_ROWS, Object.fromEntries(pieces.map((t, i) => [`t${i}`, t])), attrs as unknown as tf.NamedAttrMap));
 }
 
 /** Registered by the webgpu backend only: attentionTraining's gradient, q, k and v's written side by side into one gradient per projection. */

@@ -30,7 +30,7 @@ import { bytesHeldByReplays, recordCommands, StepReplay } from "../../lib/engine
 import { copyInPlaceWebGPU } from "../../lib/engine/webgpu/optimizer";
 import { additiveMaskOfBytes, bytesAsWords, DROPOUT, dropoutWithSeed, DropoutSeeds, registerCounterDropout } from "../../lib/engine/fused";
 import { countDispatches, formatProfile } from "../../lib/engine/webgpu/profile";
-import { addLayerNorm, ADD_LAYER_NORM, ATTENTION, attentionTraining, attentionTrainingApplies, DROPOUT_ADD_LAYER_NORM, DROPOUT_SOFTMAX, attentionContext, attentionInference, attentionScores, DENSE_GELU, DENSE_WEIGHT_GRADS, gelu, GELU, linear, linearGelu, logSumExpArgMax, logSumExpRows, pickLabels, scaledMaskedSoftmax, SCALED_MASKED_SOFTMAX, softmaxMinusOneHotColSum } from "../../lib/engine/fused";
+import { addLayerNorm, ADD_LAYER_NORM, ATTENTION, attentionTraining, attentionTrainingApplies, DROPOUT_ADD_LAYER_NORM, DROPOUT_SOFTMAX, attentionContext, attentionInference, attentionScores, DENSE_GELU, DENSE_WEIGHT_GRADS, gelu, GELU, linear, linearGelu, logSumExpArgMax, logSumExpRows, pickLabels, scaledMaskedSoftmax, SCALED_MASKED_SOFTMAX, softmaxMinusOneHotColSum, stackRows } from "../../lib/engine/fused";
 import { runProbe, ProbeSet } from "../../lib/probe/probe";
 import { encodeTexts } from "../../lib/probe/encode";
 import { contrastiveFinetune } from "../../lib/probe/finetune";
@@ -488,6 +488,44 @@ test("the attention in training on webgpu reads q, k and v in place from their s
   }
   // a layout whose gradient would not cover the projection is refused, as a bug
   assert.throws(() => tf.tidy(() => attentionTraining(tf.ones([1, 5, 8]) as tf.Tensor3D, tf.ones([1, 5, 8]) as tf.Tensor3D, tf.zeros([1, 1, 1, 5]) as tf.Tensor4D, 2, 0.5, [0, 0, 0])), /a bug in this package/);
+});
+
+test("stacking rows on webgpu (a stacked projection's weights and biases) is tf.concat along the first axis, values and gradients, one dispatch each way; other tensors are concatenated", async () => {
+  const rng = new Rng(33);
+  // [rows of each piece] per group, with the groups' trailing shapes: three weights and their biases, two of each, one alone
+  const layouts: [number[][], number[][]][] = [
+    [[[7, 7, 7], [7, 7, 7]], [[5], []]],
+    [[[3, 4], [3, 4]], [[2, 3], []]],
+    [[[1]], [[9]]],
+  ];
+  for (const [rowsOf, trailing] of layouts) {
+    const shapes = rowsOf.flatMap((rows, g) => rows.map((r) => [r, ...trailing[g]]));
+    const values = shapes.map((sh) => rng.fillNormal(new Float32Array(sh.reduce((a, b) => a * b, 1))));
+    const weights = shapes.map((sh) => rng.fillNormal(new Float32Array(sh.reduce((a, b) => a * b, 1))));
+    const pieces = () => values.map((v, i) => tf.tensor(v, shapes[i]));
+    const groupsOf = (ts: tf.Tensor[]) => {
+      let at = 0;
+      return rowsOf.map((rows) => ts.slice(at, (at += rows.length)));
+    };
+    const stackedWeights = () => groupsOf(weights.map((w, i) => tf.tensor(w, shapes[i]))).map((g) => tf.concat(g, 0));
+    const loss = (...ts: tf.Tensor[]) => tf.addN(stackRows(groupsOf(ts)).map((t, g) => tf.sum(tf.mul(t, stackedWeights()[g]))));
+    const name = JSON.stringify(rowsOf);
+    const stacked = await both(() => tf.tidy(() => tf.concat(stackRows(groupsOf(pieces())).map((t) => t.reshape([-1])))));
+    assert.equal(Array.from(stacked.gpu), Array.from(stacked.cpu), `${name}: the stacked values`);
+    const grads = await both(() => tf.tidy(() => tf.concat(tf.grads(loss)(pieces()).map((t) => t.reshape([-1])))));
+    assert.equal(Array.from(grads.gpu), Array.from(grads.cpu), `${name}: the gradients given back`);
+    const { labels } = await pipelineLabels(async () => {
+      const g = tf.tidy(() => tf.concat(tf.grads(loss)(pieces()).map((t) => t.reshape([-1]))));
+      await g.data();
+      g.dispose();
+    });
+    const counts = rowsOf.map((r) => r.length).join("_");
+    assert.equal(labels.filter((l) => /[Ss]tackRows/.test(l)), [`retromaeStackRows_${counts}`, `retromaeUnstackRows_${counts}`], name);
+  }
+  // more pieces than one shader binds (six, with the two outputs: WebGPU's least 8 storage buffers): tf.concat
+  const { keys, values } = await programsOf(() => tf.tidy(() => stackRows([Array.from({ length: 7 }, (_, i) => tf.fill([1, 2], i))])[0]));
+  assert.ok(keys.some((k) => k.startsWith("concat")), keys.join(", "));
+  assert.equal(Array.from(values), [0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6]);
 });
 
 test("the attention softmax (scale and additive mask) on webgpu matches the cpu's composition, values and gradients; fully masked rows are uniform", async () => {
