@@ -583,9 +583,8 @@ export const UNSTACK_ROWS = "RetroMAEUnstackRows";
 tf.registerGradient({
   kernelName: STACK_ROWS,
   gradFunc: (dys, _saved, attrs) => {
-    const { counts } = attrs as unknown as { counts: number[] };
+    const { counts, rows } = attrs as unknown as { counts: number[]; rows: number[] };
     const gs = ([] as tf.Tensor[]).concat(dys); // (one tensor where one group was stacked)
-    const rows = (attrs as unknown as { rows: number[] }).rows;
     const parts = ([] as tf.Tensor[]).concat(tf.engine().runKernel(UNSTACK_ROWS, Object.fromEntries(gs.map((g, i) => [`g${i}`, g])), { counts, rows }));
     return Object.fromEntries(parts.map((t, i) => [`t${i}`, () => t]));
   },

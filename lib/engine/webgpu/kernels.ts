@@ -272,6 +272,7 @@ export const ROW_SUM_WGSL = (wg: number) => `
  * which can be more than the rows: an extra workgroup computes the last row
  * again, and `live` (false there) keeps its writes out; the body writes only
  * where `live`. (It cannot return early: its barriers need every invocation.)
+ * `prelude`: WGSL at module scope, for functions the body calls.
  */
 function rowWorkgroupProgram(key: string, rows: number, cols: number, variableNames: string[], uniforms: string, body: string, wg = 64, prelude = "") {
   const code = `${ROW_SUM_WGSL(wg)}${prelude}
