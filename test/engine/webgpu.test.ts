@@ -848,11 +848,6 @@ test("RETROMAE_WEBGPU_DENSE=transposed: the dense layer as x·(Wᵀ) (tfjs's vec
 
 test("a dense layer's weight and bias gradients on webgpu: where dyᵀ·x splits along the rows, one dispatch makes both from the same tiles of dy and one adds their parts (two, where there were four); the cpu's values on odd shapes, the same bits twice; shapes that do not split keep BatchMatMul and the column sum", async () => {
   const rng = new Rng(31);
-  await use("webgpu");
-  const device = (tf.backend() as unknown as { device: GPUDevice }).device;
-  const pass = device.createCommandEncoder().beginComputePass();
-  const proto = Object.getPrototypeOf(pass) as GPUComputePassEncoder;
-  pass.end();
   // [rows, in, out]: a weight of one tile, row and column tails with K not a multiple of the parts, rows of the
   // bias in a second and third tile of dy (out 70), tiny's [128, 128] over 2,048 tokens; then shapes that do not split
   const cases: [number, number, number, boolean][] = [[2048, 32, 32, true], [2050, 33, 7, true], [1100, 40, 6, true], [1024, 130, 70, true], [2048, 128, 128, true], [64, 16, 8, false], [1, 5, 3, false]];
@@ -867,26 +862,16 @@ test("a dense layer's weight and bias gradients on webgpu: where dyᵀ·x splits
       for (let i = 0; i < g.cpu.length; i++) assert.ok(Math.abs(g.cpu[i] - g.gpu[i]) < 1e-4 * Math.max(1, Math.abs(g.cpu[i])), `${name} ${what}[${i}]: cpu ${g.cpu[i]} vs webgpu ${g.gpu[i]}`);
     }
     // the kernel alone: the pipelines it dispatches, and its bits twice
-    const run = async () => {
-      await use("webgpu");
-      const labels: string[] = [];
-      const setPipeline = proto.setPipeline;
-      proto.setPipeline = function (this: GPUComputePassEncoder, pipeline: GPUComputePipeline) {
-        labels.push(pipeline.label);
-        return setPipeline.call(this, pipeline);
-      };
-      try {
+    const run = () =>
+      pipelineLabels(async () => {
         const outs = tf.tidy(() => tf.engine().runKernel(DENSE_WEIGHT_GRADS, { dy: tf.tensor2d(dy, [N, O]), x: tf.tensor2d(x, [N, I]) }, {}) as tf.Tensor[]);
         assert.equal(outs.map((t) => t.shape), [[O, I], [O]], `${name}: shapes`);
         const values = [...(await outs[0].data()), ...(await outs[1].data())];
         tf.dispose(outs);
-        return { labels, values };
-      } finally {
-        proto.setPipeline = setPipeline;
-      }
-    };
+        return values;
+      });
     const [first, second] = [await run(), await run()];
-    assert.equal(bits(first.values), bits(second.values), `${name}: the same bits twice`);
+    assert.equal(bits(first.result), bits(second.result), `${name}: the same bits twice`);
     if (split) assert.equal(first.labels, ["retromaeMatMulSplitK_true_false_rowSums", "retromaeMatMulSumOfParts_2"], name);
     else assert.ok(first.labels.length >= 2 && !first.labels.some((l) => /rowSums|SumOfParts/.test(l)), `${name}: ${first.labels.join(", ")}`);
   }
