@@ -357,6 +357,25 @@ function dropoutCall(x: tf.Tensor, call: DropoutCall): tf.Tensor {
   return dropoutWithSeed(x, call.rate, call.seed, call.base);
 }
 
+/** Registered by the webgpu backend only: an embedding table's gradient, the deterministic segment sum with the rows of one id left out. */
+export const EMBEDDING_GRAD = "RetroMAEEmbeddingGrad";
+
+/**
+ * A lookup's gradient for its [V, H] table: each id's rows of dy summed, in
+ * order, leaving out the rows whose id is `skip` (PyTorch's padding_idx:
+ * the padding's row gets no gradient from the lookup). On webgpu one
+ * segment sum that skips them; elsewhere the rows times a 0/1 mask, then
+ * tf.unsortedSegmentSum (the sums the published CPU runs made).
+ * dy [N, H], ids [N] int32 -> [V, H]
+ */
+export function embeddingGrad(dy: tf.Tensor2D, ids: tf.Tensor1D, V: number, skip: number): tf.Tensor2D {
+  if (nativeKernel(EMBEDDING_GRAD) && dy.dtype === "float32") return tf.engine().runKernel(EMBEDDING_GRAD, { x: dy, segmentIds: ids }, { numSegments: V, skip }) as tf.Tensor2D;
+  return tf.tidy(() => {
+    const keep = tf.cast(tf.notEqual(ids, skip), "float32").reshape([-1, 1]); // [N, 1]
+    return tf.unsortedSegmentSum(tf.mul(dy, keep), ids, V) as tf.Tensor2D;
+  });
+}
+
 /** Registered by the webgpu backend only: its fused matmul with a GELU epilogue. */
 export const DENSE_GELU = "RetroMAEDenseGelu";
 

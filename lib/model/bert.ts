@@ -9,7 +9,7 @@
  */
 import * as tf from "../engine/tf";
 import type { Rng } from "../engine/rng";
-import { addLayerNorm, attentionContext, attentionInference, attentionInPlace, attentionScores, attentionTraining, attentionTrainingApplies, DropoutCall, dropoutWithSeed, DropoutSeeds, gelu as fusedGelu, linear, linearGelu, logSumExpArgMax, logSumExpRows, pickLabels, scaledMaskedSoftmax, softmaxMinusOneHot, softmaxMinusOneHotColSum, stackRows, tiedLogits } from "../engine/fused";
+import { addLayerNorm, attentionContext, embeddingGrad, attentionInference, attentionInPlace, attentionScores, attentionTraining, attentionTrainingApplies, DropoutCall, dropoutWithSeed, DropoutSeeds, gelu as fusedGelu, linear, linearGelu, logSumExpArgMax, logSumExpRows, pickLabels, scaledMaskedSoftmax, softmaxMinusOneHot, softmaxMinusOneHotColSum, stackRows, tiedLogits } from "../engine/fused";
 import type { BertConfig } from "./config";
 
 export type Weights = ReadonlyMap<string, tf.Tensor>;
@@ -101,21 +101,19 @@ function dropoutAddNorm(w: Weights, prefix: string, cfg: BertConfig, x: tf.Tenso
  * table [V, H], ids [...] int32 -> [..., H]
  */
 export function embeddingLookup(table: tf.Tensor, ids: tf.Tensor, paddingIdx: number): tf.Tensor {
-  const lookup = tf.customGrad((t, i, save) => {
-    (save as tf.GradSaveFunc)([i as tf.Tensor]);
+  const idx = tf.cast(ids, "int32");
+  // (the ids are saved, not an input: the table is the lookup's one differentiable input)
+  const lookup = tf.customGrad((t, save) => {
+    (save as tf.GradSaveFunc)([idx]);
     return {
-      value: tf.gather(t as tf.Tensor, i as tf.Tensor),
+      value: tf.gather(t as tf.Tensor, idx),
       gradFunc: (dy, saved) => {
-        const [idx] = saved as tf.Tensor[];
         const [V, H] = table.shape;
-        const flatIds = idx.reshape([-1]) as tf.Tensor1D; // [N]
-        const keep = tf.cast(tf.notEqual(flatIds, paddingIdx), "float32").reshape([-1, 1]); // [N, 1]
-        const rows = tf.mul((dy as tf.Tensor).reshape([-1, H]), keep); // [N, H]
-        return [tf.unsortedSegmentSum(rows, flatIds, V), tf.zerosLike(idx)];
+        return embeddingGrad((dy as tf.Tensor).reshape([-1, H]) as tf.Tensor2D, (saved as tf.Tensor[])[0].reshape([-1]) as tf.Tensor1D, V, paddingIdx); // [V, H]
       },
     };
   });
-  return lookup(table, tf.cast(ids, "int32"));
+  return lookup(table);
 }
 
 /**

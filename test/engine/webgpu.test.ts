@@ -28,14 +28,14 @@ import { Trainer, StepInfo } from "../../lib/train/trainer";
 import { AdamW } from "../../lib/train/optim";
 import { bytesHeldByReplays, recordCommands, StepReplay } from "../../lib/engine/webgpu/replay";
 import { copyInPlaceWebGPU } from "../../lib/engine/webgpu/optimizer";
-import { additiveMaskOfBytes, bytesAsWords, DROPOUT, dropoutWithSeed, DropoutSeeds, registerCounterDropout } from "../../lib/engine/fused";
+import { additiveMaskOfBytes, bytesAsWords, DROPOUT, dropoutWithSeed, embeddingGrad, DropoutSeeds, registerCounterDropout } from "../../lib/engine/fused";
 import { countDispatches, formatProfile } from "../../lib/engine/webgpu/profile";
 import { addLayerNorm, ADD_LAYER_NORM, ATTENTION, attentionTraining, attentionTrainingApplies, DROPOUT_ADD_LAYER_NORM, DROPOUT_SOFTMAX, attentionContext, attentionInference, attentionScores, DENSE_GELU, DENSE_WEIGHT_GRADS, gelu, GELU, linear, linearGelu, logSumExpArgMax, logSumExpRows, pickLabels, scaledMaskedSoftmax, SCALED_MASKED_SOFTMAX, softmaxMinusOneHotColSum, stackRows } from "../../lib/engine/fused";
 import { runProbe, ProbeSet } from "../../lib/probe/probe";
 import { encodeTexts } from "../../lib/probe/encode";
 import { contrastiveFinetune } from "../../lib/probe/finetune";
 import { RetroMAE } from "../../lib/model/retromae";
-import { tiedSoftmaxCrossEntropy } from "../../lib/model/bert";
+import { embeddingLookup, tiedSoftmaxCrossEntropy } from "../../lib/model/bert";
 import { RetroMAECollator } from "../../lib/masking/collator";
 import { collateAhead } from "../../lib/masking/ahead";
 import { SHARED_DATA } from "../helpers";
@@ -289,6 +289,21 @@ test("UnsortedSegmentSum on webgpu is the cpu backend's sum, bit for bit, on odd
     assert.equal(r.shape, [c.segments, ...c.inner]);
     assert.equal(c.dtype === "float32" ? bits(r.gpu) : Array.from(r.gpu), c.dtype === "float32" ? bits(r.cpu) : Array.from(r.cpu), JSON.stringify(c));
   }
+});
+
+test("an embedding's gradient on webgpu (embeddingGrad: the padding id's rows left out) is one segment sum, the cpu's mask-then-sum to the last bit but zeros' sign; a lookup's gradient dispatches no mask and no zeros for its ids", async () => {
+  const rng = new Rng(12);
+  // [n, H, V, skip]: padding ids among the rows, a skip id nobody uses, a table of the vocabulary's size
+  for (const [n, H, V, skip] of [[37, 5, 9, 0], [12, 3, 4, 3], [2100, 3, 30522, 0]]) {
+    const dy = rng.fillNormal(new Float32Array(n * H));
+    const ids = Int32Array.from({ length: n }, (_, i) => (i % 4 === 1 ? skip : rng.int(V)));
+    const r = await both(() => tf.tidy(() => embeddingGrad(tf.tensor2d(dy, [n, H]), tf.tensor1d(ids, "int32"), V, skip)));
+    assert.equal(Array.from(r.gpu), Array.from(r.cpu), `[${n}, ${H}] over ${V}, skipping ${skip}`);
+    assert.ok(r.gpu.slice(skip * H, (skip + 1) * H).every((v) => v === 0), "the skipped id's row is 0");
+  }
+  // the lookup's gradient: the segment sum's three programs (zeros, links, sums), no mask and no zeros for the ids
+  const { keys } = await programsOf(() => tf.tidy(() => tf.grad((t: tf.Tensor) => tf.sum(embeddingLookup(t, tf.tensor2d([[0, 3, 3], [2, 0, 1]], [2, 3], "int32"), 0)))(tf.ones([5, 4]))));
+  assert.equal(keys.filter((k) => !/^(gather|reduce)/.test(k)), ["retromaeZeros_float32", "retromaeSegmentLinks", "retromaeSegmentSum_float32"], keys.join(", "));
 });
 
 test("UnsortedSegmentSum on webgpu gives the same bits run after run (tfjs's atomics did not)", async () => {

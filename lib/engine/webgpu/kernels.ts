@@ -95,6 +95,7 @@ import {
   DROPOUT_ADD_LAYER_NORM,
   DROPOUT_SOFTMAX,
   ATTENTION_GRAD,
+  EMBEDDING_GRAD,
   HEAD_MATMUL,
   GELU,
   GELU_GRAD,
@@ -156,7 +157,8 @@ function flatProgram(size: number, outputShape: number[], variableNames: string[
  * reads of the ids, none of x): link[i] = 2·next + first, where next is the
  * first row after i with the same id (n where none) and first is 1 where no
  * row before i has it; -1 where ids[i] is outside [0, numSegments) (dropped,
- * as TensorFlow drops it). ids [n] -> [n] int32
+ * as TensorFlow drops it) or is the `skip` uniform (an embedding's padding
+ * id: fused.ts embeddingGrad; -1 skips nothing more). ids [n] -> [n] int32
  */
 export function segmentLinksProgram(n: number) {
   const body = `
@@ -164,7 +166,7 @@ export function segmentLinksProgram(n: number) {
     let n = uniforms.rows;
     if (index >= n) { return; }
     let s = i32(segmentIds[index]);
-    if (s < 0 || s >= uniforms.numSegments) { result[index] = -1; return; }
+    if (s < 0 || s >= uniforms.numSegments || s == uniforms.skip) { result[index] = -1; return; }
     var first = 1;
     for (var k = 0; k < index; k = k + 1) {
       if (i32(segmentIds[k]) == s) { first = 0; break; }
@@ -175,7 +177,7 @@ export function segmentLinksProgram(n: number) {
     }
     result[index] = next * 2 + first;
   }`;
-  return flatProgram(n, [n], ["segmentIds"], "retromaeSegmentLinks", "rows : i32, numSegments : i32,", body);
+  return flatProgram(n, [n], ["segmentIds"], "retromaeSegmentLinks", "rows : i32, numSegments : i32, skip : i32,", body);
 }
 
 /**
@@ -225,12 +227,16 @@ function zeros(backend: WebGPUBackendLike, shape: number[], dtype: "float32" | "
   return backend.runWebGPUProgram(program, [], dtype, [{ type: "int32", data: [size] }]);
 }
 
-export const deterministicUnsortedSegmentSum: KernelConfig = {
-  kernelName: tf.UnsortedSegmentSum,
+/**
+ * UnsortedSegmentSum, deterministic (segmentSumProgram); and EMBEDDING_GRAD,
+ * the same with the rows of one id (attrs `skip`) left out.
+ */
+const segmentSumKernel = (kernelName: string): KernelConfig => ({
+  kernelName,
   backendName: "webgpu",
   kernelFunc: ({ inputs, backend, attrs }) => {
     const { x, segmentIds } = inputs as { x: TensorInfo; segmentIds: TensorInfo };
-    const { numSegments } = attrs as unknown as { numSegments: number };
+    const { numSegments, skip } = attrs as unknown as { numSegments: number; skip?: number };
     const b = backend as unknown as WebGPUBackendLike;
     if (x.dtype !== "float32" && x.dtype !== "int32") throw new Error(`UnsortedSegmentSum on webgpu takes float32 or int32, got ${x.dtype}.`);
     const n = product(segmentIds.shape);
@@ -239,7 +245,7 @@ export const deterministicUnsortedSegmentSum: KernelConfig = {
     const out = zeros(b, [numSegments, m], x.dtype);
     if (n > 0 && m > 0 && numSegments > 0) {
       const ids = { ...segmentIds, shape: [n] };
-      const links = b.runWebGPUProgram(segmentLinksProgram(n), [ids], "int32", [{ type: "int32", data: [n] }, { type: "int32", data: [numSegments] }]);
+      const links = b.runWebGPUProgram(segmentLinksProgram(n), [ids], "int32", ints(n, numSegments, skip ?? -1));
       const uniforms = [{ type: "int32", data: [n] }, { type: "int32", data: [m] }, { type: "int32", data: [numSegments] }];
       b.runWebGPUProgram(segmentSumProgram(n, m, numSegments, x.dtype), [x, ids, links], x.dtype, uniforms, out);
       b.disposeData(links.dataId);
@@ -247,7 +253,10 @@ export const deterministicUnsortedSegmentSum: KernelConfig = {
     // The same buffer as [numSegments, ...inner], as tfjs's Reshape relabels one.
     return { dataId: out.dataId, shape: [numSegments, ...inner], dtype: out.dtype };
   },
-};
+});
+
+export const deterministicUnsortedSegmentSum = segmentSumKernel(tf.UnsortedSegmentSum);
+export const embeddingGradWebGPU = segmentSumKernel(EMBEDDING_GRAD);
 
 /** Tree reduction (sum, or max) of one value per invocation across a workgroup of `wg`; every invocation gets the result. */
 export const ROW_SUM_WGSL = (wg: number) => `
@@ -1574,7 +1583,7 @@ const identityTranspose = (original: KernelFunc) =>
  * `maxStorageBuffers` is the device's maxStorageBuffersPerShaderStage.
  */
 export function registerWebGPUKernels(maxStorageBuffers: number): void {
-  for (const k of [deterministicUnsortedSegmentSum, robustSoftmax, dropoutWebGPU, geluWebGPU, geluGradWebGPU, addLayerNormWebGPU, dropoutAddLayerNormWebGPU, layerNormGradWebGPU, scaledMaskedSoftmaxWebGPU, scaledMaskedSoftmaxDropoutWebGPU, scaledSoftmaxGradWebGPU, attentionWebGPU, headMatMulWebGPU, attentionGradWebGPU, stackKernel(false), stackKernel(true), additiveMaskOfBytesWebGPU,
+  for (const k of [deterministicUnsortedSegmentSum, embeddingGradWebGPU, robustSoftmax, dropoutWebGPU, geluWebGPU, geluGradWebGPU, addLayerNormWebGPU, dropoutAddLayerNormWebGPU, layerNormGradWebGPU, scaledMaskedSoftmaxWebGPU, scaledMaskedSoftmaxDropoutWebGPU, scaledSoftmaxGradWebGPU, attentionWebGPU, headMatMulWebGPU, attentionGradWebGPU, stackKernel(false), stackKernel(true), additiveMaskOfBytesWebGPU,
     logSumExpRowsWebGPU, logSumExpArgMaxWebGPU, softmaxMinusOneHotWebGPU, softmaxMinusOneHotColSumWebGPU, pickLabelsWebGPU]) {
     if (tf.getKernel(k.kernelName, "webgpu")) tf.unregisterKernel(k.kernelName, "webgpu");
     tf.registerKernel(k);
