@@ -376,6 +376,21 @@ export function embeddingGrad(dy: tf.Tensor2D, ids: tf.Tensor1D, V: number, skip
   });
 }
 
+/**
+ * Row `row` of `table`, to be added at each of L positions (the token type
+ * of inputs that have none). With no gradient recorded, and on webgpu, the
+ * row itself, [1, H], which the add broadcasts: its gradient is dy summed
+ * over every position in one reduction. While a gradient is recorded on the
+ * other backends, the row gathered L times, [L, H], whose gradient sums in
+ * the order the published CPU runs did. (Gathering it for each position in
+ * encoding made webgpu compute [L, H] on the CPU, as tfjs does small ops on
+ * host tensors, and upload it every batch.) table [V, H] -> [L or 1, H]
+ */
+export function repeatedRow(table: tf.Tensor2D, row: number, L: number): tf.Tensor2D {
+  if (!tf.engine().isTapeOn() || tf.getBackend() === "webgpu") return tf.slice(table, [row, 0], [1, table.shape[1]]);
+  return tf.gather(table, tf.fill([L], row, "int32")) as tf.Tensor2D;
+}
+
 /** Registered by the webgpu backend only: its fused matmul with a GELU epilogue. */
 export const DENSE_GELU = "RetroMAEDenseGelu";
 

@@ -9,7 +9,7 @@
  */
 import * as tf from "../engine/tf";
 import type { Rng } from "../engine/rng";
-import { addLayerNorm, attentionContext, embeddingGrad, attentionInference, attentionInPlace, attentionScores, attentionTraining, attentionTrainingApplies, DropoutCall, dropoutWithSeed, DropoutSeeds, gelu as fusedGelu, linear, linearGelu, logSumExpArgMax, logSumExpRows, pickLabels, scaledMaskedSoftmax, softmaxMinusOneHot, softmaxMinusOneHotColSum, stackRows, tiedLogits } from "../engine/fused";
+import { addLayerNorm, attentionContext, embeddingGrad, repeatedRow, attentionInference, attentionInPlace, attentionScores, attentionTraining, attentionTrainingApplies, DropoutCall, dropoutWithSeed, DropoutSeeds, gelu as fusedGelu, linear, linearGelu, logSumExpArgMax, logSumExpRows, pickLabels, scaledMaskedSoftmax, softmaxMinusOneHot, softmaxMinusOneHotColSum, stackRows, tiedLogits } from "../engine/fused";
 import type { BertConfig } from "./config";
 
 export type Weights = ReadonlyMap<string, tf.Tensor>;
@@ -146,17 +146,14 @@ export function embeddingsOfVectors(
   prefix = "bert.embeddings",
 ): tf.Tensor3D {
   const L = vectors.shape[1];
-  const positions = tf.gather(weight(w, `${prefix}.position_embeddings.weight`), tf.range(0, L, 1, "int32")); // [L, H]
-  const typeTable = weight(w, `${prefix}.token_type_embeddings.weight`);
-  // Every position is type 0 without tokenTypeIds. With no gradient recorded (encoding), its row is
-  // added as it is, the same sums: gathering it for each position made webgpu compute [L, H] on the
-  // CPU (tfjs forwards ops on small host tensors there) and upload it, every batch. Training keeps
-  // the gather, whose gradient sums in the order the published runs did.
+  const posTable = weight(w, `${prefix}.position_embeddings.weight`);
+  // (the first L rows: each row's gradient is one row of dy summed over the batch, as a gather's was)
+  const positions = tf.slice(posTable, [0, 0], [L, posTable.shape[1]!]); // [L, H]
+  const typeTable = weight(w, `${prefix}.token_type_embeddings.weight`) as tf.Tensor2D;
+  // Every position is type 0 without tokenTypeIds: its row, added at every position.
   const types = tokenTypeIds
     ? tf.gather(typeTable, tokenTypeIds) // [B, L, H]
-    : tf.engine().isTapeOn()
-      ? tf.gather(typeTable, tf.zeros([L], "int32")) // [L, H]
-      : tf.slice(typeTable, [0, 0], [1, typeTable.shape[1]!]); // [1, H]
+    : repeatedRow(typeTable, 0, L); // [L, H] or [1, H]
   const sum = tf.add(tf.add(vectors, positions), types);
   const normed = layerNorm(w, `${prefix}.LayerNorm`, sum, cfg.layerNormEps);
   return dropout(normed, cfg.hiddenDropoutProb, opts) as tf.Tensor3D;

@@ -8,7 +8,7 @@ import * as assert from "uvu/assert";
 import * as tf from "../../lib/engine/tf";
 import { use } from "../../lib/engine/backend";
 import { Rng } from "../../lib/engine/rng";
-import { additiveMaskOfBytes, bytesAsWords, DROPOUT, dropoutAttrs, dropoutWithSeed, hash32, registerCounterDropout } from "../../lib/engine/fused";
+import { additiveMaskOfBytes, bytesAsWords, DROPOUT, dropoutAttrs, dropoutWithSeed, hash32, registerCounterDropout, repeatedRow } from "../../lib/engine/fused";
 
 test("hash32 is lowbias32: known values, a bijection's spread", () => {
   assert.is(hash32(0), 0);
@@ -89,6 +89,27 @@ test("bytesAsWords views aligned bytes in place and copies the rest, zero-padded
   assert.ok(Array.from(mask.dataSync()).every((v) => !Object.is(v, -0)), "0, not −0, where visible (the same scores once added)");
   assert.throws(() => additiveMaskOfBytes(new Int32Array(1), [5], value), /A mask of shape \[5\] needs 5 bytes and was given 4; pass bytesAsWords of all its bytes\./);
   tf.dispose([mask, composed]);
+});
+
+
+test("repeatedRow: under the tape on cpu the row gathered at each position (the gradient's published order of sums), else the row alone; the same sum of a broadcast add and the same gradient either way", async () => {
+  await use("cpu");
+  const table = tf.tensor2d([1, 2, 3, 4, 5, 6], [3, 2]);
+  const dy = tf.tensor3d(Array.from({ length: 2 * 4 * 2 }, (_, i) => (i * 7) % 5 - 2), [2, 4, 2]);
+  const untaped = repeatedRow(table, 1, 4);
+  assert.equal(untaped.shape, [1, 2]);
+  assert.equal(Array.from(await untaped.data()), [3, 4]);
+  let shape: number[] = [];
+  const grad = tf.grad((t: tf.Tensor) => {
+    const rows = repeatedRow(t as tf.Tensor2D, 1, 4);
+    shape = rows.shape;
+    return tf.sum(tf.mul(tf.add(tf.zeros([2, 4, 2]), rows), dy));
+  })(table);
+  assert.equal(shape, [4, 2], "taped on cpu: gathered at each of the 4 positions");
+  // the row's gradient is dy summed over the batch and the positions; the other rows get none
+  const sums = [0, 1].map((h) => Array.from(dy.dataSync()).filter((_, i) => i % 2 === h).reduce((a, b) => a + b, 0));
+  assert.equal(Array.from(await grad.data()), [0, 0, ...sums, 0, 0]);
+  tf.dispose([table, dy, untaped, grad]);
 });
 
 test.run();

@@ -28,7 +28,7 @@ import { Trainer, StepInfo } from "../../lib/train/trainer";
 import { AdamW } from "../../lib/train/optim";
 import { bytesHeldByReplays, recordCommands, StepReplay } from "../../lib/engine/webgpu/replay";
 import { copyInPlaceWebGPU } from "../../lib/engine/webgpu/optimizer";
-import { additiveMaskOfBytes, bytesAsWords, DROPOUT, dropoutWithSeed, embeddingGrad, DropoutSeeds, registerCounterDropout } from "../../lib/engine/fused";
+import { additiveMaskOfBytes, bytesAsWords, DROPOUT, dropoutWithSeed, embeddingGrad, repeatedRow, DropoutSeeds, registerCounterDropout } from "../../lib/engine/fused";
 import { countDispatches, formatProfile } from "../../lib/engine/webgpu/profile";
 import { addLayerNorm, ADD_LAYER_NORM, ATTENTION, attentionTraining, attentionTrainingApplies, DROPOUT_ADD_LAYER_NORM, DROPOUT_SOFTMAX, attentionContext, attentionInference, attentionScores, DENSE_GELU, DENSE_WEIGHT_GRADS, gelu, GELU, linear, linearGelu, logSumExpArgMax, logSumExpRows, pickLabels, scaledMaskedSoftmax, SCALED_MASKED_SOFTMAX, softmaxMinusOneHotColSum, stackRows } from "../../lib/engine/fused";
 import { runProbe, ProbeSet } from "../../lib/probe/probe";
@@ -291,7 +291,7 @@ test("UnsortedSegmentSum on webgpu is the cpu backend's sum, bit for bit, on odd
   }
 });
 
-test("an embedding's gradient on webgpu (embeddingGrad: the padding id's rows left out) is one segment sum, the cpu's mask-then-sum to the last bit but zeros' sign; a lookup's gradient dispatches no mask and no zeros for its ids", async () => {
+test("an embedding's gradient on webgpu (embeddingGrad: the padding id's rows left out) is one segment sum, the cpu's mask-then-sum to the last bit but zeros' sign; a lookup's gradient dispatches no mask and no zeros for its ids; the token type's row is added alone (no segment sum in its gradient)", async () => {
   const rng = new Rng(12);
   // [n, H, V, skip]: padding ids among the rows, a skip id nobody uses, a table of the vocabulary's size
   for (const [n, H, V, skip] of [[37, 5, 9, 0], [12, 3, 4, 3], [2100, 3, 30522, 0]]) {
@@ -304,6 +304,17 @@ test("an embedding's gradient on webgpu (embeddingGrad: the padding id's rows le
   // the lookup's gradient: the segment sum's three programs (zeros, links, sums), no mask and no zeros for the ids
   const { keys } = await programsOf(() => tf.tidy(() => tf.grad((t: tf.Tensor) => tf.sum(embeddingLookup(t, tf.tensor2d([[0, 3, 3], [2, 0, 1]], [2, 3], "int32"), 0)))(tf.ones([5, 4]))));
   assert.equal(keys.filter((k) => !/^(gather|reduce)/.test(k)), ["retromaeZeros_float32", "retromaeSegmentLinks", "retromaeSegmentSum_float32"], keys.join(", "));
+  // the token type's row for inputs without types: the row alone on webgpu, also under the tape (its gradient a
+  // reduction and a pad, no segment sum), with the cpu's gradient (the row gathered at each position there)
+  const dy = rng.fillNormal(new Float32Array(2 * 70 * 3));
+  const typeGrad = () => tf.tidy(() => tf.grad((t: tf.Tensor) => {
+    const row = repeatedRow(t as tf.Tensor2D, 0, 70);
+    assert.equal(row.shape, [tf.getBackend() === "webgpu" ? 1 : 70, 3]);
+    return tf.sum(tf.mul(tf.add(tf.zeros([2, 70, 3]), row), tf.tensor3d(dy, [2, 70, 3])));
+  })(tf.tensor2d([1, 2, 3, 4, 5, 6], [2, 3])));
+  const g = await both(typeGrad);
+  for (let i = 0; i < 6; i++) assert.ok(Math.abs(g.cpu[i] - g.gpu[i]) < 1e-5 * Math.max(1, Math.abs(g.cpu[i])), `the type row's gradient [${i}]: cpu ${g.cpu[i]} vs webgpu ${g.gpu[i]}`);
+  assert.not.ok((await programsOf(typeGrad)).keys.some((k) => /Segment/.test(k)));
 });
 
 test("UnsortedSegmentSum on webgpu gives the same bits run after run (tfjs's atomics did not)", async () => {
