@@ -841,8 +841,8 @@ export const scaledMaskedSoftmaxWebGPU: KernelConfig = {
     const { x, mask } = inputs as { x: TensorInfo; mask: TensorInfo };
     const Lk = x.shape[3];
     const rows = product(x.shape) / Lk;
-    const uniforms = softmaxUniforms(x, mask, (attrs as unknown as { scale: number }).scale).map(([v, type]) => ({ type: type === "i32" ? "int32" : "float32", data: [v] }));
-    const out = (backend as unknown as WebGPUBackendLike).runWebGPUProgram(scaledMaskedSoftmaxProgram(rows, Lk), [{ ...x, shape: [rows, Lk] }, mask], "float32", [{ type: "int32", data: [Lk] }, ...uniforms]);
+    const uniforms = programUniforms([[Lk, "i32"], ...softmaxUniforms(x, mask, (attrs as unknown as { scale: number }).scale)]);
+    const out = (backend as unknown as WebGPUBackendLike).runWebGPUProgram(scaledMaskedSoftmaxProgram(rows, Lk), [{ ...x, shape: [rows, Lk] }, mask], "float32", uniforms);
     return { dataId: out.dataId, shape: [...x.shape], dtype: "float32" };
   },
 };
@@ -864,21 +864,29 @@ export const scaledMaskedSoftmaxDropoutWebGPU: KernelConfig = {
   },
 };
 
+/** Typed uniform values as runWebGPUProgram takes them. */
+function programUniforms(values: [number, "i32" | "u32" | "f32"][]): { type: string; data: number[] }[] {
+  return values.map(([v, type]) => ({ type: type === "i32" ? "int32" : type === "u32" ? "uint32" : "float32", data: [v] }));
+}
+
+/**
+ * The softmax's gradient over the rows of p [..., Lk] (scaledSoftmaxGradProgram),
+ * of dy under the dropout's mask where `base` is given. -> [rows, Lk]
+ */
+function softmaxGrad(b: WebGPUBackendLike, p: TensorInfo, dy: TensorInfo, base: TensorInfo | undefined, attrs: { scale: number } & DropoutAttrs): TensorInfo {
+  const Lk = p.shape[p.shape.length - 1];
+  const rows = product(p.shape) / Lk;
+  const flat = (t: TensorInfo) => ({ ...t, shape: [rows, Lk] });
+  const uniforms = programUniforms([[Lk, "i32"], [attrs.scale, "f32"], ...(base ? dropoutUniforms(attrs) : [])]);
+  return b.runWebGPUProgram(scaledSoftmaxGradProgram(rows, Lk, !!base), [flat(p), flat(dy), ...(base ? [base] : [])], "float32", uniforms);
+}
+
 export const scaledSoftmaxGradWebGPU: KernelConfig = {
   kernelName: SCALED_SOFTMAX_GRAD,
   backendName: "webgpu",
   kernelFunc: ({ inputs, backend, attrs }) => {
     const { p, dy, base } = inputs as { p: TensorInfo; dy: TensorInfo; base?: TensorInfo };
-    const Lk = p.shape[p.shape.length - 1];
-    const rows = product(p.shape) / Lk;
-    const flat = (t: TensorInfo) => ({ ...t, shape: [rows, Lk] });
-    const a = attrs as unknown as { scale: number } & DropoutAttrs;
-    const drop = base ? dropoutUniforms(a).map(([v, type]) => ({ type: type === "u32" ? "uint32" : "float32", data: [v] })) : [];
-    const out = (backend as unknown as WebGPUBackendLike).runWebGPUProgram(scaledSoftmaxGradProgram(rows, Lk, !!base), [flat(p), flat(dy), ...(base ? [base] : [])], "float32", [
-      { type: "int32", data: [Lk] },
-      { type: "float32", data: [a.scale] },
-      ...drop,
-    ]);
+    const out = softmaxGrad(backend as unknown as WebGPUBackendLike, p, dy, base, attrs as unknown as { scale: number } & DropoutAttrs);
     return { dataId: out.dataId, shape: [...p.shape], dtype: "float32" };
   },
 };
@@ -1234,19 +1242,16 @@ export const attentionGradWebGPU: KernelConfig = {
     const dq = b.makeTensorInfo([...q.shape], "float32");
     const dkv = self ? dq : b.makeTensorInfo([...kv.shape], "float32");
     // C = A·B per head into `out` (or a new [B, heads, Lq, Lk])
-    const product = (A: TensorInfo, Bm: TensorInfo, [M, N, K]: number[], strides: HeadStrides[], out?: TensorInfo) => {
+    const headProduct = (A: TensorInfo, Bm: TensorInfo, [M, N, K]: number[], strides: HeadStrides[], out?: TensorInfo) => {
       const program = headMatMulProgram(B * heads, heads, M, N, K, strides[0], strides[1], strides[2], out ? [...out.shape] : [B, heads, Lq, Lk]);
       return b.runWebGPUProgram(program, [A, Bm], "float32", ints(...program.uniformValues), out);
     };
-    const dPd = product(dctx, kv, [Lq, Lk, dh], [sc, t(sv), sP]); // dP′ = dctx·vᵀ
-    product(pd, dctx, [Lk, dh, Lq], [t(sP), sc, sv], dkv); // dv = P′ᵀ·dctx
-    const rows = B * heads * Lq;
-    const flat = (x: TensorInfo) => ({ ...x, shape: [rows, Lk] });
-    const drop = base ? dropoutUniforms(a).map(([v, type]) => ({ type: type === "u32" ? "uint32" : "float32", data: [v] })) : [];
-    const dS = b.runWebGPUProgram(scaledSoftmaxGradProgram(rows, Lk, !!base), [flat(p), flat(dPd), ...(base ? [base] : [])], "float32", [{ type: "int32", data: [Lk] }, { type: "float32", data: [a.scale] }, ...drop]);
+    const dPd = headProduct(dctx, kv, [Lq, Lk, dh], [sc, t(sv), sP]); // dP′ = dctx·vᵀ
+    headProduct(pd, dctx, [Lk, dh, Lq], [t(sP), sc, sv], dkv); // dv = P′ᵀ·dctx
+    const dS = softmaxGrad(b, p, dPd, base, a);
     b.disposeData(dPd.dataId);
-    product(dS, kv, [Lq, dh, Lk], [sP, sk, sq], dq); // dq = dS·k
-    product(dS, q, [Lk, dh, Lq], [t(sP), sq, sk], dkv); // dk = dSᵀ·q
+    headProduct(dS, kv, [Lq, dh, Lk], [sP, sk, sq], dq); // dq = dS·k
+    headProduct(dS, q, [Lk, dh, Lq], [t(sP), sq, sk], dkv); // dk = dSᵀ·q
     b.disposeData(dS.dataId);
     return self ? [dq] : [dq, dkv];
   },
