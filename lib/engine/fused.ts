@@ -53,6 +53,35 @@ export function pickLabels(z: tf.Tensor2D, y: tf.Tensor1D): tf.Tensor1D {
   return tf.tidy(() => tf.gather(z.reshape([N * V]), tf.add(tf.range(0, N * V, V, "int32"), y))) as tf.Tensor1D;
 }
 
+/** Registered by the webgpu backend only: meanNllAndAccuracy's sums in one dispatch. */
+export const MEAN_NLL_ACCURACY = "RetroMAEMeanNllAccuracy";
+
+/**
+ * The mean cross-entropy and accuracy of N rows from each row's parts:
+ * nll = lse − picked, hit = (predicted = label). With `weights` (1 for a
+ * labelled row, 0 for padding), each mean is Σ w·x / max(Σ w, 1), and that
+ * divisor is returned as `rowCount`; without, the means are over N and
+ * `rowCount` is null. On webgpu one dispatch, a workgroup adding the rows in
+ * a fixed order (tfjs took eleven: the comparison, the casts, the products,
+ * three sums and three divisions); elsewhere those tfjs ops.
+ * lse [N], picked [N], predicted [N] int32, labels [N] int32, weights [N] -> scalars
+ */
+export function meanNllAndAccuracy(lse: tf.Tensor1D, picked: tf.Tensor1D, predicted: tf.Tensor1D, labels: tf.Tensor1D, weights?: tf.Tensor1D): { loss: tf.Scalar; accuracy: tf.Scalar; rowCount: tf.Scalar | null } {
+  if (nativeKernel(MEAN_NLL_ACCURACY) && lse.size > 0 && predicted.dtype === "int32" && labels.dtype === "int32") {
+    const inputs: Record<string, tf.Tensor> = { lse, picked, predicted, labels, ...(weights ? { weights } : {}) };
+    const [loss, accuracy, rowCount] = tf.engine().runKernel(MEAN_NLL_ACCURACY, inputs, {}) as tf.Scalar[];
+    return { loss, accuracy, rowCount: rowCount ?? null };
+  }
+  const [loss, accuracy, rowCount] = tf.tidy(() => {
+    const hits = tf.cast(tf.equal(predicted, labels), "float32"); // [N]
+    const nll = tf.sub(lse, picked); // [N]
+    if (!weights) return [tf.mean(nll), tf.mean(hits)];
+    const count = tf.maximum(tf.sum(weights), 1); // rows that count
+    return [tf.div(tf.sum(tf.mul(nll, weights)), count), tf.div(tf.sum(tf.mul(hits, weights)), count), count];
+  }) as tf.Scalar[];
+  return { loss, accuracy, rowCount: rowCount ?? null };
+}
+
 /** softmax(z) − onehot(y): the gradient of summed cross-entropy. z [N, V], y [N] int32 -> [N, V] */
 export function softmaxMinusOneHot(z: tf.Tensor2D, y: tf.Tensor1D): tf.Tensor2D {
   if (nativeKernel(SOFTMAX_MINUS_ONE_HOT)) return tf.engine().runKernel(SOFTMAX_MINUS_ONE_HOT, { x: z, labels: y }, {}) as tf.Tensor2D;
@@ -415,6 +444,8 @@ export const SCALED_MASKED_SOFTMAX = "RetroMAEScaledMaskedSoftmax";
 export const SCALED_SOFTMAX_GRAD = "RetroMAEScaledSoftmaxGrad";
 /** Registered by the webgpu backend only: ADD_LAYER_NORM of x dropped out (a DropoutCall's mask, drawn in the kernel; its `base` an input). */
 export const DROPOUT_ADD_LAYER_NORM = "RetroMAEDropoutAddLayerNorm";
+/** Registered by the webgpu backend only: ADD_LAYER_NORM of x alone, then y dropped out (BertEmbeddings' order), the mask drawn as y is written. */
+export const LAYER_NORM_DROPOUT = "RetroMAELayerNormDropout";
 /** Registered by the webgpu backend only: SCALED_MASKED_SOFTMAX, then dropout (a DropoutCall) in the same pass; outputs [dropped, probabilities]. */
 export const DROPOUT_SOFTMAX = "RetroMAEScaledMaskedSoftmaxDropout";
 export const ATTENTION = "RetroMAEAttention";
@@ -450,6 +481,21 @@ tf.registerGradient({
   },
 });
 
+// With y dropped out: the LayerNorm's gradient of dy under the same mask (the gradient kernel
+// draws it again as it reads dy, for ds and for γ's and β's sums alike).
+tf.registerGradient({
+  kernelName: LAYER_NORM_DROPOUT,
+  inputsToSave: ["gamma", "base"],
+  outputsToSave: [false, true, true],
+  gradFunc: (dys, saved, attrs) => {
+    const [gamma, base, xhat, rstd] = saved;
+    const dy = (dys as tf.Tensor[])[0];
+    const { dropSeed, dropThreshold, dropScale } = attrs as unknown as ReturnType<typeof dropoutCallAttrs>;
+    const [ds, dgamma, dbeta] = tf.engine().runKernel(LAYER_NORM_GRAD, { dy, xhat, rstd, gamma, base }, { dropSeed, dropThreshold, dropScale, dropOutput: true }) as tf.Tensor[];
+    return { x: () => ds, gamma: () => dgamma, beta: () => dbeta, base: () => tf.zerosLike(base) };
+  },
+});
+
 /**
  * LayerNorm of (x + residual) over the last axis: (s − mean) / √(var + eps) · γ + β,
  * s = x + residual. One native kernel forward and one backward (the tfjs
@@ -460,16 +506,8 @@ tf.registerGradient({
  * x [..., H], residual [..., H] or null, gamma [H], beta [H] -> [..., H]
  */
 export function addLayerNorm(x: tf.Tensor, residual: tf.Tensor | null, gamma: tf.Tensor, beta: tf.Tensor, eps: number, dropout?: DropoutCall): tf.Tensor {
-  const H = x.shape[x.shape.length - 1];
-  const kernel = dropout ? DROPOUT_ADD_LAYER_NORM : ADD_LAYER_NORM;
-  if (nativeKernel(kernel) && x.dtype === "float32" && (!residual || tf.util.arraysEqual(residual.shape, x.shape)) && gamma.size === H && beta.size === H) {
-    const inputs: Record<string, tf.Tensor> = { x, gamma, beta };
-    if (residual) inputs.residual = residual;
-    if (dropout) inputs.base = dropout.base;
-    // The normalized rows and 1/σ are outputs only when the tape records (the gradient reads them); else y alone.
-    const outs = tf.engine().runKernel(kernel, inputs, { eps, stats: tf.engine().isTapeOn(), ...(dropout ? dropoutCallAttrs(dropout) : {}) }) as tf.Tensor[];
-    return outs[0];
-  }
+  const fused = layerNormKernel(dropout ? DROPOUT_ADD_LAYER_NORM : ADD_LAYER_NORM, x, residual, gamma, beta, eps, dropout);
+  if (fused) return fused;
   if (dropout) return tf.tidy(() => addLayerNorm(dropoutCall(x, dropout), residual, gamma, beta, eps));
   return tf.tidy(() => {
     const s = residual ? tf.add(x, residual) : x;
@@ -477,6 +515,28 @@ export function addLayerNorm(x: tf.Tensor, residual: tf.Tensor | null, gamma: tf
     const normed = tf.mul(tf.sub(s, mean), tf.rsqrt(tf.add(variance, eps)));
     return tf.add(tf.mul(normed, gamma), beta);
   });
+}
+
+/**
+ * dropout(LayerNorm(x)), BertEmbeddings' order: on webgpu one kernel that
+ * draws the mask as it writes y (and its gradient as it reads dy), no
+ * dropout pass either way; elsewhere the LayerNorm, then the dropout.
+ * x [..., H], gamma [H], beta [H] -> [..., H]
+ */
+export function layerNormDropout(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, eps: number, dropout: DropoutCall): tf.Tensor {
+  return layerNormKernel(LAYER_NORM_DROPOUT, x, null, gamma, beta, eps, dropout) ?? tf.tidy(() => dropoutCall(addLayerNorm(x, null, gamma, beta, eps), dropout));
+}
+
+/** One of the LayerNorm kernels, where the backend has it and the shapes fit; null otherwise. */
+function layerNormKernel(kernel: string, x: tf.Tensor, residual: tf.Tensor | null, gamma: tf.Tensor, beta: tf.Tensor, eps: number, dropout?: DropoutCall): tf.Tensor | null {
+  const H = x.shape[x.shape.length - 1];
+  if (!nativeKernel(kernel) || x.dtype !== "float32" || (residual && !tf.util.arraysEqual(residual.shape, x.shape)) || gamma.size !== H || beta.size !== H) return null;
+  const inputs: Record<string, tf.Tensor> = { x, gamma, beta };
+  if (residual) inputs.residual = residual;
+  if (dropout) inputs.base = dropout.base;
+  // The normalized rows and 1/σ are outputs only when the tape records (the gradient reads them); else y alone.
+  const outs = tf.engine().runKernel(kernel, inputs, { eps, stats: tf.engine().isTapeOn(), ...(dropout ? dropoutCallAttrs(dropout) : {}) }) as tf.Tensor[];
+  return outs[0];
 }
 
 // The attention softmax's gradient: scale · p · (dp − Σ dp·p) for the scores;

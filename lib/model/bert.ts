@@ -9,7 +9,7 @@
  */
 import * as tf from "../engine/tf";
 import type { Rng } from "../engine/rng";
-import { addLayerNorm, attentionContext, embeddingGrad, repeatedRow, attentionInference, attentionInPlace, attentionScores, attentionTraining, attentionTrainingApplies, DropoutCall, dropoutWithSeed, DropoutSeeds, gelu as fusedGelu, linear, linearGelu, logSumExpArgMax, logSumExpRows, pickLabels, scaledMaskedSoftmax, softmaxMinusOneHot, softmaxMinusOneHotColSum, stackRows, tiedLogits } from "../engine/fused";
+import { addLayerNorm, attentionContext, embeddingGrad, repeatedRow, attentionInference, attentionInPlace, attentionScores, attentionTraining, attentionTrainingApplies, DropoutCall, dropoutWithSeed, DropoutSeeds, gelu as fusedGelu, layerNormDropout, linear, linearGelu, logSumExpArgMax, logSumExpRows, meanNllAndAccuracy, pickLabels, scaledMaskedSoftmax, softmaxMinusOneHot, softmaxMinusOneHotColSum, stackRows, tiedLogits } from "../engine/fused";
 import type { BertConfig } from "./config";
 
 export type Weights = ReadonlyMap<string, tf.Tensor>;
@@ -155,6 +155,8 @@ export function embeddingsOfVectors(
     ? tf.gather(typeTable, tokenTypeIds) // [B, L, H]
     : repeatedRow(typeTable, 0, L); // [L, H] or [1, H]
   const sum = tf.add(tf.add(vectors, positions), types);
+  const call = fusedDropout(cfg.hiddenDropoutProb, opts);
+  if (call) return layerNormDropout(sum, weight(w, `${prefix}.LayerNorm.weight`), weight(w, `${prefix}.LayerNorm.bias`), cfg.layerNormEps, call) as tf.Tensor3D;
   const normed = layerNorm(w, `${prefix}.LayerNorm`, sum, cfg.layerNormEps);
   return dropout(normed, cfg.hiddenDropoutProb, opts) as tf.Tensor3D;
 }
@@ -409,23 +411,16 @@ export function tiedSoftmaxCrossEntropy(
     const E = eIn as tf.Tensor2D;
     const y = yIn as tf.Tensor1D;
     const logits = parts.map((part) => tf.tidy(() => tiedLogits(rowsOf(x, part), E, bIn as tf.Tensor1D))); // [n, V] each
-    const rowCount = weights ? (tf.maximum(tf.sum(weights), 1) as tf.Scalar) : null; // rows that count
-    const value = tf.tidy(() => {
+    const { loss: value, accuracy: acc, rowCount } = tf.tidy(() => {
       const perPart = logits.map((z, i) => {
-        const yi = rowsOf(y, parts[i]);
         const [lse, predicted] = logSumExpArgMax(z); // [n], [n]: one read of the logits
-        const picked = pickLabels(z, yi); // [n]
-        return { hits: tf.cast(tf.equal(predicted, yi), "float32"), nll: tf.sub(lse, picked) }; // [n], [n]
+        return { lse, predicted, picked: pickLabels(z, rowsOf(y, parts[i])) }; // [n] each
       });
-      const hits = whole ? perPart[0].hits : tf.concat(perPart.map((p) => p.hits)); // [N]
-      const nll = whole ? perPart[0].nll : tf.concat(perPart.map((p) => p.nll)); // [N]
-      if (!weights) {
-        accuracy = tf.keep(tf.mean(hits) as tf.Scalar);
-        return tf.mean(nll) as tf.Scalar;
-      }
-      accuracy = tf.keep(tf.div(tf.sum(tf.mul(hits, weights)), rowCount!) as tf.Scalar);
-      return tf.div(tf.sum(tf.mul(nll, weights)), rowCount!) as tf.Scalar;
+      const all = (k: "lse" | "predicted" | "picked") => (whole ? perPart[0][k] : tf.concat(perPart.map((p) => p[k]))) as tf.Tensor1D; // [N]
+      const { loss, accuracy, rowCount } = meanNllAndAccuracy(all("lse"), all("picked"), all("predicted"), y, weights);
+      return { loss, accuracy, ...(rowCount ? { rowCount } : {}) } as { loss: tf.Scalar; accuracy: tf.Scalar; rowCount?: tf.Scalar };
     });
+    accuracy = tf.keep(acc);
     (save as tf.GradSaveFunc)([x, E, y, ...(weights ? [weights, rowCount!] : []), ...logits]);
     return {
       value,

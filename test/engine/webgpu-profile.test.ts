@@ -39,6 +39,7 @@ test("kernels are sorted into kinds of work by their shader keys", () => {
     ["retromaeSoftmaxMinusOneHotWeighted_64", "cross-entropy"],
     ["retromaeLogSumExp_64", "cross-entropy"],
     ["retromaePickLabels", "cross-entropy"],
+    ["retromaeMeanNllAccuracy_weighted", "cross-entropy"],
     ["retromaeScaledMaskedSoftmax_64", "attention"],
     ["retromaeAttention_64_12_32", "attention"],
     ["retromaeAddLayerNorm_residual_stats", "layer norm"],

@@ -30,7 +30,7 @@ import { bytesHeldByReplays, recordCommands, StepReplay } from "../../lib/engine
 import { copyInPlaceWebGPU } from "../../lib/engine/webgpu/optimizer";
 import { additiveMaskOfBytes, bytesAsWords, DROPOUT, dropoutWithSeed, embeddingGrad, repeatedRow, DropoutSeeds, registerCounterDropout } from "../../lib/engine/fused";
 import { countDispatches, formatProfile } from "../../lib/engine/webgpu/profile";
-import { addLayerNorm, ADD_LAYER_NORM, ATTENTION, attentionTraining, attentionTrainingApplies, DROPOUT_ADD_LAYER_NORM, DROPOUT_SOFTMAX, attentionContext, attentionInference, attentionScores, DENSE_GELU, DENSE_WEIGHT_GRADS, gelu, GELU, linear, linearGelu, logSumExpArgMax, logSumExpRows, pickLabels, scaledMaskedSoftmax, SCALED_MASKED_SOFTMAX, softmaxMinusOneHotColSum, stackRows } from "../../lib/engine/fused";
+import { addLayerNorm, ADD_LAYER_NORM, ATTENTION, attentionTraining, attentionTrainingApplies, DROPOUT_ADD_LAYER_NORM, DROPOUT_SOFTMAX, attentionContext, attentionInference, attentionScores, DENSE_GELU, DENSE_WEIGHT_GRADS, gelu, GELU, layerNormDropout, linear, linearGelu, logSumExpArgMax, logSumExpRows, meanNllAndAccuracy, pickLabels, scaledMaskedSoftmax, SCALED_MASKED_SOFTMAX, softmaxMinusOneHotColSum, stackRows } from "../../lib/engine/fused";
 import { runProbe, ProbeSet } from "../../lib/probe/probe";
 import { encodeTexts } from "../../lib/probe/encode";
 import { contrastiveFinetune } from "../../lib/probe/finetune";
@@ -412,8 +412,9 @@ test("the additive mask of a 0/1 byte matrix on webgpu (four bytes to a word, on
 
 test("Add & LayerNorm on webgpu matches the cpu's composition, forward (with and without the residual, taped or not) and backward", async () => {
   const rng = new Rng(14);
-  // ([260, 9]: γ's and β's gradients summed in two runs of rows, then the runs added)
-  for (const [rows, H] of [[1, 5], [7, 32], [130, 67], [3, 300], [260, 9]]) {
+  // (the gradient's workgroups take a row each, up to 1,024 rows; [2051, 70]: three rows each, the last group two, and
+  // two columns an invocation; [3, 300]: five)
+  for (const [rows, H] of [[1, 5], [7, 32], [130, 67], [3, 300], [260, 9], [2051, 70]]) {
     const x = rng.fillNormal(new Float32Array(rows * H));
     const res = rng.fillNormal(new Float32Array(rows * H));
     const gamma = Float32Array.from(rng.fillNormal(new Float32Array(H)), (v) => 1 + 0.1 * v);
@@ -433,6 +434,15 @@ test("Add & LayerNorm on webgpu matches the cpu's composition, forward (with and
       close(y.cpu, y.gpu, 2e-5, "y");
       names.forEach((what, k) => close(grads[k].cpu, grads[k].gpu, 5e-4, what));
     }
+    // the gradient in two dispatches: ds with each group's sums of dy · x̂ and dy, then those sums added (dy and x̂ read once)
+    await use("webgpu");
+    const { labels } = await pipelineLabels(async () => {
+      const [a, g, b] = [tf.tensor(x, [rows, H]), tf.tensor(gamma, [H]), tf.tensor(beta, [H])];
+      const grads = tf.grads((a: tf.Tensor, g: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(addLayerNorm(a, null, g, b, 1e-12), tf.tensor(w, [rows, H]))))([a, g, b]);
+      await Promise.all(grads.map((t) => t.data()));
+      tf.dispose([a, g, b, ...grads]);
+    });
+    assert.equal(labels.filter((l) => l.includes("LayerNorm")), ["retromaeAddLayerNorm_plain_stats", `retromaeLayerNormDs_${Math.ceil(H / 64)}`, "retromaeLayerNormGammaBeta"], `[${rows}, ${H}]`);
   }
   await use("webgpu");
   assert.ok(tf.getKernel(ADD_LAYER_NORM, "webgpu"), "the fused kernel serves webgpu");
@@ -597,7 +607,7 @@ async function pipelineLabels<T>(fn: () => Promise<T>): Promise<{ labels: string
   }
 }
 
-test("dropout inside Add & LayerNorm (of x) and inside the attention softmax (of the probabilities) on webgpu, a step's call drawn in the kernels: the cpu's dropout-then-LayerNorm and softmax-then-dropout, values and gradients on odd shapes, the same masks bit for bit, the same bits twice; no dropout pass and no dropped copy of x", async () => {
+test("dropout inside Add & LayerNorm (of x), inside LayerNorm (of y, the embeddings' order) and inside the attention softmax (of the probabilities) on webgpu, a step's call drawn in the kernels: the cpu's dropout-then-LayerNorm and softmax-then-dropout, values and gradients on odd shapes, the same masks bit for bit, the same bits twice; no dropout pass and no dropped copy of x", async () => {
   const rng = new Rng(16);
   const close = (a: ArrayLike<number>, b: ArrayLike<number>, tol: number, what: string) => {
     for (let i = 0; i < a.length; i++) assert.ok(Math.abs(a[i] - b[i]) <= tol * Math.max(1, Math.abs(a[i])), `${what}[${i}]: cpu ${a[i]} vs webgpu ${b[i]}`);
@@ -647,13 +657,35 @@ test("dropout inside Add & LayerNorm (of x) and inside the attention softmax (of
     assert.equal(bits(first.result.values), bits(second.result.values), `${name}: the same bits twice`);
     assert.ok(!first.result.keys.some((k) => k.startsWith("retromaeDropout")), `${name}: ${first.result.keys.join(", ")}`);
     const key = `retromaeAddLayerNorm_${withResidual ? "residual" : "plain"}_stats_dropout`;
-    assert.equal(first.labels.filter((l) => l.startsWith("retromae")).slice(0, 2), [key, "retromaeLayerNormDs_dropout"], name);
+    assert.equal(first.labels.filter((l) => l.startsWith("retromae")).slice(0, 2), [key, `retromaeLayerNormDs_dropout_${Math.ceil(H / 64)}`], name);
     const forward = await pipelineLabels(async () => {
       const out = tf.tidy(() => addLayerNorm(t(x), withResidual ? t(res) : null, t(gamma, [H]), t(beta, [H]), 1e-12, callOf(1, 0, rate)));
       await out.data();
       out.dispose();
     });
     assert.equal(forward.labels, [`retromaeAddLayerNorm_${withResidual ? "residual" : "plain"}_y_dropout`], `${name}: untaped, one dispatch`);
+  }
+  // LayerNorm, then dropout of y (the embeddings' order): [rows, H]; dy read under y's mask for ds and γ's and β's sums
+  for (const [rows, H, rate] of [[1, 5, 0.5], [130, 67, 0.1], [2051, 70, 0.3]] as const) {
+    const name = `LayerNorm then dropout [${rows}, ${H}] at ${rate}`;
+    const [x, beta, w] = [rows * H, H, rows * H].map((n) => rng.fillNormal(new Float32Array(n)));
+    const gamma = Float32Array.from(rng.fillNormal(new Float32Array(H)), (v) => 1 + 0.1 * v);
+    const t = (a: Float32Array, s = [rows, H]) => tf.tensor(a, s);
+    const f = (a: tf.Tensor, g: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(layerNormDropout(a, g, b, 1e-12, callOf(60 + rows, 1, rate)), t(w)));
+    const args = () => [t(x), t(gamma, [H]), t(beta, [H])];
+    const y = await onBoth(() => tf.tidy(() => layerNormDropout(t(x), t(gamma, [H]), t(beta, [H]), 1e-12, callOf(60 + rows, 1, rate))));
+    close(y.cpu, y.gpu, 2e-5, `${name} y`);
+    assert.is(zeros(y.gpu), zeros(y.cpu), `${name}: the cpu's mask`);
+    if (rate >= 0.3) assert.ok(zeros(y.gpu).includes("1"), `${name}: some of y dropped`);
+    for (const [k, what] of ["dx", "dgamma", "dbeta"].entries()) {
+      const g = await onBoth(() => tf.tidy(() => tf.grads(f)(args())[k]));
+      close(g.cpu, g.gpu, 5e-4, `${name} ${what}`);
+    }
+    const run = () => pipelineLabels(() => programsOf(() => tf.tidy(() => tf.concat(tf.grads(f)(args()).map((g) => g.reshape([-1]))))));
+    const [first, second] = [await run(), await run()];
+    assert.equal(bits(first.result.values), bits(second.result.values), `${name}: the same bits twice`);
+    assert.ok(!first.result.keys.some((k) => k.startsWith("retromaeDropout")), `${name}: ${first.result.keys.join(", ")}`);
+    assert.equal(first.labels.filter((l) => l.includes("LayerNorm")), ["retromaeAddLayerNorm_plain_stats_dropoutY", `retromaeLayerNormDs_dropoutY_${Math.ceil(H / 64)}`, "retromaeLayerNormGammaBeta"], name);
   }
   // the attention softmax: [B, heads, Lq, Lk], the mask per key or per query and key (one row that sees nothing)
   const M = -3.4028234663852886e38;
@@ -710,6 +742,30 @@ test("the masked cross-entropy's pieces on webgpu match the cpu's composition: l
     close(wcol.cpu, wcol.gpu, 1e-5, "weighted colsum");
     for (let r = 1; r < N; r += 3) assert.ok(wdz.gpu.slice(r * V, (r + 1) * V).every((v) => v === 0), `padded row ${r} is zero`);
     close(dz.cpu.slice(0, V), wdz.gpu.slice(0, V), 1e-6, "a row of weight 1");
+  }
+});
+
+test("the mean cross-entropy and accuracy of the MLM rows on webgpu, from each row's log-sum-exp, label logit and argmax: the cpu's values, weighted (0 at padding; no weight at all: the divisor 1) and not, past a workgroup's 256 rows, in one dispatch", async () => {
+  const rng = new Rng(17);
+  for (const N of [1, 7, 300, 1030]) {
+    const lse = Float32Array.from(rng.fillNormal(new Float32Array(N)), (v) => 10 + v);
+    const picked = rng.fillNormal(new Float32Array(N));
+    const labels = Int32Array.from({ length: N }, () => rng.int(9));
+    const predicted = Int32Array.from(labels, (y, i) => (i % 3 === 0 ? y : (y + 1) % 9)); // a third right
+    for (const weights of [null, Float32Array.from({ length: N }, (_, i) => [1, 0, 1, 1][i % 4]), new Float32Array(N)]) {
+      const name = `N ${N}, ${weights ? (weights.some((w) => w > 0) ? "weighted" : "no weight") : "unweighted"}`;
+      const parts = () => {
+        const out = meanNllAndAccuracy(tf.tensor1d(lse), tf.tensor1d(picked), tf.tensor1d(predicted, "int32"), tf.tensor1d(labels, "int32"), weights ? tf.tensor1d(weights) : undefined);
+        return tf.stack([out.loss, out.accuracy, ...(out.rowCount ? [out.rowCount] : [])]);
+      };
+      const r = await both(() => tf.tidy(parts));
+      assert.is(r.gpu.length, weights ? 3 : 2, name);
+      for (let i = 0; i < r.cpu.length; i++) assert.ok(Math.abs(r.cpu[i] - r.gpu[i]) <= 2e-6 * Math.max(1, Math.abs(r.cpu[i])), `${name} [${i}]: cpu ${r.cpu[i]} vs webgpu ${r.gpu[i]}`);
+      if (weights && !weights.some((w) => w > 0)) assert.equal(Array.from(r.gpu), [0, 0, 1], `${name}: nothing counts`);
+      // (the test's stack of the scalars aside: no tfjs program)
+      const run = await pipelineLabels(() => programsOf(() => tf.tidy(parts)));
+      assert.equal([run.labels.filter((l) => l.startsWith("retromae")), run.result.keys.filter((k) => !/^(concat|stack|pack)/i.test(k))], [[`retromaeMeanNllAccuracy_${weights ? "weighted" : "plain"}`], []], name);
+    }
   }
 });
 

@@ -93,6 +93,7 @@ import {
   DENSE_WEIGHT_GRADS,
   DROPOUT,
   DROPOUT_ADD_LAYER_NORM,
+  LAYER_NORM_DROPOUT,
   DROPOUT_SOFTMAX,
   ATTENTION_GRAD,
   EMBEDDING_GRAD,
@@ -103,6 +104,7 @@ import {
   LOG_SUM_EXP_ARG_MAX,
   LOG_SUM_EXP_ROWS,
   PICK_LABELS,
+  MEAN_NLL_ACCURACY,
   SCALED_MASKED_SOFTMAX,
   SCALED_SOFTMAX_GRAD,
   SOFTMAX_MINUS_ONE_HOT,
@@ -637,9 +639,9 @@ function columnSum(b: WebGPUBackendLike, inputs: TensorInfo[], names: string[], 
  * `retromae${key}`: one output per term, each equal to columnSum of that
  * term alone.
  */
-function columnSums(rb: RawBackend, key: string, inputs: TensorInfo[], names: string[], terms: string[], rows: number, cols: number): TensorInfo[] {
+function columnSums(rb: RawBackend, key: string, inputs: TensorInfo[], names: string[], terms: string[], rows: number, cols: number, parts = columnSumParts(rows, cols)): TensorInfo[] {
   if (rows === 0) return terms.map(() => zeros(rb as unknown as WebGPUBackendLike, [cols], "float32"));
-  const { chunk, used } = inRuns(rows, columnSumParts(rows, cols), COLUMN_LANES);
+  const { chunk, used } = inRuns(rows, parts, COLUMN_LANES);
   const pass = (key: string, names: string[], terms: string[], ins: TensorInfo[], rows: number, chunk: number, used: number, shape: number[]) => {
     const outs = terms.map(() => rb.makeTensorInfo(shape, "float32"));
     const groups = Math.ceil(cols / COLUMNS_PER_GROUP) * used;
@@ -686,19 +688,24 @@ ${body}
 }`;
 }
 
+/** Where a LayerNorm kernel's dropout applies: to x as it is read (BertSelfOutput, BertOutput) or to y as it is written (BertEmbeddings). */
+type DropAt = "x" | "y" | null;
+
 /**
  * Add & LayerNorm forward in one raw dispatch, a workgroup of 64 per row of
  * s = x (+ residual) [rows, H]: mean and variance by tree reduction, then
  * y = x̂ · γ + β and, with `stats`, x̂ and 1/σ kept for the gradient. (As
  * tfjs programs, which write one output each, this took three dispatches,
- * two of them computing the statistics.) With `dropout`, s = dropout(x) +
- * residual, the mask drawn as x is read: no dropped copy is written.
+ * two of them computing the statistics.) With dropout at x, s = dropout(x)
+ * + residual, the mask drawn as x is read: no dropped copy is written; at
+ * y, y is written dropped out (x̂ kept as it was).
  */
-function layerNormShader(residual: boolean, stats: boolean, dropout: boolean): string {
+function layerNormShader(residual: boolean, stats: boolean, dropAt: DropAt): string {
   const outs = ["y", ...(stats ? ["xhat", "rstdOut"] : [])];
-  const ins = ["x", ...(residual ? ["residual"] : []), "gamma", "beta", ...(dropout ? ["dropBase"] : [])];
-  const xAt = dropout ? "dropped(dropSeed, ib + c, x[ib + c])" : "x[ib + c]";
+  const ins = ["x", ...(residual ? ["residual"] : []), "gamma", "beta", ...(dropAt ? ["dropBase"] : [])];
+  const xAt = dropAt === "x" ? "dropped(dropSeed, ib + c, x[ib + c])" : "x[ib + c]";
   const sAt = residual ? `(${xAt} + residual[ib + c])` : xAt;
+  const yAt = dropAt === "y" ? "dropped(dropSeed, ib + c, xh * gamma[c] + beta[c])" : "xh * gamma[c] + beta[c]";
   return rawRowsShader(outs, ins, "H : i32, eps : f32", `
   let H = uniforms.H;
   let ib = row * H;
@@ -711,15 +718,18 @@ function layerNormShader(residual: boolean, stats: boolean, dropout: boolean): s
   if (live) {
     for (var c = tid; c < H; c = c + ${ROWS_WG}) {
       let xh = (${sAt} - mean) * rstd;
-      y[ib + c] = xh * gamma[c] + beta[c];${stats ? "\n      xhat[ib + c] = xh;" : ""}
+      y[ib + c] = ${yAt};${stats ? "\n      xhat[ib + c] = xh;" : ""}
     }${stats ? "\n    if (tid == 0) { rstdOut[row] = rstd; }" : ""}
-  }`, dropout);
+  }`, dropAt !== null);
 }
 
 type DropoutAttrs = { dropSeed: number; dropThreshold: number; dropScale: number };
 
-/** ADD_LAYER_NORM, and DROPOUT_ADD_LAYER_NORM (x dropped out; `base` an input, the call's attributes). */
-const addLayerNormKernel: KernelFunc = ({ inputs, attrs }) => {
+/** The name suffix of a LayerNorm kernel's dispatches with dropout at x or y. */
+const dropSuffix = (dropAt: DropAt) => (dropAt === "x" ? "_dropout" : dropAt === "y" ? "_dropoutY" : "");
+
+/** ADD_LAYER_NORM, DROPOUT_ADD_LAYER_NORM (x dropped out) and LAYER_NORM_DROPOUT (y dropped out); with dropout, `base` an input and the call's attributes. */
+const layerNormKernel = (dropAt: DropAt): KernelFunc => ({ inputs, attrs }) => {
   const { x, residual, gamma, beta, base } = inputs as Record<string, TensorInfo | undefined>;
   const rb = rawOf("Add & LayerNorm");
   const H = x!.shape[x!.shape.length - 1];
@@ -729,37 +739,75 @@ const addLayerNormKernel: KernelFunc = ({ inputs, attrs }) => {
   const outs = [[...x!.shape], ...(keep ? [[...x!.shape], [rows]] : [])];
   if (rows * H === 0) return outs.map((shape) => (rb as unknown as WebGPUBackendLike).makeTensorInfo(shape, "float32", new Float32Array(0)));
   const outputs = outs.map((shape) => rb.makeTensorInfo(shape, "float32"));
-  const u = packUniforms([[rows, "i32"], [H, "i32"], [eps, "f32"], ...(base ? dropoutUniforms(attrs as unknown as DropoutAttrs) : [])]);
-  const ins = [x!, ...(residual ? [residual] : []), gamma!, beta!, ...(base ? [base] : [])];
-  const key = `retromaeAddLayerNorm_${residual ? "residual" : "plain"}_${keep ? "stats" : "y"}${base ? "_dropout" : ""}`;
-  recordDispatch(rb, key, () => layerNormShader(!!residual, keep, !!base), [...outputs, ...ins], u, rows);
+  const u = packUniforms([[rows, "i32"], [H, "i32"], [eps, "f32"], ...(dropAt ? dropoutUniforms(attrs as unknown as DropoutAttrs) : [])]);
+  const ins = [x!, ...(residual ? [residual] : []), gamma!, beta!, ...(dropAt ? [base!] : [])];
+  const key = `retromaeAddLayerNorm_${residual ? "residual" : "plain"}_${keep ? "stats" : "y"}${dropSuffix(dropAt)}`;
+  recordDispatch(rb, key, () => layerNormShader(!!residual, keep, dropAt), [...outputs, ...ins], u, rows);
   return outputs;
 };
 
-export const addLayerNormWebGPU: KernelConfig = { kernelName: ADD_LAYER_NORM, backendName: "webgpu", kernelFunc: addLayerNormKernel };
-export const dropoutAddLayerNormWebGPU: KernelConfig = { kernelName: DROPOUT_ADD_LAYER_NORM, backendName: "webgpu", kernelFunc: addLayerNormKernel };
+export const addLayerNormWebGPU: KernelConfig = { kernelName: ADD_LAYER_NORM, backendName: "webgpu", kernelFunc: layerNormKernel(null) };
+export const dropoutAddLayerNormWebGPU: KernelConfig = { kernelName: DROPOUT_ADD_LAYER_NORM, backendName: "webgpu", kernelFunc: layerNormKernel("x") };
+export const layerNormDropoutWebGPU: KernelConfig = { kernelName: LAYER_NORM_DROPOUT, backendName: "webgpu", kernelFunc: layerNormKernel("y") };
+
+/** Workgroups LayerNorm's gradient spreads its rows over, at most: the runs of rows whose γ and β sums a second pass adds. */
+const LAYER_NORM_GRAD_GROUPS = 1024;
 
 /**
- * LayerNorm's gradient for the sum s, in one raw dispatch per row:
- * ds = rstd · (g − mean(g) − x̂ · mean(g · x̂)), g = dy · γ; with `dropout`
- * also dx, ds under x's dropout mask (the forward's, drawn again).
+ * LayerNorm's gradient for the sum s, in one raw dispatch: a workgroup of
+ * 64 takes `per` consecutive rows, each as
+ * ds = rstd · (g − mean(g) − x̂ · mean(g · x̂)), g = dy · γ; with dropout at x
+ * also dx, ds under x's mask (the forward's, drawn again), and at y, dy read
+ * under y's mask. As it goes, each invocation adds its columns' dy · x̂ and
+ * dy over the group's rows, in order, in `perLane` registers a column, and
+ * writes them as the group's row of `partial` [groups, 2, H] (γ's, then
+ * β's): dy and x̂ are read once, where a column sum read them again.
  */
-function layerNormDsShader(dropout: boolean): string {
-  return rawRowsShader(["ds", ...(dropout ? ["dx"] : [])], ["dy", "xhat", "rstd", "gamma", ...(dropout ? ["dropBase"] : [])], "H : i32", `
+function layerNormGradShader(dropAt: DropAt, perLane: number): string {
+  const outs = ["ds", ...(dropAt === "x" ? ["dx"] : []), "partial"];
+  const ins = ["dy", "xhat", "rstd", "gamma", ...(dropAt ? ["dropBase"] : [])];
+  const dyAt = dropAt === "y" ? "dropped(dropSeed, ib + c, dy[ib + c])" : "dy[ib + c]";
+  return `
+${rawBindings(outs, ins, `rows : i32, H : i32, per : i32${dropAt ? `, ${DROPOUT_FIELDS}` : ""}`)}
+${ROW_SUM_WGSL(ROWS_WG)}
+${dropAt ? DROPPED_WGSL : ""}
+@compute @workgroup_size(${ROWS_WG})
+fn main(@builtin(workgroup_id) wid : vec3<u32>, @builtin(local_invocation_index) lid : u32) {
+  let group = i32(wid.x + wid.y * ${MAX_GROUPS}u);
+  let tid = i32(lid);
   let n = uniforms.H;
-  let ib = row * n;
-  var a = 0.0;
-  var bx = 0.0;
-  for (var c = tid; c < n; c = c + ${ROWS_WG}) { let g = dy[ib + c] * gamma[c]; a = a + g; bx = bx + g * xhat[ib + c]; }
-  let meanG = rowReduce(tid, a, false) / f32(n);
-  let meanGX = rowReduce(tid, bx, false) / f32(n);
-  let r = rstd[row];
-  if (live) {
-    for (var c = tid; c < n; c = c + ${ROWS_WG}) {
-      let d = r * (dy[ib + c] * gamma[c] - meanG - xhat[ib + c] * meanGX);
-      ds[ib + c] = d;${dropout ? "\n      dx[ib + c] = dropped(dropSeed, ib + c, d);" : ""}
+  ${dropAt ? DROP_SEED_WGSL : ""}
+  var sumG : array<f32, ${perLane}>;
+  var sumB : array<f32, ${perLane}>;
+  for (var k = 0; k < uniforms.per; k = k + 1) {
+    let at = group * uniforms.per + k;
+    // (past the last row, the group's rest computes the last row again and writes nothing: its barriers need every invocation)
+    let live = at < uniforms.rows;
+    let row = min(at, uniforms.rows - 1);
+    let ib = row * n;
+    var a = 0.0;
+    var bx = 0.0;
+    for (var c = tid; c < n; c = c + ${ROWS_WG}) { let g = ${dyAt} * gamma[c]; a = a + g; bx = bx + g * xhat[ib + c]; }
+    let meanG = rowReduce(tid, a, false) / f32(n);
+    let meanGX = rowReduce(tid, bx, false) / f32(n);
+    let r = rstd[row];
+    if (live) {
+      var j = 0;
+      for (var c = tid; c < n; c = c + ${ROWS_WG}) {
+        let g = ${dyAt};
+        let xh = xhat[ib + c];
+        let d = r * (g * gamma[c] - meanG - xh * meanGX);
+        ds[ib + c] = d;${dropAt === "x" ? "\n        dx[ib + c] = dropped(dropSeed, ib + c, d);" : ""}
+        sumG[j] = sumG[j] + g * xh;
+        sumB[j] = sumB[j] + g;
+        j = j + 1;
+      }
     }
-  }`, dropout);
+  }
+  let pb = group * 2 * n;
+  var j = 0;
+  for (var c = tid; c < n; c = c + ${ROWS_WG}) { partial[pb + c] = sumG[j]; partial[pb + n + c] = sumB[j]; j = j + 1; }
+}`;
 }
 
 export const layerNormGradWebGPU: KernelConfig = {
@@ -768,21 +816,31 @@ export const layerNormGradWebGPU: KernelConfig = {
   kernelFunc: ({ inputs, attrs }) => {
     const { dy, xhat, rstd, gamma, base } = inputs as Record<string, TensorInfo>;
     const rb = rawOf("LayerNorm's gradient");
+    const wb = rb as unknown as WebGPUBackendLike;
+    const dropAt: DropAt = base ? ((attrs as { dropOutput?: boolean }).dropOutput ? "y" : "x") : null;
     const H = gamma.shape[gamma.shape.length - 1];
     const rows = H === 0 ? 0 : product(dy.shape) / H;
-    const grads = [[...dy.shape], ...(base ? [[...dy.shape]] : [])];
-    const [ds, dx] = rows === 0 ? grads.map((shape) => (rb as unknown as WebGPUBackendLike).makeTensorInfo(shape, "float32", new Float32Array(0))) : grads.map((shape) => rb.makeTensorInfo(shape, "float32"));
-    if (rows > 0) {
-      const u = packUniforms([[rows, "i32"], [H, "i32"], ...(base ? dropoutUniforms(attrs as unknown as DropoutAttrs) : [])]);
-      recordDispatch(rb, `retromaeLayerNormDs${base ? "_dropout" : ""}`, () => layerNormDsShader(!!base), [ds, ...(dx ? [dx] : []), dy, xhat, rstd, gamma, ...(base ? [base] : [])], u, rows);
+    const grads = [[...dy.shape], ...(dropAt === "x" ? [[...dy.shape]] : [])];
+    // (no rows: γ's and β's gradients are zeros. A pass would bind an empty buffer, which WebGPU rejects)
+    if (rows === 0) {
+      const [ds, dx] = grads.map((shape) => wb.makeTensorInfo(shape, "float32", new Float32Array(0)));
+      return [ds, zeros(wb, [...gamma.shape], "float32"), zeros(wb, [...gamma.shape], "float32"), ...(dx ? [dx] : [])];
     }
-    // dγ = Σ_rows dy · x̂ and dβ = Σ_rows dy, in one pass over dy
-    const [dgamma, dbeta] = columnSums(rb, "LayerNormGammaBeta", [dy, xhat], ["dy", "xhat"], ["dy[at] * xhat[at]", "dy[at]"], rows, H);
-    const shaped = (t: TensorInfo, shape: number[]) => ({ dataId: t.dataId, shape, dtype: "float32" as const });
-    return [ds, shaped(dgamma, [...gamma.shape]), shaped(dbeta, [...gamma.shape]), ...(dx ? [dx] : [])];
+    const [ds, dx] = grads.map((shape) => rb.makeTensorInfo(shape, "float32"));
+    // rows per workgroup: the same shape always splits the same way (the same bits run after run)
+    const per = Math.ceil(rows / LAYER_NORM_GRAD_GROUPS);
+    const groups = Math.ceil(rows / per);
+    const partial = rb.makeTensorInfo([groups, 2, H], "float32");
+    const u = packUniforms([[rows, "i32"], [H, "i32"], [per, "i32"], ...(dropAt ? dropoutUniforms(attrs as unknown as DropoutAttrs) : [])]);
+    const perLane = Math.ceil(H / ROWS_WG);
+    recordDispatch(rb, `retromaeLayerNormDs${dropSuffix(dropAt)}_${perLane}`, () => layerNormGradShader(dropAt, perLane), [ds, ...(dx ? [dx] : []), partial, dy, xhat, rstd, gamma, ...(base ? [base] : [])], u, groups);
+    // dγ = Σ_rows dy · x̂ and dβ = Σ_rows dy: the groups' sums added in order, in one pass
+    const [dgamma, dbeta] = columnSums(rb, "LayerNormGammaBeta", [partial], ["p"], ["p[at + r * uniforms.cols]", "p[at + (r + 1) * uniforms.cols]"], groups, H, 1);
+    wb.disposeData(partial.dataId);
+    const shaped = (t: TensorInfo) => ({ dataId: t.dataId, shape: [...gamma.shape], dtype: "float32" as const });
+    return [ds, shaped(dgamma), shaped(dbeta), ...(dx ? [dx] : [])];
   },
 };
-
 
 /**
  * The body of softmax(x · scale + mask) per row of x [B, heads, Lq, Lk];
@@ -1103,6 +1161,57 @@ export const logSumExpRowsWebGPU = crossEntropyKernel(LOG_SUM_EXP_ROWS, ["lse"])
 export const logSumExpArgMaxWebGPU = crossEntropyKernel(LOG_SUM_EXP_ARG_MAX, ["lse", "argmax"]);
 export const softmaxMinusOneHotWebGPU = crossEntropyKernel(SOFTMAX_MINUS_ONE_HOT, ["dz"]);
 export const softmaxMinusOneHotColSumWebGPU = crossEntropyKernel(SOFTMAX_MINUS_ONE_HOT_COL_SUM, ["dz", "colsum"]);
+
+/**
+ * MEAN_NLL_ACCURACY (lib/engine/fused.ts's meanNllAndAccuracy) in one raw
+ * dispatch of one workgroup: each invocation adds its rows (tid, tid + 256,
+ * …) of w · (lse − picked), w · hit and w in order, then a fixed tree adds
+ * the invocations'. Outputs loss and accuracy, and with weights the divisor
+ * max(Σ w, 1). lse, picked [N] float32, predicted, labels [N] int32, weights [N]
+ */
+const NLL_WG = 256;
+function meanNllShader(weighted: boolean): string {
+  const w = weighted ? "weights[i]" : "1.0";
+  return `
+${rawBindings(["loss", "accuracy", ...(weighted ? ["rowCount"] : [])], ["lse", "picked", "predicted", "labels", ...(weighted ? ["weights"] : [])], "n : i32")}
+${ROW_SUM_WGSL(NLL_WG)}
+@compute @workgroup_size(${NLL_WG})
+fn main(@builtin(local_invocation_index) lid : u32) {
+  let tid = i32(lid);
+  var nll = 0.0;
+  var hits = 0.0;
+  var count = 0.0;
+  for (var i = tid; i < uniforms.n; i = i + ${NLL_WG}) {
+    let w = ${w};
+    nll = nll + (lse[i] - picked[i]) * w;
+    hits = hits + select(0.0, w, bitcast<i32>(predicted[i]) == bitcast<i32>(labels[i]));
+    count = count + w;
+  }
+  let totalNll = rowReduce(tid, nll, false);
+  let totalHits = rowReduce(tid, hits, false);
+  let rows = ${weighted ? "max(rowReduce(tid, count, false), 1.0)" : "f32(uniforms.n)"};
+  if (tid == 0) {
+    loss[0] = totalNll / rows;
+    accuracy[0] = totalHits / rows;${weighted ? "\n    rowCount[0] = rows;" : ""}
+  }
+}`;
+}
+
+export const meanNllAccuracyWebGPU: KernelConfig = {
+  kernelName: MEAN_NLL_ACCURACY,
+  backendName: "webgpu",
+  kernelFunc: ({ inputs }) => {
+    const { lse, picked, predicted, labels, weights } = inputs as Record<string, TensorInfo | undefined>;
+    const n = product(lse!.shape);
+    if ([lse, picked, weights].some((t) => t && t.dtype !== "float32") || [predicted, labels].some((t) => t!.dtype !== "int32") || [picked, predicted, labels, weights].some((t) => t && product(t.shape) !== n) || n === 0) {
+      throw new Error(`${MEAN_NLL_ACCURACY} on webgpu takes float32 lse and picked, int32 predicted and labels, and float32 weights, all [N] with N > 0.`);
+    }
+    const rb = rawOf("The mean cross-entropy");
+    const outs = (weights ? [0, 1, 2] : [0, 1]).map(() => rb.makeTensorInfo([], "float32"));
+    recordDispatch(rb, `retromaeMeanNllAccuracy_${weights ? "weighted" : "plain"}`, () => meanNllShader(!!weights), [...outs, lse!, picked!, predicted!, labels!, ...(weights ? [weights] : [])], packUniforms([[n, "i32"]]), 1);
+    return outs;
+  },
+};
 
 /**
  * PICK_LABELS (lib/engine/fused.ts): z[i, y[i]] per row, with the index in
@@ -1588,8 +1697,8 @@ const identityTranspose = (original: KernelFunc) =>
  * `maxStorageBuffers` is the device's maxStorageBuffersPerShaderStage.
  */
 export function registerWebGPUKernels(maxStorageBuffers: number): void {
-  for (const k of [deterministicUnsortedSegmentSum, embeddingGradWebGPU, robustSoftmax, dropoutWebGPU, geluWebGPU, geluGradWebGPU, addLayerNormWebGPU, dropoutAddLayerNormWebGPU, layerNormGradWebGPU, scaledMaskedSoftmaxWebGPU, scaledMaskedSoftmaxDropoutWebGPU, scaledSoftmaxGradWebGPU, attentionWebGPU, headMatMulWebGPU, attentionGradWebGPU, stackKernel(false), stackKernel(true), additiveMaskOfBytesWebGPU,
-    logSumExpRowsWebGPU, logSumExpArgMaxWebGPU, softmaxMinusOneHotWebGPU, softmaxMinusOneHotColSumWebGPU, pickLabelsWebGPU]) {
+  for (const k of [deterministicUnsortedSegmentSum, embeddingGradWebGPU, robustSoftmax, dropoutWebGPU, geluWebGPU, geluGradWebGPU, addLayerNormWebGPU, dropoutAddLayerNormWebGPU, layerNormDropoutWebGPU, layerNormGradWebGPU, scaledMaskedSoftmaxWebGPU, scaledMaskedSoftmaxDropoutWebGPU, scaledSoftmaxGradWebGPU, attentionWebGPU, headMatMulWebGPU, attentionGradWebGPU, stackKernel(false), stackKernel(true), additiveMaskOfBytesWebGPU,
+    logSumExpRowsWebGPU, logSumExpArgMaxWebGPU, softmaxMinusOneHotWebGPU, softmaxMinusOneHotColSumWebGPU, pickLabelsWebGPU, meanNllAccuracyWebGPU]) {
     if (tf.getKernel(k.kernelName, "webgpu")) tf.unregisterKernel(k.kernelName, "webgpu");
     tf.registerKernel(k);
   }

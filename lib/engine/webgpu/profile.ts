@@ -44,7 +44,7 @@ export interface StepProfile {
 export function kernelCategory(kernel: string): string {
   const rules: [RegExp, string][] = [
     [/^matMul|^retromaeMatMul|^retromaeHeadMatMul|^retromaeColumnSum_pat$/, "matmul"], // (the column sum of a matmul split along K adds its parts; the attention's products on heads in place)
-    [/LogSumExp|SoftmaxMinusOneHot|ArgMax|PickLabels/, "cross-entropy"],
+    [/LogSumExp|SoftmaxMinusOneHot|ArgMax|PickLabels|MeanNll/, "cross-entropy"],
     [/Attention|Softmax|AdditiveMask/i, "attention"], // (the additive mask: the decoder attention mask widened from its bytes)
     [/LayerNorm/, "layer norm"],
     [/ColumnSum/, "bias gradients"],
