@@ -928,13 +928,15 @@ test("RETROMAE_WEBGPU_DENSE=transposed: the dense layer as x·(Wᵀ) (tfjs's vec
   });
 });
 
-test("a dense layer's weight and bias gradients on webgpu: where dyᵀ·x splits along the rows, one dispatch makes both from the same tiles of dy and one adds their parts (two, where there were four); the cpu's values on odd shapes, the same bits twice; shapes that do not split keep BatchMatMul and the column sum", async () => {
+test("a dense layer's weight and bias gradients on webgpu: where dyᵀ·x splits along the rows, one dispatch makes both from the same tiles of dy and one adds their parts (two, where there were four); where the output has as few tiles but the rows are too few to split, that dispatch alone (one, where there were two or three); the cpu's values on odd shapes, the same bits twice; a large output keeps BatchMatMul and the column sum", async () => {
   const rng = new Rng(31);
-  // [rows, in, out]: a weight of one tile, row and column tails with K not a multiple of the parts, rows of the
-  // bias in a second and third tile of dy (out 70), tiny's [128, 128] over 2,048 tokens; then shapes that do not split
-  const cases: [number, number, number, boolean][] = [[2048, 32, 32, true], [2050, 33, 7, true], [1100, 40, 6, true], [1024, 130, 70, true], [2048, 128, 128, true], [64, 16, 8, false], [1, 5, 3, false]];
-  for (const [N, I, O, split] of cases) {
+  // [rows, in, out, how]: a weight of one tile, row and column tails with K not a multiple of the parts, rows of the
+  // bias in a second and third tile of dy (out 70), tiny's [128, 128] over 2,048 tokens; then shapes too short to split
+  // (tiny's [128, 128] over 512 tokens, K not a multiple of a tile, a row of one); then an output of 512 tiles
+  const cases: [number, number, number, "split" | "one" | "apart"][] = [[2048, 32, 32, "split"], [2050, 33, 7, "split"], [1100, 40, 6, "split"], [1024, 130, 70, "split"], [2048, 128, 128, "split"], [512, 128, 128, "one"], [100, 33, 70, "one"], [64, 16, 8, "one"], [1, 5, 3, "one"], [3, 32, 16384, "apart"]];
+  for (const [N, I, O, how] of cases) {
     const name = `[${N}, ${I}] → ${O}`;
+    const split = how === "split";
     assert.is(splitKParts(O, I, N) > 1, split, `${name}: split`);
     const [x, W, bias, dy] = [N * I, O * I, O, N * O].map((n) => rng.fillNormal(new Float32Array(n)));
     const grad = (which: number) => () =>
@@ -955,6 +957,7 @@ test("a dense layer's weight and bias gradients on webgpu: where dyᵀ·x splits
     const [first, second] = [await run(), await run()];
     assert.equal(bits(first.result), bits(second.result), `${name}: the same bits twice`);
     if (split) assert.equal(first.labels, ["retromaeMatMulSplitK_true_false_rowSums", "retromaeMatMulSumOfParts_2"], name);
+    else if (how === "one") assert.equal(first.labels, ["retromaeMatMulSplitK_true_false_rowSums"], name);
     else assert.ok(first.labels.length >= 2 && !first.labels.some((l) => /rowSums|SumOfParts/.test(l)), `${name}: ${first.labels.join(", ")}`);
   }
 });

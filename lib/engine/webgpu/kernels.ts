@@ -114,7 +114,7 @@ import {
 } from "../fused";
 import type { KernelConfig, KernelFunc, TensorInfo } from "@tensorflow/tfjs-core";
 import { MAX_GROUPS, rawBackend, RawBackend, rawBindings, record as recordDispatch } from "./raw";
-import { headMatMulProgram, HeadStrides, headsSideBySide, headsStacked, headStridesAt, SPLIT_TILE, splitKEnabled, splitKGrid, splitKMatMulProgram, splitKParts, splitKRowSumsShader, takesTiledMatMul, TILED_STEP_K, tiledMatMulProgram, tiledSplitKParts, transposedHeads } from "./matmul";
+import { headMatMulProgram, HeadStrides, headsSideBySide, headsStacked, headStridesAt, fewOutputTiles, SPLIT_TILE, splitKEnabled, splitKGrid, splitKMatMulProgram, splitKParts, splitKRowSumsShader, takesTiledMatMul, TILED_STEP_K, tiledMatMulProgram, tiledSplitKParts, transposedHeads } from "./matmul";
 
 /** What these kernels use of tfjs-backend-webgpu's WebGPUBackend. */
 export interface WebGPUBackendLike {
@@ -1459,9 +1459,13 @@ ${cases}
  * raw dispatch computes dW's parts and db's from the same tiles of dy
  * (splitKRowSumsShader) and one more adds each one's parts in order: two
  * dispatches where the split matmul, its column sum, and the bias's column
- * sum (two passes where its rows split) took three or four. Otherwise dW as
- * BatchMatMul computes it and db as Sum does. dy [N, out], x [N, in] ->
- * [out, in], [out]
+ * sum (two passes where its rows split) took three or four. Where the
+ * output has as few tiles but the rows are too few to split (K < 1,024:
+ * tiny's layers at 4 × 128), the same dispatch in one part writes dW and db
+ * themselves: one dispatch where the matmul and the column sum (two passes
+ * from 256 rows) took two or three. Otherwise (a large output, the tiled
+ * program's split, RETROMAE_WEBGPU_SPLIT_K=0) dW as BatchMatMul computes it
+ * and db as Sum does. dy [N, out], x [N, in] -> [out, in], [out]
  */
 export function denseWeightGradsWebGPU(batchMatMul: KernelFunc): KernelConfig {
   return {
@@ -1472,14 +1476,19 @@ export function denseWeightGradsWebGPU(batchMatMul: KernelFunc): KernelConfig {
       const b = backend as unknown as WebGPUBackendLike;
       const [K, M] = dy.shape;
       const N = x.shape[1];
-      const fused = dy.dtype === "float32" && x.dtype === "float32" && M * N > 0 && tiledSplitKParts(M, N, K) === 0;
+      const fused = dy.dtype === "float32" && x.dtype === "float32" && M * N * K > 0 && tiledSplitKParts(M, N, K) === 0;
       const parts = fused ? splitKParts(M, N, K) : 1;
-      if (parts <= 1) {
+      if (parts <= 1 && !(fused && splitKEnabled() && fewOutputTiles(M, N))) {
         const dW = batchMatMul({ inputs: { a: dy, b: x }, backend, attrs: { transposeA: true, transposeB: false } as never }) as TensorInfo;
         return [dW, columnSum(b, [dy], ["x"], "x[at]", K, M)];
       }
       const rb = rawOf("The dense layer's gradient");
       const { chunk, used } = inRuns(K, parts, SPLIT_TILE);
+      if (used === 1) {
+        const [dW, db] = [rb.makeTensorInfo([M, N], "float32"), rb.makeTensorInfo([M], "float32")];
+        recordDispatch(rb, "retromaeMatMulSplitK_true_false_rowSums", () => splitKRowSumsShader(true, false), [dW, db, dy, x], new Int32Array([M, N, K, chunk]).buffer, splitKGrid(M, N, 1), 2 * M * N * K);
+        return [dW, db];
+      }
       const dwParts = rb.makeTensorInfo([used, M, N], "float32");
       const dbParts = rb.makeTensorInfo([used, M], "float32");
       recordDispatch(rb, "retromaeMatMulSplitK_true_false_rowSums", () => splitKRowSumsShader(true, false), [dwParts, dbParts, dy, x], new Int32Array([M, N, K, chunk]).buffer, splitKGrid(M, N, used), 2 * M * N * K);

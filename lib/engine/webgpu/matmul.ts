@@ -56,8 +56,13 @@ export function splitKEnabled(): boolean {
 export function splitKParts(M: number, N: number, K: number): number {
   if (!splitKEnabled()) return 1;
   const tiles = Math.ceil(M / SPLIT_TILE) * Math.ceil(N / SPLIT_TILE);
-  if (tiles >= 512 || K < 1024) return 1;
+  if (!fewOutputTiles(M, N) || K < 1024) return 1;
   return Math.max(1, Math.min(Math.ceil(1024 / tiles), Math.floor(K / 256), 64));
+}
+
+/** Whether an [M, N] output has few enough 32 × 32 tiles (< 512) for its matmul to be split along K (splitKParts) where K is long. */
+export function fewOutputTiles(M: number, N: number): boolean {
+  return Math.ceil(M / SPLIT_TILE) * Math.ceil(N / SPLIT_TILE) < 512;
 }
 
 /**
