@@ -527,6 +527,59 @@ export function layerNormDropout(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor
   return layerNormKernel(LAYER_NORM_DROPOUT, x, null, gamma, beta, eps, dropout) ?? tf.tidy(() => dropoutCall(addLayerNorm(x, null, gamma, beta, eps), dropout));
 }
 
+/** Registered by the webgpu backend only: BertEmbeddings' sum (the vectors, each position's row, token type 0's row) in its LayerNorm's kernel. */
+export const EMBEDDINGS_LAYER_NORM = "RetroMAEEmbeddingsLayerNorm";
+/** EMBEDDINGS_LAYER_NORM with y dropped out (a DropoutCall's mask, drawn in the kernel; its `base` an input). */
+export const EMBEDDINGS_LAYER_NORM_DROPOUT = "RetroMAEEmbeddingsLayerNormDropout";
+/** Registered by the webgpu backend only: the position and token-type tables' gradients from the embeddings' ds. */
+export const EMBEDDING_TABLES_GRAD = "RetroMAEEmbeddingTablesGrad";
+
+/**
+ * BertEmbeddings after the word lookup, for inputs with no token types:
+ * LayerNorm(vectors + positions[0, L) + types[0]), then `dropout` where
+ * given (a DropoutCall, drawn as y is written), with the tables read in
+ * place. On webgpu one dispatch forward, where the slices and adds took
+ * four; its gradient is LayerNorm's (ds, γ, β: two dispatches) and one
+ * pass per table (EMBEDDING_TABLES_GRAD: each position's row summed over
+ * the batch, then token type 0's over the positions), where the adds' and
+ * slices' gradients took four. Null elsewhere, where the shapes do not
+ * fit, or with dropout on an adapter that binds fewer than 9 storage
+ * buffers (the kernel then binds 9): the caller composes.
+ * vectors [B, L, H], positions [P, H] (P ≥ L), types [T, H], gamma [H], beta [H] -> [B, L, H]
+ */
+export function embeddingsLayerNorm(vectors: tf.Tensor3D, positions: tf.Tensor2D, types: tf.Tensor2D, gamma: tf.Tensor, beta: tf.Tensor, eps: number, dropout?: DropoutCall): tf.Tensor3D | null {
+  const [, L, H] = vectors.shape;
+  const fits = positions.shape[0] >= L && positions.shape[1] === H && types.shape[0] >= 1 && types.shape[1] === H && gamma.size === H && beta.size === H;
+  if (!nativeKernel(dropout ? EMBEDDINGS_LAYER_NORM_DROPOUT : EMBEDDINGS_LAYER_NORM) || !fits || [vectors, positions, types].some((t) => t.dtype !== "float32")) return null;
+  const inputs: Record<string, tf.Tensor> = { x: vectors, positions, types, gamma, beta, ...(dropout ? { base: dropout.base } : {}) };
+  const outs = tf.engine().runKernel(dropout ? EMBEDDINGS_LAYER_NORM_DROPOUT : EMBEDDINGS_LAYER_NORM, inputs, { eps, stats: tf.engine().isTapeOn(), ...(dropout ? dropoutCallAttrs(dropout) : {}) }) as tf.Tensor[];
+  return outs[0] as tf.Tensor3D;
+}
+
+// The embeddings' LayerNorm: LayerNorm's gradient (of dy under y's dropout mask, where there is one) gives
+// the vectors' ds; the position table's rows [0, L) get ds summed over the batch, token type 0's row ds
+// summed over every row, the other rows 0.
+for (const [kernelName, dropped] of [[EMBEDDINGS_LAYER_NORM, false], [EMBEDDINGS_LAYER_NORM_DROPOUT, true]] as const) {
+  tf.registerGradient({
+    kernelName,
+    inputsToSave: ["positions", "types", "gamma", ...(dropped ? ["base"] : [])],
+    outputsToSave: [false, true, true],
+    gradFunc: (dys, saved, attrs) => {
+      const [positions, types, gamma] = saved;
+      const [xhat, rstd] = saved.slice(dropped ? 4 : 3);
+      const base = dropped ? saved[3] : null;
+      const dy = (dys as tf.Tensor[])[0];
+      const { dropSeed, dropThreshold, dropScale } = attrs as unknown as ReturnType<typeof dropoutCallAttrs>;
+      const [ds, dgamma, dbeta] = base
+        ? (tf.engine().runKernel(LAYER_NORM_GRAD, { dy, xhat, rstd, gamma, base }, { dropSeed, dropThreshold, dropScale, dropOutput: true }) as tf.Tensor[])
+        : (tf.engine().runKernel(LAYER_NORM_GRAD, { dy, xhat, rstd, gamma }, {}) as tf.Tensor[]);
+      const [dpositions, dtypes] = tf.engine().runKernel(EMBEDDING_TABLES_GRAD, { ds }, { positions: positions.shape[0], types: types.shape[0] }) as tf.Tensor[];
+      // (the base leads to no weight: tfjs never asks for its gradient)
+      return { x: () => ds, positions: () => dpositions, types: () => dtypes, gamma: () => dgamma, beta: () => dbeta, ...(base ? { base: () => tf.zerosLike(base) } : {}) };
+    },
+  });
+}
+
 /** One of the LayerNorm kernels, where the backend has it and the shapes fit; null otherwise. */
 function layerNormKernel(kernel: string, x: tf.Tensor, residual: tf.Tensor | null, gamma: tf.Tensor, beta: tf.Tensor, eps: number, dropout?: DropoutCall): tf.Tensor | null {
   const H = x.shape[x.shape.length - 1];

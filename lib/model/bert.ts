@@ -9,7 +9,7 @@
  */
 import * as tf from "../engine/tf";
 import type { Rng } from "../engine/rng";
-import { addLayerNorm, attentionContext, embeddingGrad, repeatedRow, attentionInference, attentionInPlace, attentionScores, attentionTraining, attentionTrainingApplies, DropoutCall, dropoutWithSeed, DropoutSeeds, gelu as fusedGelu, layerNormDropout, linear, linearGelu, logSumExpArgMax, logSumExpRows, meanNllAndAccuracy, pickLabels, scaledMaskedSoftmax, softmaxMinusOneHot, softmaxMinusOneHotColSum, stackRows, tiedLogits } from "../engine/fused";
+import { addLayerNorm, attentionContext, embeddingGrad, repeatedRow, attentionInference, attentionInPlace, attentionScores, attentionTraining, attentionTrainingApplies, DropoutCall, dropoutWithSeed, DropoutSeeds, embeddingsLayerNorm, gelu as fusedGelu, layerNormDropout, linear, linearGelu, logSumExpArgMax, logSumExpRows, meanNllAndAccuracy, pickLabels, scaledMaskedSoftmax, softmaxMinusOneHot, softmaxMinusOneHotColSum, stackRows, tiedLogits } from "../engine/fused";
 import type { BertConfig } from "./config";
 
 export type Weights = ReadonlyMap<string, tf.Tensor>;
@@ -147,15 +147,18 @@ export function embeddingsOfVectors(
 ): tf.Tensor3D {
   const L = vectors.shape[1];
   const posTable = weight(w, `${prefix}.position_embeddings.weight`);
+  const typeTable = weight(w, `${prefix}.token_type_embeddings.weight`) as tf.Tensor2D;
+  const call = fusedDropout(cfg.hiddenDropoutProb, opts);
+  // webgpu, inputs with no token types: the sum, the LayerNorm and the dropout in one kernel, the tables read in place
+  const fused = tokenTypeIds ? null : embeddingsLayerNorm(vectors, posTable as tf.Tensor2D, typeTable, weight(w, `${prefix}.LayerNorm.weight`), weight(w, `${prefix}.LayerNorm.bias`), cfg.layerNormEps, call);
+  if (fused) return fused;
   // (the first L rows: each row's gradient is one row of dy summed over the batch, as a gather's was)
   const positions = tf.slice(posTable, [0, 0], [L, posTable.shape[1]!]); // [L, H]
-  const typeTable = weight(w, `${prefix}.token_type_embeddings.weight`) as tf.Tensor2D;
   // Every position is type 0 without tokenTypeIds: its row, added at every position.
   const types = tokenTypeIds
     ? tf.gather(typeTable, tokenTypeIds) // [B, L, H]
     : repeatedRow(typeTable, 0, L); // [L, H] or [1, H]
   const sum = tf.add(tf.add(vectors, positions), types);
-  const call = fusedDropout(cfg.hiddenDropoutProb, opts);
   if (call) return layerNormDropout(sum, weight(w, `${prefix}.LayerNorm.weight`), weight(w, `${prefix}.LayerNorm.bias`), cfg.layerNormEps, call) as tf.Tensor3D;
   const normed = layerNorm(w, `${prefix}.LayerNorm`, sum, cfg.layerNormEps);
   return dropout(normed, cfg.hiddenDropoutProb, opts) as tf.Tensor3D;

@@ -40,6 +40,7 @@ test("kernels are sorted into kinds of work by their shader keys", () => {
     ["retromaeLogSumExp_64", "cross-entropy"],
     ["retromaePickLabels", "cross-entropy"],
     ["retromaeMeanNllAccuracy_weighted", "cross-entropy"],
+    ["retromaeEmbeddingTablesGrad_positions", "embeddings"],
     ["retromaeScaledMaskedSoftmax_64", "attention"],
     ["retromaeAttention_64_12_32", "attention"],
     ["retromaeAddLayerNorm_residual_stats", "layer norm"],

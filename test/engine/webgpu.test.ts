@@ -30,7 +30,7 @@ import { bytesHeldByReplays, recordCommands, StepReplay } from "../../lib/engine
 import { copyInPlaceWebGPU } from "../../lib/engine/webgpu/optimizer";
 import { additiveMaskOfBytes, bytesAsWords, DROPOUT, dropoutWithSeed, embeddingGrad, repeatedRow, DropoutSeeds, registerCounterDropout } from "../../lib/engine/fused";
 import { countDispatches, formatProfile } from "../../lib/engine/webgpu/profile";
-import { addLayerNorm, ADD_LAYER_NORM, ATTENTION, attentionTraining, attentionTrainingApplies, DROPOUT_ADD_LAYER_NORM, DROPOUT_SOFTMAX, attentionContext, attentionInference, attentionScores, DENSE_GELU, DENSE_WEIGHT_GRADS, gelu, GELU, layerNormDropout, linear, linearGelu, logSumExpArgMax, logSumExpRows, meanNllAndAccuracy, pickLabels, scaledMaskedSoftmax, SCALED_MASKED_SOFTMAX, softmaxMinusOneHotColSum, stackRows } from "../../lib/engine/fused";
+import { addLayerNorm, ADD_LAYER_NORM, ATTENTION, attentionTraining, attentionTrainingApplies, DROPOUT_ADD_LAYER_NORM, DROPOUT_SOFTMAX, attentionContext, embeddingsLayerNorm, attentionInference, attentionScores, DENSE_GELU, DENSE_WEIGHT_GRADS, gelu, GELU, layerNormDropout, linear, linearGelu, logSumExpArgMax, logSumExpRows, meanNllAndAccuracy, pickLabels, scaledMaskedSoftmax, SCALED_MASKED_SOFTMAX, softmaxMinusOneHotColSum, stackRows } from "../../lib/engine/fused";
 import { runProbe, ProbeSet } from "../../lib/probe/probe";
 import { encodeTexts } from "../../lib/probe/encode";
 import { contrastiveFinetune } from "../../lib/probe/finetune";
@@ -607,7 +607,7 @@ async function pipelineLabels<T>(fn: () => Promise<T>): Promise<{ labels: string
   }
 }
 
-test("dropout inside Add & LayerNorm (of x), inside LayerNorm (of y, the embeddings' order) and inside the attention softmax (of the probabilities) on webgpu, a step's call drawn in the kernels: the cpu's dropout-then-LayerNorm and softmax-then-dropout, values and gradients on odd shapes, the same masks bit for bit, the same bits twice; no dropout pass and no dropped copy of x", async () => {
+test("dropout inside Add & LayerNorm (of x), inside LayerNorm (of y, the embeddings' order, and with the embeddings' sum read from their tables in place) and inside the attention softmax (of the probabilities) on webgpu, a step's call drawn in the kernels: the cpu's dropout-then-LayerNorm and softmax-then-dropout, values and gradients on odd shapes, the same masks bit for bit, the same bits twice; no dropout pass and no dropped copy of x", async () => {
   const rng = new Rng(16);
   const close = (a: ArrayLike<number>, b: ArrayLike<number>, tol: number, what: string) => {
     for (let i = 0; i < a.length; i++) assert.ok(Math.abs(a[i] - b[i]) <= tol * Math.max(1, Math.abs(a[i])), `${what}[${i}]: cpu ${a[i]} vs webgpu ${b[i]}`);
@@ -686,6 +686,40 @@ test("dropout inside Add & LayerNorm (of x), inside LayerNorm (of y, the embeddi
     assert.equal(bits(first.result.values), bits(second.result.values), `${name}: the same bits twice`);
     assert.ok(!first.result.keys.some((k) => k.startsWith("retromaeDropout")), `${name}: ${first.result.keys.join(", ")}`);
     assert.equal(first.labels.filter((l) => l.includes("LayerNorm")), ["retromaeAddLayerNorm_plain_stats_dropoutY", `retromaeLayerNormDs_dropoutY_${Math.ceil(H / 64)}`, "retromaeLayerNormGammaBeta"], name);
+  }
+  // BertEmbeddings with no token types: LayerNorm(x + positions[0, L) + types[0]), then dropout (or none), the tables read in
+  // place; [B, L, H, positions P, types T]: a batch of one and a row of one, L = P, one type, rows past a workgroup's 1,024
+  for (const [B, L, H, P, T, rate] of [[1, 1, 5, 3, 2, 0.5], [3, 5, 67, 7, 2, 0.1], [2, 130, 9, 130, 1, 0.3], [9, 120, 70, 128, 2, 0], [2, 4, 6, 8, 2, 0]] as const) {
+    const name = `the embeddings [${B}, ${L}, ${H}] at ${rate}`;
+    const [x, pos, types, beta, w] = [B * L * H, P * H, T * H, H, B * L * H].map((n) => rng.fillNormal(new Float32Array(n)));
+    const gamma = Float32Array.from(rng.fillNormal(new Float32Array(H)), (v) => 1 + 0.1 * v);
+    const call = () => (rate > 0 ? callOf(70 + L, 3, rate) : undefined);
+    // the fused kernel where the backend has it (webgpu), else the composition it replaces
+    const embed = (a: tf.Tensor, p: tf.Tensor, ty: tf.Tensor, g: tf.Tensor, b: tf.Tensor) => {
+      const c = call();
+      const fused = embeddingsLayerNorm(a as tf.Tensor3D, p as tf.Tensor2D, ty as tf.Tensor2D, g, b, 1e-12, c);
+      if (fused) return fused;
+      const sum = tf.add(tf.add(a, tf.slice(p, [0, 0], [L, H])), tf.slice(ty, [0, 0], [1, H]));
+      return c ? layerNormDropout(sum, g, b, 1e-12, c) : addLayerNorm(sum, null, g, b, 1e-12);
+    };
+    const args = () => [tf.tensor3d(x, [B, L, H]), tf.tensor2d(pos, [P, H]), tf.tensor2d(types, [T, H]), tf.tensor1d(gamma), tf.tensor1d(beta)];
+    const f = (...a: tf.Tensor[]) => tf.sum(tf.mul(embed(a[0], a[1], a[2], a[3], a[4]), tf.tensor3d(w, [B, L, H])));
+    const y = await onBoth(() => tf.tidy(() => embed(...(args() as [tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]))));
+    close(y.cpu, y.gpu, 2e-5, `${name} y`);
+    assert.is(zeros(y.gpu), zeros(y.cpu), `${name}: the cpu's mask`);
+    for (const [k, what] of ["dx", "dpositions", "dtypes", "dgamma", "dbeta"].entries()) {
+      const g = await onBoth(() => tf.tidy(() => tf.grads(f)(args())[k]));
+      close(g.cpu, g.gpu, 5e-4, `${name} ${what}`);
+    }
+    const run = () => pipelineLabels(() => programsOf(() => tf.tidy(() => tf.concat(tf.grads(f)(args()).map((g) => g.reshape([-1]))))));
+    const [first, second] = [await run(), await run()];
+    assert.equal(bits(first.result.values), bits(second.result.values), `${name}: the same bits twice`);
+    // one dispatch forward, four back (ds with γ's and β's sums, their sum, each table's): no slice, add, pad, reduction or dropout
+    const drop = rate > 0 ? "_dropoutY" : "";
+    const ours = [`retromaeAddLayerNorm_embeddings_stats${drop}`, `retromaeLayerNormDs${drop}_${Math.ceil(H / 64)}`, "retromaeLayerNormGammaBeta", "retromaeEmbeddingTablesGrad_positions", "retromaeEmbeddingTablesGrad_types"];
+    assert.equal(first.labels.filter((l) => l.startsWith("retromae") && !l.startsWith("retromaeFill")), ours, name);
+    // (the test's own product with w, its sum and gradient, and the concat aside)
+    assert.equal(first.result.keys.filter((k) => !/^(binary_17_|reduce_sum|concat)/.test(k)), [], name);
   }
   // the attention softmax: [B, heads, Lq, Lk], the mask per key or per query and key (one row that sees nothing)
   const M = -3.4028234663852886e38;

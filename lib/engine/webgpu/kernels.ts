@@ -94,6 +94,9 @@ import {
   DROPOUT,
   DROPOUT_ADD_LAYER_NORM,
   LAYER_NORM_DROPOUT,
+  EMBEDDINGS_LAYER_NORM,
+  EMBEDDINGS_LAYER_NORM_DROPOUT,
+  EMBEDDING_TABLES_GRAD,
   DROPOUT_SOFTMAX,
   ATTENTION_GRAD,
   EMBEDDING_GRAD,
@@ -688,6 +691,9 @@ ${body}
 }`;
 }
 
+/** What a LayerNorm kernel normalizes: x; x + residual; or BertEmbeddings' sum, x + the position table's row (row mod L) + the token type table's row 0. */
+type LayerNormSum = "plain" | "residual" | "embeddings";
+
 /** Where a LayerNorm kernel's dropout applies: to x as it is read (BertSelfOutput, BertOutput) or to y as it is written (BertEmbeddings). */
 type DropAt = "x" | "y" | null;
 
@@ -700,13 +706,13 @@ type DropAt = "x" | "y" | null;
  * + residual, the mask drawn as x is read: no dropped copy is written; at
  * y, y is written dropped out (x̂ kept as it was).
  */
-function layerNormShader(residual: boolean, stats: boolean, dropAt: DropAt): string {
+function layerNormShader(sum: LayerNormSum, stats: boolean, dropAt: DropAt): string {
   const outs = ["y", ...(stats ? ["xhat", "rstdOut"] : [])];
-  const ins = ["x", ...(residual ? ["residual"] : []), "gamma", "beta", ...(dropAt ? ["dropBase"] : [])];
+  const ins = ["x", ...{ plain: [], residual: ["residual"], embeddings: ["positions", "types"] }[sum], "gamma", "beta", ...(dropAt ? ["dropBase"] : [])];
   const xAt = dropAt === "x" ? "dropped(dropSeed, ib + c, x[ib + c])" : "x[ib + c]";
-  const sAt = residual ? `(${xAt} + residual[ib + c])` : xAt;
+  const sAt = { plain: xAt, residual: `(${xAt} + residual[ib + c])`, embeddings: `(${xAt} + positions[(row % uniforms.L) * H + c] + types[c])` }[sum];
   const yAt = dropAt === "y" ? "dropped(dropSeed, ib + c, xh * gamma[c] + beta[c])" : "xh * gamma[c] + beta[c]";
-  return rawRowsShader(outs, ins, "H : i32, eps : f32", `
+  return rawRowsShader(outs, ins, `H : i32, eps : f32${sum === "embeddings" ? ", L : i32" : ""}`, `
   let H = uniforms.H;
   let ib = row * H;
   var acc = 0.0;
@@ -730,7 +736,8 @@ const dropSuffix = (dropAt: DropAt) => (dropAt === "x" ? "_dropout" : dropAt ===
 
 /** ADD_LAYER_NORM, DROPOUT_ADD_LAYER_NORM (x dropped out) and LAYER_NORM_DROPOUT (y dropped out); with dropout, `base` an input and the call's attributes. */
 const layerNormKernel = (dropAt: DropAt): KernelFunc => ({ inputs, attrs }) => {
-  const { x, residual, gamma, beta, base } = inputs as Record<string, TensorInfo | undefined>;
+  const { x, residual, positions, types, gamma, beta, base } = inputs as Record<string, TensorInfo | undefined>;
+  const sum: LayerNormSum = positions ? "embeddings" : residual ? "residual" : "plain";
   const rb = rawOf("Add & LayerNorm");
   const H = x!.shape[x!.shape.length - 1];
   const rows = product(x!.shape) / H;
@@ -739,16 +746,65 @@ const layerNormKernel = (dropAt: DropAt): KernelFunc => ({ inputs, attrs }) => {
   const outs = [[...x!.shape], ...(keep ? [[...x!.shape], [rows]] : [])];
   if (rows * H === 0) return outs.map((shape) => (rb as unknown as WebGPUBackendLike).makeTensorInfo(shape, "float32", new Float32Array(0)));
   const outputs = outs.map((shape) => rb.makeTensorInfo(shape, "float32"));
-  const u = packUniforms([[rows, "i32"], [H, "i32"], [eps, "f32"], ...(dropAt ? dropoutUniforms(attrs as unknown as DropoutAttrs) : [])]);
-  const ins = [x!, ...(residual ? [residual] : []), gamma!, beta!, ...(dropAt ? [base!] : [])];
-  const key = `retromaeAddLayerNorm_${residual ? "residual" : "plain"}_${keep ? "stats" : "y"}${dropSuffix(dropAt)}`;
-  recordDispatch(rb, key, () => layerNormShader(!!residual, keep, dropAt), [...outputs, ...ins], u, rows);
+  // (the embeddings' x is [B, L, H]: row r is position r mod L)
+  const L = sum === "embeddings" ? x!.shape[x!.shape.length - 2] : 0;
+  const u = packUniforms([[rows, "i32"], [H, "i32"], [eps, "f32"], ...(sum === "embeddings" ? [[L, "i32"] as [number, "i32"]] : []), ...(dropAt ? dropoutUniforms(attrs as unknown as DropoutAttrs) : [])]);
+  const ins = [x!, ...(residual ? [residual] : []), ...(positions ? [positions, types!] : []), gamma!, beta!, ...(dropAt ? [base!] : [])];
+  const key = `retromaeAddLayerNorm_${sum}_${keep ? "stats" : "y"}${dropSuffix(dropAt)}`;
+  recordDispatch(rb, key, () => layerNormShader(sum, keep, dropAt), [...outputs, ...ins], u, rows);
   return outputs;
 };
 
 export const addLayerNormWebGPU: KernelConfig = { kernelName: ADD_LAYER_NORM, backendName: "webgpu", kernelFunc: layerNormKernel(null) };
 export const dropoutAddLayerNormWebGPU: KernelConfig = { kernelName: DROPOUT_ADD_LAYER_NORM, backendName: "webgpu", kernelFunc: layerNormKernel("x") };
 export const layerNormDropoutWebGPU: KernelConfig = { kernelName: LAYER_NORM_DROPOUT, backendName: "webgpu", kernelFunc: layerNormKernel("y") };
+export const embeddingsLayerNormWebGPU: KernelConfig = { kernelName: EMBEDDINGS_LAYER_NORM, backendName: "webgpu", kernelFunc: layerNormKernel(null) };
+export const embeddingsLayerNormDropoutWebGPU: KernelConfig = { kernelName: EMBEDDINGS_LAYER_NORM_DROPOUT, backendName: "webgpu", kernelFunc: layerNormKernel("y") };
+
+/**
+ * EMBEDDING_TABLES_GRAD: the position and token-type tables' gradients from
+ * the embeddings' ds [B, L, H], each element in a fixed order: position
+ * row p < L is Σ_b ds[b, p] (an invocation per element of the table, the
+ * batch in order), row p ≥ L zero; then token type row 0 is Σ_p over those
+ * rows, in order, the other rows zero. Two raw dispatches, where the adds'
+ * gradients (two reductions) and the slices' (two pads) took four.
+ * -> [positions, H], [types, H]
+ */
+function embeddingTablesShader(types: boolean): string {
+  const body = types
+    ? "var acc = 0.0;\n    if (row == 0) { for (var p = 0; p < uniforms.L; p = p + 1) { acc = acc + src[p * uniforms.H + c]; } }"
+    : "var acc = 0.0;\n    if (row < uniforms.L) { for (var b = 0; b < uniforms.B; b = b + 1) { acc = acc + src[(b * uniforms.L + row) * uniforms.H + c]; } }";
+  return `
+${rawBindings(["table"], ["src"], "n : i32, H : i32, L : i32, B : i32")}
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid : vec3<u32>, @builtin(local_invocation_index) lid : u32) {
+  let i = i32((wid.x + wid.y * ${MAX_GROUPS}u) * 256u + lid);
+  if (i < uniforms.n) {
+    let row = i / uniforms.H;
+    let c = i - row * uniforms.H;
+    ${body}
+    table[i] = acc;
+  }
+}`;
+}
+
+export const embeddingTablesGradWebGPU: KernelConfig = {
+  kernelName: EMBEDDING_TABLES_GRAD,
+  backendName: "webgpu",
+  kernelFunc: ({ inputs, attrs }) => {
+    const { ds } = inputs as { ds: TensorInfo };
+    const { positions: P, types: T } = attrs as unknown as { positions: number; types: number };
+    const [B, L, H] = ds.shape;
+    const rb = rawOf("The embeddings' gradient");
+    const wb = rb as unknown as WebGPUBackendLike;
+    // (nothing to sum, or no table: zeros. A pass would bind an empty buffer, which WebGPU rejects)
+    if (B * L * H === 0 || P * T === 0) return [zeros(wb, [P, H], "float32"), zeros(wb, [T, H], "float32")];
+    const [dpos, dtype] = [rb.makeTensorInfo([P, H], "float32"), rb.makeTensorInfo([T, H], "float32")];
+    recordDispatch(rb, "retromaeEmbeddingTablesGrad_positions", () => embeddingTablesShader(false), [dpos, ds], packUniforms([[P * H, "i32"], [H, "i32"], [L, "i32"], [B, "i32"]]), Math.ceil((P * H) / 256));
+    recordDispatch(rb, "retromaeEmbeddingTablesGrad_types", () => embeddingTablesShader(true), [dtype, dpos], packUniforms([[T * H, "i32"], [H, "i32"], [L, "i32"], [B, "i32"]]), Math.ceil((T * H) / 256));
+    return [dpos, dtype];
+  },
+};
 
 /** Workgroups LayerNorm's gradient spreads its rows over, at most: the runs of rows whose γ and β sums a second pass adds. */
 const LAYER_NORM_GRAD_GROUPS = 1024;
@@ -1706,11 +1762,15 @@ const identityTranspose = (original: KernelFunc) =>
  * `maxStorageBuffers` is the device's maxStorageBuffersPerShaderStage.
  */
 export function registerWebGPUKernels(maxStorageBuffers: number): void {
-  for (const k of [deterministicUnsortedSegmentSum, embeddingGradWebGPU, robustSoftmax, dropoutWebGPU, geluWebGPU, geluGradWebGPU, addLayerNormWebGPU, dropoutAddLayerNormWebGPU, layerNormDropoutWebGPU, layerNormGradWebGPU, scaledMaskedSoftmaxWebGPU, scaledMaskedSoftmaxDropoutWebGPU, scaledSoftmaxGradWebGPU, attentionWebGPU, headMatMulWebGPU, attentionGradWebGPU, stackKernel(false), stackKernel(true), additiveMaskOfBytesWebGPU,
+  for (const k of [deterministicUnsortedSegmentSum, embeddingGradWebGPU, robustSoftmax, dropoutWebGPU, geluWebGPU, geluGradWebGPU, addLayerNormWebGPU, dropoutAddLayerNormWebGPU, layerNormDropoutWebGPU, embeddingsLayerNormWebGPU, embeddingTablesGradWebGPU, layerNormGradWebGPU, scaledMaskedSoftmaxWebGPU, scaledMaskedSoftmaxDropoutWebGPU, scaledSoftmaxGradWebGPU, attentionWebGPU, headMatMulWebGPU, attentionGradWebGPU, stackKernel(false), stackKernel(true), additiveMaskOfBytesWebGPU,
     logSumExpRowsWebGPU, logSumExpArgMaxWebGPU, softmaxMinusOneHotWebGPU, softmaxMinusOneHotColSumWebGPU, pickLabelsWebGPU, meanNllAccuracyWebGPU]) {
     if (tf.getKernel(k.kernelName, "webgpu")) tf.unregisterKernel(k.kernelName, "webgpu");
     tf.registerKernel(k);
   }
+  // The embeddings' LayerNorm with dropout binds 9 storage buffers (y, x̂ and 1/σ; x, both tables, γ, β and the
+  // step's seed): on an adapter that binds fewer, embeddingsLayerNorm declines it and the adds and LAYER_NORM_DROPOUT run.
+  if (tf.getKernel(EMBEDDINGS_LAYER_NORM_DROPOUT, "webgpu")) tf.unregisterKernel(EMBEDDINGS_LAYER_NORM_DROPOUT, "webgpu");
+  if (maxStorageBuffers >= 9) tf.registerKernel(embeddingsLayerNormDropoutWebGPU);
   wrapTfjsKernel(tf.BatchMatMul, (original) => deterministicMatMul(tf.BatchMatMul, original));
   wrapTfjsKernel(tf.Sum, leadingAxesSum);
   wrapTfjsKernel(tf.Transpose, identityTranspose);

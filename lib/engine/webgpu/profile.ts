@@ -50,7 +50,7 @@ export function kernelCategory(kernel: string): string {
     [/ColumnSum/, "bias gradients"],
     [/Gelu/, "gelu"],
     [/Dropout/, "dropout"],
-    [/^gather|SegmentSum|SegmentLinks|Zeros/, "embeddings"],
+    [/^gather|SegmentSum|SegmentLinks|Zeros|EmbeddingTables/, "embeddings"],
     [/AdamW|SumSquares|GlobalNorm/, "optimizer"],
     [/^(transpose|slice|pad|concat)|^retromae(Un)?stackRows/i, "layout"], // (a stacked projection's weights, and their gradients given back)
     [/^reduce/, "reductions"],
