@@ -450,6 +450,19 @@ export const LAYER_NORM_DROPOUT = "RetroMAELayerNormDropout";
 export const DROPOUT_SOFTMAX = "RetroMAEScaledMaskedSoftmaxDropout";
 export const ATTENTION = "RetroMAEAttention";
 
+/**
+ * LAYER_NORM_GRAD of dy: [ds, dγ, dβ], from the normalized rows and 1/σ the
+ * forward kernel kept; with a step's dropout (its saved base and the call's
+ * attributes) of x, also dx (ds under x's mask), or of y, dy read under y's
+ * mask (webgpu draws the masks again in the kernel).
+ */
+function layerNormGrads(dy: tf.Tensor, xhat: tf.Tensor, rstd: tf.Tensor, gamma: tf.Tensor, dropped?: { base: tf.Tensor; attrs: unknown; at: "x" | "y" }): tf.Tensor[] {
+  if (!dropped) return tf.engine().runKernel(LAYER_NORM_GRAD, { dy, xhat, rstd, gamma }, {}) as tf.Tensor[];
+  const { dropSeed, dropThreshold, dropScale } = dropped.attrs as ReturnType<typeof dropoutCallAttrs>;
+  const attrs = { dropSeed, dropThreshold, dropScale, ...(dropped.at === "y" ? { dropOutput: true } : {}) };
+  return tf.engine().runKernel(LAYER_NORM_GRAD, { dy, xhat, rstd, gamma, base: dropped.base }, attrs) as tf.Tensor[];
+}
+
 // LayerNorm's gradient: one native pass gives the gradient of the sum (x and
 // residual alike), of gamma and of beta, from the normalized rows and 1/σ the
 // forward kernel kept.
@@ -460,7 +473,7 @@ tf.registerGradient({
   gradFunc: (dys, saved) => {
     const [gamma, xhat, rstd] = saved;
     const dy = (dys as tf.Tensor[])[0];
-    const [ds, dgamma, dbeta] = tf.engine().runKernel(LAYER_NORM_GRAD, { dy, xhat, rstd, gamma }, {}) as tf.Tensor[];
+    const [ds, dgamma, dbeta] = layerNormGrads(dy, xhat, rstd, gamma);
     return { x: () => ds, residual: () => tf.clone(ds), gamma: () => dgamma, beta: () => dbeta };
   },
 });
@@ -474,8 +487,7 @@ tf.registerGradient({
   gradFunc: (dys, saved, attrs) => {
     const [gamma, base, xhat, rstd] = saved;
     const dy = (dys as tf.Tensor[])[0];
-    const { dropSeed, dropThreshold, dropScale } = attrs as unknown as ReturnType<typeof dropoutCallAttrs>;
-    const [ds, dgamma, dbeta, dx] = tf.engine().runKernel(LAYER_NORM_GRAD, { dy, xhat, rstd, gamma, base }, { dropSeed, dropThreshold, dropScale }) as tf.Tensor[];
+    const [ds, dgamma, dbeta, dx] = layerNormGrads(dy, xhat, rstd, gamma, { base, attrs, at: "x" });
     // (the base leads to no weight: tfjs never asks for its gradient)
     return { x: () => dx, residual: () => ds, gamma: () => dgamma, beta: () => dbeta, base: () => tf.zerosLike(base) };
   },
@@ -490,8 +502,7 @@ tf.registerGradient({
   gradFunc: (dys, saved, attrs) => {
     const [gamma, base, xhat, rstd] = saved;
     const dy = (dys as tf.Tensor[])[0];
-    const { dropSeed, dropThreshold, dropScale } = attrs as unknown as ReturnType<typeof dropoutCallAttrs>;
-    const [ds, dgamma, dbeta] = tf.engine().runKernel(LAYER_NORM_GRAD, { dy, xhat, rstd, gamma, base }, { dropSeed, dropThreshold, dropScale, dropOutput: true }) as tf.Tensor[];
+    const [ds, dgamma, dbeta] = layerNormGrads(dy, xhat, rstd, gamma, { base, attrs, at: "y" });
     return { x: () => ds, gamma: () => dgamma, beta: () => dbeta, base: () => tf.zerosLike(base) };
   },
 });
@@ -569,10 +580,7 @@ for (const [kernelName, dropped] of [[EMBEDDINGS_LAYER_NORM, false], [EMBEDDINGS
       const [xhat, rstd] = saved.slice(dropped ? 4 : 3);
       const base = dropped ? saved[3] : null;
       const dy = (dys as tf.Tensor[])[0];
-      const { dropSeed, dropThreshold, dropScale } = attrs as unknown as ReturnType<typeof dropoutCallAttrs>;
-      const [ds, dgamma, dbeta] = base
-        ? (tf.engine().runKernel(LAYER_NORM_GRAD, { dy, xhat, rstd, gamma, base }, { dropSeed, dropThreshold, dropScale, dropOutput: true }) as tf.Tensor[])
-        : (tf.engine().runKernel(LAYER_NORM_GRAD, { dy, xhat, rstd, gamma }, {}) as tf.Tensor[]);
+      const [ds, dgamma, dbeta] = layerNormGrads(dy, xhat, rstd, gamma, base ? { base, attrs, at: "y" } : undefined);
       const [dpositions, dtypes] = tf.engine().runKernel(EMBEDDING_TABLES_GRAD, { ds }, { positions: positions.shape[0], types: types.shape[0] }) as tf.Tensor[];
       // (the base leads to no weight: tfjs never asks for its gradient)
       return { x: () => ds, positions: () => dpositions, types: () => dtypes, gamma: () => dgamma, beta: () => dbeta, ...(base ? { base: () => tf.zerosLike(base) } : {}) };

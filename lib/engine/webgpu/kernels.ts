@@ -25,11 +25,15 @@
  * - Add & LayerNorm forward in one raw dispatch (./raw.ts), a workgroup per
  *   row, that writes the output and, when the tape records, the normalized
  *   rows and 1/σ its gradient keeps; and its gradient in two: the input's,
- *   a workgroup per row, and γ's and β's as column sums of one pass over dy
- *   (16 lanes per column, then a fixed tree), one raw dispatch writing both.
- *   tfjs composes eleven ops each way (as tfjs programs, which write one
- *   output each, this took three dispatches forward and three backward, five
- *   where the column sums were split along the rows).
+ *   each workgroup a run of rows whose dy · x̂ and dy it also sums per
+ *   column, in order, and one pass adding the runs' sums in order for γ's
+ *   and β's. tfjs composes eleven ops each way (as tfjs programs, which
+ *   write one output each, this took three dispatches forward and three
+ *   backward, five where the column sums were split along the rows). The
+ *   same kernels take a step's dropout of x (a sub-layer's output) or of y
+ *   (the embeddings'), and BertEmbeddings' sum with the position and token
+ *   type rows read from their tables in place (their gradients: one pass
+ *   per table).
  * - The attention softmax with its scale and additive mask, forward and
  *   backward, a workgroup per row (all-masked rows uniform, as above).
  * - The additive mask of a 0/1 byte matrix (the decoder's attention mask),
@@ -53,7 +57,8 @@
  * - The masked cross-entropy's pieces: log Σ exp per row with each row's
  *   argmax, and softmax − onehot(labels) with its column sums (the tied
  *   decoder's bias gradient), written straight into their outputs: no
- *   [N, vocab] temporaries beyond the gradient itself.
+ *   [N, vocab] temporaries beyond the gradient itself; and the mean loss and
+ *   accuracy over the rows in one workgroup.
  * - The dense layer with its bias and GELU in one dispatch, for inference:
  *   tfjs's own fused matmul with its activation function swapped for the
  *   exact GELU (training keeps the pre-activation for GELU's gradient, so
@@ -71,7 +76,7 @@
  *   from the tiles of dy that dispatch stages anyway, and one more dispatch
  *   adds both one's parts: two where the split matmul, the sum of its parts
  *   and the bias's column sum (two passes where its rows split) took three
- *   or four.
+ *   or four; where the rows are too few to split, that dispatch alone.
  * - Empty inputs: WebGPU rejects a dispatch that binds an empty buffer, and
  *   its output keeps whatever its pooled buffer held. A sum over no elements
  *   is zeros, a matmul over K = 0 is tfjs's over a K of one zero (its bias
@@ -734,7 +739,7 @@ type DropoutAttrs = { dropSeed: number; dropThreshold: number; dropScale: number
 /** The name suffix of a LayerNorm kernel's dispatches with dropout at x or y. */
 const dropSuffix = (dropAt: DropAt) => (dropAt === "x" ? "_dropout" : dropAt === "y" ? "_dropoutY" : "");
 
-/** ADD_LAYER_NORM, DROPOUT_ADD_LAYER_NORM (x dropped out) and LAYER_NORM_DROPOUT (y dropped out); with dropout, `base` an input and the call's attributes. */
+/** ADD_LAYER_NORM, DROPOUT_ADD_LAYER_NORM (x dropped out), LAYER_NORM_DROPOUT (y dropped out) and the EMBEDDINGS_LAYER_NORM pair (`positions` and `types` inputs); with dropout, `base` an input and the call's attributes. */
 const layerNormKernel = (dropAt: DropAt): KernelFunc => ({ inputs, attrs }) => {
   const { x, residual, positions, types, gamma, beta, base } = inputs as Record<string, TensorInfo | undefined>;
   const sum: LayerNormSum = positions ? "embeddings" : residual ? "residual" : "plain";
