@@ -45,7 +45,6 @@ test("kernels are sorted into kinds of work by their shader keys", () => {
     ["retromaeAttention_64_12_32", "attention"],
     ["retromaeAddLayerNorm_residual_stats", "layer norm"],
     ["retromaeLayerNormGammaBeta", "layer norm"],
-    ["retromaeLayerNormGammaBetaRuns", "layer norm"], // the second pass of a column sum split along its rows
     ["retromaeColumnSum_xat", "bias gradients"],
     ["retromaeColumnSum_xatRuns", "bias gradients"],
     ["retromaeAdditiveMaskOfBytes", "attention"],

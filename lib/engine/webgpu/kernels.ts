@@ -642,26 +642,15 @@ function columnSum(b: WebGPUBackendLike, inputs: TensorInfo[], names: string[], 
 }
 
 /**
- * The column sums of several terms of the same rows (columnSum's split, one
- * pass over the rows for all of them), as raw dispatches labelled
- * `retromae${key}`: one output per term, each equal to columnSum of that
- * term alone.
+ * The column sums of several terms of the same rows in one pass over them
+ * (columnSumBody, unsplit), as a raw dispatch labelled `retromae${key}`: one
+ * output [cols] per term. (LayerNorm's gradient adds its workgroups' partial
+ * sums with it: at most 1,024 rows.)
  */
-function columnSums(rb: RawBackend, key: string, inputs: TensorInfo[], names: string[], terms: string[], rows: number, cols: number, parts = columnSumParts(rows, cols)): TensorInfo[] {
-  if (rows === 0) return terms.map(() => zeros(rb as unknown as WebGPUBackendLike, [cols], "float32"));
-  const { chunk, used } = inRuns(rows, parts, COLUMN_LANES);
-  const pass = (key: string, names: string[], terms: string[], ins: TensorInfo[], rows: number, chunk: number, used: number, shape: number[]) => {
-    const outs = terms.map(() => rb.makeTensorInfo(shape, "float32"));
-    const groups = Math.ceil(cols / COLUMNS_PER_GROUP) * used;
-    recordDispatch(rb, `retromae${key}`, () => columnSumsShader(names, terms), [...outs, ...ins], new Int32Array([rows, cols, chunk, used]).buffer, groups);
-    return outs;
-  };
-  const sums = pass(key, names, terms, inputs, rows, chunk, used, used === 1 ? [cols] : [used, cols]);
-  if (used === 1) return sums;
-  // (their own key, for a profile's categories: the runs' sums added)
-  const total = pass(`${key}Runs`, terms.map((_, j) => `p${j}`), terms.map((_, j) => `p${j}[at]`), sums, used, used, 1, [cols]);
-  for (const t of sums) (rb as unknown as WebGPUBackendLike).disposeData(t.dataId);
-  return total;
+function columnSums(rb: RawBackend, key: string, inputs: TensorInfo[], names: string[], terms: string[], rows: number, cols: number): TensorInfo[] {
+  const outs = terms.map(() => rb.makeTensorInfo([cols], "float32"));
+  recordDispatch(rb, `retromae${key}`, () => columnSumsShader(names, terms), [...outs, ...inputs], new Int32Array([rows, cols, rows, 1]).buffer, Math.ceil(cols / COLUMNS_PER_GROUP));
+  return outs;
 }
 
 /** tfjs-webgpu's backend internals for a raw dispatch, or a sentence that names the fix. */
@@ -896,7 +885,7 @@ export const layerNormGradWebGPU: KernelConfig = {
     const perLane = Math.ceil(H / ROWS_WG);
     recordDispatch(rb, `retromaeLayerNormDs${dropSuffix(dropAt)}_${perLane}`, () => layerNormGradShader(dropAt, perLane), [ds, ...(dx ? [dx] : []), partial, dy, xhat, rstd, gamma, ...(base ? [base] : [])], u, groups);
     // dγ = Σ_rows dy · x̂ and dβ = Σ_rows dy: the groups' sums added in order, in one pass
-    const [dgamma, dbeta] = columnSums(rb, "LayerNormGammaBeta", [partial], ["p"], ["p[at + r * uniforms.cols]", "p[at + (r + 1) * uniforms.cols]"], groups, H, 1);
+    const [dgamma, dbeta] = columnSums(rb, "LayerNormGammaBeta", [partial], ["p"], ["p[at + r * uniforms.cols]", "p[at + (r + 1) * uniforms.cols]"], groups, H);
     wb.disposeData(partial.dataId);
     const shaped = (t: TensorInfo) => ({ dataId: t.dataId, shape: [...gamma.shape], dtype: "float32" as const });
     return [ds, shaped(dgamma), shaped(dbeta), ...(dx ? [dx] : [])];
