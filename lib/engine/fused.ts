@@ -177,6 +177,48 @@ function linearWebGPU(x: tf.Tensor2D, W: tf.Tensor2D, bias: tf.Tensor1D, transpo
   return op(x, W, bias) as tf.Tensor2D;
 }
 
+/** Registered by the webgpu backend only: x·Wᵀ + b and x itself (its buffer, no copy), for a residual connection to take (linearAndInput). */
+export const DENSE_AND_INPUT = "RetroMAEDenseAndInput";
+
+tf.registerGradient({
+  kernelName: DENSE_AND_INPUT,
+  inputsToSave: ["x", "W"],
+  gradFunc: (dys, saved) => {
+    const [dy, dInput] = dys as tf.Tensor2D[]; // [N, out], [N, in]: the residual's gradient of x
+    const [x, W] = saved as [tf.Tensor2D, tf.Tensor2D];
+    const [dW, db] = nativeKernel(DENSE_WEIGHT_GRADS) ? (tf.engine().runKernel(DENSE_WEIGHT_GRADS, { dy, x }, {}) as tf.Tensor[]) : [tf.matMul(dy, x, true, false), tf.sum(dy, 0)];
+    // dy·W with the residual's gradient added as the product is written (the same sum, in one pass)
+    const dx = tf.fused.matMul({ a: dy, b: W, bias: dInput }); // [N, in]
+    return { x: () => dx, W: () => dW, bias: () => db }; // [N, in], [out, in], [out]
+  },
+});
+
+/**
+ * x·Wᵀ + b, and x again for the residual connection around the sub-layer
+ * this dense layer starts (Q, K and V's projection, the feed-forward's
+ * first layer): [y, input], where `input` is to be used in x's place by
+ * the residual. On webgpu while the tape records, one kernel with both
+ * outputs, `input` x's own buffer (DENSE_AND_INPUT): its gradient adds the
+ * residual's gradient of x into dx = dy·W as the product is written, where
+ * tfjs would add x's two gradients in a pass of its own (a [N, in] read
+ * twice and written once, per sub-layer). The sum is the same, so the same
+ * bits. Elsewhere, [linear(x, W, bias), x].
+ * x [N, in], W [out, in], b [out] -> [N, out], [N, in]
+ */
+export function linearAndInput(x: tf.Tensor2D, W: tf.Tensor2D, bias: tf.Tensor1D): [tf.Tensor2D, tf.Tensor2D] {
+  if (nativeKernel(DENSE_AND_INPUT) && tf.engine().isTapeOn() && x.size > 0 && W.size > 0 && [x, W, bias].every((t) => t.dtype === "float32")) {
+    return tf.engine().runKernel(DENSE_AND_INPUT, { x, W, bias }, { transposed: webgpuDenseLayout() === "transposed" }) as [tf.Tensor2D, tf.Tensor2D];
+  }
+  return [linear(x, W, bias), x];
+}
+
+/** GELU(x·Wᵀ + b) and x again for the residual connection (linearAndInput, then GELU). x [N, in] -> [N, out], [N, in] */
+export function linearGeluAndInput(x: tf.Tensor2D, W: tf.Tensor2D, bias: tf.Tensor1D): [tf.Tensor2D, tf.Tensor2D] {
+  if (!nativeKernel(DENSE_AND_INPUT) || !tf.engine().isTapeOn()) return [linearGelu(x, W, bias), x];
+  const [pre, input] = linearAndInput(x, W, bias);
+  return [gelu(pre) as tf.Tensor2D, input];
+}
+
 /** The tied MLM decoder: x·Eᵀ + b. x [N, H], E [V, H], b [V] -> [N, V] */
 export function tiedLogits(x: tf.Tensor2D, E: tf.Tensor2D, bias: tf.Tensor1D): tf.Tensor2D {
   return linear(x, E, bias);

@@ -9,7 +9,7 @@
  */
 import * as tf from "../engine/tf";
 import type { Rng } from "../engine/rng";
-import { addLayerNorm, attentionContext, embeddingGrad, repeatedRow, attentionInference, attentionInPlace, attentionScores, attentionTraining, attentionTrainingApplies, DropoutCall, dropoutWithSeed, DropoutSeeds, embeddingsLayerNorm, gelu as fusedGelu, layerNormDropout, linear, linearGelu, logSumExpArgMax, logSumExpRows, meanNllAndAccuracy, pickLabels, scaledMaskedSoftmax, softmaxMinusOneHot, softmaxMinusOneHotColSum, stackRows, tiedLogits } from "../engine/fused";
+import { addLayerNorm, attentionContext, linearAndInput, linearGeluAndInput, embeddingGrad, repeatedRow, attentionInference, attentionInPlace, attentionScores, attentionTraining, attentionTrainingApplies, DropoutCall, dropoutWithSeed, DropoutSeeds, embeddingsLayerNorm, gelu as fusedGelu, layerNormDropout, linear, linearGelu, logSumExpArgMax, logSumExpRows, meanNllAndAccuracy, pickLabels, scaledMaskedSoftmax, softmaxMinusOneHot, softmaxMinusOneHotColSum, stackRows, tiedLogits } from "../engine/fused";
 import type { BertConfig } from "./config";
 
 export type Weights = ReadonlyMap<string, tf.Tensor>;
@@ -48,9 +48,20 @@ export function denseGelu(w: Weights, prefix: string, x: tf.Tensor): tf.Tensor {
 function rowsThrough(op: (x: tf.Tensor2D, W: tf.Tensor2D, b: tf.Tensor1D) => tf.Tensor2D, w: Weights, prefix: string, x: tf.Tensor): tf.Tensor {
   const W = weight(w, `${prefix}.weight`) as tf.Tensor2D;
   const b = weight(w, `${prefix}.bias`) as tf.Tensor1D;
-  const inDim = x.shape[x.shape.length - 1];
-  const lead = x.shape.slice(0, -1);
-  return op(x.reshape([-1, inDim]) as tf.Tensor2D, W, b).reshape([...lead, W.shape[0]]); // [N, out] -> [..., out]
+  return onRows(x, (rows) => [op(rows, W, b), rows])[0];
+}
+
+/**
+ * f on the rows of x, where f gives back its output and the input for the
+ * residual connection around the sub-layer it starts to take in x's place
+ * (fused.ts linearAndInput): x [..., in] as [N, in] -> [N, out] as
+ * [..., out], and the input [N, in] as [..., in] (x itself where f gives
+ * its rows back).
+ */
+function onRows(x: tf.Tensor, f: (rows: tf.Tensor2D) => [tf.Tensor2D, tf.Tensor2D]): [tf.Tensor, tf.Tensor] {
+  const rows = x.reshape([-1, x.shape[x.shape.length - 1]]) as tf.Tensor2D;
+  const [y, input] = f(rows);
+  return [y.reshape([...x.shape.slice(0, -1), y.shape[1]]), input === rows ? x : input.reshape(x.shape)];
 }
 
 /**
@@ -192,9 +203,14 @@ export function paddingMask(attentionMask: tf.Tensor2D): tf.Tensor4D {
  * x [B, L, H] -> [B, L, names.length · H], the layers' outputs side by side.
  */
 function stackedDense(w: Weights, prefix: string, names: string[], x: tf.Tensor3D): tf.Tensor3D {
-  const [W, b] = stackRows([names.map((n) => weight(w, `${prefix}.${n}.weight`)), names.map((n) => weight(w, `${prefix}.${n}.bias`))]) as [tf.Tensor2D, tf.Tensor1D]; // [n·H, H], [n·H]
-  const [B, L, H] = x.shape;
-  return linear(x.reshape([B * L, H]) as tf.Tensor2D, W, b).reshape([B, L, W.shape[0]]) as tf.Tensor3D;
+  return stackedDenseKeepingInput(w, prefix, names, x, false)[0];
+}
+
+/** stackedDense, and x for the residual connection around the attention: with `keep`, linearAndInput's (see onRows); else x. -> [B, L, n·H], [B, L, H] */
+function stackedDenseKeepingInput(w: Weights, prefix: string, names: string[], x: tf.Tensor3D, keep = true): [tf.Tensor3D, tf.Tensor3D] {
+  const [Ws, bs] = [names.map((n) => weight(w, `${prefix}.${n}.weight`)), names.map((n) => weight(w, `${prefix}.${n}.bias`))];
+  const [W, b] = (names.length === 1 ? [Ws[0], bs[0]] : stackRows([Ws, bs])) as [tf.Tensor2D, tf.Tensor1D]; // [n·H, H], [n·H]
+  return onRows(x, (rows) => (keep ? linearAndInput(rows, W, b) : [linear(rows, W, b), rows])) as [tf.Tensor3D, tf.Tensor3D];
 }
 
 /**
@@ -203,9 +219,12 @@ function stackedDense(w: Weights, prefix: string, names: string[], x: tf.Tensor3
  * (attentionTraining), its gradient written back side by side into the
  * stacked projections' gradient: no head split, and one matmul for the
  * gradient of the input. Null where it does not apply; the caller then
- * takes `attend`. query [B, Lq, H], keyValue [B, Lk, H] -> [B, Lq, H]
+ * takes `attend`. With the context, the query for the residual connection
+ * to take in its place (linearAndInput: the residual's gradient of the
+ * query is added in its projection's gradient).
+ * query [B, Lq, H], keyValue [B, Lk, H] -> [B, Lq, H], [B, Lq, H]
  */
-function attendStacked(w: Weights, prefix: string, cfg: BertConfig, query: tf.Tensor3D, keyValue: tf.Tensor3D, mask: tf.Tensor4D, opts: ForwardOptions): tf.Tensor3D | null {
+function attendStacked(w: Weights, prefix: string, cfg: BertConfig, query: tf.Tensor3D, keyValue: tf.Tensor3D, mask: tf.Tensor4D, opts: ForwardOptions): { context: tf.Tensor3D; query: tf.Tensor3D } | null {
   const [nh, H] = [cfg.numAttentionHeads, cfg.hiddenSize];
   const rate = opts.training ? cfg.attentionProbsDropoutProb : 0;
   // (the dropout goes inside the softmax's kernel, from the step's seeds: decided before a call is drawn)
@@ -213,12 +232,12 @@ function attendStacked(w: Weights, prefix: string, cfg: BertConfig, query: tf.Te
   const scale = 1 / Math.sqrt(H / nh);
   const call = fusedDropout(rate, opts);
   if (query === keyValue) {
-    const qkv = stackedDense(w, prefix, ["query", "key", "value"], query); // [B, L, 3H]
-    return attentionTraining(qkv, qkv, mask, nh, scale, [0, H, 2 * H], call);
+    const [qkv, input] = stackedDenseKeepingInput(w, prefix, ["query", "key", "value"], query); // [B, L, 3H], [B, L, H]
+    return { context: attentionTraining(qkv, qkv, mask, nh, scale, [0, H, 2 * H], call), query: input };
   }
-  const q = dense(w, `${prefix}.query`, query) as tf.Tensor3D; // [B, Lq, H]
+  const [q, input] = stackedDenseKeepingInput(w, prefix, ["query"], query); // [B, Lq, H], [B, Lq, H]
   const kv = stackedDense(w, prefix, ["key", "value"], keyValue); // [B, Lk, 2H]
-  return attentionTraining(q, kv, mask, nh, scale, [0, 0, H], call);
+  return { context: attentionTraining(q, kv, mask, nh, scale, [0, 0, H], call), query: input };
 }
 
 /**
@@ -259,9 +278,10 @@ export function attention(
   opts: ForwardOptions,
 ): tf.Tensor3D {
   const nh = cfg.numAttentionHeads;
+  const stacked = opts.training ? attendStacked(w, `${prefix}.self`, cfg, query, keyValue, mask, opts) : null;
   const merged =
     (!opts.training && attentionInPlace() && attendInPlace(w, `${prefix}.self`, cfg, query, keyValue, mask)) ||
-    (opts.training && attendStacked(w, `${prefix}.self`, cfg, query, keyValue, mask, opts)) ||
+    stacked?.context ||
     attend(
       dense(w, `${prefix}.self.query`, query) as tf.Tensor3D, // [B, Lq, H]
       dense(w, `${prefix}.self.key`, keyValue) as tf.Tensor3D, // [B, Lk, H]
@@ -272,7 +292,7 @@ export function attention(
       opts,
     ); // [B, Lq, H]
   const out = dense(w, `${prefix}.output.dense`, merged); // [B, Lq, H]
-  return dropoutAddNorm(w, `${prefix}.output.LayerNorm`, cfg, out, query, opts) as tf.Tensor3D;
+  return dropoutAddNorm(w, `${prefix}.output.LayerNorm`, cfg, out, stacked?.query ?? query, opts) as tf.Tensor3D;
 }
 
 /**
@@ -290,9 +310,12 @@ export function bertLayer(
   opts: ForwardOptions,
 ): tf.Tensor3D {
   const attended = attention(w, `${prefix}.attention`, cfg, query, keyValue, mask, opts); // [B, Lq, H]
-  const inner = denseGelu(w, `${prefix}.intermediate.dense`, attended); // [B, Lq, I]
+  // (and `attended` again for the residual: on webgpu in training, its gradient added in the intermediate layer's)
+  const W = weight(w, `${prefix}.intermediate.dense.weight`) as tf.Tensor2D;
+  const b = weight(w, `${prefix}.intermediate.dense.bias`) as tf.Tensor1D;
+  const [inner, residual] = onRows(attended, (rows) => linearGeluAndInput(rows, W, b)); // [B, Lq, I], [B, Lq, H]
   const out = dense(w, `${prefix}.output.dense`, inner); // [B, Lq, H]
-  return dropoutAddNorm(w, `${prefix}.output.LayerNorm`, cfg, out, attended, opts) as tf.Tensor3D;
+  return dropoutAddNorm(w, `${prefix}.output.LayerNorm`, cfg, out, residual, opts) as tf.Tensor3D;
 }
 
 /**

@@ -30,7 +30,7 @@ import { bytesHeldByReplays, recordCommands, StepReplay } from "../../lib/engine
 import { copyInPlaceWebGPU } from "../../lib/engine/webgpu/optimizer";
 import { additiveMaskOfBytes, bytesAsWords, DROPOUT, dropoutWithSeed, embeddingGrad, repeatedRow, DropoutSeeds, registerCounterDropout } from "../../lib/engine/fused";
 import { countDispatches, formatProfile } from "../../lib/engine/webgpu/profile";
-import { addLayerNorm, ADD_LAYER_NORM, ATTENTION, attentionTraining, attentionTrainingApplies, DROPOUT_ADD_LAYER_NORM, DROPOUT_SOFTMAX, attentionContext, embeddingsLayerNorm, attentionInference, attentionScores, DENSE_GELU, DENSE_WEIGHT_GRADS, gelu, GELU, layerNormDropout, linear, linearGelu, logSumExpArgMax, logSumExpRows, meanNllAndAccuracy, pickLabels, scaledMaskedSoftmax, SCALED_MASKED_SOFTMAX, softmaxMinusOneHotColSum, stackRows } from "../../lib/engine/fused";
+import { addLayerNorm, ADD_LAYER_NORM, linearAndInput, ATTENTION, attentionTraining, attentionTrainingApplies, DROPOUT_ADD_LAYER_NORM, DROPOUT_SOFTMAX, attentionContext, embeddingsLayerNorm, attentionInference, attentionScores, DENSE_GELU, DENSE_WEIGHT_GRADS, gelu, GELU, layerNormDropout, linear, linearGelu, logSumExpArgMax, logSumExpRows, meanNllAndAccuracy, pickLabels, scaledMaskedSoftmax, SCALED_MASKED_SOFTMAX, softmaxMinusOneHotColSum, stackRows } from "../../lib/engine/fused";
 import { runProbe, ProbeSet } from "../../lib/probe/probe";
 import { encodeTexts } from "../../lib/probe/encode";
 import { contrastiveFinetune } from "../../lib/probe/finetune";
@@ -994,6 +994,75 @@ test("a dense layer's weight and bias gradients on webgpu: where dyᵀ·x splits
     else if (how === "one") assert.equal(first.labels, ["retromaeMatMulSplitK_true_false_rowSums"], name);
     else assert.ok(first.labels.length >= 2 && !first.labels.some((l) => /rowSums|SumOfParts/.test(l)), `${name}: ${first.labels.join(", ")}`);
   }
+});
+
+test("a dense layer that starts a sub-layer gives its input back for the residual (linearAndInput): on webgpu under the tape, y is the cpu's and the input is x's own buffer; x's gradient, dy·W plus the residual's, is added as dx's product is written (tfjs's programs, the tiled matmul's addend, the transposed layout; a product split along K adds after its sum), bit for bit the tape's add of the two gradients, with no add of its own; untaped, linear and x itself", async () => {
+  const rng = new Rng(37);
+  const withEnv = async <T>(vars: Record<string, string>, fn: () => Promise<T>): Promise<T> => {
+    const before = Object.fromEntries(Object.keys(vars).map((k) => [k, process.env[k]]));
+    Object.assign(process.env, vars);
+    try {
+      return await fn();
+    } finally {
+      for (const [k, v] of Object.entries(before)) if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+  };
+  // [N, in, out, environment, whether dx's product adds]: tfjs's programs on odd shapes and a row of one; the tiled
+  // program (an addend of dx's shape); x·(Wᵀ); dx = dy·W with few tiles over K = 1,024 (split along K: its sum, then the add)
+  const cases: [number, number, number, Record<string, string>, boolean][] = [
+    [7, 33, 65, {}, false],
+    [1, 68, 128, {}, false],
+    [130, 128, 160, { RETROMAE_WEBGPU_MATMUL: "tiled" }, false],
+    [9, 36, 20, { RETROMAE_WEBGPU_DENSE: "transposed" }, false],
+    [64, 32, 1024, {}, true],
+  ];
+  await use("webgpu");
+  for (const [N, I, O, vars, splits] of cases) {
+    const name = `[${N}, ${I}] → ${O} ${JSON.stringify(vars)}`;
+    const [x, W, bias, c1, c2] = [N * I, O * I, O, N * O, N * I].map((n) => rng.fillNormal(new Float32Array(n)));
+    const ins = () => [tf.tensor2d(x, [N, I]), tf.tensor2d(W, [O, I]), tf.tensor1d(bias)];
+    // Σ y ⊙ c1 + Σ input ⊙ c2: the residual's gradient of x is c2, the dense layer's dy·W with dy = c1
+    const loss = (fork: boolean) => (a: tf.Tensor, w: tf.Tensor, b: tf.Tensor) => {
+      const [y, input] = fork ? linearAndInput(a as tf.Tensor2D, w as tf.Tensor2D, b as tf.Tensor1D) : [linear(a as tf.Tensor2D, w as tf.Tensor2D, b as tf.Tensor1D), a];
+      return tf.addN([tf.sum(tf.mul(y, tf.tensor2d(c1, [N, O]))), tf.sum(tf.mul(input, tf.tensor2d(c2, [N, I])))]); // (addN: the one Add is x's gradients')
+    };
+    const grad = (fork: boolean, which: number) => () => tf.tidy(() => tf.grads(loss(fork))(ins())[which]);
+    await withEnv(vars, async () => {
+      // y and the input, made under the tape
+      const taped = () => {
+        let out: tf.Tensor | null = null;
+        tf.tidy(() => tf.grads((a: tf.Tensor, w: tf.Tensor, b: tf.Tensor) => {
+          const [y, input] = linearAndInput(a as tf.Tensor2D, w as tf.Tensor2D, b as tf.Tensor1D);
+          out = tf.keep(tf.concat([y.flatten(), input.flatten()]));
+          return tf.sum(y);
+        })(ins()));
+        return out!;
+      };
+      const value = await both(taped);
+      for (let i = 0; i < value.cpu.length; i++) assert.ok(Math.abs(value.cpu[i] - value.gpu[i]) < 1e-5 * Math.max(1, Math.abs(value.cpu[i])), `${name}: y and the input at ${i}: cpu ${value.cpu[i]} vs webgpu ${value.gpu[i]}`);
+      for (const [which, what] of [[0, "dx"], [1, "dW"], [2, "db"]] as const) {
+        const g = await both(grad(true, which));
+        for (let i = 0; i < g.cpu.length; i++) assert.ok(Math.abs(g.cpu[i] - g.gpu[i]) < 1e-4 * Math.max(1, Math.abs(g.cpu[i])), `${name} ${what}[${i}]: cpu ${g.cpu[i]} vs webgpu ${g.gpu[i]}`);
+        const [fork, tape] = [await programsOf(grad(true, which)), await programsOf(grad(false, which))];
+        assert.equal(bits(fork.values), bits(tape.values), `${name} ${what}: the tape's bits`);
+        if (which !== 0) continue;
+        const adds = (keys: string[]) => keys.filter((k) => k.startsWith("binary_0_")).length; // tfjs's Add
+        assert.is(adds(tape.keys), 1, `${name}: the tape adds x's two gradients: ${tape.keys.join(", ")}`);
+        assert.is(adds(fork.keys), splits ? 1 : 0, `${name}: ${fork.keys.join(", ")}`);
+      }
+    });
+  }
+  // the input is x's buffer, not a copy, under the tape; untaped, x itself
+  const [x, W, b] = [tf.randomNormal([5, 8]) as tf.Tensor2D, tf.randomNormal([3, 8]) as tf.Tensor2D, tf.zeros([3]) as tf.Tensor1D];
+  tf.grads((a: tf.Tensor) => {
+    const [y, input] = linearAndInput(a as tf.Tensor2D, W, b);
+    assert.ok(input !== a && input.dataId === a.dataId && tf.util.arraysEqual(input.shape, a.shape), "under the tape: x's buffer as a second output");
+    return tf.add(tf.sum(y), tf.sum(input));
+  })([x]).forEach((t) => t.dispose());
+  const [y, input] = linearAndInput(x, W, b);
+  assert.ok(input === x, "untaped: x itself");
+  tf.dispose([x, W, b, y]);
 });
 
 test("tfjs's matmul programs read B within its bounds (a tile past K or N read past B, which without Dawn's bounds checks reads the NaN past the tensor): the cpu's values where K and N are not multiples of a tile, every transpose, batched and small outputs", async () => {

@@ -77,6 +77,14 @@
  *   adds both one's parts: two where the split matmul, the sum of its parts
  *   and the bias's column sum (two passes where its rows split) took three
  *   or four; where the rows are too few to split, that dispatch alone.
+ * - A dense layer that starts a sub-layer (Q, K and V's projection, the
+ *   feed-forward's first layer) with its input given back as a second
+ *   output for the residual connection (fused.ts DENSE_AND_INPUT): its
+ *   gradient adds the residual's gradient of x into dx = dy·W as the
+ *   product is written (tfjs's bias epilogue, or the tiled program's addend
+ *   of C's shape), where tfjs's tape added x's two gradients in a pass of its
+ *   own: the same sum, one dispatch and a [N, H] read twice and written
+ *   once fewer per sub-layer.
  * - Empty inputs: WebGPU rejects a dispatch that binds an empty buffer, and
  *   its output keeps whatever its pooled buffer held. A sum over no elements
  *   is zeros, a matmul over K = 0 is tfjs's over a K of one zero (its bias
@@ -94,6 +102,7 @@ import {
   ADD_LAYER_NORM,
   ADDITIVE_MASK_OF_BYTES,
   ATTENTION,
+  DENSE_AND_INPUT,
   DENSE_GELU,
   DENSE_WEIGHT_GRADS,
   DROPOUT,
@@ -122,7 +131,7 @@ import {
 } from "../fused";
 import type { KernelConfig, KernelFunc, TensorInfo } from "@tensorflow/tfjs-core";
 import { MAX_GROUPS, rawBackend, RawBackend, rawBindings, record as recordDispatch } from "./raw";
-import { headMatMulProgram, HeadStrides, headsSideBySide, headsStacked, headStridesAt, fewOutputTiles, SPLIT_TILE, splitKEnabled, splitKGrid, splitKMatMulProgram, splitKParts, splitKRowSumsShader, takesTiledMatMul, TILED_STEP_K, tiledMatMulProgram, tiledSplitKParts, transposedHeads } from "./matmul";
+import { headMatMulProgram, HeadStrides, headsSideBySide, headsStacked, headStridesAt, fewOutputTiles, SPLIT_TILE, splitKEnabled, splitKGrid, splitKMatMulProgram, splitKParts, splitKRowSumsShader, takesTiledMatMul, TILED_STEP_K, TiledEpilogue, tiledMatMulProgram, tiledSplitKParts, transposedHeads } from "./matmul";
 
 /** What these kernels use of tfjs-backend-webgpu's WebGPUBackend. */
 export interface WebGPUBackendLike {
@@ -591,6 +600,35 @@ export function denseGeluWebGPU(fusedMatMul: KernelFunc): KernelConfig {
       const b = backend as unknown as WebGPUBackendLike;
       const attrs = { transposeA: false, transposeB: true, activation: "relu", leakyreluAlpha: 0 };
       return editingPrograms(b, swapInGelu, () => fusedMatMul({ inputs: { a: x, b: W, bias } as never, backend, attrs: attrs as never })) as TensorInfo;
+    },
+  };
+}
+
+/**
+ * fused.ts linearAndInput's forward: x·Wᵀ + b as the dense layer computes
+ * it (the same fused matmul; with `transposed`, Wᵀ made first), and x
+ * itself as the second output (its buffer, counted once more, as Reshape
+ * does). x [N, in], W [out, in], bias [out] -> [N, out], [N, in]
+ */
+export function denseAndInputWebGPU(fusedMatMul: KernelFunc): KernelConfig {
+  return {
+    kernelName: DENSE_AND_INPUT,
+    backendName: "webgpu",
+    kernelFunc: ({ inputs, backend, attrs }) => {
+      const { x, W, bias } = inputs as Record<string, TensorInfo>;
+      const { transposed } = attrs as unknown as { transposed: boolean };
+      const b = backend as unknown as WebGPUBackendLike & { incRef(dataId: object): void };
+      const matMul = (w: TensorInfo, transposeB: boolean) => fusedMatMul({ inputs: { a: x, b: w, bias } as never, backend, attrs: { transposeA: false, transposeB, activation: "linear", leakyreluAlpha: 0 } as never }) as TensorInfo;
+      let y: TensorInfo;
+      if (transposed) {
+        const wt = tf.getKernel(tf.Transpose, "webgpu")!.kernelFunc({ inputs: { x: W }, backend, attrs: { perm: [1, 0] } as never }) as TensorInfo;
+        y = matMul(wt, false);
+        b.disposeData(wt.dataId);
+      } else {
+        y = matMul(W, true);
+      }
+      b.incRef(x.dataId);
+      return [y, { dataId: x.dataId, shape: x.shape, dtype: x.dtype }];
     },
   };
 }
@@ -1341,7 +1379,7 @@ function splitKMatMul(b: WebGPUBackendLike, a: TensorInfo, bT: TensorInfo, trans
   const step = tiledParts ? TILED_STEP_K : SPLIT_TILE; // K per staged slice
   const { chunk, used } = inRuns(K, tiledParts || parts, step);
   const partial = tiledParts
-    ? b.runWebGPUProgram(tiledMatMulProgram(used, M, N, K, transposeA, transposeB, false, true), [a, bT], "float32", ints(M, N, K, 1, 1, chunk))
+    ? b.runWebGPUProgram(tiledMatMulProgram(used, M, N, K, transposeA, transposeB, "none", true), [a, bT], "float32", ints(M, N, K, 1, 1, chunk))
     : b.runWebGPUProgram(splitKMatMulProgram(M, N, K, used, transposeA, transposeB), [a, bT], "float32", ints(M, N, K, chunk));
   const sum = columnSum(b, [partial], ["p"], "p[at]", used, M * N);
   b.disposeData(partial.dataId);
@@ -1576,13 +1614,22 @@ export function deterministicMatMul(kernelName: string, original: KernelFunc): K
       const backend = args.backend as unknown as WebGPUBackendLike;
       if (K === 0 && M * N > 0) return emptyKMatMul(original, args, backend, transposeA, transposeB);
       const plain = !preluActivationWeights && (!activation || activation === "linear") && a.dtype === "float32" && b.dtype === "float32" && M * N * K > 0;
-      if (plain && !bias && batchA === 1 && batchB === 1) {
+      const batch = Math.max(batchA, batchB);
+      // the epilogue: a bias [N] to every row, or an addend of the output's own shape (fused.ts linearAndInput's dx)
+      const epilogue: TiledEpilogue | null = !bias ? "none" : bias.shape.length === 1 && bias.shape[0] === N ? "row" : bias.dtype === "float32" && product(bias.shape) === batch * M * N && bias.shape[bias.shape.length - 1] === N ? "matrix" : null;
+      if (plain && (!bias || epilogue === "matrix") && batchA === 1 && batchB === 1) {
         const parts = splitKParts(M, N, K);
-        if (parts > 1) return splitKMatMul(backend, a, b, transposeA, transposeB, M, N, K, parts, [...lead, M, N]);
+        if (parts > 1) {
+          const sum = splitKMatMul(backend, a, b, transposeA, transposeB, M, N, K, parts, [...lead, M, N]);
+          if (!bias) return sum;
+          // (the parts' sum, then the addend: the bits of tfjs's add after the product)
+          const out = addKernel()({ inputs: { a: sum, b: bias }, backend: backend as never, attrs: {} }) as TensorInfo;
+          backend.disposeData(sum.dataId);
+          return out;
+        }
       }
-      if (plain && (batchA === batchB || batchA === 1 || batchB === 1) && (!bias || (bias.shape.length === 1 && bias.shape[0] === N)) && takesTiledMatMul(Math.max(batchA, batchB), M, N)) {
-        const batch = Math.max(batchA, batchB);
-        const out = backend.runWebGPUProgram(tiledMatMulProgram(batch, M, N, K, transposeA, transposeB, !!bias), [a, b, ...(bias ? [bias] : [])], "float32", ints(M, N, K, batchA, batchB, K));
+      if (plain && (batchA === batchB || batchA === 1 || batchB === 1) && epilogue && takesTiledMatMul(batch, M, N)) {
+        const out = backend.runWebGPUProgram(tiledMatMulProgram(batch, M, N, K, transposeA, transposeB, epilogue), [a, b, ...(bias ? [bias] : [])], "float32", ints(M, N, K, batchA, batchB, K));
         return { dataId: out.dataId, shape: [...lead, M, N], dtype: "float32" };
       }
       const threshold = (backend as unknown as { thresholdToIncreaseWorkgroups?: number }).thresholdToIncreaseWorkgroups ?? 8;
@@ -1616,6 +1663,11 @@ function emptyKMatMul(original: KernelFunc, args: Parameters<KernelFunc>[0], bac
     backend.disposeData(a1.dataId);
     backend.disposeData(b1.dataId);
   }
+}
+
+/** tfjs-webgpu's own Add (elementwise, with broadcasting). */
+function addKernel(): KernelFunc {
+  return tf.getKernel(tf.Add, "webgpu")!.kernelFunc;
 }
 
 type Wrapped = KernelConfig & { original?: KernelFunc };
@@ -1770,8 +1822,10 @@ export function registerWebGPUKernels(maxStorageBuffers: number): void {
   wrapTfjsKernel(tf.Transpose, identityTranspose);
   const fusedMatMul = wrapTfjsKernel(tf._FusedMatMul, (original) => deterministicMatMul(tf._FusedMatMul, original));
   if (fusedMatMul) {
-    if (tf.getKernel(DENSE_GELU, "webgpu")) tf.unregisterKernel(DENSE_GELU, "webgpu");
-    tf.registerKernel(denseGeluWebGPU(fusedMatMul));
+    for (const k of [denseGeluWebGPU(fusedMatMul), denseAndInputWebGPU(fusedMatMul)]) {
+      if (tf.getKernel(k.kernelName, "webgpu")) tf.unregisterKernel(k.kernelName, "webgpu");
+      tf.registerKernel(k);
+    }
   }
   const batchMatMul = tf.getKernel(tf.BatchMatMul, "webgpu")?.kernelFunc;
   if (batchMatMul) {

@@ -317,6 +317,9 @@ export function tiledSplitKParts(M: number, N: number, K: number): number {
   return mode === "tiled" || tiles * parts >= AUTO_TILES ? parts : 0;
 }
 
+/** What the tiled program adds to C as it writes it: nothing, a bias [N] to every row, or an addend of C's shape. */
+export type TiledEpilogue = "none" | "row" | "matrix";
+
 /**
  * C[b] = op(A[b])·op(B[b]) (+ bias) in tiles of 128 × 128: a workgroup of
  * 16 × 16 invocations, each computing 8 rows × 8 columns of its tile (two
@@ -327,11 +330,14 @@ export function tiledSplitKParts(M: number, N: number, K: number): number {
  * the step before) and each invocation reads 2 + 2 vec4s for 64
  * multiply-adds. Edges are masked: any M, N, K. A batch of A or B of one is
  * broadcast. a [bA, M, K] ([bA, K, M] transposed), b [bB, K, N]
- * ([bB, N, K]), bias [N] -> [batch, M, N]. With `split`, A and B are single matrices and z is a part
+ * ([bB, N, K]); the epilogue adds `bias` [N] to every row ("row"), or an
+ * addend [batch, M, N] of C's own shape ("matrix": another gradient of the
+ * same tensor, which tfjs would add in a pass of its own), or nothing
+ * ("none") -> [batch, M, N]. With `split`, A and B are single matrices and z is a part
  * of K instead, [z·chunk, (z + 1)·chunk) (the uniform `chunk`; K itself
  * when unsplit): [batch parts, M, N], for a column sum to add.
  */
-export function tiledMatMulProgram(batch: number, M: number, N: number, K: number, transposeA: boolean, transposeB: boolean, bias: boolean, split = false) {
+export function tiledMatMulProgram(batch: number, M: number, N: number, K: number, transposeA: boolean, transposeB: boolean, bias: TiledEpilogue, split = false) {
   // Staging: invocation t (0..255) loads one vec4 of each slice, 4 rows of A (or 4 columns of B)
   // at one k, and stores it whole. (WGSL lets a store to one component of a vector touch the
   // whole vector, so four invocations writing one vec4's components would race.) Its (kk, q),
@@ -382,10 +388,10 @@ ${rows.map((i) => `          c${i}0 = fma(vec4<f32>(a${i >> 2}[${i & 3}]), b0, c
     {
       let m = m0 + ty * 8 + ${i};
       let n = n0 + ${h * (BN / 2)} + tx * 4;
-      let v = c${i}${h}${bias ? " + vec4<f32>(bias[min(n, uniforms.N - 1)], bias[min(n + 1, uniforms.N - 1)], bias[min(n + 2, uniforms.N - 1)], bias[min(n + 3, uniforms.N - 1)])" : ""};
+      let v = c${i}${h}${bias === "row" ? " + vec4<f32>(bias[min(n, uniforms.N - 1)], bias[min(n + 1, uniforms.N - 1)], bias[min(n + 2, uniforms.N - 1)], bias[min(n + 3, uniforms.N - 1)])" : ""};
       if (m < uniforms.M) {
         let o = (z * uniforms.M + m) * uniforms.N + n;
-        for (var j = 0; j < 4; j = j + 1) { if (n + j < uniforms.N) { result[o + j] = v[j]; } }
+        for (var j = 0; j < 4; j = j + 1) { if (n + j < uniforms.N) { result[o + j] = v[j]${bias === "matrix" ? " + bias[o + j]" : ""}; } }
       }
     }`,
       ),
@@ -428,9 +434,9 @@ ${store}
   }`;
   return {
     outputShape: [batch, M, N],
-    variableNames: bias ? ["A", "B", "bias"] : ["A", "B"],
+    variableNames: bias === "none" ? ["A", "B"] : ["A", "B", "bias"],
     uniforms: "M : i32, N : i32, K : i32, batchA : i32, batchB : i32, chunk : i32,",
-    shaderKey: `retromaeMatMulTiled_${transposeA}_${transposeB}_${bias}${split ? "_splitK" : ""}`,
+    shaderKey: `retromaeMatMulTiled_${transposeA}_${transposeB}_${bias === "none" ? false : bias === "row" ? true : bias}${split ? "_splitK" : ""}`,
     /** For a profile's GFLOP/s (./replay.ts labels dispatches with it). */
     flops: 2 * (split ? 1 : batch) * M * N * K,
     workgroupSize: [INVOCATIONS, 1, 1] as [number, number, number],
