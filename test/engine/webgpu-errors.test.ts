@@ -106,6 +106,27 @@ test("a device error that is not memory (here a validation error) stops encoding
   model.dispose();
 });
 
+test("an error that only follows from one already recorded (an object it made invalid, used later) is not recorded again: a run stopped for the first is not stopped again by what it left queued", async () => {
+  const device = (tf.backend() as unknown as { device: GPUDevice }).device;
+  const settle = async () => {
+    await device.queue.onSubmittedWorkDone();
+    await new Promise((r) => setTimeout(r, 50));
+  };
+  takeDeviceError();
+  const bad = device.createBuffer({ size: 16, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.STORAGE }); // invalid
+  await settle();
+  assert.match(takeDeviceError() ?? "", /^the GPU reported error: Buffer usages .* is invalid/);
+  // the invalid buffer bound: Dawn reports that the bind group is invalid due to the buffer's error
+  const layout = device.createBindGroupLayout({ entries: [{ binding: 0, visibility: GPUShaderStage.COMPUTE, buffer: { type: "storage" } }] });
+  device.createBindGroup({ layout, entries: [{ binding: 0, resource: { buffer: bad } }] });
+  await settle();
+  assert.is(takeDeviceError(), null);
+  // an error of its own is still recorded
+  device.createBuffer({ size: 16, usage: GPUBufferUsage.MAP_WRITE | GPUBufferUsage.STORAGE });
+  await settle();
+  assert.match(takeDeviceError() ?? "", /^the GPU reported error: Buffer usages .* is invalid/);
+});
+
 test("out of memory in training stops the run at that step with the fix, and a run started again with a smaller batch trains", async () => {
   const corpus = PackedCorpus.fromTexts(texts.slice(0, 200), tok, 128);
   const model = RetroMAE.create("tiny", { seed: 4 });

@@ -64,7 +64,9 @@ function watch(device: GPUDevice): void {
     const err = (ev as GPUUncapturedErrorEvent).error;
     const message = err?.message ?? String(err);
     const outOfMemory = !!err && !!err.constructor && err.constructor.name === "GPUOutOfMemoryError";
-    record(`${outOfMemory ? GPU_OUT_OF_MEMORY : "the GPU reported error: "}${message}`);
+    // (an object made invalid by an earlier error is not recorded: the earlier error was, when it happened, and a
+    // consequence that arrives after a run was stopped for it would stop the next run)
+    if (!CONSEQUENCE.test(message)) record(`${outOfMemory ? GPU_OUT_OF_MEMORY : "the GPU reported error: "}${message}`);
     // Dawn prints every uncaught error in full unless the event is cancelled. The trainer, the
     // encoder and fine-tuning check for the recorded error after each step or batch and stop with
     // one sentence that says what to change; what remains of Dawn's output is one line for the first
