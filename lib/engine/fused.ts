@@ -162,19 +162,28 @@ export const DENSE_WEIGHT_GRADS = "RetroMAEDenseWeightGrads";
 function linearWebGPU(x: tf.Tensor2D, W: tf.Tensor2D, bias: tf.Tensor1D, transposed: boolean): tf.Tensor2D {
   const op = tf.customGrad((xIn, wIn, bIn, save) => {
     const [xs, Ws] = [xIn as tf.Tensor2D, wIn as tf.Tensor2D];
-    const value = (transposed ? tf.tidy(() => tf.fused.matMul({ a: xs, b: tf.transpose(Ws), bias: bIn as tf.Tensor1D })) : tf.fused.matMul({ a: xs, b: Ws, transposeB: true, bias: bIn as tf.Tensor1D })) as tf.Tensor2D; // [N, out]
+    const value = denseWebGPU(xs, Ws, bIn as tf.Tensor1D, transposed); // [N, out]
     (save as tf.GradSaveFunc)([xs, Ws]);
     return {
       value,
       gradFunc: (dy, saved) => {
         const [xSaved, wSaved] = saved as [tf.Tensor2D, tf.Tensor2D];
         const d = dy as tf.Tensor2D;
-        const [dW, db] = nativeKernel(DENSE_WEIGHT_GRADS) ? (tf.engine().runKernel(DENSE_WEIGHT_GRADS, { dy: d, x: xSaved }, {}) as tf.Tensor[]) : [tf.matMul(d, xSaved, true, false), tf.sum(d, 0)];
-        return [tf.matMul(d, wSaved), dW, db]; // [N, in], [out, in], [out]
+        return [tf.matMul(d, wSaved), ...denseWeightGrads(d, xSaved)]; // [N, in], [out, in], [out]
       },
     };
   });
   return op(x, W, bias) as tf.Tensor2D;
+}
+
+/** x·Wᵀ + b on webgpu: tfjs-webgpu's fused matmul (with `transposed`, Wᵀ made first: its vec4 program). x [N, in], W [out, in], b [out] -> [N, out] */
+function denseWebGPU(x: tf.Tensor2D, W: tf.Tensor2D, bias: tf.Tensor1D, transposed: boolean): tf.Tensor2D {
+  return (transposed ? tf.tidy(() => tf.fused.matMul({ a: x, b: tf.transpose(W), bias })) : tf.fused.matMul({ a: x, b: W, transposeB: true, bias })) as tf.Tensor2D;
+}
+
+/** A dense layer's weight and bias gradients, dyᵀ·x and Σ_rows dy: DENSE_WEIGHT_GRADS where the backend has it. dy [N, out], x [N, in] -> [out, in], [out] */
+function denseWeightGrads(dy: tf.Tensor2D, x: tf.Tensor2D): [tf.Tensor2D, tf.Tensor1D] {
+  return (nativeKernel(DENSE_WEIGHT_GRADS) ? tf.engine().runKernel(DENSE_WEIGHT_GRADS, { dy, x }, {}) : [tf.matMul(dy, x, true, false), tf.sum(dy, 0)]) as [tf.Tensor2D, tf.Tensor1D];
 }
 
 /** Registered by the webgpu backend only: x·Wᵀ + b and x itself (its buffer, no copy), for a residual connection to take (linearAndInput). */
@@ -186,7 +195,7 @@ tf.registerGradient({
   gradFunc: (dys, saved) => {
     const [dy, dInput] = dys as tf.Tensor2D[]; // [N, out], [N, in]: the residual's gradient of x
     const [x, W] = saved as [tf.Tensor2D, tf.Tensor2D];
-    const [dW, db] = nativeKernel(DENSE_WEIGHT_GRADS) ? (tf.engine().runKernel(DENSE_WEIGHT_GRADS, { dy, x }, {}) as tf.Tensor[]) : [tf.matMul(dy, x, true, false), tf.sum(dy, 0)];
+    const [dW, db] = denseWeightGrads(dy, x);
     // dy·W with the residual's gradient added as the product is written (the same sum, in one pass)
     const dx = tf.fused.matMul({ a: dy, b: W, bias: dInput }); // [N, in]
     return { x: () => dx, W: () => dW, bias: () => db }; // [N, in], [out, in], [out]
@@ -212,11 +221,45 @@ export function linearAndInput(x: tf.Tensor2D, W: tf.Tensor2D, bias: tf.Tensor1D
   return [linear(x, W, bias), x];
 }
 
-/** GELU(x·Wᵀ + b) and x again for the residual connection (linearAndInput, then GELU). x [N, in] -> [N, out], [N, in] */
-export function linearGeluAndInput(x: tf.Tensor2D, W: tf.Tensor2D, bias: tf.Tensor1D): [tf.Tensor2D, tf.Tensor2D] {
-  if (!nativeKernel(DENSE_AND_INPUT) || !tf.engine().isTapeOn()) return [linearGelu(x, W, bias), x];
-  const [pre, input] = linearAndInput(x, W, bias);
-  return [gelu(pre) as tf.Tensor2D, input];
+/** Registered by the webgpu backend only: the input gradient of GELU(pre)·Wᵀ + b, (dy·W) ⊙ GELU′(pre), GELU′ applied as the product is written (feedForward). */
+export const GELU_LINEAR_DX = "RetroMAEGeluLinearDx";
+
+/**
+ * The feed-forward block's dense layers (BertIntermediate, then BertOutput's
+ * dense): GELU(x·W1ᵀ + b1)·W2ᵀ + b2, and x again for the residual
+ * connection around it (see linearAndInput). On webgpu while the tape
+ * records, the first layer is linearAndInput's and the second takes the
+ * pre-activation: its input's gradient is (dy·W2) ⊙ GELU′(pre), GELU′
+ * applied as the product is written (GELU_LINEAR_DX), where the tape ran
+ * the product and then GELU's gradient, a [N, I] pass more. Elsewhere,
+ * the dense layer with GELU (linearGelu: one dispatch for inference on
+ * webgpu), the second dense layer, and x.
+ * x [N, H], W1 [I, H], b1 [I], W2 [H, I], b2 [H] -> [N, H], [N, H]
+ */
+export function feedForward(x: tf.Tensor2D, W1: tf.Tensor2D, b1: tf.Tensor1D, W2: tf.Tensor2D, b2: tf.Tensor1D): [tf.Tensor2D, tf.Tensor2D] {
+  if (!nativeKernel(GELU_LINEAR_DX) || !tf.engine().isTapeOn() || [x, W1, b1, W2, b2].some((t) => t.dtype !== "float32" || t.size === 0)) return [linear(linearGelu(x, W1, b1), W2, b2), x];
+  const [pre, input] = linearAndInput(x, W1, b1); // [N, I], [N, H]
+  return [geluLinearWebGPU(pre, W2, b2, webgpuDenseLayout() === "transposed"), input];
+}
+
+/** GELU(pre)·Wᵀ + b on webgpu, the input's gradient through GELU_LINEAR_DX. pre [N, in], W [out, in], b [out] -> [N, out] */
+function geluLinearWebGPU(pre: tf.Tensor2D, W: tf.Tensor2D, bias: tf.Tensor1D, transposed: boolean): tf.Tensor2D {
+  const op = tf.customGrad((preIn, wIn, bIn, save) => {
+    const [ps, Ws] = [preIn as tf.Tensor2D, wIn as tf.Tensor2D];
+    const h = gelu(ps) as tf.Tensor2D; // [N, in]
+    const value = denseWebGPU(h, Ws, bIn as tf.Tensor1D, transposed); // [N, out]
+    (save as tf.GradSaveFunc)([ps, Ws, h]);
+    return {
+      value,
+      gradFunc: (dy, saved) => {
+        const [pSaved, wSaved, hSaved] = saved as [tf.Tensor2D, tf.Tensor2D, tf.Tensor2D];
+        const d = dy as tf.Tensor2D;
+        const dPre = tf.engine().runKernel(GELU_LINEAR_DX, { dy: d, W: wSaved, pre: pSaved }, {}) as tf.Tensor2D; // (dy·W) ⊙ GELU′(pre)
+        return [dPre, ...denseWeightGrads(d, hSaved)]; // [N, in], [out, in], [out]
+      },
+    };
+  });
+  return op(pre, W, bias) as tf.Tensor2D;
 }
 
 /** The tied MLM decoder: x·Eᵀ + b. x [N, H], E [V, H], b [V] -> [N, V] */

@@ -9,7 +9,7 @@
  */
 import * as tf from "../engine/tf";
 import type { Rng } from "../engine/rng";
-import { addLayerNorm, attentionContext, linearAndInput, linearGeluAndInput, embeddingGrad, repeatedRow, attentionInference, attentionInPlace, attentionScores, attentionTraining, attentionTrainingApplies, DropoutCall, dropoutWithSeed, DropoutSeeds, embeddingsLayerNorm, gelu as fusedGelu, layerNormDropout, linear, linearGelu, logSumExpArgMax, logSumExpRows, meanNllAndAccuracy, pickLabels, scaledMaskedSoftmax, softmaxMinusOneHot, softmaxMinusOneHotColSum, stackRows, tiedLogits } from "../engine/fused";
+import { addLayerNorm, attentionContext, linearAndInput, feedForward, embeddingGrad, repeatedRow, attentionInference, attentionInPlace, attentionScores, attentionTraining, attentionTrainingApplies, DropoutCall, dropoutWithSeed, DropoutSeeds, embeddingsLayerNorm, gelu as fusedGelu, layerNormDropout, linear, linearGelu, logSumExpArgMax, logSumExpRows, meanNllAndAccuracy, pickLabels, scaledMaskedSoftmax, softmaxMinusOneHot, softmaxMinusOneHotColSum, stackRows, tiedLogits } from "../engine/fused";
 import type { BertConfig } from "./config";
 
 export type Weights = ReadonlyMap<string, tf.Tensor>;
@@ -310,11 +310,10 @@ export function bertLayer(
   opts: ForwardOptions,
 ): tf.Tensor3D {
   const attended = attention(w, `${prefix}.attention`, cfg, query, keyValue, mask, opts); // [B, Lq, H]
-  // (and `attended` again for the residual: on webgpu in training, its gradient added in the intermediate layer's)
-  const W = weight(w, `${prefix}.intermediate.dense.weight`) as tf.Tensor2D;
-  const b = weight(w, `${prefix}.intermediate.dense.bias`) as tf.Tensor1D;
-  const [inner, residual] = onRows(attended, (rows) => linearGeluAndInput(rows, W, b)); // [B, Lq, I], [B, Lq, H]
-  const out = dense(w, `${prefix}.output.dense`, inner); // [B, Lq, H]
+  // dense -> GELU -> dense, and `attended` again for the residual (fused.ts feedForward: on webgpu in training, the
+  // residual's gradient is added in the first dense layer's, and GELU's in the second's)
+  const [W1, b1, W2, b2] = ["intermediate.dense.weight", "intermediate.dense.bias", "output.dense.weight", "output.dense.bias"].map((n) => weight(w, `${prefix}.${n}`));
+  const [out, residual] = onRows(attended, (rows) => feedForward(rows, W1 as tf.Tensor2D, b1 as tf.Tensor1D, W2 as tf.Tensor2D, b2 as tf.Tensor1D)); // [B, Lq, H], [B, Lq, H]
   return dropoutAddNorm(w, `${prefix}.output.LayerNorm`, cfg, out, residual, opts) as tf.Tensor3D;
 }
 

@@ -30,7 +30,7 @@ import { bytesHeldByReplays, recordCommands, StepReplay } from "../../lib/engine
 import { copyInPlaceWebGPU } from "../../lib/engine/webgpu/optimizer";
 import { additiveMaskOfBytes, bytesAsWords, DROPOUT, dropoutWithSeed, embeddingGrad, repeatedRow, DropoutSeeds, registerCounterDropout } from "../../lib/engine/fused";
 import { countDispatches, formatProfile } from "../../lib/engine/webgpu/profile";
-import { addLayerNorm, ADD_LAYER_NORM, linearAndInput, ATTENTION, attentionTraining, attentionTrainingApplies, DROPOUT_ADD_LAYER_NORM, DROPOUT_SOFTMAX, attentionContext, embeddingsLayerNorm, attentionInference, attentionScores, DENSE_GELU, DENSE_WEIGHT_GRADS, gelu, GELU, layerNormDropout, linear, linearGelu, logSumExpArgMax, logSumExpRows, meanNllAndAccuracy, pickLabels, scaledMaskedSoftmax, SCALED_MASKED_SOFTMAX, softmaxMinusOneHotColSum, stackRows } from "../../lib/engine/fused";
+import { addLayerNorm, ADD_LAYER_NORM, feedForward, linearAndInput, ATTENTION, attentionTraining, attentionTrainingApplies, DROPOUT_ADD_LAYER_NORM, DROPOUT_SOFTMAX, attentionContext, embeddingsLayerNorm, attentionInference, attentionScores, DENSE_GELU, DENSE_WEIGHT_GRADS, gelu, GELU, layerNormDropout, linear, linearGelu, logSumExpArgMax, logSumExpRows, meanNllAndAccuracy, pickLabels, scaledMaskedSoftmax, SCALED_MASKED_SOFTMAX, softmaxMinusOneHotColSum, stackRows } from "../../lib/engine/fused";
 import { runProbe, ProbeSet } from "../../lib/probe/probe";
 import { encodeTexts } from "../../lib/probe/encode";
 import { contrastiveFinetune } from "../../lib/probe/finetune";
@@ -54,6 +54,17 @@ let corpus: PackedCorpus;
 
 const bits = (a: ArrayLike<number>) => Array.from(new Uint32Array(Float32Array.from(a).buffer));
 const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), "webgpu-"));
+/** fn with the environment variables `vars` set, and the environment as it was after. */
+async function withEnv<T>(vars: Record<string, string>, fn: () => Promise<T>): Promise<T> {
+  const before = Object.fromEntries(Object.keys(vars).map((k) => [k, process.env[k]]));
+  Object.assign(process.env, vars);
+  try {
+    return await fn();
+  } finally {
+    for (const [k, v] of Object.entries(before)) if (v === undefined) delete process.env[k];
+    else process.env[k] = v;
+  }
+}
 /** A variable that owns its buffer alone, as a model's weights do (updates in place need that). */
 const weight = (values: Float32Array) => {
   const t = tf.tensor1d(values);
@@ -998,16 +1009,6 @@ test("a dense layer's weight and bias gradients on webgpu: where dyᵀ·x splits
 
 test("a dense layer that starts a sub-layer gives its input back for the residual (linearAndInput): on webgpu under the tape, y is the cpu's and the input is x's own buffer; x's gradient, dy·W plus the residual's, is added as dx's product is written (tfjs's programs, the tiled matmul's addend, the transposed layout; a product split along K adds after its sum), bit for bit the tape's add of the two gradients, with no add of its own; untaped, linear and x itself", async () => {
   const rng = new Rng(37);
-  const withEnv = async <T>(vars: Record<string, string>, fn: () => Promise<T>): Promise<T> => {
-    const before = Object.fromEntries(Object.keys(vars).map((k) => [k, process.env[k]]));
-    Object.assign(process.env, vars);
-    try {
-      return await fn();
-    } finally {
-      for (const [k, v] of Object.entries(before)) if (v === undefined) delete process.env[k];
-      else process.env[k] = v;
-    }
-  };
   // [N, in, out, environment, whether dx's product adds]: tfjs's programs on odd shapes and a row of one; the tiled
   // program (an addend of dx's shape); x·(Wᵀ); dx = dy·W with few tiles over K = 1,024 (split along K: its sum, then the add)
   const cases: [number, number, number, Record<string, string>, boolean][] = [
@@ -1063,6 +1064,50 @@ test("a dense layer that starts a sub-layer gives its input back for the residua
   const [y, input] = linearAndInput(x, W, b);
   assert.ok(input === x, "untaped: x itself");
   tf.dispose([x, W, b, y]);
+});
+
+test("the feed-forward block on webgpu under the tape (feedForward): GELU′ applied as the second dense layer's input gradient is written (tfjs's programs, scalar and vec4, with the activation swapped; the tiled matmul's epilogue; x·(Wᵀ)), bit for bit the product then GELU's gradient pass, with no such pass; a product split along K keeps the pass; the cpu's values and gradients on odd shapes; untaped, the dense layer with GELU in its epilogue", async () => {
+  const rng = new Rng(41);
+  // [N, H, I, environment, how dx of the second layer is made]: tfjs's scalar program (I odd) and vec4 (I a multiple of 4), a row
+  // of one, the tiled program, x·(Wᵀ), and a product with few tiles over K = H = 1,024 (split along K, then GELU's pass)
+  const cases: [number, number, number, Record<string, string>, "swap" | "tiled" | "split"][] = [
+    [7, 33, 65, {}, "swap"],
+    [9, 36, 64, {}, "swap"],
+    [1, 20, 12, {}, "swap"],
+    [130, 40, 136, { RETROMAE_WEBGPU_MATMUL: "tiled" }, "tiled"],
+    [9, 36, 20, { RETROMAE_WEBGPU_DENSE: "transposed" }, "swap"],
+    [64, 1024, 32, {}, "split"],
+  ];
+  await use("webgpu");
+  for (const [N, H, I, vars, how] of cases) {
+    const name = `[${N}, ${H}] → ${I} → ${H} ${JSON.stringify(vars)}`;
+    // (the weights at 1/√fan-in, as initialised: sums of H or I terms of order one)
+    const [x, W1, b1, W2, b2, c1, c2] = [N * H, I * H, I, H * I, H, N * H, N * H].map((n, i) => rng.fillNormal(new Float32Array(n)).map((v) => v / Math.sqrt(i === 1 ? H : i === 3 ? I : 1)));
+    const ins = () => [tf.tensor2d(x, [N, H]), tf.tensor2d(W1, [I, H]), tf.tensor1d(b1), tf.tensor2d(W2, [H, I]), tf.tensor1d(b2)];
+    // Σ out ⊙ c1 + Σ input ⊙ c2, through feedForward or the layers one by one (the tape's GELU gradient pass)
+    const loss = (fused: boolean) => (a: tf.Tensor, w1: tf.Tensor, v1: tf.Tensor, w2: tf.Tensor, v2: tf.Tensor) => {
+      const [out, input] = fused ? feedForward(a as tf.Tensor2D, w1 as tf.Tensor2D, v1 as tf.Tensor1D, w2 as tf.Tensor2D, v2 as tf.Tensor1D) : [linear(gelu(linear(a as tf.Tensor2D, w1 as tf.Tensor2D, v1 as tf.Tensor1D)) as tf.Tensor2D, w2 as tf.Tensor2D, v2 as tf.Tensor1D), a];
+      return tf.addN([tf.sum(tf.mul(out, tf.tensor2d(c1, [N, H]))), tf.sum(tf.mul(input, tf.tensor2d(c2, [N, H])))]);
+    };
+    const grad = (fused: boolean, which: number) => () => tf.tidy(() => tf.grads(loss(fused))(ins())[which]);
+    await withEnv(vars, async () => {
+      for (const [which, what] of [[0, "dx"], [1, "dW1"], [2, "db1"], [3, "dW2"], [4, "db2"]] as const) {
+        const g = await both(grad(true, which));
+        for (let i = 0; i < g.cpu.length; i++) assert.ok(Math.abs(g.cpu[i] - g.gpu[i]) < 1e-4 * Math.max(1, Math.abs(g.cpu[i])), `${name} ${what}[${i}]: cpu ${g.cpu[i]} vs webgpu ${g.gpu[i]}`);
+        const [fused, apart] = [await programsOf(grad(true, which)), await programsOf(grad(false, which))];
+        assert.equal(bits(fused.values), bits(apart.values), `${name} ${what}: the bits of the product then GELU's gradient`);
+        if (which !== 0) continue;
+        const passes = (keys: string[]) => keys.filter((k) => k === "retromaeGeluGrad").length;
+        assert.is(passes(apart.keys), 1, `${name}: the tape's GELU gradient pass: ${apart.keys.join(", ")}`);
+        assert.is(passes(fused.keys), how === "split" ? 1 : 0, `${name}: ${fused.keys.join(", ")}`);
+        const epilogue = { swap: /^matMul.*_prelu_.*_retromaeGeluGrad$/, tiled: /^retromaeMatMulTiled_false_false_geluGrad$/, split: /^retromaeMatMul(SplitK|Tiled_.*_splitK)/ }[how];
+        assert.ok(fused.keys.some((k) => epilogue.test(k)), `${name}: ${fused.keys.join(", ")}`);
+      }
+    });
+  }
+  // untaped: the dense layer with GELU in its epilogue, then the second
+  const { keys } = await programsOf(() => tf.tidy(() => feedForward(tf.ones([3, 8]), tf.ones([16, 8]), tf.zeros([16]), tf.ones([8, 16]), tf.zeros([8]))[0]));
+  assert.ok(keys[0].endsWith("_retromaeGelu") && keys.length === 2, keys.join(", "));
 });
 
 test("tfjs's matmul programs read B within its bounds (a tile past K or N read past B, which without Dawn's bounds checks reads the NaN past the tensor): the cpu's values where K and N are not multiples of a tile, every transpose, batched and small outputs", async () => {

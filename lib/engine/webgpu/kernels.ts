@@ -62,7 +62,11 @@
  * - The dense layer with its bias and GELU in one dispatch, for inference:
  *   tfjs's own fused matmul with its activation function swapped for the
  *   exact GELU (training keeps the pre-activation for GELU's gradient, so
- *   there the dense layer and GELU stay two passes).
+ *   there the dense layer and GELU stay two passes). In training, GELU's
+ *   gradient in the feed-forward block is the epilogue of the next dense
+ *   layer's input gradient (fused.ts feedForward, GELU_LINEAR_DX): the
+ *   product times GELU′(pre) as it is written, in tfjs's program (a PReLU
+ *   epilogue, pre as its weights, the activation swapped) or the tiled one.
  * - Matmuls without atomics: where tfjs would split one along K and add the
  *   parts with float atomics (a batch of one, K ≥ 2000, a small output), its
  *   small-output program runs instead, so the bits do not change from run
@@ -105,6 +109,7 @@ import {
   DENSE_AND_INPUT,
   DENSE_GELU,
   DENSE_WEIGHT_GRADS,
+  GELU_LINEAR_DX,
   DROPOUT,
   DROPOUT_ADD_LAYER_NORM,
   LAYER_NORM_DROPOUT,
@@ -131,7 +136,7 @@ import {
 } from "../fused";
 import type { KernelConfig, KernelFunc, TensorInfo } from "@tensorflow/tfjs-core";
 import { MAX_GROUPS, rawBackend, RawBackend, rawBindings, record as recordDispatch } from "./raw";
-import { headMatMulProgram, HeadStrides, headsSideBySide, headsStacked, headStridesAt, fewOutputTiles, SPLIT_TILE, splitKEnabled, splitKGrid, splitKMatMulProgram, splitKParts, splitKRowSumsShader, takesTiledMatMul, TILED_STEP_K, TiledEpilogue, tiledMatMulProgram, tiledSplitKParts, transposedHeads } from "./matmul";
+import { ERF_WGSL, GELU_GRAD_WGSL, headMatMulProgram, HeadStrides, headsSideBySide, headsStacked, headStridesAt, fewOutputTiles, SPLIT_TILE, splitKEnabled, splitKGrid, splitKMatMulProgram, splitKParts, splitKRowSumsShader, takesTiledMatMul, TILED_STEP_K, TiledEpilogue, tiledMatMulProgram, tiledSplitKParts, transposedHeads } from "./matmul";
 
 /** What these kernels use of tfjs-backend-webgpu's WebGPUBackend. */
 export interface WebGPUBackendLike {
@@ -356,16 +361,7 @@ export const robustSoftmax: KernelConfig = {
   },
 };
 
-
-// erf by Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7), the formula tfjs's cpu and webgpu Erf use.
-const ERF_WGSL = `
-fn retromaeErf(x : f32) -> f32 {
-  let v = abs(x);
-  let t = 1.0 / (1.0 + 0.3275911 * v);
-  let y = 1.0 - (((((1.061405429 * t - 1.453152027) * t) + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * exp(-v * v);
-  return select(-y, y, x >= 0.0);
-}`;
-
+/** An elementwise program over `inputs` (with matmul.ts's retromaeErf in scope). */
 function elementwise(name: string, inputs: string[], expr: string) {
   return (n: number) => {
     const body = `${ERF_WGSL}
@@ -381,7 +377,7 @@ function elementwise(name: string, inputs: string[], expr: string) {
 /** x · Φ(x) = 0.5 · x · (1 + erf(x / √2)) */
 const geluProgram = elementwise("Gelu", ["x"], "0.5 * x[i] * (1.0 + retromaeErf(x[i] * 0.7071067811865476))");
 /** dy · (Φ(x) + x · φ(x)) */
-const geluGradProgram = elementwise("GeluGrad", ["x", "dy"], "dy[i] * (0.5 * (1.0 + retromaeErf(x[i] * 0.7071067811865476)) + x[i] * 0.3989422804014327 * exp(-0.5 * x[i] * x[i]))");
+const geluGradProgram = elementwise("GeluGrad", ["x", "dy"], GELU_GRAD_WGSL("x[i]", "dy[i]"));
 
 function elementwiseKernel(kernelName: string, program: (n: number) => object, names: string[]): KernelConfig {
   return {
@@ -552,12 +548,19 @@ function editingPrograms<T>(b: WebGPUBackendLike, edit: (program: TfjsProgram) =
   }
 }
 
-/** The exact GELU as a matmul epilogue, on a value or on four (tfjs's vec4 programs). */
-function geluActivation(type: string, coords: string): string {
-  const v = type === "f32" ? "retromaeGelu(a)" : "vec4<f32>(retromaeGelu(a.x), retromaeGelu(a.y), retromaeGelu(a.z), retromaeGelu(a.w))";
+/**
+ * A matmul epilogue, on a value or on four (tfjs's vec4 programs): the
+ * exact GELU of the product ("gelu"), or the product times GELU′ of the
+ * pre-activation that tfjs binds as PReLU's weights ("geluGrad": GELU_GRAD's
+ * arithmetic, the product as dy).
+ */
+function geluActivation(kind: "gelu" | "geluGrad", type: string, coords: string): string {
+  const one = (c: string) => (kind === "gelu" ? `retromaeGelu(a${c})` : `retromaeGeluGrad(b${c}, a${c})`);
+  const v = type === "f32" ? one("") : `vec4<f32>(${[".x", ".y", ".z", ".w"].map(one).join(", ")})`;
   return `${ERF_WGSL}
 fn retromaeGelu(x : f32) -> f32 { return 0.5 * x * (1.0 + retromaeErf(x * 0.7071067811865476)); }
-fn activation(a : ${type}, coords : ${coords}) -> ${type} { return ${v}; }`;
+fn retromaeGeluGrad(x : f32, dy : f32) -> f32 { return ${GELU_GRAD_WGSL("x", "dy")}; }
+fn activation(a : ${type}, coords : ${coords}) -> ${type} { ${kind === "geluGrad" ? "let b = getPreluActivationWeightsByOutputCoords(coords); " : ""}return ${v}; }`;
 }
 
 /**
@@ -566,19 +569,32 @@ fn activation(a : ${type}, coords : ${coords}) -> ${type} { return ${v}; }`;
  * Throws if the program has no such function: the epilogue would be ReLU.
  */
 export function swapInGelu(program: TfjsProgram): void {
+  swapActivation(program, "gelu");
+}
+
+/**
+ * Replace the activation function of one of tfjs's matmul programs (asked
+ * for a PReLU epilogue, the pre-activation as its weights) with the product
+ * times GELU′ of the pre-activation, under a shader key of its own.
+ */
+export function swapInGeluGrad(program: TfjsProgram): void {
+  swapActivation(program, "geluGrad");
+}
+
+function swapActivation(program: TfjsProgram, kind: "gelu" | "geluGrad"): void {
   const userCode = program.getUserCode.bind(program);
-  program.shaderKey = `${program.shaderKey}_retromaeGelu`;
+  program.shaderKey = `${program.shaderKey}_retromae${kind === "gelu" ? "Gelu" : "GeluGrad"}`;
   program.getUserCode = () => {
     const code = userCode();
     const head = /fn activation\(a : (f32|vec4<f32>), coords : (vec\d<i32>)\) -> (?:f32|vec4<f32>) \{/.exec(code);
-    if (!head) throw new Error(`tfjs-webgpu's matmul program (${program.shaderKey}) has no activation function to put GELU in; reinstall the pinned @tensorflow/tfjs-backend-webgpu with npm ci.`);
+    if (!head) throw new Error(`tfjs-webgpu's matmul program (${program.shaderKey}) has no activation function to put GELU${kind === "gelu" ? "" : "′"} in; reinstall the pinned @tensorflow/tfjs-backend-webgpu with npm ci.`);
     let depth = 0;
     let end = head.index + head[0].length - 1;
     for (; end < code.length; end++) {
       if (code[end] === "{") depth++;
       else if (code[end] === "}" && --depth === 0) break;
     }
-    return code.slice(0, head.index) + geluActivation(head[1], head[2]) + code.slice(end + 1);
+    return code.slice(0, head.index) + geluActivation(kind, head[1], head[2]) + code.slice(end + 1);
   };
 }
 
@@ -629,6 +645,40 @@ export function denseAndInputWebGPU(fusedMatMul: KernelFunc): KernelConfig {
       }
       b.incRef(x.dataId);
       return [y, { dataId: x.dataId, shape: x.shape, dtype: x.dtype }];
+    },
+  };
+}
+
+/**
+ * fused.ts feedForward's second dense layer's input gradient: (dy·W) ⊙ GELU′(pre), GELU′ applied
+ * as the product is written (GELU_GRAD's arithmetic, the product as its
+ * dy): in the 128 × 128 tiled program's epilogue where it takes the
+ * product, else in tfjs's own fused matmul asked for a PReLU epilogue (pre
+ * as its weights) with each program's activation function swapped. Where
+ * the product splits along K, its sum and then GELU_GRAD's pass.
+ * dy [N, out], W [out, in], pre [N, in] -> [N, in]
+ */
+export function geluLinearDxWebGPU(fusedMatMul: KernelFunc): KernelConfig {
+  return {
+    kernelName: GELU_LINEAR_DX,
+    backendName: "webgpu",
+    kernelFunc: ({ inputs, backend }) => {
+      const { dy, W, pre } = inputs as Record<string, TensorInfo>;
+      const b = backend as unknown as WebGPUBackendLike;
+      const [N, K] = dy.shape;
+      const I = W.shape[1];
+      if ([dy, W, pre].some((t) => t.dtype !== "float32") || W.shape[0] !== K || pre.shape[0] !== N || pre.shape[1] !== I) throw new Error(`${GELU_LINEAR_DX} on webgpu takes float32 dy [N, out], W [out, in] and pre [N, in].`);
+      if (N * I === 0) return b.makeTensorInfo([N, I], "float32", new Float32Array(0));
+      if (K === 0) return zeros(b, [N, I], "float32"); // (a product of 0: GELU′ times 0)
+      const product = (attrs: object, extra: object = {}) => fusedMatMul({ inputs: { a: dy, b: W, ...extra } as never, backend, attrs: { transposeA: false, transposeB: false, leakyreluAlpha: 0, ...attrs } as never }) as TensorInfo;
+      if (splitKParts(N, I, K) > 1) {
+        const dh = product({ activation: "linear" });
+        const out = geluGradWebGPU.kernelFunc({ inputs: { x: pre, dy: dh }, backend, attrs: {} }) as TensorInfo;
+        b.disposeData(dh.dataId);
+        return out;
+      }
+      if (takesTiledMatMul(1, N, I)) return { ...b.runWebGPUProgram(tiledMatMulProgram(1, N, I, K, false, false, "geluGrad"), [dy, W, pre], "float32", ints(N, I, K, 1, 1, K)), shape: [N, I] };
+      return editingPrograms(b, swapInGeluGrad, () => product({ activation: "prelu" }, { preluActivationWeights: pre }));
     },
   };
 }
@@ -1822,7 +1872,7 @@ export function registerWebGPUKernels(maxStorageBuffers: number): void {
   wrapTfjsKernel(tf.Transpose, identityTranspose);
   const fusedMatMul = wrapTfjsKernel(tf._FusedMatMul, (original) => deterministicMatMul(tf._FusedMatMul, original));
   if (fusedMatMul) {
-    for (const k of [denseGeluWebGPU(fusedMatMul), denseAndInputWebGPU(fusedMatMul)]) {
+    for (const k of [denseGeluWebGPU(fusedMatMul), denseAndInputWebGPU(fusedMatMul), geluLinearDxWebGPU(fusedMatMul)]) {
       if (tf.getKernel(k.kernelName, "webgpu")) tf.unregisterKernel(k.kernelName, "webgpu");
       tf.registerKernel(k);
     }

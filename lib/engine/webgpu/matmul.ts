@@ -317,8 +317,25 @@ export function tiledSplitKParts(M: number, N: number, K: number): number {
   return mode === "tiled" || tiles * parts >= AUTO_TILES ? parts : 0;
 }
 
-/** What the tiled program adds to C as it writes it: nothing, a bias [N] to every row, or an addend of C's shape. */
-export type TiledEpilogue = "none" | "row" | "matrix";
+/**
+ * What the tiled program does to C as it writes it: nothing, add a bias [N]
+ * to every row ("row") or an addend of C's shape ("matrix"), or multiply by
+ * GELU′ of a pre-activation of C's shape ("geluGrad": C a product dy·W
+ * that is GELU's input's gradient, kernels.ts's GELU_GRAD arithmetic).
+ */
+export type TiledEpilogue = "none" | "row" | "matrix" | "geluGrad";
+
+/** dy · GELU′(x) in WGSL, as kernels.ts's GELU_GRAD program computes it (needs retromaeErf). */
+export const GELU_GRAD_WGSL = (x: string, dy: string) => `${dy} * (0.5 * (1.0 + retromaeErf(${x} * 0.7071067811865476)) + ${x} * 0.3989422804014327 * exp(-0.5 * ${x} * ${x}))`;
+
+/** erf by Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7), the formula tfjs's cpu and webgpu Erf use, in WGSL as retromaeErf. */
+export const ERF_WGSL = `
+fn retromaeErf(x : f32) -> f32 {
+  let v = abs(x);
+  let t = 1.0 / (1.0 + 0.3275911 * v);
+  let y = 1.0 - (((((1.061405429 * t - 1.453152027) * t) + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * exp(-v * v);
+  return select(-y, y, x >= 0.0);
+}`;
 
 /**
  * C[b] = op(A[b])·op(B[b]) (+ bias) in tiles of 128 × 128: a workgroup of
@@ -391,13 +408,13 @@ ${rows.map((i) => `          c${i}0 = fma(vec4<f32>(a${i >> 2}[${i & 3}]), b0, c
       let v = c${i}${h}${bias === "row" ? " + vec4<f32>(bias[min(n, uniforms.N - 1)], bias[min(n + 1, uniforms.N - 1)], bias[min(n + 2, uniforms.N - 1)], bias[min(n + 3, uniforms.N - 1)])" : ""};
       if (m < uniforms.M) {
         let o = (z * uniforms.M + m) * uniforms.N + n;
-        for (var j = 0; j < 4; j = j + 1) { if (n + j < uniforms.N) { result[o + j] = v[j]${bias === "matrix" ? " + bias[o + j]" : ""}; } }
+        for (var j = 0; j < 4; j = j + 1) { if (n + j < uniforms.N) { result[o + j] = ${{ none: "v[j]", row: "v[j]", matrix: "v[j] + bias[o + j]", geluGrad: GELU_GRAD_WGSL("pre[o + j]", "v[j]") }[bias]}; } }
       }
     }`,
       ),
     )
     .join("");
-  const code = `
+  const code = `${bias === "geluGrad" ? ERF_WGSL : ""}
   var<workgroup> As : array<vec4<f32>, ${BK * ROW}>;
   var<workgroup> Bs : array<vec4<f32>, ${BK * ROW}>;
   fn main(index : i32) {
@@ -434,7 +451,7 @@ ${store}
   }`;
   return {
     outputShape: [batch, M, N],
-    variableNames: bias === "none" ? ["A", "B"] : ["A", "B", "bias"],
+    variableNames: bias === "none" ? ["A", "B"] : ["A", "B", bias === "geluGrad" ? "pre" : "bias"],
     uniforms: "M : i32, N : i32, K : i32, batchA : i32, batchB : i32, chunk : i32,",
     shaderKey: `retromaeMatMulTiled_${transposeA}_${transposeB}_${bias === "none" ? false : bias === "row" ? true : bias}${split ? "_splitK" : ""}`,
     /** For a profile's GFLOP/s (./replay.ts labels dispatches with it). */
