@@ -195,10 +195,9 @@ tf.registerGradient({
   gradFunc: (dys, saved) => {
     const [dy, dInput] = dys as tf.Tensor2D[]; // [N, out], [N, in]: the residual's gradient of x
     const [x, W] = saved as [tf.Tensor2D, tf.Tensor2D];
-    const [dW, db] = denseWeightGrads(dy, x);
+    const [dW, db] = denseWeightGrads(dy, x); // [out, in], [out]: one kernel
     // dy·W with the residual's gradient added as the product is written (the same sum, in one pass)
-    const dx = tf.fused.matMul({ a: dy, b: W, bias: dInput }); // [N, in]
-    return { x: () => dx, W: () => dW, bias: () => db }; // [N, in], [out, in], [out]
+    return { x: () => tf.fused.matMul({ a: dy, b: W, bias: dInput }), W: () => dW, bias: () => db };
   },
 });
 
