@@ -612,6 +612,34 @@ export function addLayerNorm(x: tf.Tensor, residual: tf.Tensor | null, gamma: tf
   });
 }
 
+/** Registered by the webgpu backend only: ADD_LAYER_NORM of GELU(x) (the MLM head's transform), GELU applied as x is read; its gradient writes x's, ds · GELU′(x). */
+export const GELU_LAYER_NORM = "RetroMAEGeluLayerNorm";
+
+// LayerNorm of GELU(x): LayerNorm's gradient kernel writes ds · GELU′(x), x's gradient, where it would write ds.
+tf.registerGradient({
+  kernelName: GELU_LAYER_NORM,
+  inputsToSave: ["x", "gamma"],
+  outputsToSave: [false, true, true],
+  gradFunc: (dys, saved) => {
+    const [pre, gamma, xhat, rstd] = saved;
+    const dy = (dys as tf.Tensor[])[0];
+    const [dpre, dgamma, dbeta] = tf.engine().runKernel(LAYER_NORM_GRAD, { dy, xhat, rstd, gamma, pre }, {}) as tf.Tensor[];
+    return { x: () => dpre, gamma: () => dgamma, beta: () => dbeta };
+  },
+});
+
+/**
+ * LayerNorm(GELU(x)), the MLM head's transform after its dense layer: on
+ * webgpu one kernel that applies GELU as it reads x (GELU(x) is never
+ * written), and whose gradient writes x's, ds · GELU′(x), where it would
+ * write ds (GELU_LAYER_NORM): two passes fewer per step and head.
+ * Elsewhere GELU, then the LayerNorm. The same arithmetic either way.
+ * x [..., H], gamma [H], beta [H] -> [..., H]
+ */
+export function geluLayerNorm(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, eps: number): tf.Tensor {
+  return layerNormKernel(GELU_LAYER_NORM, x, null, gamma, beta, eps) ?? tf.tidy(() => addLayerNorm(gelu(x), null, gamma, beta, eps));
+}
+
 /**
  * dropout(LayerNorm(x)), BertEmbeddings' order: on webgpu one kernel that
  * draws the mask as it writes y (and its gradient as it reads dy), no

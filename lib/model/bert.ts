@@ -9,7 +9,7 @@
  */
 import * as tf from "../engine/tf";
 import type { Rng } from "../engine/rng";
-import { addLayerNorm, attentionContext, linearAndInput, feedForward, embeddingGrad, repeatedRow, attentionInference, attentionInPlace, attentionScores, attentionTraining, attentionTrainingApplies, DropoutCall, dropoutWithSeed, DropoutSeeds, embeddingsLayerNorm, gelu as fusedGelu, layerNormDropout, linear, linearGelu, logSumExpArgMax, logSumExpRows, meanNllAndAccuracy, pickLabels, scaledMaskedSoftmax, softmaxMinusOneHot, softmaxMinusOneHotColSum, stackRows, tiedLogits } from "../engine/fused";
+import { addLayerNorm, attentionContext, linearAndInput, feedForward, geluLayerNorm, embeddingGrad, repeatedRow, attentionInference, attentionInPlace, attentionScores, attentionTraining, attentionTrainingApplies, DropoutCall, dropoutWithSeed, DropoutSeeds, embeddingsLayerNorm, gelu as fusedGelu, layerNormDropout, linear, logSumExpArgMax, logSumExpRows, meanNllAndAccuracy, pickLabels, scaledMaskedSoftmax, softmaxMinusOneHot, softmaxMinusOneHotColSum, stackRows, tiedLogits } from "../engine/fused";
 import type { BertConfig } from "./config";
 
 export type Weights = ReadonlyMap<string, tf.Tensor>;
@@ -33,22 +33,9 @@ export function weight(w: Weights, name: string): tf.Tensor {
 
 /** y = x · Wᵀ + b. x [..., in], W [out, in], b [out] -> [..., out] */
 export function dense(w: Weights, prefix: string, x: tf.Tensor): tf.Tensor {
-  return rowsThrough(linear, w, prefix, x); // one fused matmul + bias on native and webgpu
-}
-
-/**
- * y = GELU(x · Wᵀ + b), dense then GELU. On webgpu in inference, one matmul
- * with the bias and GELU in its epilogue. x [..., in] -> [..., out]
- */
-export function denseGelu(w: Weights, prefix: string, x: tf.Tensor): tf.Tensor {
-  return rowsThrough(linearGelu, w, prefix, x);
-}
-
-/** A dense op on the rows of x: x [..., in] as [N, in], W [out, in], b [out] -> [..., out] */
-function rowsThrough(op: (x: tf.Tensor2D, W: tf.Tensor2D, b: tf.Tensor1D) => tf.Tensor2D, w: Weights, prefix: string, x: tf.Tensor): tf.Tensor {
   const W = weight(w, `${prefix}.weight`) as tf.Tensor2D;
   const b = weight(w, `${prefix}.bias`) as tf.Tensor1D;
-  return onRows(x, (rows) => [op(rows, W, b), rows])[0];
+  return onRows(x, (rows) => [linear(rows, W, b), rows])[0]; // one fused matmul + bias on native and webgpu
 }
 
 /**
@@ -487,14 +474,10 @@ export function tiedSoftmaxCrossEntropy(
   return { loss, accuracy: acc };
 }
 
-/** MLM transform: dense -> GELU -> LayerNorm. hidden [N, H] -> [N, H] */
+/** MLM transform: dense -> GELU -> LayerNorm (on webgpu GELU inside the LayerNorm's kernel, each way: fused.ts geluLayerNorm). hidden [N, H] -> [N, H] */
 export function mlmTransform(w: Weights, cfg: BertConfig, hidden: tf.Tensor2D): tf.Tensor2D {
-  return layerNorm(
-    w,
-    "cls.predictions.transform.LayerNorm",
-    denseGelu(w, "cls.predictions.transform.dense", hidden),
-    cfg.layerNormEps,
-  ) as tf.Tensor2D;
+  const pre = dense(w, "cls.predictions.transform.dense", hidden); // [N, H]
+  return geluLayerNorm(pre, weight(w, "cls.predictions.transform.LayerNorm.weight"), weight(w, "cls.predictions.transform.LayerNorm.bias"), cfg.layerNormEps) as tf.Tensor2D;
 }
 
 /** Names and shapes of every encoder weight (bert.* and cls.predictions.*), HF layout. */

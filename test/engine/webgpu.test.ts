@@ -30,7 +30,7 @@ import { bytesHeldByReplays, recordCommands, StepReplay } from "../../lib/engine
 import { copyInPlaceWebGPU } from "../../lib/engine/webgpu/optimizer";
 import { additiveMaskOfBytes, bytesAsWords, DROPOUT, dropoutWithSeed, embeddingGrad, repeatedRow, DropoutSeeds, registerCounterDropout } from "../../lib/engine/fused";
 import { countDispatches, formatProfile } from "../../lib/engine/webgpu/profile";
-import { addLayerNorm, ADD_LAYER_NORM, feedForward, linearAndInput, ATTENTION, attentionTraining, attentionTrainingApplies, DROPOUT_ADD_LAYER_NORM, DROPOUT_SOFTMAX, attentionContext, embeddingsLayerNorm, attentionInference, attentionScores, DENSE_GELU, DENSE_WEIGHT_GRADS, gelu, GELU, layerNormDropout, linear, linearGelu, logSumExpArgMax, logSumExpRows, meanNllAndAccuracy, pickLabels, scaledMaskedSoftmax, SCALED_MASKED_SOFTMAX, softmaxMinusOneHotColSum, stackRows } from "../../lib/engine/fused";
+import { addLayerNorm, ADD_LAYER_NORM, feedForward, geluLayerNorm, linearAndInput, ATTENTION, attentionTraining, attentionTrainingApplies, DROPOUT_ADD_LAYER_NORM, DROPOUT_SOFTMAX, attentionContext, embeddingsLayerNorm, attentionInference, attentionScores, DENSE_GELU, DENSE_WEIGHT_GRADS, gelu, GELU, layerNormDropout, linear, linearGelu, logSumExpArgMax, logSumExpRows, meanNllAndAccuracy, pickLabels, scaledMaskedSoftmax, SCALED_MASKED_SOFTMAX, softmaxMinusOneHotColSum, stackRows } from "../../lib/engine/fused";
 import { runProbe, ProbeSet } from "../../lib/probe/probe";
 import { encodeTexts } from "../../lib/probe/encode";
 import { contrastiveFinetune } from "../../lib/probe/finetune";
@@ -457,6 +457,34 @@ test("Add & LayerNorm on webgpu matches the cpu's composition, forward (with and
   }
   await use("webgpu");
   assert.ok(tf.getKernel(ADD_LAYER_NORM, "webgpu"), "the fused kernel serves webgpu");
+});
+
+test("LayerNorm of GELU(x) on webgpu (geluLayerNorm, the MLM head's transform): one dispatch forward and two back, GELU applied as x is read and GELU′ as x's gradient is written; bit for bit GELU then the LayerNorm, each way; the cpu's values and gradients on odd shapes (a row of one, H not a multiple of a lane, more than a lane per invocation)", async () => {
+  const rng = new Rng(43);
+  await use("webgpu");
+  for (const [N, H] of [[1, 5], [7, 33], [130, 64], [3, 200]]) {
+    const name = `[${N}, ${H}]`;
+    const [x, gamma, beta, c] = [N * H, H, H, N * H].map((n) => rng.fillNormal(new Float32Array(n)));
+    const ins = () => [tf.tensor2d(x, [N, H]), tf.tensor1d(gamma), tf.tensor1d(beta)];
+    const f = (fused: boolean) => (a: tf.Tensor, g: tf.Tensor, b: tf.Tensor) => (fused ? geluLayerNorm(a, g, b, 1e-12) : addLayerNorm(gelu(a), null, g, b, 1e-12));
+    const value = (fused: boolean) => () => tf.tidy(() => f(fused)(...(ins() as [tf.Tensor, tf.Tensor, tf.Tensor])));
+    const grad = (fused: boolean, which: number) => () => tf.tidy(() => tf.grads((a: tf.Tensor, g: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(f(fused)(a, g, b), tf.tensor2d(c, [N, H]))))(ins())[which]);
+    for (const [fn, what] of [[value, "y"], [(k: boolean) => grad(k, 0), "dx"], [(k: boolean) => grad(k, 1), "dγ"], [(k: boolean) => grad(k, 2), "dβ"]] as const) {
+      const r = await both(fn(true));
+      for (let i = 0; i < r.cpu.length; i++) assert.ok(Math.abs(r.cpu[i] - r.gpu[i]) < 1e-4 * Math.max(1, Math.abs(r.cpu[i])), `${name} ${what}[${i}]: cpu ${r.cpu[i]} vs webgpu ${r.gpu[i]}`);
+      const read = (fused: boolean) => pipelineLabels(async () => { const t = fn(fused)(); const v = await t.data(); t.dispose(); return v; });
+      const [fused, apart] = [await read(true), await read(false)];
+      assert.equal(bits(fused.result), bits(apart.result), `${name} ${what}: GELU then the LayerNorm's bits`);
+      if (what === "y") assert.equal(fused.labels, ["retromaeAddLayerNorm_gelu_y"], `${name}: ${fused.labels.join(", ")}`);
+      if (what === "dx") {
+        // no GELU program either way (tfjs programs by shader key), where GELU then the LayerNorm runs one each way
+        const [keysFused, keysApart] = [(await programsOf(fn(true))).keys, (await programsOf(fn(false))).keys];
+        assert.ok(!keysFused.some((k) => /^retromaeGelu/.test(k)), `${name}: ${keysFused.join(", ")}`);
+        assert.equal(keysApart.filter((k) => /^retromaeGelu/.test(k)), ["retromaeGelu", "retromaeGeluGrad"], `${name}: ${keysApart.join(", ")}`);
+        assert.equal(fused.labels.filter((l) => /LayerNorm/.test(l)), ["retromaeAddLayerNorm_gelu_stats", `retromaeLayerNormDs_gelu_${Math.ceil(H / 64)}`, "retromaeLayerNormGammaBeta"], name);
+      }
+    }
+  }
 });
 
 test("the attention in training on webgpu reads q, k and v in place from their stacked projections (self-attention's [B, L, 3H]; q and [B, Lk, 2H] otherwise) and writes their gradients side by side: the cpu's split-and-merge composition (scores, masked softmax, dropout, context), values and gradients on odd shapes, the same bits twice, no transposes and no adds; where the heads split (the tiled matmul, RETROMAE_WEBGPU_HEADS=split) it does not apply", async () => {

@@ -66,7 +66,9 @@
  *   gradient in the feed-forward block is the epilogue of the next dense
  *   layer's input gradient (fused.ts feedForward, GELU_LINEAR_DX): the
  *   product times GELU′(pre) as it is written, in tfjs's program (a PReLU
- *   epilogue, pre as its weights, the activation swapped) or the tiled one.
+ *   epilogue, pre as its weights, the activation swapped) or the tiled one;
+ *   in the MLM heads' transform, GELU is applied as the LayerNorm reads its
+ *   input and GELU′ as its gradient is written (GELU_LAYER_NORM).
  * - Matmuls without atomics: where tfjs would split one along K and add the
  *   parts with float atomics (a batch of one, K ≥ 2000, a small output), its
  *   small-output program runs instead, so the bits do not change from run
@@ -110,6 +112,7 @@ import {
   DENSE_GELU,
   DENSE_WEIGHT_GRADS,
   GELU_LINEAR_DX,
+  GELU_LAYER_NORM,
   DROPOUT,
   DROPOUT_ADD_LAYER_NORM,
   LAYER_NORM_DROPOUT,
@@ -136,7 +139,7 @@ import {
 } from "../fused";
 import type { KernelConfig, KernelFunc, TensorInfo } from "@tensorflow/tfjs-core";
 import { MAX_GROUPS, rawBackend, RawBackend, rawBindings, record as recordDispatch } from "./raw";
-import { ERF_WGSL, GELU_GRAD_WGSL, headMatMulProgram, HeadStrides, headsSideBySide, headsStacked, headStridesAt, fewOutputTiles, SPLIT_TILE, splitKEnabled, splitKGrid, splitKMatMulProgram, splitKParts, splitKRowSumsShader, takesTiledMatMul, TILED_STEP_K, TiledEpilogue, tiledMatMulProgram, tiledSplitKParts, transposedHeads } from "./matmul";
+import { ERF_WGSL, GELU_FUNCTIONS_WGSL, GELU_GRAD_WGSL, headMatMulProgram, HeadStrides, headsSideBySide, headsStacked, headStridesAt, fewOutputTiles, SPLIT_TILE, splitKEnabled, splitKGrid, splitKMatMulProgram, splitKParts, splitKRowSumsShader, takesTiledMatMul, TILED_STEP_K, TiledEpilogue, tiledMatMulProgram, tiledSplitKParts, transposedHeads } from "./matmul";
 
 /** What these kernels use of tfjs-backend-webgpu's WebGPUBackend. */
 export interface WebGPUBackendLike {
@@ -557,9 +560,7 @@ function editingPrograms<T>(b: WebGPUBackendLike, edit: (program: TfjsProgram) =
 function geluActivation(kind: "gelu" | "geluGrad", type: string, coords: string): string {
   const one = (c: string) => (kind === "gelu" ? `retromaeGelu(a${c})` : `retromaeGeluGrad(b${c}, a${c})`);
   const v = type === "f32" ? one("") : `vec4<f32>(${[".x", ".y", ".z", ".w"].map(one).join(", ")})`;
-  return `${ERF_WGSL}
-fn retromaeGelu(x : f32) -> f32 { return 0.5 * x * (1.0 + retromaeErf(x * 0.7071067811865476)); }
-fn retromaeGeluGrad(x : f32, dy : f32) -> f32 { return ${GELU_GRAD_WGSL("x", "dy")}; }
+  return `${GELU_FUNCTIONS_WGSL}
 fn activation(a : ${type}, coords : ${coords}) -> ${type} { ${kind === "geluGrad" ? "let b = getPreluActivationWeightsByOutputCoords(coords); " : ""}return ${v}; }`;
 }
 
@@ -773,8 +774,8 @@ ${body}
 }`;
 }
 
-/** What a LayerNorm kernel normalizes: x; x + residual; or BertEmbeddings' sum, x + the position table's row (row mod L) + the token type table's row 0. */
-type LayerNormSum = "plain" | "residual" | "embeddings";
+/** What a LayerNorm kernel normalizes: x; x + residual; BertEmbeddings' sum, x + the position table's row (row mod L) + the token type table's row 0; or GELU(x) (the MLM head's transform). */
+type LayerNormSum = "plain" | "residual" | "embeddings" | "gelu";
 
 /** Where a LayerNorm kernel's dropout applies: to x as it is read (BertSelfOutput, BertOutput) or to y as it is written (BertEmbeddings). */
 type DropAt = "x" | "y" | null;
@@ -790,11 +791,11 @@ type DropAt = "x" | "y" | null;
  */
 function layerNormShader(sum: LayerNormSum, stats: boolean, dropAt: DropAt): string {
   const outs = ["y", ...(stats ? ["xhat", "rstdOut"] : [])];
-  const ins = ["x", ...{ plain: [], residual: ["residual"], embeddings: ["positions", "types"] }[sum], "gamma", "beta", ...(dropAt ? ["dropBase"] : [])];
+  const ins = ["x", ...{ plain: [], residual: ["residual"], embeddings: ["positions", "types"], gelu: [] }[sum], "gamma", "beta", ...(dropAt ? ["dropBase"] : [])];
   const xAt = dropAt === "x" ? "dropped(dropSeed, ib + c, x[ib + c])" : "x[ib + c]";
-  const sAt = { plain: xAt, residual: `(${xAt} + residual[ib + c])`, embeddings: `(${xAt} + positions[(row % uniforms.L) * H + c] + types[c])` }[sum];
+  const sAt = { plain: xAt, residual: `(${xAt} + residual[ib + c])`, embeddings: `(${xAt} + positions[(row % uniforms.L) * H + c] + types[c])`, gelu: `retromaeGelu(${xAt})` }[sum];
   const yAt = dropAt === "y" ? "dropped(dropSeed, ib + c, xh * gamma[c] + beta[c])" : "xh * gamma[c] + beta[c]";
-  return rawRowsShader(outs, ins, `H : i32, eps : f32${sum === "embeddings" ? ", L : i32" : ""}`, `
+  return `${sum === "gelu" ? GELU_FUNCTIONS_WGSL : ""}` + rawRowsShader(outs, ins, `H : i32, eps : f32${sum === "embeddings" ? ", L : i32" : ""}`, `
   let H = uniforms.H;
   let ib = row * H;
   var acc = 0.0;
@@ -816,10 +817,10 @@ type DropoutAttrs = { dropSeed: number; dropThreshold: number; dropScale: number
 /** The name suffix of a LayerNorm kernel's dispatches with dropout at x or y. */
 const dropSuffix = (dropAt: DropAt) => (dropAt === "x" ? "_dropout" : dropAt === "y" ? "_dropoutY" : "");
 
-/** ADD_LAYER_NORM, DROPOUT_ADD_LAYER_NORM (x dropped out), LAYER_NORM_DROPOUT (y dropped out) and the EMBEDDINGS_LAYER_NORM pair (`positions` and `types` inputs); with dropout, `base` an input and the call's attributes. */
-const layerNormKernel = (dropAt: DropAt): KernelFunc => ({ inputs, attrs }) => {
+/** ADD_LAYER_NORM, DROPOUT_ADD_LAYER_NORM (x dropped out), LAYER_NORM_DROPOUT (y dropped out), the EMBEDDINGS_LAYER_NORM pair (`positions` and `types` inputs) and GELU_LAYER_NORM (`gelu`); with dropout, `base` an input and the call's attributes. */
+const layerNormKernel = (dropAt: DropAt, gelu = false): KernelFunc => ({ inputs, attrs }) => {
   const { x, residual, positions, types, gamma, beta, base } = inputs as Record<string, TensorInfo | undefined>;
-  const sum: LayerNormSum = positions ? "embeddings" : residual ? "residual" : "plain";
+  const sum: LayerNormSum = gelu ? "gelu" : positions ? "embeddings" : residual ? "residual" : "plain";
   const rb = rawOf("Add & LayerNorm");
   const H = x!.shape[x!.shape.length - 1];
   const rows = product(x!.shape) / H;
@@ -842,6 +843,7 @@ export const dropoutAddLayerNormWebGPU: KernelConfig = { kernelName: DROPOUT_ADD
 export const layerNormDropoutWebGPU: KernelConfig = { kernelName: LAYER_NORM_DROPOUT, backendName: "webgpu", kernelFunc: layerNormKernel("y") };
 export const embeddingsLayerNormWebGPU: KernelConfig = { kernelName: EMBEDDINGS_LAYER_NORM, backendName: "webgpu", kernelFunc: layerNormKernel(null) };
 export const embeddingsLayerNormDropoutWebGPU: KernelConfig = { kernelName: EMBEDDINGS_LAYER_NORM_DROPOUT, backendName: "webgpu", kernelFunc: layerNormKernel("y") };
+export const geluLayerNormWebGPU: KernelConfig = { kernelName: GELU_LAYER_NORM, backendName: "webgpu", kernelFunc: layerNormKernel(null, true) };
 
 /**
  * EMBEDDING_TABLES_GRAD: the position and token-type tables' gradients from
@@ -899,16 +901,18 @@ const LAYER_NORM_GRAD_GROUPS = 1024;
  * under y's mask. As it goes, each invocation adds its columns' dy · x̂ and
  * dy over the group's rows, in order, in `perLane` registers a column, and
  * writes them as the group's row of `partial` [groups, 2, H] (γ's, then
- * β's): dy and x̂ are read once, where a column sum read them again.
+ * β's): dy and x̂ are read once, where a column sum read them again. With
+ * `geluOf` (the LayerNorm of GELU(pre): GELU_LAYER_NORM), ds is written as
+ * pre's gradient, ds · GELU′(pre) (GELU_GRAD's arithmetic).
  */
-function layerNormGradShader(dropAt: DropAt, perLane: number): string {
+function layerNormGradShader(dropAt: DropAt, perLane: number, geluOf = false): string {
   const outs = ["ds", ...(dropAt === "x" ? ["dx"] : []), "partial"];
-  const ins = ["dy", "xhat", "rstd", "gamma", ...(dropAt ? ["dropBase"] : [])];
+  const ins = ["dy", "xhat", "rstd", "gamma", ...(dropAt ? ["dropBase"] : []), ...(geluOf ? ["pre"] : [])];
   const dyAt = dropAt === "y" ? "dropped(dropSeed, ib + c, dy[ib + c])" : "dy[ib + c]";
   return `
 ${rawBindings(outs, ins, `rows : i32, H : i32, per : i32${dropAt ? `, ${DROPOUT_FIELDS}` : ""}`)}
 ${ROW_SUM_WGSL(ROWS_WG)}
-${dropAt ? DROPPED_WGSL : ""}
+${dropAt ? DROPPED_WGSL : ""}${geluOf ? GELU_FUNCTIONS_WGSL : ""}
 @compute @workgroup_size(${ROWS_WG})
 fn main(@builtin(workgroup_id) wid : vec3<u32>, @builtin(local_invocation_index) lid : u32) {
   let group = i32(wid.x + wid.y * ${MAX_GROUPS}u);
@@ -935,7 +939,7 @@ fn main(@builtin(workgroup_id) wid : vec3<u32>, @builtin(local_invocation_index)
         let g = ${dyAt};
         let xh = xhat[ib + c];
         let d = r * (g * gamma[c] - meanG - xh * meanGX);
-        ds[ib + c] = d;${dropAt === "x" ? "\n        dx[ib + c] = dropped(dropSeed, ib + c, d);" : ""}
+        ds[ib + c] = ${geluOf ? "retromaeGeluGrad(pre[ib + c], d)" : "d"};${dropAt === "x" ? "\n        dx[ib + c] = dropped(dropSeed, ib + c, d);" : ""}
         sumG[j] = sumG[j] + g * xh;
         sumB[j] = sumB[j] + g;
         j = j + 1;
@@ -952,7 +956,8 @@ export const layerNormGradWebGPU: KernelConfig = {
   kernelName: LAYER_NORM_GRAD,
   backendName: "webgpu",
   kernelFunc: ({ inputs, attrs }) => {
-    const { dy, xhat, rstd, gamma, base } = inputs as Record<string, TensorInfo>;
+    const { dy, xhat, rstd, gamma, base, pre } = inputs as Record<string, TensorInfo>;
+    if (pre && base) throw new Error(`${LAYER_NORM_GRAD} on webgpu takes pre (a LayerNorm of GELU(pre)) or a dropout's base, not both.`);
     const rb = rawOf("LayerNorm's gradient");
     const wb = rb as unknown as WebGPUBackendLike;
     const dropAt: DropAt = base ? ((attrs as { dropOutput?: boolean }).dropOutput ? "y" : "x") : null;
@@ -971,7 +976,7 @@ export const layerNormGradWebGPU: KernelConfig = {
     const partial = rb.makeTensorInfo([groups, 2, H], "float32");
     const u = packUniforms([[rows, "i32"], [H, "i32"], [per, "i32"], ...(dropAt ? dropoutUniforms(attrs as unknown as DropoutAttrs) : [])]);
     const perLane = Math.ceil(H / ROWS_WG);
-    recordDispatch(rb, `retromaeLayerNormDs${dropSuffix(dropAt)}_${perLane}`, () => layerNormGradShader(dropAt, perLane), [ds, ...(dx ? [dx] : []), partial, dy, xhat, rstd, gamma, ...(base ? [base] : [])], u, groups);
+    recordDispatch(rb, `retromaeLayerNormDs${dropSuffix(dropAt)}${pre ? "_gelu" : ""}_${perLane}`, () => layerNormGradShader(dropAt, perLane, !!pre), [ds, ...(dx ? [dx] : []), partial, dy, xhat, rstd, gamma, ...(base ? [base] : []), ...(pre ? [pre] : [])], u, groups);
     // dγ = Σ_rows dy · x̂ and dβ = Σ_rows dy: the groups' sums added in order, in one pass
     const [dgamma, dbeta] = columnSums(rb, "LayerNormGammaBeta", [partial], ["p"], ["p[at + r * uniforms.cols]", "p[at + (r + 1) * uniforms.cols]"], groups, H);
     wb.disposeData(partial.dataId);
@@ -1858,7 +1863,7 @@ const identityTranspose = (original: KernelFunc) =>
  * `maxStorageBuffers` is the device's maxStorageBuffersPerShaderStage.
  */
 export function registerWebGPUKernels(maxStorageBuffers: number): void {
-  for (const k of [deterministicUnsortedSegmentSum, embeddingGradWebGPU, robustSoftmax, dropoutWebGPU, geluWebGPU, geluGradWebGPU, addLayerNormWebGPU, dropoutAddLayerNormWebGPU, layerNormDropoutWebGPU, embeddingsLayerNormWebGPU, embeddingTablesGradWebGPU, layerNormGradWebGPU, scaledMaskedSoftmaxWebGPU, scaledMaskedSoftmaxDropoutWebGPU, scaledSoftmaxGradWebGPU, attentionWebGPU, headMatMulWebGPU, attentionGradWebGPU, stackKernel(false), stackKernel(true), additiveMaskOfBytesWebGPU,
+  for (const k of [deterministicUnsortedSegmentSum, embeddingGradWebGPU, robustSoftmax, dropoutWebGPU, geluWebGPU, geluGradWebGPU, addLayerNormWebGPU, geluLayerNormWebGPU, dropoutAddLayerNormWebGPU, layerNormDropoutWebGPU, embeddingsLayerNormWebGPU, embeddingTablesGradWebGPU, layerNormGradWebGPU, scaledMaskedSoftmaxWebGPU, scaledMaskedSoftmaxDropoutWebGPU, scaledSoftmaxGradWebGPU, attentionWebGPU, headMatMulWebGPU, attentionGradWebGPU, stackKernel(false), stackKernel(true), additiveMaskOfBytesWebGPU,
     logSumExpRowsWebGPU, logSumExpArgMaxWebGPU, softmaxMinusOneHotWebGPU, softmaxMinusOneHotColSumWebGPU, pickLabelsWebGPU, meanNllAccuracyWebGPU]) {
     if (tf.getKernel(k.kernelName, "webgpu")) tf.unregisterKernel(k.kernelName, "webgpu");
     tf.registerKernel(k);

@@ -337,6 +337,11 @@ fn retromaeErf(x : f32) -> f32 {
   return select(-y, y, x >= 0.0);
 }`;
 
+/** GELU and dy · GELU′ as the WGSL functions retromaeGelu(x) and retromaeGeluGrad(x, dy) (with retromaeErf), kernels.ts's GELU and GELU_GRAD arithmetic. */
+export const GELU_FUNCTIONS_WGSL = `${ERF_WGSL}
+fn retromaeGelu(x : f32) -> f32 { return 0.5 * x * (1.0 + retromaeErf(x * 0.7071067811865476)); }
+fn retromaeGeluGrad(x : f32, dy : f32) -> f32 { return ${GELU_GRAD_WGSL("x", "dy")}; }`;
+
 /**
  * C[b] = op(A[b])·op(B[b]) (+ bias) in tiles of 128 × 128: a workgroup of
  * 16 × 16 invocations, each computing 8 rows × 8 columns of its tile (two
