@@ -651,12 +651,13 @@ export function denseAndInputWebGPU(fusedMatMul: KernelFunc): KernelConfig {
 }
 
 /**
- * fused.ts feedForward's second dense layer's input gradient: (dy·W) ⊙ GELU′(pre), GELU′ applied
- * as the product is written (GELU_GRAD's arithmetic, the product as its
- * dy): in the 128 × 128 tiled program's epilogue where it takes the
- * product, else in tfjs's own fused matmul asked for a PReLU epilogue (pre
- * as its weights) with each program's activation function swapped. Where
- * the product splits along K, its sum and then GELU_GRAD's pass.
+ * fused.ts feedForward's second dense layer's input gradient:
+ * (dy·W) ⊙ GELU′(pre), GELU′ applied as the product is written (GELU_GRAD's
+ * arithmetic, the product as its dy): in the 128 × 128 tiled program's
+ * epilogue where it takes the product, else in tfjs's own fused matmul
+ * asked for a PReLU epilogue (pre as its weights) with each program's
+ * activation function swapped. Where the product splits along K, its sum
+ * and then GELU_GRAD's pass.
  * dy [N, out], W [out, in], pre [N, in] -> [N, in]
  */
 export function geluLinearDxWebGPU(fusedMatMul: KernelFunc): KernelConfig {
@@ -671,15 +672,15 @@ export function geluLinearDxWebGPU(fusedMatMul: KernelFunc): KernelConfig {
       if ([dy, W, pre].some((t) => t.dtype !== "float32") || W.shape[0] !== K || pre.shape[0] !== N || pre.shape[1] !== I) throw new Error(`${GELU_LINEAR_DX} on webgpu takes float32 dy [N, out], W [out, in] and pre [N, in].`);
       if (N * I === 0) return b.makeTensorInfo([N, I], "float32", new Float32Array(0));
       if (K === 0) return zeros(b, [N, I], "float32"); // (a product of 0: GELU′ times 0)
-      const product = (attrs: object, extra: object = {}) => fusedMatMul({ inputs: { a: dy, b: W, ...extra } as never, backend, attrs: { transposeA: false, transposeB: false, leakyreluAlpha: 0, ...attrs } as never }) as TensorInfo;
+      const dyW = (attrs: object, extra: object = {}) => fusedMatMul({ inputs: { a: dy, b: W, ...extra } as never, backend, attrs: { transposeA: false, transposeB: false, leakyreluAlpha: 0, ...attrs } as never }) as TensorInfo;
       if (splitKParts(N, I, K) > 1) {
-        const dh = product({ activation: "linear" });
+        const dh = dyW({ activation: "linear" });
         const out = geluGradWebGPU.kernelFunc({ inputs: { x: pre, dy: dh }, backend, attrs: {} }) as TensorInfo;
         b.disposeData(dh.dataId);
         return out;
       }
       if (takesTiledMatMul(1, N, I)) return { ...b.runWebGPUProgram(tiledMatMulProgram(1, N, I, K, false, false, "geluGrad"), [dy, W, pre], "float32", ints(N, I, K, 1, 1, K)), shape: [N, I] };
-      return editingPrograms(b, swapInGeluGrad, () => product({ activation: "prelu" }, { preluActivationWeights: pre }));
+      return editingPrograms(b, swapInGeluGrad, () => dyW({ activation: "prelu" }, { preluActivationWeights: pre }));
     },
   };
 }
@@ -795,7 +796,7 @@ function layerNormShader(sum: LayerNormSum, stats: boolean, dropAt: DropAt): str
   const xAt = dropAt === "x" ? "dropped(dropSeed, ib + c, x[ib + c])" : "x[ib + c]";
   const sAt = { plain: xAt, residual: `(${xAt} + residual[ib + c])`, embeddings: `(${xAt} + positions[(row % uniforms.L) * H + c] + types[c])`, gelu: `retromaeGelu(${xAt})` }[sum];
   const yAt = dropAt === "y" ? "dropped(dropSeed, ib + c, xh * gamma[c] + beta[c])" : "xh * gamma[c] + beta[c]";
-  return `${sum === "gelu" ? GELU_FUNCTIONS_WGSL : ""}` + rawRowsShader(outs, ins, `H : i32, eps : f32${sum === "embeddings" ? ", L : i32" : ""}`, `
+  return (sum === "gelu" ? GELU_FUNCTIONS_WGSL : "") + rawRowsShader(outs, ins, `H : i32, eps : f32${sum === "embeddings" ? ", L : i32" : ""}`, `
   let H = uniforms.H;
   let ib = row * H;
   var acc = 0.0;
