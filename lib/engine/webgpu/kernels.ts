@@ -139,7 +139,7 @@ import {
 } from "../fused";
 import type { KernelConfig, KernelFunc, TensorInfo } from "@tensorflow/tfjs-core";
 import { MAX_GROUPS, rawBackend, RawBackend, rawBindings, record as recordDispatch } from "./raw";
-import { ERF_WGSL, GELU_FUNCTIONS_WGSL, GELU_GRAD_WGSL, headMatMulProgram, HeadStrides, headsSideBySide, headsStacked, headStridesAt, fewOutputTiles, SPLIT_TILE, splitKEnabled, splitKGrid, splitKMatMulProgram, splitKParts, splitKRowSumsShader, takesTiledMatMul, TILED_STEP_K, TiledEpilogue, tiledMatMulProgram, tiledSplitKParts, transposedHeads } from "./matmul";
+import { GELU_FUNCTIONS_WGSL, headMatMulProgram, HeadStrides, headsSideBySide, headsStacked, headStridesAt, fewOutputTiles, SPLIT_TILE, splitKEnabled, splitKGrid, splitKMatMulProgram, splitKParts, splitKRowSumsShader, takesTiledMatMul, TILED_STEP_K, TiledEpilogue, tiledMatMulProgram, tiledSplitKParts, transposedHeads } from "./matmul";
 
 /** What these kernels use of tfjs-backend-webgpu's WebGPUBackend. */
 export interface WebGPUBackendLike {
@@ -364,10 +364,10 @@ export const robustSoftmax: KernelConfig = {
   },
 };
 
-/** An elementwise program over `inputs` (with matmul.ts's retromaeErf in scope). */
+/** An elementwise program over `inputs` (with matmul.ts's retromaeGelu and retromaeGeluGrad in scope). */
 function elementwise(name: string, inputs: string[], expr: string) {
   return (n: number) => {
-    const body = `${ERF_WGSL}
+    const body = `${GELU_FUNCTIONS_WGSL}
   fn main(index : i32) {
     if (index >= uniforms.count) { return; }
     let i = index;
@@ -378,9 +378,9 @@ function elementwise(name: string, inputs: string[], expr: string) {
 }
 
 /** x · Φ(x) = 0.5 · x · (1 + erf(x / √2)) */
-const geluProgram = elementwise("Gelu", ["x"], "0.5 * x[i] * (1.0 + retromaeErf(x[i] * 0.7071067811865476))");
+const geluProgram = elementwise("Gelu", ["x"], "retromaeGelu(x[i])");
 /** dy · (Φ(x) + x · φ(x)) */
-const geluGradProgram = elementwise("GeluGrad", ["x", "dy"], GELU_GRAD_WGSL("x[i]", "dy[i]"));
+const geluGradProgram = elementwise("GeluGrad", ["x", "dy"], "retromaeGeluGrad(x[i], dy[i])");
 
 function elementwiseKernel(kernelName: string, program: (n: number) => object, names: string[]): KernelConfig {
   return {

@@ -325,11 +325,8 @@ export function tiledSplitKParts(M: number, N: number, K: number): number {
  */
 export type TiledEpilogue = "none" | "row" | "matrix" | "geluGrad";
 
-/** dy · GELU′(x) in WGSL, as kernels.ts's GELU_GRAD program computes it (needs retromaeErf). */
-export const GELU_GRAD_WGSL = (x: string, dy: string) => `${dy} * (0.5 * (1.0 + retromaeErf(${x} * 0.7071067811865476)) + ${x} * 0.3989422804014327 * exp(-0.5 * ${x} * ${x}))`;
-
 /** erf by Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7), the formula tfjs's cpu and webgpu Erf use, in WGSL as retromaeErf. */
-export const ERF_WGSL = `
+const ERF_WGSL = `
 fn retromaeErf(x : f32) -> f32 {
   let v = abs(x);
   let t = 1.0 / (1.0 + 0.3275911 * v);
@@ -337,10 +334,10 @@ fn retromaeErf(x : f32) -> f32 {
   return select(-y, y, x >= 0.0);
 }`;
 
-/** GELU and dy · GELU′ as the WGSL functions retromaeGelu(x) and retromaeGeluGrad(x, dy) (with retromaeErf), kernels.ts's GELU and GELU_GRAD arithmetic. */
+/** GELU and dy · GELU′ as the WGSL functions retromaeGelu(x) and retromaeGeluGrad(x, dy) (with retromaeErf): the one definition of both, which kernels.ts's GELU and GELU_GRAD programs, the swapped matmul activations, the LayerNorm kernels and the tiled epilogue call. */
 export const GELU_FUNCTIONS_WGSL = `${ERF_WGSL}
 fn retromaeGelu(x : f32) -> f32 { return 0.5 * x * (1.0 + retromaeErf(x * 0.7071067811865476)); }
-fn retromaeGeluGrad(x : f32, dy : f32) -> f32 { return ${GELU_GRAD_WGSL("x", "dy")}; }`;
+fn retromaeGeluGrad(x : f32, dy : f32) -> f32 { return dy * (0.5 * (1.0 + retromaeErf(x * 0.7071067811865476)) + x * 0.3989422804014327 * exp(-0.5 * x * x)); }`;
 
 /**
  * C[b] = op(A[b])·op(B[b]) (+ bias) in tiles of 128 × 128: a workgroup of
@@ -413,13 +410,13 @@ ${rows.map((i) => `          c${i}0 = fma(vec4<f32>(a${i >> 2}[${i & 3}]), b0, c
       let v = c${i}${h}${bias === "row" ? " + vec4<f32>(bias[min(n, uniforms.N - 1)], bias[min(n + 1, uniforms.N - 1)], bias[min(n + 2, uniforms.N - 1)], bias[min(n + 3, uniforms.N - 1)])" : ""};
       if (m < uniforms.M) {
         let o = (z * uniforms.M + m) * uniforms.N + n;
-        for (var j = 0; j < 4; j = j + 1) { if (n + j < uniforms.N) { result[o + j] = ${{ none: "v[j]", row: "v[j]", matrix: "v[j] + bias[o + j]", geluGrad: GELU_GRAD_WGSL("pre[o + j]", "v[j]") }[bias]}; } }
+        for (var j = 0; j < 4; j = j + 1) { if (n + j < uniforms.N) { result[o + j] = ${{ none: "v[j]", row: "v[j]", matrix: "v[j] + bias[o + j]", geluGrad: "retromaeGeluGrad(pre[o + j], v[j])" }[bias]}; } }
       }
     }`,
       ),
     )
     .join("");
-  const code = `${bias === "geluGrad" ? ERF_WGSL : ""}
+  const code = `${bias === "geluGrad" ? GELU_FUNCTIONS_WGSL : ""}
   var<workgroup> As : array<vec4<f32>, ${BK * ROW}>;
   var<workgroup> Bs : array<vec4<f32>, ${BK * ROW}>;
   fn main(index : i32) {
