@@ -324,7 +324,7 @@ export async function benchGpuOne(args: string[]): Promise<void> {
 
   // one more step with every dispatch timed on the GPU: where the step's time goes
   let profile: Record<string, unknown> = {};
-  let splitK = false; // whether the step splits matmuls along K or column sums along their rows (kernels.ts splitKParts, columnSumParts)
+  let splitK = false; // whether the step splits matmuls along K or column sums along their rows (matmul.ts splitKParts, reduce.ts columnSumParts)
   if (recorded?.replayed && (tf.backend() as unknown as { device: GPUDevice }).device.features.has("timestamp-query")) {
     const p = await trainer.profile();
     splitK = p.kernels.some((k) => /MatMulSplitK|_splitK$|ColumnSum_\w+Runs$/.test(k.kernel));

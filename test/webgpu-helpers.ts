@@ -107,7 +107,7 @@ export function microModel(vocabSize: number, seed = 5, initializerRange = 0.02,
  * bounds checks off (the default), a shader that reads past the end of a
  * tensor then reads NaN, which reaches its output even where the value is
  * multiplied by zero: tests against the cpu fail instead of passing by luck
- * (as they do on tfjs-webgpu's unchecked mm_readB, without kernels.ts
+ * (as they do on tfjs-webgpu's unchecked mm_readB, without dense.ts
  * boundReadsOfB).
  */
 export function guardBuffersWithNaN(device: GPUDevice, tailBytes = 4096): void {

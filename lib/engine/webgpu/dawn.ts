@@ -384,7 +384,7 @@ export const NULL_ADAPTER = "null-backend";
  * array in every shader clamped (or checked) so that a shader cannot read or
  * write outside its bindings. A browser needs that against untrusted pages;
  * here every shader is tfjs-webgpu's or this project's, each keeps inside
- * its bindings (tfjs's matmul reads of B once did not: kernels.ts
+ * its bindings (tfjs's matmul reads of B once did not: dense.ts
  * boundReadsOfB; the tests run every kernel without the checks, on
  * SwiftShader, which honours the switch, with NaN past each buffer's end,
  * against the cpu), and the checks cost arithmetic in the inner loops: an

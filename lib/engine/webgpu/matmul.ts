@@ -1,5 +1,5 @@
 /**
- * This project's matmul programs for tfjs-webgpu (kernels.ts's BatchMatMul
+ * This project's matmul programs for tfjs-webgpu (dense.ts's BatchMatMul
  * and _FusedMatMul choose among them and tfjs's own):
  *
  * - split along K (`splitKParts`, `splitKMatMulProgram`): an output of few
@@ -7,7 +7,7 @@
  *   (in 32 × 32 tiles, or in the tiled program's where `tiledSplitKParts`
  *   says its parts fill a GPU); the 32 × 32 split also as a raw dispatch
  *   that sums A's rows on the way (`splitKRowSumsShader`: a dense layer's
- *   bias gradient beside its weight's, kernels.ts denseWeightGradsWebGPU);
+ *   bias gradient beside its weight's, dense.ts denseWeightGradsWebGPU);
  * - 128 × 128 tiles (`tiledMatMulProgram`): the classic fp32 GEMM blocking
  *   (a workgroup of 256 invocations, 8 × 8 outputs each, K in steps of 8
  *   staged in workgroup memory, the inner product unrolled into vec4
@@ -37,7 +37,7 @@ export const SPLIT_TILE = 32;
 /**
  * Whether long reductions over few outputs are split in parts (the default;
  * RETROMAE_WEBGPU_SPLIT_K=0 turns it off): matmuls along K (splitKParts) and
- * column sums along their rows (kernels.ts columnSumParts).
+ * column sums along their rows (reduce.ts columnSumParts).
  */
 export function splitKEnabled(): boolean {
   const v = process.env.RETROMAE_WEBGPU_SPLIT_K;
@@ -321,7 +321,7 @@ export function tiledSplitKParts(M: number, N: number, K: number): number {
  * What the tiled program does to C as it writes it: nothing, add a bias [N]
  * to every row ("row") or an addend of C's shape ("matrix"), or multiply by
  * GELU′ of a pre-activation of C's shape ("geluGrad": C a product dy·W
- * that is GELU's input's gradient, kernels.ts's GELU_GRAD arithmetic).
+ * that is GELU's input's gradient, elementwise.ts's GELU_GRAD arithmetic).
  */
 export type TiledEpilogue = "none" | "row" | "matrix" | "geluGrad";
 
@@ -334,7 +334,7 @@ fn retromaeErf(x : f32) -> f32 {
   return select(-y, y, x >= 0.0);
 }`;
 
-/** GELU and dy · GELU′ as the WGSL functions retromaeGelu(x) and retromaeGeluGrad(x, dy) (with retromaeErf): the one definition of both, which kernels.ts's GELU and GELU_GRAD programs, the swapped matmul activations, the LayerNorm kernels and the tiled epilogue call. */
+/** GELU and dy · GELU′ as the WGSL functions retromaeGelu(x) and retromaeGeluGrad(x, dy) (with retromaeErf): the one definition of both, which elementwise.ts's GELU and GELU_GRAD programs, the swapped matmul activations, the LayerNorm kernels and the tiled epilogue call. */
 export const GELU_FUNCTIONS_WGSL = `${ERF_WGSL}
 fn retromaeGelu(x : f32) -> f32 { return 0.5 * x * (1.0 + retromaeErf(x * 0.7071067811865476)); }
 fn retromaeGeluGrad(x : f32, dy : f32) -> f32 { return dy * (0.5 * (1.0 + retromaeErf(x * 0.7071067811865476)) + x * 0.3989422804014327 * exp(-0.5 * x * x)); }`;

@@ -36,7 +36,7 @@
 import * as tf from "../tf";
 import type { TensorInfo } from "@tensorflow/tfjs-core";
 import type { AdamWStep } from "../native";
-import { ROW_SUM_WGSL } from "./kernels";
+import { ROW_SUM_WGSL } from "./program";
 import { deviceTensor, GROUP_INDEX, rawBackend, record } from "./raw";
 
 const WG = 256;
