@@ -31,7 +31,7 @@ import { ATTENTION, ATTENTION_GRAD, DROPOUT_SOFTMAX, HEAD_MATMUL, SCALED_MASKED_
 import type { KernelConfig, TensorInfo } from "@tensorflow/tfjs-core";
 import { MAX_GROUPS, rawBindings, record as recordDispatch } from "./raw";
 import { headMatMulProgram, HeadStrides, headsSideBySide, headsStacked, headStridesAt, transposedHeads } from "./matmul";
-import { DROP_SEED_WGSL, DROPOUT_FIELDS, DropoutAttrs, DROPPED_WGSL, dropoutUniforms, ints, packUniforms, product, programUniforms, rawOf, rawRowsShader, rowWorkgroupProgram, ROWS_WG, WebGPUBackendLike, zeros } from "./program";
+import { DROP_SEED_WGSL, DROPOUT_FIELDS, DropoutAttrs, DROPPED_WGSL, dropoutUniforms, ints, packUniforms, product, programUniforms, rawOf, rawRowsShader, rowMaxAndSumWgsl, rowWorkgroupProgram, ROWS_WG, WebGPUBackendLike, zeros } from "./program";
 
 /**
  * Row-wise softmax of x [rows, cols]: one workgroup per row, max and sum by
@@ -40,12 +40,7 @@ import { DROP_SEED_WGSL, DROPOUT_FIELDS, DropoutAttrs, DROPPED_WGSL, dropoutUnif
 export function softmaxProgram(rows: number, cols: number) {
   const wg = cols >= 4096 ? 256 : 64;
   return rowWorkgroupProgram("Softmax", rows, cols, ["x"], "", `
-    var m = x[base];
-    for (var c = tid; c < n; c = c + ${wg}) { m = max(m, x[base + c]); }
-    let rowMax = rowReduce(tid, m, true);
-    var acc = 0.0;
-    for (var c = tid; c < n; c = c + ${wg}) { acc = acc + exp(x[base + c] - rowMax); }
-    let total = rowReduce(tid, acc, false);
+${rowMaxAndSumWgsl((c) => `x[base + ${c}]`, "n", wg)}
     if (live) { for (var c = tid; c < n; c = c + ${wg}) { result[base + c] = exp(x[base + c] - rowMax) / total; } }`, wg);
 }
 
@@ -71,18 +66,12 @@ export const robustSoftmax: KernelConfig = {
  * `base` (row · n) in scope; `write(v)` stores v, column c's probability.
  */
 function scaledMaskedSoftmaxBody(write: (v: string) => string): string {
-  const z = "(x[base + c] * uniforms.scale + mask[mbase + c])";
+  const z = (c: string) => `(x[base + ${c}] * uniforms.scale + mask[mbase + ${c}])`;
   return `
     let q = row % uniforms.lq;
     let b = row / (uniforms.lq * uniforms.heads);
-    let mbase = (b * uniforms.mq + select(q, 0, uniforms.mq == 1)) * n;
-    var m = x[base] * uniforms.scale + mask[mbase];
-    for (var c = tid; c < n; c = c + ${ROWS_WG}) { m = max(m, ${z}); }
-    let rowMax = rowReduce(tid, m, true);
-    var acc = 0.0;
-    for (var c = tid; c < n; c = c + ${ROWS_WG}) { acc = acc + exp(${z} - rowMax); }
-    let total = rowReduce(tid, acc, false);
-    if (live) { for (var c = tid; c < n; c = c + ${ROWS_WG}) { ${write(`exp(${z} - rowMax) / total`)} } }`;
+    let mbase = (b * uniforms.mq + select(q, 0, uniforms.mq == 1)) * n;${rowMaxAndSumWgsl(z)}
+    if (live) { for (var c = tid; c < n; c = c + ${ROWS_WG}) { ${write(`exp(${z("c")} - rowMax) / total`)} } }`;
 }
 
 const SOFTMAX_UNIFORMS = "lq : i32, heads : i32, mq : i32, scale : f32";

@@ -9,7 +9,7 @@
 import { LOG_SUM_EXP_ARG_MAX, LOG_SUM_EXP_ROWS, MEAN_NLL_ACCURACY, PICK_LABELS, SOFTMAX_MINUS_ONE_HOT, SOFTMAX_MINUS_ONE_HOT_COL_SUM } from "../fused";
 import type { KernelConfig, TensorInfo } from "@tensorflow/tfjs-core";
 import { rawBindings, record as recordDispatch } from "./raw";
-import { flatProgram, packUniforms, product, rawOf, ROW_SUM_WGSL, rowWorkgroupProgram, ROWS_WG, WebGPUBackendLike } from "./program";
+import { flatProgram, packUniforms, product, rawOf, ROW_SUM_WGSL, rowMaxAndSumWgsl, rowWorkgroupProgram, ROWS_WG, WebGPUBackendLike } from "./program";
 import { columnSum } from "./reduce";
 
 /** log Σⱼ exp(z[r, j]) per row (and the first index of the row's max, with `argMax`). z [N, V] */
@@ -17,12 +17,7 @@ function logSumExpProgram(rows: number, V: number) {
   return rowWorkgroupProgram("LogSumExp", rows, 1, ["z"], "V : i32,", `
     let V = uniforms.V;
     let zb = row * V;
-    var m = z[zb];
-    for (var c = tid; c < V; c = c + ${ROWS_WG}) { m = max(m, z[zb + c]); }
-    let rowMax = rowReduce(tid, m, true);
-    var acc = 0.0;
-    for (var c = tid; c < V; c = c + ${ROWS_WG}) { acc = acc + exp(z[zb + c] - rowMax); }
-    let total = rowReduce(tid, acc, false);
+${rowMaxAndSumWgsl((c) => `z[zb + ${c}]`, "V")}
     if (live && tid == 0) { result[row] = rowMax + log(total); }`);
 }
 
@@ -68,12 +63,7 @@ function argMaxProgram(rows: number, V: number) {
 /** softmax(z) − onehot(y) per row, times the row's weight where weighted. z [N, V], y [N] int32, w [N] -> [N, V] */
 function softmaxMinusOneHotProgram(rows: number, V: number, weighted: boolean) {
   return rowWorkgroupProgram(weighted ? "SoftmaxMinusOneHotWeighted" : "SoftmaxMinusOneHot", rows, V, weighted ? ["z", "labels", "weights"] : ["z", "labels"], "", `
-    var m = z[base];
-    for (var c = tid; c < n; c = c + ${ROWS_WG}) { m = max(m, z[base + c]); }
-    let rowMax = rowReduce(tid, m, true);
-    var acc = 0.0;
-    for (var c = tid; c < n; c = c + ${ROWS_WG}) { acc = acc + exp(z[base + c] - rowMax); }
-    let total = rowReduce(tid, acc, false);
+${rowMaxAndSumWgsl((c) => `z[base + ${c}]`)}
     let y = labels[row];
     let w = ${weighted ? "weights[row]" : "1.0"};
     if (live) { for (var c = tid; c < n; c = c + ${ROWS_WG}) { result[base + c] = w * (exp(z[base + c] - rowMax) / total - select(0.0, 1.0, c == y)); } }`);

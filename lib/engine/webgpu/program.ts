@@ -80,6 +80,24 @@ export const ROW_SUM_WGSL = (wg: number) => `
 export const ROWS_WG = 64;
 
 /**
+ * A row's maximum and Σ exp(v − max) in WGSL, for a row program
+ * (rowWorkgroupProgram, rawRowsShader: `tid` and rowReduce in scope):
+ * `at(c)` is the value at column c, of `n` columns, walked `wg` apart.
+ * Declares `rowMax` and `total`; exp(at(c) − rowMax) / total is the
+ * softmax at c. The max starts at column 0's value, not at -3.402823e38, so
+ * a row all at -FLT_MAX (HF's mask value) is uniform, not 0 / 0.
+ */
+export function rowMaxAndSumWgsl(at: (c: string) => string, n = "n", wg = ROWS_WG): string {
+  return `
+    var m = ${at("0")};
+    for (var c = tid; c < ${n}; c = c + ${wg}) { m = max(m, ${at("c")}); }
+    let rowMax = rowReduce(tid, m, true);
+    var acc = 0.0;
+    for (var c = tid; c < ${n}; c = c + ${wg}) { acc = acc + exp(${at("c")} - rowMax); }
+    let total = rowReduce(tid, acc, false);`;
+}
+
+/**
  * A program with one workgroup of `wg` invocations per row of a [rows, cols]
  * output: `body` runs with `row`, `tid` (0..wg-1), `n` (= cols) and `base`
  * (row · n) in scope, and `rowReduce` for sums and maxima across the row.
