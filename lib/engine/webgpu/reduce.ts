@@ -1,13 +1,14 @@
 /**
  * Sums in a fixed order: column sums over the rows (every bias gradient;
- * LayerNorm's γ and β; the tied decoder's bias), in one pass or in runs of
- * rows whose sums a second pass adds in order, where tfjs's Sum over leading
- * axes transposes the input and then reduces; and AddN within the adapter's
- * limits. tfjs binds every input of AddN to one shader; a gradient sum over
- * more inputs than `maxStorageBuffersPerShaderStage` (8 on the smallest
- * adapters) fails pipeline validation. Here the inputs are summed in runs
- * that fit, left to right: the same additions in the same order, so the
- * same bits. A sum over no elements is zeros.
+ * LayerNorm's γ and β; the tied decoder's bias; the parts of a matmul split
+ * along K), in one pass or in runs of rows whose sums a second pass adds in
+ * order, where tfjs's Sum over leading axes transposes the input and then
+ * reduces; and AddN within the adapter's limits. tfjs binds every input of
+ * AddN to one shader; a gradient sum over more inputs than
+ * `maxStorageBuffersPerShaderStage` (8 on the smallest adapters) fails
+ * pipeline validation. Here the inputs are summed in runs that fit, left to
+ * right: the same additions in the same order, so the same bits. A sum over
+ * no elements is zeros.
  */
 import * as tf from "../tf";
 import type { KernelConfig, KernelFunc, TensorInfo } from "@tensorflow/tfjs-core";
