@@ -36,8 +36,8 @@ import * as tf from "../tf";
 import { DENSE_AND_INPUT, DENSE_GELU, DENSE_WEIGHT_GRADS, GELU_LINEAR_DX } from "../fused";
 import type { KernelConfig, KernelFunc, TensorInfo } from "@tensorflow/tfjs-core";
 import { MAX_GROUPS, rawBindings, record as recordDispatch } from "./raw";
-import { fewOutputTiles, GELU_FUNCTIONS_WGSL, SPLIT_TILE, splitKEnabled, splitKGrid, splitKMatMulProgram, splitKParts, splitKRowSumsShader, takesTiledMatMul, TILED_STEP_K, TiledEpilogue, tiledMatMulProgram, tiledSplitKParts } from "./matmul";
-import { ints, product, rawOf, WebGPUBackendLike, zeros } from "./program";
+import { fewOutputTiles, SPLIT_TILE, splitKEnabled, splitKGrid, splitKMatMulProgram, splitKParts, splitKRowSumsShader, takesTiledMatMul, TILED_STEP_K, TiledEpilogue, tiledMatMulProgram, tiledSplitKParts } from "./matmul";
+import { GELU_FUNCTIONS_WGSL, ints, product, rawOf, WebGPUBackendLike, zeros } from "./program";
 import { columnSum, inRuns } from "./reduce";
 import { geluGradWebGPU } from "./elementwise";
 

@@ -4,17 +4,16 @@
  *   forward and a dozen backward (lib/engine/fused.ts);
  * - dropout with its mask from a counter-based hash drawn per element
  *   (fused.ts's DROPOUT), where tfjs draws dropout's noise on the CPU and
- *   uploads it; the same hash in WGSL for the kernels that drop out as they
- *   read or write (./layer-norm.ts, ./attention.ts);
+ *   uploads it (the hash in WGSL is ./program.ts's, shared with the kernels
+ *   that drop out as they read or write);
  * - the additive mask of a 0/1 byte matrix (the decoder's attention mask),
  *   from its bytes four to a word: the upload is a quarter of int32s'.
  */
 import { ADDITIVE_MASK_OF_BYTES, DROPOUT, GELU, GELU_GRAD } from "../fused";
 import type { KernelConfig, TensorInfo } from "@tensorflow/tfjs-core";
-import { GELU_FUNCTIONS_WGSL } from "./matmul";
-import { flatProgram, HASH_WGSL, product, WebGPUBackendLike } from "./program";
+import { flatProgram, GELU_FUNCTIONS_WGSL, HASH_WGSL, product, WebGPUBackendLike } from "./program";
 
-/** An elementwise program over `inputs` (with matmul.ts's retromaeGelu and retromaeGeluGrad in scope). */
+/** An elementwise program over `inputs` (with program.ts's retromaeGelu and retromaeGeluGrad in scope). */
 function elementwise(name: string, inputs: string[], expr: string) {
   return (n: number) => {
     const body = `${GELU_FUNCTIONS_WGSL}

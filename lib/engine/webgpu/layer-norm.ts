@@ -25,8 +25,7 @@ import {
 } from "../fused";
 import type { KernelConfig, KernelFunc, TensorInfo } from "@tensorflow/tfjs-core";
 import { MAX_GROUPS, rawBindings, record as recordDispatch } from "./raw";
-import { GELU_FUNCTIONS_WGSL } from "./matmul";
-import { DROP_SEED_WGSL, DROPOUT_FIELDS, DropoutAttrs, DROPPED_WGSL, dropoutUniforms, packUniforms, product, rawOf, rawRowsShader, ROW_SUM_WGSL, ROWS_WG, WebGPUBackendLike, zeros } from "./program";
+import { DROP_SEED_WGSL, DROPOUT_FIELDS, DropoutAttrs, DROPPED_WGSL, dropoutUniforms, GELU_FUNCTIONS_WGSL, packUniforms, product, rawOf, rawRowsShader, ROW_SUM_WGSL, ROWS_WG, WebGPUBackendLike, zeros } from "./program";
 import { columnSums } from "./reduce";
 
 /** What a LayerNorm kernel normalizes: x; x + residual; BertEmbeddings' sum, x + the position table's row (row mod L) + the token type table's row 0; or GELU(x) (the MLM head's transform). */

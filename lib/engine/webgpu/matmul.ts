@@ -29,6 +29,7 @@
  * split is recorded in tfjs's command encoder (./raw.ts), so recorded steps
  * replay them all and profiles name them.
  */
+import { GELU_FUNCTIONS_WGSL } from "./program";
 import { rawBindings } from "./raw";
 
 /** The tile of C a split-K workgroup computes, on each side. */
@@ -324,20 +325,6 @@ export function tiledSplitKParts(M: number, N: number, K: number): number {
  * that is GELU's input's gradient, elementwise.ts's GELU_GRAD arithmetic).
  */
 export type TiledEpilogue = "none" | "row" | "matrix" | "geluGrad";
-
-/** erf by Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7), the formula tfjs's cpu and webgpu Erf use, in WGSL as retromaeErf. */
-const ERF_WGSL = `
-fn retromaeErf(x : f32) -> f32 {
-  let v = abs(x);
-  let t = 1.0 / (1.0 + 0.3275911 * v);
-  let y = 1.0 - (((((1.061405429 * t - 1.453152027) * t) + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * exp(-v * v);
-  return select(-y, y, x >= 0.0);
-}`;
-
-/** GELU and dy · GELU′ as the WGSL functions retromaeGelu(x) and retromaeGeluGrad(x, dy) (with retromaeErf): the one definition of both, which elementwise.ts's GELU and GELU_GRAD programs, the swapped matmul activations, the LayerNorm kernels and the tiled epilogue call. */
-export const GELU_FUNCTIONS_WGSL = `${ERF_WGSL}
-fn retromaeGelu(x : f32) -> f32 { return 0.5 * x * (1.0 + retromaeErf(x * 0.7071067811865476)); }
-fn retromaeGeluGrad(x : f32, dy : f32) -> f32 { return dy * (0.5 * (1.0 + retromaeErf(x * 0.7071067811865476)) + x * 0.3989422804014327 * exp(-0.5 * x * x)); }`;
 
 /**
  * C[b] = op(A[b])·op(B[b]) (+ bias) in tiles of 128 × 128: a workgroup of

@@ -5,8 +5,8 @@
  * dispatch, or a workgroup per row with a tree reduction in workgroup
  * memory), uniforms, zeros written on the device, and the row shaders of
  * raw dispatches (./raw.ts), which write several outputs where a tfjs
- * program writes one; and the dropout mask's hash in WGSL, which the
- * kernels that drop out as they read or write share.
+ * program writes one; and, in WGSL, GELU and its gradient and the dropout
+ * mask's hash, which several kernels compute inside their own loops.
  */
 import * as tf from "../tf";
 import type { KernelConfig, KernelFunc, TensorInfo } from "@tensorflow/tfjs-core";
@@ -148,6 +148,20 @@ export function rawOf(kernel: string): RawBackend {
   if (!rb) throw new Error(`${kernel} on webgpu needs tfjs-backend-webgpu 4.22's internals, which this install lacks; reinstall the pinned @tensorflow/tfjs-backend-webgpu with npm ci.`);
   return rb;
 }
+
+/** erf by Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7), the formula tfjs's cpu and webgpu Erf use, in WGSL as retromaeErf. */
+const ERF_WGSL = `
+fn retromaeErf(x : f32) -> f32 {
+  let v = abs(x);
+  let t = 1.0 / (1.0 + 0.3275911 * v);
+  let y = 1.0 - (((((1.061405429 * t - 1.453152027) * t) + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * exp(-v * v);
+  return select(-y, y, x >= 0.0);
+}`;
+
+/** GELU and dy · GELU′ as the WGSL functions retromaeGelu(x) and retromaeGeluGrad(x, dy) (with retromaeErf): the one definition of both, which elementwise.ts's GELU and GELU_GRAD programs, dense.ts's swapped matmul activations, layer-norm.ts's kernels and matmul.ts's tiled epilogue call. */
+export const GELU_FUNCTIONS_WGSL = `${ERF_WGSL}
+fn retromaeGelu(x : f32) -> f32 { return 0.5 * x * (1.0 + retromaeErf(x * 0.7071067811865476)); }
+fn retromaeGeluGrad(x : f32, dy : f32) -> f32 { return dy * (0.5 * (1.0 + retromaeErf(x * 0.7071067811865476)) + x * 0.3989422804014327 * exp(-0.5 * x * x)); }`;
 
 /** fused.ts's hash32 (lowbias32) in WGSL. */
 export const HASH_WGSL = `
